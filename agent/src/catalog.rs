@@ -1,0 +1,263 @@
+//! The catalog of backups in a store: every manifest, newest first, and the
+//! choice of one by `latest`, id or `before:TIME`. Backups exist only through
+//! their manifests.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::backup_id::BackupId;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::store::Store;
+
+/// Which backups a command looks at: all, one namespace, or one backup name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Scope {
+    fn list_prefix(&self) -> String {
+        match (&self.namespace, &self.name) {
+            (Some(ns), Some(name)) => format!("{ns}/{name}/"),
+            (Some(ns), None) => format!("{ns}/"),
+            _ => String::new(),
+        }
+    }
+
+    fn admits(&self, m: &Manifest) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| *ns == m.namespace)
+            && self.name.as_ref().is_none_or(|n| *n == m.name)
+    }
+}
+
+/// Reads every manifest in scope, newest first. A manifest that cannot be
+/// read is reported and skipped: one damaged backup must not hide the others.
+pub async fn load(store: &dyn Store, scope: &Scope) -> Result<Vec<Manifest>> {
+    let keys: Vec<String> = store
+        .list(&scope.list_prefix())
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| is_manifest_key(k))
+        .collect();
+    let loaded: Vec<Option<Manifest>> = futures::stream::iter(keys)
+        .map(|key| async move {
+            let bytes = store.get_bytes(&key).await?;
+            Ok::<_, Error>(match Manifest::parse(&bytes, &key) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "skipping unreadable manifest");
+                    None
+                }
+            })
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let mut manifests: Vec<Manifest> = loaded
+        .into_iter()
+        .flatten()
+        .filter(|m| scope.admits(m))
+        .collect();
+    sort_newest_first(&mut manifests);
+    Ok(manifests)
+}
+
+fn is_manifest_key(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    parts.len() == 4 && parts[3] == MANIFEST_FILE && parts[2].parse::<BackupId>().is_ok()
+}
+
+pub fn sort_newest_first(manifests: &mut [Manifest]) {
+    manifests.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then_with(|| b.backup_id.cmp(&a.backup_id))
+    });
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Latest,
+    Id(BackupId),
+    /// The newest backup that started strictly before this time.
+    Before(DateTime<Utc>),
+}
+
+impl FromStr for Selector {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if s == "latest" {
+            return Ok(Selector::Latest);
+        }
+        if let Some(time) = s.strip_prefix("before:") {
+            return DateTime::parse_from_rfc3339(time)
+                .map(|t| Selector::Before(t.with_timezone(&Utc)))
+                .map_err(|e| format!("--backup {s:?}: {time:?} is not an RFC 3339 time ({e}); e.g. before:2026-11-27T06:00:00Z"));
+        }
+        s.parse::<BackupId>()
+            .map(Selector::Id)
+            .map_err(|e| format!("--backup: {e}; or use latest, or before:RFC3339"))
+    }
+}
+
+/// Picks one backup from `manifests` (newest first). `latest` and `before:`
+/// need the manifests to belong to one backup name; if they do not, the error
+/// lists the names so the user can add `--name`.
+pub fn select<'a>(
+    manifests: &'a [Manifest],
+    selector: &Selector,
+    store: &str,
+) -> Result<&'a Manifest> {
+    if manifests.is_empty() {
+        return Err(Error::usage(format!(
+            "no backups found in {store} (for this --namespace/--name)"
+        )));
+    }
+    if let Selector::Id(id) = selector {
+        let found: Vec<&Manifest> = manifests
+            .iter()
+            .filter(|m| m.backup_id == id.as_str())
+            .collect();
+        return match found.as_slice() {
+            [one] => Ok(one),
+            [] => Err(Error::usage(format!("backup {id} does not exist in {store}; `vertice-agent list --from {store}` shows the backups"))),
+            _ => Err(Error::usage(format!(
+                "backup id {id} exists under several names ({}); add --namespace and --name",
+                names(found.iter().copied())
+            ))),
+        };
+    }
+    let groups: BTreeSet<(&str, &str)> = manifests
+        .iter()
+        .map(|m| (m.namespace.as_str(), m.name.as_str()))
+        .collect();
+    if groups.len() > 1 {
+        return Err(Error::usage(format!(
+            "{store} holds backups of several names ({}); choose one with --namespace and --name",
+            names(manifests.iter())
+        )));
+    }
+    let chosen = match selector {
+        Selector::Latest => manifests.first(),
+        Selector::Before(t) => manifests.iter().find(|m| m.started_at < *t),
+        Selector::Id(_) => None,
+    };
+    chosen.ok_or_else(|| match selector {
+        Selector::Before(t) => Error::usage(format!(
+            "no backup in {store} started before {}",
+            t.to_rfc3339()
+        )),
+        _ => Error::usage(format!("no backups found in {store}")),
+    })
+}
+
+fn names<'a>(manifests: impl Iterator<Item = &'a Manifest>) -> String {
+    let set: BTreeSet<String> = manifests
+        .map(|m| format!("{}/{}", m.namespace, m.name))
+        .collect();
+    set.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{SourceInfo, SourceKind};
+
+    fn manifest(ns: &str, name: &str, id: &str) -> Manifest {
+        let id: BackupId = id.parse().expect("id");
+        let t = id.time().expect("time");
+        Manifest {
+            format_version: 1,
+            backup_id: id.to_string(),
+            namespace: ns.into(),
+            name: name.into(),
+            source: SourceInfo {
+                kind: SourceKind::Redis,
+                address: "redis://h:6379".into(),
+                server_version: None,
+                database: None,
+            },
+            started_at: t,
+            finished_at: t,
+            agent_version: "t".into(),
+            artifacts: vec![],
+        }
+    }
+
+    fn sorted(mut v: Vec<Manifest>) -> Vec<Manifest> {
+        sort_newest_first(&mut v);
+        v
+    }
+
+    #[test]
+    fn parses_selectors() {
+        assert_eq!("latest".parse(), Ok(Selector::Latest));
+        assert!(
+            matches!("before:2026-11-27T06:00:00+01:00".parse::<Selector>(), Ok(Selector::Before(t)) if t.to_rfc3339() == "2026-11-27T05:00:00+00:00")
+        );
+        assert!(matches!(
+            "20261127T060000Z-1a2b".parse::<Selector>(),
+            Ok(Selector::Id(_))
+        ));
+        assert!("yesterday".parse::<Selector>().is_err());
+        assert!("before:noon"
+            .parse::<Selector>()
+            .expect_err("bad time")
+            .contains("RFC 3339"));
+    }
+
+    #[test]
+    fn selects_latest_id_and_before() {
+        let all = sorted(vec![
+            manifest("ns", "db", "20261101T000000Z-0001"),
+            manifest("ns", "db", "20261103T000000Z-0003"),
+            manifest("ns", "db", "20261102T000000Z-0002"),
+        ]);
+        let pick = |s: &str| {
+            select(&all, &s.parse().expect("selector"), "store").map(|m| m.backup_id.clone())
+        };
+        assert_eq!(pick("latest").expect("latest"), "20261103T000000Z-0003");
+        assert_eq!(
+            pick("20261101T000000Z-0001").expect("id"),
+            "20261101T000000Z-0001"
+        );
+        assert_eq!(
+            pick("before:2026-11-03T00:00:00Z").expect("before"),
+            "20261102T000000Z-0002"
+        );
+        assert!(pick("before:2026-11-01T00:00:00Z").is_err());
+        let missing = pick("20261104T000000Z-0004").expect_err("missing id");
+        assert_eq!(missing.exit_code(), 2);
+        assert!(missing.to_string().contains("does not exist"), "{missing}");
+    }
+
+    #[test]
+    fn latest_over_several_names_asks_for_a_name() {
+        let all = sorted(vec![
+            manifest("ns", "a", "20261101T000000Z-0001"),
+            manifest("ns", "b", "20261102T000000Z-0002"),
+        ]);
+        let err = select(&all, &Selector::Latest, "store").expect_err("ambiguous");
+        assert!(err.to_string().contains("ns/a, ns/b"), "{err}");
+        assert!(select(&[], &Selector::Latest, "store").is_err());
+    }
+
+    #[test]
+    fn only_manifest_keys_at_the_right_depth_count() {
+        assert!(is_manifest_key("ns/db/20261101T000000Z-0001/manifest.json"));
+        assert!(!is_manifest_key(
+            "ns/db/20261101T000000Z-0001/dump.pgdump.zst"
+        ));
+        assert!(!is_manifest_key("ns/db/junk/manifest.json"));
+        assert!(!is_manifest_key(
+            "x/ns/db/20261101T000000Z-0001/manifest.json"
+        ));
+    }
+}

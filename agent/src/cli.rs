@@ -1,0 +1,209 @@
+//! The command line (clap derive). Every flag also reads a `VERTICE_…`
+//! environment variable; secrets are never flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use vertice_crds::Compression;
+
+use crate::pipeline::progress::ProgressMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vertice-agent",
+    version,
+    about = "Streams database backups into object stores, and restores them"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "VERTICE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing syntax), e.g. `info` or `vertice_agent=debug`.
+    #[arg(long, global = true, env = "VERTICE_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up a database into a store.
+    Backup(BackupArgs),
+    /// Restore a backup into a database or an RDB file.
+    Restore(RestoreArgs),
+    /// List the backups in a store, newest first.
+    List(ListArgs),
+    /// Re-read a stored backup and check it against its manifest.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// S3 endpoint for S3-compatible servers, e.g. http://127.0.0.1:8333.
+    #[arg(long, env = "VERTICE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region (default: AWS_REGION, else us-east-1).
+    #[arg(long, env = "VERTICE_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Force path-style addressing (automatic for IP and localhost endpoints).
+    #[arg(long, env = "VERTICE_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+
+    /// Size of the first upload parts, in MiB; parts grow past 1,000 parts.
+    #[arg(long, env = "VERTICE_PART_SIZE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    pub part_size_mib: u64,
+
+    /// Upload parts in flight at once (memory ≈ part size × this).
+    #[arg(long, env = "VERTICE_PARTS_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub parts_in_flight: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NameArgs {
+    /// Namespace the backup belongs to (set by the controller in a Job).
+    #[arg(long, env = "VERTICE_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Backup name (default for `backup`: the database name, or "redis").
+    #[arg(long, env = "VERTICE_BACKUP_NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Where to write the one-line JSON run summary (written only if the file
+    /// exists, as Kubernetes creates it, or if set explicitly).
+    #[arg(long, env = "VERTICE_TERMINATION_LOG")]
+    pub termination_log: Option<PathBuf>,
+
+    /// Progress reporting.
+    #[arg(long, env = "VERTICE_PROGRESS", default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// What to back up: postgres://USER@HOST:PORT/DB or redis://[USER@]HOST:PORT.
+    /// Passwords come from PGPASSWORD / REDIS_PASSWORD or --password-file.
+    #[arg(long, env = "VERTICE_SOURCE")]
+    pub source: String,
+
+    /// Store URL: s3://bucket/prefix or file:///path.
+    #[arg(long, env = "VERTICE_STORE")]
+    pub to: String,
+
+    /// File holding the database password (e.g. a mounted Secret).
+    #[arg(long, env = "VERTICE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    #[arg(long, env = "VERTICE_COMPRESSION", default_value = "zstd")]
+    pub compression: Compression,
+
+    /// zstd 1-19 (default 3), gzip 1-9 (default 6).
+    #[arg(long, env = "VERTICE_COMPRESSION_LEVEL")]
+    pub compression_level: Option<i32>,
+
+    /// pg_dump executable.
+    #[arg(long, env = "VERTICE_PG_DUMP", default_value = "pg_dump")]
+    pub pg_dump: PathBuf,
+
+    #[command(flatten)]
+    pub names: NameArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Store URL to restore from.
+    #[arg(long, env = "VERTICE_STORE")]
+    pub from: String,
+
+    /// Which backup: latest, an id, or before:RFC3339.
+    #[arg(long, env = "VERTICE_RESTORE_BACKUP", default_value = "latest")]
+    pub backup: String,
+
+    /// Where to restore: postgres://USER@HOST:PORT/DB (must exist),
+    /// redis://HOST:PORT, or file:///path/dump.rdb for a fresh Redis.
+    #[arg(long, env = "VERTICE_RESTORE_TARGET")]
+    pub to: String,
+
+    /// File holding the target's password.
+    #[arg(long, env = "VERTICE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Replace: overwrite an existing RDB file, or replace same-named keys in a non-empty Redis.
+    #[arg(long, env = "VERTICE_RESTORE_FORCE")]
+    pub force: bool,
+
+    /// PostgreSQL: skip ownership and privileges (restore into a cluster without the original roles).
+    #[arg(long, env = "VERTICE_RESTORE_NO_OWNER")]
+    pub no_owner: bool,
+
+    /// pg_restore executable.
+    #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]
+    pub pg_restore: PathBuf,
+
+    #[command(flatten)]
+    pub names: NameArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Store URL.
+    #[arg(long, env = "VERTICE_STORE")]
+    pub from: String,
+
+    #[arg(long, env = "VERTICE_OUTPUT", default_value = "table")]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub names: NameArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Store URL.
+    #[arg(long, env = "VERTICE_STORE")]
+    pub from: String,
+
+    /// Which backup: latest, an id, or before:RFC3339.
+    #[arg(long, env = "VERTICE_VERIFY_BACKUP", default_value = "latest")]
+    pub backup: String,
+
+    #[command(flatten)]
+    pub names: NameArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}

@@ -1,0 +1,279 @@
+//! `vertice-agent restore`: store → SHA-256 → decompress → target, where the
+//! target never sees a backup whose checksum fails.
+//!
+//! - PostgreSQL: `pg_restore --single-transaction` reads the stream; the last
+//!   chunk is held back until the checksums match, so a corrupt backup is
+//!   killed before it can commit and the transaction rolls back.
+//! - Redis, RDB file: written to a temporary name, published only when whole
+//!   and verified; an existing file is replaced only with `--force`.
+//! - Redis, running instance: the artifact is verified first (one read), then
+//!   replayed with RESTORE (a second read).
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::store_from_args;
+use super::verify::{check_integrity, open_artifact, verify_artifact};
+use crate::catalog::{self, Scope, Selector};
+use crate::cli::RestoreArgs;
+use crate::error::{Error, Result};
+use crate::manifest::{Artifact, Manifest, SourceKind};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::redact::Redactor;
+use crate::redis::live_restore::{self, LiveRestoreError};
+use crate::source::postgres;
+use crate::store::Store;
+use crate::summary::RunSummary;
+use crate::target::{
+    resolve_password, PostgresTarget, RedisTarget, Target, POSTGRES_PASSWORD_ENV,
+    REDIS_PASSWORD_ENV,
+};
+
+const CHUNK: usize = 256 * 1024;
+
+pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifest> {
+    let selector: Selector = args.backup.parse().map_err(Error::usage)?;
+    let target = Target::parse(&args.to, "--to")?;
+    let store = store_from_args(&args.from, "--from", &args.store).await?;
+    summary.store = Some(store.describe());
+    let scope = Scope {
+        namespace: args.names.namespace.clone(),
+        name: args.names.name.clone(),
+    };
+    let manifests = catalog::load(store.as_ref(), &scope).await?;
+    let manifest = catalog::select(&manifests, &selector, &store.describe())?.clone();
+    summary.backup_id = Some(manifest.backup_id.clone());
+    summary.namespace = Some(manifest.namespace.clone());
+    summary.name = Some(manifest.name.clone());
+    summary.source_kind = Some(manifest.source.kind.to_string());
+    let artifact = manifest
+        .artifacts
+        .first()
+        .ok_or_else(|| Error::failed(format!("backup {} has no artifacts", manifest.backup_id)))?
+        .clone();
+    tracing::info!(backup = %manifest.backup_id, artifact = %artifact.name, "restore started");
+
+    match (&target, manifest.source.kind) {
+        (Target::Postgres(pg), SourceKind::Postgres) => {
+            restore_postgres(args, store.as_ref(), &manifest, &artifact, pg).await?
+        }
+        (Target::File(path), SourceKind::Redis) => {
+            restore_rdb_file(args, store.as_ref(), &manifest, &artifact, path).await?
+        }
+        (Target::Redis(redis), SourceKind::Redis) => {
+            restore_redis_live(args, store.as_ref(), &manifest, &artifact, redis).await?
+        }
+        (_, kind) => {
+            return Err(Error::usage(format!(
+                "backup {} is a {kind} backup; --to must be {}",
+                manifest.backup_id,
+                match kind {
+                    SourceKind::Postgres => "a postgres:// URL",
+                    SourceKind::Redis => "a redis:// URL or file:///path/dump.rdb",
+                }
+            )))
+        }
+    }
+    summary.stored_bytes = Some(manifest.stored_bytes());
+    summary.raw_bytes = Some(manifest.raw_bytes());
+    tracing::info!(backup = %manifest.backup_id, "restore complete");
+    Ok(manifest)
+}
+
+async fn restore_postgres(
+    args: &RestoreArgs,
+    store: &dyn Store,
+    manifest: &Manifest,
+    artifact: &Artifact,
+    target: &PostgresTarget,
+) -> Result<()> {
+    let password = resolve_password(args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?;
+    let mut redactor = Redactor::new();
+    if let Some(p) = &password {
+        redactor.add(p);
+    }
+    let mut open = open_artifact(store, manifest, artifact).await?;
+    let mut running = postgres::spawn_restore(
+        &args.pg_restore,
+        target,
+        password.as_deref(),
+        args.no_owner,
+        redactor.clone(),
+    )
+    .map_err(|e| Error::usage(format!("--pg-restore: {e}")))?;
+    let mut stdin = running
+        .stdin
+        .take()
+        .ok_or_else(|| Error::failed("pg_restore has no stdin"))?;
+    let _progress = Progress::start(
+        args.run.progress,
+        "restore",
+        std::sync::Arc::clone(&open.stored),
+    );
+
+    // Hold back the last chunk: pg_restore cannot finish (and commit) without it.
+    let mut held: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut tool_gone = false;
+    let read_error = loop {
+        let n = match open.reader.read(&mut buf).await {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) => break Some(e.to_string()),
+        };
+        if !held.is_empty() && !tool_gone && stdin.write_all(&held).await.is_err() {
+            // pg_restore stopped reading: it failed; its stderr says why.
+            tool_gone = true;
+        }
+        held.clear();
+        held.extend_from_slice(&buf[..n]);
+    };
+    let integrity = match read_error {
+        Some(e) => Err(Error::failed(format!(
+            "reading backup {} failed: {e}",
+            manifest.backup_id
+        ))),
+        None => check_integrity(manifest, artifact, &open.stored, &open.raw),
+    };
+    if let Err(e) = integrity {
+        running.kill();
+        drop(stdin);
+        let _ = running.wait().await;
+        return Err(Error::failed(format!(
+            "{e}; pg_restore was stopped before committing, nothing was restored"
+        )));
+    }
+    if !tool_gone {
+        let _ = stdin.write_all(&held).await;
+        let _ = stdin.shutdown().await;
+    }
+    drop(stdin);
+    running.wait().await.map_err(|e| {
+        Error::failed(format!(
+            "{e}; the transaction was rolled back, nothing was restored"
+        ))
+    })
+}
+
+async fn restore_rdb_file(
+    args: &RestoreArgs,
+    store: &dyn Store,
+    manifest: &Manifest,
+    artifact: &Artifact,
+    path: &Path,
+) -> Result<()> {
+    if path.as_os_str().is_empty() || path.file_name().is_none() {
+        return Err(Error::usage(
+            "--to file:// needs a file path, e.g. file:///data/dump.rdb",
+        ));
+    }
+    if tokio::fs::try_exists(path).await.unwrap_or(false) && !args.force {
+        return Err(Error::usage(format!(
+            "--to {}: the file exists; pass --force to replace it",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Error::failed(format!("creating {}: {e}", dir.display())))?;
+    }
+    let temp = temp_sibling(path);
+    let result = write_verified(store, manifest, artifact, &temp, args).await;
+    let published = match result {
+        Ok(()) if args.force => tokio::fs::rename(&temp, path).await,
+        // Without --force, linking fails if the file appeared meanwhile.
+        Ok(()) => tokio::fs::hard_link(&temp, path).await,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
+    };
+    let _ = tokio::fs::remove_file(&temp).await;
+    published.map_err(|e| Error::failed(format!("publishing {}: {e}", path.display())))
+}
+
+async fn write_verified(
+    store: &dyn Store,
+    manifest: &Manifest,
+    artifact: &Artifact,
+    temp: &Path,
+    args: &RestoreArgs,
+) -> Result<()> {
+    let mut open = open_artifact(store, manifest, artifact).await?;
+    let _progress = Progress::start(
+        args.run.progress,
+        "restore",
+        std::sync::Arc::clone(&open.stored),
+    );
+    let mut file = tokio::fs::File::create(temp)
+        .await
+        .map_err(|e| Error::failed(format!("creating {}: {e}", temp.display())))?;
+    tokio::io::copy(&mut open.reader, &mut file)
+        .await
+        .map_err(|e| {
+            Error::failed(format!(
+                "restoring backup {} into {}: {e}",
+                manifest.backup_id,
+                temp.display()
+            ))
+        })?;
+    file.sync_all()
+        .await
+        .map_err(|e| Error::failed(format!("syncing {}: {e}", temp.display())))?;
+    check_integrity(manifest, artifact, &open.stored, &open.raw)
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".vertice-partial-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+async fn restore_redis_live(
+    args: &RestoreArgs,
+    store: &dyn Store,
+    manifest: &Manifest,
+    artifact: &Artifact,
+    target: &RedisTarget,
+) -> Result<()> {
+    let password = resolve_password(args.password_file.as_ref(), REDIS_PASSWORD_ENV)?;
+    // A running instance cannot be rolled back cheaply: check before touching it.
+    verify_artifact(store, manifest, artifact, args.run.progress).await?;
+    let open = open_artifact(store, manifest, artifact).await?;
+    let _progress = Progress::start(
+        args.run.progress,
+        "restore",
+        std::sync::Arc::clone(&open.stored),
+    );
+    let target = target.clone();
+    let replace = args.force;
+    let reader = tokio_util::io::SyncIoBridge::new(open.reader);
+    let stats = tokio::task::spawn_blocking(move || {
+        let mut conn = live_restore::connect(&target, password.as_deref())?;
+        live_restore::restore(
+            &mut conn,
+            &target.address(),
+            reader,
+            replace,
+            chrono::Utc::now().timestamp_millis(),
+        )
+    })
+    .await
+    .map_err(|e| Error::failed(format!("restore task failed: {e}")))?
+    .map_err(|e| match e {
+        LiveRestoreError::Usage(m) => Error::usage(m),
+        LiveRestoreError::Failed(m) => Error::failed(m),
+    })?;
+    tracing::info!(
+        keys = stats.keys,
+        expired_skipped = stats.expired_skipped,
+        functions = stats.functions,
+        "keys restored"
+    );
+    Ok(())
+}

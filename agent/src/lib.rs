@@ -1,0 +1,16 @@
+//! vertice-agent: streams database dumps through compression and SHA-256 into
+//! object stores, and restores, lists and verifies them.
+
+pub mod backup_id;
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod manifest;
+pub mod pipeline;
+pub mod redis;
+pub mod run;
+pub mod source;
+pub mod store;
+pub mod summary;
+pub mod target;

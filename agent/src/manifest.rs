@@ -1,0 +1,171 @@
+//! `manifest.json`: the record that makes a set of uploaded artifacts a backup.
+//! Written last; an artifact without one is an unfinished upload.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use vertice_crds::Compression;
+
+/// Bumped when a change would mislead an older agent reading a newer manifest.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Postgres,
+    Redis,
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceKind::Postgres => "postgres",
+            SourceKind::Redis => "redis",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub kind: SourceKind,
+    /// The source URL without any password.
+    pub address: String,
+    pub server_version: Option<String>,
+    /// Database name (PostgreSQL) or number of keys (Redis, informational).
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Producer {
+    pub tool: String,
+    pub version: Option<String>,
+    pub arguments: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    pub scheme: String,
+    pub recipient_fingerprints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// File name within the backup's directory, e.g. `dump.pgdump.zst`.
+    pub name: String,
+    /// `pg_dump-custom` or `redis-rdb`: what the raw bytes are.
+    pub format: String,
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
+    pub stored_sha256: String,
+    pub raw_sha256: String,
+    pub compression: Compression,
+    pub encryption: Option<Encryption>,
+    pub producer: Producer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub backup_id: String,
+    pub namespace: String,
+    pub name: String,
+    pub source: SourceInfo,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub agent_version: String,
+    pub artifacts: Vec<Artifact>,
+}
+
+impl Manifest {
+    pub fn duration_seconds(&self) -> f64 {
+        (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0
+    }
+
+    pub fn stored_bytes(&self) -> u64 {
+        self.artifacts.iter().map(|a| a.stored_bytes).sum()
+    }
+
+    pub fn raw_bytes(&self) -> u64 {
+        self.artifacts.iter().map(|a| a.raw_bytes).sum()
+    }
+
+    pub fn parse(bytes: &[u8], key: &str) -> Result<Manifest, String> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let version: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|e| format!("{key} is not a Vertice manifest: {e}"))?;
+        if version.format_version > FORMAT_VERSION {
+            return Err(format!(
+                "{key} has manifest format {} but this agent reads up to {FORMAT_VERSION}; upgrade vertice-agent",
+                version.format_version
+            ));
+        }
+        serde_json::from_slice(bytes).map_err(|e| format!("{key} is not a valid manifest: {e}"))
+    }
+}
+
+/// Where things live inside a store: `<namespace>/<name>/<backup-id>/…`.
+pub fn backup_dir(namespace: &str, name: &str, id: &str) -> String {
+    format!("{namespace}/{name}/{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sample() -> Manifest {
+        let t = DateTime::parse_from_rfc3339("2026-11-27T06:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        Manifest {
+            format_version: FORMAT_VERSION,
+            backup_id: "20261127T060000Z-1a2b".into(),
+            namespace: "default".into(),
+            name: "app".into(),
+            source: SourceInfo {
+                kind: SourceKind::Postgres,
+                address: "postgres://app@db:5432/app".into(),
+                server_version: Some("15.18".into()),
+                database: Some("app".into()),
+            },
+            started_at: t,
+            finished_at: t + chrono::Duration::milliseconds(2500),
+            agent_version: "0.1.0".into(),
+            artifacts: vec![Artifact {
+                name: "dump.pgdump.zst".into(),
+                format: "pg_dump-custom".into(),
+                stored_bytes: 10,
+                raw_bytes: 40,
+                stored_sha256: "ab".into(),
+                raw_sha256: "cd".into(),
+                compression: Compression::Zstd,
+                encryption: None,
+                producer: Producer {
+                    tool: "pg_dump".into(),
+                    version: Some("15.18".into()),
+                    arguments: vec!["--format=custom".into()],
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_sums() {
+        let m = sample();
+        let json = serde_json::to_vec(&m).expect("serialize");
+        assert_eq!(Manifest::parse(&json, "k").expect("parse"), m);
+        assert_eq!(m.duration_seconds(), 2.5);
+        assert_eq!((m.stored_bytes(), m.raw_bytes()), (10, 40));
+    }
+
+    #[test]
+    fn refuses_newer_formats_with_advice() {
+        let mut v = serde_json::to_value(sample()).expect("value");
+        v["format_version"] = serde_json::json!(FORMAT_VERSION + 1);
+        let err = Manifest::parse(&serde_json::to_vec(&v).expect("bytes"), "k").expect_err("newer");
+        assert!(err.contains("upgrade vertice-agent"), "{err}");
+        assert!(Manifest::parse(b"{}", "k").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The streaming pipeline: meters that hash and count bytes as they pass,
+//! compression codecs, child processes as byte streams, and progress reports.
+
+pub mod codec;
+pub mod meter;
+pub mod process;
+pub mod progress;
+pub mod redact;

@@ -1,0 +1,258 @@
+//! Child processes (`pg_dump`, `pg_restore`) as parts of a stream.
+//!
+//! A tool's output counts only if the tool exits cleanly: [`ChildOutput`]
+//! turns a non-zero exit into a read error at end of stream, so an upload of a
+//! dump that died midway is aborted rather than completed.
+
+use std::io;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::sync::oneshot;
+
+use super::redact::Redactor;
+
+/// How much of a tool's stderr is kept for the error message: the tail, where
+/// the reason for a failure is.
+const STDERR_TAIL: usize = 4096;
+
+struct Outcome {
+    status: io::Result<ExitStatus>,
+    stderr: String,
+}
+
+pub struct Running {
+    name: String,
+    pub stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    done: oneshot::Receiver<Outcome>,
+    kill: Option<oneshot::Sender<()>>,
+    redactor: Redactor,
+}
+
+/// Starts `command` with piped stdio. The caller registers every secret the
+/// tool may echo in `redactor`. The process is killed if `Running` is dropped
+/// before it finished.
+pub fn spawn(name: &str, mut command: Command, redactor: Redactor) -> io::Result<Running> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            io::Error::new(e.kind(), format!("{name} not found on PATH; install it (e.g. apt-get install postgresql-client) or set its path"))
+        } else {
+            io::Error::new(e.kind(), format!("starting {name}: {e}"))
+        }
+    })?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let (done_tx, done) = oneshot::channel();
+    let (kill_tx, kill_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let stderr_task = tokio::spawn(async move {
+            let mut tail = Vec::new();
+            if let Some(mut stderr) = stderr {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > 2 * STDERR_TAIL {
+                        tail.drain(..tail.len() - STDERR_TAIL);
+                    }
+                }
+            }
+            let start = tail.len().saturating_sub(STDERR_TAIL);
+            String::from_utf8_lossy(&tail[start..]).into_owned()
+        });
+        let status = tokio::select! {
+            status = child.wait() => status,
+            Ok(()) = kill_rx => {
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        let stderr = stderr_task.await.unwrap_or_default();
+        let _ = done_tx.send(Outcome { status, stderr });
+    });
+    Ok(Running {
+        name: name.to_string(),
+        stdin,
+        stdout,
+        done,
+        kill: Some(kill_tx),
+        redactor,
+    })
+}
+
+impl Running {
+    /// The tool's stdout as a stream that fails at its end if the tool failed.
+    pub fn into_output(mut self) -> io::Result<ChildOutput> {
+        let stdout = self
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other(format!("{} has no stdout", self.name)))?;
+        self.stdin = None;
+        Ok(ChildOutput {
+            stdout,
+            running: self,
+            finished: false,
+        })
+    }
+
+    /// Kills the tool (a restore whose input turned out bad must not commit).
+    pub fn kill(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+
+    /// Waits for the tool to exit; an error carries its redacted stderr.
+    pub async fn wait(mut self) -> Result<(), String> {
+        self.stdin = None;
+        let outcome = (&mut self.done).await;
+        judge(&self.name, &self.redactor, outcome)
+    }
+}
+
+fn judge(
+    name: &str,
+    redactor: &Redactor,
+    outcome: Result<Outcome, oneshot::error::RecvError>,
+) -> Result<(), String> {
+    let outcome = outcome.map_err(|_| format!("{name}: lost track of the process"))?;
+    let detail = || {
+        let stderr = redactor.redact(outcome.stderr.trim());
+        if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", stderr.lines().collect::<Vec<_>>().join(" | "))
+        }
+    };
+    match &outcome.status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!(
+            "{name} failed ({}){}",
+            describe_status(status),
+            detail()
+        )),
+        Err(e) => Err(format!(
+            "{name}: waiting for the process failed: {e}{}",
+            detail()
+        )),
+    }
+}
+
+fn describe_status(status: &ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("killed by signal {signal}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exit code {code}"),
+        None => "unknown status".to_string(),
+    }
+}
+
+pub struct ChildOutput {
+    stdout: ChildStdout,
+    running: Running,
+    finished: bool,
+}
+
+impl AsyncRead for ChildOutput {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stdout).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                // End of output: it only counts if the tool succeeded.
+                match Pin::new(&mut this.running.done).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(outcome) => {
+                        this.finished = true;
+                        match judge(&this.running.name, &this.running.redactor, outcome) {
+                            Ok(()) => Poll::Ready(Ok(())),
+                            Err(msg) => Poll::Ready(Err(io::Error::other(msg))),
+                        }
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    #[tokio::test]
+    async fn output_of_a_successful_tool_reads_to_the_end() {
+        let mut out = String::new();
+        spawn("printer", sh("printf hello"), Redactor::new())
+            .expect("spawn")
+            .into_output()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .await
+            .expect("clean exit");
+        assert_eq!(out, "hello");
+    }
+
+    #[tokio::test]
+    async fn a_failing_tool_fails_the_stream_with_its_redacted_stderr() {
+        let mut redactor = Redactor::new();
+        redactor.add("topsecret");
+        let mut out = Vec::new();
+        let err = spawn(
+            "dumper",
+            sh("printf partial; echo 'auth topsecret refused' >&2; exit 3"),
+            redactor,
+        )
+        .expect("spawn")
+        .into_output()
+        .expect("stdout")
+        .read_to_end(&mut out)
+        .await
+        .expect_err("non-zero exit must fail the stream");
+        let msg = err.to_string();
+        assert!(msg.contains("dumper failed (exit code 3)"), "{msg}");
+        assert!(msg.contains("auth *** refused"), "{msg}");
+        assert!(!msg.contains("topsecret"), "{msg}");
+        assert_eq!(out, b"partial");
+    }
+
+    #[tokio::test]
+    async fn a_killed_tool_reports_the_signal() {
+        let mut running = spawn("sleeper", sh("sleep 30"), Redactor::new()).expect("spawn");
+        running.kill();
+        let err = running.wait().await.expect_err("killed");
+        assert!(err.contains("killed by signal 9"), "{err}");
+    }
+}

@@ -1,0 +1,6 @@
+//! Where backups come from: `pg_dump` for PostgreSQL, the replication
+//! protocol for Redis.
+
+pub mod pg_archive;
+pub mod postgres;
+pub mod redis_sync;

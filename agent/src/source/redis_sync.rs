@@ -1,0 +1,328 @@
+//! Receives a Redis RDB snapshot over the replication protocol, as a replica
+//! would (`redis-cli --rdb`, natively): no access to the Redis pod's disk, no
+//! redis-cli in the image. The stream yields exactly the RDB bytes and fails
+//! at its end if the snapshot is truncated or its CRC64 does not match.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, ReadBuf,
+};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+use crate::redis::checksum::Crc64Trailer;
+use crate::target::RedisTarget;
+
+pub struct Snapshot {
+    pub server_version: Option<String>,
+    pub stream: RdbStream,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A BGSAVE on a large instance can take minutes before the first byte;
+/// the master sends a newline every second meanwhile, so silence this long
+/// means it is gone.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snapshot> {
+    let address = target.address();
+    let connect = TcpStream::connect((target.host.as_str(), target.port));
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| {
+            Error::failed(format!(
+                "connecting to {address}: timed out after {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| Error::failed(format!("connecting to {address}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = BufReader::with_capacity(256 * 1024, stream);
+
+    if let Some(password) = password {
+        let mut auth = vec!["AUTH".as_bytes()];
+        if let Some(user) = &target.username {
+            auth.push(user.as_bytes());
+        }
+        auth.push(password.as_bytes());
+        let reply = command(&mut conn, &auth)
+            .await
+            .map_err(|e| io_failure(&address, e))?;
+        if reply.starts_with('-') {
+            return Err(Error::usage(format!(
+                "{address} rejected the credentials ({}); check REDIS_PASSWORD / --password-file and the user",
+                first_word(&reply)
+            )));
+        }
+    } else if target.username.is_some() {
+        return Err(Error::usage(format!(
+            "{address} names a user but no password was given; set REDIS_PASSWORD or --password-file"
+        )));
+    }
+
+    let info = command(&mut conn, &[b"INFO", b"server"])
+        .await
+        .map_err(|e| io_failure(&address, e))?;
+    if info.starts_with("-NOAUTH") {
+        return Err(Error::usage(format!(
+            "{address} requires a password; set REDIS_PASSWORD or --password-file"
+        )));
+    }
+    if info.starts_with('-') {
+        return Err(Error::failed(format!("{address}: INFO failed: {info}")));
+    }
+    let server_version = info
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("redis_version:")
+                .or_else(|| l.strip_prefix("valkey_version:"))
+        })
+        .map(|v| v.trim().to_string());
+
+    // We accept the EOF-marked (diskless) transfer, so the master need not
+    // write the snapshot to its own disk.
+    let capa = command(
+        &mut conn,
+        &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"],
+    )
+    .await
+    .map_err(|e| io_failure(&address, e))?;
+    if capa.starts_with('-') {
+        return Err(replication_refused(&address, &capa));
+    }
+    let psync = command(&mut conn, &[b"PSYNC", b"?", b"-1"])
+        .await
+        .map_err(|e| io_failure(&address, e))?;
+    if !psync.starts_with("+FULLRESYNC") {
+        return Err(replication_refused(&address, &psync));
+    }
+
+    // Newlines are keep-alives while the master prepares the snapshot.
+    let header = loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(IDLE_TIMEOUT, conn.read_line(&mut line))
+            .await
+            .map_err(|_| {
+                Error::failed(format!(
+                    "{address}: no snapshot after {}s of silence",
+                    IDLE_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| io_failure(&address, e))?;
+        if n == 0 {
+            return Err(Error::failed(format!(
+                "{address} closed the connection before sending the snapshot"
+            )));
+        }
+        let line = line.trim_end();
+        if !line.is_empty() {
+            break line.to_string();
+        }
+    };
+    let framing = if let Some(mark) = header.strip_prefix("$EOF:") {
+        if mark.len() != 40 {
+            return Err(Error::failed(format!(
+                "{address} sent a malformed EOF marker"
+            )));
+        }
+        Framing::EofMark {
+            mark: mark.as_bytes().to_vec(),
+            held: Vec::new(),
+        }
+    } else if let Some(len) = header.strip_prefix('$').and_then(|l| l.parse::<u64>().ok()) {
+        Framing::Length { remaining: len }
+    } else {
+        return Err(Error::failed(format!(
+            "{address} sent an unexpected reply instead of a snapshot: {}",
+            first_word(&header)
+        )));
+    };
+    Ok(Snapshot {
+        server_version,
+        stream: RdbStream {
+            conn,
+            framing,
+            crc: Crc64Trailer::new(),
+            total: 0,
+            done: false,
+            address,
+        },
+    })
+}
+
+fn io_failure(address: &str, e: io::Error) -> Error {
+    Error::failed(format!("{address}: {e}"))
+}
+
+fn replication_refused(address: &str, reply: &str) -> Error {
+    Error::failed(format!(
+        "{address} refused to send a snapshot ({}); the user needs the +psync +replconf +info commands (ACL) and replication must not be disabled",
+        first_word(reply)
+    ))
+}
+
+fn first_word(reply: &str) -> String {
+    reply
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// Sends one command and reads a simple, error or bulk reply as text.
+async fn command(conn: &mut BufReader<TcpStream>, args: &[&[u8]]) -> io::Result<String> {
+    let mut frame = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        frame.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        frame.extend_from_slice(arg);
+        frame.extend_from_slice(b"\r\n");
+    }
+    conn.get_mut().write_all(&frame).await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if conn.read_line(&mut line).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        if !line.trim_end().is_empty() {
+            break;
+        }
+    }
+    let line = line.trim_end().to_string();
+    if let Some(len) = line.strip_prefix('$').and_then(|l| l.parse::<i64>().ok()) {
+        if len < 0 {
+            return Ok(String::new());
+        }
+        let mut body = vec![0u8; len as usize + 2];
+        conn.read_exact(&mut body).await?;
+        body.truncate(len as usize);
+        return Ok(String::from_utf8_lossy(&body).into_owned());
+    }
+    Ok(line)
+}
+
+enum Framing {
+    /// `$<len>`: exactly this many bytes follow.
+    Length { remaining: u64 },
+    /// `$EOF:<mark>`: bytes until the 40-byte mark; we hold back the last 40
+    /// bytes read until we know they are not the mark.
+    EofMark { mark: Vec<u8>, held: Vec<u8> },
+}
+
+pub struct RdbStream {
+    conn: BufReader<TcpStream>,
+    framing: Framing,
+    crc: Crc64Trailer,
+    total: u64,
+    done: bool,
+    address: String,
+}
+
+impl RdbStream {
+    fn emit(&mut self, buf: &mut ReadBuf<'_>, data: &[u8]) {
+        self.crc.update(data);
+        self.total += data.len() as u64;
+        buf.put_slice(data);
+    }
+
+    /// At the end of the transfer: the snapshot counts only if it is whole.
+    fn finish(&mut self) -> io::Result<()> {
+        self.done = true;
+        self.crc.verify().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: snapshot rejected: {e}", self.address),
+            )
+        })
+    }
+}
+
+impl AsyncRead for RdbStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.done || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            // First hand out what is already known to be snapshot bytes.
+            match &mut this.framing {
+                Framing::Length { remaining } if *remaining == 0 => {
+                    return Poll::Ready(this.finish())
+                }
+                Framing::EofMark { mark, held } => {
+                    if let Some(pos) = find(held, mark) {
+                        if pos == 0 {
+                            // Whatever follows the mark is the replication stream: not ours.
+                            return Poll::Ready(this.finish());
+                        }
+                        let n = pos.min(buf.remaining());
+                        let data: Vec<u8> = held.drain(..n).collect();
+                        this.emit(buf, &data);
+                        return Poll::Ready(Ok(()));
+                    }
+                    // All but the last mark-length-minus-one bytes cannot be part of the mark.
+                    let safe = held.len().saturating_sub(mark.len() - 1);
+                    if safe > 0 {
+                        let n = safe.min(buf.remaining());
+                        let data: Vec<u8> = held.drain(..n).collect();
+                        this.emit(buf, &data);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Framing::Length { .. } => {}
+            }
+            let available = match Pin::new(&mut this.conn).poll_fill_buf(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(data)) => data,
+            };
+            if available.is_empty() {
+                let detail = match &this.framing {
+                    Framing::Length { remaining } => {
+                        format!("{remaining} bytes before the end of the snapshot")
+                    }
+                    Framing::EofMark { .. } => "before the end-of-snapshot mark".to_string(),
+                };
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: connection closed {detail}", this.address),
+                )));
+            }
+            match &mut this.framing {
+                Framing::Length { remaining } => {
+                    let take = available
+                        .len()
+                        .min(buf.remaining())
+                        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                    let data = available[..take].to_vec();
+                    *remaining -= take as u64;
+                    Pin::new(&mut this.conn).consume(take);
+                    this.emit(buf, &data);
+                    return Poll::Ready(Ok(()));
+                }
+                Framing::EofMark { held, .. } => {
+                    let take = available.len();
+                    held.extend_from_slice(available);
+                    Pin::new(&mut this.conn).consume(take);
+                }
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,397 @@
+//! `s3://bucket/prefix` through `aws-sdk-s3`: AWS S3 and S3-compatible servers
+//! (SeaweedFS, MinIO, Ceph RGW, R2…).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+
+use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
+use super::{BoxedReader, ObjectMeta, Store, StoreError};
+
+/// Settings for reaching an S3-compatible server.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// `None` decides automatically: path style for IP and `localhost` endpoints.
+    pub path_style: Option<bool>,
+}
+
+impl S3Settings {
+    /// Virtual-host style needs DNS for `bucket.host`, which an IP address or
+    /// `localhost` cannot give, so those get path style unless told otherwise.
+    pub fn effective_path_style(&self) -> bool {
+        if let Some(explicit) = self.path_style {
+            return explicit;
+        }
+        let Some(endpoint) = &self.endpoint else {
+            return false;
+        };
+        match url::Url::parse(endpoint)
+            .ok()
+            .and_then(|u| u.host().map(|h| h.to_owned()))
+        {
+            Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_)) => true,
+            Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+            None => false,
+        }
+    }
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    multipart: MultipartConfig,
+}
+
+impl S3Store {
+    pub async fn connect(
+        bucket: String,
+        prefix: String,
+        settings: &S3Settings,
+        multipart: MultipartConfig,
+    ) -> Result<Self, StoreError> {
+        if let Some(endpoint) = &settings.endpoint {
+            url::Url::parse(endpoint).map_err(|e| {
+                StoreError::Config(format!(
+                    "--s3-endpoint {endpoint:?} is not a URL ({e}); write it as http://HOST:PORT"
+                ))
+            })?;
+        }
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .load()
+            .await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.effective_path_style());
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(builder.build()),
+            bucket,
+            prefix,
+            multipart,
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{}", self.prefix, key)
+        }
+    }
+
+    fn store_name(&self) -> String {
+        self.describe()
+    }
+
+    fn map_err<E>(
+        &self,
+        what: &str,
+        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        map_sdk_error(&self.store_name(), what, err)
+    }
+}
+
+fn map_sdk_error<E>(
+    store: &str,
+    what: &str,
+    err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_string);
+    let store = store.to_string();
+    let detail = format!("{what}: {}", DisplayErrorContext(&err));
+    match (&err, code.as_deref(), status) {
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
+            StoreError::Unreachable { store, detail }
+        }
+        (SdkError::ConstructionFailure(_), _, _) => StoreError::AccessDenied { store, detail },
+        (_, Some("NoSuchBucket"), _) => StoreError::NoBucket { store },
+        (_, Some("NoSuchKey"), _) => StoreError::NotFound {
+            store,
+            what: what.to_string(),
+        },
+        (
+            _,
+            Some(
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken"
+                | "AllAccessDisabled",
+            ),
+            _,
+        )
+        | (_, _, Some(401 | 403)) => StoreError::AccessDenied { store, detail },
+        _ => StoreError::Request { store, detail },
+    }
+}
+
+struct S3Parts {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    store: String,
+}
+
+#[async_trait]
+impl PartUploader for S3Parts {
+    type Receipt = CompletedPart;
+
+    async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart, StoreError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number as i32)
+            .content_length(data.len() as i64)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| {
+                map_sdk_error(
+                    &self.store,
+                    &format!("uploading part {number} of {}", self.key),
+                    e,
+                )
+            })?;
+        Ok(CompletedPart::builder()
+            .part_number(number as i32)
+            .set_e_tag(out.e_tag().map(str::to_string))
+            .build())
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    async fn check_access(&self) -> Result<(), StoreError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(404) => Err(StoreError::NoBucket {
+                    store: self.store_name(),
+                }),
+                Some(301) => Err(StoreError::Config(format!(
+                    "{}: the bucket is in another region; set --s3-region",
+                    self.store_name()
+                ))),
+                _ => Err(self.map_err("checking the bucket", e)),
+            },
+        }
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StoreError> {
+        let full_key = self.full_key(key);
+        let first = read_part(body, self.multipart.part_size_for(1)).await?;
+        if first.len() < self.multipart.part_size_for(1) {
+            // Short streams go up in one request: no multipart bookkeeping.
+            let len = first.len() as u64;
+            self.put_bytes(key, first).await?;
+            return Ok(len);
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .send()
+            .await
+            .map_err(|e| self.map_err(&format!("starting upload of {full_key}"), e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StoreError::Request {
+                store: self.store_name(),
+                detail: "server returned no upload id".into(),
+            })?
+            .to_string();
+        let parts = Arc::new(S3Parts {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: full_key.clone(),
+            upload_id: upload_id.clone(),
+            store: self.store_name(),
+        });
+        let result = async {
+            let (receipts, total) =
+                upload_parts(Arc::clone(&parts), first, body, self.multipart).await?;
+            let completed = CompletedMultipartUpload::builder()
+                .set_parts(Some(receipts))
+                .build();
+            with_retries(self.multipart.max_attempts, 0, || {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full_key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(completed.clone())
+                    .send()
+                    .map_err_async(|e| self.map_err(&format!("completing upload of {full_key}"), e))
+            })
+            .await?;
+            Ok::<u64, StoreError>(total)
+        }
+        .await;
+        if result.is_err() {
+            // Never leave a dangling upload: it costs money and looks like data.
+            if let Err(e) = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full_key)
+                .upload_id(&upload_id)
+                .send()
+                .await
+            {
+                tracing::warn!(key = %full_key, error = %DisplayErrorContext(&e), "aborting the failed multipart upload failed");
+            }
+        }
+        result
+    }
+
+    async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let full_key = self.full_key(key);
+        with_retries(self.multipart.max_attempts, 1, || {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full_key)
+                .content_length(data.len() as i64)
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .map_err_async(|e| self.map_err(&format!("writing {full_key}"), e))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
+        let full_key = self.full_key(key);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .send()
+            .await
+            .map_err(|e| self.map_err(&full_key, e))?;
+        Ok(Box::new(out.body.into_async_read()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let full_prefix = self.full_key(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.map_err("listing objects", e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                if key.len() >= strip {
+                    found.push(ObjectMeta {
+                        key: key[strip..].to_string(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let full_key = self.full_key(key);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .send()
+            .await
+            .map_err(|e| self.map_err(&format!("deleting {full_key}"), e))?;
+        Ok(())
+    }
+}
+
+/// `fut.map_err_async(f)`: maps the error of a request future, so retry loops
+/// stay one expression.
+trait MapErrAsync<T, E>: std::future::Future<Output = Result<T, E>> + Sized {
+    fn map_err_async<F, E2>(self, f: F) -> impl std::future::Future<Output = Result<T, E2>>
+    where
+        F: FnOnce(E) -> E2,
+    {
+        async move { self.await.map_err(f) }
+    }
+}
+
+impl<T, E, Fut: std::future::Future<Output = Result<T, E>>> MapErrAsync<T, E> for Fut {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(endpoint: Option<&str>, path_style: Option<bool>) -> S3Settings {
+        S3Settings {
+            endpoint: endpoint.map(str::to_string),
+            region: None,
+            path_style,
+        }
+    }
+
+    #[test]
+    fn path_style_is_automatic_for_ip_and_localhost_endpoints() {
+        assert!(settings(Some("http://127.0.0.1:8333"), None).effective_path_style());
+        assert!(settings(Some("http://[::1]:8333"), None).effective_path_style());
+        assert!(settings(Some("http://localhost:9000"), None).effective_path_style());
+        assert!(!settings(Some("https://s3.eu-west-1.amazonaws.com"), None).effective_path_style());
+        assert!(!settings(None, None).effective_path_style());
+        assert!(!settings(Some("http://127.0.0.1:8333"), Some(false)).effective_path_style());
+        assert!(settings(Some("https://minio.example"), Some(true)).effective_path_style());
+    }
+}

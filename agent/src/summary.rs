@@ -1,0 +1,97 @@
+//! The one-line JSON summary of a run, written to the termination-log path
+//! so the controller can read the result from the pod status.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Kubernetes keeps at most 4096 bytes of a termination message.
+const MAX_BYTES: usize = 4096;
+pub const DEFAULT_PATH: &str = "/dev/termination-log";
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunSummary {
+    pub command: String,
+    pub outcome: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub backup_id: Option<String>,
+    pub source_kind: Option<String>,
+    pub store: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub stored_bytes: Option<u64>,
+    pub raw_bytes: Option<u64>,
+    pub exit_code: i32,
+    pub error_category: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    /// The JSON line, shortened (the error message first) to fit the limit.
+    pub fn to_line(&self) -> String {
+        let mut summary = self.clone();
+        loop {
+            let line = serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into());
+            if line.len() <= MAX_BYTES {
+                return line;
+            }
+            match &mut summary.error {
+                Some(err) if err.len() > 64 => {
+                    let keep = err
+                        .len()
+                        .saturating_sub(line.len() - MAX_BYTES + 16)
+                        .max(32);
+                    let cut = (0..=keep)
+                        .rev()
+                        .find(|i| err.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    err.truncate(cut);
+                    err.push('…');
+                }
+                _ => {
+                    summary.error = None;
+                    summary.store = None;
+                }
+            }
+        }
+    }
+}
+
+/// Where to write: an explicit path always; the default only if it exists
+/// (so a run on a laptop does not create files under /dev).
+pub fn target_path(explicit: Option<&PathBuf>) -> Option<PathBuf> {
+    match explicit {
+        Some(path) => Some(path.clone()),
+        None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()),
+    }
+}
+
+pub fn write(path: &Path, summary: &RunSummary) {
+    if let Err(e) = std::fs::write(path, summary.to_line() + "\n") {
+        tracing::warn!(path = %path.display(), error = %e, "could not write the run summary");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_to_fit_the_kubernetes_limit() {
+        let summary = RunSummary {
+            command: "backup".into(),
+            outcome: "failed".into(),
+            error: Some("é".repeat(5000)),
+            exit_code: 1,
+            ..Default::default()
+        };
+        let line = summary.to_line();
+        assert!(line.len() <= MAX_BYTES, "{}", line.len());
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(parsed["outcome"], "failed");
+        assert!(parsed["error"].as_str().expect("error kept").ends_with('…'));
+    }
+}
