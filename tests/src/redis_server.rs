@@ -1,0 +1,88 @@
+//! A throwaway redis-server, optionally with a password.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::ports::free_port;
+use crate::process::{require_binary, wait_until, Server};
+
+pub struct RedisServer {
+    pub port: u16,
+    pub password: Option<String>,
+    _server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start(password: Option<&str>) -> RedisServer {
+        Self::start_with(password, None)
+    }
+
+    /// Starts with `dbfilename` loaded from the server's directory when given
+    /// (the "init container put dump.rdb in place" case).
+    pub fn start_with(password: Option<&str>, rdb: Option<&std::path::Path>) -> RedisServer {
+        let bin = require_binary("redis-server", &[], "apt-get install -y redis-server");
+        let dir = tempfile::Builder::new()
+            .prefix("vertice-redis-")
+            .tempdir()
+            .expect("tempdir");
+        if let Some(rdb) = rdb {
+            std::fs::copy(rdb, dir.path().join("dump.rdb")).expect("copy rdb");
+        }
+        let port = free_port();
+        let log = dir.path().join("redis.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--repl-diskless-sync-delay",
+                "0",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(&log);
+        if let Some(p) = password {
+            cmd.arg("--requirepass").arg(p);
+        }
+        let mut server = Server::spawn("redis-server", &mut cmd);
+        let client = redis::Client::open(Self::conn_url(port, password)).expect("client");
+        wait_until("redis-server", Duration::from_secs(20), || {
+            server.assert_running(&log);
+            client
+                .get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+        RedisServer {
+            port,
+            password: password.map(str::to_string),
+            _server: server,
+            dir,
+        }
+    }
+
+    fn conn_url(port: u16, password: Option<&str>) -> String {
+        match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{port}/"),
+            None => format!("redis://127.0.0.1:{port}/"),
+        }
+    }
+
+    /// The URL the agent is given: never with the password.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(Self::conn_url(self.port, self.password.as_deref()))
+            .and_then(|c| c.get_connection())
+            .expect("redis connection")
+    }
+}
