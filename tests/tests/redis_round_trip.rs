@@ -1,0 +1,147 @@
+//! Redis backups over the replication protocol, restored into a running
+//! instance (RESTORE with TTLs) and as an RDB file for a fresh instance.
+
+use vertice_tests::fixtures::{assert_same_redis, fill_redis, redis_snapshot};
+use vertice_tests::{Agent, RedisServer, TestStore};
+
+const PASSWORD: &str = "redis-Secret-pw-5d1e";
+
+fn round_trip(store: &TestStore) {
+    let source = RedisServer::start(Some(PASSWORD));
+    let mut conn = source.connection();
+    fill_redis(&mut conn);
+    let expected = redis_snapshot(&mut conn);
+    assert!(expected.len() > 20, "fixture loaded");
+    let agent = Agent::new();
+    let mut env = store.env();
+    env.push(("REDIS_PASSWORD", PASSWORD.to_string()));
+    let url = store.url("cache");
+
+    let backup = agent.run(
+        &[
+            "backup",
+            "--source",
+            &source.url(),
+            "--to",
+            &url,
+            "--name",
+            "sessions",
+        ],
+        &env,
+    );
+    backup.assert_ok();
+    let id = backup.stdout.trim().to_string();
+    let listed = agent.run(&["list", "--from", &url, "--output", "json"], &env);
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["source_kind"], "redis");
+    assert!(rows[0]["server_version"].as_str().is_some(), "{rows}");
+    agent.run(&["verify", "--from", &url], &env).assert_ok();
+
+    // Into a running instance (no password on this one).
+    let live = RedisServer::start(None);
+    let restore_env = store.env();
+    agent
+        .run(
+            &[
+                "restore",
+                "--from",
+                &url,
+                "--backup",
+                &id,
+                "--to",
+                &live.url(),
+            ],
+            &restore_env,
+        )
+        .assert_ok();
+    let mut live_conn = live.connection();
+    assert_same_redis(&redis_snapshot(&mut live_conn), &expected, "live restore");
+    let echoed: String = redis::cmd("FCALL")
+        .arg("vertice_echo")
+        .arg(0)
+        .arg("hi")
+        .query(&mut live_conn)
+        .expect("function restored");
+    assert_eq!(echoed, "hi");
+
+    // A second restore into the now non-empty instance is refused…
+    let refused = agent.run(
+        &["restore", "--from", &url, "--to", &live.url()],
+        &restore_env,
+    );
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("not empty") && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+    // …unless forced, which replaces same-named keys.
+    redis::cmd("SET")
+        .arg("string:small")
+        .arg("changed")
+        .exec(&mut live_conn)
+        .expect("set");
+    agent
+        .run(
+            &["restore", "--from", &url, "--to", &live.url(), "--force"],
+            &restore_env,
+        )
+        .assert_ok();
+    assert_same_redis(&redis_snapshot(&mut live_conn), &expected, "forced restore");
+
+    // As an RDB file for a fresh instance (the init-container way).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rdb = dir.path().join("data/dump.rdb");
+    let to = format!("file://{}", rdb.display());
+    agent
+        .run(&["restore", "--from", &url, "--to", &to], &restore_env)
+        .assert_ok();
+    let again = agent.run(&["restore", "--from", &url, "--to", &to], &restore_env);
+    again.assert_code(2);
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    let fresh = RedisServer::start_with(None, Some(&rdb));
+    assert_same_redis(
+        &redis_snapshot(&mut fresh.connection()),
+        &expected,
+        "RDB file restore",
+    );
+}
+
+#[test]
+fn redis_round_trip_on_s3() {
+    round_trip(&TestStore::s3());
+}
+
+#[test]
+fn redis_round_trip_on_file_store() {
+    round_trip(&TestStore::file());
+}
+
+#[test]
+fn wrong_redis_password_is_a_configuration_error() {
+    let source = RedisServer::start(Some(PASSWORD));
+    let store = TestStore::file();
+    let agent = Agent::new();
+    let out = agent.run(
+        &["backup", "--source", &source.url(), "--to", &store.url("x")],
+        &[("REDIS_PASSWORD", "not-the-password".to_string())],
+    );
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("rejected the credentials"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.all().contains("not-the-password"), "{}", out.all());
+    let missing = agent.run(
+        &["backup", "--source", &source.url(), "--to", &store.url("x")],
+        &[],
+    );
+    missing.assert_code(2);
+    assert!(
+        missing.stderr.contains("requires a password"),
+        "{}",
+        missing.stderr
+    );
+    assert!(store.keys("").is_empty(), "failed runs leave nothing");
+}
