@@ -17,3 +17,13 @@ pub use postgres::Postgres;
 pub use redis_server::RedisServer;
 pub use seaweedfs::SeaweedFs;
 pub use store::TestStore;
+
+/// Writes an executable shell script (a stand-in for a tool, to inject faults
+/// or record how the agent called it).
+pub fn write_script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}

@@ -1,0 +1,188 @@
+//! Failures must never lose data: a corrupted backup is refused before the
+//! target is touched, and a dump that dies midway leaves no backup behind.
+
+use vertice_tests::{write_script, Agent, Postgres, TestStore};
+
+/// Tables in the public schema, to see that a failed restore left the target as it was.
+fn public_tables(pg: &Postgres, db: &str) -> String {
+    pg.psql(db, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
+}
+
+fn corrupted_backup_is_refused(store: &TestStore, compression: &str, flip_at_end: bool) {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
+    );
+    pg.psql(
+        "app",
+        "SELECT lo_from_bytea(0, decode(repeat('abcd', 4000), 'hex'))",
+    );
+    let agent = Agent::new();
+    let mut env = store.env();
+    env.push(("PGPASSWORD", pg.password.clone()));
+    let url = store.url("");
+    let backup = agent.run(
+        &[
+            "backup",
+            "--source",
+            &pg.url("app"),
+            "--to",
+            &url,
+            "--compression",
+            compression,
+        ],
+        &env,
+    );
+    backup.assert_ok();
+    let id = backup.stdout.trim();
+    let key = store
+        .keys("default/app/")
+        .into_iter()
+        .find(|k| k.contains(id) && k.contains("dump.pgdump"))
+        .expect("artifact");
+    let mut bytes = store.read(&key);
+    // Near the end (the large object's data) or in the middle.
+    let at = if flip_at_end {
+        bytes.len() - 200
+    } else {
+        bytes.len() / 2
+    };
+    bytes[at] ^= 0x55;
+    store.overwrite(&key, &bytes);
+
+    let verify = agent.run(&["verify", "--from", &url, "--backup", id], &env);
+    verify.assert_code(1);
+    assert!(verify.stderr.contains("corrupt"), "{}", verify.stderr);
+
+    pg.create_database("target");
+    pg.psql(
+        "target",
+        "CREATE TABLE keep_me (v int); INSERT INTO keep_me VALUES (42)",
+    );
+    let restore = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--backup",
+            id,
+            "--to",
+            &pg.url("target"),
+        ],
+        &env,
+    );
+    restore.assert_code(1);
+    assert!(
+        restore.stderr.contains("corrupt") && restore.stderr.contains("nothing was restored"),
+        "{}",
+        restore.stderr
+    );
+    assert_eq!(
+        public_tables(&pg, "target"),
+        "keep_me",
+        "the target must be untouched"
+    );
+    assert_eq!(
+        pg.psql("target", "SELECT count(*) FROM pg_largeobject_metadata"),
+        "0"
+    );
+}
+
+#[test]
+fn corrupted_uncompressed_backup_is_refused_on_s3() {
+    corrupted_backup_is_refused(&TestStore::s3(), "none", true);
+}
+
+#[test]
+fn corrupted_backups_are_refused_on_file_store() {
+    let store = TestStore::file();
+    corrupted_backup_is_refused(&store, "none", true);
+    corrupted_backup_is_refused(&store, "zstd", false);
+    corrupted_backup_is_refused(&store, "gzip", true);
+}
+
+fn killed_dump_leaves_no_backup(store: &TestStore) {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    pg.psql("app", "CREATE TABLE t (v int); INSERT INTO t VALUES (1)");
+    let agent = Agent::new();
+    let mut env = store.env();
+    env.push(("PGPASSWORD", pg.password.clone()));
+    let url = store.url("p");
+    let good = agent.run(&["backup", "--source", &pg.url("app"), "--to", &url], &env);
+    good.assert_ok();
+    let good_id = good.stdout.trim().to_string();
+
+    // ~25 MB of incompressible-ish rows, so the upload is multipart by the time the dump dies.
+    pg.psql("app", "CREATE TABLE big AS SELECT g, md5(g::text) a, md5((g * 7)::text) b FROM generate_series(1, 300000) g");
+    let tools = tempfile::tempdir().expect("tempdir");
+    let killer = write_script(
+        tools.path(),
+        "pg_dump",
+        &format!(
+            "'{}' \"$@\" | head -c 12000000\nkill -9 $$",
+            pg.pg_bin("pg_dump").display()
+        ),
+    );
+    let killer = killer.to_string_lossy().into_owned();
+    let failed = agent.run(
+        &[
+            "backup",
+            "--source",
+            &pg.url("app"),
+            "--to",
+            &url,
+            "--compression",
+            "none",
+            "--part-size-mib",
+            "5",
+            "--pg-dump",
+            &killer,
+        ],
+        &env,
+    );
+    failed.assert_code(1);
+    assert!(
+        failed
+            .stderr
+            .contains("pg_dump failed (killed by signal 9)"),
+        "{}",
+        failed.stderr
+    );
+
+    let listed = agent.run(&["list", "--from", &url, "--output", "json"], &env);
+    listed.assert_ok();
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(1),
+        "only the good backup is listed: {rows}"
+    );
+    assert_eq!(
+        rows[0]["id"],
+        good_id.as_str(),
+        "latest is still the good backup"
+    );
+    let keys = store.keys("p/");
+    assert!(
+        keys.iter().all(|k| k.contains(&good_id)),
+        "nothing of the failed run remains: {keys:?}"
+    );
+    assert!(
+        store.dangling_uploads().is_empty(),
+        "multipart upload aborted: {:?}",
+        store.dangling_uploads()
+    );
+}
+
+#[test]
+fn killed_dump_leaves_no_backup_on_s3() {
+    killed_dump_leaves_no_backup(&TestStore::s3());
+}
+
+#[test]
+fn killed_dump_leaves_no_backup_on_file_store() {
+    killed_dump_leaves_no_backup(&TestStore::file());
+}
