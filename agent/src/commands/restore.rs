@@ -131,7 +131,7 @@ async fn restore_postgres(
     };
     let integrity = match read_error {
         Some(e) => Err(Error::failed(format!(
-            "reading backup {} failed: {e}",
+            "backup {} is corrupt or unreadable: {e}",
             manifest.backup_id
         ))),
         None => check_integrity(manifest, artifact, &open.stored, &open.raw),
