@@ -1,0 +1,203 @@
+//! Bad configuration against real servers: each gets a clear message, the
+//! right exit code, a summary, and leaves no backup behind.
+
+use vertice_tests::ports::free_port;
+use vertice_tests::seaweedfs::SECRET_KEY;
+use vertice_tests::{Agent, Postgres, SeaweedFs, TestStore};
+
+fn with(
+    env: &[(&'static str, String)],
+    key: &'static str,
+    value: String,
+) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> =
+        env.iter().filter(|(k, _)| *k != key).cloned().collect();
+    env.push((key, value));
+    env
+}
+
+#[test]
+fn store_problems_are_reported_clearly() {
+    let weed = SeaweedFs::start();
+    weed.create_bucket("exists");
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let agent = Agent::new();
+    let env = with(&weed.env(), "PGPASSWORD", pg.password.clone());
+    let source = pg.url("app");
+
+    let missing = agent.run(
+        &[
+            "backup",
+            "--source",
+            &source,
+            "--to",
+            "s3://no-such-bucket/x",
+        ],
+        &env,
+    );
+    missing.assert_code(2);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+
+    let wrong_key = with(&env, "AWS_SECRET_ACCESS_KEY", "wrong-secret-value".into());
+    let denied = agent.run(
+        &["backup", "--source", &source, "--to", "s3://exists/x"],
+        &wrong_key,
+    );
+    denied.assert_code(2);
+    assert!(denied.stderr.contains("access denied"), "{}", denied.stderr);
+    assert!(
+        !denied.all().contains("wrong-secret-value") && !denied.all().contains(SECRET_KEY),
+        "{}",
+        denied.all()
+    );
+
+    let nowhere = with(
+        &env,
+        "VERTICE_S3_ENDPOINT",
+        format!("http://127.0.0.1:{}", free_port()),
+    );
+    let unreachable = agent.run(
+        &["backup", "--source", &source, "--to", "s3://exists/x"],
+        &nowhere,
+    );
+    unreachable.assert_code(1);
+    assert!(
+        unreachable.stderr.contains("cannot reach"),
+        "{}",
+        unreachable.stderr
+    );
+
+    let bad_endpoint = with(&env, "VERTICE_S3_ENDPOINT", "not a url".into());
+    agent
+        .run(&["list", "--from", "s3://exists/x"], &bad_endpoint)
+        .assert_code(2);
+
+    let no_id = agent.run(
+        &[
+            "restore",
+            "--from",
+            "s3://exists/x",
+            "--backup",
+            "20260101T000000Z-abcd",
+            "--to",
+            &pg.url("app"),
+        ],
+        &env,
+    );
+    no_id.assert_code(2);
+    assert!(
+        no_id.stderr.contains("no backups found") || no_id.stderr.contains("does not exist"),
+        "{}",
+        no_id.stderr
+    );
+    assert!(
+        weed.list_keys("exists").is_empty(),
+        "failed runs leave nothing"
+    );
+}
+
+#[test]
+fn database_problems_fail_the_run_and_write_a_summary() {
+    let store = TestStore::file();
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let agent = Agent::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = dir.path().join("termination-log");
+    let summary_arg = summary.to_string_lossy().into_owned();
+    let url = store.url("");
+
+    let down = format!("postgres://postgres@127.0.0.1:{}/app", free_port());
+    let unreachable = agent.run(
+        &[
+            "backup",
+            "--source",
+            &down,
+            "--to",
+            &url,
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[("PGPASSWORD", pg.password.clone())],
+    );
+    unreachable.assert_code(1);
+    assert!(
+        unreachable.stderr.contains("pg_dump failed"),
+        "{}",
+        unreachable.stderr
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    assert_eq!(line["outcome"], "failed");
+    assert_eq!(line["exit_code"], 1);
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("pg_dump failed")),
+        "{line}"
+    );
+
+    let no_db = agent.run(
+        &["backup", "--source", &pg.url("missing_db"), "--to", &url],
+        &[("PGPASSWORD", pg.password.clone())],
+    );
+    no_db.assert_code(1);
+    assert!(no_db.stderr.contains("missing_db"), "{}", no_db.stderr);
+
+    let wrong_password = agent.run(
+        &["backup", "--source", &pg.url("app"), "--to", &url],
+        &[("PGPASSWORD", "nope-nope".into())],
+    );
+    wrong_password.assert_code(1);
+    assert!(
+        wrong_password
+            .stderr
+            .contains("password authentication failed"),
+        "{}",
+        wrong_password.stderr
+    );
+    assert!(
+        store.keys("").is_empty(),
+        "failed runs leave nothing: {:?}",
+        store.keys("")
+    );
+
+    let ok = agent.run(
+        &[
+            "backup",
+            "--source",
+            &pg.url("app"),
+            "--to",
+            &url,
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[("PGPASSWORD", pg.password.clone())],
+    );
+    ok.assert_ok();
+    let line: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    assert_eq!(line["outcome"], "succeeded");
+    assert_eq!(line["backup_id"], ok.stdout.trim());
+    assert!(
+        line["stored_bytes"].as_u64().is_some_and(|n| n > 0),
+        "{line}"
+    );
+
+    // Restoring a PostgreSQL backup into Redis is a usage error, before anything is touched.
+    let mismatch = agent.run(
+        &["restore", "--from", &url, "--to", "redis://127.0.0.1:1"],
+        &[],
+    );
+    mismatch.assert_code(2);
+    assert!(
+        mismatch.stderr.contains("postgres backup"),
+        "{}",
+        mismatch.stderr
+    );
+}

@@ -1,0 +1,190 @@
+//! Passwords reach the databases only through the environment: never in
+//! output, logs, manifests, summaries or child-process arguments, even when
+//! a run fails.
+
+use vertice_tests::fixtures::fill_redis;
+use vertice_tests::{write_script, Agent, Postgres, RedisServer, TestStore};
+
+const PG_PASSWORD: &str = "pg-Very-Secret-4b8e91";
+const REDIS_PASSWORD: &str = "redis-Very-Secret-c07d2a";
+
+fn assert_absent(haystack: &str, secret: &str, what: &str) {
+    assert!(
+        !haystack.contains(secret),
+        "the password appears in {what}:\n{haystack}"
+    );
+}
+
+#[test]
+fn passwords_never_leak() {
+    let store = TestStore::file();
+    let TestStore::File { dir: store_dir } = &store else {
+        unreachable!()
+    };
+    let pg = Postgres::start_with_password(PG_PASSWORD);
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
+    let redis = RedisServer::start(Some(REDIS_PASSWORD));
+    fill_redis(&mut redis.connection());
+
+    // Stand-ins that record every argument, then run the real tools.
+    let tools = tempfile::tempdir().expect("tempdir");
+    let args_log = tools.path().join("args.log");
+    let wrap = |name: &str| {
+        write_script(
+            tools.path(),
+            name,
+            &format!(
+                "echo \"{name} $*\" >> '{}'\nexec '{}' \"$@\"",
+                args_log.display(),
+                pg.pg_bin(name).display()
+            ),
+        )
+        .to_string_lossy()
+        .into_owned()
+    };
+    let pg_dump = wrap("pg_dump");
+    let pg_restore = wrap("pg_restore");
+    let password_file = tools.path().join("pgpass");
+    std::fs::write(&password_file, format!("{PG_PASSWORD}\n")).expect("password file");
+    let password_file = password_file.to_string_lossy().into_owned();
+    let summary = tools.path().join("summary");
+    let summary_arg = summary.to_string_lossy().into_owned();
+    let url = store.url("");
+    let agent = Agent::new();
+    let debug = ("VERTICE_LOG", "debug".to_string());
+    let mut outputs = String::new();
+    let mut summaries = String::new();
+    let mut record = |out: vertice_tests::agent::RunOutput| {
+        outputs.push_str(&out.all());
+        summaries.push_str(&std::fs::read_to_string(&summary).unwrap_or_default());
+        out
+    };
+
+    // Password from the environment.
+    record(agent.run(
+        &[
+            "backup",
+            "--source",
+            &pg.url("app"),
+            "--to",
+            &url,
+            "--pg-dump",
+            &pg_dump,
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[("PGPASSWORD", PG_PASSWORD.into()), debug.clone()],
+    ))
+    .assert_ok();
+    // Password from a file, restore.
+    pg.create_database("copy");
+    record(agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &pg.url("copy"),
+            "--pg-restore",
+            &pg_restore,
+            "--password-file",
+            &password_file,
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[debug.clone()],
+    ))
+    .assert_ok();
+    assert_eq!(pg.psql("copy", "SELECT count(*) FROM t"), "100");
+    // A failing restore (the target exists, so pg_restore fails) still leaks nothing.
+    record(agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &pg.url("copy"),
+            "--pg-restore",
+            &pg_restore,
+            "--password-file",
+            &password_file,
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[debug.clone()],
+    ))
+    .assert_code(1);
+    // A wrong password is rejected without echoing it.
+    record(agent.run(
+        &[
+            "backup",
+            "--source",
+            &pg.url("app"),
+            "--to",
+            &url,
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[
+            ("PGPASSWORD", "wrong-Secret-Guess-77".into()),
+            debug.clone(),
+        ],
+    ))
+    .assert_code(1);
+    // Redis: backup and restore with a password.
+    record(agent.run(
+        &[
+            "backup",
+            "--source",
+            &redis.url(),
+            "--to",
+            &url,
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[("REDIS_PASSWORD", REDIS_PASSWORD.into()), debug.clone()],
+    ))
+    .assert_ok();
+    let target = RedisServer::start(Some(REDIS_PASSWORD));
+    record(agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--name",
+            "redis",
+            "--to",
+            &target.url(),
+            "--termination-log",
+            &summary_arg,
+        ],
+        &[("REDISCLI_AUTH", REDIS_PASSWORD.into()), debug],
+    ))
+    .assert_ok();
+
+    assert!(
+        outputs.contains("DEBUG") || outputs.contains("INFO"),
+        "logs were captured"
+    );
+    let child_args = std::fs::read_to_string(&args_log).expect("tools ran");
+    assert!(
+        child_args.contains("pg_dump --format=custom"),
+        "{child_args}"
+    );
+    let mut stored = String::new();
+    for key in store.keys("") {
+        stored.push_str(&String::from_utf8_lossy(
+            &std::fs::read(store_dir.path().join(&key)).expect("read"),
+        ));
+    }
+    for secret in [PG_PASSWORD, REDIS_PASSWORD, "wrong-Secret-Guess-77"] {
+        assert_absent(&outputs, secret, "the agent's output and logs");
+        assert_absent(&summaries, secret, "the run summaries");
+        assert_absent(&child_args, secret, "child-process arguments");
+        assert_absent(&stored, secret, "the stored manifests and artifacts");
+    }
+}
