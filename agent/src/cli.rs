@@ -8,6 +8,9 @@ use vertice_crds::Compression;
 
 use crate::pipeline::progress::ProgressMode;
 
+/// The embedded default store: a directory under the working directory.
+pub const DEFAULT_STORE: &str = "file://vertice-backups";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vertice-agent",
@@ -103,8 +106,8 @@ pub struct BackupArgs {
     #[arg(long, env = "VERTICE_SOURCE")]
     pub source: String,
 
-    /// Store URL: s3://bucket/prefix or file:///path.
-    #[arg(long, env = "VERTICE_STORE")]
+    /// Store URL: s3://bucket/prefix or file:///path (default: ./vertice-backups).
+    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
     pub to: String,
 
     /// File holding the database password (e.g. a mounted Secret).
@@ -133,7 +136,7 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Store URL to restore from.
-    #[arg(long, env = "VERTICE_STORE")]
+    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
     pub from: String,
 
     /// Which backup: latest, an id, or before:RFC3339.
@@ -172,7 +175,7 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Store URL.
-    #[arg(long, env = "VERTICE_STORE")]
+    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
     pub from: String,
 
     #[arg(long, env = "VERTICE_OUTPUT", default_value = "table")]
@@ -193,7 +196,7 @@ pub enum OutputFormat {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Store URL.
-    #[arg(long, env = "VERTICE_STORE")]
+    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
     pub from: String,
 
     /// Which backup: latest, an id, or before:RFC3339.

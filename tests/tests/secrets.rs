@@ -96,7 +96,7 @@ fn passwords_never_leak() {
             "--termination-log",
             &summary_arg,
         ],
-        &[debug.clone()],
+        std::slice::from_ref(&debug),
     ))
     .assert_ok();
     assert_eq!(pg.psql("copy", "SELECT count(*) FROM t"), "100");
@@ -115,7 +115,7 @@ fn passwords_never_leak() {
             "--termination-log",
             &summary_arg,
         ],
-        &[debug.clone()],
+        std::slice::from_ref(&debug),
     ))
     .assert_code(1);
     // A wrong password is rejected without echoing it.
