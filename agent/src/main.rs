@@ -1,7 +1,16 @@
 use clap::Parser;
 
 fn main() {
-    let cli = vertice_agent::cli::Cli::parse();
+    let cli = match vertice_agent::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Even a run that never started reports, so a Job's status shows why.
+            if e.use_stderr() {
+                vertice_agent::run::report_usage_error(&e.to_string());
+            }
+            e.exit();
+        }
+    };
     vertice_agent::run::init_logging(&cli);
     let code = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -85,3 +85,23 @@ fn one_line(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(" | ")
 }
+
+/// Writes a summary for a command line that could not be parsed, to the
+/// termination-log path from the environment or the default (if it exists).
+pub fn report_usage_error(message: &str) {
+    let explicit = std::env::var_os("VERTICE_TERMINATION_LOG").map(std::path::PathBuf::from);
+    if let Some(path) = summary::target_path(explicit.as_ref()) {
+        let now = Utc::now();
+        let summary = RunSummary {
+            command: std::env::args().nth(1).unwrap_or_default(),
+            outcome: "failed".into(),
+            started_at: Some(now),
+            finished_at: Some(now),
+            exit_code: 2,
+            error_category: Some("usage".into()),
+            error: Some(one_line(message)),
+            ..Default::default()
+        };
+        summary::write(&path, &summary);
+    }
+}

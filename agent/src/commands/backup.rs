@@ -16,6 +16,7 @@ use crate::manifest::{
 use crate::pipeline::codec::{compressing, validate_level, BoxRead};
 use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::progress::Progress;
+use crate::pipeline::read_ahead::read_ahead;
 use crate::pipeline::redact::Redactor;
 use crate::source::{pg_archive, postgres, redis_sync};
 use crate::summary::RunSummary;
@@ -23,6 +24,9 @@ use crate::target::{resolve_password, Target, POSTGRES_PASSWORD_ENV, REDIS_PASSW
 
 /// Enough of the stream to read a pg_dump archive header.
 const HEAD_BYTES: usize = 4096;
+/// Read-ahead between the source and compression: at most 32 × 256 KiB.
+const READ_CHUNK: usize = 256 * 1024;
+const READ_AHEAD_DEPTH: usize = 32;
 
 struct Started {
     stream: BoxRead,
@@ -67,13 +71,16 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
 
     let raw = Meter::capturing_head(HEAD_BYTES);
     let stored = Meter::new();
+    // The source is drained by its own task so it never waits on compression.
+    let source = read_ahead(
+        MeteredReader::new(started.stream, Arc::clone(&raw)),
+        READ_CHUNK,
+        READ_AHEAD_DEPTH,
+    );
     let compressed = compressing(
         args.compression,
         args.compression_level,
-        BufReader::with_capacity(
-            256 * 1024,
-            MeteredReader::new(started.stream, Arc::clone(&raw)),
-        ),
+        BufReader::with_capacity(READ_CHUNK, source),
     );
     let mut body = MeteredReader::new(compressed, Arc::clone(&stored));
     let dir = backup_dir(&namespace, &name, id.as_str());

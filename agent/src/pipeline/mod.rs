@@ -5,4 +5,5 @@ pub mod codec;
 pub mod meter;
 pub mod process;
 pub mod progress;
+pub mod read_ahead;
 pub mod redact;

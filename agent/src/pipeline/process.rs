@@ -51,6 +51,9 @@ pub fn spawn(name: &str, mut command: Command, redactor: Redactor) -> io::Result
     })?;
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
+    if let Some(out) = &stdout {
+        widen_pipe(out);
+    }
     let stderr = child.stderr.take();
     let (done_tx, done) = oneshot::channel();
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
@@ -90,6 +93,21 @@ pub fn spawn(name: &str, mut command: Command, redactor: Redactor) -> io::Result
         kill: Some(kill_tx),
         redactor,
     })
+}
+
+/// A 64 KiB pipe makes a fast dump tool stop every 64 KiB until we read;
+/// 1 MiB lets it run ahead and halves the context switches. Best effort:
+/// Linux only, and the limit may be lowered by the administrator.
+fn widen_pipe(stdout: &ChildStdout) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{fcntl, FcntlArg};
+        if let Err(e) = fcntl(stdout, FcntlArg::F_SETPIPE_SZ(1 << 20)) {
+            tracing::debug!(error = %e, "could not enlarge the pipe from the child process");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stdout;
 }
 
 impl Running {
