@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod fixtures;
+pub mod flaky_proxy;
 pub mod ports;
 pub mod postgres;
 pub mod process;

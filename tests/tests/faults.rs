@@ -186,3 +186,57 @@ fn killed_dump_leaves_no_backup_on_s3() {
 fn killed_dump_leaves_no_backup_on_file_store() {
     killed_dump_leaves_no_backup(&TestStore::file());
 }
+
+#[test]
+fn a_dropped_connection_during_restore_is_resumed() {
+    let store = TestStore::s3();
+    let TestStore::S3 { server, .. } = &store else {
+        unreachable!()
+    };
+    let pg = Postgres::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS a FROM generate_series(1, 200000) g",
+    );
+    let agent = Agent::new();
+    let mut env = store.env();
+    env.push(("PGPASSWORD", pg.password.clone()));
+    let url = store.url("");
+    agent
+        .run(
+            &[
+                "backup",
+                "--source",
+                &pg.url("app"),
+                "--to",
+                &url,
+                "--compression",
+                "none",
+            ],
+            &env,
+        )
+        .assert_ok();
+
+    // Downloads through a proxy that cuts the connection after 2 MB, twice.
+    let proxy = vertice_tests::flaky_proxy::FlakyProxy::start(server.s3_port, 2_000_000, 2);
+    let flaky: Vec<(&'static str, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            if *k == "VERTICE_S3_ENDPOINT" {
+                (*k, format!("http://127.0.0.1:{}", proxy.port))
+            } else {
+                (*k, v.clone())
+            }
+        })
+        .collect();
+    pg.create_database("copy");
+    let restored = agent.run(
+        &["restore", "--from", &url, "--to", &pg.url("copy")],
+        &flaky,
+    );
+    restored.assert_ok();
+    assert_eq!(proxy.cuts_made(2), 2, "the proxy did cut the download");
+    assert!(restored.stderr.contains("resuming"), "{}", restored.stderr);
+    assert_eq!(pg.psql("copy", "SELECT count(*) FROM t"), "200000");
+}

@@ -7,6 +7,7 @@ pub mod file;
 pub mod multipart;
 pub mod open;
 pub mod s3;
+mod s3_download;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::io::AsyncRead;
 
 use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
+use super::s3_download::ResumingDownload;
 use super::{BoxedReader, ObjectMeta, Store, StoreError};
 
 /// Settings for reaching an S3-compatible server.
@@ -313,7 +314,14 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|e| self.map_err(&full_key, e))?;
-        Ok(Box::new(out.body.into_async_read()))
+        let etag = out.e_tag().map(str::to_string);
+        Ok(Box::new(ResumingDownload::new(
+            self.client.clone(),
+            self.bucket.clone(),
+            full_key,
+            etag,
+            Box::pin(out.body.into_async_read()),
+        )))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
