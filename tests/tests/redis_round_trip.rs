@@ -145,3 +145,44 @@ fn wrong_redis_password_is_a_configuration_error() {
     );
     assert!(store.keys("").is_empty(), "failed runs leave nothing");
 }
+
+#[test]
+fn a_least_privilege_acl_user_can_back_up() {
+    let source = RedisServer::start(Some(PASSWORD));
+    let mut conn = source.connection();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .exec(&mut conn)
+        .expect("set");
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "backup",
+            "on",
+            ">backup-Secret-1",
+            "-@all",
+            "+psync",
+            "+replconf",
+            "+info",
+            "+ping",
+        ])
+        .exec(&mut conn)
+        .expect("acl");
+    let store = TestStore::file();
+    let agent = Agent::new();
+    let url = format!("redis://backup@127.0.0.1:{}", source.port);
+    agent
+        .run(
+            &["backup", "--source", &url, "--to", &store.url("")],
+            &[("REDIS_PASSWORD", "backup-Secret-1".into())],
+        )
+        .assert_ok();
+    let listed = agent.run(&["list", "--from", &store.url(""), "--output", "json"], &[]);
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(
+        rows[0]["source"],
+        url.as_str(),
+        "the user is recorded, the password is not"
+    );
+}

@@ -326,3 +326,110 @@ impl AsyncRead for RdbStream {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::checksum::CRC64;
+    use tokio::net::TcpListener;
+
+    fn rdb() -> Vec<u8> {
+        let mut data = b"REDIS0011\xfa\x09redis-ver\x057.2.4\xfe\x00\x00\x01k\x01v".to_vec();
+        data.push(0xff);
+        let crc = CRC64.checksum(&data);
+        data.extend_from_slice(&crc.to_le_bytes());
+        data
+    }
+
+    /// A fake master: answers the handshake, then sends `payload` as the snapshot.
+    async fn master(payload: Vec<u8>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut conn = BufReader::new(socket);
+            let mut replies = vec![
+                {
+                    let info = "# Server\r\nredis_version:7.2.4\r\n";
+                    format!("${}\r\n{info}\r\n", info.len()).into_bytes()
+                },
+                b"+OK\r\n".to_vec(),
+                b"+FULLRESYNC 8de1787ba490483314a4d30f1c628bc5025eb761 0\r\n".to_vec(),
+            ]
+            .into_iter();
+            // Each command is an array: read its lines and answer.
+            while let Some(reply) = replies.next() {
+                let mut line = String::new();
+                conn.read_line(&mut line).await.expect("read");
+                let args: usize = line.trim()[1..].parse().expect("array");
+                for _ in 0..args * 2 {
+                    line.clear();
+                    conn.read_line(&mut line).await.expect("read");
+                }
+                conn.get_mut().write_all(&reply).await.expect("write");
+            }
+            conn.get_mut().write_all(&payload).await.expect("write");
+            // Then the replication stream would follow; a PING, as a master sends.
+            let _ = conn.get_mut().write_all(b"*1\r\n$4\r\nPING\r\n").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+        port
+    }
+
+    fn target(port: u16) -> RedisTarget {
+        RedisTarget {
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            db: None,
+        }
+    }
+
+    async fn receive(payload: Vec<u8>) -> std::io::Result<(Option<String>, Vec<u8>)> {
+        let port = master(payload).await;
+        let mut snapshot = start(&target(port), None)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut out = Vec::new();
+        snapshot.stream.read_to_end(&mut out).await?;
+        Ok((snapshot.server_version, out))
+    }
+
+    #[tokio::test]
+    async fn receives_a_length_framed_snapshot() {
+        let data = rdb();
+        let mut payload = b"\n\n".to_vec(); // keep-alives while the master forks
+        payload.extend_from_slice(format!("${}\r\n", data.len()).as_bytes());
+        payload.extend_from_slice(&data);
+        let (version, got) = receive(payload).await.expect("snapshot");
+        assert_eq!(version.as_deref(), Some("7.2.4"));
+        assert_eq!(got, data);
+    }
+
+    #[tokio::test]
+    async fn receives_an_eof_marked_snapshot() {
+        let data = rdb();
+        let mark = "0123456789abcdef0123456789abcdef01234567";
+        let mut payload = format!("$EOF:{mark}\r\n").into_bytes();
+        payload.extend_from_slice(&data);
+        payload.extend_from_slice(mark.as_bytes());
+        let (_, got) = receive(payload).await.expect("snapshot");
+        assert_eq!(got, data);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_or_damaged_snapshot_fails() {
+        let data = rdb();
+        let mut truncated = format!("${}\r\n", data.len() + 100).into_bytes();
+        truncated.extend_from_slice(&data);
+        let err = receive(truncated).await.expect_err("truncated");
+        assert!(err.to_string().contains("connection closed"), "{err}");
+
+        let mut damaged_data = data.clone();
+        damaged_data[12] ^= 0x01;
+        let mut damaged = format!("${}\r\n", damaged_data.len()).into_bytes();
+        damaged.extend_from_slice(&damaged_data);
+        let err = receive(damaged).await.expect_err("damaged");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+}
