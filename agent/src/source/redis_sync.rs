@@ -348,7 +348,7 @@ mod tests {
         tokio::spawn(async move {
             let (socket, _) = listener.accept().await.expect("accept");
             let mut conn = BufReader::new(socket);
-            let mut replies = vec![
+            let replies = vec![
                 {
                     let info = "# Server\r\nredis_version:7.2.4\r\n";
                     format!("${}\r\n{info}\r\n", info.len()).into_bytes()
@@ -358,7 +358,7 @@ mod tests {
             ]
             .into_iter();
             // Each command is an array: read its lines and answer.
-            while let Some(reply) = replies.next() {
+            for reply in replies {
                 let mut line = String::new();
                 conn.read_line(&mut line).await.expect("read");
                 let args: usize = line.trim()[1..].parse().expect("array");
