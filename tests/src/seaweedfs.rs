@@ -116,46 +116,33 @@ impl SeaweedFs {
 
     /// Keys of every object in the bucket.
     pub fn list_keys(&self, bucket: &str) -> Vec<String> {
-        let out = self
-            .aws()
-            .args([
-                "s3api",
-                "list-objects-v2",
-                "--bucket",
-                bucket,
-                "--query",
-                "Contents[].Key",
-                "--output",
-                "text",
-            ])
-            .output()
-            .expect("aws");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter(|k| *k != "None")
-            .map(str::to_string)
-            .collect()
+        self.key_list(&[
+            "list-objects-v2",
+            "--bucket",
+            bucket,
+            "--query",
+            "Contents[].Key",
+        ])
     }
 
     /// Multipart uploads that were started and neither completed nor aborted.
     pub fn dangling_uploads(&self, bucket: &str) -> Vec<String> {
+        self.key_list(&[
+            "list-multipart-uploads",
+            "--bucket",
+            bucket,
+            "--query",
+            "Uploads[].Key",
+        ])
+    }
+
+    /// Runs an `aws s3api` query whose text output is a list of keys.
+    fn key_list(&self, query: &[&str]) -> Vec<String> {
         let out = self
             .aws()
-            .args([
-                "s3api",
-                "list-multipart-uploads",
-                "--bucket",
-                bucket,
-                "--query",
-                "Uploads[].Key",
-                "--output",
-                "text",
-            ])
+            .arg("s3api")
+            .args(query)
+            .args(["--output", "text"])
             .output()
             .expect("aws");
         assert!(

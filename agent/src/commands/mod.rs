@@ -8,11 +8,14 @@ pub mod verify;
 
 use vertice_crds::StoreLocation;
 
-use crate::cli::StoreArgs;
+use crate::catalog::{self, Scope, Selector};
+use crate::cli::{NameArgs, StoreArgs};
 use crate::error::{Error, Result};
+use crate::manifest::Manifest;
 use crate::store::multipart::MultipartConfig;
 use crate::store::s3::S3Settings;
 use crate::store::{open_store, Store, StoreOptions};
+use crate::summary::RunSummary;
 
 pub async fn store_from_args(url: &str, flag: &str, args: &StoreArgs) -> Result<Box<dyn Store>> {
     let location: StoreLocation = url
@@ -31,6 +34,31 @@ pub async fn store_from_args(url: &str, flag: &str, args: &StoreArgs) -> Result<
         },
     };
     Ok(open_store(&location, &options).await?)
+}
+
+/// Opens the store and picks the backup `--backup` names (within `--namespace`
+/// / `--name`), recording what was chosen in the run summary.
+pub async fn choose_backup(
+    from: &str,
+    backup: &str,
+    names: &NameArgs,
+    store_args: &StoreArgs,
+    summary: &mut RunSummary,
+) -> Result<(Box<dyn Store>, Manifest)> {
+    let selector: Selector = backup.parse().map_err(Error::usage)?;
+    let store = store_from_args(from, "--from", store_args).await?;
+    summary.store = Some(store.describe());
+    let scope = Scope {
+        namespace: names.namespace.clone(),
+        name: names.name.clone(),
+    };
+    let manifests = catalog::load(store.as_ref(), &scope).await?;
+    let manifest = catalog::select(&manifests, &selector, &store.describe())?.clone();
+    summary.backup_id = Some(manifest.backup_id.clone());
+    summary.namespace = Some(manifest.namespace.clone());
+    summary.name = Some(manifest.name.clone());
+    summary.source_kind = Some(manifest.source.kind.to_string());
+    Ok((store, manifest))
 }
 
 /// Namespace and backup names become path segments in the store: keep them

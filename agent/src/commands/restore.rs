@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::store_from_args;
+use super::choose_backup;
 use super::verify::{check_integrity, open_artifact, verify_artifact};
-use crate::catalog::{self, Scope, Selector};
 use crate::cli::RestoreArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{Artifact, Manifest, SourceKind};
@@ -33,20 +32,9 @@ use crate::target::{
 const CHUNK: usize = 256 * 1024;
 
 pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifest> {
-    let selector: Selector = args.backup.parse().map_err(Error::usage)?;
     let target = Target::parse(&args.to, "--to")?;
-    let store = store_from_args(&args.from, "--from", &args.store).await?;
-    summary.store = Some(store.describe());
-    let scope = Scope {
-        namespace: args.names.namespace.clone(),
-        name: args.names.name.clone(),
-    };
-    let manifests = catalog::load(store.as_ref(), &scope).await?;
-    let manifest = catalog::select(&manifests, &selector, &store.describe())?.clone();
-    summary.backup_id = Some(manifest.backup_id.clone());
-    summary.namespace = Some(manifest.namespace.clone());
-    summary.name = Some(manifest.name.clone());
-    summary.source_kind = Some(manifest.source.kind.to_string());
+    let (store, manifest) =
+        choose_backup(&args.from, &args.backup, &args.names, &args.store, summary).await?;
     let artifact = manifest
         .artifacts
         .first()

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, BufReader};
 
-use super::store_from_args;
-use crate::catalog::{self, Scope, Selector};
+use super::choose_backup;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{backup_dir, Artifact, Manifest};
@@ -18,18 +17,8 @@ use crate::store::Store;
 use crate::summary::RunSummary;
 
 pub async fn run(args: &VerifyArgs, summary: &mut RunSummary) -> Result<Manifest> {
-    let selector: Selector = args.backup.parse().map_err(Error::usage)?;
-    let store = store_from_args(&args.from, "--from", &args.store).await?;
-    summary.store = Some(store.describe());
-    let scope = Scope {
-        namespace: args.names.namespace.clone(),
-        name: args.names.name.clone(),
-    };
-    let manifests = catalog::load(store.as_ref(), &scope).await?;
-    let manifest = catalog::select(&manifests, &selector, &store.describe())?.clone();
-    summary.backup_id = Some(manifest.backup_id.clone());
-    summary.namespace = Some(manifest.namespace.clone());
-    summary.name = Some(manifest.name.clone());
+    let (store, manifest) =
+        choose_backup(&args.from, &args.backup, &args.names, &args.store, summary).await?;
     for artifact in &manifest.artifacts {
         verify_artifact(store.as_ref(), &manifest, artifact, args.run.progress).await?;
         tracing::info!(backup = %manifest.backup_id, artifact = %artifact.name, bytes = artifact.stored_bytes, "artifact verified");
