@@ -125,6 +125,15 @@ pub struct BackupArgs {
     #[arg(long, env = "VERTICE_PG_DUMP", default_value = "pg_dump")]
     pub pg_dump: PathBuf,
 
+    /// Extra pg_dump option, repeatable (e.g. --pg-dump-arg=--exclude-table=audit.*).
+    #[arg(
+        long = "pg-dump-arg",
+        env = "VERTICE_PG_DUMP_ARGS",
+        value_delimiter = ' ',
+        allow_hyphen_values = true
+    )]
+    pub pg_dump_args: Vec<String>,
+
     #[command(flatten)]
     pub names: NameArgs,
     #[command(flatten)]
@@ -163,6 +172,15 @@ pub struct RestoreArgs {
     /// pg_restore executable.
     #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]
     pub pg_restore: PathBuf,
+
+    /// Extra pg_restore option, repeatable (e.g. --pg-restore-arg=--no-comments).
+    #[arg(
+        long = "pg-restore-arg",
+        env = "VERTICE_PG_RESTORE_ARGS",
+        value_delimiter = ' ',
+        allow_hyphen_values = true
+    )]
+    pub pg_restore_args: Vec<String>,
 
     #[command(flatten)]
     pub names: NameArgs,

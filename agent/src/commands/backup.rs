@@ -175,9 +175,16 @@ async fn start_source(
             if let Some(p) = &password {
                 redactor.add(p);
             }
-            let running =
-                postgres::spawn_dump(&args.pg_dump, pg, password.as_deref(), redactor.clone())
-                    .map_err(|e| Error::usage(format!("--pg-dump: {e}")))?;
+            postgres::check_extra_args(&args.pg_dump_args, "--pg-dump-arg", false)
+                .map_err(Error::usage)?;
+            let running = postgres::spawn_dump(
+                &args.pg_dump,
+                pg,
+                &args.pg_dump_args,
+                password.as_deref(),
+                redactor.clone(),
+            )
+            .map_err(|e| Error::usage(format!("--pg-dump: {e}")))?;
             let output = running
                 .into_output()
                 .map_err(|e| Error::failed(e.to_string()))?;
@@ -192,7 +199,7 @@ async fn start_source(
                 producer: Producer {
                     tool: "pg_dump".into(),
                     version: None,
-                    arguments: postgres::dump_arguments(),
+                    arguments: postgres::dump_arguments(&args.pg_dump_args),
                 },
             })
         }

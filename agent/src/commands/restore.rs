@@ -82,11 +82,14 @@ async fn restore_postgres(
         redactor.add(p);
     }
     let mut open = open_artifact(store, manifest, artifact).await?;
+    postgres::check_extra_args(&args.pg_restore_args, "--pg-restore-arg", true)
+        .map_err(Error::usage)?;
     let mut running = postgres::spawn_restore(
         &args.pg_restore,
         target,
         password.as_deref(),
         args.no_owner,
+        &args.pg_restore_args,
         redactor.clone(),
     )
     .map_err(|e| Error::usage(format!("--pg-restore: {e}")))?;
