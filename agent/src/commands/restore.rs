@@ -113,8 +113,9 @@ async fn restore_postgres(
             Ok(n) => n,
             Err(e) => break Some(e.to_string()),
         };
+        // If pg_restore stopped reading it failed; still read (and hash) the
+        // rest, so the error says whether the backup itself is corrupt.
         if !held.is_empty() && !tool_gone && stdin.write_all(&held).await.is_err() {
-            // pg_restore stopped reading: it failed; its stderr says why.
             tool_gone = true;
         }
         held.clear();
@@ -136,6 +137,7 @@ async fn restore_postgres(
         )));
     }
     if !tool_gone {
+        // Verified: hand over the last chunk and let pg_restore commit.
         let _ = stdin.write_all(&held).await;
         let _ = stdin.shutdown().await;
     }
