@@ -142,6 +142,32 @@ fn database_problems_fail_the_run_and_write_a_summary() {
         "{line}"
     );
 
+    // Logs are JSON lines when asked; the final error line stays plain for people.
+    let json_logs = agent.run(
+        &[
+            "backup",
+            "--source",
+            &down,
+            "--to",
+            &url,
+            "--log-format",
+            "json",
+        ],
+        &[("PGPASSWORD", pg.password.clone())],
+    );
+    json_logs.assert_code(1);
+    let log_lines: Vec<&str> = json_logs
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("error: "))
+        .collect();
+    assert!(!log_lines.is_empty(), "{}", json_logs.stderr);
+    for line in log_lines {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+        assert!(parsed["level"].is_string(), "{line}");
+    }
+
     let no_db = agent.run(
         &["backup", "--source", &pg.url("missing_db"), "--to", &url],
         &[("PGPASSWORD", pg.password.clone())],

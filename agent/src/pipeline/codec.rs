@@ -1,6 +1,7 @@
 //! Compression and decompression as streaming readers.
 
 use async_compression::tokio::bufread::{GzipDecoder, GzipEncoder, ZstdDecoder, ZstdEncoder};
+use async_compression::zstd::CParameter;
 use async_compression::Level;
 use tokio::io::{AsyncBufRead, AsyncRead};
 use vertice_crds::Compression;
@@ -17,7 +18,12 @@ where
         .map(Level::Precise)
         .unwrap_or(Level::Default);
     match compression {
-        Compression::Zstd => Box::new(ZstdEncoder::with_quality(input, level)),
+        // The frame checksum lets stock `zstd -d` detect damage on its own.
+        Compression::Zstd => Box::new(ZstdEncoder::with_quality_and_params(
+            input,
+            level,
+            &[CParameter::checksum_flag(true)],
+        )),
         Compression::Gzip => Box::new(GzipEncoder::with_quality(input, level)),
         Compression::None => Box::new(input),
     }
