@@ -64,7 +64,13 @@ pub struct StoreArgs {
     pub s3_region: Option<String>,
 
     /// Force path-style addressing (automatic for IP and localhost endpoints).
-    #[arg(long, env = "VERTICE_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        env = "VERTICE_S3_PATH_STYLE",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub s3_path_style: Option<bool>,
 
     /// Size of the first upload parts, in MiB; parts grow past 1,000 parts.

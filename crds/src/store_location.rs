@@ -31,7 +31,7 @@ pub enum StoreLocation {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreLocationError {
-    #[error("store URL {url:?} is not a URL ({reason}); expected s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix or file:///path")]
+    #[error("store URL {url:?} is invalid: {reason}; expected s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix or file:///path")]
     Malformed { url: String, reason: String },
     #[error("store URL {url:?} uses unknown scheme {scheme:?}; expected s3://, gs://, azblob:// or file://")]
     UnknownScheme { url: String, scheme: String },

@@ -150,9 +150,16 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| Error::failed(format!("encoding the manifest: {e}")))?;
-    store
+    if let Err(e) = store
         .put_bytes(&format!("{dir}/{MANIFEST_FILE}"), json.into())
-        .await?;
+        .await
+    {
+        // Without its manifest the artifact is not a backup: do not leave it.
+        if let Err(cleanup) = store.delete(&artifact_key).await {
+            tracing::warn!(key = %artifact_key, error = %cleanup, "could not remove the artifact of the failed backup");
+        }
+        return Err(e.into());
+    }
     summary.stored_bytes = Some(manifest.stored_bytes());
     tracing::info!(
         backup = %id,
