@@ -24,9 +24,10 @@ use crate::target::{resolve_password, Target, POSTGRES_PASSWORD_ENV, REDIS_PASSW
 
 /// Enough of the stream to read a pg_dump archive header.
 const HEAD_BYTES: usize = 4096;
-/// Read-ahead between the source and compression: at most 32 × 256 KiB.
-const READ_CHUNK: usize = 256 * 1024;
-const READ_AHEAD_DEPTH: usize = 32;
+/// Read-ahead between the source and compression: at most 128 × 64 KiB.
+/// Chunks stay under glibc's mmap threshold so they recycle in the heap.
+const READ_CHUNK: usize = 64 * 1024;
+const READ_AHEAD_DEPTH: usize = 128;
 
 struct Started {
     stream: BoxRead,

@@ -65,7 +65,17 @@ pub async fn read_part(
     body: &mut (dyn AsyncRead + Send + Unpin),
     size: usize,
 ) -> Result<Bytes, StoreError> {
-    let mut buf = BytesMut::with_capacity(size);
+    read_part_into(body, size, BytesMut::new()).await
+}
+
+/// [`read_part`] into a recycled buffer (cleared, grown as needed).
+async fn read_part_into(
+    body: &mut (dyn AsyncRead + Send + Unpin),
+    size: usize,
+    mut buf: BytesMut,
+) -> Result<Bytes, StoreError> {
+    buf.clear();
+    buf.reserve(size);
     while buf.len() < size {
         let n = (&mut *body)
             .take((size - buf.len()) as u64)
@@ -98,8 +108,11 @@ pub async fn upload_parts<U: PartUploader>(
     config: MultipartConfig,
 ) -> Result<(Vec<U::Receipt>, u64), StoreError> {
     let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let mut tasks: JoinSet<Result<(u32, U::Receipt), StoreError>> = JoinSet::new();
-    let mut receipts: Vec<(u32, U::Receipt)> = Vec::new();
+    let mut tasks: JoinSet<Result<Finished<U::Receipt>, StoreError>> = JoinSet::new();
+    let mut done = Done {
+        receipts: Vec::new(),
+        buffers: Vec::new(),
+    };
     let mut total = 0u64;
     let mut number = 1u32;
     let mut first = Some(first);
@@ -109,10 +122,12 @@ pub async fn upload_parts<U: PartUploader>(
         // Wider parts take several slots, so memory stays within the budget.
         let weight = (config.max_in_flight / config.in_flight_for(size)).max(1) as u32;
         // The slot is taken before the part is read: that is the back-pressure.
-        let permit = acquire(&slots, weight, &mut tasks, &mut receipts).await?;
+        let permit = acquire(&slots, weight, &mut tasks, &mut done).await?;
         let data = match first.take() {
             Some(data) => data,
-            None => read_part(body, size).await?,
+            // Reusing finished parts' buffers keeps the allocator from
+            // growing the heap part by part: memory stays flat.
+            None => read_part_into(body, size, done.buffers.pop().unwrap_or_default()).await?,
         };
         if data.is_empty() {
             break;
@@ -133,7 +148,11 @@ pub async fn upload_parts<U: PartUploader>(
             })
             .await;
             drop(permit);
-            receipt.map(|r| (part_number, r))
+            receipt.map(|receipt| Finished {
+                number: part_number,
+                receipt,
+                data,
+            })
         });
         number += 1;
         if !full {
@@ -141,10 +160,34 @@ pub async fn upload_parts<U: PartUploader>(
         }
     }
     while let Some(joined) = tasks.join_next().await {
-        receipts.push(joined_result(joined)?);
+        done.add(joined_result(joined)?);
     }
+    let mut receipts = done.receipts;
     receipts.sort_by_key(|(n, _)| *n);
     Ok((receipts.into_iter().map(|(_, r)| r).collect(), total))
+}
+
+/// A part that was uploaded, with its buffer to recycle.
+struct Finished<R> {
+    number: u32,
+    receipt: R,
+    data: Bytes,
+}
+
+/// Receipts so far, and buffers free for the next parts.
+struct Done<R> {
+    receipts: Vec<(u32, R)>,
+    buffers: Vec<BytesMut>,
+}
+
+impl<R> Done<R> {
+    fn add(&mut self, finished: Finished<R>) {
+        self.receipts.push((finished.number, finished.receipt));
+        // Only if the upload kept no reference to it.
+        if let Ok(buffer) = finished.data.try_into_mut() {
+            self.buffers.push(buffer);
+        }
+    }
 }
 
 /// Waits for `weight` free slots, collecting finished parts (and failing fast
@@ -152,14 +195,14 @@ pub async fn upload_parts<U: PartUploader>(
 async fn acquire<R>(
     slots: &Arc<Semaphore>,
     weight: u32,
-    tasks: &mut JoinSet<Result<(u32, R), StoreError>>,
-    receipts: &mut Vec<(u32, R)>,
+    tasks: &mut JoinSet<Result<Finished<R>, StoreError>>,
+    done: &mut Done<R>,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError>
 where
     R: Send + 'static,
 {
     while let Some(joined) = tasks.try_join_next() {
-        receipts.push(joined_result(joined)?);
+        done.add(joined_result(joined)?);
     }
     loop {
         tokio::select! {
@@ -167,7 +210,7 @@ where
                 return permit.map_err(|_| StoreError::Config("upload slots closed".into()));
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                receipts.push(joined_result(joined)?);
+                done.add(joined_result(joined)?);
             }
         }
     }
