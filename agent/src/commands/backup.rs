@@ -104,8 +104,8 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
             tracing::warn!(key = %artifact_key, error = %cleanup, "could not remove the partial artifact");
         }
         return Err(match e {
-            crate::store::StoreError::Io { source, .. } => {
-                Error::failed(redactor.redact(&format!("backup {id} failed: {source}")))
+            e @ crate::store::StoreError::Io { .. } => {
+                Error::failed(redactor.redact(&format!("backup {id} failed: {e}")))
             }
             other => Error::Store(other),
         });

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -79,7 +80,12 @@ impl S3Store {
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(settings.effective_path_style());
         if let Some(endpoint) = &settings.endpoint {
-            builder = builder.endpoint_url(endpoint);
+            // Many S3-compatible servers reject the SDK's newer default
+            // checksum headers; our own SHA-256 guards the content anyway.
+            builder = builder
+                .endpoint_url(endpoint)
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         }
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
