@@ -123,7 +123,7 @@ pub struct BackupArgs {
     #[arg(long, env = "VERTICE_COMPRESSION", default_value = "zstd")]
     pub compression: Compression,
 
-    /// zstd 1-19 (default 3), gzip 1-9 (default 6).
+    /// zstd 1-19 (default 1), gzip 1-9 (default 6).
     #[arg(long, env = "VERTICE_COMPRESSION_LEVEL")]
     pub compression_level: Option<i32>,
 

@@ -35,10 +35,12 @@ impl Compression {
         }
     }
 
-    /// The level used when none is configured: fast enough to keep up with `pg_dump`.
+    /// The level used when none is configured: zstd 1, fast enough to keep
+    /// up with `pg_dump` on a small pod (3 costs ~20% more CPU for ~5-10%
+    /// smaller backups; see scripts/bench-postgres).
     pub fn default_level(self) -> Option<i32> {
         match self {
-            Compression::Zstd => Some(3),
+            Compression::Zstd => Some(1),
             Compression::Gzip => Some(6),
             Compression::None => None,
         }

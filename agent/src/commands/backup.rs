@@ -24,10 +24,10 @@ use crate::target::{resolve_password, Target, POSTGRES_PASSWORD_ENV, REDIS_PASSW
 
 /// Enough of the stream to read a pg_dump archive header.
 const HEAD_BYTES: usize = 4096;
-/// Read-ahead between the source and compression: at most 128 × 64 KiB.
-/// Chunks stay under glibc's mmap threshold so they recycle in the heap.
+/// Buffer between compression and its input.
 const READ_CHUNK: usize = 64 * 1024;
-const READ_AHEAD_DEPTH: usize = 128;
+/// How far the source may run ahead of compression.
+const READ_AHEAD: usize = 2 << 20;
 
 struct Started {
     stream: BoxRead,
@@ -75,8 +75,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     // The source is drained by its own task so it never waits on compression.
     let source = read_ahead(
         MeteredReader::new(started.stream, Arc::clone(&raw)),
-        READ_CHUNK,
-        READ_AHEAD_DEPTH,
+        READ_AHEAD,
     );
     let compressed = compressing(
         args.compression,
