@@ -5,14 +5,13 @@
 //! dump that died midway is aborted rather than completed.
 
 use std::io;
-use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::oneshot;
 
+use super::checked_end::CheckedEnd;
 use super::redact::Redactor;
 
 /// How much of a tool's stderr is kept for the error message: the tail, where
@@ -118,11 +117,13 @@ impl Running {
             .take()
             .ok_or_else(|| io::Error::other(format!("{} has no stdout", self.name)))?;
         self.stdin = None;
-        Ok(ChildOutput {
-            stdout,
-            running: self,
-            finished: false,
-        })
+        let (verdict, outcome) = oneshot::channel();
+        tokio::spawn(async move {
+            // Moving `self` here keeps the kill switch alive while the tool runs.
+            let result = self.wait().await.map_err(io::Error::other);
+            let _ = verdict.send(result);
+        });
+        Ok(CheckedEnd::new(stdout, outcome))
     }
 
     /// Kills the tool (a restore whose input turned out bad must not commit).
@@ -182,43 +183,8 @@ fn describe_status(status: &ExitStatus) -> String {
     }
 }
 
-pub struct ChildOutput {
-    stdout: ChildStdout,
-    running: Running,
-    finished: bool,
-}
-
-impl AsyncRead for ChildOutput {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.finished {
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.stdout).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) if buf.filled().len() == before => {
-                // End of output: it only counts if the tool succeeded.
-                match Pin::new(&mut this.running.done).poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(outcome) => {
-                        this.finished = true;
-                        match judge(&this.running.name, &this.running.redactor, outcome) {
-                            Ok(()) => Poll::Ready(Ok(())),
-                            Err(msg) => Poll::Ready(Err(io::Error::other(msg))),
-                        }
-                    }
-                }
-            }
-            other => other,
-        }
-    }
-}
-
-use std::future::Future;
+/// A tool's stdout, failing at its end if the tool failed.
+pub type ChildOutput = CheckedEnd<ChildStdout>;
 
 #[cfg(test)]
 mod tests {

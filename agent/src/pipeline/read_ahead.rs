@@ -3,19 +3,12 @@
 //! a bounded in-memory pipe, so the dump never waits while a chunk is being
 //! compressed. One fixed buffer, so memory neither grows nor churns.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, SimplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, SimplexStream};
 use tokio::sync::oneshot;
 
-pub struct ReadAhead {
-    pipe: ReadHalf<SimplexStream>,
-    /// How the source ended: a clean end, or the error to report at the end.
-    outcome: oneshot::Receiver<io::Result<()>>,
-    finished: bool,
-}
+use super::checked_end::CheckedEnd;
+
+pub type ReadAhead = CheckedEnd<ReadHalf<SimplexStream>>;
 
 pub fn read_ahead<R>(mut source: R, capacity: usize) -> ReadAhead
 where
@@ -36,48 +29,11 @@ where
                 Err(e) => break Err(e),
             }
         };
-        // The outcome first: the reader looks for it once the pipe ends.
         let _ = done.send(result);
         let _ = writer.shutdown().await;
     });
-    ReadAhead {
-        pipe,
-        outcome,
-        finished: false,
-    }
+    CheckedEnd::new(pipe, outcome)
 }
-
-impl AsyncRead for ReadAhead {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.finished {
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.pipe).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) if buf.filled().len() == before => {
-                this.finished = true;
-                match Pin::new(&mut this.outcome).poll(cx) {
-                    Poll::Pending => {
-                        this.finished = false;
-                        Poll::Pending
-                    }
-                    Poll::Ready(Ok(result)) => Poll::Ready(result),
-                    Poll::Ready(Err(_)) => {
-                        Poll::Ready(Err(io::Error::other("the read-ahead task stopped")))
-                    }
-                }
-            }
-            other => other,
-        }
-    }
-}
-
-use std::future::Future;
 
 #[cfg(test)]
 mod tests {
