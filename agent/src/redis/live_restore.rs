@@ -229,22 +229,33 @@ impl Batch {
         if self.labels.is_empty() {
             return Ok(());
         }
-        let replies: Vec<redis::Value> = self
-            .pipe
-            .query(conn)
-            .map_err(|e| format!("RESTORE of a batch starting with {}: {e}", self.labels[0]))?;
+        let replies: Vec<redis::Value> = self.pipe.query(conn).map_err(|e| {
+            with_hint(format!(
+                "RESTORE of a batch starting with {}: {e}",
+                self.labels[0]
+            ))
+        })?;
         for (reply, label) in replies.iter().zip(&self.labels) {
             if let redis::Value::ServerError(e) = reply {
-                return Err(format!(
+                return Err(with_hint(format!(
                     "RESTORE of {label}: {}",
                     e.details().unwrap_or(e.code())
-                ));
+                )));
             }
         }
         self.pipe.clear();
         self.labels.clear();
         self.bytes = 0;
         Ok(())
+    }
+}
+
+/// Redis refuses DUMP payloads from a newer RDB format; say what to do.
+fn with_hint(message: String) -> String {
+    if message.contains("payload version") {
+        format!("{message} (the target Redis is older than the one backed up: restore into the same or a newer version, or restore as an RDB file)")
+    } else {
+        message
     }
 }
 
