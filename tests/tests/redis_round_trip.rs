@@ -186,3 +186,54 @@ fn a_least_privilege_acl_user_can_back_up() {
         "the user is recorded, the password is not"
     );
 }
+
+#[test]
+fn a_restore_that_fails_midway_removes_what_it_restored() {
+    let source = RedisServer::start(None);
+    let mut conn = source.connection();
+    let value = "v".repeat(1024);
+    for chunk in 0..50 {
+        let mut pipe = redis::pipe();
+        for i in 0..100 {
+            pipe.cmd("SET")
+                .arg(format!("key:{chunk}:{i}"))
+                .arg(&value)
+                .ignore();
+        }
+        pipe.exec(&mut conn).expect("fill");
+    }
+    let store = TestStore::file();
+    let agent = Agent::new();
+    agent
+        .run(
+            &["backup", "--source", &source.url(), "--to", &store.url("")],
+            &[],
+        )
+        .assert_ok();
+
+    // A target with room for only part of the data: RESTORE fails with OOM midway.
+    let target = RedisServer::start(None);
+    let mut target_conn = target.connection();
+    redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "3mb"])
+        .exec(&mut target_conn)
+        .expect("config");
+    redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction"])
+        .exec(&mut target_conn)
+        .expect("config");
+    let failed = agent.run(
+        &["restore", "--from", &store.url(""), "--to", &target.url()],
+        &[],
+    );
+    failed.assert_code(1);
+    assert!(
+        failed.stderr.contains("removed the") && failed.stderr.contains("keys it had restored"),
+        "{}",
+        failed.stderr
+    );
+    let left: i64 = redis::cmd("DBSIZE")
+        .query(&mut target_conn)
+        .expect("dbsize");
+    assert_eq!(left, 0, "no half-restore is left behind");
+}
