@@ -109,3 +109,23 @@ fn walk(root: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// Runs a scenario `fn(&TestStore)` as one test per store kind, so every
+/// store gets the same suite: `on_every_store!(round_trip);` yields the
+/// tests `round_trip::s3` and `round_trip::file`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn s3() {
+                super::$scenario(&$crate::TestStore::s3());
+            }
+
+            #[test]
+            fn file() {
+                super::$scenario(&$crate::TestStore::file());
+            }
+        }
+    };
+}

@@ -178,16 +178,6 @@ fn killed_dump_leaves_no_backup(store: &TestStore) {
 }
 
 #[test]
-fn killed_dump_leaves_no_backup_on_s3() {
-    killed_dump_leaves_no_backup(&TestStore::s3());
-}
-
-#[test]
-fn killed_dump_leaves_no_backup_on_file_store() {
-    killed_dump_leaves_no_backup(&TestStore::file());
-}
-
-#[test]
 fn a_dropped_connection_during_restore_is_resumed() {
     let store = TestStore::s3();
     let TestStore::S3 { server, .. } = &store else {
@@ -240,3 +230,5 @@ fn a_dropped_connection_during_restore_is_resumed() {
     assert!(restored.stderr.contains("resuming"), "{}", restored.stderr);
     assert_eq!(pg.psql("copy", "SELECT count(*) FROM t"), "200000");
 }
+
+vertice_tests::on_every_store!(killed_dump_leaves_no_backup);

@@ -104,16 +104,6 @@ fn round_trip(store: &TestStore) {
 }
 
 #[test]
-fn postgres_round_trip_on_s3() {
-    round_trip(&TestStore::s3());
-}
-
-#[test]
-fn postgres_round_trip_on_file_store() {
-    round_trip(&TestStore::file());
-}
-
-#[test]
 fn restore_picks_by_id_and_time_and_stock_tools_can_read_the_backup() {
     let store = TestStore::file();
     let pg = Postgres::start();
@@ -226,3 +216,5 @@ fn restore_picks_by_id_and_time_and_stock_tools_can_read_the_backup() {
         "1,2"
     );
 }
+
+vertice_tests::on_every_store!(round_trip);

@@ -108,16 +108,6 @@ fn round_trip(store: &TestStore) {
 }
 
 #[test]
-fn redis_round_trip_on_s3() {
-    round_trip(&TestStore::s3());
-}
-
-#[test]
-fn redis_round_trip_on_file_store() {
-    round_trip(&TestStore::file());
-}
-
-#[test]
 fn wrong_redis_password_is_a_configuration_error() {
     let source = RedisServer::start(Some(PASSWORD));
     let store = TestStore::file();
@@ -237,3 +227,5 @@ fn a_restore_that_fails_midway_removes_what_it_restored() {
         .expect("dbsize");
     assert_eq!(left, 0, "no half-restore is left behind");
 }
+
+vertice_tests::on_every_store!(round_trip);
