@@ -138,17 +138,11 @@ impl SeaweedFs {
 
     /// Runs an `aws s3api` query whose text output is a list of keys.
     fn key_list(&self, query: &[&str]) -> Vec<String> {
-        let out = self
-            .aws()
-            .arg("s3api")
-            .args(query)
-            .args(["--output", "text"])
-            .output()
-            .expect("aws");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeed(
+            self.aws()
+                .arg("s3api")
+                .args(query)
+                .args(["--output", "text"]),
         );
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
@@ -158,38 +152,26 @@ impl SeaweedFs {
     }
 
     pub fn get_object(&self, bucket: &str, key: &str, to: &std::path::Path) {
-        let out = self
-            .aws()
-            .args(["s3api", "get-object", "--bucket", bucket, "--key", key])
-            .arg(to)
-            .output()
-            .expect("aws");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            self.aws()
+                .args(["s3api", "get-object", "--bucket", bucket, "--key", key])
+                .arg(to),
         );
     }
 
     pub fn put_object(&self, bucket: &str, key: &str, from: &std::path::Path) {
-        let out = self
-            .aws()
-            .args([
-                "s3api",
-                "put-object",
-                "--bucket",
-                bucket,
-                "--key",
-                key,
-                "--body",
-            ])
-            .arg(from)
-            .output()
-            .expect("aws");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            self.aws()
+                .args([
+                    "s3api",
+                    "put-object",
+                    "--bucket",
+                    bucket,
+                    "--key",
+                    key,
+                    "--body",
+                ])
+                .arg(from),
         );
     }
 }
@@ -216,4 +198,15 @@ fn try_create_bucket(endpoint: &str, bucket: &str) -> bool {
         Ok(o) => o.status.success() || String::from_utf8_lossy(&o.stderr).contains("BucketAlreadyOwnedByYou"),
         Err(e) => panic!("aws CLI is not installed ({e}); run `pip install awscli` (or scripts/install-test-deps)"),
     }
+}
+
+/// Runs an aws CLI command, failing the test with its stderr if it fails.
+fn succeed(command: &mut Command) -> std::process::Output {
+    let out = command.output().expect("aws");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -48,6 +48,13 @@ impl TestStore {
         }
     }
 
+    /// [`TestStore::env`] plus one more variable (a database password).
+    pub fn env_with(&self, key: &'static str, value: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        env.push((key, value.to_string()));
+        env
+    }
+
     /// Every object key under `prefix`, relative to the store root.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let mut keys: Vec<String> = match self {

@@ -20,8 +20,7 @@ fn corrupted_backup_is_refused(store: &TestStore, compression: &str, flip_at_end
         "SELECT lo_from_bytea(0, decode(repeat('abcd', 4000), 'hex'))",
     );
     let agent = Agent::new();
-    let mut env = store.env();
-    env.push(("PGPASSWORD", pg.password.clone()));
+    let env = store.env_with("PGPASSWORD", &pg.password);
     let url = store.url("");
     let backup = agent.run(
         &[
@@ -108,8 +107,7 @@ fn killed_dump_leaves_no_backup(store: &TestStore) {
     pg.create_database("app");
     pg.psql("app", "CREATE TABLE t (v int); INSERT INTO t VALUES (1)");
     let agent = Agent::new();
-    let mut env = store.env();
-    env.push(("PGPASSWORD", pg.password.clone()));
+    let env = store.env_with("PGPASSWORD", &pg.password);
     let url = store.url("p");
     let good = agent.run(&["backup", "--source", &pg.url("app"), "--to", &url], &env);
     good.assert_ok();
@@ -190,8 +188,7 @@ fn a_dropped_connection_during_restore_is_resumed() {
         "CREATE TABLE t AS SELECT g, md5(g::text) AS a FROM generate_series(1, 200000) g",
     );
     let agent = Agent::new();
-    let mut env = store.env();
-    env.push(("PGPASSWORD", pg.password.clone()));
+    let env = store.env_with("PGPASSWORD", &pg.password);
     let url = store.url("");
     agent
         .run(

@@ -9,8 +9,7 @@ fn round_trip(store: &TestStore) {
     pg.create_database("shop");
     pg.script("shop", RICH_POSTGRES_SCHEMA);
     let agent = Agent::new();
-    let mut env = store.env();
-    env.push(("PGPASSWORD", pg.password.clone()));
+    let env = store.env_with("PGPASSWORD", &pg.password);
     let url = store.url("team-a");
 
     let backup = agent.run(

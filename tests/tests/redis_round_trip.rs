@@ -13,8 +13,7 @@ fn round_trip(store: &TestStore) {
     let expected = redis_snapshot(&mut conn);
     assert!(expected.len() > 20, "fixture loaded");
     let agent = Agent::new();
-    let mut env = store.env();
-    env.push(("REDIS_PASSWORD", PASSWORD.to_string()));
+    let env = store.env_with("REDIS_PASSWORD", PASSWORD);
     let url = store.url("cache");
 
     let backup = agent.run(
