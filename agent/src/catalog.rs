@@ -21,7 +21,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn list_prefix(&self) -> String {
+    pub fn list_prefix(&self) -> String {
         match (&self.namespace, &self.name) {
             (Some(ns), Some(name)) => format!("{ns}/{name}/"),
             (Some(ns), None) => format!("{ns}/"),

@@ -51,6 +51,8 @@ pub enum Command {
     List(ListArgs),
     /// Re-read a stored backup and check it against its manifest.
     Verify(VerifyArgs),
+    /// Delete old backups by a retention policy (never the newest good one).
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -80,6 +82,53 @@ pub struct StoreArgs {
     /// Upload parts in flight at once (memory ≈ part size × this).
     #[arg(long, env = "VERTICE_PARTS_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub parts_in_flight: u64,
+
+    /// GCS endpoint override for emulators, e.g. http://127.0.0.1:4443
+    /// (also read from STORAGE_EMULATOR_HOST).
+    #[arg(long, env = "VERTICE_GCS_ENDPOINT")]
+    pub gcs_endpoint: Option<String>,
+
+    /// Azure Blob endpoint override, e.g. http://127.0.0.1:10000/devstoreaccount1 for
+    /// Azurite (default https://ACCOUNT.blob.core.windows.net).
+    #[arg(long, env = "VERTICE_AZURE_ENDPOINT")]
+    pub azure_endpoint: Option<String>,
+
+    /// File holding an Azure SAS token (else AZURE_STORAGE_SAS_TOKEN).
+    #[arg(long, env = "VERTICE_AZURE_SAS_TOKEN_FILE")]
+    pub azure_sas_token_file: Option<PathBuf>,
+
+    /// File holding the Azure storage account key (else AZURE_STORAGE_KEY); the
+    /// agent signs a short-lived SAS with it and never sends the key.
+    #[arg(long, env = "VERTICE_AZURE_ACCOUNT_KEY_FILE")]
+    pub azure_account_key_file: Option<PathBuf>,
+}
+
+/// How long backups are kept. Counts keep the newest backup in each of the
+/// last N hours / days / ISO weeks / months / years (UTC).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionArgs {
+    /// Keep the N newest backups.
+    #[arg(long, env = "VERTICE_KEEP_LAST")]
+    pub keep_last: Option<u32>,
+    #[arg(long, env = "VERTICE_KEEP_HOURLY")]
+    pub keep_hourly: Option<u32>,
+    #[arg(long, env = "VERTICE_KEEP_DAILY")]
+    pub keep_daily: Option<u32>,
+    #[arg(long, env = "VERTICE_KEEP_WEEKLY")]
+    pub keep_weekly: Option<u32>,
+    #[arg(long, env = "VERTICE_KEEP_MONTHLY")]
+    pub keep_monthly: Option<u32>,
+    #[arg(long, env = "VERTICE_KEEP_YEARLY")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup younger than this, e.g. 36h, 14d, 2w, 1y.
+    #[arg(long, env = "VERTICE_KEEP_WITHIN")]
+    pub keep_within: Option<String>,
+    /// Never keep fewer than this many backups, whatever the policy says.
+    #[arg(long, env = "VERTICE_MIN_KEEP", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_keep: u32,
+    /// Remove unfinished uploads (artifacts without a manifest) older than this.
+    #[arg(long, env = "VERTICE_UNFINISHED_AFTER", default_value = "24h")]
+    pub unfinished_after: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -107,12 +156,14 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// What to back up: postgres://USER@HOST:PORT/DB or redis://[USER@]HOST:PORT.
+    /// What to back up: postgres://USER@HOST:PORT/DB, redis://[USER@]HOST:PORT,
+    /// or vault://HOST:PORT (https) / vault+http://HOST:PORT.
     /// Passwords come from PGPASSWORD / REDIS_PASSWORD or --password-file.
     #[arg(long, env = "VERTICE_SOURCE")]
     pub source: String,
 
-    /// Store URL: s3://bucket/prefix or file:///path (default: ./vertice-backups).
+    /// Store URL: s3://bucket/prefix, gs://bucket/prefix,
+    /// azblob://account/container/prefix or file:///path (default: ./vertice-backups).
     #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
     pub to: String,
 
@@ -139,6 +190,79 @@ pub struct BackupArgs {
         allow_hyphen_values = true
     )]
     pub pg_dump_args: Vec<String>,
+
+    /// Encrypt to these age recipients: age1… public keys or files of them,
+    /// comma-separated or repeated. Restore then needs a matching --identity.
+    #[arg(long, env = "VERTICE_ENCRYPT_TO", value_delimiter = ',')]
+    pub encrypt_to: Vec<String>,
+
+    /// The source is a Vault/OpenBao server given as https://… (vault:// implies it).
+    #[arg(long, env = "VERTICE_SOURCE_KIND")]
+    pub source_kind: Option<SourceKindArg>,
+
+    #[command(flatten)]
+    pub vault: VaultArgs,
+
+    /// After a successful backup, prune by this policy (only when a --keep-* is set).
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+
+    #[command(flatten)]
+    pub names: NameArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SourceKindArg {
+    Vault,
+}
+
+/// How the agent logs in to Vault / OpenBao: VAULT_TOKEN, a token file, or
+/// Kubernetes auth with the pod's service-account token.
+#[derive(Debug, Clone, Args)]
+pub struct VaultArgs {
+    /// File holding a Vault token (else VAULT_TOKEN).
+    #[arg(long, env = "VERTICE_VAULT_TOKEN_FILE")]
+    pub vault_token_file: Option<PathBuf>,
+    /// Log in with Kubernetes auth as this role (instead of a token).
+    #[arg(long, env = "VERTICE_VAULT_K8S_ROLE")]
+    pub vault_k8s_role: Option<String>,
+    /// Mount path of the Kubernetes auth method.
+    #[arg(long, env = "VERTICE_VAULT_K8S_MOUNT", default_value = "kubernetes")]
+    pub vault_k8s_mount: String,
+    /// Service-account token presented to Kubernetes auth.
+    #[arg(
+        long,
+        env = "VERTICE_VAULT_K8S_JWT_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub vault_k8s_jwt_file: PathBuf,
+    /// PEM file of extra CA certificates to trust for https:// (else VAULT_CACERT).
+    #[arg(long, env = "VERTICE_VAULT_CACERT")]
+    pub vault_cacert: Option<PathBuf>,
+    /// Vault Enterprise / OpenBao namespace.
+    #[arg(long, env = "VERTICE_VAULT_NAMESPACE")]
+    pub vault_namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Store URL.
+    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    pub from: String,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+
+    /// Print the plan (keep / delete, with reasons) and delete nothing.
+    #[arg(long, env = "VERTICE_PRUNE_DRY_RUN")]
+    pub dry_run: bool,
+
+    #[arg(long, env = "VERTICE_OUTPUT", default_value = "table")]
+    pub output: OutputFormat,
 
     #[command(flatten)]
     pub names: NameArgs,
@@ -188,6 +312,13 @@ pub struct RestoreArgs {
     )]
     pub pg_restore_args: Vec<String>,
 
+    /// age identity file (AGE-SECRET-KEY-…) for encrypted backups.
+    #[arg(long, env = "VERTICE_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub vault: VaultArgs,
+
     #[command(flatten)]
     pub names: NameArgs,
     #[command(flatten)]
@@ -226,6 +357,11 @@ pub struct VerifyArgs {
     /// Which backup: latest, an id, or before:RFC3339.
     #[arg(long, env = "VERTICE_VERIFY_BACKUP", default_value = "latest")]
     pub backup: String,
+
+    /// age identity file for encrypted backups; without it only the stored
+    /// bytes are checked.
+    #[arg(long, env = "VERTICE_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
 
     #[command(flatten)]
     pub names: NameArgs,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod manifest;
 pub mod pipeline;
 pub mod redis;
+pub mod retention;
 pub mod run;
 pub mod source;
 pub mod store;

@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Restore(a) => ("restore", Some(&a.run.termination_log)),
         Command::Verify(a) => ("verify", Some(&a.run.termination_log)),
         Command::List(_) => ("list", None),
+        Command::Prune(a) => ("prune", Some(&a.run.termination_log)),
     };
     let mut summary = RunSummary {
         command: name.to_string(),
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> i32 {
             .await
             .map(|m| Some(format!("backup {} verified", m.backup_id))),
         Command::List(a) => commands::list::run(a).await.map(Some),
+        Command::Prune(a) => commands::prune::run(a, &mut summary).await.map(Some),
     };
     let code = match &result {
         Ok(_) => 0,

@@ -24,6 +24,9 @@ pub struct RunSummary {
     pub duration_seconds: Option<f64>,
     pub stored_bytes: Option<u64>,
     pub raw_bytes: Option<u64>,
+    /// Backups deleted by the retention policy after this backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<u32>,
     pub exit_code: i32,
     pub error_category: Option<String>,
     pub error: Option<String>,

@@ -116,21 +116,25 @@ pub fn resolve_password(
     password_file: Option<&PathBuf>,
     env_vars: &[&str],
 ) -> Result<Option<String>> {
-    if let Some(path) = password_file {
+    resolve_secret(password_file, "--password-file", env_vars)
+}
+
+/// A secret from the file named by `flag` (a mounted Secret), else the first
+/// non-empty variable of `env_vars`. Errors name the flag, never the content.
+pub fn resolve_secret(
+    file: Option<&PathBuf>,
+    flag: &str,
+    env_vars: &[&str],
+) -> Result<Option<String>> {
+    if let Some(path) = file {
         let raw = std::fs::read_to_string(path).map_err(|e| {
-            Error::usage(format!(
-                "--password-file {}: cannot read it ({e})",
-                path.display()
-            ))
+            Error::usage(format!("{flag} {}: cannot read it ({e})", path.display()))
         })?;
-        let password = raw.trim_end_matches(['\n', '\r']).to_string();
-        if password.is_empty() {
-            return Err(Error::usage(format!(
-                "--password-file {} is empty",
-                path.display()
-            )));
+        let secret = raw.trim_end_matches(['\n', '\r']).to_string();
+        if secret.is_empty() {
+            return Err(Error::usage(format!("{flag} {} is empty", path.display())));
         }
-        return Ok(Some(password));
+        return Ok(Some(secret));
     }
     Ok(env_vars
         .iter()

@@ -10,10 +10,12 @@ use super::{derive_name, store_from_args, validate_name};
 use crate::backup_id::BackupId;
 use crate::cli::BackupArgs;
 use crate::error::{Error, Result};
+use crate::manifest::Encryption;
 use crate::manifest::{
     backup_dir, Artifact, Manifest, Producer, SourceInfo, SourceKind, FORMAT_VERSION, MANIFEST_FILE,
 };
 use crate::pipeline::codec::{compressing, validate_level, BoxRead};
+use crate::pipeline::encryption;
 use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::read_ahead::read_ahead;
@@ -42,6 +44,8 @@ struct Started {
 
 pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest> {
     validate_level(args.compression, args.compression_level).map_err(Error::usage)?;
+    let recipients = encryption::parse_recipients(&args.encrypt_to).map_err(Error::usage)?;
+    let retention = super::prune::policy_from_args(&args.retention)?;
     let target = Target::parse(&args.source, "--source")?;
     let namespace = args
         .names
@@ -82,12 +86,20 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
         args.compression_level,
         BufReader::with_capacity(READ_CHUNK, source),
     );
-    let mut body = MeteredReader::new(compressed, Arc::clone(&stored));
+    // Compress, then encrypt, then hash what is stored.
+    let sealed = if recipients.is_empty() {
+        compressed
+    } else {
+        encryption::encrypting(&recipients, compressed)
+            .map_err(|e| Error::failed(format!("starting encryption: {e}")))?
+    };
+    let mut body = MeteredReader::new(sealed, Arc::clone(&stored));
     let dir = backup_dir(&namespace, &name, id.as_str());
     let artifact_name = format!(
-        "{}{}",
+        "{}{}{}",
         started.artifact_stem,
-        args.compression.file_suffix()
+        args.compression.file_suffix(),
+        if recipients.is_empty() { "" } else { ".age" }
     );
     let artifact_key = format!("{dir}/{artifact_name}");
 
@@ -144,7 +156,10 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
             stored_sha256: stored.sha256_hex(),
             raw_sha256: raw.sha256_hex(),
             compression: args.compression,
-            encryption: None,
+            encryption: (!recipients.is_empty()).then(|| Encryption {
+                scheme: encryption::SCHEME.to_string(),
+                recipient_fingerprints: recipients.iter().map(encryption::fingerprint).collect(),
+            }),
             producer,
         }],
     };
@@ -168,6 +183,28 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
         seconds = manifest.duration_seconds(),
         "backup complete"
     );
+    if let Some((policy, unfinished_after)) = retention {
+        // Only after a backup that succeeded; a failed prune does not undo it.
+        let scope = crate::catalog::Scope {
+            namespace: Some(manifest.namespace.clone()),
+            name: Some(manifest.name.clone()),
+        };
+        match super::prune::prune(
+            store.as_ref(),
+            &scope,
+            &policy,
+            unfinished_after,
+            false,
+            Utc::now(),
+        )
+        .await
+        {
+            Ok(report) => summary.pruned = Some(report.deleted_backups),
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning after the backup failed; the backup itself succeeded")
+            }
+        }
+    }
     Ok(manifest)
 }
 

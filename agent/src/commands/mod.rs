@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod list;
+pub mod prune;
 pub mod restore;
 pub mod verify;
 
@@ -12,16 +13,41 @@ use crate::catalog::{self, Scope, Selector};
 use crate::cli::{NameArgs, StoreArgs};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::store::azure::AzureSettings;
+use crate::store::gcs::GcsSettings;
 use crate::store::multipart::MultipartConfig;
 use crate::store::s3::S3Settings;
 use crate::store::{open_store, Store, StoreOptions};
 use crate::summary::RunSummary;
+use crate::target::resolve_secret;
 
 pub async fn store_from_args(url: &str, flag: &str, args: &StoreArgs) -> Result<Box<dyn Store>> {
     let location: StoreLocation = url
         .parse()
         .map_err(|e| Error::usage(format!("{flag}: {e}")))?;
+    // Only read the secrets of the store kind in use.
+    let azure = if matches!(location, StoreLocation::Azure { .. }) {
+        AzureSettings {
+            endpoint: args.azure_endpoint.clone(),
+            sas_token: resolve_secret(
+                args.azure_sas_token_file.as_ref(),
+                "--azure-sas-token-file",
+                &["AZURE_STORAGE_SAS_TOKEN"],
+            )?,
+            account_key: resolve_secret(
+                args.azure_account_key_file.as_ref(),
+                "--azure-account-key-file",
+                &["AZURE_STORAGE_KEY"],
+            )?,
+        }
+    } else {
+        AzureSettings::default()
+    };
     let options = StoreOptions {
+        azure,
+        gcs: GcsSettings {
+            endpoint: args.gcs_endpoint.clone(),
+        },
         s3: S3Settings {
             endpoint: args.s3_endpoint.clone(),
             region: args.s3_region.clone(),

@@ -14,10 +14,13 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::choose_backup;
-use super::verify::{check_integrity, open_artifact, verify_artifact};
+use super::verify::{
+    check_identities, check_integrity, load_identities, open_artifact, verify_artifact,
+};
 use crate::cli::RestoreArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{Artifact, Manifest, SourceKind};
+use crate::pipeline::encryption::x25519;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::redact::Redactor;
 use crate::redis::live_restore::{self, LiveRestoreError};
@@ -33,6 +36,8 @@ const CHUNK: usize = 256 * 1024;
 
 pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifest> {
     let target = Target::parse(&args.to, "--to")?;
+    let identities = load_identities(args.identity.as_deref())?;
+    let ids = identities.as_deref();
     let (store, manifest) =
         choose_backup(&args.from, &args.backup, &args.names, &args.store, summary).await?;
     let artifact = manifest
@@ -40,17 +45,19 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
         .first()
         .ok_or_else(|| Error::failed(format!("backup {} has no artifacts", manifest.backup_id)))?
         .clone();
+    // A missing or wrong key is found out before the target is touched.
+    check_identities(&manifest, &artifact, ids)?;
     tracing::info!(backup = %manifest.backup_id, artifact = %artifact.name, "restore started");
 
     match (&target, manifest.source.kind) {
         (Target::Postgres(pg), SourceKind::Postgres) => {
-            restore_postgres(args, store.as_ref(), &manifest, &artifact, pg).await?
+            restore_postgres(args, store.as_ref(), &manifest, &artifact, ids, pg).await?
         }
         (Target::File(path), SourceKind::Redis) => {
-            restore_rdb_file(args, store.as_ref(), &manifest, &artifact, path).await?
+            restore_rdb_file(args, store.as_ref(), &manifest, &artifact, ids, path).await?
         }
         (Target::Redis(redis), SourceKind::Redis) => {
-            restore_redis_live(args, store.as_ref(), &manifest, &artifact, redis).await?
+            restore_redis_live(args, store.as_ref(), &manifest, &artifact, ids, redis).await?
         }
         (_, kind) => {
             return Err(Error::usage(format!(
@@ -74,6 +81,7 @@ async fn restore_postgres(
     store: &dyn Store,
     manifest: &Manifest,
     artifact: &Artifact,
+    ids: Option<&[x25519::Identity]>,
     target: &PostgresTarget,
 ) -> Result<()> {
     let password = resolve_password(args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?;
@@ -81,7 +89,7 @@ async fn restore_postgres(
     if let Some(p) = &password {
         redactor.add(p);
     }
-    let mut open = open_artifact(store, manifest, artifact).await?;
+    let mut open = open_artifact(store, manifest, artifact, ids).await?;
     postgres::check_extra_args(&args.pg_restore_args, "--pg-restore-arg", true)
         .map_err(Error::usage)?;
     let mut running = postgres::spawn_restore(
@@ -126,7 +134,7 @@ async fn restore_postgres(
             "backup {} is corrupt or unreadable: {e}",
             manifest.backup_id
         ))),
-        None => check_integrity(manifest, artifact, &open.stored, &open.raw),
+        None => check_integrity(manifest, artifact, &open),
     };
     if let Err(e) = integrity {
         running.kill();
@@ -154,6 +162,7 @@ async fn restore_rdb_file(
     store: &dyn Store,
     manifest: &Manifest,
     artifact: &Artifact,
+    ids: Option<&[x25519::Identity]>,
     path: &Path,
 ) -> Result<()> {
     if path.as_os_str().is_empty() || path.file_name().is_none() {
@@ -173,7 +182,7 @@ async fn restore_rdb_file(
             .map_err(|e| Error::failed(format!("creating {}: {e}", dir.display())))?;
     }
     let temp = temp_sibling(path);
-    let result = write_verified(store, manifest, artifact, &temp, args).await;
+    let result = write_verified(store, manifest, artifact, ids, &temp, args).await;
     let published = match result {
         Ok(()) if args.force => tokio::fs::rename(&temp, path).await,
         // Without --force, linking fails if the file appeared meanwhile.
@@ -191,10 +200,11 @@ async fn write_verified(
     store: &dyn Store,
     manifest: &Manifest,
     artifact: &Artifact,
+    ids: Option<&[x25519::Identity]>,
     temp: &Path,
     args: &RestoreArgs,
 ) -> Result<()> {
-    let mut open = open_artifact(store, manifest, artifact).await?;
+    let mut open = open_artifact(store, manifest, artifact, ids).await?;
     let _progress = Progress::start(
         args.run.progress,
         "restore",
@@ -215,7 +225,7 @@ async fn write_verified(
     file.sync_all()
         .await
         .map_err(|e| Error::failed(format!("syncing {}: {e}", temp.display())))?;
-    check_integrity(manifest, artifact, &open.stored, &open.raw)
+    check_integrity(manifest, artifact, &open)
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
@@ -232,12 +242,13 @@ async fn restore_redis_live(
     store: &dyn Store,
     manifest: &Manifest,
     artifact: &Artifact,
+    ids: Option<&[x25519::Identity]>,
     target: &RedisTarget,
 ) -> Result<()> {
     let password = resolve_password(args.password_file.as_ref(), REDIS_PASSWORD_ENV)?;
     // A running instance cannot be rolled back cheaply: check before touching it.
-    verify_artifact(store, manifest, artifact, args.run.progress).await?;
-    let open = open_artifact(store, manifest, artifact).await?;
+    verify_artifact(store, manifest, artifact, ids, args.run.progress).await?;
+    let open = open_artifact(store, manifest, artifact, ids).await?;
     let _progress = Progress::start(
         args.run.progress,
         "restore",

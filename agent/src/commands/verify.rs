@@ -11,16 +11,28 @@ use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{backup_dir, Artifact, Manifest};
 use crate::pipeline::codec::{decompressing, BoxRead};
+use crate::pipeline::encryption::{self, x25519};
 use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::progress::{Progress, ProgressMode};
 use crate::store::Store;
 use crate::summary::RunSummary;
 
 pub async fn run(args: &VerifyArgs, summary: &mut RunSummary) -> Result<Manifest> {
+    let identities = load_identities(args.identity.as_deref())?;
     let (store, manifest) =
         choose_backup(&args.from, &args.backup, &args.names, &args.store, summary).await?;
     for artifact in &manifest.artifacts {
-        verify_artifact(store.as_ref(), &manifest, artifact, args.run.progress).await?;
+        if artifact.encryption.is_some() && identities.is_none() {
+            tracing::warn!(artifact = %artifact.name, "encrypted and no --identity given: checking the stored bytes only");
+        }
+        verify_artifact(
+            store.as_ref(),
+            &manifest,
+            artifact,
+            identities.as_deref(),
+            args.run.progress,
+        )
+        .await?;
         tracing::info!(backup = %manifest.backup_id, artifact = %artifact.name, bytes = artifact.stored_bytes, "artifact verified");
     }
     summary.stored_bytes = Some(manifest.stored_bytes());
@@ -28,24 +40,55 @@ pub async fn run(args: &VerifyArgs, summary: &mut RunSummary) -> Result<Manifest
     Ok(manifest)
 }
 
-/// An artifact opened for reading, decompressed, with meters on both sides.
+/// Reads `--identity` (an age identity file), if given.
+pub fn load_identities(path: Option<&std::path::Path>) -> Result<Option<Vec<x25519::Identity>>> {
+    path.map(|p| encryption::load_identities(p, "--identity").map_err(Error::usage))
+        .transpose()
+}
+
+/// An artifact opened for reading, decrypted and decompressed, with meters on
+/// both sides. Without identities an encrypted artifact is read as stored
+/// (`raw_checked` false): only the stored checksum can be verified.
 pub struct OpenArtifact {
     pub reader: BoxRead,
     pub stored: Arc<Meter>,
     pub raw: Arc<Meter>,
+    pub raw_checked: bool,
+}
+
+/// Fails before any data is read when the artifact is encrypted to keys the
+/// given identities do not hold.
+pub fn check_identities(
+    manifest: &Manifest,
+    artifact: &Artifact,
+    identities: Option<&[x25519::Identity]>,
+) -> Result<()> {
+    let Some(encryption) = &artifact.encryption else {
+        return Ok(());
+    };
+    let Some(identities) = identities else {
+        return Err(Error::usage(format!(
+            "backup {} is encrypted (age, recipients {}); pass --identity with a matching age identity file",
+            manifest.backup_id,
+            encryption.recipient_fingerprints.join(", ")
+        )));
+    };
+    if !encryption::identities_match(identities, &encryption.recipient_fingerprints) {
+        return Err(Error::usage(format!(
+            "backup {} is encrypted to {}; none of the keys in --identity matches (wrong identity file?)",
+            manifest.backup_id,
+            encryption.recipient_fingerprints.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 pub async fn open_artifact(
     store: &dyn Store,
     manifest: &Manifest,
     artifact: &Artifact,
+    identities: Option<&[x25519::Identity]>,
 ) -> Result<OpenArtifact> {
-    if artifact.encryption.is_some() {
-        return Err(Error::usage(format!(
-            "artifact {} is encrypted; this agent version cannot decrypt it",
-            artifact.name
-        )));
-    }
     let key = format!(
         "{}/{}",
         backup_dir(&manifest.namespace, &manifest.name, &manifest.backup_id),
@@ -53,15 +96,37 @@ pub async fn open_artifact(
     );
     let stored = Meter::new();
     let raw = Meter::new();
-    let input = store.get_stream(&key).await?;
+    let input = MeteredReader::new(store.get_stream(&key).await?, Arc::clone(&stored));
+    let (plain, raw_checked): (BoxRead, bool) = match (&artifact.encryption, identities) {
+        (None, _) => (Box::new(input), true),
+        (Some(_), None) => {
+            return Ok(OpenArtifact {
+                reader: Box::new(input),
+                stored,
+                raw,
+                raw_checked: false,
+            })
+        }
+        (Some(_), Some(ids)) => {
+            check_identities(manifest, artifact, Some(ids))?;
+            let plain = encryption::decrypting(ids, input).await.map_err(|e| {
+                Error::failed(format!(
+                    "backup {} cannot be decrypted: {e}",
+                    manifest.backup_id
+                ))
+            })?;
+            (plain, true)
+        }
+    };
     let decompressed = decompressing(
         artifact.compression,
-        BufReader::with_capacity(256 * 1024, MeteredReader::new(input, Arc::clone(&stored))),
+        BufReader::with_capacity(256 * 1024, plain),
     );
     Ok(OpenArtifact {
         reader: Box::new(MeteredReader::new(decompressed, Arc::clone(&raw))),
         stored,
         raw,
+        raw_checked,
     })
 }
 
@@ -69,9 +134,9 @@ pub async fn open_artifact(
 pub fn check_integrity(
     manifest: &Manifest,
     artifact: &Artifact,
-    stored: &Meter,
-    raw: &Meter,
+    open: &OpenArtifact,
 ) -> Result<()> {
+    let (stored, raw) = (&open.stored, &open.raw);
     let what = format!("backup {} artifact {}", manifest.backup_id, artifact.name);
     let mut problems = Vec::new();
     if stored.bytes() != artifact.stored_bytes {
@@ -88,7 +153,9 @@ pub fn check_integrity(
             artifact.stored_sha256
         ));
     }
-    if raw.bytes() != artifact.raw_bytes || raw.sha256_hex() != artifact.raw_sha256 {
+    if open.raw_checked
+        && (raw.bytes() != artifact.raw_bytes || raw.sha256_hex() != artifact.raw_sha256)
+    {
         problems.push("the decompressed content does not match the manifest".to_string());
     }
     if problems.is_empty() {
@@ -105,9 +172,10 @@ pub async fn verify_artifact(
     store: &dyn Store,
     manifest: &Manifest,
     artifact: &Artifact,
+    identities: Option<&[x25519::Identity]>,
     progress: ProgressMode,
 ) -> Result<()> {
-    let mut open = open_artifact(store, manifest, artifact).await?;
+    let mut open = open_artifact(store, manifest, artifact, identities).await?;
     let _progress = Progress::start(progress, "verify", Arc::clone(&open.stored));
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -122,5 +190,5 @@ pub async fn verify_artifact(
             }
         }
     }
-    check_integrity(manifest, artifact, &open.stored, &open.raw)
+    check_integrity(manifest, artifact, &open)
 }

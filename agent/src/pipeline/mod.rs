@@ -3,6 +3,7 @@
 
 pub mod checked_end;
 pub mod codec;
+pub mod encryption;
 pub mod meter;
 pub mod process;
 pub mod progress;

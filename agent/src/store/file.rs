@@ -157,11 +157,25 @@ impl Store for FileStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match tokio::fs::remove_file(self.path_of(key)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io(format!("deleting {key}"), e)),
+        let path = self.path_of(key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(format!("deleting {key}"), e)),
         }
+        // Object stores have no directories: drop the ones this emptied, up
+        // to the store root (remove_dir refuses a non-empty one).
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root
+                || !d.starts_with(&self.root)
+                || tokio::fs::remove_dir(d).await.is_err()
+            {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 }
 

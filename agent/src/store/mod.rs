@@ -2,8 +2,11 @@
 //! Azure) implements, so the pipeline, catalog and restore never care where the
 //! bytes live.
 
+pub mod azure;
+mod azure_sas;
 mod error;
 pub mod file;
+pub mod gcs;
 pub mod multipart;
 pub mod open;
 pub mod s3;
@@ -66,4 +69,16 @@ pub trait Store: Send + Sync {
 
     /// Removes one object; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Aborts uploads under `prefix` that were started before `cutoff` and
+    /// never finished (S3 multipart uploads, leftover temporary files).
+    /// Stores whose unfinished uploads expire on their own (Azure
+    /// uncommitted blocks, GCS resumable sessions) have nothing to do.
+    async fn abort_stale_uploads(
+        &self,
+        _prefix: &str,
+        _cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u32, StoreError> {
+        Ok(0)
+    }
 }

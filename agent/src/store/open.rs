@@ -2,7 +2,9 @@
 
 use vertice_crds::StoreLocation;
 
+use super::azure::{AzureSettings, AzureStore};
 use super::file::FileStore;
+use super::gcs::{GcsSettings, GcsStore};
 use super::multipart::MultipartConfig;
 use super::s3::{S3Settings, S3Store};
 use super::{Store, StoreError};
@@ -10,6 +12,8 @@ use super::{Store, StoreError};
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub s3: S3Settings,
+    pub azure: AzureSettings,
+    pub gcs: GcsSettings,
     pub multipart: MultipartConfig,
 }
 
@@ -28,11 +32,25 @@ pub async fn open_store(
             )
             .await?,
         )),
-        StoreLocation::Gcs { .. } | StoreLocation::Azure { .. } => {
-            Err(StoreError::Config(format!(
-            "{location}: {} stores are not supported by this agent version; use s3:// or file://",
-            location.scheme()
-        )))
-        }
+        StoreLocation::Azure {
+            account,
+            container,
+            prefix,
+        } => Ok(Box::new(AzureStore::connect(
+            account.clone(),
+            container.clone(),
+            prefix.clone(),
+            &options.azure,
+            options.multipart,
+        )?)),
+        StoreLocation::Gcs { bucket, prefix } => Ok(Box::new(
+            GcsStore::connect(
+                bucket.clone(),
+                prefix.clone(),
+                &options.gcs,
+                options.multipart,
+            )
+            .await?,
+        )),
     }
 }

@@ -371,6 +371,70 @@ impl Store for S3Store {
             .map_err(|e| self.map_err(&format!("deleting {full_key}"), e))?;
         Ok(())
     }
+
+    async fn abort_stale_uploads(
+        &self,
+        prefix: &str,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u32, StoreError> {
+        self.abort_old_multipart_uploads(prefix, cutoff).await
+    }
+}
+
+impl S3Store {
+    /// Dangling multipart uploads under `prefix` started before `cutoff`
+    /// (a crashed agent cannot abort its own), aborted one by one.
+    async fn abort_old_multipart_uploads(
+        &self,
+        prefix: &str,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u32, StoreError> {
+        let full_prefix = self.full_key(prefix);
+        let mut aborted = 0;
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| self.map_err("listing multipart uploads", e))?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let started = upload
+                    .initiated()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0));
+                if started.is_none_or(|t| t > cutoff) {
+                    continue;
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| self.map_err(&format!("aborting the upload of {key}"), e))?;
+                tracing::info!(key, "aborted a dangling multipart upload");
+                aborted += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(aborted)
+    }
 }
 
 /// `fut.map_err_async(f)`: maps the error of a request future, so retry loops

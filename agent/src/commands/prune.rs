@@ -1,0 +1,278 @@
+//! `vertice-agent prune` (and the prune after a successful backup): plan with
+//! [`crate::retention::plan`], then act. A backup is deleted manifest first,
+//! so it stops being a backup in one step; leftovers of an interrupted
+//! delete are unfinished uploads, removed by a later run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::store_from_args;
+use crate::backup_id::BackupId;
+use crate::catalog::{self, Scope};
+use crate::cli::{OutputFormat, PruneArgs, RetentionArgs};
+use crate::error::{Error, Result};
+use crate::manifest::MANIFEST_FILE;
+use crate::retention::{self, Backup, Policy};
+use crate::store::Store;
+use crate::summary::RunSummary;
+
+/// One line of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedAction {
+    pub namespace: String,
+    pub name: String,
+    pub backup_id: String,
+    pub time: Option<DateTime<Utc>>,
+    /// `keep`, `delete` or `delete-unfinished`.
+    pub action: &'static str,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub actions: Vec<PlannedAction>,
+    pub deleted_backups: u32,
+    pub deleted_unfinished: u32,
+    pub aborted_uploads: u32,
+    pub dry_run: bool,
+}
+
+/// Builds the policy from flags; `Ok(None)` when no keep rule is set.
+pub fn policy_from_args(args: &RetentionArgs) -> Result<Option<(Policy, Duration)>> {
+    let keep_within = args
+        .keep_within
+        .as_deref()
+        .map(|t| {
+            retention::parse_duration(t).map_err(|e| Error::usage(format!("--keep-within: {e}")))
+        })
+        .transpose()?;
+    let unfinished_after = retention::parse_duration(&args.unfinished_after)
+        .map_err(|e| Error::usage(format!("--unfinished-after: {e}")))?;
+    if unfinished_after < Duration::hours(1) {
+        return Err(Error::usage(
+            "--unfinished-after must be at least 1h, or a running backup's upload could be removed",
+        ));
+    }
+    let zero = |v: Option<u32>, flag: &str| match v {
+        Some(0) => Err(Error::usage(format!(
+            "{flag} 0 keeps nothing; omit the flag instead"
+        ))),
+        _ => Ok(v),
+    };
+    let policy = Policy {
+        keep_last: zero(args.keep_last, "--keep-last")?,
+        keep_hourly: zero(args.keep_hourly, "--keep-hourly")?,
+        keep_daily: zero(args.keep_daily, "--keep-daily")?,
+        keep_weekly: zero(args.keep_weekly, "--keep-weekly")?,
+        keep_monthly: zero(args.keep_monthly, "--keep-monthly")?,
+        keep_yearly: zero(args.keep_yearly, "--keep-yearly")?,
+        keep_within,
+        min_keep: args.min_keep.max(1),
+    };
+    Ok(policy.is_configured().then_some((policy, unfinished_after)))
+}
+
+pub async fn run(args: &PruneArgs, summary: &mut RunSummary) -> Result<String> {
+    let Some((policy, unfinished_after)) = policy_from_args(&args.retention)? else {
+        return Err(Error::usage(
+            "prune needs a retention policy: set at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within",
+        ));
+    };
+    let store = store_from_args(&args.from, "--from", &args.store).await?;
+    summary.store = Some(store.describe());
+    summary.namespace = args.names.namespace.clone();
+    summary.name = args.names.name.clone();
+    let scope = Scope {
+        namespace: args.names.namespace.clone(),
+        name: args.names.name.clone(),
+    };
+    let report = prune(
+        store.as_ref(),
+        &scope,
+        &policy,
+        unfinished_after,
+        args.dry_run,
+        Utc::now(),
+    )
+    .await?;
+    Ok(match args.output {
+        OutputFormat::Json => serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::failed(format!("encoding the plan: {e}")))?,
+        OutputFormat::Table => render_table(&report),
+    })
+}
+
+/// Plans and (unless `dry_run`) applies the policy to every backup series in
+/// `scope`, each series on its own.
+pub async fn prune(
+    store: &dyn Store,
+    scope: &Scope,
+    policy: &Policy,
+    unfinished_after: Duration,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<PruneReport> {
+    let objects = store.list(&scope.list_prefix()).await?;
+    // Every object grouped by its backup directory `<ns>/<name>/<id>`.
+    let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for o in &objects {
+        let mut parts = o.key.splitn(4, '/');
+        if let (Some(ns), Some(name), Some(id), Some(_)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            dirs.entry(format!("{ns}/{name}/{id}"))
+                .or_default()
+                .push(o.key.clone());
+        }
+    }
+    let manifests = catalog::load(store, scope).await?;
+    let mut series: BTreeMap<(String, String), Vec<Backup>> = BTreeMap::new();
+    for m in &manifests {
+        series
+            .entry((m.namespace.clone(), m.name.clone()))
+            .or_default()
+            .push(Backup {
+                id: m.backup_id.clone(),
+                time: m.started_at,
+            });
+    }
+    let mut report = PruneReport {
+        dry_run,
+        ..PruneReport::default()
+    };
+    for ((namespace, name), backups) in &series {
+        for decision in retention::plan(backups, policy, now) {
+            let keep = decision.keep();
+            report.actions.push(PlannedAction {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                backup_id: decision.backup.id.clone(),
+                time: Some(decision.backup.time),
+                action: if keep { "keep" } else { "delete" },
+                reasons: decision
+                    .keep_because
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            });
+            if keep || dry_run {
+                continue;
+            }
+            let dir = format!("{namespace}/{name}/{}", decision.backup.id);
+            delete_backup(
+                store,
+                &dir,
+                dirs.get(&dir).map(Vec::as_slice).unwrap_or(&[]),
+            )
+            .await?;
+            report.deleted_backups += 1;
+        }
+    }
+
+    // Unfinished uploads: a directory without any manifest (a readable one or
+    // not: a damaged manifest is never treated as unfinished).
+    let cutoff = now - unfinished_after;
+    let with_manifest: BTreeSet<&String> = dirs
+        .iter()
+        .filter(|(_, keys)| {
+            keys.iter()
+                .any(|k| k.ends_with(&format!("/{MANIFEST_FILE}")))
+        })
+        .map(|(d, _)| d)
+        .collect();
+    for (dir, keys) in &dirs {
+        if with_manifest.contains(dir) {
+            continue;
+        }
+        let mut parts = dir.splitn(3, '/');
+        let (Some(namespace), Some(name), Some(id)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        // Only directories named like our backups, and only old ones: a
+        // backup running right now looks exactly like this.
+        let Some(started) = id.parse::<BackupId>().ok().and_then(|b| b.time()) else {
+            continue;
+        };
+        if started > cutoff {
+            continue;
+        }
+        report.actions.push(PlannedAction {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            backup_id: id.to_string(),
+            time: Some(started),
+            action: "delete-unfinished",
+            reasons: vec![format!(
+                "no manifest, started before {}",
+                cutoff.format("%Y-%m-%dT%H:%M:%SZ")
+            )],
+        });
+        if dry_run {
+            continue;
+        }
+        for key in keys {
+            store.delete(key).await?;
+        }
+        report.deleted_unfinished += 1;
+    }
+    if !dry_run {
+        report.aborted_uploads = store
+            .abort_stale_uploads(&scope.list_prefix(), cutoff)
+            .await?;
+    }
+    tracing::info!(
+        deleted = report.deleted_backups,
+        unfinished = report.deleted_unfinished,
+        aborted_uploads = report.aborted_uploads,
+        dry_run,
+        "prune finished"
+    );
+    Ok(report)
+}
+
+async fn delete_backup(store: &dyn Store, dir: &str, keys: &[String]) -> Result<()> {
+    let manifest = format!("{dir}/{MANIFEST_FILE}");
+    store.delete(&manifest).await?;
+    for key in keys.iter().filter(|k| **k != manifest) {
+        store.delete(key).await?;
+    }
+    tracing::info!(backup = %dir, "backup deleted");
+    Ok(())
+}
+
+fn render_table(report: &PruneReport) -> String {
+    let mut out = format!("{:<40} {:<26} {:<18} REASONS\n", "BACKUP", "ID", "ACTION");
+    for a in &report.actions {
+        out.push_str(&format!(
+            "{:<40} {:<26} {:<18} {}\n",
+            format!("{}/{}", a.namespace, a.name),
+            a.backup_id,
+            a.action,
+            a.reasons.join(", ")
+        ));
+    }
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let planned = |what: &str| report.actions.iter().filter(|a| a.action == what).count();
+    out.push_str(&format!(
+        "{verb} {} backup(s) and {} unfinished upload(s); kept {}{}",
+        planned("delete"),
+        planned("delete-unfinished"),
+        planned("keep"),
+        if report.aborted_uploads > 0 {
+            format!(
+                "; aborted {} dangling multipart upload(s)",
+                report.aborted_uploads
+            )
+        } else {
+            String::new()
+        }
+    ));
+    out
+}

@@ -1,0 +1,354 @@
+//! `azblob://account/container/prefix` through `azure_storage_blob`: block
+//! blobs staged block by block through the shared multipart machinery and
+//! committed with a block list. Auth: a SAS token, an account key (from which
+//! a short-lived SAS is signed here), else workload identity or managed
+//! identity (`azure_identity`).
+
+use std::num::NonZero;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{Etag, StatusCode, Url};
+use azure_storage_blob::models::{
+    BlobClientDownloadOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientUploadOptions, BlockLookupList,
+};
+use azure_storage_blob::BlobContainerClient;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use tokio::io::AsyncRead;
+
+use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
+use super::{azure_sas, BoxedReader, ObjectMeta, Store, StoreError};
+
+/// How the agent proves itself to Azure; secrets arrive from the
+/// environment or mounted files, never flags.
+#[derive(Clone, Default)]
+pub struct AzureSettings {
+    /// e.g. `http://127.0.0.1:10000/devstoreaccount1` (Azurite).
+    pub endpoint: Option<String>,
+    pub sas_token: Option<String>,
+    pub account_key: Option<String>,
+}
+
+impl std::fmt::Debug for AzureSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSettings")
+            .field("endpoint", &self.endpoint)
+            .field("sas_token", &self.sas_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "account_key",
+                &self.account_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+pub struct AzureStore {
+    container: BlobContainerClient,
+    account: String,
+    container_name: String,
+    prefix: String,
+    multipart: MultipartConfig,
+}
+
+impl AzureStore {
+    pub fn connect(
+        account: String,
+        container_name: String,
+        prefix: String,
+        settings: &AzureSettings,
+        multipart: MultipartConfig,
+    ) -> Result<Self, StoreError> {
+        let endpoint = settings
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+        let mut url = Url::parse(endpoint.trim_end_matches('/')).map_err(|e| {
+            StoreError::Config(format!(
+                "--azure-endpoint {endpoint:?} is not a URL ({e}); write it as https://ACCOUNT.blob.core.windows.net or http://127.0.0.1:10000/ACCOUNT"
+            ))
+        })?;
+        url.path_segments_mut()
+            .map_err(|_| {
+                StoreError::Config(format!("--azure-endpoint {endpoint:?} cannot take a path"))
+            })?
+            .pop_if_empty()
+            .push(&container_name);
+        let https = url.scheme() == "https";
+        let credential: Option<Arc<dyn TokenCredential>> = if let Some(sas) = &settings.sas_token {
+            url.set_query(Some(sas.trim().trim_start_matches('?')));
+            None
+        } else if let Some(key) = &settings.account_key {
+            let sas = azure_sas::account_sas(&account, key, https, chrono::Utc::now())
+                .map_err(StoreError::Config)?;
+            url.set_query(Some(&sas));
+            None
+        } else {
+            if !https {
+                return Err(StoreError::Config(format!(
+                    "azblob://{account}: Azure AD credentials need an https endpoint; for {endpoint} give a SAS token (AZURE_STORAGE_SAS_TOKEN) or an account key (AZURE_STORAGE_KEY)"
+                )));
+            }
+            Some(token_credential(&account)?)
+        };
+        let container = BlobContainerClient::new(url, credential, None)
+            .map_err(|e| StoreError::Config(format!("azblob://{account}/{container_name}: {e}")))?;
+        Ok(AzureStore {
+            container,
+            account,
+            container_name,
+            prefix,
+            multipart,
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{}", self.prefix, key)
+        }
+    }
+
+    fn map_err(&self, what: &str, err: azure_core::Error) -> StoreError {
+        map_azure_error(&self.describe(), what, err)
+    }
+}
+
+/// Workload identity when the pod has a federated token (AKS sets
+/// AZURE_FEDERATED_TOKEN_FILE), otherwise the managed identity.
+fn token_credential(account: &str) -> Result<Arc<dyn TokenCredential>, StoreError> {
+    let failed = |e: azure_core::Error| {
+        StoreError::Config(format!(
+            "azblob://{account}: no Azure credentials ({e}); give AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_KEY (or their --azure-*-file flags), workload identity or a managed identity"
+        ))
+    };
+    if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        let credential = azure_identity::WorkloadIdentityCredential::new(None).map_err(failed)?;
+        Ok(credential)
+    } else {
+        let credential = azure_identity::ManagedIdentityCredential::new(None).map_err(failed)?;
+        Ok(credential)
+    }
+}
+
+fn map_azure_error(store: &str, what: &str, err: azure_core::Error) -> StoreError {
+    use azure_core::error::ErrorKind;
+    let store = store.to_string();
+    // The error text never holds the SAS: the SDK redacts `sig` in URLs.
+    let detail = format!("{what}: {err}");
+    match err.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => match (error_code.as_deref(), *status) {
+            (Some("ContainerNotFound"), _) => StoreError::NoBucket { store },
+            (Some("BlobNotFound"), _) | (_, StatusCode::NotFound) => StoreError::NotFound {
+                store,
+                what: what.to_string(),
+            },
+            (Some("BlobAlreadyExists"), _)
+            | (_, StatusCode::Conflict | StatusCode::PreconditionFailed) => {
+                StoreError::AlreadyExists {
+                    store,
+                    key: what.to_string(),
+                }
+            }
+            (_, StatusCode::Unauthorized | StatusCode::Forbidden) => {
+                StoreError::AccessDenied { store, detail }
+            }
+            _ => StoreError::Request { store, detail },
+        },
+        ErrorKind::Io | ErrorKind::Connection => StoreError::Unreachable { store, detail },
+        ErrorKind::Credential => StoreError::AccessDenied { store, detail },
+        _ => StoreError::Request { store, detail },
+    }
+}
+
+struct AzureBlocks {
+    blob: azure_storage_blob::BlockBlobClient,
+    store: String,
+    key: String,
+}
+
+/// Block ids must all have the same length within a blob.
+fn block_id(number: u32) -> Vec<u8> {
+    format!("vertice-{number:08}").into_bytes()
+}
+
+#[async_trait]
+impl PartUploader for AzureBlocks {
+    type Receipt = Vec<u8>;
+
+    async fn upload_part(&self, number: u32, data: Bytes) -> Result<Vec<u8>, StoreError> {
+        let id = block_id(number);
+        self.blob
+            .stage_block(&id, data.len() as u64, data.into(), None)
+            .await
+            .map_err(|e| {
+                map_azure_error(
+                    &self.store,
+                    &format!("staging block {number} of {}", self.key),
+                    e,
+                )
+            })?;
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl Store for AzureStore {
+    fn describe(&self) -> String {
+        let base = format!("azblob://{}/{}", self.account, self.container_name);
+        if self.prefix.is_empty() {
+            base
+        } else {
+            format!("{base}/{}", self.prefix)
+        }
+    }
+
+    async fn check_access(&self) -> Result<(), StoreError> {
+        // Listing one blob proves both that the container exists and that
+        // the credentials may list it; `exists` alone needs account rights.
+        let options = BlobContainerClientListBlobsOptions {
+            maxresults: Some(1),
+            prefix: Some(self.full_key("")),
+            ..Default::default()
+        };
+        let mut pages = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(|e| self.map_err("checking the container", e))?;
+        pages
+            .try_next()
+            .await
+            .map_err(|e| self.map_err("checking the container", e))?;
+        Ok(())
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StoreError> {
+        let full_key = self.full_key(key);
+        let first = read_part(body, self.multipart.part_size_for(1)).await?;
+        if first.len() < self.multipart.part_size_for(1) {
+            let len = first.len() as u64;
+            self.put_bytes(key, first).await?;
+            return Ok(len);
+        }
+        let blob = self.container.blob_client(&full_key).block_blob_client();
+        let blocks = Arc::new(AzureBlocks {
+            blob: self.container.blob_client(&full_key).block_blob_client(),
+            store: self.describe(),
+            key: full_key.clone(),
+        });
+        // Staged blocks that are never committed are invisible and Azure
+        // discards them after a week: a failed upload leaves nothing that
+        // looks like an object.
+        let (ids, total) = upload_parts(blocks, first, body, self.multipart).await?;
+        let list = BlockLookupList {
+            committed: None,
+            latest: Some(ids),
+            uncommitted: None,
+        };
+        with_retries(self.multipart.max_attempts, 0, || async {
+            let content = list
+                .clone()
+                .try_into()
+                .map_err(|e: azure_core::Error| self.map_err("encoding the block list", e))?;
+            let options = BlockBlobClientCommitBlockListOptions {
+                // Never replace an existing object.
+                if_none_match: Some(Etag::from("*")),
+                ..Default::default()
+            };
+            blob.commit_block_list(content, Some(options))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.map_err(&format!("committing {full_key}"), e))
+        })
+        .await?;
+        Ok(total)
+    }
+
+    async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let full_key = self.full_key(key);
+        let blob = self.container.blob_client(&full_key).block_blob_client();
+        with_retries(self.multipart.max_attempts, 1, || async {
+            let options = BlockBlobClientUploadOptions {
+                if_none_match: Some(Etag::from("*")),
+                ..Default::default()
+            };
+            blob.upload(data.clone().into(), Some(options))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.map_err(&format!("writing {full_key}"), e))
+        })
+        .await
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
+        let full_key = self.full_key(key);
+        let options = BlobClientDownloadOptions {
+            // Bounded memory: at most this many ranges of this size in flight.
+            parallel: NonZero::new(2),
+            partition_size: NonZero::new(4 << 20),
+            ..Default::default()
+        };
+        let response = self
+            .container
+            .blob_client(&full_key)
+            .download(Some(options))
+            .await
+            .map_err(|e| self.map_err(&full_key, e))?;
+        let stream = response
+            .body
+            .map_err(move |e| std::io::Error::other(format!("reading {full_key}: {e}")));
+        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let full_prefix = self.full_key(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(full_prefix),
+            ..Default::default()
+        };
+        let mut items = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(|e| self.map_err("listing blobs", e))?;
+        let mut found = Vec::new();
+        while let Some(item) = items
+            .try_next()
+            .await
+            .map_err(|e| self.map_err("listing blobs", e))?
+        {
+            let Some(name) = item.name else { continue };
+            if name.len() >= strip {
+                found.push(ObjectMeta {
+                    key: name[strip..].to_string(),
+                    size: item.properties.and_then(|p| p.content_length).unwrap_or(0),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let full_key = self.full_key(key);
+        match self.container.blob_client(&full_key).delete(None).await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.map_err(&format!("deleting {full_key}"), e) {
+                StoreError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}

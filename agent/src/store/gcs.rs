@@ -1,0 +1,426 @@
+//! `gs://bucket/prefix` through `google-cloud-storage`: objects are written
+//! with resumable uploads fed chunk by chunk from the pipeline (the client
+//! keeps one chunk in memory until the service has it, and resumes after
+//! transient errors), and read as a resuming stream. Listing and deleting use
+//! the JSON API with the same credentials, because the crate offers them only
+//! over gRPC, which emulators do not speak.
+//!
+//! Credentials: Application Default Credentials (GKE workload identity,
+//! `GOOGLE_APPLICATION_CREDENTIALS`, the metadata server); anonymous for an
+//! emulator endpoint (`--gcs-endpoint` or `STORAGE_EMULATOR_HOST`).
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::TryStreamExt;
+use google_cloud_auth::credentials::{anonymous, CacheableResource, Credentials};
+use google_cloud_storage::client::Storage;
+use google_cloud_storage::streaming_source::StreamingSource;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use super::multipart::MultipartConfig;
+use super::{BoxedReader, ObjectMeta, Store, StoreError};
+
+const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+/// Resumable-upload chunks must be multiples of 256 KiB.
+const CHUNK_QUANTUM: usize = 256 * 1024;
+/// Pieces handed from the pipeline to the uploader.
+const FEED_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct GcsSettings {
+    pub endpoint: Option<String>,
+}
+
+impl GcsSettings {
+    /// The flag, else `STORAGE_EMULATOR_HOST` (which the Google tools read).
+    fn emulator_endpoint(&self) -> Option<String> {
+        self.endpoint.clone().or_else(|| {
+            std::env::var("STORAGE_EMULATOR_HOST")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| {
+                    if v.contains("://") {
+                        v
+                    } else {
+                        format!("http://{v}")
+                    }
+                })
+        })
+    }
+}
+
+pub struct GcsStore {
+    client: Storage,
+    credentials: Credentials,
+    http: reqwest::Client,
+    endpoint: String,
+    bucket: String,
+    prefix: String,
+    chunk_size: usize,
+}
+
+impl GcsStore {
+    pub async fn connect(
+        bucket: String,
+        prefix: String,
+        settings: &GcsSettings,
+        multipart: MultipartConfig,
+    ) -> Result<Self, StoreError> {
+        let emulator = settings.emulator_endpoint();
+        let endpoint = emulator
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        url::Url::parse(&endpoint).map_err(|e| {
+            StoreError::Config(format!(
+                "--gcs-endpoint {endpoint:?} is not a URL ({e}); write it as http://HOST:PORT"
+            ))
+        })?;
+        let credentials = if emulator.is_some() {
+            anonymous::Builder::new().build()
+        } else {
+            google_cloud_auth::credentials::Builder::default()
+                .build()
+                .map_err(|e| {
+                    StoreError::Config(format!(
+                        "gs://{bucket}: no Google credentials ({e}); use workload identity or set GOOGLE_APPLICATION_CREDENTIALS"
+                    ))
+                })?
+        };
+        let chunk_size = (multipart.base_part_size / CHUNK_QUANTUM).max(1) * CHUNK_QUANTUM;
+        let mut builder = Storage::builder()
+            .with_credentials(credentials.clone())
+            .with_resumable_upload_buffer_size(chunk_size)
+            // Everything but tiny objects goes resumable, so a failed
+            // connection costs one chunk, not the whole upload.
+            .with_resumable_upload_threshold(chunk_size);
+        if emulator.is_some() {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        let client = builder.build().await.map_err(|e| {
+            StoreError::Config(format!("gs://{bucket}: cannot set up the client ({e})"))
+        })?;
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| StoreError::Config(format!("gs://{bucket}: HTTP client: {e}")))?;
+        Ok(GcsStore {
+            client,
+            credentials,
+            http,
+            endpoint,
+            bucket,
+            prefix,
+            chunk_size,
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{}", self.prefix, key)
+        }
+    }
+
+    fn bucket_path(&self) -> String {
+        format!("projects/_/buckets/{}", self.bucket)
+    }
+
+    fn map_err(&self, what: &str, err: google_cloud_storage::Error) -> StoreError {
+        let store = self.describe();
+        let detail = format!("{what}: {err}");
+        if err.is_connect() || err.is_io() || err.is_timeout() {
+            return StoreError::Unreachable { store, detail };
+        }
+        if err.is_authentication() {
+            return StoreError::AccessDenied { store, detail };
+        }
+        let code = err
+            .http_status_code()
+            .or_else(|| err.status().map(|s| grpc_to_http(s.code as i32)));
+        status_error(store, what, code, detail)
+    }
+
+    async fn auth_headers(&self) -> Result<http::HeaderMap, StoreError> {
+        match self.credentials.headers(http::Extensions::new()).await {
+            Ok(CacheableResource::New { data, .. }) => Ok(data),
+            Ok(CacheableResource::NotModified) => Ok(http::HeaderMap::new()),
+            Err(e) => Err(StoreError::AccessDenied {
+                store: self.describe(),
+                detail: format!("getting a token: {e}"),
+            }),
+        }
+    }
+
+    /// One JSON API request, with its status mapped to a store error.
+    async fn json_request(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        what: &str,
+    ) -> Result<reqwest::Response, StoreError> {
+        let url = format!("{}/storage/v1/{path_and_query}", self.endpoint);
+        let response = self
+            .http
+            .request(method, url)
+            .headers(self.auth_headers().await?)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                store: self.describe(),
+                detail: format!("{what}: {e}"),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let detail = format!(
+            "{what}: HTTP {status}: {}",
+            body.chars().take(300).collect::<String>()
+        );
+        Err(status_error(
+            self.describe(),
+            what,
+            Some(status.as_u16()),
+            detail,
+        ))
+    }
+}
+
+fn grpc_to_http(code: i32) -> u16 {
+    match code {
+        5 => 404,  // NOT_FOUND
+        6 => 409,  // ALREADY_EXISTS
+        7 => 403,  // PERMISSION_DENIED
+        9 => 412,  // FAILED_PRECONDITION
+        16 => 401, // UNAUTHENTICATED
+        _ => 500,
+    }
+}
+
+fn status_error(store: String, what: &str, code: Option<u16>, detail: String) -> StoreError {
+    match code {
+        Some(401 | 403) => StoreError::AccessDenied { store, detail },
+        Some(404) if detail.contains("bucket") || detail.contains("Bucket") => {
+            StoreError::NoBucket { store }
+        }
+        Some(404) => StoreError::NotFound {
+            store,
+            what: what.to_string(),
+        },
+        Some(409 | 412) => StoreError::AlreadyExists {
+            store,
+            key: what.to_string(),
+        },
+        _ => StoreError::Request { store, detail },
+    }
+}
+
+/// Feeds the uploader from a channel: the pipeline's reader is borrowed,
+/// the uploader wants an owned source, so the two meet in a bounded queue.
+struct ChannelSource(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl StreamingSource for ChannelSource {
+    type Error = std::io::Error;
+
+    async fn next(&mut self) -> Option<Result<Bytes, Self::Error>> {
+        self.0.recv().await
+    }
+}
+
+#[async_trait]
+impl Store for GcsStore {
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("gs://{}", self.bucket)
+        } else {
+            format!("gs://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    async fn check_access(&self) -> Result<(), StoreError> {
+        // Listing needs only object-list rights, which a backup identity has.
+        let path = format!(
+            "b/{}/o?maxResults=1&fields=nextPageToken",
+            urlencode(&self.bucket)
+        );
+        match self
+            .json_request(reqwest::Method::GET, &path, "checking the bucket")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound { .. }) => Err(StoreError::NoBucket {
+                store: self.describe(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StoreError> {
+        let full_key = self.full_key(key);
+        let (feed, queue) = mpsc::channel(2);
+        let upload = self
+            .client
+            .write_object(self.bucket_path(), full_key.clone(), ChannelSource(queue))
+            // Generation 0: succeed only if no such object exists.
+            .set_if_generation_match(0)
+            .send_buffered();
+        let pump = async move {
+            let mut total = 0u64;
+            loop {
+                let mut buf = BytesMut::with_capacity(FEED_BYTES);
+                let result = async {
+                    while buf.len() < FEED_BYTES {
+                        if body.read_buf(&mut buf).await? == 0 {
+                            break;
+                        }
+                    }
+                    Ok::<_, std::io::Error>(())
+                }
+                .await;
+                match result {
+                    Err(e) => {
+                        let text = e.to_string();
+                        // Failing the source fails (and abandons) the upload.
+                        let _ = feed.send(Err(std::io::Error::other(text.clone()))).await;
+                        return Err(StoreError::from_body(e));
+                    }
+                    Ok(()) if buf.is_empty() => return Ok(total),
+                    Ok(()) => {
+                        total += buf.len() as u64;
+                        let last = buf.len() < FEED_BYTES;
+                        if feed.send(Ok(buf.freeze())).await.is_err() {
+                            return Ok(total); // the uploader stopped; its error tells why
+                        }
+                        if last {
+                            return Ok(total);
+                        }
+                    }
+                }
+            }
+        };
+        let (uploaded, pumped) = tokio::join!(upload, pump);
+        // A source error explains an upload error; report it first.
+        let total = pumped?;
+        uploaded.map_err(|e| self.map_err(&format!("uploading {full_key}"), e))?;
+        Ok(total)
+    }
+
+    async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let full_key = self.full_key(key);
+        self.client
+            .write_object(self.bucket_path(), full_key.clone(), data)
+            .set_if_generation_match(0)
+            .send_unbuffered()
+            .await
+            .map_err(|e| self.map_err(&format!("writing {full_key}"), e))?;
+        Ok(())
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
+        let full_key = self.full_key(key);
+        let response = self
+            .client
+            .read_object(self.bucket_path(), full_key.clone())
+            .send()
+            .await
+            .map_err(|e| self.map_err(&full_key, e))?;
+        let stream = Box::pin(futures::stream::unfold(response, |mut r| async move {
+            r.next().await.map(|item| (item, r))
+        }))
+        .map_err(move |e| std::io::Error::other(format!("reading {full_key}: {e}")));
+        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            items: Vec<Item>,
+            #[serde(rename = "nextPageToken")]
+            next_page_token: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Item {
+            name: String,
+            #[serde(default)]
+            size: Option<String>,
+        }
+        let full_prefix = self.full_key(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!(
+                "b/{}/o?prefix={}&fields=items(name,size),nextPageToken",
+                urlencode(&self.bucket),
+                urlencode(&full_prefix)
+            );
+            if let Some(t) = &token {
+                path.push_str(&format!("&pageToken={}", urlencode(t)));
+            }
+            let page: Page = self
+                .json_request(reqwest::Method::GET, &path, "listing objects")
+                .await?
+                .json()
+                .await
+                .map_err(|e| StoreError::Request {
+                    store: self.describe(),
+                    detail: format!("listing objects: {e}"),
+                })?;
+            for item in page.items {
+                if item.name.len() >= strip {
+                    found.push(ObjectMeta {
+                        key: item.name[strip..].to_string(),
+                        size: item.size.and_then(|s| s.parse().ok()).unwrap_or(0),
+                    });
+                }
+            }
+            match page.next_page_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let full_key = self.full_key(key);
+        let path = format!("b/{}/o/{}", urlencode(&self.bucket), urlencode(&full_key));
+        match self
+            .json_request(
+                reqwest::Method::DELETE,
+                &path,
+                &format!("deleting {full_key}"),
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl GcsStore {
+    /// Chunk size used for resumable uploads (for logs and tests).
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
