@@ -157,7 +157,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// What to back up: postgres://USER@HOST:PORT/DB, redis://[USER@]HOST:PORT,
-    /// or vault://HOST:PORT (https) / vault+http://HOST:PORT.
+    /// or vault://HOST:PORT (https; http(s):// with --source-kind vault).
     /// Passwords come from PGPASSWORD / REDIS_PASSWORD or --password-file.
     #[arg(long, env = "VERTICE_SOURCE")]
     pub source: String,
@@ -283,7 +283,7 @@ pub struct RestoreArgs {
     pub backup: String,
 
     /// Where to restore: postgres://USER@HOST:PORT/DB (must exist),
-    /// redis://HOST:PORT, or file:///path/dump.rdb for a fresh Redis.
+    /// redis://HOST:PORT, file:///path/dump.rdb for a fresh Redis, or vault://HOST:PORT.
     #[arg(long, env = "VERTICE_RESTORE_TARGET")]
     pub to: String,
 
@@ -291,7 +291,8 @@ pub struct RestoreArgs {
     #[arg(long, env = "VERTICE_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
 
-    /// Replace: overwrite an existing RDB file, or replace same-named keys in a non-empty Redis.
+    /// Replace: overwrite an existing RDB file, replace same-named keys in a non-empty
+    /// Redis, or install a Vault snapshot taken on another cluster (snapshot-force).
     #[arg(long, env = "VERTICE_RESTORE_FORCE")]
     pub force: bool,
 
@@ -315,6 +316,10 @@ pub struct RestoreArgs {
     /// age identity file (AGE-SECRET-KEY-…) for encrypted backups.
     #[arg(long, env = "VERTICE_IDENTITY_FILE")]
     pub identity: Option<PathBuf>,
+
+    /// The target is a Vault/OpenBao server given as http(s)://… (vault:// implies it).
+    #[arg(long, env = "VERTICE_TARGET_KIND")]
+    pub target_kind: Option<SourceKindArg>,
 
     #[command(flatten)]
     pub vault: VaultArgs,

@@ -15,3 +15,4 @@ pub mod source;
 pub mod store;
 pub mod summary;
 pub mod target;
+pub use bytes;

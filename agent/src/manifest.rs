@@ -14,6 +14,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub enum SourceKind {
     Postgres,
     Redis,
+    Vault,
 }
 
 impl std::fmt::Display for SourceKind {
@@ -21,6 +22,7 @@ impl std::fmt::Display for SourceKind {
         f.write_str(match self {
             SourceKind::Postgres => "postgres",
             SourceKind::Redis => "redis",
+            SourceKind::Vault => "vault",
         })
     }
 }

@@ -36,10 +36,19 @@ impl RedisTarget {
     }
 }
 
+/// A Vault / OpenBao server: `vault://HOST[:PORT]` (https), or an
+/// `http(s)://` address when the kind is given explicitly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultTarget {
+    /// Scheme, host and port, ending in `/`.
+    pub base: Url,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Postgres(PostgresTarget),
     Redis(RedisTarget),
+    Vault(VaultTarget),
     /// An RDB file for a fresh Redis instance (restore only).
     File(PathBuf),
 }
@@ -47,6 +56,12 @@ pub enum Target {
 impl Target {
     /// Parses `--source`/`--to` (named by `flag` in errors).
     pub fn parse(raw: &str, flag: &str) -> Result<Target> {
+        Target::parse_as(raw, flag, false)
+    }
+
+    /// Like [`Target::parse`]; `vault` says an `http(s)://` address is a
+    /// Vault server (`--source-kind vault`).
+    pub fn parse_as(raw: &str, flag: &str, vault: bool) -> Result<Target> {
         let url = Url::parse(raw).map_err(|e| {
             Error::usage(format!(
                 "{flag} {:?} is not a URL ({e}); expected postgres://USER@HOST:PORT/DB or redis://[USER@]HOST:PORT",
@@ -95,8 +110,29 @@ impl Target {
                 "{flag}: rediss:// (TLS) is not supported by this agent version; reach Redis over redis:// inside the cluster network"
             ))),
             "file" => Ok(Target::File(PathBuf::from(url.path()))),
+            "vault" | "http" | "https" => {
+                if url.scheme() != "vault" && !vault {
+                    return Err(Error::usage(format!(
+                        "{flag} {raw:?}: an http(s):// address needs --source-kind vault (or write vault://HOST:PORT for https)"
+                    )));
+                }
+                if url.username() != "" || url.query().is_some() {
+                    return Err(Error::usage(format!(
+                        "{flag}: a Vault address carries no user or query; the token comes from VAULT_TOKEN, --vault-token-file or Kubernetes auth"
+                    )));
+                }
+                let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
+                    Error::usage(format!("{flag} {raw:?} names no host; write it as vault://HOST:8200"))
+                })?;
+                let scheme = if url.scheme() == "vault" { "https" } else { url.scheme() };
+                let port = url.port().unwrap_or(if url.scheme() == "vault" { 8200 } else if scheme == "https" { 443 } else { 80 });
+                let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+                let base = Url::parse(&format!("{scheme}://{host}:{port}/"))
+                    .map_err(|e| Error::usage(format!("{flag} {raw:?}: {e}")))?;
+                Ok(Target::Vault(VaultTarget { base }))
+            }
             other => Err(Error::usage(format!(
-                "{flag}: unknown scheme {other:?}; expected postgres://, redis:// or (restore only) file:///path/dump.rdb"
+                "{flag}: unknown scheme {other:?}; expected postgres://, redis://, vault:// or (restore only) file:///path/dump.rdb"
             ))),
         }
     }

@@ -1,9 +1,12 @@
-//! Test harness: starts real servers (PostgreSQL, Redis, SeaweedFS) on
+//! Test harness: starts real servers (PostgreSQL, Redis, SeaweedFS, Azurite,
+//! fake-gcs-server, OpenBao) on
 //! 127.0.0.1, on free ports, in temporary directories, and stops them when
 //! dropped. A missing server binary fails the test with the command that
 //! installs it; nothing is silently skipped.
 
 pub mod agent;
+pub mod azurite;
+pub mod fake_gcs;
 pub mod fixtures;
 pub mod flaky_proxy;
 pub mod ports;

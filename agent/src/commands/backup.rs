@@ -20,6 +20,7 @@ use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::read_ahead::read_ahead;
 use crate::pipeline::redact::Redactor;
+use crate::source::vault::VaultClient;
 use crate::source::{pg_archive, postgres, redis_sync};
 use crate::summary::RunSummary;
 use crate::target::{resolve_password, Target, POSTGRES_PASSWORD_ENV, REDIS_PASSWORD_ENV};
@@ -46,7 +47,11 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     validate_level(args.compression, args.compression_level).map_err(Error::usage)?;
     let recipients = encryption::parse_recipients(&args.encrypt_to).map_err(Error::usage)?;
     let retention = super::prune::policy_from_args(&args.retention)?;
-    let target = Target::parse(&args.source, "--source")?;
+    let target = Target::parse_as(
+        &args.source,
+        "--source",
+        args.source_kind == Some(crate::cli::SourceKindArg::Vault),
+    )?;
     let namespace = args
         .names
         .namespace
@@ -55,6 +60,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     let name = match (&args.names.name, &target) {
         (Some(name), _) => name.clone(),
         (None, Target::Postgres(pg)) => derive_name(&pg.database),
+        (None, Target::Vault(_)) => "vault".to_string(),
         (None, _) => "redis".to_string(),
     };
     validate_name(&namespace, "--namespace")?;
@@ -265,6 +271,28 @@ async fn start_source(
                     tool: "vertice-agent (replication protocol)".into(),
                     version: Some(env!("CARGO_PKG_VERSION").into()),
                     arguments: vec!["PSYNC ? -1".into()],
+                },
+            })
+        }
+        Target::Vault(vault) => {
+            let (client, secrets) = VaultClient::connect(vault, &args.vault).await?;
+            for secret in &secrets {
+                redactor.add(secret);
+            }
+            let server_version = client.version().await;
+            let stream = client.snapshot().await?;
+            Ok(Started {
+                stream,
+                kind: SourceKind::Vault,
+                address: vault.base.as_str().trim_end_matches('/').to_string(),
+                database: None,
+                server_version,
+                artifact_stem: "raft.snap",
+                format: "vault-raft-snapshot",
+                producer: Producer {
+                    tool: "Vault HTTP API".into(),
+                    version: None,
+                    arguments: vec!["GET /v1/sys/storage/raft/snapshot".into()],
                 },
             })
         }

@@ -25,17 +25,22 @@ use crate::pipeline::progress::Progress;
 use crate::pipeline::redact::Redactor;
 use crate::redis::live_restore::{self, LiveRestoreError};
 use crate::source::postgres;
+use crate::source::vault::VaultClient;
 use crate::store::Store;
 use crate::summary::RunSummary;
 use crate::target::{
-    resolve_password, PostgresTarget, RedisTarget, Target, POSTGRES_PASSWORD_ENV,
+    resolve_password, PostgresTarget, RedisTarget, Target, VaultTarget, POSTGRES_PASSWORD_ENV,
     REDIS_PASSWORD_ENV,
 };
 
 const CHUNK: usize = 256 * 1024;
 
 pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifest> {
-    let target = Target::parse(&args.to, "--to")?;
+    let target = Target::parse_as(
+        &args.to,
+        "--to",
+        args.target_kind == Some(crate::cli::SourceKindArg::Vault),
+    )?;
     let identities = load_identities(args.identity.as_deref())?;
     let ids = identities.as_deref();
     let (store, manifest) =
@@ -59,6 +64,9 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
         (Target::Redis(redis), SourceKind::Redis) => {
             restore_redis_live(args, store.as_ref(), &manifest, &artifact, ids, redis).await?
         }
+        (Target::Vault(vault), SourceKind::Vault) => {
+            restore_vault(args, store.as_ref(), &manifest, &artifact, ids, vault).await?
+        }
         (_, kind) => {
             return Err(Error::usage(format!(
                 "backup {} is a {kind} backup; --to must be {}",
@@ -66,6 +74,7 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
                 match kind {
                     SourceKind::Postgres => "a postgres:// URL",
                     SourceKind::Redis => "a redis:// URL or file:///path/dump.rdb",
+                    SourceKind::Vault => "a vault:// URL (or http(s):// with --target-kind vault)",
                 }
             )))
         }
@@ -279,5 +288,28 @@ async fn restore_redis_live(
         functions = stats.functions,
         "keys restored"
     );
+    Ok(())
+}
+
+/// Vault installs a snapshot atomically, but a restore cannot be taken back:
+/// the artifact is verified first (one read), then streamed in (a second).
+async fn restore_vault(
+    args: &RestoreArgs,
+    store: &dyn Store,
+    manifest: &Manifest,
+    artifact: &Artifact,
+    ids: Option<&[x25519::Identity]>,
+    target: &VaultTarget,
+) -> Result<()> {
+    let (client, _secrets) = VaultClient::connect(target, &args.vault).await?;
+    verify_artifact(store, manifest, artifact, ids, args.run.progress).await?;
+    let open = open_artifact(store, manifest, artifact, ids).await?;
+    let _progress = Progress::start(
+        args.run.progress,
+        "restore",
+        std::sync::Arc::clone(&open.stored),
+    );
+    client.restore(open.reader, args.force).await?;
+    tracing::info!(vault = %target.base, force = args.force, "snapshot installed");
     Ok(())
 }

@@ -4,3 +4,4 @@
 pub mod pg_archive;
 pub mod postgres;
 pub mod redis_sync;
+pub mod vault;

@@ -318,6 +318,10 @@ impl Store for GcsStore {
         self.client
             .write_object(self.bucket_path(), full_key.clone(), data)
             .set_if_generation_match(0)
+            // Resumable even when small: fake-gcs-server answers single-shot
+            // multipart uploads with a CRC32C of the whole request body,
+            // which the client rightly rejects. One extra round trip.
+            .with_resumable_upload_threshold(0_usize)
             .send_unbuffered()
             .await
             .map_err(|e| self.map_err(&format!("writing {full_key}"), e))?;

@@ -3,7 +3,7 @@
 //! bytes live.
 
 pub mod azure;
-mod azure_sas;
+pub mod azure_sas;
 mod error;
 pub mod file;
 pub mod gcs;
