@@ -9,6 +9,7 @@ pub mod azurite;
 pub mod fake_gcs;
 pub mod fixtures;
 pub mod flaky_proxy;
+pub mod openbao;
 pub mod ports;
 pub mod postgres;
 pub mod process;
@@ -17,6 +18,7 @@ pub mod seaweedfs;
 pub mod store;
 
 pub use agent::Agent;
+pub use openbao::OpenBao;
 pub use postgres::Postgres;
 pub use redis_server::RedisServer;
 pub use seaweedfs::SeaweedFs;
