@@ -162,7 +162,8 @@ impl TestStore {
         }
     }
 
-    /// Replaces an object's bytes (to simulate damage at rest).
+    /// Writes or replaces an object's bytes (to simulate damage at rest, or
+    /// leftovers of a crashed run).
     pub fn overwrite(&self, key: &str, data: &[u8]) {
         match self {
             TestStore::S3 { server, bucket } => {
@@ -170,7 +171,13 @@ impl TestStore {
                 std::fs::write(tmp.path(), data).expect("write");
                 server.put_object(bucket, key, tmp.path());
             }
-            TestStore::File { dir } => std::fs::write(dir.path().join(key), data).expect("write"),
+            TestStore::File { dir } => {
+                let path = dir.path().join(key);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).expect("mkdir");
+                }
+                std::fs::write(path, data).expect("write")
+            }
             _ => {
                 let data = bytes_of(data);
                 let key = key.to_string();
