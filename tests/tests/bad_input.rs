@@ -227,3 +227,79 @@ fn database_problems_fail_the_run_and_write_a_summary() {
         mismatch.stderr
     );
 }
+
+/// The same questions for the Azure and GCS stores: a missing container or
+/// bucket, rejected credentials, an unreachable endpoint.
+fn cloud_store_problems(store: &TestStore) {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let agent = Agent::new();
+    let env = store.env_with("PGPASSWORD", &pg.password);
+    let source = pg.url("app");
+    let (missing_url, endpoint_var) = match store {
+        TestStore::Azure { .. } => (
+            "azblob://devstoreaccount1/no-such-container/x".to_string(),
+            "VERTICE_AZURE_ENDPOINT",
+        ),
+        _ => ("gs://no-such-bucket/x".to_string(), "VERTICE_GCS_ENDPOINT"),
+    };
+    let missing = agent.run(&["backup", "--source", &source, "--to", &missing_url], &env);
+    missing.assert_code(2);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+
+    if let TestStore::Azure { .. } = store {
+        let wrong = with(
+            &env,
+            "AZURE_STORAGE_KEY",
+            "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=".into(),
+        );
+        let denied = agent.run(
+            &["backup", "--source", &source, "--to", &store.url("x")],
+            &wrong,
+        );
+        denied.assert_code(2);
+        assert!(denied.stderr.contains("access denied"), "{}", denied.stderr);
+        let none = with(&env, "AZURE_STORAGE_KEY", String::new());
+        let out = agent.run(&["list", "--from", &store.url("x")], &none);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains("AZURE_STORAGE_SAS_TOKEN"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    let nowhere = with(
+        &env,
+        endpoint_var,
+        match store {
+            TestStore::Azure { .. } => format!("http://127.0.0.1:{}/devstoreaccount1", free_port()),
+            _ => format!("http://127.0.0.1:{}", free_port()),
+        },
+    );
+    let unreachable = agent.run(
+        &["backup", "--source", &source, "--to", &store.url("x")],
+        &nowhere,
+    );
+    unreachable.assert_code(1);
+    assert!(
+        unreachable.stderr.contains("cannot reach"),
+        "{}",
+        unreachable.stderr
+    );
+    assert!(store.keys("x/").is_empty(), "failed runs leave nothing");
+}
+
+#[test]
+fn azure_store_problems_are_reported_clearly() {
+    cloud_store_problems(&TestStore::azure());
+}
+
+#[test]
+fn gcs_store_problems_are_reported_clearly() {
+    cloud_store_problems(&TestStore::gcs());
+}

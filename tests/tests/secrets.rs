@@ -188,3 +188,94 @@ fn passwords_never_leak() {
         assert_absent(&stored, secret, "the stored manifests and artifacts");
     }
 }
+
+/// Cloud and Vault credentials: the Azure account key, the SAS the agent
+/// signs from it, and a Vault token never show in output, logs or summaries,
+/// on success or on failure.
+#[test]
+fn store_and_vault_credentials_never_leak() {
+    use vertice_tests::azurite::ACCOUNT_KEY;
+    use vertice_tests::OpenBao;
+    let azure = TestStore::azure();
+    let bao = OpenBao::start();
+    let agent = Agent::new();
+    let debug = ("VERTICE_LOG", "debug".to_string());
+    let tools = tempfile::tempdir().expect("tempdir");
+    let summary = tools.path().join("summary");
+    let summary_arg = summary.to_string_lossy().into_owned();
+    let url = azure.url("vault");
+    let mut env = azure.env();
+    env.extend(bao.env());
+    env.push(debug.clone());
+    let mut outputs = String::new();
+    let mut run = |args: &[&str], env: &[(&str, String)]| {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--termination-log", &summary_arg]);
+        let out = agent.run(&full, env);
+        outputs.push_str(&out.all());
+        outputs.push_str(&std::fs::read_to_string(&summary).unwrap_or_default());
+        out.code
+    };
+    let source = bao.address();
+    let backup = [
+        "backup",
+        "--source",
+        &source,
+        "--source-kind",
+        "vault",
+        "--to",
+        &url,
+    ];
+    assert_eq!(run(&backup, &env), 0);
+    assert_eq!(run(&["verify", "--from", &url], &env), 0);
+    // A wrong account key and a bogus SAS fail, without echoing either.
+    let wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
+    let mut bad = azure.env();
+    bad.retain(|(k, _)| *k != "AZURE_STORAGE_KEY");
+    bad.extend([("AZURE_STORAGE_KEY", wrong_key.to_string()), debug.clone()]);
+    bad.extend(bao.env());
+    assert_eq!(run(&backup, &bad), 2);
+    let bogus_sas = "sv=2022-11-02&ss=b&srt=co&sp=rl&se=2099-01-01T00:00:00Z&sig=Qm9ndXNTaWduYXR1cmVCb2d1cw%3D%3D";
+    let mut sas = azure.env();
+    sas.retain(|(k, _)| *k != "AZURE_STORAGE_KEY");
+    sas.extend([
+        ("AZURE_STORAGE_SAS_TOKEN", bogus_sas.to_string()),
+        debug.clone(),
+    ]);
+    assert_eq!(run(&["list", "--from", &url], &sas), 2);
+    // A wrong Vault token.
+    let mut wrong_token = azure.env();
+    wrong_token.extend([("VAULT_TOKEN", "s.wrongtoken-91f3".to_string()), debug]);
+    assert_ne!(run(&backup, &wrong_token), 0);
+
+    let signed = vertice_agent::store::azure_sas::account_sas(
+        vertice_tests::azurite::ACCOUNT,
+        ACCOUNT_KEY,
+        false,
+        chrono::Utc::now(),
+    )
+    .expect("sas");
+    let signature = signed.rsplit("sig=").next().expect("sig").to_string();
+    assert_absent(&outputs, ACCOUNT_KEY, "output (account key)");
+    assert_absent(&outputs, &ACCOUNT_KEY[..20], "output (account key prefix)");
+    assert_absent(&outputs, wrong_key, "output (wrong key)");
+    assert_absent(
+        &outputs,
+        "Qm9ndXNTaWduYXR1cmVCb2d1cw",
+        "output (SAS signature)",
+    );
+    assert_absent(&outputs, &signature, "output (signed SAS)");
+    // Whatever SAS appears in a message must have its signature redacted.
+    for (at, _) in outputs.match_indices("sig=") {
+        let value: String = outputs[at + 4..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "%+/=".contains(*c))
+            .collect();
+        assert!(
+            value.len() < 16 || value.to_uppercase().contains("REDACTED"),
+            "a SAS signature appears in the output: sig={value}"
+        );
+    }
+    assert_absent(&outputs, &bao.root_token, "output (Vault token)");
+    assert_absent(&outputs, "s.wrongtoken-91f3", "output (wrong Vault token)");
+}

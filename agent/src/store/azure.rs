@@ -9,12 +9,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
-use azure_core::http::{Etag, StatusCode, Url};
+use azure_core::http::{
+    ClientOptions, Etag, ExponentialRetryOptions, RetryOptions, StatusCode, Url,
+};
 use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobContainerClientListBlobsOptions,
     BlockBlobClientCommitBlockListOptions, BlockBlobClientUploadOptions, BlockLookupList,
 };
 use azure_storage_blob::BlobContainerClient;
+use azure_storage_blob::BlobContainerClientOptions;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use tokio::io::AsyncRead;
@@ -93,7 +96,21 @@ impl AzureStore {
             }
             Some(token_credential(&account)?)
         };
-        let container = BlobContainerClient::new(url, credential, None)
+        // The SDK's default retries run for minutes against an unreachable
+        // endpoint; ours retry whole blocks on top, so keep these short.
+        let options = BlobContainerClientOptions {
+            client_options: ClientOptions {
+                retry: RetryOptions::exponential(ExponentialRetryOptions {
+                    initial_delay: azure_core::time::Duration::milliseconds(500),
+                    max_retries: 4,
+                    max_total_elapsed: azure_core::time::Duration::seconds(20),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let container = BlobContainerClient::new(url, credential, Some(options))
             .map_err(|e| StoreError::Config(format!("azblob://{account}/{container_name}: {e}")))?;
         Ok(AzureStore {
             container,

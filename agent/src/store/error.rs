@@ -8,9 +8,12 @@ pub enum StoreError {
     NotFound { store: String, what: String },
     #[error("{store}: bucket or container does not exist; create it or fix the store URL")]
     NoBucket { store: String },
-    #[error("{store}: access denied ({detail}); check the credentials in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, web identity) and the bucket policy")]
+    #[error("{store}: access denied ({detail}); {}", credentials_hint(store))]
     AccessDenied { store: String, detail: String },
-    #[error("{store}: cannot reach the store ({detail}); check --s3-endpoint / the network")]
+    #[error(
+        "{store}: cannot reach the store ({detail}); check {} and the network",
+        endpoint_flag(store)
+    )]
     Unreachable { store: String, detail: String },
     #[error("{store}: refusing to overwrite existing object {key}")]
     AlreadyExists { store: String, key: String },
@@ -24,6 +27,27 @@ pub enum StoreError {
     },
     #[error("invalid store configuration: {0}")]
     Config(String),
+}
+
+/// Where each store kind takes its credentials from, for error messages.
+fn credentials_hint(store: &str) -> &'static str {
+    if store.starts_with("gs://") {
+        "check the Google credentials (workload identity or GOOGLE_APPLICATION_CREDENTIALS) and the bucket's IAM roles"
+    } else if store.starts_with("azblob://") {
+        "check AZURE_STORAGE_SAS_TOKEN / AZURE_STORAGE_KEY (or their --azure-*-file flags), or the workload / managed identity's role on the container"
+    } else {
+        "check the credentials in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, web identity) and the bucket policy"
+    }
+}
+
+fn endpoint_flag(store: &str) -> &'static str {
+    if store.starts_with("gs://") {
+        "--gcs-endpoint"
+    } else if store.starts_with("azblob://") {
+        "--azure-endpoint"
+    } else {
+        "--s3-endpoint"
+    }
 }
 
 impl StoreError {
