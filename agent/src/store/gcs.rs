@@ -73,11 +73,17 @@ impl GcsStore {
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
             .trim_end_matches('/')
             .to_string();
-        url::Url::parse(&endpoint).map_err(|e| {
+        let parsed = url::Url::parse(&endpoint).map_err(|e| {
             StoreError::Config(format!(
                 "--gcs-endpoint {endpoint:?} is not a URL ({e}); write it as http://HOST:PORT"
             ))
         })?;
+        if emulator.is_some() && parsed.port().is_some() {
+            // Google's client sends `Host` without the port, and emulators
+            // that build upload URLs from it (fake-gcs-server) then point
+            // every resumable upload at the default port.
+            tracing::warn!(endpoint = %endpoint, "GCS endpoint on a non-default port: emulators that build upload URLs from the Host header stall on uploads larger than one chunk; serve the emulator on port 80/443");
+        }
         let credentials = if emulator.is_some() {
             anonymous::Builder::new().build()
         } else {
