@@ -85,6 +85,10 @@ fn encrypted_backup(store: &TestStore) {
         assert!(!manifest.contains(secret) && !backup.all().contains(secret));
     }
 
+    let listed = agent.run(&["list", "--from", &url, "--output", "json"], &env);
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["encrypted_to"].as_array().map(Vec::len), Some(2), "{rows}");
+
     // verify without a key checks what it can; with a key, everything.
     agent.run(&["verify", "--from", &url], &env).assert_ok();
     let ops_key_arg = ops_key.display().to_string();

@@ -21,6 +21,9 @@ struct Row<'a> {
     stored_bytes: u64,
     raw_bytes: u64,
     duration_seconds: f64,
+    /// Fingerprints of the age recipients, when encrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encrypted_to: Option<Vec<String>>,
 }
 
 fn row(m: &Manifest) -> Row<'_> {
@@ -37,6 +40,11 @@ fn row(m: &Manifest) -> Row<'_> {
         stored_bytes: m.stored_bytes(),
         raw_bytes: m.raw_bytes(),
         duration_seconds: m.duration_seconds(),
+        encrypted_to: m
+            .artifacts
+            .iter()
+            .find_map(|a| a.encryption.as_ref())
+            .map(|e| e.recipient_fingerprints.clone()),
     }
 }
 
@@ -70,7 +78,11 @@ pub fn table(manifests: &[Manifest]) -> String {
                 format!("{}/{}", r.namespace, r.name),
                 r.time,
                 format!("{} {}", r.source_kind, r.source),
-                human_bytes(r.stored_bytes),
+                format!(
+                    "{}{}",
+                    human_bytes(r.stored_bytes),
+                    if r.encrypted_to.is_some() { " (age)" } else { "" }
+                ),
                 human_bytes(r.raw_bytes),
                 human_duration(std::time::Duration::from_secs_f64(
                     r.duration_seconds.max(0.0),

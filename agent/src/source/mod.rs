@@ -1,5 +1,5 @@
 //! Where backups come from: `pg_dump` for PostgreSQL, the replication
-//! protocol for Redis.
+//! protocol for Redis, the raft snapshot API for Vault / OpenBao.
 
 pub mod pg_archive;
 pub mod postgres;

@@ -1,6 +1,6 @@
-//! Object stores: one trait that every backend (file, S3, and later GCS and
-//! Azure) implements, so the pipeline, catalog and restore never care where the
-//! bytes live.
+//! Object stores: one trait that every backend (file, S3, GCS, Azure Blob)
+//! implements, so the pipeline, catalog, restore and retention never care
+//! where the bytes live.
 
 pub mod azure;
 pub mod azure_sas;

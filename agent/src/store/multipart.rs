@@ -1,6 +1,7 @@
 //! Backend-neutral machinery for chunked uploads: how big each part is, how
-//! many are in flight, and retrying a part. S3 multipart uploads use it today;
-//! Azure block staging and GCS resumable chunks have the same shape.
+//! many are in flight, and retrying a part. S3 multipart uploads and Azure
+//! block staging use it; GCS resumable uploads get the same chunking from
+//! the Google client (one chunk of `base_part_size` in memory).
 
 use std::sync::Arc;
 use std::time::Duration;
