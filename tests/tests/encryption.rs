@@ -87,7 +87,11 @@ fn encrypted_backup(store: &TestStore) {
 
     let listed = agent.run(&["list", "--from", &url, "--output", "json"], &env);
     let rows: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
-    assert_eq!(rows[0]["encrypted_to"].as_array().map(Vec::len), Some(2), "{rows}");
+    assert_eq!(
+        rows[0]["encrypted_to"].as_array().map(Vec::len),
+        Some(2),
+        "{rows}"
+    );
 
     // verify without a key checks what it can; with a key, everything.
     agent.run(&["verify", "--from", &url], &env).assert_ok();

@@ -81,7 +81,11 @@ pub fn table(manifests: &[Manifest]) -> String {
                 format!(
                     "{}{}",
                     human_bytes(r.stored_bytes),
-                    if r.encrypted_to.is_some() { " (age)" } else { "" }
+                    if r.encrypted_to.is_some() {
+                        " (age)"
+                    } else {
+                        ""
+                    }
                 ),
                 human_bytes(r.raw_bytes),
                 human_duration(std::time::Duration::from_secs_f64(
