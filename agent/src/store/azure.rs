@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use tokio::io::AsyncRead;
 
+use super::key_prefix::KeyPrefix;
 use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
 use super::{azure_sas, BoxedReader, ObjectMeta, Store, StoreError};
 
@@ -52,7 +53,7 @@ pub struct AzureStore {
     container: BlobContainerClient,
     account: String,
     container_name: String,
-    prefix: String,
+    prefix: KeyPrefix,
     multipart: MultipartConfig,
 }
 
@@ -116,17 +117,13 @@ impl AzureStore {
             container,
             account,
             container_name,
-            prefix,
+            prefix: KeyPrefix::new(prefix),
             multipart,
         })
     }
 
     fn full_key(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{}", self.prefix, key)
-        }
+        self.prefix.full(key)
     }
 
     fn map_err(&self, what: &str, err: azure_core::Error) -> StoreError {
@@ -217,12 +214,8 @@ impl PartUploader for AzureBlocks {
 #[async_trait]
 impl Store for AzureStore {
     fn describe(&self) -> String {
-        let base = format!("azblob://{}/{}", self.account, self.container_name);
-        if self.prefix.is_empty() {
-            base
-        } else {
-            format!("{base}/{}", self.prefix)
-        }
+        self.prefix
+            .under(format!("azblob://{}/{}", self.account, self.container_name))
     }
 
     async fn check_access(&self) -> Result<(), StoreError> {
@@ -328,11 +321,6 @@ impl Store for AzureStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let full_prefix = self.full_key(prefix);
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
         let options = BlobContainerClientListBlobsOptions {
             prefix: Some(full_prefix),
             ..Default::default()
@@ -348,9 +336,9 @@ impl Store for AzureStore {
             .map_err(|e| self.map_err("listing blobs", e))?
         {
             let Some(name) = item.name else { continue };
-            if name.len() >= strip {
+            if let Some(key) = self.prefix.relative(&name) {
                 found.push(ObjectMeta {
-                    key: name[strip..].to_string(),
+                    key: key.to_string(),
                     size: item.properties.and_then(|p| p.content_length).unwrap_or(0),
                 });
             }

@@ -18,6 +18,7 @@ use google_cloud_storage::streaming_source::StreamingSource;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use super::key_prefix::KeyPrefix;
 use super::multipart::MultipartConfig;
 use super::{BoxedReader, ObjectMeta, Store, StoreError};
 
@@ -56,7 +57,7 @@ pub struct GcsStore {
     http: reqwest::Client,
     endpoint: String,
     bucket: String,
-    prefix: String,
+    prefix: KeyPrefix,
     chunk_size: usize,
 }
 
@@ -117,17 +118,13 @@ impl GcsStore {
             http,
             endpoint,
             bucket,
-            prefix,
+            prefix: KeyPrefix::new(prefix),
             chunk_size,
         })
     }
 
     fn full_key(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{}", self.prefix, key)
-        }
+        self.prefix.full(key)
     }
 
     fn bucket_path(&self) -> String {
@@ -240,11 +237,7 @@ impl StreamingSource for ChannelSource {
 #[async_trait]
 impl Store for GcsStore {
     fn describe(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("gs://{}", self.bucket)
-        } else {
-            format!("gs://{}/{}", self.bucket, self.prefix)
-        }
+        self.prefix.under(format!("gs://{}", self.bucket))
     }
 
     async fn check_access(&self) -> Result<(), StoreError> {
@@ -364,11 +357,6 @@ impl Store for GcsStore {
             size: Option<String>,
         }
         let full_prefix = self.full_key(prefix);
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -390,9 +378,9 @@ impl Store for GcsStore {
                     detail: format!("listing objects: {e}"),
                 })?;
             for item in page.items {
-                if item.name.len() >= strip {
+                if let Some(key) = self.prefix.relative(&item.name) {
                     found.push(ObjectMeta {
-                        key: item.name[strip..].to_string(),
+                        key: key.to_string(),
                         size: item.size.and_then(|s| s.parse().ok()).unwrap_or(0),
                     });
                 }

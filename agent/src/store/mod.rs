@@ -7,6 +7,7 @@ pub mod azure_sas;
 mod error;
 pub mod file;
 pub mod gcs;
+mod key_prefix;
 pub mod multipart;
 pub mod open;
 pub mod s3;

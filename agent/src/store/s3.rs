@@ -12,6 +12,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
+use super::key_prefix::KeyPrefix;
 use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
 use super::s3_download::ResumingDownload;
 use super::{BoxedReader, ObjectMeta, Store, StoreError};
@@ -49,7 +50,7 @@ impl S3Settings {
 pub struct S3Store {
     client: Client,
     bucket: String,
-    prefix: String,
+    prefix: KeyPrefix,
     multipart: MultipartConfig,
 }
 
@@ -90,17 +91,13 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
             bucket,
-            prefix,
+            prefix: KeyPrefix::new(prefix),
             multipart,
         })
     }
 
     fn full_key(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{}", self.prefix, key)
-        }
+        self.prefix.full(key)
     }
 
     fn store_name(&self) -> String {
@@ -199,11 +196,7 @@ impl PartUploader for S3Parts {
 #[async_trait]
 impl Store for S3Store {
     fn describe(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket)
-        } else {
-            format!("s3://{}/{}", self.bucket, self.prefix)
-        }
+        self.prefix.under(format!("s3://{}", self.bucket))
     }
 
     async fn check_access(&self) -> Result<(), StoreError> {
@@ -332,11 +325,6 @@ impl Store for S3Store {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let full_prefix = self.full_key(prefix);
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
         let mut pages = self
             .client
             .list_objects_v2()
@@ -349,9 +337,9 @@ impl Store for S3Store {
             let page = page.map_err(|e| self.map_err("listing objects", e))?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
-                if key.len() >= strip {
+                if let Some(key) = self.prefix.relative(key) {
                     found.push(ObjectMeta {
-                        key: key[strip..].to_string(),
+                        key: key.to_string(),
                         size: object.size().unwrap_or(0).max(0) as u64,
                     });
                 }
