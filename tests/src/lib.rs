@@ -16,6 +16,7 @@ pub mod process;
 pub mod redis_server;
 pub mod seaweedfs;
 pub mod store;
+pub mod token_review;
 
 pub use agent::Agent;
 pub use openbao::OpenBao;

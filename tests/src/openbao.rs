@@ -137,6 +137,70 @@ disable_mlock = true
         .and_then(|v| v["data"]["data"][key].as_str().map(str::to_string))
     }
 
+    /// Enables Kubernetes auth against `token_review` (a TokenReview
+    /// stand-in) with role `role` for `namespace/name`, allowed to take and
+    /// install snapshots and nothing else.
+    pub fn enable_kubernetes_auth(
+        &self,
+        token_review: &str,
+        role: &str,
+        namespace: &str,
+        name: &str,
+    ) {
+        // Vault insists on a CA certificate even for an http:// host.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=k8s",
+            ])
+            .arg("-keyout")
+            .arg(dir.path().join("k.key"))
+            .arg("-out")
+            .arg(dir.path().join("k.crt"))
+            .output()
+            .expect("openssl");
+        assert!(
+            status.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let ca = std::fs::read_to_string(dir.path().join("k.crt")).expect("cert");
+        self.call(
+            "POST",
+            "/v1/sys/auth/kubernetes",
+            Some(r#"{"type":"kubernetes"}"#),
+        );
+        let config = serde_json::json!({
+            "kubernetes_host": token_review,
+            "disable_local_ca_jwt": true,
+            "kubernetes_ca_cert": ca,
+        });
+        self.call(
+            "POST",
+            "/v1/auth/kubernetes/config",
+            Some(&config.to_string()),
+        );
+        let policy = serde_json::json!({
+            "policy": "path \"sys/storage/raft/snapshot\" { capabilities = [\"read\", \"update\"] }"
+        });
+        self.call(
+            "PUT",
+            "/v1/sys/policies/acl/snapshots",
+            Some(&policy.to_string()),
+        );
+        let role_body = serde_json::json!({
+            "bound_service_account_names": [name],
+            "bound_service_account_namespaces": [namespace],
+            "policies": ["snapshots"],
+            "ttl": "15m",
+        });
+        self.call(
+            "POST",
+            &format!("/v1/auth/kubernetes/role/{role}"),
+            Some(&role_body.to_string()),
+        );
+    }
+
     /// Environment for the agent: the address and the token.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![("VAULT_TOKEN", self.root_token.clone())]

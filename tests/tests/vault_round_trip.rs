@@ -144,3 +144,60 @@ fn vault_errors_name_the_fix() {
     assert!(out.stderr.contains("--source-kind vault"), "{}", out.stderr);
     assert!(store.keys("").iter().all(|k| !k.ends_with("manifest.json")));
 }
+
+/// Kubernetes auth: the pod's service-account token is exchanged for a Vault
+/// token (real OpenBao; only the Kubernetes TokenReview it calls is a
+/// stand-in), and a token for another service account is refused.
+#[test]
+fn kubernetes_auth_backs_up_without_a_vault_token() {
+    use vertice_tests::token_review::{service_account_jwt, TokenReview};
+    let bao = OpenBao::start();
+    let review = TokenReview::start("db", "backup", "uid-1");
+    bao.enable_kubernetes_auth(&review.url(), "vertice-backup", "db", "backup");
+    let store = TestStore::file();
+    let agent = Agent::new();
+    let url = store.url("k8s");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwt_file = dir.path().join("token");
+    let jwt = service_account_jwt("db", "backup", "uid-1");
+    std::fs::write(&jwt_file, &jwt).expect("jwt");
+    let jwt_arg = jwt_file.display().to_string();
+    let source = bao.address();
+    let args = [
+        "backup",
+        "--source",
+        &source,
+        "--source-kind",
+        "vault",
+        "--to",
+        &url,
+        "--vault-k8s-role",
+        "vertice-backup",
+        "--vault-k8s-jwt-file",
+        &jwt_arg,
+    ];
+    let ok = agent.run(&args, &[("VERTICE_LOG", "debug".to_string())]);
+    ok.assert_ok();
+    assert!(
+        !ok.all().contains(&jwt),
+        "the service-account token must not be logged"
+    );
+
+    // Another service account's token: the role does not admit it.
+    std::fs::write(&jwt_file, service_account_jwt("db", "intruder", "uid-1")).expect("jwt");
+    let refused = agent.run(&args, &[]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("Kubernetes login"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        store
+            .keys("k8s/")
+            .iter()
+            .filter(|k| k.ends_with("manifest.json"))
+            .count(),
+        1
+    );
+}
