@@ -136,6 +136,19 @@ impl SeaweedFs {
         ])
     }
 
+    /// Starts a multipart upload and leaves it dangling, as a crashed
+    /// uploader would.
+    pub fn start_multipart_upload(&self, bucket: &str, key: &str) {
+        succeed(self.aws().args([
+            "s3api",
+            "create-multipart-upload",
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+        ]));
+    }
+
     /// Runs an `aws s3api` query whose text output is a list of keys.
     fn key_list(&self, query: &[&str]) -> Vec<String> {
         let out = succeed(
@@ -176,7 +189,7 @@ impl SeaweedFs {
     }
 }
 
-fn credentials_env() -> [(&'static str, &'static str); 4] {
+pub fn credentials_env() -> [(&'static str, &'static str); 4] {
     [
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
