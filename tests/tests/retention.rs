@@ -42,6 +42,11 @@ fn prune_by_policy(store: &TestStore) {
         b"data",
     );
 
+    // Another series' leftovers are not a `--name app` prune's business.
+    store.overwrite(
+        "r/default/other/20200101T000000Z-cafe/dump.pgdump.zst",
+        b"partial",
+    );
     // No policy: refused.
     let out = agent.run(&["prune", "--from", &url], &env);
     out.assert_code(2);
@@ -98,7 +103,10 @@ fn prune_by_policy(store: &TestStore) {
     assert_eq!(store.keys("r/"), before, "a dry run deletes nothing");
 
     // For real.
-    let table = agent.run(&["prune", "--from", &url, "--keep-last", "2"], &env);
+    let table = agent.run(
+        &["prune", "--from", &url, "--name", "app", "--keep-last", "2"],
+        &env,
+    );
     table.assert_ok();
     assert!(
         table
@@ -114,7 +122,12 @@ fn prune_by_policy(store: &TestStore) {
             "{gone} still there: {left:?}"
         );
     }
-    for kept in [&ids[2], &ids[3], &"20200102T000000Z-beef".to_string()] {
+    for kept in [
+        &ids[2],
+        &ids[3],
+        &"20200102T000000Z-beef".to_string(),
+        &"20200101T000000Z-cafe".to_string(),
+    ] {
         assert!(
             left.iter().any(|k| k.contains(kept.as_str())),
             "{kept} gone: {left:?}"

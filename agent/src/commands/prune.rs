@@ -191,6 +191,12 @@ pub async fn prune(
         else {
             continue;
         };
+        // The listing may be wider than the scope (a name without a namespace).
+        if scope.namespace.as_deref().is_some_and(|ns| ns != namespace)
+            || scope.name.as_deref().is_some_and(|n| n != name)
+        {
+            continue;
+        }
         // Only directories named like our backups, and only old ones: a
         // backup running right now looks exactly like this.
         let Some(started) = id.parse::<BackupId>().ok().and_then(|b| b.time()) else {
