@@ -279,3 +279,45 @@ fn store_and_vault_credentials_never_leak() {
     assert_absent(&outputs, &bao.root_token, "output (Vault token)");
     assert_absent(&outputs, "s.wrongtoken-91f3", "output (wrong Vault token)");
 }
+
+/// An Azure connection string (what the portal and Azurite hand out) is
+/// enough on its own, and neither it nor its key is ever echoed.
+#[test]
+fn azure_connection_string_works_and_stays_secret() {
+    use vertice_tests::azurite::{ACCOUNT, ACCOUNT_KEY};
+    let azure = TestStore::azure();
+    let TestStore::Azure { server, .. } = &azure else {
+        unreachable!()
+    };
+    let redis = RedisServer::start(Some(REDIS_PASSWORD));
+    fill_redis(&mut redis.connection());
+    let agent = Agent::new();
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};BlobEndpoint={};",
+        server.endpoint()
+    );
+    let env = vec![
+        ("AZURE_STORAGE_CONNECTION_STRING", connection.clone()),
+        ("REDIS_PASSWORD", REDIS_PASSWORD.to_string()),
+        ("VERTICE_LOG", "debug".to_string()),
+    ];
+    let url = azure.url("cs");
+    let backup = agent.run(&["backup", "--source", &redis.url(), "--to", &url], &env);
+    backup.assert_ok();
+    let listed = agent.run(&["list", "--from", &url], &env);
+    listed.assert_ok();
+    assert!(listed.stdout.contains("redis"), "{}", listed.stdout);
+    // The string is for another account than the URL names.
+    let other = azure.url("cs").replace(ACCOUNT, "someoneelse");
+    let refused = agent.run(&["list", "--from", &other], &env);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("AZURE_STORAGE_CONNECTION_STRING"),
+        "{}",
+        refused.stderr
+    );
+    for out in [&backup, &listed, &refused] {
+        assert_absent(&out.all(), ACCOUNT_KEY, "output (connection string key)");
+        assert_absent(&out.all(), &ACCOUNT_KEY[..24], "output (key prefix)");
+    }
+}

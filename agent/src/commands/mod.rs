@@ -14,6 +14,7 @@ use crate::cli::{NameArgs, StoreArgs};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::store::azure::AzureSettings;
+use crate::store::azure_connection;
 use crate::store::gcs::GcsSettings;
 use crate::store::multipart::MultipartConfig;
 use crate::store::s3::S3Settings;
@@ -26,22 +27,9 @@ pub async fn store_from_args(url: &str, flag: &str, args: &StoreArgs) -> Result<
         .parse()
         .map_err(|e| Error::usage(format!("{flag}: {e}")))?;
     // Only read the secrets of the store kind in use.
-    let azure = if matches!(location, StoreLocation::Azure { .. }) {
-        AzureSettings {
-            endpoint: args.azure_endpoint.clone(),
-            sas_token: resolve_secret(
-                args.azure_sas_token_file.as_ref(),
-                "--azure-sas-token-file",
-                &["AZURE_STORAGE_SAS_TOKEN"],
-            )?,
-            account_key: resolve_secret(
-                args.azure_account_key_file.as_ref(),
-                "--azure-account-key-file",
-                &["AZURE_STORAGE_KEY"],
-            )?,
-        }
-    } else {
-        AzureSettings::default()
+    let azure = match &location {
+        StoreLocation::Azure { account, .. } => azure_settings(args, account)?,
+        _ => AzureSettings::default(),
     };
     let options = StoreOptions {
         azure,
@@ -60,6 +48,43 @@ pub async fn store_from_args(url: &str, flag: &str, args: &StoreArgs) -> Result<
         },
     };
     Ok(open_store(&location, &options).await?)
+}
+
+/// Azure credentials, first match wins: a SAS token, an account key (file
+/// or environment), then a connection string; with none of them the store
+/// falls back to workload / managed identity. Only read for azblob:// URLs.
+fn azure_settings(args: &StoreArgs, account: &str) -> Result<AzureSettings> {
+    let mut settings = AzureSettings {
+        endpoint: args.azure_endpoint.clone(),
+        sas_token: resolve_secret(
+            args.azure_sas_token_file.as_ref(),
+            "--azure-sas-token-file",
+            &["AZURE_STORAGE_SAS_TOKEN"],
+        )?,
+        account_key: resolve_secret(
+            args.azure_account_key_file.as_ref(),
+            "--azure-account-key-file",
+            &["AZURE_STORAGE_KEY"],
+        )?,
+    };
+    if settings.sas_token.is_some() || settings.account_key.is_some() {
+        return Ok(settings);
+    }
+    let Some(text) = resolve_secret(None, "", &["AZURE_STORAGE_CONNECTION_STRING"])? else {
+        return Ok(settings);
+    };
+    let connection = azure_connection::parse(&text).map_err(Error::usage)?;
+    if let Some(named) = &connection.account {
+        if named != account {
+            return Err(Error::usage(format!(
+                "AZURE_STORAGE_CONNECTION_STRING is for account {named:?}, but the store URL names {account:?}"
+            )));
+        }
+    }
+    settings.endpoint = settings.endpoint.or(connection.endpoint);
+    settings.sas_token = connection.sas_token;
+    settings.account_key = connection.account_key;
+    Ok(settings)
 }
 
 /// Opens the store and picks the backup `--backup` names (within `--namespace`

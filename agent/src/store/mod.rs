@@ -3,6 +3,7 @@
 //! where the bytes live.
 
 pub mod azure;
+pub mod azure_connection;
 pub mod azure_sas;
 mod error;
 pub mod file;
