@@ -83,7 +83,6 @@ mod tests {
     #[test]
     fn portal_strings_give_the_endpoint_and_key() {
         let c = parse("DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=a2V5Kys=;EndpointSuffix=core.usgovcloudapi.net")
-            .ok()
             .expect("parse");
         assert_eq!(c.account.as_deref(), Some("acme"));
         assert_eq!(
@@ -97,14 +96,13 @@ mod tests {
     #[test]
     fn sas_strings_and_development_storage() {
         let c = parse("BlobEndpoint=https://acme.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=abc%3D")
-            .ok()
             .expect("parse");
         assert_eq!(
             c.endpoint.as_deref(),
             Some("https://acme.blob.core.windows.net")
         );
         assert_eq!(c.sas_token.as_deref(), Some("sv=2022-11-02&sig=abc%3D"));
-        let dev = parse("UseDevelopmentStorage=true").ok().expect("dev");
+        let dev = parse("UseDevelopmentStorage=true").expect("dev");
         assert_eq!(
             dev.endpoint.as_deref(),
             Some("http://127.0.0.1:10000/devstoreaccount1")
