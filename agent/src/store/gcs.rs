@@ -143,7 +143,7 @@ impl GcsStore {
         let code = err
             .http_status_code()
             .or_else(|| err.status().map(|s| grpc_to_http(s.code as i32)));
-        status_error(store, what, code, detail)
+        status_error(store, what, code, detail, false)
     }
 
     async fn auth_headers(&self) -> Result<http::HeaderMap, StoreError> {
@@ -163,6 +163,7 @@ impl GcsStore {
         method: reqwest::Method,
         path_and_query: &str,
         what: &str,
+        bucket_request: bool,
     ) -> Result<reqwest::Response, StoreError> {
         let url = format!("{}/storage/v1/{path_and_query}", self.endpoint);
         let response = self
@@ -189,6 +190,7 @@ impl GcsStore {
             what,
             Some(status.as_u16()),
             detail,
+            bucket_request,
         ))
     }
 }
@@ -204,12 +206,23 @@ fn grpc_to_http(code: i32) -> u16 {
     }
 }
 
-fn status_error(store: String, what: &str, code: Option<u16>, detail: String) -> StoreError {
+/// Maps an HTTP status. A 404 means the bucket is missing when the request
+/// was about the bucket (`bucket_request`: a listing), or when GCS says so;
+/// otherwise the object is (bucket names often contain the word "bucket",
+/// so the detail text alone cannot decide).
+fn status_error(
+    store: String,
+    what: &str,
+    code: Option<u16>,
+    detail: String,
+    bucket_request: bool,
+) -> StoreError {
+    let says_no_bucket = detail
+        .to_ascii_lowercase()
+        .contains("bucket does not exist");
     match code {
         Some(401 | 403) => StoreError::AccessDenied { store, detail },
-        Some(404) if detail.contains("bucket") || detail.contains("Bucket") => {
-            StoreError::NoBucket { store }
-        }
+        Some(404) if bucket_request || says_no_bucket => StoreError::NoBucket { store },
         Some(404) => StoreError::NotFound {
             store,
             what: what.to_string(),
@@ -246,16 +259,9 @@ impl Store for GcsStore {
             "b/{}/o?maxResults=1&fields=nextPageToken",
             urlencode(&self.bucket)
         );
-        match self
-            .json_request(reqwest::Method::GET, &path, "checking the bucket")
+        self.json_request(reqwest::Method::GET, &path, "checking the bucket", true)
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(StoreError::NotFound { .. }) => Err(StoreError::NoBucket {
-                store: self.describe(),
-            }),
-            Err(e) => Err(e),
-        }
+            .map(|_| ())
     }
 
     async fn put_stream(
@@ -369,7 +375,7 @@ impl Store for GcsStore {
                 path.push_str(&format!("&pageToken={}", urlencode(t)));
             }
             let page: Page = self
-                .json_request(reqwest::Method::GET, &path, "listing objects")
+                .json_request(reqwest::Method::GET, &path, "listing objects", true)
                 .await?
                 .json()
                 .await
@@ -401,6 +407,7 @@ impl Store for GcsStore {
                 reqwest::Method::DELETE,
                 &path,
                 &format!("deleting {full_key}"),
+                false,
             )
             .await
         {
@@ -421,4 +428,27 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_object_in_a_bucket_named_bucket_is_not_a_missing_bucket() {
+        let detail = "deleting x: HTTP 404: No such object: my-bucket/x".to_string();
+        let e = status_error("gs://my-bucket".into(), "x", Some(404), detail, false);
+        assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+        let e = status_error(
+            "gs://b".into(),
+            "listing",
+            Some(404),
+            "HTTP 404".into(),
+            true,
+        );
+        assert!(matches!(e, StoreError::NoBucket { .. }), "{e}");
+        let said = "HTTP 404: The specified bucket does not exist.".to_string();
+        let e = status_error("gs://b".into(), "reading x", Some(404), said, false);
+        assert!(matches!(e, StoreError::NoBucket { .. }), "{e}");
+    }
 }
