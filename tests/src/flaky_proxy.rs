@@ -16,13 +16,19 @@ impl FlakyProxy {
     /// Forwards to `upstream`; the first `cuts` connections whose responses
     /// pass `cut_after` bytes are cut there.
     pub fn start(upstream: u16, cut_after: u64, cuts: u32) -> FlakyProxy {
+        FlakyProxy::start_to("127.0.0.1", upstream, cut_after, cuts)
+    }
+
+    /// [`FlakyProxy::start`] for an upstream on another loopback address.
+    pub fn start_to(host: &str, upstream: u16, cut_after: u64, cuts: u32) -> FlakyProxy {
+        let host = host.to_string();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let cuts_left = Arc::new(AtomicU32::new(cuts));
         let budget = Arc::clone(&cuts_left);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                let Ok(server) = TcpStream::connect((host.as_str(), upstream)) else {
                     continue;
                 };
                 let budget = Arc::clone(&budget);

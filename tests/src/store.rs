@@ -117,6 +117,32 @@ impl TestStore {
         }
     }
 
+    /// Where the store server listens (host, port); `None` for `file://`.
+    pub fn upstream(&self) -> Option<(String, u16)> {
+        match self {
+            TestStore::S3 { server, .. } => Some(("127.0.0.1".into(), server.s3_port)),
+            TestStore::Azure { server, .. } => Some(("127.0.0.1".into(), server.port)),
+            TestStore::Gcs { server, .. } => Some((server.address.clone(), 80)),
+            TestStore::File { .. } => None,
+        }
+    }
+
+    /// [`TestStore::env`] with the endpoint moved to a proxy on 127.0.0.1:`port`.
+    pub fn env_through(&self, port: u16) -> Vec<(&'static str, String)> {
+        let (key, value) = match self {
+            TestStore::S3 { .. } => ("VERTICE_S3_ENDPOINT", format!("http://127.0.0.1:{port}")),
+            TestStore::Azure { .. } => (
+                "VERTICE_AZURE_ENDPOINT",
+                format!("http://127.0.0.1:{port}/{}", crate::azurite::ACCOUNT),
+            ),
+            TestStore::Gcs { .. } => ("VERTICE_GCS_ENDPOINT", format!("http://127.0.0.1:{port}")),
+            TestStore::File { .. } => return self.env(),
+        };
+        let mut env: Vec<_> = self.env().into_iter().filter(|(k, _)| *k != key).collect();
+        env.push((key, value));
+        env
+    }
+
     /// [`TestStore::env`] plus one more variable (a database password).
     pub fn env_with(&self, key: &'static str, value: &str) -> Vec<(&'static str, String)> {
         let mut env = self.env();

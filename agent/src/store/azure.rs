@@ -24,6 +24,7 @@ use tokio::io::AsyncRead;
 
 use super::key_prefix::KeyPrefix;
 use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
+use super::resuming_download::{Body, Reopen, Reopener, ResumingDownload};
 use super::{azure_sas, BoxedReader, ObjectMeta, Store, StoreError};
 
 /// How the agent proves itself to Azure; secrets arrive from the
@@ -50,7 +51,7 @@ impl std::fmt::Debug for AzureSettings {
 }
 
 pub struct AzureStore {
-    container: BlobContainerClient,
+    container: Arc<BlobContainerClient>,
     account: String,
     container_name: String,
     prefix: KeyPrefix,
@@ -114,7 +115,7 @@ impl AzureStore {
         let container = BlobContainerClient::new(url, credential, Some(options))
             .map_err(|e| StoreError::Config(format!("azblob://{account}/{container_name}: {e}")))?;
         Ok(AzureStore {
-            container,
+            container: Arc::new(container),
             account,
             container_name,
             prefix: KeyPrefix::new(prefix),
@@ -184,6 +185,47 @@ struct AzureBlocks {
     blob: azure_storage_blob::BlockBlobClient,
     store: String,
     key: String,
+}
+
+/// Bounded memory: at most `parallel` ranges of `partition_size` in flight.
+fn download_options(from: Option<u64>, etag: Option<Etag>) -> BlobClientDownloadOptions<'static> {
+    BlobClientDownloadOptions {
+        parallel: NonZero::new(2),
+        partition_size: NonZero::new(4 << 20),
+        range: from.map(|offset| (offset..).into()),
+        if_match: etag,
+        ..Default::default()
+    }
+}
+
+fn body_reader(body: azure_core::http::AsyncResponseBody, key: String) -> Body {
+    let stream = body.map_err(move |e| std::io::Error::other(format!("reading {key}: {e}")));
+    Box::pin(tokio_util::io::StreamReader::new(stream))
+}
+
+/// Ranged re-reads of one blob version (pinned by ETag), for
+/// [`ResumingDownload`]: the SDK retries requests, not a body cut midway.
+struct AzureReopener {
+    container: Arc<BlobContainerClient>,
+    key: String,
+    etag: Option<Etag>,
+}
+
+impl Reopener for AzureReopener {
+    fn reopen(&self, offset: u64) -> Reopen {
+        let container = Arc::clone(&self.container);
+        let (key, etag) = (self.key.clone(), self.etag.clone());
+        Box::pin(async move {
+            let response = container
+                .blob_client(&key)
+                .download(Some(download_options(Some(offset), etag)))
+                .await
+                .map_err(|e| {
+                    std::io::Error::other(format!("resuming the download of {key}: {e}"))
+                })?;
+            Ok(body_reader(response.body, key))
+        })
+    }
 }
 
 /// Block ids must all have the same length within a blob.
@@ -301,22 +343,19 @@ impl Store for AzureStore {
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
         let full_key = self.full_key(key);
-        let options = BlobClientDownloadOptions {
-            // Bounded memory: at most this many ranges of this size in flight.
-            parallel: NonZero::new(2),
-            partition_size: NonZero::new(4 << 20),
-            ..Default::default()
-        };
         let response = self
             .container
             .blob_client(&full_key)
-            .download(Some(options))
+            .download(Some(download_options(None, None)))
             .await
             .map_err(|e| self.map_err(&full_key, e))?;
-        let stream = response
-            .body
-            .map_err(move |e| std::io::Error::other(format!("reading {full_key}: {e}")));
-        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+        let reopener = AzureReopener {
+            container: Arc::clone(&self.container),
+            key: full_key.clone(),
+            etag: response.properties.etag.clone(),
+        };
+        let body = body_reader(response.body, full_key.clone());
+        Ok(Box::new(ResumingDownload::new(reopener, full_key, body)))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {

@@ -11,8 +11,8 @@ pub mod gcs;
 mod key_prefix;
 pub mod multipart;
 pub mod open;
+mod resuming_download;
 pub mod s3;
-mod s3_download;
 
 use async_trait::async_trait;
 use bytes::Bytes;

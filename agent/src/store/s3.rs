@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 
 use super::key_prefix::KeyPrefix;
 use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
-use super::s3_download::ResumingDownload;
+use super::resuming_download::{Body, Reopen, Reopener, ResumingDownload};
 use super::{BoxedReader, ObjectMeta, Store, StoreError};
 
 /// Settings for reaching an S3-compatible server.
@@ -314,11 +314,15 @@ impl Store for S3Store {
             .await
             .map_err(|e| self.map_err(&full_key, e))?;
         let etag = out.e_tag().map(str::to_string);
-        Ok(Box::new(ResumingDownload::new(
-            self.client.clone(),
-            self.bucket.clone(),
-            full_key,
+        let reopener = S3Reopener {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: full_key.clone(),
             etag,
+        };
+        Ok(Box::new(ResumingDownload::new(
+            reopener,
+            full_key,
             Box::pin(out.body.into_async_read()),
         )))
     }
@@ -422,6 +426,35 @@ impl S3Store {
             }
         }
         Ok(aborted)
+    }
+}
+
+/// Ranged re-reads of one object version, for [`ResumingDownload`].
+struct S3Reopener {
+    client: Client,
+    bucket: String,
+    key: String,
+    etag: Option<String>,
+}
+
+impl Reopener for S3Reopener {
+    fn reopen(&self, offset: u64) -> Reopen {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .range(format!("bytes={offset}-"))
+            .set_if_match(self.etag.clone());
+        Box::pin(async move {
+            let out = request.send().await.map_err(|e| {
+                std::io::Error::other(format!(
+                    "resuming the download: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+            Ok(Box::pin(out.body.into_async_read()) as Body)
+        })
     }
 }
 

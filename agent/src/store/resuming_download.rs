@@ -1,7 +1,7 @@
-//! A streaming S3 download that survives a dropped connection: when the body
-//! fails midway it asks again for the remaining bytes (`Range`), pinned to the
-//! same object version by its ETag, so a long restore does not start over or
-//! fail on one network hiccup.
+//! A streaming download that survives a dropped connection: when the body
+//! fails midway it asks again for the remaining bytes (a ranged read pinned
+//! to the same object version by its ETag), so a long restore does not start
+//! over or fail on one network hiccup. Each store supplies the ranged read.
 
 use std::future::Future;
 use std::io;
@@ -9,20 +9,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::Client;
 use tokio::io::{AsyncRead, ReadBuf};
 
-type Body = Pin<Box<dyn AsyncRead + Send>>;
-type Reopen = Pin<Box<dyn Future<Output = io::Result<Body>> + Send>>;
+pub type Body = Pin<Box<dyn AsyncRead + Send>>;
+pub type Reopen = Pin<Box<dyn Future<Output = io::Result<Body>> + Send>>;
 
 const MAX_RESUMES: u32 = 5;
 
-pub struct ResumingDownload {
-    client: Client,
-    bucket: String,
+/// Opens the same object again from `offset` to its end.
+pub trait Reopener: Send + Unpin {
+    fn reopen(&self, offset: u64) -> Reopen;
+}
+
+pub struct ResumingDownload<R: Reopener> {
+    reopener: R,
     key: String,
-    etag: Option<String>,
     offset: u64,
     resumes: u32,
     state: State,
@@ -33,19 +34,11 @@ enum State {
     Reopening(Reopen),
 }
 
-impl ResumingDownload {
-    pub fn new(
-        client: Client,
-        bucket: String,
-        key: String,
-        etag: Option<String>,
-        body: Body,
-    ) -> Self {
+impl<R: Reopener> ResumingDownload<R> {
+    pub fn new(reopener: R, key: String, body: Body) -> Self {
         ResumingDownload {
-            client,
-            bucket,
+            reopener,
             key,
-            etag,
             offset: 0,
             resumes: 0,
             state: State::Reading(body),
@@ -53,28 +46,16 @@ impl ResumingDownload {
     }
 
     fn reopen(&self) -> Reopen {
-        let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .range(format!("bytes={}-", self.offset))
-            .set_if_match(self.etag.clone());
         let delay = Duration::from_millis(250 * (1 << self.resumes.min(5)));
+        let reopen = self.reopener.reopen(self.offset);
         Box::pin(async move {
             tokio::time::sleep(delay).await;
-            let out = request.send().await.map_err(|e| {
-                io::Error::other(format!(
-                    "resuming the download: {}",
-                    DisplayErrorContext(&e)
-                ))
-            })?;
-            Ok(Box::pin(out.body.into_async_read()) as Body)
+            reopen.await
         })
     }
 }
 
-impl AsyncRead for ResumingDownload {
+impl<R: Reopener> AsyncRead for ResumingDownload<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
