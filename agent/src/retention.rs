@@ -2,7 +2,7 @@
 //! policy and the time, so the plan can be printed (`--dry-run`) and tested
 //! without a store. Buckets (hour, day, ISO week, month, year) are in UTC.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
@@ -133,13 +133,13 @@ pub fn plan(backups: &[Backup], policy: &Policy, now: DateTime<Utc>) -> Vec<Deci
         let Some(count) = count else { continue };
         // The newest backup of each of the `count` most recent periods that
         // have a backup.
-        let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
         for (i, b) in sorted.iter().enumerate() {
             if seen.len() as u32 >= count {
                 break;
             }
             let period = key(b.time);
-            if seen.insert(period.clone(), ()).is_none() {
+            if seen.insert(period.clone()) {
                 reasons[i].push(Reason::Bucket { rule, period });
             }
         }

@@ -65,21 +65,9 @@ impl TokenReview {
 
 /// A service-account-shaped JWT (claims only; the review decides).
 pub fn service_account_jwt(namespace: &str, name: &str, uid: &str) -> String {
-    use std::fmt::Write as _;
-    fn b64url(data: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-            for i in 0..=chunk.len() {
-                let _ = out.write_char(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
-    }
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let b64url = |data: &[u8]| URL_SAFE_NO_PAD.encode(data);
     let header = b64url(br#"{"alg":"RS256","kid":"vertice-test"}"#);
     let claims = serde_json::json!({
         "iss": "kubernetes/serviceaccount",

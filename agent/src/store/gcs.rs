@@ -58,7 +58,6 @@ pub struct GcsStore {
     endpoint: String,
     bucket: String,
     prefix: KeyPrefix,
-    chunk_size: usize,
 }
 
 impl GcsStore {
@@ -119,7 +118,6 @@ impl GcsStore {
             endpoint,
             bucket,
             prefix: KeyPrefix::new(prefix),
-            chunk_size,
         })
     }
 
@@ -414,13 +412,6 @@ impl Store for GcsStore {
             Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
-    }
-}
-
-impl GcsStore {
-    /// Chunk size used for resumable uploads (for logs and tests).
-    pub fn chunk_size(&self) -> usize {
-        self.chunk_size
     }
 }
 
