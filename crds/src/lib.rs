@@ -1,11 +1,25 @@
 //! Types shared by the Vertice agent and controller.
 //!
-//! This crate holds no I/O and no Kubernetes client: only the configuration
-//! vocabulary both sides must agree on (store locations, compression, …), so a
-//! value the controller writes is parsed by the agent with the very same code.
+//! This crate holds no I/O and no Kubernetes client: the custom resources and
+//! the configuration vocabulary both sides must agree on (store locations,
+//! compression, hooks, notifications, the run summary), so a value the
+//! controller writes is parsed by the agent with the very same code.
 
+pub mod backup;
+pub mod backup_status;
+pub mod common;
 pub mod compression;
+pub mod crd_yaml;
+pub mod failover;
+pub mod hooks;
+pub mod notifications;
+pub mod run_summary;
+pub mod scaler;
 pub mod store_location;
 
+pub use backup::{VerticeBackup, VerticeBackupSpec};
+pub use backup_status::VerticeBackupStatus;
 pub use compression::Compression;
+pub use failover::{VerticeFailover, VerticeFailoverSpec};
+pub use scaler::{VerticeScaler, VerticeScalerSpec};
 pub use store_location::{StoreLocation, StoreLocationError};

@@ -1,0 +1,446 @@
+//! `VerticeBackup`: what to back up, where to, when, and what to do around it.
+//! The controller turns it into a CronJob; the agent in that CronJob's pods
+//! reads the hook and notification parts of the very same types.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::backup_status::VerticeBackupStatus;
+use crate::common::SecretKeySelector;
+use crate::hooks::Hooks;
+use crate::notifications::Notifications;
+use crate::Compression;
+
+/// A scheduled backup of one PostgreSQL database, Redis instance or Vault
+/// cluster into an object store, run by the Vertice agent in a CronJob.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "vertice.io",
+    version = "v1alpha1",
+    kind = "VerticeBackup",
+    plural = "verticebackups",
+    namespaced,
+    status = "VerticeBackupStatus",
+    shortname = "vb",
+    shortname = "vbackup",
+    category = "vertice",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule.cron","priority":1}"#,
+    printcolumn = r#"{"name":"Last Success","type":"date","jsonPath":".status.lastSuccessfulBackup.finishedAt"}"#,
+    printcolumn = r#"{"name":"Next Backup","type":"date","jsonPath":".status.nextBackup"}"#,
+    printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".status.lastSuccessfulBackup.storedBytes","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VerticeBackupSpec {
+    /// What is backed up.
+    pub target: BackupTarget,
+    /// When backups run and when a missing one counts as overdue.
+    pub schedule: Schedule,
+    /// Where backups are stored.
+    pub store: StoreSpec,
+    /// How artifacts are compressed (default zstd level 1).
+    #[serde(default)]
+    pub compression: CompressionSpec,
+    /// Encrypt every artifact to these age recipients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSpec>,
+    /// Which backups to keep; older ones are pruned after each successful backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+    /// Statements and requests run before and after each backup.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
+    /// Who hears about failed, recovered and (optionally) successful backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
+    /// Where the agent pushes its metrics (overrides the controller's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
+    /// Stop scheduling backups; running ones finish.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Limits of each backup Job.
+    #[serde(default)]
+    pub job: JobSettings,
+    /// Settings of the backup pod.
+    #[serde(default)]
+    pub pod: PodSettings,
+}
+
+/// Exactly one of `postgres`, `redis` or `vault`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.redis), has(self.vault)].filter(x, x).size() == 1").message("set exactly one of target.postgres, target.redis, target.vault"))]
+#[serde(rename_all = "camelCase")]
+pub struct BackupTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<VaultTarget>,
+}
+
+/// One PostgreSQL database, dumped with `pg_dump --format=custom`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresTarget {
+    /// Host name, usually a Service (`db.prod.svc`).
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    #[serde(default = "default_postgres_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+    /// The user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeySelector>,
+    /// libpq `sslmode` (disable, allow, prefer, require, verify-ca, verify-full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(disable|allow|prefer|require|verify-ca|verify-full)$"))]
+    pub ssl_mode: Option<String>,
+    /// Extra pg_dump options such as `--exclude-table=audit.*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pg_dump_args: Vec<String>,
+}
+
+fn default_postgres_port() -> u16 {
+    5432
+}
+
+/// One Redis instance, copied over the replication protocol.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisTarget {
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    #[serde(default = "default_redis_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// ACL user (default: the `default` user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeySelector>,
+}
+
+fn default_redis_port() -> u16 {
+    6379
+}
+
+/// A Vault or OpenBao cluster on integrated (raft) storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!(has(self.tokenSecretRef) && has(self.kubernetesAuth))").message("set at most one of vault.tokenSecretRef and vault.kubernetesAuth"))]
+#[serde(rename_all = "camelCase")]
+pub struct VaultTarget {
+    /// `https://vault.vault.svc:8200`.
+    #[schemars(regex(pattern = r"^https?://[^/?#@]+/?$"))]
+    pub address: String,
+    /// A token allowed to read `sys/storage/raft/snapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeySelector>,
+    /// Log in with the pod's service-account token instead of a stored token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_auth: Option<VaultKubernetesAuth>,
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_secret_ref: Option<SecretKeySelector>,
+    /// Vault Enterprise namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultKubernetesAuth {
+    /// The Vault role bound to the backup pod's service account.
+    #[schemars(length(min = 1))]
+    pub role: String,
+    /// Mount path of the Kubernetes auth method.
+    #[serde(default = "default_vault_k8s_mount")]
+    pub mount: String,
+}
+
+fn default_vault_k8s_mount() -> String {
+    "kubernetes".into()
+}
+
+/// A Kubernetes CronJob schedule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    /// Five-field cron expression or a macro (`@daily`, `@hourly`…).
+    #[schemars(length(min = 1, max = 200))]
+    pub cron: String,
+    /// IANA time zone the schedule is read in (default `Etc/UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// How long after a scheduled time a successful backup may take before the
+    /// backup counts as overdue: `45m`, `2h`, `1d` (default `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[smhdw])+$"))]
+    pub overdue_after: Option<String>,
+}
+
+/// Exactly one of `s3`, `gcs`, `azure` or `file`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("[has(self.s3), has(self.gcs), has(self.azure), has(self.file)].filter(x, x).size() == 1").message("set exactly one of store.s3, store.gcs, store.azure, store.file"))]
+#[serde(rename_all = "camelCase")]
+pub struct StoreSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Store>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsStore>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureStore>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileStore>,
+}
+
+/// Amazon S3 or an S3-compatible server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Store {
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible server (`https://minio.storage.svc:9000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Path-style addressing (most S3-compatible servers need it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+    /// Static keys from a Secret; omit for IRSA / EKS Pod Identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<S3Credentials>,
+}
+
+/// A Secret holding an access key pair.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Credentials {
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+}
+
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
+}
+
+/// Google Cloud Storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcsStore {
+    #[schemars(length(min = 3, max = 222))]
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// Endpoint of a GCS emulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// A service-account JSON key; omit for GKE workload identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretKeySelector>,
+}
+
+/// Azure Blob Storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("[has(self.sasTokenSecretRef), has(self.accountKeySecretRef), has(self.connectionStringSecretRef)].filter(x, x).size() <= 1").message("set at most one of azure.sasTokenSecretRef, azure.accountKeySecretRef, azure.connectionStringSecretRef (none means workload identity)"))]
+#[serde(rename_all = "camelCase")]
+pub struct AzureStore {
+    #[schemars(length(min = 3, max = 24))]
+    pub account: String,
+    #[schemars(length(min = 3, max = 63))]
+    pub container: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// Blob endpoint of an emulator or sovereign cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_secret_ref: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string_secret_ref: Option<SecretKeySelector>,
+}
+
+/// A directory on a PersistentVolumeClaim.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileStore {
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Directory inside the volume.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(regex(pattern = r"^[^.][^:]*$"))]
+    pub path: String,
+}
+
+/// Compression algorithm and level.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.level) || (self.algorithm == 'gzip' ? self.level <= 9 : self.algorithm != 'none')").message("compression.level: zstd takes 1-19, gzip 1-9, none takes no level"))]
+#[serde(rename_all = "camelCase")]
+pub struct CompressionSpec {
+    #[serde(default)]
+    pub algorithm: Compression,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 19))]
+    pub level: Option<i32>,
+}
+
+/// age encryption of every artifact.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionSpec {
+    /// age X25519 public keys (`age1…`). Restores need a matching identity.
+    #[schemars(
+        length(min = 1, max = 20),
+        inner(regex(pattern = r"^age1[02-9ac-hj-np-z]{58}$"))
+    )]
+    pub recipients: Vec<String>,
+}
+
+/// Which backups to keep, per backup (see `vertice-agent prune --help`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.keepLast) || has(self.keepHourly) || has(self.keepDaily) || has(self.keepWeekly) || has(self.keepMonthly) || has(self.keepYearly) || has(self.keepWithin)").message("retention: set at least one keep rule"))]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_monthly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_yearly: Option<u32>,
+    /// Keep everything newer than this: `36h`, `14d`, `2w`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+[hdwmy])+$"))]
+    pub keep_within: Option<String>,
+    /// Never keep fewer than this many backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_keep: Option<u32>,
+}
+
+/// Metrics destination.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Prometheus Pushgateway base URL (`http://pushgateway.monitoring:9091`).
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub pushgateway_url: String,
+}
+
+/// Limits of each backup Job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSettings {
+    /// A run is killed after this long.
+    #[serde(default = "default_active_deadline")]
+    #[schemars(range(min = 60))]
+    pub active_deadline_seconds: i64,
+    /// Retries of a failed run (each retry is a new backup).
+    #[serde(default = "default_backoff_limit")]
+    #[schemars(range(min = 0, max = 10))]
+    pub backoff_limit: i32,
+    /// A run that could not start within this long after its time is skipped.
+    #[serde(default = "default_starting_deadline")]
+    #[schemars(range(min = 10))]
+    pub starting_deadline_seconds: i64,
+    #[serde(default = "default_history")]
+    #[schemars(range(min = 0, max = 100))]
+    pub successful_jobs_history_limit: i32,
+    #[serde(default = "default_history")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failed_jobs_history_limit: i32,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            active_deadline_seconds: default_active_deadline(),
+            backoff_limit: default_backoff_limit(),
+            starting_deadline_seconds: default_starting_deadline(),
+            successful_jobs_history_limit: default_history(),
+            failed_jobs_history_limit: default_history(),
+        }
+    }
+}
+
+fn default_active_deadline() -> i64 {
+    6 * 3600
+}
+
+fn default_backoff_limit() -> i32 {
+    1
+}
+
+fn default_starting_deadline() -> i64 {
+    300
+}
+
+fn default_history() -> i32 {
+    3
+}
+
+/// Settings of the backup pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSettings {
+    /// Agent image (default: the controller's `--agent-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(Always|IfNotPresent|Never)$"))]
+    pub image_pull_policy: Option<String>,
+    /// Requests and limits (default 100m CPU / 128Mi requested, 512Mi limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Service account of the pod; needed for workload identity and Vault
+    /// Kubernetes auth. Without one, no API token is mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Extra pod labels (e.g. `azure.workload.identity/use: "true"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
