@@ -1,0 +1,560 @@
+//! The CronJob a `VerticeBackup` wants: pure, from the resource and the
+//! controller's settings. Credentials reach the agent only as `secretKeyRef`
+//! environment variables or files mounted from the referenced Secrets.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretKeySelector as K8sSecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use vertice_crds::backup::{BackupTarget, StoreSpec};
+use vertice_crds::common::SecretKeySelector;
+use vertice_crds::VerticeBackup;
+
+use super::names;
+
+/// Where referenced Secrets are mounted, `<dir>/<secret>/<key>`; the agent's
+/// `--secrets-dir` default.
+pub const SECRETS_DIR: &str = "/var/run/secrets/vertice.io";
+/// Where a `file` store's claim is mounted.
+pub const FILE_STORE_MOUNT: &str = "/var/lib/vertice/backups";
+/// Non-root uid of the agent image.
+pub const AGENT_UID: i64 = 65532;
+
+/// Settings of the controller that shape every CronJob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDefaults {
+    /// Agent image used unless a backup overrides it.
+    pub agent_image: String,
+    /// Pushgateway for backups that name none.
+    pub pushgateway_url: Option<String>,
+}
+
+/// A spec the CRD schema let through but that cannot become a CronJob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+/// Collects env vars and Secret files while the container is described.
+#[derive(Default)]
+struct Wiring {
+    env: Vec<EnvVar>,
+    /// Secret name → keys mounted as files.
+    files: BTreeMap<String, Vec<String>>,
+}
+
+impl Wiring {
+    fn value(&mut self, name: &str, value: impl Into<String>) {
+        self.env.push(EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            value_from: None,
+        });
+    }
+
+    fn secret_env(&mut self, name: &str, secret: &str, key: &str) {
+        self.env.push(EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(K8sSecretKeySelector {
+                    name: secret.into(),
+                    key: key.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        });
+    }
+
+    /// Mounts the key as a file and returns its path in the container.
+    fn secret_file(&mut self, selector: &SecretKeySelector) -> String {
+        let keys = self.files.entry(selector.name.clone()).or_default();
+        if !keys.contains(&selector.key) {
+            keys.push(selector.key.clone());
+        }
+        format!("{SECRETS_DIR}/{}/{}", selector.name, selector.key)
+    }
+}
+
+/// The desired CronJob, owned by the backup.
+pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob, SpecError> {
+    let name = backup
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| SpecError("metadata.name is missing".into()))?;
+    let namespace = backup
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| SpecError("metadata.namespace is missing".into()))?;
+    let spec = &backup.spec;
+    let mut wiring = Wiring::default();
+    wiring.value("VERTICE_NAMESPACE", &namespace);
+    wiring.value("VERTICE_BACKUP_NAME", &name);
+    wiring.value("VERTICE_LOG_FORMAT", "json");
+    wiring.value("VERTICE_PROGRESS", "log");
+    wiring.value("VERTICE_SECRETS_DIR", SECRETS_DIR);
+    let needs_api_token = wire_target(&spec.target, &mut wiring)?;
+    let mut volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity("256Mi".into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".into(),
+        mount_path: "/tmp".into(),
+        ..Default::default()
+    }];
+    wire_store(&spec.store, &mut wiring, &mut volumes, &mut mounts)?;
+
+    wiring.value(
+        "VERTICE_COMPRESSION",
+        spec.compression.algorithm.to_string(),
+    );
+    if let Some(level) = spec.compression.level {
+        wiring.value("VERTICE_COMPRESSION_LEVEL", level.to_string());
+    }
+    if let Some(encryption) = &spec.encryption {
+        wiring.value("VERTICE_ENCRYPT_TO", encryption.recipients.join(","));
+    }
+    if let Some(r) = &spec.retention {
+        for (var, value) in [
+            ("VERTICE_KEEP_LAST", r.keep_last),
+            ("VERTICE_KEEP_HOURLY", r.keep_hourly),
+            ("VERTICE_KEEP_DAILY", r.keep_daily),
+            ("VERTICE_KEEP_WEEKLY", r.keep_weekly),
+            ("VERTICE_KEEP_MONTHLY", r.keep_monthly),
+            ("VERTICE_KEEP_YEARLY", r.keep_yearly),
+            ("VERTICE_MIN_KEEP", r.min_keep),
+        ] {
+            if let Some(v) = value {
+                wiring.value(var, v.to_string());
+            }
+        }
+        if let Some(within) = &r.keep_within {
+            wiring.value("VERTICE_KEEP_WITHIN", within);
+        }
+    }
+    if !spec.hooks.is_empty() {
+        for header in spec
+            .hooks
+            .pre
+            .iter()
+            .chain(&spec.hooks.post)
+            .filter_map(|h| h.http.as_ref())
+        {
+            if let Some(s) = &header.url_secret_ref {
+                wiring.secret_file(s);
+            }
+            for h in header
+                .headers
+                .iter()
+                .filter_map(|h| h.value_secret_ref.as_ref())
+            {
+                wiring.secret_file(h);
+            }
+        }
+        wiring.value("VERTICE_HOOKS", json(&spec.hooks)?);
+    }
+    if let Some(n) = &spec.notifications {
+        let refs = [
+            n.slack.as_ref().map(|s| &s.webhook_url_secret_ref),
+            n.pagerduty.as_ref().map(|p| &p.routing_key_secret_ref),
+            n.email
+                .as_ref()
+                .and_then(|e| e.username_secret_ref.as_ref()),
+            n.email
+                .as_ref()
+                .and_then(|e| e.password_secret_ref.as_ref()),
+            n.webhook.as_ref().map(|w| &w.url_secret_ref),
+        ];
+        for selector in refs.into_iter().flatten() {
+            wiring.secret_file(selector);
+        }
+        for h in n
+            .webhook
+            .iter()
+            .flat_map(|w| &w.headers)
+            .filter_map(|h| h.value_secret_ref.as_ref())
+        {
+            wiring.secret_file(h);
+        }
+        wiring.value("VERTICE_NOTIFICATIONS", json(n)?);
+    }
+    let pushgateway = spec
+        .metrics
+        .as_ref()
+        .map(|m| m.pushgateway_url.clone())
+        .or_else(|| defaults.pushgateway_url.clone());
+    if let Some(url) = pushgateway {
+        wiring.value("VERTICE_PUSHGATEWAY_URL", url);
+    }
+
+    for (secret, keys) in &wiring.files {
+        let volume = names::secret_volume(secret);
+        volumes.push(Volume {
+            name: volume.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                items: Some(
+                    keys.iter()
+                        .map(|k| KeyToPath {
+                            key: k.clone(),
+                            path: k.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                default_mode: Some(0o440),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume,
+            mount_path: format!("{SECRETS_DIR}/{secret}"),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+
+    let labels = names::labels(&name);
+    let mut pod_labels = spec.pod.labels.clone();
+    pod_labels.extend(labels.clone());
+    let container = Container {
+        name: "agent".into(),
+        image: Some(
+            spec.pod
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.agent_image.clone()),
+        ),
+        image_pull_policy: spec.pod.image_pull_policy.clone(),
+        args: Some(vec!["backup".into()]),
+        env: Some(wiring.env),
+        volume_mounts: Some(mounts),
+        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        termination_message_path: Some("/dev/termination-log".into()),
+        termination_message_policy: Some("File".into()),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        restart_policy: Some("Never".into()),
+        service_account_name: spec.pod.service_account_name.clone(),
+        // Backups need no API access; only Vault's Kubernetes auth needs the
+        // pod's token (workload identity webhooks project their own).
+        automount_service_account_token: Some(needs_api_token),
+        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
+        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
+        priority_class_name: spec.pod.priority_class_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(AGENT_UID),
+            run_as_group: Some(AGENT_UID),
+            fs_group: Some(AGENT_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        volumes: Some(volumes),
+        ..Default::default()
+    };
+    let job = &spec.job;
+    let owner = backup
+        .controller_owner_ref(&())
+        .ok_or_else(|| SpecError("metadata.uid is missing".into()))?;
+    Ok(CronJob {
+        metadata: ObjectMeta {
+            name: Some(names::cron_job(&name)),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: CronJobSpec {
+            schedule: spec.schedule.cron.trim().to_string(),
+            time_zone: Some(
+                spec.schedule
+                    .time_zone
+                    .clone()
+                    .unwrap_or_else(|| "Etc/UTC".into()),
+            ),
+            suspend: Some(spec.suspend),
+            concurrency_policy: Some("Forbid".into()),
+            starting_deadline_seconds: Some(job.starting_deadline_seconds),
+            successful_jobs_history_limit: Some(job.successful_jobs_history_limit),
+            failed_jobs_history_limit: Some(job.failed_jobs_history_limit),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    // Labels are cut at 63 characters; the watch maps Jobs back by this.
+                    annotations: Some(BTreeMap::from([(
+                        names::BACKUP_NAME_ANNOTATION.to_string(),
+                        name.clone(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(job.backoff_limit),
+                    active_deadline_seconds: Some(job.active_deadline_seconds),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(pod_labels),
+                            annotations: (!spec.pod.annotations.is_empty())
+                                .then(|| spec.pod.annotations.clone()),
+                            ..Default::default()
+                        }),
+                        spec: Some(pod),
+                    },
+                    ..Default::default()
+                }),
+            },
+        },
+        status: None,
+    })
+}
+
+/// Source URL and credentials; returns whether the pod needs its API token.
+fn wire_target(target: &BackupTarget, w: &mut Wiring) -> Result<bool, SpecError> {
+    if let Some(pg) = &target.postgres {
+        let mut url = format!(
+            "postgres://{}@{}:{}/{}",
+            encode(&pg.user),
+            host(&pg.host),
+            pg.port,
+            encode(&pg.database)
+        );
+        if let Some(mode) = &pg.ssl_mode {
+            url.push_str(&format!("?sslmode={mode}"));
+        }
+        w.value("VERTICE_SOURCE", url);
+        if let Some(s) = &pg.password_secret_ref {
+            w.secret_env("PGPASSWORD", &s.name, &s.key);
+        }
+        if let Some(bad) = pg
+            .pg_dump_args
+            .iter()
+            .find(|a| a.contains(char::is_whitespace))
+        {
+            return Err(SpecError(format!(
+                "spec.target.postgres.pgDumpArgs: {bad:?} contains whitespace; give each option as its own item, as --option=value"
+            )));
+        }
+        if !pg.pg_dump_args.is_empty() {
+            w.value("VERTICE_PG_DUMP_ARGS", pg.pg_dump_args.join(" "));
+        }
+        return Ok(false);
+    }
+    if let Some(redis) = &target.redis {
+        let user = redis
+            .username
+            .as_deref()
+            .map(|u| format!("{}@", encode(u)))
+            .unwrap_or_default();
+        w.value(
+            "VERTICE_SOURCE",
+            format!("redis://{user}{}:{}", host(&redis.host), redis.port),
+        );
+        if let Some(s) = &redis.password_secret_ref {
+            w.secret_env("REDIS_PASSWORD", &s.name, &s.key);
+        }
+        return Ok(false);
+    }
+    if let Some(vault) = &target.vault {
+        w.value("VERTICE_SOURCE", vault.address.trim_end_matches('/'));
+        w.value("VERTICE_SOURCE_KIND", "vault");
+        if let Some(s) = &vault.token_secret_ref {
+            w.secret_env("VAULT_TOKEN", &s.name, &s.key);
+        }
+        if let Some(ca) = &vault.ca_cert_secret_ref {
+            let path = w.secret_file(ca);
+            w.value("VERTICE_VAULT_CACERT", path);
+        }
+        if let Some(ns) = &vault.namespace {
+            w.value("VERTICE_VAULT_NAMESPACE", ns);
+        }
+        if let Some(k8s) = &vault.kubernetes_auth {
+            w.value("VERTICE_VAULT_K8S_ROLE", &k8s.role);
+            w.value("VERTICE_VAULT_K8S_MOUNT", &k8s.mount);
+            return Ok(true);
+        }
+        if vault.token_secret_ref.is_none() {
+            return Err(SpecError(
+                "spec.target.vault: set tokenSecretRef or kubernetesAuth so the agent can log in"
+                    .into(),
+            ));
+        }
+        return Ok(false);
+    }
+    Err(SpecError(
+        "spec.target: set one of postgres, redis, vault".into(),
+    ))
+}
+
+fn wire_store(
+    store: &StoreSpec,
+    w: &mut Wiring,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) -> Result<(), SpecError> {
+    let with_prefix = |base: String, prefix: &str| {
+        let prefix = prefix.trim_matches('/');
+        if prefix.is_empty() {
+            base
+        } else {
+            format!("{base}/{prefix}")
+        }
+    };
+    if let Some(s3) = &store.s3 {
+        w.value(
+            "VERTICE_STORE",
+            with_prefix(format!("s3://{}", s3.bucket), &s3.prefix),
+        );
+        if let Some(endpoint) = &s3.endpoint {
+            w.value("VERTICE_S3_ENDPOINT", endpoint);
+        }
+        if let Some(region) = &s3.region {
+            w.value("VERTICE_S3_REGION", region);
+        }
+        if let Some(path_style) = s3.force_path_style {
+            w.value("VERTICE_S3_PATH_STYLE", path_style.to_string());
+        }
+        if let Some(c) = &s3.credentials {
+            w.secret_env("AWS_ACCESS_KEY_ID", &c.secret_name, &c.access_key_id_key);
+            w.secret_env(
+                "AWS_SECRET_ACCESS_KEY",
+                &c.secret_name,
+                &c.secret_access_key_key,
+            );
+        }
+        return Ok(());
+    }
+    if let Some(gcs) = &store.gcs {
+        w.value(
+            "VERTICE_STORE",
+            with_prefix(format!("gs://{}", gcs.bucket), &gcs.prefix),
+        );
+        if let Some(endpoint) = &gcs.endpoint {
+            w.value("VERTICE_GCS_ENDPOINT", endpoint);
+        }
+        if let Some(key) = &gcs.credentials_secret_ref {
+            let path = w.secret_file(key);
+            w.value("GOOGLE_APPLICATION_CREDENTIALS", path);
+        }
+        return Ok(());
+    }
+    if let Some(az) = &store.azure {
+        w.value(
+            "VERTICE_STORE",
+            with_prefix(
+                format!("azblob://{}/{}", az.account, az.container),
+                &az.prefix,
+            ),
+        );
+        if let Some(endpoint) = &az.endpoint {
+            w.value("VERTICE_AZURE_ENDPOINT", endpoint);
+        }
+        for (var, selector) in [
+            ("AZURE_STORAGE_SAS_TOKEN", &az.sas_token_secret_ref),
+            ("AZURE_STORAGE_KEY", &az.account_key_secret_ref),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                &az.connection_string_secret_ref,
+            ),
+        ] {
+            if let Some(s) = selector {
+                w.secret_env(var, &s.name, &s.key);
+            }
+        }
+        return Ok(());
+    }
+    if let Some(file) = &store.file {
+        if file.path.split('/').any(|part| part == "..") {
+            return Err(SpecError(
+                "spec.store.file.path must stay inside the volume (no ..)".into(),
+            ));
+        }
+        w.value(
+            "VERTICE_STORE",
+            with_prefix(format!("file://{FILE_STORE_MOUNT}"), &file.path),
+        );
+        volumes.push(Volume {
+            name: "backups".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: file.claim_name.clone(),
+                read_only: Some(false),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "backups".into(),
+            mount_path: FILE_STORE_MOUNT.into(),
+            ..Default::default()
+        });
+        return Ok(());
+    }
+    Err(SpecError(
+        "spec.store: set one of s3, gcs, azure, file".into(),
+    ))
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("100m".into())),
+            ("memory".to_string(), Quantity("128Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("512Mi".into()),
+        )])),
+        claims: None,
+    }
+}
+
+/// Percent-encodes a URL user or path segment.
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// IPv6 literals need brackets in a URL.
+fn host(h: &str) -> String {
+    if h.contains(':') && !h.starts_with('[') {
+        format!("[{h}]")
+    } else {
+        h.to_string()
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, SpecError> {
+    serde_json::to_string(value)
+        .map_err(|e| SpecError(format!("cannot encode the agent configuration: {e}")))
+}

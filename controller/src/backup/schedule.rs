@@ -1,0 +1,236 @@
+//! The backup schedule as Kubernetes reads it: five-field cron (or a macro)
+//! in an IANA time zone, plus the grace period after which a missing backup
+//! is overdue. Pure: every function takes `now`.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+use vertice_crds::backup::Schedule;
+
+/// Default grace between a scheduled time and the success that must follow.
+pub const DEFAULT_OVERDUE_AFTER: Duration = Duration::hours(1);
+
+/// How far back the overdue check looks for a scheduled time. A schedule that
+/// fires less often than yearly is not a backup schedule.
+const LOOKBACK: Duration = Duration::days(400);
+
+#[derive(Debug, Clone)]
+pub struct ParsedSchedule {
+    cron: Cron,
+    tz: Tz,
+    pub overdue_after: Duration,
+}
+
+/// Why a schedule cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("spec.schedule.cron {0:?}: {1}")]
+    Cron(String, String),
+    #[error("spec.schedule.timeZone {0:?} is not an IANA time zone (e.g. Europe/Berlin, Etc/UTC)")]
+    TimeZone(String),
+    #[error("spec.schedule.overdueAfter {0:?}: use a duration such as 45m, 2h or 1d")]
+    OverdueAfter(String),
+}
+
+impl ParsedSchedule {
+    pub fn parse(schedule: &Schedule) -> Result<Self, ScheduleError> {
+        let expr = schedule.cron.trim();
+        let cron_err = |why: &str| ScheduleError::Cron(schedule.cron.clone(), why.to_string());
+        if expr.starts_with("TZ=") || expr.starts_with("CRON_TZ=") {
+            return Err(cron_err(
+                "set the time zone in spec.schedule.timeZone, not in the expression",
+            ));
+        }
+        if expr.starts_with('@') {
+            if !matches!(
+                expr.to_ascii_lowercase().as_str(),
+                "@yearly"
+                    | "@annually"
+                    | "@monthly"
+                    | "@weekly"
+                    | "@daily"
+                    | "@midnight"
+                    | "@hourly"
+            ) {
+                return Err(cron_err("Kubernetes knows @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly"));
+            }
+        } else if expr.split_whitespace().count() != 5 {
+            return Err(cron_err(
+                "expected five fields: minute hour day-of-month month day-of-week",
+            ));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
+            .map_err(|e| cron_err(&e.to_string()))?;
+        let tz = match schedule.time_zone.as_deref() {
+            None | Some("") => Tz::UTC,
+            Some(name) => name
+                .parse::<Tz>()
+                .map_err(|_| ScheduleError::TimeZone(name.to_string()))?,
+        };
+        let overdue_after = match schedule.overdue_after.as_deref() {
+            None => DEFAULT_OVERDUE_AFTER,
+            Some(text) => {
+                parse_duration(text).ok_or_else(|| ScheduleError::OverdueAfter(text.to_string()))?
+            }
+        };
+        Ok(Self {
+            cron,
+            tz,
+            overdue_after,
+        })
+    }
+
+    /// The first scheduled time strictly after `now`.
+    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&now.with_timezone(&self.tz), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The latest scheduled time at or before `at`, if one is within the lookback.
+    pub fn previous_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_previous_occurrence(&at.with_timezone(&self.tz), true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+            .filter(|t| at - *t <= LOOKBACK)
+    }
+
+    /// The scheduled run whose backup should have succeeded by `now`: the
+    /// latest scheduled time `t` with `t + overdue_after <= now`, not before
+    /// `since` (the backup's creation: runs before it were never due).
+    pub fn due_run(&self, now: DateTime<Utc>, since: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.previous_at_or_before(now - self.overdue_after)
+            .filter(|t| *t >= since)
+    }
+
+    /// When the next run becomes due (for requeueing the overdue check).
+    pub fn next_deadline(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let first_unchecked = now - self.overdue_after;
+        self.next_after(first_unchecked)
+            .map(|t| t + self.overdue_after)
+    }
+}
+
+/// `45m`, `2h`, `1d12h`, `90s`, `1w`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::zero();
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().ok()?;
+        digits.clear();
+        total += match c {
+            's' => Duration::try_seconds(n)?,
+            'm' => Duration::try_minutes(n)?,
+            'h' => Duration::try_hours(n)?,
+            'd' => Duration::try_days(n)?,
+            'w' => Duration::try_weeks(n)?,
+            _ => return None,
+        };
+    }
+    (digits.is_empty() && total > Duration::zero()).then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn schedule(cron: &str, tz: Option<&str>, overdue: Option<&str>) -> Schedule {
+        Schedule {
+            cron: cron.into(),
+            time_zone: tz.map(Into::into),
+            overdue_after: overdue.map(Into::into),
+        }
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    #[test]
+    fn next_run_honours_the_time_zone_across_dst() {
+        let s = ParsedSchedule::parse(&schedule("0 3 * * *", Some("Europe/Berlin"), None))
+            .expect("valid");
+        // Winter: 03:00 CET = 02:00 UTC.
+        assert_eq!(
+            s.next_after(utc(2026, 1, 10, 12, 0)),
+            Some(utc(2026, 1, 11, 2, 0))
+        );
+        // Summer: 03:00 CEST = 01:00 UTC.
+        assert_eq!(
+            s.next_after(utc(2026, 7, 10, 12, 0)),
+            Some(utc(2026, 7, 11, 1, 0))
+        );
+    }
+
+    #[test]
+    fn due_run_is_the_latest_time_past_its_grace() {
+        let s = ParsedSchedule::parse(&schedule("0 3 * * *", None, Some("2h"))).expect("valid");
+        let created = utc(2026, 1, 1, 0, 0);
+        // 04:00: today's 03:00 run still has an hour; yesterday's is due.
+        assert_eq!(
+            s.due_run(utc(2026, 1, 10, 4, 0), created),
+            Some(utc(2026, 1, 9, 3, 0))
+        );
+        assert_eq!(
+            s.due_run(utc(2026, 1, 10, 5, 0), created),
+            Some(utc(2026, 1, 10, 3, 0))
+        );
+        // A backup created after the last due run has nothing due yet.
+        assert_eq!(
+            s.due_run(utc(2026, 1, 10, 4, 0), utc(2026, 1, 9, 12, 0)),
+            None
+        );
+        assert_eq!(
+            s.next_deadline(utc(2026, 1, 10, 4, 0)),
+            Some(utc(2026, 1, 10, 5, 0))
+        );
+    }
+
+    #[test]
+    fn macros_and_bad_expressions() {
+        assert!(ParsedSchedule::parse(&schedule("@daily", None, None)).is_ok());
+        assert!(ParsedSchedule::parse(&schedule("*/15 * * * *", None, None)).is_ok());
+        for (bad, why) in [
+            ("0 0 3 * * *", "five fields"),
+            ("@every 1h", "Kubernetes knows"),
+            ("61 * * * *", "61"),
+            ("TZ=UTC 0 3 * * *", "timeZone"),
+        ] {
+            let err = ParsedSchedule::parse(&schedule(bad, None, None))
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains("spec.schedule.cron") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+        let err =
+            ParsedSchedule::parse(&schedule("@daily", Some("Mars/Olympus"), None)).expect_err("tz");
+        assert!(err.to_string().contains("spec.schedule.timeZone"));
+        let err =
+            ParsedSchedule::parse(&schedule("@daily", None, Some("0m"))).expect_err("zero grace");
+        assert!(err.to_string().contains("overdueAfter"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1d12h"), Some(Duration::hours(36)));
+        assert_eq!(parse_duration("45m"), Some(Duration::minutes(45)));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+}

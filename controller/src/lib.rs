@@ -1,0 +1,8 @@
+//! The Vertice controller: one module per reconciler, each a pure part and a
+//! thin I/O shell, plus what the binary needs around them.
+
+pub mod backup;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod permissions;
