@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vertice_crds::hooks::Hooks;
+use vertice_crds::notifications::Notifications;
 use vertice_crds::Compression;
 
 use crate::pipeline::progress::ProgressMode;
@@ -207,6 +209,31 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub retention: RetentionArgs,
 
+    /// Hooks as JSON, in the shape of a VerticeBackup's `spec.hooks`.
+    #[arg(long, env = "VERTICE_HOOKS", value_parser = parse_json::<Hooks>)]
+    pub hooks: Option<Hooks>,
+
+    /// Notifications as JSON, in the shape of a VerticeBackup's `spec.notifications`.
+    #[arg(long, env = "VERTICE_NOTIFICATIONS", value_parser = parse_json::<Notifications>)]
+    pub notifications: Option<Notifications>,
+
+    /// Prometheus Pushgateway to push the run's metrics to.
+    #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]
+    pub pushgateway_url: Option<String>,
+
+    /// Where Secrets referenced by hooks and notifications are mounted
+    /// (`<dir>/<secret>/<key>`).
+    #[arg(
+        long,
+        env = "VERTICE_SECRETS_DIR",
+        default_value = "/var/run/secrets/vertice.io"
+    )]
+    pub secrets_dir: PathBuf,
+
+    /// psql executable, for sql hooks on PostgreSQL.
+    #[arg(long, env = "VERTICE_PSQL", default_value = "psql")]
+    pub psql: PathBuf,
+
     #[command(flatten)]
     pub names: NameArgs,
     #[command(flatten)]
@@ -374,4 +401,10 @@ pub struct VerifyArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Parses a JSON flag into a spec type shared with the controller; the error
+/// names the field serde stopped at.
+fn parse_json<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, String> {
+    serde_json::from_str(raw).map_err(|e| format!("not valid JSON for this setting: {e}"))
 }

@@ -41,7 +41,7 @@ pub async fn run(cli: Cli) -> i32 {
         ..Default::default()
     };
     let result: Result<Option<String>, Error> = match &cli.command {
-        Command::Backup(a) => commands::backup::run(a, &mut summary)
+        Command::Backup(a) => commands::backup::run_with_hooks(a, &mut summary)
             .await
             .map(|m| Some(m.backup_id)),
         Command::Restore(a) => commands::restore::run(a, &mut summary).await.map(|_| None),
@@ -73,6 +73,15 @@ pub async fn run(cli: Cli) -> i32 {
             tracing::error!(category = e.category(), "{name} failed");
             eprintln!("error: {message}");
         }
+    }
+    if let Command::Backup(a) = &cli.command {
+        crate::report::after_backup(
+            a.pushgateway_url.as_deref(),
+            a.notifications.as_ref(),
+            &a.secrets_dir,
+            &summary,
+        )
+        .await;
     }
     if let Some(path) = termination_log.and_then(|p| summary::target_path(p.as_ref())) {
         summary::write(&path, &summary);

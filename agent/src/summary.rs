@@ -3,61 +3,43 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
 /// Kubernetes keeps at most 4096 bytes of a termination message.
 const MAX_BYTES: usize = 4096;
 pub const DEFAULT_PATH: &str = "/dev/termination-log";
 
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct RunSummary {
-    pub command: String,
-    pub outcome: String,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub backup_id: Option<String>,
-    pub source_kind: Option<String>,
-    pub store: Option<String>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub duration_seconds: Option<f64>,
-    pub stored_bytes: Option<u64>,
-    pub raw_bytes: Option<u64>,
-    /// Backups deleted by the retention policy after this backup.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pruned: Option<u32>,
-    pub exit_code: i32,
-    pub error_category: Option<String>,
-    pub error: Option<String>,
-}
+pub use vertice_crds::run_summary::RunSummary;
 
-impl RunSummary {
-    /// The JSON line, shortened (the error message first) to fit the limit.
-    pub fn to_line(&self) -> String {
-        let mut summary = self.clone();
-        loop {
-            let line = serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into());
-            if line.len() <= MAX_BYTES {
-                return line;
+/// The JSON line, shortened (the error message first, then hook errors) to
+/// fit the Kubernetes termination-message limit.
+pub fn to_line(original: &RunSummary) -> String {
+    let mut summary = original.clone();
+    loop {
+        let line = serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into());
+        if line.len() <= MAX_BYTES {
+            return line;
+        }
+        match &mut summary.error {
+            Some(err) if err.len() > 64 => {
+                let keep = err
+                    .len()
+                    .saturating_sub(line.len() - MAX_BYTES + 16)
+                    .max(32);
+                let cut = (0..=keep)
+                    .rev()
+                    .find(|i| err.is_char_boundary(*i))
+                    .unwrap_or(0);
+                err.truncate(cut);
+                err.push('…');
             }
-            match &mut summary.error {
-                Some(err) if err.len() > 64 => {
-                    let keep = err
-                        .len()
-                        .saturating_sub(line.len() - MAX_BYTES + 16)
-                        .max(32);
-                    let cut = (0..=keep)
-                        .rev()
-                        .find(|i| err.is_char_boundary(*i))
-                        .unwrap_or(0);
-                    err.truncate(cut);
-                    err.push('…');
+            _ if summary.hooks.iter().any(|h| h.error.is_some()) => {
+                for hook in &mut summary.hooks {
+                    hook.error = None;
                 }
-                _ => {
-                    summary.error = None;
-                    summary.store = None;
-                }
+            }
+            _ if !summary.hooks.is_empty() => summary.hooks.clear(),
+            _ => {
+                summary.error = None;
+                summary.store = None;
             }
         }
     }
@@ -73,7 +55,7 @@ pub fn target_path(explicit: Option<&PathBuf>) -> Option<PathBuf> {
 }
 
 pub fn write(path: &Path, summary: &RunSummary) {
-    if let Err(e) = std::fs::write(path, summary.to_line() + "\n") {
+    if let Err(e) = std::fs::write(path, to_line(summary) + "\n") {
         tracing::warn!(path = %path.display(), error = %e, "could not write the run summary");
     }
 }
@@ -91,7 +73,7 @@ mod tests {
             exit_code: 1,
             ..Default::default()
         };
-        let line = summary.to_line();
+        let line = to_line(&summary);
         assert!(line.len() <= MAX_BYTES, "{}", line.len());
         let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(parsed["outcome"], "failed");

@@ -14,9 +14,16 @@ fn cases() -> Vec<(String, VerticeBackup)> {
         .expect("golden dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| {
-            let name = p.file_name()?.to_str()?.strip_suffix(".input.yaml")?.to_string();
+            let name = p
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".input.yaml")?
+                .to_string();
             let text = std::fs::read_to_string(&p).expect("read input");
-            Some((name, serde_saphyr::from_str(&text).expect("input is a VerticeBackup")))
+            Some((
+                name,
+                serde_saphyr::from_str(&text).expect("input is a VerticeBackup"),
+            ))
         })
         .collect();
     cases.sort_by(|a, b| a.0.cmp(&b.0));
@@ -25,7 +32,10 @@ fn cases() -> Vec<(String, VerticeBackup)> {
 }
 
 fn defaults() -> JobDefaults {
-    JobDefaults { agent_image: "ghcr.io/vertice/agent:0.1.0".into(), pushgateway_url: Some("http://pushgateway.vertice-system:9091".into()) }
+    JobDefaults {
+        agent_image: "ghcr.io/vertice/agent:0.1.0".into(),
+        pushgateway_url: Some("http://pushgateway.vertice-system:9091".into()),
+    }
 }
 
 fn build(backup: &VerticeBackup) -> CronJob {
@@ -37,7 +47,8 @@ fn cron_jobs_match_the_golden_files() {
     let update = std::env::var_os("VERTICE_UPDATE_GOLDEN").is_some();
     for (name, backup) in cases() {
         let rendered = serde_saphyr::to_string(&build(&backup)).expect("yaml");
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.cronjob.yaml"));
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/golden/{name}.cronjob.yaml"));
         if update {
             std::fs::write(&path, &rendered).expect("write golden");
             continue;
@@ -53,54 +64,127 @@ fn every_cron_job_is_locked_down() {
         let cj = build(&backup);
         let spec = &cj.spec;
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"), "{name}");
-        assert!(spec.time_zone.is_some() && spec.starting_deadline_seconds.is_some(), "{name}");
-        assert!(spec.successful_jobs_history_limit.is_some() && spec.failed_jobs_history_limit.is_some(), "{name}");
+        assert!(
+            spec.time_zone.is_some() && spec.starting_deadline_seconds.is_some(),
+            "{name}"
+        );
+        assert!(
+            spec.successful_jobs_history_limit.is_some()
+                && spec.failed_jobs_history_limit.is_some(),
+            "{name}"
+        );
         let job = spec.job_template.spec.as_ref().expect("job spec");
-        assert!(job.backoff_limit.is_some() && job.active_deadline_seconds.is_some(), "{name}");
+        assert!(
+            job.backoff_limit.is_some() && job.active_deadline_seconds.is_some(),
+            "{name}"
+        );
         let pod = job.template.spec.as_ref().expect("pod spec");
         let psc = pod.security_context.as_ref().expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true), "{name}");
-        assert_eq!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"), "{name}");
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault"),
+            "{name}"
+        );
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let c = &pod.containers[0];
-        let sc = c.security_context.as_ref().expect("container security context");
+        let sc = c
+            .security_context
+            .as_ref()
+            .expect("container security context");
         assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
         assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
-        assert_eq!(sc.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_string()]), "{name}");
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()]),
+            "{name}"
+        );
         let resources = c.resources.as_ref().expect("resources");
-        assert!(resources.requests.is_some() && resources.limits.is_some(), "{name}");
+        assert!(
+            resources.requests.is_some() && resources.limits.is_some(),
+            "{name}"
+        );
         // Credentials only by reference: no literal value for a secret-looking variable.
         for env in c.env.iter().flatten() {
-            let secretish = ["PASSWORD", "TOKEN", "SECRET", "KEY", "CONNECTION_STRING"].iter().any(|w| env.name.contains(w));
+            let secretish = ["PASSWORD", "TOKEN", "SECRET", "KEY", "CONNECTION_STRING"]
+                .iter()
+                .any(|w| env.name.contains(w));
             if secretish && !env.name.ends_with("_FILE") && !env.name.ends_with("_DIR") {
-                assert!(env.value.is_none() && env.value_from.is_some(), "{name}: {} carries a literal value", env.name);
+                assert!(
+                    env.value.is_none() && env.value_from.is_some(),
+                    "{name}: {} carries a literal value",
+                    env.name
+                );
             }
         }
         let name_len = cj.metadata.name.as_deref().map(str::len).unwrap_or(0);
-        assert!((1..=52).contains(&name_len), "{name}: CronJob name length {name_len}");
+        assert!(
+            (1..=52).contains(&name_len),
+            "{name}: CronJob name length {name_len}"
+        );
     }
 }
 
 #[test]
 fn secrets_referenced_by_hooks_and_notifications_are_mounted_as_files() {
-    let (_, backup) = cases().into_iter().find(|(n, _)| n == "postgres-s3").expect("case");
+    let (_, backup) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "postgres-s3")
+        .expect("case");
     let cj = build(&backup);
-    let pod = cj.spec.job_template.spec.expect("job").template.spec.expect("pod");
-    let mounts: Vec<String> = pod.containers[0].volume_mounts.iter().flatten().map(|m| m.mount_path.clone()).collect();
+    let pod = cj
+        .spec
+        .job_template
+        .spec
+        .expect("job")
+        .template
+        .spec
+        .expect("pod");
+    let mounts: Vec<String> = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
     for secret in ["alerts", "hc"] {
-        assert!(mounts.contains(&format!("/var/run/secrets/vertice.io/{secret}")), "{secret} not mounted: {mounts:?}");
+        assert!(
+            mounts.contains(&format!("/var/run/secrets/vertice.io/{secret}")),
+            "{secret} not mounted: {mounts:?}"
+        );
     }
-    let alerts = pod.volumes.iter().flatten().find(|v| v.name == "secret-alerts").expect("volume");
-    let keys: Vec<String> = alerts.secret.as_ref().and_then(|s| s.items.clone()).into_iter().flatten().map(|i| i.key).collect();
-    assert_eq!(keys, ["slack", "pagerduty"], "only the referenced keys are projected");
+    let alerts = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "secret-alerts")
+        .expect("volume");
+    let keys: Vec<String> = alerts
+        .secret
+        .as_ref()
+        .and_then(|s| s.items.clone())
+        .into_iter()
+        .flatten()
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(
+        keys,
+        ["slack", "pagerduty"],
+        "only the referenced keys are projected"
+    );
 }
 
 #[test]
 fn an_unusable_spec_names_the_field() {
-    let (_, mut backup) = cases().into_iter().find(|(n, _)| n == "postgres-s3").expect("case");
+    let (_, mut backup) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "postgres-s3")
+        .expect("case");
     if let Some(pg) = backup.spec.target.postgres.as_mut() {
         pg.pg_dump_args = vec!["--exclude-table audit".into()];
     }
     let err = desired(&backup, &defaults()).expect_err("whitespace in an argument");
-    assert!(err.to_string().contains("spec.target.postgres.pgDumpArgs"), "{err}");
+    assert!(
+        err.to_string().contains("spec.target.postgres.pgDumpArgs"),
+        "{err}"
+    );
 }

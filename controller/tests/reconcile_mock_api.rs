@@ -46,12 +46,23 @@ async fn reconcile(world: &Shared, backup: VerticeBackup) -> (Vec<Recorded>, Met
     let metrics = Metrics::new().expect("metrics");
     let ctx = Arc::new(reconciler::Context {
         client: client.clone(),
-        defaults: JobDefaults { agent_image: "ghcr.io/vertice/agent:test".into(), pushgateway_url: None },
+        defaults: JobDefaults {
+            agent_image: "ghcr.io/vertice/agent:test".into(),
+            pushgateway_url: None,
+        },
         metrics: metrics.clone(),
-        recorder: Recorder::new(client, Reporter { controller: "vertice-controller".into(), instance: None }),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "vertice-controller".into(),
+                instance: None,
+            },
+        ),
         leading: leader::always(),
     });
-    reconciler::reconcile(Arc::new(backup), ctx).await.expect("reconcile succeeds");
+    reconciler::reconcile(Arc::new(backup), ctx)
+        .await
+        .expect("reconcile succeeds");
     let requests = std::mem::take(&mut world.lock().expect("world").requests);
     (requests, metrics)
 }
@@ -61,11 +72,17 @@ fn world() -> Shared {
 }
 
 fn find<'a>(requests: &'a [Recorded], method: &str, path_part: &str) -> Vec<&'a Recorded> {
-    requests.iter().filter(|r| r.method == method && r.path.contains(path_part)).collect()
+    requests
+        .iter()
+        .filter(|r| r.method == method && r.path.contains(path_part))
+        .collect()
 }
 
 fn event_reasons(requests: &[Recorded]) -> Vec<String> {
-    find(requests, "POST", "/events").iter().map(|r| r.body["reason"].as_str().unwrap_or_default().to_string()).collect()
+    find(requests, "POST", "/events")
+        .iter()
+        .map(|r| r.body["reason"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 fn status_of(requests: &[Recorded]) -> Value {
@@ -78,12 +95,24 @@ fn status_of(requests: &[Recorded]) -> Value {
 async fn a_new_backup_gets_its_cron_job_and_a_status() {
     let world = world();
     let (requests, _) = reconcile(&world, backup(json!({}), Duration::minutes(5), None)).await;
-    let applied = find(&requests, "PATCH", "/apis/batch/v1/namespaces/shop/cronjobs/vertice-orders");
+    let applied = find(
+        &requests,
+        "PATCH",
+        "/apis/batch/v1/namespaces/shop/cronjobs/vertice-orders",
+    );
     assert_eq!(applied.len(), 1);
-    assert!(applied[0].path.contains("fieldManager=vertice-controller") && applied[0].path.contains("force=true"), "server-side apply: {}", applied[0].path);
+    assert!(
+        applied[0].path.contains("fieldManager=vertice-controller")
+            && applied[0].path.contains("force=true"),
+        "server-side apply: {}",
+        applied[0].path
+    );
     let cron_job = &applied[0].body;
     assert_eq!(cron_job["metadata"]["ownerReferences"][0]["uid"], UID);
-    assert_eq!(cron_job["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(
+        cron_job["metadata"]["ownerReferences"][0]["controller"],
+        true
+    );
     assert_eq!(cron_job["spec"]["schedule"], "0 * * * *");
     assert_eq!(cron_job["spec"]["concurrencyPolicy"], "Forbid");
     let status = status_of(&requests);
@@ -93,7 +122,12 @@ async fn a_new_backup_gets_its_cron_job_and_a_status() {
     assert_eq!(event_reasons(&requests), ["CronJobCreated"]);
     // Reads are scoped to the backup's own children.
     for list in find(&requests, "GET", "/namespaces/shop/") {
-        assert!(list.path.contains("labelSelector=vertice.io%2Fbackup%3Dorders"), "{}", list.path);
+        assert!(
+            list.path
+                .contains("labelSelector=vertice.io%2Fbackup%3Dorders"),
+            "{}",
+            list.path
+        );
     }
 }
 
@@ -101,16 +135,32 @@ async fn a_new_backup_gets_its_cron_job_and_a_status() {
 async fn an_unchanged_spec_is_not_reapplied_and_a_changed_one_is() {
     let world = world();
     let (first, _) = reconcile(&world, backup(json!({}), Duration::minutes(5), None)).await;
-    let applied = find(&first, "PATCH", "/cronjobs/vertice-orders")[0].body.clone();
+    let applied = find(&first, "PATCH", "/cronjobs/vertice-orders")[0]
+        .body
+        .clone();
     let status = status_of(&first);
     world.lock().expect("world").cron_jobs.push(applied);
 
-    let (second, _) = reconcile(&world, backup(json!({}), Duration::minutes(5), Some(status.clone()))).await;
-    assert!(find(&second, "PATCH", "/cronjobs/").is_empty(), "unchanged CronJob re-applied: {second:#?}");
-    assert!(find(&second, "PATCH", "/status").is_empty(), "unchanged status re-written");
+    let (second, _) = reconcile(
+        &world,
+        backup(json!({}), Duration::minutes(5), Some(status.clone())),
+    )
+    .await;
+    assert!(
+        find(&second, "PATCH", "/cronjobs/").is_empty(),
+        "unchanged CronJob re-applied: {second:#?}"
+    );
+    assert!(
+        find(&second, "PATCH", "/status").is_empty(),
+        "unchanged status re-written"
+    );
     assert!(event_reasons(&second).is_empty());
 
-    let changed = backup(json!({"schedule": {"cron": "30 2 * * *", "timeZone": "Europe/Berlin"}}), Duration::minutes(5), Some(status));
+    let changed = backup(
+        json!({"schedule": {"cron": "30 2 * * *", "timeZone": "Europe/Berlin"}}),
+        Duration::minutes(5),
+        Some(status),
+    );
     let (third, _) = reconcile(&world, changed).await;
     let applied = find(&third, "PATCH", "/cronjobs/vertice-orders");
     assert_eq!(applied.len(), 1);
@@ -122,13 +172,28 @@ async fn an_unchanged_spec_is_not_reapplied_and_a_changed_one_is() {
 #[tokio::test]
 async fn suspend_suspends_the_cron_job_and_shows_it() {
     let world = world();
-    let (requests, _) = reconcile(&world, backup(json!({"suspend": true}), Duration::days(3), None)).await;
-    assert_eq!(find(&requests, "PATCH", "/cronjobs/vertice-orders")[0].body["spec"]["suspend"], true);
+    let (requests, _) = reconcile(
+        &world,
+        backup(json!({"suspend": true}), Duration::days(3), None),
+    )
+    .await;
+    assert_eq!(
+        find(&requests, "PATCH", "/cronjobs/vertice-orders")[0].body["spec"]["suspend"],
+        true
+    );
     let status = status_of(&requests);
     assert_eq!(status["phase"], "Suspended");
-    assert!(status.get("nextBackup").is_none(), "a suspended backup has no next run: {status}");
+    assert!(
+        status.get("nextBackup").is_none(),
+        "a suspended backup has no next run: {status}"
+    );
     // Suspended is deliberate: never overdue, however long.
-    let overdue = status["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "BackupOverdue").expect("condition");
+    let overdue = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "BackupOverdue")
+        .expect("condition");
     assert_eq!(overdue["status"], "False");
 }
 
@@ -136,11 +201,17 @@ async fn suspend_suspends_the_cron_job_and_shows_it() {
 async fn a_finished_job_fills_the_status_from_the_agent_summary() {
     let world = world();
     let finished = Utc::now() - Duration::minutes(10);
-    let (job, pod) = finished_job("orders", "vertice-orders-29000000", true, finished, json!({
-        "command": "backup", "outcome": "succeeded", "backup_id": "20261127T100000Z-ab12",
-        "started_at": ts(finished - Duration::seconds(95)), "finished_at": ts(finished),
-        "duration_seconds": 95.2, "stored_bytes": 1234567, "raw_bytes": 7654321, "exit_code": 0
-    }));
+    let (job, pod) = finished_job(
+        "orders",
+        "vertice-orders-29000000",
+        true,
+        finished,
+        json!({
+            "command": "backup", "outcome": "succeeded", "backup_id": "20261127T100000Z-ab12",
+            "started_at": ts(finished - Duration::seconds(95)), "finished_at": ts(finished),
+            "duration_seconds": 95.2, "stored_bytes": 1234567, "raw_bytes": 7654321, "exit_code": 0
+        }),
+    );
     {
         let mut w = world.lock().expect("world");
         w.jobs.push(job);
@@ -163,10 +234,16 @@ async fn a_finished_job_fills_the_status_from_the_agent_summary() {
 async fn a_failed_job_reports_the_agent_error() {
     let world = world();
     let finished = Utc::now() - Duration::minutes(10);
-    let (job, pod) = finished_job("orders", "vertice-orders-29000001", false, finished, json!({
-        "command": "backup", "outcome": "failed", "exit_code": 1, "error_category": "source",
-        "error": "pg_dump: connection to server at \"db\" failed: FATAL: password authentication failed"
-    }));
+    let (job, pod) = finished_job(
+        "orders",
+        "vertice-orders-29000001",
+        false,
+        finished,
+        json!({
+            "command": "backup", "outcome": "failed", "exit_code": 1, "error_category": "source",
+            "error": "pg_dump: connection to server at \"db\" failed: FATAL: password authentication failed"
+        }),
+    );
     {
         let mut w = world.lock().expect("world");
         w.jobs.push(job);
@@ -175,11 +252,26 @@ async fn a_failed_job_reports_the_agent_error() {
     let (requests, _) = reconcile(&world, backup(json!({}), Duration::minutes(30), None)).await;
     let status = status_of(&requests);
     assert_eq!(status["phase"], "Failed");
-    let condition = status["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "LastBackupSucceeded").expect("condition").clone();
+    let condition = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "LastBackupSucceeded")
+        .expect("condition")
+        .clone();
     assert_eq!(condition["status"], "False");
-    assert!(condition["message"].as_str().expect("message").contains("password authentication failed"), "{condition}");
+    assert!(
+        condition["message"]
+            .as_str()
+            .expect("message")
+            .contains("password authentication failed"),
+        "{condition}"
+    );
     let events = find(&requests, "POST", "/events");
-    let failed = events.iter().find(|e| e.body["reason"] == "BackupFailed").expect("BackupFailed event");
+    let failed = events
+        .iter()
+        .find(|e| e.body["reason"] == "BackupFailed")
+        .expect("BackupFailed event");
     assert_eq!(failed.body["type"], "Warning");
 }
 
@@ -190,15 +282,33 @@ async fn a_backup_that_never_ran_is_overdue() {
     let (requests, metrics) = reconcile(&world, backup(json!({}), Duration::hours(3), None)).await;
     let status = status_of(&requests);
     assert_eq!(status["phase"], "Overdue");
-    let overdue = status["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "BackupOverdue").expect("condition").clone();
+    let overdue = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "BackupOverdue")
+        .expect("condition")
+        .clone();
     assert_eq!(overdue["status"], "True");
-    assert!(overdue["message"].as_str().expect("message").contains("no successful backup yet"));
+    assert!(overdue["message"]
+        .as_str()
+        .expect("message")
+        .contains("no successful backup yet"));
     let events = find(&requests, "POST", "/events");
-    let event = events.iter().find(|e| e.body["reason"] == "BackupOverdue").expect("BackupOverdue event");
+    let event = events
+        .iter()
+        .find(|e| e.body["reason"] == "BackupOverdue")
+        .expect("BackupOverdue event");
     assert_eq!(event.body["type"], "Warning");
     let rendered = metrics.render();
-    assert!(rendered.contains(r#"vertice_backup_overdue{backup="orders",namespace="shop"} 1"#), "{rendered}");
-    assert!(rendered.contains(r#"vertice_backup_overdue_total{backup="orders",namespace="shop"} 1"#), "{rendered}");
+    assert!(
+        rendered.contains(r#"vertice_backup_overdue{backup="orders",namespace="shop"} 1"#),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains(r#"vertice_backup_overdue_total{backup="orders",namespace="shop"} 1"#),
+        "{rendered}"
+    );
 
     // Once overdue, the next reconcile does not repeat the event.
     let (again, _) = reconcile(&world, backup(json!({}), Duration::hours(3), Some(status))).await;
@@ -224,13 +334,30 @@ async fn cron_jobs_no_longer_desired_are_deleted() {
 #[tokio::test]
 async fn an_invalid_schedule_keeps_the_existing_cron_job_and_says_why() {
     let world = world();
-    let (requests, _) = reconcile(&world, backup(json!({"schedule": {"cron": "0 0 3 * * *"}}), Duration::minutes(5), None)).await;
+    let (requests, _) = reconcile(
+        &world,
+        backup(
+            json!({"schedule": {"cron": "0 0 3 * * *"}}),
+            Duration::minutes(5),
+            None,
+        ),
+    )
+    .await;
     assert!(find(&requests, "PATCH", "/cronjobs/").is_empty());
     assert!(find(&requests, "DELETE", "/cronjobs/").is_empty());
     let status = status_of(&requests);
     assert_eq!(status["phase"], "Invalid");
-    let ready = status["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").expect("condition").clone();
+    let ready = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("condition")
+        .clone();
     assert_eq!(ready["status"], "False");
-    assert!(ready["message"].as_str().expect("message").contains("spec.schedule.cron"));
+    assert!(ready["message"]
+        .as_str()
+        .expect("message")
+        .contains("spec.schedule.cron"));
     assert_eq!(event_reasons(&requests), ["InvalidSpec"]);
 }

@@ -43,6 +43,54 @@ struct Started {
     producer: Producer,
 }
 
+/// The backup between its pre- and post-hooks. A failing pre-hook (with
+/// `onError: Fail`) stops the run before anything is dumped; post-hooks run
+/// whatever happened, and one that fails fails the run, though a backup it
+/// follows stays valid and listed.
+pub async fn run_with_hooks(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest> {
+    let Some(hooks) = args.hooks.as_ref().filter(|h| !h.is_empty()) else {
+        return run(args, summary).await;
+    };
+    let target = Target::parse_as(
+        &args.source,
+        "--source",
+        args.source_kind == Some(crate::cli::SourceKindArg::Vault),
+    )?;
+    let password = match &target {
+        Target::Postgres(_) => crate::target::resolve_password(
+            args.password_file.as_ref(),
+            crate::target::POSTGRES_PASSWORD_ENV,
+        )?,
+        Target::Redis(_) => crate::target::resolve_password(
+            args.password_file.as_ref(),
+            crate::target::REDIS_PASSWORD_ENV,
+        )?,
+        _ => None,
+    };
+    let hook_target = crate::hooks::HookTarget {
+        target: &target,
+        password: password.as_deref(),
+        psql: &args.psql,
+    };
+    let (outcomes, pre_error) =
+        crate::hooks::run_phase("pre", &hooks.pre, &hook_target, &args.secrets_dir).await;
+    summary.hooks.extend(outcomes);
+    let result = match pre_error {
+        Some(e) => Err(e),
+        None => run(args, summary).await,
+    };
+    let (outcomes, post_error) =
+        crate::hooks::run_phase("post", &hooks.post, &hook_target, &args.secrets_dir).await;
+    summary.hooks.extend(outcomes);
+    match (result, post_error) {
+        (Ok(manifest), Some(e)) => Err(Error::failed(format!(
+            "backup {} is stored and valid, but {e}",
+            manifest.backup_id
+        ))),
+        (result, _) => result,
+    }
+}
+
 pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest> {
     validate_level(args.compression, args.compression_level).map_err(Error::usage)?;
     let recipients = encryption::parse_recipients(&args.encrypt_to).map_err(Error::usage)?;

@@ -39,15 +39,27 @@ pub fn client(world: Shared) -> Client {
         while let Some((request, send)) = handle.next_request().await {
             let (parts, body) = request.into_parts();
             let bytes = body.collect_bytes().await.expect("request body");
-            let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("JSON body")
+            };
             let method = parts.method.to_string();
-            let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
             assert!(
                 permissions::is_required(&method, &path),
                 "{method} {path} is not in permissions::REQUIRED, so the deployed RBAC would refuse it"
             );
             let (status, answer) = answer(&world, &method, &path, &body);
-            world.lock().expect("world").requests.push(Recorded { method, path, body });
+            world
+                .lock()
+                .expect("world")
+                .requests
+                .push(Recorded { method, path, body });
             let response = Response::builder()
                 .status(status)
                 .header("content-type", "application/json")
@@ -67,7 +79,9 @@ fn answer(world: &Shared, method: &str, path: &str, body: &Value) -> (StatusCode
     let w = world.lock().expect("world");
     let resource = path.split('?').next().unwrap_or(path);
     match method {
-        "GET" if resource.ends_with("/cronjobs") => (StatusCode::OK, list("CronJob", "batch/v1", &w.cron_jobs)),
+        "GET" if resource.ends_with("/cronjobs") => {
+            (StatusCode::OK, list("CronJob", "batch/v1", &w.cron_jobs))
+        }
         "GET" if resource.ends_with("/jobs") => (StatusCode::OK, list("Job", "batch/v1", &w.jobs)),
         "GET" if resource.ends_with("/pods") => (StatusCode::OK, list("Pod", "v1", &w.pods)),
         // Server-side apply and status patches answer with the object as applied.
@@ -82,8 +96,14 @@ fn answer(world: &Shared, method: &str, path: &str, body: &Value) -> (StatusCode
             (StatusCode::OK, object)
         }
         "POST" if resource.ends_with("/events") => (StatusCode::CREATED, body.clone()),
-        "DELETE" => (StatusCode::OK, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
-        _ => (StatusCode::NOT_FOUND, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"})),
+        "DELETE" => (
+            StatusCode::OK,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}),
+        ),
     }
 }
 
@@ -92,8 +112,15 @@ pub fn ts(t: DateTime<Utc>) -> String {
 }
 
 /// A finished Job of the backup and its pod with the agent's summary.
-pub fn finished_job(backup: &str, job: &str, succeeded: bool, finished: DateTime<Utc>, summary: Value) -> (Value, Value) {
-    let labels = json!({"vertice.io/backup": backup, "app.kubernetes.io/managed-by": "vertice-controller"});
+pub fn finished_job(
+    backup: &str,
+    job: &str,
+    succeeded: bool,
+    finished: DateTime<Utc>,
+    summary: Value,
+) -> (Value, Value) {
+    let labels =
+        json!({"vertice.io/backup": backup, "app.kubernetes.io/managed-by": "vertice-controller"});
     let condition = if succeeded {
         json!({"type": "Complete", "status": "True", "lastTransitionTime": ts(finished)})
     } else {

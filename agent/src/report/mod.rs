@@ -1,0 +1,71 @@
+//! After a backup: metrics to the Pushgateway and notifications. Neither
+//! can change the outcome of the run: a good backup stays good when the
+//! Pushgateway or Slack is down, and they are only logged.
+
+pub mod email;
+pub mod notify;
+pub mod pushgateway;
+
+use std::path::Path;
+use std::time::Duration;
+
+use vertice_crds::hooks::HttpHeader;
+use vertice_crds::notifications::Notifications;
+use vertice_crds::run_summary::RunSummary;
+
+use crate::error::{Error, Result};
+use crate::secret_files;
+
+/// One HTTP client for hooks, pushes and notifications: short timeouts, no
+/// redirects to follow a token elsewhere.
+pub fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("vertice-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::failed(format!("HTTP client: {e}")))
+}
+
+/// A header's value, inline or from its Secret.
+pub fn header_value(header: &HttpHeader, secrets_dir: &Path) -> Result<String> {
+    match (&header.value, &header.value_secret_ref) {
+        (Some(v), _) => Ok(v.clone()),
+        (None, Some(selector)) => secret_files::read(secrets_dir, selector),
+        (None, None) => Err(Error::usage(format!(
+            "header {}: set value or valueSecretRef",
+            header.name
+        ))),
+    }
+}
+
+/// Pushes metrics, then notifies. `previous` is what the Pushgateway knew
+/// before this run; it tells a recovery from an ordinary success.
+pub async fn after_backup(
+    pushgateway_url: Option<&str>,
+    notifications: Option<&Notifications>,
+    secrets_dir: &Path,
+    summary: &RunSummary,
+) {
+    let namespace = summary
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = summary.name.clone().unwrap_or_else(|| "unnamed".into());
+    let mut previous = None;
+    if let Some(url) = pushgateway_url {
+        match pushgateway::push(url, &namespace, &name, summary).await {
+            Ok(before) => previous = before,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not push metrics to the Pushgateway; the backup result stands")
+            }
+        }
+    }
+    if let Some(n) = notifications {
+        let previous_failed = previous
+            .as_ref()
+            .map(pushgateway::GroupState::last_run_failed);
+        notify::send_all(n, secrets_dir, &namespace, &name, summary, previous_failed).await;
+    }
+}

@@ -1,0 +1,281 @@
+//! Pushes the backup metrics named in DESIGN.md to a Prometheus Pushgateway,
+//! grouped by `{job="vertice-backup", namespace, backup}`.
+//!
+//! The Pushgateway keeps only what was pushed last, so counters are carried
+//! forward: the agent reads the group's current values, adds this run, and
+//! pushes with POST, which replaces only the metrics it names. A failed run
+//! therefore leaves the last success's size and timestamp in place.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use prometheus::{Encoder, Gauge, Opts, Registry, TextEncoder};
+use vertice_crds::run_summary::RunSummary;
+
+use crate::error::{Error, Result};
+
+pub const JOB: &str = "vertice-backup";
+
+/// Metric names (DESIGN.md "Metrics"; monitoring/ uses exactly these).
+pub mod name {
+    pub const TOTAL: &str = "vertice_backup_total";
+    pub const SUCCESS_TOTAL: &str = "vertice_backup_success_total";
+    pub const FAILURE_TOTAL: &str = "vertice_backup_failure_total";
+    pub const DURATION: &str = "vertice_backup_duration_seconds";
+    pub const SIZE: &str = "vertice_backup_size_bytes";
+    pub const LAST_SUCCESS: &str = "vertice_backup_last_success_timestamp_seconds";
+    pub const LAST_FAILURE: &str = "vertice_backup_last_failure_timestamp_seconds";
+}
+
+/// The group's values before this run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupState {
+    pub values: BTreeMap<String, f64>,
+}
+
+impl GroupState {
+    fn get(&self, metric: &str) -> f64 {
+        self.values.get(metric).copied().unwrap_or(0.0)
+    }
+
+    /// Whether the last run this group saw failed.
+    pub fn last_run_failed(&self) -> bool {
+        self.get(name::LAST_FAILURE) > self.get(name::LAST_SUCCESS)
+    }
+}
+
+/// The exposition text for this run on top of `before`.
+pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
+    let succeeded = summary.succeeded();
+    let finished = summary
+        .finished_at
+        .map(|t| t.timestamp_millis() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let mut metrics: Vec<(&str, &str, f64)> = vec![
+        (name::TOTAL, "Backup runs", before.get(name::TOTAL) + 1.0),
+        (
+            name::SUCCESS_TOTAL,
+            "Successful backup runs",
+            before.get(name::SUCCESS_TOTAL) + f64::from(u8::from(succeeded)),
+        ),
+        (
+            name::FAILURE_TOTAL,
+            "Failed backup runs",
+            before.get(name::FAILURE_TOTAL) + f64::from(u8::from(!succeeded)),
+        ),
+        (
+            name::DURATION,
+            "Duration of the last backup run",
+            summary.duration_seconds.unwrap_or(0.0),
+        ),
+    ];
+    if succeeded {
+        metrics.push((
+            name::SIZE,
+            "Stored bytes of the last successful backup",
+            summary.stored_bytes.unwrap_or(0) as f64,
+        ));
+        metrics.push((
+            name::LAST_SUCCESS,
+            "When the last successful backup finished",
+            finished,
+        ));
+    } else {
+        metrics.push((
+            name::LAST_FAILURE,
+            "When the last failed backup finished",
+            finished,
+        ));
+    }
+    let registry = Registry::new();
+    for (metric, help, value) in metrics {
+        // Counters are pushed as their running totals; the text format only
+        // needs the TYPE line to say counter.
+        let gauge =
+            Gauge::with_opts(Opts::new(metric, help)).map_err(|e| Error::failed(e.to_string()))?;
+        gauge.set(value);
+        registry
+            .register(Box::new(gauge))
+            .map_err(|e| Error::failed(e.to_string()))?;
+    }
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buffer)
+        .map_err(|e| Error::failed(e.to_string()))?;
+    let text = String::from_utf8_lossy(&buffer).to_string();
+    Ok(text
+        .lines()
+        .map(|line| match line.strip_prefix("# TYPE ") {
+            Some(rest)
+                if rest
+                    .split(' ')
+                    .next()
+                    .is_some_and(|m| m.ends_with("_total")) =>
+            {
+                format!(
+                    "# TYPE {} counter",
+                    rest.split(' ').next().unwrap_or_default()
+                )
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n")
+}
+
+/// `{base}/metrics/job/vertice-backup/namespace/<ns>/backup/<name>`, with
+/// values base64-encoded when they could break the path.
+pub fn group_url(base: &str, namespace: &str, backup: &str) -> String {
+    let part = |label: &str, value: &str| {
+        if value.is_empty() || value.contains(['/', '%', '?', '#']) {
+            format!(
+                "{label}@base64/{}",
+                base64::engine::general_purpose::URL_SAFE.encode(value)
+            )
+        } else {
+            format!("{label}/{value}")
+        }
+    };
+    format!(
+        "{}/metrics/job/{JOB}/{}/{}",
+        base.trim_end_matches('/'),
+        part("namespace", namespace),
+        part("backup", backup)
+    )
+}
+
+/// Reads the group, pushes this run, and returns what was there before.
+pub async fn push(
+    base: &str,
+    namespace: &str,
+    backup: &str,
+    summary: &RunSummary,
+) -> Result<Option<GroupState>> {
+    let client = super::http_client()?;
+    let before = match read_group(&client, base, namespace, backup).await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read previous metrics; counters restart from this run");
+            None
+        }
+    };
+    let body = render(before.as_ref().unwrap_or(&GroupState::default()), summary)?;
+    let url = group_url(base, namespace, backup);
+    let response = client
+        .post(&url)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::failed(format!(
+                "Pushgateway {}: {}",
+                host_of(base),
+                e.without_url()
+            ))
+        })?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        return Err(Error::failed(format!(
+            "Pushgateway answered {status}: {}",
+            text.trim()
+        )));
+    }
+    tracing::info!(pushgateway = %host_of(base), "metrics pushed");
+    Ok(before)
+}
+
+fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn read_group(
+    client: &reqwest::Client,
+    base: &str,
+    namespace: &str,
+    backup: &str,
+) -> Result<Option<GroupState>> {
+    let url = format!("{}/api/v1/metrics", base.trim_end_matches('/'));
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| Error::failed(e.without_url().to_string()))?;
+    if !response.status().is_success() {
+        return Err(Error::failed(format!(
+            "{url} answered {}",
+            response.status()
+        )));
+    }
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| Error::failed(e.to_string()))?;
+    Ok(parse_group(&body, namespace, backup))
+}
+
+/// Finds our group in the Pushgateway's `/api/v1/metrics` answer.
+pub fn parse_group(body: &serde_json::Value, namespace: &str, backup: &str) -> Option<GroupState> {
+    let group = body["data"].as_array()?.iter().find(|g| {
+        let labels = &g["labels"];
+        labels["job"] == JOB && labels["namespace"] == namespace && labels["backup"] == backup
+    })?;
+    let mut values = BTreeMap::new();
+    for (metric, family) in group.as_object()? {
+        let value = family["metrics"]
+            .as_array()
+            .and_then(|m| m.first())
+            .and_then(|m| m["value"].as_str());
+        if let Some(v) = value.and_then(|v| v.parse::<f64>().ok()) {
+            values.insert(metric.clone(), v);
+        }
+    }
+    Some(GroupState { values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_carry_forward_and_failures_keep_the_last_success() {
+        let before = GroupState {
+            values: BTreeMap::from([
+                (name::TOTAL.to_string(), 4.0),
+                (name::SUCCESS_TOTAL.to_string(), 3.0),
+                (name::FAILURE_TOTAL.to_string(), 1.0),
+            ]),
+        };
+        let failed = RunSummary {
+            outcome: "failed".into(),
+            duration_seconds: Some(2.5),
+            ..Default::default()
+        };
+        let text = render(&before, &failed).expect("render");
+        assert!(
+            text.contains("# TYPE vertice_backup_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("vertice_backup_total 5"), "{text}");
+        assert!(text.contains("vertice_backup_failure_total 2"), "{text}");
+        assert!(text.contains("vertice_backup_success_total 3"), "{text}");
+        assert!(
+            !text.contains(name::LAST_SUCCESS) && !text.contains(name::SIZE),
+            "a failure must not touch the last success: {text}"
+        );
+    }
+
+    #[test]
+    fn group_urls_encode_awkward_values() {
+        assert_eq!(
+            group_url("http://pg:9091/", "shop", "orders"),
+            "http://pg:9091/metrics/job/vertice-backup/namespace/shop/backup/orders"
+        );
+        assert!(group_url("http://pg:9091", "shop", "a/b").ends_with("backup@base64/YS9i"));
+    }
+}
