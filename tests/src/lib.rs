@@ -1,5 +1,5 @@
 //! Test harness: starts real servers (PostgreSQL, Redis, SeaweedFS, Azurite,
-//! fake-gcs-server, OpenBao) on
+//! fake-gcs-server, OpenBao, the Pushgateway, an SMTP sink) on
 //! 127.0.0.1, on free ports, in temporary directories, and stops them when
 //! dropped. A missing server binary fails the test with the command that
 //! installs it; nothing is silently skipped.
@@ -9,12 +9,15 @@ pub mod azurite;
 pub mod fake_gcs;
 pub mod fixtures;
 pub mod flaky_proxy;
+pub mod http_capture;
 pub mod openbao;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod pushgateway;
 pub mod redis_server;
 pub mod seaweedfs;
+pub mod smtp_sink;
 pub mod store;
 pub mod token_review;
 
