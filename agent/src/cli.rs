@@ -46,7 +46,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Back up a database into a store.
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
     /// Restore a backup into a database or an RDB file.
     Restore(RestoreArgs),
     /// List the backups in a store, newest first.

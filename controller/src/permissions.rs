@@ -4,7 +4,6 @@
 
 /// `(API group, resource, verb)`; `""` is the core group.
 pub const REQUIRED: &[(&str, &str, &str)] = &[
-    ("vertice.io", "verticebackups", "get"),
     ("vertice.io", "verticebackups", "list"),
     ("vertice.io", "verticebackups", "watch"),
     ("vertice.io", "verticebackups/status", "patch"),

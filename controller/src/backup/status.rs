@@ -100,7 +100,7 @@ pub fn compute(
     }
     let mut history = previous.history.clone();
     history.extend(fresh);
-    history.sort_by(|a, b| b.finished_at.cmp(&a.finished_at));
+    history.sort_by_key(|r| std::cmp::Reverse(r.finished_at));
     history.truncate(HISTORY_LIMIT);
     if let Some(newest) = history.first() {
         if status

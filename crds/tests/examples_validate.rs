@@ -1,0 +1,117 @@
+//! `deploy/examples/` must be accepted by the CRD schemas (structure and CEL,
+//! as the API server would check them), parse into the agent's and
+//! controller's types, and carry every Secret they reference.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use kube::CustomResourceExt;
+use serde_json::Value;
+use vertice_crds::VerticeBackup;
+
+fn examples() -> Vec<(String, Vec<Value>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let mut out: Vec<(String, Vec<Value>)> = std::fs::read_dir(&dir)
+        .expect("deploy/examples")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read example");
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                docs,
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// `(secret, key)` pairs a backup references.
+fn secret_refs(value: &Value, out: &mut BTreeSet<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k.ends_with("SecretRef") {
+                    out.insert((
+                        v["name"].as_str().unwrap_or_default().into(),
+                        v["key"].as_str().unwrap_or_default().into(),
+                    ));
+                } else if k == "credentials" && v.get("secretName").is_some() {
+                    let name = v["secretName"].as_str().unwrap_or_default().to_string();
+                    let id = v
+                        .get("accessKeyIdKey")
+                        .and_then(Value::as_str)
+                        .unwrap_or("AWS_ACCESS_KEY_ID");
+                    let secret = v
+                        .get("secretAccessKeyKey")
+                        .and_then(Value::as_str)
+                        .unwrap_or("AWS_SECRET_ACCESS_KEY");
+                    out.insert((name.clone(), id.into()));
+                    out.insert((name, secret.into()));
+                } else {
+                    secret_refs(v, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| secret_refs(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn examples_are_valid_and_self_contained() {
+    let schema = support::schema_of(&VerticeBackup::crd());
+    let mut covered = BTreeSet::new();
+    for (file, docs) in examples() {
+        let backups: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "VerticeBackup")
+            .collect();
+        assert!(!backups.is_empty(), "{file}: no VerticeBackup");
+        for backup in backups {
+            let problems = support::problems(&schema, backup);
+            assert!(problems.is_empty(), "{file}: {problems:#?}");
+            let parsed: VerticeBackup =
+                serde_json::from_value(backup.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let namespace = parsed
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| panic!("{file}: give the backup a namespace"));
+            let target = backup["spec"]["target"]
+                .as_object()
+                .and_then(|t| t.keys().next().cloned())
+                .unwrap_or_default();
+            let store = backup["spec"]["store"]
+                .as_object()
+                .and_then(|s| s.keys().next().cloned())
+                .unwrap_or_default();
+            covered.insert(format!("{target}->{store}"));
+            let mut refs = BTreeSet::new();
+            secret_refs(&backup["spec"], &mut refs);
+            for (name, key) in refs {
+                let found = docs.iter().any(|d| {
+                    d["kind"] == "Secret"
+                        && d["metadata"]["name"] == name.as_str()
+                        && d["metadata"]["namespace"] == namespace.as_str()
+                        && (d["stringData"].get(&key).is_some() || d["data"].get(&key).is_some())
+                });
+                assert!(found, "{file}: Secret {namespace}/{name} with key {key} is referenced but not in the example");
+            }
+        }
+    }
+    for pair in ["postgres->s3", "redis->gcs", "vault->azure"] {
+        assert!(
+            covered.contains(pair),
+            "no example backs up {pair}: {covered:?}"
+        );
+    }
+}
