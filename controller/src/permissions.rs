@@ -7,6 +7,7 @@ pub const REQUIRED: &[(&str, &str, &str)] = &[
     ("vertice.io", "verticebackups", "list"),
     ("vertice.io", "verticebackups", "watch"),
     ("vertice.io", "verticebackups/status", "patch"),
+    ("batch", "cronjobs", "get"),
     ("batch", "cronjobs", "list"),
     ("batch", "cronjobs", "watch"),
     ("batch", "cronjobs", "patch"),

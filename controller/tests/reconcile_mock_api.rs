@@ -41,6 +41,14 @@ fn backup(spec_patch: Value, created_ago: Duration, status: Option<Value>) -> Ve
 }
 
 async fn reconcile(world: &Shared, backup: VerticeBackup) -> (Vec<Recorded>, Metrics) {
+    reconcile_as(world, backup, true).await
+}
+
+async fn reconcile_as(
+    world: &Shared,
+    backup: VerticeBackup,
+    leader: bool,
+) -> (Vec<Recorded>, Metrics) {
     world.lock().expect("world").backup = serde_json::to_value(&backup).expect("json");
     let client = support::client(world.clone());
     let metrics = Metrics::new().expect("metrics");
@@ -58,7 +66,11 @@ async fn reconcile(world: &Shared, backup: VerticeBackup) -> (Vec<Recorded>, Met
                 instance: None,
             },
         ),
-        leading: leader::always(),
+        leading: if leader {
+            leader::always()
+        } else {
+            tokio::sync::watch::channel(false).1
+        },
     });
     reconciler::reconcile(Arc::new(backup), ctx)
         .await
@@ -120,8 +132,19 @@ async fn a_new_backup_gets_its_cron_job_and_a_status() {
     assert_eq!(status["observedGeneration"], 3);
     assert!(status["nextBackup"].is_string());
     assert_eq!(event_reasons(&requests), ["CronJobCreated"]);
-    // Reads are scoped to the backup's own children.
-    for list in find(&requests, "GET", "/namespaces/shop/") {
+    // Lists are scoped to the backup's own children; the one GET by name
+    // checks that the CronJob's name is free.
+    let gets = find(&requests, "GET", "/namespaces/shop/");
+    assert_eq!(
+        gets.iter()
+            .filter(|r| r.path.ends_with("/cronjobs/vertice-orders"))
+            .count(),
+        1
+    );
+    for list in gets
+        .into_iter()
+        .filter(|r| !r.path.ends_with("/cronjobs/vertice-orders"))
+    {
         assert!(
             list.path
                 .contains("labelSelector=vertice.io%2Fbackup%3Dorders"),
@@ -360,4 +383,44 @@ async fn an_invalid_schedule_keeps_the_existing_cron_job_and_says_why() {
         .expect("message")
         .contains("spec.schedule.cron"));
     assert_eq!(event_reasons(&requests), ["InvalidSpec"]);
+}
+
+#[tokio::test]
+async fn a_follower_reads_nothing_and_writes_nothing() {
+    let world = world();
+    let (requests, _) =
+        reconcile_as(&world, backup(json!({}), Duration::hours(3), None), false).await;
+    assert!(
+        requests.is_empty(),
+        "only the leader talks to the API server: {requests:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_cron_job_of_the_same_name_is_not_taken_over() {
+    let world = world();
+    world.lock().expect("world").unlabelled_cron_jobs.push(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "vertice-orders", "namespace": "shop"},
+        "spec": {"schedule": "5 5 * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}
+    }));
+    let (requests, _) = reconcile(&world, backup(json!({}), Duration::minutes(5), None)).await;
+    assert!(
+        find(&requests, "PATCH", "/cronjobs/").is_empty(),
+        "a foreign CronJob was overwritten: {requests:#?}"
+    );
+    assert!(find(&requests, "DELETE", "/cronjobs/").is_empty());
+    let status = status_of(&requests);
+    let ready = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("condition")
+        .clone();
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("CronJobConflict"))
+    );
+    assert_eq!(event_reasons(&requests), ["CronJobConflict"]);
 }

@@ -25,6 +25,7 @@ pub const FIELD_MANAGER: &str = "vertice-controller";
 /// server-defaulted fields.
 pub const SPEC_HASH: &str = "vertice.io/spec-hash";
 const CONTROLLER: &str = "backup";
+const CRON_JOB_CONFLICT: &str = "CronJobConflict";
 
 pub struct Context {
     pub client: Client,
@@ -107,6 +108,23 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
         let existing = owned_cron_jobs
             .iter()
             .find(|c| c.name_any() == plan.cron_job_name);
+        if existing.is_none() {
+            // A CronJob of that name that is not ours (no label, another
+            // owner) must not be taken over by a forced apply.
+            if let Some(foreign) = cron_jobs
+                .get_opt(&plan.cron_job_name)
+                .await
+                .map_err(kube_err(format!("get CronJob {}", plan.cron_job_name)))?
+            {
+                if !foreign
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == uid.as_ref())
+                {
+                    return conflict(backup, ctx, &namespace, &name, plan, now).await;
+                }
+            }
+        }
         let change = match existing.map(|c| c.annotations().get(SPEC_HASH)) {
             None => Some((
                 "CronJobCreated",
@@ -211,6 +229,62 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
     }
     tracing::debug!(%namespace, backup = %name, requeue = ?plan.requeue_after, "reconciled");
     Ok(Action::requeue(plan.requeue_after))
+}
+
+/// Another object holds the CronJob's name: say so in the status and an
+/// event, change nothing, and look again later.
+async fn conflict(
+    backup: &VerticeBackup,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    plan: super::Plan,
+    now: chrono::DateTime<Utc>,
+) -> Result<Action, Error> {
+    use vertice_crds::backup_status::{condition, BackupPhase};
+    use vertice_crds::common::{find_condition, set_condition, Condition};
+    let message = format!(
+        "a CronJob named {} exists and is not owned by this VerticeBackup; rename or delete it",
+        plan.cron_job_name
+    );
+    let mut status = plan.status;
+    set_condition(
+        &mut status.conditions,
+        Condition {
+            observed_generation: backup.metadata.generation,
+            ..Condition::new(condition::READY, false, CRON_JOB_CONFLICT, &message, now)
+        },
+    );
+    status.phase = Some(BackupPhase::Invalid);
+    let was_conflict = backup
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, condition::READY))
+        .is_some_and(|c| c.reason == CRON_JOB_CONFLICT);
+    if backup.status.as_ref() != Some(&status) {
+        let api: Api<VerticeBackup> = Api::namespaced(ctx.client.clone(), namespace);
+        let patch = serde_json::json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup", "status": status});
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_err("patch VerticeBackup status"))?;
+    }
+    if !was_conflict {
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: CRON_JOB_CONFLICT.into(),
+            note: Some(message),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &backup.object_ref(&())).await {
+            tracing::warn!(%namespace, backup = %name, error = %e, "could not record event");
+        }
+    }
+    Ok(Action::requeue(super::MAX_REQUEUE))
 }
 
 /// Requeue with a short delay, and count the error.

@@ -22,7 +22,10 @@ pub struct Recorded {
 
 #[derive(Default)]
 pub struct World {
+    /// CronJobs the label selector finds.
     pub cron_jobs: Vec<Value>,
+    /// CronJobs without our label: only a GET by name finds them.
+    pub unlabelled_cron_jobs: Vec<Value>,
     pub jobs: Vec<Value>,
     pub pods: Vec<Value>,
     /// The resource being reconciled, returned by status patches.
@@ -82,6 +85,18 @@ fn answer(world: &Shared, method: &str, path: &str, body: &Value) -> (StatusCode
         "GET" if resource.ends_with("/cronjobs") => {
             (StatusCode::OK, list("CronJob", "batch/v1", &w.cron_jobs))
         }
+        "GET" if resource.contains("/cronjobs/") => {
+            let name = resource.rsplit('/').next().unwrap_or_default();
+            match w
+                .cron_jobs
+                .iter()
+                .chain(&w.unlabelled_cron_jobs)
+                .find(|c| c["metadata"]["name"] == name)
+            {
+                Some(found) => (StatusCode::OK, found.clone()),
+                None => not_found(),
+            }
+        }
         "GET" if resource.ends_with("/jobs") => (StatusCode::OK, list("Job", "batch/v1", &w.jobs)),
         "GET" if resource.ends_with("/pods") => (StatusCode::OK, list("Pod", "v1", &w.pods)),
         // Server-side apply and status patches answer with the object as applied.
@@ -100,11 +115,15 @@ fn answer(world: &Shared, method: &str, path: &str, body: &Value) -> (StatusCode
             StatusCode::OK,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
         ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}),
-        ),
+        _ => not_found(),
     }
+}
+
+fn not_found() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}),
+    )
 }
 
 pub fn ts(t: DateTime<Utc>) -> String {
