@@ -46,7 +46,9 @@ where
 #[tokio::test]
 async fn backups_on_a_real_cluster() {
     let Some(kubeconfig) = std::env::var_os("VERTICE_E2E_KUBECONFIG") else {
-        eprintln!("skipped: set VERTICE_E2E_KUBECONFIG to a kubeconfig to run the end-to-end suite");
+        eprintln!(
+            "skipped: set VERTICE_E2E_KUBECONFIG to a kubeconfig to run the end-to-end suite"
+        );
         return;
     };
     let agent_image = std::env::var("VERTICE_E2E_AGENT_IMAGE").ok();
@@ -59,34 +61,68 @@ async fn backups_on_a_real_cluster() {
     let client = Client::try_from(config).expect("client");
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [VerticeBackup::crd(), VerticeScaler::crd(), VerticeFailover::crd()] {
-        crds.patch(&crd.name_any(), &PatchParams::apply("vertice-e2e").force(), &Patch::Apply(&crd))
-            .await
-            .expect("apply CRD");
+    for crd in [
+        VerticeBackup::crd(),
+        VerticeScaler::crd(),
+        VerticeFailover::crd(),
+    ] {
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("vertice-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
     }
     for name in ["verticebackups.vertice.io"] {
         wait_for("CRD established", Duration::from_secs(60), || {
             let crds = crds.clone();
             async move {
                 let crd = crds.get(name).await.ok()?;
-                crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
             }
         })
         .await;
     }
 
-    let ns = format!("vertice-e2e-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+    let ns = format!(
+        "vertice-e2e-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
         .await
         .expect("create namespace");
 
     let _controller = ControllerProcess(
         Command::new(env!("CARGO_BIN_EXE_vertice-controller"))
-            .args(["--watch-namespace", &ns, "--lease-namespace", &ns, "--listen", "127.0.0.1:0", "--log-format", "text"])
+            .args([
+                "--watch-namespace",
+                &ns,
+                "--lease-namespace",
+                &ns,
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "text",
+            ])
             .arg("--agent-image")
-            .arg(agent_image.clone().unwrap_or_else(|| "ghcr.io/vertice/agent:0.1.0".into()))
+            .arg(
+                agent_image
+                    .clone()
+                    .unwrap_or_else(|| "ghcr.io/vertice/agent:0.1.0".into()),
+            )
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAME", "e2e")
             .spawn()
@@ -109,7 +145,10 @@ async fn backups_on_a_real_cluster() {
         "spec": {"target": {"redis": {"host": "redis"}}, "schedule": {"cron": "0 3 * * *"}, "store": store}
     }))
     .expect("backup");
-    backups.create(&PostParams::default(), &backup).await.expect("create VerticeBackup");
+    backups
+        .create(&PostParams::default(), &backup)
+        .await
+        .expect("create VerticeBackup");
 
     let cron_job = wait_for("the CronJob", Duration::from_secs(60), || {
         let cron_jobs = cron_jobs.clone();
@@ -134,38 +173,82 @@ async fn backups_on_a_real_cluster() {
             metadata: kube::api::ObjectMeta {
                 name: Some("vertice-cache-manual".into()),
                 labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
-                annotations: template.metadata.as_ref().and_then(|m| m.annotations.clone()),
+                annotations: template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.clone()),
                 ..Default::default()
             },
-            spec: Some(JobSpec { ..template.spec.expect("job spec") }),
+            spec: Some(JobSpec {
+                ..template.spec.expect("job spec")
+            }),
             status: None,
         };
-        jobs.create(&PostParams::default(), &job).await.expect("create Job");
-        let record = wait_for("a successful backup in the status", Duration::from_secs(300), || {
-            let backups = backups.clone();
-            async move { backups.get("cache").await.ok()?.status?.last_successful_backup }
-        })
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .expect("create Job");
+        let record = wait_for(
+            "a successful backup in the status",
+            Duration::from_secs(300),
+            || {
+                let backups = backups.clone();
+                async move {
+                    backups
+                        .get("cache")
+                        .await
+                        .ok()?
+                        .status?
+                        .last_successful_backup
+                }
+            },
+        )
         .await;
-        assert!(record.backup_id.is_some() && record.stored_bytes.unwrap_or(0) > 0, "{record:?}");
+        assert!(
+            record.backup_id.is_some() && record.stored_bytes.unwrap_or(0) > 0,
+            "{record:?}"
+        );
     }
 
     backups
-        .patch("cache", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}})))
+        .patch(
+            "cache",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
         .await
         .expect("suspend");
     wait_for("the CronJob suspended", Duration::from_secs(60), || {
         let cron_jobs = cron_jobs.clone();
-        async move { (cron_jobs.get("vertice-cache").await.ok()?.spec.suspend == Some(true)).then_some(()) }
+        async move {
+            (cron_jobs.get("vertice-cache").await.ok()?.spec.suspend == Some(true)).then_some(())
+        }
     })
     .await;
 
-    backups.delete("cache", &DeleteParams::foreground()).await.expect("delete");
-    wait_for("the CronJob garbage-collected", Duration::from_secs(120), || {
-        let cron_jobs = cron_jobs.clone();
-        async move { cron_jobs.get_opt("vertice-cache").await.ok()?.is_none().then_some(()) }
-    })
+    backups
+        .delete("cache", &DeleteParams::foreground())
+        .await
+        .expect("delete");
+    wait_for(
+        "the CronJob garbage-collected",
+        Duration::from_secs(120),
+        || {
+            let cron_jobs = cron_jobs.clone();
+            async move {
+                cron_jobs
+                    .get_opt("vertice-cache")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
     .await;
-    namespaces.delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
 }
 
 async fn deploy_redis_and_claim(client: &Client, ns: &str) {
@@ -179,16 +262,25 @@ async fn deploy_redis_and_claim(client: &Client, ns: &str) {
                               "spec": {"containers": [{"name": "redis", "image": "redis:7-alpine", "ports": [{"containerPort": 6379}]}]}}}
     }))
     .expect("deployment");
-    Api::<Deployment>::namespaced(client.clone(), ns).create(&pp, &deployment).await.expect("redis");
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&pp, &deployment)
+        .await
+        .expect("redis");
     let service: Service = serde_json::from_value(json!({
         "metadata": {"name": "redis"}, "spec": {"selector": {"app": "redis"}, "ports": [{"port": 6379}]}
     }))
     .expect("service");
-    Api::<Service>::namespaced(client.clone(), ns).create(&pp, &service).await.expect("service");
+    Api::<Service>::namespaced(client.clone(), ns)
+        .create(&pp, &service)
+        .await
+        .expect("service");
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({
         "metadata": {"name": "backups"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     }))
     .expect("claim");
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns).create(&pp, &claim).await.expect("claim");
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .create(&pp, &claim)
+        .await
+        .expect("claim");
 }

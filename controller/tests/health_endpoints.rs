@@ -15,15 +15,23 @@ async fn get(health: &Health, path: &str) -> (StatusCode, String) {
         .await
         .expect("response");
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
     (status, String::from_utf8_lossy(&bytes).to_string())
 }
 
 #[tokio::test]
 async fn ready_only_after_the_watches_can_start() {
-    let health = Health { ready: Arc::new(AtomicBool::new(false)), metrics: Metrics::new().expect("metrics") };
+    let health = Health {
+        ready: Arc::new(AtomicBool::new(false)),
+        metrics: Metrics::new().expect("metrics"),
+    };
     assert_eq!(get(&health, "/healthz").await.0, StatusCode::OK);
-    assert_eq!(get(&health, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&health, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     health.ready.store(true, Ordering::Relaxed);
     assert_eq!(get(&health, "/readyz").await.0, StatusCode::OK);
 }
@@ -32,11 +40,26 @@ async fn ready_only_after_the_watches_can_start() {
 async fn metrics_expose_the_reconcile_and_overdue_families() {
     let metrics = Metrics::new().expect("metrics");
     metrics.reconciles.with_label_values(&["backup"]).inc();
-    metrics.reconcile_errors.with_label_values(&["backup"]).inc_by(0);
-    metrics.reconcile_duration.with_label_values(&["backup"]).observe(0.02);
-    metrics.backups_overdue.with_label_values(&["shop", "orders"]).set(1);
-    metrics.overdue_detected.with_label_values(&["shop", "orders"]).inc();
-    let health = Health { ready: Arc::new(AtomicBool::new(true)), metrics };
+    metrics
+        .reconcile_errors
+        .with_label_values(&["backup"])
+        .inc_by(0);
+    metrics
+        .reconcile_duration
+        .with_label_values(&["backup"])
+        .observe(0.02);
+    metrics
+        .backups_overdue
+        .with_label_values(&["shop", "orders"])
+        .set(1);
+    metrics
+        .overdue_detected
+        .with_label_values(&["shop", "orders"])
+        .inc();
+    let health = Health {
+        ready: Arc::new(AtomicBool::new(true)),
+        metrics,
+    };
     let (status, body) = get(&health, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
     for family in [

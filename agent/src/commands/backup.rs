@@ -43,6 +43,25 @@ struct Started {
     producer: Producer,
 }
 
+/// The namespace and backup name the run is filed under: the flags, or the
+/// database name (`redis`, `vault`) when no name is given.
+fn series_names(args: &BackupArgs, target: &Target) -> Result<(String, String)> {
+    let namespace = args
+        .names
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let name = match (&args.names.name, target) {
+        (Some(name), _) => name.clone(),
+        (None, Target::Postgres(pg)) => derive_name(&pg.database),
+        (None, Target::Vault(_)) => "vault".to_string(),
+        (None, _) => "redis".to_string(),
+    };
+    validate_name(&namespace, "--namespace")?;
+    validate_name(&name, "--name")?;
+    Ok((namespace, name))
+}
+
 /// The backup between its pre- and post-hooks. A failing pre-hook (with
 /// `onError: Fail`) stops the run before anything is dumped; post-hooks run
 /// whatever happened, and one that fails fails the run, though a backup it
@@ -67,6 +86,11 @@ pub async fn run_with_hooks(args: &BackupArgs, summary: &mut RunSummary) -> Resu
         )?,
         _ => None,
     };
+    // Filed before the hooks run, so a failed pre-hook is reported under the
+    // backup's own name (metrics group, notifications).
+    let (namespace, name) = series_names(args, &target)?;
+    summary.namespace = Some(namespace);
+    summary.name = Some(name);
     let hook_target = crate::hooks::HookTarget {
         target: &target,
         password: password.as_deref(),
@@ -100,19 +124,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
         "--source",
         args.source_kind == Some(crate::cli::SourceKindArg::Vault),
     )?;
-    let namespace = args
-        .names
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".to_string());
-    let name = match (&args.names.name, &target) {
-        (Some(name), _) => name.clone(),
-        (None, Target::Postgres(pg)) => derive_name(&pg.database),
-        (None, Target::Vault(_)) => "vault".to_string(),
-        (None, _) => "redis".to_string(),
-    };
-    validate_name(&namespace, "--namespace")?;
-    validate_name(&name, "--name")?;
+    let (namespace, name) = series_names(args, &target)?;
     summary.namespace = Some(namespace.clone());
     summary.name = Some(name.clone());
 

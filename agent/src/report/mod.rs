@@ -48,13 +48,15 @@ pub async fn after_backup(
     secrets_dir: &Path,
     summary: &RunSummary,
 ) {
+    // A run that failed before it knew which backup it was (bad flags) has
+    // no group to count in; it is still worth a notification.
     let namespace = summary
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let name = summary.name.clone().unwrap_or_else(|| "unnamed".into());
+    let name = summary.name.clone().unwrap_or_else(|| "unknown".into());
     let mut previous = None;
-    if let Some(url) = pushgateway_url {
+    if let (Some(url), Some(_)) = (pushgateway_url, &summary.name) {
         match pushgateway::push(url, &namespace, &name, summary).await {
             Ok(before) => previous = before,
             Err(e) => {

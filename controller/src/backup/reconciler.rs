@@ -72,6 +72,10 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
     }
     if backup.meta().deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the CronJob.
+        if let Some(namespace) = backup.namespace() {
+            let labels = [namespace.as_str(), &backup.name_any()];
+            let _ = ctx.metrics.backups_overdue.remove_label_values(&labels);
+        }
         return Ok(Action::await_change());
     }
     let (Some(namespace), name) = (backup.namespace(), backup.name_any()) else {
