@@ -194,23 +194,7 @@ async fn run_http(http: &HttpHook, secrets_dir: &Path) -> Result<()> {
     if let Some(body) = &http.body {
         request = request.body(body.clone());
     }
-    // The URL may carry a token: errors name the host only.
-    let host = reqwest::Url::parse(&url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
-    let response = request
-        .send()
-        .await
-        .map_err(|e| Error::failed(format!("request to {host} failed: {}", e.without_url())))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(Error::failed(format!(
-            "{host} answered {}",
-            response.status()
-        )))
-    }
+    crate::report::send(request, &url).await.map(drop)
 }
 
 #[cfg(test)]

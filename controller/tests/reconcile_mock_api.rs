@@ -97,6 +97,14 @@ fn event_reasons(requests: &[Recorded]) -> Vec<String> {
         .collect()
 }
 
+fn condition(status: &Value, type_: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
 fn status_of(requests: &[Recorded]) -> Value {
     let patches = find(requests, "PATCH", "/verticebackups/orders/status");
     assert_eq!(patches.len(), 1, "one status patch expected: {requests:#?}");
@@ -211,12 +219,7 @@ async fn suspend_suspends_the_cron_job_and_shows_it() {
         "a suspended backup has no next run: {status}"
     );
     // Suspended is deliberate: never overdue, however long.
-    let overdue = status["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == "BackupOverdue")
-        .expect("condition");
+    let overdue = condition(&status, "BackupOverdue");
     assert_eq!(overdue["status"], "False");
 }
 
@@ -275,20 +278,14 @@ async fn a_failed_job_reports_the_agent_error() {
     let (requests, _) = reconcile(&world, backup(json!({}), Duration::minutes(30), None)).await;
     let status = status_of(&requests);
     assert_eq!(status["phase"], "Failed");
-    let condition = status["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == "LastBackupSucceeded")
-        .expect("condition")
-        .clone();
-    assert_eq!(condition["status"], "False");
+    let last = condition(&status, "LastBackupSucceeded");
+    assert_eq!(last["status"], "False");
     assert!(
-        condition["message"]
+        last["message"]
             .as_str()
             .expect("message")
             .contains("password authentication failed"),
-        "{condition}"
+        "{last}"
     );
     let events = find(&requests, "POST", "/events");
     let failed = events
@@ -305,13 +302,7 @@ async fn a_backup_that_never_ran_is_overdue() {
     let (requests, metrics) = reconcile(&world, backup(json!({}), Duration::hours(3), None)).await;
     let status = status_of(&requests);
     assert_eq!(status["phase"], "Overdue");
-    let overdue = status["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == "BackupOverdue")
-        .expect("condition")
-        .clone();
+    let overdue = condition(&status, "BackupOverdue");
     assert_eq!(overdue["status"], "True");
     assert!(overdue["message"]
         .as_str()
@@ -370,13 +361,7 @@ async fn an_invalid_schedule_keeps_the_existing_cron_job_and_says_why() {
     assert!(find(&requests, "DELETE", "/cronjobs/").is_empty());
     let status = status_of(&requests);
     assert_eq!(status["phase"], "Invalid");
-    let ready = status["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .expect("condition")
-        .clone();
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "False");
     assert!(ready["message"]
         .as_str()
@@ -411,13 +396,7 @@ async fn a_foreign_cron_job_of_the_same_name_is_not_taken_over() {
     );
     assert!(find(&requests, "DELETE", "/cronjobs/").is_empty());
     let status = status_of(&requests);
-    let ready = status["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .expect("condition")
-        .clone();
+    let ready = condition(&status, "Ready");
     assert_eq!(
         (ready["status"].as_str(), ready["reason"].as_str()),
         (Some("False"), Some("CronJobConflict"))

@@ -27,7 +27,13 @@ impl Pushgateway {
         let port = free_port();
         let log = dir.path().join("pushgateway.log");
         let mut cmd = Command::new(bin);
+        // Debian's build persists to /var/lib/prometheus by default, which
+        // would carry one test's metrics into the next.
         cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--persistence.file={}",
+                dir.path().join("pushgateway.data").display()
+            ))
             .stdout(std::fs::File::create(&log).expect("log"))
             .stderr(std::fs::File::create(dir.path().join("pushgateway.err")).expect("log"));
         let mut server = Server::spawn("prometheus-pushgateway", &mut cmd);

@@ -28,6 +28,27 @@ pub fn http_client() -> Result<reqwest::Client> {
         .map_err(|e| Error::failed(format!("HTTP client: {e}")))
 }
 
+/// Sends `request` to `url` and wants a 2xx answer. Webhook and hook URLs
+/// are credentials, so errors name the host only.
+pub async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Error::failed(format!("request to {host} failed: {}", e.without_url())))?;
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(Error::failed(format!(
+            "{host} answered {}",
+            response.status()
+        )))
+    }
+}
+
 /// A header's value, inline or from its Secret.
 pub fn header_value(header: &HttpHeader, secrets_dir: &Path) -> Result<String> {
     match (&header.value, &header.value_secret_ref) {

@@ -9,7 +9,7 @@ use serde_json::json;
 use vertice_crds::notifications::{Notifications, PAGERDUTY_EVENTS_URL};
 use vertice_crds::run_summary::RunSummary;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::secret_files;
 
 /// What this run is worth telling.
@@ -46,24 +46,9 @@ fn detail(summary: &RunSummary) -> String {
     format!(
         "{} stored {} in {:.0}s",
         summary.backup_id.as_deref().unwrap_or("?"),
-        human_bytes(summary.stored_bytes.unwrap_or(0)),
+        crate::pipeline::progress::human_bytes(summary.stored_bytes.unwrap_or(0)),
         summary.duration_seconds.unwrap_or(0.0)
     )
-}
-
-fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < units.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
 }
 
 /// Sends to every configured channel; each failure is logged, none is fatal.
@@ -129,23 +114,7 @@ async fn post_json(
     for (k, v) in headers {
         request = request.header(k, v);
     }
-    // URLs of webhooks are credentials: errors name the host only.
-    let host = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
-    let response = request
-        .send()
-        .await
-        .map_err(|e| Error::failed(format!("{host}: {}", e.without_url())))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(Error::failed(format!(
-            "{host} answered {}",
-            response.status()
-        )))
-    }
+    super::send(request, url).await.map(drop)
 }
 
 async fn slack_send(
@@ -246,11 +215,5 @@ mod tests {
             Some(News::Succeeded)
         );
         assert_eq!(news(&channels(false, false), true, Some(true)), None);
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
     }
 }
