@@ -228,6 +228,19 @@ fn suspend_and_resume_are_events() {
         at(5, 1),
     );
     assert!(resumed.events.iter().any(|e| e.reason == "Resumed"));
+    // The 03:00 run fell in the suspension: not overdue after resuming.
+    assert_ne!(resumed.status.phase, Some(BackupPhase::Overdue));
+    assert_eq!(resumed.status.resumed_at, Some(at(5, 1)));
+    // The first run after resuming is due as usual.
+    let status = Some(serde_json::to_value(&resumed.status).expect("json"));
+    let next_day = at(3, 40) + Duration::days(1);
+    let late = plan(
+        &backup("0 3 * * *", created, false, status),
+        &Observed::default(),
+        &defaults(),
+        next_day,
+    );
+    assert_eq!(late.status.phase, Some(BackupPhase::Overdue));
 }
 
 #[test]

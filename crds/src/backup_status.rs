@@ -52,6 +52,10 @@ pub struct VerticeBackupStatus {
     /// When the next backup is scheduled (none while suspended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_backup: Option<DateTime<Utc>>,
+    /// When `suspend` was last lifted; runs scheduled before it are not
+    /// counted as overdue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<DateTime<Utc>>,
     /// The most recent finished backup, successful or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<BackupRecord>,

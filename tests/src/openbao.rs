@@ -63,14 +63,22 @@ disable_mlock = true
             server.assert_running(&log);
             curl(&address, "GET", "/v1/sys/seal-status", None, None).is_some()
         });
-        let init = curl(
+        // Initialising bootstraps raft and writes the keyring; on two busy
+        // cores that takes longer than an ordinary request.
+        let init = curl_within(
+            SLOW_REQUEST_SECONDS,
             &address,
             "PUT",
             "/v1/sys/init",
             None,
             Some(r#"{"secret_shares":1,"secret_threshold":1}"#),
         )
-        .expect("init");
+        .unwrap_or_else(|e| {
+            panic!(
+                "init: {e}\nlog:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
         let unseal_key = init["keys_base64"][0]
             .as_str()
             .expect("unseal key")
@@ -100,7 +108,15 @@ disable_mlock = true
     /// this node leads its raft cluster and serves requests.
     pub fn unseal(&self) {
         let body = format!(r#"{{"key":"{}"}}"#, self.unseal_key);
-        curl(&self.address(), "PUT", "/v1/sys/unseal", None, Some(&body)).expect("unseal");
+        curl_within(
+            SLOW_REQUEST_SECONDS,
+            &self.address(),
+            "PUT",
+            "/v1/sys/unseal",
+            None,
+            Some(&body),
+        )
+        .unwrap_or_else(|e| panic!("unseal: {e}"));
         wait_until("openbao active", Duration::from_secs(60), || {
             curl(&self.address(), "GET", "/v1/sys/leader", None, None)
                 .is_some_and(|v| v["is_self"].as_bool() == Some(true))
@@ -208,6 +224,8 @@ disable_mlock = true
 }
 
 /// One HTTP request with curl; the JSON answer on 2xx, `None` otherwise.
+const SLOW_REQUEST_SECONDS: u32 = 90;
+
 fn curl(
     address: &str,
     method: &str,
@@ -215,9 +233,28 @@ fn curl(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Option<Value> {
+    curl_within(10, address, method, path, token, body).ok()
+}
+
+/// One request with curl; the error carries curl's message.
+fn curl_within(
+    seconds: u32,
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<Value, String> {
     let mut command = Command::new("curl");
     command
-        .args(["-sS", "--fail", "--max-time", "10", "-X", method])
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "--max-time",
+            &seconds.to_string(),
+            "-X",
+            method,
+        ])
         .arg(format!("{address}{path}"));
     if let Some(token) = token {
         command.args(["-H", &format!("X-Vault-Token: {token}")]);
@@ -225,12 +262,16 @@ fn curl(
     if let Some(body) = body {
         command.args(["-H", "Content-Type: application/json", "-d", body]);
     }
-    let out = command.output().ok()?;
+    let out = command.output().map_err(|e| format!("curl: {e}"))?;
     if !out.status.success() {
-        return None;
+        return Err(format!(
+            "{method} {path}: {} {}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        ));
     }
     if out.stdout.is_empty() {
-        return Some(Value::Null);
+        return Ok(Value::Null);
     }
-    serde_json::from_slice(&out.stdout).ok()
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{method} {path}: {e}"))
 }

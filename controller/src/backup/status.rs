@@ -201,12 +201,18 @@ pub fn compute(
 
     // BackupOverdue: judged from the schedule, so a Job that never ran is caught.
     let suspended = backup.spec.suspend;
-    let since = backup
+    // Runs scheduled while the backup was suspended were never due: count
+    // from the last resume (or the creation).
+    if !suspended && previous.phase == Some(BackupPhase::Suspended) {
+        status.resumed_at = Some(now);
+    }
+    let created = backup
         .metadata
         .creation_timestamp
         .as_ref()
         .map(|t| t_to_chrono(&t.0))
         .unwrap_or(now);
+    let since = status.resumed_at.map_or(created, |r| r.max(created));
     let last_success = status
         .last_successful_backup
         .as_ref()
