@@ -188,3 +188,17 @@ fn an_unusable_spec_names_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn sql_hooks_on_a_vault_target_are_refused() {
+    let (_, mut backup) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "vault-azure")
+        .expect("case");
+    backup.spec.hooks.pre.push(
+        serde_json::from_value(serde_json::json!({"name": "x", "sql": {"statement": "select 1"}}))
+            .expect("hook"),
+    );
+    let err = desired(&backup, &defaults()).expect_err("sql hook on Vault");
+    assert!(err.to_string().contains("spec.hooks"), "{err}");
+}

@@ -35,6 +35,7 @@ use crate::Compression;
     printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".status.lastSuccessfulBackup.storedBytes","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("!has(self.target.vault) || !has(self.hooks) || ((!has(self.hooks.pre) || self.hooks.pre.all(h, !has(h.sql))) && (!has(self.hooks.post) || self.hooks.post.all(h, !has(h.sql))))").message("sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault target"))]
 #[serde(rename_all = "camelCase")]
 pub struct VerticeBackupSpec {
     /// What is backed up.

@@ -107,6 +107,20 @@ fn hooks_and_notifications_are_checked() {
 }
 
 #[test]
+fn sql_hooks_need_a_database_target() {
+    let mut spec = good_spec();
+    spec["target"] =
+        json!({"vault": {"address": "https://vault:8200", "kubernetesAuth": {"role": "backup"}}});
+    spec["hooks"] = json!({"pre": [{"name": "x", "sql": {"statement": "select 1"}}]});
+    assert_rejected(
+        &problems_of_backup(spec.clone()),
+        "sql hooks run on PostgreSQL and Redis",
+    );
+    spec["hooks"] = json!({"post": [{"name": "x", "http": {"url": "https://hc.example/ping"}}]});
+    assert!(problems_of_backup(spec).is_empty());
+}
+
+#[test]
 fn encryption_takes_public_keys_only() {
     let mut spec = good_spec();
     spec["encryption"] = json!({"recipients": ["AGE-SECRET-KEY-1QQQ"]});

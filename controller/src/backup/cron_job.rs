@@ -147,6 +147,18 @@ pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob
             wiring.value("VERTICE_KEEP_WITHIN", within);
         }
     }
+    if spec.target.vault.is_some()
+        && spec
+            .hooks
+            .pre
+            .iter()
+            .chain(&spec.hooks.post)
+            .any(|h| h.sql.is_some())
+    {
+        return Err(SpecError(
+            "spec.hooks: sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault target".into(),
+        ));
+    }
     if !spec.hooks.is_empty() {
         for header in spec
             .hooks
