@@ -21,8 +21,8 @@ use crate::metrics::Metrics;
 
 pub const FIELD_MANAGER: &str = "vertice-controller";
 /// Annotation on the CronJob: a hash of what the controller last applied, to
-/// tell "created" and "updated" apart from "unchanged" without diffing
-/// server-defaulted fields.
+/// tell "created" and "updated" apart from "unchanged" (for events) without
+/// diffing server-defaulted fields.
 pub const SPEC_HASH: &str = "vertice.io/spec-hash";
 const CONTROLLER: &str = "backup";
 const CRON_JOB_CONFLICT: &str = "CronJobConflict";
@@ -140,16 +140,16 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
             )),
             Some(_) => None,
         };
-        if change.is_some() {
-            cron_jobs
-                .patch(
-                    &plan.cron_job_name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await
-                .map_err(kube_err(format!("apply CronJob {}", plan.cron_job_name)))?;
-        }
+        // Applied on every reconcile so a hand edit of the CronJob is put
+        // back; an apply that changes nothing is not written by the API server.
+        cron_jobs
+            .patch(
+                &plan.cron_job_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .map_err(kube_err(format!("apply CronJob {}", plan.cron_job_name)))?;
         if let Some((reason, note)) = change {
             events.push(super::Event {
                 warning: false,
