@@ -331,6 +331,11 @@ pub struct RestoreArgs {
     #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]
     pub pg_restore: PathBuf,
 
+    /// psql executable that runs the restore's SQL (default: the psql beside
+    /// --pg-restore when that is a path, else psql on PATH).
+    #[arg(long, env = "VERTICE_PSQL")]
+    pub psql: Option<PathBuf>,
+
     /// Extra pg_restore option, repeatable (e.g. --pg-restore-arg=--no-comments).
     #[arg(
         long = "pg-restore-arg",

@@ -33,7 +33,7 @@ pub async fn run_phase(
         let timeout = Duration::from_secs(u64::from(hook.timeout_seconds));
         let result = match tokio::time::timeout(timeout, run_one(hook, target, secrets_dir)).await {
             Ok(r) => r,
-            Err(_) => Err(Error::failed(format!(
+            Err(_) => Err(Error::hook(format!(
                 "timed out after {}s",
                 hook.timeout_seconds
             ))),
@@ -55,7 +55,7 @@ pub async fn run_phase(
             if hook.on_error == OnError::Fail {
                 return (
                     outcomes,
-                    Some(Error::failed(format!("{phase}-hook {}: {e}", hook.name))),
+                    Some(Error::hook(format!("{phase}-hook {}: {e}", hook.name))),
                 );
             }
         }
@@ -106,7 +106,7 @@ async fn run_statement(statement: &str, target: &HookTarget<'_>) -> Result<()> {
             if output.status.success() {
                 Ok(())
             } else {
-                Err(Error::failed(
+                Err(Error::hook(
                     String::from_utf8_lossy(&output.stderr).trim().to_string(),
                 ))
             }
@@ -118,17 +118,17 @@ async fn run_statement(statement: &str, target: &HookTarget<'_>) -> Result<()> {
             tokio::task::spawn_blocking(move || -> Result<()> {
                 let mut conn =
                     crate::redis::live_restore::connect(&redis_target, password.as_deref())
-                        .map_err(|e| Error::failed(e.to_string()))?;
+                        .map_err(|e| Error::hook(e.to_string()))?;
                 let mut cmd = redis::cmd(&words[0]);
                 for word in &words[1..] {
                     cmd.arg(word);
                 }
                 cmd.query::<redis::Value>(&mut conn)
                     .map(|_| ())
-                    .map_err(|e| Error::failed(e.to_string()))
+                    .map_err(|e| Error::hook(e.to_string()))
             })
             .await
-            .map_err(|e| Error::failed(format!("sql hook task: {e}")))?
+            .map_err(|e| Error::hook(format!("sql hook task: {e}")))?
         }
         _ => Err(Error::usage(
             "sql hooks run on PostgreSQL and Redis targets only",

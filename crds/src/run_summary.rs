@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RunSummary {
     pub command: String,
-    /// `succeeded` or `failed`.
+    /// `succeeded`, `failed` or `interrupted` (a signal stopped the run).
     pub outcome: String,
     #[serde(default)]
     pub namespace: Option<String>,
@@ -37,6 +37,7 @@ pub struct RunSummary {
     pub hooks: Vec<HookOutcome>,
     #[serde(default)]
     pub exit_code: i32,
+    /// One of [`ErrorCategory`]'s names, when the run did not succeed.
     #[serde(default)]
     pub error_category: Option<String>,
     #[serde(default)]
@@ -45,6 +46,51 @@ pub struct RunSummary {
 
 pub const OUTCOME_SUCCEEDED: &str = "succeeded";
 pub const OUTCOME_FAILED: &str = "failed";
+pub const OUTCOME_INTERRUPTED: &str = "interrupted";
+
+/// Why a run failed, as a bounded label: what metrics, Events, status
+/// reasons and alerts can tell apart without reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorCategory {
+    /// A flag, URL, setting or permission is wrong; retrying cannot help.
+    Config,
+    /// The database being backed up (connection, dump tool, protocol).
+    Source,
+    /// The object store.
+    Store,
+    /// A stored backup does not match its manifest.
+    Integrity,
+    /// Encrypting or decrypting.
+    Encryption,
+    /// A pre- or post-hook.
+    Hook,
+    /// The database or file being restored into.
+    Target,
+    /// SIGTERM / SIGINT stopped the run.
+    Interrupted,
+}
+
+impl ErrorCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCategory::Config => "config",
+            ErrorCategory::Source => "source",
+            ErrorCategory::Store => "store",
+            ErrorCategory::Integrity => "integrity",
+            ErrorCategory::Encryption => "encryption",
+            ErrorCategory::Hook => "hook",
+            ErrorCategory::Target => "target",
+            ErrorCategory::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl RunSummary {
     pub fn succeeded(&self) -> bool {

@@ -6,22 +6,26 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::io::BufReader;
 
-use super::{derive_name, store_from_args, validate_name};
+use super::store_from_args;
 use crate::backup_id::BackupId;
 use crate::cli::BackupArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCategory, Result};
+use crate::interrupt::Interruptible;
 use crate::manifest::Encryption;
 use crate::manifest::{
     backup_dir, Artifact, Manifest, Producer, SourceInfo, SourceKind, FORMAT_VERSION, MANIFEST_FILE,
 };
+use crate::names::{name_for_database, validate_name};
 use crate::pipeline::codec::{compressing, validate_level, BoxRead};
 use crate::pipeline::encryption;
 use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::read_ahead::read_ahead;
 use crate::pipeline::redact::Redactor;
+use crate::source::postgres::Tool;
 use crate::source::vault::VaultClient;
 use crate::source::{pg_archive, postgres, redis_sync};
+use crate::store::{Store, StoreError};
 use crate::summary::RunSummary;
 use crate::target::{resolve_password, Target, POSTGRES_PASSWORD_ENV, REDIS_PASSWORD_ENV};
 
@@ -53,7 +57,7 @@ fn series_names(args: &BackupArgs, target: &Target) -> Result<(String, String)> 
         .unwrap_or_else(|| "default".to_string());
     let name = match (&args.names.name, target) {
         (Some(name), _) => name.clone(),
-        (None, Target::Postgres(pg)) => derive_name(&pg.database),
+        (None, Target::Postgres(pg)) => name_for_database(&pg.database)?,
         (None, Target::Vault(_)) => "vault".to_string(),
         (None, _) => "redis".to_string(),
     };
@@ -107,7 +111,7 @@ pub async fn run_with_hooks(args: &BackupArgs, summary: &mut RunSummary) -> Resu
         crate::hooks::run_phase("post", &hooks.post, &hook_target, &args.secrets_dir).await;
     summary.hooks.extend(outcomes);
     match (result, post_error) {
-        (Ok(manifest), Some(e)) => Err(Error::failed(format!(
+        (Ok(manifest), Some(e)) => Err(Error::hook(format!(
             "backup {} is stored and valid, but {e}",
             manifest.backup_id
         ))),
@@ -144,7 +148,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     let stored = Meter::new();
     // The source is drained by its own task so it never waits on compression.
     let source = read_ahead(
-        MeteredReader::new(started.stream, Arc::clone(&raw)),
+        MeteredReader::new(Interruptible::new(started.stream), Arc::clone(&raw)),
         READ_AHEAD,
     );
     let compressed = compressing(
@@ -157,7 +161,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
         compressed
     } else {
         encryption::encrypting(&recipients, compressed)
-            .map_err(|e| Error::failed(format!("starting encryption: {e}")))?
+            .map_err(|e| Error::encryption(format!("starting encryption: {e}")))?
     };
     let mut body = MeteredReader::new(sealed, Arc::clone(&stored));
     let dir = backup_dir(&namespace, &name, id.as_str());
@@ -174,29 +178,27 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
         store.put_stream(&artifact_key, &mut body).await
     };
     summary.raw_bytes = Some(raw.bytes());
-    if let Err(e) = uploaded {
-        // Whatever reached the store is an unfinished upload without a
-        // manifest; remove it now rather than wait for pruning.
-        if let Err(cleanup) = store.delete(&artifact_key).await {
-            tracing::warn!(key = %artifact_key, error = %cleanup, "could not remove the partial artifact");
-        }
-        return Err(match e {
-            e @ crate::store::StoreError::Io { .. } => {
-                Error::failed(redactor.redact(&format!("backup {id} failed: {e}")))
-            }
-            other => Error::Store(other),
-        });
-    }
+    // No cleanup after a failed upload: every store leaves nothing that looks
+    // like an object (aborted multipart uploads, removed temporary files), and
+    // deleting the key could remove an object this run did not create.
+    let stored_size = uploaded.map_err(|e| upload_error(e, &redactor, &id))?;
 
     let mut server_version = started.server_version;
     let mut producer = started.producer;
     if started.kind == SourceKind::Postgres {
+        // Anything but a custom-format archive (a plain dump smuggled in by
+        // an option, an empty stream) is never a backup.
         match pg_archive::parse_header(&raw.head()) {
             Ok(header) => {
                 server_version = header.server_version;
                 producer.version = header.pg_dump_version;
             }
-            Err(e) => tracing::warn!(error = %e, "could not read the pg_dump archive header"),
+            Err(e) => {
+                remove_own(store.as_ref(), &[&artifact_key]).await;
+                return Err(Error::source(format!(
+                    "pg_dump did not produce a custom-format archive ({e}); nothing was stored"
+                )));
+            }
         }
     }
     let finished_at = Utc::now();
@@ -229,18 +231,17 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
             producer,
         }],
     };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::failed(format!("encoding the manifest: {e}")))?;
-    if let Err(e) = store
-        .put_bytes(&format!("{dir}/{MANIFEST_FILE}"), json.into())
-        .await
-    {
-        // Without its manifest the artifact is not a backup: do not leave it.
-        if let Err(cleanup) = store.delete(&artifact_key).await {
-            tracing::warn!(key = %artifact_key, error = %cleanup, "could not remove the artifact of the failed backup");
-        }
-        return Err(e.into());
+    if stored_size != manifest.stored_bytes() {
+        remove_own(store.as_ref(), &[&artifact_key]).await;
+        return Err(Error::run(
+            ErrorCategory::Store,
+            format!(
+                "the store took {stored_size} bytes but the pipeline produced {}; nothing was stored",
+                manifest.stored_bytes()
+            ),
+        ));
     }
+    publish_manifest(store.as_ref(), &manifest, &dir, &artifact_key).await?;
     summary.stored_bytes = Some(manifest.stored_bytes());
     tracing::info!(
         backup = %id,
@@ -274,6 +275,96 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     Ok(manifest)
 }
 
+/// Writes the manifest, then reads the backup back from the store: the run
+/// counts as succeeded only once the manifest parses to exactly what was
+/// written and the artifact is listed at its full size. Otherwise what this
+/// run created is removed (it never overwrote anything, so nothing else is).
+async fn publish_manifest(
+    store: &dyn Store,
+    manifest: &Manifest,
+    dir: &str,
+    artifact_key: &str,
+) -> Result<()> {
+    let manifest_key = format!("{dir}/{MANIFEST_FILE}");
+    let json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::run(ErrorCategory::Store, format!("encoding the manifest: {e}")))?;
+    if let Err(e) = store.put_bytes(&manifest_key, json.into()).await {
+        if !matches!(e, StoreError::AlreadyExists { .. }) {
+            remove_own(store, &[&manifest_key]).await;
+        }
+        remove_own(store, &[artifact_key]).await;
+        return Err(Error::from(e).context(format!(
+            "backup {} was not stored: writing its manifest failed",
+            manifest.backup_id
+        )));
+    }
+    if let Err(problem) = read_back(store, manifest, &manifest_key, artifact_key).await {
+        remove_own(store, &[&manifest_key, artifact_key]).await;
+        return Err(Error::run(
+            ErrorCategory::Store,
+            format!(
+                "backup {} was not stored: reading it back from the store failed ({problem}); what this run wrote was removed",
+                manifest.backup_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn read_back(
+    store: &dyn Store,
+    manifest: &Manifest,
+    manifest_key: &str,
+    artifact_key: &str,
+) -> std::result::Result<(), String> {
+    let bytes = store
+        .get_bytes(manifest_key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let parsed = Manifest::parse(&bytes, manifest_key)?;
+    if parsed != *manifest {
+        return Err(format!(
+            "{manifest_key} does not hold the manifest that was written"
+        ));
+    }
+    let expected = manifest.stored_bytes();
+    let listed = store.list(artifact_key).await.map_err(|e| e.to_string())?;
+    match listed.iter().find(|o| o.key == artifact_key) {
+        Some(o) if o.size == expected => Ok(()),
+        Some(o) => Err(format!(
+            "{artifact_key} is {} bytes in the store, {expected} were written",
+            o.size
+        )),
+        None => Err(format!("{artifact_key} is not in the store")),
+    }
+}
+
+/// Removes objects this run created; failures are logged, since the run has
+/// already failed for a better reason.
+async fn remove_own(store: &dyn Store, keys: &[&str]) {
+    for key in keys {
+        if let Err(e) = store.delete(key).await {
+            tracing::warn!(key = %key, error = %e, "could not remove an object this failed run created");
+        }
+    }
+}
+
+/// Says what went wrong with the upload: the dump's own error (redacted,
+/// with a database or role that does not exist as a configuration error),
+/// or the store's.
+fn upload_error(e: StoreError, redactor: &Redactor, id: &BackupId) -> Error {
+    match e {
+        StoreError::Body(e) => {
+            let message = redactor.redact(&format!("backup {id} failed: {e}"));
+            match postgres::missing_object(&message) {
+                Some(fix) => Error::usage(format!("{message}; {fix}")),
+                None => Error::source(message),
+            }
+        }
+        other => Error::Store(other),
+    }
+}
+
 async fn start_source(
     args: &BackupArgs,
     target: &Target,
@@ -285,19 +376,19 @@ async fn start_source(
             if let Some(p) = &password {
                 redactor.add(p);
             }
-            postgres::check_extra_args(&args.pg_dump_args, "--pg-dump-arg", false)
+            let extra = postgres::normalize(&args.pg_dump_args, "--pg-dump-arg", Tool::PgDump)
                 .map_err(Error::usage)?;
             let running = postgres::spawn_dump(
                 &args.pg_dump,
                 pg,
-                &args.pg_dump_args,
+                &extra,
                 password.as_deref(),
                 redactor.clone(),
             )
             .map_err(|e| Error::usage(format!("--pg-dump: {e}")))?;
             let output = running
                 .into_output()
-                .map_err(|e| Error::failed(e.to_string()))?;
+                .map_err(|e| Error::source(e.to_string()))?;
             Ok(Started {
                 stream: Box::new(output),
                 kind: SourceKind::Postgres,
@@ -309,7 +400,7 @@ async fn start_source(
                 producer: Producer {
                     tool: "pg_dump".into(),
                     version: None,
-                    arguments: postgres::dump_arguments(&args.pg_dump_args),
+                    arguments: postgres::dump_arguments(&extra),
                 },
             })
         }

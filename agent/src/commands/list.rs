@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::store_from_args;
-use crate::catalog::{self, Scope};
+use crate::catalog;
 use crate::cli::{ListArgs, OutputFormat};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -49,16 +49,13 @@ fn row(m: &Manifest) -> Row<'_> {
 }
 
 pub async fn run(args: &ListArgs) -> Result<String> {
+    let scope = crate::names::scope(&args.names)?;
     let store = store_from_args(&args.from, "--from", &args.store).await?;
-    let scope = Scope {
-        namespace: args.names.namespace.clone(),
-        name: args.names.name.clone(),
-    };
     let manifests = catalog::load(store.as_ref(), &scope).await?;
     match args.output {
         OutputFormat::Json => {
             let rows: Vec<Row> = manifests.iter().map(row).collect();
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::failed(e.to_string()))
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::target(e.to_string()))
         }
         OutputFormat::Table => Ok(table(&manifests)),
     }

@@ -5,11 +5,12 @@ pub mod backup;
 pub mod list;
 pub mod prune;
 pub mod restore;
+mod restore_postgres;
 pub mod verify;
 
 use vertice_crds::StoreLocation;
 
-use crate::catalog::{self, Scope, Selector};
+use crate::catalog::{self, Selector};
 use crate::cli::{NameArgs, StoreArgs};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -97,12 +98,9 @@ pub async fn choose_backup(
     summary: &mut RunSummary,
 ) -> Result<(Box<dyn Store>, Manifest)> {
     let selector: Selector = backup.parse().map_err(Error::usage)?;
+    let scope = crate::names::scope(names)?;
     let store = store_from_args(from, "--from", store_args).await?;
     summary.store = Some(store.describe());
-    let scope = Scope {
-        namespace: names.namespace.clone(),
-        name: names.name.clone(),
-    };
     let manifests = catalog::load(store.as_ref(), &scope).await?;
     let manifest = catalog::select(&manifests, &selector, &store.describe())?.clone();
     summary.backup_id = Some(manifest.backup_id.clone());
@@ -110,60 +108,4 @@ pub async fn choose_backup(
     summary.name = Some(manifest.name.clone());
     summary.source_kind = Some(manifest.source.kind.to_string());
     Ok((store, manifest))
-}
-
-/// Namespace and backup names become path segments in the store: keep them
-/// to what Kubernetes allows for names.
-pub fn validate_name(value: &str, flag: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= 253
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::usage(format!(
-            "{flag} {value:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-        )))
-    }
-}
-
-/// A name derived from a database name, made valid (`Sales_DB` → `sales-db`).
-pub fn derive_name(raw: &str) -> String {
-    let mapped: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_matches('-');
-    if trimmed.is_empty() {
-        "backup".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_validated_and_derived() {
-        assert!(validate_name("orders-db", "--name").is_ok());
-        assert!(validate_name("a/b", "--name").is_err());
-        assert!(validate_name("Caps", "--name")
-            .expect_err("caps")
-            .to_string()
-            .contains("--name"));
-        assert_eq!(derive_name("Sales_DB"), "sales-db");
-        assert_eq!(derive_name("__"), "backup");
-    }
 }

@@ -80,14 +80,11 @@ pub async fn run(args: &PruneArgs, summary: &mut RunSummary) -> Result<String> {
             "prune needs a retention policy: set at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within",
         ));
     };
+    let scope = crate::names::scope(&args.names)?;
     let store = store_from_args(&args.from, "--from", &args.store).await?;
     summary.store = Some(store.describe());
     summary.namespace = args.names.namespace.clone();
     summary.name = args.names.name.clone();
-    let scope = Scope {
-        namespace: args.names.namespace.clone(),
-        name: args.names.name.clone(),
-    };
     let report = prune(
         store.as_ref(),
         &scope,
@@ -99,7 +96,7 @@ pub async fn run(args: &PruneArgs, summary: &mut RunSummary) -> Result<String> {
     .await?;
     Ok(match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::failed(format!("encoding the plan: {e}")))?,
+            .map_err(|e| Error::target(format!("encoding the plan: {e}")))?,
         OutputFormat::Table => render_table(&report),
     })
 }

@@ -1,9 +1,8 @@
 //! `vertice-agent restore`: store → SHA-256 → decompress → target, where the
 //! target never sees a backup whose checksum fails.
 //!
-//! - PostgreSQL: `pg_restore --single-transaction` reads the stream; the last
-//!   chunk is held back until the checksums match, so a corrupt backup is
-//!   killed before it can commit and the transaction rolls back.
+//! - PostgreSQL: see [`super::restore_postgres`]: the agent sends the COMMIT,
+//!   only after the whole artifact matched its manifest.
 //! - Redis, RDB file: written to a temporary name, published only when whole
 //!   and verified; an existing file is replaced only with `--force`.
 //! - Redis, running instance: the artifact is verified first (one read), then
@@ -11,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::choose_backup;
 use super::verify::{
@@ -22,18 +21,11 @@ use crate::error::{Error, Result};
 use crate::manifest::{Artifact, Manifest, SourceKind};
 use crate::pipeline::encryption::x25519;
 use crate::pipeline::progress::Progress;
-use crate::pipeline::redact::Redactor;
 use crate::redis::live_restore::{self, LiveRestoreError};
-use crate::source::postgres;
 use crate::source::vault::VaultClient;
 use crate::store::Store;
 use crate::summary::RunSummary;
-use crate::target::{
-    resolve_password, PostgresTarget, RedisTarget, Target, VaultTarget, POSTGRES_PASSWORD_ENV,
-    REDIS_PASSWORD_ENV,
-};
-
-const CHUNK: usize = 256 * 1024;
+use crate::target::{resolve_password, RedisTarget, Target, VaultTarget, REDIS_PASSWORD_ENV};
 
 pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifest> {
     let target = Target::parse_as(
@@ -48,7 +40,7 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
     let artifact = manifest
         .artifacts
         .first()
-        .ok_or_else(|| Error::failed(format!("backup {} has no artifacts", manifest.backup_id)))?
+        .ok_or_else(|| Error::target(format!("backup {} has no artifacts", manifest.backup_id)))?
         .clone();
     // A missing or wrong key is found out before the target is touched.
     check_identities(&manifest, &artifact, ids)?;
@@ -56,7 +48,8 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
 
     match (&target, manifest.source.kind) {
         (Target::Postgres(pg), SourceKind::Postgres) => {
-            restore_postgres(args, store.as_ref(), &manifest, &artifact, ids, pg).await?
+            super::restore_postgres::restore(args, store.as_ref(), &manifest, &artifact, ids, pg)
+                .await?
         }
         (Target::File(path), SourceKind::Redis) => {
             restore_rdb_file(args, store.as_ref(), &manifest, &artifact, ids, path).await?
@@ -85,87 +78,6 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
     Ok(manifest)
 }
 
-async fn restore_postgres(
-    args: &RestoreArgs,
-    store: &dyn Store,
-    manifest: &Manifest,
-    artifact: &Artifact,
-    ids: Option<&[x25519::Identity]>,
-    target: &PostgresTarget,
-) -> Result<()> {
-    let password = resolve_password(args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?;
-    let mut redactor = Redactor::new();
-    if let Some(p) = &password {
-        redactor.add(p);
-    }
-    let mut open = open_artifact(store, manifest, artifact, ids).await?;
-    postgres::check_extra_args(&args.pg_restore_args, "--pg-restore-arg", true)
-        .map_err(Error::usage)?;
-    let mut running = postgres::spawn_restore(
-        &args.pg_restore,
-        target,
-        password.as_deref(),
-        args.no_owner,
-        &args.pg_restore_args,
-        redactor.clone(),
-    )
-    .map_err(|e| Error::usage(format!("--pg-restore: {e}")))?;
-    let mut stdin = running
-        .stdin
-        .take()
-        .ok_or_else(|| Error::failed("pg_restore has no stdin"))?;
-    let _progress = Progress::start(
-        args.run.progress,
-        "restore",
-        std::sync::Arc::clone(&open.stored),
-    );
-
-    // Hold back the last chunk: pg_restore cannot finish (and commit) without it.
-    let mut held: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut tool_gone = false;
-    let read_error = loop {
-        let n = match open.reader.read(&mut buf).await {
-            Ok(0) => break None,
-            Ok(n) => n,
-            Err(e) => break Some(e.to_string()),
-        };
-        // If pg_restore stopped reading it failed; still read (and hash) the
-        // rest, so the error says whether the backup itself is corrupt.
-        if !held.is_empty() && !tool_gone && stdin.write_all(&held).await.is_err() {
-            tool_gone = true;
-        }
-        held.clear();
-        held.extend_from_slice(&buf[..n]);
-    };
-    let integrity = match read_error {
-        Some(e) => Err(Error::failed(format!(
-            "backup {} is corrupt or unreadable: {e}",
-            manifest.backup_id
-        ))),
-        None => check_integrity(manifest, artifact, &open),
-    };
-    if let Err(e) = integrity {
-        running.kill();
-        drop(stdin);
-        let _ = running.wait().await;
-        return Err(Error::failed(format!(
-            "{e}; pg_restore was stopped before committing, nothing was restored"
-        )));
-    }
-    if !tool_gone {
-        // Verified: hand over the last chunk and let pg_restore commit.
-        let _ = stdin.write_all(&held).await;
-        let _ = stdin.shutdown().await;
-    }
-    drop(stdin);
-    running.wait().await.map_err(|e| {
-        Error::failed(format!(
-            "{e}; the transaction was rolled back, nothing was restored"
-        ))
-    })
-}
-
 async fn restore_rdb_file(
     args: &RestoreArgs,
     store: &dyn Store,
@@ -188,7 +100,7 @@ async fn restore_rdb_file(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir)
             .await
-            .map_err(|e| Error::failed(format!("creating {}: {e}", dir.display())))?;
+            .map_err(|e| Error::target(format!("creating {}: {e}", dir.display())))?;
     }
     let temp = temp_sibling(path);
     let result = write_verified(store, manifest, artifact, ids, &temp, args).await;
@@ -202,7 +114,7 @@ async fn restore_rdb_file(
         }
     };
     let _ = tokio::fs::remove_file(&temp).await;
-    published.map_err(|e| Error::failed(format!("publishing {}: {e}", path.display())))
+    published.map_err(|e| Error::target(format!("publishing {}: {e}", path.display())))
 }
 
 async fn write_verified(
@@ -221,19 +133,23 @@ async fn write_verified(
     );
     let mut file = tokio::fs::File::create(temp)
         .await
-        .map_err(|e| Error::failed(format!("creating {}: {e}", temp.display())))?;
+        .map_err(|e| Error::target(format!("creating {}: {e}", temp.display())))?;
     tokio::io::copy(&mut open.reader, &mut file)
         .await
         .map_err(|e| {
-            Error::failed(format!(
+            Error::target(format!(
                 "restoring backup {} into {}: {e}",
                 manifest.backup_id,
                 temp.display()
             ))
         })?;
+    // tokio reports a failed write only on the next operation: flush first.
+    file.flush()
+        .await
+        .map_err(|e| Error::target(format!("writing {}: {e}", temp.display())))?;
     file.sync_all()
         .await
-        .map_err(|e| Error::failed(format!("syncing {}: {e}", temp.display())))?;
+        .map_err(|e| Error::target(format!("syncing {}: {e}", temp.display())))?;
     check_integrity(manifest, artifact, &open)
 }
 
@@ -277,10 +193,10 @@ async fn restore_redis_live(
         )
     })
     .await
-    .map_err(|e| Error::failed(format!("restore task failed: {e}")))?
+    .map_err(|e| Error::target(format!("restore task failed: {e}")))?
     .map_err(|e| match e {
         LiveRestoreError::Usage(m) => Error::usage(m),
-        LiveRestoreError::Failed(m) => Error::failed(m),
+        LiveRestoreError::Failed(m) => Error::target(m),
     })?;
     tracing::info!(
         keys = stats.keys,

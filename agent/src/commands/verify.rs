@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, BufReader};
 use super::choose_backup;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
+use crate::interrupt::Interruptible;
 use crate::manifest::{backup_dir, Artifact, Manifest};
 use crate::pipeline::codec::{decompressing, BoxRead};
 use crate::pipeline::encryption::{self, x25519};
@@ -96,7 +97,10 @@ pub async fn open_artifact(
     );
     let stored = Meter::new();
     let raw = Meter::new();
-    let input = MeteredReader::new(store.get_stream(&key).await?, Arc::clone(&stored));
+    let input = MeteredReader::new(
+        Interruptible::new(store.get_stream(&key).await?),
+        Arc::clone(&stored),
+    );
     let (plain, raw_checked): (BoxRead, bool) = match (&artifact.encryption, identities) {
         (None, _) => (Box::new(input), true),
         (Some(_), None) => {
@@ -110,7 +114,7 @@ pub async fn open_artifact(
         (Some(_), Some(ids)) => {
             check_identities(manifest, artifact, Some(ids))?;
             let plain = encryption::decrypting(ids, input).await.map_err(|e| {
-                Error::failed(format!(
+                Error::integrity(format!(
                     "backup {} cannot be decrypted: {e}",
                     manifest.backup_id
                 ))
@@ -161,7 +165,7 @@ pub fn check_integrity(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::failed(format!(
+        Err(Error::integrity(format!(
             "{what} is corrupt: {}",
             problems.join("; ")
         )))
@@ -183,7 +187,7 @@ pub async fn verify_artifact(
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                return Err(Error::failed(format!(
+                return Err(Error::integrity(format!(
                     "backup {} artifact {} is corrupt or unreadable: {e}",
                     manifest.backup_id, artifact.name
                 )))

@@ -41,11 +41,15 @@ pub fn spawn(name: &str, mut command: Command, redactor: Redactor) -> io::Result
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let program = std::path::PathBuf::from(command.as_std().get_program());
     let mut child = command.spawn().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            io::Error::new(e.kind(), format!("{name} not found on PATH; install it (e.g. apt-get install postgresql-client) or set its path"))
+        let shown = program.display();
+        if e.kind() != io::ErrorKind::NotFound {
+            io::Error::new(e.kind(), format!("starting {name} ({shown}): {e}"))
+        } else if program.components().count() > 1 {
+            io::Error::new(e.kind(), format!("{shown} does not exist; give the path of an installed {name}"))
         } else {
-            io::Error::new(e.kind(), format!("starting {name}: {e}"))
+            io::Error::new(e.kind(), format!("{name} not found on PATH; install it (e.g. apt-get install postgresql-client) or set its path"))
         }
     })?;
     let stdin = child.stdin.take();
@@ -124,6 +128,11 @@ impl Running {
             let _ = verdict.send(result);
         });
         Ok(CheckedEnd::new(stdout, outcome))
+    }
+
+    /// The tool's raw stdout, for a caller that judges the tool by [`Running::wait`].
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
     }
 
     /// Kills the tool (a restore whose input turned out bad must not commit).

@@ -39,7 +39,7 @@ pub async fn send(
         .map_err(|e| Error::usage(format!("notifications.email: {e}")))?;
     let host = email.smtp_host.as_str();
     let smtp_err = |e: lettre::transport::smtp::Error| {
-        Error::failed(format!("SMTP {host}:{}: {e}", email.smtp_port))
+        Error::target(format!("SMTP {host}:{}: {e}", email.smtp_port))
     };
     let mut transport = match email.tls {
         SmtpTls::StartTls => {

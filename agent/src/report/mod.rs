@@ -25,7 +25,7 @@ pub fn http_client() -> Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("vertice-agent/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::failed(format!("HTTP client: {e}")))
+        .map_err(|e| Error::target(format!("HTTP client: {e}")))
 }
 
 /// Sends `request` to `url` and wants a 2xx answer. Webhook and hook URLs
@@ -38,11 +38,11 @@ pub async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<reqwest
     let response = request
         .send()
         .await
-        .map_err(|e| Error::failed(format!("request to {host} failed: {}", e.without_url())))?;
+        .map_err(|e| Error::target(format!("request to {host} failed: {}", e.without_url())))?;
     if response.status().is_success() {
         Ok(response)
     } else {
-        Err(Error::failed(format!(
+        Err(Error::target(format!(
             "{host} answered {}",
             response.status()
         )))

@@ -92,16 +92,16 @@ pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
         // Counters are pushed as their running totals; the text format only
         // needs the TYPE line to say counter.
         let gauge =
-            Gauge::with_opts(Opts::new(metric, help)).map_err(|e| Error::failed(e.to_string()))?;
+            Gauge::with_opts(Opts::new(metric, help)).map_err(|e| Error::target(e.to_string()))?;
         gauge.set(value);
         registry
             .register(Box::new(gauge))
-            .map_err(|e| Error::failed(e.to_string()))?;
+            .map_err(|e| Error::target(e.to_string()))?;
     }
     let mut buffer = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut buffer)
-        .map_err(|e| Error::failed(e.to_string()))?;
+        .map_err(|e| Error::target(e.to_string()))?;
     let text = String::from_utf8_lossy(&buffer).to_string();
     Ok(text
         .lines()
@@ -169,7 +169,7 @@ pub async fn push(
         .send()
         .await
         .map_err(|e| {
-            Error::failed(format!(
+            Error::target(format!(
                 "Pushgateway {}: {}",
                 host_of(base),
                 e.without_url()
@@ -178,7 +178,7 @@ pub async fn push(
     if !response.status().is_success() {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        return Err(Error::failed(format!(
+        return Err(Error::target(format!(
             "Pushgateway answered {status}: {}",
             text.trim()
         )));
@@ -205,9 +205,9 @@ async fn read_group(
         .get(&url)
         .send()
         .await
-        .map_err(|e| Error::failed(e.without_url().to_string()))?;
+        .map_err(|e| Error::target(e.without_url().to_string()))?;
     if !response.status().is_success() {
-        return Err(Error::failed(format!(
+        return Err(Error::target(format!(
             "{url} answered {}",
             response.status()
         )));
@@ -215,7 +215,7 @@ async fn read_group(
     let body: serde_json::Value = response
         .json()
         .await
-        .map_err(|e| Error::failed(e.to_string()))?;
+        .map_err(|e| Error::target(e.to_string()))?;
     Ok(parse_group(&body, namespace, backup))
 }
 

@@ -5,89 +5,13 @@ use std::path::Path;
 
 use tokio::process::Command;
 
+pub use super::pg_options::{normalize, Tool};
 use crate::pipeline::process::{self, Running};
 use crate::pipeline::redact::Redactor;
 use crate::target::PostgresTarget;
 
-/// Options the agent sets itself (or that would break streaming or leak a
-/// secret), refused in `--pg-dump-arg` / `--pg-restore-arg`.
-const DUMP_OWNED: &[&str] = &[
-    "-F",
-    "--format",
-    "-f",
-    "--file",
-    "-Z",
-    "--compress",
-    "-d",
-    "--dbname",
-    "-W",
-    "--password",
-    "-w",
-    "--no-password",
-    "-j",
-    "--jobs",
-    "-h",
-    "--host",
-    "-p",
-    "--port",
-    "-U",
-    "--username",
-];
-const RESTORE_OWNED: &[&str] = &[
-    "-d",
-    "--dbname",
-    "-f",
-    "--file",
-    "-1",
-    "--single-transaction",
-    "-e",
-    "--exit-on-error",
-    "-j",
-    "--jobs",
-    "-C",
-    "--create",
-    "-W",
-    "--password",
-    "-w",
-    "--no-password",
-    "-h",
-    "--host",
-    "-p",
-    "--port",
-    "-U",
-    "--username",
-    "-l",
-    "--list",
-    "-F",
-    "--format",
-];
-
-/// Checks extra tool arguments: options only, none the agent owns.
-pub fn check_extra_args(extra: &[String], flag: &str, restore: bool) -> Result<(), String> {
-    let owned = if restore { RESTORE_OWNED } else { DUMP_OWNED };
-    for arg in extra {
-        if !arg.starts_with('-') {
-            return Err(format!(
-                "{flag} {arg:?}: only options are accepted (write --schema=NAME, not two words)"
-            ));
-        }
-        let name = arg.split('=').next().unwrap_or(arg);
-        // Short options may carry their value attached (-Fc, -j4).
-        let short = if name.len() > 2 && !name.starts_with("--") {
-            &name[..2]
-        } else {
-            name
-        };
-        if owned.contains(&name) || owned.contains(&short) {
-            return Err(format!(
-                "{flag} {arg:?}: vertice-agent sets {name} itself; remove it"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Arguments recorded in the manifest; the connection comes separately.
+/// `extra` is already normalized by [`pg_options::normalize`].
 pub fn dump_arguments(extra: &[String]) -> Vec<String> {
     // Custom format restores selectively and in parallel; no internal
     // compression because the pipeline compresses (and stock `zstd -d` then
@@ -116,13 +40,16 @@ pub fn spawn_dump(
     process::spawn("pg_dump", command, redactor)
 }
 
+/// `pg_restore` turns the archive into SQL on its stdout and connects to
+/// nothing: `psql` runs that SQL, so the agent, which sits between them,
+/// decides whether the transaction commits. `--single-transaction` makes the
+/// SQL one `BEGIN` … `COMMIT` block (without it, large objects get their own
+/// committed transactions).
 pub fn restore_arguments(no_owner: bool, extra: &[String]) -> Vec<String> {
-    // One transaction: any failed statement, or a kill because the input
-    // turned out corrupt, rolls everything back.
     let mut args = vec![
-        "--single-transaction".to_string(),
+        "--file=-".to_string(),
+        "--single-transaction".into(),
         "--exit-on-error".into(),
-        "--no-password".into(),
     ];
     if no_owner {
         args.push("--no-owner".into());
@@ -134,18 +61,58 @@ pub fn restore_arguments(no_owner: bool, extra: &[String]) -> Vec<String> {
 
 pub fn spawn_restore(
     pg_restore: &Path,
-    target: &PostgresTarget,
-    password: Option<&str>,
     no_owner: bool,
     extra: &[String],
     redactor: Redactor,
 ) -> std::io::Result<Running> {
     let mut command = Command::new(pg_restore);
+    command.args(restore_arguments(no_owner, extra));
+    process::spawn("pg_restore", command, redactor)
+}
+
+/// `psql` reading SQL from its stdin into `target`: stops at the first error
+/// (the open transaction is then rolled back), prints no query results, reads
+/// no `~/.psqlrc`.
+pub fn spawn_psql(
+    psql: &Path,
+    target: &PostgresTarget,
+    password: Option<&str>,
+    redactor: Redactor,
+) -> std::io::Result<Running> {
+    let mut command = Command::new(psql);
     command
-        .args(restore_arguments(no_owner, extra))
+        .args([
+            "--no-psqlrc",
+            "--quiet",
+            "--no-password",
+            "--set=ON_ERROR_STOP=1",
+            "--output=/dev/null",
+        ])
         .arg(format!("--dbname={}", target.url));
     set_password(&mut command, password);
-    process::spawn("pg_restore", command, redactor)
+    process::spawn("psql", command, redactor)
+}
+
+/// The `psql` to pair with a `pg_restore`: the one beside it when its path
+/// was given (same version, so it understands every meta-command that
+/// `pg_restore` writes), else the one on `PATH`.
+pub fn psql_beside(pg_restore: &Path) -> std::path::PathBuf {
+    match pg_restore.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("psql"),
+        _ => "psql".into(),
+    }
+}
+
+/// A libpq error about a database or role that does not exist is the URL's
+/// fault: says which part of it to fix.
+pub fn missing_object(message: &str) -> Option<&'static str> {
+    if message.contains("database \"") && message.contains("\" does not exist") {
+        Some("fix the database name at the end of the postgres:// URL")
+    } else if message.contains("role \"") && message.contains("\" does not exist") {
+        Some("fix the user name (USER@) in the postgres:// URL")
+    } else {
+        None
+    }
 }
 
 fn set_password(command: &mut Command, password: Option<&str>) {
@@ -163,52 +130,27 @@ fn set_password(command: &mut Command, password: Option<&str>) {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    #[test]
+    fn restores_write_sql_in_one_transaction() {
+        let args = restore_arguments(true, &["--clean".to_string()]);
+        assert_eq!(&args[..2], ["--file=-", "--single-transaction"]);
+        assert!(args.contains(&"--no-owner".to_string()));
+        assert_eq!(args.last().map(String::as_str), Some("--clean"));
+        assert_eq!(
+            psql_beside(Path::new("/usr/lib/postgresql/17/bin/pg_restore")),
+            Path::new("/usr/lib/postgresql/17/bin/psql")
+        );
+        assert_eq!(psql_beside(Path::new("pg_restore")), Path::new("psql"));
     }
 
     #[test]
-    fn extra_arguments_may_select_but_not_take_over() {
-        assert!(check_extra_args(
-            &args(&["--schema=sales", "--exclude-table=audit.*", "-n", "x"]),
-            "--pg-dump-arg",
-            false
-        )
-        .is_err());
-        assert!(check_extra_args(
-            &args(&["--schema=sales", "--exclude-table=audit.*", "--no-comments"]),
-            "--pg-dump-arg",
-            false
-        )
-        .is_ok());
-        for owned in [
-            "--format=plain",
-            "-Fp",
-            "--file=/tmp/x",
-            "-Z9",
-            "--dbname=other",
-            "-j4",
-            "--password",
-        ] {
-            let err = check_extra_args(&args(&[owned]), "--pg-dump-arg", false).expect_err(owned);
-            assert!(
-                err.contains("--pg-dump-arg") && err.contains("itself"),
-                "{err}"
-            );
-        }
-        assert!(check_extra_args(
-            &args(&["--clean", "--if-exists", "--no-comments"]),
-            "--pg-restore-arg",
-            true
-        )
-        .is_ok());
-        assert!(check_extra_args(&args(&["--create"]), "--pg-restore-arg", true).is_err());
-        assert!(check_extra_args(&args(&["-j2"]), "--pg-restore-arg", true).is_err());
-        assert_eq!(
-            dump_arguments(&args(&["--no-comments"]))
-                .last()
-                .map(String::as_str),
-            Some("--no-comments")
-        );
+    fn missing_databases_and_roles_name_the_url_part() {
+        assert!(missing_object("FATAL:  database \"shop\" does not exist")
+            .expect("db")
+            .contains("database name"));
+        assert!(missing_object("FATAL:  role \"bob\" does not exist")
+            .expect("role")
+            .contains("USER@"));
+        assert_eq!(missing_object("connection refused"), None);
     }
 }

@@ -34,12 +34,12 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| {
-            Error::failed(format!(
+            Error::source(format!(
                 "connecting to {address}: timed out after {}s",
                 CONNECT_TIMEOUT.as_secs()
             ))
         })?
-        .map_err(|e| Error::failed(format!("connecting to {address}: {e}")))?;
+        .map_err(|e| Error::source(format!("connecting to {address}: {e}")))?;
     let _ = stream.set_nodelay(true);
     let mut conn = BufReader::with_capacity(256 * 1024, stream);
 
@@ -73,7 +73,7 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
         )));
     }
     if info.starts_with('-') {
-        return Err(Error::failed(format!("{address}: INFO failed: {info}")));
+        return Err(Error::source(format!("{address}: INFO failed: {info}")));
     }
     let server_version = info
         .lines()
@@ -107,14 +107,14 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
         let n = tokio::time::timeout(IDLE_TIMEOUT, conn.read_line(&mut line))
             .await
             .map_err(|_| {
-                Error::failed(format!(
+                Error::source(format!(
                     "{address}: no snapshot after {}s of silence",
                     IDLE_TIMEOUT.as_secs()
                 ))
             })?
             .map_err(|e| io_failure(&address, e))?;
         if n == 0 {
-            return Err(Error::failed(format!(
+            return Err(Error::source(format!(
                 "{address} closed the connection before sending the snapshot"
             )));
         }
@@ -125,7 +125,7 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
     };
     let framing = if let Some(mark) = header.strip_prefix("$EOF:") {
         if mark.len() != 40 {
-            return Err(Error::failed(format!(
+            return Err(Error::source(format!(
                 "{address} sent a malformed EOF marker"
             )));
         }
@@ -136,7 +136,7 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
     } else if let Some(len) = header.strip_prefix('$').and_then(|l| l.parse::<u64>().ok()) {
         Framing::Length { remaining: len }
     } else {
-        return Err(Error::failed(format!(
+        return Err(Error::source(format!(
             "{address} sent an unexpected reply instead of a snapshot: {}",
             first_word(&header)
         )));
@@ -155,11 +155,11 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
 }
 
 fn io_failure(address: &str, e: io::Error) -> Error {
-    Error::failed(format!("{address}: {e}"))
+    Error::source(format!("{address}: {e}"))
 }
 
 fn replication_refused(address: &str, reply: &str) -> Error {
-    Error::failed(format!(
+    Error::source(format!(
         "{address} refused to send a snapshot ({}); the user needs the +psync +replconf +info commands (ACL) and replication must not be disabled",
         first_word(reply)
     ))

@@ -69,7 +69,7 @@ fn http_client(args: &VaultArgs) -> Result<reqwest::Client> {
     }
     builder
         .build()
-        .map_err(|e| Error::failed(format!("setting up the HTTP client: {e}")))
+        .map_err(|e| Error::source(format!("setting up the HTTP client: {e}")))
 }
 
 impl VaultClient {
@@ -128,7 +128,7 @@ impl VaultClient {
 
     fn unreachable(&self, e: reqwest::Error) -> Error {
         // reqwest errors name the URL, which holds no secret.
-        Error::failed(format!("cannot reach Vault at {}: {e}", self.base))
+        Error::source(format!("cannot reach Vault at {}: {e}", self.base))
     }
 
     /// The server version, from the unauthenticated seal status.
@@ -162,7 +162,7 @@ impl VaultClient {
                 401 | 403 => Error::usage(format!(
                     "Vault refused the snapshot ({detail}); the token needs read on sys/storage/raft/snapshot"
                 )),
-                _ => Error::failed(format!("Vault snapshot failed ({detail}); is the server using raft storage?")),
+                _ => Error::source(format!("Vault snapshot failed ({detail}); is the server using raft storage?")),
             });
         }
         let stream = response
@@ -198,7 +198,7 @@ impl VaultClient {
             _ if !force && (detail.contains("keyring") || detail.contains("unseal")) => Error::usage(format!(
                 "Vault refused the snapshot ({detail}); it comes from another cluster: pass --force to install it anyway (the cluster then needs that cluster's unseal keys)"
             )),
-            _ => Error::failed(format!("Vault restore failed ({detail})")),
+            _ => Error::target(format!("Vault restore failed ({detail})")),
         })
     }
 }
@@ -248,7 +248,7 @@ async fn kubernetes_login(
     let response = request
         .send()
         .await
-        .map_err(|e| Error::failed(format!("cannot reach Vault at {base}: {e}")))?;
+        .map_err(|e| Error::source(format!("cannot reach Vault at {base}: {e}")))?;
     if !response.status().is_success() {
         let detail = describe_failure(response).await;
         return Err(Error::usage(format!(
@@ -258,9 +258,9 @@ async fn kubernetes_login(
     let login: Login = response
         .json()
         .await
-        .map_err(|e| Error::failed(format!("Vault Kubernetes login: unexpected answer ({e})")))?;
+        .map_err(|e| Error::source(format!("Vault Kubernetes login: unexpected answer ({e})")))?;
     login
         .auth
         .map(|a| a.client_token)
-        .ok_or_else(|| Error::failed("Vault Kubernetes login returned no token"))
+        .ok_or_else(|| Error::source("Vault Kubernetes login returned no token"))
 }

@@ -123,7 +123,7 @@ impl AzureStore {
         })
     }
 
-    fn full_key(&self, key: &str) -> String {
+    fn full_key(&self, key: &str) -> Result<String, StoreError> {
         self.prefix.full(key)
     }
 
@@ -265,7 +265,7 @@ impl Store for AzureStore {
         // the credentials may list it; `exists` alone needs account rights.
         let options = BlobContainerClientListBlobsOptions {
             maxresults: Some(1),
-            prefix: Some(self.full_key("")),
+            prefix: Some(self.prefix.listing("")?),
             ..Default::default()
         };
         let mut pages = self
@@ -284,7 +284,7 @@ impl Store for AzureStore {
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let first = read_part(body, self.multipart.part_size_for(1)).await?;
         if first.len() < self.multipart.part_size_for(1) {
             let len = first.len() as u64;
@@ -326,7 +326,7 @@ impl Store for AzureStore {
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let blob = self.container.blob_client(&full_key).block_blob_client();
         with_retries(self.multipart.max_attempts, 1, || async {
             let options = BlockBlobClientUploadOptions {
@@ -342,7 +342,7 @@ impl Store for AzureStore {
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let response = self
             .container
             .blob_client(&full_key)
@@ -359,7 +359,7 @@ impl Store for AzureStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let full_prefix = self.full_key(prefix);
+        let full_prefix = self.prefix.listing(prefix)?;
         let options = BlobContainerClientListBlobsOptions {
             prefix: Some(full_prefix),
             ..Default::default()
@@ -386,7 +386,7 @@ impl Store for AzureStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         match self.container.blob_client(&full_key).delete(None).await {
             Ok(_) => Ok(()),
             Err(e) => match self.map_err(&format!("deleting {full_key}"), e) {

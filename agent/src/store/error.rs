@@ -27,6 +27,10 @@ pub enum StoreError {
     },
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// The stream being uploaded failed (the dump died, a signal arrived):
+    /// not the store's fault, and its message is the source's own.
+    #[error("{0}")]
+    Body(#[source] io::Error),
 }
 
 /// Where each store kind takes its credentials from, for error messages.
@@ -69,25 +73,9 @@ impl StoreError {
         )
     }
 
-    pub fn category(&self) -> &'static str {
-        match self {
-            StoreError::NotFound { .. } => "store_not_found",
-            StoreError::NoBucket { .. } => "store_no_bucket",
-            StoreError::AccessDenied { .. } => "store_access_denied",
-            StoreError::Unreachable { .. } => "store_unreachable",
-            StoreError::AlreadyExists { .. } => "store_exists",
-            StoreError::Request { .. } => "store_request",
-            StoreError::Io { .. } => "io",
-            StoreError::Config(_) => "store_config",
-        }
-    }
-
     /// Errors that come from the body stream we were uploading (the dump failed)
     /// rather than from the store keep their own message.
     pub fn from_body(e: io::Error) -> Self {
-        StoreError::Io {
-            what: "reading the backup stream".into(),
-            source: e,
-        }
+        StoreError::Body(e)
     }
 }

@@ -19,8 +19,9 @@ impl FileStore {
         FileStore { root }
     }
 
-    fn path_of(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
+        super::key_prefix::check_key(key, false)?;
+        Ok(self.root.join(key))
     }
 
     fn name(&self) -> String {
@@ -40,51 +41,73 @@ impl FileStore {
         path.with_file_name(name)
     }
 
+    /// Writes `body` to a temporary sibling, makes it durable, then publishes
+    /// it under `key` without ever replacing an existing object. Every write
+    /// error is surfaced (tokio's `File` reports a failed write only on the
+    /// next operation, so the file is flushed before it is synced), and the
+    /// directory is synced so the new name survives a crash.
     async fn write_new(
         &self,
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
-        let path = self.path_of(key);
+        let path = self.path_of(key)?;
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Err(StoreError::AlreadyExists {
                 store: self.name(),
                 key: key.to_string(),
             });
         }
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
-        }
-        let temp = Self::temp_path(&path);
-        let result = async {
-            let mut file = tokio::fs::File::create(&temp)
-                .await
-                .map_err(|e| StoreError::io(format!("creating {}", temp.display()), e))?;
-            let written = copy_body(body, &mut file).await?;
-            file.sync_all()
-                .await
-                .map_err(|e| StoreError::io(format!("syncing {}", temp.display()), e))?;
-            drop(file);
-            // Hard-link then unlink: unlike rename, linking fails if the target
-            // appeared meanwhile, so an object is never overwritten.
-            tokio::fs::hard_link(&temp, &path).await.map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    StoreError::AlreadyExists {
-                        store: self.name(),
-                        key: key.to_string(),
-                    }
-                } else {
-                    StoreError::io(format!("publishing {}", path.display()), e)
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let temp = TempFile(Self::temp_path(&path));
+        let mut file = tokio::fs::File::create(&temp.0)
+            .await
+            .map_err(|e| StoreError::io(format!("creating {}", temp.0.display()), e))?;
+        let written = copy_body(body, &mut file).await?;
+        let disk_error = |what: &str, e| StoreError::io(format!("{what} {}", temp.0.display()), e);
+        file.flush().await.map_err(|e| disk_error("writing", e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| disk_error("syncing", e))?;
+        drop(file);
+        // Hard-link then unlink: unlike rename, linking fails if the target
+        // appeared meanwhile, so an object is never overwritten.
+        tokio::fs::hard_link(&temp.0, &path).await.map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                StoreError::AlreadyExists {
+                    store: self.name(),
+                    key: key.to_string(),
                 }
-            })?;
-            Ok(written)
-        }
-        .await;
-        let _ = tokio::fs::remove_file(&temp).await;
-        result
+            } else {
+                StoreError::io(format!("publishing {}", path.display()), e)
+            }
+        })?;
+        drop(temp);
+        sync_dir(&dir)
+            .await
+            .map_err(|e| StoreError::io(format!("syncing the directory {}", dir.display()), e))?;
+        Ok(written)
     }
+}
+
+/// A temporary file removed when dropped: on success (after it was linked),
+/// on error, and when the write is abandoned (a signal cut the run short).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// Copies the body into the file; errors from the body (a failed dump) keep
@@ -137,7 +160,7 @@ impl Store for FileStore {
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
-        let path = self.path_of(key);
+        let path = self.path_of(key)?;
         match tokio::fs::File::open(&path).await {
             Ok(file) => Ok(Box::new(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound {
@@ -149,6 +172,7 @@ impl Store for FileStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        super::key_prefix::check_key(prefix, true)?;
         let root = self.root.clone();
         let prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || list_files(&root, &prefix))
@@ -157,7 +181,7 @@ impl Store for FileStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let path = self.path_of(key);
+        let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -121,7 +121,7 @@ impl GcsStore {
         })
     }
 
-    fn full_key(&self, key: &str) -> String {
+    fn full_key(&self, key: &str) -> Result<String, StoreError> {
         self.prefix.full(key)
     }
 
@@ -267,7 +267,7 @@ impl Store for GcsStore {
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let (feed, queue) = mpsc::channel(2);
         let upload = self
             .client
@@ -317,7 +317,7 @@ impl Store for GcsStore {
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         self.client
             .write_object(self.bucket_path(), full_key.clone(), data)
             .set_if_generation_match(0)
@@ -332,7 +332,7 @@ impl Store for GcsStore {
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let response = self
             .client
             .read_object(self.bucket_path(), full_key.clone())
@@ -360,7 +360,7 @@ impl Store for GcsStore {
             #[serde(default)]
             size: Option<String>,
         }
-        let full_prefix = self.full_key(prefix);
+        let full_prefix = self.prefix.listing(prefix)?;
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -398,7 +398,7 @@ impl Store for GcsStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let path = format!("b/{}/o/{}", urlencode(&self.bucket), urlencode(&full_key));
         match self
             .json_request(

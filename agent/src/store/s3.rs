@@ -96,7 +96,7 @@ impl S3Store {
         })
     }
 
-    fn full_key(&self, key: &str) -> String {
+    fn full_key(&self, key: &str) -> Result<String, StoreError> {
         self.prefix.full(key)
     }
 
@@ -220,7 +220,7 @@ impl Store for S3Store {
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let first = read_part(body, self.multipart.part_size_for(1)).await?;
         if first.len() < self.multipart.part_size_for(1) {
             // Short streams go up in one request: no multipart bookkeeping.
@@ -288,7 +288,7 @@ impl Store for S3Store {
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         with_retries(self.multipart.max_attempts, 1, || {
             self.client
                 .put_object()
@@ -304,7 +304,7 @@ impl Store for S3Store {
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         let out = self
             .client
             .get_object()
@@ -328,7 +328,7 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let full_prefix = self.full_key(prefix);
+        let full_prefix = self.prefix.listing(prefix)?;
         let mut pages = self
             .client
             .list_objects_v2()
@@ -353,7 +353,7 @@ impl Store for S3Store {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let full_key = self.full_key(key);
+        let full_key = self.full_key(key)?;
         self.client
             .delete_object()
             .bucket(&self.bucket)
@@ -381,7 +381,7 @@ impl S3Store {
         prefix: &str,
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> Result<u32, StoreError> {
-        let full_prefix = self.full_key(prefix);
+        let full_prefix = self.prefix.listing(prefix)?;
         let mut aborted = 0;
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
