@@ -2,7 +2,7 @@
 //! choice of one by `latest`, id or `before:TIME`. Backups exist only through
 //! their manifests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::backup_id::BackupId;
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::manifest::{backup_dir, Manifest, MANIFEST_FILE};
 use crate::store::Store;
 
 /// Which backups a command looks at: all, one namespace, or one backup name.
@@ -35,37 +35,121 @@ impl Scope {
     }
 }
 
-/// Reads every manifest in scope, newest first. A manifest that cannot be
-/// read is reported and skipped: one damaged backup must not hide the others.
-pub async fn load(store: &dyn Store, scope: &Scope) -> Result<Vec<Manifest>> {
-    let keys: Vec<String> = store
-        .list(&scope.list_prefix())
-        .await?
-        .into_iter()
-        .map(|o| o.key)
+/// What a store holds in scope. A manifest counts only where its content
+/// matches its location (`<namespace>/<name>/<backup-id>/manifest.json`):
+/// a copy under another id or name is a stray, never selected and never the
+/// basis of a deletion.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Backups whose manifest and artifacts are all present, newest first.
+    pub intact: Vec<Manifest>,
+    /// Backups whose manifest is valid but whose artifacts are missing or
+    /// of the wrong size, newest first, with what is wrong.
+    pub damaged: Vec<(Manifest, String)>,
+    /// Manifests that cannot be read, or that describe another location.
+    pub strays: Vec<Stray>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stray {
+    pub key: String,
+    pub problem: String,
+}
+
+/// Reads every manifest in scope. One damaged backup or stray manifest never
+/// hides the others; each is reported for what it is.
+pub async fn load_catalog(store: &dyn Store, scope: &Scope) -> Result<Catalog> {
+    let objects = store.list(&scope.list_prefix()).await?;
+    let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
+    let keys: Vec<String> = objects
+        .iter()
+        .map(|o| o.key.clone())
         .filter(|k| is_manifest_key(k))
         .collect();
-    let loaded: Vec<Option<Manifest>> = futures::stream::iter(keys)
+    let loaded: Vec<(String, std::result::Result<Manifest, String>)> = futures::stream::iter(keys)
         .map(|key| async move {
             let bytes = store.get_bytes(&key).await?;
-            Ok::<_, Error>(match Manifest::parse(&bytes, &key) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::warn!(key, error = %e, "skipping unreadable manifest");
-                    None
-                }
-            })
+            let parsed = Manifest::parse(&bytes, &key);
+            Ok::<_, Error>((key, parsed))
         })
         .buffer_unordered(16)
         .try_collect()
         .await?;
-    let mut manifests: Vec<Manifest> = loaded
-        .into_iter()
-        .flatten()
-        .filter(|m| scope.admits(m))
+    let mut catalog = Catalog::default();
+    for (key, parsed) in loaded {
+        match parsed.and_then(|m| check_location(&m, &key).map(|()| m)) {
+            Err(problem) => {
+                tracing::warn!(key, problem = %problem, "stray manifest: never selected, never the basis of a deletion");
+                catalog.strays.push(Stray { key, problem });
+            }
+            Ok(m) if !scope.admits(&m) => {}
+            Ok(m) => match missing_artifacts(&m, &sizes) {
+                None => catalog.intact.push(m),
+                Some(problem) => catalog.damaged.push((m, problem)),
+            },
+        }
+    }
+    sort_newest_first(&mut catalog.intact);
+    catalog.damaged.sort_by(|a, b| newest_first(&a.0, &b.0));
+    catalog.strays.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(catalog)
+}
+
+/// The intact backups in scope, newest first.
+pub async fn load(store: &dyn Store, scope: &Scope) -> Result<Vec<Manifest>> {
+    Ok(load_catalog(store, scope).await?.intact)
+}
+
+/// A manifest must describe the directory it sits in and name artifacts
+/// that are plain file names inside it.
+fn check_location(m: &Manifest, key: &str) -> std::result::Result<(), String> {
+    let expected = format!(
+        "{}/{MANIFEST_FILE}",
+        backup_dir(&m.namespace, &m.name, &m.backup_id)
+    );
+    if expected != key {
+        return Err(format!(
+            "it describes backup {}/{}/{} but is stored at {key}",
+            m.namespace, m.name, m.backup_id
+        ));
+    }
+    let invalid = |name: &str| {
+        name.is_empty()
+            || name.contains(['/', '\\'])
+            || name.starts_with('.')
+            || name == MANIFEST_FILE
+    };
+    if let Some(bad) = m.artifacts.iter().find(|a| invalid(&a.name)) {
+        return Err(format!("it names an invalid artifact file {:?}", bad.name));
+    }
+    if m.artifacts.is_empty() {
+        return Err("it lists no artifacts".into());
+    }
+    Ok(())
+}
+
+/// What is wrong with a backup's artifacts in the listing, if anything.
+fn missing_artifacts(m: &Manifest, sizes: &HashMap<&str, u64>) -> Option<String> {
+    let dir = backup_dir(&m.namespace, &m.name, &m.backup_id);
+    let problems: Vec<String> = m
+        .artifacts
+        .iter()
+        .filter_map(|a| match sizes.get(format!("{dir}/{}", a.name).as_str()) {
+            None => Some(format!("{} is missing", a.name)),
+            Some(&size) if size != a.stored_bytes => Some(format!(
+                "{} is {size} bytes, the manifest says {}",
+                a.name, a.stored_bytes
+            )),
+            Some(_) => None,
+        })
         .collect();
-    sort_newest_first(&mut manifests);
-    Ok(manifests)
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+fn newest_first(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
+    b.started_at
+        .cmp(&a.started_at)
+        .then_with(|| b.backup_id.cmp(&a.backup_id))
 }
 
 fn is_manifest_key(key: &str) -> bool {
@@ -74,11 +158,7 @@ fn is_manifest_key(key: &str) -> bool {
 }
 
 pub fn sort_newest_first(manifests: &mut [Manifest]) {
-    manifests.sort_by(|a, b| {
-        b.started_at
-            .cmp(&a.started_at)
-            .then_with(|| b.backup_id.cmp(&a.backup_id))
-    });
+    manifests.sort_by(newest_first);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

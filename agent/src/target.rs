@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::pipeline::redact::Redactor;
+use vertice_crds::redact::{self, redact_url};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresTarget {
@@ -62,18 +62,19 @@ impl Target {
     /// Like [`Target::parse`]; `vault` says an `http(s)://` address is a
     /// Vault server (`--source-kind vault`).
     pub fn parse_as(raw: &str, flag: &str, vault: bool) -> Result<Target> {
+        // Everything below prints `shown`, never `raw`.
+        let shown = redact_url(raw);
         let url = Url::parse(raw).map_err(|e| {
             Error::usage(format!(
-                "{flag} {:?} is not a URL ({e}); expected postgres://USER@HOST:PORT/DB or redis://[USER@]HOST:PORT",
-                Redactor::new().redact(raw)
+                "{flag} {shown:?} is not a URL ({e}); expected postgres://USER@HOST:PORT/DB or redis://[USER@]HOST:PORT (a password goes in PGPASSWORD / REDIS_PASSWORD or --password-file)"
             ))
         })?;
         if url.password().is_some() {
             return Err(Error::usage(format!(
-                "{flag} must not contain a password: put it in PGPASSWORD / REDIS_PASSWORD or a file named by --password-file ({})",
-                Redactor::new().redact(raw)
+                "{flag} must not contain a password: put it in PGPASSWORD / REDIS_PASSWORD or a file named by --password-file ({shown})"
             )));
         }
+        let raw = shown.as_str();
         match url.scheme() {
             "postgres" | "postgresql" => {
                 let database = url.path().trim_start_matches('/').to_string();
@@ -82,13 +83,13 @@ impl Target {
                         "{flag} {raw:?} names no database; write it as postgres://USER@HOST:PORT/DATABASE"
                     )));
                 }
-                if url.query_pairs().any(|(k, _)| k == "password") {
+                if let Some((k, _)) = url.query_pairs().find(|(k, _)| redact::is_secret_param(k)) {
                     return Err(Error::usage(format!(
-                        "{flag} must not carry password= in its query; use PGPASSWORD or --password-file"
+                        "{flag} must not carry {k}= in its query: secrets never go on the command line; use PGPASSWORD or --password-file (for a client key's passphrase, an unencrypted key file from a Secret)"
                     )));
                 }
                 let database = percent_decode(&database);
-                Ok(Target::Postgres(PostgresTarget { url: raw.to_string(), database }))
+                Ok(Target::Postgres(PostgresTarget { url: url.to_string(), database }))
             }
             "redis" => {
                 let host = url

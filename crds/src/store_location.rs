@@ -62,7 +62,7 @@ impl FromStr for StoreLocation {
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let malformed = |reason: &str| StoreLocationError::Malformed {
-            url: raw.to_string(),
+            url: crate::redact::redact_url(raw),
             reason: reason.to_string(),
         };
         let (scheme, rest) = raw
@@ -71,11 +71,11 @@ impl FromStr for StoreLocation {
         let scheme_lower = scheme.to_ascii_lowercase();
         if rest.contains(['?', '#']) || rest.split('/').next().is_some_and(|a| a.contains('@')) {
             return Err(StoreLocationError::Extra {
-                url: raw.to_string(),
+                url: crate::redact::redact_url(raw),
             });
         }
         let missing = |what, hint| StoreLocationError::Missing {
-            url: raw.to_string(),
+            url: crate::redact::redact_url(raw),
             what,
             hint,
         };
@@ -128,7 +128,7 @@ impl FromStr for StoreLocation {
                 })
             }
             _ => Err(StoreLocationError::UnknownScheme {
-                url: raw.to_string(),
+                url: crate::redact::redact_url(raw),
                 scheme: scheme.to_string(),
             }),
         }

@@ -71,6 +71,9 @@ fn series_names(args: &BackupArgs, target: &Target) -> Result<(String, String)> 
 /// whatever happened, and one that fails fails the run, though a backup it
 /// follows stays valid and listed.
 pub async fn run_with_hooks(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest> {
+    if let Some(url) = &args.pushgateway_url {
+        crate::report::pushgateway::validate_url(url)?;
+    }
     let Some(hooks) = args.hooks.as_ref().filter(|h| !h.is_empty()) else {
         return run(args, summary).await;
     };

@@ -24,10 +24,24 @@ struct Row<'a> {
     /// Fingerprints of the age recipients, when encrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     encrypted_to: Option<Vec<String>>,
+    /// `ok` or `damaged` (an artifact is missing or of the wrong size).
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<&'a str>,
 }
 
-fn row(m: &Manifest) -> Row<'_> {
+/// A manifest that does not describe where it is stored, or cannot be read.
+#[derive(Debug, Serialize)]
+struct StrayRow<'a> {
+    status: &'static str,
+    key: &'a str,
+    problem: &'a str,
+}
+
+fn row<'a>(m: &'a Manifest, problem: Option<&'a str>) -> Row<'a> {
     Row {
+        status: if problem.is_some() { "damaged" } else { "ok" },
+        problem,
         id: &m.backup_id,
         namespace: &m.namespace,
         name: &m.name,
@@ -51,29 +65,53 @@ fn row(m: &Manifest) -> Row<'_> {
 pub async fn run(args: &ListArgs) -> Result<String> {
     let scope = crate::names::scope(&args.names)?;
     let store = store_from_args(&args.from, "--from", &args.store).await?;
-    let manifests = catalog::load(store.as_ref(), &scope).await?;
+    let found = catalog::load_catalog(store.as_ref(), &scope).await?;
+    let mut rows: Vec<Row> = found
+        .intact
+        .iter()
+        .map(|m| row(m, None))
+        .chain(found.damaged.iter().map(|(m, p)| row(m, Some(p.as_str()))))
+        .collect();
+    rows.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(a.id)));
+    let strays: Vec<StrayRow> = found
+        .strays
+        .iter()
+        .map(|s| StrayRow {
+            status: "stray",
+            key: &s.key,
+            problem: &s.problem,
+        })
+        .collect();
     match args.output {
         OutputFormat::Json => {
-            let rows: Vec<Row> = manifests.iter().map(row).collect();
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::target(e.to_string()))
+            let mut all: Vec<serde_json::Value> = Vec::new();
+            for r in &rows {
+                all.push(serde_json::to_value(r).map_err(|e| Error::target(e.to_string()))?);
+            }
+            for s in &strays {
+                all.push(serde_json::to_value(s).map_err(|e| Error::target(e.to_string()))?);
+            }
+            serde_json::to_string_pretty(&all).map_err(|e| Error::target(e.to_string()))
         }
-        OutputFormat::Table => Ok(table(&manifests)),
+        OutputFormat::Table => Ok(table(&rows, &strays)),
     }
 }
 
-pub fn table(manifests: &[Manifest]) -> String {
+fn table(rows: &[Row], strays: &[StrayRow]) -> String {
     let header = [
         "ID", "BACKUP", "TIME", "SOURCE", "STORED", "RAW", "DURATION",
     ]
     .map(String::from);
-    let rows: Vec<[String; 7]> = manifests
+    let cells: Vec<[String; 7]> = rows
         .iter()
-        .map(|m| {
-            let r = row(m);
+        .map(|r| {
             [
-                r.id.to_string(),
+                match r.problem {
+                    Some(_) => format!("{} DAMAGED", r.id),
+                    None => r.id.to_string(),
+                },
                 format!("{}/{}", r.namespace, r.name),
-                r.time,
+                r.time.clone(),
                 format!("{} {}", r.source_kind, r.source),
                 format!(
                     "{}{}",
@@ -92,7 +130,7 @@ pub fn table(manifests: &[Manifest]) -> String {
         })
         .collect();
     let mut widths = header.clone().map(|h| h.chars().count());
-    for r in &rows {
+    for r in &cells {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
         }
@@ -108,9 +146,23 @@ pub fn table(manifests: &[Manifest]) -> String {
             .to_string()
     };
     let mut out = vec![render(&header)];
-    out.extend(rows.iter().map(render));
-    if rows.is_empty() {
+    out.extend(cells.iter().map(render));
+    if cells.is_empty() {
         out.push("(no backups)".into());
+    }
+    for r in rows {
+        if let Some(problem) = r.problem {
+            out.push(format!(
+                "DAMAGED {}/{}/{}: {problem}",
+                r.namespace, r.name, r.id
+            ));
+        }
+    }
+    for s in strays {
+        out.push(format!(
+            "STRAY {} (never selected, never pruned by): {}",
+            s.key, s.problem
+        ));
     }
     out.join("\n")
 }

@@ -101,8 +101,26 @@ pub async fn choose_backup(
     let scope = crate::names::scope(names)?;
     let store = store_from_args(from, "--from", store_args).await?;
     summary.store = Some(store.describe());
-    let manifests = catalog::load(store.as_ref(), &scope).await?;
-    let manifest = catalog::select(&manifests, &selector, &store.describe())?.clone();
+    let found = catalog::load_catalog(store.as_ref(), &scope).await?;
+    if let Selector::Id(id) = &selector {
+        if let Some((_, problem)) = found
+            .damaged
+            .iter()
+            .find(|(m, _)| m.backup_id == id.as_str())
+        {
+            return Err(Error::integrity(format!(
+                "backup {id} is damaged ({problem}); it cannot be used. `vertice-agent list` shows the intact backups"
+            )));
+        }
+    }
+    let manifest = catalog::select(&found.intact, &selector, &store.describe())?.clone();
+    for (newer, problem) in found.damaged.iter().filter(|(m, _)| {
+        m.namespace == manifest.namespace
+            && m.name == manifest.name
+            && m.started_at > manifest.started_at
+    }) {
+        tracing::warn!(damaged = %newer.backup_id, problem = %problem, chosen = %manifest.backup_id, "a newer backup is damaged and was passed over");
+    }
     summary.backup_id = Some(manifest.backup_id.clone());
     summary.namespace = Some(manifest.namespace.clone());
     summary.name = Some(manifest.name.clone());

@@ -92,7 +92,18 @@ pub async fn restore(
                 None => return Err(abort(restorer, psql, None, None).await),
             }
         }
-        if restorer.is_none() || archive_in.write_all(&buf[..n]).await.is_ok() {
+        if restorer.is_none() {
+            continue;
+        }
+        // A target that stalls (a lock) must not hold off a signal.
+        let written = tokio::select! {
+            written = archive_in.write_all(&buf[..n]) => written,
+            () = crate::interrupt::cancelled() => {
+                let stopped = Error::target("interrupted while pg_restore was running");
+                return Err(abort(restorer, psql, forward, Some(stopped)).await);
+            }
+        };
+        if written.is_ok() {
             continue;
         }
         if let Some(Err(e)) = finish(restorer.take()).await {
@@ -263,7 +274,7 @@ mod tests {
     #[test]
     fn finds_the_final_commit() {
         let sql = b"BEGIN;\nCOMMIT;\nx\nCOMMIT;\n\n-- Completed on\n";
-        assert_eq!(find_last(sql, COMMIT), Some(16));
+        assert_eq!(find_last(sql, COMMIT), Some(17));
         assert_eq!(find_last(b"BEGIN;\n", COMMIT), None);
     }
 }

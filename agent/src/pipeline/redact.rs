@@ -1,4 +1,6 @@
-//! Keeps secrets out of anything we print: child-process stderr, error messages.
+//! Keeps secrets out of anything we print: child-process stderr, error
+//! messages. Registered secrets are replaced wherever they appear; URLs
+//! follow the one rule of [`vertice_crds::redact`].
 
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
@@ -25,33 +27,8 @@ impl Redactor {
         for secret in &self.secrets {
             out = out.replace(secret.as_str(), "***");
         }
-        redact_url_passwords(&out)
+        vertice_crds::redact::redact_urls(&out)
     }
-}
-
-/// Hides `user:password@` in any URL-like text, whoever put it there.
-fn redact_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -69,7 +46,7 @@ mod tests {
         );
         assert_eq!(
             r.redact("connect postgres://bob:hunter2@db:5432/app failed"),
-            "connect postgres://bob:***@db:5432/app failed"
+            "connect postgres://***@db:5432/app failed"
         );
         assert_eq!(r.redact("http://host:8080/path"), "http://host:8080/path");
     }

@@ -187,6 +187,23 @@ pub async fn push(
     Ok(before)
 }
 
+/// `--pushgateway-url` must be an http(s) URL with a host (exit 2 otherwise);
+/// the message shows it redacted.
+pub fn validate_url(raw: &str) -> Result<()> {
+    let shown = vertice_crds::redact::redact_url(raw);
+    let url = reqwest::Url::parse(raw).map_err(|e| {
+        Error::usage(format!(
+            "--pushgateway-url {shown:?} is not a URL ({e}); write it as http://pushgateway:9091"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::usage(format!(
+            "--pushgateway-url {shown:?} must be an http:// or https:// URL with a host, e.g. http://pushgateway:9091"
+        )));
+    }
+    Ok(())
+}
+
 fn host_of(url: &str) -> String {
     reqwest::Url::parse(url)
         .ok()
@@ -208,14 +225,15 @@ async fn read_group(
         .map_err(|e| Error::target(e.without_url().to_string()))?;
     if !response.status().is_success() {
         return Err(Error::target(format!(
-            "{url} answered {}",
+            "{} answered {}",
+            vertice_crds::redact::redact_url(&url),
             response.status()
         )));
     }
     let body: serde_json::Value = response
         .json()
         .await
-        .map_err(|e| Error::target(e.to_string()))?;
+        .map_err(|e| Error::target(e.without_url().to_string()))?;
     Ok(parse_group(&body, namespace, backup))
 }
 
@@ -267,6 +285,21 @@ mod tests {
         assert!(
             !text.contains(name::LAST_SUCCESS) && !text.contains(name::SIZE),
             "a failure must not touch the last success: {text}"
+        );
+    }
+
+    #[test]
+    fn pushgateway_urls_are_checked_and_never_echoed_with_secrets() {
+        assert!(validate_url("http://pg:9091").is_ok());
+        for bad in ["pg:9091", "ftp://pg", "http://", "not a url"] {
+            let err = validate_url(bad).expect_err(bad);
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            assert!(err.to_string().contains("--pushgateway-url"), "{err}");
+        }
+        let err = validate_url("ftp://u:hunter2@pg/?token=t0k3n").expect_err("scheme");
+        assert!(
+            !err.to_string().contains("hunter2") && !err.to_string().contains("t0k3n"),
+            "{err}"
         );
     }
 

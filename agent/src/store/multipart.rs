@@ -243,7 +243,13 @@ where
         tries += 1;
         match attempt().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_configuration() || tries >= max_attempts.max(1) => return Err(e),
+            Err(e)
+                if e.is_configuration()
+                    || matches!(e, StoreError::AlreadyExists { .. })
+                    || tries >= max_attempts.max(1) =>
+            {
+                return Err(e)
+            }
             Err(e) => {
                 let delay = backoff(tries);
                 tracing::warn!(part, attempt = tries, retry_in_ms = delay.as_millis() as u64, error = %e, "part upload failed; retrying");

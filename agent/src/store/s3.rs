@@ -134,6 +134,11 @@ where
         }
         (SdkError::ConstructionFailure(_), _, _) => StoreError::AccessDenied { store, detail },
         (_, Some("NoSuchBucket"), _) => StoreError::NoBucket { store },
+        // If-None-Match: * lost the race: the key exists and was not replaced.
+        (_, Some("PreconditionFailed"), _) | (_, _, Some(412)) => StoreError::AlreadyExists {
+            store,
+            key: what.to_string(),
+        },
         (_, Some("NoSuchKey"), _) => StoreError::NotFound {
             store,
             what: what.to_string(),
@@ -193,6 +198,28 @@ impl PartUploader for S3Parts {
     }
 }
 
+impl S3Store {
+    /// Servers that ignore `If-None-Match` still never get an overwrite
+    /// from us: an existing key is refused before the upload starts.
+    async fn ensure_absent(&self, key: &str, full_key: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(full_key)
+            .send()
+            .await
+        {
+            Ok(_) => Err(StoreError::AlreadyExists {
+                store: self.store_name(),
+                key: key.to_string(),
+            }),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(()),
+            Err(e) => Err(self.map_err(&format!("checking {full_key}"), e)),
+        }
+    }
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn describe(&self) -> String {
@@ -221,6 +248,7 @@ impl Store for S3Store {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key)?;
+        self.ensure_absent(key, &full_key).await?;
         let first = read_part(body, self.multipart.part_size_for(1)).await?;
         if first.len() < self.multipart.part_size_for(1) {
             // Short streams go up in one request: no multipart bookkeeping.
@@ -262,6 +290,7 @@ impl Store for S3Store {
                     .bucket(&self.bucket)
                     .key(&full_key)
                     .upload_id(&upload_id)
+                    .if_none_match("*")
                     .multipart_upload(completed.clone())
                     .send()
                     .map_err_async(|e| self.map_err(&format!("completing upload of {full_key}"), e))
@@ -289,18 +318,31 @@ impl Store for S3Store {
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let full_key = self.full_key(key)?;
-        with_retries(self.multipart.max_attempts, 1, || {
+        self.ensure_absent(key, &full_key).await?;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let written = with_retries(self.multipart.max_attempts, 1, || {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&full_key)
+                .if_none_match("*")
                 .content_length(data.len() as i64)
                 .body(ByteStream::from(data.clone()))
                 .send()
-                .map_err_async(|e| self.map_err(&format!("writing {full_key}"), e))
+                .map_err_async(|e| self.map_err(&full_key, e))
         })
-        .await?;
-        Ok(())
+        .await;
+        match written {
+            // A retry of a write whose answer was lost finds its own object.
+            Err(StoreError::AlreadyExists { .. })
+                if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1
+                    && self.get_bytes(key).await.ok().as_ref() == Some(&data) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
