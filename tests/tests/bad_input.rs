@@ -168,18 +168,23 @@ fn database_problems_fail_the_run_and_write_a_summary() {
         assert!(parsed["level"].is_string(), "{line}");
     }
 
+    // A database that does not exist is the URL's fault: exit 2, naming it.
     let no_db = agent.run(
-        &["backup", "--source", &pg.url("missing_db"), "--to", &url],
+        &["backup", "--source", &pg.url("missing-db"), "--to", &url],
         &[("PGPASSWORD", pg.password.clone())],
     );
-    no_db.assert_code(1);
-    assert!(no_db.stderr.contains("missing_db"), "{}", no_db.stderr);
+    no_db.assert_code(2);
+    assert!(
+        no_db.stderr.contains("missing-db") && no_db.stderr.contains("database name"),
+        "{}",
+        no_db.stderr
+    );
 
     let wrong_password = agent.run(
         &["backup", "--source", &pg.url("app"), "--to", &url],
         &[("PGPASSWORD", "nope-nope".into())],
     );
-    wrong_password.assert_code(1);
+    wrong_password.assert_code(2);
     assert!(
         wrong_password
             .stderr

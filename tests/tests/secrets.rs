@@ -134,7 +134,7 @@ fn passwords_never_leak() {
             debug.clone(),
         ],
     ))
-    .assert_code(1);
+    .assert_code(2);
     // Redis: backup and restore with a password.
     record(agent.run(
         &[

@@ -36,6 +36,8 @@ const CHUNK: usize = 256 * 1024;
 const HELD_SQL: usize = 64 * 1024;
 /// The statement pg_restore ends its single transaction with.
 const COMMIT: &[u8] = b"COMMIT;\n";
+/// What psql prints after the agent's COMMIT succeeded.
+const COMMITTED_MARKER: &str = "vertice-agent: restore committed";
 
 const NOTHING_RESTORED: &str = "the transaction was rolled back, nothing was restored";
 
@@ -64,13 +66,15 @@ pub async fn restore(
             .map_err(|e| Error::usage(format!("--pg-restore: {e}")))?;
     let mut psql = postgres::spawn_psql(&psql_path, target, password.as_deref(), redactor)
         .map_err(|e| Error::usage(format!("--psql: {e}")))?;
-    let (Some(mut archive_in), Some(sql_out), Some(sql_in)) = (
+    let (Some(mut archive_in), Some(sql_out), Some(sql_in), Some(psql_out)) = (
         restorer.stdin.take(),
         restorer.take_stdout(),
         psql.stdin.take(),
+        psql.take_stdout(),
     ) else {
         return Err(Error::target("pg_restore or psql started without pipes"));
     };
+    let confirmed = watch_for_marker(psql_out);
     let mut forward = Some(tokio::spawn(forward_sql(sql_out, sql_in)));
     let mut forwarded: Option<Forwarded> = None;
     let _progress = Progress::start(args.run.progress, "restore", Arc::clone(&open.stored));
@@ -139,7 +143,7 @@ pub async fn restore(
             None => return Err(abort(None, psql, None, None).await),
         },
     };
-    commit(forwarded, psql).await
+    commit(forwarded, psql, confirmed).await
 }
 
 async fn finish(restorer: Option<Running>) -> Option<std::result::Result<(), String>> {
@@ -186,8 +190,10 @@ async fn forward_sql(
     }
 }
 
-/// Sends the held SQL without pg_restore's `COMMIT`, then the agent's own.
-async fn commit(forwarded: Forwarded, psql: Running) -> Result<()> {
+/// Sends the held SQL without pg_restore's `COMMIT`, then the agent's own,
+/// followed by a marker psql prints only once the COMMIT succeeded: with it
+/// the outcome is known, without it only a lost connection leaves doubt.
+async fn commit(forwarded: Forwarded, psql: Running, confirmed: JoinHandle<bool>) -> Result<()> {
     let Forwarded { mut sql_in, held } = forwarded;
     let Some(at) = find_last(&held, COMMIT) else {
         let unexpected =
@@ -196,26 +202,41 @@ async fn commit(forwarded: Forwarded, psql: Running) -> Result<()> {
     };
     let mut rest = held[..at].to_vec();
     rest.extend_from_slice(&held[at + COMMIT.len()..]);
-    if write_all_and(&mut sql_in, &rest).await.is_err() {
-        drop(sql_in);
-        return Err(failed_before_commit(psql).await);
+    let sent = async {
+        write_all_and(&mut sql_in, &rest).await?;
+        write_all_and(&mut sql_in, COMMIT).await?;
+        write_all_and(&mut sql_in, format!("\\echo {COMMITTED_MARKER}\n").as_bytes()).await?;
+        sql_in.shutdown().await
     }
-    if write_all_and(&mut sql_in, COMMIT).await.is_err() {
-        drop(sql_in);
-        return Err(failed_before_commit(psql).await);
-    }
-    let _ = sql_in.shutdown().await;
+    .await;
     drop(sql_in);
-    psql.wait().await.map_err(|e| {
-        if e.contains("exit code 3") {
-            // ON_ERROR_STOP: a statement (or the COMMIT itself) failed.
-            Error::target(format!("{e}; {NOTHING_RESTORED}"))
-        } else {
-            Error::target(format!(
-                "{e}; the connection ended while committing: the restore may or may not have committed, check the target"
-            ))
-        }
-    })
+    let status = psql.wait().await;
+    let committed = confirmed.await.unwrap_or(false);
+    match (status, committed) {
+        (_, true) => Ok(()),
+        (Ok(()), false) => Err(Error::target(format!(
+            "psql ended without confirming the COMMIT{}; {NOTHING_RESTORED}",
+            if sent.is_err() { " (it stopped reading)" } else { "" }
+        ))),
+        (Err(e), false) => Err(judge_psql_failure(e)),
+    }
+}
+
+/// psql failed and never confirmed the COMMIT: with ON_ERROR_STOP (exit 3)
+/// or a failed connection the transaction cannot have committed; a
+/// connection lost later may have been lost during the COMMIT itself.
+fn judge_psql_failure(e: String) -> Error {
+    if let Some(fix) = postgres::missing_object(&e) {
+        return Error::usage(format!("--to: {e}; {fix}; {NOTHING_RESTORED}"));
+    }
+    let never_connected = e.contains("connection to server") && e.contains("failed:");
+    if e.contains("exit code 3") || never_connected {
+        Error::target(format!("{e}; {NOTHING_RESTORED}"))
+    } else {
+        Error::target(format!(
+            "{e}; the connection ended while committing: the restore may or may not have committed, check the target"
+        ))
+    }
 }
 
 async fn write_all_and(to: &mut (impl AsyncWrite + Unpin), data: &[u8]) -> std::io::Result<()> {
@@ -223,11 +244,24 @@ async fn write_all_and(to: &mut (impl AsyncWrite + Unpin), data: &[u8]) -> std::
     to.flush().await
 }
 
-async fn failed_before_commit(psql: Running) -> Error {
-    match psql.wait().await {
-        Err(e) => Error::target(format!("{e}; {NOTHING_RESTORED}")),
-        Ok(()) => Error::target(format!("psql ended before the COMMIT; {NOTHING_RESTORED}")),
-    }
+/// Reads psql's stdout (nothing but meta-command output goes there) and
+/// tells whether the marker appeared.
+fn watch_for_marker(stdout: tokio::process::ChildStdout) -> JoinHandle<bool> {
+    tokio::spawn(async move {
+        let mut stdout = stdout;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.len() > 8192 {
+                seen.drain(..seen.len() - 4096);
+            }
+        }
+        find_last(&seen, COMMITTED_MARKER.as_bytes()).is_some()
+    })
 }
 
 /// Ends the restore without committing: stops pg_restore, closes psql's
@@ -258,7 +292,10 @@ async fn abort(
                 .await
                 .err()
                 .unwrap_or_else(|| "psql stopped early".into());
-            Error::target(format!("{reason}; {NOTHING_RESTORED}"))
+            match postgres::missing_object(&reason) {
+                Some(fix) => Error::usage(format!("--to: {reason}; {fix}; {NOTHING_RESTORED}")),
+                None => Error::target(format!("{reason}; {NOTHING_RESTORED}")),
+            }
         }
     }
 }

@@ -71,8 +71,8 @@ pub fn spawn_restore(
 }
 
 /// `psql` reading SQL from its stdin into `target`: stops at the first error
-/// (the open transaction is then rolled back), prints no query results, reads
-/// no `~/.psqlrc`.
+/// (the open transaction is then rolled back), sends query results to
+/// /dev/null (its stdout carries only `\echo`), reads no `~/.psqlrc`.
 pub fn spawn_psql(
     psql: &Path,
     target: &PostgresTarget,
@@ -94,11 +94,11 @@ pub fn spawn_psql(
 }
 
 /// The `psql` to pair with a `pg_restore`: the one beside it when its path
-/// was given (same version, so it understands every meta-command that
-/// `pg_restore` writes), else the one on `PATH`.
+/// was given and it has one (same version, so it understands every
+/// meta-command that `pg_restore` writes), else the one on `PATH`.
 pub fn psql_beside(pg_restore: &Path) -> std::path::PathBuf {
     match pg_restore.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join("psql"),
+        Some(dir) if !dir.as_os_str().is_empty() && dir.join("psql").is_file() => dir.join("psql"),
         _ => "psql".into(),
     }
 }
@@ -110,6 +110,9 @@ pub fn missing_object(message: &str) -> Option<&'static str> {
         Some("fix the database name at the end of the postgres:// URL")
     } else if message.contains("role \"") && message.contains("\" does not exist") {
         Some("fix the user name (USER@) in the postgres:// URL")
+    } else if message.contains("password authentication failed for user") {
+        // The server does not say whether the user or the password is wrong.
+        Some("check the password (PGPASSWORD or --password-file) and the user name (USER@) in the postgres:// URL")
     } else {
         None
     }
@@ -136,10 +139,11 @@ mod tests {
         assert_eq!(&args[..2], ["--file=-", "--single-transaction"]);
         assert!(args.contains(&"--no-owner".to_string()));
         assert_eq!(args.last().map(String::as_str), Some("--clean"));
-        assert_eq!(
-            psql_beside(Path::new("/usr/lib/postgresql/17/bin/pg_restore")),
-            Path::new("/usr/lib/postgresql/17/bin/psql")
-        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let beside = dir.path().join("pg_restore");
+        assert_eq!(psql_beside(&beside), Path::new("psql"));
+        std::fs::write(dir.path().join("psql"), "").expect("psql");
+        assert_eq!(psql_beside(&beside), dir.path().join("psql"));
         assert_eq!(psql_beside(Path::new("pg_restore")), Path::new("psql"));
     }
 
