@@ -205,7 +205,11 @@ async fn commit(forwarded: Forwarded, psql: Running, confirmed: JoinHandle<bool>
     let sent = async {
         write_all_and(&mut sql_in, &rest).await?;
         write_all_and(&mut sql_in, COMMIT).await?;
-        write_all_and(&mut sql_in, format!("\\echo {COMMITTED_MARKER}\n").as_bytes()).await?;
+        write_all_and(
+            &mut sql_in,
+            format!("\\echo {COMMITTED_MARKER}\n").as_bytes(),
+        )
+        .await?;
         sql_in.shutdown().await
     }
     .await;
@@ -216,7 +220,11 @@ async fn commit(forwarded: Forwarded, psql: Running, confirmed: JoinHandle<bool>
         (_, true) => Ok(()),
         (Ok(()), false) => Err(Error::target(format!(
             "psql ended without confirming the COMMIT{}; {NOTHING_RESTORED}",
-            if sent.is_err() { " (it stopped reading)" } else { "" }
+            if sent.is_err() {
+                " (it stopped reading)"
+            } else {
+                ""
+            }
         ))),
         (Err(e), false) => Err(judge_psql_failure(e)),
     }

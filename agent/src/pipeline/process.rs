@@ -17,6 +17,8 @@ use super::redact::Redactor;
 /// How much of a tool's stderr is kept for the error message: the tail, where
 /// the reason for a failure is.
 const STDERR_TAIL: usize = 4096;
+/// How long stderr may stay open after the tool exited.
+const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Outcome {
     status: io::Result<ExitStatus>,
@@ -34,12 +36,15 @@ pub struct Running {
 
 /// Starts `command` with piped stdio. The caller registers every secret the
 /// tool may echo in `redactor`. The process is killed if `Running` is dropped
-/// before it finished.
+/// before it finished, and when the agent receives SIGTERM or SIGINT.
 pub fn spawn(name: &str, mut command: Command, redactor: Redactor) -> io::Result<Running> {
+    // Its own process group, so that stopping the tool also stops what it
+    // started (a wrapper script's children would otherwise live on).
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let program = std::path::PathBuf::from(command.as_std().get_program());
     let mut child = command.spawn().map_err(|e| {
@@ -78,14 +83,26 @@ pub fn spawn(name: &str, mut command: Command, redactor: Redactor) -> io::Result
             let start = tail.len().saturating_sub(STDERR_TAIL);
             String::from_utf8_lossy(&tail[start..]).into_owned()
         });
+        // A signal to the agent stops its tools too: a killed psql session
+        // rolls back, a killed dump ends its stream with an error.
+        let group = child.id();
         let status = tokio::select! {
             status = child.wait() => status,
             Ok(()) = kill_rx => {
-                let _ = child.start_kill();
+                kill_group(group);
+                child.wait().await
+            }
+            () = crate::interrupt::cancelled() => {
+                kill_group(group);
                 child.wait().await
             }
         };
-        let stderr = stderr_task.await.unwrap_or_default();
+        // Whatever the tool left running holds stderr open: do not wait on it.
+        kill_group(group);
+        let stderr = match tokio::time::timeout(STDERR_GRACE, stderr_task).await {
+            Ok(tail) => tail.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         let _ = done_tx.send(Outcome { status, stderr });
     });
     Ok(Running {
@@ -96,6 +113,15 @@ pub fn spawn(name: &str, mut command: Command, redactor: Redactor) -> io::Result
         kill: Some(kill_tx),
         redactor,
     })
+}
+
+/// Kills the tool's whole process group (it is the group's leader).
+fn kill_group(leader: Option<u32>) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    if let Some(pid) = leader.and_then(|p| i32::try_from(p).ok()) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 /// A 64 KiB pipe makes a fast dump tool stop every 64 KiB until we read;
