@@ -48,7 +48,7 @@ pub enum Command {
     /// Back up a database into a store.
     Backup(Box<BackupArgs>),
     /// Restore a backup into a database or an RDB file.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// List the backups in a store, newest first.
     List(ListArgs),
     /// Re-read a stored backup and check it against its manifest.

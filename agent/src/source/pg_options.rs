@@ -205,8 +205,7 @@ pub fn normalize(extra: &[String], flag: &str, tool: Tool) -> Result<Vec<String>
         } else if let Some(body) = arg.strip_prefix('-').filter(|b| !b.is_empty()) {
             // A bundle of short options; one that takes a value takes the
             // rest of the word, or the next argument.
-            let mut chars = body.char_indices();
-            while let Some((at, c)) = chars.next() {
+            for (at, c) in body.char_indices() {
                 let Some(option) = allowed.iter().find(|o| o.short == Some(c)) else {
                     return Err(refuse(arg, unknown_short(c, tool)));
                 };
