@@ -187,6 +187,18 @@ fn an_unusable_spec_names_the_field() {
         err.to_string().contains("spec.target.postgres.pgDumpArgs"),
         "{err}"
     );
+    // The agent's safe-list applies here too: no abbreviation or bundle
+    // takes over the dump's format or output.
+    for takeover in ["--fil=/x", "--forma=plain", "-vFp", "otherdb"] {
+        if let Some(pg) = backup.spec.target.postgres.as_mut() {
+            pg.pg_dump_args = vec![takeover.into()];
+        }
+        let err = desired(&backup, &defaults()).expect_err(takeover);
+        assert!(
+            err.to_string().contains("spec.target.postgres.pgDumpArgs"),
+            "{takeover}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod crd_yaml;
 pub mod failover;
 pub mod hooks;
 pub mod notifications;
+pub mod pg_options;
 pub mod redact;
 pub mod run_summary;
 pub mod scaler;

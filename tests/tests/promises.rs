@@ -294,7 +294,16 @@ fn nothing_commits_before_the_whole_artifact_matched() {
         pg.create_database("t2");
         let flag = format!("--pg-restore-arg={option}");
         let out = agent.run(
-            &["restore", "--from", &url, "--name", "app", "--to", &pg.url("t2"), &flag],
+            &[
+                "restore",
+                "--from",
+                &url,
+                "--name",
+                "app",
+                "--to",
+                &pg.url("t2"),
+                &flag,
+            ],
             &env,
         );
         out.assert_code(1);

@@ -26,6 +26,8 @@ struct Row<'a> {
     encrypted_to: Option<Vec<String>>,
     /// `ok` or `damaged` (an artifact is missing or of the wrong size).
     status: &'static str,
+    #[serde(skip)]
+    started_at: chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a str>,
 }
@@ -41,6 +43,7 @@ struct StrayRow<'a> {
 fn row<'a>(m: &'a Manifest, problem: Option<&'a str>) -> Row<'a> {
     Row {
         status: if problem.is_some() { "damaged" } else { "ok" },
+        started_at: m.started_at,
         problem,
         id: &m.backup_id,
         namespace: &m.namespace,
@@ -72,7 +75,7 @@ pub async fn run(args: &ListArgs) -> Result<String> {
         .map(|m| row(m, None))
         .chain(found.damaged.iter().map(|(m, p)| row(m, Some(p.as_str()))))
         .collect();
-    rows.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(a.id)));
+    rows.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(a.id)));
     let strays: Vec<StrayRow> = found
         .strays
         .iter()

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use super::choose_backup;
 use super::verify::{
     check_identities, check_integrity, load_identities, open_artifact, verify_artifact,
+    OpenArtifact,
 };
 use crate::cli::RestoreArgs;
 use crate::error::{Error, Result};
@@ -171,33 +172,55 @@ async fn restore_redis_live(
     target: &RedisTarget,
 ) -> Result<()> {
     let password = resolve_password(args.password_file.as_ref(), REDIS_PASSWORD_ENV)?;
-    // A running instance cannot be rolled back cheaply: check before touching it.
-    verify_artifact(store, manifest, artifact, ids, args.run.progress).await?;
+    let connect_to = target.clone();
+    let replace = args.force;
+    let (conn, mode) = tokio::task::spawn_blocking(move || {
+        let mut conn = live_restore::connect(&connect_to, password.as_deref())?;
+        let mode = live_restore::preflight(&mut conn, &connect_to.address(), replace)?;
+        Ok::<_, LiveRestoreError>((conn, mode))
+    })
+    .await
+    .map_err(|e| Error::target(format!("restore task failed: {e}")))?
+    .map_err(live_error)?;
+    // Staged restores check the artifact at the end, before the swap; a
+    // direct one cannot be taken back, so it is checked first (one more read).
+    if let live_restore::Mode::Direct { why } = &mode {
+        tracing::warn!(reason = %why, "the restore goes straight into the target; verifying the backup first");
+        verify_artifact(store, manifest, artifact, ids, args.run.progress).await?;
+    }
     let open = open_artifact(store, manifest, artifact, ids).await?;
     let _progress = Progress::start(
         args.run.progress,
         "restore",
         std::sync::Arc::clone(&open.stored),
     );
-    let target = target.clone();
-    let replace = args.force;
+    let address = target.address();
     let reader = tokio_util::io::SyncIoBridge::new(open.reader);
+    let (manifest_c, artifact_c) = (manifest.clone(), artifact.clone());
+    let (stored, raw, raw_checked) = (open.stored, open.raw, open.raw_checked);
     let stats = tokio::task::spawn_blocking(move || {
-        let mut conn = live_restore::connect(&target, password.as_deref())?;
+        let mut conn = conn;
         live_restore::restore(
             &mut conn,
-            &target.address(),
+            &address,
             reader,
+            &mode,
             replace,
             chrono::Utc::now().timestamp_millis(),
+            || {
+                let read = OpenArtifact {
+                    reader: Box::new(tokio::io::empty()),
+                    stored,
+                    raw,
+                    raw_checked,
+                };
+                check_integrity(&manifest_c, &artifact_c, &read).map_err(|e| e.to_string())
+            },
         )
     })
     .await
     .map_err(|e| Error::target(format!("restore task failed: {e}")))?
-    .map_err(|e| match e {
-        LiveRestoreError::Usage(m) => Error::usage(m),
-        LiveRestoreError::Failed(m) => Error::target(m),
-    })?;
+    .map_err(live_error)?;
     tracing::info!(
         keys = stats.keys,
         expired_skipped = stats.expired_skipped,
@@ -205,6 +228,13 @@ async fn restore_redis_live(
         "keys restored"
     );
     Ok(())
+}
+
+fn live_error(e: LiveRestoreError) -> Error {
+    match e {
+        LiveRestoreError::Usage(m) => Error::usage(m),
+        LiveRestoreError::Failed(m) => Error::target(m),
+    }
 }
 
 /// Vault installs a snapshot atomically, but a restore cannot be taken back:

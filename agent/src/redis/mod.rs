@@ -5,3 +5,4 @@ pub mod checksum;
 pub mod live_restore;
 pub mod lzf;
 pub mod rdb;
+pub mod staging;

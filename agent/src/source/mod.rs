@@ -2,7 +2,6 @@
 //! protocol for Redis, the raft snapshot API for Vault / OpenBao.
 
 pub mod pg_archive;
-pub mod pg_options;
 pub mod postgres;
 pub mod redis_sync;
 pub mod vault;

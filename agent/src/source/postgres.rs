@@ -5,10 +5,10 @@ use std::path::Path;
 
 use tokio::process::Command;
 
-pub use super::pg_options::{normalize, Tool};
 use crate::pipeline::process::{self, Running};
 use crate::pipeline::redact::Redactor;
 use crate::target::PostgresTarget;
+pub use vertice_crds::pg_options::{normalize, Tool};
 
 /// Arguments recorded in the manifest; the connection comes separately.
 /// `extra` is already normalized by [`pg_options::normalize`].

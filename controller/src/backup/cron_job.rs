@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use vertice_crds::backup::{BackupTarget, StoreSpec};
 use vertice_crds::common::SecretKeySelector;
+use vertice_crds::pg_options::{normalize, Tool};
 use vertice_crds::VerticeBackup;
 
 use super::names;
@@ -378,8 +379,16 @@ fn wire_target(target: &BackupTarget, w: &mut Wiring) -> Result<bool, SpecError>
                 "spec.target.postgres.pgDumpArgs: {bad:?} contains whitespace; give each option as its own item, as --option=value"
             )));
         }
-        if !pg.pg_dump_args.is_empty() {
-            w.value("VERTICE_PG_DUMP_ARGS", pg.pg_dump_args.join(" "));
+        // The agent's own safe-list, so a spec it would refuse is Invalid now
+        // rather than a failing Job at the next schedule.
+        let args = normalize(
+            &pg.pg_dump_args,
+            "spec.target.postgres.pgDumpArgs",
+            Tool::PgDump,
+        )
+        .map_err(SpecError)?;
+        if !args.is_empty() {
+            w.value("VERTICE_PG_DUMP_ARGS", args.join(" "));
         }
         return Ok(false);
     }

@@ -1,4 +1,5 @@
-//! Extra `pg_dump` / `pg_restore` options (`--pg-dump-arg`, `--pg-restore-arg`),
+//! Extra `pg_dump` / `pg_restore` options (`--pg-dump-arg`, `--pg-restore-arg`,
+//! a VerticeBackup's `pgDumpArgs`: the agent and the controller share this list),
 //! accepted from a known-safe list only and read the way `getopt_long` reads
 //! them: `--long=value`, `--long value`, `-xvalue`, `-x value` and bundled
 //! short flags (`-vO`). Abbreviations (`--fil` for `--file`), positional
