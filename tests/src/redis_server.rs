@@ -43,6 +43,9 @@ impl RedisServer {
                 "no",
                 "--repl-diskless-sync-delay",
                 "0",
+                // DEBUG POPULATE fills large data sets in one command.
+                "--enable-debug-command",
+                "local",
             ])
             .arg("--dir")
             .arg(dir.path())

@@ -241,3 +241,149 @@ fn a_restore_that_fails_midway_removes_what_it_restored() {
 }
 
 vertice_tests::on_every_store!(round_trip);
+
+/// A source with `n` keys of 1 KiB, backed up into a new file store.
+fn backed_up_redis(n: usize) -> (RedisServer, TestStore) {
+    let source = RedisServer::start(None);
+    let mut conn = source.connection();
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(n)
+        .arg("key")
+        .arg(1024)
+        .exec(&mut conn)
+        .expect("populate");
+    let store = TestStore::file();
+    Agent::new()
+        .run(
+            &["backup", "--source", &source.url(), "--to", &store.url("")],
+            &[],
+        )
+        .assert_ok();
+    (source, store)
+}
+
+fn keyspace(conn: &mut redis::Connection) -> String {
+    redis::cmd("INFO")
+        .arg("keyspace")
+        .query::<String>(conn)
+        .expect("info")
+        .lines()
+        .filter(|l| l.starts_with("db"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn a_read_only_replica_is_refused_before_anything_is_sent() {
+    let (_source, store) = backed_up_redis(100);
+    let primary = RedisServer::start(None);
+    let replica = RedisServer::start(None);
+    let mut conn = replica.connection();
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .exec(&mut conn)
+        .expect("replicaof");
+    let out = Agent::new().run(
+        &["restore", "--from", &store.url(""), "--to", &replica.url()],
+        &[],
+    );
+    out.assert_code(2);
+    assert!(out.stderr.contains("read-only replica"), "{}", out.stderr);
+    assert_eq!(keyspace(&mut conn), "");
+}
+
+#[test]
+fn a_writer_during_the_restore_loses_nothing() {
+    let (_source, store) = backed_up_redis(200_000);
+    let target = RedisServer::start(None);
+    let mut writer = target.connection();
+    let mut child = Agent::new()
+        .command()
+        .args(["restore", "--from", &store.url(""), "--to", &target.url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Another client writes into the target while the restore runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !keyspace(&mut writer).contains("db15:keys=") {
+        assert!(std::time::Instant::now() < deadline, "the restore never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        redis::cmd("SET")
+            .arg("theirs")
+            .arg("keep me")
+            .exec(&mut writer)
+            .expect("set");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("restore");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let theirs: Option<String> = redis::cmd("GET")
+        .arg("theirs")
+        .query(&mut writer)
+        .expect("get");
+    assert_eq!(theirs.as_deref(), Some("keep me"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the target was not changed"), "{stderr}");
+    assert_eq!(
+        keyspace(&mut writer),
+        "db0:keys=1,expires=0,avg_ttl=0",
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigkill_midway_leaves_the_target_as_it_was() {
+    let (_source, store) = backed_up_redis(300_000);
+    let target = RedisServer::start(None);
+    let mut conn = target.connection();
+    let mut child = Agent::new()
+        .command()
+        .args(["restore", "--from", &store.url(""), "--to", &target.url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the staged copy is filling, then kill the agent outright.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !keyspace(&mut conn).contains("db15:keys=") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let db0: u64 = redis::cmd("DBSIZE").query(&mut conn).expect("dbsize");
+    assert_eq!(db0, 0, "the target database was touched");
+    // The next run names the interrupted staging instead of merging into it.
+    let again = Agent::new().run(
+        &["restore", "--from", &store.url(""), "--to", &target.url()],
+        &[],
+    );
+    again.assert_code(2);
+    assert!(
+        again.stderr.contains("interrupted restore"),
+        "{}",
+        again.stderr
+    );
+    redis::cmd("SELECT")
+        .arg(15)
+        .exec(&mut conn)
+        .expect("select");
+    redis::cmd("FLUSHDB").exec(&mut conn).expect("flush");
+    Agent::new()
+        .run(
+            &["restore", "--from", &store.url(""), "--to", &target.url()],
+            &[],
+        )
+        .assert_ok();
+    redis::cmd("SELECT").arg(0).exec(&mut conn).expect("select");
+    let restored: u64 = redis::cmd("DBSIZE").query(&mut conn).expect("dbsize");
+    assert_eq!(restored, 300_000);
+}
