@@ -174,6 +174,18 @@ fn a_least_privilege_acl_user_can_back_up() {
         url.as_str(),
         "the user is recorded, the password is not"
     );
+
+    // Without +psync the user cannot replicate: a configuration error.
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "backup", "-psync"])
+        .exec(&mut conn)
+        .expect("acl");
+    let refused = agent.run(
+        &["backup", "--source", &url, "--to", &store.url("")],
+        &[("REDIS_PASSWORD", "backup-Secret-1".into())],
+    );
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("+psync"), "{}", refused.stderr);
 }
 
 #[test]
@@ -309,7 +321,10 @@ fn a_writer_during_the_restore_loses_nothing() {
     // Another client writes into the target while the restore runs.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !keyspace(&mut writer).contains("db15:keys=") {
-        assert!(std::time::Instant::now() < deadline, "the restore never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {

@@ -73,3 +73,57 @@ fn prune_aborts_only_old_dangling_uploads_under_its_prefix() {
         "uploads outside the store's prefix are not ours to abort"
     );
 }
+
+/// An upload never replaces an object it did not create, whether it goes up
+/// in one request or in parts, and a refused upload leaves the object as it was.
+#[test]
+fn uploads_never_overwrite_an_existing_object() {
+    use vertice_agent::store::StoreError;
+    let weed = SeaweedFs::start();
+    weed.create_bucket("vertice-o");
+    for (k, v) in credentials_env() {
+        std::env::set_var(k, v);
+    }
+    let options = StoreOptions {
+        s3: S3Settings {
+            endpoint: Some(weed.endpoint()),
+            ..S3Settings::default()
+        },
+        ..StoreOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = open_store(&"s3://vertice-o/p".parse().expect("url"), &options)
+            .await
+            .expect("store");
+        let key = "default/app/20260101T000000Z-abcd/dump.pgdump.zst";
+        store
+            .put_bytes(key, vertice_agent::bytes::Bytes::from_static(b"original"))
+            .await
+            .expect("first write");
+        let again = store
+            .put_bytes(
+                key,
+                vertice_agent::bytes::Bytes::from_static(b"replacement"),
+            )
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::AlreadyExists { .. })),
+            "{again:?}"
+        );
+        let big = vec![7u8; 12 << 20];
+        let streamed = store.put_stream(key, &mut big.as_slice()).await;
+        assert!(
+            matches!(streamed, Err(StoreError::AlreadyExists { .. })),
+            "{streamed:?}"
+        );
+        let small = store.put_stream(key, &mut &b"short"[..]).await;
+        assert!(
+            matches!(small, Err(StoreError::AlreadyExists { .. })),
+            "{small:?}"
+        );
+        let kept = store.get_bytes(key).await.expect("read");
+        assert_eq!(&kept[..], b"original");
+    });
+    assert!(weed.dangling_uploads("vertice-o").is_empty());
+}

@@ -158,11 +158,23 @@ fn io_failure(address: &str, e: io::Error) -> Error {
     Error::source(format!("{address}: {e}"))
 }
 
+/// Why the server would not replicate: a permission (exit 2: the ACL must
+/// change), a replica without its own primary, or anything else.
 fn replication_refused(address: &str, reply: &str) -> Error {
-    Error::source(format!(
-        "{address} refused to send a snapshot ({}); the user needs the +psync +replconf +info commands (ACL) and replication must not be disabled",
-        first_word(reply)
-    ))
+    let word = first_word(reply);
+    if reply.starts_with("-NOPERM") {
+        Error::usage(format!(
+            "{address} refused to send a snapshot ({word}): the user lacks a permission; grant +psync +replconf +info (e.g. ACL SETUSER backup +psync +replconf +info +ping)"
+        ))
+    } else if reply.starts_with("-NOMASTERLINK") {
+        Error::source(format!(
+            "{address} is a replica that has lost its link to its primary ({word}): it cannot serve a snapshot until it resynchronises; back up the primary or a healthy replica"
+        ))
+    } else {
+        Error::source(format!(
+            "{address} refused to send a snapshot ({word}); the user needs the +psync +replconf +info commands (ACL) and replication must not be disabled"
+        ))
+    }
 }
 
 fn first_word(reply: &str) -> String {
