@@ -20,6 +20,7 @@ pub mod seaweedfs;
 pub mod smtp_sink;
 pub mod store;
 pub mod token_review;
+pub mod trixie;
 
 pub use agent::Agent;
 pub use openbao::OpenBao;

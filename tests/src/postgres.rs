@@ -52,6 +52,19 @@ impl Postgres {
             "apt-get install -y postgresql",
         );
         let bin = initdb.parent().map(PathBuf::from).unwrap_or_default();
+        Self::start_from(bin, password, Flavor::Machine)
+    }
+
+    /// PostgreSQL 17 from the trixie root (see [`crate::trixie`]).
+    pub fn start_17() -> Postgres {
+        Self::start_from(
+            crate::trixie::bin(),
+            "vertice-pg17-Secret-2c9d",
+            Flavor::Trixie,
+        )
+    }
+
+    fn start_from(bin: PathBuf, password: &str, flavor: Flavor) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("vertice-pg-")
             .tempdir()
@@ -60,16 +73,21 @@ impl Postgres {
         std::fs::write(&pwfile, password).expect("write pwfile");
         if is_root() {
             // initdb refuses to run as root: hand the directory to postgres.
+            let owner = match flavor {
+                Flavor::Machine => "postgres:postgres".to_string(),
+                Flavor::Trixie => crate::trixie::postgres_owner(),
+            };
             let status = Command::new("chown")
                 .arg("-R")
-                .arg("postgres:postgres")
+                .arg(owner)
                 .arg(dir.path())
                 .status()
                 .expect("chown");
             assert!(status.success(), "chown to postgres failed");
         }
         let data = dir.path().join("data");
-        let out = as_server_user(&bin.join("initdb"))
+        let out = flavor
+            .as_server_user(&bin.join("initdb"))
             .arg("-D")
             .arg(&data)
             .args([
@@ -93,7 +111,8 @@ impl Postgres {
         let log_file = std::fs::File::create(&log).expect("log");
         let mut server = Server::spawn(
             "postgres",
-            as_server_user(&bin.join("postgres"))
+            flavor
+                .as_server_user(&bin.join("postgres"))
                 .arg("-D")
                 .arg(&data)
                 .arg("-p")
@@ -227,6 +246,24 @@ impl Postgres {
 
     pub fn pg_bin(&self, tool: &str) -> PathBuf {
         self.bin.join(tool)
+    }
+}
+
+/// Where the server binaries come from.
+#[derive(Clone, Copy)]
+enum Flavor {
+    /// The machine's own packages, started as its `postgres` user.
+    Machine,
+    /// The trixie root's wrappers, which switch to the root's user themselves.
+    Trixie,
+}
+
+impl Flavor {
+    fn as_server_user(self, program: &std::path::Path) -> Command {
+        match self {
+            Flavor::Machine => as_server_user(program),
+            Flavor::Trixie => Command::new(program),
+        }
     }
 }
 

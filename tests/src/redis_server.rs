@@ -22,6 +22,19 @@ impl RedisServer {
     /// (the "init container put dump.rdb in place" case).
     pub fn start_with(password: Option<&str>, rdb: Option<&std::path::Path>) -> RedisServer {
         let bin = require_binary("redis-server", &[], "apt-get install -y redis-server");
+        Self::start_binary(bin, password, rdb)
+    }
+
+    /// Valkey 8 from the trixie root (see [`crate::trixie`]).
+    pub fn start_valkey() -> RedisServer {
+        Self::start_binary(crate::trixie::bin().join("valkey-server"), None, None)
+    }
+
+    fn start_binary(
+        bin: std::path::PathBuf,
+        password: Option<&str>,
+        rdb: Option<&std::path::Path>,
+    ) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("vertice-redis-")
             .tempdir()

@@ -110,6 +110,8 @@ pub fn missing_object(message: &str) -> Option<&'static str> {
         Some("fix the database name at the end of the postgres:// URL")
     } else if message.contains("role \"") && message.contains("\" does not exist") {
         Some("fix the user name (USER@) in the postgres:// URL")
+    } else if message.contains("server version mismatch") {
+        Some("pg_dump must be at least the server's major version: install a newer postgresql-client or point --pg-dump at one")
     } else if message.contains("password authentication failed for user") {
         // The server does not say whether the user or the password is wrong.
         Some("check the password (PGPASSWORD or --password-file) and the user name (USER@) in the postgres:// URL")

@@ -75,13 +75,16 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
     if info.starts_with('-') {
         return Err(Error::source(format!("{address}: INFO failed: {info}")));
     }
-    let server_version = info
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("redis_version:")
-                .or_else(|| l.strip_prefix("valkey_version:"))
-        })
-        .map(|v| v.trim().to_string());
+    // Valkey also reports the Redis version it is compatible with; its own
+    // version is the one that tells a user what ran.
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let server_version = field("valkey_version:")
+        .map(|v| format!("valkey {v}"))
+        .or_else(|| field("redis_version:"));
 
     // We accept the EOF-marked (diskless) transfer, so the master need not
     // write the snapshot to its own disk.
