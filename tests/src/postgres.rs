@@ -213,6 +213,15 @@ impl Postgres {
         );
     }
 
+    /// Tables in the public schema, comma-separated (empty for none): what a
+    /// failed restore must leave as it was.
+    pub fn public_tables(&self, db: &str) -> String {
+        self.psql(
+            db,
+            "SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables WHERE schemaname = 'public'",
+        )
+    }
+
     pub fn create_database(&self, name: &str) {
         self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
     }

@@ -3,11 +3,6 @@
 
 use vertice_tests::{write_script, Agent, Postgres, TestStore};
 
-/// Tables in the public schema, to see that a failed restore left the target as it was.
-fn public_tables(pg: &Postgres, db: &str) -> String {
-    pg.psql(db, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
-}
-
 fn corrupted_backup_is_refused(store: &TestStore, compression: &str, flip_at_end: bool) {
     let pg = Postgres::start();
     pg.create_database("app");
@@ -79,7 +74,7 @@ fn corrupted_backup_is_refused(store: &TestStore, compression: &str, flip_at_end
         restore.stderr
     );
     assert_eq!(
-        public_tables(&pg, "target"),
+        pg.public_tables("target"),
         "keep_me",
         "the target must be untouched"
     );

@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 use vertice_tests::process::is_root;
 use vertice_tests::{write_script, Agent, Postgres, TestStore};
 
-fn public_tables(pg: &Postgres, db: &str) -> String {
-    pg.psql(
-        db,
-        "SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables WHERE schemaname = 'public'",
-    )
-}
-
 fn backup_ids(agent: &Agent, url: &str) -> Vec<String> {
     let out = agent.run(&["list", "--from", url, "--output", "json"], &[]);
     out.assert_ok();
@@ -278,11 +271,7 @@ fn nothing_commits_before_the_whole_artifact_matched() {
         "{}",
         out.stderr
     );
-    assert_eq!(
-        public_tables(&pg, "t1"),
-        "",
-        "a corrupt backup was committed"
-    );
+    assert_eq!(pg.public_tables("t1"), "", "a corrupt backup was committed");
 
     // 2. Damage at the end, with options that make pg_restore stop reading
     //    early: the schema alone must not commit either.
@@ -313,7 +302,7 @@ fn nothing_commits_before_the_whole_artifact_matched() {
             out.stderr
         );
         assert_eq!(
-            public_tables(&pg, "t2"),
+            pg.public_tables("t2"),
             "",
             "{option}: the schema was committed"
         );
@@ -338,7 +327,7 @@ fn nothing_commits_before_the_whole_artifact_matched() {
             &env,
         )
         .assert_ok();
-    assert_eq!(public_tables(&pg, "t3"), "items");
+    assert_eq!(pg.public_tables("t3"), "items");
     assert_eq!(pg.psql("t3", "SELECT count(*) FROM items"), "0");
 }
 
@@ -639,5 +628,5 @@ fn sigterm_during_a_restore_rolls_it_back() {
     assert_eq!(summary["outcome"], "interrupted", "{summary}");
     // The session is gone; the target holds nothing of the restore.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(public_tables(&pg, "t"), "");
+    assert_eq!(pg.public_tables("t"), "");
 }

@@ -304,6 +304,61 @@ fn a_read_only_replica_is_refused_before_anything_is_sent() {
     out.assert_code(2);
     assert!(out.stderr.contains("read-only replica"), "{}", out.stderr);
     assert_eq!(keyspace(&mut conn), "");
+
+    // A replica whose primary is gone cannot serve a snapshot: said so.
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(vertice_tests::ports::free_port())
+        .exec(&mut conn)
+        .expect("replicaof");
+    let orphan = Agent::new().run(
+        &["backup", "--source", &replica.url(), "--to", &store.url("")],
+        &[],
+    );
+    orphan.assert_code(1);
+    assert!(
+        orphan.stderr.contains("lost its link to its primary"),
+        "{}",
+        orphan.stderr
+    );
+}
+
+#[test]
+fn sigterm_midway_drops_the_staged_copy() {
+    let (_source, store) = backed_up_redis(300_000);
+    let target = RedisServer::start(None);
+    let mut conn = target.connection();
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let child = Agent::new()
+        .command()
+        .args(["restore", "--from", &store.url(""), "--to", &target.url()])
+        .arg("--termination-log")
+        .arg(log.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !keyspace(&mut conn).contains("db15:keys=") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("the target was not changed"), "{stderr}");
+    assert_eq!(keyspace(&mut conn), "", "target untouched, staging removed");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log.path()).expect("summary")).expect("json");
+    assert_eq!(summary["outcome"], "interrupted", "{summary}");
 }
 
 #[test]
