@@ -23,7 +23,7 @@ use futures::TryStreamExt;
 use tokio::io::AsyncRead;
 
 use super::key_prefix::KeyPrefix;
-use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
+use super::multipart::{upload, with_retries, ChunkedUpload, MultipartConfig, PartUploader};
 use super::resuming_download::{Body, Reopen, Reopener, ResumingDownload};
 use super::{azure_sas, BoxedReader, ObjectMeta, Store, StoreError};
 
@@ -253,6 +253,64 @@ impl PartUploader for AzureBlocks {
     }
 }
 
+/// One block-blob upload, driven by [`upload`]: blocks are staged, then
+/// committed with a block list. Staged blocks that are never committed are
+/// invisible and Azure discards them after a week, so there is nothing to
+/// abort: a failed upload leaves nothing that looks like an object.
+struct AzureUpload<'a> {
+    store: &'a AzureStore,
+    key: &'a str,
+    full_key: String,
+}
+
+#[async_trait]
+impl ChunkedUpload for AzureUpload<'_> {
+    type Parts = AzureBlocks;
+
+    async fn put_whole(&self, data: Bytes) -> Result<(), StoreError> {
+        self.store.put_bytes(self.key, data).await
+    }
+
+    async fn start(&self) -> Result<Arc<AzureBlocks>, StoreError> {
+        Ok(Arc::new(AzureBlocks {
+            blob: self
+                .store
+                .container
+                .blob_client(&self.full_key)
+                .block_blob_client(),
+            store: self.store.describe(),
+            key: self.full_key.clone(),
+        }))
+    }
+
+    async fn complete(&self, blocks: &AzureBlocks, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+        let list = BlockLookupList {
+            committed: None,
+            latest: Some(ids.to_vec()),
+            uncommitted: None,
+        };
+        let content = list
+            .try_into()
+            .map_err(|e: azure_core::Error| self.store.map_err("encoding the block list", e))?;
+        let options = BlockBlobClientCommitBlockListOptions {
+            // Never replace an existing object.
+            if_none_match: Some(Etag::from("*")),
+            ..Default::default()
+        };
+        blocks
+            .blob
+            .commit_block_list(content, Some(options))
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                self.store
+                    .map_err(&format!("committing {}", self.full_key), e)
+            })
+    }
+
+    async fn abort(&self, _blocks: &AzureBlocks) {}
+}
+
 #[async_trait]
 impl Store for AzureStore {
     fn describe(&self) -> String {
@@ -284,45 +342,12 @@ impl Store for AzureStore {
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
-        let full_key = self.full_key(key)?;
-        let first = read_part(body, self.multipart.part_size_for(1)).await?;
-        if first.len() < self.multipart.part_size_for(1) {
-            let len = first.len() as u64;
-            self.put_bytes(key, first).await?;
-            return Ok(len);
-        }
-        let blob = self.container.blob_client(&full_key).block_blob_client();
-        let blocks = Arc::new(AzureBlocks {
-            blob: self.container.blob_client(&full_key).block_blob_client(),
-            store: self.describe(),
-            key: full_key.clone(),
-        });
-        // Staged blocks that are never committed are invisible and Azure
-        // discards them after a week: a failed upload leaves nothing that
-        // looks like an object.
-        let (ids, total) = upload_parts(blocks, first, body, self.multipart).await?;
-        let list = BlockLookupList {
-            committed: None,
-            latest: Some(ids),
-            uncommitted: None,
+        let lifecycle = AzureUpload {
+            store: self,
+            key,
+            full_key: self.full_key(key)?,
         };
-        with_retries(self.multipart.max_attempts, 0, || async {
-            let content = list
-                .clone()
-                .try_into()
-                .map_err(|e: azure_core::Error| self.map_err("encoding the block list", e))?;
-            let options = BlockBlobClientCommitBlockListOptions {
-                // Never replace an existing object.
-                if_none_match: Some(Etag::from("*")),
-                ..Default::default()
-            };
-            blob.commit_block_list(content, Some(options))
-                .await
-                .map(|_| ())
-                .map_err(|e| self.map_err(&format!("committing {full_key}"), e))
-        })
-        .await?;
-        Ok(total)
+        upload(&lifecycle, body, self.multipart).await
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {

@@ -1,7 +1,9 @@
-//! Backend-neutral machinery for chunked uploads: how big each part is, how
-//! many are in flight, and retrying a part. S3 multipart uploads and Azure
-//! block staging use it; GCS resumable uploads get the same chunking from
-//! the Google client (one chunk of `base_part_size` in memory).
+//! Backend-neutral machinery for chunked uploads: the one lifecycle
+//! ([`ChunkedUpload`], [`upload`]: whole if short, else start, parts,
+//! complete, abort on error), how big each part is, how many are in flight,
+//! and retrying. S3 multipart uploads and Azure block staging drive it; GCS
+//! resumable uploads get the same chunking from the Google client (one chunk
+//! of `base_part_size` in memory).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +98,57 @@ pub trait PartUploader: Send + Sync + 'static {
     /// What the final commit needs to know about a part (an ETag, a block id).
     type Receipt: Send + 'static;
     async fn upload_part(&self, number: u32, data: Bytes) -> Result<Self::Receipt, StoreError>;
+}
+
+/// One chunked upload's lifecycle, as a store drives it: a short stream goes
+/// up whole; a long one is started, sent in parts, completed without ever
+/// replacing an existing object, and aborted on any error.
+#[async_trait]
+pub trait ChunkedUpload: Send + Sync {
+    type Parts: PartUploader;
+
+    /// Writes a stream shorter than one part in a single request.
+    async fn put_whole(&self, data: Bytes) -> Result<(), StoreError>;
+    /// Opens the upload (S3: CreateMultipartUpload; Azure: nothing to do).
+    async fn start(&self) -> Result<Arc<Self::Parts>, StoreError>;
+    /// Makes the object appear from its parts, in order (retried by [`upload`]).
+    async fn complete(
+        &self,
+        parts: &Self::Parts,
+        receipts: &[<Self::Parts as PartUploader>::Receipt],
+    ) -> Result<(), StoreError>;
+    /// Discards what was sent; errors are logged, the upload has failed anyway.
+    async fn abort(&self, parts: &Self::Parts);
+}
+
+/// Runs the whole lifecycle of [`ChunkedUpload`] over `body`; returns the
+/// bytes uploaded. Nothing that looks like an object is left after an error.
+pub async fn upload<L: ChunkedUpload>(
+    lifecycle: &L,
+    body: &mut (dyn AsyncRead + Send + Unpin),
+    config: MultipartConfig,
+) -> Result<u64, StoreError> {
+    let first = read_part(body, config.part_size_for(1)).await?;
+    if first.len() < config.part_size_for(1) {
+        // Short streams go up in one request: no multipart bookkeeping.
+        let len = first.len() as u64;
+        lifecycle.put_whole(first).await?;
+        return Ok(len);
+    }
+    let parts = lifecycle.start().await?;
+    let result = async {
+        let (receipts, total) = upload_parts(Arc::clone(&parts), first, body, config).await?;
+        with_retries(config.max_attempts, 0, || {
+            lifecycle.complete(&parts, &receipts)
+        })
+        .await?;
+        Ok::<u64, StoreError>(total)
+    }
+    .await;
+    if result.is_err() {
+        lifecycle.abort(&parts).await;
+    }
+    result
 }
 
 /// Uploads `first` and then the rest of `body` as numbered parts, with at most
@@ -413,5 +466,115 @@ mod tests {
         .await
         .expect_err("a broken body fails the upload");
         assert!(err.to_string().contains("pg_dump exited"), "{err}");
+    }
+
+    /// Records the lifecycle calls; `complete` fails `complete_failures` times.
+    struct Lifecycle {
+        parts: Arc<Recorder>,
+        calls: Mutex<Vec<String>>,
+        complete_failures: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ChunkedUpload for Lifecycle {
+        type Parts = Recorder;
+        async fn put_whole(&self, data: Bytes) -> Result<(), StoreError> {
+            self.calls
+                .lock()
+                .expect("lock")
+                .push(format!("whole {}", data.len()));
+            Ok(())
+        }
+        async fn start(&self) -> Result<Arc<Recorder>, StoreError> {
+            self.calls.lock().expect("lock").push("start".into());
+            Ok(Arc::clone(&self.parts))
+        }
+        async fn complete(&self, _: &Recorder, receipts: &[u32]) -> Result<(), StoreError> {
+            self.calls
+                .lock()
+                .expect("lock")
+                .push(format!("complete {receipts:?}"));
+            if self.complete_failures.load(Ordering::SeqCst) > 0 {
+                self.complete_failures.fetch_sub(1, Ordering::SeqCst);
+                return Err(StoreError::Request {
+                    store: "test".into(),
+                    detail: "flaky".into(),
+                });
+            }
+            Ok(())
+        }
+        async fn abort(&self, _: &Recorder) {
+            self.calls.lock().expect("lock").push("abort".into());
+        }
+    }
+
+    fn lifecycle(complete_failures: usize) -> Lifecycle {
+        Lifecycle {
+            parts: recorder(0),
+            calls: Mutex::new(Vec::new()),
+            complete_failures: AtomicUsize::new(complete_failures),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lifecycle_puts_short_streams_whole_and_aborts_on_any_error() {
+        let config = MultipartConfig {
+            base_part_size: 10,
+            max_in_flight: 2,
+            max_attempts: 2,
+        };
+        let calls = |l: &Lifecycle| l.calls.lock().expect("lock").clone();
+
+        let short = lifecycle(0);
+        assert_eq!(
+            upload(&short, &mut &b"abc"[..], config)
+                .await
+                .expect("short"),
+            3
+        );
+        assert_eq!(calls(&short), ["whole 3"]);
+
+        let long = lifecycle(1);
+        let data = vec![1u8; 25];
+        assert_eq!(
+            upload(&long, &mut data.as_slice(), config)
+                .await
+                .expect("long"),
+            25
+        );
+        assert_eq!(
+            calls(&long),
+            ["start", "complete [1, 2, 3]", "complete [1, 2, 3]"],
+            "a failed complete is retried"
+        );
+
+        let hopeless = lifecycle(5);
+        assert!(upload(&hopeless, &mut data.as_slice(), config)
+            .await
+            .is_err());
+        assert_eq!(calls(&hopeless).last().map(String::as_str), Some("abort"));
+
+        struct Dies(usize);
+        impl AsyncRead for Dies {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                if self.0 == 0 {
+                    return std::task::Poll::Ready(Err(std::io::Error::other("dump died")));
+                }
+                let n = self.0.min(buf.remaining());
+                buf.put_slice(&vec![0u8; n]);
+                self.0 -= n;
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let broken = lifecycle(0);
+        let err = upload(&broken, &mut Dies(15), config)
+            .await
+            .expect_err("body error");
+        assert!(err.to_string().contains("dump died"), "{err}");
+        assert_eq!(calls(&broken), ["start", "abort"]);
     }
 }

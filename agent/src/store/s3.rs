@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::io::AsyncRead;
 
 use super::key_prefix::KeyPrefix;
-use super::multipart::{read_part, upload_parts, with_retries, MultipartConfig, PartUploader};
+use super::multipart::{upload, with_retries, ChunkedUpload, MultipartConfig, PartUploader};
 use super::resuming_download::{Body, Reopen, Reopener, ResumingDownload};
 use super::{BoxedReader, ObjectMeta, Store, StoreError};
 
@@ -220,6 +220,90 @@ impl S3Store {
     }
 }
 
+/// One S3 multipart upload, driven by [`upload`].
+struct S3Upload<'a> {
+    store: &'a S3Store,
+    key: &'a str,
+    full_key: String,
+}
+
+#[async_trait]
+impl ChunkedUpload for S3Upload<'_> {
+    type Parts = S3Parts;
+
+    async fn put_whole(&self, data: Bytes) -> Result<(), StoreError> {
+        self.store.put_bytes(self.key, data).await
+    }
+
+    async fn start(&self) -> Result<Arc<S3Parts>, StoreError> {
+        let store = self.store;
+        let created = store
+            .client
+            .create_multipart_upload()
+            .bucket(&store.bucket)
+            .key(&self.full_key)
+            .send()
+            .await
+            .map_err(|e| store.map_err(&format!("starting upload of {}", self.full_key), e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StoreError::Request {
+                store: store.store_name(),
+                detail: "server returned no upload id".into(),
+            })?
+            .to_string();
+        Ok(Arc::new(S3Parts {
+            client: store.client.clone(),
+            bucket: store.bucket.clone(),
+            key: self.full_key.clone(),
+            upload_id,
+            store: store.store_name(),
+        }))
+    }
+
+    async fn complete(
+        &self,
+        parts: &S3Parts,
+        receipts: &[CompletedPart],
+    ) -> Result<(), StoreError> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(receipts.to_vec()))
+            .build();
+        self.store
+            .client
+            .complete_multipart_upload()
+            .bucket(&parts.bucket)
+            .key(&parts.key)
+            .upload_id(&parts.upload_id)
+            // Never replace an existing object.
+            .if_none_match("*")
+            .multipart_upload(completed)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                self.store
+                    .map_err(&format!("completing upload of {}", parts.key), e)
+            })
+    }
+
+    async fn abort(&self, parts: &S3Parts) {
+        // Never leave a dangling upload: it costs money and looks like data.
+        if let Err(e) = self
+            .store
+            .client
+            .abort_multipart_upload()
+            .bucket(&parts.bucket)
+            .key(&parts.key)
+            .upload_id(&parts.upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(key = %parts.key, error = %DisplayErrorContext(&e), "aborting the failed multipart upload failed");
+        }
+    }
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn describe(&self) -> String {
@@ -249,71 +333,12 @@ impl Store for S3Store {
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key)?;
         self.ensure_absent(key, &full_key).await?;
-        let first = read_part(body, self.multipart.part_size_for(1)).await?;
-        if first.len() < self.multipart.part_size_for(1) {
-            // Short streams go up in one request: no multipart bookkeeping.
-            let len = first.len() as u64;
-            self.put_bytes(key, first).await?;
-            return Ok(len);
-        }
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full_key)
-            .send()
-            .await
-            .map_err(|e| self.map_err(&format!("starting upload of {full_key}"), e))?;
-        let upload_id = created
-            .upload_id()
-            .ok_or_else(|| StoreError::Request {
-                store: self.store_name(),
-                detail: "server returned no upload id".into(),
-            })?
-            .to_string();
-        let parts = Arc::new(S3Parts {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: full_key.clone(),
-            upload_id: upload_id.clone(),
-            store: self.store_name(),
-        });
-        let result = async {
-            let (receipts, total) =
-                upload_parts(Arc::clone(&parts), first, body, self.multipart).await?;
-            let completed = CompletedMultipartUpload::builder()
-                .set_parts(Some(receipts))
-                .build();
-            with_retries(self.multipart.max_attempts, 0, || {
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&full_key)
-                    .upload_id(&upload_id)
-                    .if_none_match("*")
-                    .multipart_upload(completed.clone())
-                    .send()
-                    .map_err_async(|e| self.map_err(&format!("completing upload of {full_key}"), e))
-            })
-            .await?;
-            Ok::<u64, StoreError>(total)
-        }
-        .await;
-        if result.is_err() {
-            // Never leave a dangling upload: it costs money and looks like data.
-            if let Err(e) = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full_key)
-                .upload_id(&upload_id)
-                .send()
-                .await
-            {
-                tracing::warn!(key = %full_key, error = %DisplayErrorContext(&e), "aborting the failed multipart upload failed");
-            }
-        }
-        result
+        let lifecycle = S3Upload {
+            store: self,
+            key,
+            full_key,
+        };
+        upload(&lifecycle, body, self.multipart).await
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
