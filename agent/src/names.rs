@@ -2,7 +2,6 @@
 //! every command validates them the same way, once, before a store is opened.
 
 use crate::catalog::Scope;
-use crate::cli::NameArgs;
 use crate::error::{Error, Result};
 
 /// Names as Kubernetes allows them (DNS subdomain): lowercase letters, digits,
@@ -65,16 +64,16 @@ fn suggest(raw: &str) -> String {
 
 /// The part of the store a read command looks at, from `--namespace` /
 /// `--name`, each validated when given.
-pub fn scope(names: &NameArgs) -> Result<Scope> {
-    if let Some(ns) = &names.namespace {
+pub fn scope(namespace: Option<&str>, name: Option<&str>) -> Result<Scope> {
+    if let Some(ns) = namespace {
         validate_name(ns, "--namespace")?;
     }
-    if let Some(name) = &names.name {
+    if let Some(name) = name {
         validate_name(name, "--name")?;
     }
     Ok(Scope {
-        namespace: names.namespace.clone(),
-        name: names.name.clone(),
+        namespace: namespace.map(String::from),
+        name: name.map(String::from),
     })
 }
 
@@ -107,15 +106,11 @@ mod tests {
 
     #[test]
     fn scope_validates_each_given_name() {
-        let names = |ns: Option<&str>, n: Option<&str>| NameArgs {
-            namespace: ns.map(String::from),
-            name: n.map(String::from),
-        };
-        assert!(scope(&names(Some(".."), None)).is_err());
-        assert!(scope(&names(Some(""), Some(""))).is_err());
-        assert!(scope(&names(None, Some("../x"))).is_err());
+        assert!(scope(Some(".."), None).is_err());
+        assert!(scope(Some(""), Some("")).is_err());
+        assert!(scope(None, Some("../x")).is_err());
         assert_eq!(
-            scope(&names(Some("shop"), Some("orders")))
+            scope(Some("shop"), Some("orders"))
                 .expect("valid")
                 .list_prefix(),
             "shop/orders/"

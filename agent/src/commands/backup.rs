@@ -429,7 +429,8 @@ async fn start_source(
             })
         }
         Target::Vault(vault) => {
-            let (client, secrets) = VaultClient::connect(vault, &args.vault).await?;
+            let (client, secrets) =
+                VaultClient::connect(vault, &super::vault_login(&args.vault)).await?;
             for secret in &secrets {
                 redactor.add(secret);
             }

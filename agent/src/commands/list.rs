@@ -66,7 +66,7 @@ fn row<'a>(m: &'a Manifest, problem: Option<&'a str>) -> Row<'a> {
 }
 
 pub async fn run(args: &ListArgs) -> Result<String> {
-    let scope = crate::names::scope(&args.names)?;
+    let scope = super::scope_of(&args.names)?;
     let store = store_from_args(&args.from, "--from", &args.store).await?;
     let found = catalog::load_catalog(store.as_ref(), &scope).await?;
     let mut rows: Vec<Row> = found

@@ -23,6 +23,23 @@ use crate::store::{open_store, Store, StoreOptions};
 use crate::summary::RunSummary;
 use crate::target::resolve_secret;
 
+/// The Vault login settings of `--vault-*`.
+pub fn vault_login(args: &crate::cli::VaultArgs) -> crate::source::vault::VaultLogin {
+    crate::source::vault::VaultLogin {
+        token_file: args.vault_token_file.clone(),
+        k8s_role: args.vault_k8s_role.clone(),
+        k8s_mount: args.vault_k8s_mount.clone(),
+        k8s_jwt_file: args.vault_k8s_jwt_file.clone(),
+        cacert: args.vault_cacert.clone(),
+        namespace: args.vault_namespace.clone(),
+    }
+}
+
+/// The part of the store `--namespace` / `--name` select, validated.
+pub fn scope_of(names: &NameArgs) -> Result<catalog::Scope> {
+    crate::names::scope(names.namespace.as_deref(), names.name.as_deref())
+}
+
 pub async fn store_from_args(url: &str, flag: &str, args: &StoreArgs) -> Result<Box<dyn Store>> {
     let location: StoreLocation = url
         .parse()
@@ -98,7 +115,7 @@ pub async fn choose_backup(
     summary: &mut RunSummary,
 ) -> Result<(Box<dyn Store>, Manifest)> {
     let selector: Selector = backup.parse().map_err(Error::usage)?;
-    let scope = crate::names::scope(names)?;
+    let scope = scope_of(names)?;
     let store = store_from_args(from, "--from", store_args).await?;
     summary.store = Some(store.describe());
     let found = catalog::load_catalog(store.as_ref(), &scope).await?;

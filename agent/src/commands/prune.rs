@@ -80,7 +80,7 @@ pub async fn run(args: &PruneArgs, summary: &mut RunSummary) -> Result<String> {
             "prune needs a retention policy: set at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within",
         ));
     };
-    let scope = crate::names::scope(&args.names)?;
+    let scope = super::scope_of(&args.names)?;
     let store = store_from_args(&args.from, "--from", &args.store).await?;
     summary.store = Some(store.describe());
     summary.namespace = args.names.namespace.clone();

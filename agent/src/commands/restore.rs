@@ -247,7 +247,7 @@ async fn restore_vault(
     ids: Option<&[x25519::Identity]>,
     target: &VaultTarget,
 ) -> Result<()> {
-    let (client, _secrets) = VaultClient::connect(target, &args.vault).await?;
+    let (client, _secrets) = VaultClient::connect(target, &super::vault_login(&args.vault)).await?;
     verify_artifact(store, manifest, artifact, ids, args.run.progress).await?;
     let open = open_artifact(store, manifest, artifact, ids).await?;
     let _progress = Progress::start(

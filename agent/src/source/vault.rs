@@ -9,7 +9,6 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use url::Url;
 
-use crate::cli::VaultArgs;
 use crate::error::{Error, Result};
 use crate::pipeline::codec::BoxRead;
 use crate::target::{resolve_secret, VaultTarget};
@@ -45,10 +44,25 @@ async fn describe_failure(response: reqwest::Response) -> String {
     }
 }
 
-fn http_client(args: &VaultArgs) -> Result<reqwest::Client> {
+/// How the agent logs in to Vault / OpenBao; `commands/` builds it from the
+/// command line.
+#[derive(Debug, Clone, Default)]
+pub struct VaultLogin {
+    /// A file holding a token (else VAULT_TOKEN).
+    pub token_file: Option<std::path::PathBuf>,
+    /// Kubernetes auth as this role, when no token is given.
+    pub k8s_role: Option<String>,
+    pub k8s_mount: String,
+    pub k8s_jwt_file: std::path::PathBuf,
+    /// Extra CA certificates (else VAULT_CACERT).
+    pub cacert: Option<std::path::PathBuf>,
+    pub namespace: Option<String>,
+}
+
+fn http_client(args: &VaultLogin) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     let ca = args
-        .vault_cacert
+        .cacert
         .clone()
         .or_else(|| std::env::var_os("VAULT_CACERT").map(Into::into));
     if let Some(path) = ca {
@@ -77,18 +91,18 @@ impl VaultClient {
     /// Kubernetes auth when `--vault-k8s-role` is set.
     pub async fn connect(
         target: &VaultTarget,
-        args: &VaultArgs,
+        args: &VaultLogin,
     ) -> Result<(VaultClient, Vec<String>)> {
         let http = http_client(args)?;
         let mut secrets = Vec::new();
-        let namespace = args.vault_namespace.clone();
-        let token = match resolve_secret(args.vault_token_file.as_ref(), "--vault-token-file", TOKEN_ENV)? {
+        let namespace = args.namespace.clone();
+        let token = match resolve_secret(args.token_file.as_ref(), "--vault-token-file", TOKEN_ENV)? {
             Some(token) => token,
-            None => match &args.vault_k8s_role {
+            None => match &args.k8s_role {
                 Some(role) => {
-                    let jwt = read_jwt(&args.vault_k8s_jwt_file)?;
+                    let jwt = read_jwt(&args.k8s_jwt_file)?;
                     secrets.push(jwt.clone());
-                    kubernetes_login(&http, &target.base, namespace.as_deref(), &args.vault_k8s_mount, role, &jwt).await?
+                    kubernetes_login(&http, &target.base, namespace.as_deref(), &args.k8s_mount, role, &jwt).await?
                 }
                 None => {
                     return Err(Error::usage(
