@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use vertice_tests::process::is_root;
 use vertice_tests::{write_script, Agent, Postgres, TestStore};
 
+/// The run summary the agent wrote to its termination log.
+fn summary_of(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("summary")).expect("json")
+}
+
 fn backup_ids(agent: &Agent, url: &str) -> Vec<String> {
     let out = agent.run(&["list", "--from", url, "--output", "json"], &[]);
     out.assert_ok();
@@ -566,8 +571,7 @@ fn sigterm_during_backup(store: &TestStore) {
     });
     assert_eq!(code, 143, "{stderr}");
     assert!(took < Duration::from_secs(20), "took {took:?} to stop");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&log).expect("summary")).expect("json");
+    let summary = summary_of(&log);
     assert_eq!(summary["outcome"], "interrupted", "{summary}");
     assert_eq!(summary["error_category"], "interrupted", "{summary}");
     assert!(
@@ -623,8 +627,7 @@ fn sigterm_during_a_restore_rolls_it_back() {
     assert_eq!(code, 143, "{stderr}");
     assert!(took < Duration::from_secs(20), "took {took:?} to stop");
     assert!(stderr.contains("nothing was restored"), "{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&log).expect("summary")).expect("json");
+    let summary = summary_of(&log);
     assert_eq!(summary["outcome"], "interrupted", "{summary}");
     // The session is gone; the target holds nothing of the restore.
     std::thread::sleep(Duration::from_secs(1));

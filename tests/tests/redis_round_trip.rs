@@ -275,6 +275,20 @@ fn backed_up_redis(n: usize) -> (RedisServer, TestStore) {
     (source, store)
 }
 
+/// Waits until a staged restore is filling its scratch database (db15);
+/// returns the deadline the rest of the test keeps to.
+fn wait_for_staging(conn: &mut redis::Connection) -> std::time::Instant {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !keyspace(conn).contains("db15:keys=") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    deadline
+}
+
 fn keyspace(conn: &mut redis::Connection) -> String {
     redis::cmd("INFO")
         .arg("keyspace")
@@ -338,14 +352,7 @@ fn sigterm_midway_drops_the_staged_copy() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !keyspace(&mut conn).contains("db15:keys=") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restore never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for_staging(&mut conn);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -374,14 +381,7 @@ fn a_writer_during_the_restore_loses_nothing() {
         .spawn()
         .expect("spawn");
     // Another client writes into the target while the restore runs.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !keyspace(&mut writer).contains("db15:keys=") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restore never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let deadline = wait_for_staging(&mut writer);
     while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
         redis::cmd("SET")
             .arg("theirs")
@@ -419,14 +419,7 @@ fn sigkill_midway_leaves_the_target_as_it_was() {
         .spawn()
         .expect("spawn");
     // Wait until the staged copy is filling, then kill the agent outright.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !keyspace(&mut conn).contains("db15:keys=") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restore never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for_staging(&mut conn);
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     let db0: u64 = redis::cmd("DBSIZE").query(&mut conn).expect("dbsize");

@@ -218,6 +218,34 @@ impl S3Store {
             Err(e) => Err(self.map_err(&format!("checking {full_key}"), e)),
         }
     }
+
+    /// PutObject with `If-None-Match: *`, after [`S3Store::ensure_absent`].
+    async fn put_new(&self, key: &str, full_key: &str, data: Bytes) -> Result<(), StoreError> {
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let written = with_retries(self.multipart.max_attempts, 1, || {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(full_key)
+                .if_none_match("*")
+                .content_length(data.len() as i64)
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .map_err_async(|e| self.map_err(full_key, e))
+        })
+        .await;
+        match written {
+            // A retry of a write whose answer was lost finds its own object.
+            Err(StoreError::AlreadyExists { .. })
+                if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1
+                    && self.get_bytes(key).await.ok().as_ref() == Some(&data) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
 }
 
 /// One S3 multipart upload, driven by [`upload`].
@@ -232,7 +260,8 @@ impl ChunkedUpload for S3Upload<'_> {
     type Parts = S3Parts;
 
     async fn put_whole(&self, data: Bytes) -> Result<(), StoreError> {
-        self.store.put_bytes(self.key, data).await
+        // put_stream already checked the key is free.
+        self.store.put_new(self.key, &self.full_key, data).await
     }
 
     async fn start(&self) -> Result<Arc<S3Parts>, StoreError> {
@@ -344,30 +373,7 @@ impl Store for S3Store {
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let full_key = self.full_key(key)?;
         self.ensure_absent(key, &full_key).await?;
-        let attempts = std::sync::atomic::AtomicU32::new(0);
-        let written = with_retries(self.multipart.max_attempts, 1, || {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&full_key)
-                .if_none_match("*")
-                .content_length(data.len() as i64)
-                .body(ByteStream::from(data.clone()))
-                .send()
-                .map_err_async(|e| self.map_err(&full_key, e))
-        })
-        .await;
-        match written {
-            // A retry of a write whose answer was lost finds its own object.
-            Err(StoreError::AlreadyExists { .. })
-                if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1
-                    && self.get_bytes(key).await.ok().as_ref() == Some(&data) =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        self.put_new(key, &full_key, data).await
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
