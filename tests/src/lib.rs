@@ -10,6 +10,7 @@ pub mod fake_gcs;
 pub mod fixtures;
 pub mod flaky_proxy;
 pub mod http_capture;
+pub mod kube;
 pub mod openbao;
 pub mod ports;
 pub mod postgres;
