@@ -11,9 +11,13 @@ pub const REQUIRED: &[(&str, &str, &str)] = &[
     ("batch", "cronjobs", "list"),
     ("batch", "cronjobs", "watch"),
     ("batch", "cronjobs", "patch"),
+    // A server-side apply that creates the object is authorized as a create
+    // as well (the real API server showed this; a mock did not).
+    ("batch", "cronjobs", "create"),
     ("batch", "cronjobs", "delete"),
     ("batch", "jobs", "list"),
     ("batch", "jobs", "watch"),
+    ("batch", "jobs", "create"),
     ("", "pods", "list"),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),

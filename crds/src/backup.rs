@@ -25,6 +25,7 @@ use crate::Compression;
     plural = "verticebackups",
     namespaced,
     status = "VerticeBackupStatus",
+    shortname = "vbk",
     shortname = "vb",
     shortname = "vbackup",
     category = "vertice",

@@ -65,6 +65,24 @@ pub struct VerticeBackupStatus {
     /// Recent finished backups, newest first (at most `HISTORY_LIMIT`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<BackupRecord>,
+    /// The last on-demand run started through the `vertice.io/run-now`
+    /// annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_now: Option<RunNowRecord>,
+}
+
+/// The annotation that starts a backup now: each new value starts one Job.
+pub const RUN_NOW_ANNOTATION: &str = "vertice.io/run-now";
+
+/// An on-demand run the controller started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunNowRecord {
+    /// The annotation's value that asked for it.
+    pub token: String,
+    /// The Job created for it.
+    pub job: String,
+    pub started_at: DateTime<Utc>,
 }
 
 /// How many finished backups `status.history` keeps.
@@ -101,4 +119,8 @@ pub struct BackupRecord {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The agent's bounded error category (config, source, store, integrity,
+    /// encryption, hook, target, interrupted) of a failed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_category: Option<String>,
 }

@@ -4,6 +4,7 @@
 pub mod cron_job;
 pub mod names;
 pub mod reconciler;
+pub mod run_now;
 pub mod schedule;
 pub mod status;
 
@@ -33,6 +34,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     pub overdue_since: Option<DateTime<Utc>>,
     pub requeue_after: Duration,
+    /// An on-demand Job to start (the `vertice.io/run-now` annotation).
+    pub run_now: Option<k8s_openapi::api::batch::v1::Job>,
 }
 
 pub fn plan(
@@ -53,7 +56,21 @@ pub fn plan(
         (Err(e), _) => (None, Err(e.as_str())),
         (Ok(_), Err(e)) => (None, Err(e.as_str())),
     };
-    let update = status::compute(backup, schedule_for_status, &cron_job_name, observed, now);
+    let mut update = status::compute(backup, schedule_for_status, &cron_job_name, observed, now);
+    // A run asked for while the spec is invalid waits until it is fixed.
+    let run_now = match (&cron_job, run_now::pending_token(backup)) {
+        (Some(cj), Some(token)) => {
+            let (job, record) = run_now::job_for(cj, &token, now);
+            update.events.push(Event {
+                warning: false,
+                reason: "RunNowStarted",
+                note: format!("started Job {} on request ({token})", record.job),
+            });
+            update.status.run_now = Some(record);
+            Some(job)
+        }
+        _ => None,
+    };
     let requeue_after = match &schedule {
         Ok(s) => {
             let next = [s.next_after(now), s.next_deadline(now)]
@@ -73,5 +90,6 @@ pub fn plan(
         events: update.events,
         overdue_since: update.overdue_since,
         requeue_after,
+        run_now,
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -177,6 +177,16 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
                     stale.name_any()
                 ),
             });
+        }
+    }
+
+    if let Some(job) = &plan.run_now {
+        // The name comes from the token: after a failed status write the
+        // retry finds this Job rather than starting another.
+        match jobs.create(&PostParams::default(), job).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(kube_err("create the run-now Job")(e)),
         }
     }
 

@@ -393,6 +393,11 @@ fn record_of(job: &Job, pods: &[Pod]) -> Option<BackupRecord> {
             .or_else(|| started_at.map(|s| (finished_at - s).num_milliseconds() as f64 / 1000.0)),
         stored_bytes: summary.as_ref().and_then(|s| s.stored_bytes),
         raw_bytes: summary.as_ref().and_then(|s| s.raw_bytes),
+        error_category: if succeeded {
+            None
+        } else {
+            summary.as_ref().and_then(|s| s.error_category.clone())
+        },
         message,
     })
 }

@@ -37,7 +37,13 @@ fn key(dir: &Path, name: &str) {
     openssl(
         dir,
         &[
-            "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name,
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            name,
         ],
     );
 }
@@ -50,15 +56,29 @@ fn leaf(dir: &Path, name: &str, subject: &str, extensions: &str) {
     let csr = format!("{name}.csr");
     openssl(
         dir,
-        &["req", "-new", "-key", &key_file, "-subj", subject, "-out", &csr],
+        &[
+            "req", "-new", "-key", &key_file, "-subj", subject, "-out", &csr,
+        ],
     );
     let ext = format!("{name}.ext");
     std::fs::write(dir.join(&ext), extensions).expect("write extfile");
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "3", "-extfile", &ext, "-out",
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3",
+            "-extfile",
+            &ext,
+            "-out",
             &format!("{name}.crt"),
         ],
     );
@@ -70,8 +90,17 @@ impl Pki {
         openssl(
             dir,
             &[
-                "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=vertice-test-ca",
-                "-days", "3", "-out", "ca.crt",
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "ca.key",
+                "-subj",
+                "/CN=vertice-test-ca",
+                "-days",
+                "3",
+                "-out",
+                "ca.crt",
             ],
         );
         leaf(

@@ -59,10 +59,7 @@ fn log_file(dir: &Path, name: &str) -> (PathBuf, std::fs::File) {
 fn spawn_logged(name: &'static str, dir: &Path, command: &mut Command) -> (Server, PathBuf) {
     let (path, file) = log_file(dir, name);
     let err = file.try_clone().expect("log handle");
-    let server = Server::spawn(
-        name,
-        command.stdin(Stdio::null()).stdout(file).stderr(err),
-    );
+    let server = Server::spawn(name, command.stdin(Stdio::null()).stdout(file).stderr(err));
     (server, path)
 }
 
@@ -140,14 +137,20 @@ impl ControlPlane {
                 "--bind-address=127.0.0.1".into(),
                 "--advertise-address=127.0.0.1".into(),
                 format!("--secure-port={api_port}"),
-                format!("--cert-dir={}", dir.path().join("apiserver-certs").display()),
+                format!(
+                    "--cert-dir={}",
+                    dir.path().join("apiserver-certs").display()
+                ),
                 format!("--tls-cert-file={}", pki.server_cert.display()),
                 format!("--tls-private-key-file={}", pki.server_key.display()),
                 format!("--client-ca-file={}", pki.ca_cert.display()),
                 "--authorization-mode=Node,RBAC".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", pki.sa_pub.display()),
-                format!("--service-account-signing-key-file={}", pki.sa_key.display()),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    pki.sa_key.display()
+                ),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 // No Service endpoints to keep: nothing routes to 127.0.0.1.
                 "--endpoint-reconciler-type=none".into(),
@@ -207,7 +210,11 @@ impl ControlPlane {
             plane._apiserver.assert_running(&apiserver_log);
             plane._controller_manager.assert_running(&kcm_log);
             let ready = client
-                .request_text(http::Request::get("/readyz").body(Vec::new()).expect("request"))
+                .request_text(
+                    http::Request::get("/readyz")
+                        .body(Vec::new())
+                        .expect("request"),
+                )
                 .await
                 .is_ok_and(|body| body.trim() == "ok");
             let default_sa = ready
@@ -266,10 +273,17 @@ impl ControlPlane {
             .await
             .unwrap_or_else(|e| panic!("token for {namespace}/{name}: {e}"));
         let token = response.status.expect("token status").token;
-        let path = self.dir.path().join(format!("sa-{namespace}-{name}.kubeconfig"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("sa-{namespace}-{name}.kubeconfig"));
         std::fs::write(
             &path,
-            kubeconfig_yaml(self.api_port, &self.pki.ca_cert, &serde_json::json!({"token": token})),
+            kubeconfig_yaml(
+                self.api_port,
+                &self.pki.ca_cert,
+                &serde_json::json!({"token": token}),
+            ),
         )
         .expect("write kubeconfig");
         path
@@ -297,8 +311,15 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
         let accounts: Api<ServiceAccount> = Api::namespaced(client, name);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !accounts.get_opt("default").await.is_ok_and(|sa| sa.is_some()) {
-            assert!(Instant::now() < deadline, "namespace {name} got no default ServiceAccount");
+        while !accounts
+            .get_opt("default")
+            .await
+            .is_ok_and(|sa| sa.is_some())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "namespace {name} got no default ServiceAccount"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -253,7 +253,12 @@ async fn bind(api: &Api<Pod>, name: &str, uid: &str) -> SyncResult {
         },
     };
     match api
-        .create_subresource::<Binding, serde_json::Value>("binding", name, &PostParams::default(), &binding)
+        .create_subresource::<Binding, serde_json::Value>(
+            "binding",
+            name,
+            &PostParams::default(),
+            &binding,
+        )
         .await
     {
         // A pod deleted or bound meanwhile is not an error.
@@ -270,7 +275,10 @@ async fn stop_deleted(api: &Api<Pod>, pod: &Pod, uid: &str, state: &mut State) -
             .unwrap_or(30)
             .clamp(0, 10) as u64,
     );
-    let since = *state.stopping.entry(uid.to_string()).or_insert_with(Instant::now);
+    let since = *state
+        .stopping
+        .entry(uid.to_string())
+        .or_insert_with(Instant::now);
     if let Some(running) = state.running.get_mut(uid) {
         let exited = matches!(running.child.try_wait(), Ok(Some(_)));
         if !exited {
@@ -324,7 +332,12 @@ async fn start_pod(
     };
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let spec = pod.spec.clone().unwrap_or_default();
-    let Some(container) = spec.containers.iter().find(|c| is_agent(c, config)).cloned() else {
+    let Some(container) = spec
+        .containers
+        .iter()
+        .find(|c| is_agent(c, config))
+        .cloned()
+    else {
         // Nothing to run: every container is Running and Ready at once.
         let statuses: Vec<_> = spec
             .containers
@@ -368,13 +381,18 @@ async fn start_pod(
     // A shell builds the pod's mounts inside its own mount namespace, then
     // becomes the pod's user and the container's process.
     let mut script = String::from("set -e; mount --make-rprivate /; ");
-    for m in &prepared.mounts {
+    // A mount over a directory holding the kubelet's own files (an emptyDir
+    // on /tmp) would hide the sources of the others: it goes last.
+    let mut mounts: Vec<&Mount> = prepared.mounts.iter().collect();
+    mounts.sort_by_key(|m| pod_dir.starts_with(&m.target));
+    for m in mounts {
         let target = shell_quote(&m.target);
         let source = shell_quote(&m.source.display().to_string());
         if m.source.is_dir() {
             script += &format!("mkdir -p {target}; ");
         } else {
-            script += &format!("mkdir -p \"$(dirname {target})\"; [ -e {target} ] || touch {target}; ");
+            script +=
+                &format!("mkdir -p \"$(dirname {target})\"; [ -e {target} ] || touch {target}; ");
         }
         script += &format!("mount --bind {source} {target}; ");
         if m.read_only {
@@ -384,7 +402,9 @@ async fn start_pod(
     let mut identity = String::new();
     if let Some(u) = user {
         let g = group.unwrap_or(u);
-        let groups = fs_group.map(|f| format!("--groups={f}")).unwrap_or("--clear-groups".into());
+        let groups = fs_group
+            .map(|f| format!("--groups={f}"))
+            .unwrap_or("--clear-groups".into());
         identity = format!("setpriv --reuid={u} --regid={g} {groups} -- ");
     }
     let workdir = container.working_dir.clone().unwrap_or_else(|| "/".into());
@@ -405,7 +425,9 @@ async fn start_pod(
         .stderr(err)
         .process_group(0)
         .kill_on_drop(true);
-    let child = command.spawn().map_err(|e| format!("start container: {e}"))?;
+    let child = command
+        .spawn()
+        .map_err(|e| format!("start container: {e}"))?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
     let started = Utc::now();
     let statuses = vec![running_status(&container, started, restarts)];
@@ -422,7 +444,10 @@ async fn start_pod(
                 .termination_message_policy
                 .clone()
                 .unwrap_or_else(|| "File".into()),
-            restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
             restarts,
         },
     );
@@ -430,7 +455,11 @@ async fn start_pod(
     patch_status(&api, pod, "Running", true, statuses).await
 }
 
-fn running_status(container: &Container, started: chrono::DateTime<Utc>, restarts: i32) -> serde_json::Value {
+fn running_status(
+    container: &Container,
+    started: chrono::DateTime<Utc>,
+    restarts: i32,
+) -> serde_json::Value {
     json!({"name": container.name, "image": container.image, "imageID": container.image,
         "containerID": format!("vertice://{}", container.name),
         "ready": true, "started": true, "restartCount": restarts,
@@ -469,9 +498,7 @@ async fn patch_status(
     containers: Vec<serde_json::Value>,
 ) -> SyncResult {
     let now = Utc::now().to_rfc3339();
-    let condition = |kind: &str, status: bool| {
-        json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": now})
-    };
+    let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": now});
     let patch = json!({"status": {
         "phase": phase,
         "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
@@ -482,7 +509,11 @@ async fn patch_status(
         "containerStatuses": containers,
     }});
     match api
-        .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
@@ -511,7 +542,11 @@ async fn get_secret(client: &Client, ns: &str, name: &str) -> Result<Option<Secr
         .map_err(|e| format!("get secret {name}: {e}"))
 }
 
-async fn get_config_map(client: &Client, ns: &str, name: &str) -> Result<Option<ConfigMap>, String> {
+async fn get_config_map(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<ConfigMap>, String> {
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
@@ -574,7 +609,10 @@ async fn prepare(
             BTreeMap::new()
         };
         for (k, v) in data {
-            env.insert(format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned());
+            env.insert(
+                format!("{prefix}{k}"),
+                String::from_utf8_lossy(&v).into_owned(),
+            );
         }
     }
     for var in container.env.clone().unwrap_or_default() {
@@ -591,14 +629,24 @@ async fn prepare(
             match secret.and_then(|s| secret_data(&s).remove(&sel.key)) {
                 Some(v) => Some(String::from_utf8_lossy(&v).into_owned()),
                 None if sel.optional == Some(true) => None,
-                None => return Err(format!("couldn't find key {} in Secret {namespace}/{}", sel.key, sel.name)),
+                None => {
+                    return Err(format!(
+                        "couldn't find key {} in Secret {namespace}/{}",
+                        sel.key, sel.name
+                    ))
+                }
             }
         } else if let Some(sel) = source.config_map_key_ref {
             let map = get_config_map(client, namespace, &sel.name).await?;
             match map.and_then(|m| config_map_data(&m).remove(&sel.key)) {
                 Some(v) => Some(String::from_utf8_lossy(&v).into_owned()),
                 None if sel.optional == Some(true) => None,
-                None => return Err(format!("couldn't find key {} in ConfigMap {namespace}/{}", sel.key, sel.name)),
+                None => {
+                    return Err(format!(
+                        "couldn't find key {} in ConfigMap {namespace}/{}",
+                        sel.key, sel.name
+                    ))
+                }
             }
         } else if let Some(field) = source.field_ref {
             Some(match field.field_path.as_str() {
@@ -635,7 +683,12 @@ async fn prepare(
                 None if s.optional == Some(true) => BTreeMap::new(),
                 None => return Err(format!("secret \"{name}\" not found")),
             };
-            write_volume(&path, data, s.items.as_deref(), s.default_mode.unwrap_or(0o644))?;
+            write_volume(
+                &path,
+                data,
+                s.items.as_deref(),
+                s.default_mode.unwrap_or(0o644),
+            )?;
             owned_paths.push(path.clone());
             sources.insert(volume.name.clone(), (path, true));
         } else if let Some(c) = &volume.config_map {
@@ -645,7 +698,12 @@ async fn prepare(
                 None if c.optional == Some(true) => BTreeMap::new(),
                 None => return Err(format!("configmap \"{name}\" not found")),
             };
-            write_volume(&path, data, c.items.as_deref(), c.default_mode.unwrap_or(0o644))?;
+            write_volume(
+                &path,
+                data,
+                c.items.as_deref(),
+                c.default_mode.unwrap_or(0o644),
+            )?;
             owned_paths.push(path.clone());
             sources.insert(volume.name.clone(), (path, true));
         } else if volume.empty_dir.is_some() {
@@ -653,7 +711,11 @@ async fn prepare(
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o1777));
             sources.insert(volume.name.clone(), (path, false));
         } else if let Some(claim) = &volume.persistent_volume_claim {
-            let dir = claim_dir(pod_dir.parent().unwrap_or(pod_dir), namespace, &claim.claim_name);
+            let dir = claim_dir(
+                pod_dir.parent().unwrap_or(pod_dir),
+                namespace,
+                &claim.claim_name,
+            );
             sources.insert(volume.name.clone(), (dir, claim.read_only == Some(true)));
         }
         // Projected service-account tokens and other kinds are not made.

@@ -2,8 +2,10 @@
 //! suites and `scripts/dev-cluster`.
 
 pub mod certs;
+pub mod cluster;
 pub mod control_plane;
 pub mod kubelet;
 
+pub use cluster::{Controller, TestCluster};
 pub use control_plane::ControlPlane;
 pub use kubelet::{KubeletConfig, LocalKubelet};

@@ -1,0 +1,307 @@
+//! The whole product on a real control plane: the API server and
+//! controllers, the local kubelet running the agent, `deploy/base` applied,
+//! and the controller binary started as its own ServiceAccount, so it has
+//! exactly the RBAC `deploy/base` grants.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+
+use super::control_plane::ControlPlane;
+use super::kubelet::{KubeletConfig, LocalKubelet};
+use crate::ports::free_port;
+
+/// The agent image `deploy/base` names; the local kubelet runs the agent
+/// binary for any image containing this.
+pub const AGENT_IMAGE: &str = "ghcr.io/vertice/agent:0.1.0";
+pub const AGENT_IMAGE_MARKER: &str = "vertice/agent";
+pub const CONTROLLER_NAMESPACE: &str = "vertice-system";
+pub const CONTROLLER_ACCOUNT: &str = "vertice-controller";
+
+pub struct TestCluster {
+    // The kubelet stops before the plane it talks to.
+    pub kubelet: LocalKubelet,
+    pub plane: ControlPlane,
+}
+
+/// The workspace root (for `deploy/`).
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// A binary cargo built next to this test.
+pub fn built_binary(name: &str) -> PathBuf {
+    let agent = crate::Agent::default().bin;
+    let path = agent.parent().map(|d| d.join(name)).unwrap_or_default();
+    assert!(
+        path.is_file(),
+        "{} is missing; build it with `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+impl TestCluster {
+    /// Starts the plane and the kubelet and applies `deploy/base`.
+    pub async fn start() -> TestCluster {
+        let plane = ControlPlane::start().await;
+        let mut extra_env = BTreeMap::new();
+        extra_env.insert(
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        );
+        let kubelet = LocalKubelet::start(
+            plane.admin_client().await,
+            KubeletConfig {
+                agent_image_marker: AGENT_IMAGE_MARKER.into(),
+                agent_bin: crate::Agent::default().bin,
+                extra_env,
+            },
+            plane.dir.path(),
+        )
+        .await;
+        let cluster = TestCluster { plane, kubelet };
+        cluster.apply_kustomization("deploy/base");
+        cluster.wait_established().await;
+        cluster
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.plane.admin_client().await
+    }
+
+    /// `kubectl apply --server-side -k <dir>` (relative to the workspace).
+    pub fn apply_kustomization(&self, dir: &str) {
+        let out = self
+            .plane
+            .kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--field-manager=vertice-install",
+                "-k",
+            ])
+            .arg(workspace().join(dir))
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl apply -k {dir}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `kubectl` output, failing the test on a non-zero exit.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.plane.kubectl().args(args).output().expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    async fn wait_established(&self) {
+        let out = self
+            .plane
+            .kubectl()
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/verticebackups.vertice.io",
+                "crd/verticescalers.vertice.io",
+                "crd/verticefailovers.vertice.io",
+            ])
+            .output()
+            .expect("kubectl wait");
+        assert!(
+            out.status.success(),
+            "CRDs not established: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Every pod of a namespace with its status and its container's output,
+    /// for a failing test's message.
+    pub async fn describe_pods(&self, namespace: &str) -> String {
+        use k8s_openapi::api::core::v1::Pod;
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.admin().await, namespace);
+        let mut out = String::new();
+        for pod in pods
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            out += &format!(
+                "pod {}:\n  status: {}\n  output:\n{}\n",
+                pod.metadata.name.clone().unwrap_or_default(),
+                serde_json::to_string(&pod.status).unwrap_or_default(),
+                self.kubelet.container_log(&pod)
+            );
+        }
+        out
+    }
+
+    /// Starts the controller binary as the `deploy/base` ServiceAccount.
+    pub async fn start_controller(&self, identity: &str, extra_args: &[&str]) -> Controller {
+        let kubeconfig = self
+            .plane
+            .service_account_kubeconfig(CONTROLLER_NAMESPACE, CONTROLLER_ACCOUNT)
+            .await;
+        let port = free_port();
+        // Its own directory: the log outlives the plane when a test fails.
+        let log_dir = tempfile::Builder::new()
+            .prefix("vertice-controller-")
+            .tempdir()
+            .expect("tempdir");
+        let log = log_dir.path().join(format!("controller-{identity}.log"));
+        let file = std::fs::File::create(&log).expect("log");
+        let err = file.try_clone().expect("log");
+        let child = Command::new(built_binary("vertice-controller"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("NO_COLOR", "1")
+            .env("POD_NAMESPACE", CONTROLLER_NAMESPACE)
+            .env("POD_NAME", identity)
+            .args([
+                format!("--agent-image={AGENT_IMAGE}"),
+                format!("--listen=127.0.0.1:{port}"),
+                "--log-format=text".into(),
+                "--log-level=info,vertice_controller=debug".into(),
+            ])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("start the controller");
+        let mut controller = Controller {
+            child,
+            port,
+            log,
+            _log_dir: log_dir,
+        };
+        controller.wait_ready().await;
+        controller
+    }
+}
+
+/// A running controller process, killed when dropped.
+pub struct Controller {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Controller {
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the controller exited with {status}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            if self
+                .get("/readyz")
+                .await
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller did not become ready; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A GET on the controller's HTTP port: (status, body).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let response = reqwest_get(&url).await?;
+        Some(response)
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process at once (a crash, not a graceful stop).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+        // A failing test shows what the controller saw.
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- controller log (last 60 lines) ---\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET over a TCP stream (the controller serves plain HTTP).
+async fn reqwest_get(url: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}

@@ -1,0 +1,430 @@
+//! Backups end to end on a real control plane: VerticeBackup → the
+//! controller's CronJob → Job → Pod → the local kubelet runs the real agent
+//! against real PostgreSQL and SeaweedFS S3 → status, printer columns,
+//! Events and metrics. The controller runs as its ServiceAccount with
+//! exactly `deploy/base`'s RBAC, so a missing verb fails here.
+
+use std::future::Future;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use vertice_crds::VerticeBackup;
+use vertice_tests::kube::TestCluster;
+use vertice_tests::process::require_binary;
+use vertice_tests::{Agent, Postgres, SeaweedFs};
+
+const BUCKET: &str = "vertice-kube";
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn age_keypair(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let keygen = require_binary("age-keygen", &[], "apt-get install age");
+    let path = dir.join("identity.txt");
+    let out = Command::new(keygen)
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen");
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(&path)
+        .expect("key")
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(String::from))
+        .expect("public key");
+    (path, public)
+}
+
+struct World {
+    cluster: TestCluster,
+    pg: Postgres,
+    s3: SeaweedFs,
+    recipient: String,
+    identity: std::path::PathBuf,
+    _keys: tempfile::TempDir,
+}
+
+impl World {
+    async fn secrets(&self, ns: &str, password: &str) {
+        let client = self.cluster.admin().await;
+        let secrets: Api<Secret> = Api::namespaced(client, ns);
+        for (name, data) in [
+            ("db", json!({"password": password})),
+            (
+                "s3",
+                json!({"AWS_ACCESS_KEY_ID": vertice_tests::seaweedfs::ACCESS_KEY,
+                       "AWS_SECRET_ACCESS_KEY": vertice_tests::seaweedfs::SECRET_KEY}),
+            ),
+        ] {
+            let secret: Secret = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": ns},
+                "stringData": data,
+            }))
+            .expect("secret");
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .expect("create secret");
+        }
+    }
+
+    fn backup(&self, ns: &str, name: &str, extra: Value) -> VerticeBackup {
+        let mut spec = json!({
+            "target": {"postgres": {"host": "127.0.0.1", "port": self.pg.port, "database": "shop",
+                                    "user": "postgres",
+                                    "passwordSecretRef": {"name": "db", "key": "password"}}},
+            // A schedule that does not come round during the test.
+            "schedule": {"cron": "0 0 1 1 *", "timeZone": "UTC"},
+            "store": {"s3": {"bucket": BUCKET, "prefix": "k8s", "region": "us-east-1",
+                             "endpoint": self.s3.endpoint(), "forcePathStyle": true,
+                             "credentials": {"secretName": "s3"}}},
+            "encryption": {"recipients": [self.recipient]},
+            "retention": {"keepLast": 3},
+            "job": {"backoffLimit": 0},
+        });
+        merge(&mut spec, extra);
+        serde_json::from_value(json!({
+            "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec,
+        }))
+        .expect("backup")
+    }
+
+    fn agent_env(&self) -> Vec<(&'static str, String)> {
+        self.s3.env()
+    }
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+async fn status_of(client: &Client, ns: &str, name: &str) -> Value {
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    let backup = api.get(name).await.expect("get backup");
+    serde_json::to_value(backup.status).unwrap_or(Value::Null)
+}
+
+async fn events_of(client: &Client, ns: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+}
+
+fn has_event(events: &[Event], reason: &str, kind: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(kind))
+}
+
+async fn cron_job_name(client: &Client, ns: &str) -> String {
+    let api: Api<CronJob> = Api::namespaced(client.clone(), ns);
+    wait_for("the CronJob", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            api.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+                .and_then(|c| c.metadata.name)
+        }
+    })
+    .await
+}
+
+/// Starts a run now, outside the schedule, as a user would.
+async fn run_now(client: &Client, ns: &str, name: &str, token: &str) {
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"vertice.io/run-now": token}}})),
+    )
+    .await
+    .expect("annotate run-now");
+}
+
+async fn successful_backup(world: &World) {
+    let ns = "happy";
+    let cluster = &world.cluster;
+    cluster.plane.create_namespace(ns).await;
+    world.secrets(ns, &world.pg.password).await;
+    let client = cluster.admin().await;
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    api.create(
+        &PostParams::default(),
+        &world.backup(ns, "orders", json!({})),
+    )
+    .await
+    .expect("create backup");
+    cron_job_name(&client, ns).await;
+    run_now(&client, ns, "orders", "first").await;
+    let status = wait_for(
+        "a successful backup in status",
+        Duration::from_secs(120),
+        || {
+            let client = client.clone();
+            async move {
+                let s = status_of(&client, ns, "orders").await;
+                s.get("lastSuccessfulBackup").filter(|b| !b.is_null())?;
+                Some(s)
+            }
+        },
+    )
+    .await;
+    let last = &status["lastSuccessfulBackup"];
+    let id = last["backupId"].as_str().expect("backup id").to_string();
+    assert!(last["storedBytes"].as_u64().unwrap_or(0) > 0, "{status}");
+    assert_eq!(status["phase"], "Healthy", "{status}");
+    assert_eq!(status["runNow"]["token"], "first", "{status}");
+
+    // The backup is in the store, and restores.
+    let agent = Agent::default();
+    let url = format!("s3://{BUCKET}/k8s");
+    let scope = ["--namespace", ns, "--name", "orders"];
+    let listed = agent.run(
+        &[&["list", "--from", &url, "--output", "json"][..], &scope].concat(),
+        &world.agent_env(),
+    );
+    listed.assert_ok();
+    assert!(listed.stdout.contains(&id), "{}", listed.stdout);
+    world.pg.create_database("shop_from_k8s");
+    let identity = world.identity.display().to_string();
+    agent
+        .run(
+            &[
+                &[
+                    "restore",
+                    "--from",
+                    &url,
+                    "--backup",
+                    &id,
+                    "--identity",
+                    &identity,
+                ][..],
+                &scope,
+                &["--to", &world.pg.url("shop_from_k8s")],
+            ]
+            .concat(),
+            &[
+                &world.agent_env()[..],
+                &[("PGPASSWORD", world.pg.password.clone())],
+            ]
+            .concat(),
+        )
+        .assert_ok();
+    assert_eq!(
+        world.pg.schema_and_data("shop"),
+        world.pg.schema_and_data("shop_from_k8s"),
+        "restored database differs"
+    );
+
+    // What `kubectl get vbk` shows.
+    let table = cluster.kubectl(&["get", "vbk", "-n", ns]);
+    let header = table.lines().next().unwrap_or_default().to_string();
+    for column in ["NAME", "PHASE", "LAST SUCCESS"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(table.contains("Healthy"), "{table}");
+
+    let events = events_of(&client, ns).await;
+    assert!(
+        has_event(&events, "CronJobCreated", "Normal"),
+        "{events:#?}"
+    );
+    assert!(
+        has_event(&events, "BackupSucceeded", "Normal"),
+        "{events:#?}"
+    );
+
+    // Suspend: the CronJob is suspended and the phase says so.
+    api.patch(
+        "orders",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .expect("suspend");
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+    let name = cron_job_name(&client, ns).await;
+    wait_for(
+        "a suspended CronJob and phase",
+        Duration::from_secs(30),
+        || {
+            let (cron_jobs, client, name) = (cron_jobs.clone(), client.clone(), name.clone());
+            async move {
+                let cj = cron_jobs.get(&name).await.ok()?;
+                let suspended = cj.spec.suspend == Some(true);
+                let phase = status_of(&client, ns, "orders").await["phase"].clone();
+                (suspended && phase == "Suspended").then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Delete: the garbage collector removes the CronJob.
+    api.delete("orders", &DeleteParams::foreground())
+        .await
+        .expect("delete");
+    wait_for(
+        "the CronJob to be garbage-collected",
+        Duration::from_secs(60),
+        || {
+            let cron_jobs = cron_jobs.clone();
+            async move {
+                cron_jobs
+                    .list(&ListParams::default())
+                    .await
+                    .ok()
+                    .filter(|l| l.items.is_empty())
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+}
+
+async fn wrong_password(world: &World) {
+    let ns = "wrong-password";
+    let cluster = &world.cluster;
+    cluster.plane.create_namespace(ns).await;
+    world.secrets(ns, "not-the-password").await;
+    let client = cluster.admin().await;
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    api.create(
+        &PostParams::default(),
+        &world.backup(ns, "orders", json!({})),
+    )
+    .await
+    .expect("create backup");
+    cron_job_name(&client, ns).await;
+    run_now(&client, ns, "orders", "try-1").await;
+    let status = wait_for("a failed run in status", Duration::from_secs(120), || {
+        let client = client.clone();
+        async move {
+            let s = status_of(&client, ns, "orders").await;
+            (s["phase"] == "Failed").then_some(s)
+        }
+    })
+    .await;
+    let text = status.to_string();
+    let pods = cluster.describe_pods(ns).await;
+    assert_eq!(
+        status["lastBackup"]["errorCategory"], "config",
+        "the agent's error category (a credential is configuration): {text}\n{pods}"
+    );
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(
+        !text.contains("not-the-password"),
+        "no secret in status: {text}"
+    );
+    let events = events_of(&client, ns).await;
+    assert!(has_event(&events, "BackupFailed", "Warning"), "{events:#?}");
+}
+
+async fn overdue_without_a_run(world: &World) {
+    let ns = "overdue";
+    let cluster = &world.cluster;
+    cluster.plane.create_namespace(ns).await;
+    world.secrets(ns, &world.pg.password).await;
+    let client = cluster.admin().await;
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    // Every minute, overdue one minute later; no run can succeed: the
+    // database is on a port where nothing listens.
+    let backup = world.backup(
+        ns,
+        "orders",
+        json!({"target": {"postgres": {"port": vertice_tests::ports::free_port()}},
+               "schedule": {"cron": "* * * * *", "overdueAfter": "1m"}}),
+    );
+    api.create(&PostParams::default(), &backup)
+        .await
+        .expect("create backup");
+    let status = wait_for("BackupOverdue", Duration::from_secs(200), || {
+        let client = client.clone();
+        async move {
+            let s = status_of(&client, ns, "orders").await;
+            let overdue = s["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "BackupOverdue" && c["status"] == "True");
+            overdue.then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(status["phase"], "Overdue", "{status}");
+    let events = events_of(&client, ns).await;
+    assert!(
+        has_event(&events, "BackupOverdue", "Warning"),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backups_run_end_to_end_on_a_real_control_plane() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (identity, recipient) = age_keypair(keys.path());
+    let pg = Postgres::start();
+    pg.create_database("shop");
+    pg.script("shop", vertice_tests::fixtures::RICH_POSTGRES_SCHEMA);
+    let s3 = SeaweedFs::start();
+    s3.create_bucket(BUCKET);
+    let cluster = TestCluster::start().await;
+    let controller = cluster.start_controller("controller-0", &[]).await;
+    let world = World {
+        cluster,
+        pg,
+        s3,
+        recipient,
+        identity,
+        _keys: keys,
+    };
+
+    tokio::join!(
+        successful_backup(&world),
+        wrong_password(&world),
+        overdue_without_a_run(&world),
+    );
+
+    // The deleted backup's metric series are gone.
+    let metrics = controller.metrics().await;
+    assert!(
+        !metrics.contains("namespace=\"happy\""),
+        "series of a deleted backup remain:\n{metrics}"
+    );
+    assert!(metrics.contains("namespace=\"overdue\""), "{metrics}");
+    drop(controller);
+}
