@@ -164,37 +164,10 @@ pub fn plan(backups: &[Backup], policy: &Policy, now: DateTime<Utc>) -> Vec<Deci
         .collect()
 }
 
-/// Parses `90m`, `36h`, `14d`, `2w`, `1y` (a year is 365 days), or
-/// combinations such as `1d12h`.
+/// Parses a retention span (`36h`, `14d`, `1y`): the one duration syntax of
+/// Vertice, shared with the controller.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("{text:?} is not a duration; write e.g. 36h, 14d, 2w, 1y or 1d12h (units m, h, d, w, y)")
-    };
-    let mut total = Duration::zero();
-    let mut digits = String::new();
-    let mut any = false;
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        let unit = match c {
-            'm' => Duration::minutes(1),
-            'h' => Duration::hours(1),
-            'd' => Duration::days(1),
-            'w' => Duration::weeks(1),
-            'y' => Duration::days(365),
-            _ => return Err(bad()),
-        };
-        total += unit * i32::try_from(n).map_err(|_| bad())?;
-        any = true;
-    }
-    if !digits.is_empty() || !any {
-        return Err(bad());
-    }
-    Ok(total)
+    vertice_crds::duration::parse(text)
 }
 
 #[cfg(test)]

@@ -2,7 +2,12 @@
 //! thin I/O shell, plus what the binary needs around them.
 
 pub mod backup;
+pub mod config;
+pub mod context;
+pub mod error;
 pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod permissions;
+pub mod runtime;
+pub mod schedule;

@@ -28,9 +28,9 @@ impl Metrics {
         let reconcile_errors = IntCounterVec::new(
             Opts::new(
                 "vertice_controller_reconcile_errors_total",
-                "Reconciles that failed, per controller",
+                "Reconciles that failed, per controller and error category",
             ),
-            &["controller"],
+            &["controller", "category"],
         )?;
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -73,6 +73,45 @@ impl Metrics {
             overdue_detected,
             leader,
         })
+    }
+
+    /// Drops every series of a VerticeBackup that is gone.
+    pub fn forget_backup(&self, namespace: &str, name: &str) {
+        let labels = [namespace, name];
+        let _ = self.backups_overdue.remove_label_values(&labels);
+        let _ = self.overdue_detected.remove_label_values(&labels);
+    }
+
+    /// Drops the series of every VerticeBackup not in `live` (namespace,
+    /// name): a backup deleted while no reconcile could see it (it vanished
+    /// between two watches) must not keep reporting.
+    pub fn retain_backups(&self, live: &std::collections::HashSet<(String, String)>) {
+        use prometheus::core::Collector;
+        let mut gone = std::collections::BTreeSet::new();
+        for family in self
+            .backups_overdue
+            .collect()
+            .into_iter()
+            .chain(self.overdue_detected.collect())
+        {
+            for metric in family.get_metric() {
+                let label = |n: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                let key = (label("namespace"), label("backup"));
+                if !live.contains(&key) {
+                    gone.insert(key);
+                }
+            }
+        }
+        for (namespace, name) in gone {
+            self.forget_backup(&namespace, &name);
+        }
     }
 
     /// Prometheus text exposition.

@@ -42,7 +42,7 @@ async fn metrics_expose_the_reconcile_and_overdue_families() {
     metrics.reconciles.with_label_values(&["backup"]).inc();
     metrics
         .reconcile_errors
-        .with_label_values(&["backup"])
+        .with_label_values(&["backup", "forbidden"])
         .inc_by(0);
     metrics
         .reconcile_duration
@@ -64,7 +64,7 @@ async fn metrics_expose_the_reconcile_and_overdue_families() {
     assert_eq!(status, StatusCode::OK);
     for family in [
         "vertice_controller_reconcile_total{controller=\"backup\"} 1",
-        "vertice_controller_reconcile_errors_total{controller=\"backup\"} 0",
+        "vertice_controller_reconcile_errors_total{category=\"forbidden\",controller=\"backup\"} 0",
         "vertice_controller_reconcile_duration_seconds_bucket",
         "vertice_backup_overdue{backup=\"orders\",namespace=\"shop\"} 1",
         "vertice_backup_overdue_total{backup=\"orders\",namespace=\"shop\"} 1",

@@ -53,23 +53,25 @@ async fn reconcile_as(
     let client = support::client(world.clone());
     let metrics = Metrics::new().expect("metrics");
     let ctx = Arc::new(reconciler::Context {
-        client: client.clone(),
+        shared: vertice_controller::context::Shared {
+            client: client.clone(),
+            metrics: metrics.clone(),
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "vertice-controller".into(),
+                    instance: None,
+                },
+            ),
+            leading: if leader {
+                leader::always()
+            } else {
+                tokio::sync::watch::channel(false).1
+            },
+        },
         defaults: JobDefaults {
             agent_image: "ghcr.io/vertice/agent:test".into(),
             pushgateway_url: None,
-        },
-        metrics: metrics.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "vertice-controller".into(),
-                instance: None,
-            },
-        ),
-        leading: if leader {
-            leader::always()
-        } else {
-            tokio::sync::watch::channel(false).1
         },
     });
     reconciler::reconcile(Arc::new(backup), ctx)

@@ -10,6 +10,7 @@ pub mod backup_status;
 pub mod common;
 pub mod compression;
 pub mod crd_yaml;
+pub mod duration;
 pub mod failover;
 pub mod hooks;
 pub mod notifications;

@@ -1,11 +1,11 @@
 //! The backup reconciler: `plan` is the pure decision (desired CronJob,
 //! status, events, when to look again); `reconciler` applies it.
 
+pub mod children;
 pub mod cron_job;
 pub mod names;
 pub mod reconciler;
 pub mod run_now;
-pub mod schedule;
 pub mod status;
 
 use std::time::Duration;
@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::CronJob;
 use vertice_crds::VerticeBackup;
 
+use crate::schedule::ParsedSchedule;
 pub use cron_job::JobDefaults;
-use schedule::ParsedSchedule;
 pub use status::{Event, Observed};
 
 /// Even with nothing scheduled soon, look again this often: watches can miss

@@ -1,6 +1,6 @@
-//! The I/O shell of the backup reconciler: observe children, apply the plan
-//! with server-side apply, delete CronJobs no longer desired, patch status,
-//! record events. Decisions live in `plan`.
+//! The I/O shell of the backup reconciler: observe children, carry out the
+//! child plan (`children::decide`) and the run-now Job, apply the status,
+//! record events and metrics. Decisions live in `plan` and `children`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,55 +10,31 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 use vertice_crds::VerticeBackup;
 
+use super::children::{self, Change, ChildPlan, SPEC_HASH};
 use super::{names, plan, JobDefaults, Observed};
-use crate::metrics::Metrics;
+use crate::context::{Event, Shared, FIELD_MANAGER};
+use crate::error::{kube_err, Error};
 
-pub const FIELD_MANAGER: &str = "vertice-controller";
-/// Annotation on the CronJob: a hash of what the controller last applied, to
-/// tell "created" and "updated" apart from "unchanged" (for events) without
-/// diffing server-defaulted fields.
-pub const SPEC_HASH: &str = "vertice.io/spec-hash";
-const CONTROLLER: &str = "backup";
+pub const CONTROLLER: &str = "backup";
 const CRON_JOB_CONFLICT: &str = "CronJobConflict";
+const API_VERSION: &str = "vertice.io/v1alpha1";
+const KIND: &str = "VerticeBackup";
 
 pub struct Context {
-    pub client: Client,
+    pub shared: Shared,
     pub defaults: JobDefaults,
-    pub metrics: Metrics,
-    pub recorder: Recorder,
-    /// Whether this replica holds the leader lease.
-    pub leading: watch::Receiver<bool>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{action}: {source}")]
-    Kube {
-        action: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let action = action.into();
-    move |source| Error::Kube { action, source }
 }
 
 pub async fn reconcile(backup: Arc<VerticeBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    ctx.metrics
-        .reconciles
-        .with_label_values(&[CONTROLLER])
-        .inc();
+    let metrics = &ctx.shared.metrics;
+    metrics.reconciles.with_label_values(&[CONTROLLER]).inc();
     let result = reconcile_inner(&backup, &ctx).await;
-    ctx.metrics
+    metrics
         .reconcile_duration
         .with_label_values(&[CONTROLLER])
         .observe(started.elapsed().as_secs_f64());
@@ -66,31 +42,30 @@ pub async fn reconcile(backup: Arc<VerticeBackup>, ctx: Arc<Context>) -> Result<
 }
 
 async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action, Error> {
-    if !*ctx.leading.borrow() {
+    let shared = &ctx.shared;
+    if !shared.is_leading() {
         // Followers keep watching; they start writing the moment they lead.
         return Ok(Action::requeue(Duration::from_secs(15)));
-    }
-    if backup.meta().deletion_timestamp.is_some() {
-        // Owner references let the garbage collector remove the CronJob.
-        if let Some(namespace) = backup.namespace() {
-            let labels = [namespace.as_str(), &backup.name_any()];
-            let _ = ctx.metrics.backups_overdue.remove_label_values(&labels);
-        }
-        return Ok(Action::await_change());
     }
     let (Some(namespace), name) = (backup.namespace(), backup.name_any()) else {
         return Ok(Action::await_change());
     };
+    if backup.meta().deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the CronJob.
+        shared.metrics.forget_backup(&namespace, &name);
+        return Ok(Action::await_change());
+    }
     let selector = format!(
         "{}={}",
         names::BACKUP_LABEL,
         names::labels(&name)[names::BACKUP_LABEL]
     );
     let list = ListParams::default().labels(&selector);
-    let cron_jobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &namespace);
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let owned_cron_jobs = cron_jobs
+    let client = &shared.client;
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &namespace);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let owned = cron_jobs
         .list(&list)
         .await
         .map_err(kube_err("list CronJobs"))?
@@ -106,77 +81,56 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
 
     if let Some(mut desired) = plan.cron_job.clone() {
         let hash = spec_hash(&desired);
-        desired
-            .annotations_mut()
-            .insert(SPEC_HASH.into(), hash.clone());
-        let existing = owned_cron_jobs
-            .iter()
-            .find(|c| c.name_any() == plan.cron_job_name);
-        if existing.is_none() {
-            // A CronJob of that name that is not ours (no label, another
-            // owner) must not be taken over by a forced apply.
-            if let Some(foreign) = cron_jobs
+        desired.annotations_mut().insert(SPEC_HASH.into(), hash);
+        let same_name = if children::needs_name_check(&plan.cron_job_name, &owned) {
+            cron_jobs
                 .get_opt(&plan.cron_job_name)
                 .await
                 .map_err(kube_err(format!("get CronJob {}", plan.cron_job_name)))?
-            {
-                if !foreign
-                    .owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == uid.as_ref())
-                {
-                    return conflict(backup, ctx, &namespace, &name, plan, now).await;
+        } else {
+            None
+        };
+        match children::decide(&desired, &owned, same_name.as_ref(), uid.as_deref()) {
+            ChildPlan::Conflict => {
+                return conflict(backup, ctx, &namespace, &name, plan, now).await
+            }
+            ChildPlan::Apply {
+                desired,
+                change,
+                stale,
+            } => {
+                cron_jobs
+                    .patch(
+                        &plan.cron_job_name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&*desired),
+                    )
+                    .await
+                    .map_err(kube_err(format!("apply CronJob {}", plan.cron_job_name)))?;
+                let announced = match change {
+                    Change::Created => Some(("CronJobCreated", "created")),
+                    Change::Updated => Some(("CronJobUpdated", "updated")),
+                    Change::Unchanged => None,
+                };
+                if let Some((reason, verb)) = announced {
+                    events.push(Event {
+                        warning: false,
+                        reason,
+                        note: format!("{verb} CronJob {}", plan.cron_job_name),
+                    });
+                }
+                for old in stale {
+                    cron_jobs
+                        .delete(&old, &DeleteParams::background())
+                        .await
+                        .map_err(kube_err(format!("delete CronJob {old}")))?;
+                    events.push(Event {
+                        warning: false,
+                        reason: "CronJobDeleted",
+                        note: format!("deleted CronJob {old} that is no longer desired"),
+                    });
                 }
             }
-        }
-        let change = match existing.map(|c| c.annotations().get(SPEC_HASH)) {
-            None => Some((
-                "CronJobCreated",
-                format!("created CronJob {}", plan.cron_job_name),
-            )),
-            Some(old) if old != Some(&hash) => Some((
-                "CronJobUpdated",
-                format!("updated CronJob {}", plan.cron_job_name),
-            )),
-            Some(_) => None,
-        };
-        // Applied on every reconcile so a hand edit of the CronJob is put
-        // back; an apply that changes nothing is not written by the API server.
-        cron_jobs
-            .patch(
-                &plan.cron_job_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(kube_err(format!("apply CronJob {}", plan.cron_job_name)))?;
-        if let Some((reason, note)) = change {
-            events.push(super::Event {
-                warning: false,
-                reason,
-                note,
-            });
-        }
-        // CronJobs of this backup under another name (a rename of the naming
-        // scheme, a manual copy with our owner reference) are not desired.
-        for stale in owned_cron_jobs.iter().filter(|c| {
-            c.name_any() != plan.cron_job_name
-                && c.owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == uid.as_ref())
-        }) {
-            cron_jobs
-                .delete(&stale.name_any(), &DeleteParams::background())
-                .await
-                .map_err(kube_err(format!("delete CronJob {}", stale.name_any())))?;
-            events.push(super::Event {
-                warning: false,
-                reason: "CronJobDeleted",
-                note: format!(
-                    "deleted CronJob {} that is no longer desired",
-                    stale.name_any()
-                ),
-            });
         }
     }
 
@@ -191,55 +145,27 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
     }
 
     if backup.status.as_ref() != Some(&plan.status) {
-        let api: Api<VerticeBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = serde_json::json!({
-            "apiVersion": "vertice.io/v1alpha1",
-            "kind": "VerticeBackup",
-            "status": plan.status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(kube_err("patch VerticeBackup status"))?;
+        let api: Api<VerticeBackup> = Api::namespaced(client.clone(), &namespace);
+        shared
+            .apply_status(&api, &name, API_VERSION, KIND, &plan.status)
+            .await?;
     }
 
-    let labels = [namespace.as_str(), name.as_str()];
-    ctx.metrics
+    shared
+        .metrics
         .backups_overdue
-        .with_label_values(&labels)
+        .with_label_values(&[namespace.as_str(), name.as_str()])
         .set(i64::from(plan.overdue_since.is_some()));
     let reference = backup.object_ref(&());
     for event in &events {
         if event.reason == super::status::reason::BACKUP_OVERDUE {
-            ctx.metrics
+            shared
+                .metrics
                 .overdue_detected
-                .with_label_values(&labels)
+                .with_label_values(&[namespace.as_str(), name.as_str()])
                 .inc();
         }
-        let published = ctx
-            .recorder
-            .publish(
-                &KubeEvent {
-                    type_: if event.warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: event.reason.into(),
-                    note: Some(truncate(&event.note, 1024)),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                },
-                &reference,
-            )
-            .await;
-        // An event that cannot be recorded must not undo the reconcile.
-        if let Err(e) = published {
-            tracing::warn!(%namespace, backup = %name, reason = event.reason, error = %e, "could not record event");
-        }
+        shared.publish(&reference, event).await;
     }
     tracing::debug!(%namespace, backup = %name, requeue = ?plan.requeue_after, "reconciled");
     Ok(Action::requeue(plan.requeue_after))
@@ -270,59 +196,50 @@ async fn conflict(
         },
     );
     status.phase = Some(BackupPhase::Invalid);
+    // An on-demand run waits until the conflict is resolved.
+    status.run_now = backup.status.as_ref().and_then(|s| s.run_now.clone());
     let was_conflict = backup
         .status
         .as_ref()
         .and_then(|s| find_condition(&s.conditions, condition::READY))
         .is_some_and(|c| c.reason == CRON_JOB_CONFLICT);
     if backup.status.as_ref() != Some(&status) {
-        let api: Api<VerticeBackup> = Api::namespaced(ctx.client.clone(), namespace);
-        let patch = serde_json::json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup", "status": status});
-        api.patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(kube_err("patch VerticeBackup status"))?;
+        let api: Api<VerticeBackup> = Api::namespaced(ctx.shared.client.clone(), namespace);
+        ctx.shared
+            .apply_status(&api, name, API_VERSION, KIND, &status)
+            .await?;
     }
     if !was_conflict {
-        let event = KubeEvent {
-            type_: EventType::Warning,
-            reason: CRON_JOB_CONFLICT.into(),
-            note: Some(message),
-            action: "Reconcile".into(),
-            secondary: None,
+        let event = Event {
+            warning: true,
+            reason: CRON_JOB_CONFLICT,
+            note: message,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &backup.object_ref(&())).await {
-            tracing::warn!(%namespace, backup = %name, error = %e, "could not record event");
-        }
+        ctx.shared.publish(&backup.object_ref(&()), &event).await;
     }
     Ok(Action::requeue(super::MAX_REQUEUE))
 }
 
-/// Requeue with a short delay, and count the error.
+/// Counts the error by category, records a Warning event with the
+/// category's reason, and requeues with a short delay.
 pub fn error_policy(backup: Arc<VerticeBackup>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
+    ctx.shared
+        .metrics
         .reconcile_errors
-        .with_label_values(&[CONTROLLER])
+        .with_label_values(&[CONTROLLER, error.category.as_str()])
         .inc();
-    tracing::warn!(namespace = ?backup.namespace(), backup = %backup.name_any(), error = %error, "reconcile failed");
+    tracing::warn!(namespace = ?backup.namespace(), backup = %backup.name_any(), category = error.category.as_str(), error = %error, "reconcile failed");
+    let event = Event {
+        warning: true,
+        reason: error.category.event_reason(),
+        note: error.to_string(),
+    };
+    let reference = backup.object_ref(&());
+    tokio::spawn(async move { ctx.shared.publish(&reference, &event).await });
     Action::requeue(Duration::from_secs(30))
 }
 
 fn spec_hash(cron_job: &CronJob) -> String {
     let bytes = serde_json::to_vec(&cron_job.spec).unwrap_or_default();
     hex::encode(&Sha256::digest(&bytes)[..8])
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let cut = (0..=max)
-        .rev()
-        .find(|i| s.is_char_boundary(*i))
-        .unwrap_or(0);
-    format!("{}…", &s[..cut])
 }

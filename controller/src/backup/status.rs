@@ -11,7 +11,7 @@ use vertice_crds::common::{find_condition, set_condition, Condition};
 use vertice_crds::run_summary::RunSummary;
 use vertice_crds::VerticeBackup;
 
-use super::schedule::ParsedSchedule;
+use crate::schedule::ParsedSchedule;
 
 /// What the reconciler saw of the backup's children.
 #[derive(Debug, Default, Clone)]
@@ -20,13 +20,7 @@ pub struct Observed {
     pub pods: Vec<Pod>,
 }
 
-/// An event to record on the backup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
+pub use crate::context::Event;
 
 /// Event reasons, one per kind of news.
 pub mod reason {

@@ -118,27 +118,9 @@ impl ParsedSchedule {
     }
 }
 
-/// `45m`, `2h`, `1d12h`, `90s`, `1w`.
+/// `45m`, `2h`, `1d12h`, `90s`, `1w`: the one duration syntax of Vertice.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::zero();
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits.parse().ok()?;
-        digits.clear();
-        total += match c {
-            's' => Duration::try_seconds(n)?,
-            'm' => Duration::try_minutes(n)?,
-            'h' => Duration::try_hours(n)?,
-            'd' => Duration::try_days(n)?,
-            'w' => Duration::try_weeks(n)?,
-            _ => return None,
-        };
-    }
-    (digits.is_empty() && total > Duration::zero()).then_some(total)
+    vertice_crds::duration::parse(text).ok()
 }
 
 #[cfg(test)]

@@ -1,0 +1,168 @@
+//! What to do with the CronJobs of a backup, decided without I/O: apply the
+//! desired one (and say whether that creates, updates or changes nothing),
+//! delete the ones it owns under another name, or stop at a name conflict.
+
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::ResourceExt;
+
+/// Annotation on the CronJob: a hash of what the controller last applied,
+/// to tell "created" and "updated" from "unchanged" (for events) without
+/// diffing server-defaulted fields.
+pub const SPEC_HASH: &str = "vertice.io/spec-hash";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChildPlan {
+    /// Another object holds the name: change nothing, report it.
+    Conflict,
+    /// Apply `desired` (always: a hand edit is put back; the API server
+    /// writes nothing for an apply that changes nothing), then delete
+    /// `stale`.
+    Apply {
+        desired: Box<CronJob>,
+        change: Change,
+        stale: Vec<String>,
+    },
+}
+
+/// Whether the shell must look up the desired name: only when none of the
+/// owned CronJobs has it (it may be someone else's).
+pub fn needs_name_check(desired_name: &str, owned: &[CronJob]) -> bool {
+    !owned.iter().any(|c| c.name_any() == desired_name)
+}
+
+/// `desired` carries the name and the `SPEC_HASH` annotation; `owned` are
+/// the CronJobs with the backup's label; `same_name` is the object of the
+/// desired name when `needs_name_check` said to look; `owner_uid` is the
+/// backup's uid.
+pub fn decide(
+    desired: &CronJob,
+    owned: &[CronJob],
+    same_name: Option<&CronJob>,
+    owner_uid: Option<&str>,
+) -> ChildPlan {
+    let name = desired.name_any();
+    let owned_by_us = |c: &CronJob| {
+        c.owner_references()
+            .iter()
+            .any(|o| Some(o.uid.as_str()) == owner_uid)
+    };
+    let existing = owned.iter().find(|c| c.name_any() == name);
+    if existing.is_none() {
+        if let Some(other) = same_name {
+            // A forced apply would take over a CronJob that is not ours.
+            if !owned_by_us(other) {
+                return ChildPlan::Conflict;
+            }
+        }
+    }
+    let hash = desired.annotations().get(SPEC_HASH);
+    let change = match existing.or(same_name) {
+        None => Change::Created,
+        Some(c) if c.annotations().get(SPEC_HASH) != hash => Change::Updated,
+        Some(_) => Change::Unchanged,
+    };
+    let stale = owned
+        .iter()
+        .filter(|c| c.name_any() != name && owned_by_us(c))
+        .map(|c| c.name_any())
+        .collect();
+    ChildPlan::Apply {
+        desired: Box::new(desired.clone()),
+        change,
+        stale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cron_job(name: &str, owner: Option<&str>, hash: Option<&str>) -> CronJob {
+        let mut v =
+            json!({"metadata": {"name": name}, "spec": {"schedule": "@daily", "jobTemplate": {}}});
+        if let Some(uid) = owner {
+            v["metadata"]["ownerReferences"] = json!([{"apiVersion": "vertice.io/v1alpha1",
+                "kind": "VerticeBackup", "name": "b", "uid": uid, "controller": true}]);
+        }
+        if let Some(h) = hash {
+            v["metadata"]["annotations"] = json!({SPEC_HASH: h});
+        }
+        serde_json::from_value(v).expect("cron job")
+    }
+
+    fn apply(plan: ChildPlan) -> (Change, Vec<String>) {
+        match plan {
+            ChildPlan::Apply { change, stale, .. } => (change, stale),
+            ChildPlan::Conflict => panic!("unexpected conflict"),
+        }
+    }
+
+    #[test]
+    fn a_missing_cron_job_is_created() {
+        let desired = cron_job("vertice-orders", Some("u"), Some("h1"));
+        assert!(needs_name_check("vertice-orders", &[]));
+        assert_eq!(
+            apply(decide(&desired, &[], None, Some("u"))),
+            (Change::Created, vec![])
+        );
+    }
+
+    #[test]
+    fn the_hash_tells_updated_from_unchanged() {
+        let desired = cron_job("vertice-orders", Some("u"), Some("h2"));
+        let same = [cron_job("vertice-orders", Some("u"), Some("h2"))];
+        let old = [cron_job("vertice-orders", Some("u"), Some("h1"))];
+        assert!(!needs_name_check("vertice-orders", &same));
+        assert_eq!(
+            apply(decide(&desired, &same, None, Some("u"))).0,
+            Change::Unchanged
+        );
+        assert_eq!(
+            apply(decide(&desired, &old, None, Some("u"))).0,
+            Change::Updated
+        );
+    }
+
+    #[test]
+    fn someone_elses_cron_job_of_that_name_is_a_conflict() {
+        let desired = cron_job("vertice-orders", Some("u"), Some("h"));
+        let foreign = cron_job("vertice-orders", Some("other"), None);
+        assert_eq!(
+            decide(&desired, &[], Some(&foreign), Some("u")),
+            ChildPlan::Conflict
+        );
+        let unowned = cron_job("vertice-orders", None, None);
+        assert_eq!(
+            decide(&desired, &[], Some(&unowned), Some("u")),
+            ChildPlan::Conflict
+        );
+        // Ours but without our label (an old version's): adopt it quietly.
+        let ours = cron_job("vertice-orders", Some("u"), Some("h"));
+        assert_eq!(
+            apply(decide(&desired, &[], Some(&ours), Some("u"))).0,
+            Change::Unchanged
+        );
+    }
+
+    #[test]
+    fn owned_cron_jobs_under_other_names_are_stale_unless_not_ours() {
+        let desired = cron_job("vertice-orders", Some("u"), Some("h"));
+        let owned = [
+            cron_job("vertice-orders", Some("u"), Some("h")),
+            cron_job("vertice-orders-old", Some("u"), Some("h")),
+            cron_job("copy-with-our-label", Some("someone"), None),
+        ];
+        assert_eq!(
+            apply(decide(&desired, &owned, None, Some("u"))),
+            (Change::Unchanged, vec!["vertice-orders-old".to_string()])
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! What every reconciler shares: the client, the event recorder, whether
+//! this replica leads, and the metrics; plus the two writes every
+//! reconciler makes the same way (status by server-side apply, Events).
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::error::{kube_err, Error};
+use crate::metrics::Metrics;
+
+/// The field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "vertice-controller";
+/// Event notes are cut here (the API server allows 1 KiB).
+const MAX_NOTE: usize = 1024;
+
+pub struct Shared {
+    pub client: Client,
+    pub recorder: Recorder,
+    /// Whether this replica holds the leader lease.
+    pub leading: watch::Receiver<bool>,
+    pub metrics: Metrics,
+}
+
+/// An Event a reconcile decided to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Shared {
+    pub fn is_leading(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// Applies `status` (a JSON object) to the status subresource with our
+    /// field manager. `kind` and `api_version` make it a valid apply body.
+    pub async fn apply_status<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        api_version: &str,
+        kind: &str,
+        status: &impl serde::Serialize,
+    ) -> Result<(), Error>
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let patch = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": status});
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_err(format!("apply {kind} status")))?;
+        Ok(())
+    }
+
+    /// Records an Event; a failure is logged, never returned: an event that
+    /// cannot be written must not undo a reconcile.
+    pub async fn publish(&self, reference: &ObjectReference, event: &Event) {
+        let published = self
+            .recorder
+            .publish(
+                &KubeEvent {
+                    type_: if event.warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: event.reason.into(),
+                    note: Some(truncate(&event.note, MAX_NOTE)),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                },
+                reference,
+            )
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(object = ?reference.name, namespace = ?reference.namespace, reason = event.reason, error = %e, "could not record event");
+        }
+    }
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let cut = (0..=max)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}…", &s[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
+}

@@ -1,0 +1,120 @@
+//! Reconcile errors with a bounded category: the `category` label of
+//! `vertice_controller_reconcile_errors_total` and the reason of the Warning
+//! event a failed reconcile records, so dashboards and alerts can tell "our
+//! RBAC is wrong" from "the API server is down".
+
+/// What kind of failure a reconcile hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// 401/403: credentials or RBAC.
+    Forbidden,
+    /// 404 on something that should exist.
+    NotFound,
+    /// 409: another writer got there first; retried.
+    Conflict,
+    /// 400/422: the API server refused what we sent.
+    Invalid,
+    /// 429/5xx or no connection: the API server is unavailable.
+    Unavailable,
+    /// Anything else from the client.
+    Other,
+}
+
+impl Category {
+    pub const ALL: [Category; 6] = [
+        Category::Forbidden,
+        Category::NotFound,
+        Category::Conflict,
+        Category::Invalid,
+        Category::Unavailable,
+        Category::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Forbidden => "forbidden",
+            Category::NotFound => "not_found",
+            Category::Conflict => "conflict",
+            Category::Invalid => "invalid",
+            Category::Unavailable => "unavailable",
+            Category::Other => "other",
+        }
+    }
+
+    /// The Warning event reason for a reconcile that failed this way.
+    pub fn event_reason(self) -> &'static str {
+        match self {
+            Category::Forbidden => "ReconcileForbidden",
+            Category::NotFound => "ReconcileNotFound",
+            Category::Conflict => "ReconcileConflict",
+            Category::Invalid => "ReconcileInvalid",
+            Category::Unavailable => "ReconcileUnavailable",
+            Category::Other => "ReconcileFailed",
+        }
+    }
+
+    pub fn of(error: &kube::Error) -> Category {
+        match error {
+            kube::Error::Api(status) => match status.code {
+                401 | 403 => Category::Forbidden,
+                404 => Category::NotFound,
+                409 => Category::Conflict,
+                400 | 422 => Category::Invalid,
+                429 | 500..=599 => Category::Unavailable,
+                _ => Category::Other,
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Category::Unavailable,
+            _ => Category::Other,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {source}")]
+pub struct Error {
+    pub category: Category,
+    pub action: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+/// `map_err(kube_err("list CronJobs"))`: names the action that failed.
+pub fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error {
+        category: Category::of(&source),
+        action,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("x", "y").with_code(code),
+        ))
+    }
+
+    #[test]
+    fn api_codes_map_to_categories() {
+        assert_eq!(Category::of(&api(403)), Category::Forbidden);
+        assert_eq!(Category::of(&api(404)), Category::NotFound);
+        assert_eq!(Category::of(&api(409)), Category::Conflict);
+        assert_eq!(Category::of(&api(422)), Category::Invalid);
+        assert_eq!(Category::of(&api(503)), Category::Unavailable);
+        assert_eq!(Category::of(&api(418)), Category::Other);
+    }
+
+    #[test]
+    fn labels_and_reasons_are_distinct() {
+        let labels: std::collections::BTreeSet<_> =
+            Category::ALL.iter().map(|c| c.as_str()).collect();
+        let reasons: std::collections::BTreeSet<_> =
+            Category::ALL.iter().map(|c| c.event_reason()).collect();
+        assert_eq!(labels.len(), Category::ALL.len());
+        assert_eq!(reasons.len(), Category::ALL.len());
+    }
+}

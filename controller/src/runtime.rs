@@ -1,0 +1,208 @@
+//! The wiring every controller shares: the client, `/metrics` `/healthz`
+//! `/readyz`, leader election, the shared context, and spawning the
+//! controllers. `/readyz` turns ready once every watch cache has synced.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use vertice_crds::VerticeBackup;
+
+use crate::backup::{names, reconciler, JobDefaults};
+use crate::config::Config;
+use crate::context::Shared;
+use crate::health::{self, Health};
+use crate::leader::{self, Election};
+use crate::metrics::Metrics;
+
+/// How often series of VerticeBackups that are gone are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // kube and the agent's stores share rustls; pick the provider once.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let metrics = Metrics::new().context("metrics registry")?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let server = {
+        let health = Health {
+            ready: ready.clone(),
+            metrics: metrics.clone(),
+        };
+        let mut stop = stop_rx.clone();
+        tokio::spawn(health::serve(config.listen, health, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    };
+
+    let identity = config
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("vertice-controller-{}", std::process::id()));
+    let leading = elect(&client, &config, &identity).await?;
+    report_leadership(leading.clone(), metrics.clone());
+
+    let shared = Shared {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "vertice-controller".into(),
+                instance: Some(identity),
+            },
+        ),
+        leading: leading.clone(),
+        metrics: metrics.clone(),
+    };
+    run_backups(&config, shared, ready).await?;
+
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    drop(leading);
+    server
+        .await
+        .context("health server task")?
+        .context("health server")?;
+    Ok(())
+}
+
+async fn elect(
+    client: &Client,
+    config: &Config,
+    identity: &str,
+) -> anyhow::Result<watch::Receiver<bool>> {
+    if !config.leader_election {
+        return Ok(leader::always());
+    }
+    let election = Election {
+        lease_name: config.lease_name.clone(),
+        namespace: config.lease_namespace.clone(),
+        identity: identity.to_string(),
+        duration_seconds: config.lease_seconds,
+    };
+    leader::campaign(client.clone(), &election)
+        .await
+        .context("leader election")
+}
+
+fn report_leadership(mut leading: watch::Receiver<bool>, metrics: Metrics) {
+    tokio::spawn(async move {
+        loop {
+            let now = *leading.borrow_and_update();
+            metrics.leader.set(i64::from(now));
+            tracing::info!(leading = now, "leadership");
+            if leading.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The VerticeBackup controller, until the process is asked to stop.
+async fn run_backups(
+    config: &Config,
+    shared: Shared,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let client = shared.client.clone();
+    let backups: Api<VerticeBackup> = scoped(&client, &config.watch_namespace);
+    // Fail early, with a hint, when the CRD is not installed.
+    backups
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .context("cannot list VerticeBackups: are the CRDs from deploy/crds installed and the RBAC applied?")?;
+    let ours = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/managed-by={}",
+        names::MANAGED_BY
+    ));
+    let metrics = shared.metrics.clone();
+    let context = Arc::new(reconciler::Context {
+        shared,
+        defaults: JobDefaults {
+            agent_image: config.agent_image.clone(),
+            pushgateway_url: config.pushgateway_url.clone(),
+        },
+    });
+    let controller = Controller::new(backups, watcher::Config::default())
+        .owns(
+            scoped::<CronJob>(&client, &config.watch_namespace),
+            ours.clone(),
+        )
+        .watches(
+            scoped::<Job>(&client, &config.watch_namespace),
+            ours,
+            |job: Job| {
+                let name = job
+                    .annotations()
+                    .get(names::BACKUP_NAME_ANNOTATION)?
+                    .clone();
+                Some(ObjectRef::<VerticeBackup>::new(&name).within(&job.namespace()?))
+            },
+        )
+        .shutdown_on_signal();
+    let store = controller.store();
+    let housekeeping = tokio::spawn(async move {
+        // kube's readiness is a oneshot behind a lock: with two waiters (the
+        // controller's runner and us) only one is woken. Polling again with
+        // a timeout sees the value the runner memoized.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+        // Ready means the caches hold the cluster's state: a reconcile from
+        // here on decides on what is there, not on a half-filled cache.
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("watch caches synced; ready");
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            let live: HashSet<(String, String)> = store
+                .state()
+                .iter()
+                .filter_map(|b| Some((b.namespace()?, b.name_any())))
+                .collect();
+            metrics.retain_backups(&live);
+        }
+    });
+    controller
+        .run(reconciler::reconcile, reconciler::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile loop");
+            }
+        })
+        .await;
+    housekeeping.abort();
+    Ok(())
+}
