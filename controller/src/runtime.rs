@@ -127,6 +127,20 @@ where
     }
 }
 
+/// Yields once each time this replica starts leading.
+fn became_leader(leading: watch::Receiver<bool>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold((leading, false), |(mut leading, mut was)| async move {
+        loop {
+            let now = *leading.borrow_and_update();
+            if now && !was {
+                return Some(((), (leading, true)));
+            }
+            was = now;
+            leading.changed().await.ok()?;
+        }
+    })
+}
+
 /// The VerticeBackup controller, until the process is asked to stop.
 async fn run_backups(
     config: &Config,
@@ -145,6 +159,7 @@ async fn run_backups(
         names::MANAGED_BY
     ));
     let metrics = shared.metrics.clone();
+    let became_leader = became_leader(shared.leading.clone());
     let context = Arc::new(reconciler::Context {
         shared,
         defaults: JobDefaults {
@@ -168,6 +183,9 @@ async fn run_backups(
                 Some(ObjectRef::<VerticeBackup>::new(&name).within(&job.namespace()?))
             },
         )
+        // A new leader looks at everything at once instead of waiting for
+        // the followers' requeue.
+        .reconcile_all_on(became_leader)
         .shutdown_on_signal();
     let store = controller.store();
     let housekeeping = tokio::spawn(async move {

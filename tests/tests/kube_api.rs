@@ -1,0 +1,180 @@
+//! The real API server is the authority on the CRDs: every CRD applies
+//! (`deploy/base`, server-side), every good example of the schema and CEL
+//! rules is accepted and every bad one refused with the message a user needs,
+//! and `deploy/examples` and the example overlay apply cleanly.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use vertice_tests::kube::cluster::workspace;
+use vertice_tests::kube::TestCluster;
+
+fn backup(spec: Value) -> Value {
+    json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
+           "metadata": {"name": "orders", "namespace": "cases"}, "spec": spec})
+}
+
+fn good_spec() -> Value {
+    json!({
+        "target": {"postgres": {"host": "db", "database": "orders", "user": "backup",
+                                "passwordSecretRef": {"name": "db", "key": "password"}}},
+        "schedule": {"cron": "0 3 * * *", "timeZone": "Europe/Berlin"},
+        "store": {"s3": {"bucket": "backups", "prefix": "prod"}},
+    })
+}
+
+fn with(path: &[&str], value: Value) -> Value {
+    let mut spec = good_spec();
+    let mut at = &mut spec;
+    for key in &path[..path.len() - 1] {
+        at = &mut at[*key];
+    }
+    at[path[path.len() - 1]] = value;
+    backup(spec)
+}
+
+fn scaler(min: i32, max: i32) -> Value {
+    json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
+           "metadata": {"name": "s", "namespace": "cases"},
+           "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": min,
+                    "maxReplicas": max, "metrics": [{"cpu": {"targetAverageUtilization": 70}}]}})
+}
+
+fn failover(second: &str) -> Value {
+    json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeFailover",
+           "metadata": {"name": "f", "namespace": "cases"},
+           "spec": {"virtualService": {"name": "db"},
+                    "replicas": [{"name": "a", "host": "pg-a", "priority": 10}, {"name": second, "host": "pg-b"}],
+                    "check": {"postgres": {"requirePrimary": true}}}})
+}
+
+/// (what, object, None when accepted or Some(what the refusal says)).
+fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
+    let age = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    vec![
+        ("a minimal backup", backup(good_spec()), None),
+        ("two stores", with(&["store", "gcs"], json!({"bucket": "other"})), Some("exactly one of store.s3")),
+        ("no target", with(&["target"], json!({})), Some("exactly one of target.postgres")),
+        ("two targets", with(&["target", "redis"], json!({"host": "cache"})), Some("exactly one of target.postgres")),
+        ("zstd 19", with(&["compression"], json!({"algorithm": "zstd", "level": 19})), None),
+        ("gzip 9", with(&["compression"], json!({"algorithm": "gzip", "level": 9})), None),
+        ("gzip 10", with(&["compression"], json!({"algorithm": "gzip", "level": 10})), Some("gzip")),
+        ("a level without compression", with(&["compression"], json!({"algorithm": "none", "level": 1})), Some("level")),
+        ("an unknown algorithm", with(&["compression"], json!({"algorithm": "lz4"})), Some("Unsupported value: \"lz4\"")),
+        ("retention without a rule", with(&["retention"], json!({"minKeep": 2})), Some("at least one keep rule")),
+        ("keepDaily 0", with(&["retention"], json!({"keepDaily": 0})), Some("should be greater than or equal to 1")),
+        ("keepDaily and keepWithin", with(&["retention"], json!({"keepDaily": 7, "keepWithin": "36h"})), None),
+        ("a hook with sql and http", with(&["hooks"], json!({"pre": [{"name": "both", "sql": {"statement": "select 1"}, "http": {"url": "http://x"}}]})), Some("exactly one of sql or http")),
+        ("an http hook with a bad method", with(&["hooks"], json!({"post": [{"name": "ping", "http": {"url": "http://x", "method": "FETCH"}}]})), Some("should match")),
+        ("notifications without a channel", with(&["notifications"], json!({"onSuccess": true})), Some("at least one of slack")),
+        ("a slack notification", with(&["notifications"], json!({"slack": {"webhookUrlSecretRef": {"name": "slack", "key": "url"}}})), None),
+        (
+            "an sql hook on vault",
+            {
+                let mut spec = good_spec();
+                spec["target"] = json!({"vault": {"address": "https://vault:8200", "kubernetesAuth": {"role": "backup"}}});
+                spec["hooks"] = json!({"pre": [{"name": "x", "sql": {"statement": "select 1"}}]});
+                backup(spec)
+            },
+            Some("sql hooks run on PostgreSQL and Redis"),
+        ),
+        (
+            "an http hook on vault",
+            {
+                let mut spec = good_spec();
+                spec["target"] = json!({"vault": {"address": "https://vault:8200", "kubernetesAuth": {"role": "backup"}}});
+                spec["hooks"] = json!({"post": [{"name": "x", "http": {"url": "https://hc.example/ping"}}]});
+                backup(spec)
+            },
+            None,
+        ),
+        ("a private age key", with(&["encryption"], json!({"recipients": ["AGE-SECRET-KEY-1QQQ"]})), Some("should match")),
+        ("an age recipient", with(&["encryption"], json!({"recipients": [age]})), None),
+        ("an unknown field", with(&["schedul"], json!({"cron": "@daily"})), Some(".spec.schedul: field not declared in schema")),
+        ("a port as a string", with(&["target", "postgres", "port"], json!("5432")), Some(".spec.target.postgres.port: expected numeric")),
+        ("overdueAfter in words", with(&["schedule", "overdueAfter"], json!("1 hour")), Some("should match")),
+        ("ordered scaler bounds", scaler(2, 5), None),
+        ("reversed scaler bounds", scaler(6, 5), Some("minReplicas must not exceed maxReplicas")),
+        ("unique replica names", failover("b"), None),
+        ("duplicate replica names", failover("a"), Some("replica names must be unique")),
+    ]
+}
+
+/// `kubectl apply --server-side --dry-run=server` of one object: the API
+/// server's verdict (strict field validation, as kubectl does by default).
+fn server_verdict(cluster: &TestCluster, object: &Value) -> Result<(), String> {
+    let mut child = cluster
+        .plane
+        .kubectl()
+        .args(["apply", "--server-side", "--dry-run=server", "--field-manager=vertice-cases", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("write object");
+    let out = child.wait_with_output().expect("kubectl");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_accepts_and_refuses_as_documented() {
+    let cluster = TestCluster::start().await;
+    cluster.plane.create_namespace("cases").await;
+    let mut wrong = Vec::new();
+    for (what, object, refusal) in cases() {
+        match (server_verdict(&cluster, &object), refusal) {
+            (Ok(()), None) => {}
+            (Err(message), Some(needle)) if message.contains(needle) => {}
+            (verdict, expected) => wrong.push(format!(
+                "{what}: expected {}, the server said {verdict:?}",
+                expected.map_or("acceptance".to_string(), |n| format!("a refusal mentioning {n:?}"))
+            )),
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+fn namespaces_in(yaml: &str) -> Vec<String> {
+    let mut out: Vec<String> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("namespace: "))
+        .map(|n| n.trim().to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_and_overlay_applies_server_side() {
+    let cluster = TestCluster::start().await;
+    let examples = workspace().join("deploy/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&examples)
+        .expect("deploy/examples")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for file in files {
+        let yaml = std::fs::read_to_string(&file).expect("read example");
+        for ns in namespaces_in(&yaml) {
+            let _ = cluster.plane.kubectl().args(["create", "namespace", &ns]).output();
+        }
+        let path = file.display().to_string();
+        cluster.kubectl(&["apply", "--server-side", "--field-manager=vertice-examples", "-f", &path]);
+    }
+    // The overlay a user starts from, on top of the base.
+    cluster.apply_kustomization("deploy/overlays/example");
+}
