@@ -32,7 +32,8 @@ use crate::Compression;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule.cron","priority":1}"#,
     printcolumn = r#"{"name":"Last Success","type":"date","jsonPath":".status.lastSuccessfulBackup.finishedAt"}"#,
-    printcolumn = r#"{"name":"Next Backup","type":"date","jsonPath":".status.nextBackup"}"#,
+    // A date column shows a future time as <invalid>: the next run is a string.
+    printcolumn = r#"{"name":"Next Backup","type":"string","jsonPath":".status.nextBackup"}"#,
     printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".status.lastSuccessfulBackup.storedBytes","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

@@ -49,6 +49,11 @@ pub struct VerticeBackupStatus {
     /// Name of the CronJob that runs the backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_job: Option<String>,
+    /// The CronJob's `metadata.generation` after the controller last applied
+    /// it: while it is unchanged (no hand edit) and the spec hash matches,
+    /// the controller does not write the CronJob again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_job_generation: Option<i64>,
     /// When the next backup is scheduled (none while suspended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_backup: Option<DateTime<Utc>>,

@@ -259,6 +259,8 @@ async fn successful_backup(world: &World) {
         assert!(header.contains(column), "{table}");
     }
     assert!(table.contains("Healthy"), "{table}");
+    // A future time in a date column would read <invalid>.
+    assert!(!table.contains("<invalid>"), "{table}");
 
     let events = events_of(&client, ns).await;
     assert!(

@@ -141,4 +141,24 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
     assert!(restarted.metrics().await.contains("vertice_controller_reconcile_total{controller=\"backup\"}"));
     let after = versions(&client).await;
     assert_eq!(before, after, "a restarted controller wrote to objects it had already converged");
+
+    // A hand edit of a CronJob is put back.
+    cron_jobs
+        .patch(
+            "vertice-first",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"schedule": "* * * * *"}})),
+        )
+        .await
+        .expect("edit by hand");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cj = cron_jobs.get("vertice-first").await.expect("cron job");
+        if cj.spec.schedule == "0 0 1 1 *" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hand edit was not put back: {}", cj.spec.schedule);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(restarted);
 }

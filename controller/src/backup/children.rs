@@ -21,12 +21,12 @@ pub enum Change {
 pub enum ChildPlan {
     /// Another object holds the name: change nothing, report it.
     Conflict,
-    /// Apply `desired` (always: a hand edit is put back; the API server
-    /// writes nothing for an apply that changes nothing), then delete
-    /// `stale`.
+    /// Apply `desired` when `write` (created, changed, or edited by hand
+    /// since our last apply), then delete `stale`.
     Apply {
         desired: Box<CronJob>,
         change: Change,
+        write: bool,
         stale: Vec<String>,
     },
 }
@@ -40,12 +40,14 @@ pub fn needs_name_check(desired_name: &str, owned: &[CronJob]) -> bool {
 /// `desired` carries the name and the `SPEC_HASH` annotation; `owned` are
 /// the CronJobs with the backup's label; `same_name` is the object of the
 /// desired name when `needs_name_check` said to look; `owner_uid` is the
-/// backup's uid.
+/// backup's uid; `applied_generation` the CronJob's generation after our
+/// last apply, from the backup's status.
 pub fn decide(
     desired: &CronJob,
     owned: &[CronJob],
     same_name: Option<&CronJob>,
     owner_uid: Option<&str>,
+    applied_generation: Option<i64>,
 ) -> ChildPlan {
     let name = desired.name_any();
     let owned_by_us = |c: &CronJob| {
@@ -68,6 +70,11 @@ pub fn decide(
         Some(c) if c.annotations().get(SPEC_HASH) != hash => Change::Updated,
         Some(_) => Change::Unchanged,
     };
+    // A hand edit of the spec bumps the generation: put it back.
+    let edited = existing
+        .or(same_name)
+        .is_none_or(|c| c.metadata.generation.is_none() || c.metadata.generation != applied_generation);
+    let write = change != Change::Unchanged || edited;
     let stale = owned
         .iter()
         .filter(|c| c.name_any() != name && owned_by_us(c))
@@ -76,6 +83,7 @@ pub fn decide(
     ChildPlan::Apply {
         desired: Box::new(desired.clone()),
         change,
+        write,
         stale,
     }
 }
@@ -105,12 +113,19 @@ mod tests {
         }
     }
 
+    fn writes(plan: ChildPlan) -> bool {
+        match plan {
+            ChildPlan::Apply { write, .. } => write,
+            ChildPlan::Conflict => panic!("unexpected conflict"),
+        }
+    }
+
     #[test]
     fn a_missing_cron_job_is_created() {
         let desired = cron_job("vertice-orders", Some("u"), Some("h1"));
         assert!(needs_name_check("vertice-orders", &[]));
         assert_eq!(
-            apply(decide(&desired, &[], None, Some("u"))),
+            apply(decide(&desired, &[], None, Some("u"), None)),
             (Change::Created, vec![])
         );
     }
@@ -122,13 +137,27 @@ mod tests {
         let old = [cron_job("vertice-orders", Some("u"), Some("h1"))];
         assert!(!needs_name_check("vertice-orders", &same));
         assert_eq!(
-            apply(decide(&desired, &same, None, Some("u"))).0,
+            apply(decide(&desired, &same, None, Some("u"), None)).0,
             Change::Unchanged
         );
         assert_eq!(
-            apply(decide(&desired, &old, None, Some("u"))).0,
+            apply(decide(&desired, &old, None, Some("u"), None)).0,
             Change::Updated
         );
+    }
+
+    #[test]
+    fn an_unchanged_cron_job_is_written_only_after_a_hand_edit() {
+        let desired = cron_job("vertice-orders", Some("u"), Some("h"));
+        let mut same = cron_job("vertice-orders", Some("u"), Some("h"));
+        same.metadata.generation = Some(3);
+        let owned = [same];
+        assert!(!writes(decide(&desired, &owned, None, Some("u"), Some(3))));
+        // Edited by hand (generation 4), or never recorded: apply again.
+        assert!(writes(decide(&desired, &owned, None, Some("u"), Some(2))));
+        assert!(writes(decide(&desired, &owned, None, Some("u"), None)));
+        let changed = cron_job("vertice-orders", Some("u"), Some("h2"));
+        assert!(writes(decide(&changed, &owned, None, Some("u"), Some(3))));
     }
 
     #[test]
@@ -136,18 +165,18 @@ mod tests {
         let desired = cron_job("vertice-orders", Some("u"), Some("h"));
         let foreign = cron_job("vertice-orders", Some("other"), None);
         assert_eq!(
-            decide(&desired, &[], Some(&foreign), Some("u")),
+            decide(&desired, &[], Some(&foreign), Some("u"), None),
             ChildPlan::Conflict
         );
         let unowned = cron_job("vertice-orders", None, None);
         assert_eq!(
-            decide(&desired, &[], Some(&unowned), Some("u")),
+            decide(&desired, &[], Some(&unowned), Some("u"), None),
             ChildPlan::Conflict
         );
         // Ours but without our label (an old version's): adopt it quietly.
         let ours = cron_job("vertice-orders", Some("u"), Some("h"));
         assert_eq!(
-            apply(decide(&desired, &[], Some(&ours), Some("u"))).0,
+            apply(decide(&desired, &[], Some(&ours), Some("u"), None)).0,
             Change::Unchanged
         );
     }
@@ -161,7 +190,7 @@ mod tests {
             cron_job("copy-with-our-label", Some("someone"), None),
         ];
         assert_eq!(
-            apply(decide(&desired, &owned, None, Some("u"))),
+            apply(decide(&desired, &owned, None, Some("u"), None)),
             (Change::Unchanged, vec!["vertice-orders-old".to_string()])
         );
     }

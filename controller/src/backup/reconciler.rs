@@ -78,6 +78,8 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
     let plan = plan(backup, &observed, &ctx.defaults, now);
     let uid = backup.uid();
     let mut events = plan.events.clone();
+    let mut status = plan.status.clone();
+    let applied_generation = backup.status.as_ref().and_then(|s| s.cron_job_generation);
 
     if let Some(mut desired) = plan.cron_job.clone() {
         let hash = spec_hash(&desired);
@@ -90,23 +92,33 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
         } else {
             None
         };
-        match children::decide(&desired, &owned, same_name.as_ref(), uid.as_deref()) {
+        match children::decide(
+            &desired,
+            &owned,
+            same_name.as_ref(),
+            uid.as_deref(),
+            applied_generation,
+        ) {
             ChildPlan::Conflict => {
                 return conflict(backup, ctx, &namespace, &name, plan, now).await
             }
             ChildPlan::Apply {
                 desired,
                 change,
+                write,
                 stale,
             } => {
-                cron_jobs
-                    .patch(
-                        &plan.cron_job_name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&*desired),
-                    )
-                    .await
-                    .map_err(kube_err(format!("apply CronJob {}", plan.cron_job_name)))?;
+                if write {
+                    let applied = cron_jobs
+                        .patch(
+                            &plan.cron_job_name,
+                            &PatchParams::apply(FIELD_MANAGER).force(),
+                            &Patch::Apply(&*desired),
+                        )
+                        .await
+                        .map_err(kube_err(format!("apply CronJob {}", plan.cron_job_name)))?;
+                    status.cron_job_generation = applied.metadata.generation;
+                }
                 let announced = match change {
                     Change::Created => Some(("CronJobCreated", "created")),
                     Change::Updated => Some(("CronJobUpdated", "updated")),
@@ -144,10 +156,10 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
         }
     }
 
-    if backup.status.as_ref() != Some(&plan.status) {
+    if backup.status.as_ref() != Some(&status) {
         let api: Api<VerticeBackup> = Api::namespaced(client.clone(), &namespace);
         shared
-            .apply_status(&api, &name, API_VERSION, KIND, &plan.status)
+            .apply_status(&api, &name, API_VERSION, KIND, &status)
             .await?;
     }
 
