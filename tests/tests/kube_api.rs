@@ -54,21 +54,90 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
     let age = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
     vec![
         ("a minimal backup", backup(good_spec()), None),
-        ("two stores", with(&["store", "gcs"], json!({"bucket": "other"})), Some("exactly one of store.s3")),
-        ("no target", with(&["target"], json!({})), Some("exactly one of target.postgres")),
-        ("two targets", with(&["target", "redis"], json!({"host": "cache"})), Some("exactly one of target.postgres")),
-        ("zstd 19", with(&["compression"], json!({"algorithm": "zstd", "level": 19})), None),
-        ("gzip 9", with(&["compression"], json!({"algorithm": "gzip", "level": 9})), None),
-        ("gzip 10", with(&["compression"], json!({"algorithm": "gzip", "level": 10})), Some("gzip")),
-        ("a level without compression", with(&["compression"], json!({"algorithm": "none", "level": 1})), Some("level")),
-        ("an unknown algorithm", with(&["compression"], json!({"algorithm": "lz4"})), Some("Unsupported value: \"lz4\"")),
-        ("retention without a rule", with(&["retention"], json!({"minKeep": 2})), Some("at least one keep rule")),
-        ("keepDaily 0", with(&["retention"], json!({"keepDaily": 0})), Some("should be greater than or equal to 1")),
-        ("keepDaily and keepWithin", with(&["retention"], json!({"keepDaily": 7, "keepWithin": "36h"})), None),
-        ("a hook with sql and http", with(&["hooks"], json!({"pre": [{"name": "both", "sql": {"statement": "select 1"}, "http": {"url": "http://x"}}]})), Some("exactly one of sql or http")),
-        ("an http hook with a bad method", with(&["hooks"], json!({"post": [{"name": "ping", "http": {"url": "http://x", "method": "FETCH"}}]})), Some("should match")),
-        ("notifications without a channel", with(&["notifications"], json!({"onSuccess": true})), Some("at least one of slack")),
-        ("a slack notification", with(&["notifications"], json!({"slack": {"webhookUrlSecretRef": {"name": "slack", "key": "url"}}})), None),
+        (
+            "two stores",
+            with(&["store", "gcs"], json!({"bucket": "other"})),
+            Some("exactly one of store.s3"),
+        ),
+        (
+            "no target",
+            with(&["target"], json!({})),
+            Some("exactly one of target.postgres"),
+        ),
+        (
+            "two targets",
+            with(&["target", "redis"], json!({"host": "cache"})),
+            Some("exactly one of target.postgres"),
+        ),
+        (
+            "zstd 19",
+            with(&["compression"], json!({"algorithm": "zstd", "level": 19})),
+            None,
+        ),
+        (
+            "gzip 9",
+            with(&["compression"], json!({"algorithm": "gzip", "level": 9})),
+            None,
+        ),
+        (
+            "gzip 10",
+            with(&["compression"], json!({"algorithm": "gzip", "level": 10})),
+            Some("gzip"),
+        ),
+        (
+            "a level without compression",
+            with(&["compression"], json!({"algorithm": "none", "level": 1})),
+            Some("level"),
+        ),
+        (
+            "an unknown algorithm",
+            with(&["compression"], json!({"algorithm": "lz4"})),
+            Some("Unsupported value: \"lz4\""),
+        ),
+        (
+            "retention without a rule",
+            with(&["retention"], json!({"minKeep": 2})),
+            Some("at least one keep rule"),
+        ),
+        (
+            "keepDaily 0",
+            with(&["retention"], json!({"keepDaily": 0})),
+            Some("should be greater than or equal to 1"),
+        ),
+        (
+            "keepDaily and keepWithin",
+            with(&["retention"], json!({"keepDaily": 7, "keepWithin": "36h"})),
+            None,
+        ),
+        (
+            "a hook with sql and http",
+            with(
+                &["hooks"],
+                json!({"pre": [{"name": "both", "sql": {"statement": "select 1"}, "http": {"url": "http://x"}}]}),
+            ),
+            Some("exactly one of sql or http"),
+        ),
+        (
+            "an http hook with a bad method",
+            with(
+                &["hooks"],
+                json!({"post": [{"name": "ping", "http": {"url": "http://x", "method": "FETCH"}}]}),
+            ),
+            Some("should match"),
+        ),
+        (
+            "notifications without a channel",
+            with(&["notifications"], json!({"onSuccess": true})),
+            Some("at least one of slack"),
+        ),
+        (
+            "a slack notification",
+            with(
+                &["notifications"],
+                json!({"slack": {"webhookUrlSecretRef": {"name": "slack", "key": "url"}}}),
+            ),
+            None,
+        ),
         (
             "an sql hook on vault",
             {
@@ -84,20 +153,52 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             {
                 let mut spec = good_spec();
                 spec["target"] = json!({"vault": {"address": "https://vault:8200", "kubernetesAuth": {"role": "backup"}}});
-                spec["hooks"] = json!({"post": [{"name": "x", "http": {"url": "https://hc.example/ping"}}]});
+                spec["hooks"] =
+                    json!({"post": [{"name": "x", "http": {"url": "https://hc.example/ping"}}]});
                 backup(spec)
             },
             None,
         ),
-        ("a private age key", with(&["encryption"], json!({"recipients": ["AGE-SECRET-KEY-1QQQ"]})), Some("should match")),
-        ("an age recipient", with(&["encryption"], json!({"recipients": [age]})), None),
-        ("an unknown field", with(&["schedul"], json!({"cron": "@daily"})), Some(".spec.schedul: field not declared in schema")),
-        ("a port as a string", with(&["target", "postgres", "port"], json!("5432")), Some(".spec.target.postgres.port: expected numeric")),
-        ("overdueAfter in words", with(&["schedule", "overdueAfter"], json!("1 hour")), Some("should match")),
+        (
+            "a private age key",
+            with(
+                &["encryption"],
+                json!({"recipients": ["AGE-SECRET-KEY-1QQQ"]}),
+            ),
+            Some("should match"),
+        ),
+        (
+            "an age recipient",
+            with(&["encryption"], json!({"recipients": [age]})),
+            None,
+        ),
+        (
+            "an unknown field",
+            with(&["schedul"], json!({"cron": "@daily"})),
+            Some(".spec.schedul: field not declared in schema"),
+        ),
+        (
+            "a port as a string",
+            with(&["target", "postgres", "port"], json!("5432")),
+            Some(".spec.target.postgres.port: expected numeric"),
+        ),
+        (
+            "overdueAfter in words",
+            with(&["schedule", "overdueAfter"], json!("1 hour")),
+            Some("should match"),
+        ),
         ("ordered scaler bounds", scaler(2, 5), None),
-        ("reversed scaler bounds", scaler(6, 5), Some("minReplicas must not exceed maxReplicas")),
+        (
+            "reversed scaler bounds",
+            scaler(6, 5),
+            Some("minReplicas must not exceed maxReplicas"),
+        ),
         ("unique replica names", failover("b"), None),
-        ("duplicate replica names", failover("a"), Some("replica names must be unique")),
+        (
+            "duplicate replica names",
+            failover("a"),
+            Some("replica names must be unique"),
+        ),
     ]
 }
 
@@ -107,7 +208,14 @@ fn server_verdict(cluster: &TestCluster, object: &Value) -> Result<(), String> {
     let mut child = cluster
         .plane
         .kubectl()
-        .args(["apply", "--server-side", "--dry-run=server", "--field-manager=vertice-cases", "-f", "-"])
+        .args([
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=vertice-cases",
+            "-f",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -138,7 +246,9 @@ async fn the_api_server_accepts_and_refuses_as_documented() {
             (Err(message), Some(needle)) if message.contains(needle) => {}
             (verdict, expected) => wrong.push(format!(
                 "{what}: expected {}, the server said {verdict:?}",
-                expected.map_or("acceptance".to_string(), |n| format!("a refusal mentioning {n:?}"))
+                expected.map_or("acceptance".to_string(), |n| format!(
+                    "a refusal mentioning {n:?}"
+                ))
             )),
         }
     }
@@ -170,10 +280,20 @@ async fn every_example_and_overlay_applies_server_side() {
     for file in files {
         let yaml = std::fs::read_to_string(&file).expect("read example");
         for ns in namespaces_in(&yaml) {
-            let _ = cluster.plane.kubectl().args(["create", "namespace", &ns]).output();
+            let _ = cluster
+                .plane
+                .kubectl()
+                .args(["create", "namespace", &ns])
+                .output();
         }
         let path = file.display().to_string();
-        cluster.kubectl(&["apply", "--server-side", "--field-manager=vertice-examples", "-f", &path]);
+        cluster.kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=vertice-examples",
+            "-f",
+            &path,
+        ]);
     }
     // The overlay a user starts from, on top of the base.
     cluster.apply_kustomization("deploy/overlays/example");

@@ -12,7 +12,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use vertice_crds::VerticeBackup;
-use vertice_tests::kube::cluster::{CONTROLLER_NAMESPACE, TestCluster};
+use vertice_tests::kube::cluster::{TestCluster, CONTROLLER_NAMESPACE};
 
 const LEASE_SECONDS: u64 = 6;
 const NS: &str = "leader";
@@ -42,7 +42,10 @@ async fn wait_cron_job(client: &Client, name: &str, timeout: Duration) -> Durati
     let started = Instant::now();
     let api: Api<CronJob> = Api::namespaced(client.clone(), NS);
     while api.get_opt(name).await.ok().flatten().is_none() {
-        assert!(started.elapsed() < timeout, "no CronJob {name} within {timeout:?}");
+        assert!(
+            started.elapsed() < timeout,
+            "no CronJob {name} within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     started.elapsed()
@@ -52,16 +55,40 @@ async fn wait_cron_job(client: &Client, name: &str, timeout: Duration) -> Durati
 async fn versions(client: &Client) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let backups: Api<VerticeBackup> = Api::namespaced(client.clone(), NS);
-    for b in backups.list(&ListParams::default()).await.expect("backups").items {
-        out.push((format!("vbk/{}", b.name_any()), b.resource_version().unwrap_or_default()));
+    for b in backups
+        .list(&ListParams::default())
+        .await
+        .expect("backups")
+        .items
+    {
+        out.push((
+            format!("vbk/{}", b.name_any()),
+            b.resource_version().unwrap_or_default(),
+        ));
     }
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), NS);
-    for c in cron_jobs.list(&ListParams::default()).await.expect("cron jobs").items {
-        out.push((format!("cronjob/{}", c.name_any()), c.resource_version().unwrap_or_default()));
+    for c in cron_jobs
+        .list(&ListParams::default())
+        .await
+        .expect("cron jobs")
+        .items
+    {
+        out.push((
+            format!("cronjob/{}", c.name_any()),
+            c.resource_version().unwrap_or_default(),
+        ));
     }
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
-    for e in events.list(&ListParams::default()).await.expect("events").items {
-        out.push((format!("event/{}", e.name_any()), e.resource_version().unwrap_or_default()));
+    for e in events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+    {
+        out.push((
+            format!("event/{}", e.name_any()),
+            e.resource_version().unwrap_or_default(),
+        ));
     }
     out.sort();
     out
@@ -77,13 +104,19 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
     let mut b = cluster.start_controller("replica-b", &[&lease]).await;
 
     let backups: Api<VerticeBackup> = Api::namespaced(client.clone(), NS);
-    backups.create(&PostParams::default(), &backup("first")).await.expect("create");
+    backups
+        .create(&PostParams::default(), &backup("first"))
+        .await
+        .expect("create");
     wait_cron_job(&client, "vertice-first", Duration::from_secs(30)).await;
     let leader = holder(&client).await.expect("a lease holder");
     assert!(leader == "replica-a" || leader == "replica-b", "{leader}");
     let leader_gauge = |m: &str| m.lines().any(|l| l == "vertice_controller_leader 1");
     let (ma, mb) = (a.metrics().await, b.metrics().await);
-    assert!(leader_gauge(&ma) != leader_gauge(&mb), "exactly one replica leads:\n{ma}\n---\n{mb}");
+    assert!(
+        leader_gauge(&ma) != leader_gauge(&mb),
+        "exactly one replica leads:\n{ma}\n---\n{mb}"
+    );
 
     // Kill the leader outright (no lease release): the other takes over
     // within the lease duration and reconciles a backup created meanwhile.
@@ -95,7 +128,10 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
         ("replica-a", &mut a)
     };
     let killed = Instant::now();
-    backups.create(&PostParams::default(), &backup("second")).await.expect("create");
+    backups
+        .create(&PostParams::default(), &backup("second"))
+        .await
+        .expect("create");
     let took = wait_cron_job(&client, "vertice-second", Duration::from_secs(60)).await;
     let handover = killed.elapsed();
     assert_eq!(holder(&client).await.as_deref(), Some(survivor_name));
@@ -126,7 +162,11 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
         .items
         .iter()
         .filter(|e| e.reason.as_deref() == Some("CronJobCreated"))
-        .map(|e| e.deprecated_count.unwrap_or(1).max(e.series.as_ref().map_or(1, |s| s.count)))
+        .map(|e| {
+            e.deprecated_count
+                .unwrap_or(1)
+                .max(e.series.as_ref().map_or(1, |s| s.count))
+        })
         .sum::<i32>();
     assert_eq!(created, 2, "one CronJobCreated per CronJob");
 
@@ -138,9 +178,15 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
     let restarted = cluster.start_controller("replica-c", &[&lease]).await;
     tokio::time::sleep(Duration::from_secs(LEASE_SECONDS + 6)).await;
     assert_eq!(holder(&client).await.as_deref(), Some("replica-c"));
-    assert!(restarted.metrics().await.contains("vertice_controller_reconcile_total{controller=\"backup\"}"));
+    assert!(restarted
+        .metrics()
+        .await
+        .contains("vertice_controller_reconcile_total{controller=\"backup\"}"));
     let after = versions(&client).await;
-    assert_eq!(before, after, "a restarted controller wrote to objects it had already converged");
+    assert_eq!(
+        before, after,
+        "a restarted controller wrote to objects it had already converged"
+    );
 
     // A hand edit of a CronJob is put back.
     cron_jobs
@@ -157,7 +203,11 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
         if cj.spec.schedule == "0 0 1 1 *" {
             break;
         }
-        assert!(Instant::now() < deadline, "the hand edit was not put back: {}", cj.spec.schedule);
+        assert!(
+            Instant::now() < deadline,
+            "the hand edit was not put back: {}",
+            cj.spec.schedule
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(restarted);

@@ -71,9 +71,9 @@ pub fn decide(
         Some(_) => Change::Unchanged,
     };
     // A hand edit of the spec bumps the generation: put it back.
-    let edited = existing
-        .or(same_name)
-        .is_none_or(|c| c.metadata.generation.is_none() || c.metadata.generation != applied_generation);
+    let edited = existing.or(same_name).is_none_or(|c| {
+        c.metadata.generation.is_none() || c.metadata.generation != applied_generation
+    });
     let write = change != Change::Unchanged || edited;
     let stale = owned
         .iter()

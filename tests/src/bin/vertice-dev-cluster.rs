@@ -80,7 +80,11 @@ async fn main() {
 
     std::fs::copy(cluster.plane.admin_kubeconfig(), &kubeconfig_out).expect("write kubeconfig");
     let kubectl = vertice_tests::kube::control_plane::kubectl_binary();
-    let k = format!("{} --kubeconfig {}", kubectl.display(), kubeconfig_out.display());
+    let k = format!(
+        "{} --kubeconfig {}",
+        kubectl.display(),
+        kubeconfig_out.display()
+    );
     println!(
         "\nVertice dev cluster is up (API server https://127.0.0.1:{}).\n\
          A demo VerticeBackup `demo/shop` backs up PostgreSQL 127.0.0.1:{} to SeaweedFS S3 {} every 15 minutes;\n\

@@ -249,6 +249,10 @@ impl Controller {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (a crash, not a graceful stop).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -128,6 +128,16 @@ impl ControlPlane {
             ]),
         );
 
+        // Every request the controller makes, for the benchmark and tests
+        // that count API calls.
+        let audit_policy = dir.path().join("audit-policy.yaml");
+        std::fs::write(
+            &audit_policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+             - level: Metadata\n  users: [\"system:serviceaccount:vertice-system:vertice-controller\"]\n\
+             - level: None\n",
+        )
+        .expect("audit policy");
         let api_port = free_port();
         let (apiserver, apiserver_log) = spawn_logged(
             "kube-apiserver",
@@ -156,6 +166,13 @@ impl ControlPlane {
                 "--endpoint-reconciler-type=none".into(),
                 "--enable-priority-and-fairness=false".into(),
                 "--profiling=false".into(),
+                format!("--audit-policy-file={}", audit_policy.display()),
+                format!(
+                    "--audit-log-path={}",
+                    dir.path().join("audit.log").display()
+                ),
+                "--audit-log-mode=batch".into(),
+                "--audit-log-batch-max-wait=1s".into(),
                 "--v=1".into(),
             ]),
         );
@@ -329,6 +346,28 @@ impl ControlPlane {
         let mut command = Command::new(kubectl_binary());
         command.arg(format!("--kubeconfig={}", self.admin_kubeconfig.display()));
         command
+    }
+
+    /// The controller's API requests so far, from the audit log: (verb,
+    /// resource) per request.
+    pub fn controller_requests(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| {
+                let resource = e["objectRef"]["resource"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let sub = e["objectRef"]["subresource"].as_str().unwrap_or("");
+                let resource = if sub.is_empty() {
+                    resource
+                } else {
+                    format!("{resource}/{sub}")
+                };
+                (e["verb"].as_str().unwrap_or("").to_string(), resource)
+            })
+            .collect()
     }
 
     pub fn log(&self, name: &str) -> String {
