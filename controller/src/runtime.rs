@@ -25,6 +25,12 @@ use crate::health::{self, Health};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
 
+/// Reconciles in flight at once: each holds a few lists; unbounded, a
+/// thousand new backups would be reconciled all at once and hold them all.
+const CONCURRENCY: u16 = 8;
+/// Events about one object within this window make one reconcile (creating
+/// a CronJob, its status and our status patch arrive together).
+const DEBOUNCE: Duration = Duration::from_millis(500);
 /// How often series of VerticeBackups that are gone are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -182,6 +188,11 @@ async fn run_backups(
                     .clone();
                 Some(ObjectRef::<VerticeBackup>::new(&name).within(&job.namespace()?))
             },
+        )
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(CONCURRENCY)
+                .debounce(DEBOUNCE),
         )
         // A new leader looks at everything at once instead of waiting for
         // the followers' requeue.
