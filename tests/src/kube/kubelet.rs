@@ -350,7 +350,7 @@ async fn start_pod(
     };
     let pod_dir = dir.join(pod_dir_name(pod));
     std::fs::create_dir_all(&pod_dir).map_err(|e| e.to_string())?;
-    let prepared = match prepare(client, &namespace, pod, &container, &pod_dir, config).await {
+    let prepared = match prepare(client, &namespace, pod, &container, &pod_dir).await {
         Ok(p) => p,
         Err(message) => {
             // What a kubelet reports for a missing Secret or key; it retries.
@@ -587,7 +587,6 @@ async fn prepare(
     pod: &Pod,
     container: &Container,
     pod_dir: &Path,
-    config: &KubeletConfig,
 ) -> Result<Prepared, String> {
     let mut env = BTreeMap::new();
     env.insert("HOSTNAME".to_string(), pod.name_any());
@@ -669,7 +668,6 @@ async fn prepare(
             env.insert(var.name, v);
         }
     }
-    let _ = config;
 
     let spec = pod.spec.clone().unwrap_or_default();
     let mut sources: HashMap<String, (PathBuf, bool)> = HashMap::new();
