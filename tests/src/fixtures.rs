@@ -232,3 +232,22 @@ pub fn assert_same_redis(actual: &[RedisKey], expected: &[RedisKey], what: &str)
         "{what}: missing {missing:?}, unexpected {extra:?}, changed {changed:?}"
     );
 }
+
+/// A fresh age key pair from `age-keygen`: (identity file, public key).
+pub fn age_keypair(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let keygen = crate::process::require_binary("age-keygen", &[], "apt-get install age");
+    let path = dir.join(name);
+    let out = std::process::Command::new(keygen)
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen");
+    assert!(out.status.success(), "age-keygen failed");
+    let text = std::fs::read_to_string(&path).expect("key");
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("public key line")
+        .to_string();
+    (path, public)
+}

@@ -7,24 +7,7 @@ use std::process::Command;
 use vertice_tests::process::require_binary;
 use vertice_tests::{Agent, Postgres, TestStore};
 
-/// `age-keygen` output: (identity file, public key).
-fn keypair(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
-    let keygen = require_binary("age-keygen", &[], "apt-get install age");
-    let path = dir.join(name);
-    let out = Command::new(keygen)
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("age-keygen");
-    assert!(out.status.success());
-    let text = std::fs::read_to_string(&path).expect("key");
-    let public = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .expect("public key line")
-        .to_string();
-    (path, public)
-}
+use vertice_tests::fixtures::age_keypair as keypair;
 
 fn encrypted_backup(store: &TestStore) {
     let keys = tempfile::tempdir().expect("tempdir");

@@ -5,7 +5,6 @@
 //! exactly `deploy/base`'s RBAC, so a missing verb fails here.
 
 use std::future::Future;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::CronJob;
@@ -16,7 +15,6 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 use vertice_crds::VerticeBackup;
 use vertice_tests::kube::TestCluster;
-use vertice_tests::process::require_binary;
 use vertice_tests::{Agent, Postgres, SeaweedFs};
 
 const BUCKET: &str = "vertice-kube";
@@ -37,23 +35,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-fn age_keypair(dir: &std::path::Path) -> (std::path::PathBuf, String) {
-    let keygen = require_binary("age-keygen", &[], "apt-get install age");
-    let path = dir.join("identity.txt");
-    let out = Command::new(keygen)
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("age-keygen");
-    assert!(out.status.success());
-    let public = std::fs::read_to_string(&path)
-        .expect("key")
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(String::from))
-        .expect("public key");
-    (path, public)
 }
 
 struct World {
@@ -398,7 +379,7 @@ async fn overdue_without_a_run(world: &World) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backups_run_end_to_end_on_a_real_control_plane() {
     let keys = tempfile::tempdir().expect("tempdir");
-    let (identity, recipient) = age_keypair(keys.path());
+    let (identity, recipient) = vertice_tests::fixtures::age_keypair(keys.path(), "identity.txt");
     let pg = Postgres::start();
     pg.create_database("shop");
     pg.script("shop", vertice_tests::fixtures::RICH_POSTGRES_SCHEMA);
