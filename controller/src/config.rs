@@ -2,14 +2,44 @@
 
 use std::net::SocketAddr;
 
-use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "vertice-controller",
     version,
-    about = "Reconciles VerticeBackup resources into CronJobs running the Vertice agent"
+    about = "Reconciles VerticeBackups into CronJobs and VerticeScalers into /scale changes",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tools for VerticeScalers.
+    #[command(subcommand)]
+    Scaler(ScalerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScalerCommand {
+    /// Print what the scaler would decide for a case file, with no cluster.
+    Simulate {
+        /// YAML case: now, scaler, scale, pods, podMetrics, prometheus, history.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct Config {
     /// Agent image for backups that do not name one.
     #[arg(long, env = "VERTICE_AGENT_IMAGE")]
@@ -50,6 +80,22 @@ pub struct Config {
 
     #[arg(long, env = "VERTICE_LOG", default_value = "info")]
     pub log_level: String,
+
+    /// How often every VerticeScaler is evaluated: 1s to 10m (default 15s).
+    #[arg(long, env = "VERTICE_SCALER_POLL_INTERVAL", default_value = "15s", value_parser = poll_interval)]
+    pub scaler_poll_interval: Duration,
+}
+
+fn poll_interval(text: &str) -> Result<Duration, String> {
+    let d = vertice_crds::duration::parse(text)
+        .map_err(|e| format!("{e}; use a duration such as 15s or 1m"))?;
+    let d = d
+        .to_std()
+        .map_err(|_| "the interval must be positive".to_string())?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(600) {
+        return Err("the interval must be between 1s and 10m".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

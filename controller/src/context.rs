@@ -17,6 +17,7 @@ pub const FIELD_MANAGER: &str = "vertice-controller";
 /// Event notes are cut here (the API server allows 1 KiB).
 const MAX_NOTE: usize = 1024;
 
+#[derive(Clone)]
 pub struct Shared {
     pub client: Client,
     pub recorder: Recorder,

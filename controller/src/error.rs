@@ -88,6 +88,15 @@ pub fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error 
     }
 }
 
+/// The API server's message for an API error, else the client's: enough to
+/// act on, without the request dump.
+pub fn short(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,4 +10,5 @@ pub mod leader;
 pub mod metrics;
 pub mod permissions;
 pub mod runtime;
+pub mod scaler;
 pub mod schedule;

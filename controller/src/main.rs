@@ -1,14 +1,53 @@
-//! vertice-controller: watches VerticeBackups and keeps their CronJobs and
-//! status true. Flags in `config.rs`; the wiring in `runtime.rs`.
+//! vertice-controller: watches VerticeBackups and VerticeScalers and keeps
+//! their CronJobs, target scale and status true. Flags in `config.rs`; the
+//! wiring in `runtime.rs`; `scaler simulate` runs the scaler's decision on a
+//! case file.
+
+use std::process::ExitCode;
 
 use clap::Parser;
-use vertice_controller::config::{Config, LogFormat};
+use vertice_controller::config::{Cli, Command, Config, LogFormat, ScalerCommand};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    init_logging(&config);
-    vertice_controller::runtime::run(config).await
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Scaler(ScalerCommand::Simulate { file })) => simulate(&file),
+        None => {
+            init_logging(&cli.run);
+            match vertice_controller::runtime::run(cli.run).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "controller stopped");
+                    eprintln!("vertice-controller: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn simulate(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vertice-controller: --file {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match vertice_controller::scaler::simulate::run(&text) {
+        Ok(decision) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&decision).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vertice-controller: --file {}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn init_logging(config: &Config) {

@@ -1,7 +1,8 @@
 //! The controller's own metrics on `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Clone)]
@@ -13,7 +14,16 @@ pub struct Metrics {
     pub backups_overdue: IntGaugeVec,
     pub overdue_detected: IntCounterVec,
     pub leader: prometheus::IntGauge,
+    pub scaler_desired: IntGaugeVec,
+    pub scaler_current: IntGaugeVec,
+    pub scaler_fallback: IntGaugeVec,
+    pub scaler_metric_value: GaugeVec,
+    pub scaler_metric_errors: IntCounterVec,
+    pub scaler_decisions: IntCounterVec,
 }
+
+const SCALER: &[&str] = &["namespace", "scaler"];
+const SCALER_METRIC: &[&str] = &["namespace", "scaler", "metric"];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -58,6 +68,46 @@ impl Metrics {
             "vertice_controller_leader",
             "1 while this replica holds the leader lease",
         )?;
+        let gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), SCALER);
+        let scaler_desired = gauge(
+            "vertice_scaler_desired_replicas",
+            "Replicas the scaler decided on, last poll",
+        )?;
+        let scaler_current = gauge(
+            "vertice_scaler_current_replicas",
+            "Replicas of the target's /scale, last poll",
+        )?;
+        let scaler_fallback = gauge(
+            "vertice_scaler_fallback_active",
+            "1 while a broken metric proposes its fallback replicas",
+        )?;
+        let scaler_metric_value = GaugeVec::new(
+            Opts::new(
+                "vertice_scaler_metric_value",
+                "A scaler metric's current value (percent for utilization)",
+            ),
+            SCALER_METRIC,
+        )?;
+        let scaler_metric_errors = IntCounterVec::new(
+            Opts::new(
+                "vertice_scaler_metric_errors_total",
+                "Polls on which a metric errored, had no data or was stale",
+            ),
+            SCALER_METRIC,
+        )?;
+        let scaler_decisions = IntCounterVec::new(
+            Opts::new(
+                "vertice_scaler_decisions_total",
+                "Scaler decisions, by direction and reason",
+            ),
+            &["direction", "reason"],
+        )?;
+        for c in [&scaler_desired, &scaler_current, &scaler_fallback] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(scaler_metric_value.clone()))?;
+        registry.register(Box::new(scaler_metric_errors.clone()))?;
+        registry.register(Box::new(scaler_decisions.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -72,6 +122,12 @@ impl Metrics {
             backups_overdue,
             overdue_detected,
             leader,
+            scaler_desired,
+            scaler_current,
+            scaler_fallback,
+            scaler_metric_value,
+            scaler_metric_errors,
+            scaler_decisions,
         })
     }
 
@@ -111,6 +167,50 @@ impl Metrics {
         }
         for (namespace, name) in gone {
             self.forget_backup(&namespace, &name);
+        }
+    }
+
+    /// Drops the series of every VerticeScaler not in `live` (namespace, name).
+    pub fn retain_scalers(&self, live: &std::collections::HashSet<(String, String)>) {
+        use prometheus::core::Collector;
+        let mut gone = std::collections::BTreeSet::new();
+        let families = self
+            .scaler_desired
+            .collect()
+            .into_iter()
+            .chain(self.scaler_metric_value.collect())
+            .chain(self.scaler_metric_errors.collect());
+        for family in families {
+            for metric in family.get_metric() {
+                let label = |n: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map(|l| l.value().to_string())
+                };
+                let (Some(namespace), Some(scaler)) = (label("namespace"), label("scaler")) else {
+                    continue;
+                };
+                if !live.contains(&(namespace.clone(), scaler.clone())) {
+                    gone.insert((namespace, scaler, label("metric")));
+                }
+            }
+        }
+        for (namespace, scaler, metric) in gone {
+            match metric {
+                None => {
+                    let labels = [namespace.as_str(), scaler.as_str()];
+                    let _ = self.scaler_desired.remove_label_values(&labels);
+                    let _ = self.scaler_current.remove_label_values(&labels);
+                    let _ = self.scaler_fallback.remove_label_values(&labels);
+                }
+                Some(metric) => {
+                    let labels = [namespace.as_str(), scaler.as_str(), metric.as_str()];
+                    let _ = self.scaler_metric_value.remove_label_values(&labels);
+                    let _ = self.scaler_metric_errors.remove_label_values(&labels);
+                }
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
-use vertice_crds::VerticeBackup;
+use vertice_crds::{VerticeBackup, VerticeScaler};
 
 use crate::backup::{names, reconciler, JobDefaults};
 use crate::config::Config;
@@ -24,6 +24,7 @@ use crate::context::Shared;
 use crate::health::{self, Health};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
+use crate::scaler::reconciler::ScalerLoop;
 
 /// Reconciles in flight at once: each holds a few lists; unbounded, a
 /// thousand new backups would be reconciled all at once and hold them all.
@@ -75,7 +76,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         leading: leading.clone(),
         metrics: metrics.clone(),
     };
-    run_backups(&config, shared, ready).await?;
+    // Ready once both controllers' caches have synced.
+    let backups_ready = Arc::new(AtomicBool::new(false));
+    let scalers_ready = Arc::new(AtomicBool::new(false));
+    {
+        let (b, s) = (backups_ready.clone(), scalers_ready.clone());
+        tokio::spawn(async move {
+            while !(b.load(Ordering::Relaxed) && s.load(Ordering::Relaxed)) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!("watch caches synced; ready");
+        });
+    }
+    let scalers: Api<VerticeScaler> = scoped(&client, &config.watch_namespace);
+    scalers
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .context("cannot list VerticeScalers: are the CRDs from deploy/crds installed and the RBAC applied?")?;
+    let scaler_loop = Arc::new(
+        ScalerLoop::new(shared.clone(), config.scaler_poll_interval)
+            .context("scaler HTTP client")?,
+    );
+    let scaler_task = tokio::spawn(scaler_loop.run(scalers, scalers_ready));
+    // The backup controller stops on SIGTERM / Ctrl-C; the scaler with it.
+    run_backups(&config, shared, backups_ready).await?;
+    scaler_task.abort();
 
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -213,7 +239,6 @@ async fn run_backups(
         // Ready means the caches hold the cluster's state: a reconcile from
         // here on decides on what is there, not on a half-filled cache.
         ready.store(true, Ordering::Relaxed);
-        tracing::info!("watch caches synced; ready");
         loop {
             tokio::time::sleep(SWEEP_INTERVAL).await;
             let live: HashSet<(String, String)> = store

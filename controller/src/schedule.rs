@@ -35,43 +35,9 @@ pub enum ScheduleError {
 
 impl ParsedSchedule {
     pub fn parse(schedule: &Schedule) -> Result<Self, ScheduleError> {
-        let expr = schedule.cron.trim();
-        let cron_err = |why: &str| ScheduleError::Cron(schedule.cron.clone(), why.to_string());
-        if expr.starts_with("TZ=") || expr.starts_with("CRON_TZ=") {
-            return Err(cron_err(
-                "set the time zone in spec.schedule.timeZone, not in the expression",
-            ));
-        }
-        if expr.starts_with('@') {
-            if !matches!(
-                expr.to_ascii_lowercase().as_str(),
-                "@yearly"
-                    | "@annually"
-                    | "@monthly"
-                    | "@weekly"
-                    | "@daily"
-                    | "@midnight"
-                    | "@hourly"
-            ) {
-                return Err(cron_err("Kubernetes knows @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly"));
-            }
-        } else if expr.split_whitespace().count() != 5 {
-            return Err(cron_err(
-                "expected five fields: minute hour day-of-month month day-of-week",
-            ));
-        }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .build()
-            .parse(expr)
-            .map_err(|e| cron_err(&e.to_string()))?;
-        let tz = match schedule.time_zone.as_deref() {
-            None | Some("") => Tz::UTC,
-            Some(name) => name
-                .parse::<Tz>()
-                .map_err(|_| ScheduleError::TimeZone(name.to_string()))?,
-        };
+        let cron = parse_cron(&schedule.cron)
+            .map_err(|why| ScheduleError::Cron(schedule.cron.clone(), why))?;
+        let tz = parse_time_zone(schedule.time_zone.as_deref()).map_err(ScheduleError::TimeZone)?;
         let overdue_after = match schedule.overdue_after.as_deref() {
             None => DEFAULT_OVERDUE_AFTER,
             Some(text) => {
@@ -115,6 +81,39 @@ impl ParsedSchedule {
         let first_unchecked = now - self.overdue_after;
         self.next_after(first_unchecked)
             .map(|t| t + self.overdue_after)
+    }
+}
+
+/// A five-field cron expression or a macro, as Kubernetes reads a CronJob's;
+/// the error says what is wrong (the caller names the field).
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    let expr = expr.trim();
+    if expr.starts_with("TZ=") || expr.starts_with("CRON_TZ=") {
+        return Err("set the time zone in the timeZone field, not in the expression".into());
+    }
+    if expr.starts_with('@') {
+        if !matches!(
+            expr.to_ascii_lowercase().as_str(),
+            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly"
+        ) {
+            return Err("Kubernetes knows @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly".into());
+        }
+    } else if expr.split_whitespace().count() != 5 {
+        return Err("expected five fields: minute hour day-of-month month day-of-week".into());
+    }
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())
+}
+
+/// An IANA time zone (UTC when unset); the error is the name given.
+pub fn parse_time_zone(name: Option<&str>) -> Result<Tz, String> {
+    match name {
+        None | Some("") => Ok(Tz::UTC),
+        Some(name) => name.parse::<Tz>().map_err(|_| name.to_string()),
     }
 }
 

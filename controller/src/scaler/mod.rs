@@ -1,0 +1,22 @@
+//! The scaler: `plan` is the whole decision, pure (no client, no clock);
+//! `observe` gathers its input and `reconciler` acts on it.
+//!
+//! Order, as the HPA's `reconcileAutoscaler`: a target scaled to zero by
+//! hand is left alone; a count outside the bounds is brought inside them;
+//! otherwise every metric proposes (the largest proposal wins), the
+//! proposal is stabilized, rate-limited and bounded. Ours on top: a broken
+//! metric (error, no data, stale) is handled by its failure policy instead
+//! of reading as zero, schedule windows move the bounds, and every step is
+//! written into `status.lastDecision`.
+
+pub mod algorithm;
+pub mod behavior;
+pub mod decide;
+pub mod observe;
+pub mod pods;
+pub mod quantity;
+pub mod reconciler;
+pub mod simulate;
+pub mod windows;
+
+pub use decide::{plan, Observed, Plan, PromResult};

@@ -1,0 +1,391 @@
+//! The scaler loop: one loop for every VerticeScaler, at the poll interval,
+//! only on the leader. Each poll observes, plans, scales through `/scale`,
+//! and writes the status when the decision changed (or as a heartbeat).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use kube::runtime::reflector::{self, reflector, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource, ResourceExt};
+use vertice_crds::scaler::{VerticeScalerStatus, PAUSED_ANNOTATION};
+use vertice_crds::VerticeScaler;
+
+use super::decide::{self, Observed, Plan};
+use super::observe::{self, Kinds};
+use crate::context::{Event, Shared};
+
+/// Scalers polled at once.
+const CONCURRENCY: usize = 16;
+/// The status is rewritten at least this often while nothing changes, so
+/// values, ratios and the stabilization history's times stay fresh for a
+/// new leader.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct ScalerLoop {
+    pub shared: Shared,
+    pub interval: Duration,
+    kinds: Kinds,
+    http: reqwest::Client,
+    /// Per scaler (uid): the last status this leader computed and when it
+    /// was last written. The in-memory copy is the history while leading:
+    /// it is exact even between status writes.
+    memory: Mutex<HashMap<String, (VerticeScalerStatus, Instant)>>,
+}
+
+impl ScalerLoop {
+    pub fn new(shared: Shared, interval: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(ScalerLoop {
+            shared,
+            interval,
+            kinds: Kinds::default(),
+            http,
+            memory: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Watches VerticeScalers and polls them until the process stops.
+    pub async fn run(self: Arc<Self>, api: Api<VerticeScaler>, ready: Arc<AtomicBool>) {
+        let (store, writer) = reflector::store();
+        let watch = reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    tracing::debug!(error = %e, "VerticeScaler watch");
+                }
+            });
+        // Dropped with this task: the loop below runs until it is aborted.
+        let _watching = AbortOnDrop(tokio::spawn(watch));
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+        ready.store(true, Ordering::Relaxed);
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_leading = false;
+        loop {
+            tick.tick().await;
+            let leading = self.shared.is_leading();
+            if leading && !was_leading {
+                // A new leader starts from what the status says.
+                if let Ok(mut m) = self.memory.lock() {
+                    m.clear();
+                }
+            }
+            was_leading = leading;
+            if !leading {
+                continue;
+            }
+            self.poll_all(&store).await;
+        }
+    }
+
+    async fn poll_all(self: &Arc<Self>, store: &Store<VerticeScaler>) {
+        let scalers = store.state();
+        let live: HashSet<(String, String)> = scalers
+            .iter()
+            .filter_map(|s| Some((s.namespace()?, s.name_any())))
+            .collect();
+        futures::stream::iter(scalers)
+            .for_each_concurrent(CONCURRENCY, |scaler| {
+                let this = self.clone();
+                async move { this.poll(&scaler).await }
+            })
+            .await;
+        let uids: HashSet<String> = store.state().iter().filter_map(|s| s.uid()).collect();
+        if let Ok(mut m) = self.memory.lock() {
+            m.retain(|uid, _| uids.contains(uid));
+        }
+        self.shared.metrics.retain_scalers(&live);
+    }
+
+    async fn poll(&self, scaler: &VerticeScaler) {
+        let (Some(namespace), name) = (scaler.namespace(), scaler.name_any()) else {
+            return;
+        };
+        let started = Instant::now();
+        let metrics = &self.shared.metrics;
+        metrics.reconciles.with_label_values(&["scaler"]).inc();
+        let uid = scaler.uid().unwrap_or_default();
+        let remembered = self.memory.lock().ok().and_then(|m| m.get(&uid).cloned());
+        let history = remembered
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .or_else(|| scaler.status.clone())
+            .unwrap_or_default();
+        let client = &self.shared.client;
+        let spec = &scaler.spec;
+        let observed = match self.observe(scaler, &namespace).await {
+            Ok(o) => o,
+            Err(e) => {
+                metrics
+                    .reconcile_errors
+                    .with_label_values(&["scaler", e.category.as_str()])
+                    .inc();
+                let mut status = history.clone();
+                let message = e.to_string();
+                let mut c = vertice_crds::common::Condition::new(
+                    "AbleToScale",
+                    false,
+                    "FailedGetScale",
+                    &message,
+                    Utc::now(),
+                );
+                c.observed_generation = scaler.meta().generation;
+                vertice_crds::common::set_condition(&mut status.conditions, c);
+                self.write(
+                    scaler,
+                    &namespace,
+                    &name,
+                    &uid,
+                    status,
+                    remembered.as_ref(),
+                    &[Event {
+                        warning: true,
+                        reason: "FailedGetScale",
+                        note: message,
+                    }],
+                )
+                .await;
+                return;
+            }
+        };
+        let now = Utc::now();
+        let mut plan = decide::plan(spec, scaler.meta().generation, &observed, &history, now);
+        if plan.scale {
+            if let Err(e) = observe::set_replicas(
+                client,
+                &self.kinds,
+                &namespace,
+                &spec.target_ref,
+                plan.desired,
+            )
+            .await
+            {
+                metrics
+                    .reconcile_errors
+                    .with_label_values(&["scaler", e.category.as_str()])
+                    .inc();
+                plan.scale_failed(&e.to_string(), now);
+            } else {
+                tracing::info!(%namespace, scaler = %name, from = observed.spec_replicas, to = plan.desired, "scaled");
+            }
+        }
+        self.report(&namespace, &name, &observed, &plan);
+        let events = plan.events.clone();
+        self.write(
+            scaler,
+            &namespace,
+            &name,
+            &uid,
+            plan.status,
+            remembered.as_ref(),
+            &events,
+        )
+        .await;
+        metrics
+            .reconcile_duration
+            .with_label_values(&["scaler"])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    async fn observe(
+        &self,
+        scaler: &VerticeScaler,
+        namespace: &str,
+    ) -> Result<Observed, crate::error::Error> {
+        let client = &self.shared.client;
+        let spec = &scaler.spec;
+        let target = observe::target(client, &self.kinds, namespace, &spec.target_ref).await?;
+        let needs_resources = spec
+            .metrics
+            .iter()
+            .any(|m| m.cpu.is_some() || m.memory.is_some());
+        let (pods, pod_metrics) = match &target.selector {
+            None => (
+                Vec::new(),
+                Some(Err(
+                    "the target's /scale has no status.selector: pods cannot be found".to_string(),
+                )),
+            ),
+            Some(selector) => {
+                let pods = observe::pods(client, namespace, selector).await;
+                match pods {
+                    Err(e) => (Vec::new(), Some(Err(e.to_string()))),
+                    Ok(pods) => {
+                        let pm = if needs_resources {
+                            Some(observe::pod_metrics(client, namespace, selector).await)
+                        } else {
+                            None
+                        };
+                        (pods, pm)
+                    }
+                }
+            }
+        };
+        let prometheus = observe::prometheus(&self.http, client, namespace, spec).await;
+        Ok(Observed {
+            spec_replicas: target.spec_replicas,
+            status_replicas: target.status_replicas,
+            pods,
+            pod_metrics: if needs_resources {
+                pod_metrics.or(Some(Ok(Vec::new())))
+            } else {
+                None
+            },
+            prometheus,
+            rollout_in_progress: target.rollout_in_progress,
+            paused: scaler
+                .annotations()
+                .get(PAUSED_ANNOTATION)
+                .is_some_and(|v| v == "true"),
+        })
+    }
+
+    fn report(&self, namespace: &str, name: &str, observed: &Observed, plan: &Plan) {
+        let m = &self.shared.metrics;
+        let labels = [namespace, name];
+        m.scaler_desired
+            .with_label_values(&labels)
+            .set(i64::from(plan.desired));
+        m.scaler_current
+            .with_label_values(&labels)
+            .set(i64::from(observed.spec_replicas));
+        m.scaler_fallback
+            .with_label_values(&labels)
+            .set(i64::from(plan.fallback_active));
+        if let Some(d) = &plan.status.last_decision {
+            m.scaler_decisions
+                .with_label_values(&[d.direction.as_str(), d.reason.as_str()])
+                .inc();
+            for metric in &d.metrics {
+                let l = [namespace, name, metric.name.as_str()];
+                match metric.value {
+                    Some(v) if metric.state == "Ok" => {
+                        m.scaler_metric_value.with_label_values(&l).set(v)
+                    }
+                    _ => {
+                        m.scaler_metric_errors.with_label_values(&l).inc();
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        scaler: &VerticeScaler,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        status: VerticeScalerStatus,
+        remembered: Option<&(VerticeScalerStatus, Instant)>,
+        events: &[Event],
+    ) {
+        let written = remembered.map(|(s, at)| (s, *at));
+        let last_written = scaler.status.clone().unwrap_or_default();
+        let due = match written {
+            Some((_, at)) => at.elapsed() >= HEARTBEAT,
+            None => true,
+        };
+        let changed = decision_changed(&last_written, &status);
+        let mut at = written.map(|(_, at)| at).unwrap_or_else(Instant::now);
+        if changed || due {
+            let api: Api<VerticeScaler> = Api::namespaced(self.shared.client.clone(), namespace);
+            match self
+                .shared
+                .apply_status(&api, name, "vertice.io/v1alpha1", "VerticeScaler", &status)
+                .await
+            {
+                Ok(()) => at = Instant::now(),
+                Err(e) => {
+                    self.shared
+                        .metrics
+                        .reconcile_errors
+                        .with_label_values(&["scaler", e.category.as_str()])
+                        .inc();
+                    tracing::warn!(%namespace, scaler = %name, error = %e, "could not write VerticeScaler status");
+                }
+            }
+        }
+        if let Ok(mut m) = self.memory.lock() {
+            m.insert(uid.to_string(), (status, at));
+        }
+        let reference = scaler.object_ref(&());
+        for event in events {
+            self.shared.publish(&reference, event).await;
+        }
+    }
+}
+
+/// Whether `next` says something `last` (what the API server holds) does
+/// not: another count, reason, direction, condition, metric state or
+/// proposal, or scale event. Values, ratios and times alone wait for the
+/// heartbeat.
+pub fn decision_changed(last: &VerticeScalerStatus, next: &VerticeScalerStatus) -> bool {
+    let gist = |s: &VerticeScalerStatus| {
+        let conditions: Vec<_> = s
+            .conditions
+            .iter()
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status,
+                    c.reason.clone(),
+                    c.observed_generation,
+                )
+            })
+            .collect();
+        let decision = s.last_decision.as_ref().map(|d| {
+            let metrics: Vec<_> = d
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.state.clone(), m.proposal))
+                .collect();
+            (
+                d.desired_replicas,
+                d.current_replicas,
+                d.direction.clone(),
+                d.reason.clone(),
+                d.winner.clone(),
+                d.min_replicas,
+                d.max_replicas,
+                d.open_windows.clone(),
+                d.not_acted,
+                metrics,
+            )
+        });
+        let recommendations: Vec<i32> = s.recommendations.iter().map(|r| r.replicas).collect();
+        (
+            s.current_replicas,
+            s.desired_replicas,
+            s.observed_generation,
+            s.scale_events.clone(),
+            conditions,
+            decision,
+            recommendations,
+        )
+    };
+    gist(last) != gist(next)
+}
