@@ -20,3 +20,6 @@ pub mod simulate;
 pub mod windows;
 
 pub use decide::{plan, Observed, Plan, PromResult};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,8 @@
+//! The scaler's decision, tested directly: upstream's replica calculator
+//! cases, behaviour arithmetic, the plan around them, and properties.
+
+mod algorithm_cases;
+mod behavior_cases;
+mod plan_cases;
+mod properties;
+mod support;
