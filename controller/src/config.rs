@@ -12,7 +12,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "vertice-controller",
     version,
     about = "Reconciles VerticeBackups into CronJobs and VerticeScalers into /scale changes",
-    subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -42,8 +41,9 @@ pub enum ScalerCommand {
 #[derive(Debug, Args)]
 pub struct Config {
     /// Agent image for backups that do not name one.
+    /// Required to run the controller (not for `scaler simulate`).
     #[arg(long, env = "VERTICE_AGENT_IMAGE")]
-    pub agent_image: String,
+    pub agent_image: Option<String>,
 
     /// Pushgateway the agent pushes to when a backup names none.
     #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use vertice_controller::config::{Cli, Command, Config, LogFormat, ScalerCommand};
 
 #[tokio::main]
@@ -14,6 +14,14 @@ async fn main() -> ExitCode {
     match cli.command {
         Some(Command::Scaler(ScalerCommand::Simulate { file })) => simulate(&file),
         None => {
+            if cli.run.agent_image.is_none() {
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "the following required argument was not provided: --agent-image <AGENT_IMAGE> (or VERTICE_AGENT_IMAGE)",
+                    )
+                    .exit();
+            }
             init_logging(&cli.run);
             match vertice_controller::runtime::run(cli.run).await {
                 Ok(()) => ExitCode::SUCCESS,

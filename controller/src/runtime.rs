@@ -195,7 +195,10 @@ async fn run_backups(
     let context = Arc::new(reconciler::Context {
         shared,
         defaults: JobDefaults {
-            agent_image: config.agent_image.clone(),
+            agent_image: config
+                .agent_image
+                .clone()
+                .context("--agent-image (VERTICE_AGENT_IMAGE) is required")?,
             pushgateway_url: config.pushgateway_url.clone(),
         },
     });
