@@ -15,11 +15,17 @@ fn simulate(file: &Path) -> (Option<i32>, Value, String) {
         .expect("run the controller binary");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (out.status.code(), json, String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code(),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn case(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scaler_cases").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scaler_cases")
+        .join(name)
 }
 
 #[test]
@@ -61,7 +67,10 @@ fn a_bad_case_file_names_what_is_wrong() {
     let file = dir.path().join("bad.yaml");
     let text = std::fs::read_to_string(case("business-hours-queue.yaml"))
         .expect("case")
-        .replace("queue-depth: {value: 1250, time: \"2026-12-02T08:59:55Z\"}", "queue-depth: {}");
+        .replace(
+            "queue-depth: {value: 1250, time: \"2026-12-02T08:59:55Z\"}",
+            "queue-depth: {}",
+        );
     std::fs::write(&file, text).expect("write");
     let (code, _, err) = simulate(&file);
     assert_eq!(code, Some(2));

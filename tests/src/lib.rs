@@ -15,6 +15,7 @@ pub mod openbao;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod pushgateway;
 pub mod redis_server;
 pub mod seaweedfs;

@@ -154,6 +154,16 @@ impl ControlPlane {
                 format!("--tls-cert-file={}", pki.server_cert.display()),
                 format!("--tls-private-key-file={}", pki.server_key.display()),
                 format!("--client-ca-file={}", pki.ca_cert.display()),
+                // The aggregation layer, for metrics.k8s.io served by a test
+                // server behind an APIService: the API server proxies with
+                // this client certificate and the request-header identity.
+                format!("--proxy-client-cert-file={}", pki.admin_cert.display()),
+                format!("--proxy-client-key-file={}", pki.admin_key.display()),
+                format!("--requestheader-client-ca-file={}", pki.ca_cert.display()),
+                "--requestheader-allowed-names=vertice-admin".into(),
+                "--requestheader-username-headers=X-Remote-User".into(),
+                "--requestheader-group-headers=X-Remote-Group".into(),
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
                 "--authorization-mode=Node,RBAC".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", pki.sa_pub.display()),
@@ -201,7 +211,7 @@ impl ControlPlane {
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={}", free_port()),
                 format!("--cert-dir={}", dir.path().join("kcm-certs").display()),
-                "--controllers=cronjob-controller,job-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller".into(),
+                "--controllers=cronjob-controller,job-controller,deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller".into(),
                 format!("--root-ca-file={}", pki.ca_cert.display()),
                 format!("--service-account-private-key-file={}", pki.sa_key.display()),
                 "--use-service-account-credentials=false".into(),

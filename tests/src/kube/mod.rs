@@ -5,7 +5,9 @@ pub mod certs;
 pub mod cluster;
 pub mod control_plane;
 pub mod kubelet;
+pub mod metrics_api;
 
 pub use cluster::{Controller, TestCluster};
 pub use control_plane::ControlPlane;
 pub use kubelet::{KubeletConfig, LocalKubelet};
+pub use metrics_api::MetricsApi;

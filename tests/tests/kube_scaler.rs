@@ -1,0 +1,298 @@
+//! VerticeScalers end to end on a real control plane: a Deployment whose
+//! pods the local kubelet marks Ready, `metrics.k8s.io` served by a test
+//! server behind an APIService (the real aggregation path), a real
+//! Prometheus scraping an exporter the test controls, and the controller
+//! running as its ServiceAccount with exactly `deploy/base`'s RBAC.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use vertice_crds::VerticeScaler;
+use vertice_tests::kube::{MetricsApi, TestCluster};
+use vertice_tests::prometheus::{Exporter, Prometheus};
+
+const NS: &str = "shop";
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn deployment(client: &Client, name: &str, replicas: i32) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "app", "image": "shop/web:1.4",
+                                                       "resources": {"requests": {"cpu": "500m", "memory": "64Mi"}}}]}}}
+    }))
+    .expect("deployment");
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
+}
+
+async fn replicas(client: &Client, name: &str) -> i32 {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|d| d.spec.replicas)
+        .unwrap_or(-1)
+}
+
+async fn decision(client: &Client, name: &str) -> Value {
+    let api: Api<VerticeScaler> = Api::namespaced(client.clone(), NS);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|s| serde_json::to_value(s.status?.last_decision?).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn create_scaler(client: &Client, scaler: Value) {
+    let api: Api<VerticeScaler> = Api::namespaced(client.clone(), NS);
+    let scaler: VerticeScaler = serde_json::from_value(scaler).expect("scaler");
+    api.create(&PostParams::default(), &scaler)
+        .await
+        .expect("create scaler");
+}
+
+async fn event_reasons(client: &Client, scaler: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(scaler))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// Waits until the Deployment has `want` replicas, printing the decision
+/// when it does not.
+async fn expect_replicas(client: &Client, name: &str, want: i32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if replicas(client, name).await == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not reach {want} replicas (has {}); last decision:\n{:#}",
+            replicas(client, name).await,
+            decision(client, name).await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scales_on_cpu_and_prometheus_and_holds_when_prometheus_stops() {
+    let cluster = TestCluster::start().await;
+    let metrics = MetricsApi::start(&cluster.plane).await;
+    let exporter = Exporter::start();
+    exporter.set("queue_depth", 0.0);
+    let prometheus = Prometheus::start(&[format!("127.0.0.1:{}", exporter.port)]);
+    let client = cluster.admin().await;
+    cluster.plane.create_namespace(NS).await;
+    deployment(&client, "web", 1).await;
+    metrics.set_cpu(NS, "100m");
+    let controller = cluster
+        .start_controller("a", &["--scaler-poll-interval=1s"])
+        .await;
+    create_scaler(
+        &client,
+        json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
+               "metadata": {"name": "web", "namespace": NS},
+               "spec": {"targetRef": {"kind": "Deployment", "name": "web"},
+                        "minReplicas": 1, "maxReplicas": 6,
+                        "prometheus": {"url": prometheus.url()},
+                        "metrics": [{"cpu": {"targetAverageUtilization": 50}},
+                                    {"name": "queue", "prometheus": {"query": "sum(queue_depth)", "targetValue": 10}}],
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}),
+    )
+    .await;
+    // Steady at 20 % CPU and an empty queue: one replica, explained.
+    let first = wait_for("a first decision", Duration::from_secs(30), || async {
+        let d = decision(&client, "web").await;
+        (d["metrics"][0]["state"] == "Ok" && d["metrics"][1]["state"] == "Ok").then_some(d)
+    })
+    .await;
+    assert_eq!(first["metrics"][0]["value"], 20.0, "{first:#}");
+    assert_eq!(replicas(&client, "web").await, 1);
+
+    // 90 % CPU: up, pod by pod as new pods report, to the maximum.
+    metrics.set_cpu(NS, "450m");
+    expect_replicas(&client, "web", 6, Duration::from_secs(90)).await;
+    let d = wait_for(
+        "the maximum as the limit",
+        Duration::from_secs(30),
+        || async {
+            let d = decision(&client, "web").await;
+            (d["reason"] == "TooManyReplicas").then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(d["winner"], "cpu");
+
+    // 10 % CPU: down to the minimum (no scale-down window in this spec).
+    metrics.set_cpu(NS, "50m");
+    expect_replicas(&client, "web", 1, Duration::from_secs(90)).await;
+
+    // The queue fills: 35 against 10 → ceil(3.5 × 1) = 4.
+    exporter.set("queue_depth", 35.0);
+    expect_replicas(&client, "web", 4, Duration::from_secs(60)).await;
+    assert_eq!(decision(&client, "web").await["winner"], "queue");
+
+    // Prometheus goes away while CPU is low: CPU alone would scale down,
+    // the broken queue metric holds.
+    drop(prometheus);
+    let held = wait_for(
+        "a hold on the broken metric",
+        Duration::from_secs(30),
+        || async {
+            let d = decision(&client, "web").await;
+            (d["reason"] == "MetricBroken").then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(held["metrics"][1]["state"], "Error", "{held:#}");
+    assert!(
+        held["metrics"][0]["proposal"].as_i64().unwrap_or(99) < 4,
+        "{held:#}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        replicas(&client, "web").await,
+        4,
+        "scaled down on a broken metric"
+    );
+
+    let reasons = event_reasons(&client, "web").await;
+    for reason in ["ScaledUp", "ScaledDown", "ScaleHeld"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} event in {reasons:?}"
+        );
+    }
+    let api: Api<VerticeScaler> = Api::namespaced(client.clone(), NS);
+    let status = api
+        .get("web")
+        .await
+        .expect("scaler")
+        .status
+        .expect("status");
+    let condition = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .cloned()
+            .expect("condition")
+    };
+    assert_eq!(condition("ScalingActive").reason, "SomeMetricsBroken");
+    assert!(!status.scale_events.is_empty());
+    let exposition = controller.metrics().await;
+    assert!(
+        exposition.contains("vertice_scaler_desired_replicas{namespace=\"shop\",scaler=\"web\"} 4"),
+        "{exposition}"
+    );
+    assert!(exposition.contains(
+        "vertice_scaler_metric_errors_total{metric=\"queue\",namespace=\"shop\",scaler=\"web\"}"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_window_raises_the_floor_and_dry_run_only_explains() {
+    let cluster = TestCluster::start().await;
+    let metrics = MetricsApi::start(&cluster.plane).await;
+    let client = cluster.admin().await;
+    cluster.plane.create_namespace(NS).await;
+    deployment(&client, "web", 1).await;
+    deployment(&client, "batch", 2).await;
+    metrics.set_cpu(NS, "50m");
+    let _controller = cluster
+        .start_controller("a", &["--scaler-poll-interval=1s"])
+        .await;
+    // Open for the first 25 s of every minute: the test sees it open and close.
+    create_scaler(
+        &client,
+        json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
+               "metadata": {"name": "web", "namespace": NS},
+               "spec": {"targetRef": {"kind": "Deployment", "name": "web"},
+                        "minReplicas": 1, "maxReplicas": 5,
+                        "metrics": [{"cpu": {"targetAverageUtilization": 50}}],
+                        "schedules": [{"name": "peak", "cron": "* * * * *", "timeZone": "Europe/Berlin",
+                                       "duration": "25s", "minReplicas": 3}],
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}),
+    )
+    .await;
+    expect_replicas(&client, "web", 3, Duration::from_secs(90)).await;
+    let d = decision(&client, "web").await;
+    assert!(
+        d["openWindows"][0] == "peak" || d["reason"] == "ScheduleFloor",
+        "{d:#}"
+    );
+    // When the window closes, CPU at 10 % brings it back down.
+    expect_replicas(&client, "web", 1, Duration::from_secs(90)).await;
+
+    // Dry run: 10 % CPU on two replicas says one, and nothing moves.
+    create_scaler(
+        &client,
+        json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
+               "metadata": {"name": "batch", "namespace": NS},
+               "spec": {"targetRef": {"kind": "Deployment", "name": "batch"},
+                        "minReplicas": 1, "maxReplicas": 5, "dryRun": true,
+                        "metrics": [{"cpu": {"targetAverageUtilization": 50}}],
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}),
+    )
+    .await;
+    let d = wait_for("a dry-run decision", Duration::from_secs(30), || async {
+        let d = decision(&client, "batch").await;
+        (d["desiredReplicas"] == 1).then_some(d)
+    })
+    .await;
+    assert_eq!(d["notActed"], true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(replicas(&client, "batch").await, 2);
+
+    // Pausing a live scaler: it keeps explaining, and stops acting.
+    let api: Api<VerticeScaler> = Api::namespaced(client.clone(), NS);
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"vertice.io/paused": "true"}}})),
+    )
+    .await
+    .expect("pause");
+    metrics.set_cpu(NS, "500m");
+    wait_for("a paused decision", Duration::from_secs(30), || async {
+        let d = decision(&client, "web").await;
+        (d["notActed"] == true && d["desiredReplicas"].as_i64().unwrap_or(0) > 1).then_some(())
+    })
+    .await;
+    assert_eq!(replicas(&client, "web").await, 1);
+}
