@@ -41,6 +41,20 @@ fn scaler(min: i32, max: i32) -> Value {
                     "maxReplicas": max, "metrics": [{"cpu": {"targetAverageUtilization": 70}}]}})
 }
 
+/// A valid scaler with `metric` as its only metric and `extra` merged into
+/// the spec.
+fn scaler_with(metric: Value, extra: Value) -> Value {
+    let mut s = scaler(1, 5);
+    s["spec"]["metrics"] = json!([metric]);
+    s["spec"]["prometheus"] = json!({"url": "http://prometheus:9090"});
+    if let (Some(spec), Some(extra)) = (s["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    s
+}
+
 fn failover(second: &str) -> Value {
     json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeFailover",
            "metadata": {"name": "f", "namespace": "cases"},
@@ -192,6 +206,59 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             "reversed scaler bounds",
             scaler(6, 5),
             Some("minReplicas must not exceed maxReplicas"),
+        ),
+        (
+            "a named prometheus metric with a fallback",
+            scaler_with(
+                json!({"name": "queue", "prometheus": {"query": "sum(q)", "targetValue": 10},
+                       "onFailure": {"type": "Fallback", "replicas": 3}, "maxStaleness": "2m"}),
+                json!({"schedules": [{"name": "day", "cron": "0 9 * * *", "duration": "8h", "minReplicas": 3}]}),
+            ),
+            None,
+        ),
+        (
+            "an unnamed prometheus metric",
+            scaler_with(
+                json!({"prometheus": {"query": "sum(q)", "targetValue": 10}}),
+                json!({}),
+            ),
+            Some("a prometheus metric needs a name"),
+        ),
+        (
+            "a fallback without replicas",
+            scaler_with(
+                json!({"name": "q", "prometheus": {"query": "sum(q)", "targetValue": 10}, "onFailure": {"type": "Fallback"}}),
+                json!({}),
+            ),
+            Some("Fallback needs replicas"),
+        ),
+        (
+            "cpu with two targets",
+            scaler_with(
+                json!({"cpu": {"targetAverageUtilization": 50, "targetAverageValue": "200m"}}),
+                json!({}),
+            ),
+            Some("set exactly one of targetAverageUtilization or targetAverageValue"),
+        ),
+        (
+            "a window floor above the maximum",
+            scaler_with(
+                json!({"cpu": {"targetAverageUtilization": 50}}),
+                json!({"schedules": [{"name": "day", "cron": "0 9 * * *", "duration": "8h", "minReplicas": 9}]}),
+            ),
+            Some("a schedule window's minReplicas must not exceed spec.maxReplicas"),
+        ),
+        (
+            "prometheus metrics without a server",
+            {
+                let mut s = scaler_with(
+                    json!({"name": "q", "prometheus": {"query": "q", "targetValue": 1}}),
+                    json!({}),
+                );
+                s["spec"].as_object_mut().map(|o| o.remove("prometheus"));
+                s
+            },
+            Some("prometheus metrics need spec.prometheus.url"),
         ),
         ("unique replica names", failover("b"), None),
         (

@@ -17,6 +17,8 @@ use vertice_tests::kube::{MetricsApi, TestCluster};
 use vertice_tests::prometheus::{Exporter, Prometheus};
 
 const NS: &str = "shop";
+/// Sent to Prometheus; must never show in status, Events or logs.
+const TOKEN: &str = "prom-token-7f3a9c1e";
 
 async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -120,6 +122,17 @@ async fn scales_on_cpu_and_prometheus_and_holds_when_prometheus_stops() {
     cluster.plane.create_namespace(NS).await;
     deployment(&client, "web", 1).await;
     metrics.set_cpu(NS, "100m");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NS);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "prometheus-token", "namespace": NS},
+                "stringData": {"token": TOKEN}}))
+            .expect("secret"),
+        )
+        .await
+        .expect("create secret");
     let controller = cluster
         .start_controller("a", &["--scaler-poll-interval=1s"])
         .await;
@@ -129,7 +142,8 @@ async fn scales_on_cpu_and_prometheus_and_holds_when_prometheus_stops() {
                "metadata": {"name": "web", "namespace": NS},
                "spec": {"targetRef": {"kind": "Deployment", "name": "web"},
                         "minReplicas": 1, "maxReplicas": 6,
-                        "prometheus": {"url": prometheus.url()},
+                        "prometheus": {"url": prometheus.url(),
+                                       "bearerTokenSecretRef": {"name": "prometheus-token", "key": "token"}},
                         "metrics": [{"cpu": {"targetAverageUtilization": 50}},
                                     {"name": "queue", "prometheus": {"query": "sum(queue_depth)", "targetValue": 10}}],
                         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}),
@@ -223,6 +237,29 @@ async fn scales_on_cpu_and_prometheus_and_holds_when_prometheus_stops() {
     assert!(exposition.contains(
         "vertice_scaler_metric_errors_total{metric=\"queue\",namespace=\"shop\",scaler=\"web\"}"
     ));
+
+    // The bearer token went to Prometheus and nowhere else.
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let all_events = serde_json::to_string(
+        &events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items,
+    )
+    .expect("json");
+    let scaler_json = serde_json::to_string(&api.get("web").await.expect("scaler")).expect("json");
+    for (place, text) in [
+        ("status", scaler_json),
+        ("events", all_events),
+        ("controller log", controller.log_text()),
+        ("metrics", exposition),
+    ] {
+        assert!(
+            !text.contains(TOKEN),
+            "the Prometheus token leaked into the {place}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
