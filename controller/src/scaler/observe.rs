@@ -69,6 +69,12 @@ fn target_api(client: &Client, namespace: &str, resource: &ApiResource) -> Api<D
     Api::namespaced_with(client.clone(), namespace, resource)
 }
 
+/// The kinds read directly (one GET gives the count, the selector and the
+/// rollout state); any other kind is read through its `/scale`.
+fn is_apps_workload(target: &ScaleTargetRef) -> bool {
+    target.api_version == "apps/v1" && matches!(target.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet")
+}
+
 pub async fn target(
     client: &Client,
     kinds: &Kinds,
@@ -77,27 +83,61 @@ pub async fn target(
 ) -> Result<TargetState, Error> {
     let resource = kinds.resolve(client, target).await?;
     let api = target_api(client, namespace, &resource);
-    let scale: Scale = api.get_scale(&target.name).await.map_err(kube_err(format!(
-        "get the scale of {} {}",
-        target.kind, target.name
-    )))?;
+    if is_apps_workload(target) {
+        let object = api
+            .get(&target.name)
+            .await
+            .map_err(kube_err(format!("get {} {}", target.kind, target.name)))?;
+        let int = |pointer: &str| object.data.pointer(pointer).and_then(|v| v.as_i64()).and_then(|v| i32::try_from(v).ok());
+        return Ok(TargetState {
+            // An unset spec.replicas defaults to 1 for these kinds.
+            spec_replicas: int("/spec/replicas").unwrap_or(1),
+            status_replicas: int("/status/replicas").unwrap_or(0),
+            selector: object.data.pointer("/spec/selector").and_then(selector_string),
+            rollout_in_progress: rolling_out(&object),
+        });
+    }
+    let scale: Scale = api
+        .get_scale(&target.name)
+        .await
+        .map_err(kube_err(format!("get the scale of {} {}", target.kind, target.name)))?;
     let spec_replicas = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let status = scale.status.unwrap_or_default();
-    // The rollout check is best-effort: a kind we may not read (a custom
-    // resource the RBAC does not name) is judged as not rolling out.
-    let rollout_in_progress = match api.get(&target.name).await {
-        Ok(object) => rolling_out(&object),
-        Err(e) => {
-            tracing::debug!(target = %target.name, error = %e, "cannot read the target for its rollout state");
-            false
-        }
-    };
     Ok(TargetState {
         spec_replicas,
         status_replicas: status.replicas,
         selector: status.selector.filter(|s| !s.is_empty()),
-        rollout_in_progress,
+        rollout_in_progress: false,
     })
+}
+
+/// A `LabelSelector` (matchLabels, matchExpressions) in the string form a
+/// list's `labelSelector` takes, as `/scale` reports it.
+pub fn selector_string(selector: &serde_json::Value) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(|m| m.as_object()) {
+        for (k, v) in labels {
+            parts.push(format!("{k}={}", v.as_str()?));
+        }
+    }
+    for e in selector.get("matchExpressions").and_then(|m| m.as_array()).into_iter().flatten() {
+        let key = e.get("key")?.as_str()?;
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        parts.push(match e.get("operator")?.as_str()? {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => return None,
+        });
+    }
+    (!parts.is_empty()).then(|| parts.join(","))
 }
 
 /// A Deployment or StatefulSet (or anything shaped like them) is rolling out
@@ -409,6 +449,19 @@ mod tests {
             parse_query_response(b"<html>"),
             PromResult::Error(_)
         ));
+    }
+
+    #[test]
+    fn selectors_take_the_list_form() {
+        let s = serde_json::json!({"matchLabels": {"app": "web", "tier": "front"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "staging"]},
+                                 {"key": "canary", "operator": "DoesNotExist"},
+                                 {"key": "zone", "operator": "Exists"}]});
+        assert_eq!(
+            selector_string(&s).as_deref(),
+            Some("app=web,tier=front,env in (prod,staging),!canary,zone")
+        );
+        assert_eq!(selector_string(&serde_json::json!({})), None);
     }
 
     #[test]
