@@ -94,8 +94,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .list(&kube::api::ListParams::default().limit(1))
         .await
         .context("cannot list VerticeScalers: are the CRDs from deploy/crds installed and the RBAC applied?")?;
+    let mut metrics_config = kube::Config::infer()
+        .await
+        .context("Kubernetes client configuration")?;
+    metrics_config.default_retry = false;
+    let metrics_client = Client::try_from(metrics_config).context("metrics.k8s.io client")?;
     let scaler_loop = Arc::new(
-        ScalerLoop::new(shared.clone(), config.scaler_poll_interval)
+        ScalerLoop::new(shared.clone(), metrics_client, config.scaler_poll_interval)
             .context("scaler HTTP client")?,
     );
     let scaler_task = tokio::spawn(scaler_loop.run(scalers, scalers_ready));

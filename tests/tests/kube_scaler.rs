@@ -263,7 +263,7 @@ async fn scales_on_cpu_and_prometheus_and_holds_when_prometheus_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schedule_window_raises_the_floor_and_dry_run_only_explains() {
+async fn a_schedule_window_raises_the_floor_a_metrics_outage_holds_and_dry_run_only_explains() {
     let cluster = TestCluster::start().await;
     let metrics = MetricsApi::start(&cluster.plane).await;
     let client = cluster.admin().await;
@@ -293,8 +293,32 @@ async fn a_schedule_window_raises_the_floor_and_dry_run_only_explains() {
         d["openWindows"][0] == "peak" || d["reason"] == "ScheduleFloor",
         "{d:#}"
     );
-    // When the window closes, CPU at 10 % brings it back down.
-    expect_replicas(&client, "web", 1, Duration::from_secs(90)).await;
+    // metrics.k8s.io fails while the window closes: CPU cannot be read, so
+    // the scaler holds 3 instead of dropping to the floor.
+    metrics.set_failing(true);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let held = loop {
+        let d = decision(&client, "web").await;
+        if d["openWindows"].as_array().is_none_or(|w| w.is_empty()) && d["reason"] == "MetricBroken"
+        {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hold after the window closed; last decision:\n{d:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(held["metrics"][0]["state"], "Error", "{held:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        replicas(&client, "web").await,
+        3,
+        "scaled down without metrics"
+    );
+    // Metrics back, CPU at 10 %: down to the floor.
+    metrics.set_failing(false);
+    expect_replicas(&client, "web", 1, Duration::from_secs(60)).await;
 
     // Dry run: 10 % CPU on two replicas says one, and nothing moves.
     create_scaler(

@@ -72,7 +72,11 @@ fn target_api(client: &Client, namespace: &str, resource: &ApiResource) -> Api<D
 /// The kinds read directly (one GET gives the count, the selector and the
 /// rollout state); any other kind is read through its `/scale`.
 fn is_apps_workload(target: &ScaleTargetRef) -> bool {
-    target.api_version == "apps/v1" && matches!(target.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet")
+    target.api_version == "apps/v1"
+        && matches!(
+            target.kind.as_str(),
+            "Deployment" | "StatefulSet" | "ReplicaSet"
+        )
 }
 
 pub async fn target(
@@ -88,19 +92,28 @@ pub async fn target(
             .get(&target.name)
             .await
             .map_err(kube_err(format!("get {} {}", target.kind, target.name)))?;
-        let int = |pointer: &str| object.data.pointer(pointer).and_then(|v| v.as_i64()).and_then(|v| i32::try_from(v).ok());
+        let int = |pointer: &str| {
+            object
+                .data
+                .pointer(pointer)
+                .and_then(|v| v.as_i64())
+                .and_then(|v| i32::try_from(v).ok())
+        };
         return Ok(TargetState {
             // An unset spec.replicas defaults to 1 for these kinds.
             spec_replicas: int("/spec/replicas").unwrap_or(1),
             status_replicas: int("/status/replicas").unwrap_or(0),
-            selector: object.data.pointer("/spec/selector").and_then(selector_string),
+            selector: object
+                .data
+                .pointer("/spec/selector")
+                .and_then(selector_string),
             rollout_in_progress: rolling_out(&object),
         });
     }
-    let scale: Scale = api
-        .get_scale(&target.name)
-        .await
-        .map_err(kube_err(format!("get the scale of {} {}", target.kind, target.name)))?;
+    let scale: Scale = api.get_scale(&target.name).await.map_err(kube_err(format!(
+        "get the scale of {} {}",
+        target.kind, target.name
+    )))?;
     let spec_replicas = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let status = scale.status.unwrap_or_default();
     Ok(TargetState {
@@ -120,7 +133,12 @@ pub fn selector_string(selector: &serde_json::Value) -> Option<String> {
             parts.push(format!("{k}={}", v.as_str()?));
         }
     }
-    for e in selector.get("matchExpressions").and_then(|m| m.as_array()).into_iter().flatten() {
+    for e in selector
+        .get("matchExpressions")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+    {
         let key = e.get("key")?.as_str()?;
         let values: Vec<&str> = e
             .get("values")
@@ -340,16 +358,55 @@ pub fn parse_query_response(body: &[u8]) -> PromResult {
     }
 }
 
+/// Prometheus servers that did not answer recently. One dead server must
+/// not cost every scaler that queries it a full timeout: within
+/// `DOWN_MEMORY` of a transport failure the others get the same error at
+/// once (their metrics are broken either way).
+#[derive(Default)]
+pub struct DownServers {
+    down: Mutex<HashMap<String, (std::time::Instant, String)>>,
+}
+
+const DOWN_MEMORY: Duration = Duration::from_secs(10);
+
+impl DownServers {
+    fn recent(&self, url: &str) -> Option<String> {
+        let down = self.down.lock().ok()?;
+        let (at, error) = down.get(url)?;
+        (at.elapsed() < DOWN_MEMORY).then(|| error.clone())
+    }
+
+    fn record(&self, url: &str, failure: Option<&str>) {
+        if let Ok(mut down) = self.down.lock() {
+            match failure {
+                Some(e) => {
+                    down.insert(url.to_string(), (std::time::Instant::now(), e.to_string()));
+                }
+                None => {
+                    down.remove(url);
+                }
+            }
+        }
+    }
+}
+
+/// One instant query. `Err` is a transport failure (no answer, a timeout,
+/// a 5xx): the server, not the query, is broken.
 pub async fn query(
     http: &reqwest::Client,
     server: &PrometheusServer,
     token: Option<&str>,
     promql: &str,
-) -> PromResult {
+) -> Result<PromResult, String> {
     let base = format!("{}/api/v1/query", server.url.trim_end_matches('/'));
     let url = match url::Url::parse_with_params(&base, [("query", promql)]) {
         Ok(u) => u,
-        Err(e) => return PromResult::Error(format!("spec.prometheus.url {:?}: {e}", server.url)),
+        Err(e) => {
+            return Ok(PromResult::Error(format!(
+                "spec.prometheus.url {:?}: {e}",
+                server.url
+            )))
+        }
     };
     let mut request = http.get(url).timeout(QUERY_TIMEOUT);
     if let Some(token) = token {
@@ -359,23 +416,28 @@ pub async fn query(
         Ok(r) => r,
         // Without the URL: reqwest's message is enough, and it never holds
         // the token.
-        Err(e) => {
-            return PromResult::Error(format!("Prometheus at {}: {}", server.url, e.without_url()))
-        }
+        Err(e) => return Err(format!("Prometheus at {}: {}", server.url, e.without_url())),
     };
     let status = response.status();
     match response.bytes().await.map(|b| b.to_vec()) {
         Ok(body) if status.is_success() || status.as_u16() == 400 || status.as_u16() == 422 => {
-            parse_query_response(&body)
+            Ok(parse_query_response(&body))
         }
-        Ok(_) => PromResult::Error(format!("Prometheus at {} answered {status}", server.url)),
-        Err(e) => PromResult::Error(format!("Prometheus at {}: {}", server.url, e.without_url())),
+        Ok(_) if status.is_server_error() => {
+            Err(format!("Prometheus at {} answered {status}", server.url))
+        }
+        Ok(_) => Ok(PromResult::Error(format!(
+            "Prometheus at {} answered {status}",
+            server.url
+        ))),
+        Err(e) => Err(format!("Prometheus at {}: {}", server.url, e.without_url())),
     }
 }
 
 /// Runs every Prometheus metric's query of `spec`.
 pub async fn prometheus(
     http: &reqwest::Client,
+    down: &DownServers,
     client: &Client,
     namespace: &str,
     spec: &VerticeScalerSpec,
@@ -408,7 +470,20 @@ pub async fn prometheus(
         }
     };
     for (name, promql) in queries {
-        out.insert(name, query(http, server, token.as_deref(), &promql).await);
+        let result = match down.recent(&server.url) {
+            Some(error) => PromResult::Error(error),
+            None => match query(http, server, token.as_deref(), &promql).await {
+                Ok(result) => {
+                    down.record(&server.url, None);
+                    result
+                }
+                Err(error) => {
+                    down.record(&server.url, Some(&error));
+                    PromResult::Error(error)
+                }
+            },
+        };
+        out.insert(name, result);
     }
     out
 }

@@ -16,7 +16,7 @@ use vertice_crds::scaler::{VerticeScalerStatus, PAUSED_ANNOTATION};
 use vertice_crds::VerticeScaler;
 
 use super::decide::{self, Observed, Plan};
-use super::observe::{self, Kinds};
+use super::observe::{self, DownServers, Kinds};
 use crate::context::{Event, Shared};
 
 /// Scalers polled at once.
@@ -38,7 +38,12 @@ pub struct ScalerLoop {
     pub shared: Shared,
     pub interval: Duration,
     kinds: Kinds,
+    /// For `metrics.k8s.io` only: without kube's retries of 503s, which
+    /// back off for minutes — an unavailable metrics API is a broken metric
+    /// this poll, not a reason to stall every scaler.
+    metrics_client: kube::Client,
     http: reqwest::Client,
+    down: DownServers,
     /// Per scaler (uid): the last status this leader computed and when it
     /// was last written. The in-memory copy is the history while leading:
     /// it is exact even between status writes.
@@ -46,7 +51,11 @@ pub struct ScalerLoop {
 }
 
 impl ScalerLoop {
-    pub fn new(shared: Shared, interval: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        shared: Shared,
+        metrics_client: kube::Client,
+        interval: Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .build()?;
@@ -54,7 +63,9 @@ impl ScalerLoop {
             shared,
             interval,
             kinds: Kinds::default(),
+            metrics_client,
             http,
+            down: DownServers::default(),
             memory: Mutex::new(HashMap::new()),
         })
     }
@@ -109,7 +120,18 @@ impl ScalerLoop {
         futures::stream::iter(scalers)
             .for_each_concurrent(CONCURRENCY, |scaler| {
                 let this = self.clone();
-                async move { this.poll(&scaler).await }
+                async move {
+                    // A safety net: no single scaler may hold up the round.
+                    let limit = this.interval.max(Duration::from_secs(10)) * 2;
+                    if tokio::time::timeout(limit, this.poll(&scaler)).await.is_err() {
+                        this.shared
+                            .metrics
+                            .reconcile_errors
+                            .with_label_values(&["scaler", "unavailable"])
+                            .inc();
+                        tracing::warn!(scaler = %scaler.name_any(), "poll timed out after {limit:?}");
+                    }
+                }
             })
             .await;
         let uids: HashSet<String> = store.state().iter().filter_map(|s| s.uid()).collect();
@@ -234,7 +256,10 @@ impl ScalerLoop {
                     Err(e) => (Vec::new(), Some(Err(e.to_string()))),
                     Ok(pods) => {
                         let pm = if needs_resources {
-                            Some(observe::pod_metrics(client, namespace, selector).await)
+                            Some(
+                                observe::pod_metrics(&self.metrics_client, namespace, selector)
+                                    .await,
+                            )
                         } else {
                             None
                         };
@@ -243,7 +268,7 @@ impl ScalerLoop {
                 }
             }
         };
-        let prometheus = observe::prometheus(&self.http, client, namespace, spec).await;
+        let prometheus = observe::prometheus(&self.http, &self.down, client, namespace, spec).await;
         Ok(Observed {
             spec_replicas: target.spec_replicas,
             status_replicas: target.status_replicas,

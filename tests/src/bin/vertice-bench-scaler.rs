@@ -32,8 +32,18 @@ fn proc_status(pid: u32, field: &str) -> u64 {
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime is field 14, stime 15 (1-based), i.e. 11 and 12 after ')'.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -62,7 +72,14 @@ async fn deployment(client: &Client, ns: &str, name: &str, apply: &PatchParams) 
         .expect("deployment");
 }
 
-async fn scaler(client: &Client, ns: &str, name: &str, metric: serde_json::Value, prometheus: &str, apply: &PatchParams) {
+async fn scaler(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    metric: serde_json::Value,
+    prometheus: &str,
+    apply: &PatchParams,
+) {
     let s = json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
         "metadata": {"name": name, "namespace": ns},
         "spec": {"targetRef": {"kind": "Deployment", "name": name}, "minReplicas": 1, "maxReplicas": 10,
@@ -85,8 +102,14 @@ async fn replicas(client: &Client, ns: &str, name: &str) -> i32 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let count: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1000);
-    let interval: u64 = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(15);
+    let count: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let interval: u64 = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(15);
     let cluster = TestCluster::start().await;
     let metrics = MetricsApi::start(&cluster.plane).await;
     let exporter = Exporter::start();
@@ -104,7 +127,13 @@ async fn main() {
     cluster.plane.create_namespace("probe").await;
 
     let controller = cluster
-        .start_controller("bench", &[&format!("--scaler-poll-interval={interval}s"), "--log-level=warn"])
+        .start_controller(
+            "bench",
+            &[
+                &format!("--scaler-poll-interval={interval}s"),
+                "--log-level=warn",
+            ],
+        )
         .await;
     let pid = controller.pid();
     let (idle_cpu, idle_rss) = measure(pid, Duration::from_secs(20)).await;
@@ -131,7 +160,10 @@ async fn main() {
         &apply,
     )
     .await;
-    eprintln!("created {count} Deployments and VerticeScalers in {:.1} s", created.elapsed().as_secs_f64());
+    eprintln!(
+        "created {count} Deployments and VerticeScalers in {:.1} s",
+        created.elapsed().as_secs_f64()
+    );
 
     // Converged: every scaler has decided with its metric healthy.
     let all: Api<VerticeScaler> = Api::all(client.clone());
@@ -150,7 +182,11 @@ async fn main() {
         if ok == count + 1 {
             break;
         }
-        assert!(converge.elapsed() < Duration::from_secs(900), "only {ok} of {} scalers healthy after 15 min", count + 1);
+        assert!(
+            converge.elapsed() < Duration::from_secs(900),
+            "only {ok} of {} scalers healthy after 15 min",
+            count + 1
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let converged = converge.elapsed();
@@ -161,14 +197,21 @@ async fn main() {
     // value, then time until the Deployment's replicas change.
     let mut latencies = Vec::new();
     for sample in 0..LATENCY_SAMPLES {
-        let (value, want) = if sample % 2 == 0 { (30.0, 3) } else { (10.0, 1) };
+        let (value, want) = if sample % 2 == 0 {
+            (30.0, 3)
+        } else {
+            (10.0, 1)
+        };
         exporter.set("load{group=\"probe\"}", value);
         while prometheus.value("sum(load{group=\"probe\"})") != Some(value) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let seen = Instant::now();
         while replicas(&client, "probe", "probe").await != want {
-            assert!(seen.elapsed() < Duration::from_secs(120), "the probe never reached {want} replicas");
+            assert!(
+                seen.elapsed() < Duration::from_secs(120),
+                "the probe never reached {want} replicas"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         latencies.push(seen.elapsed().as_secs_f64());
@@ -178,7 +221,10 @@ async fn main() {
 
     println!("scaler benchmark: {count} VerticeScalers at a {interval} s poll interval on kube-apiserver v1.37.2");
     println!("  half CPU (metrics.k8s.io via an APIService), half Prometheus");
-    println!("  all decided with healthy metrics after {:.1} s", converged.as_secs_f64());
+    println!(
+        "  all decided with healthy metrics after {:.1} s",
+        converged.as_secs_f64()
+    );
     println!("  baseline: the same controller idle (no scalers) for 20 s: {idle_cpu:.2} % of a core, {idle_rss:.1} MiB RSS");
     println!(
         "  steady state ({} s): CPU {steady_cpu:.2} % of a core ({:.1}x idle; target < 5 %)",

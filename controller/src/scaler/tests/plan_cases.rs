@@ -435,3 +435,35 @@ fn configured_behaviour_is_followed() {
     );
     assert_eq!(p.desired, 1);
 }
+
+#[test]
+fn during_a_rollout_unready_surge_pods_do_not_drive_a_memory_scale_up() {
+    let mut s = spec(1, 20, vec![cpu_metric(50)]);
+    s.metrics[0].cpu = None;
+    s.metrics[0].memory = Some(vertice_crds::scaler::ResourceMetric {
+        target_average_utilization: Some(40),
+        target_average_value: None,
+        container: None,
+    });
+    // Every pod uses 1 Mi of a 2 Mi request (50 % against 40 %); the third
+    // is a surge pod, just started and not ready.
+    let mut o = observed(2, &["100m", "100m", "100m"], None);
+    o.status_replicas = 3;
+    let mut surge = pod("p2", 1000);
+    surge.start_time = Some(t0() - Duration::seconds(20));
+    surge.ready = Some((false, t0() - Duration::seconds(20)));
+    o.pods.push(surge);
+    for p in &mut o.pods {
+        p.requests
+            .get_mut("app")
+            .map(|r| r.insert("memory", 2 * 1_048_576_000));
+    }
+    let normal = plan(&s, None, &o, &settled(2), t0());
+    o.rollout_in_progress = true;
+    let rolling = plan(&s, None, &o, &settled(2), t0());
+    // Outside a rollout the HPA counts the surge pod's memory like any
+    // other: ratio 1.25 on 3 pods → 4. During one it is unready and counts 0
+    // on the way up: 33 % → 0.83, which flips direction → keep 2.
+    assert_eq!((normal.desired, rolling.desired), (4, 2));
+    assert!(rolling.status.last_decision.expect("d").rollout_in_progress);
+}
