@@ -151,14 +151,7 @@ impl Metrics {
             .chain(self.overdue_detected.collect())
         {
             for metric in family.get_metric() {
-                let label = |n: &str| {
-                    metric
-                        .get_label()
-                        .iter()
-                        .find(|l| l.name() == n)
-                        .map(|l| l.value().to_string())
-                        .unwrap_or_default()
-                };
+                let label = |n: &str| label_value(metric, n).unwrap_or_default();
                 let key = (label("namespace"), label("backup"));
                 if !live.contains(&key) {
                     gone.insert(key);
@@ -182,13 +175,7 @@ impl Metrics {
             .chain(self.scaler_metric_errors.collect());
         for family in families {
             for metric in family.get_metric() {
-                let label = |n: &str| {
-                    metric
-                        .get_label()
-                        .iter()
-                        .find(|l| l.name() == n)
-                        .map(|l| l.value().to_string())
-                };
+                let label = |n: &str| label_value(metric, n);
                 let (Some(namespace), Some(scaler)) = (label("namespace"), label("scaler")) else {
                     continue;
                 };
@@ -222,4 +209,13 @@ impl Metrics {
         }
         String::from_utf8(buffer).unwrap_or_default()
     }
+}
+
+/// The value of label `name` of one collected series.
+fn label_value(metric: &prometheus::proto::Metric, name: &str) -> Option<String> {
+    metric
+        .get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value().to_string())
 }

@@ -178,6 +178,24 @@ fn became_leader(leading: watch::Receiver<bool>) -> impl futures::Stream<Item = 
     })
 }
 
+/// Waits until `store` holds the cluster's state; false if its writer is
+/// gone. kube's readiness is a oneshot behind a lock: with two waiters (a
+/// controller's runner and us) only one is woken, so this polls again with
+/// a timeout and sees the value the runner memoized.
+pub async fn synced<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(_)) => return false,
+            Err(_) => continue,
+        }
+    }
+}
+
 /// The VerticeBackup controller, until the process is asked to stop.
 async fn run_backups(
     config: &Config,
@@ -234,15 +252,8 @@ async fn run_backups(
         .shutdown_on_signal();
     let store = controller.store();
     let housekeeping = tokio::spawn(async move {
-        // kube's readiness is a oneshot behind a lock: with two waiters (the
-        // controller's runner and us) only one is woken. Polling again with
-        // a timeout sees the value the runner memoized.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-                Ok(Ok(())) => break,
-                Ok(Err(_)) => return,
-                Err(_) => continue,
-            }
+        if !synced(&store).await {
+            return;
         }
         // Ready means the caches hold the cluster's state: a reconcile from
         // here on decides on what is there, not on a half-filled cache.

@@ -15,6 +15,7 @@ pub mod openbao;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod procfs;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod redis_server;
@@ -23,6 +24,7 @@ pub mod smtp_sink;
 pub mod store;
 pub mod token_review;
 pub mod trixie;
+pub mod wait;
 
 pub use agent::Agent;
 pub use openbao::OpenBao;

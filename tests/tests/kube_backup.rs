@@ -4,8 +4,7 @@
 //! Events and metrics. The controller runs as its ServiceAccount with
 //! exactly `deploy/base`'s RBAC, so a missing verb fails here.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Secret;
@@ -15,27 +14,10 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 use vertice_crds::VerticeBackup;
 use vertice_tests::kube::TestCluster;
+use vertice_tests::wait::wait_for;
 use vertice_tests::{Agent, Postgres, SeaweedFs};
 
 const BUCKET: &str = "vertice-kube";
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 struct World {
     cluster: TestCluster,

@@ -4,7 +4,6 @@
 //! Prometheus scraping an exporter the test controls, and the controller
 //! running as its ServiceAccount with exactly `deploy/base`'s RBAC.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,28 +14,11 @@ use serde_json::{json, Value};
 use vertice_crds::VerticeScaler;
 use vertice_tests::kube::{MetricsApi, TestCluster};
 use vertice_tests::prometheus::{Exporter, Prometheus};
+use vertice_tests::wait::wait_for;
 
 const NS: &str = "shop";
 /// Sent to Prometheus; must never show in status, Events or logs.
 const TOKEN: &str = "prom-token-7f3a9c1e";
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 async fn deployment(client: &Client, name: &str, replicas: i32) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), NS);

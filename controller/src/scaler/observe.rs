@@ -527,6 +527,23 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_server_is_remembered_briefly_and_forgotten_on_success() {
+        let down = DownServers::default();
+        assert_eq!(down.recent("http://p:9090"), None);
+        down.record(
+            "http://p:9090",
+            Some("Prometheus at http://p:9090: connection refused"),
+        );
+        assert_eq!(
+            down.recent("http://p:9090").as_deref(),
+            Some("Prometheus at http://p:9090: connection refused")
+        );
+        assert_eq!(down.recent("http://other:9090"), None);
+        down.record("http://p:9090", None);
+        assert_eq!(down.recent("http://p:9090"), None);
+    }
+
+    #[test]
     fn selectors_take_the_list_form() {
         let s = serde_json::json!({"matchLabels": {"app": "web", "tier": "front"},
             "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "staging"]},

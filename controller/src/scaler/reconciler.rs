@@ -83,12 +83,8 @@ impl ScalerLoop {
             });
         // Dropped with this task: the loop below runs until it is aborted.
         let _watching = AbortOnDrop(tokio::spawn(watch));
-        loop {
-            match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-                Ok(Ok(())) => break,
-                Ok(Err(_)) => return,
-                Err(_) => continue,
-            }
+        if !crate::runtime::synced(&store).await {
+            return;
         }
         ready.store(true, Ordering::Relaxed);
         let mut tick = tokio::time::interval(self.interval);

@@ -12,18 +12,10 @@ use kube::Api;
 use serde_json::json;
 use vertice_crds::VerticeBackup;
 use vertice_tests::kube::TestCluster;
+use vertice_tests::procfs::status_kib;
 
 const NAMESPACES: usize = 10;
 const STEADY_WINDOW: Duration = Duration::from_secs(30);
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn reconciles(metrics: &str) -> u64 {
     metrics
@@ -88,7 +80,7 @@ async fn main() {
     let controller = cluster.start_controller("bench", &[]).await;
     let mut peak = 0;
     let converged = loop {
-        peak = peak.max(peak_rss_kib(controller.pid()));
+        peak = peak.max(status_kib(controller.pid(), "VmHWM:"));
         let done = all
             .list(&ListParams::default())
             .await
@@ -117,7 +109,7 @@ async fn main() {
     let reconciles_before = reconciles(&controller.metrics().await);
     let window = Instant::now();
     while window.elapsed() < STEADY_WINDOW {
-        peak = peak.max(peak_rss_kib(controller.pid()));
+        peak = peak.max(status_kib(controller.pid(), "VmHWM:"));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // the audit batch

@@ -13,47 +13,19 @@ use kube::{Api, Client};
 use serde_json::json;
 use vertice_crds::VerticeScaler;
 use vertice_tests::kube::{MetricsApi, TestCluster};
+use vertice_tests::procfs::{cpu_seconds, status_kib};
 use vertice_tests::prometheus::{Exporter, Prometheus};
 
 const NAMESPACES: usize = 10;
 const STEADY_WINDOW: Duration = Duration::from_secs(60);
 const LATENCY_SAMPLES: usize = 4;
 
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime is field 14, stime 15 (1-based), i.e. 11 and 12 after ')'.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// CPU share of one core and RSS (MiB) of `pid` over `window`.
 async fn measure(pid: u32, window: Duration) -> (f64, f64) {
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
     let mut rss_max = 0;
     while t0.elapsed() < window {
-        rss_max = rss_max.max(proc_status(pid, "VmRSS:"));
+        rss_max = rss_max.max(status_kib(pid, "VmRSS:"));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let share = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
@@ -191,7 +163,7 @@ async fn main() {
     }
     let converged = converge.elapsed();
     let (steady_cpu, steady_rss) = measure(pid, STEADY_WINDOW).await;
-    let peak = proc_status(pid, "VmHWM:") as f64 / 1024.0;
+    let peak = status_kib(pid, "VmHWM:") as f64 / 1024.0;
 
     // Latency: change the probe's load, wait until Prometheus answers the new
     // value, then time until the Deployment's replicas change.
