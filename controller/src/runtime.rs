@@ -99,14 +99,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("Kubernetes client configuration")?;
     metrics_config.default_retry = false;
     let metrics_client = Client::try_from(metrics_config).context("metrics.k8s.io client")?;
+    let (caches, drive_caches) = crate::scaler::cache::start(&client, &config.watch_namespace);
+    let caches_task = tokio::spawn(drive_caches);
     let scaler_loop = Arc::new(
-        ScalerLoop::new(shared.clone(), metrics_client, config.scaler_poll_interval)
-            .context("scaler HTTP client")?,
+        ScalerLoop::new(
+            shared.clone(),
+            metrics_client,
+            caches,
+            config.scaler_poll_interval,
+        )
+        .context("scaler HTTP client")?,
     );
     let scaler_task = tokio::spawn(scaler_loop.run(scalers, scalers_ready));
     // The backup controller stops on SIGTERM / Ctrl-C; the scaler with it.
     run_backups(&config, shared, backups_ready).await?;
     scaler_task.abort();
+    caches_task.abort();
 
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

@@ -11,11 +11,13 @@
 
 pub mod algorithm;
 pub mod behavior;
+pub mod cache;
 pub mod decide;
 pub mod observe;
 pub mod pods;
 pub mod quantity;
 pub mod reconciler;
+pub mod selector;
 pub mod simulate;
 pub mod windows;
 

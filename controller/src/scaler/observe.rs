@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::autoscaling::v1::Scale;
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use vertice_crds::scaler::{PrometheusServer, ScaleTargetRef};
 use vertice_crds::VerticeScalerSpec;
 
 use super::decide::PromResult;
-use super::pods::{PodMetrics, PodMetricsList, PodView};
+use super::pods::{PodMetrics, PodMetricsList};
 use crate::error::{kube_err, Error};
 
 /// A Prometheus query that takes longer than this is an error, not a wait.
@@ -69,17 +69,8 @@ fn target_api(client: &Client, namespace: &str, resource: &ApiResource) -> Api<D
     Api::namespaced_with(client.clone(), namespace, resource)
 }
 
-/// The kinds read directly (one GET gives the count, the selector and the
-/// rollout state); any other kind is read through its `/scale`.
-fn is_apps_workload(target: &ScaleTargetRef) -> bool {
-    target.api_version == "apps/v1"
-        && matches!(
-            target.kind.as_str(),
-            "Deployment" | "StatefulSet" | "ReplicaSet"
-        )
-}
-
-pub async fn target(
+/// A kind with no watch cache, read through its `/scale` (no rollout state).
+pub async fn target_by_scale(
     client: &Client,
     kinds: &Kinds,
     namespace: &str,
@@ -87,29 +78,6 @@ pub async fn target(
 ) -> Result<TargetState, Error> {
     let resource = kinds.resolve(client, target).await?;
     let api = target_api(client, namespace, &resource);
-    if is_apps_workload(target) {
-        let object = api
-            .get(&target.name)
-            .await
-            .map_err(kube_err(format!("get {} {}", target.kind, target.name)))?;
-        let int = |pointer: &str| {
-            object
-                .data
-                .pointer(pointer)
-                .and_then(|v| v.as_i64())
-                .and_then(|v| i32::try_from(v).ok())
-        };
-        return Ok(TargetState {
-            // An unset spec.replicas defaults to 1 for these kinds.
-            spec_replicas: int("/spec/replicas").unwrap_or(1),
-            status_replicas: int("/status/replicas").unwrap_or(0),
-            selector: object
-                .data
-                .pointer("/spec/selector")
-                .and_then(selector_string),
-            rollout_in_progress: rolling_out(&object),
-        });
-    }
     let scale: Scale = api.get_scale(&target.name).await.map_err(kube_err(format!(
         "get the scale of {} {}",
         target.kind, target.name
@@ -158,45 +126,37 @@ pub fn selector_string(selector: &serde_json::Value) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(","))
 }
 
-/// A Deployment or StatefulSet (or anything shaped like them) is rolling out
-/// while its controller has not seen the newest spec, or not every replica
-/// runs the newest template, or old replicas are still around.
-pub fn rolling_out(object: &DynamicObject) -> bool {
-    let int = |path: &[&str]| {
-        let mut at = &object.data;
-        for key in path {
-            at = at.get(*key)?;
+/// What tells a Deployment's or StatefulSet's rollout.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RolloutView {
+    pub generation: Option<i64>,
+    pub observed_generation: Option<i64>,
+    pub desired: i64,
+    pub replicas: Option<i64>,
+    pub updated: Option<i64>,
+    /// StatefulSet: current and update revision.
+    pub revisions: Option<(String, String)>,
+}
+
+impl RolloutView {
+    /// Rolling out while its controller has not seen the newest spec, or not
+    /// every replica runs the newest template, or old replicas are still
+    /// around.
+    pub fn rolling_out(&self) -> bool {
+        if let (Some(g), Some(o)) = (self.generation, self.observed_generation) {
+            if o < g {
+                return true;
+            }
         }
-        at.as_i64()
-    };
-    let generation = object.metadata.generation;
-    let observed = int(&["status", "observedGeneration"]);
-    if let (Some(g), Some(o)) = (generation, observed) {
-        if o < g {
-            return true;
+        if let Some((current, update)) = &self.revisions {
+            if current != update {
+                return true;
+            }
         }
-    }
-    let desired = int(&["spec", "replicas"]).unwrap_or(1);
-    let replicas = int(&["status", "replicas"]);
-    let updated = int(&["status", "updatedReplicas"]);
-    let revisions = (
-        object
-            .data
-            .pointer("/status/currentRevision")
-            .and_then(|v| v.as_str()),
-        object
-            .data
-            .pointer("/status/updateRevision")
-            .and_then(|v| v.as_str()),
-    );
-    if let (Some(current), Some(update)) = revisions {
-        if current != update {
-            return true;
+        match (self.replicas, self.updated) {
+            (Some(r), Some(u)) => u < self.desired.min(r) || r > self.desired,
+            _ => false,
         }
-    }
-    match (replicas, updated) {
-        (Some(r), Some(u)) => u < desired.min(r) || r > desired,
-        _ => false,
     }
 }
 
@@ -217,15 +177,6 @@ pub async fn set_replicas(
     .await
     .map_err(kube_err(format!("scale {} {}", target.kind, target.name)))?;
     Ok(())
-}
-
-pub async fn pods(client: &Client, namespace: &str, selector: &str) -> Result<Vec<PodView>, Error> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(selector))
-        .await
-        .map_err(kube_err("list the target's pods".to_string()))?;
-    Ok(list.items.iter().map(PodView::from_pod).collect())
 }
 
 /// PodMetrics of the pods matching `selector`, through the aggregated
@@ -558,32 +509,21 @@ mod tests {
 
     #[test]
     fn rollouts_are_seen_from_the_status() {
-        let obj =
-            |v: serde_json::Value| -> DynamicObject { serde_json::from_value(v).expect("object") };
-        let steady = obj(
-            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "w", "generation": 3},
-            "spec": {"replicas": 3}, "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 3}}),
-        );
-        assert!(!rolling_out(&steady));
-        let surge = obj(
-            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "w", "generation": 4},
-            "spec": {"replicas": 3}, "status": {"observedGeneration": 4, "replicas": 4, "updatedReplicas": 1}}),
-        );
-        assert!(rolling_out(&surge));
-        let unseen = obj(
-            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "w", "generation": 5},
-            "spec": {"replicas": 3}, "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3}}),
-        );
-        assert!(rolling_out(&unseen));
-        let sts = obj(
-            serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "db", "generation": 2},
-            "spec": {"replicas": 3}, "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3,
-                "currentRevision": "db-1", "updateRevision": "db-2"}}),
-        );
-        assert!(rolling_out(&sts));
+        let view = |generation, observed, replicas, updated| RolloutView {
+            generation: Some(generation),
+            observed_generation: Some(observed),
+            desired: 3,
+            replicas: Some(replicas),
+            updated: Some(updated),
+            revisions: None,
+        };
+        assert!(!view(3, 3, 3, 3).rolling_out());
+        assert!(view(4, 4, 4, 1).rolling_out(), "a surge");
+        assert!(view(5, 4, 3, 3).rolling_out(), "a spec not yet seen");
+        let sts = RolloutView {
+            revisions: Some(("db-1".into(), "db-2".into())),
+            ..view(2, 2, 3, 3)
+        };
+        assert!(sts.rolling_out());
     }
 }

@@ -15,8 +15,11 @@ use kube::{Api, Resource, ResourceExt};
 use vertice_crds::scaler::{VerticeScalerStatus, PAUSED_ANNOTATION};
 use vertice_crds::VerticeScaler;
 
+use super::cache::Caches;
 use super::decide::{self, Observed, Plan};
 use super::observe::{self, DownServers, Kinds};
+use super::pods::PodView;
+use super::selector::Selector;
 use crate::context::{Event, Shared};
 
 /// Scalers polled at once.
@@ -38,6 +41,7 @@ pub struct ScalerLoop {
     pub shared: Shared,
     pub interval: Duration,
     kinds: Kinds,
+    caches: Caches,
     /// For `metrics.k8s.io` only: without kube's retries of 503s, which
     /// back off for minutes — an unavailable metrics API is a broken metric
     /// this poll, not a reason to stall every scaler.
@@ -54,6 +58,7 @@ impl ScalerLoop {
     pub fn new(
         shared: Shared,
         metrics_client: kube::Client,
+        caches: Caches,
         interval: Duration,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -64,6 +69,7 @@ impl ScalerLoop {
             interval,
             kinds: Kinds::default(),
             metrics_client,
+            caches,
             http,
             down: DownServers::default(),
             memory: Mutex::new(HashMap::new()),
@@ -83,7 +89,7 @@ impl ScalerLoop {
             });
         // Dropped with this task: the loop below runs until it is aborted.
         let _watching = AbortOnDrop(tokio::spawn(watch));
-        if !crate::runtime::synced(&store).await {
+        if !crate::runtime::synced(&store).await || !self.caches.synced().await {
             return;
         }
         ready.store(true, Ordering::Relaxed);
@@ -234,34 +240,56 @@ impl ScalerLoop {
     ) -> Result<Observed, crate::error::Error> {
         let client = &self.shared.client;
         let spec = &scaler.spec;
-        let target = observe::target(client, &self.kinds, namespace, &spec.target_ref).await?;
+        let target_ref = &spec.target_ref;
+        let cached = (target_ref.api_version == "apps/v1")
+            .then(|| {
+                self.caches
+                    .target(namespace, &target_ref.kind, &target_ref.name)
+            })
+            .flatten();
+        let target = match cached {
+            Some(Some(state)) => state,
+            Some(None) => {
+                return Err(crate::error::Error {
+                    category: crate::error::Category::NotFound,
+                    action: format!("find {} {}", target_ref.kind, target_ref.name),
+                    source: kube::Error::Api(Box::new(kube::core::Status {
+                        code: 404,
+                        reason: "NotFound".into(),
+                        message: format!(
+                            "{} {:?} not found in namespace {namespace}",
+                            target_ref.kind, target_ref.name
+                        ),
+                        ..Default::default()
+                    })),
+                })
+            }
+            None => observe::target_by_scale(client, &self.kinds, namespace, target_ref).await?,
+        };
         let needs_resources = spec
             .metrics
             .iter()
             .any(|m| m.cpu.is_some() || m.memory.is_some());
-        let (pods, pod_metrics) = match &target.selector {
-            None => (
-                Vec::new(),
-                Some(Err(
-                    "the target's /scale has no status.selector: pods cannot be found".to_string(),
-                )),
-            ),
-            Some(selector) => {
-                let pods = observe::pods(client, namespace, selector).await;
-                match pods {
-                    Err(e) => (Vec::new(), Some(Err(e.to_string()))),
-                    Ok(pods) => {
-                        let pm = if needs_resources {
-                            Some(
-                                observe::pod_metrics(&self.metrics_client, namespace, selector)
-                                    .await,
-                            )
-                        } else {
-                            None
-                        };
-                        (pods, pm)
-                    }
-                }
+        let selector = target
+            .selector
+            .as_deref()
+            .ok_or_else(|| "the target reports no selector: its pods cannot be found".to_string())
+            .and_then(|s| Selector::parse(s).map(|parsed| (s, parsed)));
+        let (pods, pod_metrics) = match selector {
+            Err(e) => (Vec::new(), Some(Err(e))),
+            Ok((text, parsed)) => {
+                let pods = self
+                    .caches
+                    .pods(namespace, &parsed)
+                    .iter()
+                    .map(|p| PodView::from_pod(p))
+                    .collect();
+                let pm = if needs_resources {
+                    Some(observe::pod_metrics(&self.metrics_client, namespace, text).await)
+                } else {
+                    None
+                };
+                (pods, pm)
             }
         };
         let prometheus = observe::prometheus(&self.http, &self.down, client, namespace, spec).await;

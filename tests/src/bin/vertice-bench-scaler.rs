@@ -99,13 +99,7 @@ async fn main() {
     cluster.plane.create_namespace("probe").await;
 
     let controller = cluster
-        .start_controller(
-            "bench",
-            &[
-                &format!("--scaler-poll-interval={interval}s"),
-                "--log-level=warn",
-            ],
-        )
+        .start_controller("bench", &[&format!("--scaler-poll-interval={interval}s")])
         .await;
     let pid = controller.pid();
     let (idle_cpu, idle_rss) = measure(pid, Duration::from_secs(20)).await;
