@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use vertice_crds::VerticeBackup;
+use vertice_crds::{VerticeBackup, VerticeScaler};
 
 fn examples() -> Vec<(String, Vec<Value>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
@@ -63,43 +63,61 @@ fn secret_refs(value: &Value, out: &mut BTreeSet<(String, String)>) {
     }
 }
 
+/// Fails unless every Secret key `resource` references is in `docs`.
+fn assert_secrets_present(file: &str, docs: &[Value], resource: &Value, namespace: &str) {
+    let mut refs = BTreeSet::new();
+    secret_refs(&resource["spec"], &mut refs);
+    for (name, key) in refs {
+        let found = docs.iter().any(|d| {
+            d["kind"] == "Secret"
+                && d["metadata"]["name"] == name.as_str()
+                && d["metadata"]["namespace"] == namespace
+                && (d["stringData"].get(&key).is_some() || d["data"].get(&key).is_some())
+        });
+        assert!(
+            found,
+            "{file}: Secret {namespace}/{name} with key {key} is referenced but not in the example"
+        );
+    }
+}
+
 #[test]
 fn examples_are_valid_and_self_contained() {
     let mut covered = BTreeSet::new();
+    let mut scalers = 0;
     for (file, docs) in examples() {
-        let backups: Vec<&Value> = docs
+        let resources: Vec<&Value> = docs
             .iter()
-            .filter(|d| d["kind"] == "VerticeBackup")
+            .filter(|d| d["kind"] == "VerticeBackup" || d["kind"] == "VerticeScaler")
             .collect();
-        assert!(!backups.is_empty(), "{file}: no VerticeBackup");
-        for backup in backups {
-            let parsed: VerticeBackup =
-                serde_json::from_value(backup.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
-            let namespace = parsed
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| panic!("{file}: give the backup a namespace"));
-            let target = backup["spec"]["target"]
+        assert!(
+            !resources.is_empty(),
+            "{file}: no VerticeBackup or VerticeScaler"
+        );
+        for resource in resources {
+            let namespace = resource["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: give every resource a namespace"))
+                .to_string();
+            if resource["kind"] == "VerticeScaler" {
+                let _: VerticeScaler = serde_json::from_value(resource.clone())
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+                scalers += 1;
+                assert_secrets_present(&file, &docs, resource, &namespace);
+                continue;
+            }
+            let _: VerticeBackup =
+                serde_json::from_value(resource.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let target = resource["spec"]["target"]
                 .as_object()
                 .and_then(|t| t.keys().next().cloned())
                 .unwrap_or_default();
-            let store = backup["spec"]["store"]
+            let store = resource["spec"]["store"]
                 .as_object()
                 .and_then(|s| s.keys().next().cloned())
                 .unwrap_or_default();
             covered.insert(format!("{target}->{store}"));
-            let mut refs = BTreeSet::new();
-            secret_refs(&backup["spec"], &mut refs);
-            for (name, key) in refs {
-                let found = docs.iter().any(|d| {
-                    d["kind"] == "Secret"
-                        && d["metadata"]["name"] == name.as_str()
-                        && d["metadata"]["namespace"] == namespace.as_str()
-                        && (d["stringData"].get(&key).is_some() || d["data"].get(&key).is_some())
-                });
-                assert!(found, "{file}: Secret {namespace}/{name} with key {key} is referenced but not in the example");
-            }
+            assert_secrets_present(&file, &docs, resource, &namespace);
         }
     }
     for pair in ["postgres->s3", "redis->gcs", "vault->azure"] {
@@ -108,4 +126,5 @@ fn examples_are_valid_and_self_contained() {
             "no example backs up {pair}: {covered:?}"
         );
     }
+    assert!(scalers > 0, "no VerticeScaler example");
 }
