@@ -58,6 +58,17 @@ fn strip_container(c: &mut Container) {
     };
 }
 
+/// Keeps what the loop reads of a VerticeScaler: its managed fields (a few
+/// KiB each once the status is applied) and annotations other than the
+/// pause (a client-side `kubectl apply` copies the whole object into one)
+/// are dropped.
+pub fn strip_scaler(scaler: &mut vertice_crds::VerticeScaler) {
+    scaler.metadata.managed_fields = None;
+    if let Some(annotations) = scaler.metadata.annotations.as_mut() {
+        annotations.retain(|k, _| k == vertice_crds::scaler::PAUSED_ANNOTATION);
+    }
+}
+
 /// Keeps what `PodView::from_pod` reads.
 pub fn strip_pod(pod: &mut Pod) {
     strip_meta(&mut pod.metadata);

@@ -79,14 +79,17 @@ impl ScalerLoop {
     /// Watches VerticeScalers and polls them until the process stops.
     pub async fn run(self: Arc<Self>, api: Api<VerticeScaler>, ready: Arc<AtomicBool>) {
         let (store, writer) = reflector::store();
-        let watch = reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::debug!(error = %e, "VerticeScaler watch");
-                }
-            });
+        let watch = reflector(
+            writer,
+            watcher(api, watcher::Config::default()).modify(super::cache::strip_scaler),
+        )
+        .default_backoff()
+        .touched_objects()
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "VerticeScaler watch");
+            }
+        });
         // Dropped with this task: the loop below runs until it is aborted.
         let _watching = AbortOnDrop(tokio::spawn(watch));
         if !crate::runtime::synced(&store).await || !self.caches.synced().await {
