@@ -158,7 +158,8 @@ fn report_leadership(mut leading: watch::Receiver<bool>, metrics: Metrics) {
     });
 }
 
-fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+/// All namespaces, or only the watched one.
+pub fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone

@@ -12,7 +12,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kube::Client;
+
+use crate::runtime::scoped;
 
 use super::observe::{selector_string, RolloutView, TargetState};
 use super::selector::Selector;
@@ -21,20 +23,6 @@ pub struct Caches {
     pub pods: Store<Pod>,
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
-}
-
-fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 fn strip_meta(meta: &mut kube::api::ObjectMeta) {
@@ -108,13 +96,13 @@ pub fn start(
     let (pods, pods_writer) = reflector::store();
     let (deployments, deployments_writer) = reflector::store();
     let (statefulsets, statefulsets_writer) = reflector::store();
-    let pod_watch = watcher(api::<Pod>(client, namespace), watcher::Config::default())
+    let pod_watch = watcher(scoped::<Pod>(client, namespace), watcher::Config::default())
         .modify(strip_pod)
         .reflect(pods_writer)
         .default_backoff()
         .for_each(|_| async {});
     let deployment_watch = watcher(
-        api::<Deployment>(client, namespace),
+        scoped::<Deployment>(client, namespace),
         watcher::Config::default(),
     )
     .modify(|d: &mut Deployment| {
@@ -125,7 +113,7 @@ pub fn start(
     .default_backoff()
     .for_each(|_| async {});
     let statefulset_watch = watcher(
-        api::<StatefulSet>(client, namespace),
+        scoped::<StatefulSet>(client, namespace),
         watcher::Config::default(),
     )
     .modify(|s: &mut StatefulSet| {
