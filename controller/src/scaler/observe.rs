@@ -309,6 +309,46 @@ pub fn parse_query_response(body: &[u8]) -> PromResult {
     }
 }
 
+/// Bearer tokens read from their Secrets, kept for `TOKEN_TTL`: one Secret
+/// read per scaler per poll would be the loop's largest API load. A rotated
+/// token is picked up within the TTL; a failed read is not kept.
+#[derive(Default)]
+pub struct Tokens {
+    read: Mutex<HashMap<SecretKey, (std::time::Instant, Option<String>)>>,
+}
+
+/// Namespace, Secret name, key.
+type SecretKey = (String, String, String);
+
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+impl Tokens {
+    pub async fn get(
+        &self,
+        client: &Client,
+        namespace: &str,
+        server: &PrometheusServer,
+    ) -> Result<Option<String>, String> {
+        let Some(r) = &server.bearer_token_secret_ref else {
+            return Ok(None);
+        };
+        let key = (namespace.to_string(), r.name.clone(), r.key.clone());
+        let fresh = self.read.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(at, _)| at.elapsed() < TOKEN_TTL)
+                .map(|(_, token)| token.clone())
+        });
+        if let Some(token) = fresh {
+            return Ok(token);
+        }
+        let token = bearer_token(client, namespace, server).await?;
+        if let Ok(mut m) = self.read.lock() {
+            m.insert(key, (std::time::Instant::now(), token.clone()));
+        }
+        Ok(token)
+    }
+}
+
 /// Prometheus servers that did not answer recently. One dead server must
 /// not cost every scaler that queries it a full timeout: within
 /// `DOWN_MEMORY` of a transport failure the others get the same error at
@@ -389,6 +429,7 @@ pub async fn query(
 pub async fn prometheus(
     http: &reqwest::Client,
     down: &DownServers,
+    tokens: &Tokens,
     client: &Client,
     namespace: &str,
     spec: &VerticeScalerSpec,
@@ -411,7 +452,7 @@ pub async fn prometheus(
         }
         return out;
     };
-    let token = match bearer_token(client, namespace, server).await {
+    let token = match tokens.get(client, namespace, server).await {
         Ok(t) => t,
         Err(e) => {
             for (name, _) in queries {

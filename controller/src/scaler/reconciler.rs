@@ -17,7 +17,7 @@ use vertice_crds::VerticeScaler;
 
 use super::cache::Caches;
 use super::decide::{self, Observed, Plan};
-use super::observe::{self, DownServers, Kinds};
+use super::observe::{self, DownServers, Kinds, Tokens};
 use super::pods::PodView;
 use super::selector::Selector;
 use crate::context::{Event, Shared};
@@ -48,6 +48,7 @@ pub struct ScalerLoop {
     metrics_client: kube::Client,
     http: reqwest::Client,
     down: DownServers,
+    tokens: Tokens,
     /// Per scaler (uid): the last status this leader computed and when it
     /// was last written. The in-memory copy is the history while leading:
     /// it is exact even between status writes.
@@ -72,6 +73,7 @@ impl ScalerLoop {
             caches,
             http,
             down: DownServers::default(),
+            tokens: Tokens::default(),
             memory: Mutex::new(HashMap::new()),
         })
     }
@@ -295,7 +297,15 @@ impl ScalerLoop {
                 (pods, pm)
             }
         };
-        let prometheus = observe::prometheus(&self.http, &self.down, client, namespace, spec).await;
+        let prometheus = observe::prometheus(
+            &self.http,
+            &self.down,
+            &self.tokens,
+            client,
+            namespace,
+            spec,
+        )
+        .await;
         Ok(Observed {
             spec_replicas: target.spec_replicas,
             status_replicas: target.status_replicas,

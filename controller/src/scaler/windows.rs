@@ -69,8 +69,7 @@ impl Window {
         }
     }
 
-    /// When the window next opens or closes after `now` (for the explain
-    /// text and for tests).
+    /// When the window next opens or closes after `now`.
     pub fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let next_open = self
             .cron
