@@ -12,6 +12,7 @@ pub mod compression;
 pub mod crd_yaml;
 pub mod duration;
 pub mod failover;
+pub mod failover_status;
 pub mod hooks;
 pub mod notifications;
 pub mod pg_options;

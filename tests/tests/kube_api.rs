@@ -60,7 +60,7 @@ fn failover(second: &str) -> Value {
            "metadata": {"name": "f", "namespace": "cases"},
            "spec": {"virtualService": {"name": "db"},
                     "replicas": [{"name": "a", "host": "pg-a", "priority": 10}, {"name": second, "host": "pg-b"}],
-                    "check": {"postgres": {"requirePrimary": true}}}})
+                    "check": {"postgres": {"requireRole": "Primary"}}}})
 }
 
 /// (what, object, None when accepted or Some(what the refusal says)).
@@ -266,7 +266,44 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             failover("a"),
             Some("replica names must be unique"),
         ),
+        (
+            "a tcp check without a port",
+            with_check(json!({"tcp": {}})),
+            Some("tcp and grpc checks need check.port"),
+        ),
+        ("a tcp check with a port", with_check(json!({"tcp": {}, "port": 5432})), None),
+        (
+            "two check kinds",
+            with_check(json!({"tcp": {}, "http": {}, "port": 1})),
+            Some("a check sets exactly one of"),
+        ),
+        (
+            "a header with both a value and a Secret",
+            with_check(json!({"http": {"headers": [{"name": "x", "value": "v",
+                "valueFrom": {"name": "s", "key": "k"}}]}})),
+            Some("a header sets exactly one of value, valueFrom"),
+        ),
+        (
+            "an inverted status range",
+            with_check(json!({"http": {"minStatus": 400, "maxStatus": 200}})),
+            Some("minStatus must not exceed maxStatus"),
+        ),
+        (
+            "a quorum above the vantages",
+            {
+                let mut f = failover("b");
+                f["spec"]["policy"] = json!({"vantages": ["eu"], "quorum": 2});
+                f
+            },
+            Some("policy.quorum cannot exceed"),
+        ),
     ]
+}
+
+fn with_check(check: Value) -> Value {
+    let mut f = failover("b");
+    f["spec"]["check"] = check;
+    f
 }
 
 /// `kubectl apply --server-side --dry-run=server` of one object: the API
