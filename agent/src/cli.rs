@@ -55,6 +55,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete old backups by a retention policy (never the newest good one).
     Prune(PruneArgs),
+    /// Health probes: one check by hand, or the runner of VerticeFailover checks.
+    Probe(crate::probe::cli::ProbeArgs),
 }
 
 #[derive(Debug, Clone, Args)]

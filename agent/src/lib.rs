@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod manifest;
 pub mod names;
 pub mod pipeline;
+pub mod probe;
 pub mod redis;
 pub mod report;
 pub mod retention;

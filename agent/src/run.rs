@@ -27,6 +27,10 @@ pub fn init_logging(cli: &Cli) {
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    // Probes report by exit code and output, not by a run summary.
+    if let Command::Probe(probe) = &cli.command {
+        return crate::probe::cli::run(probe).await;
+    }
     let started = Utc::now();
     let clock = Instant::now();
     let (name, termination_log) = match &cli.command {
@@ -35,6 +39,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Verify(a) => ("verify", Some(&a.run.termination_log)),
         Command::List(_) => ("list", None),
         Command::Prune(a) => ("prune", Some(&a.run.termination_log)),
+        Command::Probe(_) => ("probe", None),
     };
     let mut summary = RunSummary {
         command: name.to_string(),
@@ -129,6 +134,8 @@ async fn run_command(cli: &Cli, summary: &mut RunSummary) -> Result<Option<Strin
             .map(|m| Some(format!("backup {} verified", m.backup_id))),
         Command::List(a) => commands::list::run(a).await.map(Some),
         Command::Prune(a) => commands::prune::run(a, summary).await.map(Some),
+        // `run` hands probes off before a summary is started.
+        Command::Probe(_) => Ok(None),
     }
 }
 

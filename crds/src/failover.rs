@@ -401,7 +401,10 @@ impl FailoverReplica {
     /// names a port.
     pub fn probe_target(&self, check: &HealthCheck) -> Option<String> {
         if let Some(address) = &self.probe_address {
-            if address.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            if address
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
                 return Some(address.clone());
             }
             return check
@@ -434,7 +437,10 @@ mod tests {
             priority: 0,
         };
         let pg = check(serde_json::json!({"postgres": {}}));
-        assert_eq!(replica(None).probe_target(&pg).as_deref(), Some("pg-a.db:5432"));
+        assert_eq!(
+            replica(None).probe_target(&pg).as_deref(),
+            Some("pg-a.db:5432")
+        );
         assert_eq!(
             replica(Some("10.0.0.1:6543")).probe_target(&pg).as_deref(),
             Some("10.0.0.1:6543")
@@ -446,9 +452,15 @@ mod tests {
         let tcp = check(serde_json::json!({"tcp": {}}));
         assert_eq!(replica(None).probe_target(&tcp), None);
         let tcp_port = check(serde_json::json!({"tcp": {}, "port": 9000}));
-        assert_eq!(replica(None).probe_target(&tcp_port).as_deref(), Some("pg-a.db:9000"));
+        assert_eq!(
+            replica(None).probe_target(&tcp_port).as_deref(),
+            Some("pg-a.db:9000")
+        );
         let https = check(serde_json::json!({"http": {"https": true}}));
-        assert_eq!(replica(None).probe_target(&https).as_deref(), Some("pg-a.db:443"));
+        assert_eq!(
+            replica(None).probe_target(&https).as_deref(),
+            Some("pg-a.db:443")
+        );
     }
 
     #[test]
@@ -457,7 +469,10 @@ mod tests {
         assert_eq!((c.period_seconds, c.timeout_seconds), (10, 3));
         assert_eq!((c.failure_threshold, c.success_threshold), (3, 3));
         let h = c.http.expect("http");
-        assert_eq!((h.min_status, h.max_status, h.path.as_str()), (200, 399, "/"));
+        assert_eq!(
+            (h.min_status, h.max_status, h.path.as_str()),
+            (200, 399, "/")
+        );
         let p = FailoverPolicy::default();
         assert_eq!(p.min_switch_interval_seconds, 60);
         assert_eq!((p.max_switches, p.flap_window_seconds), (3, 3600));

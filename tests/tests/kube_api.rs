@@ -271,7 +271,11 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             with_check(json!({"tcp": {}})),
             Some("tcp and grpc checks need check.port"),
         ),
-        ("a tcp check with a port", with_check(json!({"tcp": {}, "port": 5432})), None),
+        (
+            "a tcp check with a port",
+            with_check(json!({"tcp": {}, "port": 5432})),
+            None,
+        ),
         (
             "two check kinds",
             with_check(json!({"tcp": {}, "http": {}, "port": 1})),

@@ -1,0 +1,315 @@
+//! `vertice-agent probe check|serve`: the command line of the probes.
+//! `check` describes one check with flags, builds the same CRD check a
+//! VerticeFailover holds, and runs it through the same code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use vertice_crds::common::SecretKeySelector;
+use vertice_crds::failover::{FailoverReplica, HealthCheck, RequiredRole};
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(subcommand)]
+    pub command: ProbeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// Run one check once: exit 0 when healthy, 1 when not, 2 on bad flags.
+    Check(Box<CheckArgs>),
+    /// Run the checks of every VerticeFailover and report them as one vantage.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Redis,
+    Http,
+    Tcp,
+    Grpc,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Role {
+    Any,
+    Primary,
+    Replica,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// What to check.
+    pub kind: Kind,
+    /// `host:port` to check (postgres, redis, tcp, grpc).
+    #[arg(long, env = "VERTICE_PROBE_ADDRESS")]
+    pub address: Option<String>,
+    /// URL to GET (http), e.g. https://api.internal:8443/healthz.
+    #[arg(long, env = "VERTICE_PROBE_URL")]
+    pub url: Option<url::Url>,
+    /// Seconds the whole check may take.
+    #[arg(long, env = "VERTICE_PROBE_TIMEOUT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub timeout: u32,
+    #[arg(long, env = "VERTICE_PROBE_OUTPUT", default_value = "text")]
+    pub output: Output,
+    /// Database user (postgres) or ACL user (redis).
+    #[arg(long, env = "VERTICE_PROBE_USER")]
+    pub user: Option<String>,
+    /// Database to connect to (postgres; default postgres).
+    #[arg(long, env = "VERTICE_PROBE_DATABASE")]
+    pub database: Option<String>,
+    /// File holding the password (else PGPASSWORD for postgres, REDIS_PASSWORD for redis).
+    #[arg(long, env = "VERTICE_PROBE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Role the server must have (postgres, redis).
+    #[arg(long, env = "VERTICE_PROBE_REQUIRE_ROLE", default_value = "any")]
+    pub require_role: Role,
+    /// A standby replaying more than this many seconds behind fails (postgres).
+    #[arg(long, env = "VERTICE_PROBE_MAX_LAG_SECONDS")]
+    pub max_lag_seconds: Option<u32>,
+    /// disable, prefer or require (postgres).
+    #[arg(long, env = "VERTICE_PROBE_SSL_MODE")]
+    pub ssl_mode: Option<String>,
+    /// Do not fail a replica whose link to its primary is down (redis).
+    #[arg(long)]
+    pub ignore_replica_link: bool,
+    /// Lowest accepted status (http).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub min_status: u16,
+    /// Highest accepted status (http).
+    #[arg(long, default_value_t = 399, value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub max_status: u16,
+    /// The body must contain this text (http).
+    #[arg(long)]
+    pub body_contains: Option<String>,
+    /// `PATH=VALUE`: the JSON body's field at PATH (dotted) must equal VALUE (http).
+    #[arg(long)]
+    pub json_field: Option<String>,
+    /// `NAME:VALUE` request header, not secret (http; repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// `NAME=FILE`: a request header whose value is read from FILE, e.g. a
+    /// token (http; repeatable).
+    #[arg(long = "header-file")]
+    pub header_files: Vec<String>,
+    /// PEM CA bundle to trust besides the system roots (http).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Service name for grpc.health.v1 (default: the whole server).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Connect with TLS (grpc).
+    #[arg(long)]
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// This runner's vantage (a cluster or region name); observations are
+    /// written under it.
+    #[arg(long, env = "VERTICE_VANTAGE")]
+    pub vantage: String,
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "VERTICE_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of /healthz and /metrics.
+    #[arg(long, env = "VERTICE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Probes in flight at once across all failovers.
+    #[arg(long, env = "VERTICE_MAX_CONCURRENT_PROBES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_concurrent_probes: u32,
+}
+
+/// Where a secret value of `probe check` comes from: a file or a variable.
+const FROM_FILE: &str = "file";
+const FROM_ENV: &str = "env";
+
+/// The CRD check and replica these flags describe.
+pub fn describe(args: &CheckArgs) -> Result<(HealthCheck, FailoverReplica), String> {
+    let role = match args.require_role {
+        Role::Any => RequiredRole::Any,
+        Role::Primary => RequiredRole::Primary,
+        Role::Replica => RequiredRole::Replica,
+    };
+    let password = |env: &str| {
+        let selector = match &args.password_file {
+            Some(path) => SecretKeySelector::new(FROM_FILE, path.display().to_string()),
+            None => SecretKeySelector::new(FROM_ENV, env),
+        };
+        (args.password_file.is_some() || std::env::var_os(env).is_some()).then_some(selector)
+    };
+    let (check, address) = match args.kind {
+        Kind::Postgres => (
+            json!({"postgres": {"user": args.user, "database": args.database,
+                "passwordSecretRef": password("PGPASSWORD"), "requireRole": role,
+                "maxReplicationLagSeconds": args.max_lag_seconds, "sslMode": args.ssl_mode}}),
+            need_address(args)?,
+        ),
+        Kind::Redis => (
+            json!({"redis": {"username": args.user, "passwordSecretRef": password("REDIS_PASSWORD"),
+                "requireRole": role, "requireReplicaLink": !args.ignore_replica_link}}),
+            need_address(args)?,
+        ),
+        Kind::Tcp => (json!({"tcp": {}}), need_address(args)?),
+        Kind::Grpc => (
+            json!({"grpc": {"service": args.service, "tls": args.tls}}),
+            need_address(args)?,
+        ),
+        Kind::Http => {
+            let url = args.url.as_ref().ok_or(
+                "--url is required for an http check (e.g. --url http://10.0.0.5:8080/healthz)",
+            )?;
+            let https = match url.scheme() {
+                "https" => true,
+                "http" => false,
+                other => return Err(format!("--url: scheme {other:?} is not http or https")),
+            };
+            let host = url.host_str().ok_or("--url has no host")?;
+            let port = url.port_or_known_default().ok_or("--url has no port")?;
+            let mut path = url.path().to_string();
+            if let Some(q) = url.query() {
+                path = format!("{path}?{q}");
+            }
+            let mut headers = Vec::new();
+            for h in &args.headers {
+                let (name, value) = h.split_once(':').ok_or_else(|| {
+                    format!("--header {h:?} is not NAME:VALUE (put secret values in --header-file)")
+                })?;
+                headers.push(json!({"name": name.trim(), "value": value.trim()}));
+            }
+            for h in &args.header_files {
+                let (name, file) = h
+                    .split_once('=')
+                    .ok_or_else(|| format!("--header-file {h:?} is not NAME=FILE"))?;
+                headers.push(
+                    json!({"name": name.trim(), "valueFrom": {"name": FROM_FILE, "key": file}}),
+                );
+            }
+            let json_field = match &args.json_field {
+                Some(f) => {
+                    let (path, equals) = f
+                        .split_once('=')
+                        .ok_or_else(|| format!("--json-field {f:?} is not PATH=VALUE"))?;
+                    Some(json!({"path": path, "equals": equals}))
+                }
+                None => None,
+            };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            (
+                json!({"http": {"https": https, "path": path, "minStatus": args.min_status,
+                    "maxStatus": args.max_status, "bodyContains": args.body_contains,
+                    "jsonField": json_field, "headers": headers,
+                    "caBundleSecretRef": args.ca_file.as_ref().map(|p| json!({"name": FROM_FILE, "key": p.display().to_string()}))}}),
+                format!("{host}:{port}"),
+            )
+        }
+    };
+    let mut check = check;
+    check["timeoutSeconds"] = json!(args.timeout);
+    strip_nulls(&mut check);
+    let check: HealthCheck =
+        serde_json::from_value(check).map_err(|e| format!("check flags: {e}"))?;
+    if args.min_status > args.max_status {
+        return Err("--min-status must not exceed --max-status".into());
+    }
+    let host = address
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_else(|| address.clone());
+    let replica = FailoverReplica {
+        name: address.clone(),
+        host,
+        subset: None,
+        probe_address: Some(address),
+        priority: 0,
+    };
+    Ok((check, replica))
+}
+
+fn need_address(args: &CheckArgs) -> Result<String, String> {
+    let address = args
+        .address
+        .clone()
+        .ok_or("--address host:port is required for this check")?;
+    super::resolve::split_host_port(&address).map_err(|e| format!("--address: {e}"))?;
+    Ok(address)
+}
+
+fn strip_nulls(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = value {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(strip_nulls);
+    } else if let serde_json::Value::Array(items) = value {
+        items.iter_mut().for_each(strip_nulls);
+    }
+}
+
+/// Reads a `probe check` secret: a file's content or a variable's value.
+fn local_secret(selector: &SecretKeySelector) -> Result<String, String> {
+    match selector.name.as_str() {
+        FROM_FILE => std::fs::read_to_string(&selector.key)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| format!("cannot read {}: {e}", selector.key)),
+        _ => std::env::var(&selector.key).map_err(|_| format!("{} is not set", selector.key)),
+    }
+}
+
+/// Runs `probe check`; the exit code.
+pub async fn check(args: &CheckArgs) -> i32 {
+    let (check, replica) = match describe(args) {
+        Ok(described) => described,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let probe = match super::resolve::for_replica(&check, &replica, &local_secret) {
+        Ok(probe) => probe,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let timeout = Duration::from_secs(u64::from(args.timeout));
+    let result = super::run(&probe, timeout).await;
+    let target = replica.probe_address.unwrap_or_default();
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            json!({"kind": check.kind(), "target": target, "ok": result.ok,
+                   "latencyMs": result.latency_ms, "reason": result.reason})
+        ),
+        Output::Text if result.ok => {
+            println!("ok: {} {target} in {} ms", check.kind(), result.latency_ms)
+        }
+        Output::Text => println!(
+            "failed: {} {target} after {} ms: {}",
+            check.kind(),
+            result.latency_ms,
+            result.reason.as_deref().unwrap_or("")
+        ),
+    }
+    i32::from(!result.ok)
+}
+
+/// Runs `probe` (check or serve); the exit code.
+pub async fn run(args: &ProbeArgs) -> i32 {
+    match &args.command {
+        ProbeCommand::Check(c) => check(c).await,
+        ProbeCommand::Serve(s) => super::serve::run(s.clone()).await,
+    }
+}
