@@ -162,7 +162,7 @@ mod tests {
             value: "v".into(),
             secret: false,
         }]);
-        assert!(bad.unwrap_err().contains("\"bad name\""));
+        assert!(bad.expect_err("must fail").contains("\"bad name\""));
     }
 
     #[test]

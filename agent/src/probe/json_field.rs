@@ -17,7 +17,7 @@ pub fn lookup<'a>(document: &'a Value, path: &str) -> Option<&'a Value> {
 pub fn matches(value: &Value, expected: &str) -> bool {
     match value {
         Value::String(s) => s == expected,
-        other => other.to_string() == expected,
+        other => serde_json::from_str::<Value>(expected).is_ok_and(|e| &e == other),
     }
 }
 
@@ -68,13 +68,15 @@ mod tests {
     fn failures_say_what_was_found() {
         let body = br#"{"status": "degraded"}"#;
         assert_eq!(
-            check(body, "status", "ok").unwrap_err(),
+            check(body, "status", "ok").expect_err("must fail"),
             "JSON field \"status\" is \"degraded\", expected \"ok\""
         );
         assert!(check(b"<html>", "status", "ok")
-            .unwrap_err()
+            .expect_err("must fail")
             .starts_with("body is not JSON"));
-        assert!(check(body, "nope", "ok").unwrap_err().contains("missing"));
+        assert!(check(body, "nope", "ok")
+            .expect_err("must fail")
+            .contains("missing"));
         assert!(check(br#"{"status": "ok"}"#, "status", "ok").is_ok());
     }
 }

@@ -142,7 +142,7 @@ mod tests {
     fn roles() {
         assert!(judge(PRIMARY, RequiredRole::Primary, None).is_ok());
         assert!(judge(STANDBY, RequiredRole::Primary, None)
-            .unwrap_err()
+            .expect_err("must fail")
             .0
             .contains("standby"));
         assert!(judge(STANDBY, RequiredRole::Replica, None).is_ok());
@@ -155,7 +155,9 @@ mod tests {
     fn lag_counts_on_a_standby_only() {
         let max = Some(Duration::from_secs(2));
         assert_eq!(
-            judge(STANDBY, RequiredRole::Any, max).unwrap_err().0,
+            judge(STANDBY, RequiredRole::Any, max)
+                .expect_err("must fail")
+                .0,
             "replay lag 2.5 s exceeds 2 s"
         );
         assert!(judge(STANDBY, RequiredRole::Any, Some(Duration::from_secs(3))).is_ok());
@@ -175,7 +177,7 @@ mod tests {
         assert_eq!(ssl_mode(None), Ok(SslMode::Prefer));
         assert_eq!(ssl_mode(Some("require")), Ok(SslMode::Require));
         assert!(ssl_mode(Some("verify-full"))
-            .unwrap_err()
+            .expect_err("must fail")
             .contains("disable, prefer, require"));
     }
 }

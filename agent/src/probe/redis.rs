@@ -121,7 +121,7 @@ mod tests {
         assert!(judge(&seen("master", false), RequiredRole::Replica, true).is_err());
         assert_eq!(
             judge(&seen("slave", false), RequiredRole::Any, true)
-                .unwrap_err()
+                .expect_err("must fail")
                 .0,
             "replica's link to its primary is down"
         );

@@ -175,7 +175,10 @@ mod tests {
         let missing = for_replica(&check, &replica(), &|r| {
             Err(format!("Secret {} has no key {}", r.name, r.key))
         });
-        assert_eq!(missing.unwrap_err(), "Secret pg has no key password");
+        assert_eq!(
+            missing.expect_err("must fail"),
+            "Secret pg has no key password"
+        );
     }
 
     #[test]
@@ -201,7 +204,7 @@ mod tests {
     fn tcp_without_a_port_names_the_replica() {
         let check: HealthCheck =
             serde_json::from_value(serde_json::json!({"tcp": {}})).expect("check");
-        let e = for_replica(&check, &replica(), &|_| Ok(String::new())).unwrap_err();
+        let e = for_replica(&check, &replica(), &|_| Ok(String::new())).expect_err("must fail");
         assert!(
             e.contains("replica \"a\"") && e.contains("check.port"),
             "{e}"
