@@ -1,0 +1,16 @@
+//! The failover controller: `plan` is the whole decision, a pure state
+//! machine over the spec, the vantages' observations, the state kept in
+//! status and the route as read; `reconciler` reads, plans, patches the
+//! VirtualService and applies only the status fields the controller owns.
+
+pub mod plan;
+pub mod reconciler;
+pub mod state;
+pub mod virtual_service;
+pub mod votes;
+pub mod weights;
+
+pub use plan::{plan, Inputs, Plan};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,4 @@
+mod patches;
+mod properties;
+mod scenarios;
+mod support;

@@ -1,0 +1,202 @@
+//! A small simulator: vantages that see replicas up or down, the route the
+//! plan patches, and the status it keeps, stepped through time.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use vertice_crds::failover::{
+    FailoverPhase, ProbeObservation, ReplicaWeight, VantageObservation, VerticeFailoverSpec,
+};
+
+use crate::failover::state::OwnedStatus;
+use crate::failover::{plan, Inputs, Plan};
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0)
+        .single()
+        .expect("time")
+}
+
+/// Two replicas (a: priority 10, b: 5), period 5 s, thresholds 3/2,
+/// failback after 60 s, one step, min switch interval 30 s.
+pub fn spec(extra_policy: serde_json::Value) -> VerticeFailoverSpec {
+    let mut policy = serde_json::json!({"minSwitchIntervalSeconds": 30, "failbackAfterSeconds": 60,
+        "stepIntervalSeconds": 10, "maxSwitches": 3, "flapWindowSeconds": 600});
+    if let (Some(p), Some(extra)) = (policy.as_object_mut(), extra_policy.as_object()) {
+        for (k, v) in extra {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(serde_json::json!({
+        "virtualService": {"name": "db"},
+        "replicas": [{"name": "a", "host": "pg-a", "priority": 10}, {"name": "b", "host": "pg-b", "priority": 5}],
+        "check": {"tcp": {}, "port": 5432, "periodSeconds": 5, "failureThreshold": 3, "successThreshold": 2},
+        "policy": policy,
+    }))
+    .expect("spec")
+}
+
+/// One vantage's counters for one replica.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counter {
+    pub failures: u32,
+    pub successes: u32,
+    pub ok: bool,
+}
+
+impl Counter {
+    pub fn record(&mut self, ok: bool, cap: u32) {
+        self.ok = ok;
+        if ok {
+            self.successes = (self.successes + 1).min(cap);
+            self.failures = 0;
+        } else {
+            self.failures = (self.failures + 1).min(cap);
+            self.successes = 0;
+        }
+    }
+}
+
+/// A vantage: its name, its counter per replica, when it last reported.
+pub type Vantage = (String, Vec<(String, Counter)>, DateTime<Utc>);
+
+pub struct Sim {
+    pub spec: VerticeFailoverSpec,
+    pub now: DateTime<Utc>,
+    pub route: Vec<ReplicaWeight>,
+    pub status: OwnedStatus,
+    /// vantage → replica name → counter, and when it last reported.
+    pub vantages: Vec<Vantage>,
+    pub switchover_to: Option<String>,
+    pub last: Option<Plan>,
+    pub patches: Vec<(DateTime<Utc>, Vec<ReplicaWeight>)>,
+}
+
+impl Sim {
+    pub fn new(spec: VerticeFailoverSpec, vantages: &[&str]) -> Self {
+        let names: Vec<String> = spec.replicas.iter().map(|r| r.name.clone()).collect();
+        let route = crate::failover::weights::even(
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[names[0].as_str()],
+        );
+        Self {
+            now: t0(),
+            route,
+            status: OwnedStatus::default(),
+            vantages: vantages
+                .iter()
+                .map(|v| {
+                    (
+                        v.to_string(),
+                        names
+                            .iter()
+                            .map(|n| (n.clone(), Counter::default()))
+                            .collect(),
+                        t0(),
+                    )
+                })
+                .collect(),
+            spec,
+            switchover_to: None,
+            last: None,
+            patches: Vec::new(),
+        }
+    }
+
+    /// Every vantage probes once: `up(vantage, replica)`; then time moves a
+    /// period and the plan runs.
+    pub fn round(&mut self, up: impl Fn(&str, &str) -> bool) -> &Plan {
+        let cap = self
+            .spec
+            .check
+            .failure_threshold
+            .max(self.spec.check.success_threshold);
+        self.now += Duration::seconds(i64::from(self.spec.check.period_seconds));
+        for (vantage, replicas, at) in &mut self.vantages {
+            for (replica, counter) in replicas.iter_mut() {
+                counter.record(up(vantage, replica), cap);
+            }
+            *at = self.now;
+        }
+        self.decide()
+    }
+
+    /// Time passes, nobody reports.
+    pub fn silence(&mut self, seconds: i64) -> &Plan {
+        self.now += Duration::seconds(seconds);
+        self.decide()
+    }
+
+    pub fn observations(&self) -> Vec<VantageObservation> {
+        self.vantages
+            .iter()
+            .map(|(v, replicas, at)| VantageObservation {
+                vantage: v.clone(),
+                observed_at: *at,
+                observed_generation: Some(1),
+                replicas: replicas
+                    .iter()
+                    .map(|(n, c)| ProbeObservation {
+                        name: n.clone(),
+                        ok: c.ok,
+                        consecutive_failures: c.failures,
+                        consecutive_successes: c.successes,
+                        success_ratio: 1.0,
+                        latency_ms: Some(1),
+                        reason: None,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn decide(&mut self) -> &Plan {
+        let observations = self.observations();
+        let plan = plan(Inputs {
+            spec: &self.spec,
+            generation: Some(1),
+            observations: &observations,
+            previous: &self.status,
+            route: Ok(self.route.clone()),
+            switchover_to: self.switchover_to.as_deref(),
+            now: self.now,
+        });
+        if let Some(w) = &plan.patch {
+            self.route = w.clone();
+            self.patches.push((self.now, w.clone()));
+        }
+        self.status = plan.status.clone();
+        self.last = Some(plan);
+        self.last.as_ref().expect("plan")
+    }
+
+    pub fn weight(&self, replica: &str) -> u32 {
+        self.route
+            .iter()
+            .find(|w| w.replica == replica)
+            .map_or(0, |w| w.weight)
+    }
+
+    pub fn phase(&self) -> Option<FailoverPhase> {
+        self.status.phase
+    }
+
+    pub fn events(&self) -> Vec<&'static str> {
+        self.last
+            .as_ref()
+            .map(|p| {
+                p.before_patch
+                    .iter()
+                    .chain(&p.events)
+                    .map(|e| e.reason)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn all_up(_: &str, _: &str) -> bool {
+    true
+}
+
+pub fn a_down(_: &str, replica: &str) -> bool {
+    replica != "a"
+}
