@@ -20,6 +20,11 @@ pub struct Metrics {
     pub scaler_metric_value: GaugeVec,
     pub scaler_metric_errors: IntCounterVec,
     pub scaler_decisions: IntCounterVec,
+    pub failover_phase: IntGaugeVec,
+    pub failover_switches: IntCounterVec,
+    pub failover_replica_healthy: IntGaugeVec,
+    pub failover_success_ratio: GaugeVec,
+    pub failover_patch_conflicts: IntCounterVec,
 }
 
 const SCALER: &[&str] = &["namespace", "scaler"];
@@ -102,6 +107,46 @@ impl Metrics {
             ),
             &["direction", "reason"],
         )?;
+        let failover_phase = IntGaugeVec::new(
+            Opts::new(
+                "vertice_failover_phase",
+                "1 for a VerticeFailover's current phase, 0 for the others",
+            ),
+            &["namespace", "failover", "phase"],
+        )?;
+        let failover_switches = IntCounterVec::new(
+            Opts::new(
+                "vertice_failover_switches_total",
+                "Switches of traffic started, by reason (Failover, Failback, Switchover)",
+            ),
+            &["namespace", "failover", "reason"],
+        )?;
+        let failover_replica_healthy = IntGaugeVec::new(
+            Opts::new(
+                "vertice_failover_replica_healthy",
+                "1 healthy, 0 unhealthy, -1 unknown: a replica's health across vantages",
+            ),
+            &["namespace", "failover", "replica"],
+        )?;
+        let failover_success_ratio = GaugeVec::new(
+            Opts::new(
+                "vertice_failover_health_check_success_ratio",
+                "Share of a vantage's last 20 probes of a replica that succeeded",
+            ),
+            &["namespace", "failover", "replica", "vantage"],
+        )?;
+        let failover_patch_conflicts = IntCounterVec::new(
+            Opts::new(
+                "vertice_failover_patch_conflicts_total",
+                "Guarded VirtualService patches refused because the route changed since it was read",
+            ),
+            &["namespace", "failover"],
+        )?;
+        registry.register(Box::new(failover_phase.clone()))?;
+        registry.register(Box::new(failover_switches.clone()))?;
+        registry.register(Box::new(failover_replica_healthy.clone()))?;
+        registry.register(Box::new(failover_success_ratio.clone()))?;
+        registry.register(Box::new(failover_patch_conflicts.clone()))?;
         for c in [&scaler_desired, &scaler_current, &scaler_fallback] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -128,6 +173,11 @@ impl Metrics {
             scaler_metric_value,
             scaler_metric_errors,
             scaler_decisions,
+            failover_phase,
+            failover_switches,
+            failover_replica_healthy,
+            failover_success_ratio,
+            failover_patch_conflicts,
         })
     }
 
@@ -199,6 +249,34 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Drops every series of VerticeFailovers not in `live` (namespace, name).
+    pub fn retain_failovers(&self, live: &std::collections::HashSet<(String, String)>) {
+        use prometheus::core::Collector;
+        let keep = |m: &prometheus::proto::Metric| {
+            let label = |n: &str| label_value(m, n).unwrap_or_default();
+            live.contains(&(label("namespace"), label("failover")))
+        };
+        macro_rules! sweep {
+            ($vec:expr) => {
+                for family in $vec.collect() {
+                    for m in family.get_metric().iter().filter(|m| !keep(m)) {
+                        let labels: std::collections::HashMap<&str, &str> = m
+                            .get_label()
+                            .iter()
+                            .map(|l| (l.name(), l.value()))
+                            .collect();
+                        let _ = $vec.remove(&labels);
+                    }
+                }
+            };
+        }
+        sweep!(self.failover_phase);
+        sweep!(self.failover_switches);
+        sweep!(self.failover_replica_healthy);
+        sweep!(self.failover_success_ratio);
+        sweep!(self.failover_patch_conflicts);
     }
 
     /// Prometheus text exposition.

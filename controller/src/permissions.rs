@@ -37,6 +37,14 @@ pub const REQUIRED: &[(&str, &str, &str)] = &[
     ("", "pods", "watch"),
     ("metrics.k8s.io", "pods", "list"),
     ("", "secrets", "get"),
+    // The failover: its resources, its status fields (never the probe
+    // runners' observations), and the VirtualServices it steers (read,
+    // then a guarded JSON patch of route weights).
+    ("vertice.io", "verticefailovers", "list"),
+    ("vertice.io", "verticefailovers", "watch"),
+    ("vertice.io", "verticefailovers/status", "patch"),
+    ("networking.istio.io", "virtualservices", "get"),
+    ("networking.istio.io", "virtualservices", "patch"),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),
     ("coordination.k8s.io", "leases", "get"),

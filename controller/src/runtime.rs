@@ -16,7 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
-use vertice_crds::{VerticeBackup, VerticeScaler};
+use vertice_crds::{VerticeBackup, VerticeFailover, VerticeScaler};
 
 use crate::backup::{names, reconciler, JobDefaults};
 use crate::config::Config;
@@ -79,10 +79,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Ready once both controllers' caches have synced.
     let backups_ready = Arc::new(AtomicBool::new(false));
     let scalers_ready = Arc::new(AtomicBool::new(false));
+    let failovers_ready = Arc::new(AtomicBool::new(false));
     {
-        let (b, s) = (backups_ready.clone(), scalers_ready.clone());
+        let (b, s, f) = (
+            backups_ready.clone(),
+            scalers_ready.clone(),
+            failovers_ready.clone(),
+        );
         tokio::spawn(async move {
-            while !(b.load(Ordering::Relaxed) && s.load(Ordering::Relaxed)) {
+            while !(b.load(Ordering::Relaxed)
+                && s.load(Ordering::Relaxed)
+                && f.load(Ordering::Relaxed))
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             ready.store(true, Ordering::Relaxed);
@@ -111,9 +119,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("scaler HTTP client")?,
     );
     let scaler_task = tokio::spawn(scaler_loop.run(scalers, scalers_ready));
+    let failovers: Api<VerticeFailover> = scoped(&client, &config.watch_namespace);
+    failovers
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .context("cannot list VerticeFailovers: are the CRDs from deploy/crds installed and the RBAC applied?")?;
+    let failover_task = tokio::spawn(run_failovers(failovers, shared.clone(), failovers_ready));
     // The backup controller stops on SIGTERM / Ctrl-C; the scaler with it.
     run_backups(&config, shared, backups_ready).await?;
     scaler_task.abort();
+    failover_task.abort();
     caches_task.abort();
 
     tracing::info!("shutting down");
@@ -203,6 +218,47 @@ where
             Err(_) => continue,
         }
     }
+}
+
+/// The VerticeFailover controller. No debounce: a probe runner's write is
+/// reconciled at once, so detection takes interval × threshold and one
+/// reconcile, nothing more.
+async fn run_failovers(failovers: Api<VerticeFailover>, shared: Shared, ready: Arc<AtomicBool>) {
+    let metrics = shared.metrics.clone();
+    let became_leader = became_leader(shared.leading.clone());
+    let context = Arc::new(crate::failover::reconciler::Context::new(shared));
+    let controller = Controller::new(failovers, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(16))
+        .reconcile_all_on(became_leader);
+    let store = controller.store();
+    let housekeeping = tokio::spawn(async move {
+        if !synced(&store).await {
+            return;
+        }
+        ready.store(true, Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            let live: HashSet<(String, String)> = store
+                .state()
+                .iter()
+                .filter_map(|f| Some((f.namespace()?, f.name_any())))
+                .collect();
+            metrics.retain_failovers(&live);
+        }
+    });
+    controller
+        .run(
+            crate::failover::reconciler::reconcile,
+            crate::failover::reconciler::error_policy,
+            context,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "failover reconcile loop");
+            }
+        })
+        .await;
+    housekeeping.abort();
 }
 
 /// The VerticeBackup controller, until the process is asked to stop.

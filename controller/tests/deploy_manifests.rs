@@ -39,6 +39,11 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// `(group, resource, verb)` granted to the controller's service account.
 fn controller_grants(docs: &[Value]) -> BTreeSet<(String, String, String)> {
+    grants_of(docs, "vertice-controller")
+}
+
+/// `(group, resource, verb)` granted to a service account of vertice-system.
+fn grants_of(docs: &[Value], account: &str) -> BTreeSet<(String, String, String)> {
     let bound_roles: Vec<(String, String)> = docs
         .iter()
         .filter(|d| {
@@ -50,7 +55,7 @@ fn controller_grants(docs: &[Value]) -> BTreeSet<(String, String, String)> {
         .filter(|d| {
             d["subjects"].as_array().into_iter().flatten().any(|s| {
                 s["kind"] == "ServiceAccount"
-                    && s["name"] == "vertice-controller"
+                    && s["name"] == account
                     && s["namespace"] == "vertice-system"
             })
         })
@@ -67,10 +72,7 @@ fn controller_grants(docs: &[Value]) -> BTreeSet<(String, String, String)> {
             )
         })
         .collect();
-    assert!(
-        !bound_roles.is_empty(),
-        "no role is bound to the controller"
-    );
+    assert!(!bound_roles.is_empty(), "no role is bound to {account}");
     let mut grants = BTreeSet::new();
     for (kind, name) in bound_roles {
         let role = docs
@@ -115,6 +117,36 @@ fn rendered_rbac_grants_exactly_what_the_controller_uses() {
         assert!(
             missing.is_empty(),
             "{dir}: RBAC misses what the controller needs: {missing:?}"
+        );
+    }
+}
+
+#[test]
+fn the_probe_runner_is_granted_exactly_what_it_uses() {
+    let required: BTreeSet<(String, String, String)> = vertice_agent::probe::serve::PERMISSIONS
+        .iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    for dir in ["base", "overlays/example"] {
+        let docs = render(dir);
+        assert_eq!(grants_of(&docs, "vertice-probe"), required, "{dir}");
+        let runner = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "vertice-probe")
+            .expect("the probe runner Deployment");
+        let pod = &runner["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "vertice-probe");
+        assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+        let container = &pod["containers"][0];
+        assert_eq!(container["args"], serde_json::json!(["probe", "serve"]));
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(container["env"][0]["name"], "VERTICE_VANTAGE");
+        assert!(
+            container["image"]
+                .as_str()
+                .is_some_and(|i| i.contains("/agent:")),
+            "{}",
+            container["image"]
         );
     }
 }

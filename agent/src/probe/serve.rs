@@ -31,6 +31,15 @@ const RESYNC: Duration = Duration::from_secs(1);
 /// Secrets a check refers to are read again after this long.
 const SECRET_TTL: Duration = Duration::from_secs(60);
 
+/// Every API call the runner makes, as RBAC sees it `(group, resource,
+/// verb)`; deploy/base/probe-runner.yaml grants exactly these.
+pub const PERMISSIONS: &[(&str, &str, &str)] = &[
+    ("vertice.io", "verticefailovers", "list"),
+    ("vertice.io", "verticefailovers", "watch"),
+    ("vertice.io", "verticefailovers/status", "patch"),
+    ("", "secrets", "get"),
+];
+
 pub fn field_manager(vantage: &str) -> String {
     format!("vertice-probe-{vantage}")
 }

@@ -1,1 +1,300 @@
-//! Placeholder replaced below.
+//! The I/O shell of the failover controller: read the VirtualService, run
+//! the plan, send its guarded patch, apply the status fields we own, record
+//! Events and metrics. A patch refused because the route changed since we
+//! read it is not an error: we read again within a second and decide again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use tokio::sync::Mutex;
+use vertice_crds::failover::{FailoverPhase, Health, SWITCHOVER_ANNOTATION};
+use vertice_crds::VerticeFailover;
+
+use super::state::OwnedStatus;
+use super::virtual_service::{self, RouteView};
+use super::{plan, Inputs};
+use crate::context::{Event, Shared, FIELD_MANAGER};
+use crate::error::{kube_err, Error};
+
+pub const CONTROLLER: &str = "failover";
+const API_VERSION: &str = "vertice.io/v1alpha1";
+const KIND: &str = "VerticeFailover";
+const ISTIO_GROUP: &str = "networking.istio.io";
+/// Versions of VirtualService we can steer, most preferred first.
+const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+
+pub struct Context {
+    pub shared: Shared,
+    /// The served VirtualService version, found once Istio's CRD is there.
+    virtual_services: Mutex<Option<ApiResource>>,
+}
+
+impl Context {
+    pub fn new(shared: Shared) -> Self {
+        Self {
+            shared,
+            virtual_services: Mutex::new(None),
+        }
+    }
+
+    /// `networking.istio.io/v1` when served, else `v1beta1`.
+    async fn virtual_service_resource(&self) -> Result<ApiResource, String> {
+        let mut known = self.virtual_services.lock().await;
+        if let Some(resource) = known.as_ref() {
+            return Ok(resource.clone());
+        }
+        let group = kube::discovery::group(&self.shared.client, ISTIO_GROUP)
+            .await
+            .map_err(|e| format!("the API group {ISTIO_GROUP} is not served (is Istio's VirtualService CRD installed?): {}", crate::error::short(&e)))?;
+        for version in VERSIONS {
+            if let Some((resource, _)) = group
+                .versioned_resources(version)
+                .into_iter()
+                .find(|(r, _)| r.kind == "VirtualService")
+            {
+                *known = Some(resource.clone());
+                return Ok(resource);
+            }
+        }
+        Err(format!(
+            "{ISTIO_GROUP} serves VirtualService in none of {}",
+            VERSIONS.join(", ")
+        ))
+    }
+}
+
+pub async fn reconcile(failover: Arc<VerticeFailover>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let metrics = &ctx.shared.metrics;
+    metrics.reconciles.with_label_values(&[CONTROLLER]).inc();
+    let result = reconcile_inner(&failover, &ctx).await;
+    metrics
+        .reconcile_duration
+        .with_label_values(&[CONTROLLER])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// The route as read: its view, which destination each replica is, and
+/// the weights per replica; or why it does not match.
+struct Route {
+    view: RouteView,
+    indexes: Vec<usize>,
+}
+
+async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    if !shared.is_leading() {
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    }
+    let (Some(namespace), name) = (failover.namespace(), failover.name_any()) else {
+        return Ok(Action::await_change());
+    };
+    if failover.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let spec = &failover.spec;
+    let vs_namespace = spec
+        .virtual_service
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.clone());
+    let (vs_api, route) = match ctx.virtual_service_resource().await {
+        Ok(resource) => {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(shared.client.clone(), &vs_namespace, &resource);
+            let route = read_route(&api, &vs_namespace, failover).await?;
+            (Some(api), route)
+        }
+        Err(why) => (None, Err(why)),
+    };
+    let empty = Default::default();
+    let status = failover.status.as_ref().unwrap_or(&empty);
+    let previous = OwnedStatus::from_status(status);
+    let switchover_to = failover
+        .annotations()
+        .get(SWITCHOVER_ANNOTATION)
+        .map(String::as_str);
+    let now = Utc::now();
+    let plan = plan(Inputs {
+        spec,
+        generation: failover.metadata.generation,
+        observations: &status.observations,
+        previous: &previous,
+        route: route
+            .as_ref()
+            .map(|r| virtual_service::weights(&r.view, &spec.replicas, &r.indexes))
+            .map_err(Clone::clone),
+        switchover_to,
+        now,
+    });
+    let reference = failover.object_ref(&());
+    for event in &plan.before_patch {
+        shared.publish(&reference, event).await;
+    }
+    if let (Some(weights), Some(api), Ok(route)) = (&plan.patch, &vs_api, &route) {
+        let ops = virtual_service::patch(&route.view, &route.indexes, weights);
+        let ops: json_patch::Patch = serde_json::from_value(ops).map_err(|e| Error {
+            category: crate::error::Category::Other,
+            action: format!(
+                "build the patch of VirtualService {vs_namespace}/{}",
+                spec.virtual_service.name
+            ),
+            source: kube::Error::SerdeError(e),
+        })?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api
+            .patch(&spec.virtual_service.name, &params, &Patch::<()>::Json(ops))
+            .await
+        {
+            Ok(_) => {
+                if let Some(reason) = plan.switch {
+                    shared
+                        .metrics
+                        .failover_switches
+                        .with_label_values(&[&namespace, &name, reason])
+                        .inc();
+                }
+            }
+            Err(kube::Error::Api(status)) if is_guard_refusal(&status) => {
+                // The route changed between our read and our patch: our
+                // test operations refused it. Decide again on a fresh read.
+                shared
+                    .metrics
+                    .failover_patch_conflicts
+                    .with_label_values(&[&namespace, &name])
+                    .inc();
+                let note = format!(
+                    "VirtualService {vs_namespace}/{} changed since it was read; not overwriting it, reading again",
+                    spec.virtual_service.name
+                );
+                tracing::info!(%namespace, failover = %name, "{note}");
+                shared
+                    .publish(
+                        &reference,
+                        &Event {
+                            warning: true,
+                            reason: "PatchConflict",
+                            note,
+                        },
+                    )
+                    .await;
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(e) => {
+                return Err(kube_err(format!(
+                    "patch VirtualService {vs_namespace}/{}",
+                    spec.virtual_service.name
+                ))(e))
+            }
+        }
+    }
+    if plan.status != previous {
+        shared
+            .apply_status(
+                &Api::<VerticeFailover>::namespaced(shared.client.clone(), &namespace),
+                &name,
+                API_VERSION,
+                KIND,
+                &plan.status,
+            )
+            .await?;
+    }
+    for event in &plan.events {
+        shared.publish(&reference, event).await;
+    }
+    record_metrics(shared, &namespace, &name, &plan.status, status);
+    Ok(Action::requeue(plan.requeue_after))
+}
+
+async fn read_route(
+    api: &Api<DynamicObject>,
+    vs_namespace: &str,
+    failover: &VerticeFailover,
+) -> Result<Result<Route, String>, Error> {
+    let spec = &failover.spec;
+    let vs = match api
+        .get_opt(&spec.virtual_service.name)
+        .await
+        .map_err(kube_err("get VirtualService"))?
+    {
+        Some(vs) => vs,
+        None => {
+            return Ok(Err(format!(
+                "VirtualService {} not found in namespace {vs_namespace}",
+                spec.virtual_service.name,
+            )))
+        }
+    };
+    let json = serde_json::to_value(&vs).unwrap_or_default();
+    Ok(
+        virtual_service::route_view(&json, spec.virtual_service.route.as_deref()).and_then(
+            |view| {
+                let indexes = virtual_service::match_replicas(&view, &spec.replicas)?;
+                Ok(Route { view, indexes })
+            },
+        ),
+    )
+}
+
+fn record_metrics(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    owned: &OwnedStatus,
+    status: &vertice_crds::failover::VerticeFailoverStatus,
+) {
+    let m = &shared.metrics;
+    for phase in FailoverPhase::ALL {
+        m.failover_phase
+            .with_label_values(&[namespace, name, phase.as_str()])
+            .set(i64::from(owned.phase == Some(phase)));
+    }
+    for h in &owned.health {
+        let value = match h.health {
+            Health::Healthy => 1,
+            Health::Unhealthy => 0,
+            Health::Unknown => -1,
+        };
+        m.failover_replica_healthy
+            .with_label_values(&[namespace, name, &h.name])
+            .set(value);
+    }
+    for o in &status.observations {
+        for r in &o.replicas {
+            m.failover_success_ratio
+                .with_label_values(&[namespace, name, &r.name, &o.vantage])
+                .set(r.success_ratio);
+        }
+    }
+}
+
+/// Our `test` operations failed (the API server says "testing value …
+/// failed", 422), or the object changed under us (409).
+fn is_guard_refusal(status: &kube::core::Status) -> bool {
+    status.code == 409 || (status.code == 422 && status.message.contains("testing value"))
+}
+
+pub fn error_policy(failover: Arc<VerticeFailover>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.shared
+        .metrics
+        .reconcile_errors
+        .with_label_values(&[CONTROLLER, error.category.as_str()])
+        .inc();
+    tracing::warn!(namespace = ?failover.namespace(), failover = %failover.name_any(), category = error.category.as_str(), error = %error, "reconcile failed");
+    let event = Event {
+        warning: true,
+        reason: error.category.event_reason(),
+        note: error.to_string(),
+    };
+    let reference = failover.object_ref(&());
+    tokio::spawn(async move { ctx.shared.publish(&reference, &event).await });
+    Action::requeue(Duration::from_secs(5))
+}
