@@ -9,6 +9,7 @@ pub mod azurite;
 pub mod fake_gcs;
 pub mod fixtures;
 pub mod flaky_proxy;
+pub mod health_target;
 pub mod http_capture;
 pub mod kube;
 pub mod openbao;

@@ -13,6 +13,7 @@ pub struct Postgres {
     pub port: u16,
     pub password: String,
     bin: PathBuf,
+    flavor: Flavor,
     server: Option<Server>,
     dir: tempfile::TempDir,
 }
@@ -106,6 +107,12 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let _ = std::fs::remove_file(&pwfile);
+        Self::launch(bin, password, flavor, dir)
+    }
+
+    /// Starts the server on `dir/data` (made by initdb or pg_basebackup).
+    fn launch(bin: PathBuf, password: &str, flavor: Flavor, dir: tempfile::TempDir) -> Postgres {
+        let data = dir.path().join("data");
         let port = free_port();
         let log = dir.path().join("server.log");
         let log_file = std::fs::File::create(&log).expect("log");
@@ -135,6 +142,7 @@ impl Postgres {
             port,
             password: password.to_string(),
             bin,
+            flavor,
             server: None,
             dir,
         };
@@ -146,6 +154,60 @@ impl Postgres {
         });
         pg.server = Some(server);
         pg
+    }
+
+    /// A streaming-replication standby of this server: `pg_basebackup -R`
+    /// from it over loopback, then started read-only on its own port.
+    pub fn start_replica(&self) -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("vertice-pg-standby-")
+            .tempdir()
+            .expect("tempdir");
+        if is_root() {
+            let owner = match self.flavor {
+                Flavor::Machine => "postgres:postgres".to_string(),
+                Flavor::Trixie => crate::trixie::postgres_owner(),
+            };
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(owner)
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown to postgres failed");
+        }
+        let out = self
+            .flavor
+            .as_server_user(&self.bin.join("pg_basebackup"))
+            .env("PGPASSWORD", &self.password)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                SUPERUSER,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self::launch(self.bin.clone(), &self.password, self.flavor, dir)
+    }
+
+    /// Stops the server (SIGKILL, as a crash); `dir` stays until drop.
+    pub fn stop(&mut self) {
+        self.server.take();
     }
 
     pub fn url(&self, db: &str) -> String {

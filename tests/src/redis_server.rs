@@ -22,18 +22,33 @@ impl RedisServer {
     /// (the "init container put dump.rdb in place" case).
     pub fn start_with(password: Option<&str>, rdb: Option<&std::path::Path>) -> RedisServer {
         let bin = require_binary("redis-server", &[], "apt-get install -y redis-server");
-        Self::start_binary(bin, password, rdb)
+        Self::start_binary(bin, password, rdb, &[])
+    }
+
+    /// A replica of this server (`--replicaof`), with the same password.
+    pub fn start_replica(&self) -> RedisServer {
+        let bin = require_binary("redis-server", &[], "apt-get install -y redis-server");
+        let mut extra = vec![
+            "--replicaof".to_string(),
+            "127.0.0.1".to_string(),
+            self.port.to_string(),
+        ];
+        if let Some(p) = &self.password {
+            extra.extend(["--masterauth".to_string(), p.clone()]);
+        }
+        Self::start_binary(bin, self.password.as_deref(), None, &extra)
     }
 
     /// Valkey 8 from the trixie root (see [`crate::trixie`]).
     pub fn start_valkey() -> RedisServer {
-        Self::start_binary(crate::trixie::bin().join("valkey-server"), None, None)
+        Self::start_binary(crate::trixie::bin().join("valkey-server"), None, None, &[])
     }
 
     fn start_binary(
         bin: std::path::PathBuf,
         password: Option<&str>,
         rdb: Option<&std::path::Path>,
+        extra: &[String],
     ) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("vertice-redis-")
@@ -63,7 +78,8 @@ impl RedisServer {
             .arg("--dir")
             .arg(dir.path())
             .arg("--logfile")
-            .arg(&log);
+            .arg(&log)
+            .args(extra);
         if let Some(p) = password {
             cmd.arg("--requirepass").arg(p);
         }
