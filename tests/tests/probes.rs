@@ -231,7 +231,10 @@ async fn postgres_role_and_replication_lag_on_a_real_standby() {
     // Replay paused while the primary keeps writing: the standby falls behind.
     primary.psql("postgres", "CREATE TABLE t AS SELECT 1 AS x");
     vertice_tests::process::wait_until("the standby replays", Duration::from_secs(20), || {
-        standby.psql("postgres", "SELECT count(*) FROM pg_tables WHERE tablename = 't'") == "1"
+        standby.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't'",
+        ) == "1"
     });
     standby.psql("postgres", "SELECT pg_wal_replay_pause()");
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -276,10 +276,13 @@ fn record_metrics(
     }
 }
 
-/// Our `test` operations failed (the API server says "testing value …
-/// failed", 422), or the object changed under us (409).
+/// Our `test` operations failed, or the object changed under us (409).
+/// The API server answers a failed JSON Patch operation with a bare 422
+/// ("the server rejected our request…") without field causes; a schema
+/// refusal of the patched object would list its causes.
 fn is_guard_refusal(status: &kube::core::Status) -> bool {
-    status.code == 409 || (status.code == 422 && status.message.contains("testing value"))
+    status.code == 409
+        || (status.code == 422 && status.details.as_ref().is_none_or(|d| d.causes.is_empty()))
 }
 
 pub fn error_policy(failover: Arc<VerticeFailover>, error: &Error, ctx: Arc<Context>) -> Action {

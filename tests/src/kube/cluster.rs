@@ -20,6 +20,7 @@ pub const AGENT_IMAGE: &str = "ghcr.io/vertice/agent:0.1.0";
 pub const AGENT_IMAGE_MARKER: &str = "vertice/agent";
 pub const CONTROLLER_NAMESPACE: &str = "vertice-system";
 pub const CONTROLLER_ACCOUNT: &str = "vertice-controller";
+pub const PROBE_ACCOUNT: &str = "vertice-probe";
 
 pub struct TestCluster {
     // The kubelet stops before the plane it talks to.
@@ -68,6 +69,15 @@ impl TestCluster {
         .await;
         let cluster = TestCluster { plane, kubelet };
         cluster.apply_kustomization("deploy/base");
+        // Tests start the probe runner as a process (with a kubeconfig);
+        // the local kubelet gives pods no in-cluster API access.
+        cluster.kubectl(&[
+            "scale",
+            "deployment/vertice-probe",
+            "--namespace",
+            CONTROLLER_NAMESPACE,
+            "--replicas=0",
+        ]);
         cluster.wait_established().await;
         cluster
     }
@@ -191,18 +201,60 @@ impl TestCluster {
             port,
             log,
             _log_dir: log_dir,
+            ready_path: "/readyz",
         };
         controller.wait_ready().await;
         controller
     }
+
+    /// Starts `vertice-agent probe serve` as the `deploy/base` probe runner
+    /// ServiceAccount (exactly its RBAC), observing as `vantage`.
+    pub async fn start_probe_runner(&self, vantage: &str) -> Controller {
+        let kubeconfig = self
+            .plane
+            .service_account_kubeconfig(CONTROLLER_NAMESPACE, PROBE_ACCOUNT)
+            .await;
+        let port = free_port();
+        let log_dir = tempfile::Builder::new()
+            .prefix("vertice-probe-")
+            .tempdir()
+            .expect("tempdir");
+        let log = log_dir.path().join(format!("probe-{vantage}.log"));
+        let file = std::fs::File::create(&log).expect("log");
+        let err = file.try_clone().expect("log");
+        let child = Command::new(crate::Agent::default().bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("VERTICE_VANTAGE", vantage)
+            .env("VERTICE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("VERTICE_LOG", "info")
+            .args(["probe", "serve"])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("start the probe runner");
+        let mut runner = Controller {
+            child,
+            port,
+            log,
+            _log_dir: log_dir,
+            ready_path: "/healthz",
+        };
+        runner.wait_ready().await;
+        runner
+    }
 }
 
-/// A running controller process, killed when dropped.
+/// A running controller (or probe runner) process, killed when dropped.
 pub struct Controller {
     child: Child,
     pub port: u16,
     pub log: PathBuf,
     _log_dir: tempfile::TempDir,
+    /// Answers 200 once the process is ready.
+    ready_path: &'static str,
 }
 
 impl Controller {
@@ -211,12 +263,13 @@ impl Controller {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "the controller exited with {status}; log:\n{}",
+                    "{} exited with {status}; log:\n{}",
+                    self.log.display(),
                     self.log_text()
                 );
             }
             if self
-                .get("/readyz")
+                .get(self.ready_path)
                 .await
                 .is_some_and(|(code, _)| code == 200)
             {
@@ -224,7 +277,8 @@ impl Controller {
             }
             assert!(
                 Instant::now() < deadline,
-                "the controller did not become ready; log:\n{}",
+                "{} did not become ready; log:\n{}",
+                self.log.display(),
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -277,7 +331,8 @@ impl Drop for Controller {
             let log = self.log_text();
             let lines: Vec<&str> = log.lines().collect();
             eprintln!(
-                "--- controller log (last 60 lines) ---\n{}",
+                "--- {} (last 60 lines) ---\n{}",
+                self.log.display(),
                 lines[lines.len().saturating_sub(60)..].join("\n")
             );
         }

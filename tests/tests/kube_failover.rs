@@ -1,0 +1,375 @@
+//! VerticeFailover end to end on a real control plane with Istio's
+//! VirtualService CRD (from Istio's Go module): two real HTTP replicas, the
+//! probe runner and the controller as processes with exactly their
+//! `deploy/base` RBAC. A replica dies → weights move within interval ×
+//! threshold + 1 s; it returns → failback after the hold, in steps; the
+//! runner dies → ObserversStale and no switch; a hand edit between our read
+//! and our patch is never clobbered.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use vertice_controller::failover::virtual_service;
+use vertice_crds::failover::FailoverReplica;
+use vertice_crds::VerticeFailover;
+use vertice_tests::health_target::HealthTarget;
+use vertice_tests::kube::TestCluster;
+use vertice_tests::wait::wait_for;
+
+const NS: &str = "db";
+/// Sent as a header by the probes; must never show in status, Events or logs.
+const TOKEN: &str = "probe-token-91c2e7";
+
+fn virtual_services(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    Api::namespaced_with(client.clone(), NS, &ApiResource::from_gvk(&gvk))
+}
+
+async fn install(cluster: &TestCluster) -> Client {
+    let fixture = vertice_tests::kube::cluster::workspace()
+        .join("tests/fixtures/istio-virtualservice-crd.yaml");
+    cluster.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &fixture.display().to_string(),
+    ]);
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/virtualservices.networking.istio.io",
+    ]);
+    cluster.kubectl(&["create", "namespace", NS]);
+    let client = cluster.admin().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "probe-token"},
+        "stringData": {"token": format!("Bearer {TOKEN}")}}))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    client
+}
+
+async fn create_virtual_service(client: &Client, name: &str) {
+    let vs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"hosts": ["pg.db.svc.cluster.local"], "http": [
+            {"name": "reads", "match": [{"headers": {"x-read": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "pg-ro.db.svc.cluster.local"}}]},
+            {"name": "primary", "route": [
+                {"destination": {"host": "pg-a.db.svc.cluster.local"}, "weight": 100},
+                {"destination": {"host": "pg-b.db.svc.cluster.local"}, "weight": 0}]}]}}))
+    .expect("vs");
+    virtual_services(client)
+        .create(&PostParams::default(), &vs)
+        .await
+        .expect("create vs");
+}
+
+async fn create_failover(
+    client: &Client,
+    name: &str,
+    vs: &str,
+    a: &HealthTarget,
+    b: &HealthTarget,
+) {
+    let failover: VerticeFailover = serde_json::from_value(json!({
+        "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeFailover",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "virtualService": {"name": vs, "route": "primary"},
+            "replicas": [
+                {"name": "a", "host": "pg-a.db.svc.cluster.local", "probeAddress": a.address(), "priority": 10},
+                {"name": "b", "host": "pg-b.db.svc.cluster.local", "probeAddress": b.address(), "priority": 5}],
+            "check": {"http": {"path": "/healthz", "headers": [
+                    {"name": "Authorization", "valueFrom": {"name": "probe-token", "key": "token"}}]},
+                "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3, "successThreshold": 2},
+            "policy": {"vantages": ["test"], "minSwitchIntervalSeconds": 0, "failbackAfterSeconds": 4,
+                       "failbackSteps": 2, "stepIntervalSeconds": 2, "maxSwitches": 10}}}))
+    .expect("failover");
+    let api: Api<VerticeFailover> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &failover)
+        .await
+        .expect("create failover");
+}
+
+/// The weights of route "primary": (a, b).
+async fn weights(client: &Client, vs: &str) -> (u64, u64) {
+    let vs = virtual_services(client).get(vs).await.expect("vs");
+    let route = &vs.data["spec"]["http"][1]["route"];
+    (
+        route[0]["weight"].as_u64().unwrap_or(0),
+        route[1]["weight"].as_u64().unwrap_or(0),
+    )
+}
+
+async fn status(client: &Client, name: &str) -> Value {
+    let api: Api<VerticeFailover> = Api::namespaced(client.clone(), NS);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|f| serde_json::to_value(f.status?).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn phase(client: &Client, name: &str) -> String {
+    status(client, name).await["phase"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// Polls the weights every 50 ms until `want`; how long it took.
+async fn until_weights(
+    client: &Client,
+    vs: &str,
+    want: (u64, u64),
+    timeout: Duration,
+    name: &str,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        if weights(client, vs).await == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "weights never became {want:?}; now {:?}; status {}",
+            weights(client, vs).await,
+            status(client, name).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_within_the_threshold_fails_back_in_steps_and_holds_when_blind() {
+    let cluster = TestCluster::start().await;
+    let client = install(&cluster).await;
+    let mut a = HealthTarget::start().await;
+    let b = HealthTarget::start().await;
+    create_virtual_service(&client, "pg").await;
+    create_failover(&client, "pg", "pg", &a, &b).await;
+    let controller = cluster.start_controller("failover-test", &[]).await;
+    let mut runner = cluster.start_probe_runner("test").await;
+
+    wait_for("phase Healthy", Duration::from_secs(30), || async {
+        (phase(&client, "pg").await == "Healthy").then_some(())
+    })
+    .await;
+    assert_eq!(weights(&client, "pg").await, (100, 0));
+    let observed = status(&client, "pg").await;
+    assert_eq!(observed["observations"][0]["vantage"], "test", "{observed}");
+    assert!(
+        b.last_request().expect("probed").contains(TOKEN),
+        "the header from the Secret is sent"
+    );
+
+    // a dies: period 1 s × threshold 3, + 1 s.
+    a.stop();
+    let took = until_weights(&client, "pg", (0, 100), Duration::from_secs(15), "pg").await;
+    assert!(
+        took <= Duration::from_secs(4),
+        "failover took {took:?}, more than 1 s × 3 + 1 s"
+    );
+    eprintln!("detection to patch: {took:?}");
+    assert_eq!(phase(&client, "pg").await, "FailedOver");
+
+    // a returns: healthy after 2 successes, failback after 4 s, 2 steps 2 s apart.
+    a.resume().await;
+    let back = Instant::now();
+    until_weights(&client, "pg", (50, 50), Duration::from_secs(20), "pg").await;
+    assert!(
+        back.elapsed() >= Duration::from_secs(4),
+        "failback before the hold: {:?}",
+        back.elapsed()
+    );
+    until_weights(&client, "pg", (100, 0), Duration::from_secs(10), "pg").await;
+    wait_for("phase Healthy again", Duration::from_secs(10), || async {
+        (phase(&client, "pg").await == "Healthy").then_some(())
+    })
+    .await;
+    let reasons = event_reasons(&client, "pg").await;
+    for reason in [
+        "FailoverStarted",
+        "FailedOver",
+        "FailbackStep",
+        "FailedBack",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} event in {reasons:?}"
+        );
+    }
+    let switches = status(&client, "pg").await["switches"].clone();
+    let kinds: Vec<&str> = switches
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["reason"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["Failover", "Failback"], "{switches}");
+
+    // The runner dies, then a: stale observers, never a switch.
+    runner.kill();
+    wait_for("phase ObserversStale", Duration::from_secs(30), || async {
+        (phase(&client, "pg").await == "ObserversStale").then_some(())
+    })
+    .await;
+    a.stop();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        weights(&client, "pg").await,
+        (100, 0),
+        "switched on stale observations"
+    );
+    assert!(event_reasons(&client, "pg")
+        .await
+        .iter()
+        .any(|r| r == "ObserversStale"));
+
+    // The controller's own metrics.
+    let metrics = controller.metrics().await;
+    for line in [
+        "vertice_failover_phase{failover=\"pg\",namespace=\"db\",phase=\"ObserversStale\"} 1",
+        "vertice_failover_switches_total{failover=\"pg\",namespace=\"db\",reason=\"Failover\"} 1",
+        "vertice_failover_switches_total{failover=\"pg\",namespace=\"db\",reason=\"Failback\"} 1",
+        "vertice_failover_replica_healthy{failover=\"pg\",namespace=\"db\",replica=\"a\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("vertice_failover_health_check_success_ratio{"),
+        "{metrics}"
+    );
+
+    // The token never leaks.
+    let everything = format!(
+        "{}{:?}{}{}",
+        status(&client, "pg").await,
+        event_reasons(&client, "pg").await,
+        controller.log_text(),
+        runner.log_text()
+    );
+    assert!(!everything.contains(TOKEN), "the probe token leaked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_between_read_and_patch_is_never_clobbered() {
+    let cluster = TestCluster::start().await;
+    let client = install(&cluster).await;
+    create_virtual_service(&client, "hand").await;
+    let api = virtual_services(&client);
+    let read = api.get("hand").await.expect("vs");
+    let replicas: Vec<FailoverReplica> = serde_json::from_value(json!([
+        {"name": "a", "host": "pg-a.db.svc.cluster.local"},
+        {"name": "b", "host": "pg-b.db.svc.cluster.local"}]))
+    .expect("replicas");
+    let view =
+        virtual_service::route_view(&serde_json::to_value(&read).expect("json"), Some("primary"))
+            .expect("route");
+    let indexes = virtual_service::match_replicas(&view, &replicas).expect("match");
+    let ops = virtual_service::patch(
+        &view,
+        &indexes,
+        &virtual_service::weights(&view, &replicas, &indexes)
+            .into_iter()
+            .map(|mut w| {
+                w.weight = 100 - w.weight;
+                w
+            })
+            .collect::<Vec<_>>(),
+    );
+    // Someone shifts the weights by hand after our read.
+    let hand = json!([{"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 70},
+                      {"op": "replace", "path": "/spec/http/1/route/1/weight", "value": 30}]);
+    api.patch(
+        "hand",
+        &PatchParams::default(),
+        &Patch::<()>::Json(serde_json::from_value(hand).expect("patch")),
+    )
+    .await
+    .expect("hand edit");
+    let ours: json_patch::Patch = serde_json::from_value(ops.clone()).expect("ops");
+    let refused = api
+        .patch("hand", &PatchParams::default(), &Patch::<()>::Json(ours))
+        .await
+        .expect_err("the guarded patch must be refused");
+    match refused {
+        kube::Error::Api(status) => {
+            // A failed test operation: 422 without field causes (what the
+            // controller takes for "changed since read").
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.details.as_ref().is_none_or(|d| d.causes.is_empty()),
+                "{status:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        weights(&client, "hand").await,
+        (70, 30),
+        "the hand edit survives"
+    );
+    // The same patch on the VirtualService as it was read applies.
+    let fresh = json!([{"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 100},
+                       {"op": "replace", "path": "/spec/http/1/route/1/weight", "value": 0}]);
+    api.patch(
+        "hand",
+        &PatchParams::default(),
+        &Patch::<()>::Json(serde_json::from_value(fresh).expect("patch")),
+    )
+    .await
+    .expect("restore");
+    let ours: json_patch::Patch = serde_json::from_value(ops).expect("ops");
+    api.patch("hand", &PatchParams::default(), &Patch::<()>::Json(ours))
+        .await
+        .expect("applies when nothing changed");
+    assert_eq!(weights(&client, "hand").await, (0, 100));
+
+    // The controller: a route whose hosts no longer match is left alone.
+    let a = HealthTarget::start().await;
+    let b = HealthTarget::start().await;
+    create_failover(&client, "hand", "hand", &a, &b).await;
+    let rename = json!([{"op": "replace", "path": "/spec/http/1/route/1/destination/host", "value": "pg-c.db.svc.cluster.local"}]);
+    api.patch(
+        "hand",
+        &PatchParams::default(),
+        &Patch::<()>::Json(serde_json::from_value(rename).expect("patch")),
+    )
+    .await
+    .expect("rename");
+    let _controller = cluster.start_controller("failover-guard", &[]).await;
+    let _runner = cluster.start_probe_runner("test").await;
+    wait_for("phase RouteMismatch", Duration::from_secs(30), || async {
+        (phase(&client, "hand").await == "RouteMismatch").then_some(())
+    })
+    .await;
+    let message = status(&client, "hand").await["conditions"].to_string();
+    assert!(message.contains("replica \\\"b\\\""), "{message}");
+    assert_eq!(weights(&client, "hand").await, (0, 100), "nothing patched");
+}
