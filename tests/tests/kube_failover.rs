@@ -10,16 +10,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{
-    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use vertice_controller::failover::virtual_service;
 use vertice_crds::failover::FailoverReplica;
 use vertice_crds::VerticeFailover;
 use vertice_tests::health_target::HealthTarget;
-use vertice_tests::kube::TestCluster;
+use vertice_tests::kube::{istio, TestCluster};
 use vertice_tests::wait::wait_for;
 
 const NS: &str = "db";
@@ -27,25 +25,11 @@ const NS: &str = "db";
 const TOKEN: &str = "probe-token-91c2e7";
 
 fn virtual_services(client: &Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
-    Api::namespaced_with(client.clone(), NS, &ApiResource::from_gvk(&gvk))
+    istio::virtual_services(client, NS)
 }
 
 async fn install(cluster: &TestCluster) -> Client {
-    let fixture = vertice_tests::kube::cluster::workspace()
-        .join("tests/fixtures/istio-virtualservice-crd.yaml");
-    cluster.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &fixture.display().to_string(),
-    ]);
-    cluster.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/virtualservices.networking.istio.io",
-    ]);
+    istio::install_virtual_service_crd(cluster);
     cluster.kubectl(&["create", "namespace", NS]);
     let client = cluster.admin().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
@@ -105,12 +89,8 @@ async fn create_failover(
 
 /// The weights of route "primary": (a, b).
 async fn weights(client: &Client, vs: &str) -> (u64, u64) {
-    let vs = virtual_services(client).get(vs).await.expect("vs");
-    let route = &vs.data["spec"]["http"][1]["route"];
-    (
-        route[0]["weight"].as_u64().unwrap_or(0),
-        route[1]["weight"].as_u64().unwrap_or(0),
-    )
+    let w = istio::route_weights(client, NS, vs, 1).await;
+    (w[0], w[1])
 }
 
 async fn status(client: &Client, name: &str) -> Value {

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod cluster;
 pub mod control_plane;
+pub mod istio;
 pub mod kubelet;
 pub mod metrics_api;
 
