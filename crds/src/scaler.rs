@@ -22,7 +22,7 @@ pub const PAUSED_ANNOTATION: &str = "vertice.io/paused";
     plural = "verticescalers",
     namespaced,
     status = "VerticeScalerStatus",
-    shortname = "vs",
+    shortname = "vsc",
     shortname = "vscaler",
     category = "vertice",
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.targetRef.name"}"#,

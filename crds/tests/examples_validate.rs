@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use vertice_crds::{VerticeBackup, VerticeScaler};
+use vertice_crds::{VerticeBackup, VerticeFailover, VerticeScaler};
 
 fn examples() -> Vec<(String, Vec<Value>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
@@ -85,20 +85,33 @@ fn assert_secrets_present(file: &str, docs: &[Value], resource: &Value, namespac
 fn examples_are_valid_and_self_contained() {
     let mut covered = BTreeSet::new();
     let mut scalers = 0;
+    let mut failovers = 0;
     for (file, docs) in examples() {
         let resources: Vec<&Value> = docs
             .iter()
-            .filter(|d| d["kind"] == "VerticeBackup" || d["kind"] == "VerticeScaler")
+            .filter(|d| {
+                matches!(
+                    d["kind"].as_str(),
+                    Some("VerticeBackup" | "VerticeScaler" | "VerticeFailover")
+                )
+            })
             .collect();
         assert!(
             !resources.is_empty(),
-            "{file}: no VerticeBackup or VerticeScaler"
+            "{file}: no VerticeBackup, VerticeScaler or VerticeFailover"
         );
         for resource in resources {
             let namespace = resource["metadata"]["namespace"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{file}: give every resource a namespace"))
                 .to_string();
+            if resource["kind"] == "VerticeFailover" {
+                let _: VerticeFailover = serde_json::from_value(resource.clone())
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+                failovers += 1;
+                assert_secrets_present(&file, &docs, resource, &namespace);
+                continue;
+            }
             if resource["kind"] == "VerticeScaler" {
                 let _: VerticeScaler = serde_json::from_value(resource.clone())
                     .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -127,4 +140,5 @@ fn examples_are_valid_and_self_contained() {
         );
     }
     assert!(scalers > 0, "no VerticeScaler example");
+    assert!(failovers > 0, "no VerticeFailover example");
 }

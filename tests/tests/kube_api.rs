@@ -377,6 +377,8 @@ fn namespaces_in(yaml: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_and_overlay_applies_server_side() {
     let cluster = TestCluster::start().await;
+    // The failover example names its VirtualService.
+    vertice_tests::kube::istio::install_virtual_service_crd(&cluster);
     let examples = workspace().join("deploy/examples");
     let mut files: Vec<_> = std::fs::read_dir(&examples)
         .expect("deploy/examples")
