@@ -163,6 +163,45 @@ async fn fails_over_within_the_threshold_fails_back_in_steps_and_holds_when_blin
     assert_eq!(weights(&client, "pg").await, (100, 0));
     let observed = status(&client, "pg").await;
     assert_eq!(observed["observations"][0]["vantage"], "test", "{observed}");
+    // Each writer owns only its fields: the runner its observation entry,
+    // the controller everything else in status.
+    let failovers: Api<VerticeFailover> = Api::namespaced(client.clone(), NS);
+    let managed = failovers
+        .get("pg")
+        .await
+        .expect("failover")
+        .metadata
+        .managed_fields
+        .unwrap_or_default();
+    let fields_of = |manager: &str| {
+        managed
+            .iter()
+            .filter(|m| {
+                m.manager.as_deref() == Some(manager) && m.subresource.as_deref() == Some("status")
+            })
+            .filter_map(|m| m.fields_v1.as_ref().map(|f| f.0.clone()))
+            .collect::<Vec<Value>>()
+    };
+    let runner_fields = fields_of("vertice-probe-test");
+    assert_eq!(runner_fields.len(), 1, "{managed:?}");
+    let status_fields: Vec<&String> = runner_fields[0]["f:status"]
+        .as_object()
+        .expect("status fields")
+        .keys()
+        .collect();
+    assert_eq!(status_fields, vec!["f:observations"], "{runner_fields:?}");
+    let controller_fields = fields_of("vertice-controller");
+    assert!(!controller_fields.is_empty(), "{managed:?}");
+    assert!(
+        controller_fields[0]["f:status"]
+            .get("f:observations")
+            .is_none(),
+        "{controller_fields:?}"
+    );
+    assert!(
+        controller_fields[0]["f:status"].get("f:phase").is_some(),
+        "{controller_fields:?}"
+    );
     assert!(
         b.last_request().expect("probed").contains(TOKEN),
         "the header from the Secret is sent"

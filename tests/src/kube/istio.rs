@@ -2,6 +2,8 @@
 //! Istio publishes it (the fixture from the Go module istio.io/api), and a
 //! dynamic API for the objects (no Istio client).
 
+use std::time::Duration;
+
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 
