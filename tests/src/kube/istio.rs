@@ -18,12 +18,24 @@ pub fn install_virtual_service_crd(cluster: &TestCluster) {
         "-f",
         &fixture.display().to_string(),
     ]);
-    cluster.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/virtualservices.networking.istio.io",
-    ]);
+    // `kubectl wait` fails outright while the new CRD has no conditions yet.
+    crate::process::wait_until(
+        "the VirtualService CRD is established",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .plane
+                .kubectl()
+                .args([
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=10s",
+                    "crd/virtualservices.networking.istio.io",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    );
 }
 
 pub fn virtual_services(client: &Client, namespace: &str) -> Api<DynamicObject> {
