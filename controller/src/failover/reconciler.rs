@@ -47,21 +47,27 @@ impl Context {
         if let Some(resource) = known.as_ref() {
             return Ok(resource.clone());
         }
-        let group = kube::discovery::group(&self.shared.client, ISTIO_GROUP)
-            .await
-            .map_err(|e| format!("the API group {ISTIO_GROUP} is not served (is Istio's VirtualService CRD installed?): {}", crate::error::short(&e)))?;
+        // One small request per version (`/apis/<group>/<version>`), not a
+        // list of every group the cluster serves.
+        let mut why = String::from("not served");
         for version in VERSIONS {
-            if let Some((resource, _)) = group
-                .versioned_resources(version)
-                .into_iter()
-                .find(|(r, _)| r.kind == "VirtualService")
-            {
-                *known = Some(resource.clone());
-                return Ok(resource);
+            let gv = kube::core::GroupVersion::gv(ISTIO_GROUP, version);
+            match kube::discovery::pinned_group(&self.shared.client, &gv).await {
+                Ok(group) => {
+                    if let Some((resource, _)) = group
+                        .versioned_resources(version)
+                        .into_iter()
+                        .find(|(r, _)| r.kind == "VirtualService")
+                    {
+                        *known = Some(resource.clone());
+                        return Ok(resource);
+                    }
+                }
+                Err(e) => why = crate::error::short(&e),
             }
         }
         Err(format!(
-            "{ISTIO_GROUP} serves VirtualService in none of {}",
+            "{ISTIO_GROUP} serves VirtualService in none of {} ({why}); is Istio's VirtualService CRD installed?",
             VERSIONS.join(", ")
         ))
     }

@@ -1,0 +1,231 @@
+//! The failover reconciler's exact request sequence against a fake API
+//! server (the real-server proof is `tests/tests/kube_failover.rs`): a
+//! guarded patch the server refuses is not retried blindly, writes no
+//! status and asks for a fresh read; an accepted one is followed by a status
+//! apply that carries only the controller's fields.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use serde_json::{json, Value};
+use vertice_controller::context::Shared;
+use vertice_controller::failover::reconciler::{reconcile, Context};
+use vertice_controller::metrics::Metrics;
+use vertice_controller::permissions;
+use vertice_crds::VerticeFailover;
+
+#[derive(Default)]
+struct World {
+    /// Answer the VirtualService patch with a bare 422 (a failed `test`).
+    refuse_patch: bool,
+    requests: Vec<(String, String, Value)>,
+}
+
+fn client(world: Arc<Mutex<World>>) -> Client {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.expect("body");
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let method = parts.method.to_string();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            // Discovery needs no rule; everything else must be granted.
+            if permissions::classify(&method, &path).is_some() {
+                assert!(
+                    permissions::is_required(&method, &path),
+                    "{method} {path} is not granted"
+                );
+            }
+            let resource = path.split('?').next().unwrap_or_default().to_string();
+            let (status, answer) = {
+                let mut w = world.lock().expect("world");
+                w.requests
+                    .push((method.clone(), resource.clone(), body.clone()));
+                answer(&w, &method, &resource, &body)
+            };
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&answer).expect("json")))
+                    .expect("response"),
+            );
+        }
+    });
+    Client::new(service, "default")
+}
+
+fn virtual_service() -> Value {
+    json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "pg", "namespace": "db", "resourceVersion": "7"},
+        "spec": {"http": [{"name": "primary", "route": [
+            {"destination": {"host": "pg-a"}, "weight": 100},
+            {"destination": {"host": "pg-b"}, "weight": 0}]}]}})
+}
+
+fn answer(w: &World, method: &str, resource: &str, body: &Value) -> (StatusCode, Value) {
+    match (method, resource) {
+        ("GET", "/apis/networking.istio.io/v1") => (
+            StatusCode::OK,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "networking.istio.io/v1",
+                   "resources": [{"name": "virtualservices", "singularName": "virtualservice", "namespaced": true,
+                                  "kind": "VirtualService", "verbs": ["get", "patch"]}]}),
+        ),
+        ("GET", "/apis/networking.istio.io/v1/namespaces/db/virtualservices/pg") => {
+            (StatusCode::OK, virtual_service())
+        }
+        ("PATCH", "/apis/networking.istio.io/v1/namespaces/db/virtualservices/pg")
+            if w.refuse_patch =>
+        {
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "reason": "Invalid",
+                   "message": "the server rejected our request due to an error in our request", "details": {}}),
+            )
+        }
+        ("PATCH", "/apis/networking.istio.io/v1/namespaces/db/virtualservices/pg") => {
+            (StatusCode::OK, virtual_service())
+        }
+        ("PATCH", r) if r.ends_with("/status") => {
+            let mut f = failover_json();
+            f["status"] = body["status"].clone();
+            (StatusCode::OK, f)
+        }
+        ("POST", r) if r.ends_with("/events") => (StatusCode::CREATED, body.clone()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}),
+        ),
+    }
+}
+
+/// a down at its only vantage (3 failures), b up; both were healthy.
+fn failover_json() -> Value {
+    let now = Utc::now().to_rfc3339();
+    let earlier = (Utc::now() - chrono::Duration::minutes(10)).to_rfc3339();
+    json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeFailover",
+        "metadata": {"name": "pg", "namespace": "db", "generation": 1, "uid": "u-1"},
+        "spec": {"virtualService": {"name": "pg"},
+                 "replicas": [{"name": "a", "host": "pg-a", "priority": 10}, {"name": "b", "host": "pg-b"}],
+                 "check": {"tcp": {}, "port": 5432}},
+        "status": {
+            "observations": [{"vantage": "eu", "observedAt": now, "replicas": [
+                {"name": "a", "ok": false, "consecutiveFailures": 3, "consecutiveSuccesses": 0},
+                {"name": "b", "ok": true, "consecutiveFailures": 0, "consecutiveSuccesses": 3}]}],
+            "phase": "Healthy",
+            "health": [{"name": "a", "health": "Healthy", "since": earlier},
+                       {"name": "b", "health": "Healthy", "since": earlier}]}})
+}
+
+fn context(world: &Arc<Mutex<World>>) -> (Arc<Context>, Metrics) {
+    let client = client(world.clone());
+    let metrics = Metrics::new().expect("metrics");
+    let leading = vertice_controller::leader::always();
+    let shared = Shared {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "vertice-controller".into(),
+                instance: None,
+            },
+        ),
+        leading,
+        metrics: metrics.clone(),
+    };
+    (Arc::new(Context::new(shared)), metrics)
+}
+
+#[tokio::test]
+async fn a_refused_guarded_patch_writes_no_status_and_reads_again() {
+    let world = Arc::new(Mutex::new(World {
+        refuse_patch: true,
+        ..Default::default()
+    }));
+    let (ctx, metrics) = context(&world);
+    let failover: VerticeFailover = serde_json::from_value(failover_json()).expect("failover");
+    let action = reconcile(Arc::new(failover), ctx)
+        .await
+        .expect("a refusal is not an error");
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    let w = world.lock().expect("world");
+    let patches: Vec<&(String, String, Value)> =
+        w.requests.iter().filter(|(m, _, _)| m == "PATCH").collect();
+    assert_eq!(
+        patches.len(),
+        1,
+        "one guarded patch, no status write: {:?}",
+        w.requests
+    );
+    let ops = &patches[0].2;
+    assert_eq!(
+        ops[0],
+        json!({"op": "test", "path": "/spec/http/0/name", "value": "primary"})
+    );
+    assert!(ops
+        .as_array()
+        .expect("ops")
+        .iter()
+        .any(|op| op["op"] == "add"
+            && op["path"] == "/spec/http/0/route/1/weight"
+            && op["value"] == 100));
+    let reasons: Vec<&Value> = w
+        .requests
+        .iter()
+        .filter(|(m, _, _)| m == "POST")
+        .map(|(_, _, b)| &b["reason"])
+        .collect();
+    assert!(reasons.contains(&&json!("PatchConflict")), "{reasons:?}");
+    assert!(metrics
+        .render()
+        .contains("vertice_failover_patch_conflicts_total{failover=\"pg\",namespace=\"db\"} 1"));
+}
+
+#[tokio::test]
+async fn an_accepted_patch_is_followed_by_the_controllers_own_status_fields() {
+    let world = Arc::new(Mutex::new(World::default()));
+    let (ctx, metrics) = context(&world);
+    let failover: VerticeFailover = serde_json::from_value(failover_json()).expect("failover");
+    reconcile(Arc::new(failover), ctx).await.expect("reconcile");
+    let w = world.lock().expect("world");
+    let status = w
+        .requests
+        .iter()
+        .find(|(m, r, _)| m == "PATCH" && r.ends_with("/verticefailovers/pg/status"))
+        .map(|(_, _, b)| b["status"].clone())
+        .expect("status applied");
+    assert_eq!(status["phase"], "FailedOver", "{status}");
+    assert!(
+        status.get("observations").is_none(),
+        "the runners' field is never sent: {status}"
+    );
+    assert_eq!(
+        status["weights"],
+        json!([{"replica": "a", "weight": 0}, {"replica": "b", "weight": 100}])
+    );
+    assert!(metrics.render().contains(
+        "vertice_failover_switches_total{failover=\"pg\",namespace=\"db\",reason=\"Failover\"} 1"
+    ));
+    let order: Vec<String> = w
+        .requests
+        .iter()
+        .filter(|(m, _, _)| m == "PATCH")
+        .map(|(_, r, _)| r.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        order,
+        vec!["pg", "status"],
+        "the route first, then the status"
+    );
+}
