@@ -54,12 +54,36 @@ pub fn headers(specs: &[HeaderSpec]) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
-/// A client trusting the system roots plus `ca_pem`, if given.
+/// A client trusting the system roots plus `ca_pem`, if given. Clients are
+/// shared by every probe with the same CA bundle and timeout: each one
+/// holds its own TLS root store, and a runner with hundreds of replicas
+/// would otherwise keep hundreds of copies of the system roots.
 pub fn client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Client, String> {
+    use sha2::Digest;
+    type Key = (Option<[u8; 32]>, Duration);
+    static SHARED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Key, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let key: Key = (ca_pem.map(|pem| sha2::Sha256::digest(pem).into()), timeout);
+    let shared = SHARED.get_or_init(Default::default);
+    if let Some(client) = shared.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(client);
+    }
+    let client = build_client(ca_pem, timeout)?;
+    if let Ok(mut m) = shared.lock() {
+        m.insert(key, client.clone());
+    }
+    Ok(client)
+}
+
+fn build_client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout)
         .timeout(timeout)
+        // A new connection every probe, as a kubelet's HTTP probe: a server
+        // that stopped accepting must not look healthy over an old one.
+        .pool_max_idle_per_host(0)
         .user_agent(concat!("vertice-probe/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -163,6 +187,16 @@ mod tests {
             secret: false,
         }]);
         assert!(bad.expect_err("must fail").contains("\"bad name\""));
+    }
+
+    #[test]
+    fn clients_are_shared_per_ca_bundle_and_timeout() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let t = Duration::from_secs(3);
+        assert!(client(None, t).is_ok());
+        assert!(client(None, t).is_ok());
+        let bad = client(Some(b"not a certificate"), t).expect_err("no PEM");
+        assert!(bad.contains("PEM"), "{bad}");
     }
 
     #[test]
