@@ -231,17 +231,25 @@ async fn fails_over_within_the_threshold_fails_back_in_steps_and_holds_when_blin
         (phase(&client, "pg").await == "Healthy").then_some(())
     })
     .await;
-    let reasons = event_reasons(&client, "pg").await;
+    // Events are recorded after the status write: wait for them.
     for reason in [
         "FailoverStarted",
         "FailedOver",
         "FailbackStep",
         "FailedBack",
     ] {
-        assert!(
-            reasons.iter().any(|r| r == reason),
-            "no {reason} event in {reasons:?}"
-        );
+        wait_for(
+            &format!("a {reason} event"),
+            Duration::from_secs(15),
+            || async {
+                event_reasons(&client, "pg")
+                    .await
+                    .iter()
+                    .any(|r| r == reason)
+                    .then_some(())
+            },
+        )
+        .await;
     }
     let switches = status(&client, "pg").await["switches"].clone();
     let kinds: Vec<&str> = switches
