@@ -8,7 +8,7 @@ use vertice_crds::failover::RequiredRole;
 
 use super::Failed;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresProbe {
     pub host: String,
     pub port: u16,
@@ -18,6 +18,22 @@ pub struct PostgresProbe {
     pub ssl_mode: SslMode,
     pub require_role: RequiredRole,
     pub max_lag: Option<Duration>,
+}
+
+/// Debug without the password: a probe may end up in a panic or a log.
+impl std::fmt::Debug for PostgresProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresProbe")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("require_role", &self.require_role)
+            .field("max_lag", &self.max_lag)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// What the server said about itself.

@@ -6,7 +6,7 @@ use vertice_crds::failover::RequiredRole;
 
 use super::Failed;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisProbe {
     pub host: String,
     pub port: u16,
@@ -14,6 +14,20 @@ pub struct RedisProbe {
     pub password: Option<String>,
     pub require_role: RequiredRole,
     pub require_replica_link: bool,
+}
+
+/// Debug without the password: a probe may end up in a panic or a log.
+impl std::fmt::Debug for RedisProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisProbe")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("require_role", &self.require_role)
+            .field("require_replica_link", &self.require_replica_link)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// What the server said about itself.

@@ -168,6 +168,7 @@ mod tests {
         match found {
             Ok(Probe::Postgres(p)) => {
                 assert_eq!(p.password.as_deref(), Some("value-of-password"));
+                assert!(!format!("{p:?}").contains("value-of-password"), "{p:?}");
                 assert_eq!((p.host.as_str(), p.port), ("pg-a", 5432));
             }
             other => panic!("{other:?}"),
