@@ -220,6 +220,33 @@ where
     }
 }
 
+/// Marks `ready` once `store` has synced, then every [`SWEEP_INTERVAL`]
+/// hands `sweep` the (namespace, name) of every object still there, so the
+/// series of objects deleted while no reconcile saw them are dropped.
+async fn housekeep<K>(
+    store: kube::runtime::reflector::Store<K>,
+    ready: Arc<AtomicBool>,
+    sweep: impl Fn(&HashSet<(String, String)>),
+) where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    if !synced(&store).await {
+        return;
+    }
+    // Ready means the caches hold the cluster's state: a reconcile from
+    // here on decides on what is there, not on a half-filled cache.
+    ready.store(true, Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+        let live: HashSet<(String, String)> = store
+            .state()
+            .iter()
+            .filter_map(|o| Some((o.namespace()?, o.name_any())))
+            .collect();
+        sweep(&live);
+    }
+}
+
 /// The VerticeFailover controller. No debounce: a probe runner's write is
 /// reconciled at once, so detection takes interval × threshold and one
 /// reconcile, nothing more.
@@ -230,22 +257,9 @@ async fn run_failovers(failovers: Api<VerticeFailover>, shared: Shared, ready: A
     let controller = Controller::new(failovers, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(16))
         .reconcile_all_on(became_leader);
-    let store = controller.store();
-    let housekeeping = tokio::spawn(async move {
-        if !synced(&store).await {
-            return;
-        }
-        ready.store(true, Ordering::Relaxed);
-        loop {
-            tokio::time::sleep(SWEEP_INTERVAL).await;
-            let live: HashSet<(String, String)> = store
-                .state()
-                .iter()
-                .filter_map(|f| Some((f.namespace()?, f.name_any())))
-                .collect();
-            metrics.retain_failovers(&live);
-        }
-    });
+    let housekeeping = tokio::spawn(housekeep(controller.store(), ready, move |live| {
+        metrics.retain_failovers(live)
+    }));
     controller
         .run(
             crate::failover::reconciler::reconcile,
@@ -315,24 +329,9 @@ async fn run_backups(
         // the followers' requeue.
         .reconcile_all_on(became_leader)
         .shutdown_on_signal();
-    let store = controller.store();
-    let housekeeping = tokio::spawn(async move {
-        if !synced(&store).await {
-            return;
-        }
-        // Ready means the caches hold the cluster's state: a reconcile from
-        // here on decides on what is there, not on a half-filled cache.
-        ready.store(true, Ordering::Relaxed);
-        loop {
-            tokio::time::sleep(SWEEP_INTERVAL).await;
-            let live: HashSet<(String, String)> = store
-                .state()
-                .iter()
-                .filter_map(|b| Some((b.namespace()?, b.name_any())))
-                .collect();
-            metrics.retain_backups(&live);
-        }
-    });
+    let housekeeping = tokio::spawn(housekeep(controller.store(), ready, move |live| {
+        metrics.retain_backups(live)
+    }));
     controller
         .run(reconciler::reconcile, reconciler::error_policy, context)
         .for_each(|result| async move {

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -47,20 +45,7 @@ impl HealthTarget {
 
     /// HTTPS with a certificate for 127.0.0.1 signed by `pki`'s CA.
     pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> HealthTarget {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .expect("certificate")
-            .collect::<Result<_, _>>()
-            .expect("PEM certificate");
-        let key = PrivateKeyDer::from_pem_file(key).expect("key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("TLS config");
-        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        Self::start_with(Some(crate::kube::certs::tls_acceptor(cert, key))).await
     }
 
     async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> HealthTarget {

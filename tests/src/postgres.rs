@@ -72,20 +72,8 @@ impl Postgres {
             .expect("tempdir");
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, password).expect("write pwfile");
-        if is_root() {
-            // initdb refuses to run as root: hand the directory to postgres.
-            let owner = match flavor {
-                Flavor::Machine => "postgres:postgres".to_string(),
-                Flavor::Trixie => crate::trixie::postgres_owner(),
-            };
-            let status = Command::new("chown")
-                .arg("-R")
-                .arg(owner)
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown to postgres failed");
-        }
+        // initdb refuses to run as root: hand the directory to postgres.
+        flavor.own(dir.path());
         let data = dir.path().join("data");
         let out = flavor
             .as_server_user(&bin.join("initdb"))
@@ -163,19 +151,7 @@ impl Postgres {
             .prefix("vertice-pg-standby-")
             .tempdir()
             .expect("tempdir");
-        if is_root() {
-            let owner = match self.flavor {
-                Flavor::Machine => "postgres:postgres".to_string(),
-                Flavor::Trixie => crate::trixie::postgres_owner(),
-            };
-            let status = Command::new("chown")
-                .arg("-R")
-                .arg(owner)
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown to postgres failed");
-        }
+        self.flavor.own(dir.path());
         let out = self
             .flavor
             .as_server_user(&self.bin.join("pg_basebackup"))
@@ -330,6 +306,25 @@ enum Flavor {
 }
 
 impl Flavor {
+    /// Hands `dir` to the server's user when we run as root (initdb and
+    /// pg_basebackup refuse root; the server needs its data directory).
+    fn own(self, dir: &std::path::Path) {
+        if !is_root() {
+            return;
+        }
+        let owner = match self {
+            Flavor::Machine => "postgres:postgres".to_string(),
+            Flavor::Trixie => crate::trixie::postgres_owner(),
+        };
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(owner)
+            .arg(dir)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown to postgres failed");
+    }
+
     fn as_server_user(self, program: &std::path::Path) -> Command {
         match self {
             Flavor::Machine => as_server_user(program),

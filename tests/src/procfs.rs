@@ -30,3 +30,16 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// CPU share of one core (percent) and peak RSS (MiB) of `pid` over
+/// `window`, sampled every 500 ms: what the benchmarks report.
+pub async fn measure(pid: u32, window: std::time::Duration) -> (f64, f64) {
+    let (cpu0, t0) = (cpu_seconds(pid), std::time::Instant::now());
+    let mut rss_max = 0;
+    while t0.elapsed() < window {
+        rss_max = rss_max.max(status_kib(pid, "VmRSS:"));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let share = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
+    (share * 100.0, rss_max as f64 / 1024.0)
+}

@@ -9,8 +9,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use vertice_controller::failover::virtual_service;
@@ -110,16 +109,7 @@ async fn phase(client: &Client, name: &str) -> String {
 }
 
 async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), NS);
-    events
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
+    vertice_tests::kube::cluster::event_reasons(client, NS, name).await
 }
 
 /// Polls the weights every 50 ms until `want`; how long it took.

@@ -63,16 +63,7 @@ async fn create_scaler(client: &Client, scaler: Value) {
 }
 
 async fn event_reasons(client: &Client, scaler: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), NS);
-    events
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(scaler))
-        .filter_map(|e| e.reason)
-        .collect()
+    vertice_tests::kube::cluster::event_reasons(client, NS, scaler).await
 }
 
 /// Waits until the Deployment has `want` replicas, printing the decision

@@ -14,24 +14,12 @@ use serde_json::json;
 use vertice_crds::VerticeFailover;
 use vertice_tests::health_target::HealthTarget;
 use vertice_tests::kube::{istio, TestCluster};
-use vertice_tests::procfs::{cpu_seconds, status_kib};
+use vertice_tests::procfs::measure;
 
 const NS: &str = "bench";
 const PERIOD: u64 = 1;
 const THRESHOLD: u64 = 3;
 const STEADY_WINDOW: Duration = Duration::from_secs(60);
-
-/// CPU share of one core and peak RSS (MiB) of `pid` over `window`.
-async fn measure(pid: u32, window: Duration) -> (f64, f64) {
-    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
-    let mut rss_max = 0;
-    while t0.elapsed() < window {
-        rss_max = rss_max.max(status_kib(pid, "VmRSS:"));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let share = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
-    (share * 100.0, rss_max as f64 / 1024.0)
-}
 
 async fn apply_failover(client: &Client, name: &str, spec: serde_json::Value) {
     let f = json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeFailover",

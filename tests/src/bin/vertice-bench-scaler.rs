@@ -13,24 +13,12 @@ use kube::{Api, Client};
 use serde_json::json;
 use vertice_crds::VerticeScaler;
 use vertice_tests::kube::{MetricsApi, TestCluster};
-use vertice_tests::procfs::{cpu_seconds, status_kib};
+use vertice_tests::procfs::{measure, status_kib};
 use vertice_tests::prometheus::{Exporter, Prometheus};
 
 const NAMESPACES: usize = 10;
 const STEADY_WINDOW: Duration = Duration::from_secs(60);
 const LATENCY_SAMPLES: usize = 4;
-
-/// CPU share of one core and RSS (MiB) of `pid` over `window`.
-async fn measure(pid: u32, window: Duration) -> (f64, f64) {
-    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
-    let mut rss_max = 0;
-    while t0.elapsed() < window {
-        rss_max = rss_max.max(status_kib(pid, "VmRSS:"));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let share = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
-    (share * 100.0, rss_max as f64 / 1024.0)
-}
 
 async fn deployment(client: &Client, ns: &str, name: &str, apply: &PatchParams) {
     let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},

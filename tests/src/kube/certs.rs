@@ -131,3 +131,24 @@ impl Pki {
         }
     }
 }
+
+/// A TLS acceptor serving `cert` (PEM chain) with `key` (PEM), for test
+/// servers on loopback.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("certificate")
+        .collect::<Result<_, _>>()
+        .expect("PEM certificate");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("TLS config");
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}

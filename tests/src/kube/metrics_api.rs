@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -42,21 +40,7 @@ impl MetricsApi {
     /// Serves on 127.0.0.1 with the plane's serving certificate and
     /// registers `v1beta1.metrics.k8s.io`, waiting until it is Available.
     pub async fn start(plane: &ControlPlane) -> MetricsApi {
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(&plane.pki.server_cert)
-                .expect("serving certificate")
-                .collect::<Result<_, _>>()
-                .expect("PEM certificate");
-        let key = PrivateKeyDer::from_pem_file(&plane.pki.server_key).expect("serving key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("TLS config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = super::certs::tls_acceptor(&plane.pki.server_cert, &plane.pki.server_key);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let state = Arc::new(Mutex::new(State::default()));
