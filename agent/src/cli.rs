@@ -402,6 +402,11 @@ pub struct VerifyArgs {
     #[arg(long, env = "VERTICE_IDENTITY_FILE")]
     pub identity: Option<PathBuf>,
 
+    /// Prometheus Pushgateway to push the verify result to (the backup's
+    /// group: `vertice_backup_last_verified_timestamp_seconds`).
+    #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]
+    pub pushgateway_url: Option<String>,
+
     #[command(flatten)]
     pub names: NameArgs,
     #[command(flatten)]

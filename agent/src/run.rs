@@ -84,6 +84,9 @@ pub async fn run(cli: Cli) -> i32 {
         )
         .await;
     }
+    if let Command::Verify(a) = &cli.command {
+        crate::report::after_verify(a.pushgateway_url.as_deref(), &summary).await;
+    }
     if let Some(path) = termination_log.and_then(|p| summary::target_path(p.as_ref())) {
         summary::write(&path, &summary);
     }

@@ -17,6 +17,9 @@ pub struct Metrics {
     pub scaler_desired: IntGaugeVec,
     pub scaler_current: IntGaugeVec,
     pub scaler_fallback: IntGaugeVec,
+    pub scaler_min: IntGaugeVec,
+    pub scaler_max: IntGaugeVec,
+    pub scaler_scales: IntCounterVec,
     pub scaler_metric_value: GaugeVec,
     pub scaler_metric_errors: IntCounterVec,
     pub scaler_decisions: IntCounterVec,
@@ -25,6 +28,8 @@ pub struct Metrics {
     pub failover_replica_healthy: IntGaugeVec,
     pub failover_success_ratio: GaugeVec,
     pub failover_patch_conflicts: IntCounterVec,
+    pub failover_route_weight: IntGaugeVec,
+    pub failover_observation_age: GaugeVec,
 }
 
 const SCALER: &[&str] = &["namespace", "scaler"];
@@ -86,6 +91,21 @@ impl Metrics {
             "vertice_scaler_fallback_active",
             "1 while a broken metric proposes its fallback replicas",
         )?;
+        let scaler_min = gauge(
+            "vertice_scaler_min_replicas",
+            "The lower bound in force (the spec's, or a schedule window's)",
+        )?;
+        let scaler_max = gauge(
+            "vertice_scaler_max_replicas",
+            "The upper bound in force (the spec's, or a schedule window's)",
+        )?;
+        let scaler_scales = IntCounterVec::new(
+            Opts::new(
+                "vertice_scaler_scale_total",
+                "Scale changes the controller made, by direction (Up, Down)",
+            ),
+            &["namespace", "scaler", "direction"],
+        )?;
         let scaler_metric_value = GaugeVec::new(
             Opts::new(
                 "vertice_scaler_metric_value",
@@ -105,7 +125,7 @@ impl Metrics {
                 "vertice_scaler_decisions_total",
                 "Scaler decisions, by direction and reason",
             ),
-            &["direction", "reason"],
+            &["namespace", "scaler", "direction", "reason"],
         )?;
         let failover_phase = IntGaugeVec::new(
             Opts::new(
@@ -142,12 +162,41 @@ impl Metrics {
             ),
             &["namespace", "failover"],
         )?;
+        let failover_route_weight = IntGaugeVec::new(
+            Opts::new(
+                "vertice_failover_route_weight",
+                "The weight the controller set for a replica on the VirtualService route",
+            ),
+            &["namespace", "failover", "replica"],
+        )?;
+        let failover_observation_age = GaugeVec::new(
+            Opts::new(
+                "vertice_failover_observation_age_seconds",
+                "Age of a vantage's newest observation when the controller last decided",
+            ),
+            &["namespace", "failover", "vantage"],
+        )?;
+        registry.register(Box::new(failover_route_weight.clone()))?;
+        registry.register(Box::new(failover_observation_age.clone()))?;
+        // CPU, memory, file descriptors and start time of the controller
+        // process: what OperatorHighMemory and OperatorHighCPU watch.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         registry.register(Box::new(failover_phase.clone()))?;
         registry.register(Box::new(failover_switches.clone()))?;
         registry.register(Box::new(failover_replica_healthy.clone()))?;
         registry.register(Box::new(failover_success_ratio.clone()))?;
         registry.register(Box::new(failover_patch_conflicts.clone()))?;
-        for c in [&scaler_desired, &scaler_current, &scaler_fallback] {
+        registry.register(Box::new(scaler_scales.clone()))?;
+        for c in [
+            &scaler_desired,
+            &scaler_current,
+            &scaler_fallback,
+            &scaler_min,
+            &scaler_max,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(scaler_metric_value.clone()))?;
@@ -170,6 +219,9 @@ impl Metrics {
             scaler_desired,
             scaler_current,
             scaler_fallback,
+            scaler_min,
+            scaler_max,
+            scaler_scales,
             scaler_metric_value,
             scaler_metric_errors,
             scaler_decisions,
@@ -178,6 +230,8 @@ impl Metrics {
             failover_replica_healthy,
             failover_success_ratio,
             failover_patch_conflicts,
+            failover_route_weight,
+            failover_observation_age,
         })
     }
 
@@ -234,6 +288,21 @@ impl Metrics {
                 }
             }
         }
+        for family in self.scaler_decisions.collect() {
+            for m in family.get_metric() {
+                let label = |n: &str| label_value(m, n).unwrap_or_default();
+                if !live.contains(&(label("namespace"), label("scaler"))) {
+                    let labels = [
+                        label("namespace"),
+                        label("scaler"),
+                        label("direction"),
+                        label("reason"),
+                    ];
+                    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                    let _ = self.scaler_decisions.remove_label_values(&labels);
+                }
+            }
+        }
         for (namespace, scaler, metric) in gone {
             match metric {
                 None => {
@@ -241,6 +310,15 @@ impl Metrics {
                     let _ = self.scaler_desired.remove_label_values(&labels);
                     let _ = self.scaler_current.remove_label_values(&labels);
                     let _ = self.scaler_fallback.remove_label_values(&labels);
+                    let _ = self.scaler_min.remove_label_values(&labels);
+                    let _ = self.scaler_max.remove_label_values(&labels);
+                    for direction in ["Up", "Down"] {
+                        let _ = self.scaler_scales.remove_label_values(&[
+                            namespace.as_str(),
+                            scaler.as_str(),
+                            direction,
+                        ]);
+                    }
                 }
                 Some(metric) => {
                     let labels = [namespace.as_str(), scaler.as_str(), metric.as_str()];
@@ -277,6 +355,8 @@ impl Metrics {
         sweep!(self.failover_replica_healthy);
         sweep!(self.failover_success_ratio);
         sweep!(self.failover_patch_conflicts);
+        sweep!(self.failover_route_weight);
+        sweep!(self.failover_observation_age);
     }
 
     /// Prometheus text exposition.

@@ -72,6 +72,18 @@ pub enum ErrorCategory {
 }
 
 impl ErrorCategory {
+    /// Every category, in the order metrics list them.
+    pub const ALL: [ErrorCategory; 8] = [
+        ErrorCategory::Config,
+        ErrorCategory::Source,
+        ErrorCategory::Store,
+        ErrorCategory::Integrity,
+        ErrorCategory::Encryption,
+        ErrorCategory::Hook,
+        ErrorCategory::Target,
+        ErrorCategory::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCategory::Config => "config",

@@ -19,6 +19,9 @@ use crate::store::Store;
 use crate::summary::RunSummary;
 
 pub async fn run(args: &VerifyArgs, summary: &mut RunSummary) -> Result<Manifest> {
+    if let Some(url) = &args.pushgateway_url {
+        crate::report::pushgateway::validate_url(url)?;
+    }
     let identities = load_identities(args.identity.as_deref())?;
     let (store, manifest) =
         choose_backup(&args.from, &args.backup, &args.names, &args.store, summary).await?;

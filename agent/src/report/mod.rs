@@ -61,6 +61,19 @@ pub fn header_value(header: &HttpHeader, secrets_dir: &Path) -> Result<String> {
     }
 }
 
+/// Pushes a verify run's metrics (when it knows its group); a Pushgateway
+/// that cannot be reached never changes the verify result.
+pub async fn after_verify(pushgateway_url: Option<&str>, summary: &RunSummary) {
+    let (Some(url), Some(namespace), Some(name)) =
+        (pushgateway_url, &summary.namespace, &summary.name)
+    else {
+        return;
+    };
+    if let Err(e) = pushgateway::push(url, namespace, name, summary).await {
+        tracing::warn!(error = %e, "could not push metrics to the Pushgateway; the verify result stands");
+    }
+}
+
 /// Pushes metrics, then notifies. `previous` is what the Pushgateway knew
 /// before this run; it tells a recovery from an ordinary success.
 pub async fn after_backup(

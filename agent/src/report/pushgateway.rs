@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use prometheus::{Encoder, Gauge, Opts, Registry, TextEncoder};
-use vertice_crds::run_summary::RunSummary;
+use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
+use vertice_crds::run_summary::{ErrorCategory, RunSummary};
 
 use crate::error::{Error, Result};
 
@@ -21,13 +21,18 @@ pub mod name {
     pub const TOTAL: &str = "vertice_backup_total";
     pub const SUCCESS_TOTAL: &str = "vertice_backup_success_total";
     pub const FAILURE_TOTAL: &str = "vertice_backup_failure_total";
+    pub const FAILURES_BY_CATEGORY: &str = "vertice_backup_failures_by_category_total";
     pub const DURATION: &str = "vertice_backup_duration_seconds";
     pub const SIZE: &str = "vertice_backup_size_bytes";
+    pub const RAW_SIZE: &str = "vertice_backup_raw_bytes";
     pub const LAST_SUCCESS: &str = "vertice_backup_last_success_timestamp_seconds";
     pub const LAST_FAILURE: &str = "vertice_backup_last_failure_timestamp_seconds";
+    pub const LAST_VERIFIED: &str = "vertice_backup_last_verified_timestamp_seconds";
+    pub const VERIFY_FAILURE_TOTAL: &str = "vertice_backup_verify_failure_total";
 }
 
-/// The group's values before this run.
+/// The group's values before this run, by metric name; a labelled series
+/// is keyed `name{label="value"}`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupState {
     pub values: BTreeMap<String, f64>,
@@ -44,59 +49,137 @@ impl GroupState {
     }
 }
 
-/// The exposition text for this run on top of `before`.
+fn category_key(category: &str) -> String {
+    format!("{}{{category=\"{category}\"}}", name::FAILURES_BY_CATEGORY)
+}
+
+/// One series to push.
+struct Series {
+    metric: &'static str,
+    help: &'static str,
+    category: Option<&'static str>,
+    value: f64,
+}
+
+fn series(metric: &'static str, help: &'static str, value: f64) -> Series {
+    Series {
+        metric,
+        help,
+        category: None,
+        value,
+    }
+}
+
+/// The exposition text for this run on top of `before`. A backup run
+/// carries its counters forward; a verify run pushes only its own metrics,
+/// so it never disturbs the backup's.
 pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
     let succeeded = summary.succeeded();
     let finished = summary
         .finished_at
         .map(|t| t.timestamp_millis() as f64 / 1000.0)
         .unwrap_or(0.0);
-    let mut metrics: Vec<(&str, &str, f64)> = vec![
-        (name::TOTAL, "Backup runs", before.get(name::TOTAL) + 1.0),
-        (
+    let count = |metric: &str, this_run: bool| before.get(metric) + f64::from(u8::from(this_run));
+    let mut metrics = Vec::new();
+    if summary.command == "verify" {
+        if succeeded {
+            metrics.push(series(
+                name::LAST_VERIFIED,
+                "When a backup of this group last passed verification",
+                finished,
+            ));
+        }
+        metrics.push(series(
+            name::VERIFY_FAILURE_TOTAL,
+            "Verify runs that failed",
+            count(name::VERIFY_FAILURE_TOTAL, !succeeded),
+        ));
+        return encode(metrics);
+    }
+    metrics.extend([
+        series(name::TOTAL, "Backup runs", count(name::TOTAL, true)),
+        series(
             name::SUCCESS_TOTAL,
             "Successful backup runs",
-            before.get(name::SUCCESS_TOTAL) + f64::from(u8::from(succeeded)),
+            count(name::SUCCESS_TOTAL, succeeded),
         ),
-        (
+        series(
             name::FAILURE_TOTAL,
             "Failed backup runs",
-            before.get(name::FAILURE_TOTAL) + f64::from(u8::from(!succeeded)),
+            count(name::FAILURE_TOTAL, !succeeded),
         ),
-        (
+        series(
             name::DURATION,
             "Duration of the last backup run",
             summary.duration_seconds.unwrap_or(0.0),
         ),
-    ];
+    ]);
+    // Every category is pushed, so a rate over any of them is defined
+    // from the first run on.
+    for category in ErrorCategory::ALL.map(ErrorCategory::as_str) {
+        let this_run = !succeeded && summary.error_category.as_deref() == Some(category);
+        metrics.push(Series {
+            metric: name::FAILURES_BY_CATEGORY,
+            help: "Failed backup runs by error category",
+            category: Some(category),
+            value: count(&category_key(category), this_run),
+        });
+    }
     if succeeded {
-        metrics.push((
-            name::SIZE,
-            "Stored bytes of the last successful backup",
-            summary.stored_bytes.unwrap_or(0) as f64,
-        ));
-        metrics.push((
-            name::LAST_SUCCESS,
-            "When the last successful backup finished",
-            finished,
-        ));
+        metrics.extend([
+            series(
+                name::SIZE,
+                "Stored bytes of the last successful backup",
+                summary.stored_bytes.unwrap_or(0) as f64,
+            ),
+            series(
+                name::RAW_SIZE,
+                "Bytes of the last successful backup before compression and encryption",
+                summary.raw_bytes.unwrap_or(0) as f64,
+            ),
+            series(
+                name::LAST_SUCCESS,
+                "When the last successful backup finished",
+                finished,
+            ),
+        ]);
     } else {
-        metrics.push((
+        metrics.push(series(
             name::LAST_FAILURE,
             "When the last failed backup finished",
             finished,
         ));
     }
+    encode(metrics)
+}
+
+fn encode(metrics: Vec<Series>) -> Result<String> {
     let registry = Registry::new();
-    for (metric, help, value) in metrics {
+    let mut by_category: BTreeMap<&str, GaugeVec> = BTreeMap::new();
+    let err = |e: prometheus::Error| Error::target(e.to_string());
+    for s in metrics {
         // Counters are pushed as their running totals; the text format only
         // needs the TYPE line to say counter.
-        let gauge =
-            Gauge::with_opts(Opts::new(metric, help)).map_err(|e| Error::target(e.to_string()))?;
-        gauge.set(value);
-        registry
-            .register(Box::new(gauge))
-            .map_err(|e| Error::target(e.to_string()))?;
+        match s.category {
+            None => {
+                let gauge = Gauge::with_opts(Opts::new(s.metric, s.help)).map_err(err)?;
+                gauge.set(s.value);
+                registry.register(Box::new(gauge)).map_err(err)?;
+            }
+            Some(category) => {
+                let vec = match by_category.get(s.metric) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = GaugeVec::new(Opts::new(s.metric, s.help), &["category"])
+                            .map_err(err)?;
+                        registry.register(Box::new(v.clone())).map_err(err)?;
+                        by_category.insert(s.metric, v.clone());
+                        v
+                    }
+                };
+                vec.with_label_values(&[category]).set(s.value);
+            }
+        }
     }
     let mut buffer = Vec::new();
     TextEncoder::new()
@@ -245,12 +328,15 @@ pub fn parse_group(body: &serde_json::Value, namespace: &str, backup: &str) -> O
     })?;
     let mut values = BTreeMap::new();
     for (metric, family) in group.as_object()? {
-        let value = family["metrics"]
-            .as_array()
-            .and_then(|m| m.first())
-            .and_then(|m| m["value"].as_str());
-        if let Some(v) = value.and_then(|v| v.parse::<f64>().ok()) {
-            values.insert(metric.clone(), v);
+        for series in family["metrics"].as_array().into_iter().flatten() {
+            let Some(v) = series["value"].as_str().and_then(|v| v.parse::<f64>().ok()) else {
+                continue;
+            };
+            let key = match series["labels"]["category"].as_str() {
+                Some(category) => category_key(category),
+                None => metric.clone(),
+            };
+            values.insert(key, v);
         }
     }
     Some(GroupState { values })
@@ -285,6 +371,79 @@ mod tests {
         assert!(
             !text.contains(name::LAST_SUCCESS) && !text.contains(name::SIZE),
             "a failure must not touch the last success: {text}"
+        );
+    }
+
+    #[test]
+    fn failures_are_counted_by_category_and_carried_forward() {
+        let mut before = GroupState::default();
+        before.values.insert(category_key("store"), 2.0);
+        let failed = RunSummary {
+            outcome: "failed".into(),
+            error_category: Some("source".into()),
+            ..Default::default()
+        };
+        let text = render(&before, &failed).expect("render");
+        assert!(
+            text.contains(r#"vertice_backup_failures_by_category_total{category="source"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vertice_backup_failures_by_category_total{category="store"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vertice_backup_failures_by_category_total{category="config"} 0"#),
+            "every category is present: {text}"
+        );
+        let body = serde_json::json!({"data": [{
+            "labels": {"job": JOB, "namespace": "ns", "backup": "b"},
+            "vertice_backup_failures_by_category_total": {"metrics": [
+                {"labels": {"category": "store", "job": JOB}, "value": "3"},
+                {"labels": {"category": "hook", "job": JOB}, "value": "1"}
+            ]},
+            "vertice_backup_total": {"metrics": [{"labels": {}, "value": "7"}]}
+        }]});
+        let state = parse_group(&body, "ns", "b").expect("group");
+        assert_eq!(state.get(&category_key("store")), 3.0);
+        assert_eq!(state.get(&category_key("hook")), 1.0);
+        assert_eq!(state.get(name::TOTAL), 7.0);
+    }
+
+    #[test]
+    fn a_verify_run_pushes_only_its_own_metrics() {
+        let mut before = GroupState::default();
+        before.values.insert(name::TOTAL.into(), 9.0);
+        let verified = RunSummary {
+            command: "verify".into(),
+            outcome: "succeeded".into(),
+            finished_at: chrono::DateTime::from_timestamp(1_700_000_000, 0),
+            raw_bytes: Some(10),
+            ..Default::default()
+        };
+        let text = render(&before, &verified).expect("render");
+        assert!(
+            text.contains("vertice_backup_last_verified_timestamp_seconds 1700000000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vertice_backup_verify_failure_total 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(name::TOTAL) && !text.contains(name::RAW_SIZE),
+            "{text}"
+        );
+        let failed = RunSummary {
+            command: "verify".into(),
+            outcome: "failed".into(),
+            ..Default::default()
+        };
+        let text = render(&before, &failed).expect("render");
+        assert!(!text.contains(name::LAST_VERIFIED), "{text}");
+        assert!(
+            text.contains("vertice_backup_verify_failure_total 1"),
+            "{text}"
         );
     }
 

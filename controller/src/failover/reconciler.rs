@@ -273,7 +273,16 @@ fn record_metrics(
             .with_label_values(&[namespace, name, &h.name])
             .set(value);
     }
+    for w in &owned.weights {
+        m.failover_route_weight
+            .with_label_values(&[namespace, name, &w.replica])
+            .set(i64::from(w.weight));
+    }
+    let now = chrono::Utc::now();
     for o in &status.observations {
+        m.failover_observation_age
+            .with_label_values(&[namespace, name, &o.vantage])
+            .set((now - o.observed_at).num_milliseconds().max(0) as f64 / 1000.0);
         for r in &o.replicas {
             m.failover_success_ratio
                 .with_label_values(&[namespace, name, &r.name, &o.vantage])

@@ -217,6 +217,15 @@ impl ScalerLoop {
                     .inc();
                 plan.scale_failed(&e.to_string(), now);
             } else {
+                let direction = if plan.desired > observed.spec_replicas {
+                    "Up"
+                } else {
+                    "Down"
+                };
+                metrics
+                    .scaler_scales
+                    .with_label_values(&[&namespace, &name, direction])
+                    .inc();
                 tracing::info!(%namespace, scaler = %name, from = observed.spec_replicas, to = plan.desired, "scaled");
             }
         }
@@ -337,8 +346,14 @@ impl ScalerLoop {
             .with_label_values(&labels)
             .set(i64::from(plan.fallback_active));
         if let Some(d) = &plan.status.last_decision {
+            m.scaler_min
+                .with_label_values(&labels)
+                .set(i64::from(d.min_replicas));
+            m.scaler_max
+                .with_label_values(&labels)
+                .set(i64::from(d.max_replicas));
             m.scaler_decisions
-                .with_label_values(&[d.direction.as_str(), d.reason.as_str()])
+                .with_label_values(&[namespace, name, d.direction.as_str(), d.reason.as_str()])
                 .inc();
             for metric in &d.metrics {
                 let l = [namespace, name, metric.name.as_str()];
