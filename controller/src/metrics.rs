@@ -21,6 +21,7 @@ pub struct Metrics {
     pub scaler_max: IntGaugeVec,
     pub scaler_scales: IntCounterVec,
     pub scaler_metric_value: GaugeVec,
+    pub scaler_metric_target: GaugeVec,
     pub scaler_metric_errors: IntCounterVec,
     pub scaler_decisions: IntCounterVec,
     pub failover_phase: IntGaugeVec,
@@ -113,6 +114,13 @@ impl Metrics {
             ),
             SCALER_METRIC,
         )?;
+        let scaler_metric_target = GaugeVec::new(
+            Opts::new(
+                "vertice_scaler_metric_target",
+                "A scaler metric's target, in the unit of vertice_scaler_metric_value",
+            ),
+            SCALER_METRIC,
+        )?;
         let scaler_metric_errors = IntCounterVec::new(
             Opts::new(
                 "vertice_scaler_metric_errors_total",
@@ -200,6 +208,7 @@ impl Metrics {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(scaler_metric_value.clone()))?;
+        registry.register(Box::new(scaler_metric_target.clone()))?;
         registry.register(Box::new(scaler_metric_errors.clone()))?;
         registry.register(Box::new(scaler_decisions.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
@@ -223,6 +232,7 @@ impl Metrics {
             scaler_max,
             scaler_scales,
             scaler_metric_value,
+            scaler_metric_target,
             scaler_metric_errors,
             scaler_decisions,
             failover_phase,
@@ -323,6 +333,7 @@ impl Metrics {
                 Some(metric) => {
                     let labels = [namespace.as_str(), scaler.as_str(), metric.as_str()];
                     let _ = self.scaler_metric_value.remove_label_values(&labels);
+                    let _ = self.scaler_metric_target.remove_label_values(&labels);
                     let _ = self.scaler_metric_errors.remove_label_values(&labels);
                 }
             }

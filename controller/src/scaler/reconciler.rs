@@ -357,6 +357,7 @@ impl ScalerLoop {
                 .inc();
             for metric in &d.metrics {
                 let l = [namespace, name, metric.name.as_str()];
+                m.scaler_metric_target.with_label_values(&l).set(metric.target);
                 match metric.value {
                     Some(v) if metric.state == "Ok" => {
                         m.scaler_metric_value.with_label_values(&l).set(v)
