@@ -12,6 +12,7 @@ pub mod flaky_proxy;
 pub mod health_target;
 pub mod http_capture;
 pub mod kube;
+pub mod monitoring;
 pub mod openbao;
 pub mod ports;
 pub mod postgres;

@@ -54,6 +54,14 @@ impl Exporter {
     }
 }
 
+/// One `scrape_configs` entry.
+pub struct ScrapeJob {
+    pub name: &'static str,
+    pub targets: Vec<String>,
+    /// Keep the scraped series' own `job`/`instance` labels (a Pushgateway).
+    pub honor_labels: bool,
+}
+
 pub struct Prometheus {
     pub port: u16,
     _server: Server,
@@ -63,24 +71,47 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes `targets` (`host:port`) every second.
     pub fn start(targets: &[String]) -> Prometheus {
+        Prometheus::start_jobs(&[ScrapeJob {
+            name: "test",
+            targets: targets.to_vec(),
+            honor_labels: false,
+        }])
+    }
+
+    /// Scrapes each job's targets every second.
+    pub fn start_jobs(jobs: &[ScrapeJob]) -> Prometheus {
+        Prometheus::start_jobs_with_rules(jobs, None)
+    }
+
+    /// Scrapes each job's targets, and evaluates `rules`, every second.
+    pub fn start_jobs_with_rules(
+        jobs: &[ScrapeJob],
+        rules: Option<&std::path::Path>,
+    ) -> Prometheus {
         let bin = require_binary("prometheus", &[], "apt-get install -y prometheus");
         let dir = tempfile::Builder::new()
             .prefix("vertice-prometheus-")
             .tempdir()
             .expect("tempdir");
         let config = dir.path().join("prometheus.yml");
-        let list = targets
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [{list}]\n"
-            ),
-        )
-        .expect("config");
+        let mut text = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n");
+        if let Some(rules) = rules {
+            text.push_str(&format!("rule_files: [\"{}\"]\n", rules.display()));
+        }
+        text.push_str("scrape_configs:\n");
+        for job in jobs {
+            let list = job
+                .targets
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            text.push_str(&format!(
+                "  - job_name: {}\n    honor_labels: {}\n    static_configs:\n      - targets: [{list}]\n",
+                job.name, job.honor_labels
+            ));
+        }
+        std::fs::write(&config, text).expect("config");
         let port = free_port();
         let log = dir.path().join("prometheus.log");
         let mut cmd = Command::new(bin);
@@ -106,6 +137,12 @@ impl Prometheus {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// GET `path` on the Prometheus HTTP API, parsed as JSON.
+    pub fn api(&self, path: &str) -> Option<serde_json::Value> {
+        let (_, body) = http_get(self.port, path)?;
+        serde_json::from_str(&body).ok()
     }
 
     /// The instant-query value of `promql`, if it has one.

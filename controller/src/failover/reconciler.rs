@@ -258,6 +258,18 @@ fn record_metrics(
     status: &vertice_crds::failover::VerticeFailoverStatus,
 ) {
     let m = &shared.metrics;
+    // Counters exist at 0 from the first reconcile, so the first switch
+    // or conflict is an increase that rate() and increase() can see.
+    for reason in [
+        super::plan::REASON_FAILOVER,
+        super::plan::REASON_FAILBACK,
+        super::plan::REASON_SWITCHOVER,
+    ] {
+        m.failover_switches
+            .with_label_values(&[namespace, name, reason]);
+    }
+    m.failover_patch_conflicts
+        .with_label_values(&[namespace, name]);
     for phase in FailoverPhase::ALL {
         m.failover_phase
             .with_label_values(&[namespace, name, phase.as_str()])

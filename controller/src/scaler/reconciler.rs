@@ -345,7 +345,17 @@ impl ScalerLoop {
         m.scaler_fallback
             .with_label_values(&labels)
             .set(i64::from(plan.fallback_active));
+        // Counters exist at 0 from the first poll, so the first scale or
+        // metric error is an increase that rate() and increase() can see.
+        for direction in ["Up", "Down"] {
+            m.scaler_scales
+                .with_label_values(&[namespace, name, direction]);
+        }
         if let Some(d) = &plan.status.last_decision {
+            for metric in &d.metrics {
+                m.scaler_metric_errors
+                    .with_label_values(&[namespace, name, metric.name.as_str()]);
+            }
             m.scaler_min
                 .with_label_values(&labels)
                 .set(i64::from(d.min_replicas));
@@ -357,7 +367,9 @@ impl ScalerLoop {
                 .inc();
             for metric in &d.metrics {
                 let l = [namespace, name, metric.name.as_str()];
-                m.scaler_metric_target.with_label_values(&l).set(metric.target);
+                m.scaler_metric_target
+                    .with_label_values(&l)
+                    .set(metric.target);
                 match metric.value {
                     Some(v) if metric.state == "Ok" => {
                         m.scaler_metric_value.with_label_values(&l).set(v)
