@@ -10,6 +10,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod permissions;
+pub mod rbac;
 pub mod runtime;
 pub mod scaler;
 pub mod schedule;

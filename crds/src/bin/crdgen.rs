@@ -4,15 +4,20 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds"));
-    std::fs::create_dir_all(&dir)?;
-    for (file, yaml) in vertice_crds::crd_yaml::all()? {
-        let path = dir.join(&file);
-        std::fs::write(&path, yaml)?;
-        println!("wrote {}", path.display());
+    // deploy/crds, and the Helm chart's copy (a test keeps them identical);
+    // or the one directory given.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dirs = match std::env::args_os().nth(1) {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => vec![root.join("deploy/crds"), root.join("deploy/helm/vertice/crds")],
+    };
+    for dir in dirs {
+        std::fs::create_dir_all(&dir)?;
+        for (file, yaml) in vertice_crds::crd_yaml::all()? {
+            let path = dir.join(&file);
+            std::fs::write(&path, yaml)?;
+            println!("wrote {}", path.display());
+        }
     }
     Ok(())
 }
