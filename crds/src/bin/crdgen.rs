@@ -9,7 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dirs = match std::env::args_os().nth(1) {
         Some(dir) => vec![PathBuf::from(dir)],
-        None => vec![root.join("deploy/crds"), root.join("deploy/helm/vertice/crds")],
+        None => vec![
+            root.join("deploy/crds"),
+            root.join("deploy/helm/vertice/crds"),
+        ],
     };
     for dir in dirs {
         std::fs::create_dir_all(&dir)?;

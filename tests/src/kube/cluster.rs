@@ -37,6 +37,19 @@ pub fn workspace() -> PathBuf {
 }
 
 /// A binary cargo built next to this test.
+/// helm, as scripts/lib/go-tools builds it (or `VERTICE_HELM`).
+pub fn helm_binary() -> PathBuf {
+    let path = std::env::var_os("VERTICE_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/vertice/tools/helm"));
+    assert!(
+        path.is_file(),
+        "{} is missing; scripts/lib/go-tools builds it (scripts/install-test-deps runs it)",
+        path.display()
+    );
+    path
+}
+
 pub fn built_binary(name: &str) -> PathBuf {
     let agent = crate::Agent::default().bin;
     let path = agent.parent().map(|d| d.join(name)).unwrap_or_default();
@@ -51,6 +64,43 @@ pub fn built_binary(name: &str) -> PathBuf {
 impl TestCluster {
     /// Starts the plane and the kubelet and applies `deploy/base`.
     pub async fn start() -> TestCluster {
+        let cluster = TestCluster::start_bare().await;
+        cluster.apply_kustomization("deploy/base");
+        cluster.after_install().await;
+        cluster
+    }
+
+    /// Starts the plane and the kubelet and installs the Helm chart
+    /// `deploy/helm/vertice` as release `vertice` in `vertice-system`, with
+    /// `helm_args` added (e.g. `--set k=v`).
+    pub async fn start_with_helm(helm_args: &[&str]) -> TestCluster {
+        let cluster = TestCluster::start_bare().await;
+        let out = Command::new(helm_binary())
+            .arg("install")
+            .arg("vertice")
+            .arg(workspace().join("deploy/helm/vertice"))
+            .args([
+                "--namespace",
+                CONTROLLER_NAMESPACE,
+                "--create-namespace",
+                "--wait=false",
+            ])
+            .arg("--kubeconfig")
+            .arg(cluster.plane.admin_kubeconfig())
+            .args(helm_args)
+            .output()
+            .expect("helm");
+        assert!(
+            out.status.success(),
+            "helm install: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.after_install().await;
+        cluster
+    }
+
+    async fn start_bare() -> TestCluster {
         let plane = ControlPlane::start().await;
         let mut extra_env = BTreeMap::new();
         extra_env.insert(
@@ -67,19 +117,20 @@ impl TestCluster {
             plane.dir.path(),
         )
         .await;
-        let cluster = TestCluster { plane, kubelet };
-        cluster.apply_kustomization("deploy/base");
+        TestCluster { plane, kubelet }
+    }
+
+    async fn after_install(&self) {
         // Tests start the probe runner as a process (with a kubeconfig);
         // the local kubelet gives pods no in-cluster API access.
-        cluster.kubectl(&[
+        self.kubectl(&[
             "scale",
             "deployment/vertice-probe",
             "--namespace",
             CONTROLLER_NAMESPACE,
             "--replicas=0",
         ]);
-        cluster.wait_established().await;
-        cluster
+        self.wait_established().await;
     }
 
     pub async fn admin(&self) -> Client {
