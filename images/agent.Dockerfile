@@ -1,11 +1,13 @@
 # vertice-agent: the Rust binary plus the PostgreSQL client tools it runs
 # (pg_dump, pg_restore, psql). pg_dump must be at least as new as every server
-# it backs up, so the image carries the newest major from the PGDG repository.
+# it backs up, so the image carries the newest major the tests cover, from
+# Debian trixie. scripts/build-images builds the same image without Docker;
+# tests/tests/images.rs keeps the two in step (suite, major, user, paths).
 #   docker build -f images/agent.Dockerfile -t vertice/agent .
 ARG RUST_VERSION=1.95
-ARG PG_MAJOR=18
+ARG PG_MAJOR=17
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM rust:${RUST_VERSION}-trixie AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -13,20 +15,15 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p vertice-agent \
  && cp target/release/vertice-agent /vertice-agent
 
-FROM debian:bookworm-slim
+FROM debian:trixie-slim
 ARG PG_MAJOR
+# The suite pins the package versions, as in scripts/build-images.
+# hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
- && install -d /usr/share/postgresql-common/pgdg \
- && curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc https://www.postgresql.org/media/keys/ACCC4CF8.asc \
- && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
-      > /etc/apt/sources.list.d/pgdg.list \
- && apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client-${PG_MAJOR} \
- && apt-get purge -y curl gnupg && apt-get autoremove -y \
+ && apt-get install -y --no-install-recommends ca-certificates postgresql-client-${PG_MAJOR} \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /vertice-agent /usr/local/bin/vertice-agent
 # Non-root, as the CronJob's security context requires (uid 65532).
 USER 65532:65532
-ENV PATH=/usr/lib/postgresql/${PG_MAJOR}/bin:$PATH
+ENV PATH=/usr/lib/postgresql/${PG_MAJOR}/bin:/usr/local/bin:/usr/bin:/bin
 ENTRYPOINT ["/usr/local/bin/vertice-agent"]

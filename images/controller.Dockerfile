@@ -1,8 +1,10 @@
-# vertice-controller: one static-ish binary on distroless, non-root.
+# vertice-controller: one binary on distroless (glibc, CA certificates),
+# non-root. scripts/build-images builds the same image without Docker;
+# tests/tests/images.rs keeps the two in step (suite, user, paths).
 #   docker build -f images/controller.Dockerfile -t vertice/controller .
 ARG RUST_VERSION=1.95
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM rust:${RUST_VERSION}-trixie AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -10,7 +12,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p vertice-controller \
  && cp target/release/vertice-controller /vertice-controller
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian13:nonroot
 COPY --from=build /vertice-controller /usr/local/bin/vertice-controller
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/vertice-controller"]
