@@ -415,10 +415,16 @@ fn the_dockerfiles_are_in_step_with_the_scripted_build_and_pass_hadolint() {
 
 #[test]
 fn building_again_from_the_same_inputs_gives_the_same_digests() {
+    let agent = image("agent");
     let first = (
-        image("agent").manifest_digest,
+        agent.manifest_digest.clone(),
         image("controller").manifest_digest,
     );
+    // The same time the first build used (its commit's), whatever HEAD is now.
+    let created = agent.config["created"].as_str().unwrap_or_default();
+    let epoch = chrono::DateTime::parse_from_rfc3339(created)
+        .unwrap_or_else(|e| panic!("image created {created:?}: {e}"))
+        .timestamp();
     let binaries = std::env::var("VERTICE_IMAGE_BINARIES")
         .unwrap_or_else(|_| workspace().join("target/release").display().to_string());
     let out_dir = tempfile::tempdir().expect("tempdir");
@@ -427,6 +433,7 @@ fn building_again_from_the_same_inputs_gives_the_same_digests() {
         .args(["--binaries", &binaries, "--out"])
         .arg(out_dir.path())
         .current_dir(workspace())
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .output()
         .expect("build-images");
     assert!(out.status.success(), "{}", text(&out));
