@@ -111,15 +111,20 @@ pub async fn restore(
             continue;
         }
         if let Some(Err(e)) = finish(restorer.take()).await {
-            return Err(abort(
-                None,
-                psql,
-                forward,
-                Some(Error::target(format!(
+            // A corrupt artifact usually shows first as pg_restore failing on
+            // garbage: say which it was when finding out is cheap.
+            let cause = match diagnose(&mut open, manifest, artifact).await {
+                Diagnosis::Corrupt(corrupt) => {
+                    Error::integrity(format!("{corrupt}; pg_restore stopped on it: {e}"))
+                }
+                Diagnosis::Intact => Error::target(format!(
+                    "{e}; the backup itself is intact (size and SHA-256 match its manifest)"
+                )),
+                Diagnosis::Unchecked => Error::target(format!(
                     "{e}; the backup's integrity was not checked (vertice-agent verify checks it)"
-                ))),
-            )
-            .await);
+                )),
+            };
+            return Err(abort(None, psql, forward, Some(cause)).await);
         }
     };
     drop(archive_in);
@@ -150,6 +155,44 @@ async fn finish(restorer: Option<Running>) -> Option<std::result::Result<(), Str
     match restorer {
         Some(running) => Some(running.wait().await),
         None => None,
+    }
+}
+
+/// After pg_restore failed, at most this much more of the stored artifact
+/// is read to tell a corrupt backup from a target that refused a good one;
+/// past it, a refusal of a large backup is not held up reading all of it.
+const DIAGNOSE_LIMIT: u64 = 256 * 1024 * 1024;
+
+enum Diagnosis {
+    Corrupt(String),
+    Intact,
+    Unchecked,
+}
+
+async fn diagnose(
+    open: &mut super::verify::OpenArtifact,
+    manifest: &Manifest,
+    artifact: &Artifact,
+) -> Diagnosis {
+    if artifact.stored_bytes.saturating_sub(open.stored.bytes()) > DIAGNOSE_LIMIT {
+        return Diagnosis::Unchecked;
+    }
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match open.reader.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Diagnosis::Corrupt(format!(
+                    "backup {} is corrupt or unreadable: {e}",
+                    manifest.backup_id
+                ))
+            }
+        }
+    }
+    match check_integrity(manifest, artifact, open) {
+        Ok(()) => Diagnosis::Intact,
+        Err(e) => Diagnosis::Corrupt(e.to_string()),
     }
 }
 
