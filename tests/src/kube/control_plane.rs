@@ -110,7 +110,7 @@ impl ControlPlane {
         let pki = Pki::create(dir.path());
 
         let (client_port, peer_port) = (free_port(), free_port());
-        let (etcd, etcd_log) = spawn_logged(
+        let (mut etcd, etcd_log) = spawn_logged(
             "etcd",
             dir.path(),
             Command::new(etcd_bin).args([
@@ -139,7 +139,7 @@ impl ControlPlane {
         )
         .expect("audit policy");
         let api_port = free_port();
-        let (apiserver, apiserver_log) = spawn_logged(
+        let (mut apiserver, apiserver_log) = spawn_logged(
             "kube-apiserver",
             dir.path(),
             Command::new(apiserver_bin).args([
@@ -201,6 +201,34 @@ impl ControlPlane {
         )
         .expect("write kubeconfig");
 
+        // kube-controller-manager exits at once when the API server does
+        // not answer yet (it reads its request-header CA first): on a loaded
+        // machine the API server can be that slow, so it starts after /readyz.
+        {
+            let client = client_from_kubeconfig(&admin_kubeconfig).await;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                etcd.assert_running(&etcd_log);
+                apiserver.assert_running(&apiserver_log);
+                let ready = client
+                    .request_text(
+                        http::Request::get("/readyz")
+                            .body(Vec::new())
+                            .expect("request"),
+                    )
+                    .await
+                    .is_ok_and(|body| body.trim() == "ok");
+                if ready {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "kube-apiserver did not become ready; log:\n{}",
+                    std::fs::read_to_string(&apiserver_log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let (controller_manager, kcm_log) = spawn_logged(
             "kube-controller-manager",
             dir.path(),
