@@ -179,7 +179,12 @@ async fn diagnose(
     }
     let mut buf = vec![0u8; CHUNK];
     loop {
-        match open.reader.read(&mut buf).await {
+        // A signal ends the diagnosis, not the report of the failure.
+        let read = tokio::select! {
+            read = open.reader.read(&mut buf) => read,
+            () = crate::interrupt::cancelled() => return Diagnosis::Unchecked,
+        };
+        match read {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {

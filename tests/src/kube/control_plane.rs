@@ -110,6 +110,7 @@ impl ControlPlane {
         let pki = Pki::create(dir.path());
 
         let (client_port, peer_port) = (free_port(), free_port());
+        let started = Instant::now();
         let (mut etcd, etcd_log) = spawn_logged(
             "etcd",
             dir.path(),
@@ -210,14 +211,7 @@ impl ControlPlane {
             loop {
                 etcd.assert_running(&etcd_log);
                 apiserver.assert_running(&apiserver_log);
-                let ready = client
-                    .request_text(
-                        http::Request::get("/readyz")
-                            .body(Vec::new())
-                            .expect("request"),
-                    )
-                    .await
-                    .is_ok_and(|body| body.trim() == "ok");
+                let ready = api_ready(&client).await;
                 if ready {
                     break;
                 }
@@ -257,22 +251,13 @@ impl ControlPlane {
             _apiserver: apiserver,
             _etcd: etcd,
         };
-        let started = Instant::now();
         let client = plane.admin_client().await;
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             plane._etcd.assert_running(&etcd_log);
             plane._apiserver.assert_running(&apiserver_log);
             plane._controller_manager.assert_running(&kcm_log);
-            let ready = client
-                .request_text(
-                    http::Request::get("/readyz")
-                        .body(Vec::new())
-                        .expect("request"),
-                )
-                .await
-                .is_ok_and(|body| body.trim() == "ok");
-            let default_sa = ready
+            let default_sa = api_ready(&client).await
                 && Api::<ServiceAccount>::namespaced(client.clone(), "default")
                     .get_opt("default")
                     .await
@@ -414,6 +399,18 @@ impl ControlPlane {
 }
 
 /// The kubectl built with the control plane (same version), else PATH's.
+/// The API server answers `/readyz` with `ok`.
+async fn api_ready(client: &Client) -> bool {
+    client
+        .request_text(
+            http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .is_ok_and(|body| body.trim() == "ok")
+}
+
 pub fn kubectl_binary() -> PathBuf {
     let built = bin_dir().join("kubectl");
     if built.is_file() {
