@@ -263,6 +263,7 @@ mod tests {
                 address: "redis://h:6379".into(),
                 server_version: None,
                 database: None,
+                keys: None,
             },
             started_at: t,
             finished_at: t,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vertice_crds::drill::DrillChecks;
 use vertice_crds::hooks::Hooks;
 use vertice_crds::notifications::Notifications;
 use vertice_crds::Compression;
@@ -55,6 +56,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete old backups by a retention policy (never the newest good one).
     Prune(PruneArgs),
+    /// Prove a backup restores: verify it, restore it into a throwaway
+    /// target, run the checks, always remove the target.
+    Drill(Box<DrillArgs>),
     /// Health probes: one check by hand, or the runner of VerticeFailover checks.
     Probe(crate::probe::cli::ProbeArgs),
 }
@@ -404,6 +408,89 @@ pub struct VerifyArgs {
 
     /// Prometheus Pushgateway to push the verify result to (the backup's
     /// group: `vertice_backup_last_verified_timestamp_seconds`).
+    #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]
+    pub pushgateway_url: Option<String>,
+
+    #[command(flatten)]
+    pub names: NameArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Store URL to drill from.
+    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    pub from: String,
+
+    /// Which backup: latest, an id, or before:RFC3339.
+    #[arg(long, env = "VERTICE_DRILL_BACKUP", default_value = "latest")]
+    pub backup: String,
+
+    /// PostgreSQL: postgres://USER@HOST:PORT/DB, a server where the drill
+    /// creates a scratch database (named by --scratch-prefix) and always drops
+    /// it; DB is the database it connects to for that (e.g. postgres).
+    /// Redis and Vault drills need no target.
+    #[arg(long, env = "VERTICE_DRILL_RESTORE_TO")]
+    pub restore_to: Option<String>,
+
+    /// The scratch databases the drill creates are named PREFIX<time>_<random>;
+    /// it drops only those, and ones an earlier drill left behind more than
+    /// --stale-after ago. Lowercase letters, digits and `_`.
+    #[arg(
+        long,
+        env = "VERTICE_DRILL_SCRATCH_PREFIX",
+        default_value = "vertice_drill_"
+    )]
+    pub scratch_prefix: String,
+
+    /// Scratch databases of this prefix older than this are leftovers of a
+    /// killed drill and are dropped (e.g. 6h, 1d).
+    #[arg(long, env = "VERTICE_DRILL_STALE_AFTER", default_value = "6h")]
+    pub stale_after: String,
+
+    /// Checks as a JSON file in the shape of `spec.drill.checks`.
+    #[arg(
+        long,
+        env = "VERTICE_DRILL_CHECKS_FILE",
+        conflicts_with = "checks_json"
+    )]
+    pub checks: Option<PathBuf>,
+
+    /// Checks as JSON (how the controller passes `spec.drill.checks`).
+    #[arg(long, env = "VERTICE_DRILL_CHECKS", value_parser = parse_json::<DrillChecks>)]
+    pub checks_json: Option<DrillChecks>,
+
+    /// File holding the PostgreSQL target's password (else PGPASSWORD).
+    #[arg(long, env = "VERTICE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// PostgreSQL: restore ownership and privileges too (the roles must exist
+    /// on the drill server); by default they are skipped.
+    #[arg(long, env = "VERTICE_DRILL_WITH_OWNER")]
+    pub with_owner: bool,
+
+    /// pg_restore executable.
+    #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]
+    pub pg_restore: PathBuf,
+
+    /// psql executable (default: the one beside --pg-restore, else on PATH).
+    #[arg(long, env = "VERTICE_PSQL")]
+    pub psql: Option<PathBuf>,
+
+    /// Redis: a redis-server (or valkey-server) to load the RDB into, in a
+    /// throwaway instance on a private socket; `auto` finds one on PATH,
+    /// `none` checks by parsing the RDB only.
+    #[arg(long, env = "VERTICE_DRILL_REDIS_SERVER", default_value = "auto")]
+    pub redis_server: String,
+
+    /// age identity file for encrypted backups.
+    #[arg(long, env = "VERTICE_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Prometheus Pushgateway to push the drill's metrics to (the backup's group).
     #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]
     pub pushgateway_url: Option<String>,
 

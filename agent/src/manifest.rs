@@ -33,8 +33,12 @@ pub struct SourceInfo {
     /// The source URL without any password.
     pub address: String,
     pub server_version: Option<String>,
-    /// Database name (PostgreSQL) or number of keys (Redis, informational).
+    /// Database name (PostgreSQL).
     pub database: Option<String>,
+    /// Redis: keys the server reported (`INFO keyspace`) just before the
+    /// snapshot; a drill compares the restored count with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +135,7 @@ mod tests {
                 address: "postgres://app@db:5432/app".into(),
                 server_version: Some("15.18".into()),
                 database: Some("app".into()),
+                keys: None,
             },
             started_at: t,
             finished_at: t + chrono::Duration::milliseconds(2500),

@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Verify(a) => ("verify", Some(&a.run.termination_log)),
         Command::List(_) => ("list", None),
         Command::Prune(a) => ("prune", Some(&a.run.termination_log)),
+        Command::Drill(a) => ("drill", Some(&a.run.termination_log)),
         Command::Probe(_) => ("probe", None),
     };
     let mut summary = RunSummary {
@@ -86,6 +87,9 @@ pub async fn run(cli: Cli) -> i32 {
     }
     if let Command::Verify(a) = &cli.command {
         crate::report::after_verify(a.pushgateway_url.as_deref(), &summary).await;
+    }
+    if let Command::Drill(a) = &cli.command {
+        crate::report::after_drill(a.pushgateway_url.as_deref(), &summary).await;
     }
     if let Some(path) = termination_log.and_then(|p| summary::target_path(p.as_ref())) {
         summary::write(&path, &summary);
@@ -137,6 +141,7 @@ async fn run_command(cli: &Cli, summary: &mut RunSummary) -> Result<Option<Strin
             .map(|m| Some(format!("backup {} verified", m.backup_id))),
         Command::List(a) => commands::list::run(a).await.map(Some),
         Command::Prune(a) => commands::prune::run(a, summary).await.map(Some),
+        Command::Drill(a) => commands::drill::run(a, summary).await.map(Some),
         // `run` hands probes off before a summary is started.
         Command::Probe(_) => Ok(None),
     }

@@ -31,6 +31,7 @@ pub fn to_line(original: &RunSummary) -> String {
                 err.truncate(cut);
                 err.push('…');
             }
+            _ if shorten_drill(&mut summary.drill) => {}
             _ if summary.hooks.iter().any(|h| h.error.is_some()) => {
                 for hook in &mut summary.hooks {
                     hook.error = None;
@@ -43,6 +44,41 @@ pub fn to_line(original: &RunSummary) -> String {
             }
         }
     }
+}
+
+/// One step of shortening a drill report: passed checks' details, then
+/// passed checks, then failed checks' details, then all but the first
+/// failed checks. False when nothing is left to shorten.
+fn shorten_drill(drill: &mut Option<vertice_crds::drill::DrillReport>) -> bool {
+    let Some(report) = drill else {
+        return false;
+    };
+    let checks = &mut report.checks;
+    if checks.iter().any(|c| c.ok && c.detail.is_some()) {
+        checks
+            .iter_mut()
+            .filter(|c| c.ok)
+            .for_each(|c| c.detail = None);
+    } else if checks.iter().any(|c| c.ok) {
+        checks.retain(|c| !c.ok);
+    } else if let Some(c) = checks
+        .iter_mut()
+        .find(|c| c.detail.as_ref().is_some_and(|d| d.len() > 80))
+    {
+        let cut = (0..=77)
+            .rev()
+            .find(|i| c.detail.as_ref().is_some_and(|d| d.is_char_boundary(*i)))
+            .unwrap_or(0);
+        if let Some(d) = c.detail.as_mut() {
+            d.truncate(cut);
+            d.push('…');
+        }
+    } else if checks.len() > 1 {
+        checks.truncate(1);
+    } else {
+        return false;
+    }
+    true
 }
 
 /// Where to write: an explicit path always; the default only if it exists

@@ -10,6 +10,7 @@ pub mod backup_status;
 pub mod common;
 pub mod compression;
 pub mod crd_yaml;
+pub mod drill;
 pub mod duration;
 pub mod failover;
 pub mod failover_status;

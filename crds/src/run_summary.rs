@@ -35,6 +35,9 @@ pub struct RunSummary {
     /// Hooks that ran, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookOutcome>,
+    /// What a `drill` run restored and checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<crate::drill::DrillReport>,
     #[serde(default)]
     pub exit_code: i32,
     /// One of [`ErrorCategory`]'s names, when the run did not succeed.
@@ -67,13 +70,15 @@ pub enum ErrorCategory {
     Hook,
     /// The database or file being restored into.
     Target,
+    /// A restore drill's check of the restored data failed.
+    Check,
     /// SIGTERM / SIGINT stopped the run.
     Interrupted,
 }
 
 impl ErrorCategory {
     /// Every category, in the order metrics list them.
-    pub const ALL: [ErrorCategory; 8] = [
+    pub const ALL: [ErrorCategory; 9] = [
         ErrorCategory::Config,
         ErrorCategory::Source,
         ErrorCategory::Store,
@@ -81,6 +86,7 @@ impl ErrorCategory {
         ErrorCategory::Encryption,
         ErrorCategory::Hook,
         ErrorCategory::Target,
+        ErrorCategory::Check,
         ErrorCategory::Interrupted,
     ];
 
@@ -93,6 +99,7 @@ impl ErrorCategory {
             ErrorCategory::Encryption => "encryption",
             ErrorCategory::Hook => "hook",
             ErrorCategory::Target => "target",
+            ErrorCategory::Check => "check",
             ErrorCategory::Interrupted => "interrupted",
         }
     }

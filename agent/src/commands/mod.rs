@@ -2,6 +2,7 @@
 //! what the run produced, leaving printing of errors and exit codes to `main`.
 
 pub mod backup;
+pub mod drill;
 pub mod list;
 pub mod prune;
 pub mod restore;

@@ -49,8 +49,16 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
 
     match (&target, manifest.source.kind) {
         (Target::Postgres(pg), SourceKind::Postgres) => {
-            super::restore_postgres::restore(args, store.as_ref(), &manifest, &artifact, ids, pg)
-                .await?
+            let settings = super::restore_postgres::PgRestoreSettings::from_args(args)?;
+            super::restore_postgres::restore(
+                &settings,
+                store.as_ref(),
+                &manifest,
+                &artifact,
+                ids,
+                pg,
+            )
+            .await?
         }
         (Target::File(path), SourceKind::Redis) => {
             restore_rdb_file(args, store.as_ref(), &manifest, &artifact, ids, path).await?

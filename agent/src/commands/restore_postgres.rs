@@ -13,6 +13,7 @@
 //! when `pg_restore` stopped reading early (`--schema-only`, `--section`,
 //! `-L`, bytes appended after the archive).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Artifact, Manifest};
 use crate::pipeline::encryption::x25519;
 use crate::pipeline::process::Running;
-use crate::pipeline::progress::Progress;
+use crate::pipeline::progress::{Progress, ProgressMode};
 use crate::pipeline::redact::Redactor;
 use crate::source::postgres::{self, Tool};
 use crate::store::Store;
@@ -41,29 +42,57 @@ const COMMITTED_MARKER: &str = "vertice-agent: restore committed";
 
 const NOTHING_RESTORED: &str = "the transaction was rolled back, nothing was restored";
 
+/// How `pg_restore` and `psql` are run: the restore's flags as plain values.
+pub struct PgRestoreSettings {
+    pub pg_restore: PathBuf,
+    /// `None`: the psql beside `pg_restore`, else the one on PATH.
+    pub psql: Option<PathBuf>,
+    /// Extra pg_restore options, already checked against the safe-list.
+    pub extra: Vec<String>,
+    pub no_owner: bool,
+    pub password: Option<String>,
+    pub progress: ProgressMode,
+}
+
+impl PgRestoreSettings {
+    pub fn from_args(args: &RestoreArgs) -> Result<Self> {
+        Ok(Self {
+            pg_restore: args.pg_restore.clone(),
+            psql: args.psql.clone(),
+            extra: postgres::normalize(&args.pg_restore_args, "--pg-restore-arg", Tool::PgRestore)
+                .map_err(Error::usage)?,
+            no_owner: args.no_owner,
+            password: resolve_password(args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?,
+            progress: args.run.progress,
+        })
+    }
+}
+
 pub async fn restore(
-    args: &RestoreArgs,
+    settings: &PgRestoreSettings,
     store: &dyn Store,
     manifest: &Manifest,
     artifact: &Artifact,
     ids: Option<&[x25519::Identity]>,
     target: &PostgresTarget,
 ) -> Result<()> {
-    let extra = postgres::normalize(&args.pg_restore_args, "--pg-restore-arg", Tool::PgRestore)
-        .map_err(Error::usage)?;
-    let password = resolve_password(args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?;
+    let password = settings.password.clone();
     let mut redactor = Redactor::new();
     if let Some(p) = &password {
         redactor.add(p);
     }
-    let psql_path = args
+    let psql_path = settings
         .psql
         .clone()
-        .unwrap_or_else(|| postgres::psql_beside(&args.pg_restore));
+        .unwrap_or_else(|| postgres::psql_beside(&settings.pg_restore));
     let mut open = open_artifact(store, manifest, artifact, ids).await?;
-    let mut restorer =
-        postgres::spawn_restore(&args.pg_restore, args.no_owner, &extra, redactor.clone())
-            .map_err(|e| Error::usage(format!("--pg-restore: {e}")))?;
+    let mut restorer = postgres::spawn_restore(
+        &settings.pg_restore,
+        settings.no_owner,
+        &settings.extra,
+        redactor.clone(),
+    )
+    .map_err(|e| Error::usage(format!("--pg-restore: {e}")))?;
     let mut psql = postgres::spawn_psql(&psql_path, target, password.as_deref(), redactor)
         .map_err(|e| Error::usage(format!("--psql: {e}")))?;
     let (Some(mut archive_in), Some(sql_out), Some(sql_in), Some(psql_out)) = (
@@ -77,7 +106,7 @@ pub async fn restore(
     let confirmed = watch_for_marker(psql_out);
     let mut forward = Some(tokio::spawn(forward_sql(sql_out, sql_in)));
     let mut forwarded: Option<Forwarded> = None;
-    let _progress = Progress::start(args.run.progress, "restore", Arc::clone(&open.stored));
+    let _progress = Progress::start(settings.progress, "restore", Arc::clone(&open.stored));
 
     // Feed the archive. If pg_restore stops reading, keep reading (and
     // hashing) when it finished cleanly; stop at once when it failed.

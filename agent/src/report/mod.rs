@@ -74,6 +74,12 @@ pub async fn after_verify(pushgateway_url: Option<&str>, summary: &RunSummary) {
     }
 }
 
+/// Pushes a drill's metrics to its backup's group; like a verify run's,
+/// a Pushgateway that cannot be reached never changes the drill's result.
+pub async fn after_drill(pushgateway_url: Option<&str>, summary: &RunSummary) {
+    after_verify(pushgateway_url, summary).await;
+}
+
 /// Pushes metrics, then notifies. `previous` is what the Pushgateway knew
 /// before this run; it tells a recovery from an ordinary success.
 pub async fn after_backup(

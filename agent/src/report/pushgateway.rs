@@ -29,6 +29,11 @@ pub mod name {
     pub const LAST_FAILURE: &str = "vertice_backup_last_failure_timestamp_seconds";
     pub const LAST_VERIFIED: &str = "vertice_backup_last_verified_timestamp_seconds";
     pub const VERIFY_FAILURE_TOTAL: &str = "vertice_backup_verify_failure_total";
+    pub const DRILL_DURATION: &str = "vertice_restore_drill_duration_seconds";
+    pub const DRILL_SUCCESS_TOTAL: &str = "vertice_restore_drill_success_total";
+    pub const DRILL_FAILURE_TOTAL: &str = "vertice_restore_drill_failure_total";
+    pub const DRILL_LAST_TIMESTAMP: &str = "vertice_restore_drill_last_timestamp_seconds";
+    pub const DRILL_BACKUP_AGE: &str = "vertice_restore_drill_backup_age_seconds";
 }
 
 /// The group's values before this run, by metric name; a labelled series
@@ -96,6 +101,9 @@ pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
         ));
         return encode(metrics);
     }
+    if summary.command == "drill" {
+        return encode(drill_series(summary, succeeded, finished, count));
+    }
     metrics.extend([
         series(name::TOTAL, "Backup runs", count(name::TOTAL, true)),
         series(
@@ -151,6 +159,56 @@ pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
         ));
     }
     encode(metrics)
+}
+
+/// A drill pushes its own metrics only; a passed drill is also a
+/// verification of the group's backups.
+fn drill_series(
+    summary: &RunSummary,
+    succeeded: bool,
+    finished: f64,
+    count: impl Fn(&str, bool) -> f64,
+) -> Vec<Series> {
+    let drill = summary.drill.clone().unwrap_or_default();
+    let mut metrics = vec![
+        series(
+            name::DRILL_SUCCESS_TOTAL,
+            "Restore drills that passed",
+            count(name::DRILL_SUCCESS_TOTAL, succeeded),
+        ),
+        series(
+            name::DRILL_FAILURE_TOTAL,
+            "Restore drills that failed",
+            count(name::DRILL_FAILURE_TOTAL, !succeeded),
+        ),
+        series(
+            name::DRILL_LAST_TIMESTAMP,
+            "When the last restore drill finished",
+            finished,
+        ),
+    ];
+    if let Some(seconds) = drill.restore_seconds {
+        metrics.push(series(
+            name::DRILL_DURATION,
+            "How long the last drill's restore took (the measured recovery time)",
+            seconds,
+        ));
+    }
+    if let Some(age) = drill.backup_age_seconds {
+        metrics.push(series(
+            name::DRILL_BACKUP_AGE,
+            "Age of the backup the last drill restored, at drill time",
+            age,
+        ));
+    }
+    if succeeded {
+        metrics.push(series(
+            name::LAST_VERIFIED,
+            "When a backup of this group last passed verification",
+            finished,
+        ));
+    }
+    metrics
 }
 
 fn encode(metrics: Vec<Series>) -> Result<String> {
@@ -445,6 +503,49 @@ mod tests {
             text.contains("vertice_backup_verify_failure_total 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_drill_counts_its_outcome_and_verifies_only_when_it_passed() {
+        let mut before = GroupState::default();
+        before.values.insert(name::DRILL_SUCCESS_TOTAL.into(), 2.0);
+        before.values.insert(name::TOTAL.into(), 9.0);
+        let passed = RunSummary {
+            command: "drill".into(),
+            outcome: "succeeded".into(),
+            finished_at: chrono::DateTime::from_timestamp(1_700_000_000, 0),
+            drill: Some(vertice_crds::drill::DrillReport {
+                restore_seconds: Some(12.5),
+                backup_age_seconds: Some(3600.0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = render(&before, &passed).expect("render");
+        for line in [
+            "vertice_restore_drill_success_total 3",
+            "vertice_restore_drill_failure_total 0",
+            "vertice_restore_drill_duration_seconds 12.5",
+            "vertice_restore_drill_backup_age_seconds 3600",
+            "vertice_backup_last_verified_timestamp_seconds 1700000000",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains(name::TOTAL),
+            "backup counters untouched: {text}"
+        );
+        let failed = RunSummary {
+            command: "drill".into(),
+            outcome: "failed".into(),
+            ..Default::default()
+        };
+        let text = render(&before, &failed).expect("render");
+        assert!(
+            text.contains("vertice_restore_drill_failure_total 1"),
+            "{text}"
+        );
+        assert!(!text.contains(name::LAST_VERIFIED), "{text}");
     }
 
     #[test]

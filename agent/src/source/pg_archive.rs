@@ -1,6 +1,7 @@
 //! Reads the header of a `pg_dump` custom-format archive, to record the server
 //! and `pg_dump` versions in the manifest and to check the stream really is
-//! such an archive.
+//! such an archive; and its table of contents, which a restore drill checks
+//! the restored database against.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveHeader {
@@ -12,16 +13,109 @@ pub struct ArchiveHeader {
 
 pub fn parse_header(head: &[u8]) -> Result<ArchiveHeader, String> {
     let mut r = Cursor { data: head, pos: 0 };
+    read_header(&mut r).map(|(h, _, _)| h)
+}
+
+/// What a restore should create, from the archive's table of contents.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Contents {
+    /// `(schema, name)` of every table (`TABLE`, partitions included).
+    pub tables: Vec<(String, String)>,
+    pub sequences: Vec<(String, String)>,
+    /// OIDs of large objects (`BLOB`, or `BLOB METADATA` from pg_dump 17 on).
+    pub large_objects: Vec<u32>,
+}
+
+/// `Ok(None)` when `head` ends before the table of contents does: read more.
+pub fn parse_contents(head: &[u8]) -> Result<Option<Contents>, String> {
+    let mut r = Cursor { data: head, pos: 0 };
+    match read_contents(&mut r) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e == TRUNCATED => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
+    let (_, version, (int_size, off_size)) = read_header(r)?;
+    let (major, minor) = (version.0, version.1);
+    if (major, minor) < (1, 12) {
+        return Err(format!(
+            "archive version {major}.{minor} is older than any pg_dump this agent reads (1.12, PostgreSQL 9.5)"
+        ));
+    }
+    let count = r.int(int_size)?;
+    if !(0..=50_000_000).contains(&count) {
+        return Err(format!("the table of contents claims {count} entries"));
+    }
+    let mut contents = Contents::default();
+    for _ in 0..count {
+        r.int(int_size)?; // dump id
+        r.int(int_size)?; // had dumper
+        r.string(int_size)?; // table oid
+        r.string(int_size)?; // oid
+        let tag = r.string(int_size)?.unwrap_or_default();
+        let desc = r.string(int_size)?.unwrap_or_default();
+        r.int(int_size)?; // section
+        let defn = r.string(int_size)?.unwrap_or_default();
+        r.string(int_size)?; // drop statement
+        r.string(int_size)?; // copy statement
+        let namespace = r.string(int_size)?.unwrap_or_default();
+        r.string(int_size)?; // tablespace
+        if (major, minor) >= (1, 14) {
+            r.string(int_size)?; // table access method
+        }
+        if (major, minor) >= (1, 16) {
+            r.int(int_size)?; // relkind
+        }
+        r.string(int_size)?; // owner
+        r.string(int_size)?; // "false": tables WITH OIDS
+        while r.string(int_size)?.is_some() {} // dependencies, ended by NULL
+        r.byte()?; // data offset: a flag byte, then the offset
+        r.bytes(off_size)?;
+        match desc.as_str() {
+            "TABLE" => contents.tables.push((namespace, tag)),
+            "SEQUENCE" => contents.sequences.push((namespace, tag)),
+            "BLOB" | "BLOB METADATA" => contents.large_objects.extend(lo_creates(&defn)),
+            _ => {}
+        }
+    }
+    Ok(contents)
+}
+
+/// The OIDs in `SELECT pg_catalog.lo_create('16385');` statements.
+fn lo_creates(defn: &str) -> Vec<u32> {
+    defn.split("lo_create('")
+        .skip(1)
+        .filter_map(|rest| rest.split('\'').next()?.parse().ok())
+        .collect()
+}
+
+type Sizes = (usize, usize);
+type Version = (u8, u8, u8);
+
+fn read_header(r: &mut Cursor<'_>) -> Result<(ArchiveHeader, Version, Sizes), String> {
     if r.bytes(5)? != b"PGDMP" {
         return Err("the stream does not start with a pg_dump custom-format header (PGDMP)".into());
     }
     let version = (r.byte()?, r.byte()?, r.byte()?);
     let int_size = r.byte()? as usize;
-    let _off_size = r.byte()?;
-    let _format = r.byte()?;
+    let off_size = r.byte()? as usize;
+    let format = r.byte()?;
     if !(1..=8).contains(&int_size) {
         return Err(format!(
             "archive header has an implausible integer size {int_size}"
+        ));
+    }
+    if !(1..=16).contains(&off_size) {
+        return Err(format!(
+            "archive header has an implausible offset size {off_size}"
+        ));
+    }
+    // 1 is the custom format; a directory or tar archive never reaches us.
+    if format != 1 {
+        return Err(format!(
+            "the archive is not in pg_dump's custom format (format byte {format})"
         ));
     }
     // Archive 1.15 (PostgreSQL 16) stores the compression algorithm as one
@@ -37,13 +131,16 @@ pub fn parse_header(head: &[u8]) -> Result<ArchiveHeader, String> {
     let database = r.string(int_size)?;
     let server_version = r.string(int_size)?;
     let pg_dump_version = r.string(int_size)?;
-    Ok(ArchiveHeader {
+    let header = ArchiveHeader {
         archive_version: version,
         database,
         server_version,
         pg_dump_version,
-    })
+    };
+    Ok((header, version, (int_size, off_size)))
 }
+
+const TRUNCATED: &str = "archive header is truncated";
 
 struct Cursor<'a> {
     data: &'a [u8],
@@ -56,7 +153,7 @@ impl<'a> Cursor<'a> {
             .pos
             .checked_add(n)
             .filter(|e| *e <= self.data.len())
-            .ok_or("archive header is truncated")?;
+            .ok_or(TRUNCATED)?;
         let out = &self.data[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -81,7 +178,8 @@ impl<'a> Cursor<'a> {
         if len < 0 {
             return Ok(None);
         }
-        let bytes = self.bytes(len as usize)?;
+        let len = usize::try_from(len).map_err(|_| "archive string length overflows")?;
+        let bytes = self.bytes(len)?;
         Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
     }
 }
@@ -131,6 +229,69 @@ mod tests {
                 Some("15.18 (Debian 15.18-0+deb12u1)")
             );
         }
+    }
+
+    /// A version 1.16 archive (pg_dump 17) whose table of contents holds a
+    /// table, a sequence, an index and one large object.
+    fn archive_with_contents() -> Vec<u8> {
+        let mut a = header((1, 16, 0));
+        a.truncate(a.len() - b"rest of the archive".len());
+        let entries = [
+            ("public", "orders", "TABLE", ""),
+            ("public", "orders_id_seq", "SEQUENCE", ""),
+            ("public", "orders_pkey", "INDEX", ""),
+            (
+                "",
+                "16385",
+                "BLOB METADATA",
+                "SELECT pg_catalog.lo_create('16385');\n",
+            ),
+        ];
+        a.extend(int(entries.len() as i64));
+        for (id, (schema, tag, desc, defn)) in entries.iter().enumerate() {
+            a.extend(int(id as i64 + 1));
+            a.extend(int(1));
+            a.extend(string("0"));
+            a.extend(string("0"));
+            a.extend(string(tag));
+            a.extend(string(desc));
+            a.extend(int(1));
+            a.extend(string(defn));
+            a.extend(string(""));
+            a.extend(string(""));
+            a.extend(string(schema));
+            a.extend(string(""));
+            a.extend(string("heap"));
+            a.extend(int(114));
+            a.extend(string("sales"));
+            a.extend(string("false"));
+            a.extend(int(-1)); // no dependencies
+            a.push(1);
+            a.extend_from_slice(&[0; 8]);
+        }
+        a
+    }
+
+    #[test]
+    fn lists_tables_sequences_and_large_objects() {
+        let archive = archive_with_contents();
+        let contents = parse_contents(&archive).expect("parses").expect("complete");
+        assert_eq!(contents.tables, vec![("public".into(), "orders".into())]);
+        assert_eq!(
+            contents.sequences,
+            vec![("public".into(), "orders_id_seq".into())]
+        );
+        assert_eq!(contents.large_objects, vec![16385]);
+    }
+
+    #[test]
+    fn a_table_of_contents_cut_short_asks_for_more() {
+        let archive = archive_with_contents();
+        assert_eq!(parse_contents(&archive[..archive.len() - 3]), Ok(None));
+        assert_eq!(
+            lo_creates("SELECT pg_catalog.lo_create('1'); SELECT pg_catalog.lo_create('22');"),
+            vec![1, 22]
+        );
     }
 
     #[test]

@@ -19,7 +19,27 @@ use crate::target::RedisTarget;
 
 pub struct Snapshot {
     pub server_version: Option<String>,
+    /// Keys in every database (`INFO keyspace`) just before the snapshot.
+    pub keys: Option<u64>,
     pub stream: RdbStream,
+}
+
+/// The sum of `keys=` over the `dbN:` lines of `INFO keyspace`.
+pub fn keyspace_keys(info: &str) -> u64 {
+    info.lines()
+        .filter(|l| l.starts_with("db"))
+        .filter_map(|l| {
+            l.split(',')
+                .find_map(|f| f.split_once("keys=").map(|(_, n)| n))
+        })
+        .filter_map(|n| {
+            n.trim()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -86,6 +106,13 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
         .map(|v| format!("valkey {v}"))
         .or_else(|| field("redis_version:"));
 
+    // Read just before the snapshot: keys written or expiring in between
+    // make the two differ slightly, which a drill's tolerance allows for.
+    let keyspace = command(&mut conn, &[b"INFO", b"keyspace"])
+        .await
+        .map_err(|e| io_failure(&address, e))?;
+    let keys = (!keyspace.starts_with('-')).then(|| keyspace_keys(&keyspace));
+
     // We accept the EOF-marked (diskless) transfer, so the master need not
     // write the snapshot to its own disk.
     let capa = command(
@@ -146,6 +173,7 @@ pub async fn start(target: &RedisTarget, password: Option<&str>) -> Result<Snaps
     };
     Ok(Snapshot {
         server_version,
+        keys,
         stream: RdbStream {
             conn,
             framing,
@@ -368,6 +396,10 @@ mod tests {
                     let info = "# Server\r\nredis_version:7.2.4\r\n";
                     format!("${}\r\n{info}\r\n", info.len()).into_bytes()
                 },
+                {
+                    let info = "# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n";
+                    format!("${}\r\n{info}\r\n", info.len()).into_bytes()
+                },
                 b"+OK\r\n".to_vec(),
                 b"+FULLRESYNC 8de1787ba490483314a4d30f1c628bc5025eb761 0\r\n".to_vec(),
             ]
@@ -408,6 +440,13 @@ mod tests {
         let mut out = Vec::new();
         snapshot.stream.read_to_end(&mut out).await?;
         Ok((snapshot.server_version, out))
+    }
+
+    #[test]
+    fn counts_keys_over_every_database() {
+        let info = "# Keyspace\r\ndb0:keys=1200,expires=3,avg_ttl=0\r\ndb5:keys=7,expires=0,avg_ttl=0,subexpiry=0\r\n";
+        assert_eq!(keyspace_keys(info), 1207);
+        assert_eq!(keyspace_keys("# Keyspace\r\n"), 0);
     }
 
     #[tokio::test]

@@ -1,0 +1,403 @@
+//! A Redis drill. With a `redis-server` (or `valkey-server`) at hand, the
+//! RDB is restored into a file in a private directory and loaded by a
+//! throwaway server listening only on a socket there; the checks ask that
+//! server. The RDB is also parsed end to end in any case, which is all a
+//! drill without a server binary can do: count keys, find the named ones.
+//! The directory and the server go away whatever happens.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::io::AsyncWriteExt;
+use vertice_crds::drill::{DrillReport, RedisChecks};
+
+use super::{timed, Drilled};
+use crate::commands::verify::{check_integrity, open_artifact};
+use crate::error::{Error, Result};
+use crate::redis::census::{self, Census};
+
+/// Keys that expire within this long of the census may be gone by the time
+/// the server has loaded.
+const EXPIRY_SLACK_MS: i64 = 10 * 60 * 1000;
+
+pub async fn drill(d: &Drilled<'_>, checks: &RedisChecks, report: &mut DrillReport) -> Result<()> {
+    let server = find_server(&d.args.redis_server)?;
+    let now_ms = Utc::now().timestamp_millis();
+    let backup_ms = d.manifest.started_at.timestamp_millis();
+    let times = [backup_ms, now_ms, now_ms + EXPIRY_SLACK_MS];
+    let wanted: Vec<(u64, Vec<u8>)> = checks
+        .keys
+        .iter()
+        .map(|k| (u64::from(k.db), k.key.as_bytes().to_vec()))
+        .collect();
+    let Some(server) = server else {
+        report.target = Some("streaming parse of the RDB (no redis-server)".into());
+        let census = timed(report, parse_stream(d, times.to_vec(), wanted.clone())).await?;
+        record_counts(d, checks, &census, backup_ms, report);
+        for (check, id) in checks.keys.iter().zip(&wanted) {
+            let found = census.found.get(id).copied();
+            report.record(
+                key_check_name(check.db, &check.key),
+                judge_key(found, check.type_.as_deref()),
+            );
+        }
+        return Ok(());
+    };
+
+    let dir = Scratch::create()?;
+    report.target = Some(format!(
+        "ephemeral {} on a private socket",
+        server.display()
+    ));
+    let rdb = dir.path.join("dump.rdb");
+    let loaded = timed(report, async {
+        write_rdb(d, &rdb).await?;
+        let census = parse_file(&rdb, times.to_vec(), wanted.clone()).await?;
+        let running = start_server(&server, &dir.path, &census).await?;
+        Ok((census, running))
+    })
+    .await;
+    let (census, running) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            report.record("restore", Err(e.to_string()));
+            return Err(e);
+        }
+    };
+    report.record("restore", Ok(()));
+    record_counts(d, checks, &census, backup_ms, report);
+    let mut running = match running {
+        Ok(r) => {
+            report.record("load into redis-server", Ok(()));
+            r
+        }
+        Err(why) => {
+            report.record("load into redis-server", Err(why));
+            return Ok(());
+        }
+    };
+    let socket = dir.path.join("redis.sock");
+    let asked: Vec<(u32, String)> = checks.keys.iter().map(|k| (k.db, k.key.clone())).collect();
+    let dbs = census.highest_db();
+    let answers = tokio::task::spawn_blocking(move || ask_server(&socket, dbs, &asked))
+        .await
+        .map_err(|e| Error::target(format!("redis check task failed: {e}")))?;
+    let _ = running.kill().await;
+    let (served, types) = match answers {
+        Ok(a) => a,
+        Err(e) => {
+            report.record("query redis-server", Err(e));
+            return Ok(());
+        }
+    };
+    let (low, high) = (
+        census.alive(times[2]).unwrap_or(0),
+        census.alive(times[1]).unwrap_or(0),
+    );
+    report.record(
+        "keys loaded",
+        if (low..=high).contains(&served) {
+            Ok(())
+        } else {
+            Err(format!(
+                "redis-server holds {served} keys after loading; the RDB has {high} unexpired keys"
+            ))
+        },
+    );
+    for (check, found) in checks.keys.iter().zip(types) {
+        report.record(
+            key_check_name(check.db, &check.key),
+            judge_key(found.as_deref(), check.type_.as_deref()),
+        );
+    }
+    Ok(())
+}
+
+/// The count recorded at backup time against the keys alive then.
+fn record_counts(
+    d: &Drilled<'_>,
+    checks: &RedisChecks,
+    census: &Census,
+    backup_ms: i64,
+    report: &mut DrillReport,
+) {
+    let Some(recorded) = d.manifest.source.keys else {
+        tracing::info!("the backup recorded no key count (made by an older agent); the key count check is skipped");
+        return;
+    };
+    let restored = census.alive(backup_ms).unwrap_or(0);
+    let tolerance = checks.key_count_tolerance_percent;
+    report.record(
+        "key count",
+        if census::within_tolerance(recorded, restored, tolerance) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the backup holds {restored} keys; {recorded} were counted at backup time (tolerance {tolerance}%)"
+            ))
+        },
+    );
+}
+
+fn key_check_name(db: u32, key: &str) -> String {
+    let shown: String = key.chars().take(64).collect();
+    format!("key {db}/{shown}")
+}
+
+fn judge_key(found: Option<&str>, want: Option<&str>) -> std::result::Result<(), String> {
+    match (found, want) {
+        (None, _) => Err("missing".into()),
+        (Some(t), Some(w)) if t != w => Err(format!("is a {t}, expected a {w}")),
+        _ => Ok(()),
+    }
+}
+
+/// `auto`: redis-server, else valkey-server, on PATH; `none`; or a path.
+fn find_server(setting: &str) -> Result<Option<PathBuf>> {
+    match setting {
+        "none" => Ok(None),
+        "auto" => Ok(["redis-server", "valkey-server"]
+            .iter()
+            .find_map(|n| on_path(n))),
+        path => {
+            let p = PathBuf::from(path);
+            if p.is_file() {
+                Ok(Some(p))
+            } else {
+                Err(Error::usage(format!(
+                    "--redis-server {path}: no such file; give the path of redis-server or valkey-server, or auto / none"
+                )))
+            }
+        }
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+async fn parse_stream(
+    d: &Drilled<'_>,
+    times: Vec<i64>,
+    wanted: Vec<(u64, Vec<u8>)>,
+) -> Result<Census> {
+    let open = open_artifact(d.store, d.manifest, d.artifact, d.identities).await?;
+    let reader = tokio_util::io::SyncIoBridge::new(open.reader);
+    let census = tokio::task::spawn_blocking(move || {
+        census::take(
+            BufReader::with_capacity(256 * 1024, reader),
+            &times,
+            &wanted,
+        )
+    })
+    .await
+    .map_err(|e| Error::target(format!("RDB parse task failed: {e}")))?
+    .map_err(|e| Error::integrity(format!("the RDB cannot be read to its end: {e}")))?;
+    Ok(census)
+}
+
+async fn parse_file(path: &Path, times: Vec<i64>, wanted: Vec<(u64, Vec<u8>)>) -> Result<Census> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::target(format!("{}: {e}", path.display())))?;
+        census::take(BufReader::with_capacity(256 * 1024, file), &times, &wanted)
+            .map_err(|e| Error::integrity(format!("the RDB cannot be read to its end: {e}")))
+    })
+    .await
+    .map_err(|e| Error::target(format!("RDB parse task failed: {e}")))?
+}
+
+/// The artifact into `path`, checked against the manifest.
+async fn write_rdb(d: &Drilled<'_>, path: &Path) -> Result<()> {
+    let mut open = open_artifact(d.store, d.manifest, d.artifact, d.identities).await?;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| Error::target(format!("creating {}: {e}", path.display())))?;
+    tokio::io::copy(&mut open.reader, &mut file)
+        .await
+        .map_err(|e| Error::target(format!("writing {}: {e}", path.display())))?;
+    file.flush()
+        .await
+        .map_err(|e| Error::target(format!("writing {}: {e}", path.display())))?;
+    check_integrity(d.manifest, d.artifact, &open)
+}
+
+/// Starts the server on the RDB; `Err(why)` is a failed check (the server
+/// refused the file), not a failed drill run.
+async fn start_server(
+    server: &Path,
+    dir: &Path,
+    census: &Census,
+) -> Result<std::result::Result<tokio::process::Child, String>> {
+    let databases = (census.highest_db() + 1).max(16);
+    let socket = dir.join("redis.sock");
+    let log = dir.join("redis.log");
+    let mut child = tokio::process::Command::new(server)
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--unixsocket")
+        .arg(&socket)
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--databases",
+            &databases.to_string(),
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--dbfilename", "dump.rdb"])
+        .arg("--logfile")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::usage(format!("--redis-server {}: {e}", server.display())))?;
+    // Loading runs at a few hundred MB/s; allow a slow disk.
+    let size = std::fs::metadata(dir.join("dump.rdb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(60 + size / (20 << 20));
+    loop {
+        if crate::interrupt::received().is_some() {
+            return Err(Error::target("interrupted while redis-server was loading"));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ok(Err(format!(
+                "redis-server exited ({status}) while loading: {}",
+                last_lines(&log)
+            )));
+        }
+        let probe = socket.clone();
+        let ready = tokio::task::spawn_blocking(move || ping(&probe))
+            .await
+            .unwrap_or(false);
+        if ready {
+            return Ok(Ok(child));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill().await;
+            return Ok(Err(format!(
+                "redis-server did not finish loading in time: {}",
+                last_lines(&log)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn connect(socket: &Path) -> redis::RedisResult<redis::Connection> {
+    use redis::IntoConnectionInfo;
+    let info = redis::ConnectionAddr::Unix(socket.to_path_buf()).into_connection_info()?;
+    redis::Client::open(info)?.get_connection_with_timeout(Duration::from_secs(5))
+}
+
+/// True once the server answers (not `LOADING`).
+fn ping(socket: &Path) -> bool {
+    connect(socket)
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
+}
+
+/// The total key count and the type of each asked key (`None`: absent).
+fn ask_server(
+    socket: &Path,
+    highest_db: u64,
+    keys: &[(u32, String)],
+) -> std::result::Result<(u64, Vec<Option<String>>), String> {
+    let mut conn = connect(socket).map_err(|e| e.to_string())?;
+    let mut total = 0u64;
+    for db in 0..=highest_db {
+        redis::cmd("SELECT")
+            .arg(db)
+            .query::<()>(&mut conn)
+            .map_err(|e| e.to_string())?;
+        total += redis::cmd("DBSIZE")
+            .query::<u64>(&mut conn)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut types = Vec::new();
+    for (db, key) in keys {
+        let found = redis::cmd("SELECT")
+            .arg(*db)
+            .query::<()>(&mut conn)
+            .and_then(|()| redis::cmd("TYPE").arg(key).query::<String>(&mut conn));
+        types.push(match found {
+            Ok(t) if t == "none" => None,
+            Ok(t) => Some(t),
+            // A database beyond the backup's highest does not exist: absent.
+            Err(_) => None,
+        });
+    }
+    Ok((total, types))
+}
+
+fn last_lines(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(3).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// A private directory removed on drop.
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn create() -> Result<Self> {
+        let mut random = [0u8; 6];
+        let _ = getrandom::fill(&mut random);
+        let path = std::env::temp_dir().join(format!("vertice-drill-{}", hex::encode(random)));
+        let mut builder = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&path)
+            .map_err(|e| Error::target(format!("creating {}: {e}", path.display())))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(dir = %self.path.display(), error = %e, "could not remove the drill's directory");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_checks_name_the_type_they_found() {
+        assert!(judge_key(Some("hash"), Some("hash")).is_ok());
+        assert!(judge_key(Some("hash"), None).is_ok());
+        assert_eq!(
+            judge_key(Some("list"), Some("hash")).expect_err("wrong type"),
+            "is a list, expected a hash"
+        );
+        assert_eq!(judge_key(None, None).expect_err("missing"), "missing");
+    }
+}
