@@ -76,18 +76,27 @@ fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
         match desc.as_str() {
             "TABLE" => contents.tables.push((namespace, tag)),
             "SEQUENCE" => contents.sequences.push((namespace, tag)),
-            "BLOB" | "BLOB METADATA" => contents.large_objects.extend(lo_creates(&defn)),
+            "BLOB" | "BLOB METADATA" => contents.large_objects.extend(large_object_oids(&defn)),
             _ => {}
         }
     }
     Ok(contents)
 }
 
-/// The OIDs in `SELECT pg_catalog.lo_create('16385');` statements.
-fn lo_creates(defn: &str) -> Vec<u32> {
-    defn.split("lo_create('")
-        .skip(1)
-        .filter_map(|rest| rest.split('\'').next()?.parse().ok())
+/// The OIDs of a large-object entry. Before pg_dump 17 a `BLOB` entry's
+/// definition is `SELECT pg_catalog.lo_create('16385');`; from 17 on a
+/// `BLOB METADATA` entry groups many and lists their OIDs one per line
+/// (pg_restore writes the `lo_create` calls itself).
+fn large_object_oids(defn: &str) -> Vec<u32> {
+    if defn.contains("lo_create('") {
+        return defn
+            .split("lo_create('")
+            .skip(1)
+            .filter_map(|rest| rest.split('\'').next()?.parse().ok())
+            .collect();
+    }
+    defn.split_whitespace()
+        .filter_map(|oid| oid.parse().ok())
         .collect()
 }
 
@@ -240,12 +249,7 @@ mod tests {
             ("public", "orders", "TABLE", ""),
             ("public", "orders_id_seq", "SEQUENCE", ""),
             ("public", "orders_pkey", "INDEX", ""),
-            (
-                "",
-                "16385",
-                "BLOB METADATA",
-                "SELECT pg_catalog.lo_create('16385');\n",
-            ),
+            ("", "16385..16386", "BLOB METADATA", "16385\n16386\n"),
         ];
         a.extend(int(entries.len() as i64));
         for (id, (schema, tag, desc, defn)) in entries.iter().enumerate() {
@@ -281,7 +285,7 @@ mod tests {
             contents.sequences,
             vec![("public".into(), "orders_id_seq".into())]
         );
-        assert_eq!(contents.large_objects, vec![16385]);
+        assert_eq!(contents.large_objects, vec![16385, 16386]);
     }
 
     #[test]
@@ -289,8 +293,9 @@ mod tests {
         let archive = archive_with_contents();
         assert_eq!(parse_contents(&archive[..archive.len() - 3]), Ok(None));
         assert_eq!(
-            lo_creates("SELECT pg_catalog.lo_create('1'); SELECT pg_catalog.lo_create('22');"),
-            vec![1, 22]
+            large_object_oids("SELECT pg_catalog.lo_create('1');\n"),
+            vec![1],
+            "pg_dump 16 and older"
         );
     }
 

@@ -144,7 +144,7 @@ fn record_counts(
 
 fn key_check_name(db: u32, key: &str) -> String {
     let shown: String = key.chars().take(64).collect();
-    format!("key {db}/{shown}")
+    format!("key db{db}/{shown}")
 }
 
 fn judge_key(found: Option<&str>, want: Option<&str>) -> std::result::Result<(), String> {

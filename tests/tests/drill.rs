@@ -1,0 +1,570 @@
+//! `vertice-agent drill` against real servers: a good backup passes, a failed
+//! assertion is named, a corrupted backup is refused before anything is
+//! restored, the scratch database is gone afterwards in every case (SIGTERM
+//! included) and nothing outside the drill's prefix is touched.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vertice_tests::agent::RunOutput;
+use vertice_tests::fixtures::RICH_POSTGRES_SCHEMA;
+use vertice_tests::{Agent, OpenBao, Postgres, RedisServer, TestStore};
+
+const PREFIX: &str = "vertice_drill_";
+
+/// The databases on the server whose names start with the prefix.
+fn drill_databases(pg: &Postgres) -> Vec<String> {
+    let out = pg.psql(
+        "postgres",
+        "SELECT datname FROM pg_database WHERE starts_with(datname, 'vertice_drill') ORDER BY 1",
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+fn backed_up_postgres(pg: &Postgres, store: &TestStore) {
+    backed_up_postgres_with(pg, store, &[]);
+}
+
+fn backed_up_postgres_with(pg: &Postgres, store: &TestStore, extra: &[&str]) {
+    pg.create_database("shop");
+    pg.script("shop", RICH_POSTGRES_SCHEMA);
+    pg.psql(
+        "shop",
+        "CREATE TABLE public.orders AS SELECT g AS id, now() - g * interval '1 minute' AS created_at FROM generate_series(1, 2000) g",
+    );
+    let env = store.env_with("PGPASSWORD", &pg.password);
+    let source = pg.url("shop");
+    let url = store.url("");
+    let mut args = vec!["backup", "--source", &source, "--to", &url];
+    args.extend_from_slice(extra);
+    Agent::new().run(&args, &env).assert_ok();
+}
+
+fn drill(pg: &Postgres, store: &TestStore, extra: &[&str]) -> (RunOutput, Value) {
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let log_path = log.path().to_string_lossy().into_owned();
+    let target = pg.url("postgres");
+    let url = store.url("");
+    let mut args = vec![
+        "drill",
+        "--from",
+        &url,
+        "--restore-to",
+        &target,
+        "--termination-log",
+        &log_path,
+    ];
+    args.extend_from_slice(extra);
+    let out = Agent::new().run(&args, &store.env_with("PGPASSWORD", &pg.password));
+    let summary = read_summary(log.path());
+    (out, summary)
+}
+
+fn read_summary(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("termination log");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("summary {text:?}: {e}"))
+}
+
+fn check<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["drill"]["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name:?} in {summary}"))
+}
+
+const GOOD_CHECKS: &str = r#"{"postgres": {"assertions": [
+    {"name": "orders", "sql": "SELECT count(*) >= 2000 FROM public.orders"},
+    {"name": "fresh", "sql": "SELECT max(created_at) > current_setting('vertice.backup_time')::timestamptz - interval '1 day' FROM public.orders", "timeoutSeconds": 10}
+]}}"#;
+
+#[test]
+fn a_good_postgres_backup_passes_and_leaves_nothing_behind() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    // Ours by prefix but not by shape, another database, and a leftover of
+    // a drill killed a day ago: only the last may go.
+    pg.create_database("vertice_drill_mine");
+    pg.create_database("vertice_drill_1700000000_notours!");
+    let old = format!(
+        "{PREFIX}{}_0badc0de",
+        chrono::Utc::now().timestamp() - 86_400
+    );
+    pg.create_database(&old);
+    pg.psql("vertice_drill_mine", "CREATE TABLE keep (v int)");
+
+    let (out, summary) = drill(&pg, &store, &["--checks-json", GOOD_CHECKS]);
+    out.assert_ok();
+    assert_eq!(summary["outcome"], "succeeded", "{summary}");
+    let report = &summary["drill"];
+    for name in [
+        "verify",
+        "restore",
+        "tables",
+        "sequences",
+        "large objects",
+        "sql: orders",
+        "sql: fresh",
+    ] {
+        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
+    }
+    assert_eq!(report["checks_failed"], 0, "{report}");
+    assert_eq!(report["cleaned_up"], true, "{report}");
+    assert!(
+        report["restore_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{report}"
+    );
+    assert!(
+        report["backup_age_seconds"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0),
+        "{report}"
+    );
+    assert!(
+        report["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("scratch database vertice_drill_")),
+        "{report}"
+    );
+    assert_eq!(
+        drill_databases(&pg),
+        vec![
+            "vertice_drill_1700000000_notours!".to_string(),
+            "vertice_drill_mine".into()
+        ],
+        "the scratch database and the stale leftover are gone; nothing else is"
+    );
+    assert_eq!(
+        pg.psql("vertice_drill_mine", "SELECT count(*) FROM keep"),
+        "0"
+    );
+    assert_eq!(
+        pg.psql("shop", "SELECT count(*) FROM public.orders"),
+        "2000"
+    );
+    // The password went in by PGPASSWORD and comes out nowhere.
+    assert!(!out.all().contains(&pg.password), "{}", out.all());
+    assert!(!summary.to_string().contains(&pg.password));
+}
+
+#[test]
+fn a_failed_assertion_is_named_and_the_scratch_database_still_goes() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    let checks = r#"{"postgres": {"assertions": [
+        {"name": "orders", "sql": "SELECT count(*) >= 2000 FROM public.orders"},
+        {"name": "enough orders", "sql": "SELECT count(*) >= 1000000 FROM public.orders"},
+        {"name": "writes refused", "sql": "CREATE TABLE public.sneaky (v int)"}
+    ]}}"#;
+    let (out, summary) = drill(&pg, &store, &["--checks-json", checks]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("enough orders"), "{}", out.stderr);
+    assert!(out.stderr.contains("2 of"), "{}", out.stderr);
+    assert_eq!(summary["outcome"], "failed", "{summary}");
+    assert_eq!(summary["error_category"], "check", "{summary}");
+    assert_eq!(check(&summary, "sql: orders")["ok"], true);
+    assert_eq!(check(&summary, "sql: enough orders")["ok"], false);
+    let refused = check(&summary, "sql: writes refused");
+    assert_eq!(refused["ok"], false);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("read-only")),
+        "{refused}"
+    );
+    // Failed checks come first, so a shortened summary keeps them.
+    assert_eq!(summary["drill"]["checks"][0]["ok"], false, "{summary}");
+    assert_eq!(summary["drill"]["cleaned_up"], true);
+    assert!(drill_databases(&pg).is_empty());
+}
+
+#[test]
+fn an_assertion_must_return_one_boolean_and_object_checks_can_be_skipped() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    // With the objects check off and a bad assertion type, the outcome names
+    // the assertion's shape.
+    let checks = r#"{"postgres": {"objects": false, "assertions": [
+        {"name": "shape", "sql": "SELECT count(*) FROM public.orders"}
+    ]}}"#;
+    let (out, summary) = drill(&pg, &store, &["--checks-json", checks]);
+    out.assert_code(1);
+    let shape = check(&summary, "sql: shape");
+    assert!(
+        shape["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("boolean")),
+        "{shape}"
+    );
+    assert!(
+        summary["drill"]["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["name"] != "tables")),
+        "objects: false skips the object checks: {summary}"
+    );
+    assert!(drill_databases(&pg).is_empty());
+}
+
+#[test]
+fn a_corrupted_backup_fails_verification_before_any_restore() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    let key = store
+        .keys("default/shop/")
+        .into_iter()
+        .find(|k| k.contains("dump.pgdump"))
+        .expect("artifact");
+    let mut bytes = store.read(&key);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    store.overwrite(&key, &bytes);
+
+    let (out, summary) = drill(&pg, &store, &[]);
+    out.assert_code(1);
+    assert_eq!(summary["error_category"], "integrity", "{summary}");
+    let checks = summary["drill"]["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 1, "only the verification ran: {summary}");
+    assert_eq!(checks[0]["name"], "verify");
+    assert_eq!(checks[0]["ok"], false);
+    assert!(
+        summary["drill"]["target"].is_null(),
+        "no target was made: {summary}"
+    );
+    assert!(drill_databases(&pg).is_empty());
+}
+
+#[test]
+fn sigterm_mid_restore_drops_the_scratch_database() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    pg.create_database("big");
+    pg.psql(
+        "big",
+        "CREATE TABLE rows AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 3000000) g",
+    );
+    let env = store.env_with("PGPASSWORD", &pg.password);
+    let agent = Agent::new();
+    agent
+        .run(
+            &[
+                "backup",
+                "--source",
+                &pg.url("big"),
+                "--to",
+                &store.url(""),
+                "--compression",
+                "none",
+            ],
+            &env,
+        )
+        .assert_ok();
+
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let mut command = agent.command();
+    command
+        .args([
+            "drill",
+            "--from",
+            &store.url(""),
+            "--restore-to",
+            &pg.url("postgres"),
+        ])
+        .arg("--termination-log")
+        .arg(log.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in &env {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("spawn");
+    // Wait until the restore is copying rows into the scratch database.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copying = pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE starts_with(datname, 'vertice_drill_') AND query ILIKE 'COPY%'",
+        );
+        if copying != "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started copying"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        drill_databases(&pg).len(),
+        1,
+        "the scratch database exists mid-restore"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    let summary = read_summary(log.path());
+    assert_eq!(summary["outcome"], "interrupted", "{summary}");
+    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    assert!(drill_databases(&pg).is_empty(), "dropped after SIGTERM");
+}
+
+#[test]
+fn postgres_17_drills_its_own_archives() {
+    let pg = Postgres::start_17();
+    let store = TestStore::file();
+    let pg_dump = vertice_tests::trixie::bin().join("pg_dump");
+    backed_up_postgres_with(&pg, &store, &["--pg-dump", &pg_dump.to_string_lossy()]);
+    let pg_restore = vertice_tests::trixie::bin().join("pg_restore");
+    let pg_restore = pg_restore.to_string_lossy();
+    let (out, summary) = drill(
+        &pg,
+        &store,
+        &["--checks-json", GOOD_CHECKS, "--pg-restore", &pg_restore],
+    );
+    out.assert_ok();
+    // pg_dump 17 writes large objects as BLOB METADATA entries.
+    assert_eq!(check(&summary, "large objects")["ok"], true, "{summary}");
+    assert!(drill_databases(&pg).is_empty());
+}
+
+#[test]
+fn bad_drill_input_is_refused_naming_the_flag() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    let agent = Agent::new();
+    let env = store.env_with("PGPASSWORD", &pg.password);
+    let url = store.url("");
+    let no_target = agent.run(&["drill", "--from", &url], &env);
+    no_target.assert_code(2);
+    assert!(
+        no_target.stderr.contains("--restore-to"),
+        "{}",
+        no_target.stderr
+    );
+
+    let target = pg.url("postgres");
+    let bad_prefix = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--restore-to",
+            &target,
+            "--scratch-prefix",
+            "shop",
+        ],
+        &env,
+    );
+    bad_prefix.assert_code(2);
+    assert!(
+        bad_prefix.stderr.contains("--scratch-prefix"),
+        "{}",
+        bad_prefix.stderr
+    );
+
+    let bad_checks = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--restore-to",
+            &target,
+            "--checks-json",
+            r#"{"postgres": {"asertions": []}}"#,
+        ],
+        &env,
+    );
+    bad_checks.assert_code(2);
+    assert!(
+        bad_checks.stderr.contains("asertions"),
+        "{}",
+        bad_checks.stderr
+    );
+
+    let wrong_password = agent.run(
+        &["drill", "--from", &url, "--restore-to", &target],
+        &store.env_with("PGPASSWORD", "not-the-password"),
+    );
+    assert_ne!(wrong_password.code, 0);
+    assert!(
+        wrong_password.stderr.contains("--restore-to"),
+        "{}",
+        wrong_password.stderr
+    );
+    assert!(!wrong_password.all().contains("not-the-password"));
+    assert!(drill_databases(&pg).is_empty());
+    // Nothing of the source was touched either.
+    assert_eq!(
+        pg.psql("shop", "SELECT count(*) FROM public.orders"),
+        "2000"
+    );
+}
+
+fn backed_up_redis() -> (RedisServer, TestStore) {
+    let source = RedisServer::start(None);
+    let mut conn = source.connection();
+    vertice_tests::fixtures::fill_redis(&mut conn);
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(5000)
+        .arg("bulk")
+        .arg(64)
+        .exec(&mut conn)
+        .expect("populate");
+    let store = TestStore::file();
+    Agent::new()
+        .run(
+            &["backup", "--source", &source.url(), "--to", &store.url("")],
+            &[],
+        )
+        .assert_ok();
+    (source, store)
+}
+
+fn redis_drill(store: &TestStore, extra: &[&str]) -> (RunOutput, Value) {
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let log_path = log.path().to_string_lossy().into_owned();
+    let url = store.url("");
+    let mut args = vec!["drill", "--from", &url, "--termination-log", &log_path];
+    args.extend_from_slice(extra);
+    let out = Agent::new().run(&args, &[]);
+    (out, read_summary(log.path()))
+}
+
+const REDIS_CHECKS: &str = r#"{"redis": {"keys": [
+    {"key": "list:big", "type": "list"},
+    {"key": "set:small", "type": "set"},
+    {"key": "bulk:17"}
+]}}"#;
+
+#[test]
+fn a_redis_backup_loads_into_a_throwaway_server() {
+    let (_source, store) = backed_up_redis();
+    let (out, summary) = redis_drill(&store, &["--checks-json", REDIS_CHECKS]);
+    out.assert_ok();
+    for name in [
+        "verify",
+        "restore",
+        "key count",
+        "load into redis-server",
+        "keys loaded",
+    ] {
+        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
+    }
+    assert_eq!(check(&summary, "key db0/list:big")["ok"], true, "{summary}");
+    assert!(
+        summary["drill"]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("ephemeral")),
+        "{summary}"
+    );
+    assert_eq!(summary["drill"]["cleaned_up"], true);
+}
+
+#[test]
+fn a_redis_drill_without_a_server_parses_the_whole_rdb() {
+    let (_source, store) = backed_up_redis();
+    let (out, summary) = redis_drill(
+        &store,
+        &["--checks-json", REDIS_CHECKS, "--redis-server", "none"],
+    );
+    out.assert_ok();
+    assert_eq!(check(&summary, "key count")["ok"], true, "{summary}");
+    assert_eq!(
+        check(&summary, "key db0/set:small")["ok"],
+        true,
+        "{summary}"
+    );
+    assert!(
+        summary["drill"]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("streaming parse")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_missing_or_mistyped_redis_key_fails_by_name() {
+    let (_source, store) = backed_up_redis();
+    let checks = r#"{"redis": {"keys": [
+        {"key": "orders:queue"},
+        {"key": "list:big", "type": "hash"}
+    ]}}"#;
+    for server in ["auto", "none"] {
+        let (out, summary) =
+            redis_drill(&store, &["--checks-json", checks, "--redis-server", server]);
+        out.assert_code(1);
+        assert!(out.stderr.contains("orders:queue"), "{}", out.stderr);
+        assert_eq!(summary["error_category"], "check");
+        let mistyped = check(&summary, "key db0/list:big");
+        assert!(
+            mistyped["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("expected a hash")),
+            "{server}: {mistyped}"
+        );
+    }
+}
+
+#[test]
+fn a_vault_snapshot_is_checked_whole_and_corruption_is_refused() {
+    let bao = OpenBao::start();
+    bao.put_secret("app/db", "password", "s3cret-value");
+    let store = TestStore::file();
+    let agent = Agent::new();
+    let mut env = store.env();
+    env.extend(bao.env());
+    let url = store.url("vault");
+    agent
+        .run(
+            &[
+                "backup",
+                "--source",
+                &bao.address(),
+                "--source-kind",
+                "vault",
+                "--to",
+                &url,
+            ],
+            &env,
+        )
+        .assert_ok();
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let log_path = log.path().to_string_lossy().into_owned();
+    let ok = agent.run(
+        &["drill", "--from", &url, "--termination-log", &log_path],
+        &[],
+    );
+    ok.assert_ok();
+    let summary = read_summary(log.path());
+    for name in ["verify", "snapshot archive", "checksums", "metadata"] {
+        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
+    }
+
+    let key = store
+        .keys("vault/")
+        .into_iter()
+        .find(|k| !k.ends_with("manifest.json"))
+        .expect("artifact");
+    let mut bytes = store.read(&key);
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    store.overwrite(&key, &bytes);
+    let bad = agent.run(
+        &["drill", "--from", &url, "--termination-log", &log_path],
+        &[],
+    );
+    bad.assert_code(1);
+    let summary = read_summary(log.path());
+    assert_eq!(summary["error_category"], "integrity", "{summary}");
+    assert_eq!(check(&summary, "verify")["ok"], false);
+}
