@@ -12,6 +12,7 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     pub backups_overdue: IntGaugeVec,
+    pub backups_unverified: IntGaugeVec,
     pub overdue_detected: IntCounterVec,
     pub leader: prometheus::IntGauge,
     pub scaler_desired: IntGaugeVec,
@@ -65,6 +66,13 @@ impl Metrics {
             Opts::new(
                 "vertice_backup_overdue",
                 "1 while a VerticeBackup has no successful backup within its grace period",
+            ),
+            &["namespace", "backup"],
+        )?;
+        let backups_unverified = IntGaugeVec::new(
+            Opts::new(
+                "vertice_backup_unverified",
+                "1 while a VerticeBackup's newest verified backup is older than drill.maxUnverifiedAge (or none was verified in that long)",
             ),
             &["namespace", "backup"],
         )?;
@@ -215,6 +223,7 @@ impl Metrics {
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(backups_overdue.clone()))?;
+        registry.register(Box::new(backups_unverified.clone()))?;
         registry.register(Box::new(overdue_detected.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         Ok(Self {
@@ -223,6 +232,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             backups_overdue,
+            backups_unverified,
             overdue_detected,
             leader,
             scaler_desired,
@@ -249,6 +259,7 @@ impl Metrics {
     pub fn forget_backup(&self, namespace: &str, name: &str) {
         let labels = [namespace, name];
         let _ = self.backups_overdue.remove_label_values(&labels);
+        let _ = self.backups_unverified.remove_label_values(&labels);
         let _ = self.overdue_detected.remove_label_values(&labels);
     }
 
@@ -263,6 +274,7 @@ impl Metrics {
             .collect()
             .into_iter()
             .chain(self.overdue_detected.collect())
+            .chain(self.backups_unverified.collect())
         {
             for metric in family.get_metric() {
                 let label = |n: &str| label_value(metric, n).unwrap_or_default();

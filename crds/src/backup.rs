@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup_status::VerticeBackupStatus;
 use crate::common::SecretKeySelector;
+use crate::drill_spec::DrillSpec;
 use crate::hooks::Hooks;
 use crate::notifications::Notifications;
 use crate::Compression;
@@ -32,12 +33,19 @@ use crate::Compression;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule.cron","priority":1}"#,
     printcolumn = r#"{"name":"Last Success","type":"date","jsonPath":".status.lastSuccessfulBackup.finishedAt"}"#,
+    // The age of the newest successful backup is what a restore now would lose.
+    printcolumn = r#"{"name":"RPO","type":"date","jsonPath":".status.lastSuccessfulBackup.finishedAt","priority":1}"#,
+    printcolumn = r#"{"name":"Verified","type":"date","jsonPath":".status.lastVerifiedBackup.drilledAt"}"#,
+    printcolumn = r#"{"name":"Worst RTO","type":"string","jsonPath":".status.worstRecentRto"}"#,
     // A date column shows a future time as <invalid>: the next run is a string.
     printcolumn = r#"{"name":"Next Backup","type":"string","jsonPath":".status.nextBackup"}"#,
     printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".status.lastSuccessfulBackup.storedBytes","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.target.vault) || !has(self.hooks) || ((!has(self.hooks.pre) || self.hooks.pre.all(h, !has(h.sql))) && (!has(self.hooks.post) || self.hooks.post.all(h, !has(h.sql))))").message("sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault target"))]
+#[x_kube(validation = Rule::new("!has(self.drill) || !has(self.target.postgres) || has(self.drill.target)").message("drill.target.postgres: a PostgreSQL drill needs a server to create its scratch database on"))]
+#[x_kube(validation = Rule::new("!has(self.drill) || has(self.target.postgres) || !has(self.drill.target)").message("drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod"))]
+#[x_kube(validation = Rule::new("!has(self.drill) || !has(self.encryption) || has(self.drill.identitySecretRef)").message("drill.identitySecretRef: an encrypted backup is drilled with the age identity that decrypts it"))]
 #[serde(rename_all = "camelCase")]
 pub struct VerticeBackupSpec {
     /// What is backed up.
@@ -73,6 +81,10 @@ pub struct VerticeBackupSpec {
     /// Settings of the backup pod.
     #[serde(default)]
     pub pod: PodSettings,
+    /// A scheduled restore drill proving the backups restore; runs in its
+    /// own CronJob with the same job and pod settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSpec>,
 }
 
 /// Exactly one of `postgres`, `redis` or `vault`.

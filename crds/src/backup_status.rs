@@ -14,6 +14,8 @@ pub mod condition {
     pub const LAST_BACKUP_SUCCEEDED: &str = "LastBackupSucceeded";
     /// No backup succeeded within `overdueAfter` of a scheduled time.
     pub const BACKUP_OVERDUE: &str = "BackupOverdue";
+    /// The newest verified backup is younger than `drill.maxUnverifiedAge`.
+    pub const BACKUP_VERIFIED: &str = "BackupVerified";
 }
 
 /// The one-word summary in `kubectl get verticebackups`.
@@ -74,6 +76,70 @@ pub struct VerticeBackupStatus {
     /// annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_now: Option<RunNowRecord>,
+    /// The last on-demand drill started through `vertice.io/drill-now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_now: Option<RunNowRecord>,
+    /// The drill CronJob's `metadata.generation` after the controller last
+    /// applied it (as `cronJobGeneration` is for the backup CronJob).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_cron_job_generation: Option<i64>,
+    /// Name of the CronJob that runs the restore drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_cron_job: Option<String>,
+    /// When the next drill is scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_drill: Option<DateTime<Utc>>,
+    /// The most recent finished drill, passed or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillRecord>,
+    /// The newest drill that passed: that backup is known to restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_backup: Option<DrillRecord>,
+    /// Recent finished drills, newest first (at most `DRILL_HISTORY_LIMIT`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drill_history: Vec<DrillRecord>,
+    /// The longest measured restore among the drills in the history that
+    /// passed (`1m32s`): how long a restore would take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_recent_rto: Option<String>,
+}
+
+/// The annotation that starts a drill now: each new value starts one Job.
+pub const DRILL_NOW_ANNOTATION: &str = "vertice.io/drill-now";
+
+/// How many finished drills `status.drillHistory` keeps.
+pub const DRILL_HISTORY_LIMIT: usize = 10;
+
+/// One finished restore drill, from its Job and the agent's run summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillRecord {
+    /// The Job that ran it.
+    pub job: String,
+    pub result: BackupResult,
+    /// The drilled backup's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// When the drilled backup was taken (finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_finished_at: Option<DateTime<Utc>>,
+    /// When the drill finished.
+    pub drilled_at: DateTime<Utc>,
+    /// The measured restore time (RTO), in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    #[serde(default)]
+    pub checks_passed: u32,
+    #[serde(default)]
+    pub checks_failed: u32,
+    /// Names of the failed checks (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_category: Option<String>,
 }
 
 /// The annotation that starts a backup now: each new value starts one Job.
@@ -125,7 +191,7 @@ pub struct BackupRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The agent's bounded error category (config, source, store, integrity,
-    /// encryption, hook, target, interrupted) of a failed run.
+    /// encryption, hook, target, check, interrupted) of a failed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_category: Option<String>,
 }

@@ -105,6 +105,11 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut condition: Condition) 
 }
 
 /// The condition of type `type_`, if any.
+/// Drops the condition of `type_`, if present.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
+}
+
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }

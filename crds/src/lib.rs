@@ -11,6 +11,7 @@ pub mod common;
 pub mod compression;
 pub mod crd_yaml;
 pub mod drill;
+pub mod drill_spec;
 pub mod duration;
 pub mod failover;
 pub mod failover_status;

@@ -37,13 +37,15 @@ pub fn needs_name_check(desired_name: &str, owned: &[CronJob]) -> bool {
     !owned.iter().any(|c| c.name_any() == desired_name)
 }
 
-/// `desired` carries the name and the `SPEC_HASH` annotation; `owned` are
+/// `desired` carries the name and the `SPEC_HASH` annotation; `keep` names
+/// every CronJob the backup wants (its backup and its drill); `owned` are
 /// the CronJobs with the backup's label; `same_name` is the object of the
 /// desired name when `needs_name_check` said to look; `owner_uid` is the
 /// backup's uid; `applied_generation` the CronJob's generation after our
 /// last apply, from the backup's status.
 pub fn decide(
     desired: &CronJob,
+    keep: &[&str],
     owned: &[CronJob],
     same_name: Option<&CronJob>,
     owner_uid: Option<&str>,
@@ -77,7 +79,9 @@ pub fn decide(
     let write = change != Change::Unchanged || edited;
     let stale = owned
         .iter()
-        .filter(|c| c.name_any() != name && owned_by_us(c))
+        .filter(|c| {
+            c.name_any() != name && !keep.contains(&c.name_any().as_str()) && owned_by_us(c)
+        })
         .map(|c| c.name_any())
         .collect();
     ChildPlan::Apply {
@@ -125,7 +129,7 @@ mod tests {
         let desired = cron_job("vertice-orders", Some("u"), Some("h1"));
         assert!(needs_name_check("vertice-orders", &[]));
         assert_eq!(
-            apply(decide(&desired, &[], None, Some("u"), None)),
+            apply(decide(&desired, &[], &[], None, Some("u"), None)),
             (Change::Created, vec![])
         );
     }
@@ -137,11 +141,11 @@ mod tests {
         let old = [cron_job("vertice-orders", Some("u"), Some("h1"))];
         assert!(!needs_name_check("vertice-orders", &same));
         assert_eq!(
-            apply(decide(&desired, &same, None, Some("u"), None)).0,
+            apply(decide(&desired, &[], &same, None, Some("u"), None)).0,
             Change::Unchanged
         );
         assert_eq!(
-            apply(decide(&desired, &old, None, Some("u"), None)).0,
+            apply(decide(&desired, &[], &old, None, Some("u"), None)).0,
             Change::Updated
         );
     }
@@ -152,12 +156,33 @@ mod tests {
         let mut same = cron_job("vertice-orders", Some("u"), Some("h"));
         same.metadata.generation = Some(3);
         let owned = [same];
-        assert!(!writes(decide(&desired, &owned, None, Some("u"), Some(3))));
+        assert!(!writes(decide(
+            &desired,
+            &[],
+            &owned,
+            None,
+            Some("u"),
+            Some(3)
+        )));
         // Edited by hand (generation 4), or never recorded: apply again.
-        assert!(writes(decide(&desired, &owned, None, Some("u"), Some(2))));
-        assert!(writes(decide(&desired, &owned, None, Some("u"), None)));
+        assert!(writes(decide(
+            &desired,
+            &[],
+            &owned,
+            None,
+            Some("u"),
+            Some(2)
+        )));
+        assert!(writes(decide(&desired, &[], &owned, None, Some("u"), None)));
         let changed = cron_job("vertice-orders", Some("u"), Some("h2"));
-        assert!(writes(decide(&changed, &owned, None, Some("u"), Some(3))));
+        assert!(writes(decide(
+            &changed,
+            &[],
+            &owned,
+            None,
+            Some("u"),
+            Some(3)
+        )));
     }
 
     #[test]
@@ -165,18 +190,18 @@ mod tests {
         let desired = cron_job("vertice-orders", Some("u"), Some("h"));
         let foreign = cron_job("vertice-orders", Some("other"), None);
         assert_eq!(
-            decide(&desired, &[], Some(&foreign), Some("u"), None),
+            decide(&desired, &[], &[], Some(&foreign), Some("u"), None),
             ChildPlan::Conflict
         );
         let unowned = cron_job("vertice-orders", None, None);
         assert_eq!(
-            decide(&desired, &[], Some(&unowned), Some("u"), None),
+            decide(&desired, &[], &[], Some(&unowned), Some("u"), None),
             ChildPlan::Conflict
         );
         // Ours but without our label (an old version's): adopt it quietly.
         let ours = cron_job("vertice-orders", Some("u"), Some("h"));
         assert_eq!(
-            apply(decide(&desired, &[], Some(&ours), Some("u"), None)).0,
+            apply(decide(&desired, &[], &[], Some(&ours), Some("u"), None)).0,
             Change::Unchanged
         );
     }
@@ -190,8 +215,27 @@ mod tests {
             cron_job("copy-with-our-label", Some("someone"), None),
         ];
         assert_eq!(
-            apply(decide(&desired, &owned, None, Some("u"), None)),
+            apply(decide(&desired, &[], &owned, None, Some("u"), None)),
             (Change::Unchanged, vec!["vertice-orders-old".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_drill_cron_job_is_kept_beside_the_backups() {
+        let desired = cron_job("vertice-orders", Some("u"), Some("h"));
+        let owned = [
+            cron_job("vertice-orders", Some("u"), Some("h")),
+            cron_job("vertice-drill-orders", Some("u"), Some("h")),
+        ];
+        let keep = ["vertice-orders", "vertice-drill-orders"];
+        assert_eq!(
+            apply(decide(&desired, &keep, &owned, None, Some("u"), None)).1,
+            Vec::<String>::new()
+        );
+        // Without a drill in the spec, its CronJob goes.
+        assert_eq!(
+            apply(decide(&desired, &keep[..1], &owned, None, Some("u"), None)).1,
+            vec!["vertice-drill-orders".to_string()]
         );
     }
 }

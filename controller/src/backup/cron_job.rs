@@ -45,14 +45,14 @@ pub struct SpecError(pub String);
 
 /// Collects env vars and Secret files while the container is described.
 #[derive(Default)]
-struct Wiring {
+pub(super) struct Wiring {
     env: Vec<EnvVar>,
     /// Secret name → keys mounted as files.
     files: BTreeMap<String, Vec<String>>,
 }
 
 impl Wiring {
-    fn value(&mut self, name: &str, value: impl Into<String>) {
+    pub(super) fn value(&mut self, name: &str, value: impl Into<String>) {
         self.env.push(EnvVar {
             name: name.into(),
             value: Some(value.into()),
@@ -60,7 +60,7 @@ impl Wiring {
         });
     }
 
-    fn secret_env(&mut self, name: &str, secret: &str, key: &str) {
+    pub(super) fn secret_env(&mut self, name: &str, secret: &str, key: &str) {
         self.env.push(EnvVar {
             name: name.into(),
             value: None,
@@ -76,7 +76,7 @@ impl Wiring {
     }
 
     /// Mounts the key as a file and returns its path in the container.
-    fn secret_file(&mut self, selector: &SecretKeySelector) -> String {
+    pub(super) fn secret_file(&mut self, selector: &SecretKeySelector) -> String {
         let keys = self.files.entry(selector.name.clone()).or_default();
         if !keys.contains(&selector.key) {
             keys.push(selector.key.clone());
@@ -85,8 +85,32 @@ impl Wiring {
     }
 }
 
-/// The desired CronJob, owned by the backup.
+/// Which of a backup's two CronJobs is described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Backup,
+    Drill,
+}
+
+/// The desired backup CronJob, owned by the backup.
 pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob, SpecError> {
+    build(backup, defaults, Run::Backup)
+}
+
+/// The desired drill CronJob when `spec.drill` is set. It carries only what
+/// a drill needs: the store's credentials, the drill target's, the identity;
+/// never the source database's.
+pub fn desired_drill(
+    backup: &VerticeBackup,
+    defaults: &JobDefaults,
+) -> Result<Option<CronJob>, SpecError> {
+    if backup.spec.drill.is_none() {
+        return Ok(None);
+    }
+    build(backup, defaults, Run::Drill).map(Some)
+}
+
+fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<CronJob, SpecError> {
     let name = backup
         .metadata
         .name
@@ -104,11 +128,22 @@ pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob
     wiring.value("VERTICE_LOG_FORMAT", "json");
     wiring.value("VERTICE_PROGRESS", "log");
     wiring.value("VERTICE_SECRETS_DIR", SECRETS_DIR);
-    let needs_api_token = wire_target(&spec.target, &mut wiring)?;
+    let drill = spec.drill.as_ref().filter(|_| run == Run::Drill);
+    let needs_api_token = match drill {
+        Some(d) => {
+            super::drill_job::wire(d, &spec.target, spec.encryption.is_some(), &mut wiring)?;
+            // A drill restores into its own target; it never logs in to Vault.
+            false
+        }
+        None => wire_target(&spec.target, &mut wiring)?,
+    };
+    let scratch = drill
+        .and_then(|d| d.scratch_size.clone())
+        .unwrap_or_else(|| "256Mi".into());
     let mut volumes = vec![Volume {
         name: "tmp".into(),
         empty_dir: Some(EmptyDirVolumeSource {
-            size_limit: Some(Quantity("256Mi".into())),
+            size_limit: Some(Quantity(scratch)),
             ..Default::default()
         }),
         ..Default::default()
@@ -120,6 +155,175 @@ pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob
     }];
     wire_store(&spec.store, &mut wiring, &mut volumes, &mut mounts)?;
 
+    if run == Run::Backup {
+        wire_backup_settings(backup, &mut wiring)?;
+    }
+    let pushgateway = spec
+        .metrics
+        .as_ref()
+        .map(|m| m.pushgateway_url.clone())
+        .or_else(|| defaults.pushgateway_url.clone());
+    if let Some(url) = pushgateway {
+        wiring.value("VERTICE_PUSHGATEWAY_URL", url);
+    }
+
+    for (secret, keys) in &wiring.files {
+        let volume = names::secret_volume(secret);
+        volumes.push(Volume {
+            name: volume.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                items: Some(
+                    keys.iter()
+                        .map(|k| KeyToPath {
+                            key: k.clone(),
+                            path: k.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                default_mode: Some(0o440),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume,
+            mount_path: format!("{SECRETS_DIR}/{secret}"),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+
+    let mut labels = names::labels(&name);
+    if run == Run::Drill {
+        labels.insert(names::RUN_LABEL.into(), names::RUN_DRILL.into());
+    }
+    let mut pod_labels = spec.pod.labels.clone();
+    pod_labels.extend(labels.clone());
+    let container = Container {
+        name: "agent".into(),
+        image: Some(
+            spec.pod
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.agent_image.clone()),
+        ),
+        image_pull_policy: spec.pod.image_pull_policy.clone(),
+        args: Some(vec![match run {
+            Run::Backup => "backup".into(),
+            Run::Drill => "drill".into(),
+        }]),
+        env: Some(wiring.env),
+        volume_mounts: Some(mounts),
+        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        termination_message_path: Some("/dev/termination-log".into()),
+        termination_message_policy: Some("File".into()),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        restart_policy: Some("Never".into()),
+        service_account_name: spec.pod.service_account_name.clone(),
+        // Backups need no API access; only Vault's Kubernetes auth needs the
+        // pod's token (workload identity webhooks project their own).
+        automount_service_account_token: Some(needs_api_token),
+        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
+        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
+        priority_class_name: spec.pod.priority_class_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(AGENT_UID),
+            run_as_group: Some(AGENT_UID),
+            fs_group: Some(AGENT_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        volumes: Some(volumes),
+        ..Default::default()
+    };
+    let job = &spec.job;
+    let owner = backup
+        .controller_owner_ref(&())
+        .ok_or_else(|| SpecError("metadata.uid is missing".into()))?;
+    let (cron_name, schedule, time_zone, suspend) = match drill {
+        Some(d) => (
+            names::drill_cron_job(&name),
+            d.schedule.cron.trim().to_string(),
+            d.schedule.time_zone.clone(),
+            spec.suspend || d.suspend,
+        ),
+        None => (
+            names::cron_job(&name),
+            spec.schedule.cron.trim().to_string(),
+            spec.schedule.time_zone.clone(),
+            spec.suspend,
+        ),
+    };
+    Ok(CronJob {
+        metadata: ObjectMeta {
+            name: Some(cron_name),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: CronJobSpec {
+            schedule,
+            time_zone: Some(time_zone.unwrap_or_else(|| "Etc/UTC".into())),
+            suspend: Some(suspend),
+            concurrency_policy: Some("Forbid".into()),
+            starting_deadline_seconds: Some(job.starting_deadline_seconds),
+            successful_jobs_history_limit: Some(job.successful_jobs_history_limit),
+            failed_jobs_history_limit: Some(job.failed_jobs_history_limit),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    // Labels are cut at 63 characters; the watch maps Jobs back by this.
+                    annotations: Some(BTreeMap::from([(
+                        names::BACKUP_NAME_ANNOTATION.to_string(),
+                        name.clone(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(job.backoff_limit),
+                    active_deadline_seconds: Some(job.active_deadline_seconds),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(pod_labels),
+                            annotations: (!spec.pod.annotations.is_empty())
+                                .then(|| spec.pod.annotations.clone()),
+                            ..Default::default()
+                        }),
+                        spec: Some(pod),
+                    },
+                    ..Default::default()
+                }),
+            },
+        },
+        status: None,
+    })
+}
+
+/// Compression, encryption, retention, hooks and notifications: what only
+/// a backup run uses.
+fn wire_backup_settings(backup: &VerticeBackup, wiring: &mut Wiring) -> Result<(), SpecError> {
+    let spec = &backup.spec;
     wiring.value(
         "VERTICE_COMPRESSION",
         spec.compression.algorithm.to_string(),
@@ -206,151 +410,7 @@ pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob
         }
         wiring.value("VERTICE_NOTIFICATIONS", json(n)?);
     }
-    let pushgateway = spec
-        .metrics
-        .as_ref()
-        .map(|m| m.pushgateway_url.clone())
-        .or_else(|| defaults.pushgateway_url.clone());
-    if let Some(url) = pushgateway {
-        wiring.value("VERTICE_PUSHGATEWAY_URL", url);
-    }
-
-    for (secret, keys) in &wiring.files {
-        let volume = names::secret_volume(secret);
-        volumes.push(Volume {
-            name: volume.clone(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
-                items: Some(
-                    keys.iter()
-                        .map(|k| KeyToPath {
-                            key: k.clone(),
-                            path: k.clone(),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-                default_mode: Some(0o440),
-                optional: Some(false),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: volume,
-            mount_path: format!("{SECRETS_DIR}/{secret}"),
-            read_only: Some(true),
-            ..Default::default()
-        });
-    }
-
-    let labels = names::labels(&name);
-    let mut pod_labels = spec.pod.labels.clone();
-    pod_labels.extend(labels.clone());
-    let container = Container {
-        name: "agent".into(),
-        image: Some(
-            spec.pod
-                .image
-                .clone()
-                .unwrap_or_else(|| defaults.agent_image.clone()),
-        ),
-        image_pull_policy: spec.pod.image_pull_policy.clone(),
-        args: Some(vec!["backup".into()]),
-        env: Some(wiring.env),
-        volume_mounts: Some(mounts),
-        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            ..Default::default()
-        }),
-        termination_message_path: Some("/dev/termination-log".into()),
-        termination_message_policy: Some("File".into()),
-        ..Default::default()
-    };
-    let pod = PodSpec {
-        containers: vec![container],
-        restart_policy: Some("Never".into()),
-        service_account_name: spec.pod.service_account_name.clone(),
-        // Backups need no API access; only Vault's Kubernetes auth needs the
-        // pod's token (workload identity webhooks project their own).
-        automount_service_account_token: Some(needs_api_token),
-        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
-        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
-        priority_class_name: spec.pod.priority_class_name.clone(),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(AGENT_UID),
-            run_as_group: Some(AGENT_UID),
-            fs_group: Some(AGENT_UID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..Default::default()
-        }),
-        volumes: Some(volumes),
-        ..Default::default()
-    };
-    let job = &spec.job;
-    let owner = backup
-        .controller_owner_ref(&())
-        .ok_or_else(|| SpecError("metadata.uid is missing".into()))?;
-    Ok(CronJob {
-        metadata: ObjectMeta {
-            name: Some(names::cron_job(&name)),
-            namespace: Some(namespace),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
-        },
-        spec: CronJobSpec {
-            schedule: spec.schedule.cron.trim().to_string(),
-            time_zone: Some(
-                spec.schedule
-                    .time_zone
-                    .clone()
-                    .unwrap_or_else(|| "Etc/UTC".into()),
-            ),
-            suspend: Some(spec.suspend),
-            concurrency_policy: Some("Forbid".into()),
-            starting_deadline_seconds: Some(job.starting_deadline_seconds),
-            successful_jobs_history_limit: Some(job.successful_jobs_history_limit),
-            failed_jobs_history_limit: Some(job.failed_jobs_history_limit),
-            job_template: JobTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    // Labels are cut at 63 characters; the watch maps Jobs back by this.
-                    annotations: Some(BTreeMap::from([(
-                        names::BACKUP_NAME_ANNOTATION.to_string(),
-                        name.clone(),
-                    )])),
-                    ..Default::default()
-                }),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(job.backoff_limit),
-                    active_deadline_seconds: Some(job.active_deadline_seconds),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(pod_labels),
-                            annotations: (!spec.pod.annotations.is_empty())
-                                .then(|| spec.pod.annotations.clone()),
-                            ..Default::default()
-                        }),
-                        spec: Some(pod),
-                    },
-                    ..Default::default()
-                }),
-            },
-        },
-        status: None,
-    })
+    Ok(())
 }
 
 /// Source URL and credentials; returns whether the pod needs its API token.
@@ -560,14 +620,14 @@ fn default_resources() -> ResourceRequirements {
 }
 
 /// Percent-encodes a URL user or path segment.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
 }
 
 /// IPv6 literals need brackets in a URL.
-fn host(h: &str) -> String {
+pub(super) fn host(h: &str) -> String {
     if h.contains(':') && !h.starts_with('[') {
         format!("[{h}]")
     } else {

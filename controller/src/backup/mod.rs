@@ -3,6 +3,8 @@
 
 pub mod children;
 pub mod cron_job;
+pub mod drill_job;
+pub mod drill_status;
 pub mod names;
 pub mod reconciler;
 pub mod run_now;
@@ -36,6 +38,13 @@ pub struct Plan {
     pub requeue_after: Duration,
     /// An on-demand Job to start (the `vertice.io/run-now` annotation).
     pub run_now: Option<k8s_openapi::api::batch::v1::Job>,
+    /// The drill CronJob when `spec.drill` is set (and the spec is valid).
+    pub drill_cron_job: Option<CronJob>,
+    pub drill_cron_job_name: String,
+    /// An on-demand drill Job to start (`vertice.io/drill-now`).
+    pub drill_now: Option<k8s_openapi::api::batch::v1::Job>,
+    /// The newest verified backup is older than `drill.maxUnverifiedAge`.
+    pub unverified: bool,
 }
 
 pub fn plan(
@@ -46,15 +55,29 @@ pub fn plan(
 ) -> Plan {
     let name = backup.metadata.name.clone().unwrap_or_default();
     let cron_job_name = names::cron_job(&name);
+    let drill_cron_job_name = names::drill_cron_job(&name);
     let schedule = ParsedSchedule::parse(&backup.spec.schedule).map_err(|e| e.to_string());
+    let drill_schedule = drill_schedule(backup).transpose();
+    // Both CronJobs or neither: a broken drill makes the spec Invalid, and
+    // the CronJobs that exist are left as they were.
     let desired = schedule
         .as_ref()
         .map_err(Clone::clone)
-        .and_then(|_| cron_job::desired(backup, defaults).map_err(|e| e.to_string()));
-    let (cron_job, schedule_for_status) = match (&desired, &schedule) {
-        (Ok(cj), Ok(s)) => (Some(cj.clone()), Ok(s)),
-        (Err(e), _) => (None, Err(e.as_str())),
-        (Ok(_), Err(e)) => (None, Err(e.as_str())),
+        .and_then(|_| drill_schedule.as_ref().map(|_| ()).map_err(Clone::clone))
+        .and_then(|()| cron_job::desired(backup, defaults).map_err(|e| e.to_string()))
+        .and_then(|cj| {
+            cron_job::desired_drill(backup, defaults)
+                .map(|drill| (cj, drill))
+                .map_err(|e| e.to_string())
+        });
+    let (cron_job, drill_cron_job) = match &desired {
+        Ok((cj, drill)) => (Some(cj.clone()), drill.clone()),
+        Err(_) => (None, None),
+    };
+    let schedule_for_status = match (&desired, &schedule) {
+        (Ok(_), Ok(s)) => Ok(s),
+        (Err(e), _) => Err(e.as_str()),
+        (Ok(_), Err(e)) => Err(e.as_str()),
     };
     let mut update = status::compute(backup, schedule_for_status, &cron_job_name, observed, now);
     // A run asked for while the spec is invalid waits until it is fixed.
@@ -71,10 +94,36 @@ pub fn plan(
         }
         _ => None,
     };
+    let drill_update = drill_status::update(
+        backup,
+        &mut update.status,
+        drill_schedule.as_ref().ok().and_then(Option::as_ref),
+        &drill_cron_job_name,
+        observed,
+        now,
+    );
+    update.events.extend(drill_update.events);
+    let drill_now = match (&drill_cron_job, run_now::pending_drill_token(backup)) {
+        (Some(cj), Some(token)) => {
+            let (job, record) = run_now::job_for(cj, &token, now);
+            update.events.push(Event {
+                warning: false,
+                reason: "DrillNowStarted",
+                note: format!("started drill Job {} on request ({token})", record.job),
+            });
+            update.status.drill_now = Some(record);
+            Some(job)
+        }
+        _ => None,
+    };
+    // The drill's next run and the moment the backup turns unverified are
+    // also times to look again.
+    let drill_times = [update.status.next_drill, drill_update.unverified_at];
     let requeue_after = match &schedule {
         Ok(s) => {
             let next = [s.next_after(now), s.next_deadline(now)]
                 .into_iter()
+                .chain(drill_times)
                 .flatten()
                 .min()
                 .and_then(|t| (t - now).to_std().ok())
@@ -91,5 +140,20 @@ pub fn plan(
         overdue_since: update.overdue_since,
         requeue_after,
         run_now,
+        drill_cron_job,
+        drill_cron_job_name,
+        drill_now,
+        unverified: drill_update.unverified,
     }
+}
+
+/// The drill's schedule, when `spec.drill` is set.
+fn drill_schedule(backup: &VerticeBackup) -> Option<Result<ParsedSchedule, String>> {
+    let drill = backup.spec.drill.as_ref()?;
+    let schedule = vertice_crds::backup::Schedule {
+        cron: drill.schedule.cron.clone(),
+        time_zone: drill.schedule.time_zone.clone(),
+        overdue_after: None,
+    };
+    Some(ParsedSchedule::parse(&schedule).map_err(|e| format!("spec.drill.schedule: {e}")))
 }

@@ -15,6 +15,16 @@ pub fn cron_job(backup: &str) -> String {
     bounded(&format!("vertice-{backup}"), 52)
 }
 
+/// The drill CronJob: same limit, its own name.
+pub fn drill_cron_job(backup: &str) -> String {
+    bounded(&format!("vertice-drill-{backup}"), 52)
+}
+
+/// Label on a drill's CronJob, Jobs and pods: their runs are drills, not
+/// backups.
+pub const RUN_LABEL: &str = "vertice.io/run";
+pub const RUN_DRILL: &str = "drill";
+
 /// Volume names are DNS labels (63 characters).
 pub fn secret_volume(secret: &str) -> String {
     bounded(&format!("secret-{}", secret.replace('.', "-")), 63)

@@ -79,28 +79,51 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
     let uid = backup.uid();
     let mut events = plan.events.clone();
     let mut status = plan.status.clone();
-    let applied_generation = backup.status.as_ref().and_then(|s| s.cron_job_generation);
 
-    if let Some(mut desired) = plan.cron_job.clone() {
-        let hash = spec_hash(&desired);
-        desired.annotations_mut().insert(SPEC_HASH.into(), hash);
-        let same_name = if children::needs_name_check(&plan.cron_job_name, &owned) {
+    // The backup's CronJob and, with `spec.drill`, the drill's; each other
+    // CronJob the backup owns is stale.
+    let desired: Vec<(CronJob, String)> = [
+        plan.cron_job
+            .clone()
+            .map(|c| (c, plan.cron_job_name.clone())),
+        plan.drill_cron_job
+            .clone()
+            .map(|c| (c, plan.drill_cron_job_name.clone())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let keep: Vec<&str> = desired.iter().map(|(_, n)| n.as_str()).collect();
+    for (cron_job, cron_name) in &desired {
+        let (mut cron_job, cron_name) = (cron_job.clone(), cron_name.as_str());
+        let is_drill = cron_name == plan.drill_cron_job_name;
+        let applied_generation = backup.status.as_ref().and_then(|s| {
+            if is_drill {
+                s.drill_cron_job_generation
+            } else {
+                s.cron_job_generation
+            }
+        });
+        let hash = spec_hash(&cron_job);
+        cron_job.annotations_mut().insert(SPEC_HASH.into(), hash);
+        let same_name = if children::needs_name_check(cron_name, &owned) {
             cron_jobs
-                .get_opt(&plan.cron_job_name)
+                .get_opt(cron_name)
                 .await
-                .map_err(kube_err(format!("get CronJob {}", plan.cron_job_name)))?
+                .map_err(kube_err(format!("get CronJob {cron_name}")))?
         } else {
             None
         };
         match children::decide(
-            &desired,
+            &cron_job,
+            &keep,
             &owned,
             same_name.as_ref(),
             uid.as_deref(),
             applied_generation,
         ) {
             ChildPlan::Conflict => {
-                return conflict(backup, ctx, &namespace, &name, plan, now).await
+                return conflict(backup, ctx, &namespace, &name, cron_name, plan, now).await
             }
             ChildPlan::Apply {
                 desired,
@@ -111,13 +134,17 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
                 if write {
                     let applied = cron_jobs
                         .patch(
-                            &plan.cron_job_name,
+                            cron_name,
                             &PatchParams::apply(FIELD_MANAGER).force(),
                             &Patch::Apply(&*desired),
                         )
                         .await
-                        .map_err(kube_err(format!("apply CronJob {}", plan.cron_job_name)))?;
-                    status.cron_job_generation = applied.metadata.generation;
+                        .map_err(kube_err(format!("apply CronJob {cron_name}")))?;
+                    if is_drill {
+                        status.drill_cron_job_generation = applied.metadata.generation;
+                    } else {
+                        status.cron_job_generation = applied.metadata.generation;
+                    }
                 }
                 let announced = match change {
                     Change::Created => Some(("CronJobCreated", "created")),
@@ -128,31 +155,27 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
                     events.push(Event {
                         warning: false,
                         reason,
-                        note: format!("{verb} CronJob {}", plan.cron_job_name),
+                        note: format!("{verb} CronJob {cron_name}"),
                     });
                 }
-                for old in stale {
-                    cron_jobs
-                        .delete(&old, &DeleteParams::background())
-                        .await
-                        .map_err(kube_err(format!("delete CronJob {old}")))?;
-                    events.push(Event {
-                        warning: false,
-                        reason: "CronJobDeleted",
-                        note: format!("deleted CronJob {old} that is no longer desired"),
-                    });
+                // Stale ones are the same for both passes: delete them once.
+                if is_drill || plan.drill_cron_job.is_none() {
+                    for old in stale {
+                        delete_stale(&cron_jobs, &old, &mut events).await?;
+                    }
                 }
             }
         }
     }
 
-    if let Some(job) = &plan.run_now {
+    for (job, what) in [(&plan.run_now, "run-now"), (&plan.drill_now, "drill-now")] {
+        let Some(job) = job else { continue };
         // The name comes from the token: after a failed status write the
         // retry finds this Job rather than starting another.
         match jobs.create(&PostParams::default(), job).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(kube_err("create the run-now Job")(e)),
+            Err(e) => return Err(kube_err(format!("create the {what} Job"))(e)),
         }
     }
 
@@ -168,6 +191,11 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
         .backups_overdue
         .with_label_values(&[namespace.as_str(), name.as_str()])
         .set(i64::from(plan.overdue_since.is_some()));
+    shared
+        .metrics
+        .backups_unverified
+        .with_label_values(&[namespace.as_str(), name.as_str()])
+        .set(i64::from(plan.unverified));
     let reference = backup.object_ref(&());
     for event in &events {
         if event.reason == super::status::reason::BACKUP_OVERDUE {
@@ -185,19 +213,36 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
 
 /// Another object holds the CronJob's name: say so in the status and an
 /// event, change nothing, and look again later.
+async fn delete_stale(
+    cron_jobs: &Api<CronJob>,
+    old: &str,
+    events: &mut Vec<Event>,
+) -> Result<(), Error> {
+    cron_jobs
+        .delete(old, &DeleteParams::background())
+        .await
+        .map_err(kube_err(format!("delete CronJob {old}")))?;
+    events.push(Event {
+        warning: false,
+        reason: "CronJobDeleted",
+        note: format!("deleted CronJob {old} that is no longer desired"),
+    });
+    Ok(())
+}
+
 async fn conflict(
     backup: &VerticeBackup,
     ctx: &Context,
     namespace: &str,
     name: &str,
+    cron_name: &str,
     plan: super::Plan,
     now: chrono::DateTime<Utc>,
 ) -> Result<Action, Error> {
     use vertice_crds::backup_status::{condition, BackupPhase};
     use vertice_crds::common::{find_condition, set_condition, Condition};
     let message = format!(
-        "a CronJob named {} exists and is not owned by this VerticeBackup; rename or delete it",
-        plan.cron_job_name
+        "a CronJob named {cron_name} exists and is not owned by this VerticeBackup; rename or delete it"
     );
     let mut status = plan.status;
     set_condition(
@@ -210,6 +255,7 @@ async fn conflict(
     status.phase = Some(BackupPhase::Invalid);
     // An on-demand run waits until the conflict is resolved.
     status.run_now = backup.status.as_ref().and_then(|s| s.run_now.clone());
+    status.drill_now = backup.status.as_ref().and_then(|s| s.drill_now.clone());
     let was_conflict = backup
         .status
         .as_ref()

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
-use vertice_crds::backup_status::{RunNowRecord, RUN_NOW_ANNOTATION};
+use vertice_crds::backup_status::{RunNowRecord, DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION};
 use vertice_crds::VerticeBackup;
 
 /// Annotation on an on-demand Job: the token that asked for it.
@@ -18,23 +18,30 @@ pub const TOKEN_ANNOTATION: &str = "vertice.io/run-now-token";
 /// Tokens are recorded in status; longer ones are cut.
 const MAX_TOKEN: usize = 253;
 
-/// The token of a run asked for and not yet started, if any.
+/// The token of a backup asked for and not yet started, if any.
 pub fn pending_token(backup: &VerticeBackup) -> Option<String> {
-    let token = backup
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(RUN_NOW_ANNOTATION)?;
+    let done = backup.status.as_ref().and_then(|s| s.run_now.as_ref());
+    pending(backup, RUN_NOW_ANNOTATION, done)
+}
+
+/// The token of a drill asked for (`vertice.io/drill-now`) and not yet started.
+pub fn pending_drill_token(backup: &VerticeBackup) -> Option<String> {
+    let done = backup.status.as_ref().and_then(|s| s.drill_now.as_ref());
+    pending(backup, DRILL_NOW_ANNOTATION, done)
+}
+
+fn pending(
+    backup: &VerticeBackup,
+    annotation: &str,
+    done: Option<&RunNowRecord>,
+) -> Option<String> {
+    let token = backup.metadata.annotations.as_ref()?.get(annotation)?;
     let token: String = token.trim().chars().take(MAX_TOKEN).collect();
     if token.is_empty() {
         return None;
     }
-    let done = backup
-        .status
-        .as_ref()
-        .and_then(|s| s.run_now.as_ref())
-        .is_some_and(|r| r.token == token);
-    (!done).then_some(token)
+    let started = done.is_some_and(|r| r.token == token);
+    (!started).then_some(token)
 }
 
 /// The Job name for a token: the CronJob's name (cut to leave room), `-now-`
@@ -111,6 +118,13 @@ mod tests {
             pending_token(&backup(Some("t2"), Some("t1"))).as_deref(),
             Some("t2")
         );
+        // The drill's annotation is its own.
+        assert_eq!(pending_drill_token(&backup(Some("t1"), None)), None);
+        let mut drill = backup(None, None);
+        drill.metadata.annotations =
+            Some([(DRILL_NOW_ANNOTATION.to_string(), "d1".to_string())].into());
+        assert_eq!(pending_drill_token(&drill).as_deref(), Some("d1"));
+        assert_eq!(pending_token(&drill), None);
     }
 
     #[test]

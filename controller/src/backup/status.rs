@@ -63,6 +63,7 @@ pub fn compute(
     let mut fresh: Vec<BackupRecord> = observed
         .jobs
         .iter()
+        .filter(|job| !is_drill(job))
         .filter_map(|job| record_of(job, &observed.pods))
         .filter(|r| !known.contains(&r.job))
         .collect();
@@ -291,7 +292,7 @@ pub fn compute(
         Ok(s) if !suspended => s.next_after(now),
         _ => None,
     };
-    let running = observed.jobs.iter().any(|j| {
+    let running = observed.jobs.iter().filter(|j| !is_drill(j)).any(|j| {
         finished(j).is_none() && j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0
     });
     status.phase = Some(if schedule.is_err() {
@@ -316,8 +317,17 @@ pub fn compute(
     }
 }
 
+/// Whether the Job is one of the backup's restore drills.
+pub fn is_drill(job: &Job) -> bool {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(super::names::RUN_LABEL))
+        .is_some_and(|v| v == super::names::RUN_DRILL)
+}
+
 /// `Some((succeeded, time, message))` once the Job has finished.
-fn finished(job: &Job) -> Option<(bool, Option<DateTime<Utc>>, Option<String>)> {
+pub(super) fn finished(job: &Job) -> Option<(bool, Option<DateTime<Utc>>, Option<String>)> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
     conditions
         .iter()
@@ -396,7 +406,7 @@ fn record_of(job: &Job, pods: &[Pod]) -> Option<BackupRecord> {
     })
 }
 
-fn latest_summary(job: &str, pods: &[Pod]) -> Option<RunSummary> {
+pub(super) fn latest_summary(job: &str, pods: &[Pod]) -> Option<RunSummary> {
     let mut candidates: Vec<(DateTime<Utc>, RunSummary)> = pods
         .iter()
         .filter(|p| {

@@ -1,0 +1,461 @@
+//! The drill part of a `VerticeBackup`'s status: drill history from the
+//! drill Jobs and their run summaries, the last verified backup, the worst
+//! recent RTO, and whether the newest verified backup is too old. Pure, like
+//! `status::compute`, whose result it completes.
+
+use chrono::{DateTime, Duration, Utc};
+use vertice_crds::backup_status::{
+    condition, BackupResult, DrillRecord, VerticeBackupStatus, DRILL_HISTORY_LIMIT,
+};
+use vertice_crds::common::{find_condition, remove_condition, set_condition, Condition};
+use vertice_crds::drill_spec::DEFAULT_MAX_UNVERIFIED_AGE;
+use vertice_crds::VerticeBackup;
+
+use super::status::{finished, is_drill, latest_summary, Event, Observed};
+use crate::schedule::ParsedSchedule;
+
+pub mod reason {
+    pub const DRILL_SUCCEEDED: &str = "DrillSucceeded";
+    pub const DRILL_FAILED: &str = "DrillFailed";
+    pub const BACKUP_UNVERIFIED: &str = "BackupUnverified";
+    pub const BACKUP_VERIFIED: &str = "BackupVerified";
+}
+
+/// Failed check names kept per record.
+const MAX_FAILED_CHECKS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillUpdate {
+    pub events: Vec<Event>,
+    /// The newest verified backup is older than `maxUnverifiedAge`.
+    pub unverified: bool,
+    /// When it will become so, if nothing passes before: look again then.
+    pub unverified_at: Option<DateTime<Utc>>,
+}
+
+/// Completes `status` (already computed for the backups) with the drills.
+/// `schedule` is the drill's, when `spec.drill` is set and valid.
+pub fn update(
+    backup: &VerticeBackup,
+    status: &mut VerticeBackupStatus,
+    schedule: Option<&ParsedSchedule>,
+    drill_cron_job: &str,
+    observed: &Observed,
+    now: DateTime<Utc>,
+) -> DrillUpdate {
+    let previous = backup.status.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    let Some(drill) = &backup.spec.drill else {
+        // Past drills stay on record; nothing is claimed about the future.
+        status.drill_cron_job = None;
+        status.next_drill = None;
+        remove_condition(&mut status.conditions, condition::BACKUP_VERIFIED);
+        return DrillUpdate {
+            events,
+            unverified: false,
+            unverified_at: None,
+        };
+    };
+    status.drill_cron_job = Some(drill_cron_job.to_string());
+
+    let known: Vec<&str> = previous
+        .drill_history
+        .iter()
+        .map(|r| r.job.as_str())
+        .collect();
+    let mut fresh: Vec<DrillRecord> = observed
+        .jobs
+        .iter()
+        .filter(|j| is_drill(j))
+        .filter_map(|j| record_of(j, observed))
+        .filter(|r| !known.contains(&r.job.as_str()))
+        .collect();
+    fresh.sort_by_key(|r| r.drilled_at);
+    for r in &fresh {
+        events.push(drill_event(r));
+    }
+    let mut history = previous.drill_history.clone();
+    history.extend(fresh);
+    history.sort_by_key(|r| std::cmp::Reverse(r.drilled_at));
+    history.truncate(DRILL_HISTORY_LIMIT);
+    if let Some(newest) = history.first() {
+        if status
+            .last_drill
+            .as_ref()
+            .is_none_or(|l| l.drilled_at <= newest.drilled_at)
+        {
+            status.last_drill = Some(newest.clone());
+        }
+    }
+    if let Some(passed) = history.iter().find(|r| r.result == BackupResult::Succeeded) {
+        if status
+            .last_verified_backup
+            .as_ref()
+            .is_none_or(|l| l.drilled_at <= passed.drilled_at)
+        {
+            status.last_verified_backup = Some(passed.clone());
+        }
+    }
+    status.worst_recent_rto = history
+        .iter()
+        .filter(|r| r.result == BackupResult::Succeeded)
+        .filter_map(|r| r.restore_seconds)
+        .reduce(f64::max)
+        .map(format_seconds);
+    status.drill_history = history;
+    let suspended = backup.spec.suspend || drill.suspend;
+    status.next_drill = schedule
+        .filter(|_| !suspended)
+        .and_then(|s| s.next_after(now));
+
+    // Unverified: the newest verified backup was taken too long ago (or,
+    // with none verified, the resource has existed that long).
+    let max_age = drill
+        .max_unverified_age
+        .as_deref()
+        .and_then(|a| vertice_crds::duration::parse(a).ok())
+        .or_else(|| vertice_crds::duration::parse(DEFAULT_MAX_UNVERIFIED_AGE).ok())
+        .unwrap_or_else(|| Duration::days(8));
+    let verified = status.last_verified_backup.as_ref();
+    let reference = verified
+        .map(|v| v.backup_finished_at.unwrap_or(v.drilled_at))
+        .or_else(|| {
+            backup
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| super::status::t_to_chrono(&t.0))
+        })
+        .unwrap_or(now);
+    let unverified_at = reference + max_age;
+    let unverified = now >= unverified_at;
+    let was_unverified = find_condition(&previous.conditions, condition::BACKUP_VERIFIED)
+        .is_some_and(|c| !c.is_true());
+    let last_failed = status
+        .last_drill
+        .as_ref()
+        .filter(|d| d.result == BackupResult::Failed)
+        .map(|d| {
+            format!(
+                "; the last drill ({}) failed: {}",
+                d.job,
+                d.message.as_deref().unwrap_or("see its pod")
+            )
+        })
+        .unwrap_or_default();
+    let generation = backup.metadata.generation;
+    let condition = if unverified {
+        let message = match verified {
+            Some(v) => format!(
+                "the newest verified backup ({}) was taken at {}, longer ago than maxUnverifiedAge{last_failed}",
+                v.backup_id.as_deref().unwrap_or("?"),
+                reference.to_rfc3339()
+            ),
+            None => format!("no backup has been verified by a drill within maxUnverifiedAge{last_failed}"),
+        };
+        if !was_unverified {
+            events.push(Event {
+                warning: true,
+                reason: reason::BACKUP_UNVERIFIED,
+                note: message.clone(),
+            });
+        }
+        Condition::new(
+            condition::BACKUP_VERIFIED,
+            false,
+            reason::BACKUP_UNVERIFIED,
+            message,
+            now,
+        )
+    } else {
+        let message = match verified {
+            Some(v) => format!(
+                "backup {} (taken {}) restored in {} at {}{last_failed}",
+                v.backup_id.as_deref().unwrap_or("?"),
+                reference.to_rfc3339(),
+                v.restore_seconds
+                    .map(format_seconds)
+                    .unwrap_or_else(|| "?".into()),
+                v.drilled_at.to_rfc3339()
+            ),
+            None => format!(
+                "no drill has passed yet; unverified from {}",
+                unverified_at.to_rfc3339()
+            ),
+        };
+        Condition::new(
+            condition::BACKUP_VERIFIED,
+            verified.is_some(),
+            reason::BACKUP_VERIFIED,
+            message,
+            now,
+        )
+    };
+    set_condition(
+        &mut status.conditions,
+        Condition {
+            observed_generation: generation,
+            ..condition
+        },
+    );
+    DrillUpdate {
+        events,
+        unverified,
+        unverified_at: (!unverified).then_some(unverified_at),
+    }
+}
+
+fn drill_event(r: &DrillRecord) -> Event {
+    match r.result {
+        BackupResult::Succeeded => Event {
+            warning: false,
+            reason: reason::DRILL_SUCCEEDED,
+            note: format!(
+                "backup {} restored in {} and passed {} checks",
+                r.backup_id.as_deref().unwrap_or("?"),
+                r.restore_seconds
+                    .map(format_seconds)
+                    .unwrap_or_else(|| "?".into()),
+                r.checks_passed
+            ),
+        },
+        BackupResult::Failed => Event {
+            warning: true,
+            reason: reason::DRILL_FAILED,
+            note: format!(
+                "drill job {} of backup {}: {}",
+                r.job,
+                r.backup_id.as_deref().unwrap_or("?"),
+                r.message.as_deref().unwrap_or("failed")
+            ),
+        },
+    }
+}
+
+fn record_of(job: &k8s_openapi::api::batch::v1::Job, observed: &Observed) -> Option<DrillRecord> {
+    let (succeeded, finished_at, job_message) = finished(job)?;
+    let name = job.metadata.name.clone()?;
+    let summary = latest_summary(&name, &observed.pods);
+    let report = summary.as_ref().and_then(|s| s.drill.as_ref());
+    let drilled_at = finished_at.or_else(|| summary.as_ref().and_then(|s| s.finished_at))?;
+    Some(DrillRecord {
+        job: name,
+        result: if succeeded {
+            BackupResult::Succeeded
+        } else {
+            BackupResult::Failed
+        },
+        backup_id: summary.as_ref().and_then(|s| s.backup_id.clone()),
+        backup_finished_at: report.and_then(|r| r.backup_finished_at),
+        drilled_at,
+        restore_seconds: report.and_then(|r| r.restore_seconds),
+        checks_passed: report.map_or(0, |r| r.checks_passed),
+        checks_failed: report.map_or(0, |r| r.checks_failed),
+        failed_checks: report
+            .map(|r| {
+                r.failed_names()
+                    .into_iter()
+                    .take(MAX_FAILED_CHECKS)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        message: if succeeded {
+            None
+        } else {
+            summary
+                .as_ref()
+                .and_then(|s| s.error.clone())
+                .or(job_message)
+        },
+        error_category: if succeeded {
+            None
+        } else {
+            summary.as_ref().and_then(|s| s.error_category.clone())
+        },
+    })
+}
+
+/// `42.3s`, `1m32s`, `2h05m`: short, for a printer column.
+pub fn format_seconds(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 60.0 {
+        return format!("{s:.1}s");
+    }
+    let whole = s.round() as u64;
+    if whole < 3600 {
+        return format!("{}m{:02}s", whole / 60, whole % 60);
+    }
+    format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    fn backup(max_age: &str, created: &str) -> VerticeBackup {
+        serde_json::from_value(json!({
+            "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
+            "metadata": {"name": "orders", "namespace": "shop", "generation": 1, "creationTimestamp": created},
+            "spec": {"target": {"redis": {"host": "r"}}, "schedule": {"cron": "@daily"},
+                     "store": {"s3": {"bucket": "b"}},
+                     "drill": {"schedule": {"cron": "0 3 * * 0"}, "maxUnverifiedAge": max_age}},
+        }))
+        .expect("backup")
+    }
+
+    fn drill_job(name: &str, ok: bool, at: &str) -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"vertice.io/run": "drill"}},
+            "status": {"conditions": [{"type": if ok {"Complete"} else {"Failed"}, "status": "True",
+                                        "lastTransitionTime": at}]},
+        }))
+        .expect("job")
+    }
+
+    fn pod(job: &str, summary: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{job}-x"), "labels": {"batch.kubernetes.io/job-name": job}},
+            "status": {"containerStatuses": [{"name": "agent", "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-11-30T03:02:00Z", "message": summary.to_string()}}}]},
+        }))
+        .expect("pod")
+    }
+
+    fn summary(id: &str, backup_at: &str, restore: f64, failed: &[&str]) -> serde_json::Value {
+        let mut checks: Vec<serde_json::Value> = failed
+            .iter()
+            .map(|n| json!({"name": n, "ok": false}))
+            .collect();
+        checks.push(json!({"name": "restore", "ok": true}));
+        json!({"command": "drill", "outcome": if failed.is_empty() {"succeeded"} else {"failed"},
+               "backup_id": id, "error": (!failed.is_empty()).then_some("2 checks failed"),
+               "error_category": (!failed.is_empty()).then_some("check"),
+               "drill": {"backup_finished_at": backup_at, "restore_seconds": restore,
+                         "checks_passed": 1, "checks_failed": failed.len(), "checks": checks, "cleaned_up": true}})
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("time")
+    }
+
+    fn run(
+        b: &VerticeBackup,
+        observed: &Observed,
+        now: &str,
+    ) -> (VerticeBackupStatus, DrillUpdate) {
+        let mut status = b.status.clone().unwrap_or_default();
+        let schedule = ParsedSchedule::parse(&vertice_crds::backup::Schedule {
+            cron: "0 3 * * 0".into(),
+            time_zone: None,
+            overdue_after: None,
+        })
+        .expect("schedule");
+        let update = update(
+            b,
+            &mut status,
+            Some(&schedule),
+            "vertice-drill-orders",
+            observed,
+            at(now),
+        );
+        (status, update)
+    }
+
+    #[test]
+    fn a_passed_drill_verifies_the_backup_and_records_its_rto() {
+        let b = backup("2d", "2026-11-01T00:00:00Z");
+        let observed = Observed {
+            jobs: vec![
+                drill_job("d1", true, "2026-11-29T03:02:00Z"),
+                drill_job("d2", true, "2026-11-30T03:02:00Z"),
+            ],
+            pods: vec![
+                pod("d1", summary("b1", "2026-11-29T01:00:00Z", 95.0, &[])),
+                pod("d2", summary("b2", "2026-11-30T01:00:00Z", 12.5, &[])),
+            ],
+        };
+        let (status, update) = run(&b, &observed, "2026-11-30T04:00:00Z");
+        assert!(!update.unverified);
+        assert_eq!(
+            update.unverified_at,
+            Some(at("2026-12-02T01:00:00Z")),
+            "from when b2 was taken"
+        );
+        let verified = status.last_verified_backup.as_ref().expect("verified");
+        assert_eq!(verified.backup_id.as_deref(), Some("b2"));
+        assert_eq!(verified.restore_seconds, Some(12.5));
+        assert_eq!(status.worst_recent_rto.as_deref(), Some("1m35s"));
+        assert_eq!(status.drill_history.len(), 2);
+        let c = find_condition(&status.conditions, condition::BACKUP_VERIFIED).expect("condition");
+        assert!(c.is_true(), "{c:?}");
+        assert_eq!(
+            update.events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+            vec![reason::DRILL_SUCCEEDED, reason::DRILL_SUCCEEDED]
+        );
+        assert_eq!(status.next_drill, Some(at("2026-12-06T03:00:00Z")));
+    }
+
+    #[test]
+    fn a_failed_drill_is_named_and_an_old_verification_raises_the_alarm_once() {
+        let b = backup("1d", "2026-11-01T00:00:00Z");
+        let observed = Observed {
+            jobs: vec![drill_job("d1", false, "2026-11-30T03:02:00Z")],
+            pods: vec![pod(
+                "d1",
+                summary(
+                    "b3",
+                    "2026-11-30T01:00:00Z",
+                    3.0,
+                    &["sql: orders", "tables"],
+                ),
+            )],
+        };
+        let (status, update) = run(&b, &observed, "2026-11-30T04:00:00Z");
+        assert!(
+            update.unverified,
+            "nothing verified within a day of creation"
+        );
+        let last = status.last_drill.as_ref().expect("last drill");
+        assert_eq!(last.failed_checks, vec!["sql: orders", "tables"]);
+        assert_eq!(last.error_category.as_deref(), Some("check"));
+        assert!(status.last_verified_backup.is_none());
+        assert_eq!(
+            status.worst_recent_rto, None,
+            "failed drills measure no RTO"
+        );
+        let reasons: Vec<_> = update.events.iter().map(|e| e.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![reason::DRILL_FAILED, reason::BACKUP_UNVERIFIED]
+        );
+        let c = find_condition(&status.conditions, condition::BACKUP_VERIFIED).expect("condition");
+        assert!(!c.is_true() && c.message.contains("failed"), "{c:?}");
+
+        // The next reconcile repeats no event.
+        let mut again = b.clone();
+        again.status = Some(status);
+        let (_, update) = run(&again, &observed, "2026-11-30T04:05:00Z");
+        assert!(update.events.is_empty(), "{:?}", update.events);
+    }
+
+    #[test]
+    fn without_a_drill_spec_nothing_is_claimed() {
+        let mut b = backup("1d", "2026-11-01T00:00:00Z");
+        b.spec.drill = None;
+        let (status, update) = run(&b, &Observed::default(), "2026-11-30T04:00:00Z");
+        assert!(!update.unverified);
+        assert!(find_condition(&status.conditions, condition::BACKUP_VERIFIED).is_none());
+        assert_eq!(status.drill_cron_job, None);
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(format_seconds(4.26), "4.3s");
+        assert_eq!(format_seconds(92.0), "1m32s");
+        assert_eq!(format_seconds(7500.0), "2h05m");
+    }
+}
