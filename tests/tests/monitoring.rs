@@ -249,9 +249,11 @@ fn used_metric_names() -> BTreeMap<String, String> {
     used
 }
 
-/// Crate names that look like metric names in tracing filters.
-const NOT_METRICS: [&str; 4] = [
+/// Crate names that look like metric names in tracing filters, and the
+/// drill's default scratch-database prefix.
+const NOT_METRICS: [&str; 5] = [
     "vertice_agent",
+    "vertice_drill_",
     "vertice_controller",
     "vertice_crds",
     "vertice_tests",
