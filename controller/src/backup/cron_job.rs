@@ -413,19 +413,36 @@ fn wire_backup_settings(backup: &VerticeBackup, wiring: &mut Wiring) -> Result<(
     Ok(())
 }
 
+/// `postgres://user@host:port/db[?sslmode=…]`, each part encoded.
+pub(super) fn postgres_url(
+    user: &str,
+    host_name: &str,
+    port: u16,
+    database: &str,
+    ssl_mode: Option<&str>,
+) -> String {
+    let mut url = format!(
+        "postgres://{}@{}:{port}/{}",
+        encode(user),
+        host(host_name),
+        encode(database)
+    );
+    if let Some(mode) = ssl_mode {
+        url.push_str(&format!("?sslmode={mode}"));
+    }
+    url
+}
+
 /// Source URL and credentials; returns whether the pod needs its API token.
 fn wire_target(target: &BackupTarget, w: &mut Wiring) -> Result<bool, SpecError> {
     if let Some(pg) = &target.postgres {
-        let mut url = format!(
-            "postgres://{}@{}:{}/{}",
-            encode(&pg.user),
-            host(&pg.host),
+        let url = postgres_url(
+            &pg.user,
+            &pg.host,
             pg.port,
-            encode(&pg.database)
+            &pg.database,
+            pg.ssl_mode.as_deref(),
         );
-        if let Some(mode) = &pg.ssl_mode {
-            url.push_str(&format!("?sslmode={mode}"));
-        }
         w.value("VERTICE_SOURCE", url);
         if let Some(s) = &pg.password_secret_ref {
             w.secret_env("PGPASSWORD", &s.name, &s.key);
@@ -620,14 +637,14 @@ fn default_resources() -> ResourceRequirements {
 }
 
 /// Percent-encodes a URL user or path segment.
-pub(super) fn encode(s: &str) -> String {
+fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
 }
 
 /// IPv6 literals need brackets in a URL.
-pub(super) fn host(h: &str) -> String {
+fn host(h: &str) -> String {
     if h.contains(':') && !h.starts_with('[') {
         format!("[{h}]")
     } else {

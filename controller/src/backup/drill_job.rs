@@ -6,7 +6,7 @@
 use vertice_crds::backup::BackupTarget;
 use vertice_crds::drill_spec::DrillSpec;
 
-use super::cron_job::{encode, host, SpecError, Wiring};
+use super::cron_job::{postgres_url, SpecError, Wiring};
 
 pub(super) fn wire(
     drill: &DrillSpec,
@@ -18,16 +18,7 @@ pub(super) fn wire(
     match (&target.postgres, &drill.target) {
         (Some(_), Some(t)) => {
             let pg = &t.postgres;
-            let mut url = format!(
-                "postgres://{}@{}:{}/{}",
-                encode(&pg.user),
-                host(&pg.host),
-                pg.port,
-                encode(&pg.database)
-            );
-            if let Some(mode) = &pg.ssl_mode {
-                url.push_str(&format!("?sslmode={mode}"));
-            }
+            let url = postgres_url(&pg.user, &pg.host, pg.port, &pg.database, pg.ssl_mode.as_deref());
             w.value("VERTICE_DRILL_RESTORE_TO", url);
             if let Some(s) = &pg.password_secret_ref {
                 w.secret_env("PGPASSWORD", &s.name, &s.key);
@@ -70,4 +61,83 @@ pub(super) fn wire(
             .map_err(|e| SpecError(format!("spec.drill.maxUnverifiedAge: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cron_job::{desired_drill, JobDefaults};
+    use serde_json::json;
+    use vertice_crds::VerticeBackup;
+
+    fn backup(drill: serde_json::Value, encrypted: bool) -> VerticeBackup {
+        let mut v = json!({
+            "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
+            "metadata": {"name": "orders", "namespace": "shop", "uid": "u1"},
+            "spec": {"target": {"postgres": {"host": "db", "database": "shop", "user": "backup",
+                                              "passwordSecretRef": {"name": "source-db", "key": "password"}}},
+                     "schedule": {"cron": "@daily"}, "store": {"s3": {"bucket": "backups"}},
+                     "drill": drill},
+        });
+        if encrypted {
+            v["spec"]["encryption"] = json!({"recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]});
+        }
+        serde_json::from_value(v).expect("backup")
+    }
+
+    fn defaults() -> JobDefaults {
+        JobDefaults {
+            agent_image: "vertice-agent:test".into(),
+            pushgateway_url: None,
+        }
+    }
+
+    #[test]
+    fn the_drill_pod_carries_the_drill_targets_credentials_not_the_sources() {
+        let b = backup(
+            json!({"schedule": {"cron": "0 4 * * 0"},
+                   "target": {"postgres": {"host": "drill-db", "user": "drill",
+                                           "passwordSecretRef": {"name": "drill-db", "key": "pw"}}}}),
+            false,
+        );
+        let cj = desired_drill(&b, &defaults())
+            .expect("valid")
+            .expect("drill");
+        assert_eq!(cj.metadata.name.as_deref(), Some("vertice-drill-orders"));
+        assert_eq!(cj.spec.schedule, "0 4 * * 0");
+        let text = serde_json::to_string(&cj).expect("json");
+        assert!(
+            !text.contains("source-db"),
+            "the source's Secret stays out: {text}"
+        );
+        assert!(
+            text.contains("postgres://drill@drill-db:5432/postgres"),
+            "{text}"
+        );
+        assert!(text.contains(r#""vertice.io/run":"drill""#), "{text}");
+        let pod = cj
+            .spec
+            .job_template
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod");
+        assert_eq!(
+            pod.containers[0].args.as_deref(),
+            Some(&["drill".to_string()][..])
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn a_drill_that_cannot_work_is_refused() {
+        let no_target = backup(json!({"schedule": {"cron": "@weekly"}}), false);
+        let err = desired_drill(&no_target, &defaults()).expect_err("no target");
+        assert!(err.0.contains("spec.drill.target.postgres"), "{err}");
+        let no_identity = backup(
+            json!({"schedule": {"cron": "@weekly"},
+                   "target": {"postgres": {"host": "drill-db", "user": "drill"}}}),
+            true,
+        );
+        let err = desired_drill(&no_identity, &defaults()).expect_err("no identity");
+        assert!(err.0.contains("identitySecretRef"), "{err}");
+    }
 }
