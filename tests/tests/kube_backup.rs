@@ -140,6 +140,158 @@ async fn run_now(client: &Client, ns: &str, name: &str, token: &str) {
     .expect("annotate run-now");
 }
 
+async fn annotate(client: &Client, ns: &str, name: &str, key: &str, token: &str) {
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {key: token}}})),
+    )
+    .await
+    .expect("annotate");
+}
+
+/// A drill on demand: its own CronJob, a Job the local kubelet runs with
+/// the real agent into a scratch database on the real server, and the
+/// measured RTO in status. A drill that never ran within maxUnverifiedAge
+/// raises BackupVerified=False and the gauge.
+async fn drilled_backup(world: &World) {
+    let ns = "drilled";
+    let cluster = &world.cluster;
+    cluster.plane.create_namespace(ns).await;
+    world.secrets(ns, &world.pg.password).await;
+    let client = cluster.admin().await;
+    let identity = std::fs::read_to_string(&world.identity).expect("identity");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "age", "namespace": ns},
+        "stringData": {"identity": identity},
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let drill = |max_age: &str| {
+        json!({"drill": {
+            "schedule": {"cron": "0 0 1 1 *"},
+            "maxUnverifiedAge": max_age,
+            "target": {"postgres": {"host": "127.0.0.1", "port": world.pg.port, "user": "postgres",
+                                    "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "identitySecretRef": {"name": "age", "key": "identity"},
+            "checks": {"postgres": {"assertions": [
+                {"name": "customers", "sql": "SELECT count(*) >= 1 FROM sales.customers"}]}},
+        }})
+    };
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    api.create(
+        &PostParams::default(),
+        &world.backup(ns, "orders", drill("30d")),
+    )
+    .await
+    .expect("create backup");
+    api.create(
+        &PostParams::default(),
+        &world.backup(ns, "stale", drill("1s")),
+    )
+    .await
+    .expect("create backup");
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+    wait_for("the drill CronJob", Duration::from_secs(60), || {
+        let cron_jobs = cron_jobs.clone();
+        async move {
+            cron_jobs
+                .get_opt("vertice-drill-orders")
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    annotate(&client, ns, "orders", "vertice.io/run-now", "b1").await;
+    wait_for("a backup to drill", Duration::from_secs(120), || {
+        let client = client.clone();
+        async move {
+            let s = status_of(&client, ns, "orders").await;
+            s.get("lastSuccessfulBackup")
+                .filter(|b| !b.is_null())
+                .cloned()
+        }
+    })
+    .await;
+    annotate(&client, ns, "orders", "vertice.io/drill-now", "d1").await;
+    let status = wait_for("a verified backup", Duration::from_secs(120), || {
+        let client = client.clone();
+        async move {
+            let s = status_of(&client, ns, "orders").await;
+            s.get("lastDrill").filter(|b| !b.is_null())?;
+            Some(s)
+        }
+    })
+    .await;
+    let verified = &status["lastVerifiedBackup"];
+    assert_eq!(
+        verified["backupId"], status["lastSuccessfulBackup"]["backupId"],
+        "{status}"
+    );
+    assert!(
+        verified["restoreSeconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{status}"
+    );
+    assert!(
+        verified["checksPassed"].as_u64().is_some_and(|n| n >= 5),
+        "{status}"
+    );
+    assert_eq!(verified["checksFailed"], 0, "{status}");
+    assert!(status["worstRecentRto"].as_str().is_some(), "{status}");
+    assert_eq!(
+        status["phase"], "Healthy",
+        "drills are not backups: {status}"
+    );
+    let verified_condition = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "BackupVerified"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(verified_condition["status"], "True", "{status}");
+    let events = events_of(&client, ns).await;
+    assert!(
+        has_event(&events, "DrillSucceeded", "Normal"),
+        "{events:#?}"
+    );
+    // No drill database is left on the server.
+    let left = world.pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE starts_with(datname, 'vertice_drill_')",
+    );
+    assert_eq!(left, "0");
+
+    let stale = wait_for(
+        "the stale backup unverified",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let s = status_of(&client, ns, "stale").await;
+                let c = s["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "BackupVerified")?
+                    .clone();
+                (c["status"] == "False").then_some(c)
+            }
+        },
+    )
+    .await;
+    assert_eq!(stale["reason"], "BackupUnverified", "{stale}");
+    let events = events_of(&client, ns).await;
+    assert!(
+        has_event(&events, "BackupUnverified", "Warning"),
+        "{events:#?}"
+    );
+}
+
 async fn successful_backup(world: &World) {
     let ns = "happy";
     let cluster = &world.cluster;
@@ -382,6 +534,7 @@ async fn backups_run_end_to_end_on_a_real_control_plane() {
         successful_backup(&world),
         wrong_password(&world),
         overdue_without_a_run(&world),
+        drilled_backup(&world),
     );
 
     // The deleted backup's metric series go; the others stay.
@@ -399,6 +552,14 @@ async fn backups_run_end_to_end_on_a_real_control_plane() {
     .await;
     assert!(
         metrics.contains("vertice_backup_overdue{backup=\"orders\",namespace=\"overdue\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vertice_backup_unverified{backup=\"stale\",namespace=\"drilled\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vertice_backup_unverified{backup=\"orders\",namespace=\"drilled\"} 0"),
         "{metrics}"
     );
     drop(controller);
