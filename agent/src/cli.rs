@@ -431,7 +431,9 @@ pub struct DrillArgs {
 
     /// PostgreSQL: postgres://USER@HOST:PORT/DB, a server where the drill
     /// creates a scratch database (named by --scratch-prefix) and always drops
-    /// it; DB is the database it connects to for that (e.g. postgres).
+    /// it; DB is the database it connects to for that (e.g. postgres). Or
+    /// `ephemeral`: a throwaway server the drill starts on a private socket
+    /// (needs initdb and postgres, see --postgres-bin) and removes after.
     /// Redis and Vault drills need no target.
     #[arg(long, env = "VERTICE_DRILL_RESTORE_TO")]
     pub restore_to: Option<String>,
@@ -479,6 +481,18 @@ pub struct DrillArgs {
     /// psql executable (default: the one beside --pg-restore, else on PATH).
     #[arg(long, env = "VERTICE_PSQL")]
     pub psql: Option<PathBuf>,
+
+    /// `--restore-to ephemeral`: the directory of initdb and postgres
+    /// (default: beside --pg-restore, else the newest
+    /// /usr/lib/postgresql/<major>/bin, else PATH).
+    #[arg(long, env = "VERTICE_DRILL_POSTGRES_BIN")]
+    pub postgres_bin: Option<PathBuf>,
+
+    /// Vault / OpenBao: a `bao` (or `vault`) binary to restore the snapshot
+    /// into, a throwaway single-node server on loopback; `auto` finds one on
+    /// PATH, `none` checks the snapshot's structure only.
+    #[arg(long, env = "VERTICE_DRILL_BAO_SERVER", default_value = "auto")]
+    pub bao_server: String,
 
     /// Redis: a redis-server (or valkey-server) to load the RDB into, in a
     /// throwaway instance on a private socket; `auto` finds one on PATH,

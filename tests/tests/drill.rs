@@ -22,6 +22,16 @@ fn drill_databases(pg: &Postgres) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
+/// What a drill left in the temporary directory it was given (TMPDIR):
+/// its servers' private directories must be gone.
+fn left_in(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .expect("temp dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 fn backed_up_postgres(pg: &Postgres, store: &TestStore) {
     backed_up_postgres_with(pg, store, &[]);
 }
@@ -540,15 +550,57 @@ fn a_vault_snapshot_is_checked_whole_and_corruption_is_refused() {
         .assert_ok();
     let log = tempfile::NamedTempFile::new().expect("log");
     let log_path = log.path().to_string_lossy().into_owned();
+    let tmp = tempfile::tempdir().expect("tmp");
     let ok = agent.run(
         &["drill", "--from", &url, "--termination-log", &log_path],
-        &[],
+        &[("TMPDIR", tmp.path().display().to_string())],
     );
     ok.assert_ok();
     let summary = read_summary(log.path());
-    for name in ["verify", "snapshot archive", "checksums", "metadata"] {
+    // bao is on PATH: the snapshot is installed into a throwaway server.
+    for name in [
+        "verify",
+        "snapshot archive",
+        "checksums",
+        "metadata",
+        "restore",
+        "snapshot state installed",
+    ] {
         assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
     }
+    let report = &summary["drill"];
+    assert!(
+        report["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("a throwaway ") && t.ends_with(" on loopback")),
+        "{report}"
+    );
+    assert_eq!(report["cleaned_up"], true, "{report}");
+    assert!(left_in(tmp.path()).is_empty(), "the throwaway server's directory is gone");
+    let text = format!("{}{}{summary}", ok.stdout, ok.stderr);
+    assert!(
+        !text.contains(&bao.root_token) && !text.contains(&bao.unseal_key),
+        "the source's token and key appear nowhere"
+    );
+
+    // Without a server: the structure alone.
+    agent
+        .run(
+            &[
+                "drill",
+                "--from",
+                &url,
+                "--bao-server",
+                "none",
+                "--termination-log",
+                &log_path,
+            ],
+            &[],
+        )
+        .assert_ok();
+    let summary = read_summary(log.path());
+    assert_eq!(summary["drill"]["target"], "raft snapshot structure", "{summary}");
+    assert_eq!(summary["drill"]["checks_passed"], 4, "{summary}");
 
     let key = store
         .keys("vault/")
@@ -567,4 +619,160 @@ fn a_vault_snapshot_is_checked_whole_and_corruption_is_refused() {
     let summary = read_summary(log.path());
     assert_eq!(summary["error_category"], "integrity", "{summary}");
     assert_eq!(check(&summary, "verify")["ok"], false);
+}
+
+/// Processes whose command line mentions `needle` (a drill's directory).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+fn ephemeral_drill(store: &TestStore, tmp: &std::path::Path, extra: &[&str]) -> (RunOutput, Value) {
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let log_path = log.path().to_string_lossy().into_owned();
+    let url = store.url("");
+    let mut args = vec![
+        "drill",
+        "--from",
+        &url,
+        "--restore-to",
+        "ephemeral",
+        "--termination-log",
+        &log_path,
+    ];
+    args.extend_from_slice(extra);
+    let out = Agent::new().run(&args, &[("TMPDIR", tmp.display().to_string())]);
+    (out, read_summary(log.path()))
+}
+
+#[test]
+fn an_ephemeral_postgres_takes_the_restore_and_is_gone_after() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    let tmp = tempfile::tempdir().expect("tmp");
+    // No server named, no password: the drill brings its own server (the
+    // newest /usr/lib/postgresql/<major>/bin here).
+    let (out, summary) = ephemeral_drill(&store, tmp.path(), &["--checks-json", GOOD_CHECKS]);
+    out.assert_ok();
+    for name in [
+        "verify",
+        "restore",
+        "tables",
+        "sequences",
+        "large objects",
+        "sql: orders",
+        "sql: fresh",
+    ] {
+        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
+    }
+    let report = &summary["drill"];
+    assert!(
+        report["target"].as_str().is_some_and(|t| t
+            .starts_with("scratch database vertice_drill_")
+            && t.contains("an ephemeral PostgreSQL 1")),
+        "{report}"
+    );
+    assert_eq!(report["cleaned_up"], true, "{report}");
+    assert!(left_in(tmp.path()).is_empty(), "{:?}", left_in(tmp.path()));
+    let tmp_path = tmp.path().display().to_string();
+    assert!(
+        processes_mentioning(&tmp_path).is_empty(),
+        "the ephemeral server stopped: {:?}",
+        processes_mentioning(&tmp_path)
+    );
+    assert!(drill_databases(&pg).is_empty(), "the source server was not used");
+
+    // A failed assertion on the ephemeral server: named, and still cleaned.
+    let failing = r#"{"postgres": {"assertions": [
+        {"name": "too many", "sql": "SELECT count(*) > 1000000 FROM public.orders"}]}}"#;
+    let (out, summary) = ephemeral_drill(&store, tmp.path(), &["--checks-json", failing]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("too many"), "{}", out.stderr);
+    assert_eq!(check(&summary, "sql: too many")["ok"], false, "{summary}");
+    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    assert!(left_in(tmp.path()).is_empty());
+
+    // Server binaries that are not there: the flag is named, exit 2.
+    let (out, _) = ephemeral_drill(&store, tmp.path(), &["--postgres-bin", "/nonexistent"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("--postgres-bin /nonexistent"), "{}", out.stderr);
+}
+
+#[test]
+fn sigterm_mid_restore_stops_the_ephemeral_postgres_and_removes_it() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    pg.create_database("big");
+    pg.psql(
+        "big",
+        "CREATE TABLE rows AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 3000000) g",
+    );
+    let agent = Agent::new();
+    agent
+        .run(
+            &[
+                "backup",
+                "--source",
+                &pg.url("big"),
+                "--to",
+                &store.url(""),
+                "--compression",
+                "none",
+            ],
+            &store.env_with("PGPASSWORD", &pg.password),
+        )
+        .assert_ok();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let mut command = agent.command();
+    command
+        .args(["drill", "--from", &store.url(""), "--restore-to", "ephemeral"])
+        .arg("--termination-log")
+        .arg(log.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("spawn");
+    // Wait until the ephemeral server is copying rows.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let copying = left_in(tmp.path()).first().is_some_and(|dir| {
+            std::process::Command::new("psql")
+                .args(["-h", &tmp.path().join(dir).display().to_string()])
+                .args(["-U", "vertice", "-d", "postgres", "-A", "-t", "-c"])
+                .arg("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%'")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+        });
+        if copying {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restore never started copying");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    let summary = read_summary(log.path());
+    assert_eq!(summary["outcome"], "interrupted", "{summary}");
+    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    assert!(left_in(tmp.path()).is_empty(), "{:?}", left_in(tmp.path()));
+    let tmp_path = tmp.path().display().to_string();
+    assert!(
+        processes_mentioning(&tmp_path).is_empty(),
+        "{:?}",
+        processes_mentioning(&tmp_path)
+    );
 }

@@ -349,6 +349,26 @@ async fn feed_backups(pushgateway: &Pushgateway, prometheus: &Prometheus) {
     // A source that refuses: category source.
     let nowhere = format!("redis://127.0.0.1:{}", vertice_tests::ports::free_port());
     backup("carts", &nowhere).assert_code(1);
+    // Restore drills: one that passes (the RDB loads into a throwaway
+    // server) and one that fails (carts has no backup), each pushed to its group.
+    let drill = |name: &str, backup: &str| {
+        agent.run(
+            &[
+                "drill",
+                "--from",
+                &store_url,
+                "--backup",
+                backup,
+                "--namespace",
+                NS,
+                "--name",
+                name,
+            ],
+            &env,
+        )
+    };
+    drill("sessions", "latest").assert_ok();
+    drill("carts", "latest").assert_code(1);
 }
 
 async fn create_overdue_backup(client: &kube::Client) {

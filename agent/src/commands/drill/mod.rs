@@ -5,14 +5,20 @@
 //! [`DrillReport`]: the measured restore time, the backup's age, each check.
 //!
 //! - PostgreSQL ([`postgres`]): a scratch database on a server the user
-//!   names, created under a prefix the drill owns and dropped afterwards.
+//!   names, created under a prefix the drill owns and dropped afterwards;
+//!   or on an ephemeral server the drill starts itself
+//!   ([`ephemeral_postgres`]).
 //! - Redis ([`redis`]): a throwaway `redis-server` on a private socket when
 //!   one is available, and a full streaming parse of the RDB in any case.
 //! - Vault / OpenBao ([`vault`]): the raft snapshot's structure (archive,
-//!   checksums, metadata); restoring needs the source's unseal keys.
+//!   checksums, metadata), then, with a `bao` binary at hand, the snapshot
+//!   installed into a throwaway single-node server.
 
+mod ephemeral_postgres;
 mod postgres;
 mod redis;
+mod throwaway;
+mod throwaway_bao;
 pub mod scratch;
 mod vault;
 

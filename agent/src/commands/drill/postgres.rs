@@ -13,6 +13,7 @@ use tokio_postgres::{Client, NoTls};
 use url::Url;
 use vertice_crds::drill::{DrillReport, PostgresChecks, SqlAssertion};
 
+use super::ephemeral_postgres::{self, EphemeralPostgres, EPHEMERAL};
 use super::{scratch, timed, Drilled};
 use crate::commands::restore_postgres::{self, PgRestoreSettings};
 use crate::commands::verify::open_artifact;
@@ -32,14 +33,57 @@ pub async fn drill(
     report: &mut DrillReport,
 ) -> Result<()> {
     let raw = d.args.restore_to.as_deref().unwrap_or_default();
+    if raw == EPHEMERAL {
+        return drill_ephemeral(d, checks, stale_after, report).await;
+    }
     let Target::Postgres(server) = Target::parse(raw, "--restore-to")? else {
         return Err(Error::usage(
-            "--restore-to must be postgres://USER@HOST:PORT/DB for a PostgreSQL backup",
+            "--restore-to must be postgres://USER@HOST:PORT/DB (or ephemeral) for a PostgreSQL backup",
         ));
     };
     let password = resolve_password(d.args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?;
+    let place = host_port(&server.url);
+    drill_on(d, &server, password.as_deref(), &place, checks, stale_after, report).await
+}
+
+/// The drill on a PostgreSQL server of its own, stopped and removed after.
+async fn drill_ephemeral(
+    d: &Drilled<'_>,
+    checks: &PostgresChecks,
+    stale_after: chrono::Duration,
+    report: &mut DrillReport,
+) -> Result<()> {
+    let bin = ephemeral_postgres::find_bin_dir(d.args.postgres_bin.as_deref(), &d.args.pg_restore)?;
+    let server = EphemeralPostgres::start(&bin).await?;
+    let target = PostgresTarget {
+        url: server.url.clone(),
+        database: "postgres".into(),
+    };
+    let place = format!("an ephemeral {} in the drill's pod", server.version);
+    let result = drill_on(d, &target, None, &place, checks, stale_after, report).await;
+    let stopped = server.stop().await;
+    report.cleaned_up = report.cleaned_up && stopped.is_ok();
+    match (result, stopped) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(why)) => Err(Error::target(format!(
+            "the drill passed but its ephemeral PostgreSQL did not stop cleanly: {why}"
+        ))),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// Scratch database, restore, checks, drop: on any server.
+async fn drill_on(
+    d: &Drilled<'_>,
+    server: &PostgresTarget,
+    password: Option<&str>,
+    place: &str,
+    checks: &PostgresChecks,
+    stale_after: chrono::Duration,
+    report: &mut DrillReport,
+) -> Result<()> {
     let shown = vertice_crds::redact::redact_url(&server.url);
-    let admin = connect(&server.url, password.as_deref(), "--restore-to").await?;
+    let admin = connect(&server.url, password, "--restore-to").await?;
     sweep_leftovers(&admin, &d.args.scratch_prefix, stale_after).await;
 
     let contents = if checks.objects {
@@ -58,17 +102,14 @@ pub async fn drill(
                 pg_reason(&e)
             ))
         })?;
-    report.target = Some(format!(
-        "scratch database {name} on {}",
-        host_port(&server.url)
-    ));
+    report.target = Some(format!("scratch database {name} on {place}"));
     tracing::info!(database = %name, "scratch database created");
 
     let result = restore_and_check(
         d,
-        &server,
+        server,
         &name,
-        password.as_deref(),
+        password,
         checks,
         contents,
         report,
@@ -76,7 +117,7 @@ pub async fn drill(
     .await;
     // Always, whatever happened above, and with a fresh connection if the
     // first one died with the server.
-    let dropped = drop_scratch(admin, &server.url, password.as_deref(), &name).await;
+    let dropped = drop_scratch(admin, &server.url, password, &name).await;
     report.cleaned_up = dropped.is_ok();
     match (result, dropped) {
         (Err(e), Err(d)) => {
@@ -418,13 +459,21 @@ async fn connect(url: &str, password: Option<&str>, flag: &str) -> Result<Client
     let shown = vertice_crds::redact::redact_url(url);
     let parsed = Url::parse(url).map_err(|e| Error::usage(format!("{flag} {shown}: {e}")))?;
     let mut config = tokio_postgres::Config::new();
-    config
-        .host(
+    // libpq's `?host=/dir` (a unix socket directory) wins over the URL's host.
+    let socket_dir = parsed
+        .query_pairs()
+        .find(|(k, v)| k == "host" && v.starts_with('/'))
+        .map(|(_, v)| v.into_owned());
+    match socket_dir {
+        Some(dir) => config.host_path(dir),
+        None => config.host(
             parsed
                 .host_str()
                 .unwrap_or("localhost")
                 .trim_matches(['[', ']']),
-        )
+        ),
+    };
+    config
         .port(parsed.port().unwrap_or(5432))
         .dbname(crate::target::percent_decode(
             parsed.path().trim_start_matches('/'),

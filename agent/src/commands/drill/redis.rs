@@ -14,6 +14,7 @@ use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 use vertice_crds::drill::{DrillReport, RedisChecks};
 
+use super::throwaway::{last_lines, on_path, PrivateDir};
 use super::{timed, Drilled};
 use crate::commands::verify::{check_integrity, open_artifact};
 use crate::error::{Error, Result};
@@ -47,7 +48,7 @@ pub async fn drill(d: &Drilled<'_>, checks: &RedisChecks, report: &mut DrillRepo
         return Ok(());
     };
 
-    let dir = Scratch::create()?;
+    let dir = PrivateDir::create(None)?;
     report.target = Some(format!(
         "ephemeral {} on a private socket",
         server.display()
@@ -175,18 +176,6 @@ fn find_server(setting: &str) -> Result<Option<PathBuf>> {
     }
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .find(|p| p.is_file())
-}
-
 async fn parse_stream(
     d: &Drilled<'_>,
     times: Vec<i64>,
@@ -286,7 +275,7 @@ async fn start_server(
         if let Ok(Some(status)) = child.try_wait() {
             return Ok(Err(format!(
                 "redis-server exited ({status}) while loading: {}",
-                last_lines(&log)
+                last_lines(&log, 3)
             )));
         }
         let probe = socket.clone();
@@ -300,7 +289,7 @@ async fn start_server(
             let _ = child.kill().await;
             return Ok(Err(format!(
                 "redis-server did not finish loading in time: {}",
-                last_lines(&log)
+                last_lines(&log, 3)
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -351,39 +340,6 @@ fn ask_server(
         });
     }
     Ok((total, types))
-}
-
-fn last_lines(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().rev().take(3).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
-}
-
-/// A private directory removed on drop.
-struct Scratch {
-    path: PathBuf,
-}
-
-impl Scratch {
-    fn create() -> Result<Self> {
-        let mut random = [0u8; 6];
-        let _ = getrandom::fill(&mut random);
-        let path = std::env::temp_dir().join(format!("vertice-drill-{}", hex::encode(random)));
-        let mut builder = std::fs::DirBuilder::new();
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&path)
-            .map_err(|e| Error::target(format!("creating {}: {e}", path.display())))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            tracing::warn!(dir = %self.path.display(), error = %e, "could not remove the drill's directory");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! A Vault / OpenBao drill: the raft snapshot's structure, read end to end.
 //! A snapshot is a gzip'd tar of `meta.json` (index, term, size of the
 //! state), `state.bin` (the FSM state) and `SHA256SUMS` (of both, plus a
-//! sealed copy Vault checks on restore). Installing it into a throwaway
-//! server would need the source cluster's unseal keys, which a drill pod
-//! must not hold; so the drill proves what can be proven without them.
+//! sealed copy Vault checks on restore). With a `bao` (or `vault`) binary
+//! at hand, the snapshot is then installed into a throwaway server
+//! ([`super::throwaway_bao`]) the way a real restore installs it; reading
+//! its secrets would need the source cluster's unseal keys, which a drill
+//! pod must not hold.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use vertice_crds::drill::DrillReport;
 
+use super::throwaway_bao::{find_server, ThrowawayBao};
 use super::{timed, Drilled};
 use crate::commands::verify::open_artifact;
 use crate::error::Result;
@@ -28,6 +31,51 @@ struct Read {
 }
 
 pub async fn drill(d: &Drilled<'_>, report: &mut DrillReport) -> Result<()> {
+    let server = find_server(&d.args.bao_server)?;
+    structure(d, report).await?;
+    let Some(bin) = server else {
+        return Ok(());
+    };
+    if report.checks_failed > 0 {
+        // A snapshot that is not whole is not worth a server.
+        return Ok(());
+    }
+    report.target = Some(format!("a throwaway {} on loopback", bin.display()));
+    let installed = timed(report, async {
+        let bao = ThrowawayBao::start(&bin).await?;
+        let restored = match open_artifact(d.store, d.manifest, d.artifact, d.identities).await {
+            Ok(open) => bao.restore(open.reader).await,
+            Err(e) => Err(e),
+        };
+        Ok((bao, restored))
+    })
+    .await;
+    let (bao, restored) = match installed {
+        Ok(x) => x,
+        Err(e) => {
+            report.record("restore", Err(e.to_string()));
+            return Err(e);
+        }
+    };
+    report.record(
+        "restore",
+        restored.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+    );
+    if restored.is_ok() {
+        report.record("snapshot state installed", bao.check_installed().await);
+    }
+    let stopped = bao.stop().await;
+    match (restored, stopped) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(why)) => Err(crate::error::Error::target(format!(
+            "the drill passed but its throwaway OpenBao did not stop cleanly: {why}"
+        ))),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// The snapshot read end to end: archive, checksums, metadata.
+async fn structure(d: &Drilled<'_>, report: &mut DrillReport) -> Result<()> {
     report.target = Some("raft snapshot structure".into());
     let read = timed(report, async {
         let open = open_artifact(d.store, d.manifest, d.artifact, d.identities).await?;
