@@ -43,7 +43,7 @@ use crate::Compression;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.target.vault) || !has(self.hooks) || ((!has(self.hooks.pre) || self.hooks.pre.all(h, !has(h.sql))) && (!has(self.hooks.post) || self.hooks.post.all(h, !has(h.sql))))").message("sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault target"))]
-#[x_kube(validation = Rule::new("!has(self.drill) || !has(self.target.postgres) || has(self.drill.target)").message("drill.target.postgres: a PostgreSQL drill needs a server to create its scratch database on"))]
+#[x_kube(validation = Rule::new("!has(self.drill) || !has(self.target.postgres) || has(self.drill.target)").message("drill.target: a PostgreSQL drill restores into drill.target.postgres (a server of yours) or drill.target.ephemeral (a server inside the drill pod)"))]
 #[x_kube(validation = Rule::new("!has(self.drill) || has(self.target.postgres) || !has(self.drill.target)").message("drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod"))]
 #[x_kube(validation = Rule::new("!has(self.drill) || !has(self.encryption) || has(self.drill.identitySecretRef)").message("drill.identitySecretRef: an encrypted backup is drilled with the age identity that decrypts it"))]
 #[serde(rename_all = "camelCase")]

@@ -2,6 +2,7 @@
 //! runs. The controller turns it into a second CronJob that runs
 //! `vertice-agent drill`; the checks are [`crate::drill::DrillChecks`].
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,8 @@ pub struct DrillSpec {
     #[serde(default)]
     pub checks: DrillChecks,
     /// Size of the pod's scratch space (`/tmp`), where a Redis drill writes
-    /// the RDB it loads (default `256Mi`; give the dataset's size and more).
+    /// the RDB it loads and an ephemeral PostgreSQL keeps its data (default
+    /// `256Mi`; give the restored dataset's size and more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti)$"))]
     pub scratch_size: Option<String>,
@@ -61,11 +63,25 @@ pub struct DrillSchedule {
     pub time_zone: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Where a PostgreSQL drill restores: a server of yours (`postgres`), or
+/// `ephemeral: {}`, a throwaway server the drill starts inside its own pod
+/// (the agent image carries the server; give `scratchSize` room for the
+/// restored database).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.postgres) != has(self.ephemeral)").message("give exactly one of drill.target.postgres (a server of yours) or drill.target.ephemeral (a server inside the drill pod)"))]
 #[serde(rename_all = "camelCase")]
 pub struct DrillTarget {
-    pub postgres: DrillPostgresTarget,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<DrillPostgresTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<EphemeralPostgresTarget>,
 }
+
+/// A PostgreSQL server started inside the drill pod on a private socket,
+/// with no credentials, and removed with the pod's scratch space. Nothing
+/// to configure.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct EphemeralPostgresTarget {}
 
 /// A PostgreSQL server where the drill creates a scratch database, restores
 /// into it and always drops it. Give it a server of its own, or at least a

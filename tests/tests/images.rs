@@ -16,7 +16,8 @@ use vertice_tests::seaweedfs::SeaweedFs;
 
 const UID: &str = "65532:65532";
 const PG_MAJOR: &str = "17";
-const AGENT_MAX_BYTES: u64 = 120_000_000;
+/// The client tools, the server for drills (without LLVM) and valkey.
+const AGENT_MAX_BYTES: u64 = 200_000_000;
 const CONTROLLER_MAX_BYTES: u64 = 40_000_000;
 
 fn images_dir() -> PathBuf {
@@ -231,7 +232,7 @@ fn the_agent_image_runs_as_its_user_with_its_tools_and_certificates() {
         "{}",
         text(&version)
     );
-    for tool in ["pg_dump", "pg_restore", "psql"] {
+    for tool in ["pg_dump", "pg_restore", "psql", "initdb", "postgres"] {
         let path = format!("/usr/lib/postgresql/{PG_MAJOR}/bin/{tool}");
         let out = run_in(&agent, &root, &[&path, "--version"], &[]);
         assert!(
@@ -306,6 +307,69 @@ fn a_backup_and_restore_run_from_inside_the_agent_image() {
         text(&restore)
     );
     assert_eq!(pg.schema_and_data("restored"), pg.schema_and_data("shop"));
+
+    // A drill inside the image, as its user: the image's own PostgreSQL
+    // server takes the restore; then Redis into the image's valkey-server.
+    let drill = run_in(
+        &agent,
+        &root,
+        &[
+            &bin,
+            "drill",
+            "--from",
+            store,
+            "--restore-to",
+            "ephemeral",
+            "--termination-log",
+            "/tmp/drill.json",
+        ],
+        &env,
+    );
+    assert!(drill.status.success(), "drill inside the image: {}", text(&drill));
+    let summary = |root: &Path| {
+        let text = std::fs::read_to_string(root.join("tmp/drill.json")).expect("summary");
+        serde_json::from_str::<Value>(&text).expect("summary JSON")
+    };
+    let report = summary(&root);
+    assert!(
+        report["drill"]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("an ephemeral PostgreSQL {PG_MAJOR}."))),
+        "{report}"
+    );
+    assert_eq!(report["drill"]["cleaned_up"], true, "{report}");
+    let redis = vertice_tests::RedisServer::start(None);
+    vertice_tests::fixtures::fill_redis(&mut redis.connection());
+    let cache = "s3://images/cache";
+    let backup = run_in(
+        &agent,
+        &root,
+        &[&bin, "backup", "--source", &redis.url(), "--to", cache],
+        &env,
+    );
+    assert!(backup.status.success(), "{}", text(&backup));
+    let drill = run_in(
+        &agent,
+        &root,
+        &[
+            &bin,
+            "drill",
+            "--from",
+            cache,
+            "--termination-log",
+            "/tmp/drill.json",
+        ],
+        &env,
+    );
+    assert!(drill.status.success(), "{}", text(&drill));
+    let report = summary(&root);
+    assert!(
+        report["drill"]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("valkey-server")),
+        "{report}"
+    );
+    assert_eq!(report["drill"]["checks_failed"], 0, "{report}");
 }
 
 #[test]

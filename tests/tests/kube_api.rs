@@ -174,6 +174,47 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             None,
         ),
         (
+            "a postgres drill with nowhere to restore",
+            with(&["drill"], json!({"schedule": {"cron": "@weekly"}})),
+            Some("drill.target.ephemeral (a server inside the drill pod)"),
+        ),
+        (
+            "a postgres drill on an ephemeral server",
+            with(
+                &["drill"],
+                json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}}}),
+            ),
+            None,
+        ),
+        (
+            "a postgres drill on a server of its own",
+            with(
+                &["drill"],
+                json!({"schedule": {"cron": "@weekly"},
+                       "target": {"postgres": {"host": "drill-db", "user": "drill"}}}),
+            ),
+            None,
+        ),
+        (
+            "a drill target that is both",
+            with(
+                &["drill"],
+                json!({"schedule": {"cron": "@weekly"},
+                       "target": {"postgres": {"host": "drill-db", "user": "drill"}, "ephemeral": {}}}),
+            ),
+            Some("give exactly one of drill.target.postgres"),
+        ),
+        (
+            "a drill target for a redis backup",
+            {
+                let mut spec = good_spec();
+                spec["target"] = json!({"redis": {"host": "cache"}});
+                spec["drill"] = json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}}});
+                backup(spec)
+            },
+            Some("drill.target is for PostgreSQL backups"),
+        ),
+        (
             "a private age key",
             with(
                 &["encryption"],

@@ -4,7 +4,7 @@
 //! `cron_job`.
 
 use vertice_crds::backup::BackupTarget;
-use vertice_crds::drill_spec::DrillSpec;
+use vertice_crds::drill_spec::{DrillSpec, DrillTarget};
 
 use super::cron_job::{postgres_url, SpecError, Wiring};
 
@@ -16,8 +16,10 @@ pub(super) fn wire(
 ) -> Result<(), SpecError> {
     w.value("VERTICE_DRILL_BACKUP", drill.backup.trim());
     match (&target.postgres, &drill.target) {
-        (Some(_), Some(t)) => {
-            let pg = &t.postgres;
+        (Some(_), Some(DrillTarget { postgres: None, ephemeral: Some(_) })) => {
+            w.value("VERTICE_DRILL_RESTORE_TO", "ephemeral");
+        }
+        (Some(_), Some(DrillTarget { postgres: Some(pg), ephemeral: None })) => {
             let url = postgres_url(&pg.user, &pg.host, pg.port, &pg.database, pg.ssl_mode.as_deref());
             w.value("VERTICE_DRILL_RESTORE_TO", url);
             if let Some(s) = &pg.password_secret_ref {
@@ -27,9 +29,14 @@ pub(super) fn wire(
                 w.value("VERTICE_DRILL_SCRATCH_PREFIX", prefix);
             }
         }
+        (Some(_), Some(_)) => {
+            return Err(SpecError(
+                "spec.drill.target: give exactly one of postgres (a server of yours) or ephemeral (a server inside the drill pod)".into(),
+            ))
+        }
         (Some(_), None) => {
             return Err(SpecError(
-                "spec.drill.target.postgres: a PostgreSQL drill needs a server to create its scratch database on".into(),
+                "spec.drill.target: a PostgreSQL drill restores into drill.target.postgres (a server of yours) or drill.target.ephemeral (a server inside the drill pod)".into(),
             ))
         }
         (None, Some(_)) => {
@@ -128,10 +135,37 @@ mod tests {
     }
 
     #[test]
+    fn an_ephemeral_drill_needs_no_server_and_no_password() {
+        let b = backup(
+            json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}},
+                   "scratchSize": "8Gi"}),
+            false,
+        );
+        let cj = desired_drill(&b, &defaults())
+            .expect("valid")
+            .expect("drill");
+        let text = serde_json::to_string(&cj).expect("json");
+        assert!(
+            text.contains(r#"{"name":"VERTICE_DRILL_RESTORE_TO","value":"ephemeral"}"#),
+            "{text}"
+        );
+        assert!(!text.contains("PGPASSWORD"), "{text}");
+        assert!(!text.contains("source-db"), "{text}");
+        assert!(text.contains(r#""sizeLimit":"8Gi""#), "{text}");
+    }
+
+    #[test]
     fn a_drill_that_cannot_work_is_refused() {
         let no_target = backup(json!({"schedule": {"cron": "@weekly"}}), false);
         let err = desired_drill(&no_target, &defaults()).expect_err("no target");
-        assert!(err.0.contains("spec.drill.target.postgres"), "{err}");
+        assert!(err.0.contains("drill.target.ephemeral"), "{err}");
+        let both = backup(
+            json!({"schedule": {"cron": "@weekly"},
+                   "target": {"postgres": {"host": "drill-db", "user": "drill"}, "ephemeral": {}}}),
+            false,
+        );
+        let err = desired_drill(&both, &defaults()).expect_err("both");
+        assert!(err.0.contains("exactly one"), "{err}");
         let no_identity = backup(
             json!({"schedule": {"cron": "@weekly"},
                    "target": {"postgres": {"host": "drill-db", "user": "drill"}}}),

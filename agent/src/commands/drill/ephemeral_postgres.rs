@@ -132,7 +132,7 @@ fn server_args(data: &Path, socket_dir: &Path) -> Vec<String> {
 
 impl EphemeralPostgres {
     pub async fn start(bin: &Path) -> Result<Self> {
-        let user = throwaway::server_user();
+        let user = throwaway::server_user()?;
         let dir = PrivateDir::create(user)?;
         let data = dir.path.join("data");
         let log = dir.path.join("postgres.log");
@@ -166,8 +166,8 @@ impl EphemeralPostgres {
 
         let log_file = std::fs::File::create(&log)
             .map_err(|e| Error::target(format!("creating {}: {e}", log.display())))?;
-        if let Some(uid) = user {
-            let _ = std::os::unix::fs::chown(&log, Some(uid), Some(uid));
+        if let Some((uid, gid)) = user {
+            let _ = std::os::unix::fs::chown(&log, Some(uid), Some(gid));
         }
         let child = command(&bin.join("postgres"), user)
             .args(server_args(&data, &dir.path))
@@ -250,7 +250,7 @@ impl EphemeralPostgres {
     }
 }
 
-fn command(program: &Path, user: Option<u32>) -> tokio::process::Command {
+fn command(program: &Path, user: Option<(u32, u32)>) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(program);
     // Neither the source's nor the store's secrets belong to the server.
     command
@@ -258,8 +258,8 @@ fn command(program: &Path, user: Option<u32>) -> tokio::process::Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LC_ALL", "C")
         .env("TZ", "UTC");
-    if let Some(uid) = user {
-        command.uid(uid).gid(uid);
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
     }
     command
 }

@@ -11,9 +11,10 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 
-/// The user a server runs as when the agent is root: PostgreSQL refuses to
-/// run as root, and nothing the drill restores needs root either.
-pub const UNPRIVILEGED: u32 = 65534;
+/// Who a server runs as when the agent is root, first found in the user
+/// database wins: PostgreSQL refuses to run as root (and needs its user to
+/// have a name), and nothing the drill restores needs root either.
+const UNPRIVILEGED: [&str; 3] = ["postgres", "nobody", "nonroot"];
 
 /// A private (0700) directory under the temporary directory, removed on
 /// drop. `owner` hands it to another user (the agent is root then).
@@ -22,7 +23,7 @@ pub struct PrivateDir {
 }
 
 impl PrivateDir {
-    pub fn create(owner: Option<u32>) -> Result<Self> {
+    pub fn create(owner: Option<(u32, u32)>) -> Result<Self> {
         let mut random = [0u8; 6];
         let _ = getrandom::fill(&mut random);
         let path = std::env::temp_dir().join(format!("vertice-drill-{}", hex::encode(random)));
@@ -32,8 +33,8 @@ impl PrivateDir {
             .create(&path)
             .map_err(|e| Error::target(format!("creating {}: {e}", path.display())))?;
         let dir = Self { path };
-        if let Some(uid) = owner {
-            std::os::unix::fs::chown(&dir.path, Some(uid), Some(uid)).map_err(|e| {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&dir.path, Some(uid), Some(gid)).map_err(|e| {
                 Error::target(format!("handing {} to uid {uid}: {e}", dir.path.display()))
             })?;
         }
@@ -49,12 +50,23 @@ impl Drop for PrivateDir {
     }
 }
 
-/// The uid a throwaway server should run as: none (the agent's own) unless
-/// the agent is root.
-pub fn server_user() -> Option<u32> {
-    nix::unistd::geteuid()
-        .is_root()
-        .then_some(UNPRIVILEGED)
+/// The (uid, gid) a throwaway server should run as: none (the agent's own)
+/// unless the agent is root.
+pub fn server_user() -> Result<Option<(u32, u32)>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    UNPRIVILEGED
+        .iter()
+        .find_map(|name| nix::unistd::User::from_name(name).ok().flatten())
+        .filter(|u| !u.uid.is_root())
+        .map(|u| Some((u.uid.as_raw(), u.gid.as_raw())))
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "the agent runs as root and the throwaway server may not; no unprivileged user ({}) is in the user database: run the drill as a non-root user",
+                UNPRIVILEGED.join(", ")
+            ))
+        })
 }
 
 pub fn on_path(name: &str) -> Option<PathBuf> {
