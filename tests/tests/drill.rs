@@ -32,6 +32,24 @@ fn left_in(tmp: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// A backup large enough (3M rows, uncompressed) that a signal lands
+/// while its restore is copying.
+fn backed_up_big(pg: &Postgres, store: &TestStore) {
+    pg.create_database("big");
+    pg.psql(
+        "big",
+        "CREATE TABLE rows AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 3000000) g",
+    );
+    let source = pg.url("big");
+    let url = store.url("");
+    Agent::new()
+        .run(
+            &["backup", "--source", &source, "--to", &url, "--compression", "none"],
+            &store.env_with("PGPASSWORD", &pg.password),
+        )
+        .assert_ok();
+}
+
 fn backed_up_postgres(pg: &Postgres, store: &TestStore) {
     backed_up_postgres_with(pg, store, &[]);
 }
@@ -251,27 +269,9 @@ fn a_corrupted_backup_fails_verification_before_any_restore() {
 fn sigterm_mid_restore_drops_the_scratch_database() {
     let pg = Postgres::start();
     let store = TestStore::file();
-    pg.create_database("big");
-    pg.psql(
-        "big",
-        "CREATE TABLE rows AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 3000000) g",
-    );
+    backed_up_big(&pg, &store);
     let env = store.env_with("PGPASSWORD", &pg.password);
     let agent = Agent::new();
-    agent
-        .run(
-            &[
-                "backup",
-                "--source",
-                &pg.url("big"),
-                "--to",
-                &store.url(""),
-                "--compression",
-                "none",
-            ],
-            &env,
-        )
-        .assert_ok();
 
     let log = tempfile::NamedTempFile::new().expect("log");
     let mut command = agent.command();
@@ -709,26 +709,8 @@ fn an_ephemeral_postgres_takes_the_restore_and_is_gone_after() {
 fn sigterm_mid_restore_stops_the_ephemeral_postgres_and_removes_it() {
     let pg = Postgres::start();
     let store = TestStore::file();
-    pg.create_database("big");
-    pg.psql(
-        "big",
-        "CREATE TABLE rows AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 3000000) g",
-    );
+    backed_up_big(&pg, &store);
     let agent = Agent::new();
-    agent
-        .run(
-            &[
-                "backup",
-                "--source",
-                &pg.url("big"),
-                "--to",
-                &store.url(""),
-                "--compression",
-                "none",
-            ],
-            &store.env_with("PGPASSWORD", &pg.password),
-        )
-        .assert_ok();
     let tmp = tempfile::tempdir().expect("tmp");
     let log = tempfile::NamedTempFile::new().expect("log");
     let mut command = agent.command();

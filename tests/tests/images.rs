@@ -310,27 +310,22 @@ fn a_backup_and_restore_run_from_inside_the_agent_image() {
 
     // A drill inside the image, as its user: the image's own PostgreSQL
     // server takes the restore; then Redis into the image's valkey-server.
-    let drill = run_in(
-        &agent,
-        &root,
-        &[
-            &bin,
+    let drill = |from: &str, extra: &[&str]| {
+        let mut args = vec![
+            bin.as_str(),
             "drill",
             "--from",
-            store,
-            "--restore-to",
-            "ephemeral",
+            from,
             "--termination-log",
             "/tmp/drill.json",
-        ],
-        &env,
-    );
-    assert!(drill.status.success(), "drill inside the image: {}", text(&drill));
-    let summary = |root: &Path| {
-        let text = std::fs::read_to_string(root.join("tmp/drill.json")).expect("summary");
-        serde_json::from_str::<Value>(&text).expect("summary JSON")
+        ];
+        args.extend_from_slice(extra);
+        let out = run_in(&agent, &root, &args, &env);
+        assert!(out.status.success(), "drill inside the image: {}", text(&out));
+        let summary = std::fs::read_to_string(root.join("tmp/drill.json")).expect("summary");
+        serde_json::from_str::<Value>(&summary).expect("summary JSON")
     };
-    let report = summary(&root);
+    let report = drill(store, &["--restore-to", "ephemeral"]);
     assert!(
         report["drill"]["target"]
             .as_str()
@@ -348,21 +343,7 @@ fn a_backup_and_restore_run_from_inside_the_agent_image() {
         &env,
     );
     assert!(backup.status.success(), "{}", text(&backup));
-    let drill = run_in(
-        &agent,
-        &root,
-        &[
-            &bin,
-            "drill",
-            "--from",
-            cache,
-            "--termination-log",
-            "/tmp/drill.json",
-        ],
-        &env,
-    );
-    assert!(drill.status.success(), "{}", text(&drill));
-    let report = summary(&root);
+    let report = drill(cache, &[]);
     assert!(
         report["drill"]["target"]
             .as_str()

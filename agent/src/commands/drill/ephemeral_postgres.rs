@@ -238,15 +238,8 @@ impl EphemeralPostgres {
 
     /// Fast shutdown (SIGINT: sessions end, nothing is written back), then
     /// the directory goes.
-    pub async fn stop(mut self) -> std::result::Result<(), String> {
-        let stopped = throwaway::stop(&mut self.child, Signal::SIGINT, STOP_GRACE).await;
-        let path = self.dir.path.clone();
-        drop(self);
-        match (stopped, path.exists()) {
-            (Ok(()), false) => Ok(()),
-            (Err(e), _) => Err(e),
-            (Ok(()), true) => Err(format!("{} could not be removed", path.display())),
-        }
+    pub async fn stop(self) -> std::result::Result<(), String> {
+        throwaway::stop_and_remove(self.child, self.dir, Signal::SIGINT, STOP_GRACE).await
     }
 }
 

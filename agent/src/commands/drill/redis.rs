@@ -14,7 +14,7 @@ use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 use vertice_crds::drill::{DrillReport, RedisChecks};
 
-use super::throwaway::{last_lines, on_path, PrivateDir};
+use super::throwaway::{find_binary, last_lines, PrivateDir};
 use super::{timed, Drilled};
 use crate::commands::verify::{check_integrity, open_artifact};
 use crate::error::{Error, Result};
@@ -158,22 +158,7 @@ fn judge_key(found: Option<&str>, want: Option<&str>) -> std::result::Result<(),
 
 /// `auto`: redis-server, else valkey-server, on PATH; `none`; or a path.
 fn find_server(setting: &str) -> Result<Option<PathBuf>> {
-    match setting {
-        "none" => Ok(None),
-        "auto" => Ok(["redis-server", "valkey-server"]
-            .iter()
-            .find_map(|n| on_path(n))),
-        path => {
-            let p = PathBuf::from(path);
-            if p.is_file() {
-                Ok(Some(p))
-            } else {
-                Err(Error::usage(format!(
-                    "--redis-server {path}: no such file; give the path of redis-server or valkey-server, or auto / none"
-                )))
-            }
-        }
-    }
+    find_binary(setting, "--redis-server", &["redis-server", "valkey-server"])
 }
 
 async fn parse_stream(

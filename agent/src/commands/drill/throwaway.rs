@@ -122,3 +122,41 @@ pub async fn stop(
         }
     }
 }
+
+/// A server binary setting: `auto` (the first of `names` on PATH), `none`,
+/// or a path, which must exist.
+pub fn find_binary(setting: &str, flag: &str, names: &[&str]) -> Result<Option<PathBuf>> {
+    match setting {
+        "none" => Ok(None),
+        "auto" => Ok(names.iter().find_map(|n| on_path(n))),
+        path => {
+            let p = PathBuf::from(path);
+            if p.is_file() {
+                Ok(Some(p))
+            } else {
+                Err(Error::usage(format!(
+                    "{flag} {path}: no such file; give the path of {}, or auto / none",
+                    names.join(" or ")
+                )))
+            }
+        }
+    }
+}
+
+/// Stops a server (see [`stop`]), then removes its directory; `Err` says
+/// what was left behind.
+pub async fn stop_and_remove(
+    mut child: tokio::process::Child,
+    dir: PrivateDir,
+    signal: Signal,
+    grace: Duration,
+) -> std::result::Result<(), String> {
+    let stopped = stop(&mut child, signal, grace).await;
+    let path = dir.path.clone();
+    drop(dir);
+    match (stopped, path.exists()) {
+        (Ok(()), false) => Ok(()),
+        (Err(e), _) => Err(e),
+        (Ok(()), true) => Err(format!("{} could not be removed", path.display())),
+    }
+}

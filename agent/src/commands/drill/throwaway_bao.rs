@@ -36,20 +36,7 @@ pub struct ThrowawayBao {
 
 /// `auto`: `bao`, else `vault`, on PATH; `none`; or a path.
 pub fn find_server(setting: &str) -> Result<Option<PathBuf>> {
-    match setting {
-        "none" => Ok(None),
-        "auto" => Ok(["bao", "vault"].iter().find_map(|n| throwaway::on_path(n))),
-        path => {
-            let p = PathBuf::from(path);
-            if p.is_file() {
-                Ok(Some(p))
-            } else {
-                Err(Error::usage(format!(
-                    "--bao-server {path}: no such file; give the path of bao or vault, or auto / none"
-                )))
-            }
-        }
-    }
+    throwaway::find_binary(setting, "--bao-server", &["bao", "vault"])
 }
 
 /// The server's configuration: nothing but loopback, no mlock (a pod
@@ -209,15 +196,8 @@ impl ThrowawayBao {
         }
     }
 
-    pub async fn stop(mut self) -> std::result::Result<(), String> {
-        let stopped = throwaway::stop(&mut self.child, Signal::SIGTERM, STOP_GRACE).await;
-        let path = self.dir.path.clone();
-        drop(self);
-        match (stopped, path.exists()) {
-            (Ok(()), false) => Ok(()),
-            (Err(e), _) => Err(e),
-            (Ok(()), true) => Err(format!("{} could not be removed", path.display())),
-        }
+    pub async fn stop(self) -> std::result::Result<(), String> {
+        throwaway::stop_and_remove(self.child, self.dir, Signal::SIGTERM, STOP_GRACE).await
     }
 
     async fn seal_status(&self) -> Option<SealStatus> {
