@@ -17,7 +17,7 @@ use vertice_tests::seaweedfs::SeaweedFs;
 const UID: &str = "65532:65532";
 const PG_MAJOR: &str = "17";
 /// The client tools, the server for drills (without LLVM) and valkey.
-const AGENT_MAX_BYTES: u64 = 200_000_000;
+const AGENT_MAX_BYTES: u64 = 160_000_000;
 const CONTROLLER_MAX_BYTES: u64 = 40_000_000;
 
 fn images_dir() -> PathBuf {
