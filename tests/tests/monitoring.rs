@@ -368,7 +368,7 @@ async fn feed_backups(pushgateway: &Pushgateway, prometheus: &Prometheus) {
         )
     };
     drill("sessions", "latest").assert_ok();
-    drill("carts", "latest").assert_code(1);
+    drill("carts", "latest").assert_code(2);
 }
 
 async fn create_overdue_backup(client: &kube::Client) {
