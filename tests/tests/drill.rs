@@ -44,7 +44,15 @@ fn backed_up_big(pg: &Postgres, store: &TestStore) {
     let url = store.url("");
     Agent::new()
         .run(
-            &["backup", "--source", &source, "--to", &url, "--compression", "none"],
+            &[
+                "backup",
+                "--source",
+                &source,
+                "--to",
+                &url,
+                "--compression",
+                "none",
+            ],
             &store.env_with("PGPASSWORD", &pg.password),
         )
         .assert_ok();
@@ -576,7 +584,10 @@ fn a_vault_snapshot_is_checked_whole_and_corruption_is_refused() {
         "{report}"
     );
     assert_eq!(report["cleaned_up"], true, "{report}");
-    assert!(left_in(tmp.path()).is_empty(), "the throwaway server's directory is gone");
+    assert!(
+        left_in(tmp.path()).is_empty(),
+        "the throwaway server's directory is gone"
+    );
     let text = format!("{}{}{summary}", ok.stdout, ok.stderr);
     assert!(
         !text.contains(&bao.root_token) && !text.contains(&bao.unseal_key),
@@ -599,7 +610,10 @@ fn a_vault_snapshot_is_checked_whole_and_corruption_is_refused() {
         )
         .assert_ok();
     let summary = read_summary(log.path());
-    assert_eq!(summary["drill"]["target"], "raft snapshot structure", "{summary}");
+    assert_eq!(
+        summary["drill"]["target"], "raft snapshot structure",
+        "{summary}"
+    );
     assert_eq!(summary["drill"]["checks_passed"], 4, "{summary}");
 
     let key = store
@@ -674,9 +688,10 @@ fn an_ephemeral_postgres_takes_the_restore_and_is_gone_after() {
     }
     let report = &summary["drill"];
     assert!(
-        report["target"].as_str().is_some_and(|t| t
-            .starts_with("scratch database vertice_drill_")
-            && t.contains("an ephemeral PostgreSQL 1")),
+        report["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("scratch database vertice_drill_")
+                && t.contains("an ephemeral PostgreSQL 1")),
         "{report}"
     );
     assert_eq!(report["cleaned_up"], true, "{report}");
@@ -687,7 +702,10 @@ fn an_ephemeral_postgres_takes_the_restore_and_is_gone_after() {
         "the ephemeral server stopped: {:?}",
         processes_mentioning(&tmp_path)
     );
-    assert!(drill_databases(&pg).is_empty(), "the source server was not used");
+    assert!(
+        drill_databases(&pg).is_empty(),
+        "the source server was not used"
+    );
 
     // A failed assertion on the ephemeral server: named, and still cleaned.
     let failing = r#"{"postgres": {"assertions": [
@@ -702,7 +720,11 @@ fn an_ephemeral_postgres_takes_the_restore_and_is_gone_after() {
     // Server binaries that are not there: the flag is named, exit 2.
     let (out, _) = ephemeral_drill(&store, tmp.path(), &["--postgres-bin", "/nonexistent"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("--postgres-bin /nonexistent"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--postgres-bin /nonexistent"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -715,7 +737,13 @@ fn sigterm_mid_restore_stops_the_ephemeral_postgres_and_removes_it() {
     let log = tempfile::NamedTempFile::new().expect("log");
     let mut command = agent.command();
     command
-        .args(["drill", "--from", &store.url(""), "--restore-to", "ephemeral"])
+        .args([
+            "drill",
+            "--from",
+            &store.url(""),
+            "--restore-to",
+            "ephemeral",
+        ])
         .arg("--termination-log")
         .arg(log.path())
         .env("TMPDIR", tmp.path())
@@ -736,7 +764,10 @@ fn sigterm_mid_restore_stops_the_ephemeral_postgres_and_removes_it() {
         if copying {
             break;
         }
-        assert!(Instant::now() < deadline, "the restore never started copying");
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started copying"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let killed = std::process::Command::new("kill")

@@ -321,7 +321,11 @@ fn a_backup_and_restore_run_from_inside_the_agent_image() {
         ];
         args.extend_from_slice(extra);
         let out = run_in(&agent, &root, &args, &env);
-        assert!(out.status.success(), "drill inside the image: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "drill inside the image: {}",
+            text(&out)
+        );
         let summary = std::fs::read_to_string(root.join("tmp/drill.json")).expect("summary");
         serde_json::from_str::<Value>(&summary).expect("summary JSON")
     };

@@ -209,7 +209,8 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             {
                 let mut spec = good_spec();
                 spec["target"] = json!({"redis": {"host": "cache"}});
-                spec["drill"] = json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}}});
+                spec["drill"] =
+                    json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}}});
                 backup(spec)
             },
             Some("drill.target is for PostgreSQL backups"),

@@ -179,10 +179,9 @@ impl EphemeralPostgres {
             .map_err(|e| {
                 Error::usage(format!("--postgres-bin {}: postgres: {e}", bin.display()))
             })?;
-        let host: String = url::form_urlencoded::byte_serialize(
-            dir.path.display().to_string().as_bytes(),
-        )
-        .collect();
+        let host: String =
+            url::form_urlencoded::byte_serialize(dir.path.display().to_string().as_bytes())
+                .collect();
         let mut server = Self {
             url: format!("postgres://{SUPERUSER}@localhost/postgres?host={host}&sslmode=disable"),
             version,
@@ -290,16 +289,17 @@ mod tests {
         let joined = args.join(" ");
         assert!(joined.starts_with("-D /d/data -k /d "), "{joined}");
         assert!(joined.contains("-c listen_addresses= "), "{joined}");
-        assert!(joined.contains("-c unix_socket_permissions=0700"), "{joined}");
+        assert!(
+            joined.contains("-c unix_socket_permissions=0700"),
+            "{joined}"
+        );
         assert!(joined.contains("-c jit=off"), "{joined}");
     }
 
     #[test]
     fn an_explicit_bin_dir_without_a_server_is_refused_by_flag() {
         let empty = tempfile::tempdir().expect("dir");
-        let err = find_bin_dir(Some(empty.path()), Path::new("pg_restore"))
-            .err()
-            .expect("refused");
+        let err = find_bin_dir(Some(empty.path()), Path::new("pg_restore")).expect_err("refused");
         assert!(err.to_string().contains("--postgres-bin"), "{err}");
     }
 }

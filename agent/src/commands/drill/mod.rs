@@ -17,9 +17,9 @@
 mod ephemeral_postgres;
 mod postgres;
 mod redis;
+pub mod scratch;
 mod throwaway;
 mod throwaway_bao;
-pub mod scratch;
 mod vault;
 
 use std::time::Instant;

@@ -43,7 +43,16 @@ pub async fn drill(
     };
     let password = resolve_password(d.args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?;
     let place = host_port(&server.url);
-    drill_on(d, &server, password.as_deref(), &place, checks, stale_after, report).await
+    drill_on(
+        d,
+        &server,
+        password.as_deref(),
+        &place,
+        checks,
+        stale_after,
+        report,
+    )
+    .await
 }
 
 /// The drill on a PostgreSQL server of its own, stopped and removed after.
@@ -105,16 +114,7 @@ async fn drill_on(
     report.target = Some(format!("scratch database {name} on {place}"));
     tracing::info!(database = %name, "scratch database created");
 
-    let result = restore_and_check(
-        d,
-        server,
-        &name,
-        password,
-        checks,
-        contents,
-        report,
-    )
-    .await;
+    let result = restore_and_check(d, server, &name, password, checks, contents, report).await;
     // Always, whatever happened above, and with a fresh connection if the
     // first one died with the server.
     let dropped = drop_scratch(admin, &server.url, password, &name).await;

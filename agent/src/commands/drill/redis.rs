@@ -158,7 +158,11 @@ fn judge_key(found: Option<&str>, want: Option<&str>) -> std::result::Result<(),
 
 /// `auto`: redis-server, else valkey-server, on PATH; `none`; or a path.
 fn find_server(setting: &str) -> Result<Option<PathBuf>> {
-    find_binary(setting, "--redis-server", &["redis-server", "valkey-server"])
+    find_binary(
+        setting,
+        "--redis-server",
+        &["redis-server", "valkey-server"],
+    )
 }
 
 async fn parse_stream(

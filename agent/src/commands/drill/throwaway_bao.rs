@@ -290,14 +290,17 @@ mod tests {
     fn the_server_listens_on_loopback_only() {
         let text = config(Path::new("/d/raft"), 8200, 8201);
         assert!(text.contains(r#"address = "127.0.0.1:8200""#), "{text}");
-        assert!(text.contains(r#"cluster_address = "127.0.0.1:8201""#), "{text}");
+        assert!(
+            text.contains(r#"cluster_address = "127.0.0.1:8201""#),
+            "{text}"
+        );
         assert!(text.contains(r#"path = "/d/raft""#), "{text}");
         assert!(!text.contains("0.0.0.0"), "{text}");
     }
 
     #[test]
     fn a_named_server_that_is_not_there_is_refused_by_flag() {
-        let err = find_server("/nonexistent/bao").err().expect("refused");
+        let err = find_server("/nonexistent/bao").expect_err("refused");
         assert!(err.to_string().contains("--bao-server"), "{err}");
         assert!(matches!(find_server("none"), Ok(None)));
     }
