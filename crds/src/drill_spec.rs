@@ -41,7 +41,8 @@ pub struct DrillSpec {
     pub checks: DrillChecks,
     /// Size of the pod's scratch space (`/tmp`), where a Redis drill writes
     /// the RDB it loads and an ephemeral PostgreSQL keeps its data (default
-    /// `256Mi`; give the restored dataset's size and more).
+    /// `256Mi`, `8Gi` with `target.ephemeral`; give the restored dataset's
+    /// size and more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti)$"))]
     pub scratch_size: Option<String>,

@@ -139,7 +139,7 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
     };
     let scratch = drill
         .and_then(|d| d.scratch_size.clone())
-        .unwrap_or_else(|| "256Mi".into());
+        .unwrap_or_else(|| super::drill_job::default_scratch_size(drill).into());
     let mut volumes = vec![Volume {
         name: "tmp".into(),
         empty_dir: Some(EmptyDirVolumeSource {

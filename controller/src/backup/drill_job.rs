@@ -8,6 +8,21 @@ use vertice_crds::drill_spec::{DrillSpec, DrillTarget};
 
 use super::cron_job::{postgres_url, SpecError, Wiring};
 
+/// `/tmp`'s size limit when `spec.drill.scratchSize` is not given: room
+/// for a Redis RDB, or, for an ephemeral PostgreSQL, whose data directory
+/// lives there, a database of a few GiB (a limit, not a reservation: the
+/// pod is evicted above it).
+pub(super) fn default_scratch_size(drill: Option<&DrillSpec>) -> &'static str {
+    let ephemeral = drill
+        .and_then(|d| d.target.as_ref())
+        .is_some_and(|t| t.ephemeral.is_some());
+    if ephemeral {
+        "8Gi"
+    } else {
+        "256Mi"
+    }
+}
+
 pub(super) fn wire(
     drill: &DrillSpec,
     target: &BackupTarget,
@@ -135,10 +150,29 @@ mod tests {
     }
 
     #[test]
+    fn an_ephemeral_drill_gets_room_for_its_data_by_default() {
+        let b = backup(
+            json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}}}),
+            false,
+        );
+        let text =
+            serde_json::to_string(&desired_drill(&b, &defaults()).expect("valid")).expect("json");
+        assert!(text.contains(r#""sizeLimit":"8Gi""#), "{text}");
+        let b = backup(
+            json!({"schedule": {"cron": "@weekly"},
+                   "target": {"postgres": {"host": "drill-db", "user": "drill"}}}),
+            false,
+        );
+        let text =
+            serde_json::to_string(&desired_drill(&b, &defaults()).expect("valid")).expect("json");
+        assert!(text.contains(r#""sizeLimit":"256Mi""#), "{text}");
+    }
+
+    #[test]
     fn an_ephemeral_drill_needs_no_server_and_no_password() {
         let b = backup(
             json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}},
-                   "scratchSize": "8Gi"}),
+                   "scratchSize": "20Gi"}),
             false,
         );
         let cj = desired_drill(&b, &defaults())
@@ -151,7 +185,7 @@ mod tests {
         );
         assert!(!text.contains("PGPASSWORD"), "{text}");
         assert!(!text.contains("source-db"), "{text}");
-        assert!(text.contains(r#""sizeLimit":"8Gi""#), "{text}");
+        assert!(text.contains(r#""sizeLimit":"20Gi""#), "{text}");
     }
 
     #[test]
