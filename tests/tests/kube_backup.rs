@@ -111,6 +111,26 @@ fn has_event(events: &[Event], reason: &str, kind: &str) -> bool {
         .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(kind))
 }
 
+/// Waits for an event: the controller applies the status first and records
+/// its events after, so a test that saw the status may not see them yet.
+async fn expect_event(client: &Client, ns: &str, reason: &str, kind: &str) {
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if has_event(&events_of(client, ns).await, reason, kind) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    if found.is_err() {
+        panic!(
+            "no {kind} event {reason} in {ns}: {:#?}",
+            events_of(client, ns).await
+        );
+    }
+}
+
 async fn cron_job_name(client: &Client, ns: &str) -> String {
     let api: Api<CronJob> = Api::namespaced(client.clone(), ns);
     wait_for("the CronJob", Duration::from_secs(30), || {
@@ -255,11 +275,7 @@ async fn drilled_backup(world: &World) {
         .cloned()
         .unwrap_or_default();
     assert_eq!(verified_condition["status"], "True", "{status}");
-    let events = events_of(&client, ns).await;
-    assert!(
-        has_event(&events, "DrillSucceeded", "Normal"),
-        "{events:#?}"
-    );
+    expect_event(&client, ns, "DrillSucceeded", "Normal").await;
     // No drill database is left on the server.
     let left = world.pg.psql(
         "postgres",
@@ -285,11 +301,7 @@ async fn drilled_backup(world: &World) {
     )
     .await;
     assert_eq!(stale["reason"], "BackupUnverified", "{stale}");
-    let events = events_of(&client, ns).await;
-    assert!(
-        has_event(&events, "BackupUnverified", "Warning"),
-        "{events:#?}"
-    );
+    expect_event(&client, ns, "BackupUnverified", "Warning").await;
 }
 
 async fn successful_backup(world: &World) {
@@ -377,15 +389,8 @@ async fn successful_backup(world: &World) {
     // A future time in a date column would read <invalid>.
     assert!(!table.contains("<invalid>"), "{table}");
 
-    let events = events_of(&client, ns).await;
-    assert!(
-        has_event(&events, "CronJobCreated", "Normal"),
-        "{events:#?}"
-    );
-    assert!(
-        has_event(&events, "BackupSucceeded", "Normal"),
-        "{events:#?}"
-    );
+    expect_event(&client, ns, "CronJobCreated", "Normal").await;
+    expect_event(&client, ns, "BackupSucceeded", "Normal").await;
 
     // Suspend: the CronJob is suspended and the phase says so.
     api.patch(
@@ -468,8 +473,7 @@ async fn wrong_password(world: &World) {
         !text.contains("not-the-password"),
         "no secret in status: {text}"
     );
-    let events = events_of(&client, ns).await;
-    assert!(has_event(&events, "BackupFailed", "Warning"), "{events:#?}");
+    expect_event(&client, ns, "BackupFailed", "Warning").await;
 }
 
 async fn overdue_without_a_run(world: &World) {
@@ -503,11 +507,7 @@ async fn overdue_without_a_run(world: &World) {
     })
     .await;
     assert_eq!(status["phase"], "Overdue", "{status}");
-    let events = events_of(&client, ns).await;
-    assert!(
-        has_event(&events, "BackupOverdue", "Warning"),
-        "{events:#?}"
-    );
+    expect_event(&client, ns, "BackupOverdue", "Warning").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

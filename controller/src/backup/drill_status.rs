@@ -129,8 +129,11 @@ pub fn update(
         .unwrap_or(now);
     let unverified_at = reference + max_age;
     let unverified = now >= unverified_at;
+    // Only an earlier BackupUnverified counts: before its first drill a
+    // backup's condition is False too, with reason BackupVerified, and its
+    // turning unverified must still raise the event.
     let was_unverified = find_condition(&previous.conditions, condition::BACKUP_VERIFIED)
-        .is_some_and(|c| !c.is_true());
+        .is_some_and(|c| !c.is_true() && c.reason == reason::BACKUP_UNVERIFIED);
     let last_failed = status
         .last_drill
         .as_ref()
@@ -440,6 +443,31 @@ mod tests {
         again.status = Some(status);
         let (_, update) = run(&again, &observed, "2026-11-30T04:05:00Z");
         assert!(update.events.is_empty(), "{:?}", update.events);
+    }
+
+    #[test]
+    fn a_new_backup_turning_unverified_raises_the_event() {
+        // Found by the end-to-end test: before its first drill a backup's
+        // condition is already False (not yet verified), and crossing
+        // maxUnverifiedAge must still raise BackupUnverified, once.
+        let b = backup("1h", "2026-11-30T04:00:00Z");
+        let (status, update) = run(&b, &Observed::default(), "2026-11-30T04:00:01Z");
+        assert!(!update.unverified);
+        assert!(update.events.is_empty(), "{:?}", update.events);
+        let c = find_condition(&status.conditions, condition::BACKUP_VERIFIED).expect("condition");
+        assert!(!c.is_true() && c.reason == reason::BACKUP_VERIFIED, "{c:?}");
+
+        let mut later = b.clone();
+        later.status = Some(status);
+        let (status, update) = run(&later, &Observed::default(), "2026-11-30T05:00:01Z");
+        assert!(update.unverified);
+        let reasons: Vec<_> = update.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, vec![reason::BACKUP_UNVERIFIED]);
+
+        let mut again = later.clone();
+        again.status = Some(status);
+        let (_, update) = run(&again, &Observed::default(), "2026-11-30T05:01:00Z");
+        assert!(update.events.is_empty(), "once: {:?}", update.events);
     }
 
     #[test]
