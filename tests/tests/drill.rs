@@ -102,6 +102,13 @@ fn read_summary(path: &std::path::Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("summary {text:?}: {e}"))
 }
 
+/// Each named check is in the summary and passed.
+fn passed(summary: &Value, names: &[&str]) {
+    for name in names {
+        assert_eq!(check(summary, name)["ok"], true, "{name}: {summary}");
+    }
+}
+
 fn check<'a>(summary: &'a Value, name: &str) -> &'a Value {
     summary["drill"]["checks"]
         .as_array()
@@ -134,17 +141,18 @@ fn a_good_postgres_backup_passes_and_leaves_nothing_behind() {
     out.assert_ok();
     assert_eq!(summary["outcome"], "succeeded", "{summary}");
     let report = &summary["drill"];
-    for name in [
-        "verify",
-        "restore",
-        "tables",
-        "sequences",
-        "large objects",
-        "sql: orders",
-        "sql: fresh",
-    ] {
-        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
-    }
+    passed(
+        &summary,
+        &[
+            "verify",
+            "restore",
+            "tables",
+            "sequences",
+            "large objects",
+            "sql: orders",
+            "sql: fresh",
+        ],
+    );
     assert_eq!(report["checks_failed"], 0, "{report}");
     assert_eq!(report["cleaned_up"], true, "{report}");
     assert!(
@@ -469,15 +477,16 @@ fn a_redis_backup_loads_into_a_throwaway_server() {
     let (_source, store) = backed_up_redis();
     let (out, summary) = redis_drill(&store, &["--checks-json", REDIS_CHECKS]);
     out.assert_ok();
-    for name in [
-        "verify",
-        "restore",
-        "key count",
-        "load into redis-server",
-        "keys loaded",
-    ] {
-        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
-    }
+    passed(
+        &summary,
+        &[
+            "verify",
+            "restore",
+            "key count",
+            "load into redis-server",
+            "keys loaded",
+        ],
+    );
     assert_eq!(check(&summary, "key db0/list:big")["ok"], true, "{summary}");
     assert!(
         summary["drill"]["target"]
@@ -566,16 +575,17 @@ fn a_vault_snapshot_is_checked_whole_and_corruption_is_refused() {
     ok.assert_ok();
     let summary = read_summary(log.path());
     // bao is on PATH: the snapshot is installed into a throwaway server.
-    for name in [
-        "verify",
-        "snapshot archive",
-        "checksums",
-        "metadata",
-        "restore",
-        "snapshot state installed",
-    ] {
-        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
-    }
+    passed(
+        &summary,
+        &[
+            "verify",
+            "snapshot archive",
+            "checksums",
+            "metadata",
+            "restore",
+            "snapshot state installed",
+        ],
+    );
     let report = &summary["drill"];
     assert!(
         report["target"]
@@ -675,17 +685,18 @@ fn an_ephemeral_postgres_takes_the_restore_and_is_gone_after() {
     // newest /usr/lib/postgresql/<major>/bin here).
     let (out, summary) = ephemeral_drill(&store, tmp.path(), &["--checks-json", GOOD_CHECKS]);
     out.assert_ok();
-    for name in [
-        "verify",
-        "restore",
-        "tables",
-        "sequences",
-        "large objects",
-        "sql: orders",
-        "sql: fresh",
-    ] {
-        assert_eq!(check(&summary, name)["ok"], true, "{name}: {summary}");
-    }
+    passed(
+        &summary,
+        &[
+            "verify",
+            "restore",
+            "tables",
+            "sequences",
+            "large objects",
+            "sql: orders",
+            "sql: fresh",
+        ],
+    );
     let report = &summary["drill"];
     assert!(
         report["target"]
