@@ -58,6 +58,22 @@ fn backed_up_big(pg: &Postgres, store: &TestStore) {
         .assert_ok();
 }
 
+/// Sends SIGTERM to a running drill: it must exit 143, report the run
+/// interrupted and say its target was cleaned up.
+fn sigterm_and_expect_cleanup(child: std::process::Child, log: &std::path::Path) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    let summary = read_summary(log);
+    assert_eq!(summary["outcome"], "interrupted", "{summary}");
+    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+}
+
 fn backed_up_postgres(pg: &Postgres, store: &TestStore) {
     backed_up_postgres_with(pg, store, &[]);
 }
@@ -328,17 +344,7 @@ fn sigterm_mid_restore_drops_the_scratch_database() {
         1,
         "the scratch database exists mid-restore"
     );
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
-    let summary = read_summary(log.path());
-    assert_eq!(summary["outcome"], "interrupted", "{summary}");
-    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    sigterm_and_expect_cleanup(child, log.path());
     assert!(drill_databases(&pg).is_empty(), "dropped after SIGTERM");
 }
 
@@ -781,17 +787,7 @@ fn sigterm_mid_restore_stops_the_ephemeral_postgres_and_removes_it() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
-    let summary = read_summary(log.path());
-    assert_eq!(summary["outcome"], "interrupted", "{summary}");
-    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    sigterm_and_expect_cleanup(child, log.path());
     assert!(left_in(tmp.path()).is_empty(), "{:?}", left_in(tmp.path()));
     let tmp_path = tmp.path().display().to_string();
     assert!(

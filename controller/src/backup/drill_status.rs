@@ -74,28 +74,15 @@ pub fn update(
     for r in &fresh {
         events.push(drill_event(r));
     }
-    let mut history = previous.drill_history.clone();
-    history.extend(fresh);
-    history.sort_by_key(|r| std::cmp::Reverse(r.drilled_at));
-    history.truncate(DRILL_HISTORY_LIMIT);
-    if let Some(newest) = history.first() {
-        if status
-            .last_drill
-            .as_ref()
-            .is_none_or(|l| l.drilled_at <= newest.drilled_at)
-        {
-            status.last_drill = Some(newest.clone());
-        }
-    }
-    if let Some(passed) = history.iter().find(|r| r.result == BackupResult::Succeeded) {
-        if status
-            .last_verified_backup
-            .as_ref()
-            .is_none_or(|l| l.drilled_at <= passed.drilled_at)
-        {
-            status.last_verified_backup = Some(passed.clone());
-        }
-    }
+    let drilled = |r: &DrillRecord| r.drilled_at;
+    let history =
+        super::history::merge(&previous.drill_history, fresh, drilled, DRILL_HISTORY_LIMIT);
+    super::history::keep_newest(&mut status.last_drill, history.first(), drilled);
+    super::history::keep_newest(
+        &mut status.last_verified_backup,
+        history.iter().find(|r| r.result == BackupResult::Succeeded),
+        drilled,
+    );
     status.worst_recent_rto = history
         .iter()
         .filter(|r| r.result == BackupResult::Succeeded)

@@ -5,6 +5,7 @@ pub mod children;
 pub mod cron_job;
 pub mod drill_job;
 pub mod drill_status;
+pub mod history;
 pub mod names;
 pub mod reconciler;
 pub mod run_now;

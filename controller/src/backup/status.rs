@@ -93,28 +93,14 @@ pub fn compute(
             },
         });
     }
-    let mut history = previous.history.clone();
-    history.extend(fresh);
-    history.sort_by_key(|r| std::cmp::Reverse(r.finished_at));
-    history.truncate(HISTORY_LIMIT);
-    if let Some(newest) = history.first() {
-        if status
-            .last_backup
-            .as_ref()
-            .is_none_or(|l| l.finished_at <= newest.finished_at)
-        {
-            status.last_backup = Some(newest.clone());
-        }
-    }
-    if let Some(success) = history.iter().find(|r| r.result == BackupResult::Succeeded) {
-        if status
-            .last_successful_backup
-            .as_ref()
-            .is_none_or(|l| l.finished_at <= success.finished_at)
-        {
-            status.last_successful_backup = Some(success.clone());
-        }
-    }
+    let finished_at = |r: &BackupRecord| r.finished_at;
+    let history = super::history::merge(&previous.history, fresh, finished_at, HISTORY_LIMIT);
+    super::history::keep_newest(&mut status.last_backup, history.first(), finished_at);
+    super::history::keep_newest(
+        &mut status.last_successful_backup,
+        history.iter().find(|r| r.result == BackupResult::Succeeded),
+        finished_at,
+    );
     status.history = history;
 
     let generation = backup.metadata.generation;
