@@ -4,12 +4,13 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::error::{kube_err, Error};
+pub use crate::events::Event;
+use crate::events::EventRecorder;
 use crate::metrics::Metrics;
 
 /// The field manager of everything the controller writes.
@@ -20,18 +21,10 @@ const MAX_NOTE: usize = 1024;
 #[derive(Clone)]
 pub struct Shared {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     /// Whether this replica holds the leader lease.
     pub leading: watch::Receiver<bool>,
     pub metrics: Metrics,
-}
-
-/// An Event a reconcile decided to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
 }
 
 impl Shared {
@@ -66,23 +59,11 @@ impl Shared {
     /// Records an Event; a failure is logged, never returned: an event that
     /// cannot be written must not undo a reconcile.
     pub async fn publish(&self, reference: &ObjectReference, event: &Event) {
-        let published = self
-            .recorder
-            .publish(
-                &KubeEvent {
-                    type_: if event.warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: event.reason.into(),
-                    note: Some(truncate(&event.note, MAX_NOTE)),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                },
-                reference,
-            )
-            .await;
+        let event = Event {
+            note: truncate(&event.note, MAX_NOTE),
+            ..event.clone()
+        };
+        let published = self.recorder.publish(reference, &event).await;
         if let Err(e) = published {
             tracing::warn!(object = ?reference.name, namespace = ?reference.namespace, reason = event.reason, error = %e, "could not record event");
         }

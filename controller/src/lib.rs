@@ -5,6 +5,7 @@ pub mod backup;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod failover;
 pub mod health;
 pub mod leader;

@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use vertice_crds::{VerticeBackup, VerticeFailover, VerticeScaler};
@@ -21,6 +21,7 @@ use vertice_crds::{VerticeBackup, VerticeFailover, VerticeScaler};
 use crate::backup::{names, reconciler, JobDefaults};
 use crate::config::Config;
 use crate::context::Shared;
+use crate::events::EventRecorder;
 use crate::health::{self, Health};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
@@ -66,13 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let shared = Shared {
         client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "vertice-controller".into(),
-                instance: Some(identity),
-            },
-        ),
+        recorder: EventRecorder::new(client.clone(), "vertice-controller", &identity),
         leading: leading.clone(),
         metrics: metrics.clone(),
     };
@@ -304,22 +299,33 @@ async fn run_backups(
             pushgateway_url: config.pushgateway_url.clone(),
         },
     });
-    let controller = Controller::new(backups, watcher::Config::default())
-        .owns(
-            scoped::<CronJob>(&client, &config.watch_namespace),
-            ours.clone(),
-        )
-        .watches(
-            scoped::<Job>(&client, &config.watch_namespace),
-            ours,
-            |job: Job| {
-                let name = job
-                    .annotations()
-                    .get(names::BACKUP_NAME_ANNOTATION)?
-                    .clone();
-                Some(ObjectRef::<VerticeBackup>::new(&name).within(&job.namespace()?))
-            },
-        )
+    // The cache holds stripped backups; CronJobs and Jobs are watched as
+    // metadata only (owner references and annotations are all the triggers
+    // read), so neither a list page nor a watch event carries pod templates.
+    let (reader, writer) = reflector::store();
+    let backup_stream = watcher(backups, watcher::Config::default())
+        .modify(crate::backup::strip_backup)
+        .reflect(writer)
+        .applied_objects();
+    let cron_jobs = watcher(
+        scoped::<PartialObjectMeta<CronJob>>(&client, &config.watch_namespace),
+        ours.clone(),
+    )
+    .touched_objects();
+    let jobs = watcher(
+        scoped::<PartialObjectMeta<Job>>(&client, &config.watch_namespace),
+        ours,
+    )
+    .touched_objects();
+    let controller = Controller::for_stream(backup_stream, reader)
+        .owns_stream(cron_jobs)
+        .watches_stream(jobs, |job: PartialObjectMeta<Job>| {
+            let name = job
+                .annotations()
+                .get(names::BACKUP_NAME_ANNOTATION)?
+                .clone();
+            Some(ObjectRef::<VerticeBackup>::new(&name).within(&job.namespace()?))
+        })
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(CONCURRENCY)

@@ -11,7 +11,7 @@ use chrono::Utc;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
+use vertice_controller::events::EventRecorder;
 use kube::Client;
 use serde_json::{json, Value};
 use vertice_controller::context::Shared;
@@ -134,13 +134,7 @@ fn context(world: &Arc<Mutex<World>>) -> (Arc<Context>, Metrics) {
     let leading = vertice_controller::leader::always();
     let shared = Shared {
         client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "vertice-controller".into(),
-                instance: None,
-            },
-        ),
+        recorder: EventRecorder::new(client, "vertice-controller", "test"),
         leading,
         metrics: metrics.clone(),
     };

@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use chrono::{Duration, Utc};
-use kube::runtime::events::{Recorder, Reporter};
+use vertice_controller::events::EventRecorder;
 use serde_json::{json, Value};
 use support::{finished_job, ts, Recorded, Shared, World};
 use vertice_controller::backup::{reconciler, JobDefaults};
@@ -56,13 +56,7 @@ async fn reconcile_as(
         shared: vertice_controller::context::Shared {
             client: client.clone(),
             metrics: metrics.clone(),
-            recorder: Recorder::new(
-                client,
-                Reporter {
-                    controller: "vertice-controller".into(),
-                    instance: None,
-                },
-            ),
+            recorder: EventRecorder::new(client, "vertice-controller", "test"),
             leading: if leader {
                 leader::always()
             } else {

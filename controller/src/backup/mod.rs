@@ -48,6 +48,19 @@ pub struct Plan {
     pub unverified: bool,
 }
 
+/// Keeps what a reconcile reads of a VerticeBackup in the watch cache: its
+/// managed fields (a tree of every field path, several KiB once the status
+/// is applied) and annotations other than the run-now and drill-now tokens
+/// (a client-side `kubectl apply` copies the whole object into one) are
+/// dropped, so a thousand backups cost a thousand specs and statuses.
+pub fn strip_backup(backup: &mut VerticeBackup) {
+    use vertice_crds::backup_status::{DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION};
+    backup.metadata.managed_fields = None;
+    if let Some(annotations) = backup.metadata.annotations.as_mut() {
+        annotations.retain(|k, _| k == RUN_NOW_ANNOTATION || k == DRILL_NOW_ANNOTATION);
+    }
+}
+
 pub fn plan(
     backup: &VerticeBackup,
     observed: &Observed,
@@ -157,4 +170,46 @@ fn drill_schedule(backup: &VerticeBackup) -> Option<Result<ParsedSchedule, Strin
         overdue_after: None,
     };
     Some(ParsedSchedule::parse(&schedule).map_err(|e| format!("spec.drill.schedule: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_backup;
+    use kube::api::ObjectMeta;
+    use std::collections::BTreeMap;
+    use vertice_crds::backup_status::{DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION};
+    use vertice_crds::VerticeBackup;
+
+    #[test]
+    fn the_cache_keeps_the_tokens_and_drops_managed_fields_and_last_applied() {
+        let mut backup: VerticeBackup = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
+            "metadata": {"name": "db", "namespace": "app"},
+            "spec": {"target": {"postgres": {"host": "db", "database": "shop", "user": "backup",
+                                              "passwordSecretRef": {"name": "db", "key": "password"}}},
+                     "schedule": {"cron": "@daily"}, "store": {"s3": {"bucket": "backups"}}},
+        }))
+        .unwrap();
+        backup.metadata = ObjectMeta {
+            name: Some("db".into()),
+            annotations: Some(BTreeMap::from([
+                (RUN_NOW_ANNOTATION.to_string(), "t1".to_string()),
+                (DRILL_NOW_ANNOTATION.to_string(), "t2".to_string()),
+                (
+                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                    "{\"spec\":{}}".to_string(),
+                ),
+            ])),
+            managed_fields: Some(vec![Default::default()]),
+            labels: Some(BTreeMap::from([("team".to_string(), "a".to_string())])),
+            ..Default::default()
+        };
+        let spec = serde_json::to_value(&backup.spec).unwrap();
+        strip_backup(&mut backup);
+        assert_eq!(backup.metadata.managed_fields, None);
+        let kept: Vec<&String> = backup.metadata.annotations.as_ref().unwrap().keys().collect();
+        assert_eq!(kept, [DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION]);
+        assert_eq!(backup.metadata.labels.as_ref().unwrap()["team"], "a");
+        assert_eq!(serde_json::to_value(&backup.spec).unwrap(), spec);
+    }
 }

@@ -113,6 +113,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // the audit batch
+    // What the resident set is made of once converged: the heap, and the
+    // pages of the binary and its libraries (shared, and dropped by the
+    // kernel first under pressure).
+    let (anon, file) = (
+        status_kib(controller.pid(), "RssAnon:"),
+        status_kib(controller.pid(), "RssFile:"),
+    );
     let requests = cluster.plane.controller_requests();
     let steady: Vec<&(String, String)> = requests[requests_before..]
         .iter()
@@ -140,6 +147,11 @@ async fn main() {
     println!(
         "  peak RSS               {:.1} MiB (target <= 30 MiB)",
         peak as f64 / 1024.0
+    );
+    println!(
+        "  RSS when converged     {:.1} MiB heap and stacks + {:.1} MiB binary and library pages",
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0
     );
     println!(
         "  API requests to converge {converge_requests} ({:.1} per backup)",
