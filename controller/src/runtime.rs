@@ -33,6 +33,8 @@ const CONCURRENCY: u16 = 8;
 /// Events about one object within this window make one reconcile (creating
 /// a CronJob, its status and our status patch arrive together).
 const DEBOUNCE: Duration = Duration::from_millis(500);
+/// VerticeBackups per list page of the initial list and relists.
+const BACKUP_PAGE: u32 = 100;
 /// How often series of VerticeBackups that are gone are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -303,7 +305,9 @@ async fn run_backups(
     // metadata only (owner references and annotations are all the triggers
     // read), so neither a list page nor a watch event carries pod templates.
     let (reader, writer) = reflector::store();
-    let backup_stream = watcher(backups, watcher::Config::default())
+    // Pages of 100: a list page is deserialized whole before the cache
+    // takes its objects, and 500 backups at once were the heap's peak.
+    let backup_stream = watcher(backups, watcher::Config::default().page_size(BACKUP_PAGE))
         .modify(crate::backup::strip_backup)
         .reflect(writer)
         .applied_objects();
