@@ -329,11 +329,8 @@ mod tests {
         let mut newer = reference("db");
         newer.resource_version = Some("2".into());
         assert_eq!(
-            cache.observe(
-                Key::new(&newer, &event("BackupFailed", "auth")),
-                t0,
-                || "x".into()
-            ),
+            cache.observe(Key::new(&newer, &event("BackupFailed", "auth")), t0, || "x"
+                .into()),
             Write::Count("a".into(), 2)
         );
     }
@@ -374,6 +371,9 @@ mod tests {
         assert!(name.len() <= 253, "{}", name.len());
         assert!(name.ends_with(".1234"));
         let unnamed = ObjectReference::default();
-        assert_eq!(event_name(&unnamed, "vertice-controller", now), "vertice-controller.1234");
+        assert_eq!(
+            event_name(&unnamed, "vertice-controller", now),
+            "vertice-controller.1234"
+        );
     }
 }

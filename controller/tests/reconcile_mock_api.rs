@@ -6,10 +6,10 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use chrono::{Duration, Utc};
-use vertice_controller::events::EventRecorder;
 use serde_json::{json, Value};
 use support::{finished_job, ts, Recorded, Shared, World};
 use vertice_controller::backup::{reconciler, JobDefaults};
+use vertice_controller::events::EventRecorder;
 use vertice_controller::leader;
 use vertice_controller::metrics::Metrics;
 use vertice_crds::VerticeBackup;

@@ -207,7 +207,13 @@ mod tests {
         let spec = serde_json::to_value(&backup.spec).unwrap();
         strip_backup(&mut backup);
         assert_eq!(backup.metadata.managed_fields, None);
-        let kept: Vec<&String> = backup.metadata.annotations.as_ref().unwrap().keys().collect();
+        let kept: Vec<&String> = backup
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .keys()
+            .collect();
         assert_eq!(kept, [DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION]);
         assert_eq!(backup.metadata.labels.as_ref().unwrap()["team"], "a");
         assert_eq!(serde_json::to_value(&backup.spec).unwrap(), spec);

@@ -113,9 +113,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // the audit batch
-    // What the resident set is made of once converged: the heap, and the
-    // pages of the binary and its libraries (shared, and dropped by the
-    // kernel first under pressure).
+                                                      // What the resident set is made of once converged: the heap, and the
+                                                      // pages of the binary and its libraries (shared, and dropped by the
+                                                      // kernel first under pressure).
     let (anon, file) = (
         status_kib(controller.pid(), "RssAnon:"),
         status_kib(controller.pid(), "RssFile:"),
