@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn names_are_dns_subdomains_of_bounded_length() {
-        let now = Timestamp::from_nanosecond(0x1234).unwrap();
+        let now = Timestamp::from_nanosecond(0x1234).expect("timestamp");
         assert_eq!(event_name(&reference("db"), "c", now), "db.1234");
         let long = "a".repeat(253);
         let name = event_name(&reference(&long), "c", now);

@@ -450,3 +450,80 @@ async fn every_example_and_overlay_applies_server_side() {
     // The overlay a user starts from, on top of the base.
     cluster.apply_kustomization("deploy/overlays/example");
 }
+
+/// The controller's Event recorder on the real events.k8s.io API: a repeat
+/// raises the first Event's series, another note is another Event, and an
+/// Event that is gone is made anew rather than failing the publish.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_form_series_on_the_real_api_server() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::api::{DeleteParams, ListParams};
+    use kube::Api;
+    use vertice_controller::events::{Event, EventRecorder};
+
+    let cluster = TestCluster::start().await;
+    cluster.plane.create_namespace("events").await;
+    let client = cluster.admin().await;
+    let recorder = EventRecorder::new(client.clone(), "vertice-controller", "test-replica");
+    let regarding = ObjectReference {
+        api_version: Some("vertice.io/v1alpha1".into()),
+        kind: Some("VerticeBackup".into()),
+        namespace: Some("events".into()),
+        name: Some("orders".into()),
+        uid: Some("0b9e4f5c-0000-4000-8000-000000000001".into()),
+        ..Default::default()
+    };
+    let failed = |note: &str| Event {
+        warning: true,
+        reason: "BackupFailed",
+        note: note.into(),
+    };
+    let api: Api<K8sEvent> = Api::namespaced(client, "events");
+    let listed = || async {
+        let mut events = api.list(&ListParams::default()).await.expect("list").items;
+        events.sort_by_key(|e| e.metadata.name.clone());
+        events
+    };
+
+    for _ in 0..3 {
+        recorder
+            .publish(&regarding, &failed("auth: password rejected"))
+            .await
+            .expect("publish");
+    }
+    let events = listed().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let first = &events[0];
+    assert_eq!(first.series.as_ref().map(|s| s.count), Some(3));
+    assert_eq!(first.type_.as_deref(), Some("Warning"));
+    assert_eq!(first.reporting_instance.as_deref(), Some("test-replica"));
+    assert_eq!(
+        first.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("orders")
+    );
+
+    recorder
+        .publish(&regarding, &failed("store: connection refused"))
+        .await
+        .expect("publish");
+    assert_eq!(listed().await.len(), 2);
+
+    let name = first.metadata.name.clone().expect("name");
+    api.delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    recorder
+        .publish(&regarding, &failed("auth: password rejected"))
+        .await
+        .expect("a publish after the Event is gone makes a new one");
+    let events = listed().await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let again = events
+        .iter()
+        .find(|e| e.note.as_deref() == Some("auth: password rejected"))
+        .expect("the new Event");
+    assert_ne!(again.metadata.name.as_deref(), Some(name.as_str()));
+    assert_eq!(again.series, None);
+    assert_eq!(recorder.cached(), 2);
+}

@@ -189,7 +189,7 @@ mod tests {
                                               "passwordSecretRef": {"name": "db", "key": "password"}}},
                      "schedule": {"cron": "@daily"}, "store": {"s3": {"bucket": "backups"}}},
         }))
-        .unwrap();
+        .expect("test value");
         backup.metadata = ObjectMeta {
             name: Some("db".into()),
             annotations: Some(BTreeMap::from([
@@ -204,18 +204,24 @@ mod tests {
             labels: Some(BTreeMap::from([("team".to_string(), "a".to_string())])),
             ..Default::default()
         };
-        let spec = serde_json::to_value(&backup.spec).unwrap();
+        let spec = serde_json::to_value(&backup.spec).expect("test value");
         strip_backup(&mut backup);
         assert_eq!(backup.metadata.managed_fields, None);
         let kept: Vec<&String> = backup
             .metadata
             .annotations
             .as_ref()
-            .unwrap()
+            .expect("test value")
             .keys()
             .collect();
         assert_eq!(kept, [DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION]);
-        assert_eq!(backup.metadata.labels.as_ref().unwrap()["team"], "a");
-        assert_eq!(serde_json::to_value(&backup.spec).unwrap(), spec);
+        assert_eq!(
+            backup.metadata.labels.as_ref().expect("test value")["team"],
+            "a"
+        );
+        assert_eq!(
+            serde_json::to_value(&backup.spec).expect("test value"),
+            spec
+        );
     }
 }
