@@ -256,7 +256,7 @@ impl EventRecorder {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Series in the cache (for tests and the benchmark's accounting).
+    /// Series in the cache.
     pub fn cached(&self) -> usize {
         self.lock().len()
     }

@@ -14,6 +14,17 @@ use vertice_tests::{Agent, OpenBao, Postgres, RedisServer, TestStore};
 const PREFIX: &str = "vertice_drill_";
 
 /// The databases on the server whose names start with the prefix.
+/// Every check a PostgreSQL drill with `GOOD_CHECKS` runs.
+const PG_CHECKS: &[&str] = &[
+    "verify",
+    "restore",
+    "tables",
+    "sequences",
+    "large objects",
+    "sql: orders",
+    "sql: fresh",
+];
+
 fn drill_databases(pg: &Postgres) -> Vec<String> {
     let out = pg.psql(
         "postgres",
@@ -157,18 +168,7 @@ fn a_good_postgres_backup_passes_and_leaves_nothing_behind() {
     out.assert_ok();
     assert_eq!(summary["outcome"], "succeeded", "{summary}");
     let report = &summary["drill"];
-    passed(
-        &summary,
-        &[
-            "verify",
-            "restore",
-            "tables",
-            "sequences",
-            "large objects",
-            "sql: orders",
-            "sql: fresh",
-        ],
-    );
+    passed(&summary, PG_CHECKS);
     assert_eq!(report["checks_failed"], 0, "{report}");
     assert_eq!(report["cleaned_up"], true, "{report}");
     assert!(
@@ -691,18 +691,7 @@ fn an_ephemeral_postgres_takes_the_restore_and_is_gone_after() {
     // newest /usr/lib/postgresql/<major>/bin here).
     let (out, summary) = ephemeral_drill(&store, tmp.path(), &["--checks-json", GOOD_CHECKS]);
     out.assert_ok();
-    passed(
-        &summary,
-        &[
-            "verify",
-            "restore",
-            "tables",
-            "sequences",
-            "large objects",
-            "sql: orders",
-            "sql: fresh",
-        ],
-    );
+    passed(&summary, PG_CHECKS);
     let report = &summary["drill"];
     assert!(
         report["target"]
