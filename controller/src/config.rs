@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vertice_crds::tenancy::{CrossNamespaceAllowance, SecretReferencePolicy};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +85,77 @@ pub struct Config {
     /// How often every VerticeScaler is evaluated: 1s to 10m (default 15s).
     #[arg(long, env = "VERTICE_SCALER_POLL_INTERVAL", default_value = "15s", value_parser = poll_interval)]
     pub scaler_poll_interval: Duration,
+
+    #[command(flatten)]
+    pub tenancy: TenancyArgs,
+}
+
+/// What a namespace tenant may make the controller do: the administrator's
+/// choices (chart `tenancy.*`). See docs/ARCHITECTURE.md "Threat model".
+#[derive(Debug, Args, Clone)]
+pub struct TenancyArgs {
+    /// Which Secrets a resource may name: `labelled` (only Secrets labelled
+    /// vertice.io/allow-reference=true) or `any`.
+    #[arg(long, env = "VERTICE_SECRET_REFERENCE_POLICY", default_value = "labelled", value_parser = SecretReferencePolicy::parse)]
+    pub secret_reference_policy: SecretReferencePolicy,
+
+    /// Cross-namespace references allowed, as `from:to` pairs separated by
+    /// commas (a VerticeFailover in `from` may steer a VirtualService in `to`).
+    /// None by default.
+    #[arg(long, env = "VERTICE_ALLOW_CROSS_NAMESPACE", default_value = "", value_parser = CrossNamespaceAllowance::parse)]
+    pub allow_cross_namespace: CrossNamespaceAllowance,
+
+    /// Images a VerticeBackup's `spec.pod.image` may name besides the
+    /// default agent image (comma-separated, exact references). None by default.
+    #[arg(long, env = "VERTICE_ALLOWED_AGENT_IMAGES", value_delimiter = ',')]
+    pub allowed_agent_images: Vec<String>,
+
+    /// ServiceAccounts a backup or drill pod may run as
+    /// (`spec.pod.serviceAccountName`), comma-separated names, the same in
+    /// every namespace. None by default: pods run as `default` with no token.
+    #[arg(long, env = "VERTICE_ALLOWED_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    pub allowed_service_accounts: Vec<String>,
+
+    /// PriorityClasses a backup pod may use (`spec.pod.priorityClassName`),
+    /// comma-separated. None by default.
+    #[arg(long, env = "VERTICE_ALLOWED_PRIORITY_CLASSES", value_delimiter = ',')]
+    pub allowed_priority_classes: Vec<String>,
+
+    /// Largest answer read from Prometheus or the metrics API, in bytes; a
+    /// larger one is an error of that scaler's metric only.
+    #[arg(long, env = "VERTICE_MAX_METRIC_RESPONSE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_metric_response_bytes: usize,
+
+    /// Longest a Prometheus query may take, whatever the scaler asks.
+    #[arg(long, env = "VERTICE_MAX_METRIC_QUERY_TIMEOUT", default_value = "10s", value_parser = query_timeout)]
+    pub max_metric_query_timeout: Duration,
+}
+
+impl Default for TenancyArgs {
+    /// The defaults of the flags: what a cluster gets when the admin sets nothing.
+    fn default() -> Self {
+        Self {
+            secret_reference_policy: SecretReferencePolicy::Labelled,
+            allow_cross_namespace: CrossNamespaceAllowance::default(),
+            allowed_agent_images: Vec::new(),
+            allowed_service_accounts: Vec::new(),
+            allowed_priority_classes: Vec::new(),
+            max_metric_response_bytes: 4 * 1024 * 1024,
+            max_metric_query_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn query_timeout(text: &str) -> Result<Duration, String> {
+    let d = vertice_crds::duration::parse(text)
+        .map_err(|e| format!("{e}; use a duration such as 10s"))?;
+    let d = d
+        .to_std()
+        .map_err(|_| "the timeout must be positive".to_string())?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(120) {
+        return Err("the timeout must be between 1s and 2m".into());
+    }
+    Ok(d)
 }
 
 fn poll_interval(text: &str) -> Result<Duration, String> {

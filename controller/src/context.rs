@@ -25,6 +25,8 @@ pub struct Shared {
     /// Whether this replica holds the leader lease.
     pub leading: watch::Receiver<bool>,
     pub metrics: Metrics,
+    /// The administrator's limits on what a tenant's resources may cause.
+    pub tenancy: std::sync::Arc<crate::config::TenancyArgs>,
 }
 
 impl Shared {

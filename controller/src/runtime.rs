@@ -72,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         recorder: EventRecorder::new(client.clone(), "vertice-controller", &identity),
         leading: leading.clone(),
         metrics: metrics.clone(),
+        tenancy: Arc::new(config.tenancy.clone()),
     };
     // Ready once both controllers' caches have synced.
     let backups_ready = Arc::new(AtomicBool::new(false));

@@ -137,6 +137,7 @@ fn context(world: &Arc<Mutex<World>>) -> (Arc<Context>, Metrics) {
         recorder: EventRecorder::new(client, "vertice-controller", "test"),
         leading,
         metrics: metrics.clone(),
+        tenancy: Default::default(),
     };
     (Arc::new(Context::new(shared)), metrics)
 }

@@ -62,6 +62,7 @@ async fn reconcile_as(
             } else {
                 tokio::sync::watch::channel(false).1
             },
+            tenancy: Default::default(),
         },
         defaults: JobDefaults {
             agent_image: "ghcr.io/vertice/agent:test".into(),

@@ -22,6 +22,7 @@ pub mod redact;
 pub mod run_summary;
 pub mod scaler;
 pub mod store_location;
+pub mod tenancy;
 
 pub use backup::{VerticeBackup, VerticeBackupSpec};
 pub use backup_status::VerticeBackupStatus;
