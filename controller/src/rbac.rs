@@ -81,12 +81,24 @@ pub fn split_leases<'a>(
     })
 }
 
+/// Splits off the Secret reads: the chart grants them cluster-wide, or only
+/// in the namespaces `rbac.secretNamespaces` lists (a Role in each).
+pub fn split_secrets<'a>(
+    permissions: &[Permission<'a>],
+) -> (Vec<Permission<'a>>, Vec<Permission<'a>>) {
+    permissions
+        .iter()
+        .partition(|(group, resource, _)| !(group.is_empty() && *resource == "secrets"))
+}
+
 /// The chart's `templates/_rbac-rules.tpl`: one named template per role.
 pub fn helm_rules_template(
     controller: &[Permission<'_>],
     probe_runner: &[Permission<'_>],
 ) -> String {
     let (cluster, leases) = split_leases(controller);
+    let (cluster, controller_secrets) = split_secrets(&cluster);
+    let (probe, probe_secrets) = split_secrets(probe_runner);
     let define = |name: &str, perms: &[Permission<'_>]| {
         format!(
             "{{{{- define \"{name}\" }}}}\n{}{{{{- end }}}}\n",
@@ -94,10 +106,12 @@ pub fn helm_rules_template(
         )
     };
     format!(
-        "{{{{- /*\nGenerated from controller/src/permissions.rs and\nvertice_agent::probe::serve::PERMISSIONS; do not edit. Regenerate with\n  VERTICE_REGENERATE=1 cargo test -p vertice-controller --test helm_chart\n*/}}}}\n{}{}{}",
+        "{{{{- /*\nGenerated from controller/src/permissions.rs and\nvertice_agent::probe::serve::PERMISSIONS; do not edit. Regenerate with\n  VERTICE_REGENERATE=1 cargo test -p vertice-controller --test helm_chart\n*/}}}}\n{}{}{}{}{}",
         define("vertice.controllerClusterRules", &cluster),
+        define("vertice.controllerSecretRules", &controller_secrets),
         define("vertice.controllerLeaseRules", &leases),
-        define("vertice.probeRules", probe_runner)
+        define("vertice.probeRules", &probe),
+        define("vertice.probeSecretRules", &probe_secrets)
     )
 }
 

@@ -230,6 +230,14 @@ fn the_chart_renders_what_kustomize_renders() {
                                 "VERTICE_LOG",
                                 "VERTICE_LEADER_ELECTION",
                                 "VERTICE_MAX_CONCURRENT_PROBES",
+                                "VERTICE_MAX_PROBES_PER_NAMESPACE",
+                                "VERTICE_MAX_PROBE_TIMEOUT",
+                                "VERTICE_MAX_PROBE_BODY_BYTES",
+                                "VERTICE_PROBE_ALLOWED_CIDRS",
+                                "VERTICE_PROBE_DENIED_CIDRS",
+                                "VERTICE_SECRET_REFERENCE_POLICY",
+                                "VERTICE_MAX_METRIC_RESPONSE_BYTES",
+                                "VERTICE_MAX_METRIC_QUERY_TIMEOUT",
                             ]
                             .contains(&e["name"].as_str().unwrap_or_default())
                         });
@@ -292,12 +300,63 @@ fn values_choose_what_renders_and_the_schema_refuses_bad_values() {
     );
     assert!(env.contains("http://pg.monitoring:9091"), "{env}");
 
+    // The administrator's tenancy choices reach both processes, and Secret
+    // reads can be confined to listed namespaces.
+    let docs = template(&[
+        "--set",
+        "tenancy.crossNamespace.team-a={team-b,team-c},tenancy.allowedServiceAccounts={vault-auth},tenancy.allowedAgentImages={registry.example/agent:1}",
+        "--set",
+        "rbac.secretNamespaces={team-a},probeRunner.networkPolicy.enabled=true",
+    ]);
+    let keys: BTreeSet<String> = docs.iter().map(key).collect();
+    for k in [
+        "Role/vertice-controller-secrets",
+        "RoleBinding/vertice-controller-secrets",
+        "Role/vertice-probe-secrets",
+        "NetworkPolicy/vertice-probe-egress",
+    ] {
+        assert!(keys.contains(k), "{k} in {keys:?}");
+    }
+    let secret_role = docs
+        .iter()
+        .find(|d| key(d) == "Role/vertice-probe-secrets")
+        .expect("role");
+    assert_eq!(secret_role["metadata"]["namespace"], "team-a");
+    for role in [
+        "ClusterRole/vertice-controller",
+        "ClusterRole/vertice-probe",
+    ] {
+        let d = docs.iter().find(|d| key(d) == role).expect("cluster role");
+        assert!(
+            !grants(&d["rules"]).iter().any(|(_, r, _)| r == "secrets"),
+            "{role} must not read Secrets cluster-wide: {d}"
+        );
+    }
+    let env = docs
+        .iter()
+        .find(|d| key(d) == "Deployment/vertice-controller")
+        .expect("controller")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .to_string();
+    for wanted in [
+        "team-a:team-b,team-a:team-c",
+        "vault-auth",
+        "registry.example/agent:1",
+        "VERTICE_SECRET_REFERENCE_POLICY",
+    ] {
+        assert!(env.contains(wanted), "{wanted} in {env}");
+    }
+
     for (bad, field) in [
         ("controller.replicas=0", "replicas"),
         ("probeRunner.vantage=-bad", "vantage"),
         ("controller.logFormat=xml", "logFormat"),
         ("controller.replicaz=2", "replicaz"),
         ("image.agent.pullPolicy=Sometimes", "pullPolicy"),
+        (
+            "tenancy.secretReferencePolicy=everything",
+            "secretReferencePolicy",
+        ),
+        ("probeRunner.deniedCidrs={metadata}", "deniedCidrs"),
     ] {
         let mut cmd = helm();
         cmd.args(["template", "vertice"])

@@ -42,7 +42,7 @@ impl World {
         ] {
             let secret: Secret = serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": name, "namespace": ns},
+                "metadata": {"name": name, "namespace": ns, "labels": {"vertice.io/allow-reference": "true"}},
                 "stringData": data,
             }))
             .expect("secret");
@@ -185,7 +185,7 @@ async fn drilled_backup(world: &World) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "age", "namespace": ns},
+        "metadata": {"name": "age", "namespace": ns, "labels": {"vertice.io/allow-reference": "true"}},
         "stringData": {"identity": identity},
     }))
     .expect("secret");

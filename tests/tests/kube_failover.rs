@@ -32,7 +32,7 @@ async fn install(cluster: &TestCluster) -> Client {
     cluster.kubectl(&["create", "namespace", NS]);
     let client = cluster.admin().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "probe-token"},
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "probe-token", "labels": {"vertice.io/allow-reference": "true"}},
         "stringData": {"token": format!("Bearer {TOKEN}")}}))
     .expect("secret");
     secrets

@@ -100,7 +100,7 @@ async fn scales_on_cpu_and_prometheus_and_holds_when_prometheus_stops() {
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "prometheus-token", "namespace": NS},
+                "metadata": {"name": "prometheus-token", "namespace": NS, "labels": {"vertice.io/allow-reference": "true"}},
                 "stringData": {"token": TOKEN}}))
             .expect("secret"),
         )

@@ -291,7 +291,7 @@ impl TestCluster {
             port,
             log,
             _log_dir: log_dir,
-            ready_path: "/healthz",
+            ready_path: "/readyz",
         };
         runner.wait_ready().await;
         runner

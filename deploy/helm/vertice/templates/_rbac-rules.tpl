@@ -31,15 +31,17 @@ vertice_agent::probe::serve::PERMISSIONS; do not edit. Regenerate with
 - apiGroups: ["metrics.k8s.io"]
   resources: ["pods"]
   verbs: ["list"]
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices"]
   verbs: ["get", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+{{- define "vertice.controllerSecretRules" }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end }}
 {{- define "vertice.controllerLeaseRules" }}
 - apiGroups: ["coordination.k8s.io"]
@@ -53,6 +55,8 @@ vertice_agent::probe::serve::PERMISSIONS; do not edit. Regenerate with
 - apiGroups: ["vertice.io"]
   resources: ["verticefailovers/status"]
   verbs: ["patch"]
+{{- end }}
+{{- define "vertice.probeSecretRules" }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
