@@ -126,8 +126,8 @@ pub struct TenancyArgs {
     #[arg(long, env = "VERTICE_MAX_METRIC_RESPONSE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_metric_response_bytes: usize,
 
-    /// Longest a Prometheus query may take, whatever the scaler asks.
-    #[arg(long, env = "VERTICE_MAX_METRIC_QUERY_TIMEOUT", default_value = "10s", value_parser = query_timeout)]
+    /// Longest a Prometheus query may take (1s to 5s; the scaler's own limit is 5s).
+    #[arg(long, env = "VERTICE_MAX_METRIC_QUERY_TIMEOUT", default_value = "5s", value_parser = query_timeout)]
     pub max_metric_query_timeout: Duration,
 }
 
@@ -141,7 +141,7 @@ impl Default for TenancyArgs {
             allowed_service_accounts: Vec::new(),
             allowed_priority_classes: Vec::new(),
             max_metric_response_bytes: 4 * 1024 * 1024,
-            max_metric_query_timeout: Duration::from_secs(10),
+            max_metric_query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -152,8 +152,8 @@ fn query_timeout(text: &str) -> Result<Duration, String> {
     let d = d
         .to_std()
         .map_err(|_| "the timeout must be positive".to_string())?;
-    if d < Duration::from_secs(1) || d > Duration::from_secs(120) {
-        return Err("the timeout must be between 1s and 2m".into());
+    if d < Duration::from_secs(1) || d > Duration::from_secs(5) {
+        return Err("the timeout must be between 1s and 5s".into());
     }
     Ok(d)
 }

@@ -15,3 +15,4 @@ pub mod rbac;
 pub mod runtime;
 pub mod scaler;
 pub mod schedule;
+pub mod secret_labels;

@@ -301,6 +301,7 @@ async fn run_backups(
                 .context("--agent-image (VERTICE_AGENT_IMAGE) is required")?,
             pushgateway_url: config.pushgateway_url.clone(),
         },
+        secrets: Default::default(),
     });
     // The cache holds stripped backups; CronJobs and Jobs are watched as
     // metadata only (owner references and annotations are all the triggers

@@ -6,7 +6,9 @@ mod support;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use support::{finished_job, ts};
-use vertice_controller::backup::{plan, JobDefaults, Observed, MAX_REQUEUE};
+use vertice_controller::backup::{self, Admission, JobDefaults, Observed, Plan, MAX_REQUEUE};
+use vertice_controller::config::TenancyArgs;
+use vertice_controller::secret_labels::SecretsSeen;
 use vertice_crds::backup_status::{BackupPhase, HISTORY_LIMIT};
 use vertice_crds::VerticeBackup;
 
@@ -32,6 +34,17 @@ fn backup(
         object["status"] = s;
     }
     serde_json::from_value(object).expect("backup")
+}
+
+/// The plan under the default tenancy rules; these backups name no Secret.
+fn plan(b: &VerticeBackup, o: &Observed, d: &JobDefaults, now: DateTime<Utc>) -> Plan {
+    let tenancy = TenancyArgs::default();
+    let secrets = SecretsSeen::default();
+    let admission = Admission {
+        tenancy: &tenancy,
+        secrets: &secrets,
+    };
+    backup::plan(b, o, d, &admission, now)
 }
 
 fn defaults() -> JobDefaults {
@@ -256,4 +269,41 @@ fn a_running_job_shows_as_running() {
     );
     assert_eq!(p.status.phase, Some(BackupPhase::Running));
     assert!(p.status.history.is_empty());
+}
+
+#[test]
+fn a_refused_backup_plans_no_cron_job_drill_or_run_and_looks_again_soon() {
+    let mut object =
+        serde_json::to_value(backup("0 * * * *", at(0, 0), false, None)).expect("json");
+    object["metadata"]["annotations"] =
+        json!({"vertice.io/run-now": "t1", "vertice.io/drill-now": "t2"});
+    object["spec"]["target"] =
+        json!({"redis": {"host": "cache", "passwordSecretRef": {"name": "cache", "key": "pw"}}});
+    object["spec"]["drill"] = json!({"schedule": {"cron": "@weekly"}});
+    let refused: VerticeBackup = serde_json::from_value(object.clone()).expect("backup");
+    // Nobody opted the Secret in (the default tenancy, nothing read).
+    let p = plan(&refused, &observed(vec![]), &defaults(), at(0, 1));
+    assert_eq!(
+        (&p.cron_job, &p.drill_cron_job, &p.run_now, &p.drill_now),
+        (&None, &None, &None, &None)
+    );
+    assert_eq!(p.status.phase, Some(BackupPhase::Invalid));
+    assert_eq!(
+        p.refused.as_ref().map(|r| r.reason()),
+        Some("SecretNotAllowed")
+    );
+    assert!(p.requeue_after <= std::time::Duration::from_secs(60));
+    let reasons: Vec<&str> = p.events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["SecretNotAllowed"]);
+
+    // An image of the tenant's choosing: refused too, for its own reason.
+    object["spec"]["target"] = json!({"redis": {"host": "cache"}});
+    object["spec"]["pod"] = json!({"image": "attacker/agent:latest"});
+    let refused: VerticeBackup = serde_json::from_value(object).expect("backup");
+    let p = plan(&refused, &observed(vec![]), &defaults(), at(0, 1));
+    assert_eq!((&p.cron_job, &p.run_now), (&None, &None));
+    assert_eq!(
+        p.refused.as_ref().map(|r| r.reason()),
+        Some("NotAllowedByAdmin")
+    );
 }

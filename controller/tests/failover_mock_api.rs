@@ -13,6 +13,7 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::Client;
 use serde_json::{json, Value};
+use vertice_controller::config::TenancyArgs;
 use vertice_controller::context::Shared;
 use vertice_controller::events::EventRecorder;
 use vertice_controller::failover::reconciler::{reconcile, Context};
@@ -24,6 +25,8 @@ use vertice_crds::VerticeFailover;
 struct World {
     /// Answer the VirtualService patch with a bare 422 (a failed `test`).
     refuse_patch: bool,
+    /// Secrets by name and labels: only their metadata is ever served.
+    secrets: Vec<(String, Value)>,
     requests: Vec<(String, String, Value)>,
 }
 
@@ -45,6 +48,17 @@ fn client(world: Arc<Mutex<World>>) -> Client {
                 assert!(
                     permissions::is_required(&method, &path),
                     "{method} {path} is not granted"
+                );
+            }
+            if path.contains("/secrets") {
+                let accept = parts
+                    .headers
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                assert!(
+                    accept.contains("as=PartialObjectMetadata"),
+                    "{path} would read a Secret's data; only metadata is read"
                 );
             }
             let resource = path.split('?').next().unwrap_or_default().to_string();
@@ -103,6 +117,20 @@ fn answer(w: &World, method: &str, resource: &str, body: &Value) -> (StatusCode,
             (StatusCode::OK, f)
         }
         ("POST", r) if r.ends_with("/events") => (StatusCode::CREATED, body.clone()),
+        ("GET", r) if r.starts_with("/api/v1/namespaces/db/secrets/") => {
+            let name = r.rsplit('/').next().unwrap_or_default();
+            match w.secrets.iter().find(|(n, _)| n == name) {
+                Some((_, labels)) => (
+                    StatusCode::OK,
+                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                           "metadata": {"name": name, "namespace": "db", "labels": labels}}),
+                ),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}),
+                ),
+            }
+        }
         _ => (
             StatusCode::NOT_FOUND,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}),
@@ -129,6 +157,10 @@ fn failover_json() -> Value {
 }
 
 fn context(world: &Arc<Mutex<World>>) -> (Arc<Context>, Metrics) {
+    context_under(world, TenancyArgs::default())
+}
+
+fn context_under(world: &Arc<Mutex<World>>, tenancy: TenancyArgs) -> (Arc<Context>, Metrics) {
     let client = client(world.clone());
     let metrics = Metrics::new().expect("metrics");
     let leading = vertice_controller::leader::always();
@@ -137,7 +169,7 @@ fn context(world: &Arc<Mutex<World>>) -> (Arc<Context>, Metrics) {
         recorder: EventRecorder::new(client, "vertice-controller", "test"),
         leading,
         metrics: metrics.clone(),
-        tenancy: Default::default(),
+        tenancy: Arc::new(tenancy),
     };
     (Arc::new(Context::new(shared)), metrics)
 }
@@ -222,5 +254,106 @@ async fn an_accepted_patch_is_followed_by_the_controllers_own_status_fields() {
         order,
         vec!["pg", "status"],
         "the route first, then the status"
+    );
+}
+
+fn event(w: &World, reason: &str) -> Option<Value> {
+    w.requests
+        .iter()
+        .find(|(m, r, b)| m == "POST" && r.ends_with("/events") && b["reason"] == reason)
+        .map(|(_, _, b)| b.clone())
+}
+
+fn applied_status(w: &World) -> Value {
+    w.requests
+        .iter()
+        .find(|(m, r, _)| m == "PATCH" && r.ends_with("/verticefailovers/pg/status"))
+        .map(|(_, _, b)| b["status"].clone())
+        .expect("status applied")
+}
+
+#[tokio::test]
+async fn another_namespaces_virtual_service_is_not_even_read() {
+    let world = Arc::new(Mutex::new(World::default()));
+    let (ctx, _) = context(&world);
+    let mut object = failover_json();
+    object["spec"]["virtualService"]["namespace"] = json!("team-b");
+    let failover: VerticeFailover = serde_json::from_value(object).expect("failover");
+    reconcile(Arc::new(failover), ctx)
+        .await
+        .expect("a refusal is not an error");
+    let w = world.lock().expect("world");
+    assert!(
+        !w.requests
+            .iter()
+            .any(|(_, r, _)| r.contains("networking.istio.io")),
+        "nothing of team-b is read or written: {:?}",
+        w.requests
+    );
+    let status = applied_status(&w);
+    assert_eq!(status["phase"], "CrossNamespaceRefused");
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .expect("Ready");
+    assert_eq!(ready["reason"], "CrossNamespaceRefused");
+    assert_eq!(
+        ready["message"],
+        "spec.virtualService.namespace team-b: a VerticeFailover may steer only VirtualServices \
+         of its own namespace (db) unless the administrator allows db:team-b (--allow-cross-namespace)"
+    );
+    let e = event(&w, "CrossNamespaceRefused").expect("event");
+    assert_eq!(e["type"], "Warning");
+}
+
+#[tokio::test]
+async fn the_administrators_allowance_lets_it_steer_another_namespace() {
+    let world = Arc::new(Mutex::new(World::default()));
+    let allowed = TenancyArgs {
+        allow_cross_namespace: vertice_crds::tenancy::CrossNamespaceAllowance::parse("team-a:db")
+            .expect("pair"),
+        ..TenancyArgs::default()
+    };
+    let (ctx, _) = context_under(&world, allowed);
+    let mut object = failover_json();
+    object["metadata"]["namespace"] = json!("team-a");
+    object["spec"]["virtualService"]["namespace"] = json!("db");
+    let failover: VerticeFailover = serde_json::from_value(object).expect("failover");
+    reconcile(Arc::new(failover), ctx).await.expect("reconcile");
+    let w = world.lock().expect("world");
+    assert!(w.requests.iter().any(|(m, r, _)| m == "PATCH"
+        && r == "/apis/networking.istio.io/v1/namespaces/db/virtualservices/pg"));
+}
+
+#[tokio::test]
+async fn a_check_secret_not_opted_in_holds_the_routing() {
+    let world = Arc::new(Mutex::new(World {
+        secrets: vec![("pg-check".into(), json!({}))],
+        ..Default::default()
+    }));
+    let (ctx, _) = context(&world);
+    let mut object = failover_json();
+    object["spec"]["check"] =
+        json!({"postgres": {"passwordSecretRef": {"name": "pg-check", "key": "password"}}});
+    let failover: VerticeFailover = serde_json::from_value(object).expect("failover");
+    reconcile(Arc::new(failover), ctx).await.expect("reconcile");
+    let w = world.lock().expect("world");
+    assert!(
+        !w.requests
+            .iter()
+            .any(|(_, r, _)| r.contains("virtualservices")),
+        "{:?}",
+        w.requests
+    );
+    let status = applied_status(&w);
+    assert_eq!(status["phase"], "SecretNotAllowed", "{status}");
+    let e = event(&w, "SecretNotAllowed").expect("event");
+    assert_eq!(e["type"], "Warning");
+    assert!(
+        e["note"].as_str().expect("note").starts_with(
+            "spec.check.postgres.passwordSecretRef: Secret db/pg-check is not labelled"
+        ),
+        "{e}"
     );
 }

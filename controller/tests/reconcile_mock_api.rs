@@ -9,6 +9,7 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use support::{finished_job, ts, Recorded, Shared, World};
 use vertice_controller::backup::{reconciler, JobDefaults};
+use vertice_controller::config::TenancyArgs;
 use vertice_controller::events::EventRecorder;
 use vertice_controller::leader;
 use vertice_controller::metrics::Metrics;
@@ -49,6 +50,15 @@ async fn reconcile_as(
     backup: VerticeBackup,
     leader: bool,
 ) -> (Vec<Recorded>, Metrics) {
+    reconcile_under(world, backup, leader, TenancyArgs::default()).await
+}
+
+async fn reconcile_under(
+    world: &Shared,
+    backup: VerticeBackup,
+    leader: bool,
+    tenancy: TenancyArgs,
+) -> (Vec<Recorded>, Metrics) {
     world.lock().expect("world").backup = serde_json::to_value(&backup).expect("json");
     let client = support::client(world.clone());
     let metrics = Metrics::new().expect("metrics");
@@ -62,12 +72,13 @@ async fn reconcile_as(
             } else {
                 tokio::sync::watch::channel(false).1
             },
-            tenancy: Default::default(),
+            tenancy: Arc::new(tenancy),
         },
         defaults: JobDefaults {
             agent_image: "ghcr.io/vertice/agent:test".into(),
             pushgateway_url: None,
         },
+        secrets: Default::default(),
     });
     reconciler::reconcile(Arc::new(backup), ctx)
         .await
@@ -76,8 +87,12 @@ async fn reconcile_as(
     (requests, metrics)
 }
 
+/// A world where the Secret the test backups name is opted in.
 fn world() -> Shared {
-    Arc::new(Mutex::new(World::default()))
+    Arc::new(Mutex::new(World {
+        secrets: vec![("db".into(), json!({"vertice.io/allow-reference": "true"}))],
+        ..World::default()
+    }))
 }
 
 fn find<'a>(requests: &'a [Recorded], method: &str, path_part: &str) -> Vec<&'a Recorded> {
@@ -137,18 +152,24 @@ async fn a_new_backup_gets_its_cron_job_and_a_status() {
     assert_eq!(status["observedGeneration"], 3);
     assert!(status["nextBackup"].is_string());
     assert_eq!(event_reasons(&requests), ["CronJobCreated"]);
-    // Lists are scoped to the backup's own children; the one GET by name
-    // checks that the CronJob's name is free.
+    // Lists are scoped to the backup's own children; one GET by name
+    // checks that the CronJob's name is free, one reads the labels of the
+    // Secret the backup names.
     let gets = find(&requests, "GET", "/namespaces/shop/");
-    assert_eq!(
-        gets.iter()
-            .filter(|r| r.path.ends_with("/cronjobs/vertice-orders"))
-            .count(),
-        1
-    );
+    let by_name = [
+        "/cronjobs/vertice-orders",
+        "/api/v1/namespaces/shop/secrets/db",
+    ];
+    for path in by_name {
+        assert_eq!(
+            gets.iter().filter(|r| r.path.ends_with(path)).count(),
+            1,
+            "{path}"
+        );
+    }
     for list in gets
         .into_iter()
-        .filter(|r| !r.path.ends_with("/cronjobs/vertice-orders"))
+        .filter(|r| !by_name.iter().any(|p| r.path.ends_with(p)))
     {
         assert!(
             list.path
@@ -401,4 +422,92 @@ async fn a_foreign_cron_job_of_the_same_name_is_not_taken_over() {
         (Some("False"), Some("CronJobConflict"))
     );
     assert_eq!(event_reasons(&requests), ["CronJobConflict"]);
+}
+
+#[tokio::test]
+async fn a_secret_its_owner_did_not_opt_in_gets_no_cron_job_or_job() {
+    let world = world();
+    world.lock().expect("world").secrets = vec![("db".into(), json!({"app": "orders"}))];
+    // A run asked for is not started either.
+    let mut refused = backup(json!({}), Duration::minutes(5), None);
+    refused.metadata.annotations = Some(
+        [("vertice.io/run-now".to_string(), "t1".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    let (requests, _) = reconcile(&world, refused.clone()).await;
+    assert!(
+        find(&requests, "PATCH", "/cronjobs/").is_empty(),
+        "a CronJob was written with a refused Secret: {requests:#?}"
+    );
+    assert!(find(&requests, "POST", "/jobs").is_empty());
+    let status = status_of(&requests);
+    assert_eq!(status["phase"], "Invalid");
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("SecretNotAllowed"))
+    );
+    assert_eq!(
+        ready["message"],
+        "spec.target.postgres.passwordSecretRef: Secret shop/db is not labelled \
+         vertice.io/allow-reference=true (or does not exist): Vertice uses only Secrets their \
+         owners opted in (someone who may edit the Secret runs `kubectl label secret db -n shop \
+         vertice.io/allow-reference=true`)"
+    );
+    let events = find(&requests, "POST", "/events");
+    assert_eq!(event_reasons(&requests), ["SecretNotAllowed"]);
+    assert_eq!(events[0].body["type"], "Warning");
+
+    // The same refusal again: no second Event.
+    let (again, _) = reconcile(
+        &world,
+        backup(json!({}), Duration::minutes(5), Some(status)),
+    )
+    .await;
+    assert!(
+        event_reasons(&again).is_empty(),
+        "{:?}",
+        event_reasons(&again)
+    );
+
+    // The owner labels it: the CronJob is written.
+    let world = self::world();
+    let (requests, _) = reconcile(&world, backup(json!({}), Duration::minutes(5), None)).await;
+    assert_eq!(
+        find(&requests, "PATCH", "/cronjobs/vertice-orders").len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn pod_settings_the_administrator_did_not_allow_get_no_cron_job() {
+    let world = world();
+    let hostile = backup(
+        json!({"pod": {"serviceAccountName": "vault-auth"}}),
+        Duration::minutes(5),
+        None,
+    );
+    let (requests, _) = reconcile(&world, hostile.clone()).await;
+    assert!(find(&requests, "PATCH", "/cronjobs/").is_empty());
+    let status = status_of(&requests);
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "NotAllowedByAdmin");
+    assert_eq!(
+        ready["message"],
+        "spec.pod.serviceAccountName vault-auth is not allowed by the administrator \
+         (--allowed-service-accounts / chart tenancy.allowedServiceAccounts)"
+    );
+    assert_eq!(event_reasons(&requests), ["NotAllowedByAdmin"]);
+
+    let allowed = TenancyArgs {
+        allowed_service_accounts: vec!["vault-auth".into()],
+        ..TenancyArgs::default()
+    };
+    let (requests, _) = reconcile_under(&world, hostile, true, allowed).await;
+    let applied = find(&requests, "PATCH", "/cronjobs/vertice-orders");
+    assert_eq!(applied.len(), 1);
+    let pod = &applied[0].body["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "vault-auth");
+    assert_eq!(pod["automountServiceAccountToken"], false);
 }

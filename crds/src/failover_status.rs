@@ -108,10 +108,15 @@ pub enum FailoverPhase {
     NoHealthyReplica,
     /// The VirtualService or its route does not match the replicas.
     RouteMismatch,
+    /// `spec.virtualService.namespace` is another namespace the
+    /// administrator did not allow: nothing read, nothing steered.
+    CrossNamespaceRefused,
+    /// The check names a Secret its owner did not opt in: routing held.
+    SecretNotAllowed,
 }
 
 impl FailoverPhase {
-    pub const ALL: [FailoverPhase; 9] = [
+    pub const ALL: [FailoverPhase; 11] = [
         Self::Observing,
         Self::Healthy,
         Self::FailedOver,
@@ -121,6 +126,8 @@ impl FailoverPhase {
         Self::ObserversStale,
         Self::NoHealthyReplica,
         Self::RouteMismatch,
+        Self::CrossNamespaceRefused,
+        Self::SecretNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -134,6 +141,8 @@ impl FailoverPhase {
             Self::ObserversStale => "ObserversStale",
             Self::NoHealthyReplica => "NoHealthyReplica",
             Self::RouteMismatch => "RouteMismatch",
+            Self::CrossNamespaceRefused => crate::tenancy::CROSS_NAMESPACE_REFUSED,
+            Self::SecretNotAllowed => crate::tenancy::SECRET_NOT_ALLOWED,
         }
     }
 }

@@ -61,9 +61,9 @@ impl fmt::Display for SecretRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Secret {ns}/{name} is not labelled {ALLOW_REFERENCE_LABEL}=true: Vertice uses only \
-             Secrets their owners opted in (someone who may edit the Secret runs \
-             `kubectl label secret {name} -n {ns} {ALLOW_REFERENCE_LABEL}=true`)",
+            "Secret {ns}/{name} is not labelled {ALLOW_REFERENCE_LABEL}=true (or does not exist): \
+             Vertice uses only Secrets their owners opted in (someone who may edit the Secret \
+             runs `kubectl label secret {name} -n {ns} {ALLOW_REFERENCE_LABEL}=true`)",
             ns = self.namespace,
             name = self.name,
         )
@@ -137,24 +137,20 @@ mod tests {
         let policy = SecretReferencePolicy::default();
         assert!(check_secret(policy, "a", "s", None).is_err());
         assert!(check_secret(policy, "a", "s", Some(&labels(&[]))).is_err());
-        assert!(
-            check_secret(
-                policy,
-                "a",
-                "s",
-                Some(&labels(&[(ALLOW_REFERENCE_LABEL, "false")]))
-            )
-            .is_err()
-        );
-        assert!(
-            check_secret(
-                policy,
-                "a",
-                "s",
-                Some(&labels(&[(ALLOW_REFERENCE_LABEL, "true")]))
-            )
-            .is_ok()
-        );
+        assert!(check_secret(
+            policy,
+            "a",
+            "s",
+            Some(&labels(&[(ALLOW_REFERENCE_LABEL, "false")]))
+        )
+        .is_err());
+        assert!(check_secret(
+            policy,
+            "a",
+            "s",
+            Some(&labels(&[(ALLOW_REFERENCE_LABEL, "true")]))
+        )
+        .is_ok());
         assert!(check_secret(SecretReferencePolicy::Any, "a", "s", None).is_ok());
     }
 

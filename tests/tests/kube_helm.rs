@@ -43,6 +43,16 @@ async fn helm_install_runs_the_controller_and_probe_runner_with_the_charts_rbac(
     cluster.plane.create_namespace(NS).await;
     istio::install_virtual_service_crd(&cluster);
     let _controller = cluster.start_controller("helm", &[]).await;
+    // The Secrets the backup names, opted in by their owner.
+    for (name, data) in [
+        ("db", json!({"password": "p"})),
+        (
+            "s3",
+            json!({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}),
+        ),
+    ] {
+        vertice_tests::kube::cluster::create_secret(&client, NS, name, data, true).await;
+    }
     let backups: Api<VerticeBackup> = Api::namespaced(client.clone(), NS);
     let backup: VerticeBackup = serde_json::from_value(json!({
         "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",

@@ -41,20 +41,7 @@ const PAGE_SECRET: &str = "sk-live-4242-page";
 const LABEL: &str = "vertice.io/allow-reference";
 
 async fn secret(client: &Client, ns: &str, name: &str, data: Value, opted_in: bool) {
-    let labels = if opted_in {
-        json!({LABEL: "true"})
-    } else {
-        json!({})
-    };
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "stringData": data}))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create secret");
+    vertice_tests::kube::cluster::create_secret(client, ns, name, data, opted_in).await;
 }
 
 /// alice: a ServiceAccount of team-a with exactly `vertice-edit` there.
@@ -78,11 +65,15 @@ async fn tenant(cluster: &TestCluster) -> Client {
         .expect("bind alice");
     let alice = cluster.plane.service_account_client(A, "alice").await;
     // The API server agrees she is who the threat model says.
-    let forbidden = |r: Result<_, kube::Error>| {
-        matches!(r, Err(kube::Error::Api(e)) if e.code == 403)
-    };
+    let forbidden =
+        |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(e)) if e.code == 403);
     assert!(
-        forbidden(Api::<Secret>::namespaced(alice.clone(), A).get("db").await.map(|_| ())),
+        forbidden(
+            Api::<Secret>::namespaced(alice.clone(), A)
+                .get("db")
+                .await
+                .map(|_| ())
+        ),
         "alice must not read Secrets"
     );
     assert!(
@@ -200,7 +191,12 @@ fn failover(name: &str, vs: Value, check: Value, a: &str, b: &str) -> Value {
 }
 
 fn backup(name: &str, password_secret: &str, pod: Value) -> Value {
-    json!({
+    backup_with(name, password_secret, pod, json!({}))
+}
+
+/// A backup with `extra` merged into its spec.
+fn backup_with(name: &str, password_secret: &str, pod: Value, extra: Value) -> Value {
+    let mut backup = json!({
         "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
         "metadata": {"name": name},
         "spec": {
@@ -209,7 +205,13 @@ fn backup(name: &str, password_secret: &str, pod: Value) -> Value {
             "schedule": {"cron": "0 3 * * *", "timeZone": "UTC"},
             "store": {"s3": {"bucket": "backups", "region": "us-east-1",
                              "credentials": {"secretName": "s3"}}},
-            "pod": pod}})
+            "pod": pod}});
+    if let (Some(spec), Some(extra)) = (backup["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    backup
 }
 
 async fn deployment(client: &Client, ns: &str, name: &str) {
@@ -298,15 +300,39 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     let admin = cluster.admin().await;
     let alice = tenant(&cluster).await;
     secret(&admin, A, "db", json!({"password": DB_PASSWORD}), false).await;
-    secret(&admin, A, "backup-db", json!({"password": "backup-role-pass"}), true).await;
-    secret(&admin, A, "s3", json!({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}), true).await;
-    secret(&admin, A, "probe-token", json!({"token": format!("Bearer {PROBE_TOKEN}")}), true).await;
+    secret(
+        &admin,
+        A,
+        "backup-db",
+        json!({"password": "backup-role-pass"}),
+        true,
+    )
+    .await;
+    secret(
+        &admin,
+        A,
+        "s3",
+        json!({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}),
+        true,
+    )
+    .await;
+    secret(
+        &admin,
+        A,
+        "probe-token",
+        json!({"token": format!("Bearer {PROBE_TOKEN}")}),
+        true,
+    )
+    .await;
     virtual_service(&admin, A).await;
     virtual_service(&admin, B).await;
     let controller = cluster
         .start_controller(
             "a",
-            &["--scaler-poll-interval=1s", "--allowed-service-accounts=vault-auth"],
+            &[
+                "--scaler-poll-interval=1s",
+                "--allowed-service-accounts=vault-auth",
+            ],
         )
         .await;
     let runner = cluster.start_probe_runner("test").await;
@@ -326,7 +352,8 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
         ),
     )
     .await;
-    let status = wait_status::<VerticeFailover>(&alice, A, "steal", &["CrossNamespaceRefused"]).await;
+    let status =
+        wait_status::<VerticeFailover>(&alice, A, "steal", &["CrossNamespaceRefused"]).await;
     assert!(status.contains("--allow-cross-namespace"), "{status}");
     wait_event(&admin, A, "steal", "CrossNamespaceRefused").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -365,7 +392,13 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     assert_absent(&status, "the failover's status");
     wait_event(&admin, A, "leak", "SecretNotAllowed").await;
     // The runner says why in its own observation, and never probed.
-    wait_status::<VerticeFailover>(&alice, A, "leak", &["\"vantage\":\"test\"", "vertice.io/allow-reference"]).await;
+    wait_status::<VerticeFailover>(
+        &alice,
+        A,
+        "leak",
+        &["\"vantage\":\"test\"", "vertice.io/allow-reference"],
+    )
+    .await;
     assert_eq!(thief.requests(), 0, "nothing reached alice's server");
     assert_eq!(
         istio::route_weights(&admin, A, "pg", 0).await,
@@ -377,7 +410,10 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     // credentials in the URL that must not be echoed either.
     deployment(&admin, A, "web").await;
     let prom_thief = HealthTarget::start().await;
-    prom_thief.set(200, r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
+    prom_thief.set(
+        200,
+        r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+    );
     let url = format!("http://alice:{URL_PASSWORD}@127.0.0.1:{}", prom_thief.port);
     create::<VerticeScaler>(
         &alice,
@@ -426,8 +462,13 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
         ),
     )
     .await;
-    let status =
-        wait_status::<VerticeFailover>(&alice, A, "peek", &["\"vantage\":\"test\"", "internal.apiKey"]).await;
+    let status = wait_status::<VerticeFailover>(
+        &alice,
+        A,
+        "peek",
+        &["\"vantage\":\"test\"", "internal.apiKey"],
+    )
+    .await;
     assert_absent(&status, "an observation of a page");
     // The same opted-in token is sent to the replicas the failover names:
     // the legitimate use still works.
@@ -439,15 +480,73 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     // 4. Workloads alice may not run: images, identities, priorities and
     // Secrets the administrator did not allow.
     let refused = [
-        ("evil-image", "backup-db", json!({"image": "evil.example/miner:1"}), "NotAllowedByAdmin", "spec.pod.image"),
-        ("evil-account", "backup-db", json!({"serviceAccountName": "builder"}), "NotAllowedByAdmin", "spec.pod.serviceAccountName"),
-        ("evil-priority", "backup-db", json!({"priorityClassName": "system-cluster-critical"}), "NotAllowedByAdmin", "spec.pod.priorityClassName"),
-        ("evil-secret", "db", json!({}), "SecretNotAllowed", "team-a/db"),
+        (
+            "evil-image",
+            "backup-db",
+            json!({"image": "evil.example/miner:1"}),
+            "NotAllowedByAdmin",
+            "spec.pod.image",
+        ),
+        (
+            "evil-account",
+            "backup-db",
+            json!({"serviceAccountName": "builder"}),
+            "NotAllowedByAdmin",
+            "spec.pod.serviceAccountName",
+        ),
+        (
+            "evil-priority",
+            "backup-db",
+            json!({"priorityClassName": "system-cluster-critical"}),
+            "NotAllowedByAdmin",
+            "spec.pod.priorityClassName",
+        ),
+        (
+            "evil-secret",
+            "db",
+            json!({}),
+            "SecretNotAllowed",
+            "team-a/db",
+        ),
     ];
     for (name, password, pod, _, _) in &refused {
         create::<VerticeBackup>(&alice, A, backup(name, password, pod.clone())).await;
     }
-    for (name, _, _, reason, field) in &refused {
+    // Neighbours: a notification webhook and a drill target, each from a
+    // Secret nobody opted in.
+    create::<VerticeBackup>(
+        &alice,
+        A,
+        backup_with(
+            "evil-webhook",
+            "backup-db",
+            json!({}),
+            json!({"notifications": {"slack": {"webhookUrlSecretRef": {"name": "db", "key": "password"}}}}),
+        ),
+    )
+    .await;
+    create::<VerticeBackup>(
+        &alice,
+        A,
+        backup_with(
+            "evil-drill",
+            "backup-db",
+            json!({}),
+            json!({"drill": {"schedule": {"cron": "0 0 1 1 *"},
+                             "target": {"postgres": {"host": "127.0.0.1", "user": "postgres",
+                                                     "passwordSecretRef": {"name": "db", "key": "password"}}}}}),
+        ),
+    )
+    .await;
+    let refused: Vec<_> = refused
+        .into_iter()
+        .map(|(name, _, _, reason, field)| (name, reason, field))
+        .chain([
+            ("evil-webhook", "SecretNotAllowed", "team-a/db"),
+            ("evil-drill", "SecretNotAllowed", "team-a/db"),
+        ])
+        .collect();
+    for (name, reason, field) in &refused {
         let status = wait_status::<VerticeBackup>(&alice, A, name, &[reason, field]).await;
         assert_absent(&status, "a backup's status");
         wait_event(&admin, A, name, reason).await;
@@ -458,7 +557,11 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     create::<VerticeBackup>(
         &alice,
         A,
-        backup("vault-orders", "backup-db", json!({"serviceAccountName": "vault-auth"})),
+        backup(
+            "vault-orders",
+            "backup-db",
+            json!({"serviceAccountName": "vault-auth"}),
+        ),
     )
     .await;
     let cron_jobs: Api<CronJob> = Api::namespaced(admin.clone(), A);
@@ -468,19 +571,23 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     .await;
     let pod = orders
         .spec
-        .and_then(|s| s.job_template.spec)
+        .job_template
+        .spec
         .and_then(|s| s.template.spec)
         .expect("pod template");
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.service_account_name, None);
-    let vault = wait_for("the vault-orders CronJob", Duration::from_secs(30), || async {
-        cron_jobs.get("vertice-vault-orders").await.ok()
-    })
+    let vault = wait_for(
+        "the vault-orders CronJob",
+        Duration::from_secs(30),
+        || async { cron_jobs.get("vertice-vault-orders").await.ok() },
+    )
     .await;
     assert_eq!(
         vault
             .spec
-            .and_then(|s| s.job_template.spec)
+            .job_template
+            .spec
             .and_then(|s| s.template.spec)
             .and_then(|p| p.service_account_name)
             .as_deref(),
@@ -496,7 +603,10 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
 
     // Nothing of a Secret (or of the probed page) anywhere a tenant or a
     // viewer can read, nor in the logs.
-    assert_absent(&readable_by_viewers(&admin).await, "team-a's resources and Events");
+    assert_absent(
+        &readable_by_viewers(&admin).await,
+        "team-a's resources and Events",
+    );
     assert_absent(&controller.log_text(), "the controller's log");
     assert_absent(&runner.log_text(), "the probe runner's log");
     assert_absent(&runner.metrics().await, "the probe runner's metrics");
@@ -563,9 +673,17 @@ fn counter_sum(metrics: &str, name: &str, selector: &str) -> f64 {
 /// Counts decisions of team-b's scaler over `window` and returns them.
 async fn decisions_over(controller: &Controller, window: Duration) -> f64 {
     let selector = format!("namespace=\"{B}\"");
-    let before = counter_sum(&controller.metrics().await, "vertice_scaler_decisions_total", &selector);
+    let before = counter_sum(
+        &controller.metrics().await,
+        "vertice_scaler_decisions_total",
+        &selector,
+    );
     tokio::time::sleep(window).await;
-    counter_sum(&controller.metrics().await, "vertice_scaler_decisions_total", &selector) - before
+    counter_sum(
+        &controller.metrics().await,
+        "vertice_scaler_decisions_total",
+        &selector,
+    ) - before
 }
 
 /// The newest observation time team-b's failover got from vantage `test`.
@@ -600,7 +718,12 @@ async fn one_tenants_huge_or_slow_answers_cost_only_that_tenant() {
 
     // team-b's scaler on the shared Prometheus: the victim.
     deployment(&admin, B, "web").await;
-    create::<VerticeScaler>(&admin, B, scaler("victim", "web", json!({"url": prometheus.url()}))).await;
+    create::<VerticeScaler>(
+        &admin,
+        B,
+        scaler("victim", "web", json!({"url": prometheus.url()})),
+    )
+    .await;
     wait_status::<VerticeScaler>(&admin, B, "victim", &["\"state\":\"Ok\""]).await;
     let calm = decisions_over(&controller, Duration::from_secs(10)).await;
 
@@ -611,11 +734,18 @@ async fn one_tenants_huge_or_slow_answers_cost_only_that_tenant() {
     create::<VerticeScaler>(
         &alice,
         A,
-        scaler("huge", "web", json!({"url": format!("http://127.0.0.1:{huge_port}")})),
+        scaler(
+            "huge",
+            "web",
+            json!({"url": format!("http://127.0.0.1:{huge_port}")}),
+        ),
     )
     .await;
     let slow = HealthTarget::start().await;
-    slow.set(200, r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
+    slow.set(
+        200,
+        r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+    );
     slow.set_delay(Duration::from_secs(60));
     for name in ["slow-1", "slow-2", "slow-3"] {
         create::<VerticeScaler>(&alice, A, scaler(name, "web", json!({"url": slow.url("")}))).await;
@@ -647,13 +777,17 @@ async fn one_tenants_huge_or_slow_answers_cost_only_that_tenant() {
     let healthy = HealthTarget::start().await;
     virtual_service(&admin, B).await;
     virtual_service(&admin, A).await;
-    let http = |timeout: u32| {
-        json!({"http": {"path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": timeout})
-    };
+    let http = |timeout: u32| json!({"http": {"path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": timeout});
     create::<VerticeFailover>(
         &admin,
         B,
-        failover("victim", json!({"name": "pg"}), http(1), &healthy.address(), &healthy.address()),
+        failover(
+            "victim",
+            json!({"name": "pg"}),
+            http(1),
+            &healthy.address(),
+            &healthy.address(),
+        ),
     )
     .await;
     let tarpit = HealthTarget::start().await;
@@ -672,9 +806,11 @@ async fn one_tenants_huge_or_slow_answers_cost_only_that_tenant() {
         )
         .await;
     }
-    let first = wait_for("team-b's first observation", Duration::from_secs(30), || {
-        observed_at(&admin)
-    })
+    let first = wait_for(
+        "team-b's first observation",
+        Duration::from_secs(30),
+        || observed_at(&admin),
+    )
     .await;
     // Fresh observations keep coming: at least every 2 periods by contract.
     let started = Instant::now();

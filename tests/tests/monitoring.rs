@@ -372,6 +372,17 @@ async fn feed_backups(pushgateway: &Pushgateway, prometheus: &Prometheus) {
 }
 
 async fn create_overdue_backup(client: &kube::Client) {
+    // The Secrets it names, opted in by their owner (a backup naming others
+    // is refused before it is scheduled, and is never overdue).
+    for (name, data) in [
+        ("db", json!({"password": "p"})),
+        (
+            "s3",
+            json!({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}),
+        ),
+    ] {
+        vertice_tests::kube::cluster::create_secret(client, NS, name, data, true).await;
+    }
     let api: Api<VerticeBackup> = Api::namespaced(client.clone(), NS);
     let backup: VerticeBackup = serde_json::from_value(json!({
         "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",

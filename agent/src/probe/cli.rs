@@ -10,6 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use vertice_crds::common::SecretKeySelector;
 use vertice_crds::failover::{FailoverReplica, HealthCheck, RequiredRole};
+use vertice_crds::tenancy::SecretReferencePolicy;
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -122,12 +123,63 @@ pub struct ServeArgs {
     /// Watch only this namespace (default: all).
     #[arg(long, env = "VERTICE_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Address of /healthz and /metrics.
+    /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "VERTICE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Probes in flight at once across all failovers.
     #[arg(long, env = "VERTICE_MAX_CONCURRENT_PROBES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_concurrent_probes: u32,
+    /// Probes one namespace may have in flight at once, out of
+    /// --max-concurrent-probes, so that no namespace starves the others.
+    #[arg(long, env = "VERTICE_MAX_PROBES_PER_NAMESPACE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_probes_per_namespace: u32,
+    /// Longest a probe may take, whatever its check's timeoutSeconds
+    /// (e.g. 10s, 1m).
+    #[arg(long, env = "VERTICE_MAX_PROBE_TIMEOUT", default_value = "10s", value_parser = parse_max_timeout)]
+    pub max_probe_timeout: Duration,
+    /// HTTP bodies longer than this fail their check (read only for
+    /// bodyContains and jsonField).
+    #[arg(long, env = "VERTICE_MAX_PROBE_BODY_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub max_probe_body_bytes: u64,
+    /// Networks probes may connect to (comma-separated CIDRs), checked on
+    /// every resolved address.
+    #[arg(long, env = "VERTICE_PROBE_ALLOWED_CIDRS", default_value = super::address_policy::DEFAULT_ALLOWED)]
+    pub probe_allowed_cidrs: String,
+    /// Networks probes never connect to, even if allowed (default: link-local,
+    /// where cloud metadata lives, and the unspecified addresses).
+    #[arg(long, env = "VERTICE_PROBE_DENIED_CIDRS", default_value = super::address_policy::DEFAULT_DENIED)]
+    pub probe_denied_cidrs: String,
+    /// Which Secrets a check may name: `labelled` (only Secrets labelled
+    /// vertice.io/allow-reference=true) or `any` (every Secret of the
+    /// failover's namespace).
+    #[arg(long, env = "VERTICE_SECRET_REFERENCE_POLICY", default_value = "labelled", value_parser = parse_secret_policy)]
+    pub secret_reference_policy: SecretReferencePolicy,
+}
+
+fn parse_max_timeout(text: &str) -> Result<Duration, String> {
+    vertice_crds::duration::parse(text)
+        .ok()
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| *d >= Duration::from_secs(1))
+        .ok_or_else(|| format!("{text:?} is not a timeout of at least 1s; write e.g. 10s or 1m"))
+}
+
+fn parse_secret_policy(text: &str) -> Result<SecretReferencePolicy, String> {
+    SecretReferencePolicy::parse(text)
+}
+
+impl ServeArgs {
+    /// The probe limits these flags set; errors name the flag.
+    pub fn limits(&self) -> Result<super::Limits, String> {
+        Ok(super::Limits {
+            addresses: std::sync::Arc::new(super::AddressPolicy::parse(
+                &self.probe_allowed_cidrs,
+                &self.probe_denied_cidrs,
+            )?),
+            max_body_bytes: usize::try_from(self.max_probe_body_bytes).unwrap_or(usize::MAX),
+            max_timeout: self.max_probe_timeout,
+        })
+    }
 }
 
 /// Where a secret value of `probe check` comes from: a file or a variable.
@@ -277,15 +329,16 @@ pub async fn check(args: &CheckArgs) -> i32 {
             return 2;
         }
     };
-    let probe = match super::resolve::for_replica(&check, &replica, &local_secret) {
+    // The hand-run check goes where its user says: no address policy.
+    let limits = super::Limits::hand_run();
+    let probe = match super::resolve::for_replica_within(&check, &replica, &local_secret, &limits) {
         Ok(probe) => probe,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
-    let timeout = Duration::from_secs(u64::from(args.timeout));
-    let result = super::run(&probe, timeout).await;
+    let result = super::run(&probe, limits.timeout(&check)).await;
     let target = replica.probe_address.unwrap_or_default();
     match args.output {
         Output::Json => println!(
@@ -311,5 +364,68 @@ pub async fn run(args: &ProbeArgs) -> i32 {
     match &args.command {
         ProbeCommand::Check(c) => check(c).await,
         ProbeCommand::Serve(s) => super::serve::run(s.clone()).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn serve(extra: &[&str]) -> Result<ServeArgs, String> {
+        let mut argv = vec!["serve", "--vantage", "eu"];
+        argv.extend_from_slice(extra);
+        Serve::try_parse_from(argv)
+            .map(|s| s.args)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn runner_limits_default_to_the_safe_values() {
+        let args = serve(&[]).expect("defaults");
+        assert_eq!(args.max_probes_per_namespace, 16);
+        assert_eq!(args.max_probe_timeout, Duration::from_secs(10));
+        assert_eq!(
+            args.secret_reference_policy,
+            SecretReferencePolicy::Labelled
+        );
+        assert_eq!(
+            args.limits().expect("limits"),
+            super::super::Limits::default()
+        );
+    }
+
+    #[test]
+    fn runner_limit_flags_parse_and_errors_name_the_flag() {
+        let args = serve(&[
+            "--max-probe-timeout",
+            "1m",
+            "--secret-reference-policy",
+            "any",
+            "--probe-denied-cidrs",
+            "",
+            "--max-probe-body-bytes",
+            "1024",
+        ])
+        .expect("flags");
+        assert_eq!(args.max_probe_timeout, Duration::from_secs(60));
+        assert_eq!(args.secret_reference_policy, SecretReferencePolicy::Any);
+        let limits = args.limits().expect("limits");
+        assert_eq!(limits.max_body_bytes, 1024);
+        assert!(limits.addresses.check([169, 254, 169, 254].into()).is_ok());
+
+        let e = serve(&["--max-probe-timeout", "0s"]).expect_err("too short");
+        assert!(e.contains("--max-probe-timeout"), "{e}");
+        let e = serve(&["--secret-reference-policy", "all"]).expect_err("unknown");
+        assert!(e.contains("--secret-reference-policy"), "{e}");
+        let bad = serve(&["--probe-allowed-cidrs", "10.0.0.0/40"]).expect("parsed later");
+        let e = bad.limits().expect_err("bad CIDR");
+        assert!(e.starts_with("--probe-allowed-cidrs:"), "{e}");
     }
 }

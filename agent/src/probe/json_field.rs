@@ -21,20 +21,19 @@ pub fn matches(value: &Value, expected: &str) -> bool {
     }
 }
 
-/// Ok, or why the body does not satisfy the check.
+/// Ok, or which condition the body fails. The reason names the path (from
+/// the spec) and never the value found, nor the parser's message: a probe
+/// reports health, and a value copied into the status would let the
+/// failover's author read any field of any server she can point it at.
 pub fn check(body: &[u8], path: &str, expected: &str) -> Result<(), String> {
     let document: Value =
-        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        serde_json::from_slice(body).map_err(|_| "body is not JSON".to_string())?;
     match lookup(&document, path) {
-        None => Err(format!("JSON field {path:?} is missing")),
+        None => Err(format!("JSON field {path} is missing")),
         Some(value) if matches(value, expected) => Ok(()),
-        Some(value) => {
-            let mut shown = value.to_string();
-            shown.truncate(60);
-            Err(format!(
-                "JSON field {path:?} is {shown}, expected {expected:?}"
-            ))
-        }
+        Some(_) => Err(format!(
+            "JSON field {path} does not equal the expected value"
+        )),
     }
 }
 
@@ -65,15 +64,16 @@ mod tests {
     }
 
     #[test]
-    fn failures_say_what_was_found() {
+    fn failures_name_the_condition_not_the_value() {
         let body = br#"{"status": "degraded"}"#;
         assert_eq!(
             check(body, "status", "ok").expect_err("must fail"),
-            "JSON field \"status\" is \"degraded\", expected \"ok\""
+            "JSON field status does not equal the expected value"
         );
-        assert!(check(b"<html>", "status", "ok")
-            .expect_err("must fail")
-            .starts_with("body is not JSON"));
+        assert_eq!(
+            check(b"<html>token-1234", "status", "ok").expect_err("must fail"),
+            "body is not JSON"
+        );
         assert!(check(body, "nope", "ok")
             .expect_err("must fail")
             .contains("missing"));

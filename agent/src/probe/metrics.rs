@@ -1,9 +1,10 @@
-//! The probe runner's `/metrics` and `/healthz`.
+//! The probe runner's `/metrics`, `/healthz` (alive: the watch synced) and
+//! `/readyz` (keeping its probes on schedule, see [`super::readiness`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +14,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+use super::readiness::Readiness;
 use super::ProbeResult;
 
 #[derive(Clone)]
@@ -22,6 +24,7 @@ pub struct RunnerMetrics {
     results: IntCounterVec,
     writes: IntCounterVec,
     write_duration: HistogramVec,
+    late_rounds: IntCounterVec,
 }
 
 impl RunnerMetrics {
@@ -58,7 +61,17 @@ impl RunnerMetrics {
             ),
             &[],
         )?;
+        let late_rounds = IntCounterVec::new(
+            Opts::new(
+                "vertice_failover_probe_late_rounds_total",
+                "Probe rounds that fell behind schedule through the runner's load (started \
+                 more than a period and the timeout late, or waited longer than a period \
+                 for a runner-wide permit), by namespace",
+            ),
+            &["namespace"],
+        )?;
         registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(late_rounds.clone()))?;
         registry.register(Box::new(results.clone()))?;
         registry.register(Box::new(writes.clone()))?;
         registry.register(Box::new(write_duration.clone()))?;
@@ -68,7 +81,23 @@ impl RunnerMetrics {
             results,
             writes,
             write_duration,
+            late_rounds,
         })
+    }
+
+    /// Creates the namespace's late-round series at 0, so the first late
+    /// round is an increase `rate()` can see.
+    pub fn namespace_seen(&self, namespace: &str) {
+        let _ = self.late_rounds.with_label_values(&[namespace]);
+    }
+
+    pub fn late_round(&self, namespace: &str) {
+        self.late_rounds.with_label_values(&[namespace]).inc();
+    }
+
+    /// Drops the series of a namespace without failovers.
+    pub fn forget_namespace(&self, namespace: &str) {
+        let _ = self.late_rounds.remove_label_values(&[namespace]);
     }
 
     pub fn observe(&self, kind: &str, result: &ProbeResult) {
@@ -100,9 +129,15 @@ impl RunnerMetrics {
 struct Served {
     metrics: RunnerMetrics,
     synced: Arc<AtomicBool>,
+    readiness: Arc<Mutex<Readiness>>,
 }
 
-pub async fn serve(listen: SocketAddr, metrics: RunnerMetrics, synced: Arc<AtomicBool>) {
+pub async fn serve(
+    listen: SocketAddr,
+    metrics: RunnerMetrics,
+    synced: Arc<AtomicBool>,
+    readiness: Arc<Mutex<Readiness>>,
+) {
     let app = Router::new()
         .route(
             "/metrics",
@@ -118,14 +153,35 @@ pub async fn serve(listen: SocketAddr, metrics: RunnerMetrics, synced: Arc<Atomi
                 }
             }),
         )
-        .with_state(Served { metrics, synced });
+        .route(
+            "/readyz",
+            get(|State(s): State<Served>| async move {
+                let synced = s.synced.load(Ordering::Relaxed);
+                let verdict = s
+                    .readiness
+                    .lock()
+                    .map(|r| r.verdict(synced, Instant::now()))
+                    .unwrap_or_else(|_| Err("readiness record unavailable".into()));
+                match verdict {
+                    Ok(()) => (StatusCode::OK, "ok".to_string()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                }
+            }),
+        )
+        .with_state(Served {
+            metrics,
+            synced,
+            readiness,
+        });
     match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => {
-            tracing::info!(%listen, "serving /healthz and /metrics");
+            tracing::info!(%listen, "serving /healthz, /readyz and /metrics");
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "health server");
             }
         }
-        Err(e) => tracing::error!(%listen, error = %e, "cannot listen for /healthz and /metrics"),
+        Err(e) => {
+            tracing::error!(%listen, error = %e, "cannot listen for /healthz, /readyz and /metrics")
+        }
     }
 }

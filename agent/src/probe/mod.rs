@@ -3,25 +3,77 @@
 //! hand or as an exec probe; `probe serve` runs them for every
 //! VerticeFailover and reports what it saw.
 
+pub mod address_policy;
 pub mod cli;
 pub mod grpc;
 pub mod http;
 pub mod json_field;
 pub mod metrics;
+pub mod permits;
 pub mod postgres;
+pub mod readiness;
+pub mod reasons;
 pub mod redis;
 pub mod resolve;
+pub mod secrets;
 pub mod serve;
 pub mod tally;
+pub mod target;
 pub mod tcp;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use vertice_crds::failover::MAX_REASON;
+use vertice_crds::failover::{HealthCheck, MAX_REASON};
 
+pub use address_policy::AddressPolicy;
 pub use resolve::Probe;
+
+/// `--max-probe-body-bytes`' default.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// `--max-probe-timeout`'s default.
+pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the administrator bounds every probe by, whatever a failover asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Addresses a probe may connect to.
+    pub addresses: Arc<AddressPolicy>,
+    /// HTTP bodies longer than this fail their check.
+    pub max_body_bytes: usize,
+    /// No check waits longer than this, whatever its `timeoutSeconds`.
+    pub max_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// The runner's defaults.
+    fn default() -> Self {
+        Self {
+            addresses: Arc::new(AddressPolicy::default()),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_timeout: DEFAULT_MAX_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    /// `probe check`: its user chose the target and the timeout herself,
+    /// so only the body stays bounded.
+    pub fn hand_run() -> Self {
+        Self {
+            addresses: Arc::new(AddressPolicy::any()),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_timeout: Duration::MAX,
+        }
+    }
+
+    /// The check's timeout, capped by the administrator's.
+    pub fn timeout(&self, check: &HealthCheck) -> Duration {
+        Duration::from_secs(u64::from(check.timeout_seconds)).min(self.max_timeout)
+    }
+}
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,7 +86,9 @@ pub struct ProbeResult {
     pub reason: Option<String>,
 }
 
-/// A probe's failure: a short sentence for the status and the logs.
+/// A probe's failure: a short sentence for the status and the logs, built
+/// from the check's own words and error categories, never from content
+/// the target sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed(pub String);
 
@@ -44,14 +98,8 @@ impl Failed {
     }
 }
 
-impl<T: std::fmt::Display> From<T> for Failed
-where
-    T: std::error::Error,
-{
-    fn from(e: T) -> Self {
-        Self(e.to_string())
-    }
-}
+// No `From<impl Error>`: an error's own text may carry what the target
+// said, so every failure is turned into a reason explicitly (`reasons`).
 
 /// Runs `probe` with `timeout` over all of it (resolving, connecting,
 /// asking); a probe that does not answer in time has failed.
@@ -99,6 +147,19 @@ pub fn bounded(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_are_capped_by_the_administrator() {
+        let check: HealthCheck =
+            serde_json::from_value(serde_json::json!({"tcp": {}, "timeoutSeconds": 600}))
+                .expect("check");
+        assert_eq!(Limits::default().timeout(&check), Duration::from_secs(10));
+        assert_eq!(Limits::hand_run().timeout(&check), Duration::from_secs(600));
+        let short: HealthCheck =
+            serde_json::from_value(serde_json::json!({"tcp": {}, "timeoutSeconds": 2}))
+                .expect("check");
+        assert_eq!(Limits::default().timeout(&short), Duration::from_secs(2));
+    }
 
     #[test]
     fn reasons_are_one_bounded_line() {

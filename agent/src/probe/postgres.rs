@@ -1,12 +1,17 @@
 //! PostgreSQL probe: connect, `SELECT 1`, the role from
-//! `pg_is_in_recovery()`, and on a standby the replay lag.
+//! `pg_is_in_recovery()`, and on a standby the replay lag. It connects to
+//! checked addresses (`hostaddr`), the name kept for TLS; failures are
+//! reported by SQLSTATE, never by the server's message.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
 use vertice_crds::failover::RequiredRole;
 
-use super::Failed;
+use super::address_policy::AddressPolicy;
+use super::tcp::authority;
+use super::{reasons, target, Failed};
 
 #[derive(Clone)]
 pub struct PostgresProbe {
@@ -18,6 +23,7 @@ pub struct PostgresProbe {
     pub ssl_mode: SslMode,
     pub require_role: RequiredRole,
     pub max_lag: Option<Duration>,
+    pub policy: Arc<AddressPolicy>,
 }
 
 /// Debug without the password: a probe may end up in a panic or a log.
@@ -31,6 +37,7 @@ impl std::fmt::Debug for PostgresProbe {
             .field("ssl_mode", &self.ssl_mode)
             .field("require_role", &self.require_role)
             .field("max_lag", &self.max_lag)
+            .field("policy", &self.policy)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -69,9 +76,16 @@ impl PostgresProbe {
     }
 
     async fn ask(&self, timeout: Duration) -> Result<Seen, Failed> {
+        let addresses = target::resolve(&self.host, self.port, &self.policy).await?;
         let mut config = tokio_postgres::Config::new();
+        // One host entry per checked address, each with that address as
+        // `hostaddr`: tokio-postgres tries them in order and never resolves
+        // the name itself, which stays the TLS server name.
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        for address in &addresses {
+            config.host(host).hostaddr(address.ip());
+        }
         config
-            .host(&self.host)
             .port(self.port)
             .user(&self.user)
             .dbname(&self.database)
@@ -87,22 +101,22 @@ impl PostgresProbe {
             .await
             .map_err(|e| {
                 Failed(format!(
-                    "connect {}:{}: {}",
-                    self.host,
-                    self.port,
-                    reason(&e)
+                    "connect {}: {}",
+                    authority(&self.host, self.port),
+                    reasons::postgres(&e)
                 ))
             })?;
         let driver = tokio::spawn(connection);
         let row = client
             .query_one(ROLE_AND_LAG, &[])
             .await
-            .map_err(|e| Failed(reason(&e)));
+            .map_err(|e| Failed(format!("role query: {}", reasons::postgres(&e))));
         driver.abort();
         let row = row?;
+        let unexpected = |_| Failed::new("role query: unexpected answer from the server");
         Ok(Seen {
-            in_recovery: row.try_get(0).map_err(|e| Failed(reason(&e)))?,
-            lag_seconds: row.try_get(1).map_err(|e| Failed(reason(&e)))?,
+            in_recovery: row.try_get(0).map_err(unexpected)?,
+            lag_seconds: row.try_get(1).map_err(unexpected)?,
         })
     }
 }
@@ -130,15 +144,6 @@ pub fn judge(seen: Seen, role: RequiredRole, max_lag: Option<Duration>) -> Resul
         }
     }
     Ok(())
-}
-
-/// The server's own message (with its SQLSTATE) or the whole error chain:
-/// tokio-postgres' top line alone is often just "db error".
-fn reason(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => super::http::chain(e),
-    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,18 @@
 //! Redis / Valkey probe: PING, the role from ROLE, and on a replica the
-//! link to its primary from INFO replication.
+//! link to its primary from INFO replication. It connects to checked
+//! addresses only; failures are reported by error kind, never by the
+//! server's message.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use vertice_crds::failover::RequiredRole;
 
-use super::Failed;
+use super::address_policy::AddressPolicy;
+use super::tcp::authority;
+use super::{reasons, target, Failed};
 
 #[derive(Clone)]
 pub struct RedisProbe {
@@ -14,6 +22,7 @@ pub struct RedisProbe {
     pub password: Option<String>,
     pub require_role: RequiredRole,
     pub require_replica_link: bool,
+    pub policy: Arc<AddressPolicy>,
 }
 
 /// Debug without the password: a probe may end up in a panic or a log.
@@ -25,6 +34,7 @@ impl std::fmt::Debug for RedisProbe {
             .field("username", &self.username)
             .field("require_role", &self.require_role)
             .field("require_replica_link", &self.require_replica_link)
+            .field("policy", &self.policy)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -46,34 +56,30 @@ impl RedisProbe {
     }
 
     async fn ask(&self) -> Result<Seen, Failed> {
-        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-        if let Some(user) = &self.username {
-            settings = settings.set_username(user);
-        }
-        if let Some(password) = &self.password {
-            settings = settings.set_password(password);
-        }
-        let address = format!("{}:{}", self.host, self.port);
-        let info = ConnectionAddr::Tcp(self.host.clone(), self.port)
-            .into_connection_info()
-            .map_err(|e| Failed(format!("{address}: {e}")))?
-            .set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(|e| Failed(format!("{address}: {e}")))?;
-        let mut conn = client
-            .get_multiplexed_async_connection()
+        let addresses = target::resolve(&self.host, self.port, &self.policy).await?;
+        let mut conn = target::first(&addresses, |address| self.connect(address))
             .await
-            .map_err(|e| Failed(format!("connect {address}: {e}")))?;
+            .map_err(|Failed(why)| {
+                Failed(format!(
+                    "connect {}: {why}",
+                    authority(&self.host, self.port)
+                ))
+            })?;
+        let failed = |what: &str| {
+            let what = what.to_string();
+            move |e: redis::RedisError| Failed(format!("{what}: {}", reasons::redis(&e)))
+        };
         let pong: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
-            .map_err(|e| Failed(format!("PING: {e}")))?;
+            .map_err(failed("PING"))?;
         if pong != "PONG" {
-            return Err(Failed(format!("PING answered {pong:?}")));
+            return Err(Failed::new("PING answered something other than PONG"));
         }
         let role: Vec<redis::Value> = redis::cmd("ROLE")
             .query_async(&mut conn)
             .await
-            .map_err(|e| Failed(format!("ROLE: {e}")))?;
+            .map_err(failed("ROLE"))?;
         let role = match role.first() {
             Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
             Some(redis::Value::SimpleString(s)) => s.clone(),
@@ -84,12 +90,31 @@ impl RedisProbe {
                 .arg("replication")
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| Failed(format!("INFO replication: {e}")))?;
+                .map_err(failed("INFO replication"))?;
             link_status_up(&info)
         } else {
             false
         };
         Ok(Seen { role, link_up })
+    }
+
+    async fn connect(&self, address: SocketAddr) -> Result<MultiplexedConnection, Failed> {
+        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(user) = &self.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        let info = ConnectionAddr::Tcp(address.ip().to_string(), address.port())
+            .into_connection_info()
+            .map_err(|e| Failed(reasons::redis(&e)))?
+            .set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(|e| Failed(reasons::redis(&e)))?;
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| Failed(reasons::redis(&e)))
     }
 }
 

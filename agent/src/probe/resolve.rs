@@ -1,5 +1,6 @@
 //! From a VerticeFailover's check and one replica to a runnable [`Probe`]:
-//! the address, the port, and the secret values looked up by the caller.
+//! the address, the port, the secret values looked up by the caller, and
+//! the administrator's [`Limits`].
 
 use std::time::Duration;
 
@@ -10,12 +11,13 @@ use super::grpc::GrpcProbe;
 use super::http::{HeaderSpec, HttpProbe};
 use super::postgres::PostgresProbe;
 use super::redis::RedisProbe;
-use super::Failed;
+use super::tcp::TcpProbe;
+use super::{Failed, Limits};
 
 /// One check of one replica, with everything it needs.
 #[derive(Debug, Clone)]
 pub enum Probe {
-    Tcp(String),
+    Tcp(TcpProbe),
     Http(Box<HttpProbe>),
     Grpc(GrpcProbe),
     Postgres(Box<PostgresProbe>),
@@ -25,7 +27,7 @@ pub enum Probe {
 impl Probe {
     pub async fn check(&self, timeout: Duration) -> Result<(), Failed> {
         match self {
-            Self::Tcp(address) => super::tcp::check(address).await,
+            Self::Tcp(p) => p.check().await,
             Self::Http(p) => p.check().await,
             Self::Grpc(p) => p.check(timeout).await,
             Self::Postgres(p) => p.check(timeout).await,
@@ -46,14 +48,26 @@ pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// Builds the probe of `replica`. `secret` reads one Secret key; its errors
-/// name the Secret and key, never a value.
+/// Builds the probe of `replica` under the runner's default [`Limits`].
+/// `secret` reads one Secret key; its errors name the Secret and key,
+/// never a value.
 pub fn for_replica(
     check: &HealthCheck,
     replica: &FailoverReplica,
     secret: &dyn Fn(&SecretKeySelector) -> Result<String, String>,
 ) -> Result<Probe, String> {
-    let timeout = Duration::from_secs(u64::from(check.timeout_seconds));
+    for_replica_within(check, replica, secret, &Limits::default())
+}
+
+/// Builds the probe of `replica`, bounded by `limits`.
+pub fn for_replica_within(
+    check: &HealthCheck,
+    replica: &FailoverReplica,
+    secret: &dyn Fn(&SecretKeySelector) -> Result<String, String>,
+    limits: &Limits,
+) -> Result<Probe, String> {
+    let timeout = limits.timeout(check);
+    let policy = limits.addresses.clone();
     let target = replica.probe_target(check).ok_or_else(|| {
         format!(
             "replica {:?}: a {} check needs check.port or a probeAddress with a port",
@@ -76,6 +90,7 @@ pub fn for_replica(
             max_lag: pg
                 .max_replication_lag_seconds
                 .map(|s| Duration::from_secs(u64::from(s))),
+            policy,
         })));
     }
     if let Some(r) = &check.redis {
@@ -87,6 +102,7 @@ pub fn for_replica(
             password: password(&r.password_secret_ref)?,
             require_role: r.require_role,
             require_replica_link: r.require_replica_link,
+            policy,
         })));
     }
     if let Some(h) = &check.http {
@@ -118,7 +134,7 @@ pub fn for_replica(
         let ca = h.ca_bundle_secret_ref.as_ref().map(secret).transpose()?;
         return Ok(Probe::Http(Box::new(HttpProbe {
             url,
-            client: super::http::client(ca.as_deref().map(str::as_bytes), timeout)?,
+            client: super::http::client(ca.as_deref().map(str::as_bytes), timeout, &policy)?,
             min_status: h.min_status,
             max_status: h.max_status,
             body_contains: h.body_contains.clone(),
@@ -127,17 +143,23 @@ pub fn for_replica(
                 .as_ref()
                 .map(|j| (j.path.clone(), j.equals.clone())),
             headers: super::http::headers(&specs)?,
+            max_body: limits.max_body_bytes,
+            policy,
         })));
     }
     if let Some(g) = &check.grpc {
+        let (host, port) = split_host_port(&target)?;
         return Ok(Probe::Grpc(GrpcProbe {
-            address: target,
+            host,
+            port,
             service: g.service.clone().unwrap_or_default(),
             tls: g.tls,
+            policy,
         }));
     }
     if check.tcp.is_some() {
-        return Ok(Probe::Tcp(target));
+        let (host, port) = split_host_port(&target)?;
+        return Ok(Probe::Tcp(TcpProbe { host, port, policy }));
     }
     Err("the check sets none of postgres, redis, http, tcp, grpc".into())
 }

@@ -3,10 +3,17 @@
 //! only its own entry of `status.observations` (server-side apply, field
 //! manager `vertice-probe-<vantage>`). No leader: every runner probes,
 //! because vantages, not replicas of the runner, are the unit of agreement.
+//!
+//! A failover's author may be a namespace tenant, so the runner keeps her
+//! inside her rights: it uses only Secrets their owners opted in
+//! ([`super::secrets`]), connects only to addresses the administrator
+//! allows ([`super::address_policy`]), reports categories, never fetched
+//! content ([`super::reasons`]), and bounds each namespace's share of the
+//! probe permits and every probe's time ([`super::permits`], [`Limits`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -16,15 +23,19 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use vertice_crds::common::SecretKeySelector;
 use vertice_crds::failover::{HealthCheck, VerticeFailover};
+use vertice_crds::tenancy::SecretReferencePolicy;
 
 use super::cli::ServeArgs;
 use super::metrics::RunnerMetrics;
+use super::permits::Permits;
+use super::readiness::{self, Readiness};
 use super::resolve::{self, Probe};
+use super::secrets::{self, SecretProblem};
 use super::tally::Tally;
+use super::{Limits, ProbeResult};
 
 /// How often the set of failovers is compared with the running loops.
 const RESYNC: Duration = Duration::from_secs(1);
@@ -50,8 +61,23 @@ pub async fn run(args: ServeArgs) -> i32 {
         eprintln!("error: --vantage (VERTICE_VANTAGE): {e}");
         return 2;
     }
+    let limits = match args.limits() {
+        Ok(limits) => limits,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if args.max_probes_per_namespace >= args.max_concurrent_probes {
+        tracing::warn!(
+            "--max-probes-per-namespace {} is not below --max-concurrent-probes {}: one \
+             namespace can take every probe permit; set --max-probes-per-namespace lower",
+            args.max_probes_per_namespace,
+            args.max_concurrent_probes
+        );
+    }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    match serve(args).await {
+    match serve(args, limits).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -77,7 +103,7 @@ pub fn validate_vantage(vantage: &str) -> Result<(), String> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, limits: Limits) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let client = Client::try_default()
         .await
@@ -92,10 +118,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot list VerticeFailovers: are the CRDs installed and the probe runner's RBAC applied?")?;
     let metrics = RunnerMetrics::new().context("metrics registry")?;
     let synced = Arc::new(AtomicBool::new(false));
+    let readiness = Arc::new(Mutex::new(Readiness::default()));
     let server = tokio::spawn(super::metrics::serve(
         args.listen,
         metrics.clone(),
         synced.clone(),
+        readiness.clone(),
     ));
 
     let (store, writer) = reflector::store();
@@ -113,8 +141,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runner = Runner {
         client,
         vantage: args.vantage.clone(),
-        permits: Arc::new(Semaphore::new(args.max_concurrent_probes as usize)),
+        permits: Arc::new(Permits::new(
+            args.max_concurrent_probes as usize,
+            args.max_probes_per_namespace as usize,
+        )),
+        limits: Arc::new(limits),
+        secret_policy: args.secret_reference_policy,
         metrics,
+        readiness,
     };
     store
         .wait_until_ready()
@@ -132,13 +166,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 struct Runner {
     client: Client,
     vantage: String,
-    permits: Arc<Semaphore>,
+    permits: Arc<Permits>,
+    limits: Arc<Limits>,
+    secret_policy: SecretReferencePolicy,
     metrics: RunnerMetrics,
+    readiness: Arc<Mutex<Readiness>>,
+}
+
+impl Runner {
+    /// A probe loop fell behind through the runner's load: a warning, the
+    /// metric, and `/readyz` answers 503 for a minute.
+    fn behind(&self, namespace: &str, name: &str, what: &str) {
+        tracing::warn!(%namespace, failover = %name, "probes behind schedule: {what}");
+        self.metrics.late_round(namespace);
+        if let Ok(mut readiness) = self.readiness.lock() {
+            readiness.late(Instant::now(), format!("{namespace}/{name}: {what}"));
+        }
+    }
 }
 
 /// Keeps one probe loop per failover, restarted when its spec changes.
 async fn supervise(runner: &Runner, store: &Store<VerticeFailover>) {
     let mut loops: HashMap<(String, String), (Option<i64>, JoinHandle<()>)> = HashMap::new();
+    let mut namespaces: HashSet<String> = HashSet::new();
     let mut stop = std::pin::pin!(shutdown());
     loop {
         let mut live = HashMap::new();
@@ -148,6 +198,13 @@ async fn supervise(runner: &Runner, store: &Store<VerticeFailover>) {
             };
             live.insert((ns, failover.name_any()), failover);
         }
+        // Namespaces without failovers leave no permits or series behind.
+        let live_namespaces: HashSet<String> = live.keys().map(|(ns, _)| ns.clone()).collect();
+        for gone in namespaces.difference(&live_namespaces) {
+            runner.metrics.forget_namespace(gone);
+        }
+        runner.permits.retain(&live_namespaces);
+        namespaces = live_namespaces;
         loops.retain(|key, (generation, task)| {
             let keep = live
                 .get(key)
@@ -196,7 +253,7 @@ async fn probe_loop(runner: Runner, failover: Arc<VerticeFailover>) {
     let spec = &failover.spec;
     let check = &spec.check;
     let period = Duration::from_secs(u64::from(check.period_seconds));
-    let timeout = Duration::from_secs(u64::from(check.timeout_seconds));
+    let timeout = runner.limits.timeout(check);
     let cap = check.failure_threshold.max(check.success_threshold);
     // Twice the period: the default staleness limit (3 periods + timeout +
     // 5 s) always sees a heartbeat from a live vantage.
@@ -210,39 +267,50 @@ async fn probe_loop(runner: Runner, failover: Arc<VerticeFailover>) {
     let names: Vec<String> = spec.replicas.iter().map(|r| r.name.clone()).collect();
     tally.retain(&names);
     let api: Api<VerticeFailover> = Api::namespaced(runner.client.clone(), &namespace);
-    let secrets = Api::<Secret>::namespaced(runner.client.clone(), &namespace);
+    let secrets = SecretSource {
+        api: Api::<Secret>::namespaced(runner.client.clone(), &namespace),
+        policy: runner.secret_policy,
+        namespace: namespace.clone(),
+        failover: name.clone(),
+    };
+    runner.metrics.namespace_seen(&namespace);
     let mut cached = CachedProbes::default();
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let manager = field_manager(&runner.vantage);
+    // When the previous round started and how long it waited for this
+    // namespace's own share of the permits.
+    let mut previous: Option<(Instant, Duration)> = None;
     loop {
         ticker.tick().await;
-        let probes = cached.get(check, spec, &secrets).await;
-        let results = futures::future::join_all(spec.replicas.iter().map(|replica| {
-            let runner = &runner;
-            let probe = probes.get(&replica.name).cloned();
-            async move {
-                let result = match probe {
-                    Some(Ok(probe)) => {
-                        let _permit = runner.permits.acquire().await;
-                        super::run(&probe, timeout).await
-                    }
-                    Some(Err(e)) => super::ProbeResult {
-                        ok: false,
-                        latency_ms: 0,
-                        reason: Some(super::bounded(&e)),
-                    },
-                    None => super::ProbeResult {
-                        ok: false,
-                        latency_ms: 0,
-                        reason: Some("no probe".into()),
-                    },
-                };
-                runner.metrics.observe(check.kind(), &result);
-                (replica.name.clone(), result)
+        let started = Instant::now();
+        if let Some((previous_start, own_wait)) = previous {
+            if let Some(late) =
+                readiness::round_lateness(previous_start, started, period, timeout, own_wait)
+            {
+                runner.behind(
+                    &namespace,
+                    &name,
+                    &format!("round started {} s late", late.as_secs()),
+                );
             }
-        }))
-        .await;
+        }
+        let (results, own_wait) = match cached.get(check, spec, &secrets, &runner.limits).await {
+            // A Secret its owner did not opt in: nothing is sent anywhere.
+            Round::Refused(reason) => {
+                let failed = ProbeResult {
+                    ok: false,
+                    latency_ms: 0,
+                    reason: Some(reason),
+                };
+                let results = names.iter().map(|n| (n.clone(), failed.clone())).collect();
+                (results, Duration::ZERO)
+            }
+            Round::Probes(probes) => {
+                probe_round(&runner, &namespace, &name, spec, &probes, timeout, period).await
+            }
+        };
+        previous = Some((started, own_wait));
         for (replica, result) in results {
             tally
                 .replicas
@@ -281,13 +349,77 @@ async fn probe_loop(runner: Runner, failover: Arc<VerticeFailover>) {
     }
 }
 
-/// Probes per replica, rebuilt when the secrets they use change (an HTTP
-/// client with its TLS roots is not rebuilt every round).
+/// Probes every replica once, each under a permit; the results, and the
+/// longest a probe waited for the namespace's own share.
+async fn probe_round(
+    runner: &Runner,
+    namespace: &str,
+    name: &str,
+    spec: &vertice_crds::VerticeFailoverSpec,
+    probes: &HashMap<String, Result<Probe, String>>,
+    timeout: Duration,
+    period: Duration,
+) -> (Vec<(String, ProbeResult)>, Duration) {
+    let kind = spec.check.kind();
+    let outcomes = futures::future::join_all(spec.replicas.iter().map(|replica| async move {
+        let (result, own_wait) = match probes.get(&replica.name) {
+            Some(Ok(probe)) => {
+                let permit = runner.permits.acquire(namespace).await;
+                if readiness::permit_wait_too_long(permit.global_wait, period) {
+                    runner.behind(
+                        namespace,
+                        name,
+                        &format!(
+                            "waited {} s for a probe permit (--max-concurrent-probes)",
+                            permit.global_wait.as_secs()
+                        ),
+                    );
+                }
+                let result = super::run(probe, timeout).await;
+                runner.metrics.observe(kind, &result);
+                (result, permit.namespace_wait)
+            }
+            Some(Err(e)) => (not_probed(e), Duration::ZERO),
+            None => (not_probed("no probe"), Duration::ZERO),
+        };
+        ((replica.name.clone(), result), own_wait)
+    }))
+    .await;
+    let own_wait = outcomes.iter().map(|(_, w)| *w).max().unwrap_or_default();
+    (outcomes.into_iter().map(|(r, _)| r).collect(), own_wait)
+}
+
+fn not_probed(reason: &str) -> ProbeResult {
+    ProbeResult {
+        ok: false,
+        latency_ms: 0,
+        reason: Some(super::bounded(reason)),
+    }
+}
+
+/// Where a failover's Secrets come from, and the rule for using them.
+struct SecretSource {
+    api: Api<Secret>,
+    policy: SecretReferencePolicy,
+    namespace: String,
+    failover: String,
+}
+
+/// What one round does: probe, or refuse because of a Secret.
+#[derive(Clone)]
+enum Round {
+    Refused(String),
+    Probes(Arc<HashMap<String, Result<Probe, String>>>),
+}
+
+/// The round's plan, rebuilt when the Secrets it uses change (an HTTP
+/// client with its TLS roots is not rebuilt every round). Secrets are read
+/// at most once a [`SECRET_TTL`], and their labels judged at every read.
 #[derive(Default)]
 struct CachedProbes {
-    secrets: BTreeMap<SecretKeySelector, Result<String, String>>,
+    secrets: BTreeMap<SecretKeySelector, Result<String, SecretProblem>>,
     fetched: Option<Instant>,
-    probes: Arc<HashMap<String, Result<Probe, String>>>,
+    round: Option<Round>,
 }
 
 impl CachedProbes {
@@ -295,77 +427,49 @@ impl CachedProbes {
         &mut self,
         check: &HealthCheck,
         spec: &vertice_crds::VerticeFailoverSpec,
-        api: &Api<Secret>,
-    ) -> Arc<HashMap<String, Result<Probe, String>>> {
+        source: &SecretSource,
+        limits: &Limits,
+    ) -> Round {
         let due = self.fetched.is_none_or(|at| at.elapsed() >= SECRET_TTL);
-        if !due {
-            return self.probes.clone();
+        if let (false, Some(round)) = (due, &self.round) {
+            return round.clone();
         }
-        let mut secrets = BTreeMap::new();
-        for selector in referenced_secrets(check) {
-            let value = read_secret(api, &selector).await;
-            secrets.insert(selector, value);
-        }
+        let selectors = secrets::referenced(check);
+        let read = secrets::read(&source.api, source.policy, &source.namespace, &selectors).await;
         self.fetched = Some(Instant::now());
-        if self.probes.is_empty() || secrets != self.secrets {
-            self.secrets = secrets;
-            let lookup = |s: &SecretKeySelector| {
-                self.secrets
-                    .get(s)
-                    .cloned()
-                    .unwrap_or_else(|| Err(format!("Secret {} key {} was not read", s.name, s.key)))
-            };
-            self.probes = Arc::new(
-                spec.replicas
-                    .iter()
-                    .map(|r| (r.name.clone(), resolve::for_replica(check, r, &lookup)))
-                    .collect(),
+        if let Some(refused) = secrets::refusal(&read) {
+            tracing::warn!(
+                namespace = %source.namespace,
+                failover = %source.failover,
+                "not probing: {refused}"
             );
+            let round = Round::Refused(secrets::refusal_reason(refused));
+            self.secrets = read;
+            self.round = Some(round.clone());
+            return round;
         }
-        self.probes.clone()
-    }
-}
-
-fn referenced_secrets(check: &HealthCheck) -> Vec<SecretKeySelector> {
-    let mut refs = Vec::new();
-    if let Some(pg) = &check.postgres {
-        refs.extend(pg.password_secret_ref.clone());
-    }
-    if let Some(r) = &check.redis {
-        refs.extend(r.password_secret_ref.clone());
-    }
-    if let Some(h) = &check.http {
-        refs.extend(h.headers.iter().filter_map(|h| h.value_from.clone()));
-        refs.extend(h.ca_bundle_secret_ref.clone());
-    }
-    refs
-}
-
-/// A Secret key's value; errors name the Secret and key, never a value.
-async fn read_secret(api: &Api<Secret>, selector: &SecretKeySelector) -> Result<String, String> {
-    let secret = api
-        .get(&selector.name)
-        .await
-        .map_err(|e| format!("cannot read Secret {}: {}", selector.name, short(&e)))?;
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&selector.key))
-        .ok_or_else(|| format!("Secret {} has no key {}", selector.name, selector.key))?;
-    String::from_utf8(bytes.0.clone())
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-        .map_err(|_| {
-            format!(
-                "Secret {} key {} is not UTF-8 text",
-                selector.name, selector.key
-            )
-        })
-}
-
-fn short(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("{} ({})", status.reason, status.code),
-        other => other.to_string(),
+        let stale = !matches!(self.round, Some(Round::Probes(_))) || read != self.secrets;
+        if stale {
+            self.secrets = read;
+            let lookup = |s: &SecretKeySelector| match self.secrets.get(s) {
+                Some(Ok(value)) => Ok(value.clone()),
+                Some(Err(SecretProblem::Unusable(why))) => Err(why.clone()),
+                Some(Err(SecretProblem::Refused(refused))) => Err(secrets::refusal_reason(refused)),
+                None => Err(format!("Secret {} key {} was not read", s.name, s.key)),
+            };
+            let probes = spec
+                .replicas
+                .iter()
+                .map(|r| {
+                    let probe = resolve::for_replica_within(check, r, &lookup, limits);
+                    (r.name.clone(), probe)
+                })
+                .collect();
+            self.round = Some(Round::Probes(Arc::new(probes)));
+        }
+        self.round
+            .clone()
+            .unwrap_or_else(|| Round::Probes(Arc::default()))
     }
 }
 
@@ -380,19 +484,5 @@ mod tests {
         assert!(validate_vantage("-x").is_err());
         assert!(validate_vantage("a b").is_err());
         assert!(validate_vantage(&"a".repeat(64)).is_err());
-    }
-
-    #[test]
-    fn every_secret_a_check_refers_to_is_read() {
-        let check: HealthCheck = serde_json::from_value(serde_json::json!({"http": {
-            "headers": [{"name": "a", "valueFrom": {"name": "s", "key": "t"}}, {"name": "b", "value": "v"}],
-            "caBundleSecretRef": {"name": "ca", "key": "ca.crt"}}})).expect("check");
-        assert_eq!(
-            referenced_secrets(&check),
-            vec![
-                SecretKeySelector::new("s", "t"),
-                SecretKeySelector::new("ca", "ca.crt")
-            ]
-        );
     }
 }

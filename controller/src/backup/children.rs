@@ -37,6 +37,24 @@ pub fn needs_name_check(desired_name: &str, owned: &[CronJob]) -> bool {
     !owned.iter().any(|c| c.name_any() == desired_name)
 }
 
+/// The CronJobs to delete when the backup is refused (a Secret not opted
+/// in, a pod setting the administrator does not allow): every one this
+/// backup owns. Unlike an invalid spec, which leaves the last good CronJob
+/// running, a refusal takes back a right — a Secret's label removed, an
+/// image taken off the list — so what was written under it must not run on.
+pub fn revoked(owned: &[CronJob], owner_uid: Option<&str>) -> Vec<String> {
+    owned
+        .iter()
+        .filter(|c| {
+            owner_uid.is_some()
+                && c.owner_references()
+                    .iter()
+                    .any(|o| Some(o.uid.as_str()) == owner_uid)
+        })
+        .map(|c| c.name_any())
+        .collect()
+}
+
 /// `desired` carries the name and the `SPEC_HASH` annotation; `keep` names
 /// every CronJob the backup wants (its backup and its drill); `owned` are
 /// the CronJobs with the backup's label; `same_name` is the object of the
@@ -237,5 +255,29 @@ mod tests {
             apply(decide(&desired, &keep[..1], &owned, None, Some("u"), None)).1,
             vec!["vertice-drill-orders".to_string()]
         );
+    }
+
+    #[test]
+    fn a_refusal_revokes_only_the_cron_jobs_this_backup_owns() {
+        let owned_by = |name: &str, uid: &str| -> CronJob {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "ownerReferences": [{
+                    "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
+                    "name": "orders", "uid": uid}]}}))
+            .expect("cron job")
+        };
+        let owned = [
+            owned_by("vertice-orders", "u1"),
+            owned_by("vertice-drill-orders", "u1"),
+            owned_by("vertice-orders-copy", "someone-else"),
+        ];
+        assert_eq!(
+            revoked(&owned, Some("u1")),
+            vec![
+                "vertice-orders".to_string(),
+                "vertice-drill-orders".to_string()
+            ]
+        );
+        assert!(revoked(&owned, None).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! The backup reconciler: `plan` is the pure decision (desired CronJob,
 //! status, events, when to look again); `reconciler` applies it.
 
+pub mod admission;
 pub mod children;
 pub mod cron_job;
 pub mod drill_job;
@@ -18,6 +19,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use vertice_crds::VerticeBackup;
 
 use crate::schedule::ParsedSchedule;
+pub use admission::{Admission, Refusal};
 pub use cron_job::JobDefaults;
 pub use status::{Event, Observed};
 
@@ -25,12 +27,17 @@ pub use status::{Event, Observed};
 /// a Job that came and went, and overdue is judged by the clock.
 pub const MAX_REQUEUE: Duration = Duration::from_secs(300);
 const MIN_REQUEUE: Duration = Duration::from_secs(5);
+/// A backup refused for a Secret looks again this soon: the Secret's owner
+/// may add the label at any time, and no watch tells us (the label cache
+/// keeps `secret_labels::TTL`).
+const SECRET_REFUSED_REQUEUE: Duration = Duration::from_secs(60);
 
 /// Everything one reconcile should make true.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// `None` when the spec is invalid: the existing CronJob is left as it
-    /// was rather than deleted, so a typo does not stop backups.
+    /// `None` when the spec is invalid or refused: the existing CronJob is
+    /// left as it was rather than deleted, so a typo does not stop backups
+    /// (it was written from a spec that passed every check then).
     pub cron_job: Option<CronJob>,
     pub cron_job_name: String,
     pub status: vertice_crds::VerticeBackupStatus,
@@ -46,6 +53,9 @@ pub struct Plan {
     pub drill_now: Option<k8s_openapi::api::batch::v1::Job>,
     /// The newest verified backup is older than `drill.maxUnverifiedAge`.
     pub unverified: bool,
+    /// Why no child is written although the spec is valid: a Secret not
+    /// opted in, or a pod setting the administrator did not allow.
+    pub refused: Option<Refusal>,
 }
 
 /// Keeps what a reconcile reads of a VerticeBackup in the watch cache: its
@@ -61,10 +71,13 @@ pub fn strip_backup(backup: &mut VerticeBackup) {
     }
 }
 
+/// `admission` carries the administrator's limits and the labels of the
+/// Secrets the backup names (`admission::secret_uses`), read beforehand.
 pub fn plan(
     backup: &VerticeBackup,
     observed: &Observed,
     defaults: &JobDefaults,
+    admission: &Admission<'_>,
     now: DateTime<Utc>,
 ) -> Plan {
     let name = backup.metadata.name.clone().unwrap_or_default();
@@ -84,14 +97,34 @@ pub fn plan(
                 .map(|drill| (cj, drill))
                 .map_err(|e| e.to_string())
         });
-    let (cron_job, drill_cron_job) = match &desired {
-        Ok((cj, drill)) => (Some(cj.clone()), drill.clone()),
-        Err(_) => (None, None),
+    // A valid spec is still refused when it would run what the tenant may
+    // not: checked on the very pods that would be written, before any is.
+    let refused = desired.as_ref().ok().and_then(|(cj, drill)| {
+        admission::check(
+            backup,
+            defaults,
+            admission,
+            [Some(cj), drill.as_ref()].into_iter().flatten(),
+        )
+        .err()
+    });
+    let refusal_text = refused.as_ref().map(ToString::to_string);
+    let (cron_job, drill_cron_job) = match (&desired, &refused) {
+        (Ok((cj, drill)), None) => (Some(cj.clone()), drill.clone()),
+        _ => (None, None),
     };
-    let schedule_for_status = match (&desired, &schedule) {
-        (Ok(_), Ok(s)) => Ok(s),
-        (Err(e), _) => Err(e.as_str()),
-        (Ok(_), Err(e)) => Err(e.as_str()),
+    let invalid = |message| status::NotReady {
+        reason: status::reason::INVALID_SPEC,
+        message,
+    };
+    let schedule_for_status = match (&desired, &schedule, &refused, &refusal_text) {
+        (Err(e), _, _, _) => Err(invalid(e.as_str())),
+        (Ok(_), Err(e), _, _) => Err(invalid(e.as_str())),
+        (Ok(_), Ok(_), Some(r), Some(text)) => Err(status::NotReady {
+            reason: r.reason(),
+            message: text.as_str(),
+        }),
+        (Ok(_), Ok(s), _, _) => Ok(s),
     };
     let mut update = status::compute(backup, schedule_for_status, &cron_job_name, observed, now);
     // A run asked for while the spec is invalid waits until it is fixed.
@@ -146,6 +179,10 @@ pub fn plan(
         }
         Err(_) => MAX_REQUEUE,
     };
+    let requeue_after = match &refused {
+        Some(Refusal::Secret { .. }) => requeue_after.min(SECRET_REFUSED_REQUEUE),
+        _ => requeue_after,
+    };
     Plan {
         cron_job,
         cron_job_name,
@@ -158,6 +195,7 @@ pub fn plan(
         drill_cron_job_name,
         drill_now,
         unverified: drill_update.unverified,
+        refused,
     }
 }
 

@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 use vertice_crds::VerticeBackup;
 
 use super::children::{self, Change, ChildPlan, SPEC_HASH};
-use super::{names, plan, JobDefaults, Observed};
+use super::{admission, names, plan, Admission, JobDefaults, Observed};
 use crate::context::{Event, Shared, FIELD_MANAGER};
 use crate::error::{kube_err, Error};
+use crate::secret_labels::SecretLabelCache;
 
 pub const CONTROLLER: &str = "backup";
 const CRON_JOB_CONFLICT: &str = "CronJobConflict";
@@ -27,6 +28,8 @@ const KIND: &str = "VerticeBackup";
 pub struct Context {
     pub shared: Shared,
     pub defaults: JobDefaults,
+    /// Labels of the Secrets backups name, read as metadata, kept briefly.
+    pub secrets: SecretLabelCache,
 }
 
 pub async fn reconcile(backup: Arc<VerticeBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -74,8 +77,24 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
         jobs: jobs.list(&list).await.map_err(kube_err("list Jobs"))?.items,
         pods: pods.list(&list).await.map_err(kube_err("list pods"))?.items,
     };
+    // Only the labels of the Secrets the backup names (metadata, never the
+    // data): whether their owners opted them in.
+    let uses = admission::secret_uses(&backup.spec);
+    let secrets = ctx
+        .secrets
+        .read(
+            client,
+            shared.tenancy.secret_reference_policy,
+            &namespace,
+            &uses,
+        )
+        .await?;
+    let admission = Admission {
+        tenancy: &shared.tenancy,
+        secrets: &secrets,
+    };
     let now = Utc::now();
-    let plan = plan(backup, &observed, &ctx.defaults, now);
+    let plan = plan(backup, &observed, &ctx.defaults, &admission, now);
     let uid = backup.uid();
     let mut events = plan.events.clone();
     let mut status = plan.status.clone();
@@ -166,6 +185,14 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
                 }
             }
         }
+    }
+
+    if plan.refused.is_some() {
+        for old in children::revoked(&owned, uid.as_deref()) {
+            delete_stale(&cron_jobs, &old, &mut events).await?;
+        }
+        status.cron_job_generation = None;
+        status.drill_cron_job_generation = None;
     }
 
     for (job, what) in [(&plan.run_now, "run-now"), (&plan.drill_now, "drill-now")] {

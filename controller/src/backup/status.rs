@@ -44,10 +44,20 @@ pub struct StatusUpdate {
     pub overdue_since: Option<DateTime<Utc>>,
 }
 
-/// `schedule` is `Err(message)` when the spec could not become a CronJob.
+/// Why the spec does not become CronJobs: the Ready condition's reason
+/// (also the Event's) and its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotReady<'a> {
+    /// `InvalidSpec`, or a tenancy refusal (`SecretNotAllowed`,
+    /// `NotAllowedByAdmin`).
+    pub reason: &'static str,
+    pub message: &'a str,
+}
+
+/// `schedule` is `Err` when the spec could not become a CronJob.
 pub fn compute(
     backup: &VerticeBackup,
-    schedule: Result<&ParsedSchedule, &str>,
+    schedule: Result<&ParsedSchedule, NotReady<'_>>,
     cron_job_name: &str,
     observed: &Observed,
     now: DateTime<Utc>,
@@ -116,7 +126,7 @@ pub fn compute(
     };
 
     // Ready: the CronJob matches the spec.
-    let was_ready = find_condition(&previous.conditions, condition::READY).map(Condition::is_true);
+    let was_ready = find_condition(&previous.conditions, condition::READY);
     match schedule {
         Ok(_) => set(Condition::new(
             condition::READY,
@@ -125,18 +135,20 @@ pub fn compute(
             format!("CronJob {cron_job_name} is up to date"),
             now,
         )),
-        Err(message) => {
+        Err(NotReady { reason, message }) => {
             set(Condition::new(
                 condition::READY,
                 false,
-                reason::INVALID_SPEC,
+                reason,
                 message,
                 now,
             ));
-            if was_ready != Some(false) {
+            // Once per transition: into not-ready, or from one reason to
+            // another (an invalid spec fixed into a refused one).
+            if was_ready.is_none_or(|c| c.is_true() || c.reason != reason) {
                 events.push(Event {
                     warning: true,
-                    reason: reason::INVALID_SPEC,
+                    reason,
                     note: message.to_string(),
                 });
             }

@@ -3,6 +3,7 @@
 //! status and the route as read; `reconciler` reads, plans, patches the
 //! VirtualService and applies only the status fields the controller owns.
 
+pub mod admission;
 pub mod plan;
 pub mod reconciler;
 pub mod state;
@@ -10,6 +11,7 @@ pub mod virtual_service;
 pub mod votes;
 pub mod weights;
 
+pub use admission::Refusal;
 pub use plan::{plan, Inputs, Plan};
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
 //! The failover state machine. Order of precedence:
+//! 0. a refusal of the tenancy rules (another namespace's VirtualService,
+//!    a Secret not opted in): the route was not even read; touch nothing;
 //! 1. a route that does not match the replicas: touch nothing;
 //! 2. blind observers (too few fresh, sane vantages): hold, never switch;
 //! 3. nothing known yet / no healthy replica: hold;
@@ -16,7 +18,9 @@ use vertice_crds::failover::{
     FailoverPhase, FailoverReplica, Health, ReplicaWeight, SwitchRecord, Transition,
     VantageObservation, VerticeFailoverSpec, MAX_SWITCH_HISTORY,
 };
+use vertice_crds::tenancy::{CROSS_NAMESPACE_REFUSED, SECRET_NOT_ALLOWED};
 
+use super::admission::Refusal;
 use super::state::OwnedStatus;
 use super::votes;
 use super::weights;
@@ -40,6 +44,9 @@ pub struct Inputs<'a> {
     pub route: Result<Vec<ReplicaWeight>, String>,
     /// A planned switchover asked for by annotation.
     pub switchover_to: Option<&'a str>,
+    /// Why the controller may not steer this failover's route at all
+    /// (`admission`); `route` is then not read.
+    pub refused: Option<&'a Refusal>,
     pub now: DateTime<Utc>,
 }
 
@@ -67,6 +74,7 @@ pub fn plan(input: Inputs<'_>) -> Plan {
         previous,
         route,
         switchover_to,
+        refused,
         now,
     } = input;
     let policy = &spec.policy;
@@ -84,6 +92,17 @@ pub fn plan(input: Inputs<'_>) -> Plan {
     let mut out = Outcome::new(now);
     if let Some(at) = votes.next_stale_at {
         out.wake_at(at);
+    }
+
+    if let Some(refusal) = refused {
+        // Weights read from another namespace are not kept on show once
+        // that namespace is refused; our own route's stay as last seen.
+        if !matches!(refusal, Refusal::CrossNamespace { .. }) {
+            status.weights = previous.weights.clone();
+            status.active_replica = previous.active_replica.clone();
+        }
+        let message = refusal.to_string();
+        return out.finish(status, previous, refusal.phase(), &message, None);
     }
 
     let current = match route {
@@ -546,6 +565,8 @@ impl Outcome {
             FailoverPhase::ObserversStale => Some(("ObserversStale", true)),
             FailoverPhase::NoHealthyReplica => Some(("NoHealthyReplica", true)),
             FailoverPhase::RouteMismatch => Some(("RouteMismatch", true)),
+            FailoverPhase::CrossNamespaceRefused => Some((CROSS_NAMESPACE_REFUSED, true)),
+            FailoverPhase::SecretNotAllowed => Some((SECRET_NOT_ALLOWED, true)),
             _ => None,
         };
         if let (true, Some((reason, warn))) = (entered, held_event) {
@@ -571,14 +592,20 @@ impl Outcome {
             phase.as_str(),
             message,
         );
-        if phase == FailoverPhase::RouteMismatch {
+        if matches!(
+            phase,
+            FailoverPhase::RouteMismatch
+                | FailoverPhase::CrossNamespaceRefused
+                | FailoverPhase::SecretNotAllowed
+        ) {
+            // A refused failover's route was not read: not resolved either.
             set(
                 &mut status,
                 now,
                 generation,
                 "RouteResolved",
                 false,
-                "RouteMismatch",
+                phase.as_str(),
                 message,
             );
         } else {

@@ -14,11 +14,13 @@ use tokio::sync::Mutex;
 use vertice_crds::failover::{FailoverPhase, Health, SWITCHOVER_ANNOTATION};
 use vertice_crds::VerticeFailover;
 
+use super::admission;
 use super::state::OwnedStatus;
 use super::virtual_service::{self, RouteView};
 use super::{plan, Inputs};
 use crate::context::{Event, Shared, FIELD_MANAGER};
 use crate::error::{kube_err, Error};
+use crate::secret_labels::SecretLabelCache;
 
 pub const CONTROLLER: &str = "failover";
 const API_VERSION: &str = "vertice.io/v1alpha1";
@@ -31,6 +33,8 @@ pub struct Context {
     pub shared: Shared,
     /// The served VirtualService version, found once Istio's CRD is there.
     virtual_services: Mutex<Option<ApiResource>>,
+    /// Labels of the Secrets checks name, read as metadata, kept briefly.
+    secrets: SecretLabelCache,
 }
 
 impl Context {
@@ -38,6 +42,7 @@ impl Context {
         Self {
             shared,
             virtual_services: Mutex::new(None),
+            secrets: SecretLabelCache::default(),
         }
     }
 
@@ -104,19 +109,41 @@ async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Ac
         return Ok(Action::await_change());
     }
     let spec = &failover.spec;
-    let vs_namespace = spec
-        .virtual_service
-        .namespace
-        .clone()
-        .unwrap_or_else(|| namespace.clone());
-    let (vs_api, route) = match ctx.virtual_service_resource().await {
-        Ok(resource) => {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(shared.client.clone(), &vs_namespace, &resource);
-            let route = read_route(&api, &vs_namespace, failover).await?;
-            (Some(api), route)
+    let vs_namespace = admission::virtual_service_namespace(&namespace, spec).to_string();
+    // The tenancy rules first: a VirtualService of another namespace is not
+    // even read without the administrator's allowance (its existence is
+    // none of this namespace's business), and a check whose Secrets are
+    // not opted in steers nothing.
+    let tenancy = &shared.tenancy;
+    let refused = match admission::check_namespace(&namespace, spec, &tenancy.allow_cross_namespace)
+    {
+        Err(refusal) => Some(refusal),
+        Ok(()) => {
+            let uses = admission::secret_uses(spec);
+            let seen = ctx
+                .secrets
+                .read(
+                    &shared.client,
+                    tenancy.secret_reference_policy,
+                    &namespace,
+                    &uses,
+                )
+                .await?;
+            admission::check_secrets(&namespace, spec, tenancy.secret_reference_policy, &seen).err()
         }
-        Err(why) => (None, Err(why)),
+    };
+    let (vs_api, route) = if refused.is_some() {
+        (None, Err("not read: refused".to_string()))
+    } else {
+        match ctx.virtual_service_resource().await {
+            Ok(resource) => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(shared.client.clone(), &vs_namespace, &resource);
+                let route = read_route(&api, &vs_namespace, failover).await?;
+                (Some(api), route)
+            }
+            Err(why) => (None, Err(why)),
+        }
     };
     let empty = Default::default();
     let status = failover.status.as_ref().unwrap_or(&empty);
@@ -136,6 +163,7 @@ async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Ac
             .map(|r| virtual_service::weights(&r.view, &spec.replicas, &r.indexes))
             .map_err(Clone::clone),
         switchover_to,
+        refused: refused.as_ref(),
         now,
     });
     let reference = failover.object_ref(&());

@@ -32,6 +32,12 @@ pub enum PromResult {
     /// An empty vector: the series is gone, which is not a zero.
     Empty,
     Error(String),
+    /// The administrator's rules forbid the query (a Secret not opted in):
+    /// nothing was sent. `reason` is the condition and Event reason.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// Everything one poll observed.
@@ -243,6 +249,7 @@ fn evaluate(
         let outcome = match observed.prometheus.get(&name) {
             None => broken("Error", "the query was not run".into()),
             Some(PromResult::Error(e)) => broken("Error", e.clone()),
+            Some(PromResult::Refused { message, .. }) => broken("Error", message.clone()),
             Some(PromResult::Empty) => broken(
                 "NoData",
                 "the query returned an empty result: the series it selects are gone".into(),
@@ -327,6 +334,45 @@ fn policy_type(metric: &ScalerMetric) -> &str {
         .as_ref()
         .map(|p| p.type_.as_str())
         .unwrap_or("HoldScaleDown")
+}
+
+/// The distinct refusals among the metrics' answers, in metric order.
+fn refusals(spec: &VerticeScalerSpec, observed: &Observed) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    for metric in &spec.metrics {
+        if let Some(PromResult::Refused { reason, message }) =
+            observed.prometheus.get(&metric.display_name())
+        {
+            if !out.iter().any(|(_, m)| m == message) {
+                out.push((reason, message.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// A Warning Event per refusal the previous decision did not already show,
+/// so a refusal is announced once, not every poll.
+fn refusal_events(
+    refusals: &[(&'static str, String)],
+    history: &VerticeScalerStatus,
+) -> Vec<Event> {
+    let shown = |message: &str| {
+        history.last_decision.as_ref().is_some_and(|d| {
+            d.metrics
+                .iter()
+                .any(|m| m.error.as_deref() == Some(message))
+        })
+    };
+    refusals
+        .iter()
+        .filter(|(_, message)| !shown(message))
+        .map(|(reason, message)| Event {
+            warning: true,
+            reason,
+            note: message.clone(),
+        })
+        .collect()
 }
 
 pub fn plan(
@@ -470,6 +516,7 @@ pub fn plan(
         }
         decision.metrics.push(md);
     }
+    let refusals = refusals(spec, observed);
     let broken: Vec<&MetricDecision> = decision
         .metrics
         .iter()
@@ -494,13 +541,24 @@ pub fn plan(
         } else {
             "SomeMetricsBroken"
         };
-        cond(
-            &mut status,
-            "ScalingActive",
-            !proposals.all_broken,
-            reason,
-            &summary,
-        );
+        match refusals.first() {
+            // A refusal is the administrator's rule, not a passing fault:
+            // scaling on that metric is off until the spec or the Secret changes.
+            Some((refused_reason, _)) => cond(
+                &mut status,
+                "ScalingActive",
+                false,
+                refused_reason,
+                &summary,
+            ),
+            None => cond(
+                &mut status,
+                "ScalingActive",
+                !proposals.all_broken,
+                reason,
+                &summary,
+            ),
+        }
     }
 
     let mut scale_reason: &str;
@@ -714,6 +772,7 @@ pub fn plan(
             note: decision.message.clone(),
         });
     }
+    events.extend(refusal_events(&refusals, history));
     let fallback_was = history.last_decision.as_ref().is_some_and(|d| {
         d.metrics
             .iter()

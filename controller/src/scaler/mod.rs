@@ -13,6 +13,8 @@ pub mod algorithm;
 pub mod behavior;
 pub mod cache;
 pub mod decide;
+pub mod fair;
+pub mod limit;
 pub mod observe;
 pub mod pods;
 pub mod quantity;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::autoscaling::v1::Scale;
@@ -12,14 +12,22 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde::Deserialize;
+use vertice_crds::common::SecretKeySelector;
+use vertice_crds::redact::{redact_url, redact_urls};
 use vertice_crds::scaler::{PrometheusServer, ScaleTargetRef};
+use vertice_crds::tenancy::{
+    check_secret, SecretReferencePolicy, SecretRefused, SECRET_NOT_ALLOWED,
+};
 use vertice_crds::VerticeScalerSpec;
 
 use super::decide::PromResult;
+use super::limit::{self, ReadError};
 use super::pods::{PodMetrics, PodMetricsList};
+use crate::config::TenancyArgs;
 use crate::error::{kube_err, Error};
 
-/// A Prometheus query that takes longer than this is an error, not a wait.
+/// A Prometheus query that takes longer than this is an error, not a wait
+/// (lowered further by `--max-metric-query-timeout`).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolves `apiVersion`/`kind` to the resource path once per kind.
@@ -180,11 +188,14 @@ pub async fn set_replicas(
 }
 
 /// PodMetrics of the pods matching `selector`, through the aggregated
-/// `metrics.k8s.io` API. An error is a broken metric, not a failed poll.
+/// `metrics.k8s.io` API, read under `max_bytes` like a Prometheus answer (a
+/// namespace with many pods must not cost the controller its memory). An
+/// error is a broken metric, not a failed poll.
 pub async fn pod_metrics(
     client: &Client,
     namespace: &str,
     selector: &str,
+    max_bytes: usize,
 ) -> Result<Vec<PodMetrics>, String> {
     let path = format!(
         "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?labelSelector={}",
@@ -193,46 +204,79 @@ pub async fn pod_metrics(
     let request = http::Request::get(path)
         .body(Vec::new())
         .map_err(|e| e.to_string())?;
-    let list: PodMetricsList = client
-        .request(request)
+    let stream = client
+        .request_stream(request)
         .await
         .map_err(|e| format!("metrics.k8s.io: {}", crate::error::short(&e)))?;
+    let body = limit::read_stream(stream, "metrics.k8s.io", max_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let list: PodMetricsList = serde_json::from_slice(&body)
+        .map_err(|e| format!("metrics.k8s.io: not a PodMetrics list: {e}"))?;
     Ok(list.items)
 }
 
-/// The bearer token for Prometheus, from the Secret the spec names.
-pub async fn bearer_token(
-    client: &Client,
+/// Why a bearer token could not be had.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenError {
+    /// The Secret is not opted in for Vertice: no request may carry it.
+    Refused(SecretRefused),
+    /// The Secret could not be read or holds no usable token.
+    Failed(String),
+}
+
+/// The token `selector` names in `secret`, if the administrator's rule lets
+/// resources of `namespace` use that Secret. The labels are checked before
+/// the data is looked at: a tenant who may create scalers but not read
+/// Secrets must not get one sent to a server of her choosing.
+pub fn token_from_secret(
+    policy: SecretReferencePolicy,
     namespace: &str,
-    server: &PrometheusServer,
-) -> Result<Option<String>, String> {
-    let Some(r) = &server.bearer_token_secret_ref else {
-        return Ok(None);
-    };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets.get(&r.name).await.map_err(|e| {
-        format!(
-            "spec.prometheus.bearerTokenSecretRef: Secret {}: {}",
-            r.name,
-            crate::error::short(&e)
-        )
-    })?;
+    selector: &SecretKeySelector,
+    secret: &Secret,
+) -> Result<String, TokenError> {
+    check_secret(
+        policy,
+        namespace,
+        &selector.name,
+        secret.metadata.labels.as_ref(),
+    )
+    .map_err(TokenError::Refused)?;
     let bytes = secret
         .data
-        .and_then(|d| d.get(&r.key).cloned())
+        .as_ref()
+        .and_then(|d| d.get(&selector.key))
         .ok_or_else(|| {
-            format!(
-                "spec.prometheus.bearerTokenSecretRef: Secret {} has no key {}",
-                r.name, r.key
-            )
+            TokenError::Failed(format!(
+                "spec.prometheus.bearerTokenSecretRef: Secret {} has no key {}: name the key that holds the token",
+                selector.name, selector.key
+            ))
         })?;
-    let token = String::from_utf8(bytes.0).map_err(|_| {
-        format!(
-            "spec.prometheus.bearerTokenSecretRef: key {} is not text",
-            r.key
-        )
+    let token = std::str::from_utf8(&bytes.0).map_err(|_| {
+        TokenError::Failed(format!(
+            "spec.prometheus.bearerTokenSecretRef: key {} of Secret {} is not text: store the token as text",
+            selector.key, selector.name
+        ))
     })?;
-    Ok(Some(token.trim().to_string()))
+    Ok(token.trim().to_string())
+}
+
+/// Reads the Secret and takes its token under the administrator's rule.
+pub async fn bearer_token(
+    client: &Client,
+    policy: SecretReferencePolicy,
+    namespace: &str,
+    selector: &SecretKeySelector,
+) -> Result<String, TokenError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get(&selector.name).await.map_err(|e| {
+        TokenError::Failed(format!(
+            "spec.prometheus.bearerTokenSecretRef: Secret {}: {}",
+            selector.name,
+            crate::error::short(&e)
+        ))
+    })?;
+    token_from_secret(policy, namespace, selector, &secret)
 }
 
 #[derive(Deserialize)]
@@ -246,11 +290,35 @@ struct QueryResponse {
     error_type: Option<String>,
 }
 
+/// Typed, so an answer's series labels are skipped instead of kept as a
+/// `serde_json::Value` tree several times the answer's size.
 #[derive(Deserialize)]
 struct QueryData {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    result: Vec<Element>,
+}
+
+/// An element of `result`: a scalar is `[time, "value"]`, a vector a list
+/// of series. Untagged, so only one element at a time is buffered.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Element {
+    Number(f64),
+    Text(String),
+    Series(Series),
+}
+
+#[derive(Deserialize)]
+struct Series {
+    #[serde(default)]
+    value: Option<(f64, String)>,
+}
+
+fn sample(time: f64, value: &str) -> Option<(f64, DateTime<Utc>)> {
+    let value: f64 = value.parse().ok()?;
+    let time = Utc.timestamp_millis_opt((time * 1000.0) as i64).single()?;
+    Some((value, time))
 }
 
 /// Reads an instant query's body: a vector is summed (as the HPA sums an
@@ -271,28 +339,28 @@ pub fn parse_query_response(body: &[u8]) -> PromResult {
     let Some(data) = response.data else {
         return PromResult::Error("Prometheus answered without data".into());
     };
-    let sample = |pair: &serde_json::Value| -> Option<(f64, DateTime<Utc>)> {
-        let ts = pair.get(0)?.as_f64()?;
-        let value: f64 = pair.get(1)?.as_str()?.parse().ok()?;
-        let time = Utc.timestamp_millis_opt((ts * 1000.0) as i64).single()?;
-        Some((value, time))
-    };
     match data.result_type.as_str() {
-        "scalar" => match sample(&data.result) {
-            Some((value, time)) => PromResult::Value { value, time },
-            None => PromResult::Error("Prometheus returned a malformed scalar".into()),
+        "scalar" => match data.result.as_slice() {
+            [Element::Number(t), Element::Text(v)] => match sample(*t, v) {
+                Some((value, time)) => PromResult::Value { value, time },
+                None => PromResult::Error("Prometheus returned a malformed scalar".into()),
+            },
+            _ => PromResult::Error("Prometheus returned a malformed scalar".into()),
         },
         "vector" => {
-            let Some(series) = data.result.as_array() else {
-                return PromResult::Error("Prometheus returned a malformed vector".into());
-            };
-            if series.is_empty() {
+            if data.result.is_empty() {
                 return PromResult::Empty;
             }
             let mut total = 0.0;
             let mut oldest: Option<DateTime<Utc>> = None;
-            for s in series {
-                let Some((value, time)) = s.get("value").and_then(sample) else {
+            for element in &data.result {
+                let found = match element {
+                    Element::Series(Series {
+                        value: Some((t, v)),
+                    }) => sample(*t, v),
+                    _ => None,
+                };
+                let Some((value, time)) = found else {
                     return PromResult::Error("Prometheus returned a malformed sample".into());
                 };
                 total += value;
@@ -309,175 +377,285 @@ pub fn parse_query_response(body: &[u8]) -> PromResult {
     }
 }
 
-/// Bearer tokens read from their Secrets, kept for `TOKEN_TTL`: one Secret
-/// read per scaler per poll would be the loop's largest API load. A rotated
-/// token is picked up within the TTL; a failed read is not kept.
+/// Bearer tokens read from their Secrets, and Secrets refused, kept for
+/// `TOKEN_TTL`: one Secret read per scaler per poll would be the loop's
+/// largest API load. The labels are checked on every read, so a rotated
+/// token, a label added or a label removed is noticed within the TTL; a
+/// failed read is not kept. A refused Secret's token is never kept.
 #[derive(Default)]
 pub struct Tokens {
-    read: Mutex<HashMap<SecretKey, (std::time::Instant, Option<String>)>>,
+    read: Mutex<HashMap<SecretKey, (Instant, TokenOutcome)>>,
 }
+
+/// A token, or the refusal of its Secret.
+type TokenOutcome = Result<String, SecretRefused>;
 
 /// Namespace, Secret name, key.
 type SecretKey = (String, String, String);
 
-const TOKEN_TTL: Duration = Duration::from_secs(60);
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
 
 impl Tokens {
+    fn fresh(&self, key: &SecretKey, now: Instant) -> Option<TokenOutcome> {
+        let read = self.read.lock().ok()?;
+        let (at, outcome) = read.get(key)?;
+        (now.saturating_duration_since(*at) < TOKEN_TTL).then(|| outcome.clone())
+    }
+
+    fn remember(&self, key: SecretKey, now: Instant, outcome: TokenOutcome) {
+        if let Ok(mut read) = self.read.lock() {
+            // Expired entries go, so scalers deleted long ago leave nothing.
+            read.retain(|_, (at, _)| now.saturating_duration_since(*at) < TOKEN_TTL);
+            read.insert(key, (now, outcome));
+        }
+    }
+
     pub async fn get(
         &self,
         client: &Client,
+        policy: SecretReferencePolicy,
         namespace: &str,
         server: &PrometheusServer,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, TokenError> {
         let Some(r) = &server.bearer_token_secret_ref else {
             return Ok(None);
         };
         let key = (namespace.to_string(), r.name.clone(), r.key.clone());
-        let fresh = self.read.lock().ok().and_then(|m| {
-            m.get(&key)
-                .filter(|(at, _)| at.elapsed() < TOKEN_TTL)
-                .map(|(_, token)| token.clone())
-        });
-        if let Some(token) = fresh {
-            return Ok(token);
+        if let Some(known) = self.fresh(&key, Instant::now()) {
+            return known.map(Some).map_err(TokenError::Refused);
         }
-        let token = bearer_token(client, namespace, server).await?;
-        if let Ok(mut m) = self.read.lock() {
-            m.insert(key, (std::time::Instant::now(), token.clone()));
+        let outcome = bearer_token(client, policy, namespace, r).await;
+        match &outcome {
+            Ok(token) => self.remember(key, Instant::now(), Ok(token.clone())),
+            Err(TokenError::Refused(refused)) => {
+                self.remember(key, Instant::now(), Err(refused.clone()))
+            }
+            Err(TokenError::Failed(_)) => {}
         }
-        Ok(token)
+        outcome.map(Some)
     }
 }
 
-/// Prometheus servers that did not answer recently. One dead server must
-/// not cost every scaler that queries it a full timeout: within
-/// `DOWN_MEMORY` of a transport failure the others get the same error at
-/// once (their metrics are broken either way).
+/// Prometheus servers that did not answer recently, per namespace. One
+/// dead server must not cost every scaler that queries it a full timeout:
+/// within `DOWN_MEMORY` of a transport failure the namespace's other
+/// scalers get the same error at once. Keyed by namespace too, because a
+/// timeout is as often the query's fault as the server's: one tenant's slow
+/// queries on a shared Prometheus must not fail everyone else's metrics.
 #[derive(Default)]
 pub struct DownServers {
-    down: Mutex<HashMap<String, (std::time::Instant, String)>>,
+    down: Mutex<HashMap<ServerKey, (Instant, String)>>,
 }
+
+/// Namespace, server URL.
+type ServerKey = (String, String);
 
 const DOWN_MEMORY: Duration = Duration::from_secs(10);
 
 impl DownServers {
-    fn recent(&self, url: &str) -> Option<String> {
+    pub fn recent(&self, namespace: &str, url: &str) -> Option<String> {
         let down = self.down.lock().ok()?;
-        let (at, error) = down.get(url)?;
+        let (at, error) = down.get(&(namespace.to_string(), url.to_string()))?;
         (at.elapsed() < DOWN_MEMORY).then(|| error.clone())
     }
 
-    fn record(&self, url: &str, failure: Option<&str>) {
-        if let Ok(mut down) = self.down.lock() {
-            match failure {
-                Some(e) => {
-                    down.insert(url.to_string(), (std::time::Instant::now(), e.to_string()));
-                }
-                None => {
-                    down.remove(url);
-                }
+    pub fn record(&self, namespace: &str, url: &str, failure: Option<&str>) {
+        let Ok(mut down) = self.down.lock() else {
+            return;
+        };
+        let key = (namespace.to_string(), url.to_string());
+        match failure {
+            Some(e) => {
+                // Expired entries go, so the map holds only current failures.
+                down.retain(|_, (at, _)| at.elapsed() < DOWN_MEMORY);
+                down.insert(key, (Instant::now(), e.to_string()));
+            }
+            None => {
+                down.remove(&key);
             }
         }
     }
 }
 
-/// One instant query. `Err` is a transport failure (no answer, a timeout,
-/// a 5xx): the server, not the query, is broken.
+/// The administrator's bounds on one Prometheus query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueryLimits {
+    /// Largest answer read (`--max-metric-response-bytes`).
+    pub max_bytes: usize,
+    /// Longest wait for the whole answer: ours, capped by
+    /// `--max-metric-query-timeout`.
+    pub timeout: Duration,
+}
+
+impl QueryLimits {
+    pub fn new(tenancy: &TenancyArgs) -> Self {
+        QueryLimits {
+            max_bytes: tenancy.max_metric_response_bytes,
+            timeout: QUERY_TIMEOUT.min(tenancy.max_metric_query_timeout),
+        }
+    }
+}
+
+/// A reqwest error with its causes ("connection refused"), never its URL,
+/// which may carry the tenant's credentials.
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    // reqwest's Display omits the causes; they are what says what failed.
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    redact_urls(&text)
+}
+
+/// One instant query, its answer read under `limits`. `Err` is a transport
+/// failure (no answer, a timeout, a 5xx): the server, or the query's cost
+/// on it, is the problem. Every text names the server without credentials.
 pub async fn query(
     http: &reqwest::Client,
     server: &PrometheusServer,
     token: Option<&str>,
     promql: &str,
+    limits: QueryLimits,
 ) -> Result<PromResult, String> {
-    let base = format!("{}/api/v1/query", server.url.trim_end_matches('/'));
-    let url = match url::Url::parse_with_params(&base, [("query", promql)]) {
-        Ok(u) => u,
-        Err(e) => {
-            return Ok(PromResult::Error(format!(
-                "spec.prometheus.url {:?}: {e}",
-                server.url
-            )))
-        }
-    };
-    let mut request = http.get(url).timeout(QUERY_TIMEOUT);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = match request.send().await {
-        Ok(r) => r,
-        // Without the URL: reqwest's message is enough, and it never holds
-        // the token.
-        Err(e) => return Err(format!("Prometheus at {}: {}", server.url, e.without_url())),
-    };
-    let status = response.status();
-    match response.bytes().await.map(|b| b.to_vec()) {
-        Ok(body) if status.is_success() || status.as_u16() == 400 || status.as_u16() == 422 => {
-            Ok(parse_query_response(&body))
-        }
-        Ok(_) if status.is_server_error() => {
-            Err(format!("Prometheus at {} answered {status}", server.url))
-        }
-        Ok(_) => Ok(PromResult::Error(format!(
-            "Prometheus at {} answered {status}",
-            server.url
-        ))),
-        Err(e) => Err(format!("Prometheus at {}: {}", server.url, e.without_url())),
+    let shown = redact_url(&server.url);
+    // The whole exchange, body included, within the timeout: a server that
+    // trickles its answer is cut off like one that never answers.
+    match tokio::time::timeout(
+        limits.timeout,
+        exchange(http, server, token, promql, limits),
+    )
+    .await
+    {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(e)) => Err(format!("Prometheus at {shown}: {e}")),
+        Err(_) => Err(format!(
+            "Prometheus at {shown}: no complete answer within {}s (the query timeout)",
+            limits.timeout.as_secs()
+        )),
     }
 }
 
-/// Runs every Prometheus metric's query of `spec`.
-pub async fn prometheus(
+async fn exchange(
     http: &reqwest::Client,
-    down: &DownServers,
-    tokens: &Tokens,
-    client: &Client,
-    namespace: &str,
-    spec: &VerticeScalerSpec,
-) -> BTreeMap<String, PromResult> {
-    let mut out = BTreeMap::new();
-    let queries: Vec<_> = spec
-        .metrics
-        .iter()
-        .filter_map(|m| Some((m.display_name(), m.prometheus.as_ref()?.query.clone())))
-        .collect();
-    if queries.is_empty() {
-        return out;
-    }
-    let Some(server) = &spec.prometheus else {
-        for (name, _) in queries {
-            out.insert(
-                name,
-                PromResult::Error("spec.prometheus.url is not set".into()),
-            );
-        }
-        return out;
-    };
-    let token = match tokens.get(client, namespace, server).await {
-        Ok(t) => t,
+    server: &PrometheusServer,
+    token: Option<&str>,
+    promql: &str,
+    limits: QueryLimits,
+) -> Result<PromResult, String> {
+    let base = format!("{}/api/v1/query", server.url.trim_end_matches('/'));
+    // Prometheus stops evaluating when we stop waiting: a tenant's heavy
+    // query does not keep loading a shared server after we gave up on it.
+    let timeout = format!("{}s", limits.timeout.as_secs().max(1));
+    let url = match url::Url::parse_with_params(&base, [("query", promql), ("timeout", &timeout)]) {
+        Ok(u) => u,
         Err(e) => {
-            for (name, _) in queries {
-                out.insert(name, PromResult::Error(e.clone()));
-            }
-            return out;
+            return Ok(PromResult::Error(format!(
+                "spec.prometheus.url {:?}: {e}: give a base URL such as http://prometheus.monitoring:9090",
+                redact_url(&server.url)
+            )))
         }
     };
-    for (name, promql) in queries {
-        let result = match down.recent(&server.url) {
-            Some(error) => PromResult::Error(error),
-            None => match query(http, server, token.as_deref(), &promql).await {
-                Ok(result) => {
-                    down.record(&server.url, None);
-                    result
-                }
-                Err(error) => {
-                    down.record(&server.url, Some(&error));
-                    PromResult::Error(error)
-                }
-            },
-        };
-        out.insert(name, result);
+    // No reqwest timeout: the caller's covers connect, answer and body.
+    let mut request = http.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-    out
+    let response = request.send().await.map_err(describe)?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(format!("answered {status}"));
+    }
+    if !(status.is_success() || status.as_u16() == 400 || status.as_u16() == 422) {
+        // The body is not read: nothing in it would be used.
+        return Ok(PromResult::Error(format!(
+            "Prometheus at {} answered {status}",
+            redact_url(&server.url)
+        )));
+    }
+    match limit::read_response(response, "Prometheus", limits.max_bytes).await {
+        Ok(body) => Ok(parse_query_response(&body)),
+        // Too large is the query's doing, not the server's: an error of
+        // this metric only.
+        Err(e @ ReadError::TooLarge { .. }) => Ok(PromResult::Error(e.to_string())),
+        Err(ReadError::Transport(e)) => Err(redact_urls(&e)),
+    }
+}
+
+/// What the Prometheus metrics of one scaler are queried with.
+pub struct Prometheus<'a> {
+    pub http: &'a reqwest::Client,
+    pub down: &'a DownServers,
+    pub tokens: &'a Tokens,
+    pub client: &'a Client,
+    pub policy: SecretReferencePolicy,
+    pub limits: QueryLimits,
+}
+
+impl Prometheus<'_> {
+    /// Runs every Prometheus metric's query of `spec`. With a refused
+    /// Secret no query is sent at all.
+    pub async fn run(
+        &self,
+        namespace: &str,
+        spec: &VerticeScalerSpec,
+    ) -> BTreeMap<String, PromResult> {
+        let queries: Vec<_> = spec
+            .metrics
+            .iter()
+            .filter_map(|m| Some((m.display_name(), m.prometheus.as_ref()?.query.clone())))
+            .collect();
+        if queries.is_empty() {
+            return BTreeMap::new();
+        }
+        let every = |result: PromResult| {
+            queries
+                .iter()
+                .map(|(name, _)| (name.clone(), result.clone()))
+                .collect()
+        };
+        let Some(server) = &spec.prometheus else {
+            return every(PromResult::Error(
+                "spec.prometheus.url is not set: give the Prometheus server's base URL".into(),
+            ));
+        };
+        let token = match self
+            .tokens
+            .get(self.client, self.policy, namespace, server)
+            .await
+        {
+            Ok(t) => t,
+            Err(TokenError::Refused(refused)) => {
+                return every(PromResult::Refused {
+                    reason: SECRET_NOT_ALLOWED,
+                    message: refused.to_string(),
+                })
+            }
+            Err(TokenError::Failed(e)) => return every(PromResult::Error(e)),
+        };
+        let mut out = BTreeMap::new();
+        for (name, promql) in &queries {
+            let result = match self.down.recent(namespace, &server.url) {
+                Some(error) => PromResult::Error(error),
+                None => match query(self.http, server, token.as_deref(), promql, self.limits).await
+                {
+                    Ok(result) => {
+                        self.down.record(namespace, &server.url, None);
+                        result
+                    }
+                    Err(error) => {
+                        self.down.record(namespace, &server.url, Some(&error));
+                        PromResult::Error(error)
+                    }
+                },
+            };
+            out.insert(name.clone(), result);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -519,20 +697,156 @@ mod tests {
     }
 
     #[test]
-    fn an_unreachable_server_is_remembered_briefly_and_forgotten_on_success() {
+    fn an_unreachable_server_is_remembered_briefly_per_namespace_and_forgotten_on_success() {
         let down = DownServers::default();
-        assert_eq!(down.recent("http://p:9090"), None);
-        down.record(
-            "http://p:9090",
-            Some("Prometheus at http://p:9090: connection refused"),
+        let url = "http://prometheus.monitoring:9090";
+        assert_eq!(down.recent("team-a", url), None);
+        down.record("team-a", url, Some("no complete answer within 5s"));
+        assert_eq!(
+            down.recent("team-a", url).as_deref(),
+            Some("no complete answer within 5s")
+        );
+        // Another tenant of the same shared server still asks it.
+        assert_eq!(down.recent("team-b", url), None);
+        assert_eq!(down.recent("team-a", "http://other:9090"), None);
+        down.record("team-a", url, None);
+        assert_eq!(down.recent("team-a", url), None);
+    }
+
+    fn secret(labels: &[(&str, &str)], token: &str) -> Secret {
+        Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("prom".into()),
+                namespace: Some("team-a".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "token".to_string(),
+                k8s_openapi::ByteString(token.as_bytes().to_vec()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_unlabelled_secret_is_refused_before_its_data_is_read() {
+        let selector = SecretKeySelector::new("prom", "token");
+        let refused = token_from_secret(
+            SecretReferencePolicy::Labelled,
+            "team-a",
+            &selector,
+            &secret(&[], "s3cr3t"),
+        )
+        .expect_err("not opted in");
+        let TokenError::Refused(refused) = refused else {
+            panic!("{refused:?}");
+        };
+        let text = refused.to_string();
+        assert!(text.contains("Secret team-a/prom"), "{text}");
+        assert!(text.contains("vertice.io/allow-reference=true"), "{text}");
+        assert!(!text.contains("s3cr3t"));
+        let labelled = secret(
+            &[(vertice_crds::tenancy::ALLOW_REFERENCE_LABEL, "true")],
+            " s3cr3t\n",
         );
         assert_eq!(
-            down.recent("http://p:9090").as_deref(),
-            Some("Prometheus at http://p:9090: connection refused")
+            token_from_secret(
+                SecretReferencePolicy::Labelled,
+                "team-a",
+                &selector,
+                &labelled
+            ),
+            Ok("s3cr3t".to_string())
         );
-        assert_eq!(down.recent("http://other:9090"), None);
-        down.record("http://p:9090", None);
-        assert_eq!(down.recent("http://p:9090"), None);
+        assert_eq!(
+            token_from_secret(
+                SecretReferencePolicy::Any,
+                "team-a",
+                &selector,
+                &secret(&[], "t")
+            ),
+            Ok("t".to_string())
+        );
+        let missing = SecretKeySelector::new("prom", "nope");
+        assert!(matches!(
+            token_from_secret(SecretReferencePolicy::Any, "team-a", &missing, &secret(&[], "t")),
+            Err(TokenError::Failed(e)) if e.contains("has no key nope")
+        ));
+    }
+
+    #[test]
+    fn cached_tokens_and_refusals_expire_so_labels_are_checked_again() {
+        let tokens = Tokens::default();
+        let key = (
+            "team-a".to_string(),
+            "prom".to_string(),
+            "token".to_string(),
+        );
+        let now = Instant::now();
+        tokens.remember(key.clone(), now, Ok("t".into()));
+        assert_eq!(
+            tokens.fresh(&key, now + TOKEN_TTL / 2),
+            Some(Ok("t".into()))
+        );
+        // After the TTL the Secret is read again, labels and all: a label
+        // removed stops the token within the TTL.
+        assert_eq!(tokens.fresh(&key, now + TOKEN_TTL), None);
+        let refused = SecretRefused {
+            namespace: "team-a".into(),
+            name: "prom".into(),
+        };
+        tokens.remember(key.clone(), now, Err(refused.clone()));
+        assert_eq!(tokens.fresh(&key, now), Some(Err(refused)));
+        let other = (
+            "team-b".to_string(),
+            "prom".to_string(),
+            "token".to_string(),
+        );
+        assert_eq!(tokens.fresh(&other, now), None);
+    }
+
+    #[test]
+    fn query_limits_are_capped_by_the_administrator() {
+        let tenancy = TenancyArgs {
+            max_metric_query_timeout: Duration::from_secs(2),
+            max_metric_response_bytes: 1000,
+            ..TenancyArgs::default()
+        };
+        assert_eq!(
+            QueryLimits::new(&tenancy),
+            QueryLimits {
+                max_bytes: 1000,
+                timeout: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            QueryLimits::new(&TenancyArgs::default()).timeout,
+            QUERY_TIMEOUT,
+            "the admin's 10 s cap does not lengthen our 5 s"
+        );
+    }
+
+    #[test]
+    fn series_labels_are_skipped_and_malformed_samples_named() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"a":"1","b":"2"},"value":[1764669600,"1"]},
+            {"metric":{},"value":[1764669600,"x"]}]}}"#;
+        assert_eq!(
+            parse_query_response(body),
+            PromResult::Error("Prometheus returned a malformed sample".into())
+        );
+        let scalar =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1764669600]}}"#;
+        assert_eq!(
+            parse_query_response(scalar),
+            PromResult::Error("Prometheus returned a malformed scalar".into())
+        );
     }
 
     #[test]

@@ -12,18 +12,25 @@ use futures::StreamExt;
 use kube::runtime::reflector::{self, reflector, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
+use vertice_crds::redact::redact_urls;
 use vertice_crds::scaler::{VerticeScalerStatus, PAUSED_ANNOTATION};
 use vertice_crds::VerticeScaler;
 
 use super::cache::Caches;
 use super::decide::{self, Observed, Plan};
-use super::observe::{self, DownServers, Kinds, Tokens};
+use super::fair::{self, Lanes};
+use super::observe::{self, DownServers, Kinds, Prometheus, QueryLimits, Tokens};
 use super::pods::PodView;
 use super::selector::Selector;
 use crate::context::{Event, Shared};
 
-/// Scalers polled at once.
-const CONCURRENCY: usize = 16;
+/// Scalers polled at once in all: each poll may hold one metric answer of
+/// up to `--max-metric-response-bytes`, so this bounds that memory (16 ×
+/// 4 MiB by default).
+const MAX_POLLS: usize = 16;
+/// Scalers of one namespace polled at once: what one tenant's slow scalers
+/// can take of `MAX_POLLS`, so other namespaces always find room.
+const PER_NAMESPACE: usize = 4;
 /// The status is rewritten at least this often while nothing changes, so
 /// values, ratios and the stabilization history's times stay fresh for a
 /// new leader.
@@ -49,6 +56,8 @@ pub struct ScalerLoop {
     http: reqwest::Client,
     down: DownServers,
     tokens: Tokens,
+    /// Shared by every namespace's round (see `fair`).
+    polls: Arc<tokio::sync::Semaphore>,
     /// Per scaler (uid): the last status this leader computed and when it
     /// was last written. The in-memory copy is the history while leading:
     /// it is exact even between status writes.
@@ -74,6 +83,7 @@ impl ScalerLoop {
             http,
             down: DownServers::default(),
             tokens: Tokens::default(),
+            polls: Arc::new(tokio::sync::Semaphore::new(MAX_POLLS)),
             memory: Mutex::new(HashMap::new()),
         })
     }
@@ -101,6 +111,8 @@ impl ScalerLoop {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_leading = false;
+        // Dropped with this task, which stops every round.
+        let mut lanes = Lanes::default();
         loop {
             tick.tick().await;
             let leading = self.shared.is_leading();
@@ -114,38 +126,57 @@ impl ScalerLoop {
             if !leading {
                 continue;
             }
-            self.poll_all(&store).await;
+            self.start_rounds(&store, &mut lanes);
         }
     }
 
-    async fn poll_all(self: &Arc<Self>, store: &Store<VerticeScaler>) {
+    /// Starts a round for every namespace whose previous round is over, and
+    /// forgets what deleted scalers left. A namespace still polling skips
+    /// this tick: its slowness delays nobody else's round.
+    fn start_rounds(self: &Arc<Self>, store: &Store<VerticeScaler>, lanes: &mut Lanes) {
         let scalers = store.state();
         let live: HashSet<(String, String)> = scalers
             .iter()
             .filter_map(|s| Some((s.namespace()?, s.name_any())))
             .collect();
-        futures::stream::iter(scalers)
-            .for_each_concurrent(CONCURRENCY, |scaler| {
-                let this = self.clone();
-                async move {
-                    // A safety net: no single scaler may hold up the round.
-                    let limit = this.interval.max(Duration::from_secs(10)) * 2;
-                    if tokio::time::timeout(limit, this.poll(&scaler)).await.is_err() {
-                        this.shared
-                            .metrics
-                            .reconcile_errors
-                            .with_label_values(&["scaler", "unavailable"])
-                            .inc();
-                        tracing::warn!(scaler = %scaler.name_any(), "poll timed out after {limit:?}");
-                    }
-                }
-            })
-            .await;
-        let uids: HashSet<String> = store.state().iter().filter_map(|s| s.uid()).collect();
+        let uids: HashSet<String> = scalers.iter().filter_map(|s| s.uid()).collect();
         if let Ok(mut m) = self.memory.lock() {
             m.retain(|uid, _| uids.contains(uid));
         }
         self.shared.metrics.retain_scalers(&live);
+        lanes.prune();
+        let rounds = fair::rounds_to_start(
+            scalers
+                .into_iter()
+                .filter_map(|s| Some((s.namespace()?, s))),
+            |namespace| lanes.busy(namespace),
+        );
+        for (namespace, scalers) in rounds {
+            let this = self.clone();
+            let round =
+                fair::run_round(scalers, PER_NAMESPACE, self.polls.clone(), move |scaler| {
+                    let this = this.clone();
+                    async move { this.poll_bounded(&scaler).await }
+                });
+            lanes.start(namespace, round);
+        }
+    }
+
+    /// One poll, cut off at twice the interval (at least 20 s): a safety
+    /// net, since every request in it has its own timeout.
+    async fn poll_bounded(&self, scaler: &VerticeScaler) {
+        let limit = self.interval.max(Duration::from_secs(10)) * 2;
+        if tokio::time::timeout(limit, self.poll(scaler))
+            .await
+            .is_err()
+        {
+            self.shared
+                .metrics
+                .reconcile_errors
+                .with_label_values(&["scaler", "unavailable"])
+                .inc();
+            tracing::warn!(namespace = ?scaler.namespace(), scaler = %scaler.name_any(), "poll timed out after {limit:?}");
+        }
     }
 
     async fn poll(&self, scaler: &VerticeScaler) {
@@ -299,21 +330,30 @@ impl ScalerLoop {
                     .map(|p| PodView::from_pod(p))
                     .collect();
                 let pm = if needs_resources {
-                    Some(observe::pod_metrics(&self.metrics_client, namespace, text).await)
+                    Some(
+                        observe::pod_metrics(
+                            &self.metrics_client,
+                            namespace,
+                            text,
+                            self.shared.tenancy.max_metric_response_bytes,
+                        )
+                        .await,
+                    )
                 } else {
                     None
                 };
                 (pods, pm)
             }
         };
-        let prometheus = observe::prometheus(
-            &self.http,
-            &self.down,
-            &self.tokens,
+        let prometheus = Prometheus {
+            http: &self.http,
+            down: &self.down,
+            tokens: &self.tokens,
             client,
-            namespace,
-            spec,
-        )
+            policy: self.shared.tenancy.secret_reference_policy,
+            limits: QueryLimits::new(&self.shared.tenancy),
+        }
+        .run(namespace, spec)
         .await;
         Ok(Observed {
             spec_replicas: target.spec_replicas,
@@ -393,6 +433,11 @@ impl ScalerLoop {
         remembered: Option<&(VerticeScalerStatus, Instant)>,
         events: &[Event],
     ) {
+        // A tenant's spec.prometheus.url may carry credentials, and errors
+        // quote it: nothing leaves the controller unredacted.
+        let mut status = status;
+        redact_status(&mut status);
+        let events: Vec<Event> = events.iter().map(redact_event).collect();
         let written = remembered.map(|(s, at)| (s, *at));
         let last_written = scaler.status.clone().unwrap_or_default();
         let due = match written {
@@ -423,9 +468,32 @@ impl ScalerLoop {
             m.insert(uid.to_string(), (status, at));
         }
         let reference = scaler.object_ref(&());
-        for event in events {
+        for event in &events {
             self.shared.publish(&reference, event).await;
         }
+    }
+}
+
+/// Hides credentials in every text of the status: condition messages, the
+/// decision's message and each metric's error.
+pub fn redact_status(status: &mut VerticeScalerStatus) {
+    for c in &mut status.conditions {
+        c.message = redact_urls(&c.message);
+    }
+    if let Some(d) = status.last_decision.as_mut() {
+        d.message = redact_urls(&d.message);
+        for m in &mut d.metrics {
+            if let Some(e) = m.error.as_mut() {
+                *e = redact_urls(e);
+            }
+        }
+    }
+}
+
+fn redact_event(event: &Event) -> Event {
+    Event {
+        note: redact_urls(&event.note),
+        ..event.clone()
     }
 }
 

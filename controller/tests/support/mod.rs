@@ -28,6 +28,8 @@ pub struct World {
     pub unlabelled_cron_jobs: Vec<Value>,
     pub jobs: Vec<Value>,
     pub pods: Vec<Value>,
+    /// Secrets by name and labels: only their metadata is ever served.
+    pub secrets: Vec<(String, Value)>,
     /// The resource being reconciled, returned by status patches.
     pub backup: Value,
     pub requests: Vec<Recorded>,
@@ -57,6 +59,17 @@ pub fn client(world: Shared) -> Client {
                 permissions::is_required(&method, &path),
                 "{method} {path} is not in permissions::REQUIRED, so the deployed RBAC would refuse it"
             );
+            if path.contains("/secrets") {
+                let accept = parts
+                    .headers
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                assert!(
+                    accept.contains("as=PartialObjectMetadata"),
+                    "{method} {path} would read a Secret's data (Accept: {accept:?}); only metadata is read"
+                );
+            }
             let (status, answer) = answer(&world, &method, &path, &body);
             world
                 .lock()
@@ -94,6 +107,17 @@ fn answer(world: &Shared, method: &str, path: &str, body: &Value) -> (StatusCode
                 .find(|c| c["metadata"]["name"] == name)
             {
                 Some(found) => (StatusCode::OK, found.clone()),
+                None => not_found(),
+            }
+        }
+        "GET" if resource.contains("/secrets/") => {
+            let name = resource.rsplit('/').next().unwrap_or_default();
+            match w.secrets.iter().find(|(n, _)| n == name) {
+                Some((_, labels)) => (
+                    StatusCode::OK,
+                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                           "metadata": {"name": name, "namespace": "shop", "labels": labels}}),
+                ),
                 None => not_found(),
             }
         }

@@ -42,7 +42,17 @@ async fn main() {
     let client = cluster.admin().await;
     let apply = PatchParams::apply("vertice-bench").force();
     for n in 0..NAMESPACES {
-        cluster.plane.create_namespace(&format!("bench-{n}")).await;
+        let ns = format!("bench-{n}");
+        cluster.plane.create_namespace(&ns).await;
+        // The one Secret every backup names, opted in by its owner.
+        vertice_tests::kube::cluster::create_secret(
+            &client,
+            &ns,
+            "db",
+            json!({"password": "bench"}),
+            true,
+        )
+        .await;
     }
     let created = Instant::now();
     for i in 0..count {

@@ -53,7 +53,9 @@ async fn main() {
         ),
     ] {
         let secret = json!({"apiVersion": "v1", "kind": "Secret",
-                            "metadata": {"name": name, "namespace": NS}, "stringData": data});
+                            "metadata": {"name": name, "namespace": NS,
+                                         "labels": {"vertice.io/allow-reference": "true"}},
+                            "stringData": data});
         secrets
             .patch(name, &apply, &Patch::Apply(&secret))
             .await

@@ -430,3 +430,30 @@ pub async fn event_reasons(client: &Client, namespace: &str, name: &str) -> Vec<
         .filter_map(|e| e.reason)
         .collect()
 }
+
+/// Creates a Secret in `namespace` with `string_data`, labelled
+/// `vertice.io/allow-reference=true` when `opted_in` (the label a Secret's
+/// owner adds so that Vertice resources may use it).
+pub async fn create_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    string_data: serde_json::Value,
+    opted_in: bool,
+) {
+    use k8s_openapi::api::core::v1::Secret;
+    let labels = if opted_in {
+        serde_json::json!({vertice_crds::tenancy::ALLOW_REFERENCE_LABEL: "true"})
+    } else {
+        serde_json::json!({})
+    };
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "stringData": string_data}))
+    .expect("secret");
+    kube::Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("create Secret {namespace}/{name}: {e}"));
+}

@@ -294,6 +294,7 @@ fn a_route_that_does_not_match_touches_nothing() {
         previous: &Default::default(),
         route: Err("replica \"b\" (host pg-b) is not a destination of the route".into()),
         switchover_to: None,
+        refused: None,
         now: super::support::t0(),
     });
     assert_eq!(plan.patch, None);
@@ -317,4 +318,65 @@ fn equal_priorities_share_traffic() {
         sim.round(a_down);
     }
     assert_eq!((sim.weight("a"), sim.weight("b")), (0, 100));
+}
+
+#[test]
+fn a_refused_failover_steers_nothing_and_says_why_once() {
+    use crate::failover::Refusal;
+    let mut sim = Sim::new(spec(serde_json::json!({})), &["eu"]);
+    warm(&mut sim);
+    sim.refused = Some(Refusal::CrossNamespace {
+        from: "team-a".into(),
+        to: "team-b".into(),
+    });
+    // a goes down: without the refusal this is a failover.
+    for _ in 0..5 {
+        sim.round(a_down);
+        assert_eq!(sim.last.as_ref().and_then(|p| p.patch.as_ref()), None);
+    }
+    assert!(sim.patches.is_empty());
+    assert_eq!(sim.phase(), Some(FailoverPhase::CrossNamespaceRefused));
+    let ready = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.reason, "CrossNamespaceRefused");
+    assert_eq!(
+        ready.message,
+        "spec.virtualService.namespace team-b: a VerticeFailover may steer only VirtualServices \
+         of its own namespace (team-a) unless the administrator allows team-a:team-b (--allow-cross-namespace)"
+    );
+    assert!(
+        sim.status.weights.is_empty(),
+        "nothing of the other namespace's route is shown: {:?}",
+        sim.status.weights
+    );
+    // One Warning on entering the phase, none while it lasts.
+    sim.refused = Some(Refusal::CrossNamespace {
+        from: "team-a".into(),
+        to: "team-b".into(),
+    });
+    sim.round(a_down);
+    assert!(sim.events().is_empty(), "{:?}", sim.events());
+
+    // A Secret refusal is its own phase and Event.
+    sim.refused = Some(Refusal::Secret {
+        field: "spec.check.http.caBundleSecretRef".into(),
+        problem: crate::secret_labels::SecretProblem::Unreadable {
+            namespace: "team-a".into(),
+            name: "ca".into(),
+        },
+    });
+    sim.round(a_down);
+    assert_eq!(sim.phase(), Some(FailoverPhase::SecretNotAllowed));
+    assert_eq!(sim.events(), vec!["SecretNotAllowed"]);
+    assert!(sim.patches.is_empty());
+
+    // Allowed again: the decision resumes from the route as it is.
+    sim.refused = None;
+    sim.round(a_down);
+    assert_eq!((sim.weight("a"), sim.weight("b")), (0, 100));
+    assert_eq!(sim.phase(), Some(FailoverPhase::FailedOver));
 }

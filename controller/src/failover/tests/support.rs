@@ -66,6 +66,8 @@ pub struct Sim {
     /// vantage → replica name → counter, and when it last reported.
     pub vantages: Vec<Vantage>,
     pub switchover_to: Option<String>,
+    /// A refusal of the tenancy rules, as the reconciler would pass it.
+    pub refused: Option<crate::failover::Refusal>,
     pub last: Option<Plan>,
     pub patches: Vec<(DateTime<Utc>, Vec<ReplicaWeight>)>,
 }
@@ -96,6 +98,7 @@ impl Sim {
                 .collect(),
             spec,
             switchover_to: None,
+            refused: None,
             last: None,
             patches: Vec::new(),
         }
@@ -157,6 +160,7 @@ impl Sim {
             previous: &self.status,
             route: Ok(self.route.clone()),
             switchover_to: self.switchover_to.as_deref(),
+            refused: self.refused.as_ref(),
             now: self.now,
         });
         if let Some(w) = &plan.patch {

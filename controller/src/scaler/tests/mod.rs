@@ -6,3 +6,4 @@ mod behavior_cases;
 mod plan_cases;
 mod properties;
 mod support;
+mod tenancy_cases;
