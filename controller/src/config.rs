@@ -121,6 +121,19 @@ pub struct TenancyArgs {
     #[arg(long, env = "VERTICE_ALLOWED_PRIORITY_CLASSES", value_delimiter = ',')]
     pub allowed_priority_classes: Vec<String>,
 
+    /// Label and annotation key prefixes (the part before `/`) a backup's
+    /// `spec.pod.labels` / `.annotations` may use, comma-separated; keys
+    /// without a prefix are always allowed. Prefixed keys can choose an
+    /// identity (kube2iam's `iam.amazonaws.com/role`, Vault's agent
+    /// injector), so only these are allowed.
+    #[arg(
+        long,
+        env = "VERTICE_ALLOWED_POD_METADATA_PREFIXES",
+        value_delimiter = ',',
+        default_value = "azure.workload.identity"
+    )]
+    pub allowed_pod_metadata_prefixes: Vec<String>,
+
     /// Largest answer read from Prometheus or the metrics API, in bytes; a
     /// larger one is an error of that scaler's metric only.
     #[arg(long, env = "VERTICE_MAX_METRIC_RESPONSE_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -140,6 +153,7 @@ impl Default for TenancyArgs {
             allowed_agent_images: Vec::new(),
             allowed_service_accounts: Vec::new(),
             allowed_priority_classes: Vec::new(),
+            allowed_pod_metadata_prefixes: vec!["azure.workload.identity".into()],
             max_metric_response_bytes: 4 * 1024 * 1024,
             max_metric_query_timeout: Duration::from_secs(5),
         }

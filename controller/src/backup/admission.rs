@@ -22,6 +22,8 @@ const SERVICE_ACCOUNTS_FLAG: &str =
     "--allowed-service-accounts / chart tenancy.allowedServiceAccounts";
 const PRIORITY_CLASSES_FLAG: &str =
     "--allowed-priority-classes / chart tenancy.allowedPriorityClasses";
+const POD_METADATA_FLAG: &str =
+    "--allowed-pod-metadata-prefixes / chart tenancy.allowedPodMetadataPrefixes";
 
 /// The administrator's limits and the labels of the Secrets the backup
 /// names, as the reconciler read them.
@@ -286,6 +288,25 @@ pub fn check_pod_settings(
         }
         _ => {}
     }
+    // Prefixed label and annotation keys are read by other controllers and
+    // webhooks, some of which hand out identities (kube2iam's
+    // `iam.amazonaws.com/role`, Vault's agent injector): only prefixes the
+    // administrator allowed.
+    for (field, map) in [
+        ("spec.pod.labels", &pod.labels),
+        ("spec.pod.annotations", &pod.annotations),
+    ] {
+        if let Some(key) = map
+            .keys()
+            .find(|k| !metadata_key_allowed(k, &tenancy.allowed_pod_metadata_prefixes))
+        {
+            return Err(Refusal::NotAllowedByAdmin {
+                field,
+                value: key.clone(),
+                flag: POD_METADATA_FLAG,
+            });
+        }
+    }
     // A priority class can preempt other tenants' pods.
     if let Some(class) = pod
         .priority_class_name
@@ -299,6 +320,15 @@ pub fn check_pod_settings(
         });
     }
     Ok(())
+}
+
+/// A key without a prefix (`team`) is the tenant's own; `prefix/name` needs
+/// the prefix in `allowed`.
+fn metadata_key_allowed(key: &str, allowed: &[String]) -> bool {
+    match key.rsplit_once('/') {
+        None => true,
+        Some((prefix, _)) => allowed.iter().any(|a| a == prefix),
+    }
 }
 
 /// Only Vault's Kubernetes auth needs the pod's API token (the backup pod's;
@@ -543,6 +573,31 @@ mod tests {
         for b in [&image, &sa, &pc] {
             assert_eq!(run(b, &allowed, &none), Ok(()));
         }
+    }
+
+    #[test]
+    fn prefixed_pod_labels_and_annotations_need_the_administrators_allowance() {
+        let none = SecretsSeen::default();
+        let plain = backup(json!({"pod": {"labels": {"team": "shop"},
+                                          "annotations": {"owner": "a"}}}));
+        assert_eq!(run(&plain, &tenancy(), &none), Ok(()));
+        let azure = backup(json!({"pod": {"labels": {"azure.workload.identity/use": "true"}}}));
+        assert_eq!(run(&azure, &tenancy(), &none), Ok(()));
+        let kube2iam = backup(json!({"pod": {"annotations": {"iam.amazonaws.com/role": "admin"}}}));
+        let e = run(&kube2iam, &tenancy(), &none).expect_err("kube2iam");
+        assert_eq!(e.reason(), "NotAllowedByAdmin");
+        assert_eq!(
+            e.to_string(),
+            "spec.pod.annotations iam.amazonaws.com/role is not allowed by the administrator (--allowed-pod-metadata-prefixes / chart tenancy.allowedPodMetadataPrefixes)"
+        );
+        let injector =
+            backup(json!({"pod": {"labels": {"vault.hashicorp.com/agent-inject": "true"}}}));
+        assert!(run(&injector, &tenancy(), &none).is_err());
+        let allowed = TenancyArgs {
+            allowed_pod_metadata_prefixes: vec!["iam.amazonaws.com".into()],
+            ..tenancy()
+        };
+        assert_eq!(run(&kube2iam, &allowed, &none), Ok(()));
     }
 
     #[test]
