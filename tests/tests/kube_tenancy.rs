@@ -492,6 +492,13 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     // Secrets the administrator did not allow.
     let refused = [
         (
+            "evil-annotation",
+            "backup-db",
+            json!({"annotations": {"iam.amazonaws.com/role": "admin"}}),
+            "NotAllowedByAdmin",
+            "spec.pod.annotations",
+        ),
+        (
             "evil-image",
             "backup-db",
             json!({"image": "evil.example/miner:1"}),
