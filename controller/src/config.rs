@@ -134,6 +134,12 @@ pub struct TenancyArgs {
     )]
     pub allowed_pod_metadata_prefixes: Vec<String>,
 
+    /// Prometheus servers a VerticeScaler may query (base URLs, comma-
+    /// separated; a scaler's `spec.prometheus.url` must have the same
+    /// scheme, host and port and a path under one). Empty: any server.
+    #[arg(long, env = "VERTICE_ALLOWED_PROMETHEUS_URLS", value_delimiter = ',')]
+    pub allowed_prometheus_urls: Vec<String>,
+
     /// Largest answer read from Prometheus or the metrics API, in bytes; a
     /// larger one is an error of that scaler's metric only.
     #[arg(long, env = "VERTICE_MAX_METRIC_RESPONSE_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -154,6 +160,7 @@ impl Default for TenancyArgs {
             allowed_service_accounts: Vec::new(),
             allowed_priority_classes: Vec::new(),
             allowed_pod_metadata_prefixes: vec!["azure.workload.identity".into()],
+            allowed_prometheus_urls: Vec::new(),
             max_metric_response_bytes: 4 * 1024 * 1024,
             max_metric_query_timeout: Duration::from_secs(5),
         }

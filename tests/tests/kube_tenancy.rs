@@ -337,12 +337,20 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     .await;
     virtual_service(&admin, A).await;
     virtual_service(&admin, B).await;
+    // The Prometheus the administrator allows (alice's own server plays it,
+    // so that the Secret rule is what stops her there).
+    let prom_thief = HealthTarget::start().await;
+    let allowed_prometheus = format!(
+        "--allowed-prometheus-urls=http://127.0.0.1:{}",
+        prom_thief.port
+    );
     let controller = cluster
         .start_controller(
             "a",
             &[
                 "--scaler-poll-interval=1s",
                 "--allowed-service-accounts=vault-auth",
+                &allowed_prometheus,
             ],
         )
         .await;
@@ -420,7 +428,6 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
     // 2b. The same through a scaler's Prometheus bearer token, with
     // credentials in the URL that must not be echoed either.
     deployment(&admin, A, "web").await;
-    let prom_thief = HealthTarget::start().await;
     prom_thief.set(
         200,
         r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
@@ -451,6 +458,23 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
             .is_none_or(|r| !r.contains(DB_PASSWORD)),
         "the token never left"
     );
+
+    // A server the administrator did not list gets no request at all.
+    let elsewhere = HealthTarget::start().await;
+    create::<VerticeScaler>(
+        &alice,
+        A,
+        scaler("elsewhere", "web", json!({"url": elsewhere.url("")})),
+    )
+    .await;
+    wait_status::<VerticeScaler>(
+        &alice,
+        A,
+        "elsewhere",
+        &["NotAllowedByAdmin", "--allowed-prometheus-urls"],
+    )
+    .await;
+    assert_eq!(elsewhere.requests(), 0, "no request to an unlisted server");
 
     // 3. Probes reveal health, not content: a jsonField mismatch on a page
     // that holds a value alice wants.

@@ -16,7 +16,7 @@ use vertice_crds::common::SecretKeySelector;
 use vertice_crds::redact::{redact_url, redact_urls};
 use vertice_crds::scaler::{PrometheusServer, ScaleTargetRef};
 use vertice_crds::tenancy::{
-    check_secret, SecretReferencePolicy, SecretRefused, SECRET_NOT_ALLOWED,
+    check_secret, SecretReferencePolicy, SecretRefused, NOT_ALLOWED_BY_ADMIN, SECRET_NOT_ALLOWED,
 };
 use vertice_crds::VerticeScalerSpec;
 
@@ -593,6 +593,31 @@ pub struct Prometheus<'a> {
     pub client: &'a Client,
     pub policy: SecretReferencePolicy,
     pub limits: QueryLimits,
+    /// `--allowed-prometheus-urls`: empty allows any server.
+    pub allowed_urls: &'a [String],
+}
+
+/// Whether `url` is one of the servers the administrator allowed: the same
+/// scheme, host and port, and a path under the allowed one. Compared
+/// parsed, so `http://prom.monitoring` does not allow
+/// `http://prom.monitoring.evil.example`.
+pub fn prometheus_url_allowed(url: &str, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    allowed.iter().any(|a| {
+        let Ok(a) = url::Url::parse(a) else {
+            return false;
+        };
+        let dir = |p: &str| format!("{}/", p.trim_end_matches('/'));
+        url.scheme() == a.scheme()
+            && url.host_str() == a.host_str()
+            && url.port_or_known_default() == a.port_or_known_default()
+            && dir(url.path()).starts_with(&dir(a.path()))
+    })
 }
 
 impl Prometheus<'_> {
@@ -622,6 +647,18 @@ impl Prometheus<'_> {
                 "spec.prometheus.url is not set: give the Prometheus server's base URL".into(),
             ));
         };
+        // Before its token is read: a server the administrator did not
+        // allow gets no request, with or without credentials.
+        if !prometheus_url_allowed(&server.url, self.allowed_urls) {
+            return every(PromResult::Refused {
+                reason: NOT_ALLOWED_BY_ADMIN,
+                message: format!(
+                    "spec.prometheus.url {} is not allowed by the administrator \
+                     (--allowed-prometheus-urls / chart tenancy.allowedPrometheusUrls)",
+                    redact_url(&server.url)
+                ),
+            });
+        }
         let token = match self
             .tokens
             .get(self.client, self.policy, namespace, server)
@@ -880,5 +917,46 @@ mod tests {
             ..view(2, 2, 3, 3)
         };
         assert!(sts.rolling_out());
+    }
+
+    #[test]
+    fn prometheus_urls_are_compared_parsed() {
+        let allowed = vec!["http://prom.monitoring:9090".to_string()];
+        assert!(prometheus_url_allowed("http://anything:1", &[]));
+        assert!(prometheus_url_allowed(
+            "http://prom.monitoring:9090",
+            &allowed
+        ));
+        assert!(prometheus_url_allowed(
+            "http://prom.monitoring:9090/",
+            &allowed
+        ));
+        assert!(prometheus_url_allowed(
+            "http://u:p@prom.monitoring:9090/sub",
+            &allowed
+        ));
+        assert!(!prometheus_url_allowed(
+            "http://prom.monitoring.evil.example:9090",
+            &allowed
+        ));
+        assert!(!prometheus_url_allowed(
+            "https://prom.monitoring:9090",
+            &allowed
+        ));
+        assert!(!prometheus_url_allowed(
+            "http://prom.monitoring:9091",
+            &allowed
+        ));
+        assert!(!prometheus_url_allowed("not a url", &allowed));
+        let under = vec!["https://thanos.example/tenant-a".to_string()];
+        assert!(prometheus_url_allowed(
+            "https://thanos.example/tenant-a/",
+            &under
+        ));
+        assert!(!prometheus_url_allowed(
+            "https://thanos.example/tenant-ab",
+            &under
+        ));
+        assert!(!prometheus_url_allowed("https://thanos.example/", &under));
     }
 }

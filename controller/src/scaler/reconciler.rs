@@ -352,6 +352,7 @@ impl ScalerLoop {
             client,
             policy: self.shared.tenancy.secret_reference_policy,
             limits: QueryLimits::new(&self.shared.tenancy),
+            allowed_urls: &self.shared.tenancy.allowed_prometheus_urls,
         }
         .run(namespace, spec)
         .await;
