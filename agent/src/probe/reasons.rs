@@ -21,9 +21,16 @@ pub fn category(e: &(dyn Error + 'static)) -> Option<String> {
         }
         if let Some(io) = error.downcast_ref::<io::Error>() {
             // The payload of a custom I/O error is not its source(): look
-            // inside, where rustls and our resolver put their errors.
-            if let Some(known) = io.get_ref().and_then(|inner| known(inner)) {
-                return Some(known);
+            // inside, where rustls and our resolver put their errors —
+            // hyper wraps rustls' I/O error in another one.
+            let mut payload = io.get_ref();
+            while let Some(inner) = payload {
+                if let Some(known) = known(inner) {
+                    return Some(known);
+                }
+                payload = inner
+                    .downcast_ref::<io::Error>()
+                    .and_then(io::Error::get_ref);
             }
             io_kind.get_or_insert(io.kind());
         }
@@ -228,6 +235,17 @@ mod tests {
         let wrapped = Wrapper(Box::new(io::Error::other("secret-from-server")));
         let text = category(&wrapped).expect("category");
         assert_eq!(text, "I/O error");
+    }
+
+    #[test]
+    fn tls_errors_inside_nested_io_errors_are_found() {
+        // As hyper hands it over: Other(InvalidData(rustls)).
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, tls));
+        assert_eq!(
+            category(&nested).as_deref(),
+            Some("TLS certificate not trusted (unknown issuer)")
+        );
     }
 
     #[test]
