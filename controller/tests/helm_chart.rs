@@ -299,6 +299,12 @@ fn values_choose_what_renders_and_the_schema_refuses_bad_values() {
         env.contains("VERTICE_WATCH_NAMESPACE") && env.contains("\"shop\""),
         "{env}"
     );
+    // Watching one namespace, the Secret reads are granted only there.
+    let secret_role = docs
+        .iter()
+        .find(|d| key(d) == "Role/vertice-controller-secrets")
+        .expect("a Secret Role in the watched namespace");
+    assert_eq!(secret_role["metadata"]["namespace"], "shop");
     assert!(env.contains("http://pg.monitoring:9091"), "{env}");
 
     // The administrator's tenancy choices reach both processes, and Secret

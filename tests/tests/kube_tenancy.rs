@@ -350,6 +350,7 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
             &[
                 "--scaler-poll-interval=1s",
                 "--allowed-service-accounts=vault-auth",
+                "--allow-cross-namespace=team-a:team-c",
                 &allowed_prometheus,
             ],
         )
@@ -381,6 +382,45 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
         vec![100, 0],
         "team-b's route is untouched"
     );
+
+    // A pair the administrator allowed (team-a → team-c) works — replica a
+    // is down, traffic moves to b — and team-c hears of it on its own
+    // VirtualService.
+    let c_route = "team-c";
+    cluster.plane.create_namespace(c_route).await;
+    let shared_vs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "pg", "namespace": c_route},
+        "spec": {"hosts": ["pg"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "pg-a"}, "weight": 100},
+            {"destination": {"host": "pg-b"}, "weight": 0}]}]}}))
+    .expect("vs");
+    istio::virtual_services(&admin, c_route)
+        .create(&PostParams::default(), &shared_vs)
+        .await
+        .expect("create vs");
+    let healthy = HealthTarget::start().await;
+    create::<VerticeFailover>(
+        &alice,
+        A,
+        failover(
+            "allowed",
+            json!({"name": "pg", "namespace": c_route, "route": "primary"}),
+            tcp.clone(),
+            "127.0.0.1:1",
+            &healthy.address(),
+        ),
+    )
+    .await;
+    wait_for(
+        "team-c's route steered",
+        Duration::from_secs(30),
+        || async {
+            (istio::route_weights(&admin, c_route, "pg", 0).await == vec![0, 100]).then_some(())
+        },
+    )
+    .await;
+    wait_event(&admin, c_route, "pg", "WeightsSetByFailover").await;
 
     // 2a. A Secret alice cannot read, sent to her own server by a probe.
     let thief = HealthTarget::start().await;
@@ -580,11 +620,23 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
         ),
     )
     .await;
+    create::<VerticeBackup>(
+        &alice,
+        A,
+        backup_with(
+            "evil-hook",
+            "backup-db",
+            json!({}),
+            json!({"hooks": {"pre": [{"name": "notify", "http": {"urlSecretRef": {"name": "db", "key": "password"}}}]}}),
+        ),
+    )
+    .await;
     let refused: Vec<_> = refused
         .into_iter()
         .map(|(name, _, _, reason, field)| (name, reason, field))
         .chain([
             ("evil-webhook", "SecretNotAllowed", "team-a/db"),
+            ("evil-hook", "SecretNotAllowed", "team-a/db"),
             ("evil-drill", "SecretNotAllowed", "team-a/db"),
         ])
         .collect();

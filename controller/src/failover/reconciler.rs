@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::Mutex;
-use vertice_crds::failover::{FailoverPhase, Health, SWITCHOVER_ANNOTATION};
+use vertice_crds::failover::{FailoverPhase, Health, ReplicaWeight, SWITCHOVER_ANNOTATION};
 use vertice_crds::VerticeFailover;
 
 use super::admission;
@@ -188,7 +189,22 @@ async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Ac
             .patch(&spec.virtual_service.name, &params, &Patch::<()>::Json(ops))
             .await
         {
-            Ok(_) => {
+            Ok(patched) => {
+                // Steering another namespace's route (a pair the
+                // administrator allowed): its owners are told there, on
+                // their VirtualService, not only in ours.
+                if vs_namespace != namespace {
+                    let regarding = ObjectReference {
+                        api_version: patched.types.as_ref().map(|t| t.api_version.clone()),
+                        kind: Some("VirtualService".into()),
+                        namespace: Some(vs_namespace.clone()),
+                        name: Some(spec.virtual_service.name.clone()),
+                        uid: patched.metadata.uid.clone(),
+                        ..Default::default()
+                    };
+                    let event = cross_namespace_event(&namespace, &name, weights);
+                    shared.publish(&regarding, &event).await;
+                }
                 if let Some(reason) = plan.switch {
                     shared
                         .metrics
@@ -246,6 +262,24 @@ async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Ac
     }
     record_metrics(shared, &namespace, &name, &plan.status, status);
     Ok(Action::requeue(plan.requeue_after))
+}
+
+/// The Event a VirtualService's own namespace gets when a VerticeFailover
+/// of another namespace sets its weights.
+fn cross_namespace_event(namespace: &str, failover: &str, weights: &[ReplicaWeight]) -> Event {
+    let weights = weights
+        .iter()
+        .map(|w| format!("{}={}", w.replica, w.weight))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Event {
+        warning: false,
+        reason: "WeightsSetByFailover",
+        note: format!(
+            "VerticeFailover {namespace}/{failover} set the route's weights to {weights} \
+             (a cross-namespace reference the administrator allowed)"
+        ),
+    }
 }
 
 async fn read_route(

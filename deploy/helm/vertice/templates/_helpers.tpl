@@ -35,3 +35,18 @@ runAsNonRoot: true
 capabilities:
   drop: ["ALL"]
 {{- end }}
+
+{{/*
+Namespaces where the controller and the probe runner may read Secrets, as a
+JSON list: rbac.secretNamespaces, else the one watched namespace, else none
+(an empty list means the ClusterRole grants it everywhere).
+*/}}
+{{- define "vertice.secretNamespaces" -}}
+{{- if .Values.rbac.secretNamespaces -}}
+{{ toJson .Values.rbac.secretNamespaces }}
+{{- else if .Values.controller.watchNamespace -}}
+{{ toJson (list .Values.controller.watchNamespace) }}
+{{- else -}}
+[]
+{{- end -}}
+{{- end }}
