@@ -125,7 +125,9 @@ pub struct TenancyArgs {
     /// `spec.pod.labels` / `.annotations` may use, comma-separated; keys
     /// without a prefix are always allowed. Prefixed keys can choose an
     /// identity (kube2iam's `iam.amazonaws.com/role`, Vault's agent
-    /// injector), so only these are allowed.
+    /// injector; Azure's workload identity webhook projects a token for the
+    /// pod's ServiceAccount, `default` included), so only these are allowed.
+    /// None by default.
     #[arg(
         long,
         env = "VERTICE_ALLOWED_POD_METADATA_PREFIXES",
@@ -159,7 +161,7 @@ impl Default for TenancyArgs {
             allowed_agent_images: Vec::new(),
             allowed_service_accounts: Vec::new(),
             allowed_priority_classes: Vec::new(),
-            allowed_pod_metadata_prefixes: vec!["azure.workload.identity".into()],
+            allowed_pod_metadata_prefixes: Vec::new(),
             allowed_prometheus_urls: Vec::new(),
             max_metric_response_bytes: 4 * 1024 * 1024,
             max_metric_query_timeout: Duration::from_secs(5),

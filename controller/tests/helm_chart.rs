@@ -237,7 +237,6 @@ fn the_chart_renders_what_kustomize_renders() {
                                 "VERTICE_PROBE_DENIED_CIDRS",
                                 "VERTICE_SECRET_REFERENCE_POLICY",
                                 "VERTICE_MAX_METRIC_RESPONSE_BYTES",
-                                "VERTICE_ALLOWED_POD_METADATA_PREFIXES",
                                 "VERTICE_MAX_METRIC_QUERY_TIMEOUT",
                             ]
                             .contains(&e["name"].as_str().unwrap_or_default())

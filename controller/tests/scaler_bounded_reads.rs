@@ -119,13 +119,8 @@ async fn ask(url: &str) -> Result<PromResult, String> {
 #[tokio::test]
 async fn an_endless_body_is_cut_at_the_limit() {
     let (url, sent, _) = serve(Answer::Endless).await;
-    let started = Instant::now();
+    // The limit ends it, not the timeout: the error says which.
     let result = ask(&url).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     match result {
         Ok(PromResult::Error(e)) => assert_eq!(
             e,
@@ -144,7 +139,6 @@ async fn an_endless_body_is_cut_at_the_limit() {
 #[tokio::test]
 async fn a_huge_announced_length_is_refused_unread() {
     let (url, _, _) = serve(Answer::Announced).await;
-    let started = Instant::now();
     match ask(&url).await {
         Ok(PromResult::Error(e)) => {
             assert!(
@@ -154,7 +148,6 @@ async fn a_huge_announced_length_is_refused_unread() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ pub const DENIED_FLAG: &str = "--probe-denied-cidrs";
 /// unspecified addresses. Loopback stays allowed: a runner probing a
 /// sidecar is ordinary, and the tests run their targets on 127.0.0.1.
 pub const DEFAULT_ALLOWED: &str = "0.0.0.0/0,::/0";
-pub const DEFAULT_DENIED: &str = "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128,fd00:ec2::254/128";
+pub const DEFAULT_DENIED: &str = "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128,fd00:ec2::254/128,100.100.100.200/32,168.63.129.16/32";
 
 /// An IPv4 or IPv6 network, `address/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

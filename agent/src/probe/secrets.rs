@@ -77,7 +77,7 @@ pub fn refusal(
 /// it, goes to the log and the controller's condition).
 pub fn refusal_reason(refused: &SecretRefused) -> String {
     super::bounded(&format!(
-        "Secret {}/{} is not labelled {ALLOW_REFERENCE_LABEL}=true",
+        "Secret {}/{} is not labelled {ALLOW_REFERENCE_LABEL}=true (or does not exist)",
         refused.namespace, refused.name
     ))
 }
@@ -99,6 +99,17 @@ pub async fn read(
         .map(|s| {
             let value = match fetched.get(s.name.as_str()) {
                 Some(Ok(secret)) => value_of(policy, namespace, secret, &s.name, &s.key),
+                // A missing Secret is refused in the same words as an
+                // unlabelled one (as the controller does): the reason must
+                // not tell a tenant which names exist.
+                Some(Err(kube::Error::Api(status)))
+                    if status.code == 404 && policy == SecretReferencePolicy::Labelled =>
+                {
+                    Err(SecretProblem::Refused(SecretRefused {
+                        namespace: namespace.to_string(),
+                        name: s.name.clone(),
+                    }))
+                }
                 Some(Err(e)) => Err(SecretProblem::Unusable(format!(
                     "cannot read Secret {}: {}",
                     s.name,
@@ -149,7 +160,7 @@ mod tests {
         };
         assert_eq!(
             refusal_reason(&refused),
-            "Secret team-a/tok is not labelled vertice.io/allow-reference=true"
+            "Secret team-a/tok is not labelled vertice.io/allow-reference=true (or does not exist)"
         );
         assert_eq!(
             value_of(

@@ -241,6 +241,76 @@ pub fn check<'c>(
     Ok(())
 }
 
+/// Whether a CronJob written earlier may go on running while the spec is
+/// invalid (an invalid spec keeps the last good CronJob rather than stop
+/// backups over a typo). It was admitted when written; a right taken back
+/// since — a Secret's label removed, an image or ServiceAccount taken off
+/// the lists — must stop it all the same, or a tenant could keep it by
+/// breaking the spec on purpose.
+pub fn check_existing(
+    cron_job: &CronJob,
+    namespace: &str,
+    defaults: &JobDefaults,
+    admission: &Admission<'_>,
+) -> Result<(), Refusal> {
+    let tenancy = admission.tenancy;
+    let pod = cron_job
+        .spec
+        .job_template
+        .spec
+        .as_ref()
+        .and_then(|j| j.template.spec.as_ref());
+    if let Some(pod) = pod {
+        if let Some(image) = pod
+            .containers
+            .iter()
+            .filter_map(|c| c.image.as_ref())
+            .find(|i| **i != defaults.agent_image && !tenancy.allowed_agent_images.contains(i))
+        {
+            return Err(Refusal::NotAllowedByAdmin {
+                field: "spec.pod.image",
+                value: image.clone(),
+                flag: IMAGES_FLAG,
+            });
+        }
+        if let Some(sa) = pod
+            .service_account_name
+            .as_ref()
+            .filter(|sa| !tenancy.allowed_service_accounts.contains(sa))
+        {
+            return Err(Refusal::NotAllowedByAdmin {
+                field: "spec.pod.serviceAccountName",
+                value: sa.clone(),
+                flag: SERVICE_ACCOUNTS_FLAG,
+            });
+        }
+        if let Some(class) = pod
+            .priority_class_name
+            .as_ref()
+            .filter(|c| !tenancy.allowed_priority_classes.contains(c))
+        {
+            return Err(Refusal::NotAllowedByAdmin {
+                field: "spec.pod.priorityClassName",
+                value: class.clone(),
+                flag: PRIORITY_CLASSES_FLAG,
+            });
+        }
+    }
+    let policy = tenancy.secret_reference_policy;
+    for name in pod_secrets(cron_job) {
+        secret_labels::check(policy, namespace, &name, admission.secrets).map_err(|problem| {
+            Refusal::Secret {
+                field: format!(
+                    "CronJob {}",
+                    cron_job.metadata.name.as_deref().unwrap_or("?")
+                ),
+                problem,
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// The image, ServiceAccount and priority class of the backup and drill
 /// pods: each must be one the administrator allowed.
 pub fn check_pod_settings(
@@ -576,13 +646,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_job_written_earlier_is_judged_by_todays_rights() {
+        let b = backup(
+            json!({"target": {"redis": {"host": "c", "passwordSecretRef": {"name": "r", "key": "p"}}},
+                   "pod": {"serviceAccountName": "vault-auth"}}),
+        );
+        let cj = desired(&b, &defaults()).expect("cron job");
+        let allowed = TenancyArgs {
+            allowed_service_accounts: vec!["vault-auth".into()],
+            ..tenancy()
+        };
+        let check = |tenancy: &TenancyArgs, secrets: &SecretsSeen| {
+            check_existing(&cj, "team-a", &defaults(), &Admission { tenancy, secrets })
+        };
+        assert_eq!(check(&allowed, &labelled(&["r"])), Ok(()));
+        // The label was removed since.
+        let e = check(&allowed, &labelled(&[])).expect_err("label removed");
+        assert_eq!(e.reason(), "SecretNotAllowed");
+        // The ServiceAccount was taken off the list since.
+        let e = check(&tenancy(), &labelled(&["r"])).expect_err("account removed");
+        assert_eq!(e.reason(), "NotAllowedByAdmin");
+        assert!(e.to_string().contains("vault-auth"), "{e}");
+    }
+
+    #[test]
     fn prefixed_pod_labels_and_annotations_need_the_administrators_allowance() {
         let none = SecretsSeen::default();
         let plain = backup(json!({"pod": {"labels": {"team": "shop"},
                                           "annotations": {"owner": "a"}}}));
         assert_eq!(run(&plain, &tenancy(), &none), Ok(()));
+        // Azure's webhook would project a token for the pod's account, so
+        // even its label needs the administrator's allowance.
         let azure = backup(json!({"pod": {"labels": {"azure.workload.identity/use": "true"}}}));
-        assert_eq!(run(&azure, &tenancy(), &none), Ok(()));
+        assert!(run(&azure, &tenancy(), &none).is_err());
         let kube2iam = backup(json!({"pod": {"annotations": {"iam.amazonaws.com/role": "admin"}}}));
         let e = run(&kube2iam, &tenancy(), &none).expect_err("kube2iam");
         assert_eq!(e.reason(), "NotAllowedByAdmin");
@@ -594,10 +690,14 @@ mod tests {
             backup(json!({"pod": {"labels": {"vault.hashicorp.com/agent-inject": "true"}}}));
         assert!(run(&injector, &tenancy(), &none).is_err());
         let allowed = TenancyArgs {
-            allowed_pod_metadata_prefixes: vec!["iam.amazonaws.com".into()],
+            allowed_pod_metadata_prefixes: vec![
+                "iam.amazonaws.com".into(),
+                "azure.workload.identity".into(),
+            ],
             ..tenancy()
         };
         assert_eq!(run(&kube2iam, &allowed, &none), Ok(()));
+        assert_eq!(run(&azure, &allowed, &none), Ok(()));
     }
 
     #[test]

@@ -35,9 +35,11 @@ const SECRET_REFUSED_REQUEUE: Duration = Duration::from_secs(60);
 /// Everything one reconcile should make true.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// `None` when the spec is invalid or refused: the existing CronJob is
-    /// left as it was rather than deleted, so a typo does not stop backups
-    /// (it was written from a spec that passed every check then).
+    /// `None` when the spec is invalid or refused. An invalid spec leaves
+    /// the existing CronJob as it was, so a typo does not stop backups (it
+    /// was written from a spec that passed every check then) — unless it now
+    /// runs what is no longer allowed (`admission::check_existing`); a
+    /// refusal deletes the CronJobs the backup owns (`children::revoked`).
     pub cron_job: Option<CronJob>,
     pub cron_job_name: String,
     pub status: vertice_crds::VerticeBackupStatus,

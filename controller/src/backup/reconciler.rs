@@ -79,7 +79,17 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
     };
     // Only the labels of the Secrets the backup names (metadata, never the
     // data): whether their owners opted them in.
-    let uses = admission::secret_uses(&backup.spec);
+    // With the Secrets the CronJobs written earlier mount: an invalid
+    // spec keeps them, and they are judged by today's labels too.
+    let mut uses = admission::secret_uses(&backup.spec);
+    for cron_job in &owned {
+        for name in admission::pod_secrets(cron_job) {
+            uses.push(admission::SecretUse {
+                field: format!("CronJob {}", cron_job.name_any()),
+                name,
+            });
+        }
+    }
     let secrets = ctx
         .secrets
         .read(
@@ -193,6 +203,20 @@ async fn reconcile_inner(backup: &VerticeBackup, ctx: &Context) -> Result<Action
         }
         status.cron_job_generation = None;
         status.drill_cron_job_generation = None;
+    } else if plan.cron_job.is_none() {
+        // An invalid spec keeps the last good CronJobs, unless they now
+        // run what is no longer allowed.
+        for cron_name in children::revoked(&owned, uid.as_deref()) {
+            let Some(cron_job) = owned.iter().find(|c| c.name_any() == cron_name) else {
+                continue;
+            };
+            if let Err(refusal) =
+                admission::check_existing(cron_job, &namespace, &ctx.defaults, &admission)
+            {
+                tracing::info!(%namespace, backup = %name, cron_job = %cron_name, %refusal, "revoking a CronJob of an invalid spec");
+                delete_stale(&cron_jobs, &cron_name, &mut events).await?;
+            }
+        }
     }
 
     for (job, what) in [(&plan.run_now, "run-now"), (&plan.drill_now, "drill-now")] {

@@ -327,13 +327,14 @@ fn sample(time: f64, value: &str) -> Option<(f64, DateTime<Utc>)> {
 pub fn parse_query_response(body: &[u8]) -> PromResult {
     let response: QueryResponse = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => return PromResult::Error(format!("not a Prometheus API response: {e}")),
+        // Not the parser's words: they quote the answer, and the answer may
+        // come from any server a tenant names.
+        Err(_) => return PromResult::Error("the answer is not a Prometheus query result".into()),
     };
     if response.status != "success" {
-        return PromResult::Error(format!(
-            "Prometheus: {}: {}",
-            response.error_type.unwrap_or_else(|| "error".into()),
-            response.error.unwrap_or_default()
+        return PromResult::Error(prometheus_error(
+            response.error_type.as_deref(),
+            response.error.as_deref(),
         ));
     }
     let Some(data) = response.data else {
@@ -371,9 +372,46 @@ pub fn parse_query_response(body: &[u8]) -> PromResult {
                 time: oldest.unwrap_or_default(),
             }
         }
-        other => PromResult::Error(format!(
+        other @ ("matrix" | "string") => PromResult::Error(format!(
             "the query returns a {other}; a scaler needs an instant vector or a scalar"
         )),
+        _ => PromResult::Error(
+            "the query returns an unknown result type; a scaler needs an instant vector or a scalar"
+                .into(),
+        ),
+    }
+}
+
+/// Prometheus' own error types; an answer naming another is not taken for one.
+const PROMETHEUS_ERROR_TYPES: &[&str] = &[
+    "bad_data",
+    "timeout",
+    "canceled",
+    "execution",
+    "internal",
+    "unavailable",
+    "not_found",
+    "not_acceptable",
+];
+/// A Prometheus error message is kept up to here: enough for a PromQL
+/// parse error, too little to carry a page of whatever answered.
+const MAX_ERROR_TEXT: usize = 200;
+
+/// The error a Prometheus answer reports. Its message helps with a broken
+/// query, so it is kept, bounded and only under one of Prometheus' own
+/// error types; anything else is reported without its text.
+fn prometheus_error(error_type: Option<&str>, error: Option<&str>) -> String {
+    match error_type {
+        Some(t) if PROMETHEUS_ERROR_TYPES.contains(&t) => {
+            let text = error.unwrap_or_default();
+            let cut = (0..=text.len().min(MAX_ERROR_TEXT))
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
+            let more = if cut < text.len() { "…" } else { "" };
+            format!("Prometheus: {t}: {}{more}", &text[..cut])
+        }
+        _ => "Prometheus answered an error of an unknown type".into(),
     }
 }
 
@@ -546,6 +584,14 @@ async fn exchange(
     promql: &str,
     limits: QueryLimits,
 ) -> Result<PromResult, String> {
+    // A base URL only: a `#` would push our path into the fragment and let
+    // the spec choose the exact path asked for, a `?` would add parameters.
+    if url::Url::parse(&server.url).is_ok_and(|u| u.query().is_some() || u.fragment().is_some()) {
+        return Ok(PromResult::Error(format!(
+            "spec.prometheus.url {:?}: give a base URL without ?query or #fragment, such as http://prometheus.monitoring:9090",
+            redact_url(&server.url)
+        )));
+    }
     let base = format!("{}/api/v1/query", server.url.trim_end_matches('/'));
     // Prometheus stops evaluating when we stop waiting: a tenant's heavy
     // query does not keep loading a shared server after we gave up on it.
@@ -958,5 +1004,32 @@ mod tests {
             &under
         ));
         assert!(!prometheus_url_allowed("https://thanos.example/", &under));
+    }
+
+    #[test]
+    fn answers_of_other_servers_are_not_quoted() {
+        let secret = "sk-live-secret-value";
+        for body in [
+            format!(r#"{{"status":"success","data":"{secret}"}}"#),
+            format!(r#"{{"status":"error","errorType":"{secret}","error":"{secret}"}}"#),
+            format!(r#"{{"status":"success","data":{{"resultType":"{secret}","result":[]}}}}"#),
+            format!("<html>{secret}</html>"),
+        ] {
+            match parse_query_response(body.as_bytes()) {
+                PromResult::Error(e) => assert!(!e.contains(secret), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Prometheus' own errors keep their (bounded) words.
+        let long = "x".repeat(1000);
+        let body =
+            format!(r#"{{"status":"error","errorType":"bad_data","error":"parse error {long}"}}"#);
+        match parse_query_response(body.as_bytes()) {
+            PromResult::Error(e) => {
+                assert!(e.starts_with("Prometheus: bad_data: parse error"), "{e}");
+                assert!(e.len() < 300, "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -73,6 +73,9 @@ impl ScalerLoop {
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
+            // A redirect would take the query (and its token) to a server
+            // nobody checked against --allowed-prometheus-urls.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(ScalerLoop {
             shared,
@@ -122,10 +125,16 @@ impl ScalerLoop {
                     m.clear();
                 }
             }
-            was_leading = leading;
             if !leading {
+                if was_leading {
+                    // A follower must not go on polling and scaling: the
+                    // rounds still running stop now (dropping aborts them).
+                    lanes = Lanes::default();
+                }
+                was_leading = false;
                 continue;
             }
+            was_leading = true;
             self.start_rounds(&store, &mut lanes);
         }
     }
