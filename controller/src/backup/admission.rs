@@ -261,40 +261,26 @@ pub fn check_existing(
         .as_ref()
         .and_then(|j| j.template.spec.as_ref());
     if let Some(pod) = pod {
-        if let Some(image) = pod
-            .containers
-            .iter()
-            .filter_map(|c| c.image.as_ref())
-            .find(|i| **i != defaults.agent_image && !tenancy.allowed_agent_images.contains(i))
-        {
-            return Err(Refusal::NotAllowedByAdmin {
-                field: "spec.pod.image",
-                value: image.clone(),
-                flag: IMAGES_FLAG,
-            });
+        for image in pod.containers.iter().filter_map(|c| c.image.as_ref()) {
+            allowed(
+                IMAGE,
+                Some(image),
+                &tenancy.allowed_agent_images,
+                Some(&defaults.agent_image),
+            )?;
         }
-        if let Some(sa) = pod
-            .service_account_name
-            .as_ref()
-            .filter(|sa| !tenancy.allowed_service_accounts.contains(sa))
-        {
-            return Err(Refusal::NotAllowedByAdmin {
-                field: "spec.pod.serviceAccountName",
-                value: sa.clone(),
-                flag: SERVICE_ACCOUNTS_FLAG,
-            });
-        }
-        if let Some(class) = pod
-            .priority_class_name
-            .as_ref()
-            .filter(|c| !tenancy.allowed_priority_classes.contains(c))
-        {
-            return Err(Refusal::NotAllowedByAdmin {
-                field: "spec.pod.priorityClassName",
-                value: class.clone(),
-                flag: PRIORITY_CLASSES_FLAG,
-            });
-        }
+        allowed(
+            SERVICE_ACCOUNT,
+            pod.service_account_name.as_ref(),
+            &tenancy.allowed_service_accounts,
+            None,
+        )?;
+        allowed(
+            PRIORITY_CLASS,
+            pod.priority_class_name.as_ref(),
+            &tenancy.allowed_priority_classes,
+            None,
+        )?;
     }
     let policy = tenancy.secret_reference_policy;
     for name in pod_secrets(cron_job) {
@@ -321,27 +307,21 @@ pub fn check_pod_settings(
     let pod = &spec.pod;
     // The image runs with the backup's credentials mounted: an arbitrary
     // one would be arbitrary code with them.
-    if let Some(image) = pod
-        .image
-        .as_ref()
-        .filter(|i| **i != defaults.agent_image && !tenancy.allowed_agent_images.contains(i))
-    {
-        return Err(Refusal::NotAllowedByAdmin {
-            field: "spec.pod.image",
-            value: image.clone(),
-            flag: IMAGES_FLAG,
-        });
-    }
+    allowed(
+        IMAGE,
+        pod.image.as_ref(),
+        &tenancy.allowed_agent_images,
+        Some(&defaults.agent_image),
+    )?;
     // A ServiceAccount is an identity (workload identity, Vault roles),
     // whether or not its token is mounted.
+    allowed(
+        SERVICE_ACCOUNT,
+        pod.service_account_name.as_ref(),
+        &tenancy.allowed_service_accounts,
+        None,
+    )?;
     match &pod.service_account_name {
-        Some(sa) if !tenancy.allowed_service_accounts.contains(sa) => {
-            return Err(Refusal::NotAllowedByAdmin {
-                field: "spec.pod.serviceAccountName",
-                value: sa.clone(),
-                flag: SERVICE_ACCOUNTS_FLAG,
-            });
-        }
         // Vault's Kubernetes auth sends the pod's token to the address the
         // spec names: without a ServiceAccount that would be `default`'s.
         None if needs_api_token(spec)
@@ -351,9 +331,9 @@ pub fn check_pod_settings(
                 .any(|a| a == "default") =>
         {
             return Err(Refusal::NotAllowedByAdmin {
-                field: "spec.pod.serviceAccountName",
+                field: SERVICE_ACCOUNT.0,
                 value: "default (unset, and spec.target.vault.kubernetesAuth sends the pod's token to Vault)".into(),
-                flag: SERVICE_ACCOUNTS_FLAG,
+                flag: SERVICE_ACCOUNT.1,
             });
         }
         _ => {}
@@ -378,18 +358,36 @@ pub fn check_pod_settings(
         }
     }
     // A priority class can preempt other tenants' pods.
-    if let Some(class) = pod
-        .priority_class_name
-        .as_ref()
-        .filter(|c| !tenancy.allowed_priority_classes.contains(c))
-    {
-        return Err(Refusal::NotAllowedByAdmin {
-            field: "spec.pod.priorityClassName",
-            value: class.clone(),
-            flag: PRIORITY_CLASSES_FLAG,
-        });
+    allowed(
+        PRIORITY_CLASS,
+        pod.priority_class_name.as_ref(),
+        &tenancy.allowed_priority_classes,
+        None,
+    )
+}
+
+/// A pod setting: its field and the flag that allows values of it.
+type Setting = (&'static str, &'static str);
+const IMAGE: Setting = ("spec.pod.image", IMAGES_FLAG);
+const SERVICE_ACCOUNT: Setting = ("spec.pod.serviceAccountName", SERVICE_ACCOUNTS_FLAG);
+const PRIORITY_CLASS: Setting = ("spec.pod.priorityClassName", PRIORITY_CLASSES_FLAG);
+
+/// `value` passes when unset, equal to `default`, or in the administrator's
+/// `list`; otherwise the refusal names the field, the value and the flag.
+fn allowed(
+    (field, flag): Setting,
+    value: Option<&String>,
+    list: &[String],
+    default: Option<&String>,
+) -> Result<(), Refusal> {
+    match value {
+        Some(v) if Some(v) != default && !list.contains(v) => Err(Refusal::NotAllowedByAdmin {
+            field,
+            value: v.clone(),
+            flag,
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A key without a prefix (`team`) is the tenant's own; `prefix/name` needs
