@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use vertice_controller::scaler::decide::PromResult;
-use vertice_controller::scaler::observe::{query, QueryLimits};
+use vertice_controller::scaler::prometheus::{query, QueryLimits};
 use vertice_crds::scaler::PrometheusServer;
 
 const LIMIT: usize = 1024 * 1024;

@@ -17,6 +17,7 @@ pub mod fair;
 pub mod limit;
 pub mod observe;
 pub mod pods;
+pub mod prometheus;
 pub mod quantity;
 pub mod reconciler;
 pub mod selector;

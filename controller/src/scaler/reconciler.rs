@@ -19,8 +19,9 @@ use vertice_crds::VerticeScaler;
 use super::cache::Caches;
 use super::decide::{self, Observed, Plan};
 use super::fair::{self, Lanes};
-use super::observe::{self, DownServers, Kinds, Prometheus, QueryLimits, Tokens};
+use super::observe::{self, Kinds};
 use super::pods::PodView;
+use super::prometheus::{DownServers, Prometheus, QueryLimits, Tokens};
 use super::selector::Selector;
 use crate::context::{Event, Shared};
 
