@@ -543,11 +543,12 @@ pub fn plan(
         };
         match refusals.first() {
             // A refusal is the administrator's rule, not a passing fault:
-            // scaling on that metric is off until the spec or the Secret changes.
+            // the reason names it; scaling on that metric is off until the
+            // spec or the Secret changes, and goes on from the others.
             Some((refused_reason, _)) => cond(
                 &mut status,
                 "ScalingActive",
-                false,
+                !proposals.all_broken,
                 refused_reason,
                 &summary,
             ),

@@ -10,30 +10,6 @@ use vertice_crds::scaler::{
 
 use super::support::*;
 use crate::scaler::decide::{plan, Observed, PromResult};
-use crate::scaler::pods::{ContainerMetrics, PodMetrics};
-
-fn pod_metrics(values: &[&str]) -> Vec<PodMetrics> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| PodMetrics {
-            metadata: kube::api::ObjectMeta {
-                name: Some(format!("p{i}")),
-                ..Default::default()
-            },
-            timestamp: t0() - Duration::seconds(10),
-            window: "30s".into(),
-            containers: vec![ContainerMetrics {
-                name: "app".into(),
-                usage: [
-                    ("cpu".to_string(), (*v).to_string()),
-                    ("memory".to_string(), "1Mi".to_string()),
-                ]
-                .into(),
-            }],
-        })
-        .collect()
-}
 
 fn observed(replicas: i32, cpu: &[&str], queue: Option<PromResult>) -> Observed {
     Observed {

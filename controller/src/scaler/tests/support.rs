@@ -9,7 +9,7 @@ use vertice_crds::scaler::{
 use vertice_crds::VerticeScalerSpec;
 
 use crate::scaler::algorithm::{Timing, Tolerances};
-use crate::scaler::pods::{PodSample, PodView};
+use crate::scaler::pods::{ContainerMetrics, PodMetrics, PodSample, PodView};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0)
@@ -119,4 +119,28 @@ pub fn spec(min: i32, max: i32, metrics: Vec<ScalerMetric>) -> VerticeScalerSpec
         initial_readiness_delay: None,
         dry_run: false,
     }
+}
+
+/// PodMetrics of pods `p0`, `p1`… with these CPU usages, sampled 10 s before [`t0`].
+pub fn pod_metrics(values: &[&str]) -> Vec<PodMetrics> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| PodMetrics {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("p{i}")),
+                ..Default::default()
+            },
+            timestamp: t0() - Duration::seconds(10),
+            window: "30s".into(),
+            containers: vec![ContainerMetrics {
+                name: "app".into(),
+                usage: [
+                    ("cpu".to_string(), (*v).to_string()),
+                    ("memory".to_string(), "1Mi".to_string()),
+                ]
+                .into(),
+            }],
+        })
+        .collect()
 }

@@ -144,3 +144,15 @@ fn a_scaler_names_nothing_outside_its_namespace() {
         None
     );
 }
+
+#[test]
+fn a_refused_metric_beside_a_working_one_names_the_refusal_and_scaling_goes_on() {
+    let s = spec(1, 10, vec![cpu_metric(50), prom_metric("queue", 100.0)]);
+    let mut o = observed(2, refused());
+    o.pod_metrics = Some(Ok(pod_metrics(&["800m", "800m"])));
+    let p = plan(&s, Some(2), &o, &Default::default(), t0());
+    let active = find_condition(&p.status.conditions, "ScalingActive").expect("condition");
+    assert!(active.is_true(), "the CPU metric still scales");
+    assert_eq!(active.reason, "SecretNotAllowed");
+    assert!(p.desired > 2, "scaled up on CPU: {}", p.desired);
+}
