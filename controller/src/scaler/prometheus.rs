@@ -79,13 +79,26 @@ pub async fn bearer_token(
     selector: &SecretKeySelector,
 ) -> Result<String, TokenError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets.get(&selector.name).await.map_err(|e| {
+    let failed = |e: kube::Error| {
         TokenError::Failed(format!(
             "spec.prometheus.bearerTokenSecretRef: Secret {}: {}",
             selector.name,
             crate::error::short(&e)
         ))
-    })?;
+    };
+    if policy == SecretReferencePolicy::Labelled {
+        // Labels first, from the metadata alone: a refused Secret's data
+        // never enters this process, and a missing one is refused in the
+        // same words (its name's existence is not the tenant's to learn).
+        let labels = match secrets.get_metadata_opt(&selector.name).await {
+            Ok(Some(meta)) => meta.metadata.labels,
+            Ok(None) => None,
+            Err(e) => return Err(failed(e)),
+        };
+        check_secret(policy, namespace, &selector.name, labels.as_ref())
+            .map_err(TokenError::Refused)?;
+    }
+    let secret = secrets.get(&selector.name).await.map_err(failed)?;
     token_from_secret(policy, namespace, selector, &secret)
 }
 
