@@ -146,6 +146,25 @@ where
     found.unwrap_or_else(|_| panic!("timed out waiting for {what}; last status: {last}"))
 }
 
+/// A refusal as the tenant sees it: the status names `reason` and every one
+/// of `words`, holds nothing of a secret, and an Event of `reason` is recorded.
+async fn expect_refusal<K>(alice: &Client, admin: &Client, name: &str, reason: &str, words: &[&str])
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let wanted: Vec<&str> = std::iter::once(reason)
+        .chain(words.iter().copied())
+        .collect();
+    let status = wait_status::<K>(alice, A, name, &wanted).await;
+    assert_absent(&status, &format!("the status of {name}"));
+    wait_event(admin, A, name, reason).await;
+}
+
 async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
     vertice_tests::kube::cluster::event_reasons(client, ns, name).await
 }
@@ -441,15 +460,14 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
         ),
     )
     .await;
-    let status = wait_status::<VerticeFailover>(
+    expect_refusal::<VerticeFailover>(
         &alice,
-        A,
+        &admin,
         "leak",
-        &["SecretNotAllowed", "team-a/db", LABEL],
+        "SecretNotAllowed",
+        &["team-a/db", LABEL],
     )
     .await;
-    assert_absent(&status, "the failover's status");
-    wait_event(&admin, A, "leak", "SecretNotAllowed").await;
     // The runner says why in its own observation, and never probed.
     wait_status::<VerticeFailover>(
         &alice,
@@ -483,15 +501,14 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
         ),
     )
     .await;
-    let status = wait_status::<VerticeScaler>(
+    expect_refusal::<VerticeScaler>(
         &alice,
-        A,
+        &admin,
         "exfil",
-        &["SecretNotAllowed", "team-a/db", LABEL],
+        "SecretNotAllowed",
+        &["team-a/db", LABEL],
     )
     .await;
-    assert_absent(&status, "the scaler's status");
-    wait_event(&admin, A, "exfil", "SecretNotAllowed").await;
     assert_eq!(
         prom_thief.requests(),
         0,
@@ -640,9 +657,7 @@ async fn a_tenant_with_vertice_edit_gains_nothing_beyond_their_rights() {
         ])
         .collect();
     for (name, reason, field) in &refused {
-        let status = wait_status::<VerticeBackup>(&alice, A, name, &[reason, field]).await;
-        assert_absent(&status, "a backup's status");
-        wait_event(&admin, A, name, reason).await;
+        expect_refusal::<VerticeBackup>(&alice, &admin, name, reason, &[field]).await;
     }
     // What the administrator allowed still works, with no API token unless
     // the allowed identity is asked for.
