@@ -33,7 +33,8 @@ pub enum Command {
 pub enum ScalerCommand {
     /// Print what the scaler would decide for a case file, with no cluster.
     Simulate {
-        /// YAML case: now, scaler, scale, pods, podMetrics, prometheus, history.
+        /// YAML case: now, scaler, scale, pods, podMetrics, prometheus, history;
+        /// `-` reads it from standard input.
         #[arg(long)]
         file: PathBuf,
     },

@@ -36,7 +36,13 @@ async fn main() -> ExitCode {
 }
 
 fn simulate(file: &std::path::Path) -> ExitCode {
-    let text = match std::fs::read_to_string(file) {
+    // `-` is standard input, so a case can be piped in (`kubectl … | …`).
+    let read = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match read {
         Ok(t) => t,
         Err(e) => {
             eprintln!("vertice-controller: --file {}: {e}", file.display());

@@ -1,8 +1,9 @@
 //! `vertice-controller scaler simulate`, through the real binary on the case
 //! files in `tests/scaler_cases/` (the format the README documents).
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -74,8 +75,41 @@ fn a_bad_case_file_names_what_is_wrong() {
     std::fs::write(&file, text).expect("write");
     let (code, _, err) = simulate(&file);
     assert_eq!(code, Some(2));
-    assert!(err.contains("prometheus.queue-depth: give value"), "{err}");
+    assert!(
+        err.contains("prometheus.queue-depth: give exactly one of value"),
+        "{err}"
+    );
     let (code, _, err) = simulate(&dir.path().join("missing.yaml"));
     assert_eq!(code, Some(2));
     assert!(err.contains("--file"), "{err}");
+}
+
+#[test]
+fn a_case_on_standard_input_with_a_time_in_utc() {
+    // `--file -` reads the case from stdin; a `now` without a zone is UTC.
+    let text = std::fs::read_to_string(case("business-hours-queue.yaml"))
+        .expect("case")
+        .replace("\"2026-12-02T09:00:00Z\"", "2026-12-02T09:00:00");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vertice-controller"))
+        .args(["scaler", "simulate", "--file", "-"])
+        .env_remove("VERTICE_AGENT_IMAGE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the controller binary");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write the case");
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let d: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(d["desiredReplicas"], 12, "{d:#}");
+    assert_eq!(d["time"], "2026-12-02T09:00:00Z");
+    // The history to feed the next run carries the decision too.
+    assert_eq!(d["history"]["lastDecision"]["desiredReplicas"], 12);
 }

@@ -259,9 +259,11 @@ pub struct ScalingRules {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(Max|Min|Disabled)$"))]
     pub select_policy: Option<String>,
-    /// Ratio deviation from the target that is left alone (default 0.1).
+    /// Ratio deviation from the target that is left alone (default 0.1):
+    /// any value of 0 or more, as the HPA's (scaling down at 1 or more never
+    /// happens; scaling up above 1 waits until the metric more than doubles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0, max = 1.0))]
+    #[schemars(range(min = 0.0))]
     pub tolerance: Option<f64>,
 }
 
@@ -376,6 +378,7 @@ pub struct MetricDecision {
     pub ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proposal: Option<i32>,
+    /// The newest sample the value rests on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_time: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -330,3 +330,60 @@ async fn a_schedule_window_raises_the_floor_a_metrics_outage_holds_and_dry_run_o
     .await;
     assert_eq!(replicas(&client, "web").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_level_requests_are_what_cpu_utilization_is_measured_against() {
+    let cluster = TestCluster::start().await;
+    let metrics = MetricsApi::start(&cluster.plane).await;
+    let client = cluster.admin().await;
+    cluster.plane.create_namespace(NS).await;
+    // PodLevelResources (on by default since 1.34): the pod asks 1 CPU, its
+    // one container 100m. The HPA measures pod usage against the pod's
+    // request; the containers' would read 400m as 400 %.
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "pooled", "namespace": NS},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "pooled"}},
+                 "template": {"metadata": {"labels": {"app": "pooled"}},
+                              "spec": {"resources": {"requests": {"cpu": "1", "memory": "128Mi"}},
+                                       "containers": [{"name": "app", "image": "shop/web:1.4",
+                                                       "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}
+    }))
+    .expect("deployment");
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
+    metrics.set_cpu(NS, "400m");
+    let _controller = cluster
+        .start_controller("a", &["--scaler-poll-interval=1s"])
+        .await;
+    create_scaler(
+        &client,
+        json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
+               "metadata": {"name": "pooled", "namespace": NS},
+               "spec": {"targetRef": {"kind": "Deployment", "name": "pooled"},
+                        "minReplicas": 1, "maxReplicas": 10,
+                        "metrics": [{"cpu": {"targetAverageUtilization": 50}}],
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}),
+    )
+    .await;
+    // Both pods measured: 400m of 1 CPU is 40 % against 50 %, ceil(0.8 × 2) = 2.
+    let d = wait_for(
+        "a decision on both pods",
+        Duration::from_secs(60),
+        || async {
+            let d = decision(&client, "pooled").await;
+            (d["metrics"][0]["state"] == "Ok" && d["metrics"][0]["value"] == 40.0).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(d["metrics"][0]["proposal"], 2, "{d:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        replicas(&client, "pooled").await,
+        2,
+        "scaled on container requests; last decision:\n{:#}",
+        decision(&client, "pooled").await
+    );
+}

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::pods::{PodSample, PodView, Resource};
+use super::pods::{PodSample, PodView, Readiness, Resource};
 
 /// How far the usage ratio may stray from 1.0 before anything changes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,7 +41,8 @@ pub struct Proposal {
     /// Utilization in percent, or the per-pod / total amount in units.
     pub value: f64,
     pub ratio: f64,
-    /// The oldest sample the proposal rests on.
+    /// The newest sample the proposal rests on: a metric is stale only when
+    /// even this one is older than its `maxStaleness`.
     pub sample_time: Option<DateTime<Utc>>,
 }
 
@@ -80,16 +81,19 @@ fn group_pods(
         };
         if resource == Resource::Cpu || timing.readiness_for_all_resources {
             let unready = match (pod.ready, pod.start_time) {
-                (Some((ready, transition)), Some(start)) => {
+                (Some((readiness, transition)), Some(start)) => {
+                    // Only `False` sets a sample aside; `Unknown` does not,
+                    // as upstream.
+                    let not_ready = readiness == Readiness::False;
                     if start + timing.cpu_initialization_period > timing.now {
                         // Inside the initialization period: ignore the sample
                         // if the pod is unready or no full window was measured
                         // since its last readiness change.
-                        !ready || sample.timestamp < transition + sample.window
+                        not_ready || sample.timestamp < transition + sample.window
                     } else {
                         // Afterwards: ignore it only if the pod is unready and
                         // has never been ready.
-                        !ready && start + timing.initial_readiness_delay > transition
+                        not_ready && start + timing.initial_readiness_delay > transition
                     }
                 }
                 _ => true,
@@ -137,31 +141,72 @@ fn ceil_replicas(x: f64) -> i32 {
     x.ceil().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
 
-fn oldest(
+fn newest(
     samples: &BTreeMap<String, PodSample>,
     used: &BTreeMap<String, i64>,
 ) -> Option<DateTime<Utc>> {
     used.keys()
         .filter_map(|p| samples.get(p).map(|s| s.timestamp))
-        .min()
+        .max()
 }
 
-/// Usage ratio and reported value of a set of per-pod values.
-type RatioOf<'a> = dyn Fn(&BTreeMap<String, i64>) -> Result<(f64, f64), String> + 'a;
+/// What tells the utilization target from the average value target; the
+/// rest of the calculation is the same for both.
+trait PerPodTarget {
+    /// The usage ratio of these per-pod values and the value to report.
+    fn ratio(&self, metrics: &BTreeMap<String, i64>) -> Result<(f64, f64), String>;
+    /// What a pod without a sample counts as on a scale-down.
+    fn full(&self, pod: &str) -> i64;
+}
+
+struct Utilization {
+    target: i32,
+    requests: BTreeMap<String, i64>,
+}
+
+impl PerPodTarget for Utilization {
+    fn ratio(&self, metrics: &BTreeMap<String, i64>) -> Result<(f64, f64), String> {
+        utilization_ratio(metrics, &self.requests, self.target)
+            .map(|(ratio, utilization)| (ratio, f64::from(utilization)))
+    }
+
+    /// 100 % of its request, or the target when that is higher.
+    fn full(&self, pod: &str) -> i64 {
+        let fallback = i64::from(self.target.max(100));
+        self.requests.get(pod).copied().unwrap_or(0) * fallback / 100
+    }
+}
+
+struct AverageValue {
+    target_milli: i64,
+}
+
+impl PerPodTarget for AverageValue {
+    fn ratio(&self, metrics: &BTreeMap<String, i64>) -> Result<(f64, f64), String> {
+        let (ratio, average) = usage_ratio(metrics, self.target_milli);
+        Ok((ratio, average as f64 / 1000.0))
+    }
+
+    /// Exactly the target.
+    fn full(&self, _pod: &str) -> i64 {
+        self.target_milli
+    }
+}
 
 /// The pods-and-samples part shared by the utilization and the average
-/// value targets: upstream's `GetResourceReplicas` and `calcPlainMetricReplicas`
-/// differ only in how a ratio is computed and what a missing pod counts as.
-#[allow(clippy::too_many_arguments)]
-fn pod_replicas(
+/// value targets (upstream's `GetResourceReplicas` and
+/// `calcPlainMetricReplicas`, which differ only in the ratio and in what a
+/// missing pod counts as on a scale-down). `target` is built only once
+/// there are samples to judge, so its errors (a missing request) come in
+/// upstream's order.
+fn pod_replicas<T: PerPodTarget>(
     current: i32,
     pods: &[PodView],
     samples: &BTreeMap<String, PodSample>,
     resource: Resource,
     tolerances: Tolerances,
     timing: &Timing,
-    ratio_of: &RatioOf<'_>,
-    missing_value: &dyn Fn(&str, f64) -> Option<i64>,
+    target: impl FnOnce() -> Result<T, String>,
 ) -> Result<Proposal, String> {
     if pods.is_empty() {
         return Err("no pods returned by selector while calculating replica count".into());
@@ -175,8 +220,9 @@ fn pod_replicas(
     if metrics.is_empty() {
         return Err("did not receive metrics for targeted pods (pods might be unready)".into());
     }
-    let sample_time = oldest(samples, &metrics);
-    let (ratio, value) = ratio_of(&metrics)?;
+    let target = target()?;
+    let sample_time = newest(samples, &metrics);
+    let (ratio, value) = target.ratio(&metrics)?;
     let proposal = |replicas| Proposal {
         replicas,
         value,
@@ -190,11 +236,14 @@ fn pod_replicas(
         }
         return Ok(proposal(ceil_replicas(ratio * groups.ready_count as f64)));
     }
-    if !groups.missing.is_empty() {
-        for pod in &groups.missing {
-            if let Some(value) = missing_value(pod, ratio) {
-                metrics.insert(pod.clone(), value);
-            }
+    // A pod without a sample counts as full on a scale-down and idle on a
+    // scale-up; at exactly 1.0 it is left out, so a workload on target
+    // stays where it is.
+    for pod in &groups.missing {
+        if ratio < 1.0 {
+            metrics.insert(pod.clone(), target.full(pod));
+        } else if ratio > 1.0 {
+            metrics.insert(pod.clone(), 0);
         }
     }
     if scale_up_with_unready {
@@ -202,7 +251,7 @@ fn pod_replicas(
             metrics.insert(pod.clone(), 0);
         }
     }
-    let (new_ratio, _) = ratio_of(&metrics)?;
+    let (new_ratio, _) = target.ratio(&metrics)?;
     if tolerances.is_within(new_ratio)
         || (ratio < 1.0 && new_ratio > 1.0)
         || (ratio > 1.0 && new_ratio < 1.0)
@@ -229,38 +278,16 @@ pub fn resource_utilization(
     tolerances: Tolerances,
     timing: &Timing,
 ) -> Result<Proposal, String> {
-    if pods.is_empty() {
-        return Err("no pods returned by selector while calculating replica count".into());
-    }
-    let mut requests = BTreeMap::new();
-    for pod in pods {
-        requests.insert(pod.name.clone(), pod.request(resource, container)?);
-    }
-    let fallback = i64::from(target_utilization.max(100));
-    pod_replicas(
-        current,
-        pods,
-        samples,
-        resource,
-        tolerances,
-        timing,
-        &|metrics| {
-            utilization_ratio(metrics, &requests, target_utilization)
-                .map(|(ratio, utilization)| (ratio, f64::from(utilization)))
-        },
-        // On a scale-down a pod without a sample counts as using 100 % of
-        // its request, or the target when that is higher; on a scale-up as
-        // 0 %; at exactly 1.0 upstream leaves it out.
-        &|pod, ratio| {
-            if ratio < 1.0 {
-                Some(requests.get(pod).copied().unwrap_or(0) * fallback / 100)
-            } else if ratio > 1.0 {
-                Some(0)
-            } else {
-                None
-            }
-        },
-    )
+    pod_replicas(current, pods, samples, resource, tolerances, timing, || {
+        let mut requests = BTreeMap::new();
+        for pod in pods {
+            requests.insert(pod.name.clone(), pod.request(resource, container)?);
+        }
+        Ok(Utilization {
+            target: target_utilization,
+            requests,
+        })
+    })
 }
 
 /// `AverageValue` target on CPU or memory (upstream `GetRawResourceReplicas`).
@@ -276,21 +303,9 @@ pub fn resource_average_value(
     if target_milli <= 0 {
         return Err("targetAverageValue must be more than zero".into());
     }
-    pod_replicas(
-        current,
-        pods,
-        samples,
-        resource,
-        tolerances,
-        timing,
-        &|metrics| {
-            let (ratio, average) = usage_ratio(metrics, target_milli);
-            Ok((ratio, average as f64 / 1000.0))
-        },
-        // On a scale-down a pod without a sample counts as using the target,
-        // otherwise as 0.
-        &|_, ratio| Some(if ratio < 1.0 { target_milli } else { 0 }),
-    )
+    pod_replicas(current, pods, samples, resource, tolerances, timing, || {
+        Ok(AverageValue { target_milli })
+    })
 }
 
 /// A `Value` target on a summed external value (upstream

@@ -65,9 +65,23 @@ pub fn strip_pod(pod: &mut Pod) {
         containers.iter_mut().for_each(strip_container);
         let mut init = spec.init_containers.take().unwrap_or_default();
         init.iter_mut().for_each(strip_container);
+        // Pod-level requests and the runtime class's overhead are what the
+        // HPA divides usage by when a pod sets them (PodLevelResources).
+        let resources = spec
+            .resources
+            .take()
+            .and_then(|r| r.requests)
+            .map(
+                |requests| k8s_openapi::api::core::v1::ResourceRequirements {
+                    requests: Some(requests),
+                    ..Default::default()
+                },
+            );
         *spec = k8s_openapi::api::core::v1::PodSpec {
             containers,
             init_containers: Some(init).filter(|i| !i.is_empty()),
+            resources,
+            overhead: spec.overhead.take(),
             ..Default::default()
         };
     }
@@ -237,18 +251,30 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "web:1", "env": [{"name": "A", "value": "1"}],
                                      "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}}}],
                      "initContainers": [{"name": "proxy", "image": "p:1", "restartPolicy": "Always",
-                                         "resources": {"requests": {"cpu": "50m"}}}]},
+                                         "resources": {"requests": {"cpu": "50m"}}},
+                                        {"name": "migrate", "image": "m:1",
+                                         "resources": {"requests": {"memory": "2Gi"}}}],
+                     "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "4"}},
+                     "overhead": {"cpu": "250m"}},
             "status": {"phase": "Running", "startTime": "2026-12-02T08:00:00Z", "podIP": "10.0.0.1",
                        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-02T08:00:10Z"},
                                       {"type": "PodScheduled", "status": "True"}]}
         }))
         .expect("pod");
         let before = super::super::pods::PodView::from_pod(&pod);
+        // The pod-level request (plus overhead) survives stripping, and the
+        // init container's memory still feeds the pod's aggregate.
+        let pod_level = before.pod_requests.clone().expect("pod-level requests");
+        assert_eq!(pod_level.get("cpu"), Some(&2250));
+        assert_eq!(pod_level.get("memory"), Some(&((2_i64 << 30) * 1000)));
         strip_pod(&mut pod);
         assert_eq!(super::super::pods::PodView::from_pod(&pod), before);
         let text = serde_json::to_string(&pod).expect("json");
         assert!(
-            !text.contains("managedFields") && !text.contains("big") && !text.contains("podIP"),
+            !text.contains("managedFields")
+                && !text.contains("big")
+                && !text.contains("podIP")
+                && !text.contains("limits"),
             "{text}"
         );
     }

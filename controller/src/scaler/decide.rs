@@ -159,6 +159,20 @@ fn config(
             }
         }
     }
+    if let Some(b) = &spec.behavior {
+        for (direction, rules) in [("scaleUp", &b.scale_up), ("scaleDown", &b.scale_down)] {
+            match rules.as_ref().and_then(|r| r.tolerance) {
+                // NaN compares false with everything: no ratio would ever be
+                // within it, so every wobble would scale.
+                Some(t) if t.is_nan() || t < 0.0 => {
+                    return Err(format!(
+                        "spec.behavior.{direction}.tolerance {t}: use a number of 0 or more, such as 0.1 (the default)"
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(Config {
         windows,
         timing,
@@ -173,6 +187,10 @@ fn milli_of(value: f64) -> i64 {
         .clamp(i64::MIN as f64, i64::MAX as f64) as i64
 }
 
+fn newest_sample(samples: &BTreeMap<String, pods::PodSample>) -> Option<DateTime<Utc>> {
+    samples.values().map(|s| s.timestamp).max()
+}
+
 /// One metric's proposal, or why it has none.
 fn evaluate(
     metric: &ScalerMetric,
@@ -183,6 +201,19 @@ fn evaluate(
 ) -> (Outcome, f64, &'static str) {
     let current = observed.spec_replicas;
     let broken = |state, error: String| Outcome::Broken { state, error };
+    let stale_before = timing.now - max_staleness;
+    let stale = |newest: Option<DateTime<Utc>>| {
+        let age = newest
+            .map(|t| (timing.now - t).num_seconds())
+            .unwrap_or_default();
+        broken(
+            "Stale",
+            format!(
+                "the newest sample is {age}s old, more than maxStaleness ({}s)",
+                max_staleness.num_seconds()
+            ),
+        )
+    };
     let resource = match (&metric.cpu, &metric.memory) {
         (Some(r), _) => Some((Resource::Cpu, r)),
         (None, Some(r)) => Some((Resource::Memory, r)),
@@ -205,7 +236,16 @@ fn evaluate(
             ),
             Some(Ok(list)) => match pods::samples(list, resource, r.container.as_deref()) {
                 Err(e) => broken("Error", e),
-                Ok(samples) => {
+                Ok(samples) if newest_sample(&samples).is_some_and(|t| t < stale_before) => {
+                    stale(newest_sample(&samples))
+                }
+                Ok(mut samples) => {
+                    // Some samples are fresh: a pod whose own sample is older
+                    // than maxStaleness counts as a pod without one (full on
+                    // a scale-down, idle on a scale-up, left out on target),
+                    // so one lagging pod neither holds the metric nor
+                    // drives it.
+                    samples.retain(|_, s| s.timestamp >= stale_before);
                     let result = match (r.target_average_utilization, &r.target_average_value) {
                         (Some(u), _) => algorithm::resource_utilization(
                             current,
@@ -297,22 +337,7 @@ fn evaluate(
         )
     };
     let outcome = match outcome {
-        Outcome::Ok(p)
-            if p.sample_time
-                .is_some_and(|t| t < timing.now - max_staleness) =>
-        {
-            let age = p
-                .sample_time
-                .map(|t| (timing.now - t).num_seconds())
-                .unwrap_or_default();
-            broken(
-                "Stale",
-                format!(
-                    "the newest sample is {age}s old, more than maxStaleness ({}s)",
-                    max_staleness.num_seconds()
-                ),
-            )
-        }
+        Outcome::Ok(p) if p.sample_time.is_some_and(|t| t < stale_before) => stale(p.sample_time),
         other => other,
     };
     (outcome, target, target_type)

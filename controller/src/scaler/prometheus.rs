@@ -176,7 +176,10 @@ pub fn parse_query_response(body: &[u8]) -> PromResult {
                 return PromResult::Empty;
             }
             let mut total = 0.0;
-            let mut oldest: Option<DateTime<Utc>> = None;
+            // The newest sample time: a metric is stale only when even its newest
+            // sample is (an instant query stamps every series with the
+            // evaluation time anyway).
+            let mut newest: Option<DateTime<Utc>> = None;
             for element in &data.result {
                 let found = match element {
                     Element::Series(Series {
@@ -188,11 +191,11 @@ pub fn parse_query_response(body: &[u8]) -> PromResult {
                     return PromResult::Error("Prometheus returned a malformed sample".into());
                 };
                 total += value;
-                oldest = Some(oldest.map_or(time, |o| o.min(time)));
+                newest = Some(newest.map_or(time, |n| n.max(time)));
             }
             PromResult::Value {
                 value: total,
-                time: oldest.unwrap_or_default(),
+                time: newest.unwrap_or_default(),
             }
         }
         other @ ("matrix" | "string") => PromResult::Error(format!(
@@ -572,10 +575,11 @@ mod tests {
     fn query_results_are_summed_and_emptiness_is_its_own_answer() {
         let vector = br#"{"status":"success","data":{"resultType":"vector","result":[
             {"metric":{"q":"a"},"value":[1764669600.5,"30"]},
-            {"metric":{"q":"b"},"value":[1764669600,"12.5"]}]}}"#;
+            {"metric":{"q":"b"},"value":[1764669570,"12.5"]}]}}"#;
         match parse_query_response(vector) {
             PromResult::Value { value, time } => {
                 assert_eq!(value, 42.5);
+                // The newest sample's time: staleness asks whether anything is fresh.
                 assert_eq!(time.timestamp(), 1_764_669_600);
             }
             other => panic!("{other:?}"),

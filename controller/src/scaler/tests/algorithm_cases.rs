@@ -5,7 +5,7 @@ use chrono::Duration;
 
 use super::support::*;
 use crate::scaler::algorithm::*;
-use crate::scaler::pods::Resource;
+use crate::scaler::pods::{Readiness, Resource};
 
 fn cpu(
     current: i32,
@@ -28,7 +28,7 @@ fn cpu(
 fn unready(mut p: crate::scaler::pods::PodView) -> crate::scaler::pods::PodView {
     // Started a minute ago and not yet ready: inside the initialization period.
     p.start_time = Some(t0() - Duration::minutes(1));
-    p.ready = Some((false, t0() - Duration::seconds(50)));
+    p.ready = Some((Readiness::False, t0() - Duration::seconds(50)));
     p
 }
 
@@ -85,7 +85,7 @@ fn a_sample_from_before_readiness_settled_is_ignored_inside_the_initialization_p
     // Ready 10 s ago, 30 s window: the sample may cover unready time.
     let mut ps = pods(2, 1000);
     ps[1].start_time = Some(t0() - Duration::minutes(1));
-    ps[1].ready = Some((true, t0() - Duration::seconds(10)));
+    ps[1].ready = Some((Readiness::True, t0() - Duration::seconds(10)));
     // Only p0 counts: 800m = 80 % against 50 % → ratio 1.6; the ignored pod
     // counts as 0 on the scale-up: 40 % → within... 0.8 flips direction → keep 2.
     let p = cpu(2, 50, &ps, &[800, 900]).expect("proposal");
@@ -101,11 +101,14 @@ fn a_pod_that_was_never_ready_is_ignored_after_the_initialization_period() {
     // Started 10 minutes ago, turned unready 10 s after start (within the
     // 30 s readiness delay): never ready.
     ps[1].start_time = Some(t0() - Duration::minutes(10));
-    ps[1].ready = Some((false, t0() - Duration::minutes(10) + Duration::seconds(10)));
+    ps[1].ready = Some((
+        Readiness::False,
+        t0() - Duration::minutes(10) + Duration::seconds(10),
+    ));
     // p0 alone: 200m = 20 % against 50 % → ceil(0.4 × 1) = 1.
     assert_eq!(cpu(2, 50, &ps, &[200, 900]).expect("proposal").replicas, 1);
     // It was ready once (turned unready 2 minutes after start): it counts.
-    ps[1].ready = Some((false, t0() - Duration::minutes(8)));
+    ps[1].ready = Some((Readiness::False, t0() - Duration::minutes(8)));
     // 1100m of 2 CPU = 55 % → ratio 1.1, inside the tolerance.
     assert_eq!(cpu(2, 50, &ps, &[200, 900]).expect("proposal").replicas, 2);
 }
@@ -308,7 +311,26 @@ fn external_values_follow_the_documented_formula() {
     );
     // Only ready pods count for the base.
     let mut ps = pods(4, 1000);
-    ps[3].ready = Some((false, t0()));
+    ps[3].ready = Some((Readiness::False, t0()));
+    assert_eq!(
+        external_value(4, 200, 100, &ps, TOLERANCE)
+            .expect("proposal")
+            .replicas,
+        6
+    );
+    // A pod being deleted but still running and ready counts, as upstream's
+    // getReadyPodsCount: 4 ready (one terminating) → ceil(2 × 4) = 8.
+    let mut ps = pods(4, 1000);
+    ps[3].deleted = true;
+    assert_eq!(
+        external_value(4, 200, 100, &ps, TOLERANCE)
+            .expect("proposal")
+            .replicas,
+        8
+    );
+    // Ready=Unknown is not ready.
+    let mut ps = pods(4, 1000);
+    ps[3].ready = Some((Readiness::Unknown, t0()));
     assert_eq!(
         external_value(4, 200, 100, &ps, TOLERANCE)
             .expect("proposal")
@@ -337,4 +359,123 @@ fn external_average_values_divide_the_total() {
     let p = external_average_value(3, 8600, 2000, TOLERANCE).expect("proposal");
     assert_eq!(p.replicas, 5);
     assert_eq!(p.value, 2.867);
+}
+
+fn with_pod_level(mut p: crate::scaler::pods::PodView, cpu: i64) -> crate::scaler::pods::PodView {
+    p.pod_requests = Some([("cpu", cpu)].into());
+    p
+}
+
+#[test]
+fn pod_level_requests_are_what_pod_usage_is_divided_by() {
+    // Containers ask 250m each, the pod 1 CPU: 500m of use is 50 % of the
+    // pod (the HPA's answer), not 200 % of the containers.
+    let ps: Vec<_> = pods(2, 250)
+        .into_iter()
+        .map(|p| with_pod_level(p, 1000))
+        .collect();
+    let p = cpu(2, 50, &ps, &[500, 500]).expect("proposal");
+    assert_eq!((p.replicas, p.value), (2, 50.0));
+    // A container metric still divides by that container's request.
+    let p = resource_utilization(
+        2,
+        50,
+        Resource::Cpu,
+        Some("app"),
+        &ps,
+        &samples(&[500, 500]),
+        TOLERANCE,
+        &timing(),
+    )
+    .expect("proposal");
+    assert_eq!((p.replicas, p.value), (8, 200.0));
+    // Pod-level requests without CPU, and no container CPU request either.
+    let mut ps = pods(1, 250);
+    ps[0].pod_requests = Some([("memory", 1_000_000)].into());
+    let err = cpu(1, 50, &ps, &[100]).expect_err("no cpu request");
+    assert_eq!(err, "missing pod-level request for cpu in Pod p0");
+}
+
+#[test]
+fn a_container_metric_naming_no_container_of_the_pod_is_an_error() {
+    let err = resource_utilization(
+        2,
+        50,
+        Resource::Cpu,
+        Some("sidecar"),
+        &pods(2, 1000),
+        &samples(&[100, 100]),
+        TOLERANCE,
+        &timing(),
+    )
+    .expect_err("no such container");
+    assert!(
+        err.starts_with("container sidecar not found in Pod p0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cpu_sample_of_a_pod_whose_readiness_is_unknown_counts() {
+    // Upstream sets a CPU sample aside only on Ready=False: Unknown inside
+    // the initialization period, with a full window since the transition,
+    // is counted. 2 × 800m of 1 CPU = 80 % against 50 % → ceil(1.6 × 2) = 4.
+    let mut ps = pods(2, 1000);
+    ps[1].start_time = Some(t0() - Duration::minutes(1));
+    ps[1].ready = Some((Readiness::Unknown, t0() - Duration::minutes(1)));
+    assert_eq!(cpu(2, 50, &ps, &[800, 800]).expect("proposal").replicas, 4);
+    // False is set aside: p0 alone at 80 %, p1 counted idle → 40 %, which
+    // flips direction → keep 2.
+    ps[1].ready = Some((Readiness::False, t0() - Duration::minutes(1)));
+    assert_eq!(cpu(2, 50, &ps, &[800, 800]).expect("proposal").replicas, 2);
+}
+
+#[test]
+fn average_value_and_utilization_treat_missing_pods_alike_on_target() {
+    // Five pods, three sampled exactly on target, two without a sample:
+    // both targets leave the count alone (this read 5 → 3 for
+    // targetAverageValue when the missing pods were filled with 0).
+    let on_target = samples(&[500, 500, 500]);
+    let value = resource_average_value(
+        5,
+        500,
+        Resource::Cpu,
+        &pods(5, 1000),
+        &on_target,
+        TOLERANCE,
+        &timing(),
+    )
+    .expect("proposal");
+    let utilization = resource_utilization(
+        5,
+        50,
+        Resource::Cpu,
+        None,
+        &pods(5, 1000),
+        &on_target,
+        TOLERANCE,
+        &timing(),
+    )
+    .expect("proposal");
+    assert_eq!((value.replicas, utilization.replicas), (5, 5));
+}
+
+#[test]
+fn the_sample_time_is_the_newest_sample() {
+    let mut values = samples(&[100, 100]);
+    if let Some(s) = values.get_mut("p1") {
+        s.timestamp = t0() - Duration::minutes(1);
+    }
+    let p = resource_utilization(
+        2,
+        50,
+        Resource::Memory,
+        None,
+        &pods(2, 1000),
+        &values,
+        TOLERANCE,
+        &timing(),
+    )
+    .expect("proposal");
+    assert_eq!(p.sample_time, Some(t0() - Duration::seconds(5)));
 }

@@ -7,3 +7,4 @@ mod plan_cases;
 mod properties;
 mod support;
 mod tenancy_cases;
+mod upstream_vectors;

@@ -10,6 +10,7 @@ use vertice_crds::scaler::{
 
 use super::support::*;
 use crate::scaler::decide::{plan, Observed, PromResult};
+use crate::scaler::pods::Readiness;
 
 fn observed(replicas: i32, cpu: &[&str], queue: Option<PromResult>) -> Observed {
     Observed {
@@ -145,6 +146,78 @@ fn a_stale_sample_is_broken() {
     s.metrics[1].max_staleness = Some("5m".into());
     let p = plan(&s, None, &observed(6, &["100m"; 6], old), &settled(2), t0());
     assert_eq!(p.desired, 2);
+}
+
+#[test]
+fn one_lagging_pod_does_not_make_the_metric_stale() {
+    let s = spec(1, 20, vec![cpu_metric(50)]);
+    // Six pods at 10 % of 1 CPU; one pod's sample is 3 minutes old.
+    let mut o = observed(6, &["100m"; 6], None);
+    if let Some(Ok(list)) = o.pod_metrics.as_mut() {
+        list[5].timestamp = t0() - Duration::minutes(3);
+    }
+    let p = plan(&s, None, &o, &settled(2), t0());
+    let d = p.status.last_decision.expect("decision");
+    assert_eq!(d.metrics[0].state, "Ok", "{:?}", d.metrics[0].error);
+    // The lagging pod counts as a pod without a sample, full on the way
+    // down: (5 × 100m + 1000m) of 6 CPU = 25 % → ceil(0.5 × 6) = 3.
+    assert_eq!((d.metrics[0].proposal, p.desired), (Some(3), 3));
+    assert_eq!(d.metrics[0].sample_time, Some(t0() - Duration::seconds(10)));
+    // Every sample that old: nothing is fresh, the metric is stale.
+    if let Some(Ok(list)) = o.pod_metrics.as_mut() {
+        for m in list.iter_mut() {
+            m.timestamp = t0() - Duration::minutes(3);
+        }
+    }
+    let p = plan(&s, None, &o, &settled(2), t0());
+    let d = p.status.last_decision.expect("decision");
+    assert_eq!((d.metrics[0].state.as_str(), p.desired), ("Stale", 6));
+    assert_eq!(
+        d.metrics[0].error.as_deref(),
+        Some("the newest sample is 180s old, more than maxStaleness (120s)")
+    );
+}
+
+#[test]
+fn tolerance_takes_any_number_of_zero_or_more() {
+    let mut s = spec(1, 20, vec![cpu_metric(50)]);
+    let with = |up: f64| {
+        Some(ScalingBehavior {
+            scale_up: Some(ScalingRules {
+                tolerance: Some(up),
+                ..Default::default()
+            }),
+            scale_down: None,
+        })
+    };
+    // 150 % against 50 %: ratio 3, inside a tolerance of 2.5 (above the
+    // old cap of 1): no change.
+    s.behavior = with(2.5);
+    let p = plan(
+        &s,
+        None,
+        &observed(2, &["1500m"; 2], None),
+        &settled(2),
+        t0(),
+    );
+    assert_eq!(p.desired, 2);
+    for bad in [-0.1, f64::NAN] {
+        s.behavior = with(bad);
+        let p = plan(
+            &s,
+            None,
+            &observed(2, &["1500m"; 2], None),
+            &settled(2),
+            t0(),
+        );
+        let d = p.status.last_decision.expect("decision");
+        assert_eq!(d.reason, "InvalidSpec");
+        assert!(
+            d.message.starts_with("spec.behavior.scaleUp.tolerance"),
+            "{}",
+            d.message
+        );
+    }
 }
 
 #[test]
@@ -427,7 +500,7 @@ fn during_a_rollout_unready_surge_pods_do_not_drive_a_memory_scale_up() {
     o.status_replicas = 3;
     let mut surge = pod("p2", 1000);
     surge.start_time = Some(t0() - Duration::seconds(20));
-    surge.ready = Some((false, t0() - Duration::seconds(20)));
+    surge.ready = Some((Readiness::False, t0() - Duration::seconds(20)));
     o.pods.push(surge);
     for p in &mut o.pods {
         p.requests

@@ -9,7 +9,7 @@ use vertice_crds::scaler::{
 use vertice_crds::VerticeScalerSpec;
 
 use crate::scaler::algorithm::{Timing, Tolerances};
-use crate::scaler::pods::{ContainerMetrics, PodMetrics, PodSample, PodView};
+use crate::scaler::pods::{ContainerMetrics, PodMetrics, PodSample, PodView, Readiness};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0)
@@ -40,10 +40,11 @@ pub fn pod(name: &str, cpu_milli: i64) -> PodView {
         name: name.into(),
         deleted: false,
         phase: "Running".into(),
-        ready: Some((true, t0() - Duration::hours(1))),
+        ready: Some((Readiness::True, t0() - Duration::hours(1))),
         start_time: Some(t0() - Duration::hours(1)),
         requests,
         containers: vec!["app".into()],
+        pod_requests: None,
     }
 }
 
