@@ -1,12 +1,76 @@
 //! Backup ids: `20261127T060000Z-1a2b`, UTC start time plus 4 random hex
 //! digits, so ids sort by time and two runs in one second do not collide.
+//!
+//! Ids are the order of a series (`latest`, retention), so they must not
+//! depend on one node's clock alone: a new id is always later than every id
+//! already in its series ([`next_id_time`]). A clock that went backwards (an
+//! NTP step, a node with a skewed clock) gets a warning and an id one second
+//! after the newest, never an id that sorts below a backup taken before it.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, DurationRound, NaiveDateTime, Utc};
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// A testing hook, not a setting: shifts the agent's clock by a signed
+/// duration (`-1h`, `+30m`, `90s`), so the integration tests can run a real
+/// agent on a node whose clock is wrong. Every use logs a warning.
+pub const TESTING_CLOCK_OFFSET_ENV: &str = "VERTICE_TESTING_CLOCK_OFFSET";
+
+/// The wall clock, shifted by [`TESTING_CLOCK_OFFSET_ENV`] when set.
+pub fn now() -> crate::error::Result<DateTime<Utc>> {
+    let Ok(text) = std::env::var(TESTING_CLOCK_OFFSET_ENV) else {
+        return Ok(Utc::now());
+    };
+    let offset = parse_offset(&text).map_err(|e| {
+        crate::error::Error::usage(format!(
+            "{TESTING_CLOCK_OFFSET_ENV}={text:?}: {e} (a testing hook; unset it)"
+        ))
+    })?;
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(offset = %text, "{TESTING_CLOCK_OFFSET_ENV} is set: this agent's clock is shifted (a testing hook; never set it in production)");
+    }
+    Ok(Utc::now() + offset)
+}
+
+/// `-1h`, `+30m` or `90s`: an optional sign and the one duration syntax.
+fn parse_offset(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (negative, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let d = vertice_crds::duration::parse(magnitude)?;
+    Ok(if negative { -d } else { d })
+}
+
+/// The time a new backup's id carries, and how far the clock was behind
+/// the newest id of its series when that decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdTime {
+    pub at: DateTime<Utc>,
+    /// `Some` when the id had to be moved past the newest one: by how much
+    /// the clock (to the second) was behind it; zero for the same second.
+    pub behind: Option<Duration>,
+}
+
+/// `now` to the second, or one second after `newest` when `now` is not
+/// past it: ids carry whole seconds, and an id in the newest one's second
+/// could sort below it by its random suffix.
+pub fn next_id_time(now: DateTime<Utc>, newest: Option<&BackupId>) -> IdTime {
+    let at = now.duration_trunc(Duration::seconds(1)).unwrap_or(now);
+    match newest.and_then(BackupId::time) {
+        Some(newest) if at <= newest => IdTime {
+            at: newest + Duration::seconds(1),
+            behind: Some(newest - at),
+        },
+        _ => IdTime { at, behind: None },
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BackupId(String);
@@ -81,6 +145,51 @@ mod tests {
         assert_eq!(id.time(), Some(t));
         let later = BackupId::generate(t + chrono::Duration::seconds(1));
         assert!(later > id);
+    }
+
+    #[test]
+    fn a_new_id_is_always_later_than_the_newest_of_its_series() {
+        let t = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let newest: BackupId = "20261127T060000Z-ffff".parse().expect("id");
+        // The clock is fine: its own second.
+        assert_eq!(
+            next_id_time(t("2026-11-27T06:00:05.7Z"), Some(&newest)),
+            IdTime {
+                at: t("2026-11-27T06:00:05Z"),
+                behind: None
+            }
+        );
+        // The clock stepped back an hour: one second after the newest.
+        assert_eq!(
+            next_id_time(t("2026-11-27T05:00:00.2Z"), Some(&newest)),
+            IdTime {
+                at: t("2026-11-27T06:00:01Z"),
+                behind: Some(Duration::hours(1))
+            }
+        );
+        // The same second: a random suffix could sort below ffff.
+        let same = next_id_time(t("2026-11-27T06:00:00.9Z"), Some(&newest));
+        assert_eq!(same.at, t("2026-11-27T06:00:01Z"));
+        assert_eq!(same.behind, Some(Duration::zero()));
+        assert!(BackupId::generate(same.at) > newest);
+        // A first backup.
+        assert_eq!(
+            next_id_time(t("2026-11-27T06:00:00.9Z"), None).at,
+            t("2026-11-27T06:00:00Z")
+        );
+    }
+
+    #[test]
+    fn the_testing_clock_offset_takes_a_sign() {
+        assert_eq!(parse_offset("-1h"), Ok(-Duration::hours(1)));
+        assert_eq!(parse_offset("+30m"), Ok(Duration::minutes(30)));
+        assert_eq!(parse_offset("90s"), Ok(Duration::seconds(90)));
+        assert!(parse_offset("-").is_err());
+        assert!(parse_offset("yesterday").is_err());
     }
 
     #[test]

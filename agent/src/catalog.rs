@@ -1,6 +1,11 @@
 //! The catalog of backups in a store: every manifest, newest first, and the
 //! choice of one by `latest`, id or `before:TIME`. Backups exist only through
 //! their manifests.
+//!
+//! "Newest" is the order of backup ids ([`series_time`]), not of the clocks
+//! of the nodes that took them: a backup's id is always later than every id
+//! already in its series (`backup_id::next_id_time`), so the backup taken
+//! last is the newest even when its node's clock was behind.
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
@@ -146,10 +151,56 @@ fn missing_artifacts(m: &Manifest, sizes: &HashMap<&str, u64>) -> Option<String>
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
+/// Where a backup stands in its series: the time its id carries, or its
+/// start time when that is later (ids carry whole seconds). An id moved past
+/// a newer one by a clock that was behind thus sorts after it; otherwise
+/// this is the start time, as it always was.
+pub fn series_time(m: &Manifest) -> DateTime<Utc> {
+    m.backup_id
+        .parse::<BackupId>()
+        .ok()
+        .and_then(|id| id.time())
+        .map_or(m.started_at, |t| t.max(m.started_at))
+}
+
 fn newest_first(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
-    b.started_at
-        .cmp(&a.started_at)
+    series_time(b)
+        .cmp(&series_time(a))
         .then_with(|| b.backup_id.cmp(&a.backup_id))
+}
+
+/// The newest id of a backup in one series, intact or damaged: a new
+/// backup's id must be later. Manifests are read newest first until one is
+/// valid where it is, so a stray (a copy under a made-up id) never pushes
+/// the series' ids; usually that is one read.
+pub async fn newest_id(store: &dyn Store, namespace: &str, name: &str) -> Result<Option<BackupId>> {
+    let scope = Scope {
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+    };
+    let mut candidates: Vec<(BackupId, String)> = store
+        .list(&scope.list_prefix())
+        .await?
+        .into_iter()
+        .filter(|o| is_manifest_key(&o.key))
+        .filter_map(|o| Some((o.key.split('/').nth(2)?.parse::<BackupId>().ok()?, o.key)))
+        .collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    for (id, key) in candidates {
+        let bytes = match store.get_bytes(&key).await {
+            Ok(bytes) => bytes,
+            // Pruned since the listing.
+            Err(crate::store::StoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if Manifest::parse(&bytes, &key)
+            .and_then(|m| check_location(&m, &key))
+            .is_ok()
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 fn is_manifest_key(key: &str) -> bool {
@@ -238,6 +289,63 @@ pub fn select<'a>(
     })
 }
 
+/// Picks one backup as [`select`] does, from the whole catalog: a damaged
+/// backup asked for by id is refused as damaged, and when nothing in scope
+/// is intact, the damaged and unreadable backups there are named (exit 1)
+/// instead of "no backups found" (exit 2), which would send an operator
+/// looking for a wrong flag while their only backup is broken.
+pub fn choose<'a>(catalog: &'a Catalog, selector: &Selector, store: &str) -> Result<&'a Manifest> {
+    if let Selector::Id(id) = selector {
+        if let Some((_, problem)) = catalog
+            .damaged
+            .iter()
+            .find(|(m, _)| m.backup_id == id.as_str())
+        {
+            return Err(Error::integrity(format!(
+                "backup {id} is damaged ({problem}); it cannot be used. `vertice-agent list` shows the intact backups"
+            )));
+        }
+    }
+    match select(&catalog.intact, selector, store) {
+        Err(e) if catalog.intact.is_empty() && !matches!(selector, Selector::Id(_)) => {
+            Err(nothing_intact(catalog, store).unwrap_or(e))
+        }
+        other => other,
+    }
+}
+
+/// Names what is in scope when none of it is intact; `None` when nothing is.
+fn nothing_intact(catalog: &Catalog, store: &str) -> Option<Error> {
+    const SHOWN: usize = 3;
+    let found: Vec<String> = catalog
+        .damaged
+        .iter()
+        .map(|(m, problem)| {
+            format!(
+                "backup {}/{}/{} is damaged ({problem})",
+                m.namespace, m.name, m.backup_id
+            )
+        })
+        .chain(
+            catalog
+                .strays
+                .iter()
+                .map(|s| format!("{} cannot be used ({})", s.key, s.problem)),
+        )
+        .collect();
+    if found.is_empty() {
+        return None;
+    }
+    let more = match found.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!("; and {n} more"),
+    };
+    Some(Error::integrity(format!(
+        "no intact backup in {store}: {}{more}. `vertice-agent list --from {store}` shows them",
+        found[..found.len().min(SHOWN)].join("; ")
+    )))
+}
+
 fn names<'a>(manifests: impl Iterator<Item = &'a Manifest>) -> String {
     let set: BTreeSet<String> = manifests
         .map(|m| format!("{}/{}", m.namespace, m.name))
@@ -264,6 +372,7 @@ mod tests {
                 server_version: None,
                 database: None,
                 keys: None,
+                roles: Vec::new(),
             },
             started_at: t,
             finished_at: t,
@@ -328,6 +437,41 @@ mod tests {
         let err = select(&all, &Selector::Latest, "store").expect_err("ambiguous");
         assert!(err.to_string().contains("ns/a, ns/b"), "{err}");
         assert!(select(&[], &Selector::Latest, "store").is_err());
+    }
+
+    #[test]
+    fn a_store_with_only_damaged_backups_names_them() {
+        let catalog = Catalog {
+            intact: vec![],
+            damaged: vec![(
+                manifest("ns", "db", "20261101T000000Z-0001"),
+                "dump.pgdump.zst is missing".into(),
+            )],
+            strays: vec![],
+        };
+        let err = choose(&catalog, &Selector::Latest, "store").expect_err("damaged");
+        assert_eq!(err.exit_code(), 1, "{err}");
+        assert_eq!(err.category(), crate::error::ErrorCategory::Integrity);
+        assert!(
+            err.to_string()
+                .contains("ns/db/20261101T000000Z-0001 is damaged (dump.pgdump.zst is missing)"),
+            "{err}"
+        );
+        // Nothing at all is still "no backups", a usage error.
+        let empty = choose(&Catalog::default(), &Selector::Latest, "store").expect_err("empty");
+        assert_eq!(empty.exit_code(), 2, "{empty}");
+    }
+
+    #[test]
+    fn an_id_moved_past_a_newer_one_sorts_newest() {
+        // The node's clock was an hour behind: its backup started "05:00"
+        // but took an id one second after the newest.
+        let mut behind = manifest("ns", "db", "20261101T060001Z-0002");
+        behind.started_at -= chrono::Duration::hours(1);
+        let all = sorted(vec![manifest("ns", "db", "20261101T060000Z-ffff"), behind]);
+        assert_eq!(all[0].backup_id, "20261101T060001Z-0002");
+        let latest = select(&all, &Selector::Latest, "store").expect("latest");
+        assert_eq!(latest.backup_id, "20261101T060001Z-0002");
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub struct StoreArgs {
     #[arg(long, env = "VERTICE_PARTS_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub parts_in_flight: u64,
 
+    /// How long the store may keep failing, without any progress, before
+    /// the run gives up and reports it unreachable (e.g. 30s, 2m). Each
+    /// blip after progress gets the whole allowance again.
+    #[arg(long, env = "VERTICE_STORE_RETRY_FOR", default_value = "60s")]
+    pub store_retry_for: String,
+
     /// GCS endpoint override for emulators, e.g. http://127.0.0.1:4443
     /// (also read from STORAGE_EMULATOR_HOST).
     #[arg(long, env = "VERTICE_GCS_ENDPOINT")]
@@ -333,6 +339,11 @@ pub struct RestoreArgs {
     #[arg(long, env = "VERTICE_RESTORE_NO_OWNER")]
     pub no_owner: bool,
 
+    /// PostgreSQL: restore into a server of an older major version than the
+    /// backup's source, which is refused otherwise.
+    #[arg(long, env = "VERTICE_ALLOW_OLDER_SERVER")]
+    pub allow_older_server: bool,
+
     /// pg_restore executable.
     #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]
     pub pg_restore: PathBuf,
@@ -473,6 +484,11 @@ pub struct DrillArgs {
     /// on the drill server); by default they are skipped.
     #[arg(long, env = "VERTICE_DRILL_WITH_OWNER")]
     pub with_owner: bool,
+
+    /// PostgreSQL: drill on a server of an older major version than the
+    /// backup's source, which is refused otherwise.
+    #[arg(long, env = "VERTICE_ALLOW_OLDER_SERVER")]
+    pub allow_older_server: bool,
 
     /// pg_restore executable.
     #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]

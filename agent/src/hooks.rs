@@ -77,9 +77,10 @@ async fn run_one(hook: &Hook, target: &HookTarget<'_>, secrets_dir: &Path) -> Re
 async fn run_statement(statement: &str, target: &HookTarget<'_>) -> Result<()> {
     match target.target {
         Target::Postgres(pg) => {
-            // psql, like pg_dump, honours every libpq setting (sslmode, service
-            // files); the password travels only in its environment.
-            let mut command = tokio::process::Command::new(target.psql);
+            // psql, like pg_dump, honours every libpq setting the URL carries
+            // (sslmode, service); the password travels only in its
+            // environment, and none of the agent's PG* variables do.
+            let mut command = crate::pipeline::process::command(target.psql);
             command
                 .args([
                     "--no-psqlrc",
@@ -94,9 +95,7 @@ async fn run_statement(statement: &str, target: &HookTarget<'_>) -> Result<()> {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true);
-            if let Some(password) = target.password {
-                command.env("PGPASSWORD", password);
-            }
+            crate::source::postgres::set_password(&mut command, target.password);
             let output = command.output().await.map_err(|e| {
                 Error::usage(format!(
                     "cannot run {} for a sql hook: {e}",

@@ -39,6 +39,12 @@ pub struct SourceInfo {
     /// snapshot; a drill compares the restored count with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<u64>,
+    /// PostgreSQL: the source cluster's role names (`pg_roles`, built-in
+    /// `pg_*` left out; never anything else of a role). A drill's ephemeral
+    /// server creates them, so policies, grants and `aclitem` data naming a
+    /// role restore. Empty in backups of agents that did not record them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +142,7 @@ mod tests {
                 server_version: Some("15.18".into()),
                 database: Some("app".into()),
                 keys: None,
+                roles: Vec::new(),
             },
             started_at: t,
             finished_at: t + chrono::Duration::milliseconds(2500),

@@ -1,6 +1,13 @@
 //! Retention: which backups to keep, as a pure function of the backups, the
 //! policy and the time, so the plan can be printed (`--dry-run`) and tested
 //! without a store. Buckets (hour, day, ISO week, month, year) are in UTC.
+//!
+//! "Newest" is the series order (`catalog::series_time`: the id, which a new
+//! backup always takes past the newest one). Besides, the backup whose
+//! manifest the store wrote last, by the store's own clock, is always kept:
+//! should ids and the store ever disagree (backups written before ids were
+//! kept in order, two runs at once on nodes with different clocks), neither
+//! candidate for "the last backup" is deleted.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -35,16 +42,21 @@ impl Policy {
     }
 }
 
-/// One backup series member: id and start time (UTC) from its manifest.
+/// One backup series member: its id and its place in the series
+/// (`catalog::series_time`, UTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backup {
     pub id: String,
     pub time: DateTime<Utc>,
+    /// The store wrote this backup's manifest after every other one of the
+    /// series (by the store's clock).
+    pub written_last: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
     Newest,
+    WrittenLast,
     InFuture,
     Last(u32),
     Within,
@@ -56,6 +68,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Newest => write!(f, "newest backup"),
+            Reason::WrittenLast => write!(f, "written last (by the store's clock)"),
             Reason::InFuture => write!(f, "dated after now (clock skew?)"),
             Reason::Last(n) => write!(f, "last {n}"),
             Reason::Within => write!(f, "within --keep-within"),
@@ -108,6 +121,9 @@ pub fn plan(backups: &[Backup], policy: &Policy, now: DateTime<Utc>) -> Vec<Deci
         reasons[0].push(Reason::Newest);
     }
     for (i, b) in sorted.iter().enumerate() {
+        if b.written_last {
+            reasons[i].push(Reason::WrittenLast);
+        }
         if b.time > now {
             reasons[i].push(Reason::InFuture);
         }
@@ -187,6 +203,7 @@ mod tests {
             .map(|t| Backup {
                 id: t.format("%Y%m%dT%H%M%SZ-0000").to_string(),
                 time: *t,
+                written_last: false,
             })
             .collect()
     }
@@ -348,6 +365,22 @@ mod tests {
         let d = plan(&series(&times), &p, at(2026, 11, 27, 0, 0));
         assert!(d[0].keep_because.contains(&Reason::InFuture));
         assert!(plan(&[], &p, at(2026, 1, 1, 0, 0)).is_empty());
+    }
+
+    #[test]
+    fn the_backup_written_last_is_kept_whatever_its_id_says() {
+        // Two backups whose ids disagree with the order the store wrote
+        // them in (taken before ids were kept in order): keep-last 1 keeps
+        // the newest id and the one the store wrote last.
+        let mut backups = series(&[at(2026, 11, 2, 6, 0), at(2026, 11, 2, 7, 0)]);
+        backups[0].written_last = true;
+        let p = Policy {
+            keep_last: Some(1),
+            ..policy()
+        };
+        let d = plan(&backups, &p, at(2026, 11, 3, 0, 0));
+        assert_eq!(kept(&d), vec![at(2026, 11, 2, 7, 0), at(2026, 11, 2, 6, 0)]);
+        assert_eq!(d[1].keep_because, vec![Reason::WrittenLast]);
     }
 
     #[test]

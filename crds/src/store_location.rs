@@ -123,8 +123,10 @@ impl FromStr for StoreLocation {
                         "write it as file:///absolute/path or file://relative/path",
                     ));
                 }
+                // A file URL is percent-encoded (RFC 8089): file:///tmp/my%20dir
+                // is the directory "/tmp/my dir", as every other tool reads it.
                 Ok(StoreLocation::File {
-                    root: PathBuf::from(rest),
+                    root: PathBuf::from(percent_decode(rest).map_err(|r| malformed(&r))?),
                 })
             }
             _ => Err(StoreLocationError::UnknownScheme {
@@ -156,9 +158,53 @@ impl fmt::Display for StoreLocation {
                 container,
                 prefix,
             } => with_prefix(f, format!("azblob://{account}/{container}"), prefix),
-            StoreLocation::File { root } => write!(f, "file://{}", root.display()),
+            StoreLocation::File { root } => {
+                write!(f, "file://{}", percent_encode(&root.display().to_string()))
+            }
         }
     }
+}
+
+/// Decodes `%XX` escapes of a file URL's path. A `%` not followed by two
+/// hex digits is refused rather than guessed at.
+fn percent_decode(path: &str) -> Result<String, String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or_else(|| {
+                format!(
+                    "the path has a \"%\" that is not a %XX escape (at byte {i}); write a literal % as %25"
+                )
+            })?;
+        out.push(hex);
+        i += 3;
+    }
+    String::from_utf8(out).map_err(|_| "the decoded path is not UTF-8".to_string())
+}
+
+/// The inverse of [`percent_decode`] for what a store URL cannot carry
+/// literally: `%`, `?` and `#` (the parser refuses queries and fragments).
+fn percent_encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3F"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn split_first(s: &str) -> (&str, &str) {
@@ -235,6 +281,31 @@ mod tests {
                 root: "backups".into()
             })
         );
+    }
+
+    #[test]
+    fn file_urls_are_percent_decoded() {
+        assert_eq!(
+            parse("file:///tmp/my%20dir"),
+            Ok(StoreLocation::File {
+                root: "/tmp/my dir".into()
+            })
+        );
+        assert_eq!(
+            parse("file:///tmp/caf%C3%A9%3F%2525"),
+            Ok(StoreLocation::File {
+                root: "/tmp/café?%25".into()
+            })
+        );
+        for bad in ["file:///tmp/100%", "file:///tmp/%zz", "file:///tmp/%ff"] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("%"), "{bad}: {err}");
+        }
+        // What is displayed parses back to the same path.
+        let odd = StoreLocation::File {
+            root: "/tmp/100% done?#x".into(),
+        };
+        assert_eq!(parse(&odd.to_string()), Ok(odd));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::process::{is_root, wait_until, Server};
 
 pub struct FakeGcs {
     pub address: String,
-    _server: Server,
-    _dir: tempfile::TempDir,
+    server: Option<Server>,
+    dir: tempfile::TempDir,
 }
 
 fn binary() -> PathBuf {
@@ -39,8 +39,9 @@ fn binary() -> PathBuf {
     }
 }
 
-/// A loopback address nobody else in this run uses.
-fn loopback_address() -> String {
+/// A loopback address nobody else in this run uses, free on port 80 (for
+/// the emulator, or a proxy in front of it: see the module comment).
+pub fn loopback_address() -> String {
     loop {
         let mut b = [0u8; 2];
         getrandom(&mut b);
@@ -64,31 +65,24 @@ impl FakeGcs {
             is_root(),
             "fake-gcs-server must listen on port 80 (see tests/src/fake_gcs.rs); run the tests as root"
         );
-        let bin = binary();
         let dir = tempfile::Builder::new()
             .prefix("vertice-gcs-")
             .tempdir()
             .expect("tempdir");
-        let log = dir.path().join("fake-gcs.log");
-        let log_file = std::fs::File::create(&log).expect("log");
         let address = loopback_address();
-        let mut server = Server::spawn(
-            "fake-gcs-server",
-            Command::new(bin)
-                .args(["-scheme", "http", "-host", &address, "-port", "80"])
-                .args(["-backend", "memory", "-log-level", "warn"])
-                .stdout(log_file.try_clone().expect("log"))
-                .stderr(log_file),
-        );
-        wait_until("fake-gcs-server", Duration::from_secs(60), || {
-            server.assert_running(&log);
-            std::net::TcpStream::connect((address.as_str(), 80)).is_ok()
-        });
+        let server = serve(&address, dir.path());
         FakeGcs {
             address,
-            _server: server,
-            _dir: dir,
+            server: Some(server),
+            dir,
         }
+    }
+
+    /// Kills the emulator (everything it held is gone: it keeps objects and
+    /// upload sessions in memory) and starts a fresh one at the same address.
+    pub fn restart(&mut self) {
+        drop(self.server.take());
+        self.server = Some(serve(&self.address, self.dir.path()));
     }
 
     pub fn endpoint(&self) -> String {
@@ -110,4 +104,23 @@ impl FakeGcs {
         let code = String::from_utf8_lossy(&out.stdout).to_string();
         assert_eq!(code, "200", "creating bucket {name}: HTTP {code}");
     }
+}
+
+/// Runs the emulator on port 80 of `address` until it accepts connections.
+fn serve(address: &str, dir: &std::path::Path) -> Server {
+    let log = dir.join("fake-gcs.log");
+    let log_file = std::fs::File::create(&log).expect("log");
+    let mut server = Server::spawn(
+        "fake-gcs-server",
+        Command::new(binary())
+            .args(["-scheme", "http", "-host", address, "-port", "80"])
+            .args(["-backend", "memory", "-log-level", "warn"])
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file),
+    );
+    wait_until("fake-gcs-server", Duration::from_secs(60), || {
+        server.assert_running(&log);
+        std::net::TcpStream::connect((address, 80)).is_ok()
+    });
+    server
 }

@@ -1,11 +1,12 @@
 //! A TCP proxy on 127.0.0.1 that cuts connections after a number of bytes
 //! from the server, a limited number of times: a network that drops a long
-//! download midway.
+//! download midway. [`DyingProxy`]: a store that dies midway for good.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub struct FlakyProxy {
     pub port: u16,
@@ -73,4 +74,114 @@ fn relay(client: TcpStream, server: TcpStream, cut_after: u64, budget: &AtomicU3
     }
     let _ = to_client.shutdown(Shutdown::Both);
     let _ = from_server.shutdown(Shutdown::Both);
+}
+
+/// A proxy that forwards until `after` bytes have passed (both ways, over
+/// all its connections), then dies like a killed store: every connection is
+/// cut at once and new ones are refused (the listener is closed).
+pub struct DyingProxy {
+    pub port: u16,
+    state: Arc<Dying>,
+}
+
+struct Dying {
+    after: u64,
+    moved: AtomicU64,
+    dead: AtomicBool,
+    died_at: Mutex<Option<Instant>>,
+    streams: Mutex<Vec<TcpStream>>,
+}
+
+impl Dying {
+    fn die(&self) {
+        if self.dead.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *self.died_at.lock().expect("lock") = Some(Instant::now());
+        for s in self.streams.lock().expect("lock").drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl DyingProxy {
+    /// Listens on `listen` (host, port; port 0 for any) and forwards to
+    /// `upstream` until `after` bytes have passed.
+    pub fn start(listen: (&str, u16), upstream: (&str, u16), after: u64) -> DyingProxy {
+        let listener = TcpListener::bind(listen).expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let state = Arc::new(Dying {
+            after,
+            moved: AtomicU64::new(0),
+            dead: AtomicBool::new(false),
+            died_at: Mutex::new(None),
+            streams: Mutex::new(Vec::new()),
+        });
+        let (host, upstream_port) = (upstream.0.to_string(), upstream.1);
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            // Polled, so the listener is closed (and connections refused)
+            // as soon as the proxy dies.
+            while !shared.dead.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = TcpStream::connect((host.as_str(), upstream_port)) else {
+                    continue;
+                };
+                {
+                    let mut streams = shared.streams.lock().expect("lock");
+                    for s in [&client, &server] {
+                        if let Ok(clone) = s.try_clone() {
+                            streams.push(clone);
+                        }
+                    }
+                }
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    let state = Arc::clone(&shared);
+                    std::thread::spawn(move || pump(from, to, &state));
+                }
+            }
+        });
+        DyingProxy { port, state }
+    }
+
+    /// When it died, if it has.
+    pub fn died_at(&self) -> Option<Instant> {
+        *self.state.died_at.lock().expect("lock")
+    }
+}
+
+impl Drop for DyingProxy {
+    fn drop(&mut self) {
+        self.state.die();
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, state: &Dying) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if state.dead.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        if state.moved.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > state.after {
+            state.die();
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }

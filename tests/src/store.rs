@@ -29,8 +29,9 @@ impl TestStore {
 
     /// The store as the agent sees it, through its own store code, for
     /// inspecting and damaging objects where no separate client exists
-    /// (Azure, GCS). Keys are relative to the store root.
-    fn with_agent_store<T>(
+    /// (Azure, GCS), and for testing the store code itself. Keys are
+    /// relative to the store root.
+    pub fn with_agent_store<T>(
         &self,
         f: impl for<'a> FnOnce(
             &'a dyn vertice_agent::store::Store,
@@ -129,13 +130,22 @@ impl TestStore {
 
     /// [`TestStore::env`] with the endpoint moved to a proxy on 127.0.0.1:`port`.
     pub fn env_through(&self, port: u16) -> Vec<(&'static str, String)> {
+        self.env_through_at("127.0.0.1", port)
+    }
+
+    /// [`TestStore::env`] with the endpoint moved to a proxy on `host:port`
+    /// (GCS uploads need port 80: see `fake_gcs.rs`).
+    pub fn env_through_at(&self, host: &str, port: u16) -> Vec<(&'static str, String)> {
         let (key, value) = match self {
-            TestStore::S3 { .. } => ("VERTICE_S3_ENDPOINT", format!("http://127.0.0.1:{port}")),
+            TestStore::S3 { .. } => ("VERTICE_S3_ENDPOINT", format!("http://{host}:{port}")),
             TestStore::Azure { .. } => (
                 "VERTICE_AZURE_ENDPOINT",
-                format!("http://127.0.0.1:{port}/{}", crate::azurite::ACCOUNT),
+                format!("http://{host}:{port}/{}", crate::azurite::ACCOUNT),
             ),
-            TestStore::Gcs { .. } => ("VERTICE_GCS_ENDPOINT", format!("http://127.0.0.1:{port}")),
+            TestStore::Gcs { .. } if port == 80 => {
+                ("VERTICE_GCS_ENDPOINT", format!("http://{host}"))
+            }
+            TestStore::Gcs { .. } => ("VERTICE_GCS_ENDPOINT", format!("http://{host}:{port}")),
             TestStore::File { .. } => return self.env(),
         };
         let mut env: Vec<_> = self.env().into_iter().filter(|(k, _)| *k != key).collect();

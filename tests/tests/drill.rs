@@ -785,3 +785,291 @@ fn sigterm_mid_restore_stops_the_ephemeral_postgres_and_removes_it() {
         processes_mentioning(&tmp_path)
     );
 }
+
+/// libpq variables a shell, CI job or pod may carry, all pointing
+/// elsewhere: every tool the agent starts must ignore them.
+fn hostile_libpq_env() -> Vec<(&'static str, String)> {
+    [
+        ("PGHOST", "/nonexistent"),
+        ("PGPORT", "1"),
+        ("PGDATABASE", "not_a_database"),
+        ("PGUSER", "not_a_user"),
+        ("PGOPTIONS", "-c default_transaction_read_only=on"),
+        ("PGSSLMODE", "require"),
+        ("PGSERVICE", "not_a_service"),
+        ("PGTARGETSESSIONATTRS", "standby"),
+        ("PGDATA", "/nonexistent"),
+    ]
+    .map(|(k, v)| (k, v.to_string()))
+    .to_vec()
+}
+
+#[test]
+fn a_hostile_libpq_environment_changes_nothing() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    let agent = Agent::new();
+    let mut env = store.env_with("PGPASSWORD", &pg.password);
+    env.extend(hostile_libpq_env());
+    pg.create_database("shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE public.orders AS SELECT g AS id, now() AS created_at FROM generate_series(1, 2000) g",
+    );
+    let url = store.url("");
+    agent
+        .run(&["backup", "--source", &pg.url("shop"), "--to", &url], &env)
+        .assert_ok();
+    pg.create_database("copy");
+    agent
+        .run(&["restore", "--from", &url, "--to", &pg.url("copy")], &env)
+        .assert_ok();
+    assert_eq!(pg.psql("copy", "SELECT count(*) FROM orders"), "2000");
+
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let log_path = log.path().to_string_lossy().into_owned();
+    let target = pg.url("postgres");
+    let scratch = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--restore-to",
+            &target,
+            "--checks-json",
+            GOOD_CHECKS,
+            "--termination-log",
+            &log_path,
+        ],
+        &env,
+    );
+    scratch.assert_ok();
+    // No large objects in this database.
+    let checks = &PG_CHECKS[..PG_CHECKS.len() - 3];
+    let checks = [checks, &["sql: orders", "sql: fresh"]].concat();
+    passed(&read_summary(log.path()), &checks);
+    assert!(drill_databases(&pg).is_empty());
+
+    // The ephemeral server's URL names its socket directory and port; the
+    // agent's PGPORT, PGHOST and PGDATA reach neither psql nor initdb.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut ephemeral_env = env.clone();
+    ephemeral_env.push(("TMPDIR", tmp.path().display().to_string()));
+    let ephemeral = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--restore-to",
+            "ephemeral",
+            "--checks-json",
+            GOOD_CHECKS,
+            "--termination-log",
+            &log_path,
+        ],
+        &ephemeral_env,
+    );
+    ephemeral.assert_ok();
+    passed(&read_summary(log.path()), &checks);
+    assert!(left_in(tmp.path()).is_empty(), "{:?}", left_in(tmp.path()));
+}
+
+/// A database whose objects and data name roles: a policy `TO app_role`,
+/// a grant, default privileges, and `aclitem[]` data naming `app_role` and
+/// `data_only` (named nowhere else). Backed up into `store`; the database
+/// and the roles are then dropped from the server.
+fn backed_up_with_roles(pg: &Postgres, store: &TestStore) {
+    pg.psql("postgres", "CREATE ROLE app_role NOLOGIN");
+    pg.psql("postgres", "CREATE ROLE data_only NOLOGIN");
+    pg.create_database("rls");
+    pg.script(
+        "rls",
+        "CREATE TABLE public.accounts (id int, owner text);
+         INSERT INTO public.accounts SELECT g, 'u' || g FROM generate_series(1, 10) g;
+         ALTER TABLE public.accounts ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON public.accounts FOR SELECT TO app_role USING (owner = current_user);
+         GRANT SELECT ON public.accounts TO app_role;
+         ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT ON TABLES TO app_role;
+         CREATE TABLE public.acls (a aclitem[]);
+         INSERT INTO public.acls VALUES ('{app_role=r/postgres}'), ('{data_only=r/postgres}');",
+    );
+    Agent::new()
+        .run(
+            &["backup", "--source", &pg.url("rls"), "--to", &store.url("")],
+            &store.env_with("PGPASSWORD", &pg.password),
+        )
+        .assert_ok();
+    pg.psql("postgres", "DROP DATABASE rls");
+    pg.psql("postgres", "DROP ROLE app_role");
+    pg.psql("postgres", "DROP ROLE data_only");
+}
+
+#[test]
+fn an_ephemeral_drill_creates_the_roles_the_backup_names() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_with_roles(&pg, &store);
+    let checks = r#"{"postgres": {"assertions": [
+        {"name": "acl data", "sql": "SELECT string_agg(a::text, ' ' ORDER BY a::text) = '{app_role=r/postgres} {data_only=r/postgres}' FROM public.acls"},
+        {"name": "policy", "sql": "SELECT count(*) = 1 FROM pg_policies WHERE 'app_role' = ANY (roles)"}
+    ]}}"#;
+    let tmp = tempfile::tempdir().expect("tmp");
+    for extra in [&[][..], &["--with-owner"][..]] {
+        let mut args = vec!["--checks-json", checks];
+        args.extend_from_slice(extra);
+        let (out, summary) = ephemeral_drill(&store, tmp.path(), &args);
+        out.assert_ok();
+        passed(
+            &summary,
+            &["restore", "tables", "sql: acl data", "sql: policy"],
+        );
+        let target = summary["drill"]["target"].as_str().unwrap_or_default();
+        assert!(
+            target
+                .ends_with("; created the backup's roles (NOLOGIN): app_role, data_only, postgres"),
+            "{extra:?}: {summary}"
+        );
+        assert!(left_in(tmp.path()).is_empty());
+    }
+
+    // On a server the user names, the drill creates no roles: the failure
+    // names psql's error, the drill's own flag and both ways out.
+    let (out, summary) = drill(&pg, &store, &["--checks-json", checks]);
+    out.assert_code(2);
+    for part in [
+        "--restore-to:",
+        "psql stopped at ",
+        "\" does not exist",
+        "CREATE ROLE \"",
+        "--restore-to ephemeral",
+        "nothing was restored",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("--to:") && !out.stderr.contains("URL"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(check(&summary, "restore")["ok"], false, "{summary}");
+    assert!(drill_databases(&pg).is_empty());
+
+    // A backup from before the manifest recorded roles: the table of
+    // contents still names app_role (policy, grant) and postgres (owner),
+    // but not data_only, named only in data.
+    let manifest_key = store
+        .keys("default/rls/")
+        .into_iter()
+        .find(|k| k.ends_with("manifest.json"))
+        .expect("manifest");
+    let mut manifest: Value = serde_json::from_slice(&store.read(&manifest_key)).expect("json");
+    assert_eq!(
+        manifest["source"]["roles"],
+        serde_json::json!(["app_role", "data_only", "postgres"]),
+        "{manifest}"
+    );
+    manifest["source"]
+        .as_object_mut()
+        .expect("source")
+        .remove("roles");
+    store.overwrite(&manifest_key, manifest.to_string().as_bytes());
+    let (out, summary) = ephemeral_drill(&store, tmp.path(), &["--checks-json", checks]);
+    out.assert_code(2);
+    for part in [
+        "--restore-to:",
+        "psql stopped at TABLE DATA public.acls",
+        "role \"data_only\" does not exist",
+        "take a new backup",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("URL"), "{}", out.stderr);
+    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    assert!(left_in(tmp.path()).is_empty());
+}
+
+/// Starts a drill whose one assertion sleeps ten minutes, waits until the
+/// sleep runs (`running` asks the server), sends SIGTERM and returns how
+/// long the agent took to exit, after checking it reported a cleanup.
+fn sigterm_during_a_sleeping_assertion(
+    mut command: std::process::Command,
+    log: &std::path::Path,
+    running: impl Fn() -> bool,
+) -> Duration {
+    let checks = r#"{"postgres": {"objects": false, "assertions": [
+        {"name": "slow", "sql": "SELECT pg_sleep(600) IS NOT NULL", "timeoutSeconds": 900}]}}"#;
+    command
+        .args(["--checks-json", checks])
+        .arg("--termination-log")
+        .arg(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !running() {
+        assert!(Instant::now() < deadline, "the assertion never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    sigterm_and_expect_cleanup(child, log);
+    started.elapsed()
+}
+
+#[test]
+fn sigterm_during_an_assertion_cancels_it_and_drops_the_scratch_database() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    let agent = Agent::new();
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let mut command = agent.command();
+    command.args([
+        "drill",
+        "--from",
+        &store.url(""),
+        "--restore-to",
+        &pg.url("postgres"),
+    ]);
+    command.envs(store.env_with("PGPASSWORD", &pg.password));
+    let took = sigterm_during_a_sleeping_assertion(command, log.path(), || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE starts_with(datname, 'vertice_drill_') AND query LIKE '%pg_sleep%'",
+        ) == "1"
+    });
+    assert!(took < Duration::from_secs(5), "took {took:?} to stop");
+    assert!(drill_databases(&pg).is_empty(), "dropped after SIGTERM");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()"
+        ),
+        "0",
+        "the assertion's statement was cancelled"
+    );
+
+    // The same on the drill's ephemeral server, which is stopped and removed.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut command = agent.command();
+    command
+        .args([
+            "drill",
+            "--from",
+            &store.url(""),
+            "--restore-to",
+            "ephemeral",
+        ])
+        .env("TMPDIR", tmp.path());
+    let took = sigterm_during_a_sleeping_assertion(command, log.path(), || {
+        left_in(tmp.path()).first().is_some_and(|dir| {
+            std::process::Command::new("psql")
+                .args(["-h", &tmp.path().join(dir).display().to_string()])
+                .args(["-U", "vertice", "-d", "postgres", "-A", "-t", "-c"])
+                .arg("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+        })
+    });
+    assert!(took < Duration::from_secs(8), "took {took:?} to stop");
+    assert!(left_in(tmp.path()).is_empty(), "{:?}", left_in(tmp.path()));
+}

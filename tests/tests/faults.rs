@@ -1,6 +1,9 @@
 //! Failures must never lose data: a corrupted backup is refused before the
 //! target is touched, and a dump that dies midway leaves no backup behind.
 
+use std::time::{Duration, Instant};
+
+use vertice_tests::flaky_proxy::DyingProxy;
 use vertice_tests::{write_script, Agent, Postgres, TestStore};
 
 fn corrupted_backup_is_refused(store: &TestStore, compression: &str, flip_at_end: bool) {
@@ -230,3 +233,263 @@ fn a_dropped_connection_during_restore_is_resumed_on_gcs() {
 }
 
 vertice_tests::on_every_store!(killed_dump_leaves_no_backup);
+
+/// The first bytes of a pg_dump custom-format archive (format 1.15): all
+/// the agent checks of a dump, so a shell script can stand in for pg_dump
+/// and stream as much (random) data as a test needs, as slowly as it needs.
+fn archive_header() -> Vec<u8> {
+    let int = |v: i64| {
+        let mut out = vec![u8::from(v < 0)];
+        out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
+        out
+    };
+    let string = |s: &str| {
+        let mut out = int(s.len() as i64);
+        out.extend_from_slice(s.as_bytes());
+        out
+    };
+    let mut h = b"PGDMP".to_vec();
+    h.extend_from_slice(&[1, 15, 0, 4, 8, 1, 0]);
+    for v in [5, 4, 3, 27, 10, 126, 0] {
+        h.extend(int(v));
+    }
+    for s in ["app", "16.4", "16.4"] {
+        h.extend(string(s));
+    }
+    h
+}
+
+/// A stand-in for pg_dump in `dir`: the archive header, then what the shell
+/// snippet `then` writes.
+fn fake_pg_dump(dir: &std::path::Path, then: &str) -> String {
+    let header = dir.join("header.bin");
+    std::fs::write(&header, archive_header()).expect("header");
+    let script = write_script(
+        dir,
+        "pg_dump",
+        &format!("cat '{}'\n{then}", header.display()),
+    );
+    script.to_string_lossy().into_owned()
+}
+
+/// Nothing listens here: the fake pg_dump ignores it.
+const NO_SERVER: &str = "postgres://app@127.0.0.1:1/app";
+/// `--store-retry-for` of the outage tests, and how long after the store
+/// died the agent may take to report it: the allowance, the attempt in
+/// flight, an abort, and the slack of a loaded test machine.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+const REPORTED_WITHIN: Duration = Duration::from_secs(30);
+
+fn summary_of(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("summary")).expect("summary json")
+}
+
+/// A proxy in front of the store that dies after `after` bytes; GCS gets it
+/// on port 80 of its own loopback address, where its upload URLs point.
+fn dying_proxy(store: &TestStore, after: u64) -> (DyingProxy, Vec<(&'static str, String)>) {
+    let (host, port) = store.upstream().expect("a network store");
+    let listen = match store {
+        TestStore::Gcs { .. } => (vertice_tests::fake_gcs::loopback_address(), 80),
+        _ => ("127.0.0.1".to_string(), 0),
+    };
+    let proxy = DyingProxy::start((listen.0.as_str(), listen.1), (&host, port), after);
+    let env = store.env_through_at(&listen.0, proxy.port);
+    (proxy, env)
+}
+
+/// A store that dies mid-upload is reported as the store's failure (exit 1,
+/// category `store`) within `--store-retry-for`, not after minutes of
+/// nested retries, and nothing of the run becomes a backup.
+fn a_store_dying_mid_upload_is_reported_in_time(store: &TestStore) {
+    let agent = Agent::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = fake_pg_dump(dir.path(), "head -c 40000000 /dev/urandom");
+    let (proxy, env) = dying_proxy(store, 12_000_000);
+    let summary = dir.path().join("summary.json");
+    let retry_for = format!("{}s", RETRY_FOR.as_secs());
+    let out = agent.run(
+        &[
+            "backup",
+            "--source",
+            NO_SERVER,
+            "--to",
+            &store.url("p"),
+            "--pg-dump",
+            &dump,
+            "--compression",
+            "none",
+            "--part-size-mib",
+            "5",
+            "--store-retry-for",
+            &retry_for,
+            "--termination-log",
+            &summary.display().to_string(),
+        ],
+        &env,
+    );
+    let ended = Instant::now();
+    out.assert_code(1);
+    let died = proxy.died_at().expect("the store died mid-upload");
+    let took = ended - died;
+    eprintln!("{}: reported {took:?} after the store died", store.kind());
+    assert!(
+        took < REPORTED_WITHIN,
+        "reported {took:?} after the store died:\n{}",
+        out.stderr
+    );
+    let summary = summary_of(&summary);
+    assert_eq!(summary["error_category"], "store", "{summary}");
+    assert!(
+        out.stderr.contains("cannot reach the store") || out.stderr.contains("lost"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        store
+            .keys("p/")
+            .iter()
+            .all(|k| !k.ends_with("manifest.json")),
+        "no backup: {:?}",
+        store.keys("p/")
+    );
+}
+
+#[test]
+fn a_store_dying_mid_upload_is_reported_in_time_on_s3() {
+    a_store_dying_mid_upload_is_reported_in_time(&TestStore::s3());
+}
+
+#[test]
+fn a_store_dying_mid_upload_is_reported_in_time_on_azure() {
+    a_store_dying_mid_upload_is_reported_in_time(&TestStore::azure());
+}
+
+#[test]
+fn a_store_dying_mid_upload_is_reported_in_time_on_gcs() {
+    a_store_dying_mid_upload_is_reported_in_time(&TestStore::gcs());
+}
+
+/// A store that dies while a backup is read back is the store's failure
+/// (exit 1, category `store`), never "corrupt" (`integrity`): an operator
+/// must not start distrusting a good backup because the network failed.
+fn a_store_dying_mid_read_is_not_called_corrupt(store: &TestStore) {
+    let agent = Agent::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = fake_pg_dump(dir.path(), "head -c 30000000 /dev/urandom");
+    let url = store.url("r");
+    let backup = agent.run(
+        &[
+            "backup",
+            "--source",
+            NO_SERVER,
+            "--to",
+            &url,
+            "--pg-dump",
+            &dump,
+            "--compression",
+            "none",
+        ],
+        &store.env(),
+    );
+    backup.assert_ok();
+    let id = backup.stdout.trim().to_string();
+
+    let (proxy, env) = dying_proxy(store, 8_000_000);
+    let summary = dir.path().join("verify.json");
+    let retry_for = format!("{}s", RETRY_FOR.as_secs());
+    let out = agent.run(
+        &[
+            "verify",
+            "--from",
+            &url,
+            "--store-retry-for",
+            &retry_for,
+            "--termination-log",
+            &summary.display().to_string(),
+        ],
+        &env,
+    );
+    let ended = Instant::now();
+    out.assert_code(1);
+    let took = ended - proxy.died_at().expect("the store died mid-read");
+    eprintln!("{}: reported {took:?} after the store died", store.kind());
+    assert!(
+        took < REPORTED_WITHIN,
+        "reported {took:?} after the store died:\n{}",
+        out.stderr
+    );
+    let summary = summary_of(&summary);
+    assert_eq!(summary["error_category"], "store", "{summary}");
+    assert!(
+        out.stderr.contains("the store failed, not the backup") && !out.stderr.contains("corrupt"),
+        "{}",
+        out.stderr
+    );
+    // And the backup is as good as it was.
+    agent
+        .run(&["verify", "--from", &url, "--backup", &id], &store.env())
+        .assert_ok();
+}
+
+#[test]
+fn a_store_dying_mid_read_is_not_called_corrupt_on_s3() {
+    a_store_dying_mid_read_is_not_called_corrupt(&TestStore::s3());
+}
+
+#[test]
+fn a_store_dying_mid_read_is_not_called_corrupt_on_azure() {
+    a_store_dying_mid_read_is_not_called_corrupt(&TestStore::azure());
+}
+
+#[test]
+fn a_store_dying_mid_read_is_not_called_corrupt_on_gcs() {
+    a_store_dying_mid_read_is_not_called_corrupt(&TestStore::gcs());
+}
+
+/// GCS forgets a resumable upload session when it restarts (the emulator
+/// keeps them in memory; real GCS expires them): the upload fails as a
+/// store failure (exit 1), not as a configuration error (exit 2).
+#[test]
+fn a_lost_gcs_upload_session_is_a_store_failure() {
+    let mut store = TestStore::gcs();
+    let agent = Agent::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("half-way");
+    let dump = fake_pg_dump(
+        dir.path(),
+        &format!(
+            "head -c 12000000 /dev/urandom\ntouch '{}'\nsleep 4\nhead -c 12000000 /dev/urandom",
+            marker.display()
+        ),
+    );
+    let summary = dir.path().join("summary.json");
+    let mut command = agent.command();
+    command
+        .args(["backup", "--source", NO_SERVER, "--to", &store.url("s")])
+        .args(["--pg-dump", &dump, "--compression", "none"])
+        .args(["--part-size-mib", "5", "--store-retry-for", "20s"])
+        .arg("--termination-log")
+        .arg(&summary)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in store.env() {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("agent");
+    vertice_tests::process::wait_until("the dump half-way", Duration::from_secs(60), || {
+        marker.exists()
+    });
+    if let TestStore::Gcs { server, bucket } = &mut store {
+        server.restart();
+        server.create_bucket(bucket);
+    }
+    let out = child.wait_with_output().expect("agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let summary = summary_of(&summary);
+    assert_eq!(summary["error_category"], "store", "{summary}");
+    assert!(
+        stderr.contains("lost the resumable upload session"),
+        "{stderr}"
+    );
+}

@@ -217,3 +217,70 @@ fn restore_picks_by_id_and_time_and_stock_tools_can_read_the_backup() {
 }
 
 vertice_tests::on_every_store!(round_trip);
+
+#[test]
+fn a_refused_restore_reports_psql_s_own_error_and_restores_nothing() {
+    let store = TestStore::file();
+    let pg = Postgres::start();
+    let agent = Agent::new();
+    let env = store.env_with("PGPASSWORD", &pg.password);
+    let url = store.url("");
+    // Far more SQL than the pipes hold on both sides of the failing
+    // statement: psql is still busy with `a_rows` when pg_restore is
+    // blocked, and pg_restore dies of SIGPIPE writing `c_rows` once psql
+    // stopped at `b_acl`, whose data names a role the target lacks.
+    pg.psql("postgres", "CREATE ROLE gone NOLOGIN");
+    pg.create_database("big");
+    pg.script(
+        "big",
+        "CREATE TABLE public.a_rows AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g;
+         CREATE TABLE public.b_acl (a aclitem[]);
+         INSERT INTO public.b_acl VALUES ('{gone=r/postgres}');
+         CREATE TABLE public.c_rows AS SELECT * FROM public.a_rows;",
+    );
+    agent
+        .run(&["backup", "--source", &pg.url("big"), "--to", &url], &env)
+        .assert_ok();
+    pg.psql("postgres", "DROP DATABASE big");
+    pg.psql("postgres", "DROP ROLE gone");
+
+    pg.create_database("empty");
+    let out = agent.run(&["restore", "--from", &url, "--to", &pg.url("empty")], &env);
+    out.assert_code(2);
+    for part in [
+        "--to: psql stopped at TABLE DATA public.b_acl: ",
+        "ERROR:  role \"gone\" does not exist",
+        "CREATE ROLE \"gone\" NOLOGIN",
+        "nothing was restored",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("signal 13") && !out.stderr.contains("backup itself is intact"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(pg.public_tables("empty"), "");
+
+    // A table the target already has: psql's error names it.
+    pg.create_database("taken");
+    pg.psql(
+        "taken",
+        "CREATE TABLE public.c_rows (mine text); INSERT INTO public.c_rows VALUES ('keep')",
+    );
+    pg.psql("postgres", "CREATE ROLE gone NOLOGIN");
+    let out = agent.run(&["restore", "--from", &url, "--to", &pg.url("taken")], &env);
+    out.assert_code(1);
+    for part in [
+        "psql stopped at TABLE public.c_rows: ",
+        "ERROR:  relation \"c_rows\" already exists",
+        "nothing was restored",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert_eq!(pg.public_tables("taken"), "c_rows");
+    assert_eq!(
+        pg.psql("taken", "SELECT string_agg(mine, ',') FROM c_rows"),
+        "keep"
+    );
+}

@@ -496,6 +496,110 @@ fn a_backup_with_a_missing_artifact_is_shown_damaged_and_refused() {
     );
     out.assert_code(1);
     assert!(out.stderr.contains("damaged"), "{}", out.stderr);
+    // The store's only backup is damaged: `latest` names it (exit 1), it
+    // does not claim there are no backups (exit 2, "fix your flags").
+    let summary = dir.path().join("verify.json");
+    let out = agent.run(
+        &[
+            "verify",
+            "--from",
+            &url,
+            "--termination-log",
+            &summary.display().to_string(),
+        ],
+        &[],
+    );
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains(&format!("default/app/{id} is damaged")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("no backups found"), "{}", out.stderr);
+    assert_eq!(summary_of(&summary)["error_category"], "integrity");
+}
+
+/// `file://` URLs are percent-encoded: `my%20dir` is the directory
+/// "my dir", for backup, list and restore alike.
+#[test]
+fn a_percent_encoded_file_url_names_the_decoded_directory() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let agent = Agent::new();
+    let url = format!("file://{}/my%20dir", root.path().display());
+    let env = [("PGPASSWORD", pg.password.clone())];
+    let out = agent.run(&["backup", "--source", &pg.url("app"), "--to", &url], &env);
+    out.assert_ok();
+    let id = out.stdout.trim().to_string();
+    let spaced = root.path().join("my dir").join("default/app").join(&id);
+    assert!(
+        spaced.join("manifest.json").is_file(),
+        "{}",
+        spaced.display()
+    );
+    assert!(!root.path().join("my%20dir").exists());
+    assert_eq!(backup_ids(&agent, &url), vec![id]);
+    let bad = agent.run(
+        &[
+            "list",
+            "--from",
+            &format!("file://{}/100%", root.path().display()),
+        ],
+        &[],
+    );
+    bad.assert_code(2);
+    assert!(bad.stderr.contains("%25"), "{}", bad.stderr);
+}
+
+/// Objects are written once on every store, whatever the server does with
+/// the conditional write (S3: `s3_stale_uploads.rs`): an existing key is
+/// refused, in one request or in parts, and the object stays as it was.
+/// The GCS emulator ignores `ifGenerationMatch=0`, so only the agent's own
+/// check stands between a second write and the first object here.
+fn uploads_never_overwrite_an_existing_object(store: &TestStore) {
+    use vertice_agent::bytes::Bytes;
+    use vertice_agent::store::StoreError;
+    let key = "default/app/20260101T000000Z-abcd/manifest.json".to_string();
+    store.with_agent_store(|s| {
+        Box::pin(async move {
+            s.put_bytes(&key, Bytes::from_static(b"original"))
+                .await
+                .expect("first write");
+            let again = s.put_bytes(&key, Bytes::from_static(b"replacement")).await;
+            assert!(
+                matches!(again, Err(StoreError::AlreadyExists { .. })),
+                "{again:?}"
+            );
+            let big = vec![7u8; 12 << 20];
+            let streamed = s.put_stream(&key, &mut big.as_slice()).await;
+            assert!(
+                matches!(streamed, Err(StoreError::AlreadyExists { .. })),
+                "{streamed:?}"
+            );
+            let small = s.put_stream(&key, &mut &b"short"[..]).await;
+            assert!(
+                matches!(small, Err(StoreError::AlreadyExists { .. })),
+                "{small:?}"
+            );
+            assert_eq!(&s.get_bytes(&key).await.expect("read")[..], b"original");
+        })
+    });
+}
+
+#[test]
+fn uploads_never_overwrite_an_existing_object_on_azure() {
+    uploads_never_overwrite_an_existing_object(&TestStore::azure());
+}
+
+#[test]
+fn uploads_never_overwrite_an_existing_object_on_gcs() {
+    uploads_never_overwrite_an_existing_object(&TestStore::gcs());
+}
+
+#[test]
+fn uploads_never_overwrite_an_existing_object_on_file() {
+    uploads_never_overwrite_an_existing_object(&TestStore::file());
 }
 
 /// Starts the agent, waits until `ready` says the run is under way, sends

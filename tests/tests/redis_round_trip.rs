@@ -450,3 +450,302 @@ fn sigkill_midway_leaves_the_target_as_it_was() {
     let restored: u64 = redis::cmd("DBSIZE").query(&mut conn).expect("dbsize");
     assert_eq!(restored, 300_000);
 }
+
+/// Pseudo-random bytes (xorshift): incompressible, so a value stays its
+/// size in the RDB and in the backup, and reproducible without a crate.
+fn noise(seed: &mut u64, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Runs the agent to its end, sampling its peak resident set (VmHWM) as it
+/// goes; returns its exit code, stderr and the peak in MiB.
+fn run_measured(args: &[&str]) -> (Option<i32>, String, f64) {
+    let mut child = Agent::new()
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut peak_kib = 0;
+    while child.try_wait().expect("wait").is_none() {
+        peak_kib = peak_kib.max(vertice_tests::procfs::status_kib(child.id(), "VmHWM:"));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        peak_kib as f64 / 1024.0,
+    )
+}
+
+/// What must survive a restore exactly, key by key: type, encoding, expiry
+/// and a digest of the value (`DEBUG DIGEST-VALUE`), plus the dataset digest.
+fn fingerprint(conn: &mut redis::Connection, keys: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let kind: String = redis::cmd("TYPE").arg(key).query(conn).expect("type");
+            let encoding: String = redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(key)
+                .query(conn)
+                .expect("encoding");
+            let expiry: i64 = redis::cmd("PEXPIRETIME").arg(key).query(conn).expect("ttl");
+            let digest: Vec<String> = redis::cmd("DEBUG")
+                .arg("DIGEST-VALUE")
+                .arg(key)
+                .query(conn)
+                .expect("digest");
+            format!("{key} {kind} {encoding} expires {expiry} {digest:?}")
+        })
+        .collect();
+    let all: String = redis::cmd("DEBUG")
+        .arg("DIGEST")
+        .query(conn)
+        .expect("digest");
+    out.push(format!("dataset {all}"));
+    out
+}
+
+/// A 64 MiB string and aggregates of more than one part each (a hash, a
+/// list with integers and long items, a set, a zset), two with expiries:
+/// restored byte for byte while the agent's resident set stays far below the
+/// size of the large string (the restore held four copies of a value before).
+#[test]
+fn large_values_restore_exactly_in_bounded_memory() {
+    let source = RedisServer::start(None);
+    let mut conn = source.connection();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..64 {
+        redis::cmd("APPEND")
+            .arg("big:string")
+            .arg(noise(&mut seed, 1 << 20))
+            .exec(&mut conn)
+            .expect("append");
+    }
+    let in_a_day = chrono::Utc::now().timestamp_millis() + 86_400_000;
+    for chunk in 0..200 {
+        let mut hset = redis::cmd("HSET");
+        hset.arg("big:hash");
+        let mut rpush = redis::cmd("RPUSH");
+        rpush.arg("big:list");
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg("big:set");
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg("big:zset");
+        for i in 0..2000u64 {
+            let n = chunk * 2000 + i;
+            hset.arg(format!("field:{n}"))
+                .arg(noise(&mut seed, 24 + (n % 40) as usize));
+            // Small and large integers, short and long items (incompressible,
+            // as LZF would shrink the list's nodes below a part).
+            match n % 4 {
+                0 => rpush.arg(n),
+                1 => rpush.arg(-(n as i64) * 1_000_003),
+                2 => rpush.arg(format!("item-{n}")),
+                _ => rpush.arg(noise(&mut seed, (n % 300) as usize)),
+            };
+            sadd.arg(format!("member-{n:08}-of-a-set"));
+            zadd.arg(n as f64 / 7.0 - 1000.0)
+                .arg(format!("member-{n:08}"));
+        }
+        redis::pipe()
+            .add_command(hset)
+            .add_command(rpush)
+            .add_command(sadd)
+            .add_command(zadd)
+            .exec(&mut conn)
+            .expect("fill");
+    }
+    redis::cmd("ZADD")
+        .arg("big:zset")
+        .arg("+inf")
+        .arg("top")
+        .arg("-inf")
+        .arg("bottom")
+        .exec(&mut conn)
+        .expect("zadd");
+    for key in ["big:string", "big:hash"] {
+        redis::cmd("PEXPIREAT")
+            .arg(key)
+            .arg(in_a_day)
+            .exec(&mut conn)
+            .expect("expire");
+    }
+    redis::cmd("SET")
+        .arg("small")
+        .arg("v")
+        .exec(&mut conn)
+        .expect("set");
+    let keys = [
+        "big:string",
+        "big:hash",
+        "big:list",
+        "big:set",
+        "big:zset",
+        "small",
+    ];
+    let expected = fingerprint(&mut conn, &keys);
+    let store = TestStore::file();
+    Agent::new()
+        .run(
+            &["backup", "--source", &source.url(), "--to", &store.url("")],
+            &[],
+        )
+        .assert_ok();
+
+    let target = RedisServer::start(None);
+    let (code, stderr, peak_mib) =
+        run_measured(&["restore", "--from", &store.url(""), "--to", &target.url()]);
+    eprintln!("peak RSS of the restore: {peak_mib:.1} MiB");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("restored in parts").count(),
+        4,
+        "every aggregate is larger than one part: {stderr}"
+    );
+    assert_eq!(fingerprint(&mut target.connection(), &keys), expected);
+    assert!(
+        peak_mib < 64.0,
+        "the agent peaked at {peak_mib:.1} MiB restoring a 64 MiB value"
+    );
+}
+
+/// SIGTERM while a large value streams to the server: the command already
+/// announced its full length, so the agent completes it with a payload the
+/// server refuses, and the connection stays in step for the cleanup — the
+/// staged copy is dropped and the target is left as it was.
+#[test]
+fn sigterm_in_the_middle_of_a_large_value_leaves_the_target_as_it_was() {
+    let source = RedisServer::start(None);
+    let mut conn = source.connection();
+    let mut seed = 7u64;
+    for _ in 0..64 {
+        redis::cmd("APPEND")
+            .arg("big:string")
+            .arg(noise(&mut seed, 1 << 20))
+            .exec(&mut conn)
+            .expect("append");
+    }
+    let store = TestStore::file();
+    Agent::new()
+        .run(
+            &["backup", "--source", &source.url(), "--to", &store.url("")],
+            &[],
+        )
+        .assert_ok();
+
+    let target = RedisServer::start(None);
+    let mut conn = target.connection();
+    let child = Agent::new()
+        .command()
+        .args(["restore", "--from", &store.url(""), "--to", &target.url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The server reserves the whole argument once its length is announced;
+    // while only the staging marker exists, the value is still arriving.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let memory: String = redis::cmd("INFO")
+            .arg("memory")
+            .query(&mut conn)
+            .expect("info");
+        let used: u64 = memory
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if used > 48 << 20 && keyspace(&mut conn) == "db15:keys=1,expires=0,avg_ttl=0" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the value never started: {}",
+            keyspace(&mut conn)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("string key big:string") && stderr.contains("the target was not changed"),
+        "stopped inside the value, cleaned up: {stderr}"
+    );
+    assert_eq!(keyspace(&mut conn), "", "target untouched, staging removed");
+}
+
+/// A value restored in parts keeps its LRU idle time: the parts after the
+/// first RESTORE are sent with `CLIENT NO-TOUCH` (Valkey, Redis 7.2+), so
+/// writing them does not make the key look freshly used to eviction.
+#[test]
+fn a_value_restored_in_parts_keeps_its_idle_time() {
+    let source = RedisServer::start_valkey();
+    let mut conn = source.connection();
+    // Under an LRU policy the RDB records each key's idle time.
+    redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "allkeys-lru"])
+        .exec(&mut conn)
+        .expect("config");
+    let mut seed = 11u64;
+    for chunk in 0..100 {
+        let mut hset = redis::cmd("HSET");
+        hset.arg("big:hash");
+        for i in 0..2000 {
+            hset.arg(format!("field:{chunk}:{i}"))
+                .arg(noise(&mut seed, 48));
+        }
+        hset.exec(&mut conn).expect("hset");
+    }
+    redis::cmd("SET")
+        .arg("small")
+        .arg("v")
+        .exec(&mut conn)
+        .expect("set");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let store = TestStore::file();
+    Agent::new()
+        .run(
+            &["backup", "--source", &source.url(), "--to", &store.url("")],
+            &[],
+        )
+        .assert_ok();
+    let target = RedisServer::start_valkey();
+    let out = Agent::new().run(
+        &["restore", "--from", &store.url(""), "--to", &target.url()],
+        &[],
+    );
+    out.assert_ok();
+    assert!(out.stderr.contains("restored in parts"), "{}", out.stderr);
+    let mut conn = target.connection();
+    for key in ["big:hash", "small"] {
+        let idle: u64 = redis::cmd("OBJECT")
+            .arg("IDLETIME")
+            .arg(key)
+            .query(&mut conn)
+            .expect("idletime");
+        assert!(idle >= 2, "{key} idle for {idle} s after the restore");
+    }
+    let fields: u64 = redis::cmd("HLEN")
+        .arg("big:hash")
+        .query(&mut conn)
+        .expect("hlen");
+    assert_eq!(fields, 200_000);
+}

@@ -194,3 +194,145 @@ fn prune_flags_are_checked() {
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
     }
 }
+
+/// A stand-in for pg_dump in `dir`: the first bytes of a custom-format
+/// archive (all the agent checks of a dump), then some data.
+fn fake_pg_dump(dir: &std::path::Path) -> String {
+    let int = |v: i64| {
+        let mut out = vec![u8::from(v < 0)];
+        out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
+        out
+    };
+    let mut header = b"PGDMP".to_vec();
+    header.extend_from_slice(&[1, 15, 0, 4, 8, 1, 0]);
+    for v in [5, 4, 3, 27, 10, 126, 0] {
+        header.extend(int(v));
+    }
+    for s in ["app", "16.4", "16.4"] {
+        header.extend(int(s.len() as i64));
+        header.extend_from_slice(s.as_bytes());
+    }
+    let path = dir.join("header.bin");
+    std::fs::write(&path, header).expect("header");
+    let script = vertice_tests::write_script(
+        dir,
+        "pg_dump",
+        &format!("cat '{}'\nhead -c 100000 /dev/urandom", path.display()),
+    );
+    script.to_string_lossy().into_owned()
+}
+
+/// A node whose clock went back an hour takes a backup while a newer-id
+/// backup exists: it is still the newest (`latest`, `list`) and
+/// `--keep-last 1` keeps it. And where ids and the order the store wrote
+/// the manifests in disagree (backups of agents that did not keep ids in
+/// order), prune keeps both the newest id and the one written last.
+fn a_clock_that_went_back_never_loses_the_last_backup(store: &TestStore) {
+    let agent = Agent::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = fake_pg_dump(dir.path());
+    let url = store.url("c");
+    let backup = |env: &[(&'static str, String)], extra: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "--source",
+            "postgres://app@127.0.0.1:1/app",
+            "--to",
+            &url,
+            "--pg-dump",
+            &dump,
+        ];
+        args.extend_from_slice(extra);
+        let out = agent.run(&args, env);
+        out.assert_ok();
+        out
+    };
+    let first = backup(&store.env(), &[]).stdout.trim().to_string();
+    let mut behind = store.env();
+    behind.push(("VERTICE_TESTING_CLOCK_OFFSET", "-1h".to_string()));
+    let out = backup(&behind, &[]);
+    let second = out.stdout.trim().to_string();
+    assert!(
+        out.stderr.contains("clock is behind the newest backup"),
+        "{}",
+        out.stderr
+    );
+    assert!(second > first, "{second} must sort after {first}");
+
+    let list = agent.run(&["list", "--from", &url, "--output", "json"], &store.env());
+    list.assert_ok();
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
+    assert_eq!(rows[0]["id"], second.as_str(), "newest first: {rows}");
+    let summary = dir.path().join("verify.json");
+    agent
+        .run(
+            &[
+                "verify",
+                "--from",
+                &url,
+                "--termination-log",
+                &summary.display().to_string(),
+            ],
+            &store.env(),
+        )
+        .assert_ok();
+    let verified: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    assert_eq!(verified["backup_id"], second.as_str(), "latest");
+
+    // Pruned by the node whose clock is behind, as after its own backup.
+    agent
+        .run(&["prune", "--from", &url, "--keep-last", "1"], &behind)
+        .assert_ok();
+    assert_eq!(
+        manifests(store, "c/default/app/"),
+        vec![format!("c/default/app/{second}/manifest.json")]
+    );
+
+    // A backup an older agent filed under an earlier id, written after the
+    // newest: the store's clock says it is the last one written.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let older = "20200101T000000Z-0123";
+    for key in store.keys(&format!("c/default/app/{second}/")) {
+        let data = store.read(&key);
+        let data = if key.ends_with("manifest.json") {
+            let mut m: serde_json::Value = serde_json::from_slice(&data).expect("manifest");
+            m["backup_id"] = older.into();
+            m["started_at"] = "2020-01-01T00:00:00Z".into();
+            serde_json::to_vec(&m).expect("json")
+        } else {
+            data
+        };
+        store.overwrite(&key.replace(&second, older), &data);
+    }
+    let plan = agent.run(
+        &[
+            "prune",
+            "--from",
+            &url,
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+        &store.env(),
+    );
+    plan.assert_ok();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan");
+    let reasons = |id: &str| {
+        plan["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .find(|a| a["backup_id"] == id)
+            .map(|a| (a["action"].clone(), a["reasons"].to_string()))
+            .expect("planned")
+    };
+    assert_eq!(reasons(&second).0, "keep", "{plan}");
+    let (action, why) = reasons(older);
+    assert_eq!(action, "keep", "{plan}");
+    assert!(why.contains("written last"), "{why}");
+}
+
+vertice_tests::on_every_store!(a_clock_that_went_back_never_loses_the_last_backup);

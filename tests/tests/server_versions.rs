@@ -165,3 +165,122 @@ fn redis_7_backups_restore_into_valkey_8() {
     let actual = redis_snapshot(&mut target.connection());
     vertice_tests::fixtures::assert_same_redis(&actual, &expected, "redis 7 → valkey 8");
 }
+
+/// Tables outside the system schemas: what a refused restore must not add.
+fn user_tables(pg: &Postgres, db: &str) -> String {
+    pg.psql(
+        db,
+        "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    )
+}
+
+#[test]
+fn a_postgres_17_backup_is_refused_by_15_naming_both_versions() {
+    let new = Postgres::start_17();
+    new.create_database("shop");
+    new.script("shop", RICH_POSTGRES_SCHEMA);
+    let store = TestStore::file();
+    let agent = Agent::new();
+    let url = store.url("");
+    agent
+        .run(
+            &[
+                "backup",
+                "--source",
+                &new.url("shop"),
+                "--to",
+                &url,
+                "--pg-dump",
+                &tool("pg_dump"),
+            ],
+            &store.env_with("PGPASSWORD", &new.password),
+        )
+        .assert_ok();
+    let old = Postgres::start();
+    old.create_database("shop");
+    let env = store.env_with("PGPASSWORD", &old.password);
+    let to = old.url("shop");
+
+    // The machine's pg_restore 15 cannot read what pg_dump 17 wrote.
+    let out = agent.run(&["restore", "--from", &url, "--to", &to], &env);
+    out.assert_code(2);
+    for part in [
+        "--pg-restore pg_restore: pg_restore 15.",
+        "(format 1.16) was written by pg_dump 17.",
+        "needs pg_restore 17 or newer",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+
+    // pg_restore 17 reads it, but the server is older than the source.
+    let pg_restore_17 = tool("pg_restore");
+    let out = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &to,
+            "--pg-restore",
+            &pg_restore_17,
+        ],
+        &env,
+    );
+    out.assert_code(2);
+    for part in [
+        "--to: backup ",
+        "was taken from PostgreSQL 17.",
+        "the target runs PostgreSQL 15.",
+        "--allow-older-server",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert_eq!(user_tables(&old, "shop"), "0");
+
+    // Overridden: tried, whatever SQL 15 then refuses.
+    let out = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &to,
+            "--pg-restore",
+            &pg_restore_17,
+            "--allow-older-server",
+        ],
+        &env,
+    );
+    assert!(
+        !out.stderr.contains("older major is refused"),
+        "{}",
+        out.stderr
+    );
+
+    // A drill names its own flags: the ephemeral server is 15.
+    let server_15 = old.pg_bin("postgres");
+    let server_15 = server_15.parent().expect("bin dir").display().to_string();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--restore-to",
+            "ephemeral",
+            "--pg-restore",
+            &pg_restore_17,
+            "--postgres-bin",
+            &server_15,
+        ],
+        &[("TMPDIR", tmp.path().display().to_string())],
+    );
+    out.assert_code(2);
+    for part in [
+        "--restore-to: backup ",
+        "the drill's ephemeral server runs PostgreSQL 15.",
+        "give --postgres-bin the server binaries of PostgreSQL 17 or newer",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+}

@@ -142,6 +142,26 @@ fn vault_errors_name_the_fix() {
     );
     out.assert_code(2);
     assert!(out.stderr.contains("--source-kind vault"), "{}", out.stderr);
+    // Sealed: said so, with the fix, not "is the server using raft storage?".
+    bao.call("PUT", "/v1/sys/seal", None);
+    let source = bao.address();
+    let args = [
+        "backup",
+        "--source",
+        &source,
+        "--source-kind",
+        "vault",
+        "--to",
+        &url,
+    ];
+    let out = agent.run(&args, &bao.env());
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("is sealed") && out.stderr.contains("unseal it"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("raft storage"), "{}", out.stderr);
     assert!(store.keys("").iter().all(|k| !k.ends_with("manifest.json")));
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::io::BufReader;
 
 use super::store_from_args;
@@ -140,8 +140,8 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     summary.store = Some(store.describe());
     store.check_access().await?;
 
-    let started_at = Utc::now();
-    let id = BackupId::generate(started_at);
+    let started_at = crate::backup_id::now()?;
+    let id = new_id(store.as_ref(), &namespace, &name, started_at).await?;
     summary.backup_id = Some(id.to_string());
     let mut redactor = Redactor::new();
     let started = start_source(args, &target, &mut redactor).await?;
@@ -189,7 +189,9 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
 
     let mut server_version = started.server_version;
     let mut producer = started.producer;
+    let mut roles = Vec::new();
     if started.kind == SourceKind::Postgres {
+        roles = source_roles(args, &target, &redactor).await;
         // Anything but a custom-format archive (a plain dump smuggled in by
         // an option, an empty stream) is never a backup.
         match pg_archive::parse_header(&raw.head()) {
@@ -205,7 +207,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
             }
         }
     }
-    let finished_at = Utc::now();
+    let finished_at = crate::backup_id::now()?;
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         backup_id: id.to_string(),
@@ -217,6 +219,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
             server_version,
             database: started.database,
             keys: started.keys,
+            roles,
         },
         started_at,
         finished_at,
@@ -267,7 +270,7 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
             &policy,
             unfinished_after,
             false,
-            Utc::now(),
+            crate::backup_id::now()?,
         )
         .await
         {
@@ -278,6 +281,35 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
         }
     }
     Ok(manifest)
+}
+
+/// The id of a new backup: its start time, unless the series already holds
+/// an id at or past it (this node's clock is behind, or a backup started in
+/// the same second): then one second after the newest, so the backup taken
+/// last is the newest for `latest` and retention.
+async fn new_id(
+    store: &dyn Store,
+    namespace: &str,
+    name: &str,
+    started_at: DateTime<Utc>,
+) -> Result<BackupId> {
+    let newest = crate::catalog::newest_id(store, namespace, name).await?;
+    let next = crate::backup_id::next_id_time(started_at, newest.as_ref());
+    let id = BackupId::generate(next.at);
+    if let (Some(behind), Some(newest)) = (next.behind, &newest) {
+        if behind > chrono::Duration::zero() {
+            tracing::warn!(
+                clock = %started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                newest = %newest,
+                behind_seconds = behind.num_seconds(),
+                backup = %id,
+                "this node's clock is behind the newest backup of {namespace}/{name}; the backup takes an id after it so it stays the newest. Check the node's time synchronisation (NTP)"
+            );
+        } else {
+            tracing::debug!(newest = %newest, backup = %id, "a backup of this series started in the same second; the id takes the next second");
+        }
+    }
+    Ok(id)
 }
 
 /// Writes the manifest, then reads the backup back from the store: the run
@@ -367,6 +399,25 @@ fn upload_error(e: StoreError, redactor: &Redactor, id: &BackupId) -> Error {
             }
         }
         other => Error::Store(other),
+    }
+}
+
+/// The source's role names for the manifest (a drill's ephemeral server
+/// creates them). Failing to list them costs a drill that convenience,
+/// never the backup.
+async fn source_roles(args: &BackupArgs, target: &Target, redactor: &Redactor) -> Vec<String> {
+    let Target::Postgres(pg) = target else {
+        return Vec::new();
+    };
+    let password = resolve_password(args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)
+        .ok()
+        .flatten();
+    match postgres::list_roles(&args.psql, pg, password.as_deref(), redactor).await {
+        Ok(roles) => roles,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the source's roles for the manifest; a drill takes them from the archive's table of contents");
+            Vec::new()
+        }
     }
 }
 

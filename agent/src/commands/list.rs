@@ -26,8 +26,9 @@ struct Row<'a> {
     encrypted_to: Option<Vec<String>>,
     /// `ok` or `damaged` (an artifact is missing or of the wrong size).
     status: &'static str,
+    /// Where it stands in its series (`catalog::series_time`).
     #[serde(skip)]
-    started_at: chrono::DateTime<chrono::Utc>,
+    order: chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a str>,
 }
@@ -43,7 +44,7 @@ struct StrayRow<'a> {
 fn row<'a>(m: &'a Manifest, problem: Option<&'a str>) -> Row<'a> {
     Row {
         status: if problem.is_some() { "damaged" } else { "ok" },
-        started_at: m.started_at,
+        order: catalog::series_time(m),
         problem,
         id: &m.backup_id,
         namespace: &m.namespace,
@@ -75,7 +76,7 @@ pub async fn run(args: &ListArgs) -> Result<String> {
         .map(|m| row(m, None))
         .chain(found.damaged.iter().map(|(m, p)| row(m, Some(p.as_str()))))
         .collect();
-    rows.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(a.id)));
+    rows.sort_by(|a, b| b.order.cmp(&a.order).then_with(|| b.id.cmp(a.id)));
     let strays: Vec<StrayRow> = found
         .strays
         .iter()

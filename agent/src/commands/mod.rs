@@ -63,10 +63,24 @@ pub async fn store_from_args(url: &str, flag: &str, args: &StoreArgs) -> Result<
         multipart: MultipartConfig {
             base_part_size: (args.part_size_mib as usize) << 20,
             max_in_flight: args.parts_in_flight as usize,
+            retry_for: retry_for(&args.store_retry_for)?,
             ..MultipartConfig::default()
         },
     };
     Ok(open_store(&location, &options).await?)
+}
+
+/// `--store-retry-for`, in the one duration syntax (`30s`, `2m`).
+fn retry_for(text: &str) -> Result<std::time::Duration> {
+    vertice_crds::duration::parse(text)
+        .ok()
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "--store-retry-for {text:?} is not a duration; write e.g. 30s, 2m or 1h (at least 1s)"
+            ))
+        })
 }
 
 /// Azure credentials, first match wins: a SAS token, an account key (file
@@ -120,22 +134,11 @@ pub async fn choose_backup(
     let store = store_from_args(from, "--from", store_args).await?;
     summary.store = Some(store.describe());
     let found = catalog::load_catalog(store.as_ref(), &scope).await?;
-    if let Selector::Id(id) = &selector {
-        if let Some((_, problem)) = found
-            .damaged
-            .iter()
-            .find(|(m, _)| m.backup_id == id.as_str())
-        {
-            return Err(Error::integrity(format!(
-                "backup {id} is damaged ({problem}); it cannot be used. `vertice-agent list` shows the intact backups"
-            )));
-        }
-    }
-    let manifest = catalog::select(&found.intact, &selector, &store.describe())?.clone();
+    let manifest = catalog::choose(&found, &selector, &store.describe())?.clone();
     for (newer, problem) in found.damaged.iter().filter(|(m, _)| {
         m.namespace == manifest.namespace
             && m.name == manifest.name
-            && m.started_at > manifest.started_at
+            && catalog::series_time(m) > catalog::series_time(&manifest)
     }) {
         tracing::warn!(damaged = %newer.backup_id, problem = %problem, chosen = %manifest.backup_id, "a newer backup is damaged and was passed over");
     }

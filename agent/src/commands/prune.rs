@@ -91,7 +91,7 @@ pub async fn run(args: &PruneArgs, summary: &mut RunSummary) -> Result<String> {
         &policy,
         unfinished_after,
         args.dry_run,
-        Utc::now(),
+        crate::backup_id::now()?,
     )
     .await?;
     Ok(match args.output {
@@ -125,6 +125,10 @@ pub async fn prune(
         }
     }
     let manifests = catalog::load(store, scope).await?;
+    let written: BTreeMap<&str, DateTime<Utc>> = objects
+        .iter()
+        .filter_map(|o| Some((o.key.as_str(), o.modified?)))
+        .collect();
     let mut series: BTreeMap<(String, String), Vec<Backup>> = BTreeMap::new();
     for m in &manifests {
         series
@@ -132,8 +136,15 @@ pub async fn prune(
             .or_default()
             .push(Backup {
                 id: m.backup_id.clone(),
-                time: m.started_at,
+                time: catalog::series_time(m),
+                written_last: false,
             });
+    }
+    for ((namespace, name), backups) in series.iter_mut() {
+        mark_written_last(backups, |id| {
+            let key = format!("{namespace}/{name}/{id}/{MANIFEST_FILE}");
+            written.get(key.as_str()).copied()
+        });
     }
     let mut report = PruneReport {
         dry_run,
@@ -236,6 +247,22 @@ pub async fn prune(
     Ok(report)
 }
 
+/// Marks the backup whose manifest the store wrote last, when the store
+/// told when it wrote each of them (ties: none is marked; the id order
+/// decides alone).
+fn mark_written_last(backups: &mut [Backup], written: impl Fn(&str) -> Option<DateTime<Utc>>) {
+    let times: Vec<Option<DateTime<Utc>>> = backups.iter().map(|b| written(&b.id)).collect();
+    let Some(Some(last)) = times.iter().max().copied() else {
+        return;
+    };
+    if times.iter().any(Option::is_none) || times.iter().filter(|t| **t == Some(last)).count() > 1 {
+        return;
+    }
+    if let Some(i) = times.iter().position(|t| *t == Some(last)) {
+        backups[i].written_last = true;
+    }
+}
+
 async fn delete_backup(store: &dyn Store, dir: &str, keys: &[String]) -> Result<()> {
     let manifest = format!("{dir}/{MANIFEST_FILE}");
     store.delete(&manifest).await?;
@@ -278,4 +305,44 @@ fn render_table(report: &PruneReport) -> String {
         }
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backups(ids: &[&str]) -> Vec<Backup> {
+        ids.iter()
+            .map(|id| Backup {
+                id: id.to_string(),
+                time: Utc::now(),
+                written_last: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_manifest_the_store_wrote_last_is_marked_once() {
+        let t = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0);
+        let mut b = backups(&["a", "b", "c"]);
+        mark_written_last(&mut b, |id| match id {
+            "a" => t(30),
+            "b" => t(10),
+            _ => t(20),
+        });
+        let marked: Vec<&str> = b
+            .iter()
+            .filter(|b| b.written_last)
+            .map(|b| b.id.as_str())
+            .collect();
+        assert_eq!(marked, ["a"]);
+
+        // A tie, or a store that did not say: the id order decides alone.
+        let mut tie = backups(&["a", "b"]);
+        mark_written_last(&mut tie, |_| t(10));
+        assert!(tie.iter().all(|b| !b.written_last));
+        let mut unknown = backups(&["a", "b"]);
+        mark_written_last(&mut unknown, |id| if id == "a" { t(10) } else { None });
+        assert!(unknown.iter().all(|b| !b.written_last));
+    }
 }

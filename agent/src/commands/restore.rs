@@ -145,12 +145,14 @@ async fn write_verified(
         .map_err(|e| Error::target(format!("creating {}: {e}", temp.display())))?;
     tokio::io::copy(&mut open.reader, &mut file)
         .await
-        .map_err(|e| {
-            Error::target(format!(
+        .map_err(|e| match crate::store::store_failure(&e) {
+            // The store failed midway: not the target's fault, nor the backup's.
+            Some(_) => super::verify::read_failed(manifest, artifact, &e),
+            None => Error::target(format!(
                 "restoring backup {} into {}: {e}",
                 manifest.backup_id,
                 temp.display()
-            ))
+            )),
         })?;
     // tokio reports a failed write only on the next operation: flush first.
     file.flush()

@@ -189,13 +189,26 @@ pub async fn verify_artifact(
         match open.reader.read(&mut buf).await {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) => {
-                return Err(Error::integrity(format!(
-                    "backup {} artifact {} is corrupt or unreadable: {e}",
-                    manifest.backup_id, artifact.name
-                )))
-            }
+            Err(e) => return Err(read_failed(manifest, artifact, &e)),
         }
     }
     check_integrity(manifest, artifact, &open)
+}
+
+/// Why reading an artifact stopped before its end: the store failed (the
+/// connection was lost and could not be resumed in time: category `store`,
+/// nothing is known about the backup), or the bytes themselves did not
+/// decode (`integrity`). A store outage must never make an operator
+/// distrust a good backup.
+pub fn read_failed(manifest: &Manifest, artifact: &Artifact, e: &std::io::Error) -> Error {
+    match crate::store::store_failure(e) {
+        Some(failure) => Error::Store(failure).context(format!(
+            "backup {} artifact {} could not be read to its end because the store failed, not the backup; run it again once the store answers",
+            manifest.backup_id, artifact.name
+        )),
+        None => Error::integrity(format!(
+            "backup {} artifact {} is corrupt or unreadable: {e}",
+            manifest.backup_id, artifact.name
+        )),
+    }
 }

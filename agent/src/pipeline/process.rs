@@ -34,6 +34,43 @@ pub struct Running {
     redactor: Redactor,
 }
 
+/// A child tool's command: the agent's environment minus every variable
+/// starting with `PG`. libpq reads `PGHOST`, `PGPORT`, `PGDATABASE`,
+/// `PGUSER`, `PGOPTIONS`, `PGSSLMODE`, `PGSERVICE`… wherever the URL is
+/// silent, and Debian's wrappers pick a version by `PGCLUSTER`: a shell, CI
+/// job or pod that sets one would send a tool elsewhere than its arguments
+/// say. The caller sets what it means (`PGPASSWORD`) after this. Every
+/// process the agent starts is made here (the crate's clippy.toml forbids
+/// `Command::new` elsewhere).
+#[allow(clippy::disallowed_methods)]
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for name in libpq_variables(std::env::vars_os().map(|(name, _)| name)) {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// A throwaway server's command (PostgreSQL, redis-server, bao): nothing of
+/// the agent's environment but `PATH`. Neither the source's nor the store's
+/// secrets belong to it, and nothing the drill did not choose configures it.
+pub fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = self::command(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC");
+    command
+}
+
+/// The names among `names` that a libpq-based tool would read: all that
+/// start with `PG` (pure, so what is cleared is tested directly).
+fn libpq_variables(names: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    names.filter(|n| n.as_bytes().starts_with(b"PG")).collect()
+}
+
 /// Starts `command` with piped stdio. The caller registers every secret the
 /// tool may echo in `redactor`. The process is killed if `Running` is dropped
 /// before it finished, and when the agent receives SIGTERM or SIGINT.
@@ -226,9 +263,41 @@ mod tests {
     use super::*;
 
     fn sh(script: &str) -> Command {
-        let mut c = Command::new("sh");
+        let mut c = command("sh");
         c.arg("-c").arg(script);
         c
+    }
+
+    #[test]
+    fn every_pg_variable_is_cleared_and_nothing_else() {
+        let names = [
+            "PGHOST",
+            "PGPORT",
+            "PGOPTIONS",
+            "PGSSLROOTCERT",
+            "PGTARGETSESSIONATTRS",
+            "PGCLUSTER",
+            "PG_COLOR",
+            "PATH",
+            "HOME",
+            "APGAR",
+            "pghost",
+        ]
+        .map(std::ffi::OsString::from);
+        let cleared = libpq_variables(names.into_iter());
+        let cleared: Vec<&str> = cleared.iter().filter_map(|n| n.to_str()).collect();
+        assert_eq!(
+            cleared,
+            [
+                "PGHOST",
+                "PGPORT",
+                "PGOPTIONS",
+                "PGSSLROOTCERT",
+                "PGTARGETSESSIONATTRS",
+                "PGCLUSTER",
+                "PG_COLOR"
+            ]
+        );
     }
 
     #[tokio::test]

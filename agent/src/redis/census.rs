@@ -53,16 +53,18 @@ pub fn take<R: Read>(
     while let Some(event) = reader.next_event()? {
         match event {
             RdbEvent::SelectDb(n) => db = n,
-            RdbEvent::Entry(entry) => {
+            RdbEvent::Key(head) => {
+                // Only the type byte is needed: the value is skipped, never held.
+                reader.skip_value(&head)?;
                 *census.keys_per_db.entry(db).or_default() += 1;
                 for (t, n) in &mut census.alive_at {
-                    if entry.expire_at_ms.is_none_or(|e| e > *t) {
+                    if head.expire_at_ms.is_none_or(|e| e > *t) {
                         *n += 1;
                     }
                 }
-                let id = (db, entry.key);
+                let kind = head.type_name();
+                let id = (db, head.key);
                 if wanted.contains(&id) {
-                    let kind = super::rdb::type_name(entry.value.first().copied().unwrap_or(255));
                     census.found.insert(id, kind);
                 }
             }

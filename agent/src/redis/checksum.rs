@@ -81,9 +81,47 @@ impl Crc64Trailer {
     }
 }
 
-/// The CRC64 a DUMP payload ends with, over type, value and version.
-pub fn payload_crc(data: &[u8]) -> u64 {
-    CRC64.checksum(data)
+/// The footer of a DUMP payload — RDB version, then the CRC64 of the value
+/// and the version — computed as the value streams past, so a value of any
+/// size is sent to RESTORE without being held.
+pub struct DumpDigest(crc::Digest<'static, u64, Table<16>>);
+
+/// Bytes in a DUMP payload's footer.
+pub const FOOTER_LEN: u64 = 10;
+
+impl Default for DumpDigest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DumpDigest {
+    pub fn new() -> Self {
+        DumpDigest(CRC64.digest())
+    }
+
+    pub fn update(&mut self, value_bytes: &[u8]) {
+        self.0.update(value_bytes);
+    }
+
+    pub fn footer(mut self, rdb_version: u16) -> [u8; 10] {
+        let version = rdb_version.to_le_bytes();
+        self.0.update(&version);
+        let crc = self.0.finalize().to_le_bytes();
+        let mut footer = [0; 10];
+        footer[..2].copy_from_slice(&version);
+        footer[2..].copy_from_slice(&crc);
+        footer
+    }
+
+    /// A footer every server refuses (a version from the future, a wrong
+    /// CRC): it ends a payload that could not be read to its end, so the
+    /// command is complete, the connection stays usable, and no key is made.
+    pub fn spoiled_footer(self) -> [u8; 10] {
+        let mut footer = self.footer(u16::MAX);
+        footer[2] ^= 0xFF;
+        footer
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +139,32 @@ mod tests {
     fn redis_crc64_check_value() {
         // The check value of the Jones CRC64 Redis uses (from its crc64.c test).
         assert_eq!(CRC64.checksum(b"123456789"), 0xe9c6_d914_c4b8_d9ca);
+    }
+
+    #[test]
+    fn a_dump_footer_over_chunks_is_the_footer_over_the_whole() {
+        let value = b"\x00\x0bhello world";
+        let mut whole = value.to_vec();
+        whole.extend_from_slice(&11u16.to_le_bytes());
+        let crc = CRC64.checksum(&whole);
+        let mut want = 11u16.to_le_bytes().to_vec();
+        want.extend_from_slice(&crc.to_le_bytes());
+        for chunk in [1, 2, 5, 64] {
+            let mut digest = DumpDigest::new();
+            value.chunks(chunk).for_each(|c| digest.update(c));
+            assert_eq!(digest.footer(11).to_vec(), want, "chunk {chunk}");
+        }
+        let mut digest = DumpDigest::new();
+        digest.update(value);
+        let spoiled = digest.spoiled_footer();
+        assert_eq!(spoiled[..2], [0xFF, 0xFF], "a version no server knows");
+        let mut digest = DumpDigest::new();
+        digest.update(value);
+        assert_ne!(
+            spoiled[2..],
+            digest.footer(u16::MAX)[2..],
+            "and a wrong CRC"
+        );
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! Replays an RDB into a running Redis with RESTORE, keeping each key's TTL
 //! and eviction hints. Runs on a blocking thread: the RDB reader is
-//! synchronous and the commands are pipelined in batches.
+//! synchronous and the commands are pipelined (see [`super::wire`]).
+//!
+//! Memory stays a small multiple of one store part whatever the size of a
+//! value: a RESTORE payload streams from the backup to the socket (its
+//! length is known from the value's header, its CRC64 is computed on the
+//! way), and an aggregate whose elements exceed [`SPLIT_ABOVE`] is restored
+//! in parts — a RESTORE of its first elements, then RPUSH / SADD / HSET /
+//! ZADD of the rest, then its expiry.
 //!
 //! All or nothing, as far as Redis allows: the target must hold no keys
 //! unless `replace` is set. On a standalone Redis or Valkey the restore is
@@ -13,13 +20,23 @@ use std::io::Read;
 
 use redis::{Connection, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-use super::rdb::{RdbError, RdbEvent, RdbReader};
+use super::checksum::{DumpDigest, FOOTER_LEN};
+use super::rdb::{self, KeyHead, RdbError, RdbEvent, RdbReader, Shape};
+use super::resp::{self, Restore};
 use super::staging;
+use super::wire::{one_line, Sent, Wire};
 use crate::target::RedisTarget;
 
-/// Flush a pipeline once it holds this many commands or bytes.
-const BATCH_COMMANDS: usize = 512;
-const BATCH_BYTES: usize = 8 << 20;
+/// An aggregate whose elements take more than this (one store part, the
+/// multipart part size) is restored in parts; smaller ones in one RESTORE,
+/// byte for byte as they were saved.
+pub const SPLIT_ABOVE: usize = 8 << 20;
+/// Each later part of a value restored in parts carries at most this many
+/// bytes or items.
+const PART_BYTES: usize = 1 << 20;
+const PART_ITEMS: usize = 1024;
+/// A payload streams from the backup to the server in chunks of this size.
+const CHUNK: usize = 256 << 10;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RestoreStats {
@@ -327,86 +344,344 @@ impl Written {
     }
 }
 
+impl Sink<'_> {
+    /// Counts a key this restore created.
+    fn record(&mut self, db: u64, key: &[u8]) {
+        match self {
+            Sink::Staged(stages) => stages.count(db),
+            Sink::Direct(written) => written.push(db, key),
+        }
+    }
+}
+
 fn replay<R: Read>(
     conn: &mut Connection,
     rdb: &mut R,
-    mut sink: Sink<'_>,
+    sink: Sink<'_>,
     replace: bool,
     now_ms: i64,
     stats: &mut RestoreStats,
 ) -> Result<(), String> {
-    let mut reader = RdbReader::new(rdb).map_err(|e| e.to_string())?;
-    let version = reader.version();
-    let mut db = 0u64;
-    let mut batch = Batch::default();
-    // Staged restores start in database 0's scratch database.
-    select_for(conn, &mut sink, 0)?;
-    loop {
-        let event = match reader.next_event() {
-            Ok(Some(event)) => event,
-            Ok(None) => break,
-            Err(e @ (RdbError::Unsupported(_) | RdbError::Format(_) | RdbError::Io(_))) => {
-                return Err(e.to_string())
+    let reader = RdbReader::new(rdb).map_err(|e| e.to_string())?;
+    let mut replay = Replay {
+        reader,
+        wire: Wire::new(conn),
+        sink,
+        replace,
+        db: 0,
+        chunk: vec![0; CHUNK],
+        no_touch: None,
+    };
+    let outcome = replay.run(now_ms, stats);
+    if outcome.is_err() {
+        // Commands already written still get their replies: read them, so
+        // the keys they created are counted for the cleanup, and the
+        // connection is free for it.
+        let _ = replay.settle();
+    }
+    outcome
+}
+
+/// One pass over the RDB, writing into the target.
+struct Replay<'c, 's, R> {
+    reader: RdbReader<R>,
+    wire: Wire<'c>,
+    sink: Sink<'s>,
+    replace: bool,
+    /// The backup database being restored.
+    db: u64,
+    chunk: Vec<u8>,
+    /// Whether the server took `CLIENT NO-TOUCH ON`, once asked.
+    no_touch: Option<bool>,
+}
+
+impl<R: Read> Replay<'_, '_, R> {
+    fn run(&mut self, now_ms: i64, stats: &mut RestoreStats) -> Result<(), String> {
+        // Staged restores start in database 0's scratch database.
+        self.select(0)?;
+        while let Some(event) = self.reader.next_event().map_err(|e| e.to_string())? {
+            match event {
+                RdbEvent::SelectDb(n) => self.select(n)?,
+                RdbEvent::Key(head) => {
+                    if head.expire_at_ms.is_some_and(|t| t <= now_ms) {
+                        self.reader.skip_value(&head).map_err(|e| e.to_string())?;
+                        stats.expired_skipped += 1;
+                        continue;
+                    }
+                    self.key(&head)?;
+                    stats.keys += 1;
+                }
+                RdbEvent::Function(code) => {
+                    self.settle()?;
+                    let mut cmd = redis::cmd("FUNCTION");
+                    cmd.arg("LOAD");
+                    if self.replace {
+                        cmd.arg("REPLACE");
+                    }
+                    cmd.arg(code)
+                        .exec(self.wire.conn())
+                        .map_err(|e| format!("FUNCTION LOAD: {e}"))?;
+                    stats.functions += 1;
+                }
+                RdbEvent::SkippedModuleAux => {
+                    stats.module_aux_skipped += 1;
+                    tracing::warn!("skipping module auxiliary data: no command restores it");
+                }
             }
-        };
-        match event {
-            RdbEvent::SelectDb(n) => {
-                batch.flush(conn, &mut sink)?;
-                select_for(conn, &mut sink, n)?;
-                db = n;
+        }
+        self.settle()
+    }
+
+    fn settle(&mut self) -> Result<(), String> {
+        let sink = &mut self.sink;
+        self.wire.settle(&mut |db, key| sink.record(db, key))
+    }
+
+    fn sent(&mut self, sent: Sent, bytes: u64) -> Result<(), String> {
+        let sink = &mut self.sink;
+        self.wire
+            .sent(sent, bytes, &mut |db, key| sink.record(db, key))
+    }
+
+    fn select(&mut self, db: u64) -> Result<(), String> {
+        self.settle()?;
+        select_for(self.wire.conn(), &mut self.sink, db)?;
+        self.db = db;
+        Ok(())
+    }
+
+    fn key(&mut self, head: &KeyHead) -> Result<(), String> {
+        let t = head.value_type;
+        let label = format!(
+            "{} key {}",
+            head.type_name(),
+            String::from_utf8_lossy(&head.key)
+        );
+        match rdb::shape(t) {
+            Shape::OneString { fixed } => {
+                let (string_head, body) = self
+                    .reader
+                    .string_head(fixed)
+                    .map_err(|e| format!("{label}: {e}"))?;
+                let args = restore_args(head, self.replace, true);
+                self.restore(&args, &[&[t], &string_head], body, label)
             }
-            RdbEvent::Entry(entry) => {
-                if entry.expire_at_ms.is_some_and(|t| t <= now_ms) {
-                    stats.expired_skipped += 1;
-                    continue;
-                }
-                let payload = entry.dump_payload(version);
-                let mut cmd = redis::cmd("RESTORE");
-                cmd.arg(&entry.key)
-                    .arg(entry.expire_at_ms.unwrap_or(0))
-                    .arg(&payload);
-                if replace {
-                    cmd.arg("REPLACE");
-                }
-                if entry.expire_at_ms.is_some() {
-                    cmd.arg("ABSTTL");
-                }
-                if let Some(idle) = entry.idle_seconds {
-                    cmd.arg("IDLETIME").arg(idle);
-                }
-                if let Some(freq) = entry.lfu_freq {
-                    cmd.arg("FREQ").arg(freq);
-                }
-                let label = format!(
-                    "{} key {}",
-                    entry.type_name(),
-                    String::from_utf8_lossy(&entry.key)
-                );
-                batch.push(cmd, payload.len() + entry.key.len(), label, db, entry.key);
-                stats.keys += 1;
-                if batch.is_full() {
-                    batch.flush(conn, &mut sink)?;
-                }
-            }
-            RdbEvent::Function(code) => {
-                batch.flush(conn, &mut sink)?;
-                let mut cmd = redis::cmd("FUNCTION");
-                cmd.arg("LOAD");
-                if replace {
-                    cmd.arg("REPLACE");
-                }
-                cmd.arg(code)
-                    .exec(conn)
-                    .map_err(|e| format!("FUNCTION LOAD: {e}"))?;
-                stats.functions += 1;
-            }
-            RdbEvent::SkippedModuleAux => {
-                stats.module_aux_skipped += 1;
-                tracing::warn!("skipping module auxiliary data: no command restores it");
+            Shape::Counted => self.counted(head, label),
+            Shape::Whole => {
+                let value = self.reader.value(head).map_err(|e| e.to_string())?;
+                let args = restore_args(head, self.replace, true);
+                self.restore(&args, &[&value], 0, label)
             }
         }
     }
-    batch.flush(conn, &mut sink)
+
+    /// One RESTORE. Its payload is `prefix` (from memory), then `body`
+    /// bytes sent as they are read from the backup, then the DUMP footer.
+    fn restore(
+        &mut self,
+        args: &Restore<'_>,
+        prefix: &[&[u8]],
+        body: u64,
+        label: String,
+    ) -> Result<(), String> {
+        let payload_len = prefix.iter().map(|p| p.len() as u64).sum::<u64>() + body + FOOTER_LEN;
+        self.wire.write(&args.head(payload_len))?;
+        let mut digest = DumpDigest::new();
+        for part in prefix {
+            digest.update(part);
+            self.wire.write(part)?;
+        }
+        let mut left = body;
+        let mut unread = None;
+        while left > 0 {
+            let chunk = &mut self.chunk[..left.min(CHUNK as u64) as usize];
+            if let Err(e) = self.reader.body(chunk) {
+                unread = Some(e);
+                break;
+            }
+            digest.update(chunk);
+            self.wire.write(chunk)?;
+            left -= chunk.len() as u64;
+        }
+        let footer = match unread {
+            None => digest.footer(self.reader.version()),
+            Some(_) => {
+                // The server waits for the announced bytes: complete the
+                // command with a payload it refuses, so no key is made and
+                // the connection stays usable for the cleanup.
+                self.wire.pad(left)?;
+                digest.spoiled_footer()
+            }
+        };
+        self.wire.write(&footer)?;
+        self.wire.write(&args.tail())?;
+        let sent = Sent {
+            label: label.clone(),
+            creates: Some((self.db, args.key.to_vec())),
+        };
+        match unread {
+            None => self.sent(sent, payload_len),
+            Some(e) => {
+                // The read error is the one to report, not the refusal.
+                let _ = self.sent(sent, payload_len);
+                Err(format!("{label}: {e}"))
+            }
+        }
+    }
+
+    /// A list, set, hash or zset: in one RESTORE if its elements fit in
+    /// [`SPLIT_ABOVE`], else in parts.
+    fn counted(&mut self, head: &KeyHead, label: String) -> Result<(), String> {
+        let t = head.value_type;
+        let unreadable = |e: RdbError| format!("{label}: {e}");
+        let (count_head, count) = self.reader.count().map_err(unreadable)?;
+        let mut elements = Vec::new();
+        let mut taken = 0;
+        while taken < count && elements.len() <= SPLIT_ABOVE {
+            elements.extend(self.reader.element(t).map_err(unreadable)?);
+            taken += 1;
+        }
+        if taken == count {
+            let args = restore_args(head, self.replace, true);
+            return self.restore(&args, &[&[t], &count_head, &elements], 0, label);
+        }
+        tracing::info!(
+            key = %String::from_utf8_lossy(&head.key),
+            kind = head.type_name(),
+            elements = count,
+            "a value larger than {} MiB: restored in parts",
+            SPLIT_ABOVE >> 20
+        );
+        self.keep_eviction_hints(head)?;
+        // The first part goes without the expiry: were it to pass between
+        // parts, the later parts would make a new key of their own. The
+        // expiry is set after the last part.
+        let args = restore_args(head, self.replace, false);
+        let first_count = rdb::encode_len(taken);
+        self.restore(&args, &[&[t], &first_count, &elements], 0, label.clone())?;
+        drop(elements);
+        // The later parts add to the key, so it must be the one this
+        // RESTORE made, not one another client created meanwhile.
+        self.settle()?;
+        let mut part = Part::new(follow_up_verb(t), &head.key);
+        let part_label = format!("{label} (its later elements)");
+        for _ in taken..count {
+            let element = self.reader.element(t).map_err(unreadable)?;
+            part.add(rdb::element_args(t, &element).map_err(unreadable)?);
+            if part.is_full() {
+                self.send(&part.take(), part_label.clone())?;
+            }
+        }
+        if !part.args.is_empty() {
+            self.send(&part.take(), part_label.clone())?;
+        }
+        if let Some(at) = head.expire_at_ms {
+            let at = at.to_string();
+            self.send(
+                &resp::command(&[&b"PEXPIREAT"[..], &head.key, at.as_bytes()]),
+                format!("{label} (its expiry)"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, command: &[u8], label: String) -> Result<(), String> {
+        self.wire.write(command)?;
+        let sent = Sent {
+            label,
+            creates: None,
+        };
+        self.sent(sent, command.len() as u64)
+    }
+
+    /// A key restored in parts is written to after its RESTORE, which would
+    /// reset the LRU idle time or LFU counter RESTORE gave it. `CLIENT
+    /// NO-TOUCH` (Redis 7.2, Valkey) keeps them; older servers give such
+    /// keys fresh hints, as any write would.
+    fn keep_eviction_hints(&mut self, head: &KeyHead) -> Result<(), String> {
+        if self.no_touch.is_some() || (head.idle_seconds.is_none() && head.lfu_freq.is_none()) {
+            return Ok(());
+        }
+        self.settle()?;
+        let on = redis::cmd("CLIENT")
+            .arg("NO-TOUCH")
+            .arg("ON")
+            .exec(self.wire.conn());
+        if let Err(e) = &on {
+            tracing::warn!(
+                reply = %one_line(e),
+                "the target has no CLIENT NO-TOUCH: values restored in parts get fresh LRU/LFU eviction hints"
+            );
+        }
+        self.no_touch = Some(on.is_ok());
+        Ok(())
+    }
+}
+
+/// RESTORE's arguments for `head`. A value restored in parts gets its
+/// expiry after the last part instead.
+fn restore_args(head: &KeyHead, replace: bool, whole: bool) -> Restore<'_> {
+    let ttl = head.expire_at_ms.filter(|_| whole);
+    Restore {
+        key: &head.key,
+        ttl_ms: ttl.unwrap_or(0),
+        absttl: ttl.is_some(),
+        replace,
+        idle_seconds: head.idle_seconds,
+        lfu_freq: head.lfu_freq,
+    }
+}
+
+/// The command adding elements of a value of RDB type `t` (a counted
+/// type: lists are 1, 14 and 18).
+fn follow_up_verb(t: u8) -> &'static [u8] {
+    match t {
+        2 => b"SADD",
+        3 | 5 => b"ZADD",
+        4 => b"HSET",
+        _ => b"RPUSH",
+    }
+}
+
+/// One later part of a value restored in parts: the verb, the key and as
+/// many elements as fit.
+struct Part<'k> {
+    verb: &'static [u8],
+    key: &'k [u8],
+    args: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl<'k> Part<'k> {
+    fn new(verb: &'static [u8], key: &'k [u8]) -> Self {
+        Part {
+            verb,
+            key,
+            args: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The arguments of one element, which never straddle two parts (a
+    /// field and its value, a score and its member).
+    fn add(&mut self, element: Vec<Vec<u8>>) {
+        self.bytes += element.iter().map(Vec::len).sum::<usize>();
+        self.args.extend(element);
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= PART_BYTES || self.args.len() >= PART_ITEMS
+    }
+
+    /// The command, leaving the part empty.
+    fn take(&mut self) -> Vec<u8> {
+        let mut all: Vec<&[u8]> = vec![self.verb, self.key];
+        all.extend(self.args.iter().map(Vec::as_slice));
+        let command = resp::command(&all);
+        self.args.clear();
+        self.bytes = 0;
+        command
+    }
 }
 
 /// Selects where backup database `db` is written: its scratch database
@@ -440,96 +715,6 @@ fn select_for(conn: &mut Connection, sink: &mut Sink<'_>, db: u64) -> Result<(),
     Ok(())
 }
 
-/// RESTORE commands sent as one pipeline. Only keys whose RESTORE succeeded
-/// count as written by this restore (a key another client holds fails with
-/// BUSYKEY and is never touched again).
-#[derive(Default)]
-struct Batch {
-    pipe: redis::Pipeline,
-    labels: Vec<String>,
-    keys: Vec<(u64, Vec<u8>)>,
-    bytes: usize,
-}
-
-impl Batch {
-    fn push(&mut self, cmd: redis::Cmd, bytes: usize, label: String, db: u64, key: Vec<u8>) {
-        self.pipe.add_command(cmd);
-        self.labels.push(label);
-        self.keys.push((db, key));
-        self.bytes += bytes;
-    }
-
-    fn is_full(&self) -> bool {
-        self.labels.len() >= BATCH_COMMANDS || self.bytes >= BATCH_BYTES
-    }
-
-    fn flush(&mut self, conn: &mut Connection, sink: &mut Sink<'_>) -> Result<(), String> {
-        if self.labels.is_empty() {
-            return Ok(());
-        }
-        // Errors come back per command, so the ones that succeeded are known.
-        let replies: Vec<redis::RedisResult<redis::Value>> =
-            self.pipe.ignore_errors().query(conn).map_err(|e| {
-                with_hint(format!(
-                    "RESTORE of a batch starting with {}: {e}",
-                    self.labels[0]
-                ))
-            })?;
-        let mut failures = 0usize;
-        let mut first_error = None;
-        for ((reply, label), (db, key)) in replies.iter().zip(&self.labels).zip(&self.keys) {
-            match reply {
-                Err(e) => {
-                    failures += 1;
-                    first_error.get_or_insert_with(|| format!("{label}: {}", one_line(e)));
-                }
-                Ok(_) => match sink {
-                    Sink::Staged(stages) => stages.count(*db),
-                    Sink::Direct(written) => written.push(*db, key),
-                },
-            }
-        }
-        let first_error = first_error.map(|first| {
-            with_hint(format!(
-                "RESTORE failed for {failures} of {} keys in a batch, first {first}",
-                self.labels.len()
-            ))
-        });
-        self.pipe.clear();
-        self.labels.clear();
-        self.keys.clear();
-        self.bytes = 0;
-        first_error.map_or(Ok(()), Err)
-    }
-}
-
-/// A server error as one short line: its code and message, without the
-/// client's wrapping.
-fn one_line(e: &redis::RedisError) -> String {
-    let text = match (e.code(), e.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        _ => e.to_string(),
-    };
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
-}
-
-/// Redis refuses DUMP payloads from a newer RDB format, or runs out of
-/// memory; say what to do.
-fn with_hint(message: String) -> String {
-    if message.contains("OOM") || message.contains("maxmemory") {
-        format!("{message} (the target reached its maxmemory: give it more memory, or restore as an RDB file)")
-    } else if message.contains("payload version") {
-        format!("{message} (the target Redis is older than the one backed up: restore into the same or a newer version, or restore as an RDB file)")
-    } else {
-        message
-    }
-}
-
 fn roll_back(conn: &mut Connection, restored: &[(u64, Vec<u8>)]) -> Result<usize, String> {
     let mut removed = 0;
     let mut by_db: std::collections::BTreeMap<u64, Vec<&Vec<u8>>> = Default::default();
@@ -550,4 +735,75 @@ fn roll_back(conn: &mut Connection, restored: &[(u64, Vec<u8>)]) -> Result<usize
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(expire_at_ms: Option<i64>) -> KeyHead {
+        KeyHead {
+            key: b"k".to_vec(),
+            value_type: 4,
+            expire_at_ms,
+            idle_seconds: Some(30),
+            lfu_freq: None,
+        }
+    }
+
+    #[test]
+    fn a_value_in_parts_gets_its_expiry_after_the_last_part() {
+        let h = head(Some(1_700_000_000_000));
+        let whole = restore_args(&h, false, true);
+        assert_eq!((whole.ttl_ms, whole.absttl), (1_700_000_000_000, true));
+        let first = restore_args(&h, true, false);
+        assert_eq!(
+            (first.ttl_ms, first.absttl, first.replace),
+            (0, false, true)
+        );
+        assert_eq!(first.idle_seconds, Some(30), "eviction hints go with it");
+        let no_expiry = head(None);
+        let forever = restore_args(&no_expiry, false, true);
+        assert_eq!((forever.ttl_ms, forever.absttl), (0, false));
+    }
+
+    #[test]
+    fn every_aggregate_has_a_command_to_add_its_elements() {
+        let verbs: Vec<(u8, &[u8])> = (0..=255)
+            .filter(|t| rdb::shape(*t) == Shape::Counted)
+            .map(|t| (t, follow_up_verb(t)))
+            .collect();
+        assert_eq!(
+            verbs,
+            [
+                (1, &b"RPUSH"[..]),
+                (2, b"SADD"),
+                (3, b"ZADD"),
+                (4, b"HSET"),
+                (5, b"ZADD"),
+                (14, b"RPUSH"),
+                (18, b"RPUSH"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_part_holds_whole_elements_up_to_its_bound() {
+        let mut part = Part::new(b"HSET", b"h");
+        let mut pairs = 0;
+        while !part.is_full() {
+            part.add(vec![b"field".to_vec(), b"value".to_vec()]);
+            pairs += 1;
+        }
+        assert_eq!(pairs * 2, PART_ITEMS, "fields and values stay paired");
+        let command = part.take();
+        let mut want: Vec<&[u8]> = vec![b"HSET", b"h"];
+        for _ in 0..pairs {
+            want.extend([&b"field"[..], b"value"]);
+        }
+        assert_eq!(command, resp::command(&want));
+        assert!(part.args.is_empty() && !part.is_full());
+        part.add(vec![vec![0; PART_BYTES]]);
+        assert!(part.is_full(), "one large item fills a part");
+    }
 }

@@ -5,5 +5,8 @@ pub mod census;
 pub mod checksum;
 pub mod live_restore;
 pub mod lzf;
+pub mod packed;
 pub mod rdb;
+pub mod resp;
 pub mod staging;
+pub mod wire;

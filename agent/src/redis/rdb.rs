@@ -1,19 +1,25 @@
-//! A streaming reader of RDB files that yields each key with its value in the
-//! serialized form `RESTORE` takes, its expiry and its eviction hints.
+//! A streaming reader of RDB files: each key comes first with its expiry and
+//! eviction hints, then its value, in the serialized form `RESTORE` takes.
 //!
 //! Values are not decoded, only delimited: the bytes of a value are copied
 //! verbatim into a DUMP payload, so every encoding Redis writes (listpacks,
-//! quicklists, intsets, streams, module values) restores exactly.
+//! quicklists, intsets, streams, module values) restores exactly. A value
+//! need not be held whole: a string's size is in its header, so its body can
+//! be read in chunks ([`RdbReader::string_head`], [`RdbReader::body`]), and
+//! an aggregate can be read element by element ([`RdbReader::count`],
+//! [`RdbReader::element`], [`element_args`]).
 
 use std::io::{self, Read};
 
-use super::checksum::payload_crc;
 use super::lzf;
+use super::packed;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RdbEvent {
     SelectDb(u64),
-    Entry(Entry),
+    /// A key: its value follows and must be read (or skipped) before the
+    /// next event.
+    Key(KeyHead),
     /// A function library (Redis 7): its source, for `FUNCTION LOAD`.
     Function(Vec<u8>),
     /// Module auxiliary data, which has no command to restore it.
@@ -21,28 +27,18 @@ pub enum RdbEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct KeyHead {
     pub key: Vec<u8>,
-    /// Type byte and value, exactly as in the RDB (without version and CRC).
-    pub value: Vec<u8>,
+    /// The RDB type byte of the value.
+    pub value_type: u8,
     pub expire_at_ms: Option<i64>,
     pub idle_seconds: Option<u64>,
     pub lfu_freq: Option<u8>,
 }
 
-impl Entry {
-    /// The DUMP payload RESTORE expects: value, RDB version, CRC64.
-    pub fn dump_payload(&self, rdb_version: u16) -> Vec<u8> {
-        let mut payload = Vec::with_capacity(self.value.len() + 10);
-        payload.extend_from_slice(&self.value);
-        payload.extend_from_slice(&rdb_version.to_le_bytes());
-        let crc = payload_crc(&payload);
-        payload.extend_from_slice(&crc.to_le_bytes());
-        payload
-    }
-
+impl KeyHead {
     pub fn type_name(&self) -> &'static str {
-        type_name(self.value.first().copied().unwrap_or(255))
+        type_name(self.value_type)
     }
 }
 
@@ -56,6 +52,28 @@ pub fn type_name(t: u8) -> &'static str {
         6 | 7 => "module",
         15 | 19 | 21 => "stream",
         _ => "unknown",
+    }
+}
+
+/// How a value is laid out, as far as reading it in pieces needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `fixed` bytes, then one string (a plain string, or a listpack, ziplist
+    /// or intset): the value's size is known once the string's header is read.
+    OneString { fixed: u64 },
+    /// A count, then that many elements: list items or quicklist nodes, set
+    /// members, hash fields with values, zset members with scores.
+    Counted,
+    /// Streams, hashes with field expiries, module values: read whole.
+    Whole,
+}
+
+pub fn shape(t: u8) -> Shape {
+    match t {
+        0 | 9..=13 | 16 | 17 | 20 | 23 => Shape::OneString { fixed: 0 },
+        25 => Shape::OneString { fixed: 8 }, // the earliest field expiry
+        1..=5 | 14 | 18 => Shape::Counted,
+        _ => Shape::Whole,
     }
 }
 
@@ -75,45 +93,29 @@ fn bad(msg: impl Into<String>) -> RdbError {
     RdbError::Format(msg.into())
 }
 
-/// Copies what is read into `captured` while `capturing` is on.
-struct Capture<R> {
-    inner: R,
-    capturing: bool,
-    captured: Vec<u8>,
-}
-
-impl<R: Read> Read for Capture<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if self.capturing {
-            self.captured.extend_from_slice(&buf[..n]);
-        }
-        Ok(n)
+/// Names the key in a format error, so a damaged value can be found.
+fn in_key(key: &[u8], e: RdbError) -> RdbError {
+    match e {
+        RdbError::Format(m) => bad(format!("key {}: {m}", String::from_utf8_lossy(key))),
+        other => other,
     }
 }
 
 pub struct RdbReader<R> {
-    input: Capture<R>,
+    input: Source<R>,
     version: u16,
     finished: bool,
-}
-
-enum Len {
-    Plain(u64),
-    /// A specially encoded string: 0 int8, 1 int16, 2 int32, 3 LZF.
-    Encoded(u8),
+    /// A key was returned whose value has not been read yet.
+    value_pending: bool,
 }
 
 impl<R: Read> RdbReader<R> {
     pub fn new(input: R) -> Result<Self> {
         let mut reader = RdbReader {
-            input: Capture {
-                inner: input,
-                capturing: false,
-                captured: Vec::new(),
-            },
+            input: Source::new(input),
             version: 0,
             finished: false,
+            value_pending: false,
         };
         let mut magic = [0u8; 9];
         reader.input.read_exact(&mut magic)?;
@@ -137,8 +139,12 @@ impl<R: Read> RdbReader<R> {
         self.version
     }
 
-    /// The next event, or `None` after the EOF opcode.
+    /// The next event, or `None` after the EOF opcode. After a
+    /// [`RdbEvent::Key`] its value must be read or skipped first.
     pub fn next_event(&mut self) -> Result<Option<RdbEvent>> {
+        if self.value_pending {
+            return Err(bad("the value of the previous key was not read"));
+        }
         let mut expire_at_ms = None;
         let mut idle_seconds = None;
         let mut lfu_freq = None;
@@ -146,30 +152,32 @@ impl<R: Read> RdbReader<R> {
             if self.finished {
                 return Ok(None);
             }
-            let opcode = self.u8()?;
+            let opcode = self.input.u8()?;
             match opcode {
                 0xFF => {
                     self.finished = true;
                     return Ok(None);
                 }
-                0xFE => return Ok(Some(RdbEvent::SelectDb(self.plain_len()?))),
-                0xFD => expire_at_ms = Some(i64::from(u32::from_le_bytes(self.array()?)) * 1000),
-                0xFC => expire_at_ms = Some(i64::from_le_bytes(self.array()?)),
+                0xFE => return Ok(Some(RdbEvent::SelectDb(self.input.plain_len()?))),
+                0xFD => {
+                    expire_at_ms = Some(i64::from(u32::from_le_bytes(self.input.array()?)) * 1000)
+                }
+                0xFC => expire_at_ms = Some(i64::from_le_bytes(self.input.array()?)),
                 0xFB => {
-                    self.plain_len()?;
-                    self.plain_len()?;
+                    self.input.plain_len()?;
+                    self.input.plain_len()?;
                 }
                 0xFA => {
-                    self.skip_string()?;
-                    self.skip_string()?;
+                    self.input.skip_string()?;
+                    self.input.skip_string()?;
                 }
-                0xF9 => lfu_freq = Some(self.u8()?),
-                0xF8 => idle_seconds = Some(self.plain_len()?),
+                0xF9 => lfu_freq = Some(self.input.u8()?),
+                0xF8 => idle_seconds = Some(self.input.plain_len()?),
                 0xF7 => {
-                    self.plain_len()?; // module id
-                    self.plain_len()?; // when opcode
-                    self.plain_len()?; // when
-                    self.skip_module_opcodes()?;
+                    self.input.plain_len()?; // module id
+                    self.input.plain_len()?; // when opcode
+                    self.input.plain_len()?; // when
+                    self.input.skip_module_opcodes()?;
                     return Ok(Some(RdbEvent::SkippedModuleAux));
                 }
                 0xF6 => {
@@ -177,30 +185,19 @@ impl<R: Read> RdbReader<R> {
                         "functions saved by a Redis 7.0 release candidate".into(),
                     ))
                 }
-                0xF5 => return Ok(Some(RdbEvent::Function(self.string()?))),
+                0xF5 => return Ok(Some(RdbEvent::Function(self.input.string()?))),
                 0xF4 => {
                     // Slot info (cluster): slot, keys, expiring keys.
-                    self.plain_len()?;
-                    self.plain_len()?;
-                    self.plain_len()?;
+                    self.input.plain_len()?;
+                    self.input.plain_len()?;
+                    self.input.plain_len()?;
                 }
                 value_type => {
-                    let key = self.string()?;
-                    self.input.capturing = true;
-                    self.input.captured.clear();
-                    self.input.captured.push(value_type);
-                    let skipped = self.skip_value(value_type);
-                    self.input.capturing = false;
-                    skipped.map_err(|e| match e {
-                        RdbError::Format(m) => {
-                            bad(format!("key {}: {m}", String::from_utf8_lossy(&key)))
-                        }
-                        other => other,
-                    })?;
-                    let value = std::mem::take(&mut self.input.captured);
-                    return Ok(Some(RdbEvent::Entry(Entry {
+                    let key = self.input.string()?;
+                    self.value_pending = true;
+                    return Ok(Some(RdbEvent::Key(KeyHead {
                         key,
-                        value,
+                        value_type,
                         expire_at_ms,
                         idle_seconds,
                         lfu_freq,
@@ -210,32 +207,170 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
+    /// The whole value of `head`: type byte and value, exactly as in the RDB
+    /// (a DUMP payload without version and CRC).
+    pub fn value(&mut self, head: &KeyHead) -> Result<Vec<u8>> {
+        self.value_pending = false;
+        let t = head.value_type;
+        self.input
+            .capture(&[t], |s| s.skip_value(t))
+            .map_err(|e| in_key(&head.key, e))
+    }
+
+    pub fn skip_value(&mut self, head: &KeyHead) -> Result<()> {
+        self.value_pending = false;
+        self.input
+            .skip_value(head.value_type)
+            .map_err(|e| in_key(&head.key, e))
+    }
+
+    /// For a [`Shape::OneString`] value: its bytes up to the string's body
+    /// (the fixed bytes and the string's header, verbatim) and the length of
+    /// the body, which the caller then reads with [`Self::body`].
+    pub fn string_head(&mut self, fixed: u64) -> Result<(Vec<u8>, u64)> {
+        self.value_pending = false;
+        let mut body = 0;
+        let head = self.input.capture(&[], |s| {
+            s.skip(fixed)?;
+            body = s.string_head()?;
+            Ok(())
+        })?;
+        Ok((head, body))
+    }
+
+    /// Fills `buf` with the next bytes of a string body.
+    pub fn body(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.input.read_exact(buf).map_err(eof_is_truncation)
+    }
+
+    /// For a [`Shape::Counted`] value: its count as written (verbatim) and
+    /// as a number; the elements follow ([`Self::element`]).
+    pub fn count(&mut self) -> Result<(Vec<u8>, u64)> {
+        self.value_pending = false;
+        let mut count = 0;
+        let head = self.input.capture(&[], |s| {
+            count = s.plain_len()?;
+            Ok(())
+        })?;
+        Ok((head, count))
+    }
+
+    /// The next element of a counted value of type `t`, verbatim.
+    pub fn element(&mut self, t: u8) -> Result<Vec<u8>> {
+        self.input.capture(&[], |s| s.skip_element(t))
+    }
+}
+
+/// The arguments that add one element (as [`RdbReader::element`] returned
+/// it) to a value of type `t`, in the order its command takes them: a list
+/// item (every item of a quicklist node), a set member, a hash field and its
+/// value, a zset score and its member.
+pub fn element_args(t: u8, raw: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut s = Source::new(raw);
+    let args = match t {
+        1 | 2 => vec![s.string()?],
+        4 => {
+            let field = s.string()?;
+            vec![field, s.string()?]
+        }
+        3 => {
+            let member = s.string()?;
+            vec![s.text_double()?, member]
+        }
+        5 => {
+            let member = s.string()?;
+            vec![score_text(f64::from_le_bytes(s.array()?)), member]
+        }
+        14 => packed::ziplist(&s.string()?).map_err(bad)?,
+        18 => match s.plain_len()? {
+            1 => vec![s.string()?], // a plain node: one large item
+            2 => packed::listpack(&s.string()?).map_err(bad)?,
+            other => return Err(bad(format!("unknown quicklist container {other}"))),
+        },
+        other => return Err(bad(format!("value type {other} has no elements"))),
+    };
+    Ok(args)
+}
+
+/// A zset score as ZADD reads it back to the same double: Rust prints the
+/// shortest digits that round-trip, and `inf` / `-inf` as Redis spells them.
+pub fn score_text(score: f64) -> Vec<u8> {
+    format!("{score:e}").into_bytes()
+}
+
+/// A length in the RDB's own encoding (the count of a value's elements).
+pub fn encode_len(n: u64) -> Vec<u8> {
+    match n {
+        0..=0x3f => vec![n as u8],
+        0x40..=0x3fff => vec![0x40 | (n >> 8) as u8, n as u8],
+        _ => match u32::try_from(n) {
+            Ok(n) => [&[0x80][..], &n.to_be_bytes()].concat(),
+            Err(_) => [&[0x81][..], &n.to_be_bytes()].concat(),
+        },
+    }
+}
+
+/// The RDB's primitive encodings over any reader, copying what is read into
+/// `captured` while `capturing` is on.
+struct Source<R> {
+    inner: R,
+    capturing: bool,
+    captured: Vec<u8>,
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.capturing {
+            self.captured.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+enum Len {
+    Plain(u64),
+    /// A specially encoded string: 0 int8, 1 int16, 2 int32, 3 LZF.
+    Encoded(u8),
+}
+
+impl<R: Read> Source<R> {
+    fn new(inner: R) -> Self {
+        Source {
+            inner,
+            capturing: false,
+            captured: Vec::new(),
+        }
+    }
+
+    /// `first`, then the bytes `read` consumed.
+    fn capture(
+        &mut self,
+        first: &[u8],
+        read: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<Vec<u8>> {
+        self.captured.clear();
+        self.captured.extend_from_slice(first);
+        self.capturing = true;
+        let outcome = read(self);
+        self.capturing = false;
+        let captured = std::mem::take(&mut self.captured);
+        outcome.map(|()| captured)
+    }
+
     fn skip_value(&mut self, t: u8) -> Result<()> {
-        match t {
-            0 | 9..=13 | 16 | 17 | 20 | 23 => self.skip_string(),
-            1 | 2 | 14 => self.repeat(|r| r.skip_string()),
-            3 => self.repeat(|r| {
-                r.skip_string()?;
-                r.skip_text_double()
-            }),
-            4 => self.repeat(|r| {
-                r.skip_string()?;
-                r.skip_string()
-            }),
-            5 => self.repeat(|r| {
-                r.skip_string()?;
-                r.skip(8)
-            }),
-            7 => {
+        match (shape(t), t) {
+            (Shape::OneString { fixed }, _) => {
+                self.skip(fixed)?;
+                self.skip_string()
+            }
+            (Shape::Counted, _) => self.repeat(|r| r.skip_element(t)),
+            (_, 7) => {
                 self.plain_len()?;
                 self.skip_module_opcodes()
             }
-            18 => self.repeat(|r| {
-                r.plain_len()?; // container kind
-                r.skip_string()
-            }),
-            15 | 19 | 21 => self.skip_stream(t),
-            22 | 24 => {
+            (_, 15 | 19 | 21) => self.skip_stream(t),
+            (_, 22 | 24) => {
                 if t == 24 {
                     self.skip(8)?; // earliest field expiry
                 }
@@ -245,16 +380,36 @@ impl<R: Read> RdbReader<R> {
                     r.skip_string()
                 })
             }
-            25 => {
-                self.skip(8)?;
-                self.skip_string()
-            }
-            6 => Err(RdbError::Unsupported(
+            (_, 6) => Err(RdbError::Unsupported(
                 "a module value from a Redis 4.0 release candidate".into(),
             )),
-            other => Err(RdbError::Unsupported(format!(
+            (_, other) => Err(RdbError::Unsupported(format!(
                 "value type {other} (written by a newer Redis)"
             ))),
+        }
+    }
+
+    /// One element of a [`Shape::Counted`] value.
+    fn skip_element(&mut self, t: u8) -> Result<()> {
+        match t {
+            1 | 2 | 14 => self.skip_string(),
+            3 => {
+                self.skip_string()?;
+                self.text_double().map(drop)
+            }
+            4 => {
+                self.skip_string()?;
+                self.skip_string()
+            }
+            5 => {
+                self.skip_string()?;
+                self.skip(8)
+            }
+            18 => {
+                self.plain_len()?; // container kind
+                self.skip_string()
+            }
+            other => Err(bad(format!("value type {other} has no elements"))),
         }
     }
 
@@ -319,12 +474,12 @@ impl<R: Read> RdbReader<R> {
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut buf = [0u8; N];
-        self.input.read_exact(&mut buf).map_err(eof_is_truncation)?;
+        self.read_exact(&mut buf).map_err(eof_is_truncation)?;
         Ok(buf)
     }
 
     fn skip(&mut self, n: u64) -> Result<()> {
-        let copied = io::copy(&mut (&mut self.input).take(n), &mut io::sink())?;
+        let copied = io::copy(&mut self.take(n), &mut io::sink())?;
         if copied != n {
             return Err(bad("truncated"));
         }
@@ -352,26 +507,32 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
-    fn skip_string(&mut self) -> Result<()> {
+    /// Reads a string's header; returns how many bytes of body follow.
+    fn string_head(&mut self) -> Result<u64> {
         match self.len()? {
-            Len::Plain(n) => self.skip(n),
-            Len::Encoded(0) => self.skip(1),
-            Len::Encoded(1) => self.skip(2),
-            Len::Encoded(2) => self.skip(4),
+            Len::Plain(n) => Ok(n),
+            Len::Encoded(0) => Ok(1),
+            Len::Encoded(1) => Ok(2),
+            Len::Encoded(2) => Ok(4),
             Len::Encoded(3) => {
                 let compressed = self.plain_len()?;
                 self.plain_len()?;
-                self.skip(compressed)
+                Ok(compressed)
             }
             Len::Encoded(e) => Err(bad(format!("unknown string encoding {e}"))),
         }
+    }
+
+    fn skip_string(&mut self) -> Result<()> {
+        let body = self.string_head()?;
+        self.skip(body)
     }
 
     fn string(&mut self) -> Result<Vec<u8>> {
         match self.len()? {
             Len::Plain(n) => {
                 let mut buf = Vec::new();
-                (&mut self.input).take(n).read_to_end(&mut buf)?;
+                self.take(n).read_to_end(&mut buf)?;
                 if buf.len() as u64 != n {
                     return Err(bad("truncated string"));
                 }
@@ -384,7 +545,7 @@ impl<R: Read> RdbReader<R> {
                 let compressed = self.plain_len()?;
                 let plain = self.plain_len()?;
                 let mut buf = Vec::new();
-                (&mut self.input).take(compressed).read_to_end(&mut buf)?;
+                self.take(compressed).read_to_end(&mut buf)?;
                 lzf::decompress(
                     &buf,
                     usize::try_from(plain).map_err(|_| bad("string too long"))?,
@@ -395,14 +556,19 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
-    /// Scores in the oldest zset encoding: a length byte, then ASCII (253-255
+    /// A score in the oldest zset encoding: a length byte, then ASCII (253-255
     /// stand for NaN, +inf, -inf).
-    fn skip_text_double(&mut self) -> Result<()> {
-        let len = self.u8()?;
-        if len < 253 {
-            self.skip(u64::from(len))?;
+    fn text_double(&mut self) -> Result<Vec<u8>> {
+        match self.u8()? {
+            253 => Ok(b"nan".to_vec()),
+            254 => Ok(b"inf".to_vec()),
+            255 => Ok(b"-inf".to_vec()),
+            len => {
+                let mut text = vec![0; usize::from(len)];
+                self.read_exact(&mut text).map_err(eof_is_truncation)?;
+                Ok(text)
+            }
         }
-        Ok(())
     }
 }
 
@@ -426,11 +592,16 @@ mod tests {
         data
     }
 
-    fn events(data: &[u8]) -> Vec<RdbEvent> {
+    /// Every event, with each key's value read whole.
+    fn events(data: &[u8]) -> Vec<(RdbEvent, Option<Vec<u8>>)> {
         let mut reader = RdbReader::new(data).expect("header");
         let mut out = Vec::new();
         while let Some(e) = reader.next_event().expect("event") {
-            out.push(e);
+            let value = match &e {
+                RdbEvent::Key(head) => Some(reader.value(head).expect("value")),
+                _ => None,
+            };
+            out.push((e, value));
         }
         out
     }
@@ -447,42 +618,150 @@ mod tests {
         body.extend_from_slice(&1000i64.to_le_bytes());
         body.extend_from_slice(b"\x02\x03set\x02\x01a\x01b");
         let got = events(&rdb(&body));
-        assert_eq!(got[0], RdbEvent::SelectDb(0));
+        assert_eq!(got[0].0, RdbEvent::SelectDb(0));
         assert_eq!(
             got[1],
-            RdbEvent::Entry(Entry {
-                key: b"42".to_vec(),
-                value: b"\x00\x05hello".to_vec(),
-                expire_at_ms: None,
-                idle_seconds: None,
-                lfu_freq: None
-            })
+            (
+                RdbEvent::Key(KeyHead {
+                    key: b"42".to_vec(),
+                    value_type: 0,
+                    expire_at_ms: None,
+                    idle_seconds: None,
+                    lfu_freq: None
+                }),
+                Some(b"\x00\x05hello".to_vec())
+            )
         );
-        let RdbEvent::Entry(set) = &got[2] else {
-            panic!("expected an entry")
+        let (RdbEvent::Key(set), Some(value)) = &got[2] else {
+            panic!("expected a key")
         };
         assert_eq!(set.key, b"set");
-        assert_eq!(set.value, b"\x02\x02\x01a\x01b");
+        assert_eq!(value, b"\x02\x02\x01a\x01b");
         assert_eq!(set.expire_at_ms, Some(1000));
         assert_eq!(set.type_name(), "set");
         assert_eq!(got.len(), 3);
     }
 
     #[test]
-    fn dump_payload_carries_version_and_crc() {
-        let entry = Entry {
-            key: b"k".to_vec(),
-            value: b"\x00\x01v".to_vec(),
-            expire_at_ms: None,
-            idle_seconds: None,
-            lfu_freq: None,
-        };
-        let payload = entry.dump_payload(11);
-        assert_eq!(&payload[..5], b"\x00\x01v\x0b\x00");
+    fn a_value_read_in_pieces_is_the_value_read_whole() {
+        let mut body = Vec::new();
+        // A 100-byte string, an LZF string and a hash of two fields.
+        body.extend_from_slice(b"\x00\x01s\x40\x64");
+        body.extend_from_slice(&[b'x'; 100]);
+        body.extend_from_slice(b"\x00\x01z\xc3\x06\x10\x01ab\xe0\x05\x01");
+        body.extend_from_slice(b"\x04\x01h\x02\x01f\x02v1\x01g\xc0\x07");
+        let data = rdb(&body);
+        let whole: Vec<Vec<u8>> = events(&data).into_iter().filter_map(|e| e.1).collect();
+
+        let mut reader = RdbReader::new(&data[..]).expect("header");
+        let mut pieces = Vec::new();
+        while let Some(RdbEvent::Key(head)) = reader.next_event().expect("event") {
+            let t = head.value_type;
+            let mut value = vec![t];
+            match shape(t) {
+                Shape::OneString { fixed } => {
+                    let (string_head, len) = reader.string_head(fixed).expect("head");
+                    value.extend(string_head);
+                    let mut body = vec![0; usize::try_from(len).expect("len")];
+                    // In two chunks, as a large body is read.
+                    let half = body.len() / 2;
+                    let (a, b) = body.split_at_mut(half);
+                    reader.body(a).expect("body");
+                    reader.body(b).expect("body");
+                    value.extend(body);
+                }
+                Shape::Counted => {
+                    let (count_head, count) = reader.count().expect("count");
+                    value.extend(count_head);
+                    for _ in 0..count {
+                        let element = reader.element(t).expect("element");
+                        if t == 4 {
+                            assert!(!element_args(t, &element).expect("args").is_empty());
+                        }
+                        value.extend(element);
+                    }
+                }
+                Shape::Whole => value = reader.value(&head).expect("value"),
+            }
+            pieces.push(value);
+        }
+        assert_eq!(pieces, whole);
+        assert_eq!(whole.len(), 3);
+    }
+
+    #[test]
+    fn a_key_whose_value_was_not_read_is_refused() {
+        let data = rdb(b"\x00\x01a\x01x\x00\x01b\x01y");
+        let mut reader = RdbReader::new(&data[..]).expect("header");
+        assert!(matches!(reader.next_event(), Ok(Some(RdbEvent::Key(_)))));
+        assert!(reader.next_event().is_err());
+    }
+
+    #[test]
+    fn elements_become_command_arguments() {
+        let args = |t, raw: &[u8]| element_args(t, raw).expect("args");
+        assert_eq!(args(2, b"\x01m"), vec![b"m".to_vec()]);
+        // A hash field whose value is an integer-encoded string.
         assert_eq!(
-            u64::from_le_bytes(payload[5..].try_into().expect("8 bytes")),
-            payload_crc(&payload[..5])
+            args(4, b"\x01f\xc1\x39\x30"),
+            vec![b"f".to_vec(), b"12345".to_vec()]
         );
+        // zset2: member, then a binary double; ZADD wants the score first.
+        let mut zset2 = b"\x01m".to_vec();
+        zset2.extend_from_slice(&1.5f64.to_le_bytes());
+        assert_eq!(args(5, &zset2), vec![b"1.5e0".to_vec(), b"m".to_vec()]);
+        assert_eq!(
+            args(3, b"\x01m\x033.5"),
+            vec![b"3.5".to_vec(), b"m".to_vec()]
+        );
+        assert_eq!(args(3, b"\x01m\xff"), vec![b"-inf".to_vec(), b"m".to_vec()]);
+        // A plain quicklist node holds one item as it is.
+        assert_eq!(args(18, b"\x01\x03big"), vec![b"big".to_vec()]);
+        assert!(element_args(0, b"\x01x").is_err());
+        assert!(element_args(18, b"\x07\x01x").is_err());
+    }
+
+    #[test]
+    fn scores_are_written_to_read_back_exactly() {
+        for score in [
+            0.1,
+            -0.0,
+            1e300,
+            5e-324,
+            f64::MAX,
+            123_456_789.123_456_78,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            let text = String::from_utf8(score_text(score)).expect("ascii");
+            let back: f64 = text.parse().expect("parses");
+            assert_eq!(back.to_bits(), score.to_bits(), "{text}");
+        }
+        assert_eq!(score_text(f64::INFINITY), b"inf");
+        assert_eq!(score_text(f64::NEG_INFINITY), b"-inf");
+    }
+
+    #[test]
+    fn lengths_encode_as_the_reader_reads_them() {
+        for n in [
+            0,
+            1,
+            63,
+            64,
+            300,
+            16383,
+            16384,
+            70_000,
+            u64::from(u32::MAX),
+            1 << 40,
+        ] {
+            let encoded = encode_len(n);
+            let mut source = Source::new(&encoded[..]);
+            assert_eq!(source.plain_len().expect("len"), n);
+            assert_eq!(source.inner.len(), 0, "{n}: every byte read");
+        }
+        assert_eq!(encode_len(5), [5]);
+        assert_eq!(encode_len(300), [0x41, 0x2c]);
     }
 
     #[test]
@@ -490,7 +769,17 @@ mod tests {
         let mut reader = RdbReader::new(&b"REDIS0011\x00\x03ke"[..]).expect("header");
         assert!(reader.next_event().is_err());
         let mut reader = RdbReader::new(&b"REDIS0011\x63\x01k\x00"[..]).expect("header");
-        assert!(matches!(reader.next_event(), Err(RdbError::Unsupported(_))));
+        let Ok(Some(RdbEvent::Key(head))) = reader.next_event() else {
+            panic!("a key")
+        };
+        assert!(matches!(reader.value(&head), Err(RdbError::Unsupported(_))));
+        let mut reader = RdbReader::new(&b"REDIS0011\x00\x01k\x05ab"[..]).expect("header");
+        let Ok(Some(RdbEvent::Key(_))) = reader.next_event() else {
+            panic!("a key")
+        };
+        let (_, len) = reader.string_head(0).expect("head");
+        assert_eq!(len, 5);
+        assert!(reader.body(&mut [0; 5]).is_err(), "the body is cut short");
         assert!(RdbReader::new(&b"PGDMP0011"[..]).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! protocol for Redis, the raft snapshot API for Vault / OpenBao.
 
 pub mod pg_archive;
+pub mod pg_version;
 pub mod postgres;
 pub mod redis_sync;
 pub mod vault;

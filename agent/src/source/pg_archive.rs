@@ -3,6 +3,8 @@
 //! such an archive; and its table of contents, which a restore drill checks
 //! the restored database against.
 
+use std::collections::BTreeSet;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveHeader {
     pub archive_version: (u8, u8, u8),
@@ -16,6 +18,15 @@ pub fn parse_header(head: &[u8]) -> Result<ArchiveHeader, String> {
     read_header(&mut r).map(|(h, _, _)| h)
 }
 
+/// Like [`parse_header`]; `Ok(None)` when `head` ends inside the header.
+pub fn parse_header_prefix(head: &[u8]) -> Result<Option<ArchiveHeader>, String> {
+    match parse_header(head) {
+        Ok(h) => Ok(Some(h)),
+        Err(e) if e == TRUNCATED => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a restore should create, from the archive's table of contents.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Contents {
@@ -24,7 +35,17 @@ pub struct Contents {
     pub sequences: Vec<(String, String)>,
     /// OIDs of large objects (`BLOB`, or `BLOB METADATA` from pg_dump 17 on).
     pub large_objects: Vec<u32>,
+    /// Roles the archive names: owners, grantees and grantors of its ACL
+    /// entries, roles of its policies and user mappings. Roles named only in
+    /// data (`aclitem`, `regrole` columns) are not here.
+    pub roles: BTreeSet<String>,
 }
+
+/// The newest archive format whose table of contents this agent reads.
+const NEWEST_FORMAT: (u8, u8) = (1, 16);
+/// How an error about a format newer than [`NEWEST_FORMAT`] starts: a
+/// matter of versions, not of a corrupt backup.
+pub const NEWER_FORMAT: &str = "the archive's format is newer than this agent knows";
 
 /// `Ok(None)` when `head` ends before the table of contents does: read more.
 pub fn parse_contents(head: &[u8]) -> Result<Option<Contents>, String> {
@@ -42,6 +63,14 @@ fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
     if (major, minor) < (1, 12) {
         return Err(format!(
             "archive version {major}.{minor} is older than any pg_dump this agent reads (1.12, PostgreSQL 9.5)"
+        ));
+    }
+    // A newer format may add fields to every entry: read as 1.16, its
+    // table of contents would be garbage, reported as corruption.
+    if (major, minor) > NEWEST_FORMAT {
+        return Err(format!(
+            "{NEWER_FORMAT} ({major}.{minor}; this agent reads up to {}.{}, pg_dump 17): upgrade vertice-agent, or drill with checks.objects false",
+            NEWEST_FORMAT.0, NEWEST_FORMAT.1
         ));
     }
     let count = r.int(int_size)?;
@@ -68,7 +97,7 @@ fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
         if (major, minor) >= (1, 16) {
             r.int(int_size)?; // relkind
         }
-        r.string(int_size)?; // owner
+        let owner = r.string(int_size)?.unwrap_or_default();
         r.string(int_size)?; // "false": tables WITH OIDS
         while r.string(int_size)?.is_some() {} // dependencies, ended by NULL
         r.byte()?; // data offset: a flag byte, then the offset
@@ -77,10 +106,151 @@ fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
             "TABLE" => contents.tables.push((namespace, tag)),
             "SEQUENCE" => contents.sequences.push((namespace, tag)),
             "BLOB" | "BLOB METADATA" => contents.large_objects.extend(large_object_oids(&defn)),
+            "ACL" | "DEFAULT ACL" | "POLICY" | "USER MAPPING" => {
+                contents.roles.extend(named_roles(&defn))
+            }
             _ => {}
+        }
+        if !owner.is_empty() {
+            contents.roles.insert(owner);
         }
     }
     Ok(contents)
+}
+
+/// A word of SQL as far as finding role names needs: identifiers (quoted
+/// ones exact, bare ones as written: pg_dump quotes every name that needs
+/// it), and the punctuation that ends a list.
+#[derive(Debug, PartialEq)]
+enum Token {
+    Word(String),
+    Quoted(String),
+    Punct(char),
+}
+
+fn tokens(sql: &str) -> Vec<Token> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // The text up to the next `end`, with a doubled `end` standing for one.
+    let quoted = |i: &mut usize, end: char| {
+        let mut text = String::new();
+        *i += 1;
+        while *i < chars.len() {
+            if chars[*i] == end {
+                if chars.get(*i + 1) == Some(&end) {
+                    text.push(end);
+                    *i += 2;
+                    continue;
+                }
+                *i += 1;
+                break;
+            }
+            text.push(chars[*i]);
+            *i += 1;
+        }
+        text
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && chars.get(i + 1) == Some(&'-') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '"' {
+            out.push(Token::Quoted(quoted(&mut i, '"')));
+        } else if c == '\'' {
+            quoted(&mut i, '\'');
+        } else if c.is_alphanumeric() || c == '_' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
+                i += 1;
+            }
+            out.push(Token::Word(chars[start..i].iter().collect()));
+        } else {
+            out.push(Token::Punct(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Role names in the SQL of an ACL, default-ACL, policy or user-mapping
+/// entry: after `TO` and `REVOKE … FROM` (lists), `FOR ROLE` (a list),
+/// `SESSION AUTHORIZATION` and `USER MAPPING FOR` (one name), outside
+/// parentheses; `PUBLIC` and `CURRENT_USER`-like words are not roles.
+fn named_roles(sql: &str) -> Vec<String> {
+    let tokens = tokens(sql);
+    let word =
+        |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word(x)) if x.eq_ignore_ascii_case(w));
+    let mut roles = Vec::new();
+    let mut depth = 0i32;
+    let mut statement_start = 0;
+    let mut i = 0;
+    while i < tokens.len() {
+        let list = match &tokens[i] {
+            Token::Punct('(') => {
+                depth += 1;
+                None
+            }
+            Token::Punct(')') => {
+                depth -= 1;
+                None
+            }
+            Token::Punct(';') => {
+                statement_start = i + 1;
+                None
+            }
+            _ if depth != 0 => None,
+            t if word(Some(t), "TO") => Some(true),
+            t if word(Some(t), "FROM") && word(tokens.get(statement_start), "REVOKE") => Some(true),
+            t if word(Some(t), "ROLE")
+                && word(i.checked_sub(1).and_then(|p| tokens.get(p)), "FOR") =>
+            {
+                Some(true)
+            }
+            t if word(Some(t), "AUTHORIZATION") => Some(false),
+            t if word(Some(t), "FOR")
+                && word(i.checked_sub(1).and_then(|p| tokens.get(p)), "MAPPING") =>
+            {
+                Some(false)
+            }
+            _ => None,
+        };
+        i += 1;
+        let Some(many) = list else { continue };
+        loop {
+            if word(tokens.get(i), "GROUP") {
+                i += 1;
+            }
+            match tokens.get(i) {
+                Some(Token::Quoted(name)) => roles.push(name.clone()),
+                Some(Token::Word(name)) => {
+                    let special = [
+                        "PUBLIC",
+                        "CURRENT_USER",
+                        "SESSION_USER",
+                        "CURRENT_ROLE",
+                        "USER",
+                    ];
+                    if !special.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+                        roles.push(name.clone());
+                    }
+                }
+                _ => break,
+            }
+            i += 1;
+            if !many || tokens.get(i) != Some(&Token::Punct(',')) {
+                break;
+            }
+            i += 1;
+        }
+    }
+    roles
 }
 
 /// The OIDs of a large-object entry. Before pg_dump 17 a `BLOB` entry's
@@ -286,6 +456,43 @@ mod tests {
             vec![("public".into(), "orders_id_seq".into())]
         );
         assert_eq!(contents.large_objects, vec![16385, 16386]);
+        assert_eq!(
+            contents.roles,
+            BTreeSet::from(["sales".to_string()]),
+            "owners"
+        );
+    }
+
+    #[test]
+    fn roles_are_found_in_grants_policies_and_mappings() {
+        let grants = "GRANT SELECT ON TABLE public.t TO app_role;\nGRANT ALL ON TABLE public.t TO \"Odd \"\"Role\", reader WITH GRANT OPTION;\nREVOKE ALL ON TABLE public.t FROM PUBLIC;\nREVOKE SELECT(secret) ON TABLE public.t FROM gone;\nSET SESSION AUTHORIZATION grantor;\nGRANT SELECT ON TABLE public.t TO GROUP old_group;\nRESET SESSION AUTHORIZATION;\n";
+        assert_eq!(
+            named_roles(grants),
+            [
+                "app_role",
+                "Odd \"Role",
+                "reader",
+                "gone",
+                "grantor",
+                "old_group"
+            ]
+        );
+        assert_eq!(
+            named_roles("ALTER DEFAULT PRIVILEGES FOR ROLE owner1 IN SCHEMA s GRANT SELECT ON TABLES TO app_role;\n"),
+            ["owner1", "app_role"]
+        );
+        // A policy's expressions are not role lists, even with TO or FROM in them.
+        assert_eq!(
+            named_roles("CREATE POLICY p ON public.t AS RESTRICTIVE FOR SELECT TO app_role, auditor USING ((owner IN ( SELECT u.name FROM public.users u WHERE (u.note = 'TO x'::text))));\n"),
+            ["app_role", "auditor"]
+        );
+        assert_eq!(
+            named_roles(
+                "CREATE USER MAPPING FOR remote_user SERVER s OPTIONS (\n    \"user\" 'x'\n);\n"
+            ),
+            ["remote_user"]
+        );
+        assert!(named_roles("CREATE USER MAPPING FOR public SERVER s;\n").is_empty());
     }
 
     #[test]
@@ -296,6 +503,17 @@ mod tests {
             large_object_oids("SELECT pg_catalog.lo_create('1');\n"),
             vec![1],
             "pg_dump 16 and older"
+        );
+    }
+
+    #[test]
+    fn a_newer_format_is_named_not_misread() {
+        let mut archive = archive_with_contents();
+        archive[6] = 17;
+        let err = parse_contents(&archive).expect_err("newer");
+        assert!(
+            err.starts_with(NEWER_FORMAT) && err.contains("1.17"),
+            "{err}"
         );
     }
 

@@ -1,10 +1,13 @@
 //! PostgreSQL backups and restores through `pg_dump` / `pg_restore`, run
-//! directly (no shell), with the password passed in the child's environment.
+//! directly (no shell), with the password passed in the child's environment
+//! and no other libpq variable of the agent's (see [`process::command`]).
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::process::Command;
 
+use super::pg_version::Version;
 use crate::pipeline::process::{self, Running};
 use crate::pipeline::redact::Redactor;
 use crate::target::PostgresTarget;
@@ -32,7 +35,7 @@ pub fn spawn_dump(
     password: Option<&str>,
     redactor: Redactor,
 ) -> std::io::Result<Running> {
-    let mut command = Command::new(pg_dump);
+    let mut command = process::command(pg_dump);
     command
         .args(dump_arguments(extra))
         .arg(format!("--dbname={}", target.url));
@@ -65,7 +68,7 @@ pub fn spawn_restore(
     extra: &[String],
     redactor: Redactor,
 ) -> std::io::Result<Running> {
-    let mut command = Command::new(pg_restore);
+    let mut command = process::command(pg_restore);
     command.args(restore_arguments(no_owner, extra));
     process::spawn("pg_restore", command, redactor)
 }
@@ -73,13 +76,15 @@ pub fn spawn_restore(
 /// `psql` reading SQL from its stdin into `target`: stops at the first error
 /// (the open transaction is then rolled back), sends query results to
 /// /dev/null (its stdout carries only `\echo`), reads no `~/.psqlrc`.
+/// `--file=-` rather than plain stdin: psql then prefixes an error with
+/// `psql:<stdin>:LINE:`, which the restore maps to the object it was at.
 pub fn spawn_psql(
     psql: &Path,
     target: &PostgresTarget,
     password: Option<&str>,
     redactor: Redactor,
 ) -> std::io::Result<Running> {
-    let mut command = Command::new(psql);
+    let mut command = process::command(psql);
     command
         .args([
             "--no-psqlrc",
@@ -87,6 +92,7 @@ pub fn spawn_psql(
             "--no-password",
             "--set=ON_ERROR_STOP=1",
             "--output=/dev/null",
+            "--file=-",
         ])
         .arg(format!("--dbname={}", target.url));
     set_password(&mut command, password);
@@ -120,15 +126,93 @@ pub fn missing_object(message: &str) -> Option<&'static str> {
     }
 }
 
-fn set_password(command: &mut Command, password: Option<&str>) {
+/// The only libpq variables a tool gets: the password the agent resolved,
+/// and a connect timeout (a URL's `connect_timeout=` still wins).
+pub fn set_password(command: &mut Command, password: Option<&str>) {
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
     // An unreachable server fails in seconds, not after the OS's TCP timeout.
-    command.env(
-        "PGCONNECT_TIMEOUT",
-        std::env::var("PGCONNECT_TIMEOUT").unwrap_or_else(|_| "15".into()),
-    );
+    command.env("PGCONNECT_TIMEOUT", "15");
+}
+
+/// The most role names a manifest records; a cluster with more gets none
+/// recorded (a drill then finds roles in the archive's table of contents).
+const MAX_ROLES: usize = 10_000;
+
+/// The source cluster's role names (never anything else of them), for a
+/// drill's throwaway server: a policy `TO app_role` or `aclitem` data naming
+/// a role cannot be restored where the role does not exist. Built-in `pg_*`
+/// roles exist everywhere. Read with psql, so the URL means what it means
+/// for pg_dump.
+pub async fn list_roles(
+    psql: &Path,
+    target: &PostgresTarget,
+    password: Option<&str>,
+    redactor: &Redactor,
+) -> Result<Vec<String>, String> {
+    let mut command = process::command(psql);
+    command
+        .args([
+            "--no-psqlrc",
+            "--no-password",
+            "--tuples-only",
+            "--no-align",
+            "--record-separator-zero",
+            "--command=SELECT rolname FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+        ])
+        .arg(format!("--dbname={}", target.url))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    set_password(&mut command, password);
+    let out = tokio::select! {
+        out = tokio::time::timeout(Duration::from_secs(60), command.output()) => out,
+        () = crate::interrupt::cancelled() => return Err("interrupted".into()),
+    }
+    .map_err(|_| "psql did not answer within 60s".to_string())?
+    .map_err(|e| format!("starting {}: {e}", psql.display()))?;
+    if !out.status.success() {
+        return Err(redactor.redact(String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let roles = parse_roles(&out.stdout);
+    if roles.len() > MAX_ROLES {
+        return Err(format!(
+            "the source has {} roles, more than the {MAX_ROLES} a manifest records",
+            roles.len()
+        ));
+    }
+    Ok(roles)
+}
+
+/// psql's `--record-separator-zero` output: one name per NUL.
+fn parse_roles(out: &[u8]) -> Vec<String> {
+    out.split(|b| *b == 0)
+        .map(|r| {
+            String::from_utf8_lossy(r)
+                .trim_end_matches('\n')
+                .to_string()
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// `pg_restore --version` ("pg_restore (PostgreSQL) 17.2 (Debian …)"):
+/// the version, or `None` when the tool does not say (a wrapper, a fake).
+pub async fn tool_version(tool: &Path) -> Option<Version> {
+    let mut command = process::command(tool);
+    command
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(10), command.output())
+        .await
+        .ok()?
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Version::parse(text.trim().split_once(") ")?.1)
 }
 
 #[cfg(test)]
@@ -147,6 +231,15 @@ mod tests {
         std::fs::write(dir.path().join("psql"), "").expect("psql");
         assert_eq!(psql_beside(&beside), dir.path().join("psql"));
         assert_eq!(psql_beside(Path::new("pg_restore")), Path::new("psql"));
+    }
+
+    #[test]
+    fn role_names_are_read_whole() {
+        assert_eq!(
+            parse_roles(b"app\0odd name\0with\nnewline\0\n"),
+            ["app", "odd name", "with\nnewline"]
+        );
+        assert!(parse_roles(b"").is_empty());
     }
 
     #[test]

@@ -44,6 +44,20 @@ async fn describe_failure(response: reqwest::Response) -> String {
     }
 }
 
+/// Says so when Vault refused because it is sealed (HTTP 503, "Vault is
+/// sealed"): a sealed server answers every request that way, and the only
+/// fix is to unseal it, whatever else the request was about.
+fn sealed(status: reqwest::StatusCode, detail: &str, base: &Url) -> Option<String> {
+    let is_sealed = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        && detail.to_ascii_lowercase().contains("sealed");
+    is_sealed.then(|| {
+        format!(
+            "Vault at {} is sealed ({detail}); unseal it (`bao operator unseal` / `vault operator unseal`, or its auto-unseal) and run this again",
+            base.as_str().trim_end_matches('/')
+        )
+    })
+}
+
 /// How the agent logs in to Vault / OpenBao; `commands/` builds it from the
 /// command line.
 #[derive(Debug, Clone, Default)]
@@ -182,6 +196,9 @@ impl VaultClient {
         let status = response.status();
         if !status.is_success() {
             let detail = describe_failure(response).await;
+            if let Some(sealed) = sealed(status, &detail, &self.base) {
+                return Err(Error::source(sealed));
+            }
             return Err(match status.as_u16() {
                 401 | 403 => Error::usage(format!(
                     "Vault refused the snapshot ({detail}); the token needs read on sys/storage/raft/snapshot"
@@ -215,6 +232,9 @@ impl VaultClient {
         }
         let status = response.status();
         let detail = describe_failure(response).await;
+        if let Some(sealed) = sealed(status, &detail, &self.base) {
+            return Err(Error::target(sealed));
+        }
         Err(match status.as_u16() {
             401 | 403 => Error::usage(format!(
                 "Vault refused the restore ({detail}); the token needs update on sys/storage/raft/snapshot"
@@ -274,7 +294,11 @@ async fn kubernetes_login(
         .await
         .map_err(|e| Error::source(format!("cannot reach Vault at {base}: {e}")))?;
     if !response.status().is_success() {
+        let status = response.status();
         let detail = describe_failure(response).await;
+        if let Some(sealed) = sealed(status, &detail, base) {
+            return Err(Error::source(sealed));
+        }
         return Err(Error::usage(format!(
             "Vault Kubernetes login as role {role:?} at auth/{mount} failed ({detail})"
         )));
@@ -287,4 +311,32 @@ async fn kubernetes_login(
         .auth
         .map(|a| a.client_token)
         .ok_or_else(|| Error::source("Vault Kubernetes login returned no token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_vault_is_named_as_sealed() {
+        let base = Url::parse("http://127.0.0.1:8200/").expect("url");
+        let hint = sealed(
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "HTTP 503 Service Unavailable: Vault is sealed",
+            &base,
+        )
+        .expect("sealed");
+        assert!(
+            hint.contains("is sealed") && hint.contains("unseal"),
+            "{hint}"
+        );
+        assert!(!hint.contains("raft storage"), "{hint}");
+        assert!(sealed(
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "HTTP 503: standby",
+            &base
+        )
+        .is_none());
+        assert!(sealed(reqwest::StatusCode::BAD_REQUEST, "sealed", &base).is_none());
+    }
 }

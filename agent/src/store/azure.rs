@@ -99,13 +99,15 @@ impl AzureStore {
             Some(token_credential(&account)?)
         };
         // The SDK's default retries run for minutes against an unreachable
-        // endpoint; ours retry whole blocks on top, so keep these short.
+        // endpoint; ours retry whole blocks and resume downloads on top,
+        // within --store-retry-for, so keep these a fraction of it.
+        let sdk_retry_ms = (multipart.retry_for.as_millis() / 4).clamp(1_000, 20_000) as i64;
         let options = BlobContainerClientOptions {
             client_options: ClientOptions {
                 retry: RetryOptions::exponential(ExponentialRetryOptions {
                     initial_delay: azure_core::time::Duration::milliseconds(500),
                     max_retries: 4,
-                    max_total_elapsed: azure_core::time::Duration::seconds(20),
+                    max_total_elapsed: azure_core::time::Duration::milliseconds(sdk_retry_ms),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -129,6 +131,50 @@ impl AzureStore {
 
     fn map_err(&self, what: &str, err: azure_core::Error) -> StoreError {
         map_azure_error(&self.describe(), what, err)
+    }
+
+    /// Refuses an existing key before anything is sent, as the S3 and GCS
+    /// stores do: `If-None-Match: *` is the guard against a race, this is
+    /// the guard against a server (or emulator) that ignores it.
+    async fn ensure_absent(&self, key: &str, full_key: &str) -> Result<(), StoreError> {
+        match self
+            .container
+            .blob_client(full_key)
+            .get_properties(None)
+            .await
+        {
+            Ok(_) => Err(StoreError::AlreadyExists {
+                store: self.describe(),
+                key: key.to_string(),
+            }),
+            // A HEAD answer has no body, so the error code may be missing.
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => match e.kind() {
+                azure_core::error::ErrorKind::HttpResponse {
+                    error_code: Some(code),
+                    ..
+                } if code == "ContainerNotFound" => Err(StoreError::NoBucket {
+                    store: self.describe(),
+                }),
+                _ => Ok(()),
+            },
+            Err(e) => Err(self.map_err(&format!("checking {full_key}"), e)),
+        }
+    }
+
+    /// One conditional PutBlob, retried; the caller checked the key is free.
+    async fn put_new(&self, full_key: &str, data: Bytes) -> Result<(), StoreError> {
+        let blob = self.container.blob_client(full_key).block_blob_client();
+        with_retries(&self.multipart, 1, || async {
+            let options = BlockBlobClientUploadOptions {
+                if_none_match: Some(Etag::from("*")),
+                ..Default::default()
+            };
+            blob.upload(data.clone().into(), Some(options))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.map_err(&format!("writing {full_key}"), e))
+        })
+        .await
     }
 }
 
@@ -259,7 +305,6 @@ impl PartUploader for AzureBlocks {
 /// abort: a failed upload leaves nothing that looks like an object.
 struct AzureUpload<'a> {
     store: &'a AzureStore,
-    key: &'a str,
     full_key: String,
 }
 
@@ -268,7 +313,8 @@ impl ChunkedUpload for AzureUpload<'_> {
     type Parts = AzureBlocks;
 
     async fn put_whole(&self, data: Bytes) -> Result<(), StoreError> {
-        self.store.put_bytes(self.key, data).await
+        // put_stream already checked the key is free.
+        self.store.put_new(&self.full_key, data).await
     }
 
     async fn start(&self) -> Result<Arc<AzureBlocks>, StoreError> {
@@ -342,28 +388,19 @@ impl Store for AzureStore {
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
+        let full_key = self.full_key(key)?;
+        self.ensure_absent(key, &full_key).await?;
         let lifecycle = AzureUpload {
             store: self,
-            key,
-            full_key: self.full_key(key)?,
+            full_key,
         };
         upload(&lifecycle, body, self.multipart).await
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let full_key = self.full_key(key)?;
-        let blob = self.container.blob_client(&full_key).block_blob_client();
-        with_retries(self.multipart.max_attempts, 1, || async {
-            let options = BlockBlobClientUploadOptions {
-                if_none_match: Some(Etag::from("*")),
-                ..Default::default()
-            };
-            blob.upload(data.clone().into(), Some(options))
-                .await
-                .map(|_| ())
-                .map_err(|e| self.map_err(&format!("writing {full_key}"), e))
-        })
-        .await
+        self.ensure_absent(key, &full_key).await?;
+        self.put_new(&full_key, data).await
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
@@ -380,7 +417,13 @@ impl Store for AzureStore {
             etag: response.properties.etag.clone(),
         };
         let body = body_reader(response.body, full_key.clone());
-        Ok(Box::new(ResumingDownload::new(reopener, full_key, body)))
+        Ok(Box::new(ResumingDownload::new(
+            reopener,
+            self.describe(),
+            full_key,
+            body,
+            self.multipart.retry_for,
+        )))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
@@ -401,9 +444,16 @@ impl Store for AzureStore {
         {
             let Some(name) = item.name else { continue };
             if let Some(key) = self.prefix.relative(&name) {
+                let properties = item.properties;
                 found.push(ObjectMeta {
                     key: key.to_string(),
-                    size: item.properties.and_then(|p| p.content_length).unwrap_or(0),
+                    size: properties
+                        .as_ref()
+                        .and_then(|p| p.content_length)
+                        .unwrap_or(0),
+                    modified: properties.and_then(|p| p.last_modified).and_then(|t| {
+                        chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
+                    }),
                 });
             }
         }

@@ -78,4 +78,109 @@ impl StoreError {
     pub fn from_body(e: io::Error) -> Self {
         StoreError::Body(e)
     }
+
+    /// The same failure, saying that retrying stopped after `lasted` of
+    /// failures, and which flag sets that allowance.
+    pub fn gave_up_after(self, lasted: std::time::Duration, limit: std::time::Duration) -> Self {
+        let note = |detail: String| {
+            format!(
+                "{detail}; gave up after {} of failures (--store-retry-for {})",
+                super::retry::describe(lasted),
+                super::retry::describe(limit)
+            )
+        };
+        match self {
+            StoreError::Unreachable { store, detail } => StoreError::Unreachable {
+                store,
+                detail: note(detail),
+            },
+            StoreError::Request { store, detail } => StoreError::Request {
+                store,
+                detail: note(detail),
+            },
+            other => other,
+        }
+    }
+}
+
+/// What a store's download stream fails with when the store, not the data,
+/// failed (the connection dropped and could not be resumed in time): the
+/// bytes read so far say nothing about the backup, so nobody may call it
+/// corrupt. It travels inside an `io::Error` through decompression and
+/// decryption; [`store_failure`] finds it again.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct ReadFailure {
+    store: String,
+    detail: String,
+}
+
+impl ReadFailure {
+    /// Wraps a stream error of `store` as a store failure.
+    pub fn wrap(store: &str, e: io::Error) -> io::Error {
+        io::Error::new(
+            e.kind(),
+            ReadFailure {
+                store: store.to_string(),
+                detail: e.to_string(),
+            },
+        )
+    }
+}
+
+/// The store failure behind a read error, if a store's stream raised it
+/// (however many readers it passed through on its way up).
+pub fn store_failure(e: &io::Error) -> Option<StoreError> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = e
+        .get_ref()
+        .map(|inner| inner as &(dyn std::error::Error + 'static));
+    while let Some(err) = next {
+        if let Some(failure) = err.downcast_ref::<ReadFailure>() {
+            return Some(StoreError::Unreachable {
+                store: failure.store.clone(),
+                detail: format!("reading stopped midway: {}", failure.detail),
+            });
+        }
+        next = match err.downcast_ref::<io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_is_found_through_wrapping_readers() {
+        let raw = io::Error::new(io::ErrorKind::ConnectionReset, "connection reset");
+        let wrapped = ReadFailure::wrap("gs://b", raw);
+        // A decompressor or decryptor that wraps what it got.
+        let outer = io::Error::other(wrapped);
+        let found = store_failure(&outer).expect("found");
+        assert!(matches!(found, StoreError::Unreachable { .. }), "{found}");
+        assert!(found.to_string().contains("connection reset"), "{found}");
+        assert!(store_failure(&io::Error::other("zstd: corrupt block")).is_none());
+    }
+
+    #[test]
+    fn giving_up_names_the_allowance() {
+        let e = StoreError::Unreachable {
+            store: "s3://b".into(),
+            detail: "connection refused".into(),
+        }
+        .gave_up_after(
+            std::time::Duration::from_secs(61),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(
+            e.to_string()
+                .contains("gave up after 1m1s of failures (--store-retry-for 1m)"),
+            "{e}"
+        );
+    }
 }

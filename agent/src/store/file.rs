@@ -134,7 +134,12 @@ async fn copy_body(
 #[async_trait]
 impl Store for FileStore {
     fn describe(&self) -> String {
-        format!("file://{}", self.root.display())
+        // Percent-encoded where a URL must be, so a message's store URL can
+        // be passed back to --from as it is.
+        vertice_crds::StoreLocation::File {
+            root: self.root.clone(),
+        }
+        .to_string()
     }
 
     async fn check_access(&self) -> Result<(), StoreError> {
@@ -240,6 +245,10 @@ fn list_files(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> 
                 found.push(ObjectMeta {
                     key,
                     size: meta.len(),
+                    modified: meta
+                        .modified()
+                        .ok()
+                        .map(chrono::DateTime::<chrono::Utc>::from),
                 });
             }
         }
@@ -278,19 +287,9 @@ mod tests {
             .expect("put");
         let mut listed = store.list("a/").await.expect("list");
         listed.sort_by(|x, y| x.key.cmp(&y.key));
-        assert_eq!(
-            listed,
-            vec![
-                ObjectMeta {
-                    key: "a/b/obj".into(),
-                    size: 11
-                },
-                ObjectMeta {
-                    key: "a/c".into(),
-                    size: 2
-                }
-            ]
-        );
+        assert!(listed.iter().all(|o| o.modified.is_some()), "{listed:?}");
+        let found: Vec<(&str, u64)> = listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
+        assert_eq!(found, vec![("a/b/obj", 11), ("a/c", 2)]);
         assert!(matches!(
             store.get_stream("missing").await,
             Err(StoreError::NotFound { .. })

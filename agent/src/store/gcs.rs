@@ -8,18 +8,34 @@
 //! Credentials: Application Default Credentials (GKE workload identity,
 //! `GOOGLE_APPLICATION_CREDENTIALS`, the metadata server); anonymous for an
 //! emulator endpoint (`--gcs-endpoint` or `STORAGE_EMULATOR_HOST`).
+//!
+//! Retries: the client's own retry loop, with a policy that gives up once
+//! the store has failed for `--store-retry-for` without progress (the
+//! client's default allows 5 minutes per operation, counted from its start:
+//! minutes to report a dead store, and no retries left for an upload that
+//! has run longer than that).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use google_cloud_auth::credentials::{anonymous, CacheableResource, Credentials};
+use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
+use google_cloud_gax::retry_policy::RetryPolicy;
+use google_cloud_gax::retry_result::RetryResult;
+use google_cloud_gax::retry_state::RetryState;
 use google_cloud_storage::client::Storage;
+use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::StreamingSource;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use super::error::ReadFailure;
 use super::key_prefix::KeyPrefix;
-use super::multipart::MultipartConfig;
+use super::multipart::{with_retries, MultipartConfig};
+use super::retry::{Outage, Verdict};
 use super::{BoxedReader, ObjectMeta, Store, StoreError};
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -58,6 +74,45 @@ pub struct GcsStore {
     endpoint: String,
     bucket: String,
     prefix: KeyPrefix,
+    multipart: MultipartConfig,
+}
+
+/// The client's retry policy for one operation: the errors Google documents
+/// as retryable, for as long as [`Outage`] allows.
+#[derive(Debug)]
+struct OutagePolicy(Arc<Outage>);
+
+impl RetryPolicy for OutagePolicy {
+    fn on_error(&self, state: &RetryState, error: google_cloud_storage::Error) -> RetryResult {
+        match RetryableErrors.on_error(state, error) {
+            RetryResult::Continue(e) => {
+                // The back-off is checked against `remaining_time` by the loop.
+                match self
+                    .0
+                    .failed(tokio::time::Instant::now().into_std(), Duration::ZERO)
+                {
+                    Verdict::Retry { .. } => RetryResult::Continue(e),
+                    Verdict::GiveUp { .. } => RetryResult::Exhausted(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn remaining_time(&self, _state: &RetryState) -> Option<Duration> {
+        self.0.remaining(tokio::time::Instant::now().into_std())
+    }
+}
+
+/// Like ours elsewhere: 0.5 s doubling to 8 s (the client's default grows
+/// to 60 s, longer than a whole allowance).
+fn backoff() -> Result<ExponentialBackoff, StoreError> {
+    ExponentialBackoffBuilder::new()
+        .with_initial_delay(Duration::from_millis(500))
+        .with_maximum_delay(Duration::from_secs(8))
+        .with_scaling(2.0)
+        .build()
+        .map_err(|e| StoreError::Config(format!("GCS retry back-off: {e}")))
 }
 
 impl GcsStore {
@@ -109,6 +164,9 @@ impl GcsStore {
             StoreError::Config(format!("gs://{bucket}: cannot set up the client ({e})"))
         })?;
         let http = reqwest::Client::builder()
+            // A store that does not answer a connection is unreachable; the
+            // retry allowance decides how long to keep asking.
+            .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| StoreError::Config(format!("gs://{bucket}: HTTP client: {e}")))?;
         Ok(GcsStore {
@@ -118,6 +176,7 @@ impl GcsStore {
             endpoint,
             bucket,
             prefix: KeyPrefix::new(prefix),
+            multipart,
         })
     }
 
@@ -131,6 +190,14 @@ impl GcsStore {
 
     fn map_err(&self, what: &str, err: google_cloud_storage::Error) -> StoreError {
         let store = self.describe();
+        // `exhausted`: the retry loop gave up on errors it deemed transient.
+        if err.is_exhausted() {
+            let detail = format!(
+                "{what}: {err}; gave up retrying (--store-retry-for {})",
+                super::retry::describe(self.multipart.retry_for)
+            );
+            return StoreError::Unreachable { store, detail };
+        }
         let detail = format!("{what}: {err}");
         if err.is_connect() || err.is_io() || err.is_timeout() {
             return StoreError::Unreachable { store, detail };
@@ -144,6 +211,55 @@ impl GcsStore {
         status_error(store, what, code, detail, false)
     }
 
+    /// [`GcsStore::map_err`] for an upload: a 404 or 410 there (the bucket
+    /// was there a moment ago) means the service no longer knows the
+    /// resumable session, which is a failure of the store, not of the
+    /// configuration.
+    fn map_upload_err(&self, what: &str, err: google_cloud_storage::Error) -> StoreError {
+        let lost = matches!(err.http_status_code(), Some(404 | 410));
+        match self.map_err(what, err) {
+            StoreError::NotFound { store, .. } if lost => StoreError::Request {
+                store,
+                detail: format!(
+                    "{what}: the store lost the resumable upload session (restarted, or the session expired); nothing was stored"
+                ),
+            },
+            other => other,
+        }
+    }
+
+    /// A fresh allowance and the retry settings for one operation.
+    fn outage(&self) -> Arc<Outage> {
+        Arc::new(Outage::new(self.multipart.retry_for))
+    }
+
+    /// Refuses an existing key before anything is sent: `ifGenerationMatch=0`
+    /// is the guard against a race, this is the guard against a server (or
+    /// an emulator) that ignores the precondition.
+    async fn ensure_absent(&self, key: &str, full_key: &str) -> Result<(), StoreError> {
+        let path = format!(
+            "b/{}/o/{}?fields=name",
+            urlencode(&self.bucket),
+            urlencode(full_key)
+        );
+        match self
+            .json_request(
+                reqwest::Method::GET,
+                &path,
+                &format!("checking {full_key}"),
+                false,
+            )
+            .await
+        {
+            Ok(_) => Err(StoreError::AlreadyExists {
+                store: self.describe(),
+                key: key.to_string(),
+            }),
+            Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn auth_headers(&self) -> Result<http::HeaderMap, StoreError> {
         match self.credentials.headers(http::Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => Ok(data),
@@ -155,8 +271,22 @@ impl GcsStore {
         }
     }
 
-    /// One JSON API request, with its status mapped to a store error.
+    /// One JSON API request (reads and deletes, which are idempotent),
+    /// retried within the allowance, with its status mapped to a store error.
     async fn json_request(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        what: &str,
+        bucket_request: bool,
+    ) -> Result<reqwest::Response, StoreError> {
+        with_retries(&self.multipart, 0, || {
+            self.json_attempt(method.clone(), path_and_query, what, bucket_request)
+        })
+        .await
+    }
+
+    async fn json_attempt(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
@@ -235,13 +365,19 @@ fn status_error(
 
 /// Feeds the uploader from a channel: the pipeline's reader is borrowed,
 /// the uploader wants an owned source, so the two meet in a bounded queue.
-struct ChannelSource(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+/// The uploader asks for more only once the service took what it had, so
+/// each request is progress: the retry allowance starts again.
+struct ChannelSource {
+    queue: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    outage: Arc<Outage>,
+}
 
 impl StreamingSource for ChannelSource {
     type Error = std::io::Error;
 
     async fn next(&mut self) -> Option<Result<Bytes, Self::Error>> {
-        self.0.recv().await
+        self.outage.progress();
+        self.queue.recv().await
     }
 }
 
@@ -268,12 +404,20 @@ impl Store for GcsStore {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key)?;
+        self.ensure_absent(key, &full_key).await?;
         let (feed, queue) = mpsc::channel(2);
+        let outage = self.outage();
+        let source = ChannelSource {
+            queue,
+            outage: Arc::clone(&outage),
+        };
         let upload = self
             .client
-            .write_object(self.bucket_path(), full_key.clone(), ChannelSource(queue))
+            .write_object(self.bucket_path(), full_key.clone(), source)
             // Generation 0: succeed only if no such object exists.
             .set_if_generation_match(0)
+            .with_retry_policy(OutagePolicy(outage))
+            .with_backoff_policy(backoff()?)
             .send_buffered();
         let pump = async move {
             let mut total = 0u64;
@@ -312,37 +456,51 @@ impl Store for GcsStore {
         let (uploaded, pumped) = tokio::join!(upload, pump);
         // A source error explains an upload error; report it first.
         let total = pumped?;
-        uploaded.map_err(|e| self.map_err(&format!("uploading {full_key}"), e))?;
+        uploaded.map_err(|e| self.map_upload_err(&format!("uploading {full_key}"), e))?;
         Ok(total)
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let full_key = self.full_key(key)?;
+        self.ensure_absent(key, &full_key).await?;
         self.client
             .write_object(self.bucket_path(), full_key.clone(), data)
             .set_if_generation_match(0)
+            .with_retry_policy(OutagePolicy(self.outage()))
+            .with_backoff_policy(backoff()?)
             // Resumable even when small: fake-gcs-server answers single-shot
             // multipart uploads with a CRC32C of the whole request body,
             // which the client rightly rejects. One extra round trip.
             .with_resumable_upload_threshold(0_usize)
             .send_unbuffered()
             .await
-            .map_err(|e| self.map_err(&format!("writing {full_key}"), e))?;
+            .map_err(|e| self.map_upload_err(&format!("writing {full_key}"), e))?;
         Ok(())
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {
         let full_key = self.full_key(key)?;
+        // One allowance for the whole read: the client resumes a cut
+        // download with the same policy, and every chunk that arrives is
+        // progress.
+        let outage = self.outage();
         let response = self
             .client
             .read_object(self.bucket_path(), full_key.clone())
+            .with_retry_policy(OutagePolicy(Arc::clone(&outage)))
+            .with_backoff_policy(backoff()?)
             .send()
             .await
             .map_err(|e| self.map_err(&full_key, e))?;
+        let store = self.describe();
         let stream = Box::pin(futures::stream::unfold(response, |mut r| async move {
             r.next().await.map(|item| (item, r))
         }))
-        .map_err(move |e| std::io::Error::other(format!("reading {full_key}: {e}")));
+        .map_ok(move |chunk| {
+            outage.progress();
+            chunk
+        })
+        .map_err(move |e| read_error(&store, &full_key, e));
         Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
     }
 
@@ -359,13 +517,15 @@ impl Store for GcsStore {
             name: String,
             #[serde(default)]
             size: Option<String>,
+            #[serde(default)]
+            updated: Option<chrono::DateTime<chrono::Utc>>,
         }
         let full_prefix = self.prefix.listing(prefix)?;
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut path = format!(
-                "b/{}/o?prefix={}&fields=items(name,size),nextPageToken",
+                "b/{}/o?prefix={}&fields=items(name,size,updated),nextPageToken",
                 urlencode(&self.bucket),
                 urlencode(&full_prefix)
             );
@@ -386,6 +546,7 @@ impl Store for GcsStore {
                     found.push(ObjectMeta {
                         key: key.to_string(),
                         size: item.size.and_then(|s| s.parse().ok()).unwrap_or(0),
+                        modified: item.updated,
                     });
                 }
             }
@@ -412,6 +573,18 @@ impl Store for GcsStore {
             Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A failed read of an object: a checksum that does not match is about the
+/// data (the integrity check says so); anything else is the store failing
+/// (the client already resumed it as long as the allowance let it).
+fn read_error(store: &str, key: &str, e: google_cloud_storage::Error) -> std::io::Error {
+    let io = std::io::Error::other(format!("reading {key}: {e}"));
+    if e.is_deserialization() {
+        io
+    } else {
+        ReadFailure::wrap(store, io)
     }
 }
 

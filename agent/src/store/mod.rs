@@ -12,13 +12,14 @@ mod key_prefix;
 pub mod multipart;
 pub mod open;
 mod resuming_download;
+pub mod retry;
 pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
-pub use error::StoreError;
+pub use error::{store_failure, ReadFailure, StoreError};
 pub use open::{open_store, StoreOptions};
 
 pub type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -28,6 +29,9 @@ pub type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
 pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
+    /// When the store last wrote it, by the store's own clock (the file
+    /// store: the file's modification time); `None` if the store did not say.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[async_trait]
@@ -48,10 +52,13 @@ pub trait Store: Send + Sync {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StoreError>;
 
-    /// Writes a small object (a manifest) in one request.
+    /// Writes a small object (a manifest) in one request. Like
+    /// [`Store::put_stream`], it never replaces an existing object: every
+    /// store checks first, whatever the server's conditional write does.
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
 
-    /// Opens an object for streaming reads.
+    /// Opens an object for streaming reads. A read that fails because the
+    /// store failed (not because of the bytes) fails with a [`ReadFailure`].
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError>;
 
     /// Reads a small object whole.

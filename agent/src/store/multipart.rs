@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::retry::{Outage, Verdict};
 use super::StoreError;
 
 /// S3 allows 10,000 parts of at most 5 GiB; other stores allow as many or more.
@@ -30,6 +31,9 @@ pub struct MultipartConfig {
     /// Parts uploading at once while parts are at their base size.
     pub max_in_flight: usize,
     pub max_attempts: u32,
+    /// How long a store may fail without progress before an operation
+    /// gives up (`--store-retry-for`, [`super::retry`]).
+    pub retry_for: Duration,
 }
 
 impl Default for MultipartConfig {
@@ -38,6 +42,7 @@ impl Default for MultipartConfig {
             base_part_size: 8 * 1024 * 1024,
             max_in_flight: 4,
             max_attempts: 5,
+            retry_for: super::retry::DEFAULT_RETRY_FOR,
         }
     }
 }
@@ -138,10 +143,7 @@ pub async fn upload<L: ChunkedUpload>(
     let parts = lifecycle.start().await?;
     let result = async {
         let (receipts, total) = upload_parts(Arc::clone(&parts), first, body, config).await?;
-        with_retries(config.max_attempts, 0, || {
-            lifecycle.complete(&parts, &receipts)
-        })
-        .await?;
+        with_retries(&config, 0, || lifecycle.complete(&parts, &receipts)).await?;
         Ok::<u64, StoreError>(total)
     }
     .await;
@@ -194,10 +196,9 @@ pub async fn upload_parts<U: PartUploader>(
         let full = data.len() >= size;
         total += data.len() as u64;
         let uploader = Arc::clone(&uploader);
-        let attempts = config.max_attempts;
         let part_number = number;
         tasks.spawn(async move {
-            let receipt = with_retries(attempts, part_number, || {
+            let receipt = with_retries(&config, part_number, || {
                 uploader.upload_part(part_number, data.clone())
             })
             .await;
@@ -279,11 +280,12 @@ fn joined_result<T>(
     })?
 }
 
-/// Runs `attempt` until it succeeds or `max_attempts` are spent, backing off
+/// Runs `attempt` until it succeeds, `max_attempts` are spent, or the store
+/// has failed for `retry_for` ([`super::retry::Outage`]), backing off
 /// exponentially (250 ms, 500 ms, … capped at 8 s) with jitter. Configuration
 /// errors (missing bucket, denied access) are not retried.
 pub async fn with_retries<T, F, Fut>(
-    max_attempts: u32,
+    config: &MultipartConfig,
     part: u32,
     mut attempt: F,
 ) -> Result<T, StoreError>
@@ -291,23 +293,28 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
+    let outage = Outage::new(config.retry_for);
     let mut tries = 0u32;
     loop {
         tries += 1;
-        match attempt().await {
+        let e = match attempt().await {
             Ok(v) => return Ok(v),
             Err(e)
                 if e.is_configuration()
                     || matches!(e, StoreError::AlreadyExists { .. })
-                    || tries >= max_attempts.max(1) =>
+                    || tries >= config.max_attempts.max(1) =>
             {
                 return Err(e)
             }
-            Err(e) => {
-                let delay = backoff(tries);
-                tracing::warn!(part, attempt = tries, retry_in_ms = delay.as_millis() as u64, error = %e, "part upload failed; retrying");
+            Err(e) => e,
+        };
+        let delay = backoff(tries);
+        match outage.failed(tokio::time::Instant::now().into_std(), delay) {
+            Verdict::Retry { .. } => {
+                tracing::warn!(part, attempt = tries, retry_in_ms = delay.as_millis() as u64, error = %e, "store request failed; retrying");
                 tokio::time::sleep(delay).await;
             }
+            Verdict::GiveUp { lasted } => return Err(e.gave_up_after(lasted, config.retry_for)),
         }
     }
 }
@@ -336,6 +343,7 @@ mod tests {
             base_part_size: 8 << 20,
             max_in_flight: 4,
             max_attempts: 3,
+            retry_for: Duration::from_secs(60),
         };
         assert_eq!(c.part_size_for(1), 8 << 20);
         assert_eq!(c.part_size_for(1000), 8 << 20);
@@ -359,6 +367,7 @@ mod tests {
             base_part_size: 8 << 20,
             max_in_flight: 4,
             max_attempts: 3,
+            retry_for: Duration::from_secs(60),
         };
         assert_eq!(c.in_flight_for(8 << 20), 4);
         assert_eq!(c.in_flight_for(16 << 20), 2);
@@ -407,6 +416,7 @@ mod tests {
             base_part_size: 1000,
             max_in_flight: 3,
             max_attempts: 5,
+            retry_for: Duration::from_secs(60),
         };
         let data: Vec<u8> = (0..10_500u32).map(|i| (i % 251) as u8).collect();
         let mut body: &[u8] = &data;
@@ -429,6 +439,7 @@ mod tests {
             base_part_size: 100,
             max_in_flight: 2,
             max_attempts: 2,
+            retry_for: Duration::from_secs(60),
         };
         let data = vec![7u8; 450];
         let mut body: &[u8] = &data;
@@ -438,6 +449,34 @@ mod tests {
             .await
             .expect_err("must fail");
         assert!(err.to_string().contains("flaky"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_store_is_given_up_on_within_the_allowance() {
+        let config = MultipartConfig {
+            max_attempts: 1_000,
+            retry_for: Duration::from_secs(10),
+            ..MultipartConfig::default()
+        };
+        let started = tokio::time::Instant::now();
+        let err = with_retries(&config, 1, || async {
+            Err::<(), _>(StoreError::Unreachable {
+                store: "s3://b".into(),
+                detail: "connection refused".into(),
+            })
+        })
+        .await
+        .expect_err("gives up");
+        assert!(
+            started.elapsed() <= Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.to_string().contains("--store-retry-for 10s"), "{err}");
+        assert!(
+            !err.is_configuration(),
+            "a store failure, not a configuration error"
+        );
     }
 
     #[tokio::test]
@@ -456,6 +495,7 @@ mod tests {
             base_part_size: 100,
             max_in_flight: 2,
             max_attempts: 2,
+            retry_for: Duration::from_secs(60),
         };
         let err = upload_parts(
             recorder(0),
@@ -522,6 +562,7 @@ mod tests {
             base_part_size: 10,
             max_in_flight: 2,
             max_attempts: 2,
+            retry_for: Duration::from_secs(60),
         };
         let calls = |l: &Lifecycle| l.calls.lock().expect("lock").clone();
 

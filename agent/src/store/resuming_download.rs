@@ -2,6 +2,8 @@
 //! fails midway it asks again for the remaining bytes (a ranged read pinned
 //! to the same object version by its ETag), so a long restore does not start
 //! over or fail on one network hiccup. Each store supplies the ranged read.
+//! It gives up once the store has failed for `--store-retry-for` without a
+//! byte of progress, with a [`ReadFailure`]: the store failed, not the data.
 
 use std::future::Future;
 use std::io;
@@ -11,12 +13,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::error::ReadFailure;
+use super::retry::{Outage, Verdict};
+
 pub type Body = Pin<Box<dyn AsyncRead + Send>>;
 pub type Reopen = Pin<Box<dyn Future<Output = io::Result<Body>> + Send>>;
-
-/// Resumes and re-open attempts together: with the backoff (0.25 s doubling
-/// to 8 s) a download waits at most about 30 s in all for its store.
-const MAX_RESUMES: u32 = 7;
 
 /// Opens the same object again from `offset` to its end.
 pub trait Reopener: Send + Unpin {
@@ -25,9 +26,12 @@ pub trait Reopener: Send + Unpin {
 
 pub struct ResumingDownload<R: Reopener> {
     reopener: R,
+    store: String,
     key: String,
     offset: u64,
-    resumes: u32,
+    /// Failures since the last byte that arrived: sets the back-off.
+    failures: u32,
+    outage: Outage,
     state: State,
 }
 
@@ -37,23 +41,43 @@ enum State {
 }
 
 impl<R: Reopener> ResumingDownload<R> {
-    pub fn new(reopener: R, key: String, body: Body) -> Self {
+    /// `store` names the store in errors; `retry_for` is how long it may
+    /// fail without progress.
+    pub fn new(reopener: R, store: String, key: String, body: Body, retry_for: Duration) -> Self {
         ResumingDownload {
             reopener,
+            store,
             key,
             offset: 0,
-            resumes: 0,
+            failures: 0,
+            outage: Outage::new(retry_for),
             state: State::Reading(body),
         }
     }
 
-    fn reopen(&self) -> Reopen {
-        let delay = Duration::from_millis(250 * (1 << self.resumes.min(5)));
+    /// After a failure: a re-open after a back-off (0.25 s doubling to 8 s),
+    /// or, once the store failed for too long, the error to end with.
+    fn after_failure(&mut self, e: io::Error) -> Result<Reopen, io::Error> {
+        let delay = Duration::from_millis(250 * (1 << self.failures.min(5)));
+        self.failures += 1;
+        let now = tokio::time::Instant::now().into_std();
+        if let Verdict::GiveUp { lasted } = self.outage.failed(now, delay) {
+            let why = io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}; gave up resuming after {} without progress (--store-retry-for {})",
+                    super::retry::describe(lasted),
+                    super::retry::describe(self.outage.limit())
+                ),
+            );
+            return Err(ReadFailure::wrap(&self.store, why));
+        }
+        tracing::warn!(key = %self.key, offset = self.offset, error = %e, "download interrupted; resuming");
         let reopen = self.reopener.reopen(self.offset);
-        Box::pin(async move {
+        Ok(Box::pin(async move {
             tokio::time::sleep(delay).await;
             reopen.await
-        })
+        }))
     }
 }
 
@@ -68,18 +92,18 @@ impl<R: Reopener> AsyncRead for ResumingDownload<R> {
             match &mut this.state {
                 State::Reading(body) => {
                     let before = buf.filled().len();
-                    match body.as_mut().poll_read(cx, buf) {
-                        Poll::Ready(Ok(())) => {
-                            this.offset += (buf.filled().len() - before) as u64;
-                            return Poll::Ready(Ok(()));
-                        }
-                        Poll::Ready(Err(e)) if this.resumes < MAX_RESUMES => {
-                            this.offset += (buf.filled().len() - before) as u64;
-                            tracing::warn!(key = %this.key, offset = this.offset, error = %e, "download interrupted; resuming");
-                            let reopen = this.reopen();
-                            this.resumes += 1;
-                            this.state = State::Reopening(reopen);
-                        }
+                    let polled = body.as_mut().poll_read(cx, buf);
+                    let got = (buf.filled().len() - before) as u64;
+                    this.offset += got;
+                    if got > 0 {
+                        this.failures = 0;
+                        this.outage.progress();
+                    }
+                    match polled {
+                        Poll::Ready(Err(e)) => match this.after_failure(e) {
+                            Ok(reopen) => this.state = State::Reopening(reopen),
+                            Err(e) => return Poll::Ready(Err(e)),
+                        },
                         other => return other,
                     }
                 }
@@ -87,15 +111,12 @@ impl<R: Reopener> AsyncRead for ResumingDownload<R> {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(body)) => this.state = State::Reading(body),
                     // A failed re-open (the store still unreachable) is
-                    // retried with the same growing backoff, a bounded number
-                    // of times in all.
-                    Poll::Ready(Err(e)) if this.resumes < MAX_RESUMES => {
-                        tracing::warn!(key = %this.key, offset = this.offset, error = %e, "resuming the download failed; retrying");
-                        let reopen = this.reopen();
-                        this.resumes += 1;
-                        this.state = State::Reopening(reopen);
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    // retried with the same growing backoff, within the
+                    // same allowance.
+                    Poll::Ready(Err(e)) => match this.after_failure(e) {
+                        Ok(reopen) => this.state = State::Reopening(reopen),
+                        Err(e) => return Poll::Ready(Err(e)),
+                    },
                 },
             }
         }
@@ -146,6 +167,8 @@ mod tests {
         }
     }
 
+    const LIMIT: Duration = Duration::from_secs(10);
+
     #[tokio::test(start_paused = true)]
     async fn failed_reopens_are_retried_then_given_up() {
         let tries = Arc::new(AtomicU32::new(0));
@@ -153,7 +176,8 @@ mod tests {
             failures: 2,
             tries: Arc::clone(&tries),
         };
-        let mut download = ResumingDownload::new(flaky, "k".into(), cut(b"hello"));
+        let mut download =
+            ResumingDownload::new(flaky, "s".into(), "k".into(), cut(b"hello"), LIMIT);
         let mut out = String::new();
         download.read_to_string(&mut out).await.expect("resumed");
         assert_eq!(out, "hello world");
@@ -163,11 +187,20 @@ mod tests {
             failures: u32::MAX,
             tries: Arc::new(AtomicU32::new(0)),
         };
-        let mut download = ResumingDownload::new(hopeless, "k".into(), cut(b"hello"));
+        let mut download =
+            ResumingDownload::new(hopeless, "s".into(), "k".into(), cut(b"hello"), LIMIT);
+        let started = tokio::time::Instant::now();
         let err = download
             .read_to_string(&mut String::new())
             .await
             .expect_err("gives up");
         assert!(err.to_string().contains("unreachable"), "{err}");
+        assert!(err.to_string().contains("--store-retry-for 10s"), "{err}");
+        // Within the allowance: a re-open is never started past it.
+        assert!(started.elapsed() <= LIMIT, "{:?}", started.elapsed());
+        assert!(
+            crate::store::store_failure(&err).is_some(),
+            "the store failed, not the data: {err}"
+        );
     }
 }

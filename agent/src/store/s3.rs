@@ -222,7 +222,7 @@ impl S3Store {
     /// PutObject with `If-None-Match: *`, after [`S3Store::ensure_absent`].
     async fn put_new(&self, key: &str, full_key: &str, data: Bytes) -> Result<(), StoreError> {
         let attempts = std::sync::atomic::AtomicU32::new(0);
-        let written = with_retries(self.multipart.max_attempts, 1, || {
+        let written = with_retries(&self.multipart, 1, || {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.client
                 .put_object()
@@ -395,8 +395,10 @@ impl Store for S3Store {
         };
         Ok(Box::new(ResumingDownload::new(
             reopener,
+            self.store_name(),
             full_key,
             Box::pin(out.body.into_async_read()),
+            self.multipart.retry_for,
         )))
     }
 
@@ -418,6 +420,9 @@ impl Store for S3Store {
                     found.push(ObjectMeta {
                         key: key.to_string(),
                         size: object.size().unwrap_or(0).max(0) as u64,
+                        modified: object.last_modified().and_then(|t| {
+                            chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+                        }),
                     });
                 }
             }

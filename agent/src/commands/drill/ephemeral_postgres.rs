@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 /// The `--restore-to` value that asks for this.
 pub const EPHEMERAL: &str = "ephemeral";
 /// The superuser initdb creates; trust authentication on a 0700 socket.
-const SUPERUSER: &str = "vertice";
+pub const SUPERUSER: &str = "vertice";
+/// The port in the socket's name (`.s.PGSQL.5432`); no TCP is opened.
+const PORT: u16 = 5432;
 /// How long a server gets to shut down (fast mode) before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// initdb and startup on a slow disk.
@@ -109,9 +111,10 @@ fn server_args(data: &Path, socket_dir: &Path) -> Vec<String> {
         "-k".to_string(),
         socket_dir.display().to_string(),
     ];
+    args.push("-c".to_string());
+    args.push(format!("port={PORT}"));
     for setting in [
         "listen_addresses=",
-        "port=5432",
         "unix_socket_permissions=0700",
         "fsync=off",
         "synchronous_commit=off",
@@ -150,9 +153,16 @@ impl EphemeralPostgres {
                 "--no-sync",
             ])
             .stdin(Stdio::null())
+            .kill_on_drop(true)
             .output();
-        let initdb = tokio::time::timeout(START_TIMEOUT, initdb)
-            .await
+        // A signal must not wait for initdb: the wind-down is short.
+        let initdb = tokio::select! {
+            done = tokio::time::timeout(START_TIMEOUT, initdb) => done,
+            () = crate::interrupt::cancelled() => {
+                return Err(Error::target("interrupted while initdb ran"));
+            }
+        };
+        let initdb = initdb
             .map_err(|_| Error::target("initdb did not finish in time"))?
             .map_err(|e| Error::usage(format!("--postgres-bin {}: initdb: {e}", bin.display())))?;
         if !initdb.status.success() {
@@ -182,8 +192,12 @@ impl EphemeralPostgres {
         let host: String =
             url::form_urlencoded::byte_serialize(dir.path.display().to_string().as_bytes())
                 .collect();
+        // The port is explicit: libpq would otherwise take PGPORT or its
+        // compiled-in default for the socket's name.
         let mut server = Self {
-            url: format!("postgres://{SUPERUSER}@localhost/postgres?host={host}&sslmode=disable"),
+            url: format!(
+                "postgres://{SUPERUSER}@localhost:{PORT}/postgres?host={host}&sslmode=disable"
+            ),
             version,
             child,
             log,
@@ -196,7 +210,7 @@ impl EphemeralPostgres {
 
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let socket = self.dir.path.join(".s.PGSQL.5432");
+        let socket = self.dir.path.join(format!(".s.PGSQL.{PORT}"));
         loop {
             if crate::interrupt::received().is_some() {
                 return Err(Error::target(
@@ -214,7 +228,7 @@ impl EphemeralPostgres {
                 let mut config = tokio_postgres::Config::new();
                 config
                     .host_path(&self.dir.path)
-                    .port(5432)
+                    .port(PORT)
                     .user(SUPERUSER)
                     .dbname("postgres");
                 if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
@@ -243,13 +257,9 @@ impl EphemeralPostgres {
 }
 
 fn command(program: &Path, user: Option<(u32, u32)>) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(program);
-    // Neither the source's nor the store's secrets belong to the server.
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LC_ALL", "C")
-        .env("TZ", "UTC");
+    // Nothing of the agent's environment: not its secrets, and not a PGDATA,
+    // PGPORT or PGOPTIONS that would steer initdb or the server.
+    let mut command = crate::pipeline::process::server_command(program);
     if let Some((uid, gid)) = user {
         command.uid(uid).gid(gid);
     }
@@ -257,8 +267,9 @@ fn command(program: &Path, user: Option<(u32, u32)>) -> tokio::process::Command 
 }
 
 async fn version_of(bin: &Path) -> String {
-    let out = tokio::process::Command::new(bin.join("postgres"))
+    let out = crate::pipeline::process::server_command(bin.join("postgres"))
         .arg("--version")
+        .stdin(Stdio::null())
         .output()
         .await;
     out.ok()
@@ -294,6 +305,7 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("-c jit=off"), "{joined}");
+        assert!(joined.contains("-c port=5432"), "{joined}");
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //! large objects are looked for, and the user's assertions run read-only.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::io::AsyncReadExt;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use url::Url;
 use vertice_crds::drill::{DrillReport, PostgresChecks, SqlAssertion};
 
 use super::ephemeral_postgres::{self, EphemeralPostgres, EPHEMERAL};
 use super::{scratch, timed, Drilled};
-use crate::commands::restore_postgres::{self, PgRestoreSettings};
+use crate::commands::restore_postgres::{self, PgRestoreSettings, RestoreInto};
 use crate::commands::verify::open_artifact;
 use crate::error::{Error, Result};
 use crate::source::pg_archive::{self, Contents};
@@ -25,6 +28,24 @@ use crate::target::{resolve_password, PostgresTarget, Target, POSTGRES_PASSWORD_
 /// millions of objects has a TOC of a few hundred MiB at most.
 const MAX_TOC_BYTES: usize = 512 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Tries at a scratch name before a collision is reported: the name holds
+/// the time and 32 random bits, so a second collision means something else
+/// makes databases of this shape.
+const NAME_TRIES: u32 = 3;
+/// How long a cancel request may take after a signal.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the drill restores: how its errors name the place and the flag.
+struct Place<'a> {
+    server: &'a PostgresTarget,
+    password: Option<&'a str>,
+    /// `--restore-to postgres://…` (redacted) or `--restore-to ephemeral`:
+    /// never a URL the user did not give.
+    label: String,
+    /// For the report: `db:5432`, `an ephemeral PostgreSQL 17.2 …`.
+    described: String,
+    into: RestoreInto,
+}
 
 pub async fn drill(
     d: &Drilled<'_>,
@@ -41,18 +62,24 @@ pub async fn drill(
             "--restore-to must be postgres://USER@HOST:PORT/DB (or ephemeral) for a PostgreSQL backup",
         ));
     };
+    refuse_redirects(&server.url).map_err(|e| {
+        Error::usage(format!(
+            "--restore-to {}: {e}",
+            vertice_crds::redact::redact_url(&server.url)
+        ))
+    })?;
     let password = resolve_password(d.args.password_file.as_ref(), POSTGRES_PASSWORD_ENV)?;
-    let place = host_port(&server.url);
-    drill_on(
-        d,
-        &server,
-        password.as_deref(),
-        &place,
-        checks,
-        stale_after,
-        report,
-    )
-    .await
+    let place = Place {
+        server: &server,
+        password: password.as_deref(),
+        label: format!(
+            "--restore-to {}",
+            vertice_crds::redact::redact_url(&server.url)
+        ),
+        described: host_port(&server.url),
+        into: RestoreInto::DrillServer,
+    };
+    drill_on(d, &place, checks, stale_after, report).await
 }
 
 /// The drill on a PostgreSQL server of its own, stopped and removed after.
@@ -68,8 +95,14 @@ async fn drill_ephemeral(
         url: server.url.clone(),
         database: "postgres".into(),
     };
-    let place = format!("an ephemeral {} in the drill's pod", server.version);
-    let result = drill_on(d, &target, None, &place, checks, stale_after, report).await;
+    let place = Place {
+        server: &target,
+        password: None,
+        label: format!("--restore-to {EPHEMERAL}"),
+        described: format!("an ephemeral {} in the drill's pod", server.version),
+        into: RestoreInto::DrillEphemeral,
+    };
+    let result = drill_on(d, &place, checks, stale_after, report).await;
     let stopped = server.stop().await;
     report.cleaned_up = report.cleaned_up && stopped.is_ok();
     match (result, stopped) {
@@ -84,40 +117,54 @@ async fn drill_ephemeral(
 /// Scratch database, restore, checks, drop: on any server.
 async fn drill_on(
     d: &Drilled<'_>,
-    server: &PostgresTarget,
-    password: Option<&str>,
-    place: &str,
+    place: &Place<'_>,
     checks: &PostgresChecks,
     stale_after: chrono::Duration,
     report: &mut DrillReport,
 ) -> Result<()> {
-    let shown = vertice_crds::redact::redact_url(&server.url);
-    let admin = connect(&server.url, password, "--restore-to").await?;
-    sweep_leftovers(&admin, &d.args.scratch_prefix, stale_after).await;
+    let admin = connect(&place.server.url, place.password, &place.label).await?;
+    sweep_leftovers(&admin.client, &d.args.scratch_prefix, stale_after).await;
 
+    let ephemeral = place.into == RestoreInto::DrillEphemeral;
     let contents = if checks.objects {
         Some(read_contents(d).await?)
+    } else if ephemeral {
+        // Only for the roles it names: without it, the manifest's roles.
+        read_contents(d)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "could not read the archive's table of contents for the roles it names"))
+            .ok()
     } else {
         None
     };
-    let random = u32::from_le_bytes(rand_bytes());
-    let name = scratch::name(&d.args.scratch_prefix, Utc::now(), random);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote(&name)))
-        .await
-        .map_err(|e| {
-            Error::usage(format!(
-                "--restore-to {shown}: cannot create the scratch database {name}: {}; the drill's user needs CREATEDB",
-                pg_reason(&e)
-            ))
-        })?;
-    report.target = Some(format!("scratch database {name} on {place}"));
+    // The ephemeral server has only its own superuser: one policy `TO
+    // app_role` or aclitem naming a role would roll the whole restore back.
+    let created = if ephemeral {
+        let wanted: BTreeSet<String> = d
+            .manifest
+            .source
+            .roles
+            .iter()
+            .chain(contents.iter().flat_map(|c| &c.roles))
+            .cloned()
+            .collect();
+        create_roles(&admin.client, &wanted).await?
+    } else {
+        Vec::new()
+    };
+    let name = create_scratch(&admin.client, &d.args.scratch_prefix, &place.label).await?;
+    report.target = Some(format!(
+        "scratch database {name} on {}{}",
+        place.described,
+        created_roles(&created)
+    ));
     tracing::info!(database = %name, "scratch database created");
 
-    let result = restore_and_check(d, server, &name, password, checks, contents, report).await;
+    let contents = contents.filter(|_| checks.objects);
+    let result = restore_and_check(d, place, &name, checks, contents, report).await;
     // Always, whatever happened above, and with a fresh connection if the
     // first one died with the server.
-    let dropped = drop_scratch(admin, &server.url, password, &name).await;
+    let dropped = drop_scratch(admin.client, place, &name).await;
     report.cleaned_up = dropped.is_ok();
     match (result, dropped) {
         (Err(e), Err(d)) => {
@@ -136,17 +183,132 @@ async fn drill_on(
     }
 }
 
+/// Creates `CREATE DATABASE … TEMPLATE template0` under a fresh name; a
+/// name taken (by chance, or by a drill started the same second) is
+/// retried, not reported as a missing privilege.
+async fn create_scratch(admin: &Client, prefix: &str, label: &str) -> Result<String> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let random = u32::from_le_bytes(rand_bytes());
+        let name = scratch::name(prefix, Utc::now(), random);
+        let created = admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote(&name)
+            ))
+            .await;
+        match created {
+            Ok(()) => return Ok(name),
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) && tries < NAME_TRIES => {
+                tracing::warn!(database = %name, "a database of the scratch name exists; trying another name");
+            }
+            Err(e) => {
+                return Err(scratch_refused(
+                    label,
+                    &name,
+                    e.code(),
+                    &pg_reason(&e),
+                    tries,
+                ))
+            }
+        }
+    }
+}
+
+/// Why a scratch database could not be created, as what it is.
+fn scratch_refused(
+    label: &str,
+    name: &str,
+    code: Option<&SqlState>,
+    reason: &str,
+    tries: u32,
+) -> Error {
+    let base = format!("{label}: cannot create the scratch database {name}: {reason}");
+    match code {
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => Error::usage(format!(
+            "{base}; the drill's user needs CREATEDB (ALTER ROLE … CREATEDB)"
+        )),
+        Some(c) if *c == SqlState::DUPLICATE_DATABASE => Error::target(format!(
+            "{base}; {tries} fresh names were all taken: something else creates databases named like the drill's (--scratch-prefix)"
+        )),
+        _ => Error::target(base),
+    }
+}
+
+/// Creates the roles in `wanted` the server lacks, NOLOGIN and without
+/// passwords (a throwaway server's objects only need them to exist).
+/// Returns the names created.
+async fn create_roles(admin: &Client, wanted: &BTreeSet<String>) -> Result<Vec<String>> {
+    let existing: BTreeSet<String> = admin
+        .query("SELECT rolname FROM pg_catalog.pg_roles", &[])
+        .await
+        .map_err(|e| {
+            Error::target(format!(
+                "listing the ephemeral server's roles: {}",
+                pg_reason(&e)
+            ))
+        })?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing = roles_to_create(wanted, &existing);
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let sql: String = missing
+        .iter()
+        .map(|r| format!("CREATE ROLE {} NOLOGIN;\n", quote(r)))
+        .collect();
+    admin.batch_execute(&sql).await.map_err(|e| {
+        Error::target(format!(
+            "creating the backup's roles on the ephemeral server: {}",
+            pg_reason(&e)
+        ))
+    })?;
+    tracing::info!(roles = %missing.join(", "), "created the backup's roles on the ephemeral server (NOLOGIN)");
+    Ok(missing)
+}
+
+/// The roles to create: wanted, not there, not built in (`pg_*` is
+/// reserved), and names PostgreSQL keeps whole (63 bytes).
+fn roles_to_create(wanted: &BTreeSet<String>, existing: &BTreeSet<String>) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|r| !r.is_empty() && r.len() <= 63 && !r.starts_with("pg_"))
+        .filter(|r| !existing.contains(*r))
+        .cloned()
+        .collect()
+}
+
+/// For the report's target: which roles the drill created.
+fn created_roles(created: &[String]) -> String {
+    if created.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = created.iter().take(5).map(String::as_str).collect();
+    let more = created.len() - shown.len();
+    format!(
+        "; created the backup's roles (NOLOGIN): {}{}",
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
 async fn restore_and_check(
     d: &Drilled<'_>,
-    server: &PostgresTarget,
+    place: &Place<'_>,
     name: &str,
-    password: Option<&str>,
     checks: &PostgresChecks,
     contents: Option<Contents>,
     report: &mut DrillReport,
 ) -> Result<()> {
     let mut url =
-        Url::parse(&server.url).map_err(|e| Error::usage(format!("--restore-to: {e}")))?;
+        Url::parse(&place.server.url).map_err(|e| Error::usage(format!("{}: {e}", place.label)))?;
     url.set_path(&format!("/{name}"));
     let scratch = PostgresTarget {
         url: url.to_string(),
@@ -157,8 +319,10 @@ async fn restore_and_check(
         psql: d.args.psql.clone(),
         extra: Vec::new(),
         no_owner: !d.args.with_owner,
-        password: password.map(str::to_string),
+        password: place.password.map(str::to_string),
         progress: d.args.run.progress,
+        into: place.into,
+        allow_older_server: d.args.allow_older_server,
     };
     let restored = timed(
         report,
@@ -182,19 +346,33 @@ async fn restore_and_check(
         "restored into the scratch database"
     );
 
-    let client = connect(&scratch.url, password, "--restore-to").await?;
+    let conn = connect(&scratch.url, place.password, &place.label).await?;
     if let Some(contents) = contents {
-        check_objects(&client, &contents, report).await?;
+        interruptible(&conn, check_objects(&conn.client, &contents, report)).await??;
     }
     let backup_time = d.manifest.finished_at.to_rfc3339();
     for assertion in &checks.assertions {
         if crate::interrupt::received().is_some() {
             return Err(Error::target("interrupted before the assertions finished"));
         }
-        let outcome = run_assertion(&client, assertion, &backup_time).await;
+        let outcome =
+            interruptible(&conn, run_assertion(&conn.client, assertion, &backup_time)).await?;
         report.record(format!("sql: {}", assertion.name), outcome);
     }
     Ok(())
+}
+
+/// Runs one of the drill's own statements; a signal cancels it on the
+/// server at once (the scratch database is dropped next, within the
+/// wind-down), instead of waiting out the statement's own timeout.
+async fn interruptible<T>(conn: &Conn, work: impl Future<Output = T>) -> Result<T> {
+    tokio::select! {
+        out = work => Ok(out),
+        () = crate::interrupt::cancelled() => {
+            conn.cancel().await;
+            Err(Error::target("interrupted while the drill's checks ran; the running statement was cancelled"))
+        }
+    }
 }
 
 /// Reads the archive's beginning until its table of contents is whole.
@@ -221,6 +399,7 @@ async fn read_contents(d: &Drilled<'_>) -> Result<Contents> {
                 )))
             }
             Ok(None) => {}
+            Err(e) if e.starts_with(pg_archive::NEWER_FORMAT) => return Err(Error::usage(e)),
             Err(e) => {
                 return Err(Error::integrity(format!(
                     "the archive's table of contents: {e}"
@@ -381,18 +560,17 @@ fn judge(rows: &[tokio_postgres::Row]) -> std::result::Result<(), String> {
 
 async fn drop_scratch(
     admin: Client,
-    url: &str,
-    password: Option<&str>,
+    place: &Place<'_>,
     name: &str,
 ) -> std::result::Result<(), String> {
     match drop_with(&admin, name).await {
         Ok(()) => Ok(()),
         Err(first) => {
             tracing::warn!(database = %name, error = %first, "dropping the scratch database failed; reconnecting to try again");
-            let again = connect(url, password, "--restore-to")
+            let again = connect(&place.server.url, place.password, &place.label)
                 .await
                 .map_err(|e| e.to_string())?;
-            drop_with(&again, name).await
+            drop_with(&again.client, name).await
         }
     }
 }
@@ -453,35 +631,49 @@ async fn sweep_leftovers(admin: &Client, prefix: &str, stale_after: chrono::Dura
     }
 }
 
+/// A connection of the drill's own, and what cancelling its statement
+/// needs (a cancel request goes over a new connection of the same kind).
+struct Conn {
+    client: Client,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Conn {
+    /// Asks the server to cancel the running statement; best effort.
+    async fn cancel(&self) {
+        let token = self.client.cancel_token();
+        let sent = match &self.tls {
+            None => tokio::time::timeout(CANCEL_TIMEOUT, token.cancel_query(NoTls)).await,
+            Some(tls) => {
+                tokio::time::timeout(CANCEL_TIMEOUT, token.cancel_query(tls.clone())).await
+            }
+        };
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::warn!("could not cancel the drill's running statement; dropping the scratch database ends it");
+        }
+    }
+}
+
 /// A connection for the drill's own statements (libpq's tools do the
-/// restore). sslmode disable, prefer or require.
-async fn connect(url: &str, password: Option<&str>, flag: &str) -> Result<Client> {
-    let shown = vertice_crds::redact::redact_url(url);
-    let parsed = Url::parse(url).map_err(|e| Error::usage(format!("{flag} {shown}: {e}")))?;
+/// restore). sslmode disable, prefer or require. `label` names the flag
+/// (and the URL the user gave) in errors.
+async fn connect(url: &str, password: Option<&str>, label: &str) -> Result<Conn> {
+    let parsed = Url::parse(url).map_err(|e| Error::usage(format!("{label}: {e}")))?;
+    let end = endpoint(&parsed).map_err(|e| Error::usage(format!("{label}: {e}")))?;
     let mut config = tokio_postgres::Config::new();
-    // libpq's `?host=/dir` (a unix socket directory) wins over the URL's host.
-    let socket_dir = parsed
-        .query_pairs()
-        .find(|(k, v)| k == "host" && v.starts_with('/'))
-        .map(|(_, v)| v.into_owned());
-    match socket_dir {
-        Some(dir) => config.host_path(dir),
-        None => config.host(
-            parsed
-                .host_str()
-                .unwrap_or("localhost")
-                .trim_matches(['[', ']']),
-        ),
+    match &end.host {
+        Host::Socket(dir) => config.host_path(dir),
+        Host::Tcp(host) => config.host(host),
     };
     config
-        .port(parsed.port().unwrap_or(5432))
+        .port(end.port)
         .dbname(crate::target::percent_decode(
             parsed.path().trim_start_matches('/'),
         ))
         .application_name("vertice-drill")
         .connect_timeout(CONNECT_TIMEOUT);
-    if !parsed.username().is_empty() {
-        config.user(crate::target::percent_decode(parsed.username()));
+    if let Some(user) = &end.user {
+        config.user(user);
     }
     if let Some(p) = password {
         config.password(p);
@@ -492,7 +684,7 @@ async fn connect(url: &str, password: Option<&str>, flag: &str) -> Result<Client
         .map(|(_, v)| v.into_owned());
     let ssl = crate::probe::postgres::ssl_mode(mode.as_deref()).map_err(|e| {
         Error::usage(format!(
-            "{flag} {shown}: {e}; the drill's own connection supports these"
+            "{label}: {e}; the drill's own connection supports these"
         ))
     })?;
     config.ssl_mode(ssl);
@@ -500,26 +692,96 @@ async fn connect(url: &str, password: Option<&str>, flag: &str) -> Result<Client
         let reason = pg_reason(&e);
         if crate::source::postgres::missing_object(&reason).is_some() || reason.contains("password")
         {
-            Error::usage(format!("{flag} {shown}: {reason}"))
+            Error::usage(format!("{label}: {reason}"))
         } else {
-            Error::target(format!("{flag} {shown}: {reason}"))
+            Error::target(format!("{label}: {reason}"))
         }
     };
-    let client = if ssl == tokio_postgres::config::SslMode::Disable {
+    if ssl == tokio_postgres::config::SslMode::Disable {
         let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
         tokio::spawn(connection);
-        client
+        Ok(Conn { client, tls: None })
     } else {
         let tls =
             crate::probe::tls::encrypt_only().map_err(|e| Error::target(format!("TLS: {e}")))?;
-        let (client, connection) = config
-            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-            .await
-            .map_err(failed)?;
+        let tls = MakeRustlsConnect::new(tls);
+        let (client, connection) = config.connect(tls.clone()).await.map_err(failed)?;
         tokio::spawn(connection);
-        client
+        Ok(Conn {
+            client,
+            tls: Some(tls),
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Host {
+    Tcp(String),
+    /// libpq's `host=/dir`: a unix socket directory.
+    Socket(String),
+}
+
+/// Where the drill's own connection goes: where psql goes for the same URL.
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint {
+    host: Host,
+    port: u16,
+    user: Option<String>,
+}
+
+/// The URL's host, port and user as libpq reads them: `?host=`, `?port=`
+/// and `?user=` win over the URL's own parts, so the drill's statements
+/// and psql's restore reach the same server as the same user.
+fn endpoint(url: &Url) -> std::result::Result<Endpoint, String> {
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     };
-    Ok(client)
+    let host = param("host")
+        .or_else(|| {
+            url.host_str()
+                .map(|h| h.trim_matches(['[', ']']).to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    if host.contains(',') {
+        return Err(format!(
+            "lists several hosts ({host}); the drill needs one server"
+        ));
+    }
+    let port = match param("port") {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("port={p} is not a port number"))?,
+        None => url.port().unwrap_or(5432),
+    };
+    let user = param("user")
+        .or_else(|| Some(crate::target::percent_decode(url.username())).filter(|u| !u.is_empty()));
+    Ok(Endpoint {
+        host: if host.starts_with('/') {
+            Host::Socket(host)
+        } else {
+            Host::Tcp(host)
+        },
+        port,
+        user,
+    })
+}
+
+/// Query parameters a drill server's URL may not carry: the drill puts its
+/// scratch database in the path (a `dbname=` would send the restore
+/// elsewhere), and its own connection reads no service file.
+fn refuse_redirects(url: &str) -> std::result::Result<(), String> {
+    let parsed = Url::parse(url).map_err(|e| e.to_string())?;
+    for (key, _) in parsed.query_pairs() {
+        match key.as_ref() {
+            "dbname" => return Err("give the database in the URL's path, not as dbname= (the drill restores into a scratch database it names there)".into()),
+            "service" => return Err("service= is not supported here: the drill's own connection reads no service file; give host, port and user in the URL".into()),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn host_port(url: &str) -> String {
@@ -574,6 +836,87 @@ mod tests {
         );
         let all: BTreeSet<_> = expected.iter().cloned().collect();
         assert!(missing("table", &expected, &all).is_ok());
+    }
+
+    #[test]
+    fn a_taken_scratch_name_is_not_a_missing_privilege() {
+        let label = "--restore-to postgres://drill@db:5432/postgres";
+        let taken = scratch_refused(
+            label,
+            "vertice_drill_1_0000abcd",
+            Some(&SqlState::DUPLICATE_DATABASE),
+            "database \"vertice_drill_1_0000abcd\" already exists",
+            3,
+        )
+        .to_string();
+        assert!(
+            taken.contains("3 fresh names were all taken") && !taken.contains("CREATEDB"),
+            "{taken}"
+        );
+        let denied = scratch_refused(
+            label,
+            "n",
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "permission denied to create database",
+            1,
+        );
+        assert_eq!(denied.exit_code(), 2);
+        assert!(denied.to_string().contains("needs CREATEDB"), "{denied}");
+        let other =
+            scratch_refused("--restore-to ephemeral", "n", None, "disk full", 1).to_string();
+        assert_eq!(
+            other,
+            "--restore-to ephemeral: cannot create the scratch database n: disk full"
+        );
+    }
+
+    #[test]
+    fn roles_of_the_backup_are_created_once_and_built_ins_never() {
+        let wanted: BTreeSet<String> = ["app_role", "vertice", "pg_read_all_data", "", "Odd \"One"]
+            .map(String::from)
+            .into();
+        let existing: BTreeSet<String> = ["vertice", "pg_read_all_data"].map(String::from).into();
+        assert_eq!(
+            roles_to_create(&wanted, &existing),
+            ["Odd \"One", "app_role"]
+        );
+        assert_eq!(created_roles(&[]), "");
+        let many: Vec<String> = (0..7).map(|i| format!("r{i}")).collect();
+        assert_eq!(
+            created_roles(&many),
+            "; created the backup's roles (NOLOGIN): r0, r1, r2, r3, r4 and 2 more"
+        );
+    }
+
+    #[test]
+    fn the_drill_connects_where_psql_does() {
+        let at = |u: &str| endpoint(&Url::parse(u).expect("url"));
+        assert_eq!(
+            at("postgres://drill@db:5433/postgres"),
+            Ok(Endpoint {
+                host: Host::Tcp("db".into()),
+                port: 5433,
+                user: Some("drill".into())
+            })
+        );
+        assert_eq!(
+            at("postgres://drill@localhost:5432/postgres?host=%2Ftmp%2Fx&port=6000&user=other"),
+            Ok(Endpoint {
+                host: Host::Socket("/tmp/x".into()),
+                port: 6000,
+                user: Some("other".into())
+            })
+        );
+        assert_eq!(
+            at("postgres://[::1]/postgres").map(|e| (e.host, e.port, e.user)),
+            Ok((Host::Tcp("::1".into()), 5432, None))
+        );
+        assert!(at("postgres://a,b/postgres").is_err());
+        assert!(at("postgres://a/postgres?host=a,b").is_err());
+        assert!(at("postgres://a/postgres?port=x").is_err());
+        assert!(refuse_redirects("postgres://a/postgres?dbname=shop").is_err());
+        assert!(refuse_redirects("postgres://a/postgres?service=x").is_err());
+        assert!(refuse_redirects("postgres://a/postgres?sslmode=require").is_ok());
     }
 
     #[test]

@@ -222,7 +222,8 @@ async fn start_server(
     let databases = (census.highest_db() + 1).max(16);
     let socket = dir.join("redis.sock");
     let log = dir.join("redis.log");
-    let mut child = tokio::process::Command::new(server)
+    // Neither the source's password nor the store's credentials belong to it.
+    let mut child = crate::pipeline::process::server_command(server)
         .args([
             "--port",
             "0",

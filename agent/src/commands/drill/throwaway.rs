@@ -96,8 +96,13 @@ pub fn last_lines(log: &Path, count: usize) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
-/// Asks the server to stop with `signal`, waits up to `grace`, then kills
-/// it. A server killed outright can leave children behind (PostgreSQL's
+/// After SIGTERM the whole run has 15 s to wind down: a server gets this
+/// much of it to stop before it is killed.
+const INTERRUPTED_GRACE: Duration = Duration::from_secs(5);
+
+/// Asks the server to stop with `signal`, waits up to `grace` (at most
+/// [`INTERRUPTED_GRACE`] once the agent was signalled), then kills it. A
+/// server killed outright can leave children behind (PostgreSQL's
 /// backends) that hold the directory open.
 pub async fn stop(
     child: &mut tokio::process::Child,
@@ -107,6 +112,11 @@ pub async fn stop(
     if let Ok(Some(_)) = child.try_wait() {
         return Ok(());
     }
+    let grace = if crate::interrupt::received().is_some() {
+        grace.min(INTERRUPTED_GRACE)
+    } else {
+        grace
+    };
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = signal::kill(Pid::from_raw(pid), signal);
     }

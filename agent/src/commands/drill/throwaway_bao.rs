@@ -102,12 +102,10 @@ impl ThrowawayBao {
         let err_file = log_file
             .try_clone()
             .map_err(|e| Error::target(format!("{}: {e}", log.display())))?;
-        let child = tokio::process::Command::new(bin)
+        // The source's token and addresses are not the throwaway's.
+        let child = crate::pipeline::process::server_command(bin)
             .arg("server")
             .arg(format!("-config={}", config_path.display()))
-            // The source's token and addresses are not the throwaway's.
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &dir.path)
             .stdin(Stdio::null())
             .stdout(log_file)
