@@ -39,6 +39,33 @@ impl FlakyProxy {
         FlakyProxy { port, cuts_left }
     }
 
+    /// Like [`FlakyProxy::start_to`], but counts what the client sends: the
+    /// first `cuts` connections whose requests pass `cut_after` bytes are
+    /// cut there (an upload that loses its connection midway).
+    pub fn start_cutting_requests(
+        host: &str,
+        upstream: u16,
+        cut_after: u64,
+        cuts: u32,
+    ) -> FlakyProxy {
+        let host = host.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let cuts_left = Arc::new(AtomicU32::new(cuts));
+        let budget = Arc::clone(&cuts_left);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect((host.as_str(), upstream)) else {
+                    continue;
+                };
+                let budget = Arc::clone(&budget);
+                // The same relay with the roles of the two ends swapped.
+                std::thread::spawn(move || relay(server, client, cut_after, &budget));
+            }
+        });
+        FlakyProxy { port, cuts_left }
+    }
+
     pub fn cuts_made(&self, planned: u32) -> u32 {
         planned - self.cuts_left.load(Ordering::SeqCst)
     }

@@ -619,6 +619,31 @@ fn large_values_restore_exactly_in_bounded_memory() {
         peak_mib < 64.0,
         "the agent peaked at {peak_mib:.1} MiB restoring a 64 MiB value"
     );
+
+    // Forced over changed keys (straight in, REPLACE): each value in parts
+    // replaces the whole key, none is merged into what was there.
+    let mut conn = target.connection();
+    redis::cmd("HSET")
+        .arg("big:hash")
+        .arg("stray")
+        .arg("field")
+        .exec(&mut conn)
+        .expect("hset");
+    redis::cmd("RPUSH")
+        .arg("big:list")
+        .arg("stray")
+        .exec(&mut conn)
+        .expect("rpush");
+    let (code, stderr, _) = run_measured(&[
+        "restore",
+        "--from",
+        &store.url(""),
+        "--to",
+        &target.url(),
+        "--force",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(fingerprint(&mut conn, &keys), expected, "forced restore");
 }
 
 /// SIGTERM while a large value streams to the server: the command already

@@ -24,7 +24,7 @@ use super::checksum::{DumpDigest, FOOTER_LEN};
 use super::rdb::{self, KeyHead, RdbError, RdbEvent, RdbReader, Shape};
 use super::resp::{self, Restore};
 use super::staging;
-use super::wire::{one_line, Sent, Wire};
+use super::wire::{key_label, one_line, Sent, Wire};
 use crate::target::RedisTarget;
 
 /// An aggregate whose elements take more than this (one store part, the
@@ -37,6 +37,7 @@ const PART_BYTES: usize = 1 << 20;
 const PART_ITEMS: usize = 1024;
 /// A payload streams from the backup to the server in chunks of this size.
 const CHUNK: usize = 256 << 10;
+const READ_BUFFER: usize = 64 << 10;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RestoreStats {
@@ -362,7 +363,10 @@ fn replay<R: Read>(
     now_ms: i64,
     stats: &mut RestoreStats,
 ) -> Result<(), String> {
-    let reader = RdbReader::new(rdb).map_err(|e| e.to_string())?;
+    // The reader takes a few bytes at a time; each read of the backup
+    // stream itself crosses into the async runtime.
+    let buffered = std::io::BufReader::with_capacity(READ_BUFFER, rdb);
+    let reader = RdbReader::new(buffered).map_err(|e| e.to_string())?;
     let mut replay = Replay {
         reader,
         wire: Wire::new(conn),
@@ -452,25 +456,20 @@ impl<R: Read> Replay<'_, '_, R> {
 
     fn key(&mut self, head: &KeyHead) -> Result<(), String> {
         let t = head.value_type;
-        let label = format!(
-            "{} key {}",
-            head.type_name(),
-            String::from_utf8_lossy(&head.key)
-        );
         match rdb::shape(t) {
             Shape::OneString { fixed } => {
                 let (string_head, body) = self
                     .reader
                     .string_head(fixed)
-                    .map_err(|e| format!("{label}: {e}"))?;
+                    .map_err(|e| unreadable(head, e))?;
                 let args = restore_args(head, self.replace, true);
-                self.restore(&args, &[&[t], &string_head], body, label)
+                self.restore(head, &args, &[&[t], &string_head], body)
             }
-            Shape::Counted => self.counted(head, label),
+            Shape::Counted => self.counted(head),
             Shape::Whole => {
                 let value = self.reader.value(head).map_err(|e| e.to_string())?;
                 let args = restore_args(head, self.replace, true);
-                self.restore(&args, &[&value], 0, label)
+                self.restore(head, &args, &[&value], 0)
             }
         }
     }
@@ -479,10 +478,10 @@ impl<R: Read> Replay<'_, '_, R> {
     /// bytes sent as they are read from the backup, then the DUMP footer.
     fn restore(
         &mut self,
+        head: &KeyHead,
         args: &Restore<'_>,
         prefix: &[&[u8]],
         body: u64,
-        label: String,
     ) -> Result<(), String> {
         let payload_len = prefix.iter().map(|p| p.len() as u64).sum::<u64>() + body + FOOTER_LEN;
         self.wire.write(&args.head(payload_len))?;
@@ -515,35 +514,31 @@ impl<R: Read> Replay<'_, '_, R> {
         };
         self.wire.write(&footer)?;
         self.wire.write(&args.tail())?;
-        let sent = Sent {
-            label: label.clone(),
-            creates: Some((self.db, args.key.to_vec())),
-        };
+        let sent = self.sent_for(head, None);
         match unread {
             None => self.sent(sent, payload_len),
             Some(e) => {
                 // The read error is the one to report, not the refusal.
                 let _ = self.sent(sent, payload_len);
-                Err(format!("{label}: {e}"))
+                Err(unreadable(head, e))
             }
         }
     }
 
     /// A list, set, hash or zset: in one RESTORE if its elements fit in
     /// [`SPLIT_ABOVE`], else in parts.
-    fn counted(&mut self, head: &KeyHead, label: String) -> Result<(), String> {
+    fn counted(&mut self, head: &KeyHead) -> Result<(), String> {
         let t = head.value_type;
-        let unreadable = |e: RdbError| format!("{label}: {e}");
-        let (count_head, count) = self.reader.count().map_err(unreadable)?;
+        let (count_head, count) = self.reader.count().map_err(|e| unreadable(head, e))?;
         let mut elements = Vec::new();
         let mut taken = 0;
         while taken < count && elements.len() <= SPLIT_ABOVE {
-            elements.extend(self.reader.element(t).map_err(unreadable)?);
+            elements.extend(self.reader.element(t).map_err(|e| unreadable(head, e))?);
             taken += 1;
         }
         if taken == count {
             let args = restore_args(head, self.replace, true);
-            return self.restore(&args, &[&[t], &count_head, &elements], 0, label);
+            return self.restore(head, &args, &[&[t], &count_head, &elements], 0);
         }
         tracing::info!(
             key = %String::from_utf8_lossy(&head.key),
@@ -558,40 +553,44 @@ impl<R: Read> Replay<'_, '_, R> {
         // expiry is set after the last part.
         let args = restore_args(head, self.replace, false);
         let first_count = rdb::encode_len(taken);
-        self.restore(&args, &[&[t], &first_count, &elements], 0, label.clone())?;
+        self.restore(head, &args, &[&[t], &first_count, &elements], 0)?;
         drop(elements);
         // The later parts add to the key, so it must be the one this
         // RESTORE made, not one another client created meanwhile.
         self.settle()?;
         let mut part = Part::new(follow_up_verb(t), &head.key);
-        let part_label = format!("{label} (its later elements)");
         for _ in taken..count {
-            let element = self.reader.element(t).map_err(unreadable)?;
-            part.add(rdb::element_args(t, &element).map_err(unreadable)?);
+            let element = self.reader.element(t).map_err(|e| unreadable(head, e))?;
+            part.add(rdb::element_args(t, &element).map_err(|e| unreadable(head, e))?);
             if part.is_full() {
-                self.send(&part.take(), part_label.clone())?;
+                self.send(head, &part.take(), "its later elements")?;
             }
         }
         if !part.args.is_empty() {
-            self.send(&part.take(), part_label.clone())?;
+            self.send(head, &part.take(), "its later elements")?;
         }
         if let Some(at) = head.expire_at_ms {
             let at = at.to_string();
-            self.send(
-                &resp::command(&[&b"PEXPIREAT"[..], &head.key, at.as_bytes()]),
-                format!("{label} (its expiry)"),
-            )?;
+            let expire = resp::command(&[&b"PEXPIREAT"[..], &head.key, at.as_bytes()]);
+            self.send(head, &expire, "its expiry")?;
         }
         Ok(())
     }
 
-    fn send(&mut self, command: &[u8], label: String) -> Result<(), String> {
+    /// A command adding to the key of `head`, restored before.
+    fn send(&mut self, head: &KeyHead, command: &[u8], adds: &'static str) -> Result<(), String> {
         self.wire.write(command)?;
-        let sent = Sent {
-            label,
-            creates: None,
-        };
+        let sent = self.sent_for(head, Some(adds));
         self.sent(sent, command.len() as u64)
+    }
+
+    fn sent_for(&self, head: &KeyHead, adds: Option<&'static str>) -> Sent {
+        Sent {
+            db: self.db,
+            key: head.key.clone(),
+            kind: head.type_name(),
+            adds,
+        }
     }
 
     /// A key restored in parts is written to after its RESTORE, which would
@@ -616,6 +615,11 @@ impl<R: Read> Replay<'_, '_, R> {
         self.no_touch = Some(on.is_ok());
         Ok(())
     }
+}
+
+/// A value that could not be read, named.
+fn unreadable(head: &KeyHead, e: RdbError) -> String {
+    format!("{}: {e}", key_label(head.type_name(), &head.key))
 }
 
 /// RESTORE's arguments for `head`. A value restored in parts gets its

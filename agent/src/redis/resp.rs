@@ -15,17 +15,47 @@ pub fn command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
 }
 
 fn array_head(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(format!("*{n}\r\n").as_bytes());
+    out.push(b'*');
+    decimal(out, n as u64);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn bulk_head(out: &mut Vec<u8>, len: u64) {
-    out.extend_from_slice(format!("${len}\r\n").as_bytes());
+    out.push(b'$');
+    decimal(out, len);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
     bulk_head(out, arg.len() as u64);
     out.extend_from_slice(arg);
     out.extend_from_slice(b"\r\n");
+}
+
+/// A number as a bulk argument.
+fn bulk_number(out: &mut Vec<u8>, n: i64) {
+    let mut digits = Vec::with_capacity(20);
+    if n < 0 {
+        digits.push(b'-');
+    }
+    decimal(&mut digits, n.unsigned_abs());
+    bulk(out, &digits);
+}
+
+/// Digits of `n`, without the allocation `format!` makes: a restore writes
+/// several numbers per key, for millions of keys.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A RESTORE whose payload is written separately, between [`Restore::head`]
@@ -42,43 +72,42 @@ pub struct Restore<'a> {
 }
 
 impl Restore<'_> {
-    /// The options after the payload.
-    fn options(&self) -> Vec<Vec<u8>> {
-        let mut options = Vec::new();
-        if self.replace {
-            options.push(b"REPLACE".to_vec());
-        }
-        if self.absttl {
-            options.push(b"ABSTTL".to_vec());
-        }
-        if let Some(idle) = self.idle_seconds {
-            options.push(b"IDLETIME".to_vec());
-            options.push(idle.to_string().into_bytes());
-        }
-        if let Some(freq) = self.lfu_freq {
-            options.push(b"FREQ".to_vec());
-            options.push(freq.to_string().into_bytes());
-        }
-        options
+    fn option_args(&self) -> usize {
+        usize::from(self.replace)
+            + usize::from(self.absttl)
+            + 2 * usize::from(self.idle_seconds.is_some())
+            + 2 * usize::from(self.lfu_freq.is_some())
     }
 
     /// Everything before the payload's first byte, for a payload of
     /// `payload_len` bytes.
     pub fn head(&self, payload_len: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.key.len());
-        array_head(&mut out, 4 + self.options().len());
+        array_head(&mut out, 4 + self.option_args());
         bulk(&mut out, b"RESTORE");
         bulk(&mut out, self.key);
-        bulk(&mut out, self.ttl_ms.to_string().as_bytes());
+        bulk_number(&mut out, self.ttl_ms);
         bulk_head(&mut out, payload_len);
         out
     }
 
-    /// Everything after the payload's last byte.
+    /// Everything after the payload's last byte: its end, then the options.
     pub fn tail(&self) -> Vec<u8> {
-        let mut out = b"\r\n".to_vec();
-        for option in self.options() {
-            bulk(&mut out, &option);
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(b"\r\n");
+        if self.replace {
+            bulk(&mut out, b"REPLACE");
+        }
+        if self.absttl {
+            bulk(&mut out, b"ABSTTL");
+        }
+        if let Some(idle) = self.idle_seconds {
+            bulk(&mut out, b"IDLETIME");
+            bulk_number(&mut out, i64::try_from(idle).unwrap_or(i64::MAX));
+        }
+        if let Some(freq) = self.lfu_freq {
+            bulk(&mut out, b"FREQ");
+            bulk_number(&mut out, i64::from(freq));
         }
         out
     }
@@ -130,6 +159,29 @@ mod tests {
             got.extend_from_slice(payload);
             got.extend(restore.tail());
             assert_eq!(got, want.get_packed_command());
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_redis_rs_writes_them() {
+        for n in [
+            0,
+            7,
+            10,
+            99,
+            1_700_000_000_000,
+            -1,
+            -450,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut out = Vec::new();
+            bulk_number(&mut out, n);
+            assert_eq!(
+                out,
+                redis::cmd("X").arg(n).get_packed_command()[11..],
+                "{n}"
+            );
         }
     }
 

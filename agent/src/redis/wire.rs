@@ -14,14 +14,32 @@ const ROUND_COMMANDS: usize = 512;
 const ROUND_BYTES: u64 = 8 << 20;
 const WRITE_BUFFER: usize = 256 << 10;
 
-/// A command written, awaiting its reply.
+/// A command written, awaiting its reply: the key it writes, for counting
+/// and, only when it fails, for the message.
 pub struct Sent {
-    /// What the command restores, for error messages ("hash key sessions").
-    pub label: String,
-    /// The key a successful reply creates (`db`, name), counted as written
-    /// by this restore; `None` for a command that adds to a key already
-    /// counted.
-    pub creates: Option<(u64, Vec<u8>)>,
+    pub db: u64,
+    pub key: Vec<u8>,
+    /// The value's type ("hash").
+    pub kind: &'static str,
+    /// `None`: the command creates the key (a RESTORE), which counts as
+    /// written by this restore once the reply is OK. Otherwise what it adds
+    /// to a key created before ("its later elements").
+    pub adds: Option<&'static str>,
+}
+
+impl Sent {
+    fn label(&self) -> String {
+        let mut label = key_label(self.kind, &self.key);
+        if let Some(adds) = self.adds {
+            label.push_str(&format!(" ({adds})"));
+        }
+        label
+    }
+}
+
+/// "hash key sessions": a key as error messages name it.
+pub fn key_label(kind: &str, key: &[u8]) -> String {
+    format!("{kind} key {}", String::from_utf8_lossy(key))
 }
 
 /// The connection as a byte sink.
@@ -133,14 +151,14 @@ impl<'c> Wire<'c> {
                 .and_then(Value::extract_error);
             match reply {
                 Ok(_) => {
-                    if let Some((db, key)) = &sent.creates {
-                        created(*db, key);
+                    if sent.adds.is_none() {
+                        created(sent.db, &sent.key);
                     }
                 }
                 // Not the server's answer: the connection is gone, no
                 // further reply will come.
                 Err(e) if e.is_io_error() || e.code().is_none() => {
-                    return Err(format!("{}: {e}", sent.label))
+                    return Err(format!("{}: {e}", sent.label()))
                 }
                 Err(e) => failures.push((sent, e)),
             }
@@ -150,8 +168,8 @@ impl<'c> Wire<'c> {
             Some((first, e)) => Err(round_error(
                 failures.len(),
                 waiting.len(),
-                waiting.iter().all(|s| s.creates.is_some()),
-                &first.label,
+                waiting.iter().all(|s| s.adds.is_none()),
+                &first.label(),
                 e,
             )),
         }

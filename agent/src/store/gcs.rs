@@ -1,25 +1,27 @@
-//! `gs://bucket/prefix` through `google-cloud-storage`: objects are written
-//! with resumable uploads fed chunk by chunk from the pipeline (the client
-//! keeps one chunk in memory until the service has it, and resumes after
-//! transient errors), and read as a resuming stream. Listing and deleting use
-//! the JSON API with the same credentials, because the crate offers them only
-//! over gRPC, which emulators do not speak.
+//! `gs://bucket/prefix`: objects are read through `google-cloud-storage` as
+//! a resuming stream, and written with our own resumable uploads over the
+//! JSON API, fed chunk by chunk from the pipeline ([`upload`]: why not the
+//! client's). Listing and deleting use the JSON API with the same
+//! credentials, because the crate offers them only over gRPC, which
+//! emulators do not speak.
 //!
 //! Credentials: Application Default Credentials (GKE workload identity,
 //! `GOOGLE_APPLICATION_CREDENTIALS`, the metadata server); anonymous for an
 //! emulator endpoint (`--gcs-endpoint` or `STORAGE_EMULATOR_HOST`).
 //!
-//! Retries: the client's own retry loop, with a policy that gives up once
-//! the store has failed for `--store-retry-for` without progress (the
-//! client's default allows 5 minutes per operation, counted from its start:
-//! minutes to report a dead store, and no retries left for an upload that
+//! Retries stop once the store has failed for `--store-retry-for` without
+//! progress; reads use the client's retry loop with a policy that does so
+//! (its default allows 5 minutes per operation, counted from its start:
+//! minutes to report a dead store, and no retries left for a download that
 //! has run longer than that).
+
+mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::TryStreamExt;
 use google_cloud_auth::credentials::{anonymous, CacheableResource, Credentials};
 use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
@@ -28,9 +30,7 @@ use google_cloud_gax::retry_result::RetryResult;
 use google_cloud_gax::retry_state::RetryState;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::retry_policy::RetryableErrors;
-use google_cloud_storage::streaming_source::StreamingSource;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::io::AsyncRead;
 
 use super::error::ReadFailure;
 use super::key_prefix::KeyPrefix;
@@ -39,10 +39,6 @@ use super::retry::{Outage, Verdict};
 use super::{BoxedReader, ObjectMeta, Store, StoreError};
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
-/// Resumable-upload chunks must be multiples of 256 KiB.
-const CHUNK_QUANTUM: usize = 256 * 1024;
-/// Pieces handed from the pipeline to the uploader.
-const FEED_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Default)]
 pub struct GcsSettings {
@@ -133,12 +129,11 @@ impl GcsStore {
                 "--gcs-endpoint {endpoint:?} is not a URL ({e}); write it as http://HOST:PORT"
             ))
         })?;
-        if emulator.is_some() && parsed.port().is_some() {
-            // Google's client sends `Host` without the port, and emulators
-            // that build upload URLs from it (fake-gcs-server) then point
-            // every resumable upload at the default port.
-            tracing::warn!(endpoint = %endpoint, "GCS endpoint on a non-default port: emulators that build upload URLs from the Host header stall on uploads larger than one chunk; serve the emulator on port 80/443");
-        }
+        parsed.host().ok_or_else(|| {
+            StoreError::Config(format!(
+                "--gcs-endpoint {endpoint:?} names no host; write it as http://HOST:PORT"
+            ))
+        })?;
         let credentials = if emulator.is_some() {
             anonymous::Builder::new().build()
         } else {
@@ -150,13 +145,7 @@ impl GcsStore {
                     ))
                 })?
         };
-        let chunk_size = (multipart.base_part_size / CHUNK_QUANTUM).max(1) * CHUNK_QUANTUM;
-        let mut builder = Storage::builder()
-            .with_credentials(credentials.clone())
-            .with_resumable_upload_buffer_size(chunk_size)
-            // Everything but tiny objects goes resumable, so a failed
-            // connection costs one chunk, not the whole upload.
-            .with_resumable_upload_threshold(chunk_size);
+        let mut builder = Storage::builder().with_credentials(credentials.clone());
         if emulator.is_some() {
             builder = builder.with_endpoint(endpoint.clone());
         }
@@ -209,23 +198,6 @@ impl GcsStore {
             .http_status_code()
             .or_else(|| err.status().map(|s| grpc_to_http(s.code as i32)));
         status_error(store, what, code, detail, false)
-    }
-
-    /// [`GcsStore::map_err`] for an upload: a 404 or 410 there (the bucket
-    /// was there a moment ago) means the service no longer knows the
-    /// resumable session, which is a failure of the store, not of the
-    /// configuration.
-    fn map_upload_err(&self, what: &str, err: google_cloud_storage::Error) -> StoreError {
-        let lost = matches!(err.http_status_code(), Some(404 | 410));
-        match self.map_err(what, err) {
-            StoreError::NotFound { store, .. } if lost => StoreError::Request {
-                store,
-                detail: format!(
-                    "{what}: the store lost the resumable upload session (restarted, or the session expired); nothing was stored"
-                ),
-            },
-            other => other,
-        }
     }
 
     /// A fresh allowance and the retry settings for one operation.
@@ -363,24 +335,6 @@ fn status_error(
     }
 }
 
-/// Feeds the uploader from a channel: the pipeline's reader is borrowed,
-/// the uploader wants an owned source, so the two meet in a bounded queue.
-/// The uploader asks for more only once the service took what it had, so
-/// each request is progress: the retry allowance starts again.
-struct ChannelSource {
-    queue: mpsc::Receiver<Result<Bytes, std::io::Error>>,
-    outage: Arc<Outage>,
-}
-
-impl StreamingSource for ChannelSource {
-    type Error = std::io::Error;
-
-    async fn next(&mut self) -> Option<Result<Bytes, Self::Error>> {
-        self.outage.progress();
-        self.queue.recv().await
-    }
-}
-
 #[async_trait]
 impl Store for GcsStore {
     fn describe(&self) -> String {
@@ -405,77 +359,15 @@ impl Store for GcsStore {
     ) -> Result<u64, StoreError> {
         let full_key = self.full_key(key)?;
         self.ensure_absent(key, &full_key).await?;
-        let (feed, queue) = mpsc::channel(2);
-        let outage = self.outage();
-        let source = ChannelSource {
-            queue,
-            outage: Arc::clone(&outage),
-        };
-        let upload = self
-            .client
-            .write_object(self.bucket_path(), full_key.clone(), source)
-            // Generation 0: succeed only if no such object exists.
-            .set_if_generation_match(0)
-            .with_retry_policy(OutagePolicy(outage))
-            .with_backoff_policy(backoff()?)
-            .send_buffered();
-        let pump = async move {
-            let mut total = 0u64;
-            loop {
-                let mut buf = BytesMut::with_capacity(FEED_BYTES);
-                let result = async {
-                    while buf.len() < FEED_BYTES {
-                        if body.read_buf(&mut buf).await? == 0 {
-                            break;
-                        }
-                    }
-                    Ok::<_, std::io::Error>(())
-                }
-                .await;
-                match result {
-                    Err(e) => {
-                        let text = e.to_string();
-                        // Failing the source fails (and abandons) the upload.
-                        let _ = feed.send(Err(std::io::Error::other(text.clone()))).await;
-                        return Err(StoreError::from_body(e));
-                    }
-                    Ok(()) if buf.is_empty() => return Ok(total),
-                    Ok(()) => {
-                        total += buf.len() as u64;
-                        let last = buf.len() < FEED_BYTES;
-                        if feed.send(Ok(buf.freeze())).await.is_err() {
-                            return Ok(total); // the uploader stopped; its error tells why
-                        }
-                        if last {
-                            return Ok(total);
-                        }
-                    }
-                }
-            }
-        };
-        let (uploaded, pumped) = tokio::join!(upload, pump);
-        // A source error explains an upload error; report it first.
-        let total = pumped?;
-        uploaded.map_err(|e| self.map_upload_err(&format!("uploading {full_key}"), e))?;
-        Ok(total)
+        self.upload_resumable(key, &full_key, body).await
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let full_key = self.full_key(key)?;
         self.ensure_absent(key, &full_key).await?;
-        self.client
-            .write_object(self.bucket_path(), full_key.clone(), data)
-            .set_if_generation_match(0)
-            .with_retry_policy(OutagePolicy(self.outage()))
-            .with_backoff_policy(backoff()?)
-            // Resumable even when small: fake-gcs-server answers single-shot
-            // multipart uploads with a CRC32C of the whole request body,
-            // which the client rightly rejects. One extra round trip.
-            .with_resumable_upload_threshold(0_usize)
-            .send_unbuffered()
+        self.upload_resumable(key, &full_key, &mut &data[..])
             .await
-            .map_err(|e| self.map_upload_err(&format!("writing {full_key}"), e))?;
-        Ok(())
+            .map(|_| ())
     }
 
     async fn get_stream(&self, key: &str) -> Result<BoxedReader, StoreError> {

@@ -319,7 +319,7 @@ where
     }
 }
 
-fn backoff(tries: u32) -> Duration {
+pub(super) fn backoff(tries: u32) -> Duration {
     let base = 250u64
         .saturating_mul(1 << tries.saturating_sub(1).min(5))
         .min(8_000);
