@@ -3,7 +3,7 @@
 //!
 //! Ids are the order of a series (`latest`, retention), so they must not
 //! depend on one node's clock alone: a new id is always later than every id
-//! already in its series ([`next_id_time`]). A clock that went backwards (an
+//! already in its series ([`next_id`]). A clock that went backwards (an
 //! NTP step, a node with a skewed clock) gets a warning and an id one second
 //! after the newest, never an id that sorts below a backup taken before it.
 
@@ -48,27 +48,61 @@ fn parse_offset(text: &str) -> Result<Duration, String> {
     Ok(if negative { -d } else { d })
 }
 
-/// The time a new backup's id carries, and how far the clock was behind
-/// the newest id of its series when that decided it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdTime {
-    pub at: DateTime<Utc>,
-    /// `Some` when the id had to be moved past the newest one: by how much
-    /// the clock (to the second) was behind it; zero for the same second.
+/// A new backup's id, and how far the clock was behind the newest id of
+/// its series when that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextId {
+    pub id: BackupId,
+    /// `Some` when the clock (to the second) was behind the newest id and
+    /// the id was moved past it: by how much.
     pub behind: Option<Duration>,
 }
 
-/// `now` to the second, or one second after `newest` when `now` is not
-/// past it: ids carry whole seconds, and an id in the newest one's second
-/// could sort below it by its random suffix.
-pub fn next_id_time(now: DateTime<Utc>, newest: Option<&BackupId>) -> IdTime {
+/// The id of a new backup started at `now`, later than `newest` (the newest
+/// id of its series): `now` to the second with `random` as its suffix; in
+/// the newest one's second, a suffix above the newest's (ids carry whole
+/// seconds, and a random suffix could sort below it); with a clock behind
+/// the newest, one second after the newest. Ids thus stay at the clock's
+/// time unless the clock is behind, and never sort below a backup already
+/// taken.
+pub fn next_id(now: DateTime<Utc>, newest: Option<&BackupId>, random: u16) -> NextId {
     let at = now.duration_trunc(Duration::seconds(1)).unwrap_or(now);
-    match newest.and_then(BackupId::time) {
-        Some(newest) if at <= newest => IdTime {
-            at: newest + Duration::seconds(1),
-            behind: Some(newest - at),
+    let Some((newest, newest_at)) = newest.and_then(|n| Some((n, n.time()?))) else {
+        return NextId {
+            id: BackupId::with_suffix(at, random),
+            behind: None,
+        };
+    };
+    if at > newest_at {
+        return NextId {
+            id: BackupId::with_suffix(at, random),
+            behind: None,
+        };
+    }
+    let behind = (at < newest_at).then(|| newest_at - at);
+    match newest
+        .suffix()
+        .filter(|s| *s < u16::MAX && behind.is_none())
+    {
+        // The same second: a suffix in (newest's, ffff].
+        Some(low) => NextId {
+            id: BackupId::with_suffix(at, low + 1 + random % (u16::MAX - low)),
+            behind: None,
         },
-        _ => IdTime { at, behind: None },
+        None => NextId {
+            id: BackupId::with_suffix(newest_at + Duration::seconds(1), random),
+            behind: Some(behind.unwrap_or_else(Duration::zero)),
+        },
+    }
+}
+
+/// Two random bytes for an id's suffix; without randomness the sub-second
+/// clock, still unique enough.
+pub fn random_suffix(now: DateTime<Utc>) -> u16 {
+    let mut bytes = [0u8; 2];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u16::from_le_bytes(bytes),
+        Err(_) => now.timestamp_subsec_micros() as u16,
     }
 }
 
@@ -77,16 +111,16 @@ pub struct BackupId(String);
 
 impl BackupId {
     pub fn generate(at: DateTime<Utc>) -> Self {
-        let mut suffix = [0u8; 2];
-        // Without randomness fall back to the sub-second clock: still unique enough.
-        if getrandom::fill(&mut suffix).is_err() {
-            suffix = (at.timestamp_subsec_micros() as u16).to_le_bytes();
-        }
-        BackupId(format!(
-            "{}-{}",
-            at.format(TIME_FORMAT),
-            hex::encode(suffix)
-        ))
+        BackupId::with_suffix(at, random_suffix(at))
+    }
+
+    fn with_suffix(at: DateTime<Utc>, suffix: u16) -> Self {
+        BackupId(format!("{}-{suffix:04x}", at.format(TIME_FORMAT)))
+    }
+
+    /// The 4 hex digits after the time.
+    fn suffix(&self) -> Option<u16> {
+        u16::from_str_radix(self.0.rsplit('-').next()?, 16).ok()
     }
 
     pub fn as_str(&self) -> &str {
@@ -154,32 +188,40 @@ mod tests {
                 .expect("time")
                 .with_timezone(&Utc)
         };
-        let newest: BackupId = "20261127T060000Z-ffff".parse().expect("id");
+        let id = |s: &str| s.parse::<BackupId>().expect("id");
+        let newest = id("20261127T060000Z-8000");
         // The clock is fine: its own second.
         assert_eq!(
-            next_id_time(t("2026-11-27T06:00:05.7Z"), Some(&newest)),
-            IdTime {
-                at: t("2026-11-27T06:00:05Z"),
+            next_id(t("2026-11-27T06:00:05.7Z"), Some(&newest), 0x1234),
+            NextId {
+                id: id("20261127T060005Z-1234"),
                 behind: None
             }
         );
         // The clock stepped back an hour: one second after the newest.
         assert_eq!(
-            next_id_time(t("2026-11-27T05:00:00.2Z"), Some(&newest)),
-            IdTime {
-                at: t("2026-11-27T06:00:01Z"),
+            next_id(t("2026-11-27T05:00:00.2Z"), Some(&newest), 0x1234),
+            NextId {
+                id: id("20261127T060001Z-1234"),
                 behind: Some(Duration::hours(1))
             }
         );
-        // The same second: a random suffix could sort below ffff.
-        let same = next_id_time(t("2026-11-27T06:00:00.9Z"), Some(&newest));
-        assert_eq!(same.at, t("2026-11-27T06:00:01Z"));
-        assert_eq!(same.behind, Some(Duration::zero()));
-        assert!(BackupId::generate(same.at) > newest);
+        // The same second: a suffix above the newest's, whatever the random.
+        for random in [0, 0x1234, 0x7fff, 0x8000, u16::MAX] {
+            let same = next_id(t("2026-11-27T06:00:00.9Z"), Some(&newest), random);
+            assert!(same.id > newest, "{random:x}: {}", same.id);
+            assert_eq!(same.id.time(), newest.time());
+            assert_eq!(same.behind, None);
+        }
+        // …and the next second when no suffix is above it.
+        let full = id("20261127T060000Z-ffff");
+        let next = next_id(t("2026-11-27T06:00:00.9Z"), Some(&full), 0);
+        assert_eq!(next.id, id("20261127T060001Z-0000"));
+        assert_eq!(next.behind, Some(Duration::zero()));
         // A first backup.
         assert_eq!(
-            next_id_time(t("2026-11-27T06:00:00.9Z"), None).at,
-            t("2026-11-27T06:00:00Z")
+            next_id(t("2026-11-27T06:00:00.9Z"), None, 0xbeef).id,
+            id("20261127T060000Z-beef")
         );
     }
 

@@ -4,7 +4,7 @@
 //!
 //! "Newest" is the order of backup ids ([`series_time`]), not of the clocks
 //! of the nodes that took them: a backup's id is always later than every id
-//! already in its series (`backup_id::next_id_time`), so the backup taken
+//! already in its series (`backup_id::next_id`), so the backup taken
 //! last is the newest even when its node's clock was behind.
 
 use std::collections::{BTreeSet, HashMap};

@@ -574,3 +574,137 @@ fn a_dropped_connection_during_upload_never_stores_wrong_bytes_on_gcs() {
         );
     }
 }
+
+/// A store that dies while a PostgreSQL restore reads the backup is the
+/// store's failure (exit 1, category `store`), never "corrupt": psql's
+/// transaction is rolled back and nothing was restored. A drill, whose
+/// store dies after its full verifying read, reports the same and still
+/// drops its scratch database.
+fn a_store_dying_mid_postgres_restore_restores_nothing(store: &TestStore) {
+    let pg = Postgres::start();
+    pg.create_database("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g, md5(g::text) || md5((g * 7)::text) AS a FROM generate_series(1, 300000) g",
+    );
+    let agent = Agent::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = store.url("pg");
+    let backed_up = dir.path().join("backup.json");
+    agent
+        .run(
+            &[
+                "backup",
+                "--source",
+                &pg.url("app"),
+                "--to",
+                &url,
+                "--compression",
+                "none",
+                "--termination-log",
+                &backed_up.display().to_string(),
+            ],
+            &store.env_with("PGPASSWORD", &pg.password),
+        )
+        .assert_ok();
+    let stored = summary_of(&backed_up)["stored_bytes"]
+        .as_u64()
+        .expect("stored bytes");
+    let retry_for = format!("{}s", RETRY_FOR.as_secs());
+
+    pg.create_database("copy");
+    let (proxy, mut env) = dying_proxy(store, stored / 3);
+    env.push(("PGPASSWORD", pg.password.clone()));
+    let summary = dir.path().join("restore.json");
+    let out = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &pg.url("copy"),
+            "--store-retry-for",
+            &retry_for,
+            "--termination-log",
+            &summary.display().to_string(),
+        ],
+        &env,
+    );
+    out.assert_code(1);
+    assert!(proxy.died_at().is_some(), "the store died mid-restore");
+    drop(proxy);
+    assert_eq!(
+        summary_of(&summary)["error_category"],
+        "store",
+        "{}",
+        out.stderr
+    );
+    for part in ["the store failed, not the backup", "nothing was restored"] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("corrupt"), "{}", out.stderr);
+    assert_eq!(pg.public_tables("copy"), "", "nothing was restored");
+
+    // The drill reads the backup whole first (verify), then restores it:
+    // the store dies halfway through that second read.
+    let (proxy, mut env) = dying_proxy(store, stored + stored / 2);
+    env.push(("PGPASSWORD", pg.password.clone()));
+    let summary = dir.path().join("drill.json");
+    let out = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--restore-to",
+            &pg.url("postgres"),
+            "--checks-json",
+            r#"{"postgres": {"objects": false}}"#,
+            "--store-retry-for",
+            &retry_for,
+            "--termination-log",
+            &summary.display().to_string(),
+        ],
+        &env,
+    );
+    out.assert_code(1);
+    assert!(proxy.died_at().is_some(), "the store died mid-drill");
+    let summary = summary_of(&summary);
+    assert_eq!(summary["error_category"], "store", "{summary}");
+    let checks = summary["drill"]["checks"].as_array().expect("checks");
+    let outcome = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["ok"].clone())
+    };
+    assert_eq!(outcome("verify"), Some(true.into()), "{summary}");
+    assert_eq!(outcome("restore"), Some(false.into()), "{summary}");
+    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    assert!(
+        out.stderr.contains("nothing was restored") && !out.stderr.contains("corrupt"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE starts_with(datname, 'vertice_drill')"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn a_store_dying_mid_postgres_restore_restores_nothing_on_s3() {
+    a_store_dying_mid_postgres_restore_restores_nothing(&TestStore::s3());
+}
+
+#[test]
+fn a_store_dying_mid_postgres_restore_restores_nothing_on_azure() {
+    a_store_dying_mid_postgres_restore_restores_nothing(&TestStore::azure());
+}
+
+#[test]
+fn a_store_dying_mid_postgres_restore_restores_nothing_on_gcs() {
+    a_store_dying_mid_postgres_restore_restores_nothing(&TestStore::gcs());
+}

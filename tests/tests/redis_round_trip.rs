@@ -518,9 +518,13 @@ fn fingerprint(conn: &mut redis::Connection, keys: &[&str]) -> Vec<String> {
 }
 
 /// A 64 MiB string and aggregates of more than one part each (a hash, a
-/// list with integers and long items, a set, a zset), two with expiries:
-/// restored byte for byte while the agent's resident set stays far below the
-/// size of the large string (the restore held four copies of a value before).
+/// list with integers and long items, a set, a zset), two with expiries;
+/// and large single elements: a 64 MiB list item and a 16 MiB compressed one
+/// after the list's first part, a set member, zset members before and after
+/// a first part, a hash whose only field name is large (its value large and
+/// compressed): restored byte for byte while the agent's resident set stays
+/// far below the size of the large string or item (the restore held four
+/// copies of a value, then three of a large element, before).
 #[test]
 fn large_values_restore_exactly_in_bounded_memory() {
     let source = RedisServer::start(None);
@@ -575,7 +579,60 @@ fn large_values_restore_exactly_in_bounded_memory() {
         .arg("bottom")
         .exec(&mut conn)
         .expect("zadd");
-    for key in ["big:string", "big:hash"] {
+    // Large elements. A list item goes into a listpack node of its own; one
+    // above the packed threshold into a plain node. Repeating 4 KiB of noise
+    // gives a value LZF compresses, as Redis does when saving.
+    let repeated = noise(&mut seed, 4096).repeat(4096);
+    redis::cmd("RPUSH")
+        .arg("big:list")
+        .arg(noise(&mut seed, 64 << 20))
+        .exec(&mut conn)
+        .expect("rpush");
+    redis::cmd("DEBUG")
+        .arg(&["QUICKLIST-PACKED-THRESHOLD", "1mb"])
+        .exec(&mut conn)
+        .expect("debug");
+    redis::cmd("RPUSH")
+        .arg("big:list")
+        .arg(&repeated)
+        .arg("tail")
+        .exec(&mut conn)
+        .expect("rpush");
+    redis::cmd("SADD")
+        .arg("big:set")
+        .arg(noise(&mut seed, 2 << 20))
+        .exec(&mut conn)
+        .expect("sadd");
+    // Saved from the highest score down: this member follows the first part.
+    redis::cmd("ZADD")
+        .arg("big:zset")
+        .arg(-1e9)
+        .arg(noise(&mut seed, 2 << 20))
+        .exec(&mut conn)
+        .expect("zadd");
+    // …and this one comes first, before two small ones.
+    redis::cmd("ZADD")
+        .arg("big:member")
+        .arg(1e9)
+        .arg(noise(&mut seed, 2 << 20))
+        .arg(1)
+        .arg("a")
+        .arg(2)
+        .arg("b")
+        .exec(&mut conn)
+        .expect("zadd");
+    redis::cmd("HSET")
+        .arg("big:field")
+        .arg(noise(&mut seed, 2 << 20))
+        .arg(&repeated[..3 << 20])
+        .exec(&mut conn)
+        .expect("hset");
+    redis::cmd("SADD")
+        .arg("big:one")
+        .arg(noise(&mut seed, 2 << 20))
+        .exec(&mut conn)
+        .expect("sadd");
+    for key in ["big:string", "big:hash", "big:field"] {
         redis::cmd("PEXPIREAT")
             .arg(key)
             .arg(in_a_day)
@@ -593,6 +650,9 @@ fn large_values_restore_exactly_in_bounded_memory() {
         "big:list",
         "big:set",
         "big:zset",
+        "big:member",
+        "big:field",
+        "big:one",
         "small",
     ];
     let expected = fingerprint(&mut conn, &keys);
@@ -611,8 +671,8 @@ fn large_values_restore_exactly_in_bounded_memory() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         stderr.matches("restored in parts").count(),
-        4,
-        "every aggregate is larger than one part: {stderr}"
+        6,
+        "every aggregate but the one-member set in parts: {stderr}"
     );
     assert_eq!(fingerprint(&mut target.connection(), &keys), expected);
     assert!(
@@ -648,73 +708,113 @@ fn large_values_restore_exactly_in_bounded_memory() {
 
 /// SIGTERM while a large value streams to the server: the command already
 /// announced its full length, so the agent completes it with a payload the
-/// server refuses, and the connection stays in step for the cleanup — the
-/// staged copy is dropped and the target is left as it was.
+/// server refuses (a RESTORE) or discards it (a list item after the list's
+/// first part, sent inside MULTI), and the connection stays in step for the
+/// cleanup — the staged copy is dropped and the target is left as it was.
 #[test]
 fn sigterm_in_the_middle_of_a_large_value_leaves_the_target_as_it_was() {
-    let source = RedisServer::start(None);
-    let mut conn = source.connection();
-    let mut seed = 7u64;
-    for _ in 0..64 {
-        redis::cmd("APPEND")
-            .arg("big:string")
-            .arg(noise(&mut seed, 1 << 20))
-            .exec(&mut conn)
-            .expect("append");
-    }
-    let store = TestStore::file();
-    Agent::new()
-        .run(
-            &["backup", "--source", &source.url(), "--to", &store.url("")],
-            &[],
-        )
-        .assert_ok();
-
-    let target = RedisServer::start(None);
-    let mut conn = target.connection();
-    let child = Agent::new()
-        .command()
-        .args(["restore", "--from", &store.url(""), "--to", &target.url()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // The server reserves the whole argument once its length is announced;
-    // while only the staging marker exists, the value is still arriving.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let memory: String = redis::cmd("INFO")
-            .arg("memory")
-            .query(&mut conn)
-            .expect("info");
-        let used: u64 = memory
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if used > 48 << 20 && keyspace(&mut conn) == "db15:keys=1,expires=0,avg_ttl=0" {
-            break;
+    for list in [false, true] {
+        let source = RedisServer::start(None);
+        let mut conn = source.connection();
+        let mut seed = 7u64;
+        if list {
+            // 10 MiB of items (a first part and more), then a 64 MiB one.
+            for _ in 0..40 {
+                redis::cmd("RPUSH")
+                    .arg("big:list")
+                    .arg(noise(&mut seed, 256 << 10))
+                    .exec(&mut conn)
+                    .expect("rpush");
+            }
+            redis::cmd("RPUSH")
+                .arg("big:list")
+                .arg(noise(&mut seed, 64 << 20))
+                .exec(&mut conn)
+                .expect("rpush");
+        } else {
+            for _ in 0..64 {
+                redis::cmd("APPEND")
+                    .arg("big:string")
+                    .arg(noise(&mut seed, 1 << 20))
+                    .exec(&mut conn)
+                    .expect("append");
+            }
         }
+        let store = TestStore::file();
+        Agent::new()
+            .run(
+                &["backup", "--source", &source.url(), "--to", &store.url("")],
+                &[],
+            )
+            .assert_ok();
+
+        let target = RedisServer::start(None);
+        let mut conn = target.connection();
+        let child = Agent::new()
+            .command()
+            .args(["restore", "--from", &store.url(""), "--to", &target.url()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The server reserves the whole argument once its length is
+        // announced; while the key is not there yet (the string) or has not
+        // its last item (the list), the value is still arriving.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let memory: String = redis::cmd("INFO")
+                .arg("memory")
+                .query(&mut conn)
+                .expect("info");
+            let used: u64 = memory
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let arriving = if list {
+                keyspace(&mut conn) == "db15:keys=2,expires=0,avg_ttl=0" && {
+                    redis::cmd("SELECT")
+                        .arg(15)
+                        .exec(&mut conn)
+                        .expect("select");
+                    let items: u64 = redis::cmd("LLEN")
+                        .arg("big:list")
+                        .query(&mut conn)
+                        .expect("llen");
+                    items == 40
+                }
+            } else {
+                keyspace(&mut conn) == "db15:keys=1,expires=0,avg_ttl=0"
+            };
+            if used > 48 << 20 && arriving {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the value never started: {}",
+                keyspace(&mut conn)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(143), "{stderr}");
+        let key = if list {
+            "list key big:list"
+        } else {
+            "string key big:string"
+        };
         assert!(
-            std::time::Instant::now() < deadline,
-            "the value never started: {}",
-            keyspace(&mut conn)
+            stderr.contains(key) && stderr.contains("the target was not changed"),
+            "stopped inside the value, cleaned up: {stderr}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(keyspace(&mut conn), "", "target untouched, staging removed");
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
-    assert!(
-        stderr.contains("string key big:string") && stderr.contains("the target was not changed"),
-        "stopped inside the value, cleaned up: {stderr}"
-    );
-    assert_eq!(keyspace(&mut conn), "", "target untouched, staging removed");
 }
 
 /// A value restored in parts keeps its LRU idle time: the parts after the

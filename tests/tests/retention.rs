@@ -280,9 +280,32 @@ fn a_clock_that_went_back_never_loses_the_last_backup(store: &TestStore) {
         serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
     assert_eq!(verified["backup_id"], second.as_str(), "latest");
 
-    // Pruned by the node whose clock is behind, as after its own backup.
+    // The node whose clock is behind keeps what it took last (and whatever
+    // is dated after its clock, which it cannot place in time).
+    let plan = agent.run(
+        &[
+            "prune",
+            "--from",
+            &url,
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+        &behind,
+    );
+    plan.assert_ok();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan");
+    let kept_second = plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .any(|a| a["backup_id"] == second.as_str() && a["action"] == "keep");
+    assert!(kept_second, "{plan}");
+    // A node with a good clock: --keep-last 1 keeps the one taken last.
     agent
-        .run(&["prune", "--from", &url, "--keep-last", "1"], &behind)
+        .run(&["prune", "--from", &url, "--keep-last", "1"], &store.env())
         .assert_ok();
     assert_eq!(
         manifests(store, "c/default/app/"),

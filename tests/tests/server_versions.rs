@@ -36,20 +36,26 @@ fn postgres_15_backups_restore_into_17() {
         .assert_ok();
     let new = Postgres::start_17();
     new.create_database("shop");
-    agent
-        .run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--to",
-                &new.url("shop"),
-                "--pg-restore",
-                &tool("pg_restore"),
-            ],
-            &store.env_with("PGPASSWORD", &new.password),
-        )
-        .assert_ok();
+    let out = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &new.url("shop"),
+            "--pg-restore",
+            &tool("pg_restore"),
+            // Allowed or not, a newer server is nothing to warn about.
+            "--allow-older-server",
+        ],
+        &store.env_with("PGPASSWORD", &new.password),
+    );
+    out.assert_ok();
+    assert!(
+        !out.stderr.contains("older major") && !out.stderr.contains("--allow-older-server:"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(fingerprint(&new, "shop"), fingerprint(&old, "shop"));
     assert!(new
         .psql("postgres", "SHOW server_version")
@@ -256,6 +262,19 @@ fn a_postgres_17_backup_is_refused_by_15_naming_both_versions() {
         "{}",
         out.stderr
     );
+    // ...but not silently: the log names both versions and the override.
+    let warning = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("--allow-older-server: backup "))
+        .unwrap_or_else(|| panic!("no warning: {}", out.stderr));
+    for part in [
+        "was taken from PostgreSQL 17.",
+        "the target runs PostgreSQL 15.",
+        "an older major; trying anyway",
+    ] {
+        assert!(warning.contains(part), "{part}: {warning}");
+    }
 
     // A drill names its own flags: the ephemeral server is 15.
     let server_15 = old.pg_bin("postgres");
@@ -283,4 +302,38 @@ fn a_postgres_17_backup_is_refused_by_15_naming_both_versions() {
     ] {
         assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
     }
+
+    // Overridden, the drill's report says what it restored into.
+    let log = tmp.path().join("summary.json");
+    let out = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--restore-to",
+            "ephemeral",
+            "--pg-restore",
+            &pg_restore_17,
+            "--postgres-bin",
+            &server_15,
+            "--allow-older-server",
+            "--termination-log",
+            &log.display().to_string(),
+        ],
+        &[("TMPDIR", tmp.path().display().to_string())],
+    );
+    assert!(
+        out.stderr.contains("--allow-older-server: backup "),
+        "{}",
+        out.stderr
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&log).expect("summary")).expect("json");
+    let target = summary["drill"]["target"].as_str().unwrap_or_default();
+    assert!(
+        target.contains("the server runs PostgreSQL 15.")
+            && target.contains("older than the backup's 17.")
+            && target.contains("(--allow-older-server)"),
+        "{summary}"
+    );
 }

@@ -283,10 +283,10 @@ pub async fn run(args: &BackupArgs, summary: &mut RunSummary) -> Result<Manifest
     Ok(manifest)
 }
 
-/// The id of a new backup: its start time, unless the series already holds
-/// an id at or past it (this node's clock is behind, or a backup started in
-/// the same second): then one second after the newest, so the backup taken
-/// last is the newest for `latest` and retention.
+/// The id of a new backup: its start time, but always later than the
+/// newest id of its series (`backup_id::next_id`), so the backup taken last
+/// is the newest for `latest` and retention even when this node's clock is
+/// behind.
 async fn new_id(
     store: &dyn Store,
     namespace: &str,
@@ -294,8 +294,9 @@ async fn new_id(
     started_at: DateTime<Utc>,
 ) -> Result<BackupId> {
     let newest = crate::catalog::newest_id(store, namespace, name).await?;
-    let next = crate::backup_id::next_id_time(started_at, newest.as_ref());
-    let id = BackupId::generate(next.at);
+    let random = crate::backup_id::random_suffix(started_at);
+    let next = crate::backup_id::next_id(started_at, newest.as_ref(), random);
+    let id = next.id;
     if let (Some(behind), Some(newest)) = (next.behind, &newest) {
         if behind > chrono::Duration::zero() {
             tracing::warn!(
@@ -306,7 +307,7 @@ async fn new_id(
                 "this node's clock is behind the newest backup of {namespace}/{name}; the backup takes an id after it so it stays the newest. Check the node's time synchronisation (NTP)"
             );
         } else {
-            tracing::debug!(newest = %newest, backup = %id, "a backup of this series started in the same second; the id takes the next second");
+            tracing::debug!(newest = %newest, backup = %id, "a backup of this series took the last id of this second; the id takes the next second");
         }
     }
     Ok(id)

@@ -57,6 +57,8 @@ pub async fn run(args: &RestoreArgs, summary: &mut RunSummary) -> Result<Manifes
                 &artifact,
                 ids,
                 pg,
+                // The warning in the log is all a plain restore reports.
+                &Default::default(),
             )
             .await?
         }
@@ -205,7 +207,8 @@ async fn restore_redis_live(
         std::sync::Arc::clone(&open.stored),
     );
     let address = target.address();
-    let reader = tokio_util::io::SyncIoBridge::new(open.reader);
+    let (reader, store_failed) = NoteStoreFailure::wrap(open.reader);
+    let reader = tokio_util::io::SyncIoBridge::new(reader);
     let (manifest_c, artifact_c) = (manifest.clone(), artifact.clone());
     let (stored, raw, raw_checked) = (open.stored, open.raw, open.raw_checked);
     let stats = tokio::task::spawn_blocking(move || {
@@ -230,7 +233,11 @@ async fn restore_redis_live(
     })
     .await
     .map_err(|e| Error::target(format!("restore task failed: {e}")))?
-    .map_err(live_error)?;
+    .map_err(|e| match store_failed.error(manifest, artifact) {
+        // The replay reports a read error as its own: the store failed.
+        Some(store) => store.map_message(|m| format!("{m}; {e}")),
+        None => live_error(e),
+    })?;
     tracing::info!(
         keys = stats.keys,
         expired_skipped = stats.expired_skipped,
@@ -265,7 +272,102 @@ async fn restore_vault(
         "restore",
         std::sync::Arc::clone(&open.stored),
     );
-    client.restore(open.reader, args.force).await?;
+    let (reader, store_failed) = NoteStoreFailure::wrap(open.reader);
+    client
+        .restore(Box::new(reader), args.force)
+        .await
+        .map_err(|e| match store_failed.error(manifest, artifact) {
+            // Vault saw its upload cut short: the store failed, not Vault.
+            Some(store) => store.map_message(|m| format!("{m}; {e}")),
+            None => e,
+        })?;
     tracing::info!(vault = %target.base, force = args.force, "snapshot installed");
     Ok(())
+}
+
+/// A store failure that passed through a reader whose consumer turns read
+/// errors into text (the Redis replay, Vault's upload body), kept so that
+/// the outcome is reported as the store's failure (`store`), not the
+/// target's.
+#[derive(Clone, Default)]
+struct StoreFailed(std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>);
+
+impl StoreFailed {
+    fn error(&self, manifest: &Manifest, artifact: &Artifact) -> Option<Error> {
+        let e = self.0.lock().ok()?.take()?;
+        Some(super::verify::read_failed(manifest, artifact, &e))
+    }
+}
+
+struct NoteStoreFailure<R> {
+    inner: R,
+    noted: StoreFailed,
+}
+
+impl<R> NoteStoreFailure<R> {
+    fn wrap(inner: R) -> (Self, StoreFailed) {
+        let noted = StoreFailed::default();
+        (
+            NoteStoreFailure {
+                inner,
+                noted: noted.clone(),
+            },
+            noted,
+        )
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for NoteStoreFailure<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if crate::store::store_failure(&e).is_some() => {
+                // The consumer gets the same words; the original is kept.
+                let shown = std::io::Error::new(e.kind(), e.to_string());
+                if let Ok(mut noted) = self.noted.0.lock() {
+                    noted.get_or_insert(e);
+                }
+                std::task::Poll::Ready(Err(shown))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_store_failure_is_kept_whatever_the_consumer_makes_of_it() {
+        let cut = crate::store::ReadFailure::wrap(
+            "s3://b",
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset"),
+        );
+        let failing = failing_reader(cut);
+        let (mut reader, noted) = NoteStoreFailure::wrap(failing);
+        let mut buf = [0u8; 8];
+        let seen = reader.read(&mut buf).await.expect_err("failed");
+        assert!(seen.to_string().contains("connection reset"), "{seen}");
+        let kept = noted.0.lock().expect("lock").take().expect("noted");
+        assert!(crate::store::store_failure(&kept).is_some());
+
+        // Other errors (a corrupt stream) are not the store's.
+        let (mut reader, noted) =
+            NoteStoreFailure::wrap(failing_reader(std::io::Error::other("zstd: corrupt")));
+        reader.read(&mut buf).await.expect_err("failed");
+        assert!(noted.0.lock().expect("lock").is_none());
+    }
+
+    /// A reader that fails at once with `e`.
+    fn failing_reader(e: std::io::Error) -> impl tokio::io::AsyncRead + Unpin {
+        tokio_util::io::StreamReader::new(futures::stream::iter(vec![Err::<
+            bytes::Bytes,
+            std::io::Error,
+        >(e)]))
+    }
 }

@@ -21,9 +21,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use super::verify::{check_integrity, open_artifact, OpenArtifact};
+use super::verify::{check_integrity, open_artifact, read_failed, OpenArtifact};
 use crate::cli::RestoreArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCategory, Result};
 use crate::manifest::{Artifact, Manifest};
 use crate::pipeline::encryption::x25519;
 use crate::pipeline::process::Running;
@@ -145,6 +145,43 @@ impl PgRestoreSettings {
     }
 }
 
+/// An older server psql reached that `--allow-older-server` let through,
+/// shared with the caller, which names it (the drill's report); filled as
+/// soon as psql answers.
+#[derive(Clone, Default)]
+pub struct OlderServer(Arc<Mutex<Option<(Version, Version)>>>);
+
+impl OlderServer {
+    /// `PostgreSQL 15.8, older than the backup's 17.2 (--allow-older-server)`.
+    pub fn describe(&self) -> Option<String> {
+        let (source, target) = self.0.lock().ok()?.clone()?;
+        Some(format!(
+            "PostgreSQL {}, older than the backup's {} (--allow-older-server)",
+            target.text, source.text
+        ))
+    }
+
+    fn note(&self, source: &Version, target: &Version) {
+        if let Ok(mut seen) = self.0.lock() {
+            *seen = Some((source.clone(), target.clone()));
+        }
+    }
+}
+
+/// Says that an older server is being restored into: the override is the
+/// user's, but whoever reads the log later must see what it let through.
+fn warn_older(into: RestoreInto, backup_id: &str, source: &Version, target: &Version) {
+    tracing::warn!(
+        backup = %backup_id,
+        "--allow-older-server: backup {backup_id} was taken from PostgreSQL {} and {} runs PostgreSQL {}, an older major; trying anyway (pg_dump wrote SQL for {}, which {} may not accept; nothing commits unless every statement succeeds)",
+        source.text,
+        into.server(),
+        target.text,
+        source.major,
+        target.major,
+    );
+}
+
 pub async fn restore(
     settings: &PgRestoreSettings,
     store: &dyn Store,
@@ -152,6 +189,7 @@ pub async fn restore(
     artifact: &Artifact,
     ids: Option<&[x25519::Identity]>,
     target: &PostgresTarget,
+    older: &OlderServer,
 ) -> Result<()> {
     let password = settings.password.clone();
     let mut redactor = Redactor::new();
@@ -165,7 +203,7 @@ pub async fn restore(
     let mut open = open_artifact(store, manifest, artifact, ids).await?;
     // What can be known without the target is checked before anything
     // starts: can this pg_restore read the archive?
-    let head = read_head(&mut open, manifest).await?;
+    let head = read_head(&mut open, manifest, artifact).await?;
     let known = Known {
         source: manifest
             .source
@@ -187,22 +225,32 @@ pub async fn restore(
     }
     // The target's version is checked by psql itself, first thing in its
     // session (nothing waits on its answer: a wrapper that buffers psql's
-    // input must not stall the restore).
-    let older_than = known
-        .source
-        .clone()
-        .filter(|_| !settings.allow_older_server);
-    let preamble = session_preamble(older_than.as_ref().map(|v| v.major));
+    // input must not stall the restore). With --allow-older-server, psql
+    // only reports it, and the watcher warns.
+    let refuse_older = !settings.allow_older_server;
+    let preamble = session_preamble(
+        known
+            .source
+            .as_ref()
+            .filter(|_| refuse_older)
+            .map(|v| v.major),
+    );
     let mut psql = postgres::spawn_psql(&psql_path, target, password.as_deref(), redactor.clone())
         .map_err(|e| Error::usage(format!("--psql: {e}")))?;
     let (Some(mut sql_in), Some(psql_out)) = (psql.stdin.take(), psql.take_stdout()) else {
         return Err(Error::target("psql started without pipes"));
     };
+    let watch = Watch {
+        into: settings.into,
+        backup_id: manifest.backup_id.clone(),
+        source: known.source.clone().filter(|_| settings.allow_older_server),
+        older: older.clone(),
+    };
     let failure = Failure {
         into: settings.into,
         objects: Arc::new(Mutex::new(ObjectLines::after(&preamble))),
-        said: Mutex::new(Some(watch_psql(psql_out))),
-        older_than,
+        said: Mutex::new(Some(watch_psql(psql_out, watch))),
+        older_than: known.source.clone().filter(|_| refuse_older),
         backup_id: manifest.backup_id.clone(),
     };
     if write_all_and(&mut sql_in, preamble.as_bytes())
@@ -243,7 +291,7 @@ pub async fn restore(
             match open.reader.read(&mut buf).await {
                 Ok(0) => break None,
                 Ok(n) => n,
-                Err(e) => break Some(e.to_string()),
+                Err(e) => break Some(e),
             }
         } else {
             let n = pending.len().min(buf.len());
@@ -290,16 +338,19 @@ pub async fn restore(
                 Diagnosis::Unchecked => Error::target(format!(
                     "{e}; the backup's integrity was not checked (vertice-agent verify checks it)"
                 )),
+                // Whether the backup or the target was at fault is unknown:
+                // the store is what failed, and running again is the fix.
+                Diagnosis::StoreFailed(store) => {
+                    store.context(format!("pg_restore stopped ({e}) and then"))
+                }
             };
             return Err(abort(None, psql, forward, Some(cause), &failure).await);
         }
     };
     drop(archive_in);
     let integrity = match read_error {
-        Some(e) => Err(Error::integrity(format!(
-            "backup {} is corrupt or unreadable: {e}",
-            manifest.backup_id
-        ))),
+        // A store that failed midway is the store's failure, not the backup's.
+        Some(e) => Err(read_failed(manifest, artifact, &e)),
         None => check_integrity(manifest, artifact, &open),
     };
     if let Err(e) = integrity {
@@ -323,16 +374,19 @@ pub async fn restore(
 
 /// The start of the archive, enough for its header (fed to pg_restore
 /// first). Short or not an archive: pg_restore and the checksums say so.
-async fn read_head(open: &mut OpenArtifact, manifest: &Manifest) -> Result<Vec<u8>> {
+async fn read_head(
+    open: &mut OpenArtifact,
+    manifest: &Manifest,
+    artifact: &Artifact,
+) -> Result<Vec<u8>> {
     let mut head = Vec::new();
     let mut buf = vec![0u8; 8 * 1024];
     while head.len() < HEAD_LIMIT {
-        let n = open.reader.read(&mut buf).await.map_err(|e| {
-            Error::integrity(format!(
-                "backup {} is corrupt or unreadable: {e}",
-                manifest.backup_id
-            ))
-        })?;
+        let n = open
+            .reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| read_failed(manifest, artifact, &e))?;
         if n == 0 {
             break;
         }
@@ -430,6 +484,8 @@ enum Diagnosis {
     Corrupt(String),
     Intact,
     Unchecked,
+    /// The store failed while the rest was read: nothing is known.
+    StoreFailed(Error),
 }
 
 async fn diagnose(open: &mut OpenArtifact, manifest: &Manifest, artifact: &Artifact) -> Diagnosis {
@@ -447,10 +503,12 @@ async fn diagnose(open: &mut OpenArtifact, manifest: &Manifest, artifact: &Artif
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                return Diagnosis::Corrupt(format!(
-                    "backup {} is corrupt or unreadable: {e}",
-                    manifest.backup_id
-                ))
+                return match read_failed(manifest, artifact, &e) {
+                    store if store.category() == ErrorCategory::Store => {
+                        Diagnosis::StoreFailed(store)
+                    }
+                    corrupt => Diagnosis::Corrupt(corrupt.to_string()),
+                }
             }
         }
     }
@@ -624,7 +682,26 @@ struct PsqlSaid {
     committed: bool,
 }
 
-fn watch_psql(stdout: tokio::process::ChildStdout) -> JoinHandle<PsqlSaid> {
+/// What the watcher of psql's output compares the server it reached with,
+/// when `--allow-older-server` let an older one through.
+struct Watch {
+    into: RestoreInto,
+    backup_id: String,
+    /// The backup's source version, when older servers are allowed.
+    source: Option<Version>,
+    older: OlderServer,
+}
+
+impl Watch {
+    fn reached(&self, server: &Version) {
+        if let Some(source) = self.source.as_ref().filter(|s| server.major < s.major) {
+            warn_older(self.into, &self.backup_id, source, server);
+            self.older.note(source, server);
+        }
+    }
+}
+
+fn watch_psql(stdout: tokio::process::ChildStdout, watch: Watch) -> JoinHandle<PsqlSaid> {
     tokio::spawn(async move {
         let mut said = PsqlSaid::default();
         let mut stdout = stdout;
@@ -639,6 +716,9 @@ fn watch_psql(stdout: tokio::process::ChildStdout) -> JoinHandle<PsqlSaid> {
             if first_line {
                 if let Some(end) = seen.iter().position(|&b| b == b'\n') {
                     said.server = parse_server_answer(&String::from_utf8_lossy(&seen[..end]));
+                    if let Some(server) = &said.server {
+                        watch.reached(server);
+                    }
                     seen.drain(..=end);
                     first_line = false;
                 }
@@ -675,6 +755,9 @@ async fn abort(
         Some(e) => {
             psql.kill();
             let _ = psql.wait().await;
+            // Its output is closed now: the watcher ends, having noted the
+            // server psql reached for the caller.
+            let _ = tokio::time::timeout(PSQL_VERDICT, failure.said()).await;
             e.map_message(|m| format!("{m}; psql was stopped before COMMIT, {NOTHING_RESTORED}"))
         }
         None => {
@@ -731,7 +814,8 @@ impl Failure {
             self.psql_error(&e)
         } else {
             Error::target(format!(
-                "{e}; the connection ended while committing: the restore may or may not have committed, check the target"
+                "{}; the connection ended while committing: the restore may or may not have committed, check the target",
+                redact_passwords(&e)
             ))
         }
     }
@@ -741,6 +825,10 @@ impl Failure {
     /// URL that is wrong.
     fn psql_error(&self, reason: &str) -> Error {
         let flag = self.into.flag();
+        // Only psql's own error lines: its `LINE n:` echo and a CONTEXT or
+        // QUERY can quote the statement, and a statement can hold a secret
+        // (`CREATE SUBSCRIPTION … CONNECTION '… password=…'`).
+        let reason = &redact_passwords(&error_lines(reason));
         if let Some(line) = sql_error_line(reason) {
             let object = self.objects.lock().ok().and_then(|o| o.object_at(line));
             let at = object.map(|o| format!(" at {o}")).unwrap_or_default();
@@ -771,6 +859,96 @@ fn sql_error_line(message: &str) -> Option<u64> {
             .then(|| line.parse().ok())
             .flatten()
     })
+}
+
+/// psql's failure (`psql failed (exit code 3): <stderr lines joined by
+/// " | ">`) with only the lines psql itself wrote (`psql:<stdin>:57:
+/// ERROR:  …`, `psql: error: …`): the rest (`LINE 1: …`, the caret,
+/// `DETAIL`, `CONTEXT`, `QUERY`) can echo SQL and the data in it, and the
+/// error names the object already. Without such a line, the whole.
+fn error_lines(reason: &str) -> String {
+    let Some(at) = reason.find("psql:") else {
+        return reason.to_string();
+    };
+    let (head, rest) = reason.split_at(at);
+    let kept: Vec<&str> = rest
+        .split(" | ")
+        .filter(|part| part.starts_with("psql:"))
+        .collect();
+    format!("{head}{}", kept.join(" | "))
+}
+
+/// `password=…` (a connection string) and `password '…'` (an option or a
+/// role's password) with the value replaced: a belt under [`error_lines`],
+/// for an error message that quotes one itself.
+fn redact_passwords(text: &str) -> String {
+    const WORD: &str = "password";
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(WORD) {
+        let start = from + found;
+        let mut at = start + WORD.len();
+        from = at;
+        // Part of a longer name (`password_hash`, `passwords`): not one.
+        if bytes
+            .get(at)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            continue;
+        }
+        // A quoted option name: `"password" '…'`.
+        if bytes.get(at) == Some(&b'"') {
+            at += 1;
+        }
+        let skip_spaces = |mut i: usize| {
+            while bytes.get(i) == Some(&b' ') {
+                i += 1;
+            }
+            i
+        };
+        at = skip_spaces(at);
+        let value_start = match bytes.get(at) {
+            Some(b'=') => skip_spaces(at + 1),
+            Some(b'\'') => at,
+            _ => continue,
+        };
+        let (secret, end) = match bytes.get(value_start) {
+            // Quoted: up to the closing quote (as many quotes as opened
+            // it, for a conninfo value quoted inside an SQL literal).
+            Some(b'\'') => {
+                let quotes = bytes[value_start..]
+                    .iter()
+                    .take_while(|b| **b == b'\'')
+                    .count();
+                let inner = value_start + quotes;
+                match text[inner..].find(&"'".repeat(quotes)) {
+                    Some(i) => (inner..inner + i, inner + i + quotes),
+                    None => (inner..text.len(), text.len()),
+                }
+            }
+            _ => {
+                let end = bytes[value_start..]
+                    .iter()
+                    .position(|b| {
+                        b.is_ascii_whitespace() || matches!(b, b'\'' | b'"' | b')' | b',')
+                    })
+                    .map_or(text.len(), |i| value_start + i);
+                (value_start..end, end)
+            }
+        };
+        if secret.is_empty() {
+            continue;
+        }
+        out.push_str(&text[copied..secret.start]);
+        out.push_str("***");
+        copied = secret.end;
+        from = end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// The role of `ERROR:  role "app_role" does not exist`.
@@ -943,6 +1121,86 @@ mod tests {
         assert!(
             e.starts_with("psql stopped at TABLE public.t: psql failed (exit code 3): psql:<stdin>:6: ERROR:  relation \"t\" already exists; the transaction was rolled back"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn psql_s_error_keeps_its_own_lines_and_no_secret() {
+        let mut objects = ObjectLines::after("");
+        objects.feed(b"--\n-- Name: s; Type: SUBSCRIPTION; Schema: -; Owner: app\n--\n\nCREATE SUBSCRIPTION s CONNECTION 'host=pub password=hunter2 dbname=app' PUBLICATION p;\n");
+        objects.feed(b"--\n-- Name: USER MAPPING app SERVER files; Type: USER MAPPING; Schema: -; Owner: app\n--\n\nCREATE USER MAPPING FOR app SERVER files OPTIONS (user 'app', password 'hunter 2');\n");
+        let failure = failure(RestoreInto::Target, Arc::new(Mutex::new(objects)));
+        for (reason, object) in [
+            (
+                "psql failed (exit code 3): psql:<stdin>:5: ERROR:  could not connect to the publisher: connection to server at \"pub\" failed: FATAL:  password authentication failed for user \"app\" | LINE 1: CREATE SUBSCRIPTION s CONNECTION 'host=pub password=hunter2 dbname=app' PUBLICATION p; |                                                                      ^",
+                "at SUBSCRIPTION s:",
+            ),
+            (
+                "psql failed (exit code 3): psql:<stdin>:10: ERROR:  server \"files\" does not exist | LINE 1: CREATE USER MAPPING FOR app SERVER files OPTIONS (user 'app', password 'hunter 2'); | ^ | CONTEXT:  SQL statement \"ALTER USER MAPPING FOR app SERVER files OPTIONS (password 'hunter 2')\"",
+                "at USER MAPPING USER MAPPING app SERVER files:",
+            ),
+        ] {
+            let e = failure.judge_psql(reason.to_string());
+            assert_eq!(e.category(), ErrorCategory::Target);
+            let e = e.to_string();
+            assert!(e.contains(object) && e.contains("ERROR:  "), "{e}");
+            assert!(e.ends_with(NOTHING_RESTORED), "{e}");
+            for echoed in ["hunter", "LINE 1", "CONTEXT", "CREATE "] {
+                assert!(!e.contains(echoed), "{echoed}: {e}");
+            }
+        }
+        // A connection lost while committing says what psql said, minus secrets.
+        let e = failure
+            .judge_psql(
+                "psql failed (exit code 2): server closed the connection; password=hunter2".into(),
+            )
+            .to_string();
+        assert!(e.contains("password=***") && !e.contains("hunter"), "{e}");
+    }
+
+    #[test]
+    fn passwords_in_text_are_redacted() {
+        for (text, redacted) in [
+            (
+                "host=db password=hunter2 dbname=x",
+                "host=db password=*** dbname=x",
+            ),
+            (
+                "OPTIONS (user 'a', password 'hun ter')",
+                "OPTIONS (user 'a', password '***')",
+            ),
+            (
+                "ROLE r ENCRYPTED PASSWORD 'x'",
+                "ROLE r ENCRYPTED PASSWORD '***'",
+            ),
+            ("OPTIONS (\"password\" 'x')", "OPTIONS (\"password\" '***')"),
+            (
+                "CONNECTION 'password=''a b'' host=h'",
+                "CONNECTION 'password=''***'' host=h'",
+            ),
+            (
+                "password = 'x', password=y",
+                "password = '***', password=***",
+            ),
+            ("password 'unterminated", "password '***"),
+        ] {
+            assert_eq!(redact_passwords(text), redacted, "{text}");
+        }
+        for kept in [
+            "password authentication failed for user \"bob\"",
+            "column password_hash = 'abc'",
+            "password=",
+            "no passwords here",
+        ] {
+            assert_eq!(redact_passwords(kept), kept);
+        }
+        assert_eq!(
+            error_lines("psql failed (exit code 3): psql:<stdin>:5: ERROR:  x | LINE 1: y | ^ | psql:<stdin>:6: error: z"),
+            "psql failed (exit code 3): psql:<stdin>:5: ERROR:  x | psql:<stdin>:6: error: z"
+        );
+        assert_eq!(
+            error_lines("psql failed (exit code 2)"),
+            "psql failed (exit code 2)"
         );
     }
 

@@ -21,7 +21,10 @@ use std::io::Read;
 use redis::{Connection, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
 use super::checksum::{DumpDigest, FOOTER_LEN};
-use super::rdb::{self, KeyHead, RdbError, RdbEvent, RdbReader, Shape};
+use super::packed;
+use super::rdb::{
+    self, Body, Element, KeyHead, Large, LargeKind, RdbError, RdbEvent, RdbReader, Shape, Str,
+};
 use super::resp::{self, Restore};
 use super::staging;
 use super::wire::{key_label, one_line, Sent, Wire};
@@ -35,6 +38,10 @@ pub const SPLIT_ABOVE: usize = 8 << 20;
 /// bytes or items.
 const PART_BYTES: usize = 1 << 20;
 const PART_ITEMS: usize = 1024;
+/// A string inside a list, set, hash or zset larger than this (one later
+/// part) is never held: it streams from the backup to the server, into the
+/// RESTORE or, decoded, into the argument of a command of its own.
+const STREAM_ABOVE: u64 = PART_BYTES as u64;
 /// A payload streams from the backup to the server in chunks of this size.
 const CHUNK: usize = 256 << 10;
 const READ_BUFFER: usize = 64 << 10;
@@ -369,26 +376,35 @@ fn replay<R: Read>(
     let reader = RdbReader::new(buffered).map_err(|e| e.to_string())?;
     let mut replay = Replay {
         reader,
-        wire: Wire::new(conn),
-        sink,
-        replace,
-        db: 0,
-        chunk: vec![0; CHUNK],
-        no_touch: None,
+        out: Out {
+            wire: Wire::new(conn),
+            sink,
+            replace,
+            db: 0,
+            chunk: vec![0; CHUNK],
+            no_touch: None,
+        },
     };
     let outcome = replay.run(now_ms, stats);
     if outcome.is_err() {
         // Commands already written still get their replies: read them, so
         // the keys they created are counted for the cleanup, and the
         // connection is free for it.
-        let _ = replay.settle();
+        let _ = replay.out.settle();
     }
     outcome
 }
 
-/// One pass over the RDB, writing into the target.
+/// One pass over the RDB, writing into the target. The reader and the
+/// writing side are apart so a large string can stream from one to the
+/// other.
 struct Replay<'c, 's, R> {
     reader: RdbReader<R>,
+    out: Out<'c, 's>,
+}
+
+/// The writing side of a [`Replay`].
+struct Out<'c, 's> {
     wire: Wire<'c>,
     sink: Sink<'s>,
     replace: bool,
@@ -399,13 +415,16 @@ struct Replay<'c, 's, R> {
     no_touch: Option<bool>,
 }
 
+/// What the commands after a value's first RESTORE add, in messages.
+const LATER: &str = "its later elements";
+
 impl<R: Read> Replay<'_, '_, R> {
     fn run(&mut self, now_ms: i64, stats: &mut RestoreStats) -> Result<(), String> {
         // Staged restores start in database 0's scratch database.
-        self.select(0)?;
+        self.out.select(0)?;
         while let Some(event) = self.reader.next_event().map_err(|e| e.to_string())? {
             match event {
-                RdbEvent::SelectDb(n) => self.select(n)?,
+                RdbEvent::SelectDb(n) => self.out.select(n)?,
                 RdbEvent::Key(head) => {
                     if head.expire_at_ms.is_some_and(|t| t <= now_ms) {
                         self.reader.skip_value(&head).map_err(|e| e.to_string())?;
@@ -416,14 +435,14 @@ impl<R: Read> Replay<'_, '_, R> {
                     stats.keys += 1;
                 }
                 RdbEvent::Function(code) => {
-                    self.settle()?;
+                    self.out.settle()?;
                     let mut cmd = redis::cmd("FUNCTION");
                     cmd.arg("LOAD");
-                    if self.replace {
+                    if self.out.replace {
                         cmd.arg("REPLACE");
                     }
                     cmd.arg(code)
-                        .exec(self.wire.conn())
+                        .exec(self.out.wire.conn())
                         .map_err(|e| format!("FUNCTION LOAD: {e}"))?;
                     stats.functions += 1;
                 }
@@ -433,9 +452,290 @@ impl<R: Read> Replay<'_, '_, R> {
                 }
             }
         }
-        self.settle()
+        self.out.settle()
     }
 
+    fn key(&mut self, head: &KeyHead) -> Result<(), String> {
+        let t = head.value_type;
+        match rdb::shape(t) {
+            Shape::OneString { fixed } => {
+                let (string_head, body) = self
+                    .reader
+                    .string_head(fixed)
+                    .map_err(|e| unreadable(head, e))?;
+                let args = restore_args(head, self.out.replace, true);
+                self.restore(head, &args, &[&[t], &string_head], body)
+            }
+            Shape::Counted => self.counted(head),
+            Shape::Whole => {
+                let value = self.reader.value(head).map_err(|e| e.to_string())?;
+                let args = restore_args(head, self.out.replace, true);
+                self.restore(head, &args, &[&value], 0)
+            }
+        }
+    }
+
+    /// One RESTORE. Its payload is `prefix` (from memory), then `body`
+    /// bytes sent verbatim as they are read from the backup, then the DUMP
+    /// footer.
+    fn restore(
+        &mut self,
+        head: &KeyHead,
+        args: &Restore<'_>,
+        prefix: &[&[u8]],
+        body: u64,
+    ) -> Result<(), String> {
+        let out = &mut self.out;
+        let payload_len = prefix.iter().map(|p| p.len() as u64).sum::<u64>() + body + FOOTER_LEN;
+        out.wire.write(&args.head(payload_len))?;
+        let mut digest = DumpDigest::new();
+        for part in prefix {
+            digest.update(part);
+            out.wire.write(part)?;
+        }
+        let mut left = body;
+        let mut unread = None;
+        while left > 0 {
+            let chunk = &mut out.chunk[..left.min(CHUNK as u64) as usize];
+            if let Err(e) = self.reader.body(chunk) {
+                unread = Some(e);
+                break;
+            }
+            digest.update(chunk);
+            out.wire.write(chunk)?;
+            left -= chunk.len() as u64;
+        }
+        let footer = match unread {
+            None => digest.footer(self.reader.version()),
+            Some(_) => {
+                // The server waits for the announced bytes: complete the
+                // command with a payload it refuses, so no key is made and
+                // the connection stays usable for the cleanup.
+                out.wire.pad(left)?;
+                digest.spoiled_footer()
+            }
+        };
+        out.wire.write(&footer)?;
+        out.wire.write(&args.tail())?;
+        let sent = out.sent_for(head, None);
+        match unread {
+            None => out.sent(sent, payload_len),
+            Some(e) => {
+                // The read error is the one to report, not the refusal.
+                let _ = out.sent(sent, payload_len);
+                Err(unreadable(head, e))
+            }
+        }
+    }
+
+    /// A list, set, hash or zset: in one RESTORE if its elements fit in
+    /// [`SPLIT_ABOVE`] and none holds a string above [`STREAM_ABOVE`], else
+    /// in parts.
+    fn counted(&mut self, head: &KeyHead) -> Result<(), String> {
+        let t = head.value_type;
+        let (count_head, count) = self.reader.count().map_err(|e| unreadable(head, e))?;
+        let mut elements = Vec::new();
+        let mut taken = 0;
+        let mut large = None;
+        while taken < count && elements.len() <= SPLIT_ABOVE {
+            match self
+                .reader
+                .element(t, STREAM_ABOVE)
+                .map_err(|e| unreadable(head, e))?
+            {
+                // The first element is the buffer: no copy of it.
+                Element::Whole(raw) if elements.is_empty() => elements = raw,
+                Element::Whole(raw) => elements.extend_from_slice(&raw),
+                Element::Large(l) => {
+                    large = Some(l);
+                    break;
+                }
+            }
+            taken += 1;
+        }
+        // A large element whose length is known once its header is read
+        // goes into the RESTORE verbatim, its body streamed.
+        let verbatim = large
+            .as_ref()
+            .and_then(|l| Some((l.known_tail(t)?, l)))
+            .map(|(tail, l)| (l.raw.as_slice(), l.body.stored() + tail));
+        let last = taken + u64::from(verbatim.is_some()) == count;
+        if last && (large.is_none() || verbatim.is_some()) {
+            let args = restore_args(head, self.out.replace, true);
+            let (raw, body) = verbatim.unwrap_or((&[], 0));
+            return self.restore(head, &args, &[&[t], &count_head, &elements, raw], body);
+        }
+        tracing::info!(
+            key = %String::from_utf8_lossy(&head.key),
+            kind = head.type_name(),
+            elements = count,
+            "a value larger than {} MiB or holding an element above {} MiB: restored in parts",
+            SPLIT_ABOVE >> 20,
+            STREAM_ABOVE >> 20
+        );
+        self.out.keep_eviction_hints(head)?;
+        // The first part goes without the expiry: were it to pass between
+        // parts, the later parts would make a new key of their own. The
+        // expiry is set after the last part.
+        let args = restore_args(head, self.out.replace, false);
+        let mut placeholder = None;
+        if let Some((raw, body)) = verbatim {
+            taken += 1;
+            let first_count = rdb::encode_len(taken);
+            self.restore(head, &args, &[&[t], &first_count, &elements, raw], body)?;
+            large = None;
+        } else if taken == 0 {
+            // A large hash field (or old zset member) first: RESTORE cannot
+            // make an empty key, so it makes one with a stand-in element,
+            // removed once the large one is in.
+            let (stand_in, remove) = stand_in(t, &head.key)
+                .ok_or_else(|| unreadable(head, RdbError::Format("no element".into())))?;
+            self.restore(head, &args, &[&[t], &rdb::encode_len(1), stand_in], 0)?;
+            placeholder = Some(remove);
+        } else {
+            let first_count = rdb::encode_len(taken);
+            self.restore(head, &args, &[&[t], &first_count, &elements], 0)?;
+        }
+        drop(elements);
+        // The later parts add to the key, so it must be the one this
+        // RESTORE made, not one another client created meanwhile.
+        self.out.settle()?;
+        let mut part = Part::new(follow_up_verb(t), &head.key);
+        if let Some(l) = large {
+            self.large(head, &mut part, l)?;
+            taken += 1;
+        }
+        if let Some(remove) = placeholder {
+            self.out.send(head, &remove, LATER)?;
+        }
+        for _ in taken..count {
+            match self
+                .reader
+                .element(t, STREAM_ABOVE)
+                .map_err(|e| unreadable(head, e))?
+            {
+                Element::Whole(raw) => {
+                    part.add(rdb::element_args(t, &raw).map_err(|e| unreadable(head, e))?);
+                    if part.is_full() {
+                        self.out.send(head, &part.take(), LATER)?;
+                    }
+                }
+                Element::Large(l) => self.large(head, &mut part, l)?,
+            }
+        }
+        self.out.flush(head, &mut part)?;
+        if let Some(at) = head.expire_at_ms {
+            let at = at.to_string();
+            let expire = resp::command(&[&b"PEXPIREAT"[..], &head.key, at.as_bytes()]);
+            self.out.send(head, &expire, "its expiry")?;
+        }
+        Ok(())
+    }
+
+    /// An element with a string above [`STREAM_ABOVE`], added to a key
+    /// restored before: the string streams, decoded, from the backup into
+    /// the command's argument (see [`Out::begin_streamed`]).
+    fn large(&mut self, head: &KeyHead, part: &mut Part<'_>, large: Large) -> Result<(), String> {
+        let t = head.value_type;
+        if let LargeKind::Packed { listpack } = large.kind {
+            return self.packed(head, part, large.body, listpack);
+        }
+        self.out.flush(head, part)?;
+        let key = head.key.as_slice();
+        let (argc, lead): (usize, Vec<&[u8]>) = match &large.kind {
+            LargeKind::Field => (4, vec![b"HSET", key]),
+            LargeKind::Value { field } => (4, vec![b"HSET", key, field]),
+            // ZADD takes the score first, but it follows the member in the
+            // RDB: a script takes them the other way round.
+            LargeKind::Member => (6, vec![b"EVAL", ZADD_MEMBER_FIRST, b"1", key]),
+            _ => (3, vec![follow_up_verb(t), key]),
+        };
+        self.out.begin_streamed(argc, &lead)?;
+        let len = large.body.decoded_len();
+        let mut failed = self
+            .out
+            .bulk_from(len, &mut self.reader.decoded(large.body))?;
+        // The rest of the element; the argument count is announced, so an
+        // argument that cannot be read is sent empty (and the command
+        // discarded).
+        match large.kind {
+            LargeKind::Field if failed.is_none() => {
+                match self.reader.string_bounded(STREAM_ABOVE) {
+                    Ok(Str::Small(value)) => self.out.small_arg(&value)?,
+                    Ok(Str::Large(body)) => {
+                        failed = self
+                            .out
+                            .bulk_from(body.decoded_len(), &mut self.reader.decoded(body))?
+                    }
+                    Err(e) => {
+                        self.out.small_arg(b"")?;
+                        failed = Some(e);
+                    }
+                }
+            }
+            LargeKind::Member if failed.is_none() => match self.reader.score(t) {
+                Ok(score) => self.out.small_arg(&score)?,
+                Err(e) => {
+                    self.out.small_arg(b"")?;
+                    failed = Some(e);
+                }
+            },
+            LargeKind::Field | LargeKind::Member => self.out.small_arg(b"")?,
+            _ => {}
+        }
+        self.out.end_streamed(head, len, failed)
+    }
+
+    /// A quicklist node holding a large item: its items read as the node
+    /// streams past, small ones into parts, large ones streamed on.
+    fn packed(
+        &mut self,
+        head: &KeyHead,
+        part: &mut Part<'_>,
+        body: Body,
+        listpack: bool,
+    ) -> Result<(), String> {
+        let out = &mut self.out;
+        let mut items = packed::Items::new(self.reader.decoded(body), listpack);
+        let failed = |e| unreadable(head, rdb::read_error(e));
+        while let Some(item) = items.next(STREAM_ABOVE).map_err(failed)? {
+            match item {
+                packed::Item::Small(item) => {
+                    part.add(vec![item]);
+                    if part.is_full() {
+                        out.send(head, &part.take(), LATER)?;
+                    }
+                }
+                packed::Item::Large(len) => {
+                    out.flush(head, part)?;
+                    out.begin_streamed(3, &[b"RPUSH", &head.key])?;
+                    let unread = out.bulk_from(len, items.input())?;
+                    out.end_streamed(head, len, unread)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `EVAL` script adding a zset member with its score, taking them in the
+/// order the RDB has them.
+const ZADD_MEMBER_FIRST: &[u8] = b"return redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])";
+
+/// For a value whose first element has a large string before its end (a
+/// hash field, a member of a zset of the oldest format): a stand-in element
+/// for the first RESTORE, and the command removing it. Its field or member
+/// is empty, which the large one is not; an empty one later in the value is
+/// added after the removal.
+fn stand_in(t: u8, key: &[u8]) -> Option<(&'static [u8], Vec<u8>)> {
+    match t {
+        4 => Some((b"\x00\x00", resp::command(&[&b"HDEL"[..], key, b""]))),
+        3 => Some((b"\x00\x010", resp::command(&[&b"ZREM"[..], key, b""]))),
+        _ => None,
+    }
+}
+
+impl Out<'_, '_> {
     fn settle(&mut self) -> Result<(), String> {
         let sink = &mut self.sink;
         self.wire.settle(&mut |db, key| sink.record(db, key))
@@ -454,134 +754,88 @@ impl<R: Read> Replay<'_, '_, R> {
         Ok(())
     }
 
-    fn key(&mut self, head: &KeyHead) -> Result<(), String> {
-        let t = head.value_type;
-        match rdb::shape(t) {
-            Shape::OneString { fixed } => {
-                let (string_head, body) = self
-                    .reader
-                    .string_head(fixed)
-                    .map_err(|e| unreadable(head, e))?;
-                let args = restore_args(head, self.replace, true);
-                self.restore(head, &args, &[&[t], &string_head], body)
-            }
-            Shape::Counted => self.counted(head),
-            Shape::Whole => {
-                let value = self.reader.value(head).map_err(|e| e.to_string())?;
-                let args = restore_args(head, self.replace, true);
-                self.restore(head, &args, &[&value], 0)
-            }
-        }
-    }
-
-    /// One RESTORE. Its payload is `prefix` (from memory), then `body`
-    /// bytes sent as they are read from the backup, then the DUMP footer.
-    fn restore(
-        &mut self,
-        head: &KeyHead,
-        args: &Restore<'_>,
-        prefix: &[&[u8]],
-        body: u64,
-    ) -> Result<(), String> {
-        let payload_len = prefix.iter().map(|p| p.len() as u64).sum::<u64>() + body + FOOTER_LEN;
-        self.wire.write(&args.head(payload_len))?;
-        let mut digest = DumpDigest::new();
-        for part in prefix {
-            digest.update(part);
-            self.wire.write(part)?;
-        }
-        let mut left = body;
-        let mut unread = None;
-        while left > 0 {
-            let chunk = &mut self.chunk[..left.min(CHUNK as u64) as usize];
-            if let Err(e) = self.reader.body(chunk) {
-                unread = Some(e);
-                break;
-            }
-            digest.update(chunk);
-            self.wire.write(chunk)?;
-            left -= chunk.len() as u64;
-        }
-        let footer = match unread {
-            None => digest.footer(self.reader.version()),
-            Some(_) => {
-                // The server waits for the announced bytes: complete the
-                // command with a payload it refuses, so no key is made and
-                // the connection stays usable for the cleanup.
-                self.wire.pad(left)?;
-                digest.spoiled_footer()
-            }
-        };
-        self.wire.write(&footer)?;
-        self.wire.write(&args.tail())?;
-        let sent = self.sent_for(head, None);
-        match unread {
-            None => self.sent(sent, payload_len),
-            Some(e) => {
-                // The read error is the one to report, not the refusal.
-                let _ = self.sent(sent, payload_len);
-                Err(unreadable(head, e))
-            }
-        }
-    }
-
-    /// A list, set, hash or zset: in one RESTORE if its elements fit in
-    /// [`SPLIT_ABOVE`], else in parts.
-    fn counted(&mut self, head: &KeyHead) -> Result<(), String> {
-        let t = head.value_type;
-        let (count_head, count) = self.reader.count().map_err(|e| unreadable(head, e))?;
-        let mut elements = Vec::new();
-        let mut taken = 0;
-        while taken < count && elements.len() <= SPLIT_ABOVE {
-            elements.extend(self.reader.element(t).map_err(|e| unreadable(head, e))?);
-            taken += 1;
-        }
-        if taken == count {
-            let args = restore_args(head, self.replace, true);
-            return self.restore(head, &args, &[&[t], &count_head, &elements], 0);
-        }
-        tracing::info!(
-            key = %String::from_utf8_lossy(&head.key),
-            kind = head.type_name(),
-            elements = count,
-            "a value larger than {} MiB: restored in parts",
-            SPLIT_ABOVE >> 20
-        );
-        self.keep_eviction_hints(head)?;
-        // The first part goes without the expiry: were it to pass between
-        // parts, the later parts would make a new key of their own. The
-        // expiry is set after the last part.
-        let args = restore_args(head, self.replace, false);
-        let first_count = rdb::encode_len(taken);
-        self.restore(head, &args, &[&[t], &first_count, &elements], 0)?;
-        drop(elements);
-        // The later parts add to the key, so it must be the one this
-        // RESTORE made, not one another client created meanwhile.
-        self.settle()?;
-        let mut part = Part::new(follow_up_verb(t), &head.key);
-        for _ in taken..count {
-            let element = self.reader.element(t).map_err(|e| unreadable(head, e))?;
-            part.add(rdb::element_args(t, &element).map_err(|e| unreadable(head, e))?);
-            if part.is_full() {
-                self.send(head, &part.take(), "its later elements")?;
-            }
-        }
-        if !part.args.is_empty() {
-            self.send(head, &part.take(), "its later elements")?;
-        }
-        if let Some(at) = head.expire_at_ms {
-            let at = at.to_string();
-            let expire = resp::command(&[&b"PEXPIREAT"[..], &head.key, at.as_bytes()]);
-            self.send(head, &expire, "its expiry")?;
-        }
-        Ok(())
-    }
-
     /// A command adding to the key of `head`, restored before.
     fn send(&mut self, head: &KeyHead, command: &[u8], adds: &'static str) -> Result<(), String> {
         self.wire.write(command)?;
         let sent = self.sent_for(head, Some(adds));
         self.sent(sent, command.len() as u64)
+    }
+
+    /// Sends the elements gathered in `part`, if any.
+    fn flush(&mut self, head: &KeyHead, part: &mut Part<'_>) -> Result<(), String> {
+        if part.args.is_empty() {
+            return Ok(());
+        }
+        self.send(head, &part.take(), LATER)
+    }
+
+    /// Starts a command of `argc` arguments, the first ones `lead`, whose
+    /// next argument streams from the backup. It goes inside MULTI … EXEC:
+    /// its length is announced before its bytes are read, so if reading
+    /// fails halfway the command can only be completed with filler — and
+    /// DISCARD then drops it, where the server would otherwise run it.
+    fn begin_streamed(&mut self, argc: usize, lead: &[&[u8]]) -> Result<(), String> {
+        let mut start = resp::command(&[b"MULTI"]);
+        resp::array_head(&mut start, argc);
+        for arg in lead {
+            resp::bulk(&mut start, arg);
+        }
+        self.wire.write(&start)
+    }
+
+    fn small_arg(&mut self, arg: &[u8]) -> Result<(), String> {
+        let mut bulk = Vec::with_capacity(arg.len() + 16);
+        resp::bulk(&mut bulk, arg);
+        self.wire.write(&bulk)
+    }
+
+    /// `len` bytes from `src` as one argument, in chunks. A failed read is
+    /// returned (the outer error is the server's); the argument is then
+    /// padded with zeros, so the command stays well-formed.
+    fn bulk_from(&mut self, len: u64, src: &mut impl Read) -> Result<Option<RdbError>, String> {
+        let mut head = Vec::with_capacity(24);
+        resp::bulk_head(&mut head, len);
+        self.wire.write(&head)?;
+        let mut left = len;
+        while left > 0 {
+            let chunk = &mut self.chunk[..left.min(CHUNK as u64) as usize];
+            if let Err(e) = src.read_exact(chunk) {
+                self.wire.pad(left)?;
+                self.wire.write(b"\r\n")?;
+                return Ok(Some(rdb::read_error(e)));
+            }
+            self.wire.write(chunk)?;
+            left -= chunk.len() as u64;
+        }
+        self.wire.write(b"\r\n")?;
+        Ok(None)
+    }
+
+    /// Ends a command begun with [`Self::begin_streamed`]: EXEC, or DISCARD
+    /// if part of it could not be read (that error is then returned).
+    fn end_streamed(
+        &mut self,
+        head: &KeyHead,
+        bytes: u64,
+        unread: Option<RdbError>,
+    ) -> Result<(), String> {
+        let end: &[u8] = if unread.is_none() {
+            b"EXEC"
+        } else {
+            b"DISCARD"
+        };
+        self.wire.write(&resp::command(&[end]))?;
+        // Three replies: MULTI's, the command's (QUEUED), EXEC's.
+        let mut sent = Ok(());
+        for bytes in [0, 0, bytes] {
+            let one = self.sent_for(head, Some(LATER));
+            sent = sent.and(self.sent(one, bytes));
+        }
+        match unread {
+            None => sent,
+            // The read error is the one to report.
+            Some(e) => Err(unreadable(head, e)),
+        }
     }
 
     fn sent_for(&self, head: &KeyHead, adds: Option<&'static str>) -> Sent {

@@ -2,6 +2,12 @@
 //! RDBs before Redis 7 — decoded into their items. Only a list too large for
 //! one RESTORE needs this: its later quicklist nodes are sent as RPUSH items.
 //! Integers come back as the decimal text Redis itself would print.
+//!
+//! A node holding a large item (Redis puts an item of any size up to 1 GB
+//! into a listpack node of its own) is read as a stream instead
+//! ([`Items`]), so the item need not be held.
+
+use std::io::{self, Read};
 
 /// The items of a listpack.
 pub fn listpack(lp: &[u8]) -> Result<Vec<Vec<u8>>, String> {
@@ -93,6 +99,165 @@ pub fn ziplist(zl: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     }
 }
 
+/// One item of a packed list read as a stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    Small(Vec<u8>),
+    /// A string of this many bytes, larger than the bound: the caller reads
+    /// them from [`Items::input`] before asking for the next item.
+    Large(u64),
+}
+
+/// The items of a listpack or ziplist, read one at a time from `input`
+/// (which yields exactly the packed list's bytes).
+pub struct Items<R> {
+    input: R,
+    listpack: bool,
+    started: bool,
+    done: bool,
+    /// Bytes to skip before the next entry: the back length of a listpack
+    /// entry whose string the caller read.
+    skip: u64,
+}
+
+impl<R: Read> Items<R> {
+    pub fn new(input: R, listpack: bool) -> Self {
+        Items {
+            input,
+            listpack,
+            started: false,
+            done: false,
+            skip: 0,
+        }
+    }
+
+    /// Where the bytes of an [`Item::Large`] are read from.
+    pub fn input(&mut self) -> &mut R {
+        &mut self.input
+    }
+
+    /// The next item, or `None` after the end marker (once the input is
+    /// used up: a packed list never has bytes after it).
+    pub fn next(&mut self, bound: u64) -> io::Result<Option<Item>> {
+        if self.done {
+            return Ok(None);
+        }
+        if !self.started {
+            self.started = true;
+            // Total bytes and item count (and, in a ziplist, the tail offset).
+            self.skip = if self.listpack { 6 } else { 10 };
+        }
+        let skip = std::mem::take(&mut self.skip);
+        if io::copy(&mut (&mut self.input).take(skip), &mut io::sink())? != skip {
+            return Err(cut_short());
+        }
+        let item = if self.listpack {
+            self.listpack_entry(bound)?
+        } else {
+            self.ziplist_entry(bound)?
+        };
+        if item.is_none() {
+            self.done = true;
+            if self.input.read(&mut [0])? != 0 {
+                return Err(invalid("bytes after the end of a packed list".into()));
+            }
+        }
+        Ok(item)
+    }
+
+    fn listpack_entry(&mut self, bound: u64) -> io::Result<Option<Item>> {
+        let b = self.u8()?;
+        // The encoding's size and the string length, or the integer.
+        let (head, value) = match b {
+            0xFF => return Ok(None),
+            _ if b & 0x80 == 0 => (1, Err(i64::from(b & 0x7f))),
+            _ if b & 0xC0 == 0x80 => (1, Ok(u64::from(b & 0x3f))),
+            _ if b & 0xE0 == 0xC0 => {
+                let raw = (i64::from(b & 0x1f) << 8) | i64::from(self.u8()?);
+                (2, Err(signed(raw, 13)))
+            }
+            _ if b & 0xF0 == 0xE0 => (2, Ok((u64::from(b & 0x0f) << 8) | u64::from(self.u8()?))),
+            0xF0 => (5, Ok(u64::from(u32::from_le_bytes(self.array()?)))),
+            0xF1 => (3, Err(i64::from(i16::from_le_bytes(self.array()?)))),
+            0xF2 => (4, Err(int24(self.array()?))),
+            0xF3 => (5, Err(i64::from(i32::from_le_bytes(self.array()?)))),
+            0xF4 => (9, Err(i64::from_le_bytes(self.array()?))),
+            _ => return Err(invalid(format!("unknown listpack encoding {b:#04x}"))),
+        };
+        let entry = head + value.unwrap_or(0);
+        self.skip = backlen_size(usize::try_from(entry).unwrap_or(usize::MAX)) as u64;
+        self.item(value, bound).map(Some)
+    }
+
+    fn ziplist_entry(&mut self, bound: u64) -> io::Result<Option<Item>> {
+        // The previous entry's length: 1 byte, or 0xFE and 4.
+        match self.u8()? {
+            0xFF => return Ok(None),
+            0xFE => {
+                self.array::<4>()?;
+            }
+            _ => {}
+        }
+        let b = self.u8()?;
+        let value = match b >> 6 {
+            0 => Ok(u64::from(b & 0x3f)),
+            1 => Ok((u64::from(b & 0x3f) << 8) | u64::from(self.u8()?)),
+            2 => Ok(u64::from(u32::from_be_bytes(self.array()?))),
+            _ => Err(match b {
+                0xC0 => i64::from(i16::from_le_bytes(self.array()?)),
+                0xD0 => i64::from(i32::from_le_bytes(self.array()?)),
+                0xE0 => i64::from_le_bytes(self.array()?),
+                0xF0 => int24(self.array()?),
+                0xFE => i64::from(i8::from_le_bytes(self.array()?)),
+                0xF1..=0xFD => i64::from(b & 0x0f) - 1,
+                _ => return Err(invalid(format!("unknown ziplist encoding {b:#04x}"))),
+            }),
+        };
+        self.item(value, bound).map(Some)
+    }
+
+    /// A string of `Ok(len)` bytes (read unless larger than `bound`), or
+    /// the integer `Err(value)`.
+    fn item(&mut self, value: Result<u64, i64>, bound: u64) -> io::Result<Item> {
+        match value {
+            Err(n) => Ok(Item::Small(int(n))),
+            Ok(len) if len > bound => Ok(Item::Large(len)),
+            Ok(len) => {
+                let mut s = Vec::new();
+                (&mut self.input).take(len).read_to_end(&mut s)?;
+                if s.len() as u64 != len {
+                    return Err(cut_short());
+                }
+                Ok(Item::Small(s))
+            }
+        }
+    }
+
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut buf = [0; N];
+        self.input.read_exact(&mut buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                cut_short()
+            } else {
+                e
+            }
+        })?;
+        Ok(buf)
+    }
+}
+
+fn cut_short() -> io::Error {
+    invalid(truncated())
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
 fn int(v: impl Into<i64>) -> Vec<u8> {
     v.into().to_string().into_bytes()
 }
@@ -142,10 +307,12 @@ mod tests {
         let mut body = Vec::new();
         for e in entries {
             body.extend_from_slice(e);
+            // 7 bits a byte, the first without the continuation bit.
             let l = e.len();
-            match l {
-                0..=127 => body.push(l as u8),
-                _ => body.extend_from_slice(&[(l >> 7) as u8, (l & 127) as u8 | 128]),
+            let n = backlen_size(l);
+            for i in (0..n).rev() {
+                let group = ((l >> (7 * i)) & 127) as u8;
+                body.push(if i == n - 1 { group } else { group | 128 });
             }
         }
         let mut out = ((body.len() + 7) as u32).to_le_bytes().to_vec();
@@ -231,6 +398,73 @@ mod tests {
             ["0", "12", "-128", "12345", "-1", "-2147483648", "-2", "xyz"].map(String::from),
         );
         assert_eq!(texts(&ziplist(&zl).expect("ziplist")), want);
+    }
+
+    /// Every item, a large one read from the input as the caller would.
+    fn streamed(data: &[u8], listpack: bool, bound: u64) -> io::Result<Vec<Vec<u8>>> {
+        let mut items = Items::new(data, listpack);
+        let mut out = Vec::new();
+        while let Some(item) = items.next(bound)? {
+            out.push(match item {
+                Item::Small(s) => s,
+                Item::Large(n) => {
+                    let mut s = vec![0; usize::try_from(n).expect("len")];
+                    items.input().read_exact(&mut s)?;
+                    s
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn streamed_items_are_the_items_read_whole() {
+        let mut big = vec![0xF0];
+        big.extend_from_slice(&300_000u32.to_le_bytes());
+        big.extend((0..300_000).map(|i| (i % 251) as u8));
+        let mut str12 = vec![0xE0, 200];
+        str12.extend_from_slice(&[b'y'; 200]);
+        let lp = lp(&[
+            vec![0x81, b'a'],
+            big,
+            vec![0xF1, 0x78, 0xEC],
+            str12,
+            vec![0x05],
+        ]);
+        let whole = listpack(&lp).expect("listpack");
+        for bound in [0, 100, 1 << 20] {
+            assert_eq!(
+                streamed(&lp, true, bound).expect("streamed"),
+                whole,
+                "{bound}"
+            );
+        }
+        let mut zl = vec![0; 10];
+        zl.extend_from_slice(b"\x00\x03abc");
+        zl.extend_from_slice(&[5, 0x80]);
+        zl.extend_from_slice(&70_000u32.to_be_bytes());
+        zl.extend(vec![b'q'; 70_000]);
+        zl.extend_from_slice(&[0xFE, 0x76, 0x11, 0x01, 0x00, 0xF1, 0x06, 0xFE, 0x80, 0xFF]);
+        let whole = ziplist(&zl).expect("ziplist");
+        assert_eq!(whole.len(), 4);
+        for bound in [0, 1 << 20] {
+            assert_eq!(
+                streamed(&zl, false, bound).expect("streamed"),
+                whole,
+                "{bound}"
+            );
+        }
+        let mut trailing = lp.clone();
+        trailing.push(0);
+        assert!(streamed(&trailing, true, 0).is_err(), "bytes after the end");
+        assert!(
+            streamed(&lp[..lp.len() - 1], true, 0).is_err(),
+            "no end marker"
+        );
+        assert!(
+            streamed(&lp[..1000], true, 0).is_err(),
+            "cut in a large item"
+        );
     }
 
     #[test]

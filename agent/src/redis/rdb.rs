@@ -7,7 +7,10 @@
 //! need not be held whole: a string's size is in its header, so its body can
 //! be read in chunks ([`RdbReader::string_head`], [`RdbReader::body`]), and
 //! an aggregate can be read element by element ([`RdbReader::count`],
-//! [`RdbReader::element`], [`element_args`]).
+//! [`RdbReader::element`], [`element_args`]). An element holding a string
+//! above a bound is not read whole either: its header says how large the
+//! string is, and its body is read verbatim ([`RdbReader::body`]) or decoded
+//! as it streams ([`RdbReader::decoded`]).
 
 use std::io::{self, Read};
 
@@ -255,9 +258,177 @@ impl<R: Read> RdbReader<R> {
         Ok((head, count))
     }
 
-    /// The next element of a counted value of type `t`, verbatim.
-    pub fn element(&mut self, t: u8) -> Result<Vec<u8>> {
-        self.input.capture(&[], |s| s.skip_element(t))
+    /// The next element of a counted value of type `t`: verbatim, or, if
+    /// one of its strings is larger than `bound`, up to that string's body.
+    pub fn element(&mut self, t: u8, bound: u64) -> Result<Element> {
+        let mut large = None;
+        let raw = self.input.capture(&[], |s| {
+            let strings = match t {
+                4 => 2, // a field and its value
+                1 | 2 | 3 | 5 | 14 | 18 => 1,
+                other => return Err(bad(format!("value type {other} has no elements"))),
+            };
+            if t == 18 {
+                s.plain_len()?; // container kind
+            }
+            for index in 0..strings {
+                let (stored, body) = s.string_body()?;
+                if let Some(body) = body.filter(|b| b.stored().max(b.decoded_len()) > bound) {
+                    large = Some((index, body));
+                    return Ok(());
+                }
+                s.skip(stored)?;
+            }
+            match t {
+                3 => s.text_double().map(drop),
+                5 => s.skip(8),
+                _ => Ok(()),
+            }
+        })?;
+        let Some((index, body)) = large else {
+            return Ok(Element::Whole(raw));
+        };
+        let kind = match (t, index) {
+            (4, 0) => LargeKind::Field,
+            (4, _) => LargeKind::Value {
+                field: Source::new(&raw[..]).string()?,
+            },
+            (3 | 5, _) => LargeKind::Member,
+            (14, _) => LargeKind::Packed { listpack: false },
+            (18, _) => match Source::new(&raw[..]).plain_len()? {
+                1 => LargeKind::Item, // a plain node: the item itself
+                2 => LargeKind::Packed { listpack: true },
+                other => return Err(bad(format!("unknown quicklist container {other}"))),
+            },
+            _ => LargeKind::Item,
+        };
+        Ok(Element::Large(Large { raw, kind, body }))
+    }
+
+    /// The body of a large string, decoded as it is read: exactly
+    /// `body.len()` bytes.
+    pub fn decoded(&mut self, body: Body) -> Decoded<'_, R> {
+        match body {
+            Body::Plain(n) => Decoded(DecodedFrom::Plain((&mut self.input).take(n))),
+            Body::Lzf { stored, len } => Decoded(DecodedFrom::Lzf(lzf::Decoder::new(
+                (&mut self.input).take(stored),
+                len,
+            ))),
+        }
+    }
+
+    /// The next string, whole unless larger than `bound`.
+    pub fn string_bounded(&mut self, bound: u64) -> Result<Str> {
+        self.input.string_bounded(bound)
+    }
+
+    /// The score that ends an element of a zset of type `t`, as ZADD takes it.
+    pub fn score(&mut self, t: u8) -> Result<Vec<u8>> {
+        match t {
+            3 => self.input.text_double(),
+            _ => Ok(score_text(f64::from_le_bytes(self.input.array()?))),
+        }
+    }
+}
+
+/// An element of a counted value, as [`RdbReader::element`] read it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Element {
+    Whole(Vec<u8>),
+    Large(Large),
+}
+
+/// An element with a string larger than the bound: read verbatim up to that
+/// string's body, which comes next in the RDB.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Large {
+    pub raw: Vec<u8>,
+    pub kind: LargeKind,
+    pub body: Body,
+}
+
+/// Which string of its element is large, and what follows its body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LargeKind {
+    /// A list item or a set member: the element's only string.
+    Item,
+    /// A hash field; its value follows (small or large).
+    Field,
+    /// A hash value, the element's last string.
+    Value { field: Vec<u8> },
+    /// A zset member; its score follows ([`RdbReader::score`]).
+    Member,
+    /// A listpack or ziplist (a quicklist node) holding a list's items.
+    Packed { listpack: bool },
+}
+
+impl Large {
+    /// Bytes of the element after the large string's body, when they are
+    /// known before it is read: the element can then go into a RESTORE
+    /// payload verbatim, whose length must be announced first.
+    pub fn known_tail(&self, t: u8) -> Option<u64> {
+        match (&self.kind, t) {
+            (LargeKind::Item | LargeKind::Value { .. } | LargeKind::Packed { .. }, _) => Some(0),
+            (LargeKind::Member, 5) => Some(8), // a binary double
+            // A field's value, an old zset's score written as text.
+            _ => None,
+        }
+    }
+}
+
+/// The body of a string: how it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Plain(u64),
+    Lzf { stored: u64, len: u64 },
+}
+
+impl Body {
+    /// Bytes it takes in the RDB.
+    pub fn stored(self) -> u64 {
+        match self {
+            Body::Plain(n) | Body::Lzf { stored: n, .. } => n,
+        }
+    }
+
+    /// Bytes it decodes to.
+    pub fn decoded_len(self) -> u64 {
+        match self {
+            Body::Plain(n) | Body::Lzf { len: n, .. } => n,
+        }
+    }
+}
+
+/// A string, held or (larger than the bound) still to be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Str {
+    Small(Vec<u8>),
+    Large(Body),
+}
+
+/// A large string's body, decoded from the RDB as it is read.
+pub struct Decoded<'a, R>(DecodedFrom<'a, R>);
+
+enum DecodedFrom<'a, R> {
+    Plain(io::Take<&'a mut Source<R>>),
+    Lzf(lzf::Decoder<io::Take<&'a mut Source<R>>>),
+}
+
+impl<R: Read> Read for Decoded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            DecodedFrom::Plain(r) => r.read(buf),
+            DecodedFrom::Lzf(r) => r.read(buf),
+        }
+    }
+}
+
+/// A failed read of a large string's body as an RDB error: damaged data (a
+/// short file, bad LZF) is a format error, anything else the reader's own.
+pub fn read_error(e: io::Error) -> RdbError {
+    match e.kind() {
+        io::ErrorKind::InvalidData => bad(e.to_string()),
+        _ => eof_is_truncation(e),
     }
 }
 
@@ -523,13 +694,36 @@ impl<R: Read> Source<R> {
         }
     }
 
+    /// Reads a string's header: how many bytes of body follow, and how the
+    /// body is stored unless it is an integer (a few bytes, never large).
+    fn string_body(&mut self) -> Result<(u64, Option<Body>)> {
+        match self.len()? {
+            Len::Plain(n) => Ok((n, Some(Body::Plain(n)))),
+            Len::Encoded(3) => {
+                let stored = self.plain_len()?;
+                let len = self.plain_len()?;
+                Ok((stored, Some(Body::Lzf { stored, len })))
+            }
+            Len::Encoded(e @ 0..=2) => Ok((1 << e, None)),
+            Len::Encoded(e) => Err(bad(format!("unknown string encoding {e}"))),
+        }
+    }
+
     fn skip_string(&mut self) -> Result<()> {
         let body = self.string_head()?;
         self.skip(body)
     }
 
     fn string(&mut self) -> Result<Vec<u8>> {
-        match self.len()? {
+        match self.string_bounded(u64::MAX)? {
+            Str::Small(s) => Ok(s),
+            Str::Large(_) => Err(bad("string too long")),
+        }
+    }
+
+    fn string_bounded(&mut self, bound: u64) -> Result<Str> {
+        let s = match self.len()? {
+            Len::Plain(n) if n > bound => return Ok(Str::Large(Body::Plain(n))),
             Len::Plain(n) => {
                 let mut buf = Vec::new();
                 self.take(n).read_to_end(&mut buf)?;
@@ -544,6 +738,12 @@ impl<R: Read> Source<R> {
             Len::Encoded(3) => {
                 let compressed = self.plain_len()?;
                 let plain = self.plain_len()?;
+                if compressed.max(plain) > bound {
+                    return Ok(Str::Large(Body::Lzf {
+                        stored: compressed,
+                        len: plain,
+                    }));
+                }
                 let mut buf = Vec::new();
                 self.take(compressed).read_to_end(&mut buf)?;
                 lzf::decompress(
@@ -553,7 +753,8 @@ impl<R: Read> Source<R> {
                 .map_err(bad)
             }
             Len::Encoded(e) => Err(bad(format!("unknown string encoding {e}"))),
-        }
+        };
+        s.map(Str::Small)
     }
 
     /// A score in the oldest zset encoding: a length byte, then ASCII (253-255
@@ -674,7 +875,10 @@ mod tests {
                     let (count_head, count) = reader.count().expect("count");
                     value.extend(count_head);
                     for _ in 0..count {
-                        let element = reader.element(t).expect("element");
+                        let Element::Whole(element) = reader.element(t, u64::MAX).expect("element")
+                        else {
+                            panic!("no bound, no large element")
+                        };
                         if t == 4 {
                             assert!(!element_args(t, &element).expect("args").is_empty());
                         }
@@ -687,6 +891,159 @@ mod tests {
         }
         assert_eq!(pieces, whole);
         assert_eq!(whole.len(), 3);
+    }
+
+    /// A reader positioned inside a value, as after its key.
+    fn inside(data: &[u8]) -> RdbReader<&[u8]> {
+        RdbReader {
+            input: Source::new(data),
+            version: 11,
+            finished: false,
+            value_pending: false,
+        }
+    }
+
+    #[test]
+    fn a_large_string_in_an_element_is_left_unread_and_named() {
+        let big = |n: u8| [&[0x40, n][..], &vec![b'x'; usize::from(n)]].concat();
+        // 6 bytes stored, 66 decoded: "ab", then 64 bytes 2 back.
+        let lzf_value = b"\xc3\x06\x40\x42\x01ab\xe0\x37\x01".to_vec();
+        let score = 2.5f64.to_le_bytes();
+        // Type, element, what is large, its body, what follows it.
+        type Case<'a> = (u8, Vec<u8>, LargeKind, Body, &'a [u8]);
+        let cases: Vec<Case> = vec![
+            (1, big(70), LargeKind::Item, Body::Plain(70), b""),
+            (2, big(65), LargeKind::Item, Body::Plain(65), b""),
+            (
+                4,
+                [&b"\x01f"[..], &big(80)].concat(),
+                LargeKind::Value {
+                    field: b"f".to_vec(),
+                },
+                Body::Plain(80),
+                b"",
+            ),
+            // A large field: its value follows.
+            (
+                4,
+                [&big(90)[..], b"\x01v"].concat(),
+                LargeKind::Field,
+                Body::Plain(90),
+                b"\x01v",
+            ),
+            // Large by its decoded length.
+            (
+                4,
+                [&b"\x01f"[..], &lzf_value].concat(),
+                LargeKind::Value {
+                    field: b"f".to_vec(),
+                },
+                Body::Lzf { stored: 6, len: 66 },
+                b"",
+            ),
+            // A zset member: its score follows.
+            (
+                5,
+                [&big(70)[..], &score].concat(),
+                LargeKind::Member,
+                Body::Plain(70),
+                &score,
+            ),
+            (
+                3,
+                [&big(70)[..], b"\x031.5"].concat(),
+                LargeKind::Member,
+                Body::Plain(70),
+                b"\x031.5",
+            ),
+            // Plain and packed quicklist nodes.
+            (
+                18,
+                [&b"\x01"[..], &big(70)].concat(),
+                LargeKind::Item,
+                Body::Plain(70),
+                b"",
+            ),
+            (
+                18,
+                [&b"\x02"[..], &big(70)].concat(),
+                LargeKind::Packed { listpack: true },
+                Body::Plain(70),
+                b"",
+            ),
+        ];
+        for (t, element, kind, body, after) in cases {
+            let mut rdb = inside(&element);
+            let Element::Large(large) = rdb.element(t, 64).expect("element") else {
+                panic!("type {t}: a large element")
+            };
+            assert_eq!((&large.kind, large.body), (&kind, body), "type {t}");
+            // Its raw bytes, the body and what follows make the element.
+            let mut rest = Vec::new();
+            rdb.input.read_to_end(&mut rest).expect("rest");
+            assert_eq!([&large.raw[..], &rest].concat(), element, "type {t}");
+            assert_eq!(&rest[body.stored() as usize..], after, "type {t}");
+            match large.known_tail(t) {
+                Some(n) => assert_eq!(n as usize, after.len(), "type {t}"),
+                None => assert!(t == 3 || kind == LargeKind::Field, "type {t}"),
+            }
+            // Under a higher bound it is an ordinary element.
+            assert_eq!(
+                inside(&element).element(t, 100).expect("element"),
+                Element::Whole(element.clone()),
+                "type {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_body_is_decoded_as_it_is_read() {
+        // "hello", then an LZF string of 12 bytes (6 stored: "ab", then 10
+        // bytes 2 back), then a binary score.
+        let data = [
+            &b"\x05hello\xc3\x06\x0c\x01ab\xe0\x01\x01"[..],
+            &2.5f64.to_le_bytes(),
+            b"rest",
+        ]
+        .concat();
+        let mut rdb = inside(&data);
+        assert_eq!(
+            rdb.string_bounded(100).expect("small"),
+            Str::Small(b"hello".to_vec())
+        );
+        let Str::Large(body) = rdb.string_bounded(4).expect("large") else {
+            panic!("an LZF string above the bound")
+        };
+        assert_eq!(body, Body::Lzf { stored: 6, len: 12 });
+        let mut out = Vec::new();
+        rdb.decoded(body).read_to_end(&mut out).expect("lzf");
+        assert_eq!(out, b"abababababab");
+        assert_eq!(rdb.score(5).expect("score"), b"2.5e0");
+        let mut rest = Vec::new();
+        rdb.input.read_to_end(&mut rest).expect("rest");
+        assert_eq!(rest, b"rest");
+        let mut plain = inside(b"abc");
+        let mut out = Vec::new();
+        plain
+            .decoded(Body::Plain(5))
+            .read_to_end(&mut out)
+            .expect("read");
+        assert_eq!(
+            out, b"abc",
+            "a short body ends early; read_exact reports it"
+        );
+        assert!(matches!(
+            read_error(io::Error::new(io::ErrorKind::UnexpectedEof, "eof")),
+            RdbError::Format(_)
+        ));
+        assert!(matches!(
+            read_error(io::Error::new(io::ErrorKind::InvalidData, "bad LZF")),
+            RdbError::Format(_)
+        ));
+        assert!(matches!(
+            read_error(io::Error::other("store")),
+            RdbError::Io(_)
+        ));
     }
 
     #[test]

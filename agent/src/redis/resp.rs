@@ -14,19 +14,21 @@ pub fn command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
     out
 }
 
-fn array_head(out: &mut Vec<u8>, n: usize) {
+/// `*<n>\r\n`: a command of `n` arguments follows.
+pub fn array_head(out: &mut Vec<u8>, n: usize) {
     out.push(b'*');
     decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
-fn bulk_head(out: &mut Vec<u8>, len: u64) {
+/// `$<len>\r\n`: the argument's bytes follow, then `\r\n`.
+pub fn bulk_head(out: &mut Vec<u8>, len: u64) {
     out.push(b'$');
     decimal(out, len);
     out.extend_from_slice(b"\r\n");
 }
 
-fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
+pub fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
     bulk_head(out, arg.len() as u64);
     out.extend_from_slice(arg);
     out.extend_from_slice(b"\r\n");

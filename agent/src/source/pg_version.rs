@@ -111,7 +111,8 @@ pub enum Refusal {
 }
 
 /// Refuses what cannot work; `allow_older` lets an older target through
-/// (the caller warns). Whatever is unknown is not held against the restore.
+/// (`restore_postgres` warns, naming both versions, once psql names the
+/// server). Whatever is unknown is not held against the restore.
 pub fn check(known: &Known, allow_older: bool) -> Result<(), Refusal> {
     if let (Some(tool), Some((archive, pg_dump))) = (&known.pg_restore, &known.archive) {
         let dump_major = pg_dump.as_ref().map(|v| v.major);

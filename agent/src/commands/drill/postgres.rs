@@ -18,8 +18,8 @@ use vertice_crds::drill::{DrillReport, PostgresChecks, SqlAssertion};
 
 use super::ephemeral_postgres::{self, EphemeralPostgres, EPHEMERAL};
 use super::{scratch, timed, Drilled};
-use crate::commands::restore_postgres::{self, PgRestoreSettings, RestoreInto};
-use crate::commands::verify::open_artifact;
+use crate::commands::restore_postgres::{self, OlderServer, PgRestoreSettings, RestoreInto};
+use crate::commands::verify::{open_artifact, read_failed};
 use crate::error::{Error, Result};
 use crate::source::pg_archive::{self, Contents};
 use crate::target::{resolve_password, PostgresTarget, Target, POSTGRES_PASSWORD_ENV};
@@ -324,6 +324,7 @@ async fn restore_and_check(
         into: place.into,
         allow_older_server: d.args.allow_older_server,
     };
+    let older = OlderServer::default();
     let restored = timed(
         report,
         restore_postgres::restore(
@@ -333,9 +334,15 @@ async fn restore_and_check(
             d.artifact,
             d.identities,
             &scratch,
+            &older,
         ),
     )
     .await;
+    // A pass on an older server than the source's says less: the report
+    // names what --allow-older-server let through, whatever the outcome.
+    if let (Some(note), Some(target)) = (older.describe(), report.target.as_mut()) {
+        target.push_str(&format!("; the server runs {note}"));
+    }
     report.record(
         "restore",
         restored.as_ref().map(|_| ()).map_err(|e| e.to_string()),
@@ -381,8 +388,10 @@ async fn read_contents(d: &Drilled<'_>) -> Result<Contents> {
     let mut head = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
+        // A store that fails midway is not a corrupt archive.
         let n = open.reader.read(&mut buf).await.map_err(|e| {
-            Error::integrity(format!("reading the archive's table of contents: {e}"))
+            read_failed(d.manifest, d.artifact, &e)
+                .context("reading the archive's table of contents")
         })?;
         head.extend_from_slice(&buf[..n]);
         match pg_archive::parse_contents(&head) {
@@ -658,36 +667,8 @@ impl Conn {
 /// restore). sslmode disable, prefer or require. `label` names the flag
 /// (and the URL the user gave) in errors.
 async fn connect(url: &str, password: Option<&str>, label: &str) -> Result<Conn> {
-    let parsed = Url::parse(url).map_err(|e| Error::usage(format!("{label}: {e}")))?;
-    let end = endpoint(&parsed).map_err(|e| Error::usage(format!("{label}: {e}")))?;
-    let mut config = tokio_postgres::Config::new();
-    match &end.host {
-        Host::Socket(dir) => config.host_path(dir),
-        Host::Tcp(host) => config.host(host),
-    };
-    config
-        .port(end.port)
-        .dbname(crate::target::percent_decode(
-            parsed.path().trim_start_matches('/'),
-        ))
-        .application_name("vertice-drill")
-        .connect_timeout(CONNECT_TIMEOUT);
-    if let Some(user) = &end.user {
-        config.user(user);
-    }
-    if let Some(p) = password {
-        config.password(p);
-    }
-    let mode = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "sslmode")
-        .map(|(_, v)| v.into_owned());
-    let ssl = crate::probe::postgres::ssl_mode(mode.as_deref()).map_err(|e| {
-        Error::usage(format!(
-            "{label}: {e}; the drill's own connection supports these"
-        ))
-    })?;
-    config.ssl_mode(ssl);
+    let config = config_for(url, password, label)?;
+    let ssl = config.get_ssl_mode();
     let failed = |e: tokio_postgres::Error| {
         let reason = pg_reason(&e);
         if crate::source::postgres::missing_object(&reason).is_some() || reason.contains("password")
@@ -714,6 +695,50 @@ async fn connect(url: &str, password: Option<&str>, label: &str) -> Result<Conn>
     }
 }
 
+/// The drill's own connection settings for `url`, as psql reads it.
+fn config_for(url: &str, password: Option<&str>, label: &str) -> Result<tokio_postgres::Config> {
+    let parsed = Url::parse(url).map_err(|e| Error::usage(format!("{label}: {e}")))?;
+    let end = endpoint(&parsed).map_err(|e| Error::usage(format!("{label}: {e}")))?;
+    let mut config = tokio_postgres::Config::new();
+    match &end.host {
+        Host::Socket(dir) => config.host_path(dir),
+        Host::Tcp(host) => config.host(host),
+    };
+    config
+        .port(end.port)
+        .dbname(crate::target::percent_decode(
+            parsed.path().trim_start_matches('/'),
+        ))
+        .application_name("vertice-drill")
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(user) = &end.user {
+        config.user(user);
+    }
+    // Where psql connects with `hostaddr=`, and the server settings its
+    // `options=` gives the session: the drill's own checks and its DROP
+    // must meet the server (and session) the restore met.
+    if let Some(addr) = end.hostaddr {
+        config.hostaddr(addr);
+    }
+    if let Some(options) = &end.options {
+        config.options(options);
+    }
+    if let Some(p) = password {
+        config.password(p);
+    }
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| v.into_owned());
+    let ssl = crate::probe::postgres::ssl_mode(mode.as_deref()).map_err(|e| {
+        Error::usage(format!(
+            "{label}: {e}; the drill's own connection supports these"
+        ))
+    })?;
+    config.ssl_mode(ssl);
+    Ok(config)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Host {
     Tcp(String),
@@ -727,11 +752,17 @@ struct Endpoint {
     host: Host,
     port: u16,
     user: Option<String>,
+    /// libpq's `hostaddr=`: the address connected to; `host` then only
+    /// names the server (TLS, a password file).
+    hostaddr: Option<std::net::IpAddr>,
+    /// libpq's `options=`: server settings for the session (`-c …`).
+    options: Option<String>,
 }
 
-/// The URL's host, port and user as libpq reads them: `?host=`, `?port=`
-/// and `?user=` win over the URL's own parts, so the drill's statements
-/// and psql's restore reach the same server as the same user.
+/// The URL's host, hostaddr, port, user and options as libpq reads them:
+/// `?host=`, `?port=` and `?user=` win over the URL's own parts, and
+/// `?hostaddr=` over the host, so the drill's statements and psql's
+/// restore reach the same server as the same user.
 fn endpoint(url: &Url) -> std::result::Result<Endpoint, String> {
     let param = |name: &str| {
         url.query_pairs()
@@ -758,6 +789,17 @@ fn endpoint(url: &Url) -> std::result::Result<Endpoint, String> {
     };
     let user = param("user")
         .or_else(|| Some(crate::target::percent_decode(url.username())).filter(|u| !u.is_empty()));
+    let hostaddr = match param("hostaddr").filter(|a| !a.is_empty()) {
+        Some(a) if a.contains(',') => {
+            return Err(format!(
+                "lists several addresses (hostaddr={a}); the drill needs one server"
+            ))
+        }
+        Some(a) => Some(a.parse().map_err(|_| {
+            format!("hostaddr={a} is not an IP address (libpq takes a numeric address there)")
+        })?),
+        None => None,
+    };
     Ok(Endpoint {
         host: if host.starts_with('/') {
             Host::Socket(host)
@@ -766,6 +808,8 @@ fn endpoint(url: &Url) -> std::result::Result<Endpoint, String> {
         },
         port,
         user,
+        hostaddr,
+        options: param("options").filter(|o| !o.is_empty()),
     })
 }
 
@@ -784,17 +828,19 @@ fn refuse_redirects(url: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// For the report: the server as the drill reached it (`db:5432`, `db
+/// (10.0.0.7):5432`).
 fn host_port(url: &str) -> String {
-    Url::parse(url)
-        .ok()
-        .map(|u| {
-            format!(
-                "{}:{}",
-                u.host_str().unwrap_or("?"),
-                u.port().unwrap_or(5432)
-            )
-        })
-        .unwrap_or_default()
+    let Some(end) = Url::parse(url).ok().and_then(|u| endpoint(&u).ok()) else {
+        return String::new();
+    };
+    let host = match &end.host {
+        Host::Tcp(h) | Host::Socket(h) => h.as_str(),
+    };
+    match end.hostaddr {
+        Some(addr) => format!("{host} ({addr}):{}", end.port),
+        None => format!("{host}:{}", end.port),
+    }
 }
 
 /// A double-quoted identifier. Scratch names are plain, but quoting keeps
@@ -896,7 +942,9 @@ mod tests {
             Ok(Endpoint {
                 host: Host::Tcp("db".into()),
                 port: 5433,
-                user: Some("drill".into())
+                user: Some("drill".into()),
+                hostaddr: None,
+                options: None,
             })
         );
         assert_eq!(
@@ -904,7 +952,9 @@ mod tests {
             Ok(Endpoint {
                 host: Host::Socket("/tmp/x".into()),
                 port: 6000,
-                user: Some("other".into())
+                user: Some("other".into()),
+                hostaddr: None,
+                options: None,
             })
         );
         assert_eq!(
@@ -917,6 +967,38 @@ mod tests {
         assert!(refuse_redirects("postgres://a/postgres?dbname=shop").is_err());
         assert!(refuse_redirects("postgres://a/postgres?service=x").is_err());
         assert!(refuse_redirects("postgres://a/postgres?sslmode=require").is_ok());
+    }
+
+    #[test]
+    fn hostaddr_and_options_reach_the_drill_s_own_connection() {
+        let url = "postgres://drill@db.example:5433/postgres?hostaddr=10.0.0.7&options=-c%20search_path%3Dshop";
+        let end = endpoint(&Url::parse(url).expect("url")).expect("endpoint");
+        assert_eq!(end.host, Host::Tcp("db.example".into()));
+        assert_eq!(end.hostaddr, Some("10.0.0.7".parse().expect("ip")));
+        assert_eq!(end.options.as_deref(), Some("-c search_path=shop"));
+        assert_eq!(host_port(url), "db.example (10.0.0.7):5433");
+        let at = |u: &str| endpoint(&Url::parse(u).expect("url"));
+        assert_eq!(
+            at("postgres://db/postgres?hostaddr=%3A%3A1").map(|e| e.hostaddr),
+            Ok(Some("::1".parse().expect("ip")))
+        );
+        let many = at("postgres://db/postgres?hostaddr=10.0.0.1,10.0.0.2").expect_err("refused");
+        assert!(many.contains("several addresses"), "{many}");
+        let named = at("postgres://db/postgres?hostaddr=db2").expect_err("refused");
+        assert!(named.contains("not an IP address"), "{named}");
+
+        let label = "--restore-to postgres://drill@db.example:5433/postgres";
+        let config = config_for(url, None, label).expect("config");
+        assert_eq!(
+            config.get_hostaddrs(),
+            &["10.0.0.7".parse::<std::net::IpAddr>().expect("ip")]
+        );
+        assert_eq!(config.get_options(), Some("-c search_path=shop"));
+        assert_eq!(config.get_ports(), &[5433]);
+        let e =
+            config_for("postgres://db/postgres?hostaddr=db2", None, label).expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().starts_with("--restore-to "), "{e}");
     }
 
     #[test]

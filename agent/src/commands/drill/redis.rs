@@ -16,9 +16,10 @@ use vertice_crds::drill::{DrillReport, RedisChecks};
 
 use super::throwaway::{find_binary, last_lines, PrivateDir};
 use super::{timed, Drilled};
-use crate::commands::verify::{check_integrity, open_artifact};
+use crate::commands::verify::{check_integrity, open_artifact, read_failed};
 use crate::error::{Error, Result};
 use crate::redis::census::{self, Census};
+use crate::redis::rdb::RdbError;
 
 /// Keys that expire within this long of the census may be gone by the time
 /// the server has loaded.
@@ -181,7 +182,13 @@ async fn parse_stream(
     })
     .await
     .map_err(|e| Error::target(format!("RDB parse task failed: {e}")))?
-    .map_err(|e| Error::integrity(format!("the RDB cannot be read to its end: {e}")))?;
+    .map_err(|e| match e {
+        // The store failed midway: nothing is known about the RDB.
+        RdbError::Io(io) if crate::store::store_failure(&io).is_some() => {
+            read_failed(d.manifest, d.artifact, &io)
+        }
+        e => Error::integrity(format!("the RDB cannot be read to its end: {e}")),
+    })?;
     Ok(census)
 }
 
@@ -205,7 +212,10 @@ async fn write_rdb(d: &Drilled<'_>, path: &Path) -> Result<()> {
         .map_err(|e| Error::target(format!("creating {}: {e}", path.display())))?;
     tokio::io::copy(&mut open.reader, &mut file)
         .await
-        .map_err(|e| Error::target(format!("writing {}: {e}", path.display())))?;
+        .map_err(|e| match crate::store::store_failure(&e) {
+            Some(_) => read_failed(d.manifest, d.artifact, &e),
+            None => Error::target(format!("writing {}: {e}", path.display())),
+        })?;
     file.flush()
         .await
         .map_err(|e| Error::target(format!("writing {}: {e}", path.display())))?;

@@ -101,33 +101,64 @@ pub fn last_lines(log: &Path, count: usize) -> String {
 const INTERRUPTED_GRACE: Duration = Duration::from_secs(5);
 
 /// Asks the server to stop with `signal`, waits up to `grace` (at most
-/// [`INTERRUPTED_GRACE`] once the agent was signalled), then kills it. A
-/// server killed outright can leave children behind (PostgreSQL's
-/// backends) that hold the directory open.
+/// [`INTERRUPTED_GRACE`] once the agent was signalled, also when the signal
+/// arrives during the wait), then kills it. A server killed outright can
+/// leave children behind (PostgreSQL's backends) that hold the directory
+/// open.
 pub async fn stop(
     child: &mut tokio::process::Child,
     signal: Signal,
     grace: Duration,
 ) -> std::result::Result<(), String> {
+    stop_within(
+        child,
+        signal,
+        grace,
+        INTERRUPTED_GRACE,
+        crate::interrupt::cancelled(),
+    )
+    .await
+}
+
+/// [`stop`], with the signal's arrival as a future (tests give their own).
+async fn stop_within(
+    child: &mut tokio::process::Child,
+    signal: Signal,
+    grace: Duration,
+    interrupted_grace: Duration,
+    cancelled: impl std::future::Future<Output = ()>,
+) -> std::result::Result<(), String> {
     if let Ok(Some(_)) = child.try_wait() {
         return Ok(());
     }
-    let grace = if crate::interrupt::received().is_some() {
-        grace.min(INTERRUPTED_GRACE)
-    } else {
-        grace
-    };
+    let started = tokio::time::Instant::now();
+    let mut deadline = started + grace;
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = signal::kill(Pid::from_raw(pid), signal);
     }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("waiting for the server to stop: {e}")),
-        Err(_) => {
+    // The run's wind-down after SIGTERM is shorter than a normal stop's
+    // grace: a signal before or during the wait shortens it, or the run
+    // would be killed mid-wait, leaving the server and its directory.
+    let mut cancelled = std::pin::pin!(cancelled);
+    let mut shortened = false;
+    let waited = loop {
+        tokio::select! {
+            status = child.wait() => break Some(status),
+            () = tokio::time::sleep_until(deadline) => break None,
+            () = &mut cancelled, if !shortened => {
+                shortened = true;
+                deadline = deadline.min(tokio::time::Instant::now() + interrupted_grace);
+            }
+        }
+    };
+    match waited {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(format!("waiting for the server to stop: {e}")),
+        None => {
             let _ = child.kill().await;
             Err(format!(
                 "the server did not stop within {}s of {signal} and was killed",
-                grace.as_secs()
+                (deadline - started).as_secs()
             ))
         }
     }
@@ -164,9 +195,68 @@ pub async fn stop_and_remove(
     let stopped = stop(&mut child, signal, grace).await;
     let path = dir.path.clone();
     drop(dir);
+    if stopped.is_err() && path.exists() {
+        // A killed server's children may still be writing as they die.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = std::fs::remove_dir_all(&path);
+    }
     match (stopped, path.exists()) {
         (Ok(()), false) => Ok(()),
         (Err(e), _) => Err(e),
         (Ok(()), true) => Err(format!("{} could not be removed", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that ignores its stop signal, like one stuck shutting down.
+    fn stubborn() -> tokio::process::Child {
+        crate::pipeline::process::server_command("sh")
+            .args(["-c", "trap '' INT TERM; while :; do sleep 1; done"])
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sh")
+    }
+
+    #[tokio::test]
+    async fn a_signal_during_the_wait_shortens_it() {
+        let mut child = stubborn();
+        // Let the shell set its trap before it is signalled.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let signalled = tokio::time::sleep(Duration::from_millis(300));
+        let stopped = stop_within(
+            &mut child,
+            Signal::SIGINT,
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            signalled,
+        )
+        .await;
+        let took = started.elapsed();
+        let why = stopped.expect_err("killed");
+        assert!(why.contains("was killed"), "{why}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert!(child.try_wait().expect("status").is_some(), "killed");
+    }
+
+    #[tokio::test]
+    async fn without_a_signal_a_stopping_server_gets_its_grace() {
+        let mut child = crate::pipeline::process::server_command("sleep")
+            .arg("60")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sleep");
+        let stopped = stop_within(
+            &mut child,
+            Signal::SIGTERM,
+            Duration::from_secs(30),
+            Duration::from_millis(1),
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(stopped, Ok(()), "sleep stops on SIGTERM");
     }
 }
