@@ -208,6 +208,60 @@ fn a_good_postgres_backup_passes_and_leaves_nothing_behind() {
     assert!(!summary.to_string().contains(&pg.password));
 }
 
+/// libpq's `hostaddr=` and `options=` in `--restore-to`: psql restores at
+/// that address with those settings, and the drill's own checks and its
+/// DROP go there too (the host name resolves nowhere).
+#[test]
+fn hostaddr_and_options_take_the_drill_where_psql_goes() {
+    let pg = Postgres::start();
+    let store = TestStore::file();
+    backed_up_postgres(&pg, &store);
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let target = format!(
+        "{}?hostaddr=127.0.0.1&options=-c%20vertice.probe%3Dyes",
+        pg.url("postgres").replace("127.0.0.1", "db.invalid")
+    );
+    let checks = r#"{"postgres": {"assertions": [
+        {"name": "options", "sql": "SELECT current_setting('vertice.probe', true) = 'yes'"}
+    ]}}"#;
+    let out = Agent::new().run(
+        &[
+            "drill",
+            "--from",
+            &store.url(""),
+            "--restore-to",
+            &target,
+            "--checks-json",
+            checks,
+            "--termination-log",
+            &log.path().to_string_lossy(),
+        ],
+        &store.env_with("PGPASSWORD", &pg.password),
+    );
+    out.assert_ok();
+    let summary = read_summary(log.path());
+    passed(&summary, &["restore", "tables", "sql: options"]);
+    assert_eq!(summary["drill"]["cleaned_up"], true, "{summary}");
+    let port = pg
+        .url("")
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(
+        summary["drill"]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("on db.invalid (127.0.0.1):{port}"))),
+        "{summary}"
+    );
+    assert!(
+        drill_databases(&pg).is_empty(),
+        "{:?}",
+        drill_databases(&pg)
+    );
+}
+
 #[test]
 fn a_failed_assertion_is_named_and_the_scratch_database_still_goes() {
     let pg = Postgres::start();

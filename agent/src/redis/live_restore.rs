@@ -7,7 +7,9 @@
 //! length is known from the value's header, its CRC64 is computed on the
 //! way), and an aggregate whose elements exceed [`SPLIT_ABOVE`] is restored
 //! in parts — a RESTORE of its first elements, then RPUSH / SADD / HSET /
-//! ZADD of the rest, then its expiry.
+//! ZADD of the rest, then its expiry. A single element holding a string
+//! above [`STREAM_ABOVE`] is not held either: it streams verbatim into the
+//! RESTORE, or decoded into the argument of a command of its own.
 //!
 //! All or nothing, as far as Redis allows: the target must hold no keys
 //! unless `replace` is set. On a standalone Redis or Valkey the restore is
@@ -588,8 +590,14 @@ impl<R: Read> Replay<'_, '_, R> {
             // A large hash field (or old zset member) first: RESTORE cannot
             // make an empty key, so it makes one with a stand-in element,
             // removed once the large one is in.
-            let (stand_in, remove) = stand_in(t, &head.key)
-                .ok_or_else(|| unreadable(head, RdbError::Format("no element".into())))?;
+            let (stand_in, remove) = stand_in(t, &head.key).ok_or_else(|| {
+                // Only hash fields and old zset members are large
+                // before their element's end.
+                unreadable(
+                    head,
+                    RdbError::Format("a large element with no stand-in".into()),
+                )
+            })?;
             self.restore(head, &args, &[&[t], &rdb::encode_len(1), stand_in], 0)?;
             placeholder = Some(remove);
         } else {

@@ -164,7 +164,9 @@ impl AzureStore {
     /// One conditional PutBlob, retried; the caller checked the key is free.
     async fn put_new(&self, full_key: &str, data: Bytes) -> Result<(), StoreError> {
         let blob = self.container.blob_client(full_key).block_blob_client();
-        with_retries(&self.multipart, 1, || async {
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let written = with_retries(&self.multipart, 1, || async {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let options = BlockBlobClientUploadOptions {
                 if_none_match: Some(Etag::from("*")),
                 ..Default::default()
@@ -174,7 +176,29 @@ impl AzureStore {
                 .map(|_| ())
                 .map_err(|e| self.map_err(&format!("writing {full_key}"), e))
         })
-        .await
+        .await;
+        match written {
+            // A retry of a write whose answer was lost finds its own blob
+            // (as on S3): not someone else's, so not a refusal.
+            Err(StoreError::AlreadyExists { .. })
+                if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1
+                    && self.read_whole(full_key).await.as_ref() == Some(&data) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// A small blob's bytes, or `None` if it cannot be read.
+    async fn read_whole(&self, full_key: &str) -> Option<Bytes> {
+        let response = self
+            .container
+            .blob_client(full_key)
+            .download(None)
+            .await
+            .ok()?;
+        response.body.collect().await.ok()
     }
 }
 
