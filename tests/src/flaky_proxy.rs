@@ -113,6 +113,11 @@ pub struct DyingProxy {
 
 struct Dying {
     after: u64,
+    /// Freeze instead of dying: connections stay open, new ones are
+    /// accepted, and nothing is forwarded any more (a hung store).
+    freeze: bool,
+    /// Dropped: the accept loop ends and every connection is closed.
+    closed: AtomicBool,
     moved: AtomicU64,
     dead: AtomicBool,
     died_at: Mutex<Option<Instant>>,
@@ -125,6 +130,14 @@ impl Dying {
             return;
         }
         *self.died_at.lock().expect("lock") = Some(Instant::now());
+        if self.freeze {
+            return;
+        }
+        self.close();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         for s in self.streams.lock().expect("lock").drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -135,11 +148,28 @@ impl DyingProxy {
     /// Listens on `listen` (host, port; port 0 for any) and forwards to
     /// `upstream` until `after` bytes have passed.
     pub fn start(listen: (&str, u16), upstream: (&str, u16), after: u64) -> DyingProxy {
+        DyingProxy::start_with(listen, upstream, after, false)
+    }
+
+    /// Like [`DyingProxy::start`], but after `after` bytes the store hangs
+    /// rather than dies: connections are accepted and never answered.
+    pub fn start_freezing(listen: (&str, u16), upstream: (&str, u16), after: u64) -> DyingProxy {
+        DyingProxy::start_with(listen, upstream, after, true)
+    }
+
+    fn start_with(
+        listen: (&str, u16),
+        upstream: (&str, u16),
+        after: u64,
+        freeze: bool,
+    ) -> DyingProxy {
         let listener = TcpListener::bind(listen).expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let state = Arc::new(Dying {
             after,
+            freeze,
+            closed: AtomicBool::new(false),
             moved: AtomicU64::new(0),
             dead: AtomicBool::new(false),
             died_at: Mutex::new(None),
@@ -150,7 +180,7 @@ impl DyingProxy {
         std::thread::spawn(move || {
             // Polled, so the listener is closed (and connections refused)
             // as soon as the proxy dies.
-            while !shared.dead.load(Ordering::SeqCst) {
+            while !shared.closed.load(Ordering::SeqCst) {
                 let client = match listener.accept() {
                     Ok((client, _)) => client,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -160,6 +190,11 @@ impl DyingProxy {
                     Err(_) => continue,
                 };
                 let _ = client.set_nonblocking(false);
+                if shared.dead.load(Ordering::SeqCst) {
+                    // Frozen: hold the connection open, answer nothing.
+                    shared.streams.lock().expect("lock").push(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect((host.as_str(), upstream_port)) else {
                     continue;
                 };
@@ -192,6 +227,7 @@ impl DyingProxy {
 impl Drop for DyingProxy {
     fn drop(&mut self) {
         self.state.die();
+        self.state.close();
     }
 }
 
@@ -209,6 +245,11 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: &Dying) {
             state.die();
             break;
         }
+    }
+    if state.freeze && state.dead.load(Ordering::SeqCst) {
+        // A hung store: the connection stays open (`streams` holds it) and
+        // silent until the proxy is dropped.
+        return;
     }
     let _ = to.shutdown(Shutdown::Write);
 }

@@ -279,6 +279,9 @@ const NO_SERVER: &str = "postgres://app@127.0.0.1:1/app";
 /// flight, an abort, and the slack of a loaded test machine.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 const REPORTED_WITHIN: Duration = Duration::from_secs(30);
+/// A hung upload is noticed only when its request times out (the idle
+/// timeout, 5 s here, plus 10 s for a 5 MiB part), then retried once more.
+const HUNG_UPLOAD_REPORTED_WITHIN: Duration = Duration::from_secs(60);
 
 fn summary_of(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("summary")).expect("summary json")
@@ -286,13 +289,34 @@ fn summary_of(path: &std::path::Path) -> serde_json::Value {
 
 /// A proxy in front of the store that dies after `after` bytes; GCS gets it
 /// on port 80 of its own loopback address, where its upload URLs point.
+/// With `Fault::Hang` the store does not die but stops answering.
 fn dying_proxy(store: &TestStore, after: u64) -> (DyingProxy, Vec<(&'static str, String)>) {
+    faulty_proxy(store, after, Fault::Die)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    /// Connections are closed and refused.
+    Die,
+    /// Connections stay open and silent: only a timeout notices.
+    Hang,
+}
+
+fn faulty_proxy(
+    store: &TestStore,
+    after: u64,
+    fault: Fault,
+) -> (DyingProxy, Vec<(&'static str, String)>) {
     let (host, port) = store.upstream().expect("a network store");
     let listen = match store {
         TestStore::Gcs { .. } => (vertice_tests::fake_gcs::loopback_address(), 80),
         _ => ("127.0.0.1".to_string(), 0),
     };
-    let proxy = DyingProxy::start((listen.0.as_str(), listen.1), (&host, port), after);
+    let (listen, upstream) = ((listen.0.as_str(), listen.1), (host.as_str(), port));
+    let proxy = match fault {
+        Fault::Die => DyingProxy::start(listen, upstream, after),
+        Fault::Hang => DyingProxy::start_freezing(listen, upstream, after),
+    };
     let env = store.env_through_at(&listen.0, proxy.port);
     (proxy, env)
 }
@@ -301,10 +325,14 @@ fn dying_proxy(store: &TestStore, after: u64) -> (DyingProxy, Vec<(&'static str,
 /// category `store`) within `--store-retry-for`, not after minutes of
 /// nested retries, and nothing of the run becomes a backup.
 fn a_store_dying_mid_upload_is_reported_in_time(store: &TestStore) {
+    a_store_failing_mid_upload_is_reported_in_time(store, Fault::Die)
+}
+
+fn a_store_failing_mid_upload_is_reported_in_time(store: &TestStore, fault: Fault) {
     let agent = Agent::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let dump = fake_pg_dump(dir.path(), "head -c 40000000 /dev/urandom");
-    let (proxy, env) = dying_proxy(store, 12_000_000);
+    let (proxy, env) = faulty_proxy(store, 12_000_000, fault);
     let summary = dir.path().join("summary.json");
     let retry_for = format!("{}s", RETRY_FOR.as_secs());
     let out = agent.run(
@@ -332,15 +360,21 @@ fn a_store_dying_mid_upload_is_reported_in_time(store: &TestStore) {
     let died = proxy.died_at().expect("the store died mid-upload");
     let took = ended - died;
     eprintln!("{}: reported {took:?} after the store died", store.kind());
+    let within = match fault {
+        Fault::Die => REPORTED_WITHIN,
+        Fault::Hang => HUNG_UPLOAD_REPORTED_WITHIN,
+    };
     assert!(
-        took < REPORTED_WITHIN,
+        took < within,
         "reported {took:?} after the store died:\n{}",
         out.stderr
     );
     let summary = summary_of(&summary);
     assert_eq!(summary["error_category"], "store", "{summary}");
     assert!(
-        out.stderr.contains("cannot reach the store") || out.stderr.contains("lost"),
+        fault == Fault::Hang
+            || out.stderr.contains("cannot reach the store")
+            || out.stderr.contains("lost"),
         "{}",
         out.stderr
     );
@@ -369,10 +403,31 @@ fn a_store_dying_mid_upload_is_reported_in_time_on_gcs() {
     a_store_dying_mid_upload_is_reported_in_time(&TestStore::gcs());
 }
 
+/// A store that hangs (accepts connections, then answers nothing) is
+/// noticed by the idle timeout and reported like one that died, in time.
+#[test]
+fn a_store_hanging_mid_upload_is_reported_in_time_on_s3() {
+    a_store_failing_mid_upload_is_reported_in_time(&TestStore::s3(), Fault::Hang);
+}
+
+#[test]
+fn a_store_hanging_mid_upload_is_reported_in_time_on_azure() {
+    a_store_failing_mid_upload_is_reported_in_time(&TestStore::azure(), Fault::Hang);
+}
+
+#[test]
+fn a_store_hanging_mid_upload_is_reported_in_time_on_gcs() {
+    a_store_failing_mid_upload_is_reported_in_time(&TestStore::gcs(), Fault::Hang);
+}
+
 /// A store that dies while a backup is read back is the store's failure
 /// (exit 1, category `store`), never "corrupt" (`integrity`): an operator
 /// must not start distrusting a good backup because the network failed.
 fn a_store_dying_mid_read_is_not_called_corrupt(store: &TestStore) {
+    a_store_failing_mid_read_is_not_called_corrupt(store, Fault::Die)
+}
+
+fn a_store_failing_mid_read_is_not_called_corrupt(store: &TestStore, fault: Fault) {
     let agent = Agent::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let dump = fake_pg_dump(dir.path(), "head -c 30000000 /dev/urandom");
@@ -394,7 +449,7 @@ fn a_store_dying_mid_read_is_not_called_corrupt(store: &TestStore) {
     backup.assert_ok();
     let id = backup.stdout.trim().to_string();
 
-    let (proxy, env) = dying_proxy(store, 8_000_000);
+    let (proxy, env) = faulty_proxy(store, 8_000_000, fault);
     let summary = dir.path().join("verify.json");
     let retry_for = format!("{}s", RETRY_FOR.as_secs());
     let out = agent.run(
@@ -444,6 +499,21 @@ fn a_store_dying_mid_read_is_not_called_corrupt_on_azure() {
 #[test]
 fn a_store_dying_mid_read_is_not_called_corrupt_on_gcs() {
     a_store_dying_mid_read_is_not_called_corrupt(&TestStore::gcs());
+}
+
+#[test]
+fn a_store_hanging_mid_read_is_not_called_corrupt_on_s3() {
+    a_store_failing_mid_read_is_not_called_corrupt(&TestStore::s3(), Fault::Hang);
+}
+
+#[test]
+fn a_store_hanging_mid_read_is_not_called_corrupt_on_azure() {
+    a_store_failing_mid_read_is_not_called_corrupt(&TestStore::azure(), Fault::Hang);
+}
+
+#[test]
+fn a_store_hanging_mid_read_is_not_called_corrupt_on_gcs() {
+    a_store_failing_mid_read_is_not_called_corrupt(&TestStore::gcs(), Fault::Hang);
 }
 
 /// GCS forgets a resumable upload session when it restarts (the emulator

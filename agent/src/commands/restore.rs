@@ -288,24 +288,24 @@ async fn restore_vault(
 /// A store failure that passed through a reader whose consumer turns read
 /// errors into text (the Redis replay, Vault's upload body), kept so that
 /// the outcome is reported as the store's failure (`store`), not the
-/// target's.
+/// target's (or, in the Vault drill, a failed check).
 #[derive(Clone, Default)]
-struct StoreFailed(std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>);
+pub(crate) struct StoreFailed(std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>);
 
 impl StoreFailed {
-    fn error(&self, manifest: &Manifest, artifact: &Artifact) -> Option<Error> {
+    pub(crate) fn error(&self, manifest: &Manifest, artifact: &Artifact) -> Option<Error> {
         let e = self.0.lock().ok()?.take()?;
         Some(super::verify::read_failed(manifest, artifact, &e))
     }
 }
 
-struct NoteStoreFailure<R> {
+pub(crate) struct NoteStoreFailure<R> {
     inner: R,
     noted: StoreFailed,
 }
 
 impl<R> NoteStoreFailure<R> {
-    fn wrap(inner: R) -> (Self, StoreFailed) {
+    pub(crate) fn wrap(inner: R) -> (Self, StoreFailed) {
         let noted = StoreFailed::default();
         (
             NoteStoreFailure {

@@ -116,12 +116,17 @@ pub async fn open_artifact(
         }
         (Some(_), Some(ids)) => {
             check_identities(manifest, artifact, Some(ids))?;
-            let plain = encryption::decrypting(ids, input).await.map_err(|e| {
-                Error::integrity(format!(
-                    "backup {} cannot be decrypted: {e}",
-                    manifest.backup_id
-                ))
-            })?;
+            let plain = encryption::decrypting(ids, input)
+                .await
+                .map_err(|e| match e {
+                    // A store that failed at the first bytes is the store's
+                    // failure, not a backup that cannot be decrypted.
+                    encryption::DecryptFailure::Read(e) => read_failed(manifest, artifact, &e),
+                    refused => Error::integrity(format!(
+                        "backup {} cannot be decrypted: {refused}",
+                        manifest.backup_id
+                    )),
+                })?;
             (plain, true)
         }
     };

@@ -158,17 +158,50 @@ pub fn describe_decrypt_error(e: &age::DecryptError) -> String {
 /// Decrypts `input`. The header is read and matched against the identities
 /// here, before anything is handed on, so a wrong key fails early; a damaged
 /// or truncated body fails when read (every 64 KiB chunk is authenticated).
-pub async fn decrypting<R>(identities: &[x25519::Identity], input: R) -> Result<BoxRead, String>
+pub async fn decrypting<R>(
+    identities: &[x25519::Identity],
+    input: R,
+) -> Result<BoxRead, DecryptFailure>
 where
     R: AsyncRead + Send + Unpin + 'static,
 {
     let decryptor = age::Decryptor::new_async_buffered(futures::io::BufReader::new(input.compat()))
         .await
-        .map_err(|e| describe_decrypt_error(&e))?;
+        .map_err(DecryptFailure::from)?;
     let reader = decryptor
         .decrypt_async(identities.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| describe_decrypt_error(&e))?;
+        .map_err(DecryptFailure::from)?;
     Ok(Box::new(reader.compat()))
+}
+
+/// Why [`decrypting`] could not start.
+#[derive(Debug)]
+pub enum DecryptFailure {
+    /// The header could not be read: the caller decides whether the store
+    /// failed (`store::store_failure`) or the artifact is short, so a store
+    /// dying at the first byte is not reported as a backup that cannot be
+    /// decrypted.
+    Read(io::Error),
+    /// The header was read and refused (wrong key, damaged header).
+    Refused(String),
+}
+
+impl From<age::DecryptError> for DecryptFailure {
+    fn from(e: age::DecryptError) -> Self {
+        match e {
+            age::DecryptError::Io(e) => DecryptFailure::Read(e),
+            other => DecryptFailure::Refused(describe_decrypt_error(&other)),
+        }
+    }
+}
+
+impl std::fmt::Display for DecryptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecryptFailure::Read(e) => write!(f, "reading its age header failed: {e}"),
+            DecryptFailure::Refused(why) => f.write_str(why),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +252,7 @@ mod tests {
         .await
         .err()
         .expect("must fail");
-        assert!(err.contains("wrong key"), "{err}");
+        assert!(err.to_string().contains("wrong key"), "{err}");
     }
 
     #[tokio::test]
@@ -261,6 +294,29 @@ mod tests {
             .await
             .expect_err("error passes through");
         assert!(err.to_string().contains("pg_dump failed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_store_failing_before_the_header_is_a_read_failure_not_a_refusal() {
+        struct StoreDies;
+        impl AsyncRead for StoreDies {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                let cut = io::Error::new(io::ErrorKind::TimedOut, "no answer");
+                std::task::Poll::Ready(Err(crate::store::ReadFailure::wrap("s3://b", cut)))
+            }
+        }
+        let identity = x25519::Identity::generate();
+        match decrypting(&[identity], StoreDies).await {
+            Err(DecryptFailure::Read(e)) => {
+                assert!(crate::store::store_failure(&e).is_some(), "{e}")
+            }
+            Err(other) => panic!("not a read failure: {other}"),
+            Ok(_) => panic!("decrypted nothing"),
+        }
     }
 
     #[test]

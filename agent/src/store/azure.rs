@@ -171,10 +171,21 @@ impl AzureStore {
                 if_none_match: Some(Etag::from("*")),
                 ..Default::default()
             };
-            blob.upload(data.clone().into(), Some(options))
-                .await
-                .map(|_| ())
-                .map_err(|e| self.map_err(&format!("writing {full_key}"), e))
+            let what = format!("writing {full_key}");
+            let put = async {
+                blob.upload(data.clone().into(), Some(options))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.map_err(&what, e))
+            };
+            super::retry::bounded(
+                self.multipart.retry_for,
+                data.len(),
+                &self.describe(),
+                &what,
+                put,
+            )
+            .await
         })
         .await;
         match written {
@@ -253,6 +264,7 @@ fn map_azure_error(store: &str, what: &str, err: azure_core::Error) -> StoreErro
 
 struct AzureBlocks {
     blob: azure_storage_blob::BlockBlobClient,
+    retry_for: std::time::Duration,
     store: String,
     key: String,
 }
@@ -309,16 +321,17 @@ impl PartUploader for AzureBlocks {
 
     async fn upload_part(&self, number: u32, data: Bytes) -> Result<Vec<u8>, StoreError> {
         let id = block_id(number);
-        self.blob
-            .stage_block(&id, data.len() as u64, data.into(), None)
-            .await
-            .map_err(|e| {
-                map_azure_error(
-                    &self.store,
-                    &format!("staging block {number} of {}", self.key),
-                    e,
-                )
-            })?;
+        let what = format!("staging block {number} of {}", self.key);
+        let size = data.len();
+        let staged = async {
+            self.blob
+                .stage_block(&id, size as u64, data.into(), None)
+                .await
+                .map(|_| ())
+                .map_err(|e| map_azure_error(&self.store, &what, e))
+        };
+        // A store that stops answering mid-block never fails on its own.
+        super::retry::bounded(self.retry_for, size, &self.store, &what, staged).await?;
         Ok(id)
     }
 }
@@ -348,6 +361,7 @@ impl ChunkedUpload for AzureUpload<'_> {
                 .container
                 .blob_client(&self.full_key)
                 .block_blob_client(),
+            retry_for: self.store.multipart.retry_for,
             store: self.store.describe(),
             key: self.full_key.clone(),
         }))

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use google_cloud_auth::credentials::{anonymous, CacheableResource, Credentials};
 use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
 use google_cloud_gax::retry_policy::RetryPolicy;
@@ -270,6 +269,8 @@ impl GcsStore {
             .http
             .request(method, url)
             .headers(self.auth_headers().await?)
+            // Small requests: no answer within the idle timeout is a hung store.
+            .timeout(super::retry::idle_timeout(self.multipart.retry_for))
             .send()
             .await
             .map_err(|e| StoreError::Unreachable {
@@ -376,24 +377,55 @@ impl Store for GcsStore {
         // download with the same policy, and every chunk that arrives is
         // progress.
         let outage = self.outage();
-        let response = self
+        // The Google client has no idle timeout for reads: a store that
+        // answers nothing would hang the run. Opening may use the whole
+        // allowance (the client retries within it) plus one silent attempt;
+        // a body that sends nothing for the idle timeout is a store failure.
+        let idle = super::retry::idle_timeout(self.multipart.retry_for);
+        let opening = self
             .client
             .read_object(self.bucket_path(), full_key.clone())
             .with_retry_policy(OutagePolicy(Arc::clone(&outage)))
             .with_backoff_policy(backoff()?)
-            .send()
+            .send();
+        let response = tokio::time::timeout(self.multipart.retry_for + idle, opening)
             .await
+            .map_err(|_| StoreError::Unreachable {
+                store: self.describe(),
+                detail: format!(
+                    "reading {full_key}: no answer within {}",
+                    super::retry::describe(self.multipart.retry_for + idle)
+                ),
+            })?
             .map_err(|e| self.map_err(&full_key, e))?;
         let store = self.describe();
-        let stream = Box::pin(futures::stream::unfold(response, |mut r| async move {
-            r.next().await.map(|item| (item, r))
-        }))
-        .map_ok(move |chunk| {
-            outage.progress();
-            chunk
-        })
-        .map_err(move |e| read_error(&store, &full_key, e));
-        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+        let stream = futures::stream::unfold(Some(response), move |response| {
+            let (store, key, outage) = (store.clone(), full_key.clone(), Arc::clone(&outage));
+            async move {
+                let mut r = response?;
+                match tokio::time::timeout(idle, r.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        outage.progress();
+                        Some((Ok(chunk), Some(r)))
+                    }
+                    Ok(Some(Err(e))) => Some((Err(read_error(&store, &key, e)), Some(r))),
+                    Ok(None) => None,
+                    Err(_) => {
+                        let silent = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "reading {key}: the store sent nothing for {}",
+                                super::retry::describe(idle)
+                            ),
+                        );
+                        Some((Err(ReadFailure::wrap(&store, silent)), None))
+                    }
+                }
+            }
+        });
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(
+            stream,
+        ))))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {

@@ -32,6 +32,10 @@ pub struct ResumingDownload<R: Reopener> {
     /// Failures since the last byte that arrived: sets the back-off.
     failures: u32,
     outage: Outage,
+    /// No byte for this long is a failure: a hung store never errors.
+    idle: Duration,
+    /// Armed while the body is waiting for data.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
     state: State,
 }
 
@@ -51,6 +55,8 @@ impl<R: Reopener> ResumingDownload<R> {
             offset: 0,
             failures: 0,
             outage: Outage::new(retry_for),
+            idle: super::retry::idle_timeout(retry_for),
+            stalled: None,
             state: State::Reading(body),
         }
     }
@@ -73,12 +79,28 @@ impl<R: Reopener> ResumingDownload<R> {
             return Err(ReadFailure::wrap(&self.store, why));
         }
         tracing::warn!(key = %self.key, offset = self.offset, error = %e, "download interrupted; resuming");
+        self.stalled = None;
         let reopen = self.reopener.reopen(self.offset);
+        let idle = self.idle;
         Ok(Box::pin(async move {
             tokio::time::sleep(delay).await;
-            reopen.await
+            // A re-open the store never answers is a failure like a refused one.
+            tokio::time::timeout(idle, reopen)
+                .await
+                .unwrap_or_else(|_| Err(no_answer(idle)))
         }))
     }
+}
+
+/// The error for a store that stopped sending: retried like a dropped connection.
+fn no_answer(idle: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "the store sent nothing for {}",
+            super::retry::describe(idle)
+        ),
+    )
 }
 
 impl<R: Reopener> AsyncRead for ResumingDownload<R> {
@@ -98,7 +120,24 @@ impl<R: Reopener> AsyncRead for ResumingDownload<R> {
                     if got > 0 {
                         this.failures = 0;
                         this.outage.progress();
+                        this.stalled = None;
                     }
+                    let polled = match polled {
+                        Poll::Pending => {
+                            let idle = this.idle;
+                            let stalled = this
+                                .stalled
+                                .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                            match stalled.as_mut().poll(cx) {
+                                Poll::Ready(()) => Poll::Ready(Err(no_answer(idle))),
+                                Poll::Pending => Poll::Pending,
+                            }
+                        }
+                        other => {
+                            this.stalled = None;
+                            other
+                        }
+                    };
                     match polled {
                         Poll::Ready(Err(e)) => match this.after_failure(e) {
                             Ok(reopen) => this.state = State::Reopening(reopen),

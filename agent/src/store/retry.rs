@@ -15,6 +15,50 @@ use std::time::{Duration, Instant};
 /// still far away.
 pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(60);
 
+/// How long a store request or download may go without a byte before it
+/// counts as a failure (and is retried within the same allowance): a store
+/// that accepts a connection and then stops answering never fails on its
+/// own, so without this a run could hang far past `--store-retry-for`.
+/// Half the allowance leaves the other half for reconnecting; 30 s at most
+/// because a healthy store sends something far more often than that even
+/// when it is slow; 5 s at least so a busy store is not cut off.
+pub fn idle_timeout(retry_for: Duration) -> Duration {
+    (retry_for / 2).clamp(Duration::from_secs(5), Duration::from_secs(30))
+}
+
+/// The slowest upload that still counts as moving: 512 KiB/s (4 Mbit/s).
+const SLOWEST_UPLOAD: u64 = 512 * 1024;
+
+/// How long one request that sends `bytes` may take before it counts as
+/// hung: the idle timeout plus the time to send them at [`SLOWEST_UPLOAD`].
+/// SDKs hand a part to the connection in one piece and then wait for the
+/// answer, so "no byte for N s" cannot be seen from here; a deadline that
+/// grows with the part is the closest that does not cut off slow links.
+pub fn send_timeout(retry_for: Duration, bytes: usize) -> Duration {
+    idle_timeout(retry_for) + Duration::from_secs((bytes as u64).div_ceil(SLOWEST_UPLOAD))
+}
+
+/// Runs one store request that sends `bytes`, failing it as unreachable if
+/// it takes longer than [`send_timeout`]: for clients whose transport cannot
+/// be given a timeout per request (the Azure SDK's).
+pub async fn bounded<T>(
+    retry_for: Duration,
+    bytes: usize,
+    store: &str,
+    what: &str,
+    request: impl std::future::Future<Output = Result<T, super::StoreError>>,
+) -> Result<T, super::StoreError> {
+    let limit = send_timeout(retry_for, bytes);
+    tokio::time::timeout(limit, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(super::StoreError::Unreachable {
+                store: store.to_string(),
+                detail: format!("{what}: no answer within {}", describe(limit)),
+            })
+        })
+}
+
 /// One operation's failure streak: when it started, if it is running.
 #[derive(Debug)]
 pub struct Outage {

@@ -78,7 +78,18 @@ impl S3Store {
             .region(aws_config::Region::new(region))
             .load()
             .await;
+        // A store that accepts the connection and then answers nothing
+        // would otherwise hang the run: no answer's headers within the idle
+        // timeout is a failure, retried within --store-retry-for (uploads
+        // get more, see `sending`; stalled bodies are `ResumingDownload`'s).
+        let timeouts = shared
+            .timeout_config()
+            .map(|t| t.to_builder())
+            .unwrap_or_default()
+            .read_timeout(super::retry::idle_timeout(multipart.retry_for))
+            .build();
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .timeout_config(timeouts)
             .force_path_style(settings.effective_path_style());
         if let Some(endpoint) = &settings.endpoint {
             // Many S3-compatible servers reject the SDK's newer default
@@ -162,6 +173,7 @@ where
 
 struct S3Parts {
     client: Client,
+    retry_for: std::time::Duration,
     bucket: String,
     key: String,
     upload_id: String,
@@ -173,6 +185,7 @@ impl PartUploader for S3Parts {
     type Receipt = CompletedPart;
 
     async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart, StoreError> {
+        let size = data.len();
         let out = self
             .client
             .upload_part()
@@ -182,6 +195,8 @@ impl PartUploader for S3Parts {
             .part_number(number as i32)
             .content_length(data.len() as i64)
             .body(ByteStream::from(data))
+            .customize()
+            .config_override(sending(self.retry_for, size))
             .send()
             .await
             .map_err(|e| {
@@ -196,6 +211,26 @@ impl PartUploader for S3Parts {
             .set_e_tag(out.e_tag().map(str::to_string))
             .build())
     }
+}
+
+/// Per-request timeouts for a request sending `bytes`: the client-wide read
+/// timeout (time to the answer's headers) is the idle timeout, too short for
+/// a large part on a slow link. One attempt: `with_retries` retries within
+/// --store-retry-for, and the SDK's own attempts would each wait the whole
+/// timeout first, tripling how long a hung store goes unreported.
+fn sending(retry_for: std::time::Duration, bytes: usize) -> aws_sdk_s3::config::Builder {
+    let limit = super::retry::send_timeout(retry_for, bytes);
+    aws_sdk_s3::config::Builder::default()
+        .timeout_config(
+            // The attempt timeout, not `read_timeout`: read timeouts are part
+            // of the connector's settings, so one per part size would give
+            // each part a new connection pool instead of reusing one.
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .disable_read_timeout()
+                .operation_attempt_timeout(limit)
+                .build(),
+        )
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(1))
 }
 
 impl S3Store {
@@ -231,6 +266,8 @@ impl S3Store {
                 .if_none_match("*")
                 .content_length(data.len() as i64)
                 .body(ByteStream::from(data.clone()))
+                .customize()
+                .config_override(sending(self.multipart.retry_for, data.len()))
                 .send()
                 .map_err_async(|e| self.map_err(full_key, e))
         })
@@ -283,6 +320,7 @@ impl ChunkedUpload for S3Upload<'_> {
             .to_string();
         Ok(Arc::new(S3Parts {
             client: store.client.clone(),
+            retry_for: store.multipart.retry_for,
             bucket: store.bucket.clone(),
             key: self.full_key.clone(),
             upload_id,

@@ -16,6 +16,7 @@ use vertice_crds::drill::DrillReport;
 
 use super::throwaway_bao::{find_server, ThrowawayBao};
 use super::{timed, Drilled};
+use crate::commands::restore::NoteStoreFailure;
 use crate::commands::verify::open_artifact;
 use crate::error::Result;
 
@@ -79,12 +80,19 @@ async fn structure(d: &Drilled<'_>, report: &mut DrillReport) -> Result<()> {
     report.target = Some("raft snapshot structure".into());
     let read = timed(report, async {
         let open = open_artifact(d.store, d.manifest, d.artifact, d.identities).await?;
-        Ok(read_snapshot(GzipDecoder::new(BufReader::new(open.reader))).await)
+        let (reader, store_failed) = NoteStoreFailure::wrap(open.reader);
+        let read = read_snapshot(GzipDecoder::new(BufReader::new(reader))).await;
+        Ok((read, store_failed))
     })
     .await?;
     let read = match read {
-        Ok(r) => r,
-        Err(why) => {
+        (Ok(r), _) => r,
+        (Err(why), store_failed) => {
+            // The store failed mid-read: that says nothing about the
+            // snapshot, so it is the run's `store` failure, not a check's.
+            if let Some(store) = store_failed.error(d.manifest, d.artifact) {
+                return Err(store.map_message(|m| format!("{m}; {why}")));
+            }
             report.record("snapshot archive", Err(why));
             return Ok(());
         }

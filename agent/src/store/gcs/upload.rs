@@ -138,6 +138,7 @@ impl GcsStore {
                 .post(&url)
                 .headers(self.auth_headers().await?)
                 .header("content-type", "application/json")
+                .timeout(super::super::retry::idle_timeout(self.multipart.retry_for))
                 .body("{}")
                 .send()
                 .await
@@ -241,6 +242,11 @@ impl GcsStore {
             .request(Method::PUT, session)
             .headers(headers)
             .header("content-range", range)
+            // A store that stops answering mid-chunk never fails on its own.
+            .timeout(super::super::retry::send_timeout(
+                self.multipart.retry_for,
+                data.len(),
+            ))
             .body(data)
             .send()
             .await
