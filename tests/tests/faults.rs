@@ -317,7 +317,7 @@ fn faulty_proxy(
         Fault::Die => DyingProxy::start(listen, upstream, after),
         Fault::Hang => DyingProxy::start_freezing(listen, upstream, after),
     };
-    let env = store.env_through_at(&listen.0, proxy.port);
+    let env = store.env_through_at(listen.0, proxy.port);
     (proxy, env)
 }
 
