@@ -321,13 +321,9 @@ fn faulty_proxy(
     (proxy, env)
 }
 
-/// A store that dies mid-upload is reported as the store's failure (exit 1,
+/// A store that dies (or hangs) mid-upload is reported as the store's failure (exit 1,
 /// category `store`) within `--store-retry-for`, not after minutes of
 /// nested retries, and nothing of the run becomes a backup.
-fn a_store_dying_mid_upload_is_reported_in_time(store: &TestStore) {
-    a_store_failing_mid_upload_is_reported_in_time(store, Fault::Die)
-}
-
 fn a_store_failing_mid_upload_is_reported_in_time(store: &TestStore, fault: Fault) {
     let agent = Agent::new();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -390,17 +386,17 @@ fn a_store_failing_mid_upload_is_reported_in_time(store: &TestStore, fault: Faul
 
 #[test]
 fn a_store_dying_mid_upload_is_reported_in_time_on_s3() {
-    a_store_dying_mid_upload_is_reported_in_time(&TestStore::s3());
+    a_store_failing_mid_upload_is_reported_in_time(&TestStore::s3(), Fault::Die);
 }
 
 #[test]
 fn a_store_dying_mid_upload_is_reported_in_time_on_azure() {
-    a_store_dying_mid_upload_is_reported_in_time(&TestStore::azure());
+    a_store_failing_mid_upload_is_reported_in_time(&TestStore::azure(), Fault::Die);
 }
 
 #[test]
 fn a_store_dying_mid_upload_is_reported_in_time_on_gcs() {
-    a_store_dying_mid_upload_is_reported_in_time(&TestStore::gcs());
+    a_store_failing_mid_upload_is_reported_in_time(&TestStore::gcs(), Fault::Die);
 }
 
 /// A store that hangs (accepts connections, then answers nothing) is
@@ -423,10 +419,6 @@ fn a_store_hanging_mid_upload_is_reported_in_time_on_gcs() {
 /// A store that dies while a backup is read back is the store's failure
 /// (exit 1, category `store`), never "corrupt" (`integrity`): an operator
 /// must not start distrusting a good backup because the network failed.
-fn a_store_dying_mid_read_is_not_called_corrupt(store: &TestStore) {
-    a_store_failing_mid_read_is_not_called_corrupt(store, Fault::Die)
-}
-
 fn a_store_failing_mid_read_is_not_called_corrupt(store: &TestStore, fault: Fault) {
     let agent = Agent::new();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -488,17 +480,17 @@ fn a_store_failing_mid_read_is_not_called_corrupt(store: &TestStore, fault: Faul
 
 #[test]
 fn a_store_dying_mid_read_is_not_called_corrupt_on_s3() {
-    a_store_dying_mid_read_is_not_called_corrupt(&TestStore::s3());
+    a_store_failing_mid_read_is_not_called_corrupt(&TestStore::s3(), Fault::Die);
 }
 
 #[test]
 fn a_store_dying_mid_read_is_not_called_corrupt_on_azure() {
-    a_store_dying_mid_read_is_not_called_corrupt(&TestStore::azure());
+    a_store_failing_mid_read_is_not_called_corrupt(&TestStore::azure(), Fault::Die);
 }
 
 #[test]
 fn a_store_dying_mid_read_is_not_called_corrupt_on_gcs() {
-    a_store_dying_mid_read_is_not_called_corrupt(&TestStore::gcs());
+    a_store_failing_mid_read_is_not_called_corrupt(&TestStore::gcs(), Fault::Die);
 }
 
 #[test]
