@@ -4,12 +4,16 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vertice_crds::agent_env;
+use vertice_crds::backup::RetentionSpec;
 use vertice_crds::drill::DrillChecks;
 use vertice_crds::hooks::Hooks;
 use vertice_crds::notifications::Notifications;
 use vertice_crds::Compression;
 
 use crate::pipeline::progress::ProgressMode;
+
+pub mod probe;
 
 /// The embedded default store: a directory under the working directory.
 pub const DEFAULT_STORE: &str = "file://vertice-backups";
@@ -28,7 +32,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
-        env = "VERTICE_LOG_FORMAT",
+        env = agent_env::LOG_FORMAT,
         default_value = "text"
     )]
     pub log_format: LogFormat,
@@ -60,23 +64,23 @@ pub enum Command {
     /// target, run the checks, always remove the target.
     Drill(Box<DrillArgs>),
     /// Health probes: one check by hand, or the runner of VerticeFailover checks.
-    Probe(crate::probe::cli::ProbeArgs),
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// S3 endpoint for S3-compatible servers, e.g. http://127.0.0.1:8333.
-    #[arg(long, env = "VERTICE_S3_ENDPOINT")]
+    #[arg(long, env = agent_env::S3_ENDPOINT)]
     pub s3_endpoint: Option<String>,
 
     /// S3 region (default: AWS_REGION, else us-east-1).
-    #[arg(long, env = "VERTICE_S3_REGION")]
+    #[arg(long, env = agent_env::S3_REGION)]
     pub s3_region: Option<String>,
 
     /// Force path-style addressing (automatic for IP and localhost endpoints).
     #[arg(
         long,
-        env = "VERTICE_S3_PATH_STYLE",
+        env = agent_env::S3_PATH_STYLE,
         num_args = 0..=1,
         default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new()
@@ -99,12 +103,12 @@ pub struct StoreArgs {
 
     /// GCS endpoint override for emulators, e.g. http://127.0.0.1:4443
     /// (also read from STORAGE_EMULATOR_HOST).
-    #[arg(long, env = "VERTICE_GCS_ENDPOINT")]
+    #[arg(long, env = agent_env::GCS_ENDPOINT)]
     pub gcs_endpoint: Option<String>,
 
     /// Azure Blob endpoint override, e.g. http://127.0.0.1:10000/devstoreaccount1 for
     /// Azurite (default https://ACCOUNT.blob.core.windows.net).
-    #[arg(long, env = "VERTICE_AZURE_ENDPOINT")]
+    #[arg(long, env = agent_env::AZURE_ENDPOINT)]
     pub azure_endpoint: Option<String>,
 
     /// File holding an Azure SAS token (else AZURE_STORAGE_SAS_TOKEN).
@@ -121,25 +125,9 @@ pub struct StoreArgs {
 /// last N hours / days / ISO weeks / months / years (UTC).
 #[derive(Debug, Clone, Default, Args)]
 pub struct RetentionArgs {
-    /// Keep the N newest backups.
-    #[arg(long, env = "VERTICE_KEEP_LAST")]
-    pub keep_last: Option<u32>,
-    #[arg(long, env = "VERTICE_KEEP_HOURLY")]
-    pub keep_hourly: Option<u32>,
-    #[arg(long, env = "VERTICE_KEEP_DAILY")]
-    pub keep_daily: Option<u32>,
-    #[arg(long, env = "VERTICE_KEEP_WEEKLY")]
-    pub keep_weekly: Option<u32>,
-    #[arg(long, env = "VERTICE_KEEP_MONTHLY")]
-    pub keep_monthly: Option<u32>,
-    #[arg(long, env = "VERTICE_KEEP_YEARLY")]
-    pub keep_yearly: Option<u32>,
-    /// Keep every backup younger than this, e.g. 36h, 14d, 2w, 1y.
-    #[arg(long, env = "VERTICE_KEEP_WITHIN")]
-    pub keep_within: Option<String>,
-    /// Never keep fewer than this many backups, whatever the policy says.
-    #[arg(long, env = "VERTICE_MIN_KEEP", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub min_keep: u32,
+    // The keep rules: the CRD's `spec.retention`, whose fields are the flags.
+    #[command(flatten)]
+    pub policy: RetentionSpec,
     /// Remove unfinished uploads (artifacts without a manifest) older than this.
     #[arg(long, env = "VERTICE_UNFINISHED_AFTER", default_value = "24h")]
     pub unfinished_after: String,
@@ -148,11 +136,11 @@ pub struct RetentionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct NameArgs {
     /// Namespace the backup belongs to (set by the controller in a Job).
-    #[arg(long, env = "VERTICE_NAMESPACE")]
+    #[arg(long, env = agent_env::NAMESPACE)]
     pub namespace: Option<String>,
 
     /// Backup name (default for `backup`: the database name, or "redis").
-    #[arg(long, env = "VERTICE_BACKUP_NAME")]
+    #[arg(long, env = agent_env::BACKUP_NAME)]
     pub name: Option<String>,
 }
 
@@ -164,7 +152,7 @@ pub struct RunArgs {
     pub termination_log: Option<PathBuf>,
 
     /// Progress reporting.
-    #[arg(long, env = "VERTICE_PROGRESS", default_value = "auto")]
+    #[arg(long, env = agent_env::PROGRESS, default_value = "auto")]
     pub progress: ProgressMode,
 }
 
@@ -173,23 +161,23 @@ pub struct BackupArgs {
     /// What to back up: postgres://USER@HOST:PORT/DB, redis://[USER@]HOST:PORT,
     /// or vault://HOST:PORT (https; http(s):// with --source-kind vault).
     /// Passwords come from PGPASSWORD / REDIS_PASSWORD or --password-file.
-    #[arg(long, env = "VERTICE_SOURCE")]
+    #[arg(long, env = agent_env::SOURCE)]
     pub source: String,
 
     /// Store URL: s3://bucket/prefix, gs://bucket/prefix,
     /// azblob://account/container/prefix or file:///path (default: ./vertice-backups).
-    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    #[arg(long, env = agent_env::STORE, default_value = DEFAULT_STORE)]
     pub to: String,
 
     /// File holding the database password (e.g. a mounted Secret).
     #[arg(long, env = "VERTICE_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
 
-    #[arg(long, env = "VERTICE_COMPRESSION", default_value = "zstd")]
+    #[arg(long, env = agent_env::COMPRESSION, default_value = "zstd")]
     pub compression: Compression,
 
     /// zstd 1-19 (default 1), gzip 1-9 (default 6).
-    #[arg(long, env = "VERTICE_COMPRESSION_LEVEL")]
+    #[arg(long, env = agent_env::COMPRESSION_LEVEL)]
     pub compression_level: Option<i32>,
 
     /// pg_dump executable.
@@ -199,7 +187,7 @@ pub struct BackupArgs {
     /// Extra pg_dump option, repeatable (e.g. --pg-dump-arg=--exclude-table=audit.*).
     #[arg(
         long = "pg-dump-arg",
-        env = "VERTICE_PG_DUMP_ARGS",
+        env = agent_env::PG_DUMP_ARGS,
         value_delimiter = ' ',
         allow_hyphen_values = true
     )]
@@ -207,11 +195,11 @@ pub struct BackupArgs {
 
     /// Encrypt to these age recipients: age1… public keys or files of them,
     /// comma-separated or repeated. Restore then needs a matching --identity.
-    #[arg(long, env = "VERTICE_ENCRYPT_TO", value_delimiter = ',')]
+    #[arg(long, env = agent_env::ENCRYPT_TO, value_delimiter = ',')]
     pub encrypt_to: Vec<String>,
 
     /// The source is a Vault/OpenBao server given as https://… (vault:// implies it).
-    #[arg(long, env = "VERTICE_SOURCE_KIND")]
+    #[arg(long, env = agent_env::SOURCE_KIND)]
     pub source_kind: Option<SourceKindArg>,
 
     #[command(flatten)]
@@ -222,23 +210,23 @@ pub struct BackupArgs {
     pub retention: RetentionArgs,
 
     /// Hooks as JSON, in the shape of a VerticeBackup's `spec.hooks`.
-    #[arg(long, env = "VERTICE_HOOKS", value_parser = parse_json::<Hooks>)]
+    #[arg(long, env = agent_env::HOOKS, value_parser = parse_json::<Hooks>)]
     pub hooks: Option<Hooks>,
 
     /// Notifications as JSON, in the shape of a VerticeBackup's `spec.notifications`.
-    #[arg(long, env = "VERTICE_NOTIFICATIONS", value_parser = parse_json::<Notifications>)]
+    #[arg(long, env = agent_env::NOTIFICATIONS, value_parser = parse_json::<Notifications>)]
     pub notifications: Option<Notifications>,
 
     /// Prometheus Pushgateway to push the run's metrics to.
-    #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]
+    #[arg(long, env = agent_env::PUSHGATEWAY_URL)]
     pub pushgateway_url: Option<String>,
 
     /// Where Secrets referenced by hooks and notifications are mounted
     /// (`<dir>/<secret>/<key>`).
     #[arg(
         long,
-        env = "VERTICE_SECRETS_DIR",
-        default_value = "/var/run/secrets/vertice.io"
+        env = agent_env::SECRETS_DIR,
+        default_value = agent_env::SECRETS_MOUNT
     )]
     pub secrets_dir: PathBuf,
 
@@ -259,6 +247,14 @@ pub enum SourceKindArg {
     Vault,
 }
 
+impl From<SourceKindArg> for crate::manifest::SourceKind {
+    fn from(kind: SourceKindArg) -> Self {
+        match kind {
+            SourceKindArg::Vault => crate::manifest::SourceKind::Vault,
+        }
+    }
+}
+
 /// How the agent logs in to Vault / OpenBao: VAULT_TOKEN, a token file, or
 /// Kubernetes auth with the pod's service-account token.
 #[derive(Debug, Clone, Args)]
@@ -267,10 +263,10 @@ pub struct VaultArgs {
     #[arg(long, env = "VERTICE_VAULT_TOKEN_FILE")]
     pub vault_token_file: Option<PathBuf>,
     /// Log in with Kubernetes auth as this role (instead of a token).
-    #[arg(long, env = "VERTICE_VAULT_K8S_ROLE")]
+    #[arg(long, env = agent_env::VAULT_K8S_ROLE)]
     pub vault_k8s_role: Option<String>,
     /// Mount path of the Kubernetes auth method.
-    #[arg(long, env = "VERTICE_VAULT_K8S_MOUNT", default_value = "kubernetes")]
+    #[arg(long, env = agent_env::VAULT_K8S_MOUNT, default_value = "kubernetes")]
     pub vault_k8s_mount: String,
     /// Service-account token presented to Kubernetes auth.
     #[arg(
@@ -280,17 +276,17 @@ pub struct VaultArgs {
     )]
     pub vault_k8s_jwt_file: PathBuf,
     /// PEM file of extra CA certificates to trust for https:// (else VAULT_CACERT).
-    #[arg(long, env = "VERTICE_VAULT_CACERT")]
+    #[arg(long, env = agent_env::VAULT_CACERT)]
     pub vault_cacert: Option<PathBuf>,
     /// Vault Enterprise / OpenBao namespace.
-    #[arg(long, env = "VERTICE_VAULT_NAMESPACE")]
+    #[arg(long, env = agent_env::VAULT_NAMESPACE)]
     pub vault_namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Store URL.
-    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    #[arg(long, env = agent_env::STORE, default_value = DEFAULT_STORE)]
     pub from: String,
 
     #[command(flatten)]
@@ -314,7 +310,7 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Store URL to restore from.
-    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    #[arg(long, env = agent_env::STORE, default_value = DEFAULT_STORE)]
     pub from: String,
 
     /// Which backup: latest, an id, or before:RFC3339.
@@ -363,7 +359,7 @@ pub struct RestoreArgs {
     pub pg_restore_args: Vec<String>,
 
     /// age identity file (AGE-SECRET-KEY-…) for encrypted backups.
-    #[arg(long, env = "VERTICE_IDENTITY_FILE")]
+    #[arg(long, env = agent_env::IDENTITY_FILE)]
     pub identity: Option<PathBuf>,
 
     /// The target is a Vault/OpenBao server given as http(s)://… (vault:// implies it).
@@ -384,7 +380,7 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Store URL.
-    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    #[arg(long, env = agent_env::STORE, default_value = DEFAULT_STORE)]
     pub from: String,
 
     #[arg(long, env = "VERTICE_OUTPUT", default_value = "table")]
@@ -405,7 +401,7 @@ pub enum OutputFormat {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Store URL.
-    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    #[arg(long, env = agent_env::STORE, default_value = DEFAULT_STORE)]
     pub from: String,
 
     /// Which backup: latest, an id, or before:RFC3339.
@@ -414,12 +410,12 @@ pub struct VerifyArgs {
 
     /// age identity file for encrypted backups; without it only the stored
     /// bytes are checked.
-    #[arg(long, env = "VERTICE_IDENTITY_FILE")]
+    #[arg(long, env = agent_env::IDENTITY_FILE)]
     pub identity: Option<PathBuf>,
 
     /// Prometheus Pushgateway to push the verify result to (the backup's
     /// group: `vertice_backup_last_verified_timestamp_seconds`).
-    #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]
+    #[arg(long, env = agent_env::PUSHGATEWAY_URL)]
     pub pushgateway_url: Option<String>,
 
     #[command(flatten)]
@@ -433,11 +429,11 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct DrillArgs {
     /// Store URL to drill from.
-    #[arg(long, env = "VERTICE_STORE", default_value = DEFAULT_STORE)]
+    #[arg(long, env = agent_env::STORE, default_value = DEFAULT_STORE)]
     pub from: String,
 
     /// Which backup: latest, an id, or before:RFC3339.
-    #[arg(long, env = "VERTICE_DRILL_BACKUP", default_value = "latest")]
+    #[arg(long, env = agent_env::DRILL_BACKUP, default_value = "latest")]
     pub backup: String,
 
     /// PostgreSQL: postgres://USER@HOST:PORT/DB, a server where the drill
@@ -446,7 +442,7 @@ pub struct DrillArgs {
     /// `ephemeral`: a throwaway server the drill starts on a private socket
     /// (needs initdb and postgres, see --postgres-bin) and removes after.
     /// Redis and Vault drills need no target.
-    #[arg(long, env = "VERTICE_DRILL_RESTORE_TO")]
+    #[arg(long, env = agent_env::DRILL_RESTORE_TO)]
     pub restore_to: Option<String>,
 
     /// The scratch databases the drill creates are named PREFIX<time>_<random>;
@@ -454,7 +450,7 @@ pub struct DrillArgs {
     /// --stale-after ago. Lowercase letters, digits and `_`.
     #[arg(
         long,
-        env = "VERTICE_DRILL_SCRATCH_PREFIX",
+        env = agent_env::DRILL_SCRATCH_PREFIX,
         default_value = "vertice_drill_"
     )]
     pub scratch_prefix: String,
@@ -473,7 +469,7 @@ pub struct DrillArgs {
     pub checks: Option<PathBuf>,
 
     /// Checks as JSON (how the controller passes `spec.drill.checks`).
-    #[arg(long, env = "VERTICE_DRILL_CHECKS", value_parser = parse_json::<DrillChecks>)]
+    #[arg(long, env = agent_env::DRILL_CHECKS, value_parser = parse_json::<DrillChecks>)]
     pub checks_json: Option<DrillChecks>,
 
     /// File holding the PostgreSQL target's password (else PGPASSWORD).
@@ -517,11 +513,11 @@ pub struct DrillArgs {
     pub redis_server: String,
 
     /// age identity file for encrypted backups.
-    #[arg(long, env = "VERTICE_IDENTITY_FILE")]
+    #[arg(long, env = agent_env::IDENTITY_FILE)]
     pub identity: Option<PathBuf>,
 
     /// Prometheus Pushgateway to push the drill's metrics to (the backup's group).
-    #[arg(long, env = "VERTICE_PUSHGATEWAY_URL")]
+    #[arg(long, env = agent_env::PUSHGATEWAY_URL)]
     pub pushgateway_url: Option<String>,
 
     #[command(flatten)]
@@ -536,4 +532,21 @@ pub struct DrillArgs {
 /// names the field serde stopped at.
 fn parse_json<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, String> {
     serde_json::from_str(raw).map_err(|e| format!("not valid JSON for this setting: {e}"))
+}
+
+/// `--progress`' values. The mode itself is a plain type, so the pipeline
+/// that reports progress does not depend on the command line.
+impl ValueEnum for ProgressMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ProgressMode::Auto, ProgressMode::Log, ProgressMode::Off]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let (name, help) = match self {
+            ProgressMode::Auto => ("auto", "A live line on a terminal, log lines otherwise"),
+            ProgressMode::Log => ("log", "Log lines every few seconds"),
+            ProgressMode::Off => ("off", "Nothing"),
+        };
+        Some(clap::builder::PossibleValue::new(name).help(help))
+    }
 }

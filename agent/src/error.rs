@@ -1,9 +1,10 @@
 //! The agent's error type, how errors map to exit codes, and the bounded
 //! category every failure carries into the run summary, logs and metrics.
 //!
-//! Exit codes are part of the command-line contract (DESIGN.md): 1 when the job
-//! itself failed, 2 when the input or configuration is wrong and retrying the
-//! same command cannot help, 128 + N when signal N interrupted the run.
+//! Exit codes are part of the command-line contract (docs/ARCHITECTURE.md,
+//! "Exit codes and categories"): 1 when the job itself failed, 2 when the
+//! input or configuration is wrong and retrying the same command cannot
+//! help, 128 + N when signal N interrupted the run.
 
 use crate::store::StoreError;
 pub use vertice_crds::run_summary::ErrorCategory;

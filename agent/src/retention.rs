@@ -13,34 +13,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
-
-/// Keep rules; a backup is kept when any rule keeps it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    pub keep_within: Option<Duration>,
-    /// Never fewer than this many (newest first), whatever the rules say.
-    pub min_keep: u32,
-}
-
-impl Policy {
-    /// True when at least one keep rule is set: without one, pruning would
-    /// keep only the newest backup, which is never what anyone meant.
-    pub fn is_configured(&self) -> bool {
-        self.keep_last.is_some()
-            || self.keep_hourly.is_some()
-            || self.keep_daily.is_some()
-            || self.keep_weekly.is_some()
-            || self.keep_monthly.is_some()
-            || self.keep_yearly.is_some()
-            || self.keep_within.is_some()
-    }
-}
+/// Keep rules; a backup is kept when any rule keeps it. The CRD's type: the
+/// flags are its fields, and the controller passes them as they are.
+pub use vertice_crds::backup::RetentionSpec as Policy;
 
 /// One backup series member: its id and its place in the series
 /// (`catalog::series_time`, UTC).
@@ -127,7 +102,8 @@ pub fn plan(backups: &[Backup], policy: &Policy, now: DateTime<Utc>) -> Vec<Deci
         if b.time > now {
             reasons[i].push(Reason::InFuture);
         }
-        if let Some(within) = policy.keep_within {
+        // A bad `keep_within` never gets here: the flag refuses it.
+        if let Some(Ok(within)) = policy.keep_within.as_ref().map(|w| w.get()) {
             if now - b.time <= within && b.time <= now {
                 reasons[i].push(Reason::Within);
             }
@@ -162,7 +138,7 @@ pub fn plan(backups: &[Backup], policy: &Policy, now: DateTime<Utc>) -> Vec<Deci
     }
     let mut kept = reasons.iter().filter(|r| !r.is_empty()).count() as u32;
     for r in reasons.iter_mut() {
-        if kept >= policy.min_keep {
+        if kept >= policy.min_keep() {
             break;
         }
         if r.is_empty() {
@@ -218,7 +194,7 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
-            min_keep: 1,
+            min_keep: Some(1),
             ..Policy::default()
         }
     }
@@ -319,7 +295,7 @@ mod tests {
             .collect();
         let p = Policy {
             keep_hourly: Some(1),
-            keep_within: Some(Duration::minutes(30)),
+            keep_within: Some("30m".parse().expect("duration")),
             ..policy()
         };
         // now 11:45: within 30 min → 11:40 and 11:20; hourly 1 → 11:40.
@@ -334,7 +310,7 @@ mod tests {
     fn the_newest_is_kept_even_when_every_rule_excludes_it() {
         let times = vec![at(2020, 1, 1, 0, 0), at(2020, 6, 1, 0, 0)];
         let p = Policy {
-            keep_within: Some(Duration::days(1)),
+            keep_within: Some("1d".parse().expect("duration")),
             ..policy()
         };
         let d = plan(&series(&times), &p, at(2026, 11, 27, 0, 0));
@@ -347,7 +323,7 @@ mod tests {
         let times: Vec<_> = (1..=5).map(|d| at(2026, 11, d, 0, 0)).collect();
         let p = Policy {
             keep_last: Some(1),
-            min_keep: 3,
+            min_keep: Some(3),
             ..Policy::default()
         };
         let d = plan(&series(&times), &p, at(2026, 11, 27, 0, 0));

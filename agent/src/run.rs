@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::cli::{Cli, Command, LogFormat};
+use crate::cli::{
+    BackupArgs, Cli, Command, DrillArgs, ListArgs, LogFormat, PruneArgs, RestoreArgs, RunArgs,
+    VerifyArgs,
+};
 use crate::commands;
 use crate::error::Error;
 use crate::summary::{self, RunSummary};
@@ -25,30 +28,127 @@ pub fn init_logging(cli: &Cli) {
     }
 }
 
-/// Runs the command and returns the process exit code.
+/// Runs the command and returns the process exit code. The one place a
+/// command is dispatched: a new command is one arm here and, if it reports
+/// through a run summary, one [`Summarised`] impl below.
 pub async fn run(cli: Cli) -> i32 {
-    // Probes report by exit code and output, not by a run summary.
-    if let Command::Probe(probe) = &cli.command {
-        return crate::probe::cli::run(probe).await;
+    match &cli.command {
+        Command::Backup(args) => summarised(args.as_ref()).await,
+        Command::Restore(args) => summarised(args.as_ref()).await,
+        Command::Verify(args) => summarised(args).await,
+        Command::List(args) => summarised(args).await,
+        Command::Prune(args) => summarised(args).await,
+        Command::Drill(args) => summarised(args.as_ref()).await,
+        // A check, or a long-running server: it reports by exit code and
+        // output, not by a run summary, and handles its own signals.
+        Command::Probe(args) => commands::probe::run(args).await,
     }
-    let started = Utc::now();
+}
+
+/// What [`summarised`] needs to know of a command that reports through a
+/// run summary.
+trait Summarised {
+    /// The command's name in the summary and the logs.
+    const NAME: &'static str;
+    /// Its `--termination-log` and friends; `None` when it writes no summary
+    /// file at all (`list` prints, it is not run by a Job).
+    fn run_args(&self) -> Option<&RunArgs>;
+    /// Runs it, filling `summary`; what to print on success.
+    async fn execute(&self, summary: &mut RunSummary) -> Result<Option<String>, Error>;
+    /// Once the summary is complete: push metrics, notify.
+    async fn report(&self, _summary: &RunSummary) {}
+}
+
+impl Summarised for BackupArgs {
+    const NAME: &'static str = "backup";
+    fn run_args(&self) -> Option<&RunArgs> {
+        Some(&self.run)
+    }
+    async fn execute(&self, summary: &mut RunSummary) -> Result<Option<String>, Error> {
+        let manifest = commands::backup::run_with_hooks(self, summary).await?;
+        Ok(Some(manifest.backup_id))
+    }
+    async fn report(&self, summary: &RunSummary) {
+        crate::report::after_backup(
+            self.pushgateway_url.as_deref(),
+            self.notifications.as_ref(),
+            &self.secrets_dir,
+            summary,
+        )
+        .await;
+    }
+}
+
+impl Summarised for RestoreArgs {
+    const NAME: &'static str = "restore";
+    fn run_args(&self) -> Option<&RunArgs> {
+        Some(&self.run)
+    }
+    async fn execute(&self, summary: &mut RunSummary) -> Result<Option<String>, Error> {
+        commands::restore::run(self, summary).await.map(|_| None)
+    }
+}
+
+impl Summarised for VerifyArgs {
+    const NAME: &'static str = "verify";
+    fn run_args(&self) -> Option<&RunArgs> {
+        Some(&self.run)
+    }
+    async fn execute(&self, summary: &mut RunSummary) -> Result<Option<String>, Error> {
+        let manifest = commands::verify::run(self, summary).await?;
+        Ok(Some(format!("backup {} verified", manifest.backup_id)))
+    }
+    async fn report(&self, summary: &RunSummary) {
+        crate::report::after_verify(self.pushgateway_url.as_deref(), summary).await;
+    }
+}
+
+impl Summarised for ListArgs {
+    const NAME: &'static str = "list";
+    fn run_args(&self) -> Option<&RunArgs> {
+        None
+    }
+    async fn execute(&self, _summary: &mut RunSummary) -> Result<Option<String>, Error> {
+        commands::list::run(self).await.map(Some)
+    }
+}
+
+impl Summarised for PruneArgs {
+    const NAME: &'static str = "prune";
+    fn run_args(&self) -> Option<&RunArgs> {
+        Some(&self.run)
+    }
+    async fn execute(&self, summary: &mut RunSummary) -> Result<Option<String>, Error> {
+        commands::prune::run(self, summary).await.map(Some)
+    }
+}
+
+impl Summarised for DrillArgs {
+    const NAME: &'static str = "drill";
+    fn run_args(&self) -> Option<&RunArgs> {
+        Some(&self.run)
+    }
+    async fn execute(&self, summary: &mut RunSummary) -> Result<Option<String>, Error> {
+        commands::drill::run(self, summary).await.map(Some)
+    }
+    async fn report(&self, summary: &RunSummary) {
+        crate::report::after_drill(self.pushgateway_url.as_deref(), summary).await;
+    }
+}
+
+/// Runs a command that reports through a run summary: the summary is
+/// started, filled by the command, completed with the outcome, reported,
+/// and written to the termination log.
+async fn summarised<C: Summarised>(command: &C) -> i32 {
+    let name = C::NAME;
     let clock = Instant::now();
-    let (name, termination_log) = match &cli.command {
-        Command::Backup(a) => ("backup", Some(&a.run.termination_log)),
-        Command::Restore(a) => ("restore", Some(&a.run.termination_log)),
-        Command::Verify(a) => ("verify", Some(&a.run.termination_log)),
-        Command::List(_) => ("list", None),
-        Command::Prune(a) => ("prune", Some(&a.run.termination_log)),
-        Command::Drill(a) => ("drill", Some(&a.run.termination_log)),
-        Command::Probe(_) => ("probe", None),
-    };
     let mut summary = RunSummary {
         command: name.to_string(),
-        started_at: Some(started),
+        started_at: Some(Utc::now()),
         ..Default::default()
     };
     crate::interrupt::install();
-    let result = run_until_stopped(&cli, &mut summary).await;
+    let result = run_until_stopped(command, &mut summary).await;
     let code = match &result {
         Ok(_) => 0,
         Err(e) => e.exit_code(),
@@ -76,22 +176,9 @@ pub async fn run(cli: Cli) -> i32 {
             eprintln!("error: {message}");
         }
     }
-    if let Command::Backup(a) = &cli.command {
-        crate::report::after_backup(
-            a.pushgateway_url.as_deref(),
-            a.notifications.as_ref(),
-            &a.secrets_dir,
-            &summary,
-        )
-        .await;
-    }
-    if let Command::Verify(a) = &cli.command {
-        crate::report::after_verify(a.pushgateway_url.as_deref(), &summary).await;
-    }
-    if let Command::Drill(a) = &cli.command {
-        crate::report::after_drill(a.pushgateway_url.as_deref(), &summary).await;
-    }
-    if let Some(path) = termination_log.and_then(|p| summary::target_path(p.as_ref())) {
+    command.report(&summary).await;
+    let termination_log = command.run_args().map(|run| run.termination_log.as_ref());
+    if let Some(path) = termination_log.and_then(summary::target_path) {
         summary::write(&path, &summary);
     }
     code
@@ -105,8 +192,11 @@ const WIND_DOWN: Duration = Duration::from_secs(15);
 /// Runs the command; after a signal it has [`WIND_DOWN`] to fail through its
 /// own error paths, then it is dropped (children are killed on drop, partial
 /// files removed). Any outcome after a signal, but a success, is `interrupted`.
-async fn run_until_stopped(cli: &Cli, summary: &mut RunSummary) -> Result<Option<String>, Error> {
-    let work = run_command(cli, summary);
+async fn run_until_stopped<C: Summarised>(
+    command: &C,
+    summary: &mut RunSummary,
+) -> Result<Option<String>, Error> {
+    let work = command.execute(summary);
     tokio::pin!(work);
     let result = tokio::select! {
         result = &mut work => result,
@@ -127,23 +217,6 @@ async fn run_until_stopped(cli: &Cli, summary: &mut RunSummary) -> Result<Option
             ),
         }),
         (result, _) => result,
-    }
-}
-
-async fn run_command(cli: &Cli, summary: &mut RunSummary) -> Result<Option<String>, Error> {
-    match &cli.command {
-        Command::Backup(a) => commands::backup::run_with_hooks(a, summary)
-            .await
-            .map(|m| Some(m.backup_id)),
-        Command::Restore(a) => commands::restore::run(a, summary).await.map(|_| None),
-        Command::Verify(a) => commands::verify::run(a, summary)
-            .await
-            .map(|m| Some(format!("backup {} verified", m.backup_id))),
-        Command::List(a) => commands::list::run(a).await.map(Some),
-        Command::Prune(a) => commands::prune::run(a, summary).await.map(Some),
-        Command::Drill(a) => commands::drill::run(a, summary).await.map(Some),
-        // `run` hands probes off before a summary is started.
-        Command::Probe(_) => Ok(None),
     }
 }
 

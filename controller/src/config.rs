@@ -74,7 +74,9 @@ pub struct Config {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    #[arg(long, env = "VERTICE_LEASE_SECONDS", default_value_t = 15)]
+    /// Seconds the leader lease lasts without renewal: 2 to 3600.
+    #[arg(long, env = "VERTICE_LEASE_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_seconds: u64,
 
     #[arg(long, env = "VERTICE_LOG_FORMAT", default_value = "json")]
@@ -198,4 +200,29 @@ fn poll_interval(text: &str) -> Result<Duration, String> {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(seconds: &str) -> Result<u64, clap::Error> {
+        Cli::try_parse_from(["vertice-controller", "--lease-seconds", seconds])
+            .map(|cli| cli.run.lease_seconds)
+    }
+
+    #[test]
+    fn the_lease_has_a_range() {
+        assert_eq!(lease("2").ok(), Some(2));
+        assert_eq!(lease("3600").ok(), Some(3600));
+        for bad in ["0", "1", "3601", "18446744073709551615"] {
+            assert!(lease(bad).is_err(), "{bad}");
+        }
+        // The parser and the elector's clamp agree.
+        assert_eq!(
+            crate::leader::LEASE_SECONDS,
+            2..=3600,
+            "keep --lease-seconds' range in step"
+        );
+    }
 }

@@ -1,12 +1,12 @@
 //! What every reconciler shares: the client, the event recorder, whether
 //! this replica leads, and the metrics; plus the two writes every
-//! reconciler makes the same way (status by server-side apply, Events).
+//! reconciler makes the same way (status by server-side apply, Events),
+//! both only while this replica may write (`leader::Leadership`).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 
 use crate::error::{kube_err, Error};
 pub use crate::events::Event;
@@ -22,8 +22,8 @@ const MAX_NOTE: usize = 1024;
 pub struct Shared {
     pub client: Client,
     pub recorder: EventRecorder,
-    /// Whether this replica holds the leader lease.
-    pub leading: watch::Receiver<bool>,
+    /// Whether this replica holds the leader lease and may write now.
+    pub leading: crate::leader::Leadership,
     pub metrics: Metrics,
     /// The administrator's limits on what a tenant's resources may cause.
     pub tenancy: std::sync::Arc<crate::config::TenancyArgs>,
@@ -31,11 +31,18 @@ pub struct Shared {
 
 impl Shared {
     pub fn is_leading(&self) -> bool {
-        *self.leading.borrow()
+        self.leading.is_leading()
+    }
+
+    /// Whether a write sent now lands while this replica may write.
+    pub fn may_write(&self) -> bool {
+        self.leading.may_write()
     }
 
     /// Applies `status` (a JSON object) to the status subresource with our
     /// field manager. `kind` and `api_version` make it a valid apply body.
+    /// Refused (an error `leader::refused` recognizes) when this replica
+    /// may not write, and cut off at the end of its validity.
     pub async fn apply_status<K>(
         &self,
         api: &Api<K>,
@@ -48,26 +55,33 @@ impl Shared {
         K: Clone + DeserializeOwned + std::fmt::Debug,
     {
         let patch = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": status});
-        api.patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(kube_err(format!("apply {kind} status")))?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.leading
+            .write(api.patch_status(name, &params, &Patch::Apply(&patch)))
+            .await
+            .map_err(kube_err(format!("apply {kind} status")))?;
         Ok(())
     }
 
     /// Records an Event; a failure is logged, never returned: an event that
-    /// cannot be written must not undo a reconcile.
+    /// cannot be written must not undo a reconcile. Only while this replica
+    /// may write: a deposed leader says nothing.
     pub async fn publish(&self, reference: &ObjectReference, event: &Event) {
         let event = Event {
             note: truncate(&event.note, MAX_NOTE),
             ..event.clone()
         };
-        let published = self.recorder.publish(reference, &event).await;
+        let Some(published) = self
+            .leading
+            .bounded(self.recorder.publish(reference, &event))
+            .await
+        else {
+            tracing::debug!(object = ?reference.name, reason = event.reason, "not leading; event not recorded");
+            return;
+        };
         if let Err(e) = published {
-            tracing::warn!(object = ?reference.name, namespace = ?reference.namespace, reason = event.reason, error = %e, "could not record event");
+            let error = crate::error::short(&e);
+            tracing::warn!(object = ?reference.name, namespace = ?reference.namespace, reason = event.reason, %error, "could not record event");
         }
     }
 }

@@ -70,7 +70,7 @@ impl Category {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{action}: {source}")]
+#[error("{action}: {}", short(source))]
 pub struct Error {
     pub category: Category,
     pub action: String,
@@ -88,13 +88,50 @@ pub fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error 
     }
 }
 
-/// The API server's message for an API error, else the client's: enough to
-/// act on, without the request dump.
+/// The API server's message for an API error, else the client's with every
+/// cause behind it ("error sending request" alone does not say that the
+/// connection was refused or timed out): enough to act on, never a `Status
+/// { … }` dump.
 pub fn short(error: &kube::Error) -> String {
     match error {
+        kube::Error::Api(status) if status.message.is_empty() => {
+            format!("the API server answered {} {}", status.code, status.reason)
+        }
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-        other => other.to_string(),
+        other => with_causes(other),
     }
+}
+
+/// A watch's failure as a sentence: kube's own text of these embeds the
+/// API server's whole `Status { … }` in Debug form.
+pub fn watch_error(error: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as W;
+    match error {
+        W::InitialListFailed(e) => format!("cannot list: {}", short(e)),
+        W::WatchStartFailed(e) => format!("cannot start the watch: {}", short(e)),
+        W::WatchError(status) => format!(
+            "the API server ended the watch: {} ({})",
+            status.message, status.code
+        ),
+        W::WatchFailed(e) => format!("the watch failed: {}", short(e)),
+        W::NoResourceVersion => "a watch event had no resourceVersion".into(),
+    }
+}
+
+/// An error and its chain of causes, each once, joined by ": ".
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        // Some errors repeat their cause in their own text.
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -115,6 +152,38 @@ mod tests {
         assert_eq!(Category::of(&api(422)), Category::Invalid);
         assert_eq!(Category::of(&api(503)), Category::Unavailable);
         assert_eq!(Category::of(&api(418)), Category::Other);
+    }
+
+    #[test]
+    fn messages_are_sentences_not_dumps() {
+        let e = kube_err("patch CronJob nightly")(api(422));
+        let text = e.to_string();
+        assert_eq!(text, "patch CronJob nightly: x (422)");
+        assert!(!text.contains("Status {"), "{text}");
+    }
+
+    #[test]
+    fn watch_errors_are_sentences() {
+        use kube::runtime::watcher::Error as W;
+        for e in [
+            W::InitialListFailed(api(403)),
+            W::WatchFailed(api(503)),
+            W::WatchError(Box::new(
+                kube::core::Status::failure("too old", "Expired").with_code(410),
+            )),
+        ] {
+            let text = watch_error(&e);
+            assert!(!text.contains("Status {"), "{text}");
+            assert!(!text.contains("ErrorResponse"), "{text}");
+        }
+    }
+
+    #[test]
+    fn causes_are_named() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "operation timed out");
+        let outer = kube::Error::Service(Box::new(io));
+        let text = short(&outer);
+        assert!(text.contains("operation timed out"), "{text}");
     }
 
     #[test]

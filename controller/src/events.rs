@@ -34,6 +34,35 @@ pub struct Event {
     pub note: String,
 }
 
+impl Event {
+    /// News: something happened as it should.
+    pub fn normal(reason: &'static str, note: impl Into<String>) -> Event {
+        Event {
+            warning: false,
+            reason,
+            note: note.into(),
+        }
+    }
+
+    /// Something needs a person's attention.
+    pub fn warning(reason: &'static str, note: impl Into<String>) -> Event {
+        Event {
+            warning: true,
+            reason,
+            note: note.into(),
+        }
+    }
+
+    /// `warning` or `normal` as `warning` says.
+    pub fn new(warning: bool, reason: &'static str, note: impl Into<String>) -> Event {
+        Event {
+            warning,
+            reason,
+            note: note.into(),
+        }
+    }
+}
+
 /// What makes two events the same: who, what, and the note (a backup that
 /// fails for another reason is a new event, not a count of the first).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,12 +1,13 @@
 //! `/metrics`, `/healthz` and `/readyz`.
 //!
-//! Liveness says the process serves requests; readiness says the watches have
-//! synced, so a replica that cannot reach the API server is taken out of
-//! rotation but not restarted in a loop.
+//! Liveness says the process serves requests; readiness says the watch
+//! caches have synced, every watch works now (`watches::failing`), and the
+//! leader election completed a round with the API server within a lease
+//! (a Lease RBAC refuses, or an API server that stopped answering without
+//! failing the watches), so a replica that cannot reach the API server is
+//! reported unready within seconds but not restarted in a loop.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,8 +18,12 @@ use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Health {
-    pub ready: Arc<AtomicBool>,
+    /// Turns true once every watch cache has listed the cluster
+    /// (`shared::readiness`).
+    pub ready: tokio::sync::watch::Receiver<bool>,
     pub metrics: Metrics,
+    /// The leader election, when there is one.
+    pub election: Option<crate::leader::Leadership>,
 }
 
 pub fn router(health: Health) -> Router {
@@ -29,11 +34,28 @@ pub fn router(health: Health) -> Router {
         .with_state(health)
 }
 
-async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
-    if h.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
+async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
+    let election = h.election.as_ref().and_then(|e| e.election_problem());
+    readiness(*h.ready.borrow(), &crate::watches::failing(), election)
+}
+
+/// The answer of `/readyz`: the caches have synced, no watch fails now,
+/// and the election works.
+fn readiness(synced: bool, failing: &[&str], election: Option<String>) -> (StatusCode, String) {
+    if let Some(problem) = election {
+        (StatusCode::SERVICE_UNAVAILABLE, problem)
+    } else if !synced {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "watches not synced yet".into(),
+        )
+    } else if !failing.is_empty() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("watches failing: {}", failing.join(", ")),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced yet")
+        (StatusCode::OK, "ok".into())
     }
 }
 
@@ -60,4 +82,29 @@ pub async fn serve(
     axum::serve(listener, router(health))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_synced_and_no_watch_fails() {
+        assert_eq!(readiness(true, &[], None).0, StatusCode::OK);
+        assert_eq!(
+            readiness(false, &[], None).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (code, body) = readiness(true, &["cronjobs", "jobs"], None);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "watches failing: cronjobs, jobs");
+    }
+
+    #[test]
+    fn unready_while_the_election_fails_even_with_working_watches() {
+        let problem = "leader election failing for 15 s: forbidden (403)".to_string();
+        let (code, body) = readiness(true, &[], Some(problem.clone()));
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, problem);
+    }
 }

@@ -1,5 +1,7 @@
-//! The Vertice controller: one module per reconciler, each a pure part and a
-//! thin I/O shell, plus what the binary needs around them.
+//! The Vertice controller: one module per controller (backup, scaler,
+//! failover), each a pure part, a thin I/O shell and its own `run`; what
+//! they share in `shared`, `context`, `events`, `watches` and `leader`; and
+//! the process around them in `runtime`.
 
 pub mod backup;
 pub mod config;
@@ -16,3 +18,5 @@ pub mod runtime;
 pub mod scaler;
 pub mod schedule;
 pub mod secret_labels;
+pub mod shared;
+pub mod watches;

@@ -1,7 +1,10 @@
-//! vertice-controller: watches VerticeBackups and VerticeScalers and keeps
-//! their CronJobs, target scale and status true. Flags in `config.rs`; the
-//! wiring in `runtime.rs`; `scaler simulate` runs the scaler's decision on a
-//! case file.
+//! vertice-controller: three controllers in one process. VerticeBackups
+//! become CronJobs (backups and restore drills) and report their runs in
+//! status; VerticeScalers scale their targets through `/scale`;
+//! VerticeFailovers steer traffic by the weights of an Istio
+//! VirtualService. Flags in `config.rs`; the process around the controllers
+//! in `runtime.rs`; `scaler simulate` runs the scaler's decision on a case
+//! file.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,6 @@
 //! The controller's own metrics on `/metrics`.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -13,6 +14,7 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     pub backups_overdue: IntGaugeVec,
     pub backups_unverified: IntGaugeVec,
+    pub backups_invalid: IntGaugeVec,
     pub overdue_detected: IntCounterVec,
     pub leader: prometheus::IntGauge,
     pub scaler_desired: IntGaugeVec,
@@ -38,220 +40,43 @@ const SCALER: &[&str] = &["namespace", "scaler"];
 const SCALER_METRIC: &[&str] = &["namespace", "scaler", "metric"];
 
 impl Metrics {
+    /// Every family, each registered as it is made: a table, one entry per
+    /// metric (the exposition is sorted by name, so the order is free).
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let reconciles = IntCounterVec::new(
-            Opts::new(
-                "vertice_controller_reconcile_total",
-                "Reconciles run, per controller",
-            ),
-            &["controller"],
-        )?;
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new(
-                "vertice_controller_reconcile_errors_total",
-                "Reconciles that failed, per controller and error category",
-            ),
-            &["controller", "category"],
-        )?;
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "vertice_controller_reconcile_duration_seconds",
-                "Time per reconcile",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["controller"],
-        )?;
-        let backups_overdue = IntGaugeVec::new(
-            Opts::new(
-                "vertice_backup_overdue",
-                "1 while a VerticeBackup has no successful backup within its grace period",
-            ),
-            &["namespace", "backup"],
-        )?;
-        let backups_unverified = IntGaugeVec::new(
-            Opts::new(
-                "vertice_backup_unverified",
-                "1 while a VerticeBackup's newest verified backup is older than drill.maxUnverifiedAge (or none was verified in that long)",
-            ),
-            &["namespace", "backup"],
-        )?;
-        let overdue_detected = IntCounterVec::new(
-            Opts::new(
-                "vertice_backup_overdue_total",
-                "Times a VerticeBackup became overdue",
-            ),
-            &["namespace", "backup"],
-        )?;
-        let leader = prometheus::IntGauge::new(
-            "vertice_controller_leader",
-            "1 while this replica holds the leader lease",
-        )?;
-        let gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), SCALER);
-        let scaler_desired = gauge(
-            "vertice_scaler_desired_replicas",
-            "Replicas the scaler decided on, last poll",
-        )?;
-        let scaler_current = gauge(
-            "vertice_scaler_current_replicas",
-            "Replicas of the target's /scale, last poll",
-        )?;
-        let scaler_fallback = gauge(
-            "vertice_scaler_fallback_active",
-            "1 while a broken metric proposes its fallback replicas",
-        )?;
-        let scaler_min = gauge(
-            "vertice_scaler_min_replicas",
-            "The lower bound in force (the spec's, or a schedule window's)",
-        )?;
-        let scaler_max = gauge(
-            "vertice_scaler_max_replicas",
-            "The upper bound in force (the spec's, or a schedule window's)",
-        )?;
-        let scaler_scales = IntCounterVec::new(
-            Opts::new(
-                "vertice_scaler_scale_total",
-                "Scale changes the controller made, by direction (Up, Down)",
-            ),
-            &["namespace", "scaler", "direction"],
-        )?;
-        let scaler_metric_value = GaugeVec::new(
-            Opts::new(
-                "vertice_scaler_metric_value",
-                "A scaler metric's current value (percent for utilization)",
-            ),
-            SCALER_METRIC,
-        )?;
-        let scaler_metric_target = GaugeVec::new(
-            Opts::new(
-                "vertice_scaler_metric_target",
-                "A scaler metric's target, in the unit of vertice_scaler_metric_value",
-            ),
-            SCALER_METRIC,
-        )?;
-        let scaler_metric_errors = IntCounterVec::new(
-            Opts::new(
-                "vertice_scaler_metric_errors_total",
-                "Polls on which a metric errored, had no data or was stale",
-            ),
-            SCALER_METRIC,
-        )?;
-        let scaler_decisions = IntCounterVec::new(
-            Opts::new(
-                "vertice_scaler_decisions_total",
-                "Scaler decisions, by direction and reason",
-            ),
-            &["namespace", "scaler", "direction", "reason"],
-        )?;
-        let failover_phase = IntGaugeVec::new(
-            Opts::new(
-                "vertice_failover_phase",
-                "1 for a VerticeFailover's current phase, 0 for the others",
-            ),
-            &["namespace", "failover", "phase"],
-        )?;
-        let failover_switches = IntCounterVec::new(
-            Opts::new(
-                "vertice_failover_switches_total",
-                "Switches of traffic started, by reason (Failover, Failback, Switchover)",
-            ),
-            &["namespace", "failover", "reason"],
-        )?;
-        let failover_replica_healthy = IntGaugeVec::new(
-            Opts::new(
-                "vertice_failover_replica_healthy",
-                "1 healthy, 0 unhealthy, -1 unknown: a replica's health across vantages",
-            ),
-            &["namespace", "failover", "replica"],
-        )?;
-        let failover_success_ratio = GaugeVec::new(
-            Opts::new(
-                "vertice_failover_health_check_success_ratio",
-                "Share of a vantage's last 20 probes of a replica that succeeded",
-            ),
-            &["namespace", "failover", "replica", "vantage"],
-        )?;
-        let failover_patch_conflicts = IntCounterVec::new(
-            Opts::new(
-                "vertice_failover_patch_conflicts_total",
-                "Guarded VirtualService patches refused because the route changed since it was read",
-            ),
-            &["namespace", "failover"],
-        )?;
-        let failover_route_weight = IntGaugeVec::new(
-            Opts::new(
-                "vertice_failover_route_weight",
-                "The weight the controller set for a replica on the VirtualService route",
-            ),
-            &["namespace", "failover", "replica"],
-        )?;
-        let failover_observation_age = GaugeVec::new(
-            Opts::new(
-                "vertice_failover_observation_age_seconds",
-                "Age of a vantage's newest observation when the controller last decided",
-            ),
-            &["namespace", "failover", "vantage"],
-        )?;
-        registry.register(Box::new(failover_route_weight.clone()))?;
-        registry.register(Box::new(failover_observation_age.clone()))?;
+        let r = Registrar(Registry::new());
         // CPU, memory, file descriptors and start time of the controller
         // process: what OperatorHighMemory and OperatorHighCPU watch.
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
+        r.0.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        registry.register(Box::new(failover_phase.clone()))?;
-        registry.register(Box::new(failover_switches.clone()))?;
-        registry.register(Box::new(failover_replica_healthy.clone()))?;
-        registry.register(Box::new(failover_success_ratio.clone()))?;
-        registry.register(Box::new(failover_patch_conflicts.clone()))?;
-        registry.register(Box::new(scaler_scales.clone()))?;
-        for c in [
-            &scaler_desired,
-            &scaler_current,
-            &scaler_fallback,
-            &scaler_min,
-            &scaler_max,
-        ] {
-            registry.register(Box::new(c.clone()))?;
-        }
-        registry.register(Box::new(scaler_metric_value.clone()))?;
-        registry.register(Box::new(scaler_metric_target.clone()))?;
-        registry.register(Box::new(scaler_metric_errors.clone()))?;
-        registry.register(Box::new(scaler_decisions.clone()))?;
-        registry.register(Box::new(reconciles.clone()))?;
-        registry.register(Box::new(reconcile_errors.clone()))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(backups_overdue.clone()))?;
-        registry.register(Box::new(backups_unverified.clone()))?;
-        registry.register(Box::new(overdue_detected.clone()))?;
-        registry.register(Box::new(leader.clone()))?;
         Ok(Self {
-            registry,
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            backups_overdue,
-            backups_unverified,
-            overdue_detected,
-            leader,
-            scaler_desired,
-            scaler_current,
-            scaler_fallback,
-            scaler_min,
-            scaler_max,
-            scaler_scales,
-            scaler_metric_value,
-            scaler_metric_target,
-            scaler_metric_errors,
-            scaler_decisions,
-            failover_phase,
-            failover_switches,
-            failover_replica_healthy,
-            failover_success_ratio,
-            failover_patch_conflicts,
-            failover_route_weight,
-            failover_observation_age,
+            reconciles: r.counter("vertice_controller_reconcile_total", "Reconciles run, per controller", &["controller"])?,
+            reconcile_errors: r.counter("vertice_controller_reconcile_errors_total", "Reconciles that failed, per controller and error category", &["controller", "category"])?,
+            reconcile_duration: r.histogram("vertice_controller_reconcile_duration_seconds", "Time per reconcile", &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0], &["controller"])?,
+            backups_overdue: r.int_gauge("vertice_backup_overdue", "1 while a VerticeBackup has no successful backup within its grace period", &["namespace", "backup"])?,
+            backups_unverified: r.int_gauge("vertice_backup_unverified", "1 while a VerticeBackup's newest verified backup is older than drill.maxUnverifiedAge (or none was verified in that long)", &["namespace", "backup"])?,
+            backups_invalid: r.int_gauge("vertice_backup_invalid", "1 while a VerticeBackup's phase is Invalid: its spec cannot become a CronJob (a schedule that never fires, a refused Secret, image or CronJob), so nothing new runs", &["namespace", "backup"])?,
+            overdue_detected: r.counter("vertice_backup_overdue_total", "Times a VerticeBackup became overdue", &["namespace", "backup"])?,
+            leader: r.add(prometheus::IntGauge::new("vertice_controller_leader", "1 while this replica holds the leader lease")?)?,
+            scaler_desired: r.int_gauge("vertice_scaler_desired_replicas", "Replicas the scaler decided on, last poll", SCALER)?,
+            scaler_current: r.int_gauge("vertice_scaler_current_replicas", "Replicas of the target's /scale, last poll", SCALER)?,
+            scaler_fallback: r.int_gauge("vertice_scaler_fallback_active", "1 while a broken metric proposes its fallback replicas", SCALER)?,
+            scaler_min: r.int_gauge("vertice_scaler_min_replicas", "The lower bound in force (the spec's, or a schedule window's)", SCALER)?,
+            scaler_max: r.int_gauge("vertice_scaler_max_replicas", "The upper bound in force (the spec's, or a schedule window's)", SCALER)?,
+            scaler_scales: r.counter("vertice_scaler_scale_total", "Scale changes the controller made, by direction (Up, Down)", &["namespace", "scaler", "direction"])?,
+            scaler_metric_value: r.gauge("vertice_scaler_metric_value", "A scaler metric's current value (percent for utilization)", SCALER_METRIC)?,
+            scaler_metric_target: r.gauge("vertice_scaler_metric_target", "A scaler metric's target, in the unit of vertice_scaler_metric_value", SCALER_METRIC)?,
+            scaler_metric_errors: r.counter("vertice_scaler_metric_errors_total", "Polls on which a metric errored, had no data or was stale", SCALER_METRIC)?,
+            scaler_decisions: r.counter("vertice_scaler_decisions_total", "Scaler decisions, by direction and reason", &["namespace", "scaler", "direction", "reason"])?,
+            failover_phase: r.int_gauge("vertice_failover_phase", "1 for a VerticeFailover's current phase, 0 for the others", &["namespace", "failover", "phase"])?,
+            failover_switches: r.counter("vertice_failover_switches_total", "Switches of traffic started, by reason (Failover, Failback, Switchover)", &["namespace", "failover", "reason"])?,
+            failover_replica_healthy: r.int_gauge("vertice_failover_replica_healthy", "1 healthy, 0 unhealthy, -1 unknown: a replica's health across vantages", &["namespace", "failover", "replica"])?,
+            failover_success_ratio: r.gauge("vertice_failover_health_check_success_ratio", "Share of a vantage's last 20 probes of a replica that succeeded", &["namespace", "failover", "replica", "vantage"])?,
+            failover_patch_conflicts: r.counter("vertice_failover_patch_conflicts_total", "Guarded VirtualService patches refused because the route changed since it was read", &["namespace", "failover"])?,
+            failover_route_weight: r.int_gauge("vertice_failover_route_weight", "The weight the controller set for a replica on the VirtualService route", &["namespace", "failover", "replica"])?,
+            failover_observation_age: r.gauge("vertice_failover_observation_age_seconds", "Age of a vantage's newest observation when the controller last decided", &["namespace", "failover", "vantage"])?,
+            registry: r.0,
         })
     }
 
@@ -260,6 +85,7 @@ impl Metrics {
         let labels = [namespace, name];
         let _ = self.backups_overdue.remove_label_values(&labels);
         let _ = self.backups_unverified.remove_label_values(&labels);
+        let _ = self.backups_invalid.remove_label_values(&labels);
         let _ = self.overdue_detected.remove_label_values(&labels);
     }
 
@@ -267,7 +93,6 @@ impl Metrics {
     /// name): a backup deleted while no reconcile could see it (it vanished
     /// between two watches) must not keep reporting.
     pub fn retain_backups(&self, live: &std::collections::HashSet<(String, String)>) {
-        use prometheus::core::Collector;
         let mut gone = std::collections::BTreeSet::new();
         for family in self
             .backups_overdue
@@ -275,6 +100,7 @@ impl Metrics {
             .into_iter()
             .chain(self.overdue_detected.collect())
             .chain(self.backups_unverified.collect())
+            .chain(self.backups_invalid.collect())
         {
             for metric in family.get_metric() {
                 let label = |n: &str| label_value(metric, n).unwrap_or_default();
@@ -291,7 +117,6 @@ impl Metrics {
 
     /// Drops the series of every VerticeScaler not in `live` (namespace, name).
     pub fn retain_scalers(&self, live: &std::collections::HashSet<(String, String)>) {
-        use prometheus::core::Collector;
         let mut gone = std::collections::BTreeSet::new();
         let families = self
             .scaler_desired
@@ -354,7 +179,6 @@ impl Metrics {
 
     /// Drops every series of VerticeFailovers not in `live` (namespace, name).
     pub fn retain_failovers(&self, live: &std::collections::HashSet<(String, String)>) {
-        use prometheus::core::Collector;
         let keep = |m: &prometheus::proto::Metric| {
             let label = |n: &str| label_value(m, n).unwrap_or_default();
             live.contains(&(label("namespace"), label("failover")))
@@ -389,6 +213,54 @@ impl Metrics {
             tracing::warn!(error = %e, "could not encode metrics");
         }
         String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// Makes families and registers them in one step.
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<C: Collector + Clone + 'static>(&self, c: C) -> Result<C, prometheus::Error> {
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn int_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> Result<HistogramVec, prometheus::Error> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, labels)?)
+    }
+
+    fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<GaugeVec, prometheus::Error> {
+        self.add(GaugeVec::new(Opts::new(name, help), labels)?)
     }
 }
 

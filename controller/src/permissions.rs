@@ -36,6 +36,10 @@ pub const REQUIRED: &[(&str, &str, &str)] = &[
     ("apps", "replicasets/scale", "patch"),
     ("", "pods", "watch"),
     ("metrics.k8s.io", "pods", "list"),
+    // Upstream HPAs, only their scale target: a target an HPA scales is
+    // not ours to scale (the two would fight over spec.replicas).
+    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "watch"),
     ("", "secrets", "get"),
     // The failover: its resources, its status fields (never the probe
     // runners' observations), and the VirtualServices it steers (read,

@@ -8,6 +8,8 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use vertice_crds::backup::Schedule;
 
+pub mod kube_cron;
+
 /// Default grace between a scheduled time and the success that must follow.
 pub const DEFAULT_OVERDUE_AFTER: Duration = Duration::hours(1);
 
@@ -22,27 +24,43 @@ pub struct ParsedSchedule {
     pub overdue_after: Duration,
 }
 
-/// Why a schedule cannot be used, naming the field.
+/// Why a schedule cannot be used, naming the field (`at` is the path of
+/// the schedule: `spec.schedule` or `spec.drill.schedule`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("spec.schedule.cron {0:?}: {1}")]
-    Cron(String, String),
-    #[error("spec.schedule.timeZone {0:?} is not an IANA time zone (e.g. Europe/Berlin, Etc/UTC)")]
-    TimeZone(String),
-    #[error("spec.schedule.overdueAfter {0:?}: use a duration such as 45m, 2h or 1d")]
-    OverdueAfter(String),
+    #[error("{at}.cron {cron:?} is refused: {why}")]
+    Cron {
+        at: &'static str,
+        cron: String,
+        why: String,
+    },
+    #[error("{at}.timeZone {name:?} is not an IANA time zone (e.g. Europe/Berlin, Etc/UTC)")]
+    TimeZone { at: &'static str, name: String },
+    #[error("{at}.overdueAfter {text:?}: use a duration such as 45m, 2h or 1d")]
+    OverdueAfter { at: &'static str, text: String },
 }
 
 impl ParsedSchedule {
+    /// The backup's `spec.schedule`.
     pub fn parse(schedule: &Schedule) -> Result<Self, ScheduleError> {
-        let cron = parse_cron(&schedule.cron)
-            .map_err(|why| ScheduleError::Cron(schedule.cron.clone(), why))?;
-        let tz = parse_time_zone(schedule.time_zone.as_deref()).map_err(ScheduleError::TimeZone)?;
-        let overdue_after = match schedule.overdue_after.as_deref() {
+        Self::parse_at(schedule, "spec.schedule")
+    }
+
+    /// A schedule at the path `at` (for the messages).
+    pub fn parse_at(schedule: &Schedule, at: &'static str) -> Result<Self, ScheduleError> {
+        let cron = parse_cron(&schedule.cron).map_err(|why| ScheduleError::Cron {
+            at,
+            cron: schedule.cron.clone(),
+            why,
+        })?;
+        let tz = parse_time_zone(schedule.time_zone.as_deref())
+            .map_err(|name| ScheduleError::TimeZone { at, name })?;
+        let overdue_after = match &schedule.overdue_after {
             None => DEFAULT_OVERDUE_AFTER,
-            Some(text) => {
-                parse_duration(text).ok_or_else(|| ScheduleError::OverdueAfter(text.to_string()))?
-            }
+            Some(d) => d.get().map_err(|_| ScheduleError::OverdueAfter {
+                at,
+                text: d.to_string(),
+            })?,
         };
         Ok(Self {
             cron,
@@ -84,29 +102,20 @@ impl ParsedSchedule {
     }
 }
 
-/// A five-field cron expression or a macro, as Kubernetes reads a CronJob's;
-/// the error says what is wrong (the caller names the field).
+/// A schedule exactly as the API server accepts a CronJob's
+/// (`kube_cron`), that fires at least once a year; the error says what is
+/// wrong (the caller names the field).
 pub fn parse_cron(expr: &str) -> Result<Cron, String> {
-    let expr = expr.trim();
-    if expr.starts_with("TZ=") || expr.starts_with("CRON_TZ=") {
-        return Err("set the time zone in the timeZone field, not in the expression".into());
-    }
-    if expr.starts_with('@') {
-        if !matches!(
-            expr.to_ascii_lowercase().as_str(),
-            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly"
-        ) {
-            return Err("Kubernetes knows @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly".into());
-        }
-    } else if expr.split_whitespace().count() != 5 {
-        return Err("expected five fields: minute hour day-of-month month day-of-week".into());
+    let cron = kube_cron::parse(expr)?;
+    if let Some(why) = cron.never_fires() {
+        return Err(format!("this schedule never fires: {why}"));
     }
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
-        .parse(expr)
-        .map_err(|e| e.to_string())
+        .parse(&cron.to_croner())
+        .map_err(|e| format!("could not be read ({e})"))
 }
 
 /// An IANA time zone (UTC when unset); the error is the name given.
@@ -186,9 +195,11 @@ mod tests {
         assert!(ParsedSchedule::parse(&schedule("@daily", None, None)).is_ok());
         assert!(ParsedSchedule::parse(&schedule("*/15 * * * *", None, None)).is_ok());
         for (bad, why) in [
-            ("0 0 3 * * *", "five fields"),
-            ("@every 1h", "Kubernetes knows"),
+            ("0 0 3 * * *", "5 fields"),
+            ("@every 1h", "@every"),
             ("61 * * * *", "61"),
+            ("0 3 * * 7", "Sunday is 0"),
+            ("0 0 31 2 *", "never fires"),
             ("TZ=UTC 0 3 * * *", "timeZone"),
         ] {
             let err = ParsedSchedule::parse(&schedule(bad, None, None))

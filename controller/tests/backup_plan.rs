@@ -230,7 +230,11 @@ fn suspend_and_resume_are_events() {
     assert_eq!(suspended.status.phase, Some(BackupPhase::Suspended));
     assert!(suspended.events.iter().any(|e| e.reason == "Suspended"));
     assert_eq!(
-        suspended.cron_job.as_ref().and_then(|c| c.spec.suspend),
+        suspended
+            .backup
+            .cron_job
+            .as_ref()
+            .and_then(|c| c.spec.suspend),
         Some(true)
     );
     let status = Some(serde_json::to_value(&suspended.status).expect("json"));
@@ -284,7 +288,12 @@ fn a_refused_backup_plans_no_cron_job_drill_or_run_and_looks_again_soon() {
     // Nobody opted the Secret in (the default tenancy, nothing read).
     let p = plan(&refused, &observed(vec![]), &defaults(), at(0, 1));
     assert_eq!(
-        (&p.cron_job, &p.drill_cron_job, &p.run_now, &p.drill_now),
+        (
+            &p.backup.cron_job,
+            &p.drill.cron_job,
+            &p.backup.run_now,
+            &p.drill.run_now
+        ),
         (&None, &None, &None, &None)
     );
     assert_eq!(p.status.phase, Some(BackupPhase::Invalid));
@@ -301,9 +310,310 @@ fn a_refused_backup_plans_no_cron_job_drill_or_run_and_looks_again_soon() {
     object["spec"]["pod"] = json!({"image": "attacker/agent:latest"});
     let refused: VerticeBackup = serde_json::from_value(object).expect("backup");
     let p = plan(&refused, &observed(vec![]), &defaults(), at(0, 1));
-    assert_eq!((&p.cron_job, &p.run_now), (&None, &None));
+    assert_eq!((&p.backup.cron_job, &p.backup.run_now), (&None, &None));
     assert_eq!(
         p.refused.as_ref().map(|r| r.reason()),
         Some("NotAllowedByAdmin")
     );
+}
+
+/// An unfinished Job of the backup and its pod with `pod_status`.
+fn active_job(job: &str, pod_status: Value) -> (Value, Value) {
+    let (mut job_object, mut pod) = finished_job("orders", job, true, at(3, 1), json!({}));
+    job_object["status"] = json!({"active": 1, "startTime": ts(at(3, 0))});
+    pod["status"] = pod_status;
+    (job_object, pod)
+}
+
+fn condition<'a>(p: &'a Plan, type_: &str) -> &'a vertice_crds::common::Condition {
+    p.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition")
+}
+
+#[test]
+fn a_schedule_that_never_fires_is_invalid_and_judges_nothing_overdue() {
+    let p = plan(
+        &backup("0 0 31 2 *", at(0, 0), false, None),
+        &observed(vec![]),
+        &defaults(),
+        at(3, 0),
+    );
+    assert_eq!(p.backup.cron_job, None);
+    assert_eq!(p.status.phase, Some(BackupPhase::Invalid));
+    let ready = condition(&p, "Ready");
+    assert!(
+        ready.message.contains("spec.schedule.cron") && ready.message.contains("never fires"),
+        "{}",
+        ready.message
+    );
+    let overdue = condition(&p, "BackupOverdue");
+    assert_eq!(
+        overdue.status,
+        vertice_crds::common::ConditionStatus::Unknown
+    );
+    assert_eq!(p.status.next_backup, None);
+    let reasons: Vec<&str> = p.events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["InvalidSpec"]);
+    assert_eq!(p.requeue_after, MAX_REQUEUE);
+    // Said once: the next reconcile of the same spec adds no Event.
+    let again = backup(
+        "0 0 31 2 *",
+        at(0, 0),
+        false,
+        Some(serde_json::to_value(&p.status).expect("status")),
+    );
+    let p = plan(&again, &observed(vec![]), &defaults(), at(3, 5));
+    assert!(p.events.is_empty(), "{:?}", p.events);
+}
+
+#[test]
+fn a_pod_that_cannot_start_blocks_the_run_and_names_the_secret() {
+    let waiting = json!({"phase": "Pending", "containerStatuses": [{
+        "name": "agent", "ready": false, "restartCount": 0, "image": "agent", "imageID": "",
+        "state": {"waiting": {"reason": "CreateContainerConfigError",
+                              "message": "secret \"db\" not found"}}}]});
+    let p = plan(
+        &backup("0 3 * * *", at(0, 0), false, None),
+        &observed(vec![active_job("vertice-orders-1", waiting)]),
+        &defaults(),
+        at(3, 2),
+    );
+    assert_eq!(p.status.phase, Some(BackupPhase::Blocked));
+    let blocked = condition(&p, "RunBlocked");
+    assert!(blocked.is_true());
+    assert_eq!(blocked.reason, "CreateContainerConfigError");
+    assert!(
+        blocked.message.contains("secret \"db\" not found"),
+        "{}",
+        blocked.message
+    );
+    assert!(p
+        .events
+        .iter()
+        .any(|e| e.reason == "RunBlocked" && e.warning));
+    // Looked at again within a minute: nothing watches pods.
+    assert!(p.requeue_after <= std::time::Duration::from_secs(30));
+    // Said once per Job, though the kubelet's reason flips.
+    let pulling = json!({"phase": "Pending", "containerStatuses": [{
+        "name": "agent", "ready": false, "restartCount": 0, "image": "agent", "imageID": "",
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]});
+    let again = backup(
+        "0 3 * * *",
+        at(0, 0),
+        false,
+        Some(serde_json::to_value(&p.status).expect("status")),
+    );
+    let p = plan(
+        &again,
+        &observed(vec![active_job("vertice-orders-1", pulling)]),
+        &defaults(),
+        at(3, 3),
+    );
+    assert_eq!(condition(&p, "RunBlocked").reason, "ImagePullBackOff");
+    assert!(
+        p.events.iter().all(|e| e.reason != "RunBlocked"),
+        "{:?}",
+        p.events
+    );
+
+    // Running pods do not block.
+    let p = plan(
+        &backup("0 3 * * *", at(0, 0), false, None),
+        &observed(vec![active_job(
+            "vertice-orders-1",
+            json!({"phase": "Running"}),
+        )]),
+        &defaults(),
+        at(3, 2),
+    );
+    assert_eq!(p.status.phase, Some(BackupPhase::Running));
+    assert!(!condition(&p, "RunBlocked").is_true());
+}
+
+#[test]
+fn an_evicted_run_is_interrupted() {
+    let (mut job, mut pod) = finished_job("orders", "vertice-orders-1", false, at(3, 1), json!({}));
+    job["status"]["conditions"][0]["reason"] = json!("PodFailurePolicy");
+    job["status"]["conditions"][0]["message"] =
+        json!("Pod shop/vertice-orders-1-abcde has condition DisruptionTarget matching FailJob rule at index 0");
+    // Killed before it could write a summary.
+    pod["status"] = json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True",
+        "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}]});
+    let p = plan(
+        &backup("0 3 * * *", at(0, 0), false, None),
+        &observed(vec![(job, pod)]),
+        &defaults(),
+        at(3, 2),
+    );
+    let last = p.status.last_backup.expect("a record");
+    assert_eq!(last.error_category.as_deref(), Some("interrupted"));
+    let message = last.message.unwrap_or_default();
+    assert!(message.contains("EvictionByEvictionAPI"), "{message}");
+}
+
+#[test]
+fn run_now_waits_while_a_run_is_active_and_starts_when_it_ends() {
+    let with_token = |token: &str, status: Option<Value>| {
+        let mut object =
+            serde_json::to_value(backup("0 3 * * *", at(0, 0), false, status)).expect("json");
+        object["metadata"]["annotations"] = json!({"vertice.io/run-now": token});
+        serde_json::from_value::<VerticeBackup>(object).expect("backup")
+    };
+    let running = observed(vec![active_job(
+        "vertice-orders-1",
+        json!({"phase": "Running"}),
+    )]);
+    let p = plan(&with_token("t1", None), &running, &defaults(), at(3, 2));
+    assert_eq!(
+        p.backup.run_now, None,
+        "no second run beside the active one"
+    );
+    let queued = p.status.run_now_queued.clone().expect("queued");
+    assert_eq!(
+        (queued.token.as_str(), queued.waiting_for.as_str()),
+        ("t1", "vertice-orders-1")
+    );
+    let reasons: Vec<&str> = p.events.iter().map(|e| e.reason).collect();
+    assert!(reasons.contains(&"RunNowQueued"), "{reasons:?}");
+    let status = serde_json::to_value(&p.status).expect("status");
+
+    // A newer request replaces the waiting one; the same one is not announced again.
+    let p = plan(
+        &with_token("t1", Some(status.clone())),
+        &running,
+        &defaults(),
+        at(3, 3),
+    );
+    assert!(p.events.iter().all(|e| e.reason != "RunNowQueued"));
+    let p2 = plan(
+        &with_token("t2", Some(status.clone())),
+        &running,
+        &defaults(),
+        at(3, 3),
+    );
+    assert_eq!(p2.status.run_now_queued.map(|q| q.token), Some("t2".into()));
+
+    // The active run ended: the waiting request starts, alone.
+    let ended = observed(vec![finished_job(
+        "orders",
+        "vertice-orders-1",
+        true,
+        at(3, 4),
+        ok_summary("b1", at(3, 4)),
+    )]);
+    let p = plan(
+        &with_token("t1", Some(status)),
+        &ended,
+        &defaults(),
+        at(3, 5),
+    );
+    let job = p.backup.run_now.clone().expect("the queued run starts");
+    assert_eq!(p.status.run_now_queued, None);
+    assert_eq!(p.status.run_now.clone().map(|r| r.job), job.metadata.name);
+    // The CronJob holds its scheduled runs while the on-demand one runs...
+    let suspended = |p: &Plan| p.backup.cron_job.as_ref().and_then(|c| c.spec.suspend);
+    assert_eq!(suspended(&p), Some(true));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+    let mut on_demand = serde_json::to_value(&job).expect("job");
+    on_demand["status"] = json!({"active": 1});
+    let status = serde_json::to_value(&p.status).expect("status");
+    let p = plan(
+        &with_token("t1", Some(status.clone())),
+        &observed(vec![(on_demand.clone(), pod.clone())]),
+        &defaults(),
+        at(3, 6),
+    );
+    assert_eq!((suspended(&p), &p.backup.run_now), (Some(true), &None));
+    // ...and resumes them when it ends.
+    on_demand["status"] = json!({"conditions": [{"type": "Complete", "status": "True",
+                                                  "lastTransitionTime": ts(at(3, 7))}]});
+    let p = plan(
+        &with_token("t1", Some(status)),
+        &observed(vec![(on_demand, pod)]),
+        &defaults(),
+        at(3, 8),
+    );
+    assert_eq!(suspended(&p), Some(false));
+}
+
+/// A request queued behind a run does not start when that run ends if the
+/// backup was suspended meanwhile: it waits, saying so, for the resume.
+#[test]
+fn a_queued_run_now_waits_for_the_resume_when_suspended_meanwhile() {
+    let with = |token: &str, suspend: bool, status: Option<Value>| {
+        let mut object =
+            serde_json::to_value(backup("0 3 * * *", at(0, 0), suspend, status)).expect("json");
+        object["metadata"]["annotations"] = json!({"vertice.io/run-now": token});
+        serde_json::from_value::<VerticeBackup>(object).expect("backup")
+    };
+    let running = observed(vec![active_job(
+        "vertice-orders-1",
+        json!({"phase": "Running"}),
+    )]);
+    let p = plan(&with("t1", false, None), &running, &defaults(), at(3, 2));
+    assert!(p.status.run_now_queued.is_some());
+    let status = serde_json::to_value(&p.status).expect("status");
+
+    // Suspended while t1 waits; then the active run ends.
+    let ended = observed(vec![finished_job(
+        "orders",
+        "vertice-orders-1",
+        true,
+        at(3, 4),
+        ok_summary("b1", at(3, 4)),
+    )]);
+    let p = plan(
+        &with("t1", true, Some(status)),
+        &ended,
+        &defaults(),
+        at(3, 5),
+    );
+    assert_eq!(p.backup.run_now, None, "no run starts while suspended");
+    let queued = p.status.run_now_queued.clone().expect("still queued");
+    assert_eq!(queued.token, "t1");
+    assert!(queued.waiting_for.contains("resumed"), "{queued:?}");
+    assert_eq!(queued.queued_at, at(3, 2), "its first time is kept");
+    let said: Vec<&str> = p
+        .events
+        .iter()
+        .filter(|e| e.reason == "RunNowQueued")
+        .map(|e| e.note.as_str())
+        .collect();
+    assert!(said.len() == 1 && said[0].contains("resumed"), "{said:?}");
+    let status = serde_json::to_value(&p.status).expect("status");
+    // Said once, and still held on the next pass.
+    let p = plan(
+        &with("t1", true, Some(status.clone())),
+        &ended,
+        &defaults(),
+        at(3, 6),
+    );
+    assert_eq!(p.backup.run_now, None);
+    assert!(p.events.iter().all(|e| e.reason != "RunNowQueued"));
+    assert_eq!(serde_json::to_value(&p.status).expect("status"), status);
+
+    // Resumed: it starts.
+    let p = plan(
+        &with("t1", false, Some(status.clone())),
+        &ended,
+        &defaults(),
+        at(3, 7),
+    );
+    assert!(
+        p.backup.run_now.is_some(),
+        "the queued run starts once resumed"
+    );
+    assert_eq!(p.status.run_now_queued, None);
+    // A new request starts even while suspended, as any request does.
+    let p = plan(
+        &with("t2", true, Some(status)),
+        &ended,
+        &defaults(),
+        at(3, 7),
+    );
+    assert!(p.backup.run_now.is_some());
+    assert_eq!(p.status.run_now_queued, None);
 }

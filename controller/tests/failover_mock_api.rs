@@ -156,6 +156,21 @@ fn failover_json() -> Value {
                        {"name": "b", "health": "Healthy", "since": earlier}]}})
 }
 
+/// Reconciles as a running controller would: it watched the failover
+/// before the runner wrote its entry, so it saw the entry appear (an entry
+/// present at the controller's first sight is not trusted until it changes).
+async fn reconcile_watched(
+    failover: VerticeFailover,
+    ctx: Arc<Context>,
+) -> Result<Action, vertice_controller::error::Error> {
+    let mut before = failover.clone();
+    if let Some(status) = before.status.as_mut() {
+        status.observations.clear();
+    }
+    ctx.hear(&before, std::time::Instant::now());
+    reconcile(Arc::new(failover), ctx).await
+}
+
 fn context(world: &Arc<Mutex<World>>) -> (Arc<Context>, Metrics) {
     context_under(world, TenancyArgs::default())
 }
@@ -167,7 +182,7 @@ fn context_under(world: &Arc<Mutex<World>>, tenancy: TenancyArgs) -> (Arc<Contex
     let shared = Shared {
         client: client.clone(),
         recorder: EventRecorder::new(client, "vertice-controller", "test"),
-        leading,
+        leading: leading.leading(),
         metrics: metrics.clone(),
         tenancy: Arc::new(tenancy),
     };
@@ -182,7 +197,7 @@ async fn a_refused_guarded_patch_writes_no_status_and_reads_again() {
     }));
     let (ctx, metrics) = context(&world);
     let failover: VerticeFailover = serde_json::from_value(failover_json()).expect("failover");
-    let action = reconcile(Arc::new(failover), ctx)
+    let action = reconcile_watched(failover, ctx)
         .await
         .expect("a refusal is not an error");
     assert_eq!(action, Action::requeue(Duration::from_secs(1)));
@@ -224,7 +239,7 @@ async fn an_accepted_patch_is_followed_by_the_controllers_own_status_fields() {
     let world = Arc::new(Mutex::new(World::default()));
     let (ctx, metrics) = context(&world);
     let failover: VerticeFailover = serde_json::from_value(failover_json()).expect("failover");
-    reconcile(Arc::new(failover), ctx).await.expect("reconcile");
+    reconcile_watched(failover, ctx).await.expect("reconcile");
     let w = world.lock().expect("world");
     let status = w
         .requests
@@ -257,6 +272,43 @@ async fn an_accepted_patch_is_followed_by_the_controllers_own_status_fields() {
     );
 }
 
+/// Deposed between the check at the top of the reconcile and its writes:
+/// neither the route nor the status nor an Event is written, and the
+/// reconcile ends with an error the error policy takes quietly.
+#[tokio::test]
+async fn a_leader_deposed_mid_reconcile_writes_nothing() {
+    let world = Arc::new(Mutex::new(World::default()));
+    let client = client(world.clone());
+    let lapsed = vertice_controller::leader::lapsed();
+    let shared = Shared {
+        client: client.clone(),
+        recorder: EventRecorder::new(client, "vertice-controller", "test"),
+        leading: lapsed.leading(),
+        metrics: Metrics::new().expect("metrics"),
+        tenancy: Arc::new(TenancyArgs::default()),
+    };
+    assert!(shared.is_leading() && !shared.may_write());
+    let ctx = Arc::new(Context::new(shared));
+    let failover: VerticeFailover = serde_json::from_value(failover_json()).expect("failover");
+    let error = reconcile_watched(failover, ctx)
+        .await
+        .expect_err("the write was refused");
+    assert!(
+        vertice_controller::leader::refused(&error.source),
+        "{error}"
+    );
+    let w = world.lock().expect("world");
+    let writes: Vec<_> = w.requests.iter().filter(|(m, _, _)| m != "GET").collect();
+    assert!(writes.is_empty(), "a deposed leader wrote: {writes:?}");
+    assert!(
+        w.requests
+            .iter()
+            .any(|(m, r, _)| m == "GET" && r.contains("virtualservices")),
+        "it read the route before the refused write: {:?}",
+        w.requests
+    );
+}
+
 fn event(w: &World, reason: &str) -> Option<Value> {
     w.requests
         .iter()
@@ -279,7 +331,7 @@ async fn another_namespaces_virtual_service_is_not_even_read() {
     let mut object = failover_json();
     object["spec"]["virtualService"]["namespace"] = json!("team-b");
     let failover: VerticeFailover = serde_json::from_value(object).expect("failover");
-    reconcile(Arc::new(failover), ctx)
+    reconcile_watched(failover, ctx)
         .await
         .expect("a refusal is not an error");
     let w = world.lock().expect("world");
@@ -320,7 +372,7 @@ async fn the_administrators_allowance_lets_it_steer_another_namespace() {
     object["metadata"]["namespace"] = json!("team-a");
     object["spec"]["virtualService"]["namespace"] = json!("db");
     let failover: VerticeFailover = serde_json::from_value(object).expect("failover");
-    reconcile(Arc::new(failover), ctx).await.expect("reconcile");
+    reconcile_watched(failover, ctx).await.expect("reconcile");
     let w = world.lock().expect("world");
     assert!(w.requests.iter().any(|(m, r, _)| m == "PATCH"
         && r == "/apis/networking.istio.io/v1/namespaces/db/virtualservices/pg"));
@@ -337,7 +389,7 @@ async fn a_check_secret_not_opted_in_holds_the_routing() {
     object["spec"]["check"] =
         json!({"postgres": {"passwordSecretRef": {"name": "pg-check", "key": "password"}}});
     let failover: VerticeFailover = serde_json::from_value(object).expect("failover");
-    reconcile(Arc::new(failover), ctx).await.expect("reconcile");
+    reconcile_watched(failover, ctx).await.expect("reconcile");
     let w = world.lock().expect("world");
     assert!(
         !w.requests
@@ -356,4 +408,41 @@ async fn a_check_secret_not_opted_in_holds_the_routing() {
         ),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_controller_that_just_started_does_not_act_on_entries_it_has_not_seen_change() {
+    // The runner's entry says a is down, but this controller process has
+    // never seen it change: it may be a dead runner's frozen word. Hold,
+    // quietly, until the runner writes again (or its grace runs out).
+    let world = Arc::new(Mutex::new(World::default()));
+    let (ctx, _metrics) = context(&world);
+    let failover: VerticeFailover = serde_json::from_value(failover_json()).expect("failover");
+    reconcile(Arc::new(failover.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
+    {
+        let w = world.lock().expect("world");
+        assert!(
+            !w.requests
+                .iter()
+                .any(|(m, r, _)| m == "PATCH" && r.ends_with("/virtualservices/pg")),
+            "{:?}",
+            w.requests
+        );
+        let status = applied_status(&w);
+        assert_eq!(status["phase"], "Healthy", "{status}");
+        assert!(event(&w, "ObserversStale").is_none());
+    }
+    // The runner writes again: now it is heard.
+    let mut later = failover;
+    if let Some(status) = later.status.as_mut() {
+        status.observations[0].observed_at += chrono::Duration::seconds(2);
+    }
+    reconcile(Arc::new(later), ctx).await.expect("reconcile");
+    let w = world.lock().expect("world");
+    assert!(w
+        .requests
+        .iter()
+        .any(|(m, r, _)| m == "PATCH" && r.ends_with("/virtualservices/pg")));
 }

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::batch::v1::CronJob;
-use vertice_controller::backup::cron_job::{desired, JobDefaults};
-use vertice_crds::VerticeBackup;
+use k8s_openapi::api::core::v1::PodSpec;
+use vertice_controller::backup::cron_job::{desired, desired_drill, JobDefaults};
+use vertice_crds::{agent_env, VerticeBackup};
 
 fn cases() -> Vec<(String, VerticeBackup)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -40,6 +41,17 @@ fn defaults() -> JobDefaults {
 
 fn build(backup: &VerticeBackup) -> CronJob {
     desired(backup, &defaults()).expect("valid spec")
+}
+
+/// The pod a CronJob's Jobs run.
+fn pod_of(cj: CronJob) -> PodSpec {
+    cj.spec
+        .job_template
+        .spec
+        .expect("job")
+        .template
+        .spec
+        .expect("pod")
 }
 
 #[test]
@@ -131,15 +143,7 @@ fn secrets_referenced_by_hooks_and_notifications_are_mounted_as_files() {
         .into_iter()
         .find(|(n, _)| n == "postgres-s3")
         .expect("case");
-    let cj = build(&backup);
-    let pod = cj
-        .spec
-        .job_template
-        .spec
-        .expect("job")
-        .template
-        .spec
-        .expect("pod");
+    let pod = pod_of(build(&backup));
     let mounts: Vec<String> = pod.containers[0]
         .volume_mounts
         .iter()
@@ -213,4 +217,70 @@ fn sql_hooks_on_a_vault_target_are_refused() {
     );
     let err = desired(&backup, &defaults()).expect_err("sql hook on Vault");
     assert!(err.to_string().contains("spec.hooks"), "{err}");
+}
+
+#[test]
+fn a_keep_within_the_agent_would_refuse_is_refused_naming_the_field() {
+    let (_, mut backup) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "postgres-s3")
+        .expect("case");
+    // Both match the CRD's pattern `^([0-9]+[hdwmy])+$`; neither parses.
+    for bad in ["0d", "99999999999999999999y"] {
+        backup.spec.retention = Some(
+            serde_json::from_value(serde_json::json!({"keepWithin": bad})).expect("retention"),
+        );
+        let err = desired(&backup, &defaults()).expect_err(bad).to_string();
+        assert!(err.contains("spec.retention.keepWithin"), "{bad}: {err}");
+        assert!(err.contains("7d") && err.contains(bad), "{bad}: {err}");
+    }
+    backup.spec.retention =
+        Some(serde_json::from_value(serde_json::json!({"keepWithin": "7d"})).expect("retention"));
+    let cron_job = desired(&backup, &defaults()).expect("7d is kept within");
+    let env = serde_json::to_string(&cron_job).expect("json");
+    assert!(env.contains(agent_env::KEEP_WITHIN), "{env}");
+}
+
+/// Every environment name a CronJob sets is in the contract with the agent:
+/// one of `agent_env::ALL`, which the agent's `env_contract` test finds
+/// among its flags, or a credential under its conventional name.
+#[test]
+fn every_env_name_is_in_the_agent_contract() {
+    let mut jobs: Vec<(String, CronJob)> = cases()
+        .into_iter()
+        .map(|(name, backup)| (name, build(&backup)))
+        .collect();
+    let (_, base) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "postgres-s3")
+        .expect("case");
+    let identity = serde_json::json!({"name": "age", "key": "identity"});
+    let checks =
+        serde_json::json!({"postgres": {"assertions": [{"name": "rows", "sql": "select true"}]}});
+    for target in [
+        serde_json::json!({"postgres": {"host": "drill-db", "user": "drill", "scratchPrefix": "d_",
+                                        "passwordSecretRef": {"name": "drill-db", "key": "pw"}}}),
+        serde_json::json!({"ephemeral": {}}),
+    ] {
+        let mut backup = base.clone();
+        backup.spec.drill = Some(
+            serde_json::from_value(serde_json::json!({"schedule": {"cron": "@weekly"},
+                "target": target, "identitySecretRef": identity, "checks": checks}))
+            .expect("drill"),
+        );
+        let drill = desired_drill(&backup, &defaults())
+            .expect("valid drill")
+            .expect("a drill CronJob");
+        jobs.push(("postgres-s3 drill".into(), drill));
+    }
+    for (name, cj) in jobs {
+        let pod = pod_of(cj);
+        for env in pod.containers.iter().flat_map(|c| c.env.iter().flatten()) {
+            let name_of = env.name.as_str();
+            assert!(
+                agent_env::ALL.contains(&name_of) || agent_env::CREDENTIALS.contains(&name_of),
+                "{name}: {name_of} is not in vertice_crds::agent_env"
+            );
+        }
+    }
 }

@@ -1,7 +1,6 @@
 //! `/healthz`, `/readyz` and `/metrics` of the controller binary.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use tokio::sync::watch;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -23,16 +22,18 @@ async fn get(health: &Health, path: &str) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn ready_only_after_the_watches_can_start() {
+    let (synced, ready) = watch::channel(false);
     let health = Health {
-        ready: Arc::new(AtomicBool::new(false)),
+        ready,
         metrics: Metrics::new().expect("metrics"),
+        election: None,
     };
     assert_eq!(get(&health, "/healthz").await.0, StatusCode::OK);
     assert_eq!(
         get(&health, "/readyz").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    health.ready.store(true, Ordering::Relaxed);
+    synced.send_replace(true);
     assert_eq!(get(&health, "/readyz").await.0, StatusCode::OK);
 }
 
@@ -57,8 +58,9 @@ async fn metrics_expose_the_reconcile_and_overdue_families() {
         .with_label_values(&["shop", "orders"])
         .inc();
     let health = Health {
-        ready: Arc::new(AtomicBool::new(true)),
+        ready: watch::channel(true).1,
         metrics,
+        election: None,
     };
     let (status, body) = get(&health, "/metrics").await;
     assert_eq!(status, StatusCode::OK);

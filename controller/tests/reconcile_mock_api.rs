@@ -42,7 +42,8 @@ fn backup(spec_patch: Value, created_ago: Duration, status: Option<Value>) -> Ve
 }
 
 async fn reconcile(world: &Shared, backup: VerticeBackup) -> (Vec<Recorded>, Metrics) {
-    reconcile_as(world, backup, true).await
+    // Boxed: a test reconciling several times keeps within a test thread's stack.
+    Box::pin(reconcile_as(world, backup, true)).await
 }
 
 async fn reconcile_as(
@@ -68,9 +69,9 @@ async fn reconcile_under(
             metrics: metrics.clone(),
             recorder: EventRecorder::new(client, "vertice-controller", "test"),
             leading: if leader {
-                leader::always()
+                leader::always().leading()
             } else {
-                tokio::sync::watch::channel(false).1
+                leader::never().leading()
             },
             tenancy: Arc::new(tenancy),
         },
@@ -401,6 +402,53 @@ async fn a_follower_reads_nothing_and_writes_nothing() {
     );
 }
 
+/// Deposed after the reconcile began (it still reads as leading, but the
+/// lease's validity has ended): it reads, then writes nothing at all, and
+/// the error policy takes the refusal quietly.
+#[tokio::test]
+async fn a_leader_deposed_mid_reconcile_writes_nothing() {
+    let world = world();
+    let backup = backup(json!({}), Duration::minutes(5), None);
+    world.lock().expect("world").backup = serde_json::to_value(&backup).expect("json");
+    let client = support::client(world.clone());
+    let metrics = Metrics::new().expect("metrics");
+    let lapsed = leader::lapsed();
+    let ctx = Arc::new(reconciler::Context {
+        shared: vertice_controller::context::Shared {
+            client: client.clone(),
+            metrics: metrics.clone(),
+            recorder: EventRecorder::new(client, "vertice-controller", "test"),
+            leading: lapsed.leading(),
+            tenancy: Arc::new(TenancyArgs::default()),
+        },
+        defaults: JobDefaults {
+            agent_image: "ghcr.io/vertice/agent:test".into(),
+            pushgateway_url: None,
+        },
+        secrets: Default::default(),
+    });
+    let backup = Arc::new(backup);
+    let error = reconciler::reconcile(backup.clone(), ctx.clone())
+        .await
+        .expect_err("the write was refused");
+    assert!(leader::refused(&error.source), "{error}");
+    let requests = std::mem::take(&mut world.lock().expect("world").requests);
+    assert!(
+        requests.iter().any(|r| r.method == "GET"),
+        "it read first: {requests:#?}"
+    );
+    let writes: Vec<&Recorded> = requests.iter().filter(|r| r.method != "GET").collect();
+    assert!(writes.is_empty(), "a deposed leader wrote: {writes:#?}");
+    reconciler::error_policy(backup, &error, ctx);
+    tokio::task::yield_now().await;
+    assert!(
+        !metrics.render().contains("reconcile_errors_total{"),
+        "a refusal is not a reconcile error: {}",
+        metrics.render()
+    );
+    assert!(world.lock().expect("world").requests.is_empty());
+}
+
 #[tokio::test]
 async fn a_foreign_cron_job_of_the_same_name_is_not_taken_over() {
     let world = world();
@@ -510,4 +558,98 @@ async fn pod_settings_the_administrator_did_not_allow_get_no_cron_job() {
     let pod = &applied[0].body["spec"]["jobTemplate"]["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "vault-auth");
     assert_eq!(pod["automountServiceAccountToken"], false);
+}
+
+/// A CronJob the API server still refuses (a time zone its tz database does
+/// not know, say) is Invalid with the server's reason, said once, and looked
+/// at again in minutes: not a Warning every 30 seconds with an empty phase.
+#[tokio::test]
+async fn a_cron_job_the_api_server_refuses_makes_the_backup_invalid_once() {
+    let world = world();
+    world.lock().expect("world").refuse_cron_jobs = Some(
+        "CronJob.batch \"orders-backup\" is invalid: spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus".into(),
+    );
+    let (requests, metrics) =
+        reconcile(&world, backup(json!({}), Duration::minutes(5), None)).await;
+    let status = status_of(&requests);
+    assert_eq!(status["phase"], "Invalid");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "CronJobRefused");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.timeZone") && message.contains("spec.schedule"),
+        "{message}"
+    );
+    assert_eq!(event_reasons(&requests), ["CronJobRefused"]);
+    assert!(metrics
+        .render()
+        .contains("vertice_backup_invalid{backup=\"orders\",namespace=\"shop\"} 1"));
+    // The next reconcile, with that status, says nothing new.
+    let (requests, _) = reconcile(
+        &world,
+        backup(json!({}), Duration::minutes(5), Some(status)),
+    )
+    .await;
+    assert!(event_reasons(&requests).is_empty(), "{requests:#?}");
+}
+
+/// While the API server keeps refusing the CronJob, the status written once
+/// stays as it is: Ready stays False with its first transition time, so no
+/// reconcile writes it again (the watch would bring it back each second).
+/// What the plan found meanwhile (a finished run) is still said.
+#[tokio::test]
+async fn a_refused_cron_job_writes_the_status_once_and_still_reports_runs() {
+    let world = world();
+    world.lock().expect("world").refuse_cron_jobs = Some(
+        "CronJob.batch \"orders-backup\" is invalid: spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus".into(),
+    );
+    let (requests, _) = reconcile(&world, backup(json!({}), Duration::minutes(5), None)).await;
+    let first = status_of(&requests);
+    let (requests, _) = reconcile(
+        &world,
+        backup(json!({}), Duration::minutes(5), Some(first.clone())),
+    )
+    .await;
+    assert!(
+        find(&requests, "PATCH", "/verticebackups/orders/status").is_empty(),
+        "an unchanged refusal writes no status: {requests:#?}"
+    );
+    assert!(event_reasons(&requests).is_empty(), "{requests:#?}");
+
+    // A run finishes while the refusal lasts: recorded and said, once.
+    let (job, pod) = finished_job(
+        "orders",
+        "orders-manual-1",
+        true,
+        Utc::now() - Duration::minutes(1),
+        json!({"command": "backup", "outcome": "succeeded", "backup_id": "b-1", "duration_seconds": 12.0}),
+    );
+    {
+        let mut w = world.lock().expect("world");
+        w.jobs.push(job);
+        w.pods.push(pod);
+    }
+    let (requests, _) = reconcile(
+        &world,
+        backup(json!({}), Duration::minutes(5), Some(first.clone())),
+    )
+    .await;
+    let second = status_of(&requests);
+    assert_eq!(second["history"][0]["job"], "orders-manual-1");
+    assert_eq!(second["history"][0]["backupId"], "b-1");
+    assert_eq!(
+        condition(&second, "Ready")["lastTransitionTime"],
+        condition(&first, "Ready")["lastTransitionTime"]
+    );
+    assert_eq!(event_reasons(&requests), ["BackupSucceeded"]);
+    // A run asked for meanwhile waits, unannounced: no Job starts.
+    let mut asked = backup(json!({}), Duration::minutes(5), Some(second));
+    asked.metadata.annotations = Some([("vertice.io/run-now".into(), "t9".into())].into());
+    let (requests, _) = reconcile(&world, asked).await;
+    assert!(
+        find(&requests, "PATCH", "/verticebackups/orders/status").is_empty(),
+        "{requests:#?}"
+    );
+    assert!(find(&requests, "POST", "/jobs").is_empty(), "{requests:#?}");
+    assert!(event_reasons(&requests).is_empty(), "{requests:#?}");
 }

@@ -9,12 +9,15 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::agent_env;
 use crate::backup_status::VerticeBackupStatus;
 use crate::common::SecretKeySelector;
+use crate::compression::Compression;
+use crate::cron_rules;
 use crate::drill_spec::DrillSpec;
+use crate::duration::SpecDuration;
 use crate::hooks::Hooks;
 use crate::notifications::Notifications;
-use crate::Compression;
 
 /// A scheduled backup of one PostgreSQL database, Redis instance or Vault
 /// cluster into an object store, run by the Vertice agent in a CronJob.
@@ -188,11 +191,23 @@ fn default_vault_k8s_mount() -> String {
 }
 
 /// A Kubernetes CronJob schedule.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
-    /// Five-field cron expression or a macro (`@daily`, `@hourly`…).
+    /// Five fields as a Kubernetes CronJob reads them (minute 0-59, hour
+    /// 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of week 0-6 or
+    /// SUN-SAT with Sunday 0; `*`, `?`, ranges `1-5`, steps `*/15`, lists
+    /// `1,15`) or a macro: `@yearly`, `@annually`, `@monthly`, `@weekly`,
+    /// `@daily`, `@midnight`, `@hourly`. No seconds, years, `L`, `W`, `#` or
+    /// `@every`.
     #[schemars(length(min = 1, max = 200))]
+    #[x_kube(
+        validation = cron_rules::no_time_zone(),
+        validation = cron_rules::no_every(),
+        validation = cron_rules::known_macro(),
+        validation = cron_rules::five_fields(),
+        validation = cron_rules::field_values()
+    )]
     pub cron: String,
     /// IANA time zone the schedule is read in (default `Etc/UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,7 +216,7 @@ pub struct Schedule {
     /// backup counts as overdue: `45m`, `2h`, `1d` (default `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[smhdw])+$"))]
-    pub overdue_after: Option<String>,
+    pub overdue_after: Option<SpecDuration>,
 }
 
 /// Exactly one of `s3`, `gcs`, `azure` or `file`.
@@ -335,37 +350,119 @@ pub struct EncryptionSpec {
     pub recipients: Vec<String>,
 }
 
+// The one shape of a retention policy: the CRD field, the agent's `--keep-*`
+// flags (derived here, each reading its `agent_env` name, which is also what
+// `RetentionSpec::env` gives the controller to set) and the policy the
+// agent's `retention::plan` applies. A new keep rule is a field here with
+// its flag, a line in `RetentionSpec::counts` or in the plan, and the CEL
+// rule below. (Not a doc comment: that is the CRD's description.)
 /// Which backups to keep, per backup (see `vertice-agent prune --help`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema, clap::Args)]
 #[x_kube(validation = Rule::new("has(self.keepLast) || has(self.keepHourly) || has(self.keepDaily) || has(self.keepWeekly) || has(self.keepMonthly) || has(self.keepYearly) || has(self.keepWithin)").message("retention: set at least one keep rule"))]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[arg(long, env = agent_env::KEEP_LAST, help = "Keep the N newest backups")]
     pub keep_last: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[arg(long, env = agent_env::KEEP_HOURLY)]
     pub keep_hourly: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[arg(long, env = agent_env::KEEP_DAILY)]
     pub keep_daily: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[arg(long, env = agent_env::KEEP_WEEKLY)]
     pub keep_weekly: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[arg(long, env = agent_env::KEEP_MONTHLY)]
     pub keep_monthly: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[arg(long, env = agent_env::KEEP_YEARLY)]
     pub keep_yearly: Option<u32>,
     /// Keep everything newer than this: `36h`, `14d`, `2w`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[hdwmy])+$"))]
-    pub keep_within: Option<String>,
+    #[arg(
+        long,
+        env = agent_env::KEEP_WITHIN,
+        // Keeps a bad value with its error: the agent's command refuses it
+        // (`--keep-within: …`, exit 2) so the run summary is written and a
+        // backup still notifies, which clap refusing the flag would skip.
+        value_parser = |s: &str| Ok::<_, String>(SpecDuration::from(s)),
+        help = "Keep every backup younger than this, e.g. 36h, 14d, 2w, 1y"
+    )]
+    pub keep_within: Option<SpecDuration>,
     /// Never keep fewer than this many backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[arg(
+        long,
+        env = agent_env::MIN_KEEP,
+        default_value = "1",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help = "Never keep fewer than this many backups, whatever the policy says"
+    )]
     pub min_keep: Option<u32>,
+}
+
+/// A count rule of a retention policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountRule {
+    /// The flag, e.g. `--keep-last`.
+    pub flag: &'static str,
+    /// The environment name the controller sets it by.
+    pub env: &'static str,
+    pub value: Option<u32>,
+}
+
+impl RetentionSpec {
+    /// The count rules, in the order the controller passes them.
+    pub fn counts(&self) -> [CountRule; 6] {
+        let rule = |flag, env, value| CountRule { flag, env, value };
+        [
+            rule("--keep-last", agent_env::KEEP_LAST, self.keep_last),
+            rule("--keep-hourly", agent_env::KEEP_HOURLY, self.keep_hourly),
+            rule("--keep-daily", agent_env::KEEP_DAILY, self.keep_daily),
+            rule("--keep-weekly", agent_env::KEEP_WEEKLY, self.keep_weekly),
+            rule("--keep-monthly", agent_env::KEEP_MONTHLY, self.keep_monthly),
+            rule("--keep-yearly", agent_env::KEEP_YEARLY, self.keep_yearly),
+        ]
+    }
+
+    /// True when at least one keep rule is set: without one, pruning would
+    /// keep only the newest backup, which is never what anyone meant.
+    pub fn is_configured(&self) -> bool {
+        self.counts().iter().any(|r| r.value.is_some()) || self.keep_within.is_some()
+    }
+
+    /// The floor: never fewer than this many (newest first), whatever the
+    /// rules say; at least 1.
+    pub fn min_keep(&self) -> u32 {
+        self.min_keep.unwrap_or(1).max(1)
+    }
+
+    /// The environment that gives this policy to the agent's flags, for the
+    /// controller to set.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env: Vec<(&'static str, String)> = self
+            .counts()
+            .into_iter()
+            .filter_map(|r| Some((r.env, r.value?.to_string())))
+            .collect();
+        if let Some(n) = self.min_keep {
+            env.push((agent_env::MIN_KEEP, n.to_string()));
+        }
+        if let Some(within) = &self.keep_within {
+            env.push((agent_env::KEEP_WITHIN, within.to_string()));
+        }
+        env
+    }
 }
 
 /// Metrics destination.

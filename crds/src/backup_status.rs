@@ -16,6 +16,10 @@ pub mod condition {
     pub const BACKUP_OVERDUE: &str = "BackupOverdue";
     /// The newest verified backup is younger than `drill.maxUnverifiedAge`.
     pub const BACKUP_VERIFIED: &str = "BackupVerified";
+    /// True while a started run's pod cannot start (a missing Secret, an
+    /// image that cannot be pulled): the reason is the container's waiting
+    /// reason, the message names what is missing.
+    pub const RUN_BLOCKED: &str = "RunBlocked";
 }
 
 /// The one-word summary in `kubectl get verticebackups`.
@@ -35,6 +39,9 @@ pub enum BackupPhase {
     Overdue,
     /// `spec.suspend` is set.
     Suspended,
+    /// A backup run started but its pod cannot start; see the RunBlocked
+    /// condition (which also names a drill whose pod cannot start).
+    Blocked,
 }
 
 /// Observed state of a `VerticeBackup`.
@@ -79,6 +86,14 @@ pub struct VerticeBackupStatus {
     /// The last on-demand drill started through `vertice.io/drill-now`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_now: Option<RunNowRecord>,
+    /// A `vertice.io/run-now` request waiting for the backup's active run to
+    /// end: one run of a backup at a time, scheduled or on demand. Only the
+    /// newest request waits; it starts when the active run ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_now_queued: Option<QueuedRun>,
+    /// A `vertice.io/drill-now` request waiting for the active drill to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_now_queued: Option<QueuedRun>,
     /// The drill CronJob's `metadata.generation` after the controller last
     /// applied it (as `cronJobGeneration` is for the backup CronJob).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +171,17 @@ pub struct RunNowRecord {
     pub started_at: DateTime<Utc>,
 }
 
+/// An on-demand request waiting for an active run to end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedRun {
+    /// The annotation's value that asked for it.
+    pub token: String,
+    /// The active Job it waits for.
+    pub waiting_for: String,
+    pub queued_at: DateTime<Utc>,
+}
+
 /// How many finished backups `status.history` keeps.
 pub const HISTORY_LIMIT: usize = 10;
 
@@ -191,7 +217,10 @@ pub struct BackupRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The agent's bounded error category (config, source, store, integrity,
-    /// encryption, hook, target, check, interrupted) of a failed run.
+    /// encryption, hook, target, check, interrupted) of a failed run; when
+    /// the agent could not say, the controller's from the Job and its pods:
+    /// `interrupted` (evicted, preempted, node shut down), `deadline`
+    /// (`job.activeDeadlineSeconds` passed), `resources` (out of memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_category: Option<String>,
 }

@@ -61,7 +61,7 @@ pub struct Condition {
 }
 
 impl Condition {
-    /// A condition computed now; `merge_into` keeps the previous transition
+    /// A condition computed now; `set_condition` keeps the previous transition
     /// time when the status did not change.
     pub fn new(
         type_: &str,
@@ -104,12 +104,28 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut condition: Condition) 
     }
 }
 
-/// The condition of type `type_`, if any.
+/// Gives each condition whose status equals that of the same type in
+/// `before` (the status as stored) the stored `lastTransitionTime`: for
+/// conditions set more than once in one pass, where `set_condition` only
+/// sees the pass's own earlier value and would call an unchanged status a
+/// transition.
+pub fn keep_transition_times(conditions: &mut [Condition], before: &[Condition]) {
+    for c in conditions {
+        if let Some(stored) = before
+            .iter()
+            .find(|b| b.type_ == c.type_ && b.status == c.status)
+        {
+            c.last_transition_time = stored.last_transition_time;
+        }
+    }
+}
+
 /// Drops the condition of `type_`, if present.
 pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
     conditions.retain(|c| c.type_ != type_);
 }
 
+/// The condition of type `type_`, if any.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
@@ -140,5 +156,26 @@ mod tests {
         assert_eq!(conditions[0].last_transition_time, t1);
         set_condition(&mut conditions, Condition::new("Other", true, "D", "", t1));
         assert_eq!(conditions.len(), 2);
+    }
+
+    #[test]
+    fn a_status_flipped_and_back_in_one_pass_keeps_the_stored_time() {
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        let t1 = Utc
+            .with_ymd_and_hms(2026, 1, 2, 0, 0, 0)
+            .single()
+            .expect("valid");
+        let stored = vec![Condition::new("Ready", false, "A", "", t0)];
+        let mut pass = stored.clone();
+        set_condition(&mut pass, Condition::new("Ready", true, "B", "", t1));
+        set_condition(&mut pass, Condition::new("Ready", false, "C", "", t1));
+        set_condition(&mut pass, Condition::new("New", true, "D", "", t1));
+        assert_eq!(pass[0].last_transition_time, t1, "set_condition alone");
+        keep_transition_times(&mut pass, &stored);
+        assert_eq!(pass[0].last_transition_time, t0);
+        assert_eq!(pass[1].last_transition_time, t1, "nothing stored to keep");
     }
 }

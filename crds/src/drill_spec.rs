@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::SecretKeySelector;
+use crate::cron_rules;
 use crate::drill::DrillChecks;
 
 /// A scheduled restore drill of this backup's newest (or a chosen) backup.
@@ -27,7 +28,7 @@ pub struct DrillSpec {
     /// `36h`, `8d` (default `8d`, a weekly drill and a day's grace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[smhdw])+$"))]
-    pub max_unverified_age: Option<String>,
+    pub max_unverified_age: Option<crate::duration::SpecDuration>,
     /// Where a PostgreSQL backup is restored. Redis and Vault drills
     /// restore into a throwaway target inside the drill pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,11 +54,19 @@ fn default_backup() -> String {
 }
 
 /// The drill's CronJob schedule.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillSchedule {
-    /// Five-field cron expression or a macro (`@weekly`…).
+    /// Five fields as a Kubernetes CronJob reads them or a macro
+    /// (`@weekly`…): the same dialect as `spec.schedule.cron`.
     #[schemars(length(min = 1, max = 200))]
+    #[x_kube(
+        validation = cron_rules::no_time_zone(),
+        validation = cron_rules::no_every(),
+        validation = cron_rules::known_macro(),
+        validation = cron_rules::five_fields(),
+        validation = cron_rules::field_values()
+    )]
     pub cron: String,
     /// IANA time zone the schedule is read in (default `Etc/UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

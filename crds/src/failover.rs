@@ -16,6 +16,15 @@ pub use crate::failover_status::*;
 /// and stays there while the annotation is set and the replica is healthy.
 pub const SWITCHOVER_ANNOTATION: &str = "vertice.io/switchover-to";
 
+/// A probe runner writes its entry at least every two periods (a heartbeat
+/// when nothing changed), and a round may take up to the timeout: a
+/// staleness limit at or below `2 × period + timeout` makes healthy runners
+/// stale between writes. Mirrored by
+/// [`VerticeFailoverSpec::observer_stale_after_too_short`] for objects
+/// stored before the rule.
+pub const OBSERVER_STALE_RULE: &str = "!has(self.policy) || !has(self.policy.observerStaleAfterSeconds) || self.policy.observerStaleAfterSeconds > 2 * self.check.periodSeconds + self.check.timeoutSeconds";
+pub const OBSERVER_STALE_MESSAGE: &str = "policy.observerStaleAfterSeconds must be greater than 2 * check.periodSeconds + check.timeoutSeconds: a probe runner writes at least every two periods, so a shorter limit makes healthy runners stale between writes";
+
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vertice.io",
@@ -25,6 +34,7 @@ pub const SWITCHOVER_ANNOTATION: &str = "vertice.io/switchover-to";
     namespaced,
     status = "VerticeFailoverStatus",
     shortname = "vf",
+    shortname = "vfo",
     shortname = "vfailover",
     category = "vertice",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
@@ -36,6 +46,7 @@ pub const SWITCHOVER_ANNOTATION: &str = "vertice.io/switchover-to";
 #[x_kube(validation = Rule::new("self.replicas.all(r, self.replicas.exists_one(o, o.name == r.name))").message("replica names must be unique"))]
 #[x_kube(validation = Rule::new("!(has(self.check.tcp) || has(self.check.grpc)) || has(self.check.port) || self.replicas.all(r, has(r.probeAddress))").message("tcp and grpc checks need check.port or a probeAddress (host:port) on every replica"))]
 #[x_kube(validation = Rule::new("!has(self.policy) || !has(self.policy.quorum) || !has(self.policy.vantages) || self.policy.quorum <= size(self.policy.vantages)").message("policy.quorum cannot exceed the number of policy.vantages"))]
+#[x_kube(validation = Rule::new(OBSERVER_STALE_RULE).message(OBSERVER_STALE_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct VerticeFailoverSpec {
     /// The VirtualService whose HTTP route weights are set.
@@ -285,12 +296,17 @@ pub struct FailoverPolicy {
     #[schemars(length(min = 1, max = 16))]
     pub vantages: Option<Vec<String>>,
     /// Vantages that must agree before a replica counts as down or up
-    /// (default: a majority of the expected vantages).
+    /// (default: a majority of the expected vantages). Nothing is decided
+    /// unless a majority of the expected vantages is heard; with fewer
+    /// heard than `quorum` (a vantage lost with its region) every heard
+    /// vantage must agree. Two vantages cannot survive the loss of one:
+    /// add a third (a witness) — condition `QuorumResilient` says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub quorum: Option<u32>,
-    /// A vantage whose newest observation is older than this is stale
-    /// (default 3 × period + timeout + 5 s).
+    /// A vantage whose entry the controller has not seen change for this
+    /// long, by the controller's own clock, is stale (default 3 × period +
+    /// timeout + 5 s). Runners' timestamps are never compared with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub observer_stale_after_seconds: Option<u32>,
@@ -396,6 +412,26 @@ impl HealthCheck {
     }
 }
 
+impl VerticeFailoverSpec {
+    /// Why `policy.observerStaleAfterSeconds` is too short for the runners'
+    /// heartbeat ([`OBSERVER_STALE_RULE`], which the API server enforces on
+    /// writes since it was added; an object stored before keeps it).
+    pub fn observer_stale_after_too_short(&self) -> Option<String> {
+        let limit = self.policy.observer_stale_after_seconds?;
+        let heartbeat =
+            2 * u64::from(self.check.period_seconds) + u64::from(self.check.timeout_seconds);
+        (u64::from(limit) <= heartbeat).then(|| {
+            format!(
+                "spec.policy.observerStaleAfterSeconds is {limit} but must be greater than \
+                 2 * spec.check.periodSeconds + spec.check.timeoutSeconds = {heartbeat}: a probe \
+                 runner writes at least every two periods, so healthy runners would turn stale \
+                 between writes; raise spec.policy.observerStaleAfterSeconds or remove it (default \
+                 3 * periodSeconds + timeoutSeconds + 5)"
+            )
+        })
+    }
+}
+
 impl FailoverReplica {
     /// `host:port` to probe, or None when neither the replica nor the check
     /// names a port.
@@ -461,6 +497,77 @@ mod tests {
             replica(None).probe_target(&https).as_deref(),
             Some("pg-a.db:443")
         );
+    }
+
+    fn spec(period: u32, timeout: u32, stale: Option<u32>) -> VerticeFailoverSpec {
+        let mut policy = serde_json::json!({});
+        if let Some(stale) = stale {
+            policy["observerStaleAfterSeconds"] = stale.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "virtualService": {"name": "db"},
+            "replicas": [{"name": "a", "host": "pg-a"}, {"name": "b", "host": "pg-b"}],
+            "check": {"postgres": {}, "periodSeconds": period, "timeoutSeconds": timeout},
+            "policy": policy,
+        }))
+        .expect("spec")
+    }
+
+    #[test]
+    fn the_staleness_limit_must_outlast_the_runners_heartbeat() {
+        // The rule sits at spec level (it reads spec.policy and spec.check),
+        // with the message naming both.
+        let crd =
+            serde_json::to_value(<VerticeFailover as kube::CustomResourceExt>::crd()).expect("crd");
+        let rules = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["x-kubernetes-validations"];
+        let rule = rules
+            .as_array()
+            .expect("spec-level rules")
+            .iter()
+            .find(|r| r["rule"] == OBSERVER_STALE_RULE)
+            .expect("the staleness rule at spec level");
+        let message = rule["message"].as_str().expect("message");
+        for field in [
+            "policy.observerStaleAfterSeconds",
+            "check.periodSeconds",
+            "check.timeoutSeconds",
+        ] {
+            assert!(message.contains(field), "{message}");
+        }
+        // Unset stays valid (the default, 3 periods + timeout + 5, is
+        // always above the bound); the bound is exclusive. The same cases,
+        // by the Rust mirror the controller uses for objects stored before
+        // the rule: the CEL rule reads
+        // `stale > 2 * period + timeout`, nothing else.
+        assert!(OBSERVER_STALE_RULE.ends_with(
+            "self.policy.observerStaleAfterSeconds > 2 * self.check.periodSeconds + self.check.timeoutSeconds"
+        ));
+        for (period, timeout, stale, ok) in [
+            (10, 3, None, true),
+            (10, 3, Some(24), true),
+            (10, 3, Some(23), false),
+            (10, 3, Some(20), false),
+            (5, 3, Some(14), true),
+            (5, 3, Some(13), false),
+            (1, 1, Some(1), false),
+            (3600, 600, Some(7801), true),
+            (3600, 600, Some(7800), false),
+        ] {
+            let refusal = spec(period, timeout, stale).observer_stale_after_too_short();
+            assert_eq!(
+                refusal.is_none(),
+                ok,
+                "{period}/{timeout}/{stale:?}: {refusal:?}"
+            );
+            if let Some(why) = refusal {
+                assert!(
+                    why.contains("spec.policy.observerStaleAfterSeconds")
+                        && why.contains("spec.check.periodSeconds"),
+                    "{why}"
+                );
+            }
+        }
     }
 
     #[test]

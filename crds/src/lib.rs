@@ -5,11 +5,13 @@
 //! compression, hooks, notifications, the run summary), so a value the
 //! controller writes is parsed by the agent with the very same code.
 
+pub mod agent_env;
 pub mod backup;
 pub mod backup_status;
 pub mod common;
 pub mod compression;
 pub mod crd_yaml;
+pub mod cron_rules;
 pub mod drill;
 pub mod drill_spec;
 pub mod duration;

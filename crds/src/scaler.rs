@@ -14,6 +14,241 @@ use crate::common::{Condition, SecretKeySelector};
 /// Annotation that pauses acting: decisions are still made and explained.
 pub const PAUSED_ANNOTATION: &str = "vertice.io/paused";
 
+/// A closed vocabulary that travels as a string: the enum, its string form
+/// (written once, in the invocation), a JSON schema of a plain string (so
+/// the CRD schema stays what users know, patterns included), and decoding
+/// that maps an unknown string to `fallback` instead of failing, because
+/// one object that does not decode would stop the watch of every scaler.
+macro_rules! string_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident fallback $fallback:ident {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The form written to the API server, Events and metrics.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value of `text`, or `None` for a word this version does
+            /// not know.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::$fallback
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(value: $name) -> Self {
+                value.as_str()
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.as_str()
+            }
+        }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.as_str()
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                Ok($name::parse(&text).unwrap_or($name::$fallback))
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "String".into()
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                String::json_schema(generator)
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// What a broken metric does (`onFailure.type`). An unknown word holds,
+    /// as `HoldScaleDown` does: the safe reading.
+    pub enum FailurePolicyType fallback HoldScaleDown {
+        /// Never go below the current count while the metric is broken.
+        HoldScaleDown => "HoldScaleDown",
+        /// The metric only ever scales up; its breakage blocks nothing.
+        ScaleUpOnly => "ScaleUpOnly",
+        /// Propose `onFailure.replicas` instead.
+        Fallback => "Fallback",
+    }
+}
+
+string_enum! {
+    /// What a rate policy's `value` counts. An unknown word reads as a
+    /// percentage, as before there was a type for it.
+    pub enum PolicyType fallback Percent {
+        Pods => "Pods",
+        Percent => "Percent",
+    }
+}
+
+string_enum! {
+    /// Which of a direction's rate policies applies (`selectPolicy`).
+    pub enum SelectPolicy fallback Max {
+        /// The one that allows the largest change.
+        Max => "Max",
+        /// The one that allows the smallest change.
+        Min => "Min",
+        /// None: this direction never changes the count.
+        Disabled => "Disabled",
+    }
+}
+
+string_enum! {
+    /// A metric's state in the decision.
+    pub enum MetricState fallback Error {
+        Ok => "Ok",
+        /// It could not be read or computed.
+        Error => "Error",
+        /// It was read and had no samples (an empty result, no pod metrics).
+        NoData => "NoData",
+        /// Its newest sample is older than `maxStaleness`.
+        Stale => "Stale",
+    }
+}
+
+impl MetricState {
+    /// Error, no data and stale are all broken: the failure policy applies.
+    pub fn is_broken(self) -> bool {
+        self != MetricState::Ok
+    }
+}
+
+string_enum! {
+    /// Which way the decision moves the target.
+    pub enum Direction fallback None {
+        ScaleUp => "ScaleUp",
+        ScaleDown => "ScaleDown",
+        None => "None",
+    }
+}
+
+impl Direction {
+    /// From `current` to `desired`.
+    pub fn of(current: i32, desired: i32) -> Self {
+        match desired.cmp(&current) {
+            std::cmp::Ordering::Greater => Direction::ScaleUp,
+            std::cmp::Ordering::Less => Direction::ScaleDown,
+            std::cmp::Ordering::Equal => Direction::None,
+        }
+    }
+}
+
+string_enum! {
+    /// What a metric's target is measured against.
+    pub enum TargetType fallback Value {
+        /// Percent of the pods' requests.
+        Utilization => "Utilization",
+        /// An amount per pod.
+        AverageValue => "AverageValue",
+        /// A total amount.
+        Value => "Value",
+    }
+}
+
+string_enum! {
+    /// Why the scaler decided what it did: the decision's reason and, for
+    /// most, the condition and Event reason that goes with it. An unknown
+    /// word (a status written by another version) reads as `Unrecognized`
+    /// and is replaced on the next poll.
+    pub enum ScaleReason fallback Unrecognized {
+        /// The recommendation needed no limit.
+        DesiredWithinRange => "DesiredWithinRange",
+        /// Stabilization moved nothing (behaviour's own word; the decision
+        /// shows `DesiredWithinRange` then).
+        ReadyForNewScale => "ReadyForNewScale",
+        ScaleUpStabilized => "ScaleUpStabilized",
+        ScaleDownStabilized => "ScaleDownStabilized",
+        ScaleUpLimit => "ScaleUpLimit",
+        ScaleDownLimit => "ScaleDownLimit",
+        TooManyReplicas => "TooManyReplicas",
+        TooFewReplicas => "TooFewReplicas",
+        /// A schedule window raised the minimum, and it decided.
+        ScheduleFloor => "ScheduleFloor",
+        /// A schedule window lowered the maximum, and it decided.
+        ScheduleCap => "ScheduleCap",
+        /// A broken metric holds the count.
+        MetricBroken => "MetricBroken",
+        NoProposal => "NoProposal",
+        /// The target was scaled to zero by hand.
+        ScalingDisabled => "ScalingDisabled",
+        InvalidSpec => "InvalidSpec",
+        FailedUpdateScale => "FailedUpdateScale",
+        TargetNotFound => "TargetNotFound",
+        InvalidTarget => "InvalidTarget",
+        FailedGetScale => "FailedGetScale",
+        /// Several scalers claim the target.
+        AmbiguousTarget => "AmbiguousTarget",
+        /// An upstream HorizontalPodAutoscaler scales the target.
+        TargetOwnedByHpa => "TargetOwnedByHPA",
+        Unrecognized => "Unrecognized",
+    }
+}
+
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vertice.io",
@@ -65,13 +300,13 @@ pub struct VerticeScalerSpec {
     /// (default `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[smh])+$"))]
-    pub cpu_initialization_period: Option<String>,
+    pub cpu_initialization_period: Option<crate::duration::SpecDuration>,
     /// A pod that turned unready within this time of starting has never been
     /// ready, as the HPA's `--horizontal-pod-autoscaler-initial-readiness-delay`
     /// (default `30s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[smh])+$"))]
-    pub initial_readiness_delay: Option<String>,
+    pub initial_readiness_delay: Option<crate::duration::SpecDuration>,
     /// Decide and explain without acting.
     #[serde(default)]
     pub dry_run: bool,
@@ -119,7 +354,7 @@ pub struct ScalerMetric {
     /// A sample older than this is stale, i.e. broken (default `2m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[smh])+$"))]
-    pub max_staleness: Option<String>,
+    pub max_staleness: Option<crate::duration::SpecDuration>,
     /// What to do while this metric is broken (errors, no data, stale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<FailurePolicy>,
@@ -162,6 +397,7 @@ pub struct ResourceMetric {
 /// is "no data", never a zero.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("has(self.targetValue) != has(self.targetAverageValue)").message("a prometheus metric sets exactly one of targetValue or targetAverageValue"))]
+#[x_kube(validation = Rule::new("(!has(self.targetValue) || self.targetValue > 0.0) && (!has(self.targetAverageValue) || self.targetAverageValue > 0.0)").message("targetValue and targetAverageValue must be above 0, as an HPA's"))]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusMetric {
     #[schemars(length(min = 1, max = 4096))]
@@ -195,7 +431,7 @@ pub struct PrometheusServer {
 pub struct FailurePolicy {
     #[serde(rename = "type")]
     #[schemars(regex(pattern = r"^(HoldScaleDown|ScaleUpOnly|Fallback)$"))]
-    pub type_: String,
+    pub type_: FailurePolicyType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub replicas: Option<i32>,
@@ -217,11 +453,11 @@ pub struct ScheduleWindow {
     pub time_zone: Option<String>,
     /// How long it stays open: `9h`, `30m`.
     #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
-    pub duration: String,
+    pub duration: crate::duration::SpecDuration,
     /// Open this long before the cron time (pre-warming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
-    pub lead_time: Option<String>,
+    pub lead_time: Option<crate::duration::SpecDuration>,
     /// Floor while open; overlapping windows take the highest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
@@ -258,7 +494,7 @@ pub struct ScalingRules {
     /// `Max` (default), `Min` or `Disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(Max|Min|Disabled)$"))]
-    pub select_policy: Option<String>,
+    pub select_policy: Option<SelectPolicy>,
     /// Ratio deviation from the target that is left alone (default 0.1):
     /// any value of 0 or more, as the HPA's (scaling down at 1 or more never
     /// happens; scaling up above 1 waits until the metric more than doubles).
@@ -273,7 +509,7 @@ pub struct ScalingPolicy {
     /// `Pods` or `Percent`.
     #[serde(rename = "type")]
     #[schemars(regex(pattern = r"^(Pods|Percent)$"))]
-    pub type_: String,
+    pub type_: PolicyType,
     #[schemars(range(min = 1))]
     pub value: i32,
     #[schemars(range(min = 1, max = 1800))]
@@ -329,10 +565,10 @@ pub struct Decision {
     pub current_replicas: i32,
     pub desired_replicas: i32,
     /// `ScaleUp`, `ScaleDown` or `None`.
-    pub direction: String,
+    pub direction: Direction,
     /// Why, in one CamelCase word (`ScaleUpLimit`, `MetricBroken`,
     /// `ScheduleFloor`, `DesiredWithinRange`…).
-    pub reason: String,
+    pub reason: ScaleReason,
     pub message: String,
     /// Per metric: value, target, ratio, proposal or error.
     pub metrics: Vec<MetricDecision>,
@@ -347,7 +583,7 @@ pub struct Decision {
     pub stabilized: Option<i32>,
     /// The rate policy or bound that limited the result, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limited_by: Option<String>,
+    pub limited_by: Option<ScaleReason>,
     /// Effective bounds, after schedule windows.
     pub min_replicas: i32,
     pub max_replicas: i32,
@@ -366,14 +602,14 @@ pub struct Decision {
 pub struct MetricDecision {
     pub name: String,
     /// `Ok`, `Error`, `NoData` or `Stale`.
-    pub state: String,
+    pub state: MetricState,
     /// Current value: percent for utilization, the per-pod or total amount
     /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     pub target: f64,
     /// `Utilization`, `AverageValue` or `Value`.
-    pub target_type: String,
+    pub target_type: TargetType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,5 +621,71 @@ pub struct MetricDecision {
     pub error: Option<String>,
     /// The failure policy applied, when the metric is broken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_policy: Option<String>,
+    pub failure_policy: Option<FailurePolicyType>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T>(all: &[T])
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug + Copy,
+        T: std::fmt::Display,
+    {
+        for value in all {
+            let json = serde_json::to_value(value).expect("serialize");
+            assert_eq!(json, serde_json::Value::String(value.to_string()));
+            let back: T = serde_json::from_value(json).expect("deserialize");
+            assert_eq!(back, *value);
+        }
+    }
+
+    #[test]
+    fn every_word_is_written_and_read_as_its_string() {
+        round_trips(FailurePolicyType::ALL);
+        round_trips(PolicyType::ALL);
+        round_trips(SelectPolicy::ALL);
+        round_trips(MetricState::ALL);
+        round_trips(Direction::ALL);
+        round_trips(TargetType::ALL);
+        round_trips(ScaleReason::ALL);
+        assert_eq!(ScaleReason::TargetOwnedByHpa.as_str(), "TargetOwnedByHPA");
+    }
+
+    #[test]
+    fn a_word_of_another_version_reads_as_the_fallback_instead_of_failing() {
+        let read = |word: &str| -> MetricDecision {
+            serde_json::from_value(serde_json::json!({
+                "name": "cpu", "state": word, "target": 50.0, "targetType": word,
+                "failurePolicy": word,
+            }))
+            .expect("a status of another version still decodes")
+        };
+        let m = read("Sideways");
+        assert_eq!(
+            (m.state, m.target_type, m.failure_policy),
+            (
+                MetricState::Error,
+                TargetType::Value,
+                Some(FailurePolicyType::HoldScaleDown)
+            )
+        );
+        let reason: ScaleReason = serde_json::from_str("\"SomethingNew\"").expect("decodes");
+        assert_eq!(reason, ScaleReason::Unrecognized);
+    }
+
+    #[test]
+    fn the_schema_is_a_plain_string_as_before() {
+        let schema = schemars::schema_for!(MetricDecision);
+        let props = &schema.as_value()["properties"];
+        for field in ["state", "targetType"] {
+            assert_eq!(props[field]["type"], "string", "{field}: {}", props[field]);
+        }
+        // An optional one is a string or null, as an `Option<String>` was.
+        assert_eq!(
+            props["failurePolicy"]["type"],
+            serde_json::json!(["string", "null"])
+        );
+    }
 }

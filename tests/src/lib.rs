@@ -1,12 +1,17 @@
-//! Test harness: starts real servers (PostgreSQL, Redis, SeaweedFS, Azurite,
-//! fake-gcs-server, OpenBao, the Pushgateway, an SMTP sink) on
+//! Test harness: starts real servers (PostgreSQL, Redis and Valkey,
+//! SeaweedFS, Azurite, fake-gcs-server, OpenBao, Prometheus, the
+//! Pushgateway, an SMTP sink, and a Kubernetes control plane in `kube`) on
 //! 127.0.0.1, on free ports, in temporary directories, and stops them when
 //! dropped. A missing server binary fails the test with the command that
-//! installs it; nothing is silently skipped.
+//! installs it; nothing is silently skipped. Beside the servers, the helpers
+//! the suites share: `summary` (the run summary an agent run wrote),
+//! `drill` (a drill's report), `fake_pg_dump`, `fixtures`, `write_script`.
 
 pub mod agent;
 pub mod azurite;
+pub mod drill;
 pub mod fake_gcs;
+pub mod fake_pg_dump;
 pub mod fixtures;
 pub mod flaky_proxy;
 pub mod health_target;
@@ -24,6 +29,7 @@ pub mod redis_server;
 pub mod seaweedfs;
 pub mod smtp_sink;
 pub mod store;
+pub mod summary;
 pub mod token_review;
 pub mod trixie;
 pub mod wait;

@@ -28,24 +28,10 @@ impl OpenBao {
         let raft = dir.path().join("raft");
         std::fs::create_dir_all(&raft).expect("raft dir");
         let config = dir.path().join("bao.hcl");
+        // The agent's own throwaway configuration (loopback, raft, no mlock).
         std::fs::write(
             &config,
-            format!(
-                r#"storage "raft" {{
-  path = "{}"
-  node_id = "node1"
-}}
-listener "tcp" {{
-  address = "127.0.0.1:{port}"
-  cluster_address = "127.0.0.1:{cluster_port}"
-  tls_disable = true
-}}
-api_addr = "http://127.0.0.1:{port}"
-cluster_addr = "http://127.0.0.1:{cluster_port}"
-disable_mlock = true
-"#,
-                raft.display()
-            ),
+            vertice_agent::engine::vault::throwaway_bao::config(&raft, port, cluster_port),
         )
         .expect("config");
         let log = dir.path().join("bao.log");

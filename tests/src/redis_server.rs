@@ -62,13 +62,9 @@ impl RedisServer {
         let mut cmd = Command::new(bin);
         cmd.arg("--port")
             .arg(port.to_string())
+            // The agent's own throwaway settings: loopback, nothing saved.
+            .args(vertice_agent::engine::redis::throwaway::SERVER_ARGS)
             .args([
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
                 "--repl-diskless-sync-delay",
                 "0",
                 // DEBUG POPULATE fills large data sets in one command.

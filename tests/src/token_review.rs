@@ -1,7 +1,8 @@
 //! A stand-in for the one Kubernetes API call Vault's Kubernetes auth makes:
-//! `POST /apis/authentication.k8s.io/v1/tokenreviews`. The Kubernetes API
-//! server is the one component the tests cannot run for real (DESIGN.md);
-//! Vault (OpenBao) itself is real. It vouches for one service account.
+//! `POST /apis/authentication.k8s.io/v1/tokenreviews`, so the Vault suite
+//! needs no control plane (the `kube_*` suites run a real API server,
+//! `kube/`). Vault (OpenBao) itself is real. It vouches for one service
+//! account.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

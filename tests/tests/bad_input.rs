@@ -131,8 +131,7 @@ fn database_problems_fail_the_run_and_write_a_summary() {
         "{}",
         unreachable.stderr
     );
-    let line: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let line = vertice_tests::summary::read(&summary);
     assert_eq!(line["outcome"], "failed");
     assert_eq!(line["exit_code"], 1);
     assert!(
@@ -211,8 +210,7 @@ fn database_problems_fail_the_run_and_write_a_summary() {
         &[("PGPASSWORD", pg.password.clone())],
     );
     ok.assert_ok();
-    let line: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let line = vertice_tests::summary::read(&summary);
     assert_eq!(line["outcome"], "succeeded");
     assert_eq!(line["backup_id"], ok.stdout.trim());
     assert!(

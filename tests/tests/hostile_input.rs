@@ -2,11 +2,8 @@
 //! servers: options that would take over pg_dump, secrets in URLs, names that
 //! climb out of the store, and the exit codes and messages each one gets.
 
+use vertice_tests::summary;
 use vertice_tests::{write_script, Agent, Postgres, TestStore};
-
-fn summary_of(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("termination log")).expect("json")
-}
 
 #[test]
 fn pg_dump_options_cannot_take_over_the_dump() {
@@ -356,7 +353,7 @@ fn exit_codes_name_what_to_fix() {
         &[],
     );
     unparsable.assert_code(2);
-    let summary = summary_of(&log);
+    let summary = summary::read(&log);
     assert_eq!(summary["exit_code"], 2);
     assert_eq!(summary["error_category"], "config");
 

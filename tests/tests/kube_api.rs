@@ -343,6 +343,28 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             },
             Some("policy.quorum cannot exceed"),
         ),
+        (
+            "a staleness limit within the runners' heartbeat",
+            {
+                let mut f = failover("b");
+                f["spec"]["check"]["periodSeconds"] = json!(5);
+                f["spec"]["check"]["timeoutSeconds"] = json!(3);
+                f["spec"]["policy"] = json!({"observerStaleAfterSeconds": 13});
+                f
+            },
+            Some("policy.observerStaleAfterSeconds must be greater than"),
+        ),
+        (
+            "a staleness limit beyond the heartbeat of the default period",
+            {
+                // No periodSeconds or timeoutSeconds given: the rule must
+                // read the schema's defaults, not fail on absent keys.
+                let mut f = failover("b");
+                f["spec"]["policy"] = json!({"observerStaleAfterSeconds": 60});
+                f
+            },
+            None,
+        ),
     ]
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -78,6 +78,26 @@ impl World {
     fn agent_env(&self) -> Vec<(&'static str, String)> {
         self.s3.env()
     }
+
+    /// A namespace with the Secrets, the backup `orders` in it (with
+    /// `extra` merged into its spec) and its CronJob written: the start of
+    /// every on-demand case. The admin client for that namespace.
+    async fn namespace_with_backup(&self, ns: &str, extra: Value) -> Client {
+        self.cluster.plane.create_namespace(ns).await;
+        self.secrets(ns, &self.pg.password).await;
+        let client = self.cluster.admin().await;
+        let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+        api.create(&PostParams::default(), &self.backup(ns, "orders", extra))
+            .await
+            .expect("create backup");
+        cron_job_name(&client, ns).await;
+        client
+    }
+}
+
+/// A pre-hook that makes every run last at least `seconds`.
+fn slow_runs(seconds: u32) -> Value {
+    json!({"hooks": {"pre": [{"name": "slow", "sql": {"statement": format!("SELECT pg_sleep({seconds})")}}]}})
 }
 
 fn merge(base: &mut Value, extra: Value) {
@@ -307,17 +327,8 @@ async fn drilled_backup(world: &World) {
 async fn successful_backup(world: &World) {
     let ns = "happy";
     let cluster = &world.cluster;
-    cluster.plane.create_namespace(ns).await;
-    world.secrets(ns, &world.pg.password).await;
-    let client = cluster.admin().await;
+    let client = world.namespace_with_backup(ns, json!({})).await;
     let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
-    api.create(
-        &PostParams::default(),
-        &world.backup(ns, "orders", json!({})),
-    )
-    .await
-    .expect("create backup");
-    cron_job_name(&client, ns).await;
     run_now(&client, ns, "orders", "first").await;
     let status = wait_for(
         "a successful backup in status",
@@ -560,6 +571,331 @@ async fn backups_run_end_to_end_on_a_real_control_plane() {
     );
     assert!(
         metrics.contains("vertice_backup_unverified{backup=\"orders\",namespace=\"drilled\"} 0"),
+        "{metrics}"
+    );
+    drop(controller);
+}
+
+/// Schedules Kubernetes refuses are refused when the VerticeBackup is
+/// written, naming the field; one that passes but never fires is Invalid,
+/// with one Warning and no CronJob, and nothing claims it is on schedule.
+async fn refused_schedules(world: &World) {
+    let ns = "schedules";
+    let cluster = &world.cluster;
+    cluster.plane.create_namespace(ns).await;
+    world.secrets(ns, &world.pg.password).await;
+    let client = cluster.admin().await;
+    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), ns);
+    for (cron, field, why) in [
+        ("0 3 * * 7", "spec.schedule.cron", "Sunday is 0"),
+        (
+            "0 3 L * *",
+            "spec.schedule.cron",
+            "L, W and # are not supported",
+        ),
+        (
+            "0 3 * * 5#3",
+            "spec.schedule.cron",
+            "L, W and # are not supported",
+        ),
+        ("0 0 3 * * *", "spec.schedule.cron", "five fields"),
+        ("TZ=UTC 0 3 * * *", "spec.schedule.cron", "timeZone"),
+        ("@every 1h", "spec.schedule.cron", "@every is not supported"),
+    ] {
+        let backup = world.backup(ns, "refused", json!({"schedule": {"cron": cron}}));
+        let err = api
+            .create(&PostParams::default(), &backup)
+            .await
+            .expect_err(cron);
+        let text = err.to_string();
+        assert!(text.contains(field) && text.contains(why), "{cron}: {text}");
+    }
+    let drill = world.backup(
+        ns,
+        "refused",
+        json!({"drill": {"schedule": {"cron": "0 4 * * 5L"}, "target": {"ephemeral": {}},
+                         "identitySecretRef": {"name": "db", "key": "password"}}}),
+    );
+    let err = api
+        .create(&PostParams::default(), &drill)
+        .await
+        .expect_err("drill schedule");
+    assert!(
+        err.to_string().contains("spec.drill.schedule.cron"),
+        "{err}"
+    );
+
+    // Accepted by the API server (as a CronJob would be), but 31 February
+    // never comes.
+    let never = world.backup(ns, "never", json!({"schedule": {"cron": "0 0 31 2 *"}}));
+    api.create(&PostParams::default(), &never)
+        .await
+        .expect("create backup");
+    let status = wait_for("phase Invalid", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            let s = status_of(&client, ns, "never").await;
+            (s["phase"] == "Invalid").then_some(s)
+        }
+    })
+    .await;
+    let condition = |t: &str| {
+        status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == t).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let ready = condition("Ready");
+    assert_eq!(ready["status"], "False", "{status}");
+    assert_eq!(ready["reason"], "InvalidSpec", "{status}");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.schedule.cron") && message.contains("never fires"),
+        "{message}"
+    );
+    assert_eq!(condition("BackupOverdue")["status"], "Unknown", "{status}");
+    assert!(status.get("nextBackup").is_none(), "{status}");
+    expect_event(&client, ns, "InvalidSpec", "Warning").await;
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+    assert!(cron_jobs
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    // No retry storm: no reconcile error Events, one InvalidSpec Event.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let events = events_of(&client, ns).await;
+    let invalid: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("InvalidSpec"))
+        .collect();
+    assert_eq!(invalid.len(), 1, "{events:#?}");
+    assert!(
+        invalid[0].series.is_none(),
+        "said once, not repeated: {:#?}",
+        invalid[0]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.type_.as_deref() != Some("Warning")
+                || e.reason.as_deref() == Some("InvalidSpec")),
+        "{events:#?}"
+    );
+}
+
+fn finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+/// Run-now requests 1.5 s apart while a run is active start no second Job:
+/// the newest waits, visibly, and starts when the active run ends.
+async fn run_now_waits_for_the_active_run(world: &World) {
+    let ns = "run-now-queue";
+    let client = world.namespace_with_backup(ns, slow_runs(10)).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let most_active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watching = {
+        let (jobs, most_active) = (jobs.clone(), most_active.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(list) = jobs.list(&ListParams::default()).await {
+                    let active = list.items.iter().filter(|j| !finished(j)).count();
+                    most_active.fetch_max(active, std::sync::atomic::Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    for token in ["q1", "q2", "q3", "q4"] {
+        run_now(&client, ns, "orders", token).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let status = status_of(&client, ns, "orders").await;
+    assert_eq!(status["runNowQueued"]["token"], "q4", "{status}");
+    expect_event(&client, ns, "RunNowQueued", "Normal").await;
+    // Scheduled runs are held too: the CronJob is suspended meanwhile.
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+    let suspended = |c: CronJob| c.spec.suspend;
+    let cron_job = cron_jobs
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        cron_job.into_iter().next().and_then(suspended),
+        Some(true),
+        "suspended while an on-demand run is active"
+    );
+    // The waiting request starts when the first run ends, and runs alone.
+    let status = wait_for("the queued run to finish", Duration::from_secs(150), || {
+        let client = client.clone();
+        async move {
+            let s = status_of(&client, ns, "orders").await;
+            let done = s["runNow"]["token"] == "q4"
+                && s["history"].as_array().is_some_and(|h| h.len() == 2);
+            done.then_some(s)
+        }
+    })
+    .await;
+    watching.abort();
+    assert!(status.get("runNowQueued").is_none(), "{status}");
+    let all = jobs.list(&ListParams::default()).await.expect("jobs").items;
+    assert_eq!(all.len(), 2, "one Job for q1, one for q4");
+    assert_eq!(
+        most_active.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "never two runs at once"
+    );
+    wait_for("the CronJob resumed", Duration::from_secs(60), || {
+        let cron_jobs = cron_jobs.clone();
+        async move {
+            let items = cron_jobs.list(&ListParams::default()).await.ok()?.items;
+            (items.into_iter().next().and_then(suspended) == Some(false)).then_some(())
+        }
+    })
+    .await;
+}
+
+/// A run whose pod cannot start (the Secret lacks the key it names) says
+/// so within a minute, naming the Secret, not Running for six hours.
+async fn missing_secret_blocks_the_run(world: &World) {
+    let ns = "missing-secret";
+    let client = world
+        .namespace_with_backup(
+            ns,
+            json!({"target": {"postgres": {"passwordSecretRef": {"name": "db", "key": "pass-word"}}}}),
+        )
+        .await;
+    let asked = std::time::Instant::now();
+    run_now(&client, ns, "orders", "blocked-1").await;
+    let status = wait_for("phase Blocked", Duration::from_secs(60), || {
+        let client = client.clone();
+        async move {
+            let s = status_of(&client, ns, "orders").await;
+            (s["phase"] == "Blocked").then_some(s)
+        }
+    })
+    .await;
+    assert!(asked.elapsed() < Duration::from_secs(60));
+    let blocked = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "RunBlocked").cloned())
+        .unwrap_or(Value::Null);
+    assert_eq!(blocked["status"], "True", "{status}");
+    assert_eq!(blocked["reason"], "CreateContainerConfigError", "{status}");
+    let message = blocked["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("pass-word") && message.contains("db") && message.contains("Secret"),
+        "{message}"
+    );
+    assert!(!status.to_string().contains(&world.pg.password), "{status}");
+    expect_event(&client, ns, "RunBlocked", "Warning").await;
+}
+
+/// A run whose pod is evicted (the eviction API, as a node drain does) is
+/// reported as interrupted, not as a backoff limit with no category.
+async fn evicted_run_is_interrupted(world: &World) {
+    use k8s_openapi::api::core::v1::Pod;
+    let ns = "evicted";
+    let client = world.namespace_with_backup(ns, slow_runs(20)).await;
+    run_now(&client, ns, "orders", "evict-1").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = wait_for("the backup pod running", Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .and_then(|p| p.metadata.name)
+        }
+    })
+    .await;
+    pods.evict(&pod, &kube::api::EvictParams::default())
+        .await
+        .expect("evict");
+    // A real kubelet moves a stopped pod with restartPolicy Never to phase
+    // Failed before it goes; the local one deletes it at once, so do that
+    // part here (the Job controller waits for a terminal phase before it
+    // applies the pod failure policy).
+    let evicted = pods.get(&pod).await.expect("the evicted pod");
+    let disrupted = evicted
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "DisruptionTarget"));
+    assert!(
+        disrupted,
+        "the API server marks an evicted pod: {evicted:?}"
+    );
+    let _ = pods
+        .patch_status(
+            &pod,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+        )
+        .await;
+    let status = wait_for(
+        "an interrupted run in status",
+        Duration::from_secs(90),
+        || {
+            let client = client.clone();
+            async move {
+                let s = status_of(&client, ns, "orders").await;
+                s["lastBackup"]["result"].as_str().is_some().then_some(s)
+            }
+        },
+    )
+    .await;
+    let pods_text = world.cluster.describe_pods(ns).await;
+    assert_eq!(
+        status["lastBackup"]["errorCategory"], "interrupted",
+        "{status}\n{pods_text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schedules_and_on_demand_runs_say_what_happens_on_a_real_control_plane() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (identity, recipient) = vertice_tests::fixtures::age_keypair(keys.path(), "identity.txt");
+    let pg = Postgres::start();
+    pg.create_database("shop");
+    let s3 = SeaweedFs::start();
+    s3.create_bucket(BUCKET);
+    let cluster = TestCluster::start().await;
+    let controller = cluster.start_controller("controller-0", &[]).await;
+    let world = World {
+        cluster,
+        pg,
+        s3,
+        recipient,
+        identity,
+        _keys: keys,
+    };
+    tokio::join!(
+        refused_schedules(&world),
+        run_now_waits_for_the_active_run(&world),
+        missing_secret_blocks_the_run(&world),
+        evicted_run_is_interrupted(&world),
+    );
+    // A backup that cannot run is an alert, not only a phase.
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains("vertice_backup_invalid{backup=\"never\",namespace=\"schedules\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vertice_backup_invalid{backup=\"orders\",namespace=\"run-now-queue\"} 0"),
         "{metrics}"
     );
     drop(controller);

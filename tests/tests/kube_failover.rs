@@ -4,7 +4,9 @@
 //! `deploy/base` RBAC. A replica dies → weights move within interval ×
 //! threshold + 1 s; it returns → failback after the hold, in steps; the
 //! runner dies → ObserversStale and no switch; a hand edit between our read
-//! and our patch is never clobbered.
+//! and our patch is never clobbered. The shipped two-region example (three
+//! vantages: a runner per region and a witness) survives the loss of either
+//! region, and a hand revert of the weights to its dead primary is undone.
 
 use std::time::{Duration, Instant};
 
@@ -151,6 +153,13 @@ async fn fails_over_within_the_threshold_fails_back_in_steps_and_holds_when_blin
     })
     .await;
     assert_eq!(weights(&client, "pg").await, (100, 0));
+    // The runner started after the failover: it had a staleness period of
+    // grace to be heard, and no alarm was raised meanwhile.
+    let reasons = event_reasons(&client, "pg").await;
+    assert!(
+        !reasons.iter().any(|r| r == "ObserversStale"),
+        "{reasons:?}"
+    );
     let observed = status(&client, "pg").await;
     assert_eq!(observed["observations"][0]["vantage"], "test", "{observed}");
     // Each writer owns only its fields: the runner its observation entry,
@@ -205,7 +214,11 @@ async fn fails_over_within_the_threshold_fails_back_in_steps_and_holds_when_blin
         "failover took {took:?}, more than 1 s × 3 + 1 s"
     );
     eprintln!("detection to patch: {took:?}");
-    assert_eq!(phase(&client, "pg").await, "FailedOver");
+    // The status is applied right after the route's patch.
+    wait_for("phase FailedOver", Duration::from_secs(5), || async {
+        (phase(&client, "pg").await == "FailedOver").then_some(())
+    })
+    .await;
 
     // a returns: healthy after 2 successes, failback after 4 s, 2 steps 2 s apart.
     a.resume().await;
@@ -389,4 +402,252 @@ async fn a_hand_edit_between_read_and_patch_is_never_clobbered() {
     let message = status(&client, "hand").await["conditions"].to_string();
     assert!(message.contains("replica \\\"b\\\""), "{message}");
     assert_eq!(weights(&client, "hand").await, (0, 100), "nothing patched");
+}
+
+const EXAMPLE: &str = "deploy/examples/failover-postgres-two-regions.yaml";
+const ORDERS: &str = "orders";
+
+fn orders(client: &Client) -> Api<VerticeFailover> {
+    Api::namespaced(client.clone(), ORDERS)
+}
+
+async fn orders_status(client: &Client) -> Value {
+    orders(client)
+        .get("orders-db")
+        .await
+        .ok()
+        .and_then(|f| serde_json::to_value(f.status?).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The example's route "primary": (pg-eu, pg-us).
+async fn orders_weights(client: &Client) -> (u64, u64) {
+    let w = istio::route_weights(client, ORDERS, "orders-db", 0).await;
+    (w[0], w[1])
+}
+
+async fn orders_health(client: &Client, replica: &str) -> String {
+    orders_status(client).await["health"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["name"] == replica)
+        .and_then(|h| h["health"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn until_orders_weights(client: &Client, want: (u64, u64), timeout: Duration) {
+    let started = Instant::now();
+    while orders_weights(client).await != want {
+        assert!(
+            started.elapsed() < timeout,
+            "weights never became {want:?}; now {:?}; status {}",
+            orders_weights(client).await,
+            orders_status(client).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Holds while `cond` stays true for `period`, checked every 100 ms.
+async fn stays(what: &str, period: Duration, cond: impl AsyncFn() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < period {
+        assert!(cond().await, "{what} stopped holding");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const DOWN: (u16, &str) = (503, "down");
+
+/// "reason: note" of every Event about the example's failover, oldest first.
+async fn orders_events(client: &Client) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), ORDERS);
+    let mut events: Vec<Event> = events
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("orders-db"))
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_region_example_survives_the_loss_of_either_region() {
+    let cluster = TestCluster::start().await;
+    istio::install_virtual_service_crd(&cluster);
+    cluster.kubectl(&["create", "namespace", ORDERS]);
+    // The example exactly as shipped: its Secret, VirtualService and policy.
+    let example = vertice_tests::kube::cluster::workspace().join(EXAMPLE);
+    cluster.kubectl(&["apply", "-f", &example.display().to_string()]);
+    let client = cluster.admin().await;
+    let shipped = orders(&client).get("orders-db").await.expect("example");
+    let vantages = shipped.spec.policy.vantages.clone().unwrap_or_default();
+    let [eu, us, witness] = vantages.as_slice() else {
+        panic!("the example names three vantages: {vantages:?}");
+    };
+    assert_eq!(shipped.spec.policy.quorum, Some(2));
+    // Only the probes change: real HTTP targets stand in for the databases,
+    // probed every second.
+    let pg_eu = HealthTarget::start().await;
+    let pg_us = HealthTarget::start().await;
+    let mut replicas = serde_json::to_value(&shipped.spec.replicas).expect("replicas");
+    for replica in replicas.as_array_mut().into_iter().flatten() {
+        let target = if replica["name"] == "pg-eu" {
+            &pg_eu
+        } else {
+            &pg_us
+        };
+        replica["probeAddress"] = json!(target.address());
+    }
+    let probes = json!({"spec": {"replicas": replicas, "check": {"postgres": null,
+        "http": {"path": "/healthz"},
+        "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3, "successThreshold": 2}}});
+    orders(&client)
+        .patch("orders-db", &PatchParams::default(), &Patch::Merge(&probes))
+        .await
+        .expect("probe the stand-ins");
+
+    let controller = cluster.start_controller("failover-regions", &[]).await;
+    let mut runner_eu = cluster.start_probe_runner(eu).await;
+    let mut runner_us = cluster.start_probe_runner(us).await;
+    let _runner_witness = cluster.start_probe_runner(witness).await;
+    wait_for("phase Healthy", Duration::from_secs(30), || async {
+        (orders_status(&client).await["phase"] == "Healthy").then_some(())
+    })
+    .await;
+    let conditions = orders_status(&client).await["conditions"].clone();
+    let resilient = conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "QuorumResilient")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(resilient["status"], "True", "{conditions}");
+
+    // The standby's region is lost, its runner with it: pg-us is marked
+    // down by eu and the witness, and traffic stays on pg-eu, unmoved.
+    runner_us.kill();
+    pg_us.set(DOWN.0, DOWN.1);
+    wait_for("pg-us unhealthy", Duration::from_secs(15), || async {
+        (orders_health(&client, "pg-us").await == "Unhealthy").then_some(())
+    })
+    .await;
+    stays("traffic on pg-eu", Duration::from_secs(12), async || {
+        orders_weights(&client).await == (100, 0)
+    })
+    .await;
+    let now = orders_status(&client).await;
+    assert_eq!(now["phase"], "Healthy", "{now}");
+    assert!(
+        now["switches"].as_array().is_none_or(|s| s.is_empty()),
+        "{now}"
+    );
+
+    // The region returns.
+    runner_us = cluster.start_probe_runner(us).await;
+    pg_us.set(200, r#"{"status":"ok"}"#);
+    wait_for("pg-us healthy", Duration::from_secs(20), || async {
+        (orders_health(&client, "pg-us").await == "Healthy").then_some(())
+    })
+    .await;
+
+    // The primary's region is lost, its runner with it: us and the witness
+    // are a majority and move traffic to pg-us within the failure threshold.
+    runner_eu.kill();
+    pg_eu.set(DOWN.0, DOWN.1);
+    let lost = Instant::now();
+    until_orders_weights(&client, (0, 100), Duration::from_secs(15)).await;
+    eprintln!("region loss to failover: {:?}", lost.elapsed());
+    assert!(
+        lost.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        lost.elapsed()
+    );
+    wait_for("phase FailedOver", Duration::from_secs(10), || async {
+        (orders_status(&client).await["phase"] == "FailedOver").then_some(())
+    })
+    .await;
+
+    // A GitOps revert puts the weights back on the dead primary, inside the
+    // example's minSwitchIntervalSeconds (60): undone, not pinned there.
+    let revert = json!([{"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 100},
+                        {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 0}]);
+    istio::virtual_services(&client, ORDERS)
+        .patch(
+            "orders-db",
+            &PatchParams::default(),
+            &Patch::<()>::Json(serde_json::from_value(revert).expect("patch")),
+        )
+        .await
+        .expect("revert");
+    assert_eq!(orders_weights(&client).await, (100, 0));
+    until_orders_weights(&client, (0, 100), Duration::from_secs(10)).await;
+    stays("traffic on pg-us", Duration::from_secs(3), async || {
+        orders_weights(&client).await == (0, 100)
+    })
+    .await;
+    let switches = orders_status(&client).await["switches"].clone();
+    let kinds: Vec<&str> = switches
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["reason"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["Failover", "Failover"], "{switches}");
+
+    // Then pg-us fails too: the vantages heard agree that every replica is
+    // down. A total outage, not broken observers.
+    pg_us.set(DOWN.0, DOWN.1);
+    wait_for(
+        "phase NoHealthyReplica",
+        Duration::from_secs(15),
+        || async { (orders_status(&client).await["phase"] == "NoHealthyReplica").then_some(()) },
+    )
+    .await;
+    let metrics = controller.metrics().await;
+    let line = "vertice_failover_phase{failover=\"orders-db\",namespace=\"orders\",phase=\"NoHealthyReplica\"} 1";
+    assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    wait_for(
+        "a NoHealthyReplica event",
+        Duration::from_secs(10),
+        || async {
+            vertice_tests::kube::cluster::event_reasons(&client, ORDERS, "orders-db")
+                .await
+                .iter()
+                .any(|r| r == "NoHealthyReplica")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Losing a region is not losing the observers.
+    let reasons = vertice_tests::kube::cluster::event_reasons(&client, ORDERS, "orders-db").await;
+    assert!(
+        reasons.iter().any(|r| r == "FailoverStarted"),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r == "ObserversStale" || r == "QuorumNotResilient"),
+        "{:#?}",
+        orders_events(&client).await
+    );
+    drop(runner_us);
 }

@@ -387,3 +387,323 @@ async fn pod_level_requests_are_what_cpu_utilization_is_measured_against() {
         decision(&client, "pooled").await
     );
 }
+
+/// The status of a scaler as JSON (`Null` while it has none).
+async fn status(client: &Client, name: &str) -> Value {
+    let api: Api<VerticeScaler> = Api::namespaced(client.clone(), NS);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|s| serde_json::to_value(s.status?).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The condition of `type_` in a status as JSON.
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+/// The notes of the Events about `name` with `reason`.
+async fn event_notes(client: &Client, name: &str, reason: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// A scaler that holds its target at exactly `replicas` (min = max), on a
+/// CPU metric that never asks for more.
+fn fixed_scaler(name: &str, target: &str, replicas: i32) -> Value {
+    json!({"apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
+           "metadata": {"name": name, "namespace": NS},
+           "spec": {"targetRef": {"kind": "Deployment", "name": target},
+                    "minReplicas": replicas, "maxReplicas": replicas,
+                    "metrics": [{"cpu": {"targetAverageUtilization": 50}}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scalers_on_one_target_do_not_fight_and_an_hpa_keeps_both_off() {
+    let cluster = TestCluster::start().await;
+    let metrics = MetricsApi::start(&cluster.plane).await;
+    let client = cluster.admin().await;
+    cluster.plane.create_namespace(NS).await;
+    deployment(&client, "web", 1).await;
+    metrics.set_cpu(NS, "100m");
+    let _controller = cluster
+        .start_controller("a", &["--scaler-poll-interval=1s"])
+        .await;
+    // "first" holds web at 3, "second" (younger) would hold it at 5.
+    create_scaler(&client, fixed_scaler("first", "web", 3)).await;
+    expect_replicas(&client, "web", 3, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    create_scaler(&client, fixed_scaler("second", "web", 5)).await;
+    let refused = wait_for(
+        "the younger scaler refused",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&client, "second").await;
+            (condition(&s, "AbleToScale")["reason"] == "AmbiguousTarget").then_some(s)
+        },
+    )
+    .await;
+    let message = condition(&refused, "AbleToScale")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("Deployment shop/web") && message.contains("VerticeScaler first"),
+        "{message}"
+    );
+    assert_eq!(condition(&refused, "AbleToScale")["status"], "False");
+    assert_eq!(refused["lastDecision"]["reason"], "AmbiguousTarget");
+    assert_eq!(refused["lastDecision"]["notActed"], true);
+    // Only the owner's decisions land: web stays at 3 for many polls.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(replicas(&client, "web").await, 3, "the scalers fight");
+    }
+    let notes = wait_for(
+        "an AmbiguousTarget Event",
+        Duration::from_secs(10),
+        || async {
+            let notes = event_notes(&client, "second", "AmbiguousTarget").await;
+            (!notes.is_empty()).then_some(notes)
+        },
+    )
+    .await;
+    assert!(notes[0].contains("VerticeScaler first"), "{notes:?}");
+    // The owner is told too: one Normal Event naming the scaler it refuses.
+    let owner_events = wait_for(
+        "the owner's Normal AmbiguousTarget Event",
+        Duration::from_secs(10),
+        || async {
+            let events: Api<Event> = Api::namespaced(client.clone(), NS);
+            let found: Vec<Event> = events
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("first"))
+                .filter(|e| e.reason.as_deref() == Some("AmbiguousTarget"))
+                .collect();
+            (!found.is_empty()).then_some(found)
+        },
+    )
+    .await;
+    assert_eq!(
+        owner_events.len(),
+        1,
+        "once, not every poll: {owner_events:?}"
+    );
+    assert_eq!(owner_events[0].type_.as_deref(), Some("Normal"));
+    let note = owner_events[0].note.clone().unwrap_or_default();
+    assert!(note.contains("VerticeScaler second"), "{note}");
+    assert_ne!(
+        condition(&status(&client, "first").await, "AbleToScale")["reason"],
+        "AmbiguousTarget"
+    );
+
+    // The owner deleted: the other takes over.
+    let api: Api<VerticeScaler> = Api::namespaced(client.clone(), NS);
+    api.delete("first", &Default::default())
+        .await
+        .expect("delete first");
+    expect_replicas(&client, "web", 5, Duration::from_secs(30)).await;
+    let s = status(&client, "second").await;
+    assert_ne!(
+        condition(&s, "AbleToScale")["reason"],
+        "AmbiguousTarget",
+        "{s:#}"
+    );
+
+    // An upstream HPA on the same target: ours stops acting, says so.
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(client.clone(), NS);
+    hpas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web-hpa", "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 2, "maxReplicas": 2,
+                     "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                                  "target": {"type": "Utilization", "averageUtilization": 50}}}]}}))
+        .expect("hpa"),
+    )
+    .await
+    .expect("create hpa");
+    let s = wait_for("TargetOwnedByHPA", Duration::from_secs(30), || async {
+        let s = status(&client, "second").await;
+        (condition(&s, "AbleToScale")["reason"] == "TargetOwnedByHPA").then_some(s)
+    })
+    .await;
+    assert!(
+        condition(&s, "AbleToScale")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("HorizontalPodAutoscaler web-hpa")),
+        "{s:#}"
+    );
+    // A hand edit while the HPA owns the target is not undone by us.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .expect("scale by hand");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(replicas(&client, "web").await, 4, "acted next to an HPA");
+    wait_for(
+        "a TargetOwnedByHPA Event",
+        Duration::from_secs(10),
+        || async {
+            (!event_notes(&client, "second", "TargetOwnedByHPA")
+                .await
+                .is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    // The HPA deleted: ours acts again.
+    hpas.delete("web-hpa", &Default::default())
+        .await
+        .expect("delete hpa");
+    expect_replicas(&client, "web", 5, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_target_is_reported_as_missing_and_found_again() {
+    let cluster = TestCluster::start().await;
+    let metrics = MetricsApi::start(&cluster.plane).await;
+    let client = cluster.admin().await;
+    cluster.plane.create_namespace(NS).await;
+    deployment(&client, "workers", 2).await;
+    metrics.set_cpu(NS, "250m");
+    let _controller = cluster
+        .start_controller("a", &["--scaler-poll-interval=1s"])
+        .await;
+    create_scaler(&client, fixed_scaler("workers", "workers", 2)).await;
+    wait_for("a first decision", Duration::from_secs(30), || async {
+        let s = status(&client, "workers").await;
+        (s["currentReplicas"] == 2 && s["lastDecision"]["reason"] == "DesiredWithinRange")
+            .then_some(())
+    })
+    .await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    deployments
+        .delete("workers", &Default::default())
+        .await
+        .expect("delete the target");
+    let expected = "Deployment shop/workers not found: create it or fix spec.targetRef";
+    let s = wait_for(
+        "the target reported missing",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&client, "workers").await;
+            (s["lastDecision"]["reason"] == "TargetNotFound").then_some(s)
+        },
+    )
+    .await;
+    assert!(s.get("currentReplicas").is_none(), "{s:#}");
+    assert!(s.get("desiredReplicas").is_none(), "{s:#}");
+    for type_ in ["AbleToScale", "ScalingActive"] {
+        let c = condition(&s, type_);
+        assert_eq!(c["reason"], "TargetNotFound", "{s:#}");
+        assert_eq!(c["message"], expected, "{s:#}");
+    }
+    assert!(condition(&s, "ScalingLimited").is_null(), "{s:#}");
+    let table = cluster.kubectl(&["get", "vsc", "-n", NS, "workers"]);
+    assert!(table.contains("TargetNotFound"), "{table}");
+    assert!(!table.contains("DesiredWithinRange"), "{table}");
+    let notes = wait_for(
+        "a TargetNotFound Event",
+        Duration::from_secs(10),
+        || async {
+            let notes = event_notes(&client, "workers", "TargetNotFound").await;
+            (!notes.is_empty()).then_some(notes)
+        },
+    )
+    .await;
+    assert_eq!(notes, [expected]);
+
+    // Created again: the scaler finds it and scales it.
+    deployment(&client, "workers", 1).await;
+    expect_replicas(&client, "workers", 2, Duration::from_secs(30)).await;
+    wait_for(
+        "the target found again",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&client, "workers").await;
+            (s["currentReplicas"].is_number()
+                && condition(&s, "AbleToScale")["reason"] != "TargetNotFound")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A kind without /scale and a kind nobody serves: named, not a 404.
+    let mut no_scale = fixed_scaler("settings", "settings", 1);
+    no_scale["spec"]["targetRef"] =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "settings"});
+    create_scaler(&client, no_scale).await;
+    let mut unknown = fixed_scaler("widgets", "w", 1);
+    unknown["spec"]["targetRef"] =
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "name": "w"});
+    create_scaler(&client, unknown).await;
+    for (name, text) in [
+        ("settings", "ConfigMap (v1) has no /scale subresource"),
+        (
+            "widgets",
+            "the API server does not serve Widget in example.com/v1",
+        ),
+    ] {
+        let s = wait_for(
+            "an invalid target named",
+            Duration::from_secs(30),
+            || async {
+                let s = status(&client, name).await;
+                (condition(&s, "AbleToScale")["reason"] == "InvalidTarget").then_some(s)
+            },
+        )
+        .await;
+        let message = condition(&s, "AbleToScale")["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.starts_with(text), "{message}");
+        assert!(
+            !message.contains("Status {") && !message.contains("Error"),
+            "{message}"
+        );
+    }
+
+    // A target at or below zero is refused at admission, as an HPA's.
+    let api: Api<VerticeScaler> = Api::namespaced(client.clone(), NS);
+    for target in [0, -5] {
+        let mut negative = fixed_scaler("negative", "workers", 1);
+        negative["spec"]["prometheus"] = json!({"url": "http://prometheus.monitoring:9090"});
+        negative["spec"]["metrics"] =
+            json!([{"name": "lag", "prometheus": {"query": "sum(lag)", "targetValue": target}}]);
+        let refused = api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(negative).expect("scaler"),
+            )
+            .await
+            .expect_err("a target of zero or less");
+        assert!(refused.to_string().contains("must be above 0"), "{refused}");
+    }
+}

@@ -8,12 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vertice_tests::process::is_root;
+use vertice_tests::summary;
 use vertice_tests::{write_script, Agent, Postgres, TestStore};
-
-/// The run summary the agent wrote to its termination log.
-fn summary_of(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("summary")).expect("json")
-}
 
 fn backup_ids(agent: &Agent, url: &str) -> Vec<String> {
     let out = agent.run(&["list", "--from", url, "--output", "json"], &[]);
@@ -516,7 +512,7 @@ fn a_backup_with_a_missing_artifact_is_shown_damaged_and_refused() {
         out.stderr
     );
     assert!(!out.stderr.contains("no backups found"), "{}", out.stderr);
-    assert_eq!(summary_of(&summary)["error_category"], "integrity");
+    assert_eq!(summary::read(&summary)["error_category"], "integrity");
 }
 
 /// `file://` URLs are percent-encoded: `my%20dir` is the directory
@@ -677,7 +673,7 @@ fn sigterm_during_backup(store: &TestStore) {
     });
     assert_eq!(code, 143, "{stderr}");
     assert!(took < Duration::from_secs(20), "took {took:?} to stop");
-    let summary = summary_of(&log);
+    let summary = summary::read(&log);
     assert_eq!(summary["outcome"], "interrupted", "{summary}");
     assert_eq!(summary["error_category"], "interrupted", "{summary}");
     assert!(
@@ -733,7 +729,7 @@ fn sigterm_during_a_restore_rolls_it_back() {
     assert_eq!(code, 143, "{stderr}");
     assert!(took < Duration::from_secs(20), "took {took:?} to stop");
     assert!(stderr.contains("nothing was restored"), "{stderr}");
-    let summary = summary_of(&log);
+    let summary = summary::read(&log);
     assert_eq!(summary["outcome"], "interrupted", "{summary}");
     // The session is gone; the target holds nothing of the restore.
     std::thread::sleep(Duration::from_secs(1));

@@ -363,8 +363,7 @@ fn sigterm_midway_drops_the_staged_copy() {
     assert_eq!(out.status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("the target was not changed"), "{stderr}");
     assert_eq!(keyspace(&mut conn), "", "target untouched, staging removed");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(log.path()).expect("summary")).expect("json");
+    let summary = vertice_tests::summary::read(log.path());
     assert_eq!(summary["outcome"], "interrupted", "{summary}");
 }
 

@@ -2,6 +2,7 @@
 //! removes old unfinished uploads, never touches the newest backup or a
 //! backup whose manifest it cannot read, and runs after a successful backup.
 
+use vertice_tests::fake_pg_dump::fake_pg_dump;
 use vertice_tests::{Agent, Postgres, TestStore};
 
 fn manifests(store: &TestStore, prefix: &str) -> Vec<String> {
@@ -195,33 +196,6 @@ fn prune_flags_are_checked() {
     }
 }
 
-/// A stand-in for pg_dump in `dir`: the first bytes of a custom-format
-/// archive (all the agent checks of a dump), then some data.
-fn fake_pg_dump(dir: &std::path::Path) -> String {
-    let int = |v: i64| {
-        let mut out = vec![u8::from(v < 0)];
-        out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
-        out
-    };
-    let mut header = b"PGDMP".to_vec();
-    header.extend_from_slice(&[1, 15, 0, 4, 8, 1, 0]);
-    for v in [5, 4, 3, 27, 10, 126, 0] {
-        header.extend(int(v));
-    }
-    for s in ["app", "16.4", "16.4"] {
-        header.extend(int(s.len() as i64));
-        header.extend_from_slice(s.as_bytes());
-    }
-    let path = dir.join("header.bin");
-    std::fs::write(&path, header).expect("header");
-    let script = vertice_tests::write_script(
-        dir,
-        "pg_dump",
-        &format!("cat '{}'\nhead -c 100000 /dev/urandom", path.display()),
-    );
-    script.to_string_lossy().into_owned()
-}
-
 /// A node whose clock went back an hour takes a backup while a newer-id
 /// backup exists: it is still the newest (`latest`, `list`) and
 /// `--keep-last 1` keeps it. And where ids and the order the store wrote
@@ -230,7 +204,7 @@ fn fake_pg_dump(dir: &std::path::Path) -> String {
 fn a_clock_that_went_back_never_loses_the_last_backup(store: &TestStore) {
     let agent = Agent::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let dump = fake_pg_dump(dir.path());
+    let dump = fake_pg_dump(dir.path(), "head -c 100000 /dev/urandom");
     let url = store.url("c");
     let backup = |env: &[(&'static str, String)], extra: &[&str]| {
         let mut args = vec![
@@ -276,8 +250,7 @@ fn a_clock_that_went_back_never_loses_the_last_backup(store: &TestStore) {
             &store.env(),
         )
         .assert_ok();
-    let verified: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let verified = vertice_tests::summary::read(&summary);
     assert_eq!(verified["backup_id"], second.as_str(), "latest");
 
     // The node whose clock is behind keeps what it took last (and whatever

@@ -33,7 +33,7 @@ fn prune_aborts_only_old_dangling_uploads_under_its_prefix() {
     };
     let policy = Policy {
         keep_last: Some(1),
-        min_keep: 1,
+        min_keep: Some(1),
         ..Policy::default()
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -4,17 +4,18 @@
 pub mod backup;
 pub mod drill;
 pub mod list;
+pub mod probe;
 pub mod prune;
 pub mod restore;
-mod restore_postgres;
 pub mod verify;
 
-use vertice_crds::StoreLocation;
+use vertice_crds::{agent_env, StoreLocation};
 
 use crate::catalog::{self, Selector};
 use crate::cli::{NameArgs, StoreArgs};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::secret_files::resolve_secret;
 use crate::store::azure::AzureSettings;
 use crate::store::azure_connection;
 use crate::store::gcs::GcsSettings;
@@ -22,18 +23,27 @@ use crate::store::multipart::MultipartConfig;
 use crate::store::s3::S3Settings;
 use crate::store::{open_store, Store, StoreOptions};
 use crate::summary::RunSummary;
-use crate::target::resolve_secret;
 
-/// The Vault login settings of `--vault-*`.
-pub fn vault_login(args: &crate::cli::VaultArgs) -> crate::source::vault::VaultLogin {
-    crate::source::vault::VaultLogin {
-        token_file: args.vault_token_file.clone(),
+/// The Vault login settings of `--vault-*`, the token read here, once, at
+/// the edge: from `--vault-token-file`, else the engine's variable. Only an
+/// engine that logs in with a token reads it, so another engine's run never
+/// fails on a Vault flag.
+pub fn vault_login(
+    args: &crate::cli::VaultArgs,
+    target: &crate::engine::Target,
+) -> Result<crate::engine::vault::VaultLogin> {
+    let token = match target.token_env() {
+        Some(env) => resolve_secret(args.vault_token_file.as_ref(), "--vault-token-file", env)?,
+        None => None,
+    };
+    Ok(crate::engine::vault::VaultLogin {
+        token: token.map(crate::secret::Secret::from),
         k8s_role: args.vault_k8s_role.clone(),
         k8s_mount: args.vault_k8s_mount.clone(),
         k8s_jwt_file: args.vault_k8s_jwt_file.clone(),
         cacert: args.vault_cacert.clone(),
         namespace: args.vault_namespace.clone(),
-    }
+    })
 }
 
 /// The part of the store `--namespace` / `--name` select, validated.
@@ -92,18 +102,19 @@ fn azure_settings(args: &StoreArgs, account: &str) -> Result<AzureSettings> {
         sas_token: resolve_secret(
             args.azure_sas_token_file.as_ref(),
             "--azure-sas-token-file",
-            &["AZURE_STORAGE_SAS_TOKEN"],
+            &[agent_env::AZURE_STORAGE_SAS_TOKEN],
         )?,
         account_key: resolve_secret(
             args.azure_account_key_file.as_ref(),
             "--azure-account-key-file",
-            &["AZURE_STORAGE_KEY"],
+            &[agent_env::AZURE_STORAGE_KEY],
         )?,
     };
     if settings.sas_token.is_some() || settings.account_key.is_some() {
         return Ok(settings);
     }
-    let Some(text) = resolve_secret(None, "", &["AZURE_STORAGE_CONNECTION_STRING"])? else {
+    let Some(text) = resolve_secret(None, "", &[agent_env::AZURE_STORAGE_CONNECTION_STRING])?
+    else {
         return Ok(settings);
     };
     let connection = azure_connection::parse(&text).map_err(Error::usage)?;

@@ -3,7 +3,7 @@
 //! so it stops being a backup in one step; leftovers of an interrupted
 //! delete are unfinished uploads, removed by a later run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -13,9 +13,9 @@ use crate::backup_id::BackupId;
 use crate::catalog::{self, Scope};
 use crate::cli::{OutputFormat, PruneArgs, RetentionArgs};
 use crate::error::{Error, Result};
-use crate::manifest::MANIFEST_FILE;
+use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::retention::{self, Backup, Policy};
-use crate::store::Store;
+use crate::store::{ObjectMeta, Store};
 use crate::summary::RunSummary;
 
 /// One line of the plan.
@@ -41,13 +41,6 @@ pub struct PruneReport {
 
 /// Builds the policy from flags; `Ok(None)` when no keep rule is set.
 pub fn policy_from_args(args: &RetentionArgs) -> Result<Option<(Policy, Duration)>> {
-    let keep_within = args
-        .keep_within
-        .as_deref()
-        .map(|t| {
-            retention::parse_duration(t).map_err(|e| Error::usage(format!("--keep-within: {e}")))
-        })
-        .transpose()?;
     let unfinished_after = retention::parse_duration(&args.unfinished_after)
         .map_err(|e| Error::usage(format!("--unfinished-after: {e}")))?;
     if unfinished_after < Duration::hours(1) {
@@ -55,22 +48,18 @@ pub fn policy_from_args(args: &RetentionArgs) -> Result<Option<(Policy, Duration
             "--unfinished-after must be at least 1h, or a running backup's upload could be removed",
         ));
     }
-    let zero = |v: Option<u32>, flag: &str| match v {
-        Some(0) => Err(Error::usage(format!(
-            "{flag} 0 keeps nothing; omit the flag instead"
-        ))),
-        _ => Ok(v),
-    };
-    let policy = Policy {
-        keep_last: zero(args.keep_last, "--keep-last")?,
-        keep_hourly: zero(args.keep_hourly, "--keep-hourly")?,
-        keep_daily: zero(args.keep_daily, "--keep-daily")?,
-        keep_weekly: zero(args.keep_weekly, "--keep-weekly")?,
-        keep_monthly: zero(args.keep_monthly, "--keep-monthly")?,
-        keep_yearly: zero(args.keep_yearly, "--keep-yearly")?,
-        keep_within,
-        min_keep: args.min_keep.max(1),
-    };
+    if let Some(Err(e)) = args.policy.keep_within.as_ref().map(|w| w.get()) {
+        return Err(Error::usage(format!("--keep-within: {e}")));
+    }
+    // The CRD's schema refuses 0; a flag or an environment variable can
+    // still say it.
+    if let Some(rule) = args.policy.counts().iter().find(|r| r.value == Some(0)) {
+        return Err(Error::usage(format!(
+            "{} 0 keeps nothing; omit the flag instead",
+            rule.flag
+        )));
+    }
+    let policy = args.policy.clone();
     Ok(policy.is_configured().then_some((policy, unfinished_after)))
 }
 
@@ -112,9 +101,41 @@ pub async fn prune(
     now: DateTime<Utc>,
 ) -> Result<PruneReport> {
     let objects = store.list(&scope.list_prefix()).await?;
-    // Every object grouped by its backup directory `<ns>/<name>/<id>`.
+    let dirs = backup_dirs(&objects);
+    let manifests = catalog::load(store, scope).await?;
+    let series = series_of(&manifests, &objects);
+    let mut report = PruneReport {
+        dry_run,
+        ..PruneReport::default()
+    };
+    let plan = Plan {
+        store,
+        dirs: &dirs,
+        dry_run,
+    };
+    plan.apply_policy(&series, policy, now, &mut report).await?;
+    let cutoff = now - unfinished_after;
+    plan.remove_unfinished(scope, cutoff, &mut report).await?;
+    if !dry_run {
+        report.aborted_uploads = store
+            .abort_stale_uploads(&scope.list_prefix(), cutoff)
+            .await?;
+    }
+    tracing::info!(
+        deleted = report.deleted_backups,
+        unfinished = report.deleted_unfinished,
+        aborted_uploads = report.aborted_uploads,
+        dry_run,
+        "prune finished"
+    );
+    Ok(report)
+}
+
+/// Every object grouped by its backup directory `<ns>/<name>/<id>`: what
+/// deleting a backup (or an unfinished upload) removes.
+fn backup_dirs(objects: &[ObjectMeta]) -> BTreeMap<String, Vec<String>> {
     let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for o in &objects {
+    for o in objects {
         let mut parts = o.key.splitn(4, '/');
         if let (Some(ns), Some(name), Some(id), Some(_)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -124,13 +145,21 @@ pub async fn prune(
                 .push(o.key.clone());
         }
     }
-    let manifests = catalog::load(store, scope).await?;
+    dirs
+}
+
+/// The backups of each series `(namespace, name)`, as retention sees them,
+/// with the one whose manifest the store wrote last marked.
+fn series_of(
+    manifests: &[Manifest],
+    objects: &[ObjectMeta],
+) -> BTreeMap<(String, String), Vec<Backup>> {
     let written: BTreeMap<&str, DateTime<Utc>> = objects
         .iter()
         .filter_map(|o| Some((o.key.as_str(), o.modified?)))
         .collect();
     let mut series: BTreeMap<(String, String), Vec<Backup>> = BTreeMap::new();
-    for m in &manifests {
+    for m in manifests {
         series
             .entry((m.namespace.clone(), m.name.clone()))
             .or_default()
@@ -146,105 +175,117 @@ pub async fn prune(
             written.get(key.as_str()).copied()
         });
     }
-    let mut report = PruneReport {
-        dry_run,
-        ..PruneReport::default()
-    };
-    for ((namespace, name), backups) in &series {
-        for decision in retention::plan(backups, policy, now) {
-            let keep = decision.keep();
-            report.actions.push(PlannedAction {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                backup_id: decision.backup.id.clone(),
-                time: Some(decision.backup.time),
-                action: if keep { "keep" } else { "delete" },
-                reasons: decision
-                    .keep_because
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            });
-            if keep || dry_run {
-                continue;
+    series
+}
+
+/// What one prune acts on: the store, its backup directories, and whether
+/// it only plans.
+struct Plan<'a> {
+    store: &'a dyn Store,
+    dirs: &'a BTreeMap<String, Vec<String>>,
+    dry_run: bool,
+}
+
+impl Plan<'_> {
+    /// The retention policy, series by series: every backup is reported
+    /// kept (with why) or deleted.
+    async fn apply_policy(
+        &self,
+        series: &BTreeMap<(String, String), Vec<Backup>>,
+        policy: &Policy,
+        now: DateTime<Utc>,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        for ((namespace, name), backups) in series {
+            for decision in retention::plan(backups, policy, now) {
+                let keep = decision.keep();
+                report.actions.push(PlannedAction {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    backup_id: decision.backup.id.clone(),
+                    time: Some(decision.backup.time),
+                    action: if keep { "keep" } else { "delete" },
+                    reasons: decision
+                        .keep_because
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                });
+                if keep || self.dry_run {
+                    continue;
+                }
+                let dir = format!("{namespace}/{name}/{}", decision.backup.id);
+                let keys = self.dirs.get(&dir).map(Vec::as_slice).unwrap_or(&[]);
+                delete_backup(self.store, &dir, keys).await?;
+                report.deleted_backups += 1;
             }
-            let dir = format!("{namespace}/{name}/{}", decision.backup.id);
-            delete_backup(
-                store,
-                &dir,
-                dirs.get(&dir).map(Vec::as_slice).unwrap_or(&[]),
-            )
-            .await?;
-            report.deleted_backups += 1;
         }
+        Ok(())
     }
 
-    // Unfinished uploads: a directory without any manifest (a readable one or
-    // not: a damaged manifest is never treated as unfinished).
-    let cutoff = now - unfinished_after;
-    let with_manifest: BTreeSet<&String> = dirs
-        .iter()
-        .filter(|(_, keys)| {
-            keys.iter()
+    /// Unfinished uploads: a directory without any manifest (a readable one
+    /// or not: a damaged manifest is never treated as unfinished), started
+    /// before `cutoff`.
+    async fn remove_unfinished(
+        &self,
+        scope: &Scope,
+        cutoff: DateTime<Utc>,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        for (dir, keys) in self.dirs {
+            if keys
+                .iter()
                 .any(|k| k.ends_with(&format!("/{MANIFEST_FILE}")))
-        })
-        .map(|(d, _)| d)
-        .collect();
-    for (dir, keys) in &dirs {
-        if with_manifest.contains(dir) {
-            continue;
+            {
+                continue;
+            }
+            let Some(action) = unfinished_action(dir, scope, cutoff) else {
+                continue;
+            };
+            report.actions.push(action);
+            if self.dry_run {
+                continue;
+            }
+            for key in keys {
+                self.store.delete(key).await?;
+            }
+            report.deleted_unfinished += 1;
         }
-        let mut parts = dir.splitn(3, '/');
-        let (Some(namespace), Some(name), Some(id)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        // The listing may be wider than the scope (a name without a namespace).
-        if scope.namespace.as_deref().is_some_and(|ns| ns != namespace)
-            || scope.name.as_deref().is_some_and(|n| n != name)
-        {
-            continue;
-        }
-        // Only directories named like our backups, and only old ones: a
-        // backup running right now looks exactly like this.
-        let Some(started) = id.parse::<BackupId>().ok().and_then(|b| b.time()) else {
-            continue;
-        };
-        if started > cutoff {
-            continue;
-        }
-        report.actions.push(PlannedAction {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            backup_id: id.to_string(),
-            time: Some(started),
-            action: "delete-unfinished",
-            reasons: vec![format!(
-                "no manifest, started before {}",
-                cutoff.format("%Y-%m-%dT%H:%M:%SZ")
-            )],
-        });
-        if dry_run {
-            continue;
-        }
-        for key in keys {
-            store.delete(key).await?;
-        }
-        report.deleted_unfinished += 1;
+        Ok(())
     }
-    if !dry_run {
-        report.aborted_uploads = store
-            .abort_stale_uploads(&scope.list_prefix(), cutoff)
-            .await?;
+}
+
+/// The plan's line for a directory without a manifest, or `None` when it is
+/// not to be removed: outside the scope, not named like a backup, or too
+/// recent.
+fn unfinished_action(dir: &str, scope: &Scope, cutoff: DateTime<Utc>) -> Option<PlannedAction> {
+    let mut parts = dir.splitn(3, '/');
+    let (Some(namespace), Some(name), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    // The listing may be wider than the scope (a name without a namespace).
+    if scope.namespace.as_deref().is_some_and(|ns| ns != namespace)
+        || scope.name.as_deref().is_some_and(|n| n != name)
+    {
+        return None;
     }
-    tracing::info!(
-        deleted = report.deleted_backups,
-        unfinished = report.deleted_unfinished,
-        aborted_uploads = report.aborted_uploads,
-        dry_run,
-        "prune finished"
-    );
-    Ok(report)
+    // Only directories named like our backups, and only old ones: a
+    // backup running right now looks exactly like this.
+    let started = id.parse::<BackupId>().ok().and_then(|b| b.time())?;
+    if started > cutoff {
+        return None;
+    }
+    Some(PlannedAction {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        backup_id: id.to_string(),
+        time: Some(started),
+        action: "delete-unfinished",
+        reasons: vec![format!(
+            "no manifest, started before {}",
+            cutoff.format("%Y-%m-%dT%H:%M:%SZ")
+        )],
+    })
 }
 
 /// Marks the backup whose manifest the store wrote last, when the store

@@ -9,7 +9,8 @@ use tokio::task::JoinHandle;
 
 use super::meter::Meter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+/// How a long transfer reports its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProgressMode {
     /// A live line on a terminal, log lines otherwise.
     #[default]

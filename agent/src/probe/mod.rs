@@ -4,7 +4,7 @@
 //! VerticeFailover and reports what it saw.
 
 pub mod address_policy;
-pub mod cli;
+pub mod check;
 pub mod grpc;
 pub mod http;
 pub mod json_field;
@@ -20,7 +20,6 @@ pub mod serve;
 pub mod tally;
 pub mod target;
 pub mod tcp;
-pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,6 +12,7 @@ use vertice_crds::failover::RequiredRole;
 use super::address_policy::AddressPolicy;
 use super::tcp::authority;
 use super::{reasons, target, Failed};
+use crate::engine::postgres::connect::{open, OpenFailed};
 
 #[derive(Clone)]
 pub struct PostgresProbe {
@@ -52,17 +53,9 @@ pub struct Seen {
     pub lag_seconds: f64,
 }
 
-/// Parses `disable`, `prefer` or `require`.
-pub fn ssl_mode(text: Option<&str>) -> Result<SslMode, String> {
-    match text.unwrap_or("prefer") {
-        "disable" => Ok(SslMode::Disable),
-        "prefer" => Ok(SslMode::Prefer),
-        "require" => Ok(SslMode::Require),
-        other => Err(format!(
-            "ssl mode {other:?} is not one of disable, prefer, require"
-        )),
-    }
-}
+/// Parses `disable`, `prefer` or `require`: the modes of the agent's own
+/// PostgreSQL connections.
+pub use crate::engine::postgres::connect::ssl_mode;
 
 const ROLE_AND_LAG: &str = "SELECT pg_is_in_recovery(), \
      CASE WHEN NOT pg_is_in_recovery() THEN 0::float8 \
@@ -95,18 +88,15 @@ impl PostgresProbe {
         if let Some(password) = &self.password {
             config.password(password);
         }
-        let tls = super::tls::encrypt_only().map_err(|e| Failed(format!("TLS: {e}")))?;
-        let (client, connection) = config
-            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-            .await
-            .map_err(|e| {
-                Failed(format!(
-                    "connect {}: {}",
-                    authority(&self.host, self.port),
-                    reasons::postgres(&e)
-                ))
-            })?;
-        let driver = tokio::spawn(connection);
+        let (conn, driver) = open(&config).await.map_err(|e| match e {
+            OpenFailed::Tls(e) => Failed(format!("TLS: {e}")),
+            OpenFailed::Postgres(e) => Failed(format!(
+                "connect {}: {}",
+                authority(&self.host, self.port),
+                reasons::postgres(&e)
+            )),
+        })?;
+        let client = conn.client;
         let row = client
             .query_one(ROLE_AND_LAG, &[])
             .await

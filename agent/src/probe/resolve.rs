@@ -2,11 +2,13 @@
 //! the address, the port, the secret values looked up by the caller, and
 //! the administrator's [`Limits`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vertice_crds::common::SecretKeySelector;
-use vertice_crds::failover::{FailoverReplica, HealthCheck};
+use vertice_crds::failover::{FailoverReplica, HealthCheck, HttpCheck, PostgresCheck, RedisCheck};
 
+use super::address_policy::AddressPolicy;
 use super::grpc::GrpcProbe;
 use super::http::{HeaderSpec, HttpProbe};
 use super::postgres::PostgresProbe;
@@ -59,15 +61,17 @@ pub fn for_replica(
     for_replica_within(check, replica, secret, &Limits::default())
 }
 
-/// Builds the probe of `replica`, bounded by `limits`.
+/// Reads one Secret key for a check; errors name the Secret and key.
+type SecretLookup<'a> = dyn Fn(&SecretKeySelector) -> Result<String, String> + 'a;
+
+/// Builds the probe of `replica`, bounded by `limits`: the replica's
+/// address, then the one kind of check the spec sets.
 pub fn for_replica_within(
     check: &HealthCheck,
     replica: &FailoverReplica,
-    secret: &dyn Fn(&SecretKeySelector) -> Result<String, String>,
+    secret: &SecretLookup<'_>,
     limits: &Limits,
 ) -> Result<Probe, String> {
-    let timeout = limits.timeout(check);
-    let policy = limits.addresses.clone();
     let target = replica.probe_target(check).ok_or_else(|| {
         format!(
             "replica {:?}: a {} check needs check.port or a probeAddress with a port",
@@ -75,77 +79,15 @@ pub fn for_replica_within(
             check.kind()
         )
     })?;
-    let password = |r: &Option<SecretKeySelector>| r.as_ref().map(secret).transpose();
+    let policy = limits.addresses.clone();
     if let Some(pg) = &check.postgres {
-        let (host, port) = split_host_port(&target)?;
-        let user = pg.user.clone().unwrap_or_else(|| "postgres".into());
-        return Ok(Probe::Postgres(Box::new(PostgresProbe {
-            host,
-            port,
-            database: pg.database.clone().unwrap_or_else(|| "postgres".into()),
-            user,
-            password: password(&pg.password_secret_ref)?,
-            ssl_mode: super::postgres::ssl_mode(pg.ssl_mode.as_deref())?,
-            require_role: pg.require_role,
-            max_lag: pg
-                .max_replication_lag_seconds
-                .map(|s| Duration::from_secs(u64::from(s))),
-            policy,
-        })));
+        return postgres_probe(pg, &target, secret, policy);
     }
     if let Some(r) = &check.redis {
-        let (host, port) = split_host_port(&target)?;
-        return Ok(Probe::Redis(Box::new(RedisProbe {
-            host,
-            port,
-            username: r.username.clone(),
-            password: password(&r.password_secret_ref)?,
-            require_role: r.require_role,
-            require_replica_link: r.require_replica_link,
-            policy,
-        })));
+        return redis_probe(r, &target, secret, policy);
     }
     if let Some(h) = &check.http {
-        let scheme = if h.https { "https" } else { "http" };
-        let url = url::Url::parse(&format!("{scheme}://{target}{}", h.path)).map_err(|e| {
-            format!(
-                "replica {:?}: URL from {target:?} and path {:?}: {e}",
-                replica.name, h.path
-            )
-        })?;
-        let mut specs = Vec::new();
-        for header in &h.headers {
-            let (value, secret_value) = match (&header.value, &header.value_from) {
-                (Some(v), _) => (v.clone(), false),
-                (None, Some(r)) => (secret(r)?, true),
-                (None, None) => {
-                    return Err(format!(
-                        "header {:?} has neither value nor valueFrom",
-                        header.name
-                    ))
-                }
-            };
-            specs.push(HeaderSpec {
-                name: header.name.clone(),
-                value,
-                secret: secret_value,
-            });
-        }
-        let ca = h.ca_bundle_secret_ref.as_ref().map(secret).transpose()?;
-        return Ok(Probe::Http(Box::new(HttpProbe {
-            url,
-            client: super::http::client(ca.as_deref().map(str::as_bytes), timeout, &policy)?,
-            min_status: h.min_status,
-            max_status: h.max_status,
-            body_contains: h.body_contains.clone(),
-            json_field: h
-                .json_field
-                .as_ref()
-                .map(|j| (j.path.clone(), j.equals.clone())),
-            headers: super::http::headers(&specs)?,
-            max_body: limits.max_body_bytes,
-            policy,
-        })));
+        return http_probe(h, check, replica, &target, secret, limits);
     }
     if let Some(g) = &check.grpc {
         let (host, port) = split_host_port(&target)?;
@@ -162,6 +104,114 @@ pub fn for_replica_within(
         return Ok(Probe::Tcp(TcpProbe { host, port, policy }));
     }
     Err("the check sets none of postgres, redis, http, tcp, grpc".into())
+}
+
+/// A password a check names, if it names one.
+fn password(
+    reference: &Option<SecretKeySelector>,
+    secret: &SecretLookup<'_>,
+) -> Result<Option<String>, String> {
+    reference.as_ref().map(secret).transpose()
+}
+
+fn postgres_probe(
+    pg: &PostgresCheck,
+    target: &str,
+    secret: &SecretLookup<'_>,
+    policy: Arc<AddressPolicy>,
+) -> Result<Probe, String> {
+    let (host, port) = split_host_port(target)?;
+    let user = pg.user.clone().unwrap_or_else(|| "postgres".into());
+    Ok(Probe::Postgres(Box::new(PostgresProbe {
+        host,
+        port,
+        database: pg.database.clone().unwrap_or_else(|| "postgres".into()),
+        user,
+        password: password(&pg.password_secret_ref, secret)?,
+        ssl_mode: super::postgres::ssl_mode(pg.ssl_mode.as_deref())?,
+        require_role: pg.require_role,
+        max_lag: pg
+            .max_replication_lag_seconds
+            .map(|s| Duration::from_secs(u64::from(s))),
+        policy,
+    })))
+}
+
+fn redis_probe(
+    r: &RedisCheck,
+    target: &str,
+    secret: &SecretLookup<'_>,
+    policy: Arc<AddressPolicy>,
+) -> Result<Probe, String> {
+    let (host, port) = split_host_port(target)?;
+    Ok(Probe::Redis(Box::new(RedisProbe {
+        host,
+        port,
+        username: r.username.clone(),
+        password: password(&r.password_secret_ref, secret)?,
+        require_role: r.require_role,
+        require_replica_link: r.require_replica_link,
+        policy,
+    })))
+}
+
+fn http_probe(
+    h: &HttpCheck,
+    check: &HealthCheck,
+    replica: &FailoverReplica,
+    target: &str,
+    secret: &SecretLookup<'_>,
+    limits: &Limits,
+) -> Result<Probe, String> {
+    let scheme = if h.https { "https" } else { "http" };
+    let url = url::Url::parse(&format!("{scheme}://{target}{}", h.path)).map_err(|e| {
+        format!(
+            "replica {:?}: URL from {target:?} and path {:?}: {e}",
+            replica.name, h.path
+        )
+    })?;
+    let specs = header_specs(h, secret)?;
+    let ca = h.ca_bundle_secret_ref.as_ref().map(secret).transpose()?;
+    let policy = limits.addresses.clone();
+    let timeout = limits.timeout(check);
+    Ok(Probe::Http(Box::new(HttpProbe {
+        url,
+        client: super::http::client(ca.as_deref().map(str::as_bytes), timeout, &policy)?,
+        min_status: h.min_status,
+        max_status: h.max_status,
+        body_contains: h.body_contains.clone(),
+        json_field: h
+            .json_field
+            .as_ref()
+            .map(|j| (j.path.clone(), j.equals.clone())),
+        headers: super::http::headers(&specs)?,
+        max_body: limits.max_body_bytes,
+        policy,
+    })))
+}
+
+/// The check's headers, each a value or a Secret's (marked, so it is never
+/// shown).
+fn header_specs(h: &HttpCheck, secret: &SecretLookup<'_>) -> Result<Vec<HeaderSpec>, String> {
+    let mut specs = Vec::new();
+    for header in &h.headers {
+        let (value, secret_value) = match (&header.value, &header.value_from) {
+            (Some(v), _) => (v.clone(), false),
+            (None, Some(r)) => (secret(r)?, true),
+            (None, None) => {
+                return Err(format!(
+                    "header {:?} has neither value nor valueFrom",
+                    header.name
+                ))
+            }
+        };
+        specs.push(HeaderSpec {
+            name: header.name.clone(),
+            value,
+            secret: secret_value,
+        });
+    }
+    Ok(specs)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! probe permits and every probe's time ([`super::permits`], [`Limits`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +29,6 @@ use vertice_crds::common::SecretKeySelector;
 use vertice_crds::failover::{HealthCheck, VerticeFailover};
 use vertice_crds::tenancy::SecretReferencePolicy;
 
-use super::cli::ServeArgs;
 use super::metrics::RunnerMetrics;
 use super::permits::Permits;
 use super::readiness::{self, Readiness};
@@ -55,29 +55,37 @@ pub fn field_manager(vantage: &str) -> String {
     format!("vertice-probe-{vantage}")
 }
 
-/// The exit code: 2 on bad configuration, 1 when the runner cannot work.
-pub async fn run(args: ServeArgs) -> i32 {
-    if let Err(e) = validate_vantage(&args.vantage) {
-        eprintln!("error: --vantage (VERTICE_VANTAGE): {e}");
-        return 2;
-    }
-    let limits = match args.limits() {
-        Ok(limits) => limits,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    if args.max_probes_per_namespace >= args.max_concurrent_probes {
+/// What the runner works with, settled from its flags before it starts.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// This runner's vantage; observations are written under it.
+    pub vantage: String,
+    /// Watch only this namespace (default: all).
+    pub namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    pub listen: SocketAddr,
+    /// Probes in flight at once across all failovers.
+    pub max_concurrent_probes: usize,
+    /// Probes one namespace may have in flight at once.
+    pub max_probes_per_namespace: usize,
+    /// What bounds every probe, whatever a failover asks.
+    pub limits: Limits,
+    /// Which Secrets a check may name.
+    pub secret_policy: SecretReferencePolicy,
+}
+
+/// The exit code: 1 when the runner cannot work.
+pub async fn run(settings: ServeSettings) -> i32 {
+    if settings.max_probes_per_namespace >= settings.max_concurrent_probes {
         tracing::warn!(
             "--max-probes-per-namespace {} is not below --max-concurrent-probes {}: one \
              namespace can take every probe permit; set --max-probes-per-namespace lower",
-            args.max_probes_per_namespace,
-            args.max_concurrent_probes
+            settings.max_probes_per_namespace,
+            settings.max_concurrent_probes
         );
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    match serve(args, limits).await {
+    match serve(settings).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -103,12 +111,12 @@ pub fn validate_vantage(vantage: &str) -> Result<(), String> {
     }
 }
 
-async fn serve(args: ServeArgs, limits: Limits) -> anyhow::Result<()> {
+async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let client = Client::try_default()
         .await
         .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
-    let failovers: Api<VerticeFailover> = match &args.namespace {
+    let failovers: Api<VerticeFailover> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -120,7 +128,7 @@ async fn serve(args: ServeArgs, limits: Limits) -> anyhow::Result<()> {
     let synced = Arc::new(AtomicBool::new(false));
     let readiness = Arc::new(Mutex::new(Readiness::default()));
     let server = tokio::spawn(super::metrics::serve(
-        args.listen,
+        settings.listen,
         metrics.clone(),
         synced.clone(),
         readiness.clone(),
@@ -140,13 +148,13 @@ async fn serve(args: ServeArgs, limits: Limits) -> anyhow::Result<()> {
     let watch = tokio::spawn(watch);
     let runner = Runner {
         client,
-        vantage: args.vantage.clone(),
+        vantage: settings.vantage.clone(),
         permits: Arc::new(Permits::new(
-            args.max_concurrent_probes as usize,
-            args.max_probes_per_namespace as usize,
+            settings.max_concurrent_probes,
+            settings.max_probes_per_namespace,
         )),
-        limits: Arc::new(limits),
-        secret_policy: args.secret_reference_policy,
+        limits: Arc::new(settings.limits),
+        secret_policy: settings.secret_policy,
         metrics,
         readiness,
     };
@@ -155,7 +163,7 @@ async fn serve(args: ServeArgs, limits: Limits) -> anyhow::Result<()> {
         .await
         .context("the VerticeFailover watch stopped before it synced")?;
     synced.store(true, Ordering::Relaxed);
-    tracing::info!(vantage = %args.vantage, "probe runner started");
+    tracing::info!(vantage = %settings.vantage, "probe runner started");
     supervise(&runner, &store).await;
     watch.abort();
     server.abort();
@@ -246,38 +254,13 @@ async fn shutdown() {
 
 /// Probes one failover's replicas every period until aborted.
 async fn probe_loop(runner: Runner, failover: Arc<VerticeFailover>) {
-    let Some(namespace) = failover.namespace() else {
+    let Some(failover) = FailoverLoop::new(runner, failover) else {
         return;
     };
-    let name = failover.name_any();
-    let spec = &failover.spec;
-    let check = &spec.check;
-    let period = Duration::from_secs(u64::from(check.period_seconds));
-    let timeout = runner.limits.timeout(check);
-    let cap = check.failure_threshold.max(check.success_threshold);
-    // Twice the period: the default staleness limit (3 periods + timeout +
-    // 5 s) always sees a heartbeat from a live vantage.
-    let heartbeat = chrono::Duration::seconds(2 * i64::from(check.period_seconds));
-    let own = failover.status.as_ref().and_then(|s| {
-        s.observations.iter().find(|o| {
-            o.vantage == runner.vantage && o.observed_generation == failover.metadata.generation
-        })
-    });
-    let mut tally = Tally::resume(own, cap);
-    let names: Vec<String> = spec.replicas.iter().map(|r| r.name.clone()).collect();
-    tally.retain(&names);
-    let api: Api<VerticeFailover> = Api::namespaced(runner.client.clone(), &namespace);
-    let secrets = SecretSource {
-        api: Api::<Secret>::namespaced(runner.client.clone(), &namespace),
-        policy: runner.secret_policy,
-        namespace: namespace.clone(),
-        failover: name.clone(),
-    };
-    runner.metrics.namespace_seen(&namespace);
+    let mut tally = failover.resume_tally();
     let mut cached = CachedProbes::default();
-    let mut ticker = tokio::time::interval(period);
+    let mut ticker = tokio::time::interval(failover.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let manager = field_manager(&runner.vantage);
     // When the previous round started and how long it waited for this
     // namespace's own share of the permits.
     let mut previous: Option<(Instant, Duration)> = None;
@@ -285,17 +268,120 @@ async fn probe_loop(runner: Runner, failover: Arc<VerticeFailover>) {
         ticker.tick().await;
         let started = Instant::now();
         if let Some((previous_start, own_wait)) = previous {
-            if let Some(late) =
-                readiness::round_lateness(previous_start, started, period, timeout, own_wait)
-            {
-                runner.behind(
-                    &namespace,
-                    &name,
-                    &format!("round started {} s late", late.as_secs()),
-                );
-            }
+            failover.note_lateness(previous_start, started, own_wait);
         }
-        let (results, own_wait) = match cached.get(check, spec, &secrets, &runner.limits).await {
+        let (results, own_wait) = failover.round(&mut cached).await;
+        previous = Some((started, own_wait));
+        for (replica, result) in results {
+            tally
+                .replicas
+                .entry(replica)
+                .or_default()
+                .record(&result, failover.cap);
+        }
+        failover.report(&mut tally).await;
+    }
+}
+
+/// One failover's loop: what it settles once from the failover it was
+/// started for (a changed failover starts a new loop).
+struct FailoverLoop {
+    runner: Runner,
+    failover: Arc<VerticeFailover>,
+    namespace: String,
+    name: String,
+    period: Duration,
+    timeout: Duration,
+    /// The most consecutive results a replica's tally keeps.
+    cap: u32,
+    /// Twice the period: the default staleness limit (3 periods + timeout +
+    /// 5 s) always sees a heartbeat from a live vantage.
+    heartbeat: chrono::Duration,
+    /// The replicas' names, in the spec's order.
+    names: Vec<String>,
+    api: Api<VerticeFailover>,
+    secrets: SecretSource,
+    manager: String,
+}
+
+impl FailoverLoop {
+    /// `None` for a failover without a namespace (none is watched).
+    fn new(runner: Runner, failover: Arc<VerticeFailover>) -> Option<Self> {
+        let namespace = failover.namespace()?;
+        let name = failover.name_any();
+        let check = &failover.spec.check;
+        let period = Duration::from_secs(u64::from(check.period_seconds));
+        let timeout = runner.limits.timeout(check);
+        let cap = check.failure_threshold.max(check.success_threshold);
+        let heartbeat = chrono::Duration::seconds(2 * i64::from(check.period_seconds));
+        let names = failover
+            .spec
+            .replicas
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        let api: Api<VerticeFailover> = Api::namespaced(runner.client.clone(), &namespace);
+        let secrets = SecretSource {
+            api: Api::<Secret>::namespaced(runner.client.clone(), &namespace),
+            policy: runner.secret_policy,
+            namespace: namespace.clone(),
+            failover: name.clone(),
+        };
+        runner.metrics.namespace_seen(&namespace);
+        let manager = field_manager(&runner.vantage);
+        Some(FailoverLoop {
+            runner,
+            failover,
+            namespace,
+            name,
+            period,
+            timeout,
+            cap,
+            heartbeat,
+            names,
+            api,
+            secrets,
+            manager,
+        })
+    }
+
+    /// The tally this vantage wrote last for this generation, so a restarted
+    /// runner (or loop) goes on counting instead of starting over.
+    fn resume_tally(&self) -> Tally {
+        let failover = &self.failover;
+        let own = failover.status.as_ref().and_then(|s| {
+            s.observations.iter().find(|o| {
+                o.vantage == self.runner.vantage
+                    && o.observed_generation == failover.metadata.generation
+            })
+        });
+        let mut tally = Tally::resume(own, self.cap);
+        tally.retain(&self.names);
+        tally
+    }
+
+    /// A round that started late through the runner's own load (not the
+    /// namespace's wait for its share of permits) makes the runner unready.
+    fn note_lateness(&self, previous_start: Instant, started: Instant, own_wait: Duration) {
+        if let Some(late) =
+            readiness::round_lateness(previous_start, started, self.period, self.timeout, own_wait)
+        {
+            self.runner.behind(
+                &self.namespace,
+                &self.name,
+                &format!("round started {} s late", late.as_secs()),
+            );
+        }
+    }
+
+    /// One round's result per replica, and how long it waited for the
+    /// namespace's own share of the permits.
+    async fn round(&self, cached: &mut CachedProbes) -> (Vec<(String, ProbeResult)>, Duration) {
+        let spec = &self.failover.spec;
+        match cached
+            .get(&spec.check, spec, &self.secrets, &self.runner.limits)
+            .await
+        {
             // A Secret its owner did not opt in: nothing is sent anywhere.
             Round::Refused(reason) => {
                 let failed = ProbeResult {
@@ -303,25 +389,36 @@ async fn probe_loop(runner: Runner, failover: Arc<VerticeFailover>) {
                     latency_ms: 0,
                     reason: Some(reason),
                 };
-                let results = names.iter().map(|n| (n.clone(), failed.clone())).collect();
+                let results = self
+                    .names
+                    .iter()
+                    .map(|n| (n.clone(), failed.clone()))
+                    .collect();
                 (results, Duration::ZERO)
             }
             Round::Probes(probes) => {
-                probe_round(&runner, &namespace, &name, spec, &probes, timeout, period).await
+                probe_round(
+                    &self.runner,
+                    &self.namespace,
+                    &self.name,
+                    spec,
+                    &probes,
+                    self.timeout,
+                    self.period,
+                )
+                .await
             }
-        };
-        previous = Some((started, own_wait));
-        for (replica, result) in results {
-            tally
-                .replicas
-                .entry(replica)
-                .or_default()
-                .record(&result, cap);
         }
+    }
+
+    /// Writes this vantage's observation (server-side apply of its own
+    /// entry) when it changed or the heartbeat is due.
+    async fn report(&self, tally: &mut Tally) {
         let now = Utc::now();
-        let observation = tally.observation(&runner.vantage, failover.metadata.generation, now);
-        if !tally.should_write(&observation, now, heartbeat) {
-            continue;
+        let generation = self.failover.metadata.generation;
+        let observation = tally.observation(&self.runner.vantage, generation, now);
+        if !tally.should_write(&observation, now, self.heartbeat) {
+            return;
         }
         let body = serde_json::json!({
             "apiVersion": "vertice.io/v1alpha1",
@@ -329,20 +426,20 @@ async fn probe_loop(runner: Runner, failover: Arc<VerticeFailover>) {
             "status": {"observations": [observation]},
         });
         let started = Instant::now();
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::apply(&manager).force(),
-                &Patch::Apply(&body),
-            )
+        let params = PatchParams::apply(&self.manager).force();
+        let metrics = &self.runner.metrics;
+        match self
+            .api
+            .patch_status(&self.name, &params, &Patch::Apply(&body))
             .await
         {
             Ok(_) => {
-                runner.metrics.status_written(true, started.elapsed());
+                metrics.status_written(true, started.elapsed());
                 tally.wrote(observation, now);
             }
             Err(e) => {
-                runner.metrics.status_written(false, started.elapsed());
+                metrics.status_written(false, started.elapsed());
+                let (namespace, name) = (&self.namespace, &self.name);
                 tracing::warn!(%namespace, failover = %name, error = %e, "writing observations");
             }
         }

@@ -110,11 +110,11 @@ async fn post_json(
     body: &serde_json::Value,
     headers: &[(String, String)],
 ) -> Result<()> {
-    let mut request = super::http_client()?.post(url).json(body);
+    let mut request = super::http::http_client()?.post(url).json(body);
     for (k, v) in headers {
         request = request.header(k, v);
     }
-    super::send(request, url).await.map(drop)
+    super::http::send(request, url).await.map(drop)
 }
 
 async fn slack_send(
@@ -173,7 +173,7 @@ async fn webhook_send(
     let headers = webhook
         .headers
         .iter()
-        .map(|h| Ok((h.name.clone(), super::header_value(h, dir)?)))
+        .map(|h| Ok((h.name.clone(), super::http::header_value(h, dir)?)))
         .collect::<Result<Vec<_>>>()?;
     let event = match news {
         News::Failed => "failed",

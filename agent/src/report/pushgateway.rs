@@ -1,5 +1,6 @@
-//! Pushes the backup metrics named in DESIGN.md to a Prometheus Pushgateway,
-//! grouped by `{job="vertice-backup", namespace, backup}`.
+//! Pushes the backup metrics (docs/ARCHITECTURE.md "Metrics") to a
+//! Prometheus Pushgateway, grouped by
+//! `{job="vertice-backup", namespace, backup}`.
 //!
 //! The Pushgateway keeps only what was pushed last, so counters are carried
 //! forward: the agent reads the group's current values, adds this run, and
@@ -16,7 +17,7 @@ use crate::error::{Error, Result};
 
 pub const JOB: &str = "vertice-backup";
 
-/// Metric names (DESIGN.md "Metrics"; monitoring/ uses exactly these).
+/// Metric names (docs/ARCHITECTURE.md "Metrics"; monitoring/ uses exactly these).
 pub mod name {
     pub const TOTAL: &str = "vertice_backup_total";
     pub const SUCCESS_TOTAL: &str = "vertice_backup_success_total";
@@ -84,27 +85,43 @@ pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
         .finished_at
         .map(|t| t.timestamp_millis() as f64 / 1000.0)
         .unwrap_or(0.0);
+    // Counters go on from what the group held before this run.
     let count = |metric: &str, this_run: bool| before.get(metric) + f64::from(u8::from(this_run));
+    let metrics = match summary.command.as_str() {
+        "verify" => verify_series(succeeded, finished, count),
+        "drill" => drill_series(summary, succeeded, finished, count),
+        _ => backup_series(summary, succeeded, finished, count),
+    };
+    encode(metrics)
+}
+
+/// A verify run pushes its failures, and when it passed, the time.
+fn verify_series(succeeded: bool, finished: f64, count: impl Fn(&str, bool) -> f64) -> Vec<Series> {
     let mut metrics = Vec::new();
-    if summary.command == "verify" {
-        if succeeded {
-            metrics.push(series(
-                name::LAST_VERIFIED,
-                "When a backup of this group last passed verification",
-                finished,
-            ));
-        }
+    if succeeded {
         metrics.push(series(
-            name::VERIFY_FAILURE_TOTAL,
-            "Verify runs that failed",
-            count(name::VERIFY_FAILURE_TOTAL, !succeeded),
+            name::LAST_VERIFIED,
+            "When a backup of this group last passed verification",
+            finished,
         ));
-        return encode(metrics);
     }
-    if summary.command == "drill" {
-        return encode(drill_series(summary, succeeded, finished, count));
-    }
-    metrics.extend([
+    metrics.push(series(
+        name::VERIFY_FAILURE_TOTAL,
+        "Verify runs that failed",
+        count(name::VERIFY_FAILURE_TOTAL, !succeeded),
+    ));
+    metrics
+}
+
+/// A backup run: its counters and duration, failures by category, then
+/// the size and time of a success or the time of a failure.
+fn backup_series(
+    summary: &RunSummary,
+    succeeded: bool,
+    finished: f64,
+    count: impl Fn(&str, bool) -> f64,
+) -> Vec<Series> {
+    let mut metrics = vec![
         series(name::TOTAL, "Backup runs", count(name::TOTAL, true)),
         series(
             name::SUCCESS_TOTAL,
@@ -121,7 +138,7 @@ pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
             "Duration of the last backup run",
             summary.duration_seconds.unwrap_or(0.0),
         ),
-    ]);
+    ];
     // Every category is pushed, so a rate over any of them is defined
     // from the first run on.
     for category in ErrorCategory::ALL.map(ErrorCategory::as_str) {
@@ -134,23 +151,7 @@ pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
         });
     }
     if succeeded {
-        metrics.extend([
-            series(
-                name::SIZE,
-                "Stored bytes of the last successful backup",
-                summary.stored_bytes.unwrap_or(0) as f64,
-            ),
-            series(
-                name::RAW_SIZE,
-                "Bytes of the last successful backup before compression and encryption",
-                summary.raw_bytes.unwrap_or(0) as f64,
-            ),
-            series(
-                name::LAST_SUCCESS,
-                "When the last successful backup finished",
-                finished,
-            ),
-        ]);
+        metrics.extend(success_series(summary, finished));
     } else {
         metrics.push(series(
             name::LAST_FAILURE,
@@ -158,7 +159,28 @@ pub fn render(before: &GroupState, summary: &RunSummary) -> Result<String> {
             finished,
         ));
     }
-    encode(metrics)
+    metrics
+}
+
+/// What only a successful backup updates: its sizes and time.
+fn success_series(summary: &RunSummary, finished: f64) -> [Series; 3] {
+    [
+        series(
+            name::SIZE,
+            "Stored bytes of the last successful backup",
+            summary.stored_bytes.unwrap_or(0) as f64,
+        ),
+        series(
+            name::RAW_SIZE,
+            "Bytes of the last successful backup before compression and encryption",
+            summary.raw_bytes.unwrap_or(0) as f64,
+        ),
+        series(
+            name::LAST_SUCCESS,
+            "When the last successful backup finished",
+            finished,
+        ),
+    ]
 }
 
 /// A drill pushes its own metrics only; a passed drill is also a
@@ -293,7 +315,7 @@ pub async fn push(
     backup: &str,
     summary: &RunSummary,
 ) -> Result<Option<GroupState>> {
-    let client = super::http_client()?;
+    let client = super::http::http_client()?;
     let before = match read_group(&client, base, namespace, backup).await {
         Ok(state) => state,
         Err(e) => {

@@ -83,6 +83,16 @@ pub fn secret_uses(spec: &VerticeBackupSpec) -> Vec<SecretUse> {
             name: name.to_string(),
         })
     };
+    target_secrets(spec, &mut add);
+    store_secrets(spec, &mut add);
+    hook_secrets(spec, &mut add);
+    notification_secrets(spec, &mut add);
+    drill_secrets(spec, &mut add);
+    uses
+}
+
+/// The source's credentials.
+fn target_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
     let t = &spec.target;
     if let Some(s) = t
         .postgres
@@ -106,6 +116,10 @@ pub fn secret_uses(spec: &VerticeBackupSpec) -> Vec<SecretUse> {
             add("spec.target.vault.caCertSecretRef".into(), &s.name);
         }
     }
+}
+
+/// The store's credentials.
+fn store_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
     let store = &spec.store;
     if let Some(c) = store.s3.as_ref().and_then(|s| s.credentials.as_ref()) {
         add(
@@ -134,6 +148,10 @@ pub fn secret_uses(spec: &VerticeBackupSpec) -> Vec<SecretUse> {
             }
         }
     }
+}
+
+/// Secrets of the HTTP hooks' URLs and headers.
+fn hook_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
     for (when, hooks) in [("pre", &spec.hooks.pre), ("post", &spec.hooks.post)] {
         for (i, http) in hooks
             .iter()
@@ -156,6 +174,10 @@ pub fn secret_uses(spec: &VerticeBackupSpec) -> Vec<SecretUse> {
             }
         }
     }
+}
+
+/// Secrets of the notification channels.
+fn notification_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
     if let Some(n) = &spec.notifications {
         if let Some(s) = &n.slack {
             add(
@@ -195,6 +217,10 @@ pub fn secret_uses(spec: &VerticeBackupSpec) -> Vec<SecretUse> {
             }
         }
     }
+}
+
+/// The drill target's password and the identity that decrypts.
+fn drill_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
     if let Some(drill) = &spec.drill {
         if let Some(s) = drill
             .target
@@ -211,7 +237,6 @@ pub fn secret_uses(spec: &VerticeBackupSpec) -> Vec<SecretUse> {
             add("spec.drill.identitySecretRef".into(), &s.name);
         }
     }
-    uses
 }
 
 /// Whether the backup may become `pods` (its desired CronJobs): the pod

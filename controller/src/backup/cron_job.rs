@@ -4,26 +4,53 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::{
+    CronJob, CronJobSpec, JobSpec, JobTemplateSpec, PodFailurePolicy,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, KeyToPath,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretKeySelector as K8sSecretKeySelector,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use vertice_crds::backup::{BackupTarget, StoreSpec};
-use vertice_crds::common::SecretKeySelector;
+use vertice_crds::agent_env;
+use vertice_crds::backup::{
+    AzureStore, BackupTarget, FileStore, GcsStore, PostgresTarget, RedisTarget, RetentionSpec,
+    S3Store, StoreSpec, VaultTarget, VerticeBackupSpec,
+};
+use vertice_crds::drill_spec::DrillSpec;
+use vertice_crds::notifications::Notifications;
 use vertice_crds::pg_options::{normalize, Tool};
 use vertice_crds::VerticeBackup;
 
+pub use super::job_wiring::SpecError;
+use super::job_wiring::{encode, host, postgres_url, Wiring};
 use super::names;
+use super::scheduled_run::RunKind;
+
+/// An evicted, preempted or shut-down pod fails the Job at once with the
+/// reason `PodFailurePolicy` naming `DisruptionTarget`: the status can then
+/// say "interrupted" even after the pod is gone (a retry would hit the same
+/// drain; the next run starts on schedule or with `vertice.io/run-now`).
+fn fail_when_disrupted() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "FailJob".into(),
+            on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                type_: "DisruptionTarget".into(),
+                status: Some("True".into()),
+            }]),
+            on_exit_codes: None,
+        }],
+    }
+}
 
 /// Where referenced Secrets are mounted, `<dir>/<secret>/<key>`; the agent's
 /// `--secrets-dir` default.
-pub const SECRETS_DIR: &str = "/var/run/secrets/vertice.io";
+pub const SECRETS_DIR: &str = agent_env::SECRETS_MOUNT;
 /// Where a `file` store's claim is mounted.
 pub const FILE_STORE_MOUNT: &str = "/var/lib/vertice/backups";
 /// Non-root uid of the agent image.
@@ -38,63 +65,9 @@ pub struct JobDefaults {
     pub pushgateway_url: Option<String>,
 }
 
-/// A spec the CRD schema let through but that cannot become a CronJob.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SpecError(pub String);
-
-/// Collects env vars and Secret files while the container is described.
-#[derive(Default)]
-pub(super) struct Wiring {
-    env: Vec<EnvVar>,
-    /// Secret name → keys mounted as files.
-    files: BTreeMap<String, Vec<String>>,
-}
-
-impl Wiring {
-    pub(super) fn value(&mut self, name: &str, value: impl Into<String>) {
-        self.env.push(EnvVar {
-            name: name.into(),
-            value: Some(value.into()),
-            value_from: None,
-        });
-    }
-
-    pub(super) fn secret_env(&mut self, name: &str, secret: &str, key: &str) {
-        self.env.push(EnvVar {
-            name: name.into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(K8sSecretKeySelector {
-                    name: secret.into(),
-                    key: key.into(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-        });
-    }
-
-    /// Mounts the key as a file and returns its path in the container.
-    pub(super) fn secret_file(&mut self, selector: &SecretKeySelector) -> String {
-        let keys = self.files.entry(selector.name.clone()).or_default();
-        if !keys.contains(&selector.key) {
-            keys.push(selector.key.clone());
-        }
-        format!("{SECRETS_DIR}/{}/{}", selector.name, selector.key)
-    }
-}
-
-/// Which of a backup's two CronJobs is described.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Run {
-    Backup,
-    Drill,
-}
-
 /// The desired backup CronJob, owned by the backup.
 pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob, SpecError> {
-    build(backup, defaults, Run::Backup)
+    build(backup, defaults, RunKind::Backup)
 }
 
 /// The desired drill CronJob when `spec.drill` is set. It carries only what
@@ -107,10 +80,14 @@ pub fn desired_drill(
     if backup.spec.drill.is_none() {
         return Ok(None);
     }
-    build(backup, defaults, Run::Drill).map(Some)
+    build(backup, defaults, RunKind::Drill).map(Some)
 }
 
-fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<CronJob, SpecError> {
+fn build(
+    backup: &VerticeBackup,
+    defaults: &JobDefaults,
+    run: RunKind,
+) -> Result<CronJob, SpecError> {
     let name = backup
         .metadata
         .name
@@ -123,12 +100,12 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
         .ok_or_else(|| SpecError("metadata.namespace is missing".into()))?;
     let spec = &backup.spec;
     let mut wiring = Wiring::default();
-    wiring.value("VERTICE_NAMESPACE", &namespace);
-    wiring.value("VERTICE_BACKUP_NAME", &name);
-    wiring.value("VERTICE_LOG_FORMAT", "json");
-    wiring.value("VERTICE_PROGRESS", "log");
-    wiring.value("VERTICE_SECRETS_DIR", SECRETS_DIR);
-    let drill = spec.drill.as_ref().filter(|_| run == Run::Drill);
+    wiring.value(agent_env::NAMESPACE, &namespace);
+    wiring.value(agent_env::BACKUP_NAME, &name);
+    wiring.value(agent_env::LOG_FORMAT, "json");
+    wiring.value(agent_env::PROGRESS, "log");
+    wiring.value(agent_env::SECRETS_DIR, SECRETS_DIR);
+    let drill = spec.drill.as_ref().filter(|_| run == RunKind::Drill);
     let needs_api_token = match drill {
         Some(d) => {
             super::drill_job::wire(d, &spec.target, spec.encryption.is_some(), &mut wiring)?;
@@ -137,25 +114,10 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
         }
         None => wire_target(&spec.target, &mut wiring)?,
     };
-    let scratch = drill
-        .and_then(|d| d.scratch_size.clone())
-        .unwrap_or_else(|| super::drill_job::default_scratch_size(drill).into());
-    let mut volumes = vec![Volume {
-        name: "tmp".into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            size_limit: Some(Quantity(scratch)),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "tmp".into(),
-        mount_path: "/tmp".into(),
-        ..Default::default()
-    }];
+    let (mut volumes, mut mounts) = scratch_volume(drill);
     wire_store(&spec.store, &mut wiring, &mut volumes, &mut mounts)?;
 
-    if run == Run::Backup {
+    if run == RunKind::Backup {
         wire_backup_settings(backup, &mut wiring)?;
     }
     let pushgateway = spec
@@ -164,10 +126,52 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
         .map(|m| m.pushgateway_url.clone())
         .or_else(|| defaults.pushgateway_url.clone());
     if let Some(url) = pushgateway {
-        wiring.value("VERTICE_PUSHGATEWAY_URL", url);
+        wiring.value(agent_env::PUSHGATEWAY_URL, url);
     }
 
-    for (secret, keys) in &wiring.files {
+    secret_volumes(&wiring.files, &mut volumes, &mut mounts);
+
+    let mut labels = names::labels(&name);
+    if run == RunKind::Drill {
+        labels.insert(names::RUN_LABEL.into(), names::RUN_DRILL.into());
+    }
+    let mut pod_labels = spec.pod.labels.clone();
+    pod_labels.extend(labels.clone());
+    let container = container(spec, defaults, run, wiring.env, mounts);
+    let pod = pod_spec(spec, container, volumes, needs_api_token);
+    assemble(backup, name, namespace, drill, labels, pod_labels, pod)
+}
+
+/// `/tmp`, the agent's only writable directory: an emptyDir of the drill's
+/// `scratchSize` (or the default).
+fn scratch_volume(drill: Option<&DrillSpec>) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let scratch = drill
+        .and_then(|d| d.scratch_size.clone())
+        .unwrap_or_else(|| super::drill_job::default_scratch_size(drill).into());
+    let volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(scratch)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mounts = vec![VolumeMount {
+        name: "tmp".into(),
+        mount_path: "/tmp".into(),
+        ..Default::default()
+    }];
+    (volumes, mounts)
+}
+
+/// A read-only volume per Secret the agent reads files of, mounted at
+/// `<secrets dir>/<secret>`.
+fn secret_volumes(
+    files: &BTreeMap<String, Vec<String>>,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) {
+    for (secret, keys) in files {
         let volume = names::secret_volume(secret);
         volumes.push(Volume {
             name: volume.clone(),
@@ -195,14 +199,18 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
             ..Default::default()
         });
     }
+}
 
-    let mut labels = names::labels(&name);
-    if run == Run::Drill {
-        labels.insert(names::RUN_LABEL.into(), names::RUN_DRILL.into());
-    }
-    let mut pod_labels = spec.pod.labels.clone();
-    pod_labels.extend(labels.clone());
-    let container = Container {
+/// The agent's container: unprivileged, read-only root, its command the
+/// run's kind.
+fn container(
+    spec: &VerticeBackupSpec,
+    defaults: &JobDefaults,
+    run: RunKind,
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    Container {
         name: "agent".into(),
         image: Some(
             spec.pod
@@ -211,11 +219,8 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
                 .unwrap_or_else(|| defaults.agent_image.clone()),
         ),
         image_pull_policy: spec.pod.image_pull_policy.clone(),
-        args: Some(vec![match run {
-            Run::Backup => "backup".into(),
-            Run::Drill => "drill".into(),
-        }]),
-        env: Some(wiring.env),
+        args: Some(vec![run.what().into()]),
+        env: Some(env),
         volume_mounts: Some(mounts),
         resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(SecurityContext {
@@ -231,8 +236,18 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
         termination_message_path: Some("/dev/termination-log".into()),
         termination_message_policy: Some("File".into()),
         ..Default::default()
-    };
-    let pod = PodSpec {
+    }
+}
+
+/// The run's pod: the container, the administrator-visible pod settings,
+/// non-root with the runtime's seccomp profile.
+fn pod_spec(
+    spec: &VerticeBackupSpec,
+    container: Container,
+    volumes: Vec<Volume>,
+    needs_api_token: bool,
+) -> PodSpec {
+    PodSpec {
         containers: vec![container],
         restart_policy: Some("Never".into()),
         service_account_name: spec.pod.service_account_name.clone(),
@@ -255,7 +270,21 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
         }),
         volumes: Some(volumes),
         ..Default::default()
-    };
+    }
+}
+
+/// The CronJob around the pod: the backup's schedule or the drill's,
+/// `Forbid` overlapping runs, owned by the backup.
+fn assemble(
+    backup: &VerticeBackup,
+    name: String,
+    namespace: String,
+    drill: Option<&DrillSpec>,
+    labels: BTreeMap<String, String>,
+    pod_labels: BTreeMap<String, String>,
+    pod: PodSpec,
+) -> Result<CronJob, SpecError> {
+    let spec = &backup.spec;
     let job = &spec.job;
     let owner = backup
         .controller_owner_ref(&())
@@ -303,6 +332,7 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
                 spec: Some(JobSpec {
                     backoff_limit: Some(job.backoff_limit),
                     active_deadline_seconds: Some(job.active_deadline_seconds),
+                    pod_failure_policy: Some(fail_when_disrupted()),
                     template: PodTemplateSpec {
                         metadata: Some(ObjectMeta {
                             labels: Some(pod_labels),
@@ -325,33 +355,44 @@ fn build(backup: &VerticeBackup, defaults: &JobDefaults, run: Run) -> Result<Cro
 fn wire_backup_settings(backup: &VerticeBackup, wiring: &mut Wiring) -> Result<(), SpecError> {
     let spec = &backup.spec;
     wiring.value(
-        "VERTICE_COMPRESSION",
+        agent_env::COMPRESSION,
         spec.compression.algorithm.to_string(),
     );
     if let Some(level) = spec.compression.level {
-        wiring.value("VERTICE_COMPRESSION_LEVEL", level.to_string());
+        wiring.value(agent_env::COMPRESSION_LEVEL, level.to_string());
     }
     if let Some(encryption) = &spec.encryption {
-        wiring.value("VERTICE_ENCRYPT_TO", encryption.recipients.join(","));
+        wiring.value(agent_env::ENCRYPT_TO, encryption.recipients.join(","));
     }
     if let Some(r) = &spec.retention {
-        for (var, value) in [
-            ("VERTICE_KEEP_LAST", r.keep_last),
-            ("VERTICE_KEEP_HOURLY", r.keep_hourly),
-            ("VERTICE_KEEP_DAILY", r.keep_daily),
-            ("VERTICE_KEEP_WEEKLY", r.keep_weekly),
-            ("VERTICE_KEEP_MONTHLY", r.keep_monthly),
-            ("VERTICE_KEEP_YEARLY", r.keep_yearly),
-            ("VERTICE_MIN_KEEP", r.min_keep),
-        ] {
-            if let Some(v) = value {
-                wiring.value(var, v.to_string());
-            }
-        }
-        if let Some(within) = &r.keep_within {
-            wiring.value("VERTICE_KEEP_WITHIN", within);
-        }
+        wire_retention(r, wiring)?;
     }
+    wire_hooks(spec, wiring)?;
+    if let Some(n) = &spec.notifications {
+        wire_notifications(n, wiring)?;
+    }
+    Ok(())
+}
+
+fn wire_retention(r: &RetentionSpec, wiring: &mut Wiring) -> Result<(), SpecError> {
+    // The CRD's pattern lets through what the agent's parse refuses
+    // (`0d`, an overflowing count): refused here, under the field's
+    // name, rather than by the agent on every run.
+    if let Some(within) = &r.keep_within {
+        within.get().map_err(|_| {
+            SpecError(format!(
+                "spec.retention.keepWithin: {:?} is zero, too long or not a duration; write a positive one such as 7d or 12h",
+                within.as_str()
+            ))
+        })?;
+    }
+    for (var, value) in r.env() {
+        wiring.value(var, value);
+    }
+    Ok(())
+}
+
+fn wire_hooks(spec: &VerticeBackupSpec, wiring: &mut Wiring) -> Result<(), SpecError> {
     if spec.target.vault.is_some()
         && spec
             .hooks
@@ -364,155 +405,151 @@ fn wire_backup_settings(backup: &VerticeBackup, wiring: &mut Wiring) -> Result<(
             "spec.hooks: sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault target".into(),
         ));
     }
-    if !spec.hooks.is_empty() {
-        for header in spec
-            .hooks
-            .pre
-            .iter()
-            .chain(&spec.hooks.post)
-            .filter_map(|h| h.http.as_ref())
-        {
-            if let Some(s) = &header.url_secret_ref {
-                wiring.secret_file(s);
-            }
-            for h in header
-                .headers
-                .iter()
-                .filter_map(|h| h.value_secret_ref.as_ref())
-            {
-                wiring.secret_file(h);
-            }
-        }
-        wiring.value("VERTICE_HOOKS", json(&spec.hooks)?);
+    if spec.hooks.is_empty() {
+        return Ok(());
     }
-    if let Some(n) = &spec.notifications {
-        let refs = [
-            n.slack.as_ref().map(|s| &s.webhook_url_secret_ref),
-            n.pagerduty.as_ref().map(|p| &p.routing_key_secret_ref),
-            n.email
-                .as_ref()
-                .and_then(|e| e.username_secret_ref.as_ref()),
-            n.email
-                .as_ref()
-                .and_then(|e| e.password_secret_ref.as_ref()),
-            n.webhook.as_ref().map(|w| &w.url_secret_ref),
-        ];
-        for selector in refs.into_iter().flatten() {
-            wiring.secret_file(selector);
+    for header in spec
+        .hooks
+        .pre
+        .iter()
+        .chain(&spec.hooks.post)
+        .filter_map(|h| h.http.as_ref())
+    {
+        if let Some(s) = &header.url_secret_ref {
+            wiring.secret_file(s);
         }
-        for h in n
-            .webhook
+        for h in header
+            .headers
             .iter()
-            .flat_map(|w| &w.headers)
             .filter_map(|h| h.value_secret_ref.as_ref())
         {
             wiring.secret_file(h);
         }
-        wiring.value("VERTICE_NOTIFICATIONS", json(n)?);
     }
+    wiring.value(agent_env::HOOKS, json(&spec.hooks)?);
     Ok(())
 }
 
-/// `postgres://user@host:port/db[?sslmode=…]`, each part encoded.
-pub(super) fn postgres_url(
-    user: &str,
-    host_name: &str,
-    port: u16,
-    database: &str,
-    ssl_mode: Option<&str>,
-) -> String {
-    let mut url = format!(
-        "postgres://{}@{}:{port}/{}",
-        encode(user),
-        host(host_name),
-        encode(database)
-    );
-    if let Some(mode) = ssl_mode {
-        url.push_str(&format!("?sslmode={mode}"));
+fn wire_notifications(n: &Notifications, wiring: &mut Wiring) -> Result<(), SpecError> {
+    let refs = [
+        n.slack.as_ref().map(|s| &s.webhook_url_secret_ref),
+        n.pagerduty.as_ref().map(|p| &p.routing_key_secret_ref),
+        n.email
+            .as_ref()
+            .and_then(|e| e.username_secret_ref.as_ref()),
+        n.email
+            .as_ref()
+            .and_then(|e| e.password_secret_ref.as_ref()),
+        n.webhook.as_ref().map(|w| &w.url_secret_ref),
+    ];
+    for selector in refs.into_iter().flatten() {
+        wiring.secret_file(selector);
     }
-    url
+    for h in n
+        .webhook
+        .iter()
+        .flat_map(|w| &w.headers)
+        .filter_map(|h| h.value_secret_ref.as_ref())
+    {
+        wiring.secret_file(h);
+    }
+    wiring.value(agent_env::NOTIFICATIONS, json(n)?);
+    Ok(())
 }
 
 /// Source URL and credentials; returns whether the pod needs its API token.
 fn wire_target(target: &BackupTarget, w: &mut Wiring) -> Result<bool, SpecError> {
     if let Some(pg) = &target.postgres {
-        let url = postgres_url(
-            &pg.user,
-            &pg.host,
-            pg.port,
-            &pg.database,
-            pg.ssl_mode.as_deref(),
-        );
-        w.value("VERTICE_SOURCE", url);
-        if let Some(s) = &pg.password_secret_ref {
-            w.secret_env("PGPASSWORD", &s.name, &s.key);
-        }
-        if let Some(bad) = pg
-            .pg_dump_args
-            .iter()
-            .find(|a| a.contains(char::is_whitespace))
-        {
-            return Err(SpecError(format!(
-                "spec.target.postgres.pgDumpArgs: {bad:?} contains whitespace; give each option as its own item, as --option=value"
-            )));
-        }
-        // The agent's own safe-list, so a spec it would refuse is Invalid now
-        // rather than a failing Job at the next schedule.
-        let args = normalize(
-            &pg.pg_dump_args,
-            "spec.target.postgres.pgDumpArgs",
-            Tool::PgDump,
-        )
-        .map_err(SpecError)?;
-        if !args.is_empty() {
-            w.value("VERTICE_PG_DUMP_ARGS", args.join(" "));
-        }
-        return Ok(false);
+        return wire_postgres(pg, w).map(|()| false);
     }
     if let Some(redis) = &target.redis {
-        let user = redis
-            .username
-            .as_deref()
-            .map(|u| format!("{}@", encode(u)))
-            .unwrap_or_default();
-        w.value(
-            "VERTICE_SOURCE",
-            format!("redis://{user}{}:{}", host(&redis.host), redis.port),
-        );
-        if let Some(s) = &redis.password_secret_ref {
-            w.secret_env("REDIS_PASSWORD", &s.name, &s.key);
-        }
+        wire_redis(redis, w);
         return Ok(false);
     }
     if let Some(vault) = &target.vault {
-        w.value("VERTICE_SOURCE", vault.address.trim_end_matches('/'));
-        w.value("VERTICE_SOURCE_KIND", "vault");
-        if let Some(s) = &vault.token_secret_ref {
-            w.secret_env("VAULT_TOKEN", &s.name, &s.key);
-        }
-        if let Some(ca) = &vault.ca_cert_secret_ref {
-            let path = w.secret_file(ca);
-            w.value("VERTICE_VAULT_CACERT", path);
-        }
-        if let Some(ns) = &vault.namespace {
-            w.value("VERTICE_VAULT_NAMESPACE", ns);
-        }
-        if let Some(k8s) = &vault.kubernetes_auth {
-            w.value("VERTICE_VAULT_K8S_ROLE", &k8s.role);
-            w.value("VERTICE_VAULT_K8S_MOUNT", &k8s.mount);
-            return Ok(true);
-        }
-        if vault.token_secret_ref.is_none() {
-            return Err(SpecError(
-                "spec.target.vault: set tokenSecretRef or kubernetesAuth so the agent can log in"
-                    .into(),
-            ));
-        }
-        return Ok(false);
+        return wire_vault(vault, w);
     }
     Err(SpecError(
         "spec.target: set one of postgres, redis, vault".into(),
     ))
+}
+
+fn wire_postgres(pg: &PostgresTarget, w: &mut Wiring) -> Result<(), SpecError> {
+    let url = postgres_url(
+        &pg.user,
+        &pg.host,
+        pg.port,
+        &pg.database,
+        pg.ssl_mode.as_deref(),
+    );
+    w.value(agent_env::SOURCE, url);
+    if let Some(s) = &pg.password_secret_ref {
+        w.secret_env(agent_env::PGPASSWORD, &s.name, &s.key);
+    }
+    if let Some(bad) = pg
+        .pg_dump_args
+        .iter()
+        .find(|a| a.contains(char::is_whitespace))
+    {
+        return Err(SpecError(format!(
+            "spec.target.postgres.pgDumpArgs: {bad:?} contains whitespace; give each option as its own item, as --option=value"
+        )));
+    }
+    // The agent's own safe-list, so a spec it would refuse is Invalid now
+    // rather than a failing Job at the next schedule.
+    let args = normalize(
+        &pg.pg_dump_args,
+        "spec.target.postgres.pgDumpArgs",
+        Tool::PgDump,
+    )
+    .map_err(SpecError)?;
+    if !args.is_empty() {
+        w.value(agent_env::PG_DUMP_ARGS, args.join(" "));
+    }
+    Ok(())
+}
+
+fn wire_redis(redis: &RedisTarget, w: &mut Wiring) {
+    let user = redis
+        .username
+        .as_deref()
+        .map(|u| format!("{}@", encode(u)))
+        .unwrap_or_default();
+    w.value(
+        agent_env::SOURCE,
+        format!("redis://{user}{}:{}", host(&redis.host), redis.port),
+    );
+    if let Some(s) = &redis.password_secret_ref {
+        w.secret_env(agent_env::REDIS_PASSWORD, &s.name, &s.key);
+    }
+}
+
+/// Returns whether the pod needs its API token (Kubernetes auth).
+fn wire_vault(vault: &VaultTarget, w: &mut Wiring) -> Result<bool, SpecError> {
+    w.value(agent_env::SOURCE, vault.address.trim_end_matches('/'));
+    w.value(agent_env::SOURCE_KIND, "vault");
+    if let Some(s) = &vault.token_secret_ref {
+        w.secret_env(agent_env::VAULT_TOKEN, &s.name, &s.key);
+    }
+    if let Some(ca) = &vault.ca_cert_secret_ref {
+        let path = w.secret_file(ca);
+        w.value(agent_env::VAULT_CACERT, path);
+    }
+    if let Some(ns) = &vault.namespace {
+        w.value(agent_env::VAULT_NAMESPACE, ns);
+    }
+    if let Some(k8s) = &vault.kubernetes_auth {
+        w.value(agent_env::VAULT_K8S_ROLE, &k8s.role);
+        w.value(agent_env::VAULT_K8S_MOUNT, &k8s.mount);
+        return Ok(true);
+    }
+    if vault.token_secret_ref.is_none() {
+        return Err(SpecError(
+            "spec.target.vault: set tokenSecretRef or kubernetesAuth so the agent can log in"
+                .into(),
+        ));
+    }
+    Ok(false)
 }
 
 fn wire_store(
@@ -521,105 +558,129 @@ fn wire_store(
     volumes: &mut Vec<Volume>,
     mounts: &mut Vec<VolumeMount>,
 ) -> Result<(), SpecError> {
-    let with_prefix = |base: String, prefix: &str| {
-        let prefix = prefix.trim_matches('/');
-        if prefix.is_empty() {
-            base
-        } else {
-            format!("{base}/{prefix}")
-        }
-    };
     if let Some(s3) = &store.s3 {
-        w.value(
-            "VERTICE_STORE",
-            with_prefix(format!("s3://{}", s3.bucket), &s3.prefix),
-        );
-        if let Some(endpoint) = &s3.endpoint {
-            w.value("VERTICE_S3_ENDPOINT", endpoint);
-        }
-        if let Some(region) = &s3.region {
-            w.value("VERTICE_S3_REGION", region);
-        }
-        if let Some(path_style) = s3.force_path_style {
-            w.value("VERTICE_S3_PATH_STYLE", path_style.to_string());
-        }
-        if let Some(c) = &s3.credentials {
-            w.secret_env("AWS_ACCESS_KEY_ID", &c.secret_name, &c.access_key_id_key);
-            w.secret_env(
-                "AWS_SECRET_ACCESS_KEY",
-                &c.secret_name,
-                &c.secret_access_key_key,
-            );
-        }
-        return Ok(());
+        wire_s3(s3, w);
+    } else if let Some(gcs) = &store.gcs {
+        wire_gcs(gcs, w);
+    } else if let Some(az) = &store.azure {
+        wire_azure(az, w);
+    } else if let Some(file) = &store.file {
+        wire_file_store(file, w, volumes, mounts)?;
+    } else {
+        return Err(SpecError(
+            "spec.store: set one of s3, gcs, azure, file".into(),
+        ));
     }
-    if let Some(gcs) = &store.gcs {
-        w.value(
-            "VERTICE_STORE",
-            with_prefix(format!("gs://{}", gcs.bucket), &gcs.prefix),
-        );
-        if let Some(endpoint) = &gcs.endpoint {
-            w.value("VERTICE_GCS_ENDPOINT", endpoint);
-        }
-        if let Some(key) = &gcs.credentials_secret_ref {
-            let path = w.secret_file(key);
-            w.value("GOOGLE_APPLICATION_CREDENTIALS", path);
-        }
-        return Ok(());
+    Ok(())
+}
+
+/// `base/prefix`, or `base` when the prefix is empty.
+fn with_prefix(base: String, prefix: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        base
+    } else {
+        format!("{base}/{prefix}")
     }
-    if let Some(az) = &store.azure {
-        w.value(
-            "VERTICE_STORE",
-            with_prefix(
-                format!("azblob://{}/{}", az.account, az.container),
-                &az.prefix,
-            ),
-        );
-        if let Some(endpoint) = &az.endpoint {
-            w.value("VERTICE_AZURE_ENDPOINT", endpoint);
-        }
-        for (var, selector) in [
-            ("AZURE_STORAGE_SAS_TOKEN", &az.sas_token_secret_ref),
-            ("AZURE_STORAGE_KEY", &az.account_key_secret_ref),
-            (
-                "AZURE_STORAGE_CONNECTION_STRING",
-                &az.connection_string_secret_ref,
-            ),
-        ] {
-            if let Some(s) = selector {
-                w.secret_env(var, &s.name, &s.key);
-            }
-        }
-        return Ok(());
+}
+
+fn wire_s3(s3: &S3Store, w: &mut Wiring) {
+    w.value(
+        agent_env::STORE,
+        with_prefix(format!("s3://{}", s3.bucket), &s3.prefix),
+    );
+    if let Some(endpoint) = &s3.endpoint {
+        w.value(agent_env::S3_ENDPOINT, endpoint);
     }
-    if let Some(file) = &store.file {
-        if file.path.split('/').any(|part| part == "..") {
-            return Err(SpecError(
-                "spec.store.file.path must stay inside the volume (no ..)".into(),
-            ));
-        }
-        w.value(
-            "VERTICE_STORE",
-            with_prefix(format!("file://{FILE_STORE_MOUNT}"), &file.path),
-        );
-        volumes.push(Volume {
-            name: "backups".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: file.claim_name.clone(),
-                read_only: Some(false),
-            }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: "backups".into(),
-            mount_path: FILE_STORE_MOUNT.into(),
-            ..Default::default()
-        });
-        return Ok(());
+    if let Some(region) = &s3.region {
+        w.value(agent_env::S3_REGION, region);
     }
-    Err(SpecError(
-        "spec.store: set one of s3, gcs, azure, file".into(),
-    ))
+    if let Some(path_style) = s3.force_path_style {
+        w.value(agent_env::S3_PATH_STYLE, path_style.to_string());
+    }
+    if let Some(c) = &s3.credentials {
+        w.secret_env(
+            agent_env::AWS_ACCESS_KEY_ID,
+            &c.secret_name,
+            &c.access_key_id_key,
+        );
+        w.secret_env(
+            agent_env::AWS_SECRET_ACCESS_KEY,
+            &c.secret_name,
+            &c.secret_access_key_key,
+        );
+    }
+}
+
+fn wire_gcs(gcs: &GcsStore, w: &mut Wiring) {
+    w.value(
+        agent_env::STORE,
+        with_prefix(format!("gs://{}", gcs.bucket), &gcs.prefix),
+    );
+    if let Some(endpoint) = &gcs.endpoint {
+        w.value(agent_env::GCS_ENDPOINT, endpoint);
+    }
+    if let Some(key) = &gcs.credentials_secret_ref {
+        let path = w.secret_file(key);
+        w.value(agent_env::GOOGLE_APPLICATION_CREDENTIALS, path);
+    }
+}
+
+fn wire_azure(az: &AzureStore, w: &mut Wiring) {
+    w.value(
+        agent_env::STORE,
+        with_prefix(
+            format!("azblob://{}/{}", az.account, az.container),
+            &az.prefix,
+        ),
+    );
+    if let Some(endpoint) = &az.endpoint {
+        w.value(agent_env::AZURE_ENDPOINT, endpoint);
+    }
+    for (var, selector) in [
+        (agent_env::AZURE_STORAGE_SAS_TOKEN, &az.sas_token_secret_ref),
+        (agent_env::AZURE_STORAGE_KEY, &az.account_key_secret_ref),
+        (
+            agent_env::AZURE_STORAGE_CONNECTION_STRING,
+            &az.connection_string_secret_ref,
+        ),
+    ] {
+        if let Some(s) = selector {
+            w.secret_env(var, &s.name, &s.key);
+        }
+    }
+}
+
+/// A `file` store: the claim mounted at [`FILE_STORE_MOUNT`].
+fn wire_file_store(
+    file: &FileStore,
+    w: &mut Wiring,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) -> Result<(), SpecError> {
+    if file.path.split('/').any(|part| part == "..") {
+        return Err(SpecError(
+            "spec.store.file.path must stay inside the volume (no ..)".into(),
+        ));
+    }
+    w.value(
+        agent_env::STORE,
+        with_prefix(format!("file://{FILE_STORE_MOUNT}"), &file.path),
+    );
+    volumes.push(Volume {
+        name: "backups".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: file.claim_name.clone(),
+            read_only: Some(false),
+        }),
+        ..Default::default()
+    });
+    mounts.push(VolumeMount {
+        name: "backups".into(),
+        mount_path: FILE_STORE_MOUNT.into(),
+        ..Default::default()
+    });
+    Ok(())
 }
 
 fn default_resources() -> ResourceRequirements {
@@ -633,22 +694,6 @@ fn default_resources() -> ResourceRequirements {
             Quantity("512Mi".into()),
         )])),
         claims: None,
-    }
-}
-
-/// Percent-encodes a URL user or path segment.
-fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// IPv6 literals need brackets in a URL.
-fn host(h: &str) -> String {
-    if h.contains(':') && !h.starts_with('[') {
-        format!("[{h}]")
-    } else {
-        h.to_string()
     }
 }
 

@@ -7,12 +7,14 @@ use chrono::{DateTime, Duration, Utc};
 use vertice_crds::backup_status::{
     condition, BackupResult, DrillRecord, VerticeBackupStatus, DRILL_HISTORY_LIMIT,
 };
-use vertice_crds::common::{find_condition, remove_condition, set_condition, Condition};
-use vertice_crds::drill_spec::DEFAULT_MAX_UNVERIFIED_AGE;
+use vertice_crds::common::{find_condition, remove_condition, Condition};
+use vertice_crds::drill_spec::{DrillSpec, DEFAULT_MAX_UNVERIFIED_AGE};
 use vertice_crds::VerticeBackup;
 
-use super::status::{finished, is_drill, latest_summary, Event, Observed};
+use super::scheduled_run::RunKind;
+use super::status::{finished, latest_summary, Event, Observed};
 use crate::schedule::ParsedSchedule;
+use crate::shared::set_observed;
 
 pub mod reason {
     pub const DRILL_SUCCEEDED: &str = "DrillSucceeded";
@@ -57,7 +59,29 @@ pub fn update(
         };
     };
     status.drill_cron_job = Some(drill_cron_job.to_string());
+    events.extend(record_drills(&previous, status, observed));
+    let suspended = backup.spec.suspend || drill.suspend;
+    status.next_drill = schedule
+        .filter(|_| !suspended)
+        .and_then(|s| s.next_after(now));
 
+    let (unverified, unverified_at) =
+        verification(backup, drill, &previous, status, &mut events, now);
+    DrillUpdate {
+        events,
+        unverified,
+        unverified_at: (!unverified).then_some(unverified_at),
+    }
+}
+
+/// Finished drill Jobs become drill history, each with its Event; the last
+/// drill, the last verified backup and the worst recent RTO follow.
+fn record_drills(
+    previous: &VerticeBackupStatus,
+    status: &mut VerticeBackupStatus,
+    observed: &Observed,
+) -> Vec<Event> {
+    let mut events = Vec::new();
     let known: Vec<&str> = previous
         .drill_history
         .iter()
@@ -66,7 +90,7 @@ pub fn update(
     let mut fresh: Vec<DrillRecord> = observed
         .jobs
         .iter()
-        .filter(|j| is_drill(j))
+        .filter(|j| RunKind::of(j) == RunKind::Drill)
         .filter_map(|j| record_of(j, observed))
         .filter(|r| !known.contains(&r.job.as_str()))
         .collect();
@@ -90,30 +114,25 @@ pub fn update(
         .reduce(f64::max)
         .map(format_seconds);
     status.drill_history = history;
-    let suspended = backup.spec.suspend || drill.suspend;
-    status.next_drill = schedule
-        .filter(|_| !suspended)
-        .and_then(|s| s.next_after(now));
+    events
+}
 
+/// BackupVerified: whether the newest verified backup is recent enough
+/// (`maxUnverifiedAge`); a Warning when it turns unverified. Whether it is
+/// unverified now, and when it is (or will be).
+fn verification(
+    backup: &VerticeBackup,
+    drill: &DrillSpec,
+    previous: &VerticeBackupStatus,
+    status: &mut VerticeBackupStatus,
+    events: &mut Vec<Event>,
+    now: DateTime<Utc>,
+) -> (bool, DateTime<Utc>) {
     // Unverified: the newest verified backup was taken too long ago (or,
     // with none verified, the resource has existed that long).
-    let max_age = drill
-        .max_unverified_age
-        .as_deref()
-        .and_then(|a| vertice_crds::duration::parse(a).ok())
-        .or_else(|| vertice_crds::duration::parse(DEFAULT_MAX_UNVERIFIED_AGE).ok())
-        .unwrap_or_else(|| Duration::days(8));
+    let max_age = max_unverified_age(drill);
     let verified = status.last_verified_backup.as_ref();
-    let reference = verified
-        .map(|v| v.backup_finished_at.unwrap_or(v.drilled_at))
-        .or_else(|| {
-            backup
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| super::status::t_to_chrono(&t.0))
-        })
-        .unwrap_or(now);
+    let reference = verified_since(backup, verified, now);
     let unverified_at = reference + max_age;
     let unverified = now >= unverified_at;
     // Only an earlier BackupUnverified counts: before its first drill a
@@ -121,7 +140,100 @@ pub fn update(
     // turning unverified must still raise the event.
     let was_unverified = find_condition(&previous.conditions, condition::BACKUP_VERIFIED)
         .is_some_and(|c| !c.is_true() && c.reason == reason::BACKUP_UNVERIFIED);
-    let last_failed = status
+    let last_failed = last_failed(status);
+    let condition = if unverified {
+        let message = unverified_message(verified, reference, &last_failed);
+        if !was_unverified {
+            events.push(Event::warning(reason::BACKUP_UNVERIFIED, message.as_str()));
+        }
+        Condition::new(
+            condition::BACKUP_VERIFIED,
+            false,
+            reason::BACKUP_UNVERIFIED,
+            message,
+            now,
+        )
+    } else {
+        let message = verified_message(verified, reference, unverified_at, &last_failed);
+        Condition::new(
+            condition::BACKUP_VERIFIED,
+            verified.is_some(),
+            reason::BACKUP_VERIFIED,
+            message,
+            now,
+        )
+    };
+    set_observed(
+        &mut status.conditions,
+        backup.metadata.generation,
+        condition,
+    );
+    (unverified, unverified_at)
+}
+
+/// What the age is measured from: when the newest verified backup was
+/// taken or, with none verified, when the resource was created.
+fn verified_since(
+    backup: &VerticeBackup,
+    verified: Option<&DrillRecord>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    verified
+        .map(|v| v.backup_finished_at.unwrap_or(v.drilled_at))
+        .or_else(|| {
+            backup
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| crate::shared::t_to_chrono(&t.0))
+        })
+        .unwrap_or(now)
+}
+
+/// The BackupVerified message once the backup is unverified.
+fn unverified_message(
+    verified: Option<&DrillRecord>,
+    reference: DateTime<Utc>,
+    last_failed: &str,
+) -> String {
+    match verified {
+        Some(v) => format!(
+            "the newest verified backup ({}) was taken at {}, longer ago than maxUnverifiedAge{last_failed}",
+            v.backup_id.as_deref().unwrap_or("?"),
+            reference.to_rfc3339()
+        ),
+        None => format!("no backup has been verified by a drill within maxUnverifiedAge{last_failed}"),
+    }
+}
+
+/// The BackupVerified message while the backup is recent enough.
+fn verified_message(
+    verified: Option<&DrillRecord>,
+    reference: DateTime<Utc>,
+    unverified_at: DateTime<Utc>,
+    last_failed: &str,
+) -> String {
+    match verified {
+        Some(v) => format!(
+            "backup {} (taken {}) restored in {} at {}{last_failed}",
+            v.backup_id.as_deref().unwrap_or("?"),
+            reference.to_rfc3339(),
+            v.restore_seconds
+                .map(format_seconds)
+                .unwrap_or_else(|| "?".into()),
+            v.drilled_at.to_rfc3339()
+        ),
+        None => format!(
+            "no drill has passed yet; unverified from {}",
+            unverified_at.to_rfc3339()
+        ),
+    }
+}
+
+/// `; the last drill (job) failed: why` when it did, else empty: added to
+/// the BackupVerified message either way.
+fn last_failed(status: &VerticeBackupStatus) -> String {
+    status
         .last_drill
         .as_ref()
         .filter(|d| d.result == BackupResult::Failed)
@@ -132,75 +244,24 @@ pub fn update(
                 d.message.as_deref().unwrap_or("see its pod")
             )
         })
-        .unwrap_or_default();
-    let generation = backup.metadata.generation;
-    let condition = if unverified {
-        let message = match verified {
-            Some(v) => format!(
-                "the newest verified backup ({}) was taken at {}, longer ago than maxUnverifiedAge{last_failed}",
-                v.backup_id.as_deref().unwrap_or("?"),
-                reference.to_rfc3339()
-            ),
-            None => format!("no backup has been verified by a drill within maxUnverifiedAge{last_failed}"),
-        };
-        if !was_unverified {
-            events.push(Event {
-                warning: true,
-                reason: reason::BACKUP_UNVERIFIED,
-                note: message.clone(),
-            });
-        }
-        Condition::new(
-            condition::BACKUP_VERIFIED,
-            false,
-            reason::BACKUP_UNVERIFIED,
-            message,
-            now,
-        )
-    } else {
-        let message = match verified {
-            Some(v) => format!(
-                "backup {} (taken {}) restored in {} at {}{last_failed}",
-                v.backup_id.as_deref().unwrap_or("?"),
-                reference.to_rfc3339(),
-                v.restore_seconds
-                    .map(format_seconds)
-                    .unwrap_or_else(|| "?".into()),
-                v.drilled_at.to_rfc3339()
-            ),
-            None => format!(
-                "no drill has passed yet; unverified from {}",
-                unverified_at.to_rfc3339()
-            ),
-        };
-        Condition::new(
-            condition::BACKUP_VERIFIED,
-            verified.is_some(),
-            reason::BACKUP_VERIFIED,
-            message,
-            now,
-        )
-    };
-    set_condition(
-        &mut status.conditions,
-        Condition {
-            observed_generation: generation,
-            ..condition
-        },
-    );
-    DrillUpdate {
-        events,
-        unverified,
-        unverified_at: (!unverified).then_some(unverified_at),
-    }
+        .unwrap_or_default()
+}
+
+/// `spec.drill.maxUnverifiedAge`, else the default.
+fn max_unverified_age(drill: &DrillSpec) -> Duration {
+    drill
+        .max_unverified_age
+        .as_ref()
+        .and_then(|a| a.get().ok())
+        .or_else(|| vertice_crds::duration::parse(DEFAULT_MAX_UNVERIFIED_AGE).ok())
+        .unwrap_or_else(|| Duration::days(8))
 }
 
 fn drill_event(r: &DrillRecord) -> Event {
     match r.result {
-        BackupResult::Succeeded => Event {
-            warning: false,
-            reason: reason::DRILL_SUCCEEDED,
-            note: format!(
+        BackupResult::Succeeded => Event::normal(
+            reason::DRILL_SUCCEEDED,
+            format!(
                 "backup {} restored in {} and passed {} checks",
                 r.backup_id.as_deref().unwrap_or("?"),
                 r.restore_seconds
@@ -208,17 +269,16 @@ fn drill_event(r: &DrillRecord) -> Event {
                     .unwrap_or_else(|| "?".into()),
                 r.checks_passed
             ),
-        },
-        BackupResult::Failed => Event {
-            warning: true,
-            reason: reason::DRILL_FAILED,
-            note: format!(
+        ),
+        BackupResult::Failed => Event::warning(
+            reason::DRILL_FAILED,
+            format!(
                 "drill job {} of backup {}: {}",
                 r.job,
                 r.backup_id.as_deref().unwrap_or("?"),
                 r.message.as_deref().unwrap_or("failed")
             ),
-        },
+        ),
     }
 }
 
@@ -228,6 +288,17 @@ fn record_of(job: &k8s_openapi::api::batch::v1::Job, observed: &Observed) -> Opt
     let summary = latest_summary(&name, &observed.pods);
     let report = summary.as_ref().and_then(|s| s.drill.as_ref());
     let drilled_at = finished_at.or_else(|| summary.as_ref().and_then(|s| s.finished_at))?;
+    // An evicted drill is interrupted, not a restore that failed.
+    let stopped = if succeeded {
+        None
+    } else {
+        super::status::stopped_from_outside(job, &observed.pods)
+    };
+    let (error_category, message) = if succeeded {
+        (None, None)
+    } else {
+        super::status::failure(summary.as_ref(), stopped, job_message)
+    };
     Some(DrillRecord {
         job: name,
         result: if succeeded {
@@ -250,19 +321,8 @@ fn record_of(job: &k8s_openapi::api::batch::v1::Job, observed: &Observed) -> Opt
                     .collect()
             })
             .unwrap_or_default(),
-        message: if succeeded {
-            None
-        } else {
-            summary
-                .as_ref()
-                .and_then(|s| s.error.clone())
-                .or(job_message)
-        },
-        error_category: if succeeded {
-            None
-        } else {
-            summary.as_ref().and_then(|s| s.error_category.clone())
-        },
+        message,
+        error_category,
     })
 }
 
@@ -353,6 +413,30 @@ mod tests {
             at(now),
         );
         (status, update)
+    }
+
+    #[test]
+    fn a_drill_past_its_deadline_is_deadline_though_the_agent_says_interrupted() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "d1", "labels": {"vertice.io/run": "drill"}},
+            "spec": {"activeDeadlineSeconds": 7200, "template": {"spec": {"containers": []}}},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                        "message": "Job was active longer than specified deadline",
+                                        "lastTransitionTime": "2026-11-30T03:02:00Z"}]},
+        }))
+        .expect("job");
+        let observed = Observed {
+            jobs: vec![job.clone()],
+            pods: vec![pod(
+                "d1",
+                json!({"command": "drill", "outcome": "interrupted", "error_category": "interrupted",
+                       "error": "interrupted by SIGTERM: restoring"}),
+            )],
+        };
+        let record = record_of(&job, &observed).expect("record");
+        assert_eq!(record.error_category.as_deref(), Some("deadline"));
+        let message = record.message.unwrap_or_default();
+        assert!(message.contains("(7200 s)"), "{message}");
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! The backup reconciler: `plan` is the pure decision (desired CronJob,
-//! status, events, when to look again); `reconciler` applies it.
+//! The backup controller: `plan` is the pure decision (the backup's two
+//! scheduled runs, backup and drill, each a `ScheduledRun` with its CronJob
+//! and on-demand Job; the status, events, when to look again);
+//! `reconciler` applies it; `run` is the controller's loop. The CronJobs
+//! are built by `cron_job` (the backup's settings) and `drill_job` (the
+//! drill's) on the wiring both share (`job_wiring`).
 
 pub mod admission;
 pub mod children;
@@ -7,9 +11,13 @@ pub mod cron_job;
 pub mod drill_job;
 pub mod drill_status;
 pub mod history;
+pub mod job_wiring;
 pub mod names;
+pub mod pod_trouble;
 pub mod reconciler;
+pub mod run;
 pub mod run_now;
+pub mod scheduled_run;
 pub mod status;
 
 use std::time::Duration;
@@ -21,6 +29,8 @@ use vertice_crds::VerticeBackup;
 use crate::schedule::ParsedSchedule;
 pub use admission::{Admission, Refusal};
 pub use cron_job::JobDefaults;
+pub use run::{start, strip_backup};
+pub use scheduled_run::{RunKind, ScheduledRun};
 pub use status::{Event, Observed};
 
 /// Even with nothing scheduled soon, look again this often: watches can miss
@@ -31,28 +41,23 @@ const MIN_REQUEUE: Duration = Duration::from_secs(5);
 /// may add the label at any time, and no watch tells us (the label cache
 /// keeps `secret_labels::TTL`).
 const SECRET_REFUSED_REQUEUE: Duration = Duration::from_secs(60);
+/// While a run is active, look at its pods this often: nothing watches
+/// pods, and a pod that cannot start (a missing Secret) must show within a
+/// minute, not at `activeDeadlineSeconds`.
+const ACTIVE_RUN_REQUEUE: Duration = Duration::from_secs(30);
 
 /// Everything one reconcile should make true.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// `None` when the spec is invalid or refused. An invalid spec leaves
-    /// the existing CronJob as it was, so a typo does not stop backups (it
-    /// was written from a spec that passed every check then) — unless it now
-    /// runs what is no longer allowed (`admission::check_existing`); a
-    /// refusal deletes the CronJobs the backup owns (`children::revoked`).
-    pub cron_job: Option<CronJob>,
-    pub cron_job_name: String,
+    /// The backup CronJob and an on-demand backup to start.
+    pub backup: ScheduledRun,
+    /// The drill CronJob when `spec.drill` is set (and the spec is valid),
+    /// and an on-demand drill to start. Both CronJobs or neither.
+    pub drill: ScheduledRun,
     pub status: vertice_crds::VerticeBackupStatus,
     pub events: Vec<Event>,
     pub overdue_since: Option<DateTime<Utc>>,
     pub requeue_after: Duration,
-    /// An on-demand Job to start (the `vertice.io/run-now` annotation).
-    pub run_now: Option<k8s_openapi::api::batch::v1::Job>,
-    /// The drill CronJob when `spec.drill` is set (and the spec is valid).
-    pub drill_cron_job: Option<CronJob>,
-    pub drill_cron_job_name: String,
-    /// An on-demand drill Job to start (`vertice.io/drill-now`).
-    pub drill_now: Option<k8s_openapi::api::batch::v1::Job>,
     /// The newest verified backup is older than `drill.maxUnverifiedAge`.
     pub unverified: bool,
     /// Why no child is written although the spec is valid: a Secret not
@@ -60,16 +65,10 @@ pub struct Plan {
     pub refused: Option<Refusal>,
 }
 
-/// Keeps what a reconcile reads of a VerticeBackup in the watch cache: its
-/// managed fields (a tree of every field path, several KiB once the status
-/// is applied) and annotations other than the run-now and drill-now tokens
-/// (a client-side `kubectl apply` copies the whole object into one) are
-/// dropped, so a thousand backups cost a thousand specs and statuses.
-pub fn strip_backup(backup: &mut VerticeBackup) {
-    use vertice_crds::backup_status::{DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION};
-    backup.metadata.managed_fields = None;
-    if let Some(annotations) = backup.metadata.annotations.as_mut() {
-        annotations.retain(|k, _| k == RUN_NOW_ANNOTATION || k == DRILL_NOW_ANNOTATION);
+impl Plan {
+    /// The backup's scheduled runs, the backup's first.
+    pub fn runs(&self) -> [&ScheduledRun; 2] {
+        [&self.backup, &self.drill]
     }
 }
 
@@ -83,22 +82,9 @@ pub fn plan(
     now: DateTime<Utc>,
 ) -> Plan {
     let name = backup.metadata.name.clone().unwrap_or_default();
-    let cron_job_name = names::cron_job(&name);
-    let drill_cron_job_name = names::drill_cron_job(&name);
     let schedule = ParsedSchedule::parse(&backup.spec.schedule).map_err(|e| e.to_string());
     let drill_schedule = drill_schedule(backup).transpose();
-    // Both CronJobs or neither: a broken drill makes the spec Invalid, and
-    // the CronJobs that exist are left as they were.
-    let desired = schedule
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|_| drill_schedule.as_ref().map(|_| ()).map_err(Clone::clone))
-        .and_then(|()| cron_job::desired(backup, defaults).map_err(|e| e.to_string()))
-        .and_then(|cj| {
-            cron_job::desired_drill(backup, defaults)
-                .map(|drill| (cj, drill))
-                .map_err(|e| e.to_string())
-        });
+    let desired = desired_cron_jobs(backup, defaults, &schedule, &drill_schedule);
     // A valid spec is still refused when it would run what the tenant may
     // not: checked on the very pods that would be written, before any is.
     let refused = desired.as_ref().ok().and_then(|(cj, drill)| {
@@ -115,60 +101,104 @@ pub fn plan(
         (Ok((cj, drill)), None) => (Some(cj.clone()), drill.clone()),
         _ => (None, None),
     };
-    let invalid = |message| status::NotReady {
-        reason: status::reason::INVALID_SPEC,
-        message,
-    };
-    let schedule_for_status = match (&desired, &schedule, &refused, &refusal_text) {
-        (Err(e), _, _, _) => Err(invalid(e.as_str())),
-        (Ok(_), Err(e), _, _) => Err(invalid(e.as_str())),
-        (Ok(_), Ok(_), Some(r), Some(text)) => Err(status::NotReady {
-            reason: r.reason(),
-            message: text.as_str(),
-        }),
-        (Ok(_), Ok(s), _, _) => Ok(s),
-    };
-    let mut update = status::compute(backup, schedule_for_status, &cron_job_name, observed, now);
-    // A run asked for while the spec is invalid waits until it is fixed.
-    let run_now = match (&cron_job, run_now::pending_token(backup)) {
-        (Some(cj), Some(token)) => {
-            let (job, record) = run_now::job_for(cj, &token, now);
-            update.events.push(Event {
-                warning: false,
-                reason: "RunNowStarted",
-                note: format!("started Job {} on request ({token})", record.job),
-            });
-            update.status.run_now = Some(record);
-            Some(job)
-        }
-        _ => None,
-    };
+    let for_status = schedule_for_status(
+        &desired,
+        &schedule,
+        refused.as_ref().zip(refusal_text.as_deref()),
+    );
+    let backup_cron_job = RunKind::Backup.cron_job_name(&name);
+    let mut update = status::compute(backup, for_status, &backup_cron_job, observed, now);
+    let backup_run = run_now::schedule(
+        RunKind::Backup,
+        backup,
+        cron_job,
+        observed,
+        &mut update.status,
+        &mut update.events,
+        now,
+    );
     let drill_update = drill_status::update(
         backup,
         &mut update.status,
         drill_schedule.as_ref().ok().and_then(Option::as_ref),
-        &drill_cron_job_name,
+        &RunKind::Drill.cron_job_name(&name),
         observed,
         now,
     );
     update.events.extend(drill_update.events);
-    let drill_now = match (&drill_cron_job, run_now::pending_drill_token(backup)) {
-        (Some(cj), Some(token)) => {
-            let (job, record) = run_now::job_for(cj, &token, now);
-            update.events.push(Event {
-                warning: false,
-                reason: "DrillNowStarted",
-                note: format!("started drill Job {} on request ({token})", record.job),
-            });
-            update.status.drill_now = Some(record);
-            Some(job)
-        }
-        _ => None,
-    };
+    let drill_run = run_now::schedule(
+        RunKind::Drill,
+        backup,
+        drill_cron_job,
+        observed,
+        &mut update.status,
+        &mut update.events,
+        now,
+    );
     // The drill's next run and the moment the backup turns unverified are
     // also times to look again.
     let drill_times = [update.status.next_drill, drill_update.unverified_at];
-    let requeue_after = match &schedule {
+    let requeue_after = requeue_after(&schedule, drill_times, refused.as_ref(), observed, now);
+    Plan {
+        backup: backup_run,
+        drill: drill_run,
+        status: update.status,
+        events: update.events,
+        overdue_since: update.overdue_since,
+        requeue_after,
+        unverified: drill_update.unverified,
+        refused,
+    }
+}
+
+/// Both CronJobs or neither: a broken drill makes the spec Invalid, and
+/// the CronJobs that exist are left as they were.
+fn desired_cron_jobs(
+    backup: &VerticeBackup,
+    defaults: &JobDefaults,
+    schedule: &Result<ParsedSchedule, String>,
+    drill_schedule: &Result<Option<ParsedSchedule>, String>,
+) -> Result<(CronJob, Option<CronJob>), String> {
+    schedule.as_ref().map_err(Clone::clone)?;
+    drill_schedule.as_ref().map_err(Clone::clone)?;
+    let cron_job = cron_job::desired(backup, defaults).map_err(|e| e.to_string())?;
+    let drill = cron_job::desired_drill(backup, defaults).map_err(|e| e.to_string())?;
+    Ok((cron_job, drill))
+}
+
+/// The schedule the status judges runs by, or why the backup is not Ready:
+/// an invalid spec first, then a refusal.
+fn schedule_for_status<'a>(
+    desired: &'a Result<(CronJob, Option<CronJob>), String>,
+    schedule: &'a Result<ParsedSchedule, String>,
+    refused: Option<(&Refusal, &'a str)>,
+) -> Result<&'a ParsedSchedule, status::NotReady<'a>> {
+    let invalid = |message| status::NotReady {
+        reason: status::reason::INVALID_SPEC,
+        message,
+    };
+    match (desired, schedule, refused) {
+        (Err(e), _, _) => Err(invalid(e.as_str())),
+        (Ok(_), Err(e), _) => Err(invalid(e.as_str())),
+        (Ok(_), Ok(_), Some((r, text))) => Err(status::NotReady {
+            reason: r.reason(),
+            message: text,
+        }),
+        (Ok(_), Ok(s), None) => Ok(s),
+    }
+}
+
+/// When to look again: the next scheduled time or overdue deadline (and
+/// the drill's `drill_times`), within bounds; sooner while a Secret refuses
+/// the backup or a run is active.
+fn requeue_after(
+    schedule: &Result<ParsedSchedule, String>,
+    drill_times: [Option<DateTime<Utc>>; 2],
+    refused: Option<&Refusal>,
+    observed: &Observed,
+    now: DateTime<Utc>,
+) -> Duration {
+    let requeue_after = match schedule {
         Ok(s) => {
             let next = [s.next_after(now), s.next_deadline(now)]
                 .into_iter()
@@ -181,23 +211,15 @@ pub fn plan(
         }
         Err(_) => MAX_REQUEUE,
     };
-    let requeue_after = match &refused {
+    let requeue_after = match refused {
         Some(Refusal::Secret { .. }) => requeue_after.min(SECRET_REFUSED_REQUEUE),
         _ => requeue_after,
     };
-    Plan {
-        cron_job,
-        cron_job_name,
-        status: update.status,
-        events: update.events,
-        overdue_since: update.overdue_since,
-        requeue_after,
-        run_now,
-        drill_cron_job,
-        drill_cron_job_name,
-        drill_now,
-        unverified: drill_update.unverified,
-        refused,
+    let run_active = observed.jobs.iter().any(|j| status::finished(j).is_none());
+    if run_active {
+        requeue_after.min(ACTIVE_RUN_REQUEUE)
+    } else {
+        requeue_after
     }
 }
 
@@ -209,59 +231,5 @@ fn drill_schedule(backup: &VerticeBackup) -> Option<Result<ParsedSchedule, Strin
         time_zone: drill.schedule.time_zone.clone(),
         overdue_after: None,
     };
-    Some(ParsedSchedule::parse(&schedule).map_err(|e| format!("spec.drill.schedule: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_backup;
-    use kube::api::ObjectMeta;
-    use std::collections::BTreeMap;
-    use vertice_crds::backup_status::{DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION};
-    use vertice_crds::VerticeBackup;
-
-    #[test]
-    fn the_cache_keeps_the_tokens_and_drops_managed_fields_and_last_applied() {
-        let mut backup: VerticeBackup = serde_json::from_value(serde_json::json!({
-            "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
-            "metadata": {"name": "db", "namespace": "app"},
-            "spec": {"target": {"postgres": {"host": "db", "database": "shop", "user": "backup",
-                                              "passwordSecretRef": {"name": "db", "key": "password"}}},
-                     "schedule": {"cron": "@daily"}, "store": {"s3": {"bucket": "backups"}}},
-        }))
-        .expect("test value");
-        backup.metadata = ObjectMeta {
-            name: Some("db".into()),
-            annotations: Some(BTreeMap::from([
-                (RUN_NOW_ANNOTATION.to_string(), "t1".to_string()),
-                (DRILL_NOW_ANNOTATION.to_string(), "t2".to_string()),
-                (
-                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
-                    "{\"spec\":{}}".to_string(),
-                ),
-            ])),
-            managed_fields: Some(vec![Default::default()]),
-            labels: Some(BTreeMap::from([("team".to_string(), "a".to_string())])),
-            ..Default::default()
-        };
-        let spec = serde_json::to_value(&backup.spec).expect("test value");
-        strip_backup(&mut backup);
-        assert_eq!(backup.metadata.managed_fields, None);
-        let kept: Vec<&String> = backup
-            .metadata
-            .annotations
-            .as_ref()
-            .expect("test value")
-            .keys()
-            .collect();
-        assert_eq!(kept, [DRILL_NOW_ANNOTATION, RUN_NOW_ANNOTATION]);
-        assert_eq!(
-            backup.metadata.labels.as_ref().expect("test value")["team"],
-            "a"
-        );
-        assert_eq!(
-            serde_json::to_value(&backup.spec).expect("test value"),
-            spec
-        );
-    }
+    Some(ParsedSchedule::parse_at(&schedule, "spec.drill.schedule").map_err(|e| e.to_string()))
 }

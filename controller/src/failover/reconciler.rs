@@ -16,9 +16,10 @@ use vertice_crds::failover::{FailoverPhase, Health, ReplicaWeight, SWITCHOVER_AN
 use vertice_crds::VerticeFailover;
 
 use super::admission;
+use super::freshness::{Sighting, Tracker};
+use super::plan::{self, Inputs};
 use super::state::OwnedStatus;
 use super::virtual_service::{self, RouteView};
-use super::{plan, Inputs};
 use crate::context::{Event, Shared, FIELD_MANAGER};
 use crate::error::{kube_err, Error};
 use crate::secret_labels::SecretLabelCache;
@@ -36,6 +37,8 @@ pub struct Context {
     virtual_services: Mutex<Option<ApiResource>>,
     /// Labels of the Secrets checks name, read as metadata, kept briefly.
     secrets: SecretLabelCache,
+    /// When each vantage's entry last changed, by our clock (memory only).
+    heard: std::sync::Mutex<Tracker>,
 }
 
 impl Context {
@@ -44,7 +47,30 @@ impl Context {
             shared,
             virtual_services: Mutex::new(None),
             secrets: SecretLabelCache::default(),
+            heard: std::sync::Mutex::new(Tracker::default()),
         }
+    }
+
+    /// Records the failover's observations as seen now and returns when
+    /// each expected vantage was heard. Called on every reconcile, leading
+    /// or not, so that a controller taking over knows who is alive.
+    pub fn hear(&self, failover: &VerticeFailover, now: Instant) -> Sighting {
+        let observations = failover
+            .status
+            .as_ref()
+            .map(|s| s.observations.as_slice())
+            .unwrap_or_default();
+        let expected = super::votes::expected(&failover.spec, observations);
+        let uid = failover.metadata.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                failover.namespace().unwrap_or_default(),
+                failover.name_any()
+            )
+        });
+        // A panic elsewhere while holding the lock leaves a usable map.
+        let mut tracker = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        tracker.observe(&uid, &expected, observations, now)
     }
 
     /// `networking.istio.io/v1` when served, else `v1beta1`.
@@ -100,6 +126,7 @@ struct Route {
 
 async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Action, Error> {
     let shared = &ctx.shared;
+    let sighting = ctx.hear(failover, Instant::now());
     if !shared.is_leading() {
         return Ok(Action::requeue(Duration::from_secs(15)));
     }
@@ -111,139 +138,33 @@ async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Ac
     }
     let spec = &failover.spec;
     let vs_namespace = admission::virtual_service_namespace(&namespace, spec).to_string();
-    // The tenancy rules first: a VirtualService of another namespace is not
-    // even read without the administrator's allowance (its existence is
-    // none of this namespace's business), and a check whose Secrets are
-    // not opted in steers nothing.
-    let tenancy = &shared.tenancy;
-    let refused = match admission::check_namespace(&namespace, spec, &tenancy.allow_cross_namespace)
-    {
-        Err(refusal) => Some(refusal),
-        Ok(()) => {
-            let uses = admission::secret_uses(spec);
-            let seen = ctx
-                .secrets
-                .read(
-                    &shared.client,
-                    tenancy.secret_reference_policy,
-                    &namespace,
-                    &uses,
-                )
-                .await?;
-            admission::check_secrets(&namespace, spec, tenancy.secret_reference_policy, &seen).err()
-        }
-    };
+    let refused = admit(ctx, &namespace, spec).await?;
     let (vs_api, route) = if refused.is_some() {
         (None, Err("not read: refused".to_string()))
     } else {
-        match ctx.virtual_service_resource().await {
-            Ok(resource) => {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(shared.client.clone(), &vs_namespace, &resource);
-                let route = read_route(&api, &vs_namespace, failover).await?;
-                (Some(api), route)
-            }
-            Err(why) => (None, Err(why)),
-        }
+        read_virtual_service(ctx, &vs_namespace, failover).await?
     };
     let empty = Default::default();
     let status = failover.status.as_ref().unwrap_or(&empty);
     let previous = OwnedStatus::from_status(status);
-    let switchover_to = failover
-        .annotations()
-        .get(SWITCHOVER_ANNOTATION)
-        .map(String::as_str);
-    let now = Utc::now();
-    let plan = plan(Inputs {
-        spec,
-        generation: failover.metadata.generation,
-        observations: &status.observations,
-        previous: &previous,
-        route: route
-            .as_ref()
-            .map(|r| virtual_service::weights(&r.view, &spec.replicas, &r.indexes))
-            .map_err(Clone::clone),
-        switchover_to,
-        refused: refused.as_ref(),
-        now,
-    });
+    let plan = decide(failover, &previous, &route, &sighting, refused.as_ref());
     let reference = failover.object_ref(&());
     for event in &plan.before_patch {
         shared.publish(&reference, event).await;
     }
     if let (Some(weights), Some(api), Ok(route)) = (&plan.patch, &vs_api, &route) {
-        let ops = virtual_service::patch(&route.view, &route.indexes, weights);
-        let ops: json_patch::Patch = serde_json::from_value(ops).map_err(|e| Error {
-            category: crate::error::Category::Other,
-            action: format!(
-                "build the patch of VirtualService {vs_namespace}/{}",
-                spec.virtual_service.name
-            ),
-            source: kube::Error::SerdeError(e),
-        })?;
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
+        let steer = Steer {
+            failover,
+            namespace: &namespace,
+            name: &name,
+            vs_namespace: &vs_namespace,
+            reference: &reference,
         };
-        match api
-            .patch(&spec.virtual_service.name, &params, &Patch::<()>::Json(ops))
-            .await
+        if let Some(again) = steer
+            .patch(shared, api, route, weights, plan.switch)
+            .await?
         {
-            Ok(patched) => {
-                // Steering another namespace's route (a pair the
-                // administrator allowed): its owners are told there, on
-                // their VirtualService, not only in ours.
-                if vs_namespace != namespace {
-                    let regarding = ObjectReference {
-                        api_version: patched.types.as_ref().map(|t| t.api_version.clone()),
-                        kind: Some("VirtualService".into()),
-                        namespace: Some(vs_namespace.clone()),
-                        name: Some(spec.virtual_service.name.clone()),
-                        uid: patched.metadata.uid.clone(),
-                        ..Default::default()
-                    };
-                    let event = cross_namespace_event(&namespace, &name, weights);
-                    shared.publish(&regarding, &event).await;
-                }
-                if let Some(reason) = plan.switch {
-                    shared
-                        .metrics
-                        .failover_switches
-                        .with_label_values(&[&namespace, &name, reason])
-                        .inc();
-                }
-            }
-            Err(kube::Error::Api(status)) if is_guard_refusal(&status) => {
-                // The route changed between our read and our patch: our
-                // test operations refused it. Decide again on a fresh read.
-                shared
-                    .metrics
-                    .failover_patch_conflicts
-                    .with_label_values(&[&namespace, &name])
-                    .inc();
-                let note = format!(
-                    "VirtualService {vs_namespace}/{} changed since it was read; not overwriting it, reading again",
-                    spec.virtual_service.name
-                );
-                tracing::info!(%namespace, failover = %name, "{note}");
-                shared
-                    .publish(
-                        &reference,
-                        &Event {
-                            warning: true,
-                            reason: "PatchConflict",
-                            note,
-                        },
-                    )
-                    .await;
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            Err(e) => {
-                return Err(kube_err(format!(
-                    "patch VirtualService {vs_namespace}/{}",
-                    spec.virtual_service.name
-                ))(e))
-            }
+            return Ok(again);
         }
     }
     if plan.status != previous {
@@ -260,8 +181,175 @@ async fn reconcile_inner(failover: &VerticeFailover, ctx: &Context) -> Result<Ac
     for event in &plan.events {
         shared.publish(&reference, event).await;
     }
-    record_metrics(shared, &namespace, &name, &plan.status, status);
+    record_metrics(shared, &namespace, &name, &plan.status, status, &sighting);
     Ok(Action::requeue(plan.requeue_after))
+}
+
+/// The plan on what was read: the route's weights per replica, the
+/// switchover asked for, both clocks read now.
+fn decide(
+    failover: &VerticeFailover,
+    previous: &OwnedStatus,
+    route: &Result<Route, String>,
+    sighting: &Sighting,
+    refused: Option<&admission::Refusal>,
+) -> plan::Plan {
+    let spec = &failover.spec;
+    let empty = Default::default();
+    let status = failover.status.as_ref().unwrap_or(&empty);
+    let switchover_to = failover
+        .annotations()
+        .get(SWITCHOVER_ANNOTATION)
+        .map(String::as_str);
+    plan::plan(Inputs {
+        spec,
+        generation: failover.metadata.generation,
+        observations: &status.observations,
+        sighting,
+        previous,
+        route: route
+            .as_ref()
+            .map(|r| virtual_service::weights(&r.view, &spec.replicas, &r.indexes))
+            .map_err(Clone::clone),
+        switchover_to,
+        refused,
+        now: Utc::now(),
+        instant: Instant::now(),
+    })
+}
+
+/// The VirtualService's API (once Istio's CRD is served) and the route as
+/// read, or why it cannot be steered.
+async fn read_virtual_service(
+    ctx: &Context,
+    vs_namespace: &str,
+    failover: &VerticeFailover,
+) -> Result<(Option<Api<DynamicObject>>, Result<Route, String>), Error> {
+    match ctx.virtual_service_resource().await {
+        Ok(resource) => {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.shared.client.clone(), vs_namespace, &resource);
+            let route = read_route(&api, vs_namespace, failover).await?;
+            Ok((Some(api), route))
+        }
+        Err(why) => Ok((None, Err(why))),
+    }
+}
+
+/// The tenancy rules first: a VirtualService of another namespace is not
+/// even read without the administrator's allowance (its existence is none
+/// of this namespace's business), and a check whose Secrets are not opted
+/// in steers nothing. `Some` refusal when either applies.
+async fn admit(
+    ctx: &Context,
+    namespace: &str,
+    spec: &vertice_crds::failover::VerticeFailoverSpec,
+) -> Result<Option<admission::Refusal>, Error> {
+    let shared = &ctx.shared;
+    let tenancy = &shared.tenancy;
+    if let Err(refusal) =
+        admission::check_namespace(namespace, spec, &tenancy.allow_cross_namespace)
+    {
+        return Ok(Some(refusal));
+    }
+    let uses = admission::secret_uses(spec);
+    let seen = ctx
+        .secrets
+        .read(
+            &shared.client,
+            tenancy.secret_reference_policy,
+            namespace,
+            &uses,
+        )
+        .await?;
+    Ok(admission::check_secrets(namespace, spec, tenancy.secret_reference_policy, &seen).err())
+}
+
+/// Sending the plan's weights to the VirtualService of one failover.
+struct Steer<'a> {
+    failover: &'a VerticeFailover,
+    namespace: &'a str,
+    name: &'a str,
+    vs_namespace: &'a str,
+    reference: &'a ObjectReference,
+}
+
+impl Steer<'_> {
+    /// Sends the guarded patch. `Some` action when the route changed since
+    /// it was read: nothing more is written, and it is read again soon.
+    async fn patch(
+        &self,
+        shared: &Shared,
+        api: &Api<DynamicObject>,
+        route: &Route,
+        weights: &[ReplicaWeight],
+        switch: Option<&'static str>,
+    ) -> Result<Option<Action>, Error> {
+        let (namespace, name, vs_namespace) = (self.namespace, self.name, self.vs_namespace);
+        let vs_name = &self.failover.spec.virtual_service.name;
+        let ops = virtual_service::patch(&route.view, &route.indexes, weights);
+        let ops: json_patch::Patch = serde_json::from_value(ops).map_err(|e| Error {
+            category: crate::error::Category::Other,
+            action: format!("build the patch of VirtualService {vs_namespace}/{vs_name}"),
+            source: kube::Error::SerdeError(e),
+        })?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let patch = Patch::<()>::Json(ops);
+        match shared
+            .leading
+            .write(api.patch(vs_name, &params, &patch))
+            .await
+        {
+            Ok(patched) => {
+                // Steering another namespace's route (a pair the
+                // administrator allowed): its owners are told there, on
+                // their VirtualService, not only in ours.
+                if vs_namespace != namespace {
+                    let regarding = ObjectReference {
+                        api_version: patched.types.as_ref().map(|t| t.api_version.clone()),
+                        kind: Some("VirtualService".into()),
+                        namespace: Some(vs_namespace.to_string()),
+                        name: Some(vs_name.clone()),
+                        uid: patched.metadata.uid.clone(),
+                        ..Default::default()
+                    };
+                    let event = cross_namespace_event(namespace, name, weights);
+                    shared.publish(&regarding, &event).await;
+                }
+                if let Some(reason) = switch {
+                    shared
+                        .metrics
+                        .failover_switches
+                        .with_label_values(&[namespace, name, reason])
+                        .inc();
+                }
+                Ok(None)
+            }
+            Err(kube::Error::Api(status)) if is_guard_refusal(&status) => {
+                // The route changed between our read and our patch: our
+                // test operations refused it. Decide again on a fresh read.
+                shared
+                    .metrics
+                    .failover_patch_conflicts
+                    .with_label_values(&[namespace, name])
+                    .inc();
+                let note = format!(
+                    "VirtualService {vs_namespace}/{vs_name} changed since it was read; not overwriting it, reading again"
+                );
+                tracing::info!(%namespace, failover = %name, "{note}");
+                shared
+                    .publish(self.reference, &Event::warning("PatchConflict", note))
+                    .await;
+                Ok(Some(Action::requeue(Duration::from_secs(1))))
+            }
+            Err(e) => Err(kube_err(format!(
+                "patch VirtualService {vs_namespace}/{vs_name}"
+            ))(e)),
+        }
+    }
 }
 
 /// The Event a VirtualService's own namespace gets when a VerticeFailover
@@ -272,14 +360,13 @@ fn cross_namespace_event(namespace: &str, failover: &str, weights: &[ReplicaWeig
         .map(|w| format!("{}={}", w.replica, w.weight))
         .collect::<Vec<_>>()
         .join(", ");
-    Event {
-        warning: false,
-        reason: "WeightsSetByFailover",
-        note: format!(
+    Event::normal(
+        "WeightsSetByFailover",
+        format!(
             "VerticeFailover {namespace}/{failover} set the route's weights to {weights} \
              (a cross-namespace reference the administrator allowed)"
         ),
-    }
+    )
 }
 
 async fn read_route(
@@ -318,14 +405,15 @@ fn record_metrics(
     name: &str,
     owned: &OwnedStatus,
     status: &vertice_crds::failover::VerticeFailoverStatus,
+    sighting: &Sighting,
 ) {
     let m = &shared.metrics;
     // Counters exist at 0 from the first reconcile, so the first switch
     // or conflict is an increase that rate() and increase() can see.
     for reason in [
-        super::plan::REASON_FAILOVER,
-        super::plan::REASON_FAILBACK,
-        super::plan::REASON_SWITCHOVER,
+        plan::REASON_FAILOVER,
+        plan::REASON_FAILBACK,
+        plan::REASON_SWITCHOVER,
     ] {
         m.failover_switches
             .with_label_values(&[namespace, name, reason]);
@@ -352,11 +440,23 @@ fn record_metrics(
             .with_label_values(&[namespace, name, &w.replica])
             .set(i64::from(w.weight));
     }
-    let now = chrono::Utc::now();
-    for o in &status.observations {
+    // Age by our own clock: since we last saw the vantage's entry change
+    // (or, not seen to change yet, since we first looked). The runner's
+    // observedAt is its own clock and may be skewed.
+    let now = Instant::now();
+    for (vantage, heard) in &sighting.vantages {
+        let since = heard.changed_at.unwrap_or(heard.first_seen);
         m.failover_observation_age
-            .with_label_values(&[namespace, name, &o.vantage])
-            .set((now - o.observed_at).num_milliseconds().max(0) as f64 / 1000.0);
+            .with_label_values(&[namespace, name, vantage])
+            .set(now.saturating_duration_since(since).as_secs_f64());
+    }
+    for o in &status.observations {
+        if !sighting.vantages.contains_key(&o.vantage) {
+            // A vantage no longer expected has no age worth alerting on.
+            let _ = m
+                .failover_observation_age
+                .remove_label_values(&[namespace, name, &o.vantage]);
+        }
         for r in &o.replicas {
             m.failover_success_ratio
                 .with_label_values(&[namespace, name, &r.name, &o.vantage])
@@ -375,17 +475,18 @@ fn is_guard_refusal(status: &kube::core::Status) -> bool {
 }
 
 pub fn error_policy(failover: Arc<VerticeFailover>, error: &Error, ctx: Arc<Context>) -> Action {
+    if crate::leader::refused(&error.source) {
+        // Deposed while reconciling: not a failure, nothing to record.
+        tracing::debug!(namespace = ?failover.namespace(), failover = %failover.name_any(), "no longer leading; reconcile ended");
+        return Action::requeue(Duration::from_secs(15));
+    }
     ctx.shared
         .metrics
         .reconcile_errors
         .with_label_values(&[CONTROLLER, error.category.as_str()])
         .inc();
     tracing::warn!(namespace = ?failover.namespace(), failover = %failover.name_any(), category = error.category.as_str(), error = %error, "reconcile failed");
-    let event = Event {
-        warning: true,
-        reason: error.category.event_reason(),
-        note: error.to_string(),
-    };
+    let event = Event::warning(error.category.event_reason(), error.to_string());
     let reference = failover.object_ref(&());
     tokio::spawn(async move { ctx.shared.publish(&reference, &event).await });
     Action::requeue(Duration::from_secs(5))

@@ -22,6 +22,37 @@ impl Tolerances {
     }
 }
 
+/// Why the calculator has no proposal. "No data" (the pods report no
+/// usable sample) is told apart from a failure by its type, so the metric's
+/// state never rests on the wording of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CalcError {
+    /// No sample to compute from: the metric is `NoData`.
+    NoData(String),
+    /// Anything else (no pods, a missing request, a zero target): `Error`.
+    Failed(String),
+}
+
+impl std::fmt::Display for CalcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CalcError::NoData(m) | CalcError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for CalcError {
+    fn from(message: String) -> Self {
+        CalcError::Failed(message)
+    }
+}
+
+impl From<&str> for CalcError {
+    fn from(message: &str) -> Self {
+        CalcError::Failed(message.to_string())
+    }
+}
+
 /// The clock and the readiness rules the pod grouping needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
@@ -207,7 +238,7 @@ fn pod_replicas<T: PerPodTarget>(
     tolerances: Tolerances,
     timing: &Timing,
     target: impl FnOnce() -> Result<T, String>,
-) -> Result<Proposal, String> {
+) -> Result<Proposal, CalcError> {
     if pods.is_empty() {
         return Err("no pods returned by selector while calculating replica count".into());
     }
@@ -218,7 +249,9 @@ fn pod_replicas<T: PerPodTarget>(
         .map(|(p, s)| (p.clone(), s.value))
         .collect();
     if metrics.is_empty() {
-        return Err("did not receive metrics for targeted pods (pods might be unready)".into());
+        return Err(CalcError::NoData(
+            "did not receive metrics for targeted pods (pods might be unready)".into(),
+        ));
     }
     let target = target()?;
     let sample_time = newest(samples, &metrics);
@@ -277,7 +310,7 @@ pub fn resource_utilization(
     samples: &BTreeMap<String, PodSample>,
     tolerances: Tolerances,
     timing: &Timing,
-) -> Result<Proposal, String> {
+) -> Result<Proposal, CalcError> {
     pod_replicas(current, pods, samples, resource, tolerances, timing, || {
         let mut requests = BTreeMap::new();
         for pod in pods {
@@ -299,7 +332,7 @@ pub fn resource_average_value(
     samples: &BTreeMap<String, PodSample>,
     tolerances: Tolerances,
     timing: &Timing,
-) -> Result<Proposal, String> {
+) -> Result<Proposal, CalcError> {
     if target_milli <= 0 {
         return Err("targetAverageValue must be more than zero".into());
     }
@@ -316,7 +349,7 @@ pub fn external_value(
     target_milli: i64,
     pods: &[PodView],
     tolerances: Tolerances,
-) -> Result<Proposal, String> {
+) -> Result<Proposal, CalcError> {
     if target_milli <= 0 {
         return Err("targetValue must be more than zero".into());
     }
@@ -350,7 +383,7 @@ pub fn external_average_value(
     usage_milli: i64,
     target_milli: i64,
     tolerances: Tolerances,
-) -> Result<Proposal, String> {
+) -> Result<Proposal, CalcError> {
     if target_milli <= 0 {
         return Err("targetAverageValue must be more than zero".into());
     }

@@ -6,7 +6,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use vertice_crds::scaler::{
-    ScaleEvent, ScalingBehavior, ScalingPolicy, ScalingRules, TimedRecommendation,
+    PolicyType, ScaleEvent, ScaleReason, ScalingBehavior, ScalingPolicy, ScalingRules,
+    TimedRecommendation,
 };
 
 /// At most this many recommendations are kept in status: one per distinct
@@ -17,12 +18,7 @@ pub const MAX_RECOMMENDATIONS: usize = 64;
 /// the next, which only ever makes the rate limit stricter.
 pub const MAX_SCALE_EVENTS: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Select {
-    Max,
-    Min,
-    Disabled,
-}
+pub use vertice_crds::scaler::SelectPolicy as Select;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
@@ -63,7 +59,7 @@ fn rules(
                      period_seconds,
                  }| {
                     (
-                        type_ == "Pods",
+                        *type_ == PolicyType::Pods,
                         *value,
                         Duration::seconds(i64::from(*period_seconds)),
                     )
@@ -76,11 +72,7 @@ fn rules(
             given.stabilization_window_seconds.unwrap_or(window),
         )),
         policies,
-        select: match given.select_policy.as_deref() {
-            Some("Min") => Select::Min,
-            Some("Disabled") => Select::Disabled,
-            _ => Select::Max,
-        },
+        select: given.select_policy.unwrap_or(Select::Max),
         tolerance: given.tolerance.unwrap_or(DEFAULT_TOLERANCE),
     }
 }
@@ -116,7 +108,7 @@ impl Behavior {
 pub struct Stabilized {
     pub replicas: i32,
     /// `ScaleUpStabilized`, `ScaleDownStabilized` or `ReadyForNewScale`.
-    pub reason: &'static str,
+    pub reason: ScaleReason,
     /// The history with `recommendation` recorded, pruned and bounded.
     pub recommendations: Vec<TimedRecommendation>,
 }
@@ -152,11 +144,11 @@ pub fn stabilize(
     }
     let replicas = current.max(up).min(down);
     let reason = if replicas == recommendation {
-        "ReadyForNewScale"
+        ScaleReason::ReadyForNewScale
     } else if recommendation >= current {
-        "ScaleUpStabilized"
+        ScaleReason::ScaleUpStabilized
     } else {
-        "ScaleDownStabilized"
+        ScaleReason::ScaleDownStabilized
     };
     // Keep what either window can still see; per value only its latest time
     // matters to a min or max over a window, so one entry per value is exact.
@@ -255,7 +247,7 @@ pub struct Limited {
     pub replicas: i32,
     /// `ScaleUpLimit`, `TooManyReplicas`, `ScaleDownLimit`, `TooFewReplicas`
     /// or `DesiredWithinRange`.
-    pub reason: &'static str,
+    pub reason: ScaleReason,
 }
 
 /// upstream `convertDesiredReplicasWithBehaviorRate`.
@@ -271,9 +263,9 @@ pub fn limit_rate(
     if desired > current {
         let limit = scale_up_limit(current, events, &behavior.up, now).max(current);
         let (allowed, reason) = if max > limit {
-            (limit, "ScaleUpLimit")
+            (limit, ScaleReason::ScaleUpLimit)
         } else {
-            (max, "TooManyReplicas")
+            (max, ScaleReason::TooManyReplicas)
         };
         if desired > allowed {
             return Limited {
@@ -284,9 +276,9 @@ pub fn limit_rate(
     } else if desired < current {
         let limit = scale_down_limit(current, events, &behavior.down, now).min(current);
         let (allowed, reason) = if min < limit {
-            (limit, "ScaleDownLimit")
+            (limit, ScaleReason::ScaleDownLimit)
         } else {
-            (min, "TooFewReplicas")
+            (min, ScaleReason::TooFewReplicas)
         };
         if desired < allowed {
             return Limited {
@@ -297,7 +289,7 @@ pub fn limit_rate(
     }
     Limited {
         replicas: desired,
-        reason: "DesiredWithinRange",
+        reason: ScaleReason::DesiredWithinRange,
     }
 }
 

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 
-use crate::runtime::scoped;
+use crate::shared::{scoped, synced};
 
 use super::observe::{selector_string, RolloutView, TargetState};
 use super::selector::Selector;
@@ -23,6 +24,28 @@ pub struct Caches {
     pub pods: Store<Pod>,
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
+    /// Upstream HPAs, stripped to their scale target: a target one of them
+    /// scales is not ours to scale (`overlap.rs`).
+    pub hpas: Store<HorizontalPodAutoscaler>,
+}
+
+/// Whether a watch error is the first since the watch last worked: so a
+/// watch that keeps failing is reported once, not once per retry.
+#[derive(Debug, Default)]
+pub struct FailingSpell {
+    failing: bool,
+}
+
+impl FailingSpell {
+    /// An error: `true` only for the first one of a spell.
+    pub fn first_error(&mut self) -> bool {
+        !std::mem::replace(&mut self.failing, true)
+    }
+
+    /// The watch yielded something: a later error starts a new spell.
+    pub fn ok(&mut self) {
+        self.failing = false;
+    }
 }
 
 fn strip_meta(meta: &mut kube::api::ObjectMeta) {
@@ -55,6 +78,18 @@ pub fn strip_scaler(scaler: &mut vertice_crds::VerticeScaler) {
     if let Some(annotations) = scaler.metadata.annotations.as_mut() {
         annotations.retain(|k, _| k == vertice_crds::scaler::PAUSED_ANNOTATION);
     }
+}
+
+/// Keeps an HPA's name, namespace, creation time and scale target.
+pub fn strip_hpa(hpa: &mut HorizontalPodAutoscaler) {
+    strip_meta(&mut hpa.metadata);
+    hpa.metadata.labels = None;
+    hpa.spec = HorizontalPodAutoscalerSpec {
+        scale_target_ref: std::mem::take(&mut hpa.spec.scale_target_ref),
+        max_replicas: hpa.spec.max_replicas,
+        ..Default::default()
+    };
+    hpa.status = None;
 }
 
 /// Keeps what `PodView::from_pod` reads.
@@ -110,52 +145,105 @@ pub fn start(
     let (pods, pods_writer) = reflector::store();
     let (deployments, deployments_writer) = reflector::store();
     let (statefulsets, statefulsets_writer) = reflector::store();
-    let pod_watch = watcher(scoped::<Pod>(client, namespace), watcher::Config::default())
-        .modify(strip_pod)
-        .reflect(pods_writer)
-        .default_backoff()
-        .for_each(|_| async {});
-    let deployment_watch = watcher(
-        scoped::<Deployment>(client, namespace),
-        watcher::Config::default(),
+    let (hpas, hpas_writer) = reflector::store();
+    // Bounded back-off and /readyz health: `crate::watches`.
+    let pod_watch = crate::watches::recovering(
+        "pods",
+        watcher(scoped::<Pod>(client, namespace), watcher::Config::default()),
     )
-    .modify(|d: &mut Deployment| {
-        strip_meta(&mut d.metadata);
-        d.spec.template = Default::default();
-    })
+    .modify(strip_pod)
+    .reflect(pods_writer)
+    .for_each(|_| async {});
+    let deployment_watch = crate::watches::recovering(
+        "deployments",
+        watcher(
+            scoped::<Deployment>(client, namespace),
+            watcher::Config::default(),
+        ),
+    )
+    .modify(strip_deployment)
     .reflect(deployments_writer)
-    .default_backoff()
     .for_each(|_| async {});
-    let statefulset_watch = watcher(
-        scoped::<StatefulSet>(client, namespace),
-        watcher::Config::default(),
+    let statefulset_watch = crate::watches::recovering(
+        "statefulsets",
+        watcher(
+            scoped::<StatefulSet>(client, namespace),
+            watcher::Config::default(),
+        ),
     )
-    .modify(|s: &mut StatefulSet| {
-        strip_meta(&mut s.metadata);
-        s.spec.template = Default::default();
-        s.spec.volume_claim_templates = None;
-    })
+    .modify(strip_statefulset)
     .reflect(statefulsets_writer)
-    .default_backoff()
     .for_each(|_| async {});
+    let hpa_watch = hpa_watch(client, namespace, hpas_writer);
     let drive = async move {
-        futures::join!(pod_watch, deployment_watch, statefulset_watch);
+        futures::join!(pod_watch, deployment_watch, statefulset_watch, hpa_watch);
     };
     (
         Caches {
             pods,
             deployments,
             statefulsets,
+            hpas,
         },
         drive,
     )
 }
 
+/// Only what a scaler reads of a Deployment: replicas, selector, rollout.
+fn strip_deployment(d: &mut Deployment) {
+    strip_meta(&mut d.metadata);
+    d.spec.template = Default::default();
+}
+
+/// Only what a scaler reads of a StatefulSet: replicas, selector, rollout.
+fn strip_statefulset(s: &mut StatefulSet) {
+    strip_meta(&mut s.metadata);
+    s.spec.template = Default::default();
+    s.spec.volume_claim_templates = None;
+}
+
+/// The HorizontalPodAutoscaler watch, which warns while it fails.
+fn hpa_watch(
+    client: &Client,
+    namespace: &Option<String>,
+    hpas_writer: reflector::store::Writer<HorizontalPodAutoscaler>,
+) -> impl std::future::Future<Output = ()> + Send {
+    crate::watches::recovering(
+        "horizontalpodautoscalers",
+        watcher(
+            scoped::<HorizontalPodAutoscaler>(client, namespace),
+            watcher::Config::default(),
+        ),
+    )
+    .modify(strip_hpa)
+    .reflect(hpas_writer)
+    .for_each({
+        // Watch errors are debug lines (they retry within seconds), but one
+        // that keeps this watch from working — forbidden by an RBAC overlay
+        // that dropped horizontalpodautoscalers — silently disables the
+        // HPA check (and, before the first list, every scaler's poll): say
+        // so once per failing spell, not on every retry.
+        let mut spell = FailingSpell::default();
+        move |result| {
+            if let Err(e) = &result {
+                if spell.first_error() {
+                    let error = crate::error::watch_error(e);
+                    tracing::warn!(%error, "the HorizontalPodAutoscaler watch fails: scalers cannot see an HPA on their target, and none polls until the first list succeeds; grant get, list and watch on horizontalpodautoscalers.autoscaling");
+                }
+            } else {
+                spell.ok();
+            }
+            async {}
+        }
+    })
+}
+
 impl Caches {
     pub async fn synced(&self) -> bool {
-        crate::runtime::synced(&self.pods).await
-            && crate::runtime::synced(&self.deployments).await
-            && crate::runtime::synced(&self.statefulsets).await
+        synced(&self.pods).await
+            && synced(&self.deployments).await
+            && synced(&self.statefulsets).await
+            && synced(&self.hpas).await
     }
 
     /// A Deployment's or StatefulSet's state from the cache; `None` for

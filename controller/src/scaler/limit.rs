@@ -118,7 +118,7 @@ pub async fn read_response(
             Err(e) => {
                 return Err(ReadError::Transport(format!(
                     "{source}: reading the answer: {}",
-                    e.without_url()
+                    crate::error::with_causes(&e.without_url())
                 )))
             }
         }
@@ -139,10 +139,12 @@ where
     let mut body = Limited::new(source, limit);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        let n = reader
-            .read(&mut chunk)
-            .await
-            .map_err(|e| ReadError::Transport(format!("{source}: reading the answer: {e}")))?;
+        let n = reader.read(&mut chunk).await.map_err(|e| {
+            ReadError::Transport(format!(
+                "{source}: reading the answer: {}",
+                crate::error::with_causes(&e)
+            ))
+        })?;
         if n == 0 {
             return Ok(body.into_bytes());
         }

@@ -9,11 +9,89 @@ use k8s_openapi::api::autoscaling::v1::Scale;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
-use vertice_crds::scaler::ScaleTargetRef;
+use vertice_crds::scaler::{ScaleReason, ScaleTargetRef};
 
 use super::limit::{self};
 use super::pods::{PodMetrics, PodMetricsList};
-use crate::error::{kube_err, Error};
+use crate::error::{kube_err, Category, Error};
+
+/// Why the target could not be read or written, as a sentence that says
+/// what to fix.
+#[derive(Debug)]
+pub enum TargetError {
+    /// The object does not exist: `what` is "Deployment shop/web".
+    NotFound { what: String },
+    /// The API server does not serve this apiVersion and kind.
+    NotServed {
+        api_version: String,
+        kind: String,
+        cause: String,
+    },
+    /// The kind exists but has no `/scale` subresource.
+    NoScale { what: String },
+    /// Any other failure of the API request (RBAC, the API server).
+    Api(Error),
+}
+
+impl TargetError {
+    pub fn category(&self) -> Category {
+        match self {
+            TargetError::NotFound { .. } => Category::NotFound,
+            TargetError::NotServed { .. } | TargetError::NoScale { .. } => Category::Invalid,
+            TargetError::Api(e) => e.category,
+        }
+    }
+
+    /// The condition and Event reason.
+    pub fn reason(&self) -> ScaleReason {
+        match self {
+            TargetError::NotFound { .. } => ScaleReason::TargetNotFound,
+            TargetError::NotServed { .. } | TargetError::NoScale { .. } => {
+                ScaleReason::InvalidTarget
+            }
+            TargetError::Api(_) => ScaleReason::FailedGetScale,
+        }
+    }
+
+    fn from_kube(
+        target: &ScaleTargetRef,
+        namespace: &str,
+        action: String,
+    ) -> impl FnOnce(kube::Error) -> TargetError {
+        let what = format!("{} {namespace}/{}", target.kind, target.name);
+        move |e| match &e {
+            kube::Error::Api(status) if status.code == 404 => TargetError::NotFound { what },
+            _ => TargetError::Api(kube_err(action)(e)),
+        }
+    }
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetError::NotFound { what } => {
+                write!(f, "{what} not found: create it or fix spec.targetRef")
+            }
+            TargetError::NotServed {
+                api_version,
+                kind,
+                cause,
+            } => write!(
+                f,
+                "the API server does not serve {kind} in {api_version} ({cause}): fix spec.targetRef.apiVersion and kind"
+            ),
+            TargetError::NoScale { what } => write!(
+                f,
+                "{what} has no /scale subresource, so it cannot be scaled: point spec.targetRef at a kind that has one"
+            ),
+            TargetError::Api(e) if e.category == Category::Forbidden => write!(
+                f,
+                "{e}: the controller's ServiceAccount needs get and patch on the target's /scale subresource"
+            ),
+            TargetError::Api(e) => write!(f, "{e}"),
+        }
+    }
+}
 
 /// Resolves `apiVersion`/`kind` to the resource path once per kind.
 #[derive(Default)]
@@ -26,7 +104,7 @@ impl Kinds {
         &self,
         client: &Client,
         target: &ScaleTargetRef,
-    ) -> Result<ApiResource, Error> {
+    ) -> Result<ApiResource, TargetError> {
         let key = (target.api_version.clone(), target.kind.clone());
         if let Some(found) = self.known.lock().ok().and_then(|k| k.get(&key).cloned()) {
             return Ok(found);
@@ -36,13 +114,38 @@ impl Kinds {
             None => (String::new(), target.api_version.clone()),
         };
         let gvk = GroupVersionKind::gvk(&group, &version, &target.kind);
-        let (resource, _caps) =
-            kube::discovery::pinned_kind(client, &gvk)
-                .await
-                .map_err(kube_err(format!(
+        let (resource, caps) = match kube::discovery::pinned_kind(client, &gvk).await {
+            Ok(found) => found,
+            // A group or version the API server does not serve answers 404;
+            // a served one without the kind is a discovery error.
+            Err(e @ kube::Error::Discovery(_)) => {
+                return Err(TargetError::NotServed {
+                    api_version: target.api_version.clone(),
+                    kind: target.kind.clone(),
+                    cause: crate::error::short(&e),
+                })
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(TargetError::NotServed {
+                    api_version: target.api_version.clone(),
+                    kind: target.kind.clone(),
+                    cause: format!("no API group {}", target.api_version),
+                })
+            }
+            Err(e) => {
+                return Err(TargetError::Api(kube_err(format!(
                     "discover {} {}",
                     target.api_version, target.kind
-                )))?;
+                ))(e)))
+            }
+        };
+        // Without /scale every GET and patch of it would answer a 404
+        // that reads like a missing object.
+        if !caps.subresources.iter().any(|(r, _)| r.plural == "scale") {
+            return Err(TargetError::NoScale {
+                what: format!("{} ({})", target.kind, target.api_version),
+            });
+        }
         if let Ok(mut known) = self.known.lock() {
             known.insert(key, resource.clone());
         }
@@ -68,13 +171,17 @@ pub async fn target_by_scale(
     kinds: &Kinds,
     namespace: &str,
     target: &ScaleTargetRef,
-) -> Result<TargetState, Error> {
+) -> Result<TargetState, TargetError> {
     let resource = kinds.resolve(client, target).await?;
     let api = target_api(client, namespace, &resource);
-    let scale: Scale = api.get_scale(&target.name).await.map_err(kube_err(format!(
-        "get the scale of {} {}",
-        target.kind, target.name
-    )))?;
+    let scale: Scale = api
+        .get_scale(&target.name)
+        .await
+        .map_err(TargetError::from_kube(
+            target,
+            namespace,
+            format!("get the scale of {} {}", target.kind, target.name),
+        ))?;
     let spec_replicas = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let status = scale.status.unwrap_or_default();
     Ok(TargetState {
@@ -159,7 +266,7 @@ pub async fn set_replicas(
     namespace: &str,
     target: &ScaleTargetRef,
     replicas: i32,
-) -> Result<(), Error> {
+) -> Result<(), TargetError> {
     let resource = kinds.resolve(client, target).await?;
     let api = target_api(client, namespace, &resource);
     api.patch_scale(
@@ -168,7 +275,11 @@ pub async fn set_replicas(
         &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
     )
     .await
-    .map_err(kube_err(format!("scale {} {}", target.kind, target.name)))?;
+    .map_err(TargetError::from_kube(
+        target,
+        namespace,
+        format!("scale {} {}", target.kind, target.name),
+    ))?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde::Deserialize;
 
 use super::quantity;
-use crate::backup::status::t_to_chrono;
+use crate::shared::t_to_chrono;
 
 /// CPU or memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,7 +278,11 @@ pub fn samples(
     container: Option<&str>,
 ) -> Result<BTreeMap<String, PodSample>, String> {
     let mut out = BTreeMap::new();
-    for m in metrics {
+    // By pod name, not metrics-server's order (which varies between lists):
+    // an error names the same pod on every poll, so its text is stable.
+    let mut sorted: Vec<&PodMetrics> = metrics.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for m in sorted {
         let pod = m.metadata.name.as_deref().unwrap_or_default();
         let value = match container {
             Some(want) => {

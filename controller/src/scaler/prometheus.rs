@@ -363,16 +363,9 @@ impl QueryLimits {
 /// A reqwest error with its causes ("connection refused"), never its URL,
 /// which may carry the tenant's credentials.
 fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    // reqwest's Display omits the causes; they are what says what failed.
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    redact_urls(&text)
+    // reqwest's Display stops at "error sending request"; the causes
+    // ("connection refused", "operation timed out") say what failed.
+    redact_urls(&crate::error::with_causes(&error.without_url()))
 }
 
 /// One instant query, its answer read under `limits`. `Err` is a transport
@@ -570,6 +563,28 @@ impl Prometheus<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_transport_failure_names_its_cause() {
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let server = PrometheusServer {
+            url: format!("http://user:pw@127.0.0.1:{port}"),
+            bearer_token_secret_ref: None,
+        };
+        let limits = QueryLimits {
+            max_bytes: 1024,
+            timeout: Duration::from_secs(2),
+        };
+        let e = query(&reqwest::Client::new(), &server, None, "up", limits)
+            .await
+            .expect_err("nobody listens");
+        assert!(e.to_lowercase().contains("connection refused"), "{e}");
+        assert!(!e.contains("pw"), "{e}");
+    }
 
     #[test]
     fn query_results_are_summed_and_emptiness_is_its_own_answer() {

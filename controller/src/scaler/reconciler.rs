@@ -3,7 +3,6 @@
 //! and writes the status when the decision changed (or as a heartbeat).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,16 +12,20 @@ use kube::runtime::reflector::{self, reflector, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use vertice_crds::redact::redact_urls;
-use vertice_crds::scaler::{VerticeScalerStatus, PAUSED_ANNOTATION};
+use vertice_crds::scaler::{
+    Decision, MetricState, ScaleTargetRef, VerticeScalerStatus, PAUSED_ANNOTATION,
+};
 use vertice_crds::VerticeScaler;
 
 use super::cache::Caches;
 use super::decide::{self, Observed, Plan};
 use super::fair::{self, Lanes};
-use super::observe::{self, Kinds};
-use super::pods::PodView;
+use super::observe::{self, Kinds, TargetError, TargetState};
+use super::overlap::{self, Claim, HpaClaim, Overlap, TargetKey};
+use super::pods::{PodMetrics, PodView};
 use super::prometheus::{DownServers, Prometheus, QueryLimits, Tokens};
 use super::selector::Selector;
+use super::unobserved::Unobserved;
 use crate::context::{Event, Shared};
 
 /// Scalers polled at once in all: each poll may hold one metric answer of
@@ -63,6 +66,14 @@ pub struct ScalerLoop {
     /// was last written. The in-memory copy is the history while leading:
     /// it is exact even between status writes.
     memory: Mutex<HashMap<String, (VerticeScalerStatus, Instant)>>,
+    /// Per scaler (uid): why it must not act on its target, and which
+    /// scalers an owner refuses, recomputed every tick from the watch
+    /// caches (`overlap.rs`).
+    overlap: Mutex<Overlap>,
+    /// Per owner (uid): the refused scalers it was last told of, so its
+    /// Normal Event comes once per change of that set. In memory: a new
+    /// leader tells each owner once more.
+    announced: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl ScalerLoop {
@@ -89,17 +100,22 @@ impl ScalerLoop {
             tokens: Tokens::default(),
             polls: Arc::new(tokio::sync::Semaphore::new(MAX_POLLS)),
             memory: Mutex::new(HashMap::new()),
+            overlap: Mutex::new(Overlap::default()),
+            announced: Mutex::new(HashMap::new()),
         })
     }
 
     /// Watches VerticeScalers and polls them until the process stops.
-    pub async fn run(self: Arc<Self>, api: Api<VerticeScaler>, ready: Arc<AtomicBool>) {
+    pub async fn run(self: Arc<Self>, api: Api<VerticeScaler>, ready: crate::shared::Synced) {
         let (store, writer) = reflector::store();
-        let watch = reflector(
-            writer,
-            watcher(api, watcher::Config::default()).modify(super::cache::strip_scaler),
+        // Bounded back-off and /readyz health: `crate::watches`.
+        let watch = crate::watches::recovering(
+            "verticescalers",
+            reflector(
+                writer,
+                watcher(api, watcher::Config::default()).modify(super::cache::strip_scaler),
+            ),
         )
-        .default_backoff()
         .touched_objects()
         .for_each(|event| async move {
             if let Err(e) = event {
@@ -108,22 +124,32 @@ impl ScalerLoop {
         });
         // Dropped with this task: the loop below runs until it is aborted.
         let _watching = AbortOnDrop(tokio::spawn(watch));
-        if !crate::runtime::synced(&store).await || !self.caches.synced().await {
+        if !crate::shared::synced(&store).await || !self.caches.synced().await {
             return;
         }
-        ready.store(true, Ordering::Relaxed);
+        ready.mark();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_leading = false;
         // Dropped with this task, which stops every round.
         let mut lanes = Lanes::default();
+        // A step-down stops the rounds at once, not at the next tick (the
+        // interval may be minutes).
+        let mut leadership = self.shared.leading.watch();
+        let mut watching = true;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = leadership.changed(), if watching => watching = changed.is_ok(),
+            }
             let leading = self.shared.is_leading();
             if leading && !was_leading {
                 // A new leader starts from what the status says.
                 if let Ok(mut m) = self.memory.lock() {
                     m.clear();
+                }
+                if let Ok(mut a) = self.announced.lock() {
+                    a.clear();
                 }
             }
             if !leading {
@@ -153,7 +179,14 @@ impl ScalerLoop {
         if let Ok(mut m) = self.memory.lock() {
             m.retain(|uid, _| uids.contains(uid));
         }
+        if let Ok(mut a) = self.announced.lock() {
+            a.retain(|uid, _| uids.contains(uid));
+        }
         self.shared.metrics.retain_scalers(&live);
+        let overlap = overlap::resolve(&claims(&scalers), &hpa_claims(&self.caches));
+        if let Ok(mut o) = self.overlap.lock() {
+            *o = overlap;
+        }
         lanes.prune();
         let rounds = fair::rounds_to_start(
             scalers
@@ -203,169 +236,138 @@ impl ScalerLoop {
             .map(|(s, _)| s.clone())
             .or_else(|| scaler.status.clone())
             .unwrap_or_default();
-        let client = &self.shared.client;
-        let spec = &scaler.spec;
-        let observed = match self.observe(scaler, &namespace).await {
-            Ok(o) => o,
-            Err(e) => {
-                metrics
-                    .reconcile_errors
-                    .with_label_values(&["scaler", e.category.as_str()])
-                    .inc();
-                let mut status = history.clone();
-                let message = e.to_string();
-                let mut c = vertice_crds::common::Condition::new(
-                    "AbleToScale",
-                    false,
-                    "FailedGetScale",
-                    &message,
-                    Utc::now(),
-                );
-                c.observed_generation = scaler.meta().generation;
-                vertice_crds::common::set_condition(&mut status.conditions, c);
-                self.write(
-                    scaler,
-                    &namespace,
-                    &name,
-                    &uid,
-                    status,
-                    remembered.as_ref(),
-                    &[Event {
-                        warning: true,
-                        reason: "FailedGetScale",
-                        note: message,
-                    }],
-                )
-                .await;
-                return;
-            }
+        let observed = self.observe(scaler, &namespace, &uid).await;
+        if let Err(e) = &observed {
+            metrics
+                .reconcile_errors
+                .with_label_values(&["scaler", e.category().as_str()])
+                .inc();
+        }
+        let message = observed
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let observation = match &observed {
+            Ok(o) => Ok(o),
+            Err(e) => Err(Unobserved::from_error(e, &message)),
         };
         let now = Utc::now();
-        let mut plan = decide::plan(spec, scaler.meta().generation, &observed, &history, now);
-        if plan.scale {
-            if let Err(e) = observe::set_replicas(
-                client,
-                &self.kinds,
-                &namespace,
-                &spec.target_ref,
-                plan.desired,
-            )
-            .await
-            {
-                metrics
-                    .reconcile_errors
-                    .with_label_values(&["scaler", e.category.as_str()])
-                    .inc();
-                plan.scale_failed(&e.to_string(), now);
-            } else {
-                let direction = if plan.desired > observed.spec_replicas {
-                    "Up"
-                } else {
-                    "Down"
-                };
-                metrics
-                    .scaler_scales
-                    .with_label_values(&[&namespace, &name, direction])
-                    .inc();
-                tracing::info!(%namespace, scaler = %name, from = observed.spec_replicas, to = plan.desired, "scaled");
-            }
+        let generation = scaler.meta().generation;
+        let mut plan = decide::plan_poll(&scaler.spec, generation, observation, &history, now);
+        if plan.scale && !self.scale(&namespace, &name, scaler, &mut plan, now).await {
+            return;
         }
-        self.report(&namespace, &name, &observed, &plan);
-        let events = plan.events.clone();
+        self.report(&namespace, &name, &plan);
+        let mut events = plan.events.clone();
+        // Ownership is judged on a target that was read; an unread one
+        // leaves the owner's announcement for the next poll that reads it.
+        let read = plan.current.is_some();
+        if read {
+            events.extend(self.owner_event(&uid));
+        }
+        let status = plan.status;
         self.write(
             scaler,
             &namespace,
             &name,
             &uid,
-            plan.status,
+            status,
             remembered.as_ref(),
             &events,
         )
         .await;
-        metrics
-            .reconcile_duration
-            .with_label_values(&["scaler"])
-            .observe(started.elapsed().as_secs_f64());
+        // The duration measures polls that decided, not failed reads.
+        if read {
+            metrics
+                .reconcile_duration
+                .with_label_values(&["scaler"])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Patches `/scale` to the plan's count; a failure goes into the plan.
+    /// `false`: this replica no longer leads, and must write nothing more.
+    async fn scale(
+        &self,
+        namespace: &str,
+        name: &str,
+        scaler: &VerticeScaler,
+        plan: &mut Plan,
+        now: chrono::DateTime<Utc>,
+    ) -> bool {
+        let metrics = &self.shared.metrics;
+        // Only while this replica may write, cut off when it may no
+        // longer: a deposed leader's /scale patch must not land.
+        let Some(scaled) = self
+            .shared
+            .leading
+            .bounded(observe::set_replicas(
+                &self.shared.client,
+                &self.kinds,
+                namespace,
+                &scaler.spec.target_ref,
+                plan.desired,
+            ))
+            .await
+        else {
+            tracing::debug!(%namespace, scaler = %name, "no longer leading; not scaling");
+            return false;
+        };
+        let from = plan.current.unwrap_or_default();
+        match scaled {
+            Err(e) => {
+                metrics
+                    .reconcile_errors
+                    .with_label_values(&["scaler", e.category().as_str()])
+                    .inc();
+                plan.scale_failed(&e.to_string(), now);
+            }
+            Ok(_) => {
+                let direction = if plan.desired > from { "Up" } else { "Down" };
+                metrics
+                    .scaler_scales
+                    .with_label_values(&[namespace, name, direction])
+                    .inc();
+                tracing::info!(%namespace, scaler = %name, from, to = plan.desired, "scaled");
+            }
+        }
+        true
     }
 
     async fn observe(
         &self,
         scaler: &VerticeScaler,
         namespace: &str,
-    ) -> Result<Observed, crate::error::Error> {
-        let client = &self.shared.client;
+        uid: &str,
+    ) -> Result<Observed, TargetError> {
         let spec = &scaler.spec;
         let target_ref = &spec.target_ref;
-        let cached = (target_ref.api_version == "apps/v1")
-            .then(|| {
-                self.caches
-                    .target(namespace, &target_ref.kind, &target_ref.name)
-            })
-            .flatten();
-        let target = match cached {
-            Some(Some(state)) => state,
-            Some(None) => {
-                return Err(crate::error::Error {
-                    category: crate::error::Category::NotFound,
-                    action: format!("find {} {}", target_ref.kind, target_ref.name),
-                    source: kube::Error::Api(Box::new(kube::core::Status {
-                        code: 404,
-                        reason: "NotFound".into(),
-                        message: format!(
-                            "{} {:?} not found in namespace {namespace}",
-                            target_ref.kind, target_ref.name
-                        ),
-                        ..Default::default()
-                    })),
-                })
-            }
-            None => observe::target_by_scale(client, &self.kinds, namespace, target_ref).await?,
-        };
+        let target = self.target(namespace, target_ref).await?;
         let needs_resources = spec
             .metrics
             .iter()
             .any(|m| m.cpu.is_some() || m.memory.is_some());
-        let selector = target
-            .selector
-            .as_deref()
-            .ok_or_else(|| "the target reports no selector: its pods cannot be found".to_string())
-            .and_then(|s| Selector::parse(s).map(|parsed| (s, parsed)));
-        let (pods, pod_metrics) = match selector {
-            Err(e) => (Vec::new(), Some(Err(e))),
-            Ok((text, parsed)) => {
-                let pods = self
-                    .caches
-                    .pods(namespace, &parsed)
-                    .iter()
-                    .map(|p| PodView::from_pod(p))
-                    .collect();
-                let pm = if needs_resources {
-                    Some(
-                        observe::pod_metrics(
-                            &self.metrics_client,
-                            namespace,
-                            text,
-                            self.shared.tenancy.max_metric_response_bytes,
-                        )
-                        .await,
-                    )
-                } else {
-                    None
-                };
-                (pods, pm)
-            }
-        };
+        let (pods, pod_metrics) = self
+            .pods(namespace, target.selector.as_deref(), needs_resources)
+            .await;
         let prometheus = Prometheus {
             http: &self.http,
             down: &self.down,
             tokens: &self.tokens,
-            client,
+            client: &self.shared.client,
             policy: self.shared.tenancy.secret_reference_policy,
             limits: QueryLimits::new(&self.shared.tenancy),
             allowed_urls: &self.shared.tenancy.allowed_prometheus_urls,
         }
         .run(namespace, spec)
         .await;
+        let target_key = TargetKey::new(
+            namespace,
+            Some(&target_ref.api_version),
+            &target_ref.kind,
+            &target_ref.name,
+        );
         Ok(Observed {
             spec_replicas: target.spec_replicas,
             status_replicas: target.status_replicas,
@@ -377,22 +379,113 @@ impl ScalerLoop {
             },
             prometheus,
             rollout_in_progress: target.rollout_in_progress,
-            paused: scaler
-                .annotations()
-                .get(PAUSED_ANNOTATION)
-                .is_some_and(|v| v == "true"),
+            paused: is_paused(scaler),
+            refusal: self
+                .overlap
+                .lock()
+                .ok()
+                .and_then(|o| o.verdict(uid, &target_key)),
         })
     }
 
-    fn report(&self, namespace: &str, name: &str, observed: &Observed, plan: &Plan) {
+    /// The target's state: from the watch cache for an `apps/v1`
+    /// Deployment or StatefulSet, otherwise through `/scale`.
+    async fn target(
+        &self,
+        namespace: &str,
+        target_ref: &ScaleTargetRef,
+    ) -> Result<TargetState, TargetError> {
+        let cached = (target_ref.api_version == "apps/v1")
+            .then(|| {
+                self.caches
+                    .target(namespace, &target_ref.kind, &target_ref.name)
+            })
+            .flatten();
+        match cached {
+            Some(Some(state)) => Ok(state),
+            Some(None) => Err(TargetError::NotFound {
+                what: format!("{} {namespace}/{}", target_ref.kind, target_ref.name),
+            }),
+            None => {
+                observe::target_by_scale(&self.shared.client, &self.kinds, namespace, target_ref)
+                    .await
+            }
+        }
+    }
+
+    /// The pods of the target's selector, and their PodMetrics when a
+    /// metric reads CPU or memory; a selector that cannot be used is an
+    /// error of those metrics.
+    async fn pods(
+        &self,
+        namespace: &str,
+        selector: Option<&str>,
+        needs_resources: bool,
+    ) -> (Vec<PodView>, Option<Result<Vec<PodMetrics>, String>>) {
+        let selector = selector
+            .ok_or_else(|| "the target reports no selector: its pods cannot be found".to_string())
+            .and_then(|s| Selector::parse(s).map(|parsed| (s, parsed)));
+        let (text, parsed) = match selector {
+            Err(e) => return (Vec::new(), Some(Err(e))),
+            Ok(selector) => selector,
+        };
+        let pods = self
+            .caches
+            .pods(namespace, &parsed)
+            .iter()
+            .map(|p| PodView::from_pod(p))
+            .collect();
+        if !needs_resources {
+            return (pods, None);
+        }
+        let pod_metrics = observe::pod_metrics(
+            &self.metrics_client,
+            namespace,
+            text,
+            self.shared.tenancy.max_metric_response_bytes,
+        )
+        .await;
+        (pods, Some(pod_metrics))
+    }
+
+    /// The Normal Event that tells an owner which scalers it refuses, when
+    /// that set changed since it was last told.
+    fn owner_event(&self, uid: &str) -> Option<Event> {
+        let owner = self
+            .overlap
+            .lock()
+            .ok()
+            .and_then(|o| o.owners.get(uid).cloned());
+        let mut announced = self.announced.lock().ok()?;
+        let mut last = announced.remove(uid);
+        let event = overlap::owner_event(owner.as_ref(), &mut last);
+        if let Some(last) = last {
+            announced.insert(uid.to_string(), last);
+        }
+        event
+    }
+
+    fn report(&self, namespace: &str, name: &str, plan: &Plan) {
         let m = &self.shared.metrics;
         let labels = [namespace, name];
+        let Some(current) = plan.current else {
+            // No count was read: the gauges must not go on showing the
+            // last one; the decision counter says why.
+            let _ = m.scaler_current.remove_label_values(&labels);
+            let _ = m.scaler_desired.remove_label_values(&labels);
+            if let Some(d) = &plan.status.last_decision {
+                m.scaler_decisions
+                    .with_label_values(&[namespace, name, d.direction.as_str(), d.reason.as_str()])
+                    .inc();
+            }
+            return;
+        };
         m.scaler_desired
             .with_label_values(&labels)
             .set(i64::from(plan.desired));
         m.scaler_current
             .with_label_values(&labels)
-            .set(i64::from(observed.spec_replicas));
+            .set(i64::from(current));
         m.scaler_fallback
             .with_label_values(&labels)
             .set(i64::from(plan.fallback_active));
@@ -403,33 +496,7 @@ impl ScalerLoop {
                 .with_label_values(&[namespace, name, direction]);
         }
         if let Some(d) = &plan.status.last_decision {
-            for metric in &d.metrics {
-                m.scaler_metric_errors
-                    .with_label_values(&[namespace, name, metric.name.as_str()]);
-            }
-            m.scaler_min
-                .with_label_values(&labels)
-                .set(i64::from(d.min_replicas));
-            m.scaler_max
-                .with_label_values(&labels)
-                .set(i64::from(d.max_replicas));
-            m.scaler_decisions
-                .with_label_values(&[namespace, name, d.direction.as_str(), d.reason.as_str()])
-                .inc();
-            for metric in &d.metrics {
-                let l = [namespace, name, metric.name.as_str()];
-                m.scaler_metric_target
-                    .with_label_values(&l)
-                    .set(metric.target);
-                match metric.value {
-                    Some(v) if metric.state == "Ok" => {
-                        m.scaler_metric_value.with_label_values(&l).set(v)
-                    }
-                    _ => {
-                        m.scaler_metric_errors.with_label_values(&l).inc();
-                    }
-                }
-            }
+            report_decision(m, namespace, name, d);
         }
     }
 
@@ -465,6 +532,10 @@ impl ScalerLoop {
                 .await
             {
                 Ok(()) => at = Instant::now(),
+                Err(e) if crate::leader::refused(&e.source) => {
+                    tracing::debug!(%namespace, scaler = %name, "no longer leading; status not written");
+                    return;
+                }
                 Err(e) => {
                     self.shared
                         .metrics
@@ -485,6 +556,93 @@ impl ScalerLoop {
     }
 }
 
+/// The decision's gauges and counters: bounds, the decision, each metric.
+fn report_decision(m: &crate::metrics::Metrics, namespace: &str, name: &str, d: &Decision) {
+    let labels = [namespace, name];
+    for metric in &d.metrics {
+        m.scaler_metric_errors
+            .with_label_values(&[namespace, name, metric.name.as_str()]);
+    }
+    m.scaler_min
+        .with_label_values(&labels)
+        .set(i64::from(d.min_replicas));
+    m.scaler_max
+        .with_label_values(&labels)
+        .set(i64::from(d.max_replicas));
+    m.scaler_decisions
+        .with_label_values(&[namespace, name, d.direction.as_str(), d.reason.as_str()])
+        .inc();
+    for metric in &d.metrics {
+        let l = [namespace, name, metric.name.as_str()];
+        m.scaler_metric_target
+            .with_label_values(&l)
+            .set(metric.target);
+        match metric.value {
+            Some(v) if metric.state == MetricState::Ok => {
+                m.scaler_metric_value.with_label_values(&l).set(v)
+            }
+            _ => {
+                m.scaler_metric_errors.with_label_values(&l).inc();
+            }
+        }
+    }
+}
+
+fn is_paused(scaler: &VerticeScaler) -> bool {
+    scaler
+        .annotations()
+        .get(PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// Each scaler's claim on its target. One whose spec is invalid never
+/// scales, so it claims nothing (as a `dryRun` one): it must not hold a
+/// target from a scaler that would act.
+pub(crate) fn claims(scalers: &[Arc<VerticeScaler>]) -> Vec<Claim> {
+    scalers
+        .iter()
+        .filter_map(|s| {
+            let target = &s.spec.target_ref;
+            Some(Claim {
+                uid: s.uid()?,
+                name: s.name_any(),
+                created: s
+                    .creation_timestamp()
+                    .map(|t| crate::shared::t_to_chrono(&t.0)),
+                target: TargetKey::new(
+                    &s.namespace()?,
+                    Some(&target.api_version),
+                    &target.kind,
+                    &target.name,
+                ),
+                acts: !s.spec.dry_run && decide::validate(&s.spec).is_ok(),
+                paused: is_paused(s),
+            })
+        })
+        .collect()
+}
+
+/// Each upstream HPA's target.
+fn hpa_claims(caches: &super::cache::Caches) -> Vec<HpaClaim> {
+    caches
+        .hpas
+        .state()
+        .iter()
+        .filter_map(|h| {
+            let target = &h.spec.scale_target_ref;
+            Some(HpaClaim {
+                name: h.name_any(),
+                target: TargetKey::new(
+                    &h.namespace()?,
+                    target.api_version.as_deref(),
+                    &target.kind,
+                    &target.name,
+                ),
+            })
+        })
+        .collect()
+}
+
 /// Hides credentials in every text of the status: condition messages, the
 /// decision's message and each metric's error.
 pub fn redact_status(status: &mut VerticeScalerStatus) {
@@ -502,16 +660,14 @@ pub fn redact_status(status: &mut VerticeScalerStatus) {
 }
 
 fn redact_event(event: &Event) -> Event {
-    Event {
-        note: redact_urls(&event.note),
-        ..event.clone()
-    }
+    Event::new(event.warning, event.reason, redact_urls(&event.note))
 }
 
 /// Whether `next` says something `last` (what the API server holds) does
-/// not: another count, reason, direction, condition, metric state or
-/// proposal, or scale event. Values, ratios and times alone wait for the
-/// heartbeat.
+/// not: another count, reason, direction, condition (its message too),
+/// metric state, proposal or error text, or scale event. Values, ratios
+/// and times alone wait for the heartbeat, so every message must be free
+/// of per-poll numbers (an age, a duration measured now).
 pub fn decision_changed(last: &VerticeScalerStatus, next: &VerticeScalerStatus) -> bool {
     let gist = |s: &VerticeScalerStatus| {
         let conditions: Vec<_> = s
@@ -522,6 +678,7 @@ pub fn decision_changed(last: &VerticeScalerStatus, next: &VerticeScalerStatus) 
                     c.type_.clone(),
                     c.status,
                     c.reason.clone(),
+                    c.message.clone(),
                     c.observed_generation,
                 )
             })
@@ -530,13 +687,14 @@ pub fn decision_changed(last: &VerticeScalerStatus, next: &VerticeScalerStatus) 
             let metrics: Vec<_> = d
                 .metrics
                 .iter()
-                .map(|m| (m.name.clone(), m.state.clone(), m.proposal))
+                .map(|m| (m.name.clone(), m.state, m.proposal, m.error.clone()))
                 .collect();
             (
                 d.desired_replicas,
                 d.current_replicas,
-                d.direction.clone(),
-                d.reason.clone(),
+                d.direction,
+                d.reason,
+                d.message.clone(),
                 d.winner.clone(),
                 d.min_replicas,
                 d.max_replicas,

@@ -15,10 +15,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use vertice_crds::scaler::{VerticeScalerStatus, PAUSED_ANNOTATION};
+use vertice_crds::scaler::{VerticeScalerSpec, VerticeScalerStatus, PAUSED_ANNOTATION};
 use vertice_crds::VerticeScaler;
 
-use super::decide::{self, Observed, PromResult};
+use super::decide::{self, Observed, Plan, PromResult};
 use super::pods::{PodMetrics, PodView};
 
 #[derive(Debug, Deserialize)]
@@ -312,27 +312,61 @@ pub fn run(yaml: &str) -> Result<Value, String> {
     let (spec_replicas, status_replicas) = scale(&case.scale)?;
     let spec = &scaler.spec;
     let pods: Vec<Pod> = items("pods", "Pod", case.pods)?;
+    let observed = Observed {
+        spec_replicas,
+        status_replicas,
+        pods: pods.iter().map(PodView::from_pod).collect(),
+        pod_metrics: case_pod_metrics(spec, case.pod_metrics)?,
+        prometheus: case_prometheus(spec, case.prometheus, now)?,
+        rollout_in_progress: case.rollout_in_progress,
+        // The annotation pauses the controller, so it pauses the case too.
+        paused: case.paused
+            || scaler
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PAUSED_ANNOTATION))
+                .is_some_and(|v| v == "true"),
+        // A case is one scaler: no other autoscaler claims its target.
+        refusal: None,
+    };
+    let history = match case.history {
+        Some(value) => history(value, &schema)?,
+        None => scaler.status.clone().unwrap_or_default(),
+    };
+    let plan = decide::plan(spec, scaler.metadata.generation, &observed, &history, now);
+    output(&plan)
+}
 
+/// The case's PodMetrics, which it must give exactly when a metric reads
+/// CPU or memory.
+fn case_pod_metrics(
+    spec: &VerticeScalerSpec,
+    given: Option<Value>,
+) -> Result<Option<Result<Vec<PodMetrics>, String>>, String> {
     let resource_metric = spec
         .metrics
         .iter()
         .find(|m| m.cpu.is_some() || m.memory.is_some())
         .map(|m| m.display_name());
-    let pod_metrics = match (resource_metric, case.pod_metrics) {
-        (Some(_), Some(value)) => Some(pod_metrics(Some(value))?),
-        (Some(name), None) => {
-            return Err(format!(
-                "podMetrics: metric {name} reads CPU or memory: give kubectl get pods.metrics.k8s.io -l SELECTOR -o yaml, or {{error: \"…\"}}"
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(
-                "podMetrics: no metric of the scaler reads CPU or memory: remove podMetrics".into(),
-            )
-        }
-        (None, None) => None,
-    };
+    match (resource_metric, given) {
+        (Some(_), Some(value)) => Ok(Some(pod_metrics(Some(value))?)),
+        (Some(name), None) => Err(format!(
+            "podMetrics: metric {name} reads CPU or memory: give kubectl get pods.metrics.k8s.io -l SELECTOR -o yaml, or {{error: \"…\"}}"
+        )),
+        (None, Some(_)) => Err(
+            "podMetrics: no metric of the scaler reads CPU or memory: remove podMetrics".into(),
+        ),
+        (None, None) => Ok(None),
+    }
+}
 
+/// The case's query answers: one for each prometheus metric, no other.
+fn case_prometheus(
+    spec: &VerticeScalerSpec,
+    given: BTreeMap<String, PromCase>,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, PromResult>, String> {
     let prometheus_metrics: Vec<String> = spec
         .metrics
         .iter()
@@ -340,7 +374,7 @@ pub fn run(yaml: &str) -> Result<Value, String> {
         .map(|m| m.display_name())
         .collect();
     let mut prometheus = BTreeMap::new();
-    for (name, p) in case.prometheus {
+    for (name, p) in given {
         if !prometheus_metrics.contains(&name) {
             return Err(format!(
                 "prometheus.{name}: the scaler has no prometheus metric named {name} (its prometheus metrics: {})",
@@ -362,28 +396,12 @@ pub fn run(yaml: &str) -> Result<Value, String> {
             "prometheus.{name}: missing: give value (and time), error, or empty: true"
         ));
     }
+    Ok(prometheus)
+}
 
-    let observed = Observed {
-        spec_replicas,
-        status_replicas,
-        pods: pods.iter().map(PodView::from_pod).collect(),
-        pod_metrics,
-        prometheus,
-        rollout_in_progress: case.rollout_in_progress,
-        // The annotation pauses the controller, so it pauses the case too.
-        paused: case.paused
-            || scaler
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(PAUSED_ANNOTATION))
-                .is_some_and(|v| v == "true"),
-    };
-    let history = match case.history {
-        Some(value) => history(value, &schema)?,
-        None => scaler.status.clone().unwrap_or_default(),
-    };
-    let plan = decide::plan(spec, scaler.metadata.generation, &observed, &history, now);
+/// The decision as JSON, with whether it scales, its Events, conditions
+/// and the whole status (the next case's `history`).
+fn output(plan: &Plan) -> Result<Value, String> {
     let mut out = serde_json::to_value(&plan.status.last_decision).map_err(|e| e.to_string())?;
     if let Value::Object(o) = &mut out {
         o.insert("scale".into(), Value::Bool(plan.scale));

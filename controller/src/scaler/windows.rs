@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use vertice_crds::scaler::ScheduleWindow;
 
-use crate::schedule::{parse_cron, parse_duration, parse_time_zone};
+use crate::schedule::{parse_cron, parse_time_zone};
 
 #[derive(Debug, Clone)]
 pub struct Window {
@@ -32,18 +32,17 @@ impl Window {
                 field("timeZone")
             )
         })?;
-        let duration = parse_duration(&w.duration)
-            .filter(|d| *d > Duration::zero())
-            .ok_or_else(|| {
-                format!(
-                    "{} {:?}: use a duration such as 9h or 30m",
-                    field("duration"),
-                    w.duration
-                )
-            })?;
+        let duration = w.duration.get().map_err(|_| {
+            format!(
+                "{} {:?}: use a duration such as 9h or 30m",
+                field("duration"),
+                w.duration.as_str()
+            )
+        })?;
         let lead = match &w.lead_time {
             None => Duration::zero(),
-            Some(text) => parse_duration(text).ok_or_else(|| {
+            Some(d) => d.get().map_err(|_| {
+                let text = d.as_str();
                 format!("{} {text:?}: use a duration such as 10m", field("leadTime"))
             })?,
         };

@@ -32,6 +32,9 @@ pub struct World {
     pub secrets: Vec<(String, Value)>,
     /// The resource being reconciled, returned by status patches.
     pub backup: Value,
+    /// When set, applying a CronJob is refused as invalid (422) with this
+    /// message, as the API server refuses a schedule it cannot parse.
+    pub refuse_cron_jobs: Option<String>,
     pub requests: Vec<Recorded>,
 }
 
@@ -123,6 +126,11 @@ fn answer(world: &Shared, method: &str, path: &str, body: &Value) -> (StatusCode
         }
         "GET" if resource.ends_with("/jobs") => (StatusCode::OK, list("Job", "batch/v1", &w.jobs)),
         "GET" if resource.ends_with("/pods") => (StatusCode::OK, list("Pod", "v1", &w.pods)),
+        "PATCH" if resource.contains("/cronjobs/") && w.refuse_cron_jobs.is_some() => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                   "reason": "Invalid", "message": w.refuse_cron_jobs}),
+        ),
         // Server-side apply and status patches answer with the object as applied.
         "PATCH" => {
             let mut object = body.clone();

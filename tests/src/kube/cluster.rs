@@ -228,7 +228,11 @@ impl TestCluster {
         let log = log_dir.path().join(format!("controller-{identity}.log"));
         let file = std::fs::File::create(&log).expect("log");
         let err = file.try_clone().expect("log");
-        let child = Command::new(built_binary("vertice-controller"))
+        // Another build (e.g. an older one, to compare) when named.
+        let binary = std::env::var_os("VERTICE_CONTROLLER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| built_binary("vertice-controller"));
+        let child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &kubeconfig)

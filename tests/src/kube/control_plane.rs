@@ -44,9 +44,12 @@ pub struct ControlPlane {
     pub dir: tempfile::TempDir,
     pub pki: Pki,
     admin_kubeconfig: PathBuf,
+    /// How the API server was started, to start it again the same way.
+    apiserver_command: (PathBuf, Vec<String>),
     // Stopped in reverse order of start: controllers, API server, etcd.
     _controller_manager: Server,
-    _apiserver: Server,
+    /// None while stopped by [`ControlPlane::stop_apiserver`].
+    apiserver: Option<Server>,
     _etcd: Server,
 }
 
@@ -140,52 +143,53 @@ impl ControlPlane {
         )
         .expect("audit policy");
         let api_port = free_port();
+        let apiserver_args: Vec<String> = vec![
+            format!("--etcd-servers=http://127.0.0.1:{client_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            format!(
+                "--cert-dir={}",
+                dir.path().join("apiserver-certs").display()
+            ),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            // The aggregation layer, for metrics.k8s.io served by a test
+            // server behind an APIService: the API server proxies with
+            // this client certificate and the request-header identity.
+            format!("--proxy-client-cert-file={}", pki.admin_cert.display()),
+            format!("--proxy-client-key-file={}", pki.admin_key.display()),
+            format!("--requestheader-client-ca-file={}", pki.ca_cert.display()),
+            "--requestheader-allowed-names=vertice-admin".into(),
+            "--requestheader-username-headers=X-Remote-User".into(),
+            "--requestheader-group-headers=X-Remote-Group".into(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", pki.sa_pub.display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key.display()
+            ),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            // No Service endpoints to keep: nothing routes to 127.0.0.1.
+            "--endpoint-reconciler-type=none".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--profiling=false".into(),
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!(
+                "--audit-log-path={}",
+                dir.path().join("audit.log").display()
+            ),
+            "--audit-log-mode=batch".into(),
+            "--audit-log-batch-max-wait=1s".into(),
+            "--v=1".into(),
+        ];
         let (mut apiserver, apiserver_log) = spawn_logged(
             "kube-apiserver",
             dir.path(),
-            Command::new(apiserver_bin).args([
-                format!("--etcd-servers=http://127.0.0.1:{client_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--secure-port={api_port}"),
-                format!(
-                    "--cert-dir={}",
-                    dir.path().join("apiserver-certs").display()
-                ),
-                format!("--tls-cert-file={}", pki.server_cert.display()),
-                format!("--tls-private-key-file={}", pki.server_key.display()),
-                format!("--client-ca-file={}", pki.ca_cert.display()),
-                // The aggregation layer, for metrics.k8s.io served by a test
-                // server behind an APIService: the API server proxies with
-                // this client certificate and the request-header identity.
-                format!("--proxy-client-cert-file={}", pki.admin_cert.display()),
-                format!("--proxy-client-key-file={}", pki.admin_key.display()),
-                format!("--requestheader-client-ca-file={}", pki.ca_cert.display()),
-                "--requestheader-allowed-names=vertice-admin".into(),
-                "--requestheader-username-headers=X-Remote-User".into(),
-                "--requestheader-group-headers=X-Remote-Group".into(),
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
-                "--authorization-mode=Node,RBAC".into(),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", pki.sa_pub.display()),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    pki.sa_key.display()
-                ),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                // No Service endpoints to keep: nothing routes to 127.0.0.1.
-                "--endpoint-reconciler-type=none".into(),
-                "--enable-priority-and-fairness=false".into(),
-                "--profiling=false".into(),
-                format!("--audit-policy-file={}", audit_policy.display()),
-                format!(
-                    "--audit-log-path={}",
-                    dir.path().join("audit.log").display()
-                ),
-                "--audit-log-mode=batch".into(),
-                "--audit-log-batch-max-wait=1s".into(),
-                "--v=1".into(),
-            ]),
+            Command::new(&apiserver_bin).args(&apiserver_args),
         );
 
         let admin_kubeconfig = dir.path().join("admin.kubeconfig");
@@ -247,15 +251,18 @@ impl ControlPlane {
             dir,
             pki,
             admin_kubeconfig,
+            apiserver_command: (apiserver_bin, apiserver_args),
             _controller_manager: controller_manager,
-            _apiserver: apiserver,
+            apiserver: Some(apiserver),
             _etcd: etcd,
         };
         let client = plane.admin_client().await;
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             plane._etcd.assert_running(&etcd_log);
-            plane._apiserver.assert_running(&apiserver_log);
+            if let Some(apiserver) = plane.apiserver.as_mut() {
+                apiserver.assert_running(&apiserver_log);
+            }
             plane._controller_manager.assert_running(&kcm_log);
             let default_sa = api_ready(&client).await
                 && Api::<ServiceAccount>::namespaced(client.clone(), "default")
@@ -278,6 +285,69 @@ impl ControlPlane {
             started.elapsed().as_secs_f64()
         );
         plane
+    }
+
+    /// Kills the API server (SIGKILL: it is gone at once, like a crashed
+    /// or partitioned one, so a test can time what follows from here) and
+    /// waits until its port refuses connections. etcd and the other
+    /// processes keep running; [`ControlPlane::start_apiserver`] brings it
+    /// back.
+    pub async fn stop_apiserver(&mut self) {
+        if let Some(server) = self.apiserver.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(server.pid() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            // Dropping reaps it.
+            drop(server);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.api_port))
+            .await
+            .is_ok()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver still answers on port {} after it was stopped",
+                self.api_port
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts the API server again with the same port, certificates and
+    /// etcd, and waits until its /readyz says ok. Its log goes on in the
+    /// same file.
+    pub async fn start_apiserver(&mut self) {
+        assert!(self.apiserver.is_none(), "the API server is running");
+        let path = self.dir.path().join("kube-apiserver.log");
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .expect("open the API server's log");
+        let err = file.try_clone().expect("log handle");
+        let (bin, args) = &self.apiserver_command;
+        let mut server = Server::spawn(
+            "kube-apiserver",
+            Command::new(bin)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(file)
+                .stderr(err),
+        );
+        let client = self.admin_client().await;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !api_ready(&client).await {
+            server.assert_running(&path);
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver did not become ready again; log:\n{}",
+                tail(&path, 30)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.apiserver = Some(server);
     }
 
     pub fn admin_kubeconfig(&self) -> &Path {

@@ -1,4 +1,6 @@
+mod observers;
 mod patches;
+mod pinning;
 mod properties;
 mod scenarios;
 mod support;

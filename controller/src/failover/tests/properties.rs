@@ -48,14 +48,19 @@ proptest! {
                 prop_assert_eq!(&before, &sim.route, "moved while blind");
             }
         }
-        // Switch starts: never more than maxSwitches in any window, and
-        // spaced by the minimum interval.
-        let starts: Vec<_> = sim.status.switches.iter().map(|s| s.time).collect();
-        for (i, a) in starts.iter().enumerate() {
-            let in_window = starts[i..].iter().filter(|b| **b - *a < Duration::seconds(300)).count();
-            prop_assert!(in_window <= 3, "{} switches within the window from {}", in_window, a);
-            if let Some(b) = starts.get(i + 1) {
-                prop_assert!(*b - *a >= Duration::seconds(i64::from(min_interval)), "switches {} and {} too close", a, b);
+        // A failback never starts with maxSwitches already in the window,
+        // nor sooner than the minimum interval after the previous switch.
+        // (A failover off a replica reported down is never held.)
+        let switches = &sim.status.switches;
+        for (i, s) in switches.iter().enumerate() {
+            if s.reason == "Failover" {
+                continue;
+            }
+            let before = &switches[..i];
+            let in_window = before.iter().filter(|b| s.time - b.time < Duration::seconds(300)).count();
+            prop_assert!(in_window < 3, "a failback at {} with {} switches in the window", s.time, in_window);
+            if let Some(b) = before.last() {
+                prop_assert!(s.time - b.time >= Duration::seconds(i64::from(min_interval)), "switches {} and {} too close", b.time, s.time);
             }
         }
     }

@@ -83,19 +83,28 @@ fn the_plan_wakes_up_when_a_vantage_would_turn_stale() {
 fn a_vantage_failing_everything_is_blind_not_a_witness() {
     let mut sim = Sim::new(spec(serde_json::json!({})), &["eu", "us", "ap"]);
     warm(&mut sim);
-    // eu loses its network; us sees a down; ap is fine: 1 vote of 2 heard.
+    // eu loses its network; us sees a down; ap is fine: eu is not heard,
+    // and 1 vote of the 2 heard is not enough.
     for _ in 0..5 {
         sim.round(|v, r| v != "eu" && !(v == "us" && r == "a"));
     }
     assert!(sim.patches.is_empty());
-    // A single vantage whose probes all fail: blind, never a failover.
-    let mut alone = Sim::new(spec(serde_json::json!({})), &["eu"]);
-    warm(&mut alone);
-    for _ in 0..5 {
-        alone.round(|_, _| false);
-    }
-    assert!(alone.patches.is_empty());
-    assert_eq!(alone.phase(), Some(FailoverPhase::ObserversStale));
+    assert_eq!(sim.phase(), Some(FailoverPhase::Healthy));
+    let a = sim.status.health.iter().find(|h| h.name == "a").expect("a");
+    assert_eq!((a.health, a.down_votes), (Health::Healthy, 1));
+    let ready = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ObserversReady")
+        .expect("condition");
+    assert!(
+        ready
+            .message
+            .starts_with("2 of 3 vantages heard, 2 needed (eu failing every replica"),
+        "{}",
+        ready.message
+    );
 }
 
 #[test]
@@ -178,7 +187,7 @@ fn no_automatic_failback_when_it_is_off() {
 }
 
 #[test]
-fn min_switch_interval_delays_a_second_failover() {
+fn min_switch_interval_never_holds_traffic_on_a_replica_reported_down() {
     let three: serde_json::Value = serde_json::json!({"minSwitchIntervalSeconds": 60});
     let mut s = spec(three);
     s.replicas.push(
@@ -192,19 +201,28 @@ fn min_switch_interval_delays_a_second_failover() {
     }
     assert_eq!(sim.weight("b"), 100);
     let switched = sim.now;
-    // b dies 15 s later: c must wait until 60 s after the last switch.
+    // b dies at once: c is healthy, so traffic leaves b after the failure
+    // threshold, not 60 s after the last switch.
     let b_and_a_down = |_: &str, r: &str| r == "c";
-    loop {
+    for _ in 0..3 {
         sim.round(b_and_a_down);
-        if sim.weight("c") == 100 {
-            break;
-        }
-        assert!(
-            sim.now - switched < chrono::Duration::seconds(60),
-            "moved before the interval"
-        );
     }
-    assert!(sim.now - switched >= chrono::Duration::seconds(60));
+    assert_eq!(sim.weight("c"), 100);
+    assert_eq!(sim.now - switched, chrono::Duration::seconds(15));
+    assert!(
+        sim.status.switches[1]
+            .message
+            .contains("minSwitchIntervalSeconds"),
+        "{}",
+        sim.status.switches[1].message
+    );
+    // b and then a come back: failback still waits for the interval.
+    let moved_to_c = sim.now;
+    while sim.weight("a") != 100 {
+        sim.round(all_up);
+        assert!(sim.now - moved_to_c < chrono::Duration::seconds(200));
+    }
+    assert!(sim.now - moved_to_c >= chrono::Duration::seconds(60));
 }
 
 #[test]
@@ -276,12 +294,12 @@ fn a_switchover_to_an_unhealthy_or_unknown_replica_is_ignored() {
 fn no_healthy_replica_holds_the_routing() {
     let mut sim = Sim::new(spec(serde_json::json!({})), &["eu", "us"]);
     warm(&mut sim);
-    // Both vantages see both replicas fail: blind, not a decision.
+    // Both vantages see both replicas fail: they agree, a total outage.
     for _ in 0..4 {
         sim.round(|_, _| false);
     }
     assert!(sim.patches.is_empty());
-    assert_eq!(sim.phase(), Some(FailoverPhase::ObserversStale));
+    assert_eq!(sim.phase(), Some(FailoverPhase::NoHealthyReplica));
 }
 
 #[test]
@@ -291,11 +309,16 @@ fn a_route_that_does_not_match_touches_nothing() {
         spec: &s,
         generation: Some(1),
         observations: &[],
+        sighting: &crate::failover::freshness::Sighting {
+            since: super::support::instant0(),
+            vantages: Default::default(),
+        },
         previous: &Default::default(),
         route: Err("replica \"b\" (host pg-b) is not a destination of the route".into()),
         switchover_to: None,
         refused: None,
         now: super::support::t0(),
+        instant: super::support::instant0(),
     });
     assert_eq!(plan.patch, None);
     assert_eq!(plan.status.phase, Some(FailoverPhase::RouteMismatch));

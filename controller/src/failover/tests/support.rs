@@ -1,18 +1,34 @@
 //! A small simulator: vantages that see replicas up or down, the route the
 //! plan patches, and the status it keeps, stepped through time.
 
+use std::sync::OnceLock;
+use std::time::Instant;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use vertice_crds::failover::{
     FailoverPhase, ProbeObservation, ReplicaWeight, VantageObservation, VerticeFailoverSpec,
 };
 
+use crate::failover::freshness::Tracker;
 use crate::failover::state::OwnedStatus;
+use crate::failover::votes;
 use crate::failover::{plan, Inputs, Plan};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0)
         .single()
         .expect("time")
+}
+
+/// The monotonic clock at `t0` (an Instant cannot be made up; only the
+/// durations from it matter).
+pub fn instant0() -> Instant {
+    static AT: OnceLock<Instant> = OnceLock::new();
+    *AT.get_or_init(Instant::now)
+}
+
+fn std_secs(d: Duration) -> std::time::Duration {
+    d.to_std().expect("time moves forward")
 }
 
 /// Two replicas (a: priority 10, b: 5), period 5 s, thresholds 3/2,
@@ -60,7 +76,11 @@ pub type Vantage = (String, Vec<(String, Counter)>, DateTime<Utc>);
 
 pub struct Sim {
     pub spec: VerticeFailoverSpec,
+    /// The controller's wall clock (status times, events).
     pub now: DateTime<Utc>,
+    /// The controller's monotonic clock; moves with `now` unless the wall
+    /// clock is stepped (`step_wall_clock`).
+    pub instant: Instant,
     pub route: Vec<ReplicaWeight>,
     pub status: OwnedStatus,
     /// vantage → replica name → counter, and when it last reported.
@@ -70,6 +90,10 @@ pub struct Sim {
     pub refused: Option<crate::failover::Refusal>,
     pub last: Option<Plan>,
     pub patches: Vec<(DateTime<Utc>, Vec<ReplicaWeight>)>,
+    /// The controller's memory of when it heard each vantage.
+    pub tracker: Tracker,
+    /// How far each vantage's clock is off ours (default 0).
+    pub skew: Vec<(String, Duration)>,
 }
 
 impl Sim {
@@ -79,8 +103,9 @@ impl Sim {
             &names.iter().map(String::as_str).collect::<Vec<_>>(),
             &[names[0].as_str()],
         );
-        Self {
+        let mut sim = Self {
             now: t0(),
+            instant: instant0(),
             route,
             status: OwnedStatus::default(),
             vantages: vantages
@@ -101,30 +126,75 @@ impl Sim {
             refused: None,
             last: None,
             patches: Vec::new(),
-        }
+            tracker: Tracker::default(),
+            skew: Vec::new(),
+        };
+        // The controller sees the new failover before any runner writes.
+        let expected = sim.expected();
+        sim.tracker.observe("sim", &expected, &[], sim.instant);
+        sim
     }
 
-    /// Every vantage probes once: `up(vantage, replica)`; then time moves a
-    /// period and the plan runs.
-    pub fn round(&mut self, up: impl Fn(&str, &str) -> bool) -> &Plan {
+    fn expected(&self) -> Vec<String> {
+        votes::expected(&self.spec, &self.observations())
+    }
+
+    /// The controller restarts (or another takes over): it forgets when it
+    /// heard whom.
+    pub fn restart_controller(&mut self) {
+        self.tracker = Tracker::default();
+    }
+
+    /// Time passes: both clocks move.
+    pub fn pass(&mut self, d: Duration) {
+        self.now += d;
+        self.instant += std_secs(d);
+    }
+
+    /// The wall clock is stepped (NTP, a VM resumed); the monotonic clock
+    /// does not move.
+    pub fn step_wall_clock(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// Only the vantages `reporting` says are alive probe and write.
+    pub fn round_where(
+        &mut self,
+        reporting: impl Fn(&str) -> bool,
+        up: impl Fn(&str, &str) -> bool,
+    ) -> &Plan {
         let cap = self
             .spec
             .check
             .failure_threshold
             .max(self.spec.check.success_threshold);
-        self.now += Duration::seconds(i64::from(self.spec.check.period_seconds));
+        self.pass(Duration::seconds(i64::from(self.spec.check.period_seconds)));
         for (vantage, replicas, at) in &mut self.vantages {
+            if !reporting(vantage) {
+                continue;
+            }
             for (replica, counter) in replicas.iter_mut() {
                 counter.record(up(vantage, replica), cap);
             }
-            *at = self.now;
+            let skew = self
+                .skew
+                .iter()
+                .find(|(v, _)| v == vantage)
+                .map_or(Duration::zero(), |(_, s)| *s);
+            *at = self.now + skew;
         }
         self.decide()
     }
 
+    /// Every vantage probes once: `up(vantage, replica)`; then time moves a
+    /// period and the plan runs.
+    pub fn round(&mut self, up: impl Fn(&str, &str) -> bool) -> &Plan {
+        self.round_where(|_| true, up)
+    }
+
     /// Time passes, nobody reports.
     pub fn silence(&mut self, seconds: i64) -> &Plan {
-        self.now += Duration::seconds(seconds);
+        self.pass(Duration::seconds(seconds));
         self.decide()
     }
 
@@ -153,15 +223,21 @@ impl Sim {
 
     pub fn decide(&mut self) -> &Plan {
         let observations = self.observations();
+        let expected = self.expected();
+        let sighting = self
+            .tracker
+            .observe("sim", &expected, &observations, self.instant);
         let plan = plan(Inputs {
             spec: &self.spec,
             generation: Some(1),
             observations: &observations,
+            sighting: &sighting,
             previous: &self.status,
             route: Ok(self.route.clone()),
             switchover_to: self.switchover_to.as_deref(),
             refused: self.refused.as_ref(),
             now: self.now,
+            instant: self.instant,
         });
         if let Some(w) = &plan.patch {
             self.route = w.clone();

@@ -12,7 +12,7 @@ fn cpu(
     target: i32,
     pods: &[crate::scaler::pods::PodView],
     values: &[i64],
-) -> Result<Proposal, String> {
+) -> Result<Proposal, CalcError> {
     resource_utilization(
         current,
         target,
@@ -221,16 +221,19 @@ fn deleted_and_failed_pods_are_ignored_and_pending_ones_are_unready() {
 fn errors_say_what_is_missing() {
     assert!(cpu(1, 50, &[], &[])
         .expect_err("no pods")
+        .to_string()
         .contains("no pods returned by selector"));
     let mut ps = pods(1, 1000);
     ps[0].requests.clear();
     assert!(cpu(1, 50, &ps, &[100])
         .expect_err("no request")
+        .to_string()
         .contains("missing request for cpu in container app of Pod p0"));
     let mut ps = pods(1, 1000);
     ps[0] = unready(ps[0].clone());
     assert!(cpu(1, 50, &ps, &[100])
         .expect_err("all unready")
+        .to_string()
         .contains("did not receive metrics"));
 }
 
@@ -392,7 +395,9 @@ fn pod_level_requests_are_what_pod_usage_is_divided_by() {
     // Pod-level requests without CPU, and no container CPU request either.
     let mut ps = pods(1, 250);
     ps[0].pod_requests = Some([("memory", 1_000_000)].into());
-    let err = cpu(1, 50, &ps, &[100]).expect_err("no cpu request");
+    let err = cpu(1, 50, &ps, &[100])
+        .expect_err("no cpu request")
+        .to_string();
     assert_eq!(err, "missing pod-level request for cpu in Pod p0");
 }
 
@@ -408,7 +413,8 @@ fn a_container_metric_naming_no_container_of_the_pod_is_an_error() {
         TOLERANCE,
         &timing(),
     )
-    .expect_err("no such container");
+    .expect_err("no such container")
+    .to_string();
     assert!(
         err.starts_with("container sidecar not found in Pod p0"),
         "{err}"

@@ -2,7 +2,8 @@
 
 use chrono::Duration;
 use vertice_crds::scaler::{
-    ScaleEvent, ScalingBehavior, ScalingPolicy, ScalingRules, TimedRecommendation,
+    PolicyType, ScaleEvent, ScalingBehavior, ScalingPolicy, ScalingRules, SelectPolicy,
+    TimedRecommendation,
 };
 
 use super::support::t0;
@@ -28,12 +29,12 @@ fn rules(window: Option<i32>, policies: &[(&str, i32, i32)], select: Option<&str
         policies: policies
             .iter()
             .map(|(t, v, p)| ScalingPolicy {
-                type_: (*t).into(),
+                type_: PolicyType::parse(t).expect("a policy type"),
                 value: *v,
                 period_seconds: *p,
             })
             .collect(),
-        select_policy: select.map(Into::into),
+        select_policy: select.map(|s| SelectPolicy::parse(s).expect("a select policy")),
         tolerance: None,
     }
 }
@@ -68,7 +69,10 @@ fn scale_events_inside_the_period_use_up_the_allowance() {
     // A scale-down inside the period raises the base of a scale-up.
     assert_eq!(scale_up_limit(6, &[event(5, -4)], &b.up, t0()), 20);
     let limited = limit_rate(&b, &[event(5, 10)], 20, 50, 1, 100, t0());
-    assert_eq!((limited.replicas, limited.reason), (20, "ScaleUpLimit"));
+    assert_eq!(
+        (limited.replicas, limited.reason.as_str()),
+        (20, "ScaleUpLimit")
+    );
 }
 
 #[test]
@@ -81,7 +85,10 @@ fn select_policy_picks_the_largest_or_smallest_change() {
     assert_eq!(scale_down_limit(50, &[], &min.down, t0()), 49);
     assert_eq!(scale_down_limit(50, &[], &off.down, t0()), 50);
     let limited = limit_rate(&off, &[], 50, 10, 1, 100, t0());
-    assert_eq!((limited.replicas, limited.reason), (50, "ScaleDownLimit"));
+    assert_eq!(
+        (limited.replicas, limited.reason.as_str()),
+        (50, "ScaleDownLimit")
+    );
     let up_min = with(
         Some(rules(
             None,
@@ -108,11 +115,11 @@ fn percent_rounds_up_on_the_way_up_and_truncates_on_the_way_down() {
 fn bounds_win_over_rates_with_their_own_reason() {
     let b = Behavior::from_spec(None);
     let l = limit_rate(&b, &[], 4, 30, 1, 6, t0());
-    assert_eq!((l.replicas, l.reason), (6, "TooManyReplicas"));
+    assert_eq!((l.replicas, l.reason.as_str()), (6, "TooManyReplicas"));
     let l = limit_rate(&b, &[], 4, 0, 2, 6, t0());
-    assert_eq!((l.replicas, l.reason), (2, "TooFewReplicas"));
+    assert_eq!((l.replicas, l.reason.as_str()), (2, "TooFewReplicas"));
     let l = limit_rate(&b, &[], 4, 5, 2, 6, t0());
-    assert_eq!((l.replicas, l.reason), (5, "DesiredWithinRange"));
+    assert_eq!((l.replicas, l.reason.as_str()), (5, "DesiredWithinRange"));
 }
 
 #[test]
@@ -120,7 +127,7 @@ fn the_scale_down_window_keeps_the_highest_recent_recommendation() {
     let b = Behavior::from_spec(None);
     let history = [rec(200, 10), rec(100, 8)];
     let s = stabilize(&b, &history, 10, 5, t0());
-    assert_eq!((s.replicas, s.reason), (10, "ScaleDownStabilized"));
+    assert_eq!((s.replicas, s.reason.as_str()), (10, "ScaleDownStabilized"));
     // 101 s later the 10 has left the 300 s window; the 8 has not.
     let later = t0() + Duration::seconds(101);
     let s = stabilize(&b, &history, 10, 5, later);
@@ -137,7 +144,7 @@ fn the_scale_down_window_keeps_the_highest_recent_recommendation() {
 fn the_scale_up_window_keeps_the_lowest_recent_recommendation() {
     let b = with(Some(rules(Some(60), &[], None)), None);
     let s = stabilize(&b, &[rec(30, 4)], 4, 10, t0());
-    assert_eq!((s.replicas, s.reason), (4, "ScaleUpStabilized"));
+    assert_eq!((s.replicas, s.reason.as_str()), (4, "ScaleUpStabilized"));
     let s = stabilize(&b, &[rec(61, 4), rec(30, 7)], 4, 10, t0());
     assert_eq!(s.replicas, 7);
 }

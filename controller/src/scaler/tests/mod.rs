@@ -3,8 +3,9 @@
 
 mod algorithm_cases;
 mod behavior_cases;
+mod honesty_cases;
 mod plan_cases;
 mod properties;
-mod support;
+pub(super) mod support;
 mod tenancy_cases;
 mod upstream_vectors;

@@ -4,8 +4,8 @@
 use chrono::Duration;
 use vertice_crds::common::find_condition;
 use vertice_crds::scaler::{
-    FailurePolicy, ScalingBehavior, ScalingRules, ScheduleWindow, TimedRecommendation,
-    VerticeScalerStatus,
+    FailurePolicy, FailurePolicyType, ScaleReason, ScalingBehavior, ScalingRules, ScheduleWindow,
+    TimedRecommendation, VerticeScalerStatus,
 };
 
 use super::support::*;
@@ -60,7 +60,11 @@ fn the_largest_proposal_wins_and_is_explained() {
     assert_eq!(d.recommendation, Some(24));
     // Default up rate: max(4 + 4, 4 × 2) = 8 within 15 s.
     assert_eq!(
-        (p.desired, d.reason.as_str(), d.limited_by.as_deref()),
+        (
+            p.desired,
+            d.reason.as_str(),
+            d.limited_by.map(ScaleReason::as_str)
+        ),
         (8, "ScaleUpLimit", Some("ScaleUpLimit"))
     );
     assert!(p.scale);
@@ -68,7 +72,11 @@ fn the_largest_proposal_wins_and_is_explained() {
     assert_eq!(d.metrics[0].value, Some(100.0));
     assert_eq!(d.metrics[1].ratio, Some(6.0));
     assert_eq!(p.events[0].reason, "ScaledUp");
-    assert_eq!(p.events[0].note, "New size: 8; reason: ScaleUpLimit");
+    assert_eq!(
+        p.events[0].note,
+        "scaled up from 4 to 8: queue above its target (600 against 100, proposing 24); \
+         limited by the scale-up rate policy"
+    );
     assert_eq!(p.status.scale_events.len(), 1);
     let limited = find_condition(&p.status.conditions, "ScalingLimited").expect("condition");
     assert!(limited.is_true());
@@ -95,7 +103,7 @@ fn a_broken_metric_holds_a_scale_down() {
         assert_eq!(d.reason, "MetricBroken");
         assert!(d.message.contains("queue"), "{}", d.message);
         assert_eq!(
-            d.metrics[1].failure_policy.as_deref(),
+            d.metrics[1].failure_policy.map(FailurePolicyType::as_str),
             Some("HoldScaleDown")
         );
         assert_eq!(p.events[0].reason, "ScaleHeld");
@@ -174,7 +182,7 @@ fn one_lagging_pod_does_not_make_the_metric_stale() {
     assert_eq!((d.metrics[0].state.as_str(), p.desired), ("Stale", 6));
     assert_eq!(
         d.metrics[0].error.as_deref(),
-        Some("the newest sample is 180s old, more than maxStaleness (120s)")
+        Some("the newest sample (from 2026-12-02T09:57:00Z) is older than maxStaleness (120s)")
     );
 }
 
@@ -224,7 +232,7 @@ fn tolerance_takes_any_number_of_zero_or_more() {
 fn scale_up_only_and_fallback_policies() {
     let mut s = spec(1, 20, vec![cpu_metric(50), prom_metric("queue", 100.0)]);
     s.metrics[1].on_failure = Some(FailurePolicy {
-        type_: "ScaleUpOnly".into(),
+        type_: FailurePolicyType::ScaleUpOnly,
         replicas: None,
     });
     // Broken ScaleUpOnly does not hold CPU's scale-down.
@@ -246,7 +254,7 @@ fn scale_up_only_and_fallback_policies() {
     );
     assert_eq!(p.desired, 6);
     s.metrics[1].on_failure = Some(FailurePolicy {
-        type_: "Fallback".into(),
+        type_: FailurePolicyType::Fallback,
         replicas: Some(8),
     });
     let p = plan(
@@ -257,7 +265,16 @@ fn scale_up_only_and_fallback_policies() {
         t0(),
     );
     assert_eq!((p.desired, p.fallback_active), (8, true));
-    assert!(p.events.iter().any(|e| e.reason == "FallbackActive"));
+    let fallback = p.events.iter().find(|e| e.reason == "FallbackActive");
+    assert_eq!(
+        fallback.map(|e| e.note.as_str()),
+        Some("queue is broken (timeout) and proposes its fallback of 8 replicas")
+    );
+    let scaled = p.events.iter().find(|e| e.reason == "ScaledUp");
+    assert_eq!(
+        scaled.map(|e| e.note.as_str()),
+        Some("scaled up from 4 to 8: queue is broken and its fallback proposes 8")
+    );
     // Never below what healthy metrics ask.
     let p = plan(
         &s,
@@ -462,7 +479,7 @@ fn configured_behaviour_is_followed() {
     s.behavior = Some(ScalingBehavior {
         scale_up: Some(ScalingRules {
             policies: vec![vertice_crds::scaler::ScalingPolicy {
-                type_: "Pods".into(),
+                type_: vertice_crds::scaler::PolicyType::Pods,
                 value: 1,
                 period_seconds: 60,
             }],

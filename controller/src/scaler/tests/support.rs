@@ -29,7 +29,7 @@ pub fn timing() -> Timing {
 }
 
 /// A Running pod started long ago, Ready since long ago, with one container
-/// requesting `cpu_milli` CPU and `mem_milli` memory.
+/// requesting `cpu_milli` CPU and a fixed 1 000 000 of memory.
 pub fn pod(name: &str, cpu_milli: i64) -> PodView {
     let mut requests = BTreeMap::new();
     requests.insert(

@@ -1,0 +1,407 @@
+//! The database engines: everything one engine knows lives in its folder —
+//! its target URL, the backup stream and the facts it adds to the manifest,
+//! restore, the drill and its structural checks. `commands/` knows none of
+//! it: it parses a [`Target`] (or reads a manifest's [`SourceKind`]) and
+//! calls the functions below, each of which matches on the engine once.
+//!
+//! Adding an engine: a folder `engine/<name>/` with `target.rs` (parse),
+//! `mod.rs` (`start_backup`, `restore`, `drill`), a variant of [`Target`]
+//! and of `SourceKind` (`manifest.rs`), and one arm in each `match` of this
+//! file (the compiler lists them). Engines import what they share from the
+//! leaf [`common`] and [`settings`], never from this file, and take their
+//! own target type, never a [`Target`]. The recipe is in
+//! docs/ARCHITECTURE.md.
+
+pub mod common;
+pub mod postgres;
+pub mod redis;
+pub mod settings;
+pub mod throwaway;
+pub mod vault;
+
+use std::path::PathBuf;
+
+use url::Url;
+use vertice_crds::drill::{DrillChecks, DrillReport};
+use vertice_crds::redact::redact_url;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, SourceKind};
+use crate::pipeline::redact::Redactor;
+pub use common::{percent_decode, record_restore, timed, BackupStream, Drilled, Stored};
+pub use postgres::PostgresTarget;
+pub use redis::RedisTarget;
+pub use settings::{BackupSettings, DrillSettings, RestoreSettings};
+pub use vault::VaultTarget;
+
+/// A parsed `--source` / `--to`: one variant per engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Postgres(PostgresTarget),
+    Redis(RedisTarget),
+    Vault(VaultTarget),
+    /// An RDB file for a fresh Redis instance (restore only).
+    File(PathBuf),
+}
+
+impl Target {
+    /// Parses `--source`/`--to` (named by `flag` in errors).
+    pub fn parse(raw: &str, flag: &str) -> Result<Target> {
+        Target::parse_as(raw, flag, None)
+    }
+
+    /// Like [`Target::parse`]; `kind` is the kind declared on the command
+    /// line (`--source-kind` / `--target-kind`), which says what engine an
+    /// `http(s)://` address is (Vault for `vault`).
+    pub fn parse_as(raw: &str, flag: &str, kind: Option<SourceKind>) -> Result<Target> {
+        // Everything below prints `shown`, never `raw`.
+        let shown = redact_url(raw);
+        let url = Url::parse(raw).map_err(|e| {
+            Error::usage(format!(
+                "{flag} {shown:?} is not a URL ({e}); expected postgres://USER@HOST:PORT/DB or redis://[USER@]HOST:PORT (a password goes in PGPASSWORD / REDIS_PASSWORD or --password-file)"
+            ))
+        })?;
+        if url.password().is_some() {
+            return Err(Error::usage(format!(
+                "{flag} must not contain a password: put it in PGPASSWORD / REDIS_PASSWORD or a file named by --password-file ({shown})"
+            )));
+        }
+        let raw = shown.as_str();
+        match url.scheme() {
+            "postgres" | "postgresql" => {
+                postgres::target::parse(&url, flag, raw).map(Target::Postgres)
+            }
+            "redis" | "rediss" => redis::target::parse(&url, flag, raw).map(Target::Redis),
+            "file" => Ok(Target::File(redis::target::rdb_file(&url))),
+            "vault" | "http" | "https" => {
+                vault::target::parse(&url, flag, raw, kind == Some(SourceKind::Vault))
+                    .map(Target::Vault)
+            }
+            other => Err(Error::usage(format!(
+                "{flag}: unknown scheme {other:?}; expected postgres://, redis://, vault:// or (restore only) file:///path/dump.rdb"
+            ))),
+        }
+    }
+}
+
+impl Target {
+    /// The kind of backup this target makes or takes.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Target::Postgres(_) => SourceKind::Postgres,
+            Target::Redis(_) | Target::File(_) => SourceKind::Redis,
+            Target::Vault(_) => SourceKind::Vault,
+        }
+    }
+
+    /// Where this engine's password comes from without `--password-file`;
+    /// `None`: the engine takes no password (Vault logs in its own way, an
+    /// RDB file has none).
+    pub fn password_env(&self) -> Option<&'static [&'static str]> {
+        match self {
+            Target::Postgres(_) => Some(postgres::target::PASSWORD_ENV),
+            Target::Redis(_) => Some(redis::target::PASSWORD_ENV),
+            // Writing an RDB file reads no password.
+            Target::Vault(_) | Target::File(_) => None,
+        }
+    }
+
+    /// Where this engine's login token comes from without
+    /// `--vault-token-file`; `None`: the engine takes no token.
+    pub fn token_env(&self) -> Option<&'static [&'static str]> {
+        match self {
+            Target::Vault(_) => Some(vault::target::TOKEN_ENV),
+            Target::Postgres(_) | Target::Redis(_) | Target::File(_) => None,
+        }
+    }
+
+    /// The backup name when `--name` is not given.
+    pub fn default_name(&self) -> Result<String> {
+        match self {
+            Target::Postgres(pg) => crate::names::name_for_database(&pg.database),
+            Target::Vault(_) => Ok("vault".to_string()),
+            Target::Redis(_) | Target::File(_) => Ok("redis".to_string()),
+        }
+    }
+
+    /// Starts the backup stream; the password and every secret are added
+    /// to `redactor` first.
+    pub async fn start_backup(
+        &self,
+        settings: &BackupSettings,
+        redactor: &mut Redactor,
+    ) -> Result<BackupStream> {
+        match self {
+            Target::Postgres(pg) => postgres::start_backup(pg, settings, redactor),
+            Target::Redis(redis) => redis::start_backup(redis, settings, redactor).await,
+            Target::Vault(vault) => vault::start_backup(vault, settings, redactor).await,
+            Target::File(_) => Err(Error::usage(
+                "--source file:// is not a database; back up postgres:// or redis://",
+            )),
+        }
+    }
+
+    /// What the engine learns once the stream is stored: `head` is the
+    /// stream's first bytes. An error means what was stored is no backup.
+    pub async fn finish_backup(
+        &self,
+        settings: &BackupSettings,
+        redactor: &Redactor,
+        head: &[u8],
+        backup: &mut BackupStream,
+    ) -> Result<()> {
+        match self {
+            Target::Postgres(pg) => {
+                postgres::finish_backup(pg, settings, redactor, head, backup).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The error for a source stream that failed with `message` (redacted).
+    pub fn source_failed(&self, message: String) -> Error {
+        match self {
+            Target::Postgres(_) => postgres::source_failed(message),
+            _ => Error::source(message),
+        }
+    }
+
+    /// Refuses a backup of another engine than this target's, naming what
+    /// `--to` must be.
+    pub fn check_kind(&self, manifest: &Manifest) -> Result<()> {
+        let kind = manifest.source.kind;
+        if matches!(
+            (self, kind),
+            (Target::Postgres(_), SourceKind::Postgres)
+                | (Target::File(_) | Target::Redis(_), SourceKind::Redis)
+                | (Target::Vault(_), SourceKind::Vault)
+        ) {
+            return Ok(());
+        }
+        Err(Error::usage(format!(
+            "backup {} is a {kind} backup; --to must be {}",
+            manifest.backup_id,
+            match kind {
+                SourceKind::Postgres => "a postgres:// URL",
+                SourceKind::Redis => "a redis:// URL or file:///path/dump.rdb",
+                SourceKind::Vault => "a vault:// URL (or http(s):// with --target-kind vault)",
+            }
+        )))
+    }
+
+    /// Restores `backup` into this target.
+    pub async fn restore(&self, backup: &Stored<'_>, settings: &RestoreSettings) -> Result<()> {
+        match (self, backup.manifest.source.kind) {
+            (Target::Postgres(pg), SourceKind::Postgres) => {
+                postgres::restore(pg, backup, settings).await
+            }
+            (Target::File(path), SourceKind::Redis) => {
+                redis::restore_file(path, backup, settings).await
+            }
+            (Target::Redis(redis), SourceKind::Redis) => {
+                redis::restore_live(redis, backup, settings).await
+            }
+            (Target::Vault(vault), SourceKind::Vault) => {
+                vault::restore(vault, backup, settings).await
+            }
+            // Every other pair is a kind mismatch, which `check_kind` refuses.
+            (_, _) => self.check_kind(backup.manifest),
+        }
+    }
+
+    /// Runs a hook's statement on the target (`psql` for PostgreSQL).
+    pub async fn run_statement(
+        &self,
+        statement: &str,
+        password: Option<&str>,
+        psql: &std::path::Path,
+    ) -> Result<()> {
+        match self {
+            Target::Postgres(pg) => postgres::run_statement(pg, statement, password, psql).await,
+            Target::Redis(redis) => redis::run_statement(redis, statement, password).await,
+            _ => Err(Error::usage(
+                "sql hooks run on PostgreSQL and Redis targets only",
+            )),
+        }
+    }
+}
+
+/// Refuses drill settings no engine could use, before the store is read.
+pub fn check_drill_settings(settings: &DrillSettings) -> Result<()> {
+    postgres::scratch::validate_prefix(&settings.scratch_prefix).map_err(Error::usage)
+}
+
+/// Where the password of a drill's own target comes from, if it takes one:
+/// only a PostgreSQL server the user names (`--restore-to postgres://…`).
+pub fn drill_password_env(
+    kind: SourceKind,
+    restore_to: Option<&str>,
+) -> Option<&'static [&'static str]> {
+    match (kind, restore_to) {
+        (SourceKind::Postgres, Some(to)) if to != postgres::EPHEMERAL => {
+            Some(postgres::target::PASSWORD_ENV)
+        }
+        _ => None,
+    }
+}
+
+/// Refuses a drill whose `--restore-to` does not suit the backup's engine,
+/// before anything is read (and before its password is).
+pub fn check_drill_target(kind: SourceKind, restore_to: Option<&str>) -> Result<()> {
+    match (kind, restore_to) {
+        (SourceKind::Postgres, Some(to)) if to != postgres::EPHEMERAL => {
+            drill_server(to).map(|_| ())
+        }
+        (SourceKind::Postgres, None) => Err(Error::usage(
+            "--restore-to is needed for a PostgreSQL drill: postgres://USER@HOST:PORT/postgres, a server where the drill may create and drop its scratch databases",
+        )),
+        (SourceKind::Redis | SourceKind::Vault, Some(_)) => Err(Error::usage(format!(
+            "--restore-to is for PostgreSQL drills; a {kind} drill restores into a throwaway target of its own"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The server a `--restore-to postgres://…` names, refused if it is no
+/// PostgreSQL URL or redirects the drill (`dbname=`, `service=`). Checked
+/// before anything is read, and again before the drill connects to it.
+fn drill_server(raw: &str) -> Result<PostgresTarget> {
+    let Target::Postgres(server) = Target::parse(raw, "--restore-to")? else {
+        return Err(Error::usage(
+            "--restore-to must be postgres://USER@HOST:PORT/DB (or ephemeral) for a PostgreSQL backup",
+        ));
+    };
+    postgres::check_drill_server(server)
+}
+
+/// Restores a verified backup into a throwaway target and runs the checks,
+/// recording them in `report`; the target is gone when this returns
+/// (`report.cleaned_up` says whether it went cleanly).
+pub async fn drill(d: &Drilled<'_>, checks: &DrillChecks, report: &mut DrillReport) -> Result<()> {
+    match d.backup.manifest.source.kind {
+        SourceKind::Postgres => {
+            let raw = d.args.restore_to.as_deref().unwrap_or_default();
+            let server = if raw == postgres::EPHEMERAL {
+                None
+            } else {
+                Some(drill_server(raw)?)
+            };
+            postgres::drill(d, server, &checks.postgres, report).await
+        }
+        SourceKind::Redis => {
+            redis::drill(d, &checks.redis, report).await?;
+            // Its throwaway directory and server are gone once it returns.
+            report.cleaned_up = true;
+            Ok(())
+        }
+        SourceKind::Vault => {
+            vault::drill(d, report).await?;
+            report.cleaned_up = true;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_postgres_and_redis_urls() {
+        assert_eq!(
+            Target::parse("postgres://app@db:5432/sales?sslmode=require", "--source").expect("pg"),
+            Target::Postgres(PostgresTarget {
+                url: "postgres://app@db:5432/sales?sslmode=require".into(),
+                database: "sales".into()
+            })
+        );
+        assert_eq!(
+            Target::parse("redis://backup@cache:6380/2", "--source").expect("redis"),
+            Target::Redis(RedisTarget {
+                host: "cache".into(),
+                port: 6380,
+                username: Some("backup".into()),
+                db: Some(2)
+            })
+        );
+        assert_eq!(
+            Target::parse("redis://127.0.0.1", "--source").expect("redis"),
+            Target::Redis(RedisTarget {
+                host: "127.0.0.1".into(),
+                port: 6379,
+                username: None,
+                db: None
+            })
+        );
+        assert_eq!(
+            Target::parse("file:///data/dump.rdb", "--to").expect("file"),
+            Target::File("/data/dump.rdb".into())
+        );
+    }
+
+    #[test]
+    fn refuses_passwords_and_names_the_flag() {
+        let err =
+            Target::parse("postgres://app:hunter2@db/sales", "--source").expect_err("password");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--source") && msg.contains("PGPASSWORD"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert_eq!(err.exit_code(), 2);
+        assert!(Target::parse("postgres://db:5432/sales?password=x", "--source").is_err());
+    }
+
+    #[test]
+    fn rejects_incomplete_or_unknown_urls() {
+        for (raw, needle) in [
+            ("postgres://app@db:5432", "names no database"),
+            ("mysql://db/x", "unknown scheme"),
+            ("not a url", "not a URL"),
+            ("redis://cache:6379/abc", "database number"),
+        ] {
+            let msg = Target::parse(raw, "--source").expect_err(raw).to_string();
+            assert!(msg.contains(needle), "{raw}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_drill_server_that_redirects_is_refused_before_anything_is_read() {
+        for (to, needle) in [
+            ("postgres://app@db/postgres?dbname=x", "dbname="),
+            ("postgres://app@db/postgres?service=x", "service="),
+            ("redis://db", "must be postgres://"),
+        ] {
+            let err = check_drill_target(SourceKind::Postgres, Some(to)).expect_err(to);
+            assert_eq!(err.exit_code(), 2, "{to}");
+            assert!(err.to_string().contains(needle), "{to}: {err}");
+        }
+        assert!(check_drill_target(SourceKind::Postgres, Some("ephemeral")).is_ok());
+        assert!(
+            check_drill_target(SourceKind::Postgres, Some("postgres://app@db/postgres")).is_ok()
+        );
+    }
+
+    #[test]
+    fn an_rdb_file_reads_no_password() {
+        let file = Target::parse("file:///data/dump.rdb", "--to").expect("file");
+        assert_eq!(file.password_env(), None);
+    }
+
+    #[test]
+    fn password_file_wins_and_is_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        assert_eq!(
+            crate::secret_files::resolve_password(Some(&path), &[]).expect("read"),
+            Some("s3cret".into())
+        );
+        let missing = dir.path().join("nope");
+        assert!(crate::secret_files::resolve_password(Some(&missing), &[])
+            .expect_err("missing")
+            .to_string()
+            .contains("--password-file"));
+    }
+}

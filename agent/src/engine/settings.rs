@@ -1,0 +1,98 @@
+//! The settings of one run, prepared once at the edge (`commands/`, from the
+//! command line) and handed down whole: plain values, secrets already
+//! resolved, no clap types. Each engine reads the fields that are its own.
+
+use std::path::PathBuf;
+
+use crate::pipeline::progress::ProgressMode;
+use crate::secret::Secret;
+
+/// `backup`: how each engine's source is read.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// The source's password (PostgreSQL, Redis), from `--password-file`
+    /// or the engine's environment variable.
+    pub password: Option<Secret>,
+    pub pg_dump: PathBuf,
+    /// `--pg-dump-arg`, as given; the PostgreSQL engine checks them.
+    pub pg_dump_args: Vec<String>,
+    /// psql, for the source's role names and `sql` hooks.
+    pub psql: PathBuf,
+    pub vault: VaultLogin,
+}
+
+/// `restore`: how each engine writes into its target.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    pub password: Option<Secret>,
+    /// Replace what is there (a file, keys, a Vault cluster's data).
+    pub force: bool,
+    pub no_owner: bool,
+    pub allow_older_server: bool,
+    pub pg_restore: PathBuf,
+    pub psql: Option<PathBuf>,
+    /// `--pg-restore-arg`, as given; the PostgreSQL engine checks them.
+    pub pg_restore_args: Vec<String>,
+    pub vault: VaultLogin,
+    pub progress: ProgressMode,
+}
+
+/// `drill`: where and with what each engine's throwaway target runs.
+#[derive(Debug, Clone)]
+pub struct DrillSettings {
+    /// `--restore-to` (PostgreSQL only): a server URL or `ephemeral`.
+    pub restore_to: Option<String>,
+    /// The password for `--restore-to`.
+    pub password: Option<Secret>,
+    pub scratch_prefix: String,
+    pub stale_after: chrono::Duration,
+    pub with_owner: bool,
+    pub allow_older_server: bool,
+    pub pg_restore: PathBuf,
+    pub psql: Option<PathBuf>,
+    pub postgres_bin: Option<PathBuf>,
+    /// `--bao-server`: `auto`, `none` or a path.
+    pub bao_server: String,
+    /// `--redis-server`: `auto`, `none` or a path.
+    pub redis_server: String,
+    pub progress: ProgressMode,
+}
+
+/// How the agent logs in to Vault / OpenBao; `commands/` builds it from the
+/// command line.
+#[derive(Debug, Clone, Default)]
+pub struct VaultLogin {
+    /// The token, read at the edge from `--vault-token-file` (else
+    /// VAULT_TOKEN); `None`: log in with Kubernetes auth, if configured.
+    pub token: Option<Secret>,
+    /// Kubernetes auth as this role, when no token is given.
+    pub k8s_role: Option<String>,
+    pub k8s_mount: String,
+    pub k8s_jwt_file: std::path::PathBuf,
+    /// Extra CA certificates (else VAULT_CACERT).
+    pub cacert: Option<std::path::PathBuf>,
+    pub namespace: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password_or_token() {
+        let settings = BackupSettings {
+            password: Some(Secret::from("pw-hunter2".to_string())),
+            pg_dump: "pg_dump".into(),
+            pg_dump_args: Vec::new(),
+            psql: "psql".into(),
+            vault: VaultLogin {
+                token: Some(Secret::from("tok-hunter3".to_string())),
+                ..VaultLogin::default()
+            },
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("hunter3"), "{shown}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
+    }
+}
