@@ -373,6 +373,7 @@ mod tests {
                 database: None,
                 keys: None,
                 roles: Vec::new(),
+                kafka: None,
             },
             started_at: t,
             finished_at: t,

@@ -159,8 +159,9 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// What to back up: postgres://USER@HOST:PORT/DB, redis://[USER@]HOST:PORT,
-    /// or vault://HOST:PORT (https; http(s):// with --source-kind vault).
-    /// Passwords come from PGPASSWORD / REDIS_PASSWORD or --password-file.
+    /// vault://HOST:PORT (https; http(s):// with --source-kind vault), or
+    /// kafka://[USER@]HOST:PORT[,HOST:PORT…] (kafkas:// for TLS).
+    /// Passwords come from PGPASSWORD / REDIS_PASSWORD / KAFKA_PASSWORD or --password-file.
     #[arg(long, env = agent_env::SOURCE)]
     pub source: String,
 
@@ -204,6 +205,9 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub vault: VaultArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaBackupArgs,
 
     /// After a successful backup, prune by this policy (only when a --keep-* is set).
     #[command(flatten)]
@@ -253,6 +257,65 @@ impl From<SourceKindArg> for crate::manifest::SourceKind {
             SourceKindArg::Vault => crate::manifest::SourceKind::Vault,
         }
     }
+}
+
+/// How the agent reaches a Kafka cluster (`kafka://`, `kafkas://` for TLS)
+/// besides its address; the SASL password comes from KAFKA_PASSWORD or
+/// --password-file.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConnectionArgs {
+    /// Kafka: PEM file of CA certificates to trust for kafkas:// (else the system's).
+    #[arg(long, env = agent_env::KAFKA_CA_FILE)]
+    pub kafka_ca_file: Option<PathBuf>,
+    /// Kafka: client certificate (PEM) for mutual TLS.
+    #[arg(long, env = agent_env::KAFKA_CERT_FILE)]
+    pub kafka_cert_file: Option<PathBuf>,
+    /// Kafka: the client certificate's private key (PEM).
+    #[arg(long, env = agent_env::KAFKA_KEY_FILE)]
+    pub kafka_key_file: Option<PathBuf>,
+    /// Kafka: a cluster that answers nothing for this long fails the run.
+    #[arg(long, env = "VERTICE_KAFKA_TIMEOUT", default_value = "30s")]
+    pub kafka_timeout: String,
+}
+
+/// Which topics and consumer groups a Kafka backup takes.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaBackupArgs {
+    /// Kafka: topics to back up, comma-separated (each must exist). With
+    /// neither this nor --topic-regex, every topic but internal ones.
+    #[arg(long, env = agent_env::KAFKA_TOPICS, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Kafka: also the topics whose whole name matches this regular expression.
+    #[arg(long, env = agent_env::KAFKA_TOPIC_REGEX)]
+    pub topic_regex: Option<String>,
+    /// Kafka: do not leave out internal topics (__consumer_offsets, …).
+    #[arg(long, env = agent_env::KAFKA_INCLUDE_INTERNAL)]
+    pub include_internal: bool,
+    /// Kafka: consumer groups whose committed offsets are carried, a regular
+    /// expression on the whole group id (default: every group).
+    #[arg(long, env = agent_env::KAFKA_GROUPS)]
+    pub groups: Option<String>,
+    #[command(flatten)]
+    pub connection: KafkaConnectionArgs,
+}
+
+/// Where a Kafka restore puts topics and which groups' offsets follow.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaRestoreArgs {
+    /// Kafka: restore topics under other names, SOURCE=TARGET, comma-separated
+    /// or repeated (e.g. orders=orders-restored).
+    #[arg(long, env = "VERTICE_KAFKA_TOPIC_MAP", value_delimiter = ',')]
+    pub topic_map: Vec<String>,
+    /// Kafka: consumer groups whose offsets are translated and committed, a
+    /// regular expression on the whole group id (default: every group in the backup).
+    #[arg(long = "groups", env = "VERTICE_KAFKA_RESTORE_GROUPS")]
+    pub restore_groups: Option<String>,
+    /// Kafka: leave the restored topics' retention suspended (retention.ms=-1)
+    /// instead of putting their own configs back at the end.
+    #[arg(long, env = "VERTICE_KAFKA_KEEP_RETENTION_SUSPENDED")]
+    pub kafka_keep_retention_suspended: bool,
+    #[command(flatten)]
+    pub connection: KafkaConnectionArgs,
 }
 
 /// How the agent logs in to Vault / OpenBao: VAULT_TOKEN, a token file, or
@@ -318,7 +381,8 @@ pub struct RestoreArgs {
     pub backup: String,
 
     /// Where to restore: postgres://USER@HOST:PORT/DB (must exist),
-    /// redis://HOST:PORT, file:///path/dump.rdb for a fresh Redis, or vault://HOST:PORT.
+    /// redis://HOST:PORT, file:///path/dump.rdb for a fresh Redis, vault://HOST:PORT,
+    /// or kafka://[USER@]HOST:PORT[,HOST:PORT…] (kafkas:// for TLS).
     #[arg(long, env = "VERTICE_RESTORE_TARGET")]
     pub to: String,
 
@@ -368,6 +432,9 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub vault: VaultArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaRestoreArgs,
 
     #[command(flatten)]
     pub names: NameArgs,
@@ -441,6 +508,8 @@ pub struct DrillArgs {
     /// it; DB is the database it connects to for that (e.g. postgres). Or
     /// `ephemeral`: a throwaway server the drill starts on a private socket
     /// (needs initdb and postgres, see --postgres-bin) and removes after.
+    /// Kafka: kafka://HOST:PORT, a cluster where the drill creates scratch
+    /// topics (vertice-drill-<backup>-<topic>) and always deletes them.
     /// Redis and Vault drills need no target.
     #[arg(long, env = agent_env::DRILL_RESTORE_TO)]
     pub restore_to: Option<String>,
@@ -515,6 +584,9 @@ pub struct DrillArgs {
     /// age identity file for encrypted backups.
     #[arg(long, env = agent_env::IDENTITY_FILE)]
     pub identity: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub kafka: KafkaConnectionArgs,
 
     /// Prometheus Pushgateway to push the drill's metrics to (the backup's group).
     #[arg(long, env = agent_env::PUSHGATEWAY_URL)]

@@ -15,6 +15,7 @@ pub enum SourceKind {
     Postgres,
     Redis,
     Vault,
+    Kafka,
 }
 
 impl std::fmt::Display for SourceKind {
@@ -23,6 +24,7 @@ impl std::fmt::Display for SourceKind {
             SourceKind::Postgres => "postgres",
             SourceKind::Redis => "redis",
             SourceKind::Vault => "vault",
+            SourceKind::Kafka => "kafka",
         })
     }
 }
@@ -45,6 +47,10 @@ pub struct SourceInfo {
     /// role restore. Empty in backups of agents that did not record them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Kafka: each topic's shape, configs and per-partition cut, count and
+    /// content hash, and the consumer groups' offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<crate::engine::kafka::facts::KafkaFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +149,7 @@ mod tests {
                 database: Some("app".into()),
                 keys: None,
                 roles: Vec::new(),
+                kafka: None,
             },
             started_at: t,
             finished_at: t + chrono::Duration::milliseconds(2500),

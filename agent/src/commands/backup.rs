@@ -73,6 +73,7 @@ fn prepare(args: &BackupArgs, summary: &mut RunSummary) -> Result<Prepared> {
             pg_dump_args: args.pg_dump_args.clone(),
             psql: args.psql.clone(),
             vault,
+            kafka: super::kafka_backup(&args.kafka)?,
         },
         recipients,
         retention,

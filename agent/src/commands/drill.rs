@@ -53,6 +53,7 @@ fn prepare(args: &DrillArgs) -> Result<(DrillSettings, DrillChecks)> {
         postgres_bin: args.postgres_bin.clone(),
         bao_server: args.bao_server.clone(),
         redis_server: args.redis_server.clone(),
+        kafka: super::kafka_connection(&args.kafka)?,
         progress: args.run.progress,
     };
     crate::engine::check_drill_settings(&settings)?;

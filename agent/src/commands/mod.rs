@@ -46,6 +46,55 @@ pub fn vault_login(
     })
 }
 
+/// How the run reaches a Kafka cluster, from its flags.
+pub fn kafka_connection(
+    args: &crate::cli::KafkaConnectionArgs,
+) -> Result<crate::engine::settings::KafkaConnection> {
+    let timeout = vertice_crds::duration::parse(&args.kafka_timeout)
+        .ok()
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "--kafka-timeout {:?}: expected a duration such as 30s or 2m",
+                args.kafka_timeout
+            ))
+        })?;
+    Ok(crate::engine::settings::KafkaConnection {
+        ca_file: args.kafka_ca_file.clone(),
+        cert_file: args.kafka_cert_file.clone(),
+        key_file: args.kafka_key_file.clone(),
+        timeout,
+    })
+}
+
+fn kafka_pattern(pattern: Option<&String>, flag: &str) -> Result<Option<regex::Regex>> {
+    pattern
+        .map(|p| crate::engine::kafka::selection::whole_match(p, flag))
+        .transpose()
+}
+
+/// A Kafka backup's topics and groups, from its flags.
+pub fn kafka_backup(args: &crate::cli::KafkaBackupArgs) -> Result<crate::engine::settings::KafkaBackup> {
+    Ok(crate::engine::settings::KafkaBackup {
+        connection: kafka_connection(&args.connection)?,
+        topics: args.topics.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+        topic_regex: kafka_pattern(args.topic_regex.as_ref(), "--topic-regex")?,
+        include_internal: args.include_internal,
+        groups: kafka_pattern(args.groups.as_ref(), "--groups")?,
+    })
+}
+
+/// A Kafka restore's mapping and groups, from its flags.
+pub fn kafka_restore(args: &crate::cli::KafkaRestoreArgs) -> Result<crate::engine::settings::KafkaRestore> {
+    Ok(crate::engine::settings::KafkaRestore {
+        connection: kafka_connection(&args.connection)?,
+        topic_map: args.topic_map.clone(),
+        groups: kafka_pattern(args.restore_groups.as_ref(), "--groups")?,
+        keep_retention_suspended: args.kafka_keep_retention_suspended,
+    })
+}
+
 /// The part of the store `--namespace` / `--name` select, validated.
 pub fn scope_of(names: &NameArgs) -> Result<catalog::Scope> {
     crate::names::scope(names.namespace.as_deref(), names.name.as_deref())

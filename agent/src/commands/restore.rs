@@ -26,6 +26,7 @@ fn prepare(args: &RestoreArgs) -> Result<(Target, RestoreSettings)> {
         psql: args.psql.clone(),
         pg_restore_args: args.pg_restore_args.clone(),
         vault: super::vault_login(&args.vault, &target)?,
+        kafka: super::kafka_restore(&args.kafka)?,
         progress: args.run.progress,
     };
     Ok((target, settings))

@@ -30,6 +30,11 @@ pub struct BackupStream {
     pub artifact_stem: &'static str,
     pub format: &'static str,
     pub producer: crate::manifest::Producer,
+    /// For an engine that learns what the manifest says of its source only
+    /// by reading it (Kafka's per-partition counts and hashes): the source
+    /// as known once the stream ended. An error means the stream is no
+    /// backup, however it ended.
+    pub finished: Option<tokio::task::JoinHandle<Result<SourceInfo>>>,
 }
 
 /// A backup chosen from the store, with what reading it takes.

@@ -13,6 +13,7 @@
 //! docs/ARCHITECTURE.md.
 
 pub mod common;
+pub mod kafka;
 pub mod postgres;
 pub mod redis;
 pub mod settings;
@@ -28,6 +29,7 @@ use vertice_crds::redact::redact_url;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, SourceKind};
 use crate::pipeline::redact::Redactor;
+pub use kafka::KafkaTarget;
 pub use common::{percent_decode, record_restore, timed, BackupStream, Drilled, Stored};
 pub use postgres::PostgresTarget;
 pub use redis::RedisTarget;
@@ -40,6 +42,7 @@ pub enum Target {
     Postgres(PostgresTarget),
     Redis(RedisTarget),
     Vault(VaultTarget),
+    Kafka(KafkaTarget),
     /// An RDB file for a fresh Redis instance (restore only).
     File(PathBuf),
 }
@@ -54,6 +57,11 @@ impl Target {
     /// line (`--source-kind` / `--target-kind`), which says what engine an
     /// `http(s)://` address is (Vault for `vault`).
     pub fn parse_as(raw: &str, flag: &str, kind: Option<SourceKind>) -> Result<Target> {
+        // A list of brokers is no URL a parser takes; the Kafka parser
+        // prints only the flag, never `raw`.
+        if kafka::target::is_kafka(raw) {
+            return kafka::target::parse(raw, flag).map(Target::Kafka);
+        }
         // Everything below prints `shown`, never `raw`.
         let shown = redact_url(raw);
         let url = Url::parse(raw).map_err(|e| {
@@ -78,7 +86,7 @@ impl Target {
                     .map(Target::Vault)
             }
             other => Err(Error::usage(format!(
-                "{flag}: unknown scheme {other:?}; expected postgres://, redis://, vault:// or (restore only) file:///path/dump.rdb"
+                "{flag}: unknown scheme {other:?}; expected postgres://, redis://, vault://, kafka:// or (restore only) file:///path/dump.rdb"
             ))),
         }
     }
@@ -91,6 +99,7 @@ impl Target {
             Target::Postgres(_) => SourceKind::Postgres,
             Target::Redis(_) | Target::File(_) => SourceKind::Redis,
             Target::Vault(_) => SourceKind::Vault,
+            Target::Kafka(_) => SourceKind::Kafka,
         }
     }
 
@@ -101,6 +110,8 @@ impl Target {
         match self {
             Target::Postgres(_) => Some(postgres::target::PASSWORD_ENV),
             Target::Redis(_) => Some(redis::target::PASSWORD_ENV),
+            // Kafka takes a password only for a SASL user.
+            Target::Kafka(k) => k.sasl.as_ref().map(|_| kafka::target::PASSWORD_ENV),
             // Writing an RDB file reads no password.
             Target::Vault(_) | Target::File(_) => None,
         }
@@ -111,7 +122,7 @@ impl Target {
     pub fn token_env(&self) -> Option<&'static [&'static str]> {
         match self {
             Target::Vault(_) => Some(vault::target::TOKEN_ENV),
-            Target::Postgres(_) | Target::Redis(_) | Target::File(_) => None,
+            Target::Postgres(_) | Target::Redis(_) | Target::Kafka(_) | Target::File(_) => None,
         }
     }
 
@@ -120,6 +131,7 @@ impl Target {
         match self {
             Target::Postgres(pg) => crate::names::name_for_database(&pg.database),
             Target::Vault(_) => Ok("vault".to_string()),
+            Target::Kafka(_) => Ok("kafka".to_string()),
             Target::Redis(_) | Target::File(_) => Ok("redis".to_string()),
         }
     }
@@ -135,6 +147,7 @@ impl Target {
             Target::Postgres(pg) => postgres::start_backup(pg, settings, redactor),
             Target::Redis(redis) => redis::start_backup(redis, settings, redactor).await,
             Target::Vault(vault) => vault::start_backup(vault, settings, redactor).await,
+            Target::Kafka(k) => kafka::start_backup(k, settings, redactor).await,
             Target::File(_) => Err(Error::usage(
                 "--source file:// is not a database; back up postgres:// or redis://",
             )),
@@ -150,6 +163,12 @@ impl Target {
         head: &[u8],
         backup: &mut BackupStream,
     ) -> Result<()> {
+        if let Some(finished) = backup.finished.take() {
+            backup.source = finished
+                .await
+                .map_err(|e| Error::source(format!("the source reader stopped: {e}")))?
+                .map_err(|e| e.map_message(|m| redactor.redact(&m)))?;
+        }
         match self {
             Target::Postgres(pg) => {
                 postgres::finish_backup(pg, settings, redactor, head, backup).await
@@ -175,6 +194,7 @@ impl Target {
             (Target::Postgres(_), SourceKind::Postgres)
                 | (Target::File(_) | Target::Redis(_), SourceKind::Redis)
                 | (Target::Vault(_), SourceKind::Vault)
+                | (Target::Kafka(_), SourceKind::Kafka)
         ) {
             return Ok(());
         }
@@ -185,6 +205,7 @@ impl Target {
                 SourceKind::Postgres => "a postgres:// URL",
                 SourceKind::Redis => "a redis:// URL or file:///path/dump.rdb",
                 SourceKind::Vault => "a vault:// URL (or http(s):// with --target-kind vault)",
+                SourceKind::Kafka => "a kafka:// (or kafkas://) address",
             }
         )))
     }
@@ -204,6 +225,7 @@ impl Target {
             (Target::Vault(vault), SourceKind::Vault) => {
                 vault::restore(vault, backup, settings).await
             }
+            (Target::Kafka(k), SourceKind::Kafka) => kafka::restore(k, backup, settings).await,
             // Every other pair is a kind mismatch, which `check_kind` refuses.
             (_, _) => self.check_kind(backup.manifest),
         }
@@ -241,6 +263,10 @@ pub fn drill_password_env(
         (SourceKind::Postgres, Some(to)) if to != postgres::EPHEMERAL => {
             Some(postgres::target::PASSWORD_ENV)
         }
+        (SourceKind::Kafka, Some(to)) => match Target::parse(to, "--restore-to") {
+            Ok(target) => target.password_env(),
+            Err(_) => None,
+        },
         _ => None,
     }
 }
@@ -255,10 +281,24 @@ pub fn check_drill_target(kind: SourceKind, restore_to: Option<&str>) -> Result<
         (SourceKind::Postgres, None) => Err(Error::usage(
             "--restore-to is needed for a PostgreSQL drill: postgres://USER@HOST:PORT/postgres, a server where the drill may create and drop its scratch databases",
         )),
+        (SourceKind::Kafka, Some(to)) => kafka_drill_cluster(to).map(|_| ()),
+        (SourceKind::Kafka, None) => Err(Error::usage(
+            "--restore-to is needed for a Kafka drill: kafka://HOST:PORT, a cluster where the drill may create and delete its scratch topics (vertice-drill-<backup>-<topic>)",
+        )),
         (SourceKind::Redis | SourceKind::Vault, Some(_)) => Err(Error::usage(format!(
-            "--restore-to is for PostgreSQL drills; a {kind} drill restores into a throwaway target of its own"
+            "--restore-to is for PostgreSQL and Kafka drills; a {kind} drill restores into a throwaway target of its own"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// The cluster a Kafka drill's `--restore-to` names.
+fn kafka_drill_cluster(raw: &str) -> Result<KafkaTarget> {
+    match Target::parse(raw, "--restore-to")? {
+        Target::Kafka(cluster) => Ok(cluster),
+        _ => Err(Error::usage(
+            "--restore-to must be kafka://HOST:PORT[,HOST:PORT…] (or kafkas://) for a Kafka backup",
+        )),
     }
 }
 
@@ -298,6 +338,10 @@ pub async fn drill(d: &Drilled<'_>, checks: &DrillChecks, report: &mut DrillRepo
             vault::drill(d, report).await?;
             report.cleaned_up = true;
             Ok(())
+        }
+        SourceKind::Kafka => {
+            let cluster = kafka_drill_cluster(d.args.restore_to.as_deref().unwrap_or_default())?;
+            kafka::drill(d, &cluster, report).await
         }
     }
 }

@@ -19,6 +19,7 @@ pub struct BackupSettings {
     /// psql, for the source's role names and `sql` hooks.
     pub psql: PathBuf,
     pub vault: VaultLogin,
+    pub kafka: KafkaBackup,
 }
 
 /// `restore`: how each engine writes into its target.
@@ -34,6 +35,7 @@ pub struct RestoreSettings {
     /// `--pg-restore-arg`, as given; the PostgreSQL engine checks them.
     pub pg_restore_args: Vec<String>,
     pub vault: VaultLogin,
+    pub kafka: KafkaRestore,
     pub progress: ProgressMode,
 }
 
@@ -55,7 +57,52 @@ pub struct DrillSettings {
     pub bao_server: String,
     /// `--redis-server`: `auto`, `none` or a path.
     pub redis_server: String,
+    /// How a Kafka drill reaches the cluster of `--restore-to`.
+    pub kafka: KafkaConnection,
     pub progress: ProgressMode,
+}
+
+/// How the agent reaches a Kafka cluster besides its address: TLS files
+/// and how long a silent cluster is waited for.
+#[derive(Debug, Clone)]
+pub struct KafkaConnection {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// A cluster that answers nothing for this long fails the run.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for KafkaConnection {
+    fn default() -> Self {
+        KafkaConnection {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// A Kafka backup: which topics and consumer groups it takes.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaBackup {
+    pub connection: KafkaConnection,
+    pub topics: Vec<String>,
+    pub topic_regex: Option<regex::Regex>,
+    pub include_internal: bool,
+    /// Groups whose whole id matches; `None`: every group.
+    pub groups: Option<regex::Regex>,
+}
+
+/// A Kafka restore: where topics go and which groups' offsets follow.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaRestore {
+    pub connection: KafkaConnection,
+    /// `SOURCE=TARGET` pairs, as given; the engine checks them.
+    pub topic_map: Vec<String>,
+    pub groups: Option<regex::Regex>,
+    pub keep_retention_suspended: bool,
 }
 
 /// How the agent logs in to Vault / OpenBao; `commands/` builds it from the
@@ -89,6 +136,7 @@ mod tests {
                 token: Some(Secret::from("tok-hunter3".to_string())),
                 ..VaultLogin::default()
             },
+            kafka: KafkaBackup::default(),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

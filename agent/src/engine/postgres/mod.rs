@@ -57,6 +57,7 @@ pub fn start_backup(
             database: Some(pg.database.clone()),
             keys: None,
             roles: Vec::new(),
+            kafka: None,
         },
         artifact_stem: "dump.pgdump",
         format: "pg_dump-custom",
@@ -65,6 +66,7 @@ pub fn start_backup(
             version: None,
             arguments: dump::dump_arguments(&extra),
         },
+        finished: None,
     })
 }
 

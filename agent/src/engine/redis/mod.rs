@@ -52,6 +52,7 @@ pub async fn start_backup(
             database: None,
             keys: snapshot.keys,
             roles: Vec::new(),
+            kafka: None,
         },
         artifact_stem: "dump.rdb",
         format: "redis-rdb",
@@ -60,5 +61,6 @@ pub async fn start_backup(
             version: Some(env!("CARGO_PKG_VERSION").into()),
             arguments: vec!["PSYNC ? -1".into()],
         },
+        finished: None,
     })
 }

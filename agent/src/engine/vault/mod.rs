@@ -40,6 +40,7 @@ pub async fn start_backup(
             database: None,
             keys: None,
             roles: Vec::new(),
+            kafka: None,
         },
         artifact_stem: "raft.snap",
         format: "vault-raft-snapshot",
@@ -48,5 +49,6 @@ pub async fn start_backup(
             version: None,
             arguments: vec!["GET /v1/sys/storage/raft/snapshot".into()],
         },
+        finished: None,
     })
 }

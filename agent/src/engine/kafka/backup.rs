@@ -1,0 +1,484 @@
+//! The backup: a consistent cut per partition, read record by record.
+//!
+//! Order matters. The groups' committed offsets are read first, then each
+//! partition's end — its last stable offset, since the consumer reads
+//! `read_committed` — and then every partition is read from its log start
+//! to exactly that end: records produced meanwhile are never taken, and no
+//! group offset points past what the backup holds. Aborted transactions
+//! and control markers never reach the consumer; the offsets they (and
+//! compaction) leave out are normal gaps.
+//!
+//! librdkafka's consumer is synchronous, so the reading runs on a blocking
+//! thread that hands 256 KiB chunks to the upload through a bounded
+//! channel: memory is bounded by the channel and the consumer's queue,
+//! whatever the topic's size.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message, Timestamp};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::client::{self, Watch};
+use super::facts::{GroupFacts, GroupOffset, KafkaFacts, PartitionFacts, TopicFacts};
+use super::format::{PartitionDigest, Record, TimestampType};
+use super::selection::Selection;
+use crate::error::{Error, Result};
+
+/// Chunks handed to the upload.
+const CHUNK: usize = 256 * 1024;
+/// Chunks waiting for the upload.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// One topic to read: its shape and, per partition, `(partition, log
+/// start, end)`.
+struct PlannedTopic {
+    name: String,
+    replication_factor: i32,
+    configs: BTreeMap<String, String>,
+    partitions: Vec<(i32, i64, i64)>,
+}
+
+/// What the cut decided before any record is read.
+pub struct Plan {
+    topics: Vec<PlannedTopic>,
+    groups: Vec<GroupFacts>,
+}
+
+impl Plan {
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+}
+
+/// A cluster connection for one backup run.
+pub struct Source {
+    pub address: String,
+    pub config: rdkafka::ClientConfig,
+    pub timeout: Duration,
+}
+
+impl Source {
+    fn consumer(&self, group: &str) -> Result<BaseConsumer<Watch>> {
+        let mut config = self.config.clone();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "error")
+            .set("enable.partition.eof", "true")
+            // Bounded prefetch: the consumer's whole queue, not per partition.
+            .set("queued.max.messages.kbytes", "8192")
+            .set("fetch.max.bytes", "8388608")
+            .set("receive.message.max.bytes", "268435456")
+            .set("check.crcs", "true");
+        config
+            .create_with_context(Watch::default())
+            .map_err(|e| Error::usage(format!("{}: {e}", self.address)))
+    }
+
+    fn fail(&self, watch: &Watch, doing: &str, e: &KafkaError) -> Error {
+        client::failure(watch, &self.address, doing, e, Error::source)
+    }
+
+    /// Chooses the topics and groups and takes the cut (blocking).
+    pub fn plan(&self, selection: &Selection) -> Result<Plan> {
+        let consumer = self.consumer("vertice-backup")?;
+        let watch = consumer.context();
+        let metadata = consumer
+            .fetch_metadata(None, self.timeout)
+            .map_err(|e| self.fail(watch, "reading the cluster's metadata", &e))?;
+        let names = selection.topics(metadata.topics().iter().map(|t| t.name()))?;
+        let mut topics = Vec::new();
+        for name in &names {
+            let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
+                continue;
+            };
+            if let Some(e) = topic.error() {
+                return Err(Error::source(format!(
+                    "{}: topic {name}: {:?}",
+                    self.address,
+                    RDKafkaErrorCode::from(e)
+                )));
+            }
+            let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+            partitions.sort_unstable();
+            let replication_factor = topic
+                .partitions()
+                .iter()
+                .map(|p| p.replicas().len() as i32)
+                .max()
+                .unwrap_or(1);
+            topics.push((name.clone(), replication_factor, partitions));
+        }
+        // First the groups' offsets, then the ends: a committed offset read
+        // before the end can never point past it.
+        let groups = self.group_offsets(&consumer, selection, &topics)?;
+        let configs = self.topic_configs(&names)?;
+        let mut planned = Vec::new();
+        for (name, replication_factor, partitions) in topics {
+            let mut cut = Vec::new();
+            for partition in partitions {
+                let (low, end) = consumer
+                    .fetch_watermarks(&name, partition, self.timeout)
+                    .map_err(|e| {
+                        self.fail(watch, &format!("reading the offsets of {name}/{partition}"), &e)
+                    })?;
+                cut.push((partition, low, end));
+            }
+            planned.push(PlannedTopic {
+                configs: configs.get(&name).cloned().unwrap_or_default(),
+                name,
+                replication_factor,
+                partitions: cut,
+            });
+        }
+        Ok(Plan {
+            topics: planned,
+            groups,
+        })
+    }
+
+    /// The committed offsets of every selected group on the selected
+    /// topics; groups with none there are left out.
+    fn group_offsets(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        selection: &Selection,
+        topics: &[(String, i32, Vec<i32>)],
+    ) -> Result<Vec<GroupFacts>> {
+        if !selection.carry_groups {
+            return Ok(Vec::new());
+        }
+        let list = consumer
+            .fetch_group_list(None, self.timeout)
+            .map_err(|e| self.fail(consumer.context(), "listing consumer groups", &e))?;
+        let mut ids: Vec<String> = list
+            .groups()
+            .iter()
+            .map(|g| g.name().to_string())
+            .filter(|g| selection.takes_group(g))
+            .collect();
+        ids.sort();
+        let mut wanted = TopicPartitionList::new();
+        for (name, _, partitions) in topics {
+            for p in partitions {
+                wanted.add_partition(name, *p);
+            }
+        }
+        let mut groups = Vec::new();
+        for id in ids {
+            let reader = self.consumer(&id)?;
+            let committed = reader
+                .committed_offsets(wanted.clone(), self.timeout)
+                .map_err(|e| {
+                    self.fail(reader.context(), &format!("reading group {id}'s offsets"), &e)
+                })?;
+            let offsets: Vec<GroupOffset> = committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(GroupOffset {
+                        topic: e.topic().to_string(),
+                        partition: e.partition(),
+                        offset,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if !offsets.is_empty() {
+                groups.push(GroupFacts { group: id, offsets });
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The configs set on each topic itself (not broker defaults), without
+    /// sensitive values.
+    fn topic_configs(&self, names: &[String]) -> Result<HashMap<String, BTreeMap<String, String>>> {
+        let admin: AdminClient<Watch> = self
+            .config
+            .create_with_context(Watch::default())
+            .map_err(|e| Error::usage(format!("{}: {e}", self.address)))?;
+        let specifiers: Vec<ResourceSpecifier<'_>> =
+            names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+        let options = AdminOptions::new().request_timeout(Some(self.timeout));
+        let results = futures::executor::block_on(admin.describe_configs(&specifiers, &options))
+            .map_err(|e| self.fail(admin.inner().context(), "reading topic configs", &e))?;
+        let mut configs = HashMap::new();
+        for (name, result) in names.iter().zip(results) {
+            let resource = result.map_err(|code| {
+                Error::source(format!(
+                    "{}: reading the configs of topic {name} failed: {code}",
+                    self.address
+                ))
+            })?;
+            let own: BTreeMap<String, String> = resource
+                .entries
+                .into_iter()
+                .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_sensitive)
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect();
+            configs.insert(name.clone(), own);
+        }
+        Ok(configs)
+    }
+
+    /// Reads every planned partition to its end into `out` (blocking);
+    /// returns the facts of what was read. Fails when the cluster stays
+    /// silent longer than the timeout or records are deleted under it.
+    pub fn read(&self, plan: Plan, out: mpsc::Sender<io::Result<Bytes>>) -> Result<KafkaFacts> {
+        let consumer = self.consumer("vertice-backup")?;
+        let mut sink = Sink {
+            out,
+            buffer: Vec::with_capacity(CHUNK + 64 * 1024),
+        };
+        let mut topics = Vec::new();
+        for topic in plan.topics {
+            topics.push(self.read_topic(&consumer, topic, &mut sink)?);
+        }
+        sink.flush()?;
+        Ok(KafkaFacts {
+            topics,
+            groups: plan.groups,
+        })
+    }
+
+    fn read_topic(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        topic: PlannedTopic,
+        sink: &mut Sink,
+    ) -> Result<TopicFacts> {
+        let mut digests: BTreeMap<i32, PartitionDigest> = BTreeMap::new();
+        let mut open: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for &(partition, low, end) in &topic.partitions {
+            digests.insert(partition, PartitionDigest::default());
+            if low < end {
+                open.insert(partition, end);
+                assignment
+                    .add_partition_offset(&topic.name, partition, Offset::Offset(low))
+                    .map_err(|e| Error::source(format!("{}: {e}", self.address)))?;
+            }
+        }
+        if !open.is_empty() {
+            consumer
+                .assign(&assignment)
+                .map_err(|e| self.fail(consumer.context(), "assigning partitions", &e))?;
+            self.drain(consumer, &topic.name, &mut open, &mut digests, sink)?;
+            consumer
+                .unassign()
+                .map_err(|e| self.fail(consumer.context(), "releasing partitions", &e))?;
+        }
+        let max_record_bytes = digests.values().map(|d| d.max_record_bytes).max().unwrap_or(0);
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|&(partition, low, end)| {
+                let digest = digests.remove(&partition).unwrap_or_default();
+                PartitionFacts {
+                    partition,
+                    log_start_offset: low,
+                    end_offset: end,
+                    records: digest.records,
+                    first_offset: digest.first_offset,
+                    last_offset: digest.last_offset,
+                    content_sha256: digest.hex(),
+                }
+            })
+            .collect();
+        tracing::info!(topic = %topic.name, "topic read to its cut");
+        Ok(TopicFacts {
+            name: topic.name,
+            replication_factor: topic.replication_factor,
+            configs: topic.configs,
+            max_record_bytes,
+            partitions,
+        })
+    }
+
+    /// Polls until every open partition has reached its end.
+    fn drain(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        topic: &str,
+        open: &mut BTreeMap<i32, i64>,
+        digests: &mut BTreeMap<i32, PartitionDigest>,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        let mut last_progress = Instant::now();
+        while !open.is_empty() {
+            if let Some(signal) = crate::interrupt::received() {
+                return Err(Error::source(format!(
+                    "reading {topic} stopped: {}",
+                    crate::interrupt::signal_name(signal)
+                )));
+            }
+            let Some(polled) = consumer.poll(Duration::from_millis(200)) else {
+                if last_progress.elapsed() > self.timeout {
+                    return Err(self.silent(consumer.context(), topic, open));
+                }
+                continue;
+            };
+            last_progress = Instant::now();
+            let message = match polled {
+                Ok(message) => message,
+                // The fetch reached the partition's end as it is now, which
+                // is at or past the cut: everything below the cut was read.
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.close(consumer, topic, partition, open);
+                    continue;
+                }
+                Err(e) => {
+                    if fatal(&e) {
+                        return Err(Error::source(format!(
+                            "{}: reading {topic} failed: {e}; records were probably deleted (retention or deleteRecords) while the backup read them — run the backup again",
+                            self.address
+                        )));
+                    }
+                    tracing::debug!(topic, "consumer: {e}");
+                    continue;
+                }
+            };
+            let partition = message.partition();
+            let Some(&end) = open.get(&partition) else {
+                continue;
+            };
+            let offset = message.offset();
+            if offset >= end {
+                self.close(consumer, topic, partition, open);
+                continue;
+            }
+            let record = record_of(topic, &message);
+            if let Some(digest) = digests.get_mut(&partition) {
+                digest.add(&record);
+            }
+            record.write_line(&mut sink.buffer);
+            if offset + 1 >= end {
+                self.close(consumer, topic, partition, open);
+            }
+            if sink.buffer.len() >= CHUNK {
+                sink.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A partition is complete: stop fetching it.
+    fn close(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        topic: &str,
+        partition: i32,
+        open: &mut BTreeMap<i32, i64>,
+    ) {
+        if open.remove(&partition).is_some() {
+            let mut done = TopicPartitionList::new();
+            done.add_partition(topic, partition);
+            // Pausing only saves fetches; a failure costs nothing.
+            let _ = consumer.pause(&done);
+        }
+    }
+
+    fn silent(&self, watch: &Watch, topic: &str, open: &BTreeMap<i32, i64>) -> Error {
+        let waiting: Vec<String> = open.keys().map(|p| format!("{topic}/{p}")).collect();
+        let e = KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut);
+        client::failure(
+            watch,
+            &self.address,
+            &format!(
+                "reading {} (nothing for {} s)",
+                waiting.join(", "),
+                self.timeout.as_secs()
+            ),
+            &e,
+            Error::source,
+        )
+    }
+}
+
+/// Errors after which the partition cannot be read to its cut.
+fn fatal(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::OffsetOutOfRange
+                | RDKafkaErrorCode::AutoOffsetReset
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
+}
+
+/// A consumed message as a backup record, borrowing its bytes.
+fn record_of<'a>(topic: &'a str, message: &'a rdkafka::message::BorrowedMessage<'a>) -> Record<'a> {
+    let (timestamp, timestamp_type) = match message.timestamp() {
+        Timestamp::NotAvailable => (None, None),
+        Timestamp::CreateTime(t) => (Some(t), Some(TimestampType::Create)),
+        Timestamp::LogAppendTime(t) => (Some(t), Some(TimestampType::LogAppend)),
+    };
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (Cow::Borrowed(h.key), h.value.map(Cow::Borrowed)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: Cow::Borrowed(topic),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp,
+        timestamp_type,
+        key: message.key().map(Cow::Borrowed),
+        value: message.payload().map(Cow::Borrowed),
+        headers,
+    }
+}
+
+/// The lines on their way to the upload.
+struct Sink {
+    out: mpsc::Sender<io::Result<Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl Sink {
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK + 64 * 1024));
+        self.out
+            .blocking_send(Ok(Bytes::from(chunk)))
+            // The upload stopped reading: it failed or was interrupted and
+            // says why itself.
+            .map_err(|_| Error::source("the upload stopped before the topics were read"))
+    }
+}
+
+/// A bounded channel and the reader the upload takes its bytes from.
+pub fn channel() -> (
+    mpsc::Sender<io::Result<Bytes>>,
+    crate::pipeline::codec::BoxRead,
+) {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        tx,
+        Box::new(tokio_util::io::StreamReader::new(Box::pin(stream))),
+    )
+}

@@ -1,0 +1,200 @@
+//! Producing a backup's records into the target: an idempotent producer,
+//! each record to its own partition number in offset order, its key,
+//! value, headers and timestamp as they were. Delivery reports are taken
+//! in order, so each partition's source→target offsets are known exactly.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use super::client::Watch;
+use super::cluster::Cluster;
+use super::format::{PartitionDigest, Record};
+use super::offsets::OffsetMap;
+use crate::error::{Error, Result};
+
+/// Records awaiting their delivery report.
+const IN_FLIGHT: usize = 50_000;
+
+/// What was restored into one target partition.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub offsets: OffsetMap,
+    pub digest: PartitionDigest,
+}
+
+/// Per `(source topic, partition)`.
+pub type LoadedPartitions = BTreeMap<(String, i32), Loaded>;
+
+/// Why a load stopped, with what it had delivered by then.
+pub struct Stopped {
+    pub error: Error,
+    pub loaded: LoadedPartitions,
+}
+
+pub fn producer(cluster: &Cluster, max_record_bytes: u64) -> Result<FutureProducer<Watch>> {
+    let mut config = cluster.config.clone();
+    let message_max = (max_record_bytes + (1 << 20)).max(1_000_000);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", "32768")
+        .set("message.max.bytes", message_max.to_string())
+        .set(
+            "message.timeout.ms",
+            cluster.timeout.as_millis().clamp(1000, 3_600_000).to_string(),
+        );
+    config
+        .create_with_context(Watch::default())
+        .map_err(|e| Error::usage(format!("{}: {e}", cluster.address)))
+}
+
+/// Reads `input` (the backup's lines) and produces every record into its
+/// topic in `targets`. `read_failed` turns a read error into the run's
+/// error (store, integrity or interruption).
+pub async fn load(
+    cluster: &Cluster,
+    producer: &FutureProducer<Watch>,
+    input: impl AsyncRead + Unpin,
+    targets: &BTreeMap<String, String>,
+    read_failed: impl Fn(&std::io::Error) -> Error,
+) -> std::result::Result<LoadedPartitions, Box<Stopped>> {
+    let mut loaded = LoadedPartitions::new();
+    let mut waiting: VecDeque<((String, i32), i64, DeliveryFuture)> = VecDeque::new();
+    let mut reader = BufReader::with_capacity(256 * 1024, input);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    let stop = |error, loaded| Box::new(Stopped { error, loaded });
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let error = read_failed(&e);
+                settle(cluster, &mut waiting, &mut loaded).await.ok();
+                return Err(stop(error, loaded));
+            }
+        }
+        number += 1;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let record = match Record::parse_line(text) {
+            Ok(r) => r,
+            Err(e) => {
+                settle(cluster, &mut waiting, &mut loaded).await.ok();
+                return Err(stop(Error::integrity(format!("line {number} of the backup: {e}")), loaded));
+            }
+        };
+        let Some(topic) = targets.get(record.topic.as_ref()) else {
+            continue;
+        };
+        let key = (record.topic.to_string(), record.partition);
+        loaded.entry(key.clone()).or_default().digest.add(&record);
+        let mut delivery = send(producer, topic, &record);
+        // A full queue: wait for the oldest deliveries, then try again.
+        while let Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) = delivery {
+            if let Err(e) = settle_one(cluster, &mut waiting, &mut loaded).await {
+                return Err(stop(e, loaded));
+            }
+            delivery = send(producer, topic, &record);
+        }
+        match delivery {
+            Ok(future) => waiting.push_back((key, record.offset, future)),
+            Err(e) => {
+                let error = Error::target(format!("{}: producing to {topic} failed: {e}", cluster.address));
+                settle(cluster, &mut waiting, &mut loaded).await.ok();
+                return Err(stop(error, loaded));
+            }
+        }
+        while waiting.len() > IN_FLIGHT {
+            if let Err(e) = settle_one(cluster, &mut waiting, &mut loaded).await {
+                return Err(stop(e, loaded));
+            }
+        }
+    }
+    if let Err(e) = settle(cluster, &mut waiting, &mut loaded).await {
+        return Err(stop(e, loaded));
+    }
+    Ok(loaded)
+}
+
+fn send(
+    producer: &FutureProducer<Watch>,
+    topic: &str,
+    record: &Record<'_>,
+) -> std::result::Result<DeliveryFuture, KafkaError> {
+    let mut out: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(topic).partition(record.partition);
+    if let Some(key) = record.key.as_deref() {
+        out = out.key(key);
+    }
+    if let Some(value) = record.value.as_deref() {
+        out = out.payload(value);
+    }
+    if let Some(t) = record.timestamp {
+        out = out.timestamp(t);
+    }
+    if !record.headers.is_empty() {
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |h, (k, v)| {
+                h.insert(Header {
+                    key: k.as_ref(),
+                    value: v.as_deref(),
+                })
+            },
+        );
+        out = out.headers(headers);
+    }
+    producer.send_result(out).map_err(|(e, _)| e)
+}
+
+/// Waits for every outstanding delivery, in order.
+async fn settle(
+    cluster: &Cluster,
+    waiting: &mut VecDeque<((String, i32), i64, DeliveryFuture)>,
+    loaded: &mut LoadedPartitions,
+) -> Result<()> {
+    let mut first_error = None;
+    while !waiting.is_empty() {
+        if let Err(e) = settle_one(cluster, waiting, loaded).await {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Waits for the oldest delivery and records where it landed.
+async fn settle_one(
+    cluster: &Cluster,
+    waiting: &mut VecDeque<((String, i32), i64, DeliveryFuture)>,
+    loaded: &mut LoadedPartitions,
+) -> Result<()> {
+    let Some((key, source_offset, future)) = waiting.pop_front() else {
+        return Ok(());
+    };
+    match future.await {
+        Ok(Ok(delivery)) => {
+            loaded
+                .entry(key)
+                .or_default()
+                .offsets
+                .push(source_offset, delivery.offset);
+            Ok(())
+        }
+        Ok(Err((e, _))) => Err(Error::target(format!(
+            "{}: a record of {}/{} (offset {source_offset}) was not delivered: {e}",
+            cluster.address, key.0, key.1
+        ))),
+        Err(_) => Err(Error::target(format!(
+            "{}: the producer stopped before a record of {}/{} was delivered",
+            cluster.address, key.0, key.1
+        ))),
+    }
+}

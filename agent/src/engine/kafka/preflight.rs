@@ -1,0 +1,192 @@
+//! Everything a restore checks before it writes anything: each target
+//! topic absent or empty with the backup's partition count, records no
+//! larger than the target accepts, groups without members. And the
+//! configs a topic gets while it is loaded and afterwards.
+
+use std::collections::BTreeMap;
+
+use super::cluster::TopicState;
+use super::facts::TopicFacts;
+
+/// Configs whose limits would make the broker drop restored records: the
+/// broker deletes records by their (original, possibly old) timestamps.
+const SUSPENDED: [(&str, &str); 3] = [
+    ("retention.ms", "-1"),
+    ("retention.bytes", "-1"),
+    // Records keep their original timestamps only as CreateTime; a
+    // LogAppendTime topic gets its setting back at the end.
+    ("message.timestamp.type", "CreateTime"),
+];
+
+/// Limits on old timestamps, lifted only where the topic sets them (older
+/// brokers do not know these names).
+const LIFTED_IF_SET: [&str; 2] = [
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+];
+
+/// One topic to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restoring {
+    pub source: String,
+    pub target: String,
+    pub partitions: i32,
+    /// `Some(rf)`: created with this replication factor; `None`: the
+    /// topic exists (empty) and is used as it is.
+    pub create: Option<i32>,
+    pub load_configs: BTreeMap<String, String>,
+    pub final_configs: BTreeMap<String, String>,
+}
+
+/// The configs a topic is loaded with: its final ones with retention and
+/// timestamp limits suspended.
+pub fn suspended(configs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut load = configs.clone();
+    for (key, value) in SUSPENDED {
+        load.insert(key.to_string(), value.to_string());
+    }
+    for key in LIFTED_IF_SET {
+        if load.contains_key(key) {
+            load.insert(key.to_string(), i64::MAX.to_string());
+        }
+    }
+    load
+}
+
+/// Decides how `topic` is restored into `target` given what the cluster
+/// holds; an error names the topic and what would fix it.
+pub fn plan_topic(
+    topic: &TopicFacts,
+    target: &str,
+    existing: Option<(&TopicState, &BTreeMap<String, String>)>,
+    brokers: usize,
+    broker_max_message: Option<u64>,
+) -> Result<(Restoring, Vec<String>), String> {
+    let partitions = topic.partitions.len() as i32;
+    let mut notes = Vec::new();
+    let (create, final_configs) = match existing {
+        Some((state, own)) => {
+            if state.partitions as i32 != partitions {
+                return Err(format!(
+                    "target topic {target} has {} partitions, the backup of {} has {partitions}; records must go to the same partitions: delete it, or restore into another name with --topic-map {}=NEW",
+                    state.partitions, topic.name, topic.name
+                ));
+            }
+            if let Some((p, low, high)) = state.offsets.iter().find(|(_, low, high)| high > low) {
+                return Err(format!(
+                    "target topic {target} is not empty (partition {p} holds offsets {low}..{high}); restore into an absent or empty topic, or choose another name with --topic-map {}=NEW",
+                    topic.name
+                ));
+            }
+            (None, own.clone())
+        }
+        None => {
+            let mut configs = topic.configs.clone();
+            let replication = topic.replication_factor.clamp(1, brokers.max(1) as i32);
+            if replication < topic.replication_factor {
+                notes.push(format!(
+                    "{target}: replication factor {replication} (the source had {}; this cluster has {brokers} broker(s))",
+                    topic.replication_factor
+                ));
+                let min_isr = configs
+                    .get("min.insync.replicas")
+                    .and_then(|v| v.parse::<i32>().ok());
+                if min_isr.is_some_and(|m| m > replication) {
+                    configs.insert("min.insync.replicas".into(), replication.to_string());
+                    notes.push(format!("{target}: min.insync.replicas lowered to {replication}"));
+                }
+            }
+            (Some(replication), configs)
+        }
+    };
+    let limit = final_configs
+        .get("max.message.bytes")
+        .and_then(|v| v.parse::<u64>().ok())
+        .or(broker_max_message);
+    if let Some(limit) = limit {
+        // A record travels in a batch with ~70 bytes of framing.
+        if topic.max_record_bytes + 128 > limit {
+            return Err(format!(
+                "topic {}'s largest record is {} bytes, but {target} accepts at most {limit} (max.message.bytes); raise the target's limit first",
+                topic.name, topic.max_record_bytes
+            ));
+        }
+    }
+    Ok((
+        Restoring {
+            source: topic.name.clone(),
+            target: target.to_string(),
+            partitions,
+            create,
+            load_configs: suspended(&final_configs),
+            final_configs,
+        },
+        notes,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::kafka::facts::PartitionFacts;
+
+    fn topic(partitions: i32, configs: &[(&str, &str)]) -> TopicFacts {
+        TopicFacts {
+            name: "orders".into(),
+            replication_factor: 3,
+            configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            max_record_bytes: 1000,
+            partitions: (0..partitions)
+                .map(|p| PartitionFacts {
+                    partition: p,
+                    log_start_offset: 0,
+                    end_offset: 10,
+                    records: 10,
+                    first_offset: Some(0),
+                    last_offset: Some(9),
+                    content_sha256: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_new_topic_is_loaded_with_retention_suspended_and_gets_its_configs_after() {
+        let t = topic(2, &[("retention.ms", "3600000"), ("message.timestamp.type", "LogAppendTime"), ("min.insync.replicas", "2")]);
+        let (r, notes) = plan_topic(&t, "orders-r", None, 1, Some(1_048_588)).expect("plan");
+        assert_eq!(r.create, Some(1));
+        assert_eq!(r.load_configs["retention.ms"], "-1");
+        assert_eq!(r.load_configs["retention.bytes"], "-1");
+        assert_eq!(r.load_configs["message.timestamp.type"], "CreateTime");
+        assert_eq!(r.final_configs["retention.ms"], "3600000");
+        assert_eq!(r.final_configs["message.timestamp.type"], "LogAppendTime");
+        assert_eq!(r.final_configs["min.insync.replicas"], "1");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(!r.load_configs.contains_key("message.timestamp.before.max.ms"));
+        let (r, _) = plan_topic(&topic(1, &[("message.timestamp.before.max.ms", "1000")]), "o", None, 3, None).expect("plan");
+        assert_eq!(r.load_configs["message.timestamp.before.max.ms"], i64::MAX.to_string());
+    }
+
+    #[test]
+    fn an_existing_topic_must_be_empty_with_the_same_partitions() {
+        let own = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        let empty = TopicState { partitions: 2, offsets: vec![(0, 5, 5), (1, 0, 0)] };
+        let (r, _) = plan_topic(&topic(2, &[]), "orders", Some((&empty, &own)), 1, None).expect("empty");
+        assert_eq!((r.create, r.final_configs.clone()), (None, own.clone()));
+        let full = TopicState { partitions: 2, offsets: vec![(0, 0, 0), (1, 3, 7)] };
+        let err = plan_topic(&topic(2, &[]), "orders", Some((&full, &own)), 1, None).expect_err("full");
+        assert!(err.contains("orders is not empty") && err.contains("partition 1"), "{err}");
+        let err = plan_topic(&topic(3, &[]), "orders", Some((&empty, &own)), 1, None).expect_err("count");
+        assert!(err.contains("has 2 partitions") && err.contains("--topic-map"), "{err}");
+    }
+
+    #[test]
+    fn records_larger_than_the_target_accepts_are_refused_first() {
+        let mut t = topic(1, &[]);
+        t.max_record_bytes = 2_000_000;
+        let err = plan_topic(&t, "orders", None, 1, Some(1_048_588)).expect_err("large");
+        assert!(err.contains("2000000 bytes") && err.contains("max.message.bytes"), "{err}");
+        t.configs.insert("max.message.bytes".into(), "4000000".into());
+        assert!(plan_topic(&t, "orders", None, 1, Some(1_048_588)).is_ok());
+    }
+}

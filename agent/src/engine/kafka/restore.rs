@@ -1,0 +1,251 @@
+//! `restore --to kafka://…`: preflight, then topics created (or taken
+//! empty) with retention suspended, the backup's records produced in
+//! offset order, consumer groups' offsets translated and committed, and
+//! the topics' own configs put in place last.
+//!
+//! Kafka has no transaction that could take a restore back, so nothing is
+//! written before the backup has been read once end to end (verified) and
+//! every check passed. A restore that stops later (the broker failed, a
+//! signal) says exactly which partitions are complete.
+
+use std::collections::BTreeMap;
+
+use super::cluster::Cluster;
+use super::facts::KafkaFacts;
+use super::format::PartitionDigest;
+use super::load::{self, LoadedPartitions};
+use super::preflight::{self, Restoring};
+use super::target::KafkaTarget;
+use super::{groups, options_of};
+use crate::engine::common::Stored;
+use crate::engine::settings::RestoreSettings;
+use crate::error::{Error, Result};
+
+pub async fn restore(target: &KafkaTarget, backup: &Stored<'_>, settings: &RestoreSettings) -> Result<()> {
+    let facts = super::facts_of(backup.manifest)?;
+    let options = &settings.kafka;
+    let cluster = options_of(target, &options.connection, settings.password.as_ref(), "--to")?;
+    let names: Vec<&str> = facts.topics.iter().map(|t| t.name.as_str()).collect();
+    let targets = super::offsets::topic_map(&options.topic_map, &names).map_err(Error::usage)?;
+    let carried = groups::carried(facts, options.groups.as_ref());
+    let (plan, loaded) = load_into(&cluster, backup, &targets, &carried, Some(settings)).await?;
+    let translated = groups::commit(&cluster, facts, &carried, &targets, &loaded).await?;
+    for line in &translated {
+        tracing::info!("consumer group offset translated: {line}");
+    }
+    finish(&cluster, &plan, options.keep_retention_suspended).await?;
+    for r in &plan {
+        let records: i64 = loaded
+            .iter()
+            .filter(|((t, _), _)| *t == r.source)
+            .map(|(_, l)| l.offsets.records())
+            .sum();
+        tracing::info!(topic = %r.source, into = %r.target, records, "topic restored");
+    }
+    Ok(())
+}
+
+/// Preflight, (with `verify`: the backup read once end to end,) topics
+/// created or suspended, every record produced and checked against the
+/// manifest. Returns the topics' plan and where each record landed.
+pub async fn load_into(
+    cluster: &Cluster,
+    backup: &Stored<'_>,
+    targets: &BTreeMap<String, String>,
+    carried: &[String],
+    verify: Option<&RestoreSettings>,
+) -> Result<(Vec<Restoring>, LoadedPartitions)> {
+    let facts = super::facts_of(backup.manifest)?;
+    let (plan, notes) = preflight_blocking(cluster, facts, targets, carried).await?;
+    for note in &notes {
+        tracing::warn!("{note}");
+    }
+    if let Some(settings) = verify {
+        // A damaged backup writes nothing.
+        backup.verify(settings.progress).await?;
+    }
+    prepare(cluster, &plan).await?;
+    let loaded = load_backup(cluster, backup, facts, targets).await?;
+    check_content(facts, &loaded, targets)?;
+    Ok((plan, loaded))
+}
+
+/// The preflight, on a blocking thread (librdkafka's metadata calls block).
+pub async fn preflight_blocking(
+    cluster: &Cluster,
+    facts: &KafkaFacts,
+    targets: &BTreeMap<String, String>,
+    carried: &[String],
+) -> Result<(Vec<Restoring>, Vec<String>)> {
+    let cluster = Cluster {
+        address: cluster.address.clone(),
+        config: cluster.config.clone(),
+        timeout: cluster.timeout,
+    };
+    let (facts, targets, carried) = (facts.clone(), targets.clone(), carried.to_vec());
+    tokio::task::spawn_blocking(move || preflight(&cluster, &facts, &targets, &carried))
+        .await
+        .map_err(|e| Error::target(format!("the preflight stopped: {e}")))?
+}
+
+fn preflight(
+    cluster: &Cluster,
+    facts: &KafkaFacts,
+    targets: &BTreeMap<String, String>,
+    carried: &[String],
+) -> Result<(Vec<Restoring>, Vec<String>)> {
+    let consumer = cluster.consumer("vertice-restore")?;
+    let wanted: Vec<&str> = targets.values().map(String::as_str).collect();
+    let (brokers, existing) = cluster.topics(&consumer, &wanted)?;
+    let existing_names: Vec<&str> = existing.keys().map(String::as_str).collect();
+    let own = cluster.own_configs(&existing_names)?;
+    let broker_max = broker_id(cluster, &consumer)
+        .and_then(|id| cluster.broker_config(id, "message.max.bytes"))
+        .and_then(|v| v.parse::<u64>().ok());
+    let empty = BTreeMap::new();
+    let mut plan = Vec::new();
+    let mut notes = Vec::new();
+    for topic in &facts.topics {
+        let target = &targets[&topic.name];
+        let here = existing
+            .get(target)
+            .map(|state| (state, own.get(target).unwrap_or(&empty)));
+        let (restoring, mut topic_notes) =
+            preflight::plan_topic(topic, target, here, brokers, broker_max).map_err(Error::usage)?;
+        plan.push(restoring);
+        notes.append(&mut topic_notes);
+    }
+    groups::check_empty(cluster, &consumer, carried)?;
+    Ok((plan, notes))
+}
+
+fn broker_id(
+    cluster: &Cluster,
+    consumer: &rdkafka::consumer::BaseConsumer<super::client::Watch>,
+) -> Option<i32> {
+    use rdkafka::consumer::Consumer;
+    let metadata = consumer.fetch_metadata(None, cluster.timeout).ok()?;
+    metadata.brokers().first().map(|b| b.id())
+}
+
+/// Creates the absent topics and suspends retention on the empty ones.
+async fn prepare(cluster: &Cluster, plan: &[Restoring]) -> Result<()> {
+    let create: Vec<(String, i32, i32, BTreeMap<String, String>)> = plan
+        .iter()
+        .filter_map(|r| {
+            r.create
+                .map(|rf| (r.target.clone(), r.partitions, rf, r.load_configs.clone()))
+        })
+        .collect();
+    cluster.create_topics(&create).await?;
+    let existing: Vec<(String, BTreeMap<String, String>)> = plan
+        .iter()
+        .filter(|r| r.create.is_none())
+        .map(|r| (r.target.clone(), r.load_configs.clone()))
+        .collect();
+    cluster.set_configs(&existing).await?;
+    for r in plan {
+        tracing::info!(
+            topic = %r.target,
+            created = r.create.is_some(),
+            "retention suspended while the topic is loaded (retention.ms=-1, CreateTime); its own configs are put back at the end"
+        );
+    }
+    Ok(())
+}
+
+/// Produces every record; on failure, the error says which partitions
+/// are complete.
+async fn load_backup(
+    cluster: &Cluster,
+    backup: &Stored<'_>,
+    facts: &KafkaFacts,
+    targets: &BTreeMap<String, String>,
+) -> Result<LoadedPartitions> {
+    let max_record = facts.topics.iter().map(|t| t.max_record_bytes).max().unwrap_or(0);
+    let producer = load::producer(cluster, max_record)?;
+    let open = backup.open().await?;
+    let (manifest, artifact) = (backup.manifest, backup.artifact);
+    let read_failed = |e: &std::io::Error| crate::artifact::read_failed(manifest, artifact, e);
+    match load::load(cluster, &producer, open.reader, targets, read_failed).await {
+        Ok(loaded) => Ok(loaded),
+        Err(stopped) => Err(stopped
+            .error
+            .map_message(|m| format!("{m}; {}", progress(facts, &stopped.loaded, targets)))),
+    }
+}
+
+/// Which partitions hold all their records, which some, which none.
+pub fn progress(
+    facts: &KafkaFacts,
+    loaded: &LoadedPartitions,
+    targets: &BTreeMap<String, String>,
+) -> String {
+    let (mut complete, mut partial, mut untouched) = (Vec::new(), Vec::new(), Vec::new());
+    for topic in &facts.topics {
+        let target = targets.get(&topic.name).unwrap_or(&topic.name);
+        for p in &topic.partitions {
+            let done = loaded
+                .get(&(topic.name.clone(), p.partition))
+                .map_or(0, |l| l.offsets.records()) as u64;
+            let name = format!("{target}/{}", p.partition);
+            if done >= p.records {
+                complete.push(name);
+            } else if done == 0 {
+                untouched.push(name);
+            } else {
+                partial.push(format!("{name} ({done} of {} records)", p.records));
+            }
+        }
+    }
+    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    format!(
+        "complete: {}; partly written: {}; not written: {}; consumer group offsets were not committed and the topics keep retention suspended",
+        list(&complete),
+        list(&partial),
+        list(&untouched)
+    )
+}
+
+/// Every partition's count and content hash, as the backup recorded them.
+fn check_content(
+    facts: &KafkaFacts,
+    loaded: &LoadedPartitions,
+    targets: &BTreeMap<String, String>,
+) -> Result<()> {
+    for topic in &facts.topics {
+        for p in &topic.partitions {
+            let here = loaded.get(&(topic.name.clone(), p.partition));
+            let (records, hash) = here.map_or_else(
+                || (0, PartitionDigest::default().hex()),
+                |l| (l.digest.records, l.digest.hex()),
+            );
+            if records != p.records || hash != p.content_sha256 {
+                return Err(Error::integrity(format!(
+                    "{}/{} was restored from records that do not match the manifest ({records} records, the manifest says {}; content hash {hash}, the manifest says {}); {}",
+                    topic.name,
+                    p.partition,
+                    p.records,
+                    p.content_sha256,
+                    progress(facts, loaded, targets)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts each topic's own configs in place of the suspension (or keeps it).
+async fn finish(cluster: &Cluster, plan: &[Restoring], keep_suspended: bool) -> Result<()> {
+    if keep_suspended {
+        tracing::warn!("retention stays suspended (--kafka-keep-retention-suspended): set the topics' retention yourself");
+        return Ok(());
+    }
+    let finals: Vec<(String, BTreeMap<String, String>)> = plan
+        .iter()
+        .map(|r| (r.target.clone(), r.final_configs.clone()))
+        .collect();
+    cluster.set_configs(&finals).await?;
+    tracing::info!("retention and timestamp settings of the restored topics put back");
+    Ok(())
+}
