@@ -93,8 +93,7 @@ impl Source {
     pub fn plan(&self, selection: &Selection) -> Result<Plan> {
         let consumer = self.consumer("vertice-backup")?;
         let watch = consumer.context();
-        let metadata = consumer
-            .fetch_metadata(None, self.timeout)
+        let metadata = client::metadata(&consumer, self.timeout)
             .map_err(|e| self.fail(watch, "reading the cluster's metadata", &e))?;
         let names = selection.topics(metadata.topics().iter().map(|t| t.name()))?;
         let mut topics = Vec::new();

@@ -44,6 +44,49 @@ impl ClientContext for Watch {
 
 impl ConsumerContext for Watch {}
 
+impl Watch {
+    /// Whether librdkafka reported a refused login or handshake.
+    pub fn refused(&self) -> bool {
+        self.last().is_some_and(|(code, _)| refusal(code))
+    }
+}
+
+/// The cluster's metadata, asked for in short attempts so that a refused
+/// login (reported as an event, served by `poll`) ends the wait at once
+/// instead of after the whole timeout.
+pub fn metadata(
+    consumer: &rdkafka::consumer::BaseConsumer<Watch>,
+    timeout: std::time::Duration,
+) -> std::result::Result<rdkafka::metadata::Metadata, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let attempt = consumer.fetch_metadata(None, std::time::Duration::from_millis(500));
+        if attempt.is_ok() || std::time::Instant::now() >= deadline {
+            return attempt;
+        }
+        // Serves error events; no partition is assigned, so no message.
+        let _ = consumer.poll(std::time::Duration::ZERO);
+        if consumer.context().refused() {
+            return attempt;
+        }
+    }
+}
+
+fn refusal(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::SSL
+        )
+    )
+}
+
 /// The client configuration for `target`; `password` is the SASL
 /// password, required when the address names a user.
 pub fn config(
@@ -120,19 +163,7 @@ pub fn failure(
 ) -> Error {
     let code = error.rdkafka_error_code();
     let last = watch.last();
-    let refused = |c: Option<RDKafkaErrorCode>| {
-        matches!(
-            c,
-            Some(
-                RDKafkaErrorCode::Authentication
-                    | RDKafkaErrorCode::SaslAuthenticationFailed
-                    | RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::GroupAuthorizationFailed
-                    | RDKafkaErrorCode::ClusterAuthorizationFailed
-                    | RDKafkaErrorCode::SSL
-            )
-        )
-    };
+    let refused = refusal;
     match &last {
         Some((c, reason)) if refused(*c) || refused(code) => Error::usage(format!(
             "{address} refused the agent while {doing}: {}; check the user, the password (KAFKA_PASSWORD or --password-file), the mechanism and the TLS files",

@@ -65,8 +65,7 @@ impl Cluster {
         consumer: &BaseConsumer<Watch>,
         names: &[&str],
     ) -> Result<(usize, BTreeMap<String, TopicState>)> {
-        let metadata = consumer
-            .fetch_metadata(None, self.timeout)
+        let metadata = client::metadata(consumer, self.timeout)
             .map_err(|e| self.fail(consumer.context(), "reading the cluster's metadata", &e))?;
         let mut found = BTreeMap::new();
         for topic in metadata.topics() {

@@ -143,6 +143,8 @@ pub struct PartitionDigest {
     pub first_offset: Option<i64>,
     pub last_offset: Option<i64>,
     pub max_record_bytes: u64,
+    /// The newest timestamp: the broker deletes a segment by it.
+    pub newest_timestamp: Option<i64>,
 }
 
 impl PartitionDigest {
@@ -152,6 +154,9 @@ impl PartitionDigest {
         self.first_offset.get_or_insert(record.offset);
         self.last_offset = Some(record.offset);
         self.max_record_bytes = self.max_record_bytes.max(record.size());
+        if let Some(t) = record.timestamp {
+            self.newest_timestamp = Some(self.newest_timestamp.map_or(t, |n| n.max(t)));
+        }
     }
 
     pub fn hex(&self) -> String {

@@ -34,6 +34,11 @@ pub async fn restore(target: &KafkaTarget, backup: &Stored<'_>, settings: &Resto
         tracing::info!("consumer group offset translated: {line}");
     }
     finish(&cluster, &plan, options.keep_retention_suspended).await?;
+    if !options.keep_retention_suspended {
+        for warning in expiring(&plan, &loaded, chrono::Utc::now().timestamp_millis()) {
+            tracing::warn!("{warning}");
+        }
+    }
     for r in &plan {
         let records: i64 = loaded
             .iter()
@@ -248,4 +253,41 @@ async fn finish(cluster: &Cluster, plan: &[Restoring], keep_suspended: bool) -> 
     cluster.set_configs(&finals).await?;
     tracing::info!("retention and timestamp settings of the restored topics put back");
     Ok(())
+}
+
+/// Broker default retention when a topic sets none (`log.retention.hours`).
+const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Topics whose restored records are all older than their retention: the
+/// broker will delete them at its next retention check.
+pub fn expiring(plan: &[Restoring], loaded: &LoadedPartitions, now_ms: i64) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for r in plan {
+        let retention = r
+            .final_configs
+            .get("retention.ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(DEFAULT_RETENTION_MS);
+        if retention < 0 {
+            continue;
+        }
+        let old: Vec<String> = loaded
+            .iter()
+            .filter(|((t, _), l)| {
+                *t == r.source
+                    && l.digest
+                        .newest_timestamp
+                        .is_some_and(|newest| newest < now_ms.saturating_sub(retention))
+            })
+            .map(|((_, p), _)| format!("{}/{p}", r.target))
+            .collect();
+        if !old.is_empty() {
+            warnings.push(format!(
+                "every record of {} is older than the topic's retention ({} ms): the broker will delete them at its next retention check; restore again with --kafka-keep-retention-suspended to keep them",
+                old.join(", "),
+                retention
+            ));
+        }
+    }
+    warnings
 }
