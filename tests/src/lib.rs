@@ -16,6 +16,7 @@ pub mod fixtures;
 pub mod flaky_proxy;
 pub mod health_target;
 pub mod http_capture;
+pub mod kafka;
 pub mod kube;
 pub mod monitoring;
 pub mod openbao;

@@ -69,15 +69,15 @@ fn record(partition: i32, key: Option<&[u8]>, value: Option<&[u8]>) -> TestRecor
 
 /// A record as a restore must keep it: everything but its offset (and, for
 /// a LogAppendTime topic, the timestamp's type).
-fn content(
-    r: &ReadRecord,
-) -> (
+type Content = (
     i32,
     Option<Vec<u8>>,
     Option<Vec<u8>>,
     i64,
     Vec<(String, Option<Vec<u8>>)>,
-) {
+);
+
+fn content(r: &ReadRecord) -> Content {
     (
         r.partition,
         r.key.clone(),

@@ -63,10 +63,169 @@ fn failover(second: &str) -> Value {
                     "check": {"postgres": {"requireRole": "Primary"}}}})
 }
 
+/// A backup of a Kafka cluster over TLS with SASL, `patch` merged into the
+/// `kafka` target (a null removes the key) and `extra` into the spec.
+fn kafka(patch: Value, extra: Value) -> Value {
+    let mut spec = good_spec();
+    let mut target = json!({
+        "bootstrapServers": ["kafka-0.kafka.svc:9093", "[fd00::1]:9093"],
+        "topics": ["orders", "audit.v1"], "topicRegex": "billing\\..*", "groups": "billing-.*",
+        "tls": {"caSecretRef": {"name": "kafka-ca", "key": "ca.crt"},
+                "certSecretRef": {"name": "kafka-client", "key": "tls.crt"},
+                "keySecretRef": {"name": "kafka-client", "key": "tls.key"}},
+        "sasl": {"mechanism": "SCRAM-SHA-256", "username": "vertice-backup",
+                 "passwordSecretRef": {"name": "kafka", "key": "password"}},
+    });
+    if let (Some(t), Some(patch)) = (target.as_object_mut(), patch.as_object()) {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    spec["target"] = json!({"kafka": target});
+    if let (Some(s), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    backup(spec)
+}
+
+/// The Kafka target's schema and CEL rules.
+fn kafka_cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
+    let none = json!({});
+    vec![
+        ("a kafka backup", kafka(json!({}), json!({})), None),
+        (
+            "a plaintext kafka backup without SASL",
+            kafka(
+                json!({"tls": null, "sasl": null, "includeInternal": true}),
+                json!({}),
+            ),
+            None,
+        ),
+        (
+            "kafka and postgres",
+            {
+                let mut b = kafka(json!({}), json!({}));
+                b["spec"]["target"]["postgres"] = good_spec()["target"]["postgres"].clone();
+                b
+            },
+            Some("exactly one of target.postgres, target.redis, target.vault, target.kafka"),
+        ),
+        (
+            "no bootstrap servers",
+            kafka(json!({"bootstrapServers": []}), json!({})),
+            Some("bootstrapServers"),
+        ),
+        (
+            "a bootstrap server without a port",
+            kafka(
+                json!({"bootstrapServers": ["kafka-0.kafka.svc"]}),
+                json!({}),
+            ),
+            Some("should match"),
+        ),
+        (
+            "a bootstrap server as a URL",
+            kafka(
+                json!({"bootstrapServers": ["kafka://kafka-0:9092"]}),
+                json!({}),
+            ),
+            Some("should match"),
+        ),
+        (
+            "a topic list in one item",
+            kafka(json!({"topics": ["orders,payments"]}), json!({})),
+            Some("should match"),
+        ),
+        (
+            "a SASL user with a password in it",
+            kafka(
+                json!({"sasl": {"username": "backup:hunter2",
+                                "passwordSecretRef": {"name": "kafka", "key": "password"}}}),
+                json!({}),
+            ),
+            Some("should match"),
+        ),
+        (
+            "SASL without a password",
+            kafka(json!({"sasl": {"username": "backup"}}), json!({})),
+            Some("passwordSecretRef: Required value"),
+        ),
+        (
+            "an unknown SASL mechanism",
+            kafka(
+                json!({"sasl": {"mechanism": "GSSAPI", "username": "backup",
+                                "passwordSecretRef": {"name": "kafka", "key": "password"}}}),
+                json!({}),
+            ),
+            Some("Unsupported value: \"GSSAPI\""),
+        ),
+        (
+            "a client certificate without its key",
+            kafka(
+                json!({"tls": {"certSecretRef": {"name": "kafka-client", "key": "tls.crt"}}}),
+                json!({}),
+            ),
+            Some("set tls.certSecretRef and tls.keySecretRef together"),
+        ),
+        (
+            "TLS files with TLS off",
+            kafka(
+                json!({"tls": {"enabled": false, "caSecretRef": {"name": "kafka-ca", "key": "ca.crt"}}}),
+                json!({}),
+            ),
+            Some("tls.enabled is false"),
+        ),
+        (
+            "TLS off",
+            kafka(json!({"tls": {"enabled": false}}), json!({})),
+            None,
+        ),
+        (
+            "an sql hook on kafka",
+            kafka(
+                json!({}),
+                json!({"hooks": {"pre": [{"name": "x", "sql": {"statement": "select 1"}}]}}),
+            ),
+            Some("sql hooks run on PostgreSQL and Redis"),
+        ),
+        (
+            "an http hook on kafka",
+            kafka(
+                json!({}),
+                json!({"hooks": {"post": [{"name": "x", "http": {"url": "https://hc.example/ping"}}]}}),
+            ),
+            None,
+        ),
+        (
+            "a kafka drill",
+            kafka(
+                json!({}),
+                json!({"drill": {"schedule": {"cron": "@weekly"}}}),
+            ),
+            None,
+        ),
+        (
+            "a drill target for a kafka backup",
+            kafka(
+                json!({}),
+                json!({"drill": {"schedule": {"cron": "@weekly"}, "target": {"ephemeral": none}}}),
+            ),
+            Some("drill.target is for PostgreSQL backups"),
+        ),
+    ]
+}
+
 /// (what, object, None when accepted or Some(what the refusal says)).
 fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
     let age = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
-    vec![
+    let mut cases = kafka_cases();
+    cases.extend(vec![
         ("a minimal backup", backup(good_spec()), None),
         (
             "two stores",
@@ -365,7 +524,8 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             },
             None,
         ),
-    ]
+    ]);
+    cases
 }
 
 fn with_check(check: Value) -> Value {

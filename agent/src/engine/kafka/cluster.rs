@@ -145,6 +145,10 @@ impl Cluster {
         &self,
         topics: &[(String, i32, i32, BTreeMap<String, String>)],
     ) -> Result<()> {
+        // librdkafka refuses an empty request.
+        if topics.is_empty() {
+            return Ok(());
+        }
         let admin = self.admin()?;
         let new: Vec<NewTopic<'_>> = topics
             .iter()
