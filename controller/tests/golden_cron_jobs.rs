@@ -220,6 +220,180 @@ fn sql_hooks_on_a_vault_target_are_refused() {
 }
 
 #[test]
+fn sql_hooks_on_a_kafka_target_are_refused() {
+    let (_, mut backup) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "kafka-s3")
+        .expect("case");
+    backup.spec.hooks.pre.push(
+        serde_json::from_value(serde_json::json!({"name": "x", "sql": {"statement": "select 1"}}))
+            .expect("hook"),
+    );
+    let err = desired(&backup, &defaults()).expect_err("sql hook on Kafka");
+    assert!(err.to_string().contains("spec.hooks"), "{err}");
+}
+
+/// `(name, literal value or the Secret's name/key)` of each env var.
+fn env_of(pod: &PodSpec) -> Vec<(String, String)> {
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let value = match (
+                &e.value,
+                e.value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref()),
+            ) {
+                (Some(v), _) => v.clone(),
+                (None, Some(s)) => format!("secret {}/{}", s.name, s.key),
+                (None, None) => String::new(),
+            };
+            (e.name.clone(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn a_kafka_backup_reaches_its_cluster_by_address_password_and_tls_files() {
+    let (_, backup) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "kafka-s3")
+        .expect("case");
+    let secrets = "/var/run/secrets/vertice.io";
+    let pod = pod_of(build(&backup));
+    let env = env_of(&pod);
+    let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let servers = "events-kafka-0.events-kafka.streaming.svc:9093,events-kafka-1.events-kafka.streaming.svc:9093";
+    let address = format!("kafkas://vertice-backup@{servers}?mechanism=SCRAM-SHA-256");
+    assert_eq!(get(agent_env::SOURCE), Some(address.as_str()));
+    assert_eq!(
+        get(agent_env::KAFKA_PASSWORD),
+        Some("secret events-kafka-backup/password")
+    );
+    let ca = format!("{secrets}/events-kafka-ca/ca.crt");
+    let cert = format!("{secrets}/events-kafka-client/tls.crt");
+    let key = format!("{secrets}/events-kafka-client/tls.key");
+    assert_eq!(get(agent_env::KAFKA_CA_FILE), Some(ca.as_str()));
+    assert_eq!(get(agent_env::KAFKA_CERT_FILE), Some(cert.as_str()));
+    assert_eq!(get(agent_env::KAFKA_KEY_FILE), Some(key.as_str()));
+    assert_eq!(get(agent_env::KAFKA_TOPICS), Some("orders,payments"));
+    assert_eq!(get(agent_env::KAFKA_TOPIC_REGEX), Some("audit\\..*"));
+    assert_eq!(get(agent_env::KAFKA_GROUPS), Some("billing-.*"));
+    assert_eq!(get(agent_env::KAFKA_INCLUDE_INTERNAL), None);
+    assert_eq!(get(agent_env::SOURCE_KIND), None);
+    // The TLS Secrets as files, only the referenced keys; no API token.
+    let projected: Vec<(String, Vec<String>)> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let s = v.secret.as_ref()?;
+            let keys = s.items.iter().flatten().map(|i| i.key.clone()).collect();
+            Some((s.secret_name.clone()?, keys))
+        })
+        .collect();
+    assert_eq!(
+        projected,
+        [
+            ("events-kafka-ca".to_string(), vec!["ca.crt".to_string()]),
+            (
+                "events-kafka-client".to_string(),
+                vec!["tls.crt".to_string(), "tls.key".to_string()]
+            ),
+        ]
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.service_account_name, None);
+
+    // Plaintext without SASL: the bare address and nothing else to reach it.
+    let mut plain = backup.clone();
+    if let Some(k) = plain.spec.target.kafka.as_mut() {
+        k.tls = None;
+        k.sasl = None;
+        k.topics.clear();
+        k.topic_regex = None;
+        k.groups = None;
+        k.include_internal = true;
+    }
+    let pod = pod_of(build(&plain));
+    let env = env_of(&pod);
+    let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        env.contains(&(agent_env::SOURCE.into(), format!("kafka://{servers}"))),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&(agent_env::KAFKA_INCLUDE_INTERNAL.into(), "true".into())),
+        "{env:?}"
+    );
+    for absent in [
+        agent_env::KAFKA_PASSWORD,
+        agent_env::KAFKA_CA_FILE,
+        agent_env::KAFKA_CERT_FILE,
+        agent_env::KAFKA_KEY_FILE,
+        agent_env::KAFKA_TOPICS,
+        agent_env::KAFKA_TOPIC_REGEX,
+        agent_env::KAFKA_GROUPS,
+    ] {
+        assert!(!names.contains(&absent), "{absent} set: {env:?}");
+    }
+}
+
+#[test]
+fn a_kafka_drill_restores_into_the_backed_up_cluster() {
+    let (_, backup) = cases()
+        .into_iter()
+        .find(|(n, _)| n == "kafka-s3")
+        .expect("case");
+    let pod = pod_of(
+        desired_drill(&backup, &defaults())
+            .expect("valid drill")
+            .expect("a drill CronJob"),
+    );
+    assert_eq!(
+        pod.containers[0].args.as_deref(),
+        Some(&["drill".to_string()][..])
+    );
+    let env = env_of(&pod);
+    let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let servers = "events-kafka-0.events-kafka.streaming.svc:9093,events-kafka-1.events-kafka.streaming.svc:9093";
+    let address = format!("kafkas://vertice-backup@{servers}?mechanism=SCRAM-SHA-256");
+    assert_eq!(get(agent_env::DRILL_RESTORE_TO), Some(address.as_str()));
+    assert_eq!(
+        get(agent_env::KAFKA_PASSWORD),
+        Some("secret events-kafka-backup/password")
+    );
+    assert_eq!(
+        get(agent_env::KAFKA_CA_FILE),
+        Some("/var/run/secrets/vertice.io/events-kafka-ca/ca.crt")
+    );
+    assert!(get(agent_env::KAFKA_CERT_FILE).is_some() && get(agent_env::KAFKA_KEY_FILE).is_some());
+    // What only the backup uses stays out of the drill.
+    for absent in [
+        agent_env::SOURCE,
+        agent_env::KAFKA_TOPICS,
+        agent_env::KAFKA_GROUPS,
+        agent_env::HOOKS,
+    ] {
+        assert_eq!(get(absent), None, "{absent}");
+    }
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    // Nowhere else to restore to: a drill.target is refused.
+    let mut elsewhere = backup.clone();
+    if let Some(d) = elsewhere.spec.drill.as_mut() {
+        d.target =
+            Some(serde_json::from_value(serde_json::json!({"ephemeral": {}})).expect("target"));
+    }
+    let err = desired_drill(&elsewhere, &defaults()).expect_err("drill.target on Kafka");
+    assert!(
+        err.to_string().contains("Kafka drills into scratch topics"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_keep_within_the_agent_would_refuse_is_refused_naming_the_field() {
     let (_, mut backup) = cases()
         .into_iter()
@@ -272,6 +446,11 @@ fn every_env_name_is_in_the_agent_contract() {
             .expect("valid drill")
             .expect("a drill CronJob");
         jobs.push(("postgres-s3 drill".into(), drill));
+    }
+    for (name, backup) in cases() {
+        if let Some(drill) = desired_drill(&backup, &defaults()).expect("valid drill") {
+            jobs.push((format!("{name} drill"), drill));
+        }
     }
     for (name, cj) in jobs {
         let pod = pod_of(cj);

@@ -19,8 +19,9 @@ use crate::duration::SpecDuration;
 use crate::hooks::Hooks;
 use crate::notifications::Notifications;
 
-/// A scheduled backup of one PostgreSQL database, Redis instance or Vault
-/// cluster into an object store, run by the Vertice agent in a CronJob.
+/// A scheduled backup of one PostgreSQL database, Redis instance, Vault
+/// cluster or Kafka cluster into an object store, run by the Vertice agent
+/// in a CronJob.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vertice.io",
@@ -45,9 +46,9 @@ use crate::notifications::Notifications;
     printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".status.lastSuccessfulBackup.storedBytes","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("!has(self.target.vault) || !has(self.hooks) || ((!has(self.hooks.pre) || self.hooks.pre.all(h, !has(h.sql))) && (!has(self.hooks.post) || self.hooks.post.all(h, !has(h.sql))))").message("sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault target"))]
+#[x_kube(validation = Rule::new("(!has(self.target.vault) && !has(self.target.kafka)) || !has(self.hooks) || ((!has(self.hooks.pre) || self.hooks.pre.all(h, !has(h.sql))) && (!has(self.hooks.post) || self.hooks.post.all(h, !has(h.sql))))").message("sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault or Kafka target"))]
 #[x_kube(validation = Rule::new("!has(self.drill) || !has(self.target.postgres) || has(self.drill.target)").message("drill.target: a PostgreSQL drill restores into drill.target.postgres (a server of yours) or drill.target.ephemeral (a server inside the drill pod)"))]
-#[x_kube(validation = Rule::new("!has(self.drill) || has(self.target.postgres) || !has(self.drill.target)").message("drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod"))]
+#[x_kube(validation = Rule::new("!has(self.drill) || has(self.target.postgres) || !has(self.drill.target)").message("drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod, Kafka drills into scratch topics on the backed-up cluster"))]
 #[x_kube(validation = Rule::new("!has(self.drill) || !has(self.encryption) || has(self.drill.identitySecretRef)").message("drill.identitySecretRef: an encrypted backup is drilled with the age identity that decrypts it"))]
 #[serde(rename_all = "camelCase")]
 pub struct VerticeBackupSpec {
@@ -90,9 +91,9 @@ pub struct VerticeBackupSpec {
     pub drill: Option<DrillSpec>,
 }
 
-/// Exactly one of `postgres`, `redis` or `vault`.
+/// Exactly one of `postgres`, `redis`, `vault` or `kafka`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("[has(self.postgres), has(self.redis), has(self.vault)].filter(x, x).size() == 1").message("set exactly one of target.postgres, target.redis, target.vault"))]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.redis), has(self.vault), has(self.kafka)].filter(x, x).size() == 1").message("set exactly one of target.postgres, target.redis, target.vault, target.kafka"))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +102,8 @@ pub struct BackupTarget {
     pub redis: Option<RedisTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<VaultTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaTarget>,
 }
 
 /// One PostgreSQL database, dumped with `pg_dump --format=custom`.
@@ -188,6 +191,117 @@ pub struct VaultKubernetesAuth {
 
 fn default_vault_k8s_mount() -> String {
     "kubernetes".into()
+}
+
+/// A Kafka cluster: the records of the chosen topics with their
+/// configurations, and the committed offsets of the chosen consumer groups.
+/// A drill restores into scratch topics `vertice-drill-<backup id>-<topic>`
+/// on this same cluster, with the same credentials, and always deletes them:
+/// for a drill the user also needs every operation on topics prefixed
+/// `vertice-drill-`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTarget {
+    /// Brokers the agent connects to first, each `HOST:PORT`
+    /// (`kafka-0.kafka.svc:9092`, an IPv6 address in brackets:
+    /// `[fd00::1]:9092`); it learns the rest of the cluster from them.
+    #[schemars(
+        length(min = 1, max = 32),
+        inner(regex(pattern = r"^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[1-9][0-9]{0,4}$"))
+    )]
+    pub bootstrap_servers: Vec<String>,
+    /// Topics backed up by name; each must exist. With neither `topics` nor
+    /// `topicRegex`, every topic except Kafka's internal ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9._-]{1,249}$")))]
+    pub topics: Vec<String>,
+    /// Also back up every topic whose whole name matches this regular
+    /// expression (`orders\..*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub topic_regex: Option<String>,
+    /// Also back up Kafka's internal topics (`__consumer_offsets`,
+    /// `__transaction_state`, …), which are otherwise left out.
+    #[serde(default)]
+    pub include_internal: bool,
+    /// Consumer groups whose committed offsets are backed up: a regular
+    /// expression on the whole group id (`billing-.*`). Default: every group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub groups: Option<String>,
+    /// TLS to the brokers: the CA that signed their certificates and, for
+    /// mutual TLS, a client certificate and its key, each a key of a Secret
+    /// holding PEM. Without `tls`, the connection is plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<KafkaTls>,
+    /// Log in with SASL as this user, its password from a Secret. Without
+    /// `sasl`, the agent does not authenticate (or only with its TLS client
+    /// certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+}
+
+/// TLS to the brokers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.certSecretRef) == has(self.keySecretRef)").message("set tls.certSecretRef and tls.keySecretRef together: a client certificate needs its key"))]
+#[x_kube(validation = Rule::new("!has(self.enabled) || self.enabled || !(has(self.caSecretRef) || has(self.certSecretRef) || has(self.keySecretRef))").message("tls.enabled is false: remove tls.caSecretRef, tls.certSecretRef and tls.keySecretRef, or enable TLS"))]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTls {
+    /// Connect with TLS (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// CA certificates (PEM) that signed the brokers' certificates; default:
+    /// the agent image's trusted CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeySelector>,
+    /// Client certificate (PEM) for mutual TLS; needs `keySecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<SecretKeySelector>,
+    /// The client certificate's private key (PEM, unencrypted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_ref: Option<SecretKeySelector>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// SASL login to the brokers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (default). PLAIN sends
+    /// the password as it is: use it only with TLS.
+    #[serde(default)]
+    pub mechanism: KafkaSaslMechanism,
+    /// The SASL user name.
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[^@:/,?]+$"))]
+    pub username: String,
+    /// The user's password.
+    pub password_secret_ref: SecretKeySelector,
+}
+
+/// A SASL mechanism, by its Kafka name.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum KafkaSaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[default]
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl KafkaSaslMechanism {
+    /// The name as the CRD and the agent's `?mechanism=` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// A Kubernetes CronJob schedule.

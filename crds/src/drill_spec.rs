@@ -30,7 +30,9 @@ pub struct DrillSpec {
     #[schemars(regex(pattern = r"^([0-9]+[smhdw])+$"))]
     pub max_unverified_age: Option<crate::duration::SpecDuration>,
     /// Where a PostgreSQL backup is restored. Redis and Vault drills
-    /// restore into a throwaway target inside the drill pod.
+    /// restore into a throwaway target inside the drill pod; Kafka drills
+    /// into scratch topics `vertice-drill-<backup id>-<topic>` on the
+    /// backed-up cluster, which the drill always deletes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<DrillTarget>,
     /// The age identity that decrypts the backups (needed when

@@ -116,6 +116,26 @@ fn target_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) 
             add("spec.target.vault.caCertSecretRef".into(), &s.name);
         }
     }
+    // The drill reaches the same cluster with the same Secrets.
+    if let Some(kafka) = &t.kafka {
+        if let Some(sasl) = &kafka.sasl {
+            add(
+                "spec.target.kafka.sasl.passwordSecretRef".into(),
+                &sasl.password_secret_ref.name,
+            );
+        }
+        if let Some(tls) = &kafka.tls {
+            for (field, selector) in [
+                ("caSecretRef", &tls.ca_secret_ref),
+                ("certSecretRef", &tls.cert_secret_ref),
+                ("keySecretRef", &tls.key_secret_ref),
+            ] {
+                if let Some(s) = selector {
+                    add(format!("spec.target.kafka.tls.{field}"), &s.name);
+                }
+            }
+        }
+    }
 }
 
 /// The store's credentials.
@@ -584,6 +604,43 @@ mod tests {
                 "spec.target.vault.caCertSecretRef"
             ]
         );
+        // Kafka's four, which its drill mounts too.
+        let kafka = backup(json!({
+            "target": {"kafka": {"bootstrapServers": ["b0:9093"],
+                "sasl": {"username": "backup", "passwordSecretRef": {"name": "kpw", "key": "password"}},
+                "tls": {"caSecretRef": {"name": "kca", "key": "ca.crt"},
+                        "certSecretRef": {"name": "kcert", "key": "tls.crt"},
+                        "keySecretRef": {"name": "kkey", "key": "tls.key"}}}},
+            "drill": {"schedule": {"cron": "@weekly"}}}));
+        let uses = secret_uses(&kafka.spec);
+        let fields: Vec<(&str, &str)> = uses
+            .iter()
+            .map(|u| (u.field.as_str(), u.name.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("spec.target.kafka.sasl.passwordSecretRef", "kpw"),
+                ("spec.target.kafka.tls.caSecretRef", "kca"),
+                ("spec.target.kafka.tls.certSecretRef", "kcert"),
+                ("spec.target.kafka.tls.keySecretRef", "kkey"),
+            ]
+        );
+        let named: BTreeSet<&str> = uses.iter().map(|u| u.name.as_str()).collect();
+        for cj in [
+            desired(&kafka, &defaults()).expect("backup"),
+            desired_drill(&kafka, &defaults())
+                .expect("drill")
+                .expect("drill"),
+        ] {
+            let mounted = pod_secrets(&cj);
+            assert_eq!(
+                mounted.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+                named,
+                "{:?}",
+                cj.metadata.name
+            );
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use vertice_crds::agent_env;
 use vertice_crds::backup::{
-    AzureStore, BackupTarget, FileStore, GcsStore, PostgresTarget, RedisTarget, RetentionSpec,
-    S3Store, StoreSpec, VaultTarget, VerticeBackupSpec,
+    AzureStore, BackupTarget, FileStore, GcsStore, KafkaTarget, PostgresTarget, RedisTarget,
+    RetentionSpec, S3Store, StoreSpec, VaultTarget, VerticeBackupSpec,
 };
 use vertice_crds::drill_spec::DrillSpec;
 use vertice_crds::notifications::Notifications;
@@ -27,7 +27,7 @@ use vertice_crds::pg_options::{normalize, Tool};
 use vertice_crds::VerticeBackup;
 
 pub use super::job_wiring::SpecError;
-use super::job_wiring::{encode, host, postgres_url, Wiring};
+use super::job_wiring::{encode, host, kafka_address, postgres_url, wire_kafka_connection, Wiring};
 use super::names;
 use super::scheduled_run::RunKind;
 
@@ -72,7 +72,9 @@ pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob
 
 /// The desired drill CronJob when `spec.drill` is set. It carries only what
 /// a drill needs: the store's credentials, the drill target's, the identity;
-/// never the source database's.
+/// never the source database's. (A Kafka drill's target is the backed-up
+/// cluster itself: its drill pod reaches it with the source's password and
+/// TLS files.)
 pub fn desired_drill(
     backup: &VerticeBackup,
     defaults: &JobDefaults,
@@ -393,7 +395,7 @@ fn wire_retention(r: &RetentionSpec, wiring: &mut Wiring) -> Result<(), SpecErro
 }
 
 fn wire_hooks(spec: &VerticeBackupSpec, wiring: &mut Wiring) -> Result<(), SpecError> {
-    if spec.target.vault.is_some()
+    if (spec.target.vault.is_some() || spec.target.kafka.is_some())
         && spec
             .hooks
             .pre
@@ -402,7 +404,7 @@ fn wire_hooks(spec: &VerticeBackupSpec, wiring: &mut Wiring) -> Result<(), SpecE
             .any(|h| h.sql.is_some())
     {
         return Err(SpecError(
-            "spec.hooks: sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault target".into(),
+            "spec.hooks: sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault or Kafka target".into(),
         ));
     }
     if spec.hooks.is_empty() {
@@ -469,8 +471,11 @@ fn wire_target(target: &BackupTarget, w: &mut Wiring) -> Result<bool, SpecError>
     if let Some(vault) = &target.vault {
         return wire_vault(vault, w);
     }
+    if let Some(kafka) = &target.kafka {
+        return wire_kafka(kafka, w).map(|()| false);
+    }
     Err(SpecError(
-        "spec.target: set one of postgres, redis, vault".into(),
+        "spec.target: set one of postgres, redis, vault, kafka".into(),
     ))
 }
 
@@ -550,6 +555,25 @@ fn wire_vault(vault: &VaultTarget, w: &mut Wiring) -> Result<bool, SpecError> {
         ));
     }
     Ok(false)
+}
+
+/// The cluster's address and connection, and which topics and groups.
+fn wire_kafka(kafka: &KafkaTarget, w: &mut Wiring) -> Result<(), SpecError> {
+    w.value(agent_env::SOURCE, kafka_address(kafka));
+    wire_kafka_connection(kafka, "spec.target.kafka", w)?;
+    if !kafka.topics.is_empty() {
+        w.value(agent_env::KAFKA_TOPICS, kafka.topics.join(","));
+    }
+    if let Some(regex) = &kafka.topic_regex {
+        w.value(agent_env::KAFKA_TOPIC_REGEX, regex);
+    }
+    if kafka.include_internal {
+        w.value(agent_env::KAFKA_INCLUDE_INTERNAL, "true");
+    }
+    if let Some(groups) = &kafka.groups {
+        w.value(agent_env::KAFKA_GROUPS, groups);
+    }
+    Ok(())
 }
 
 fn wire_store(

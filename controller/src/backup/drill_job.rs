@@ -7,7 +7,7 @@ use vertice_crds::agent_env;
 use vertice_crds::backup::BackupTarget;
 use vertice_crds::drill_spec::{DrillSpec, DrillTarget};
 
-use super::job_wiring::{postgres_url, SpecError, Wiring};
+use super::job_wiring::{kafka_address, postgres_url, wire_kafka_connection, SpecError, Wiring};
 
 /// `/tmp`'s size limit when `spec.drill.scratchSize` is not given: room
 /// for a Redis RDB, or, for an ephemeral PostgreSQL, whose data directory
@@ -57,10 +57,16 @@ pub(super) fn wire(
         }
         (None, Some(_)) => {
             return Err(SpecError(
-                "spec.drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod".into(),
+                "spec.drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod, Kafka drills into scratch topics on the backed-up cluster".into(),
             ))
         }
         (None, None) => {}
+    }
+    // A Kafka drill restores into scratch topics on the backed-up cluster
+    // itself, so it reaches that cluster as the backup does.
+    if let Some(kafka) = &target.kafka {
+        w.value(agent_env::DRILL_RESTORE_TO, kafka_address(kafka));
+        wire_kafka_connection(kafka, "spec.target.kafka", w)?;
     }
     match (&drill.identity_secret_ref, encrypted) {
         (Some(identity), _) => {

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector as K8sSecretKeySelector};
-use vertice_crds::agent_env::SECRETS_MOUNT;
+use vertice_crds::agent_env::{self, SECRETS_MOUNT};
+use vertice_crds::backup::{KafkaSaslMechanism, KafkaTarget};
 use vertice_crds::common::SecretKeySelector;
 
 /// A spec the CRD schema let through but that cannot become a CronJob.
@@ -75,6 +76,73 @@ pub(super) fn postgres_url(
     url
 }
 
+/// `kafka://[user@]host:port[,host:port…][?mechanism=…]`, `kafkas://` with
+/// TLS: the agent's Kafka address. The mechanism is named only when it is
+/// not the agent's default, SCRAM-SHA-512; the password is never in it.
+pub(super) fn kafka_address(kafka: &KafkaTarget) -> String {
+    let scheme = if kafka_tls(kafka) { "kafkas" } else { "kafka" };
+    let user = kafka
+        .sasl
+        .as_ref()
+        .map(|s| format!("{}@", encode(&s.username)))
+        .unwrap_or_default();
+    let servers: Vec<&str> = kafka.bootstrap_servers.iter().map(|s| s.trim()).collect();
+    let mut address = format!("{scheme}://{user}{}", servers.join(","));
+    if let Some(sasl) = kafka
+        .sasl
+        .as_ref()
+        .filter(|s| s.mechanism != KafkaSaslMechanism::default())
+    {
+        address.push_str("?mechanism=");
+        address.push_str(sasl.mechanism.as_str());
+    }
+    address
+}
+
+/// Whether the agent connects to the brokers with TLS.
+fn kafka_tls(kafka: &KafkaTarget) -> bool {
+    kafka.tls.as_ref().is_some_and(|t| t.enabled)
+}
+
+/// What the backup and the drill alike need to reach a Kafka cluster
+/// besides its address: the SASL password and the TLS files. `field` is
+/// the spec path errors name.
+pub(super) fn wire_kafka_connection(
+    kafka: &KafkaTarget,
+    field: &str,
+    w: &mut Wiring,
+) -> Result<(), SpecError> {
+    if let Some(sasl) = &kafka.sasl {
+        let s = &sasl.password_secret_ref;
+        w.secret_env(agent_env::KAFKA_PASSWORD, &s.name, &s.key);
+    }
+    let Some(tls) = &kafka.tls else {
+        return Ok(());
+    };
+    let files = [
+        (agent_env::KAFKA_CA_FILE, &tls.ca_secret_ref),
+        (agent_env::KAFKA_CERT_FILE, &tls.cert_secret_ref),
+        (agent_env::KAFKA_KEY_FILE, &tls.key_secret_ref),
+    ];
+    if !tls.enabled && files.iter().any(|(_, s)| s.is_some()) {
+        return Err(SpecError(format!(
+            "{field}.tls.enabled is false: remove caSecretRef, certSecretRef and keySecretRef, or enable TLS"
+        )));
+    }
+    if tls.cert_secret_ref.is_some() != tls.key_secret_ref.is_some() {
+        return Err(SpecError(format!(
+            "{field}.tls: set certSecretRef and keySecretRef together: a client certificate needs its key"
+        )));
+    }
+    for (var, selector) in files {
+        if let Some(s) = selector {
+            let path = w.secret_file(s);
+            w.value(var, path);
+        }
+    }
+    Ok(())
+}
+
 /// Percent-encodes a URL user or path segment.
 pub(super) fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
@@ -88,5 +156,131 @@ pub(super) fn host(h: &str) -> String {
         format!("[{h}]")
     } else {
         h.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kafka(v: serde_json::Value) -> KafkaTarget {
+        serde_json::from_value(v).expect("kafka target")
+    }
+
+    #[test]
+    fn kafka_addresses_carry_tls_user_and_a_mechanism_other_than_the_default() {
+        let pw = json!({"name": "kafka", "key": "password"});
+        for (target, want) in [
+            (json!({"bootstrapServers": ["b0:9092"]}), "kafka://b0:9092"),
+            (
+                json!({"bootstrapServers": ["b0:9092", "b1.kafka.svc:9092", "[fd00::1]:9092"]}),
+                "kafka://b0:9092,b1.kafka.svc:9092,[fd00::1]:9092",
+            ),
+            // TLS is on once `tls` is given, whether or not with a CA.
+            (
+                json!({"bootstrapServers": ["b0:9093"], "tls": {}}),
+                "kafkas://b0:9093",
+            ),
+            (
+                json!({"bootstrapServers": ["b0:9093"], "tls": {"enabled": false}}),
+                "kafka://b0:9093",
+            ),
+            // SCRAM-SHA-512, the agent's default too, is not written.
+            (
+                json!({"bootstrapServers": ["b0:9092"], "sasl": {"username": "backup", "passwordSecretRef": pw}}),
+                "kafka://backup@b0:9092",
+            ),
+            (
+                json!({"bootstrapServers": ["b0:9092"],
+                       "sasl": {"mechanism": "SCRAM-SHA-512", "username": "backup", "passwordSecretRef": pw}}),
+                "kafka://backup@b0:9092",
+            ),
+            (
+                json!({"bootstrapServers": ["b0:9093", "b1:9093"], "tls": {"enabled": true},
+                       "sasl": {"mechanism": "SCRAM-SHA-256", "username": "backup", "passwordSecretRef": pw}}),
+                "kafkas://backup@b0:9093,b1:9093?mechanism=SCRAM-SHA-256",
+            ),
+            (
+                json!({"bootstrapServers": ["b0:9093"], "tls": {},
+                       "sasl": {"mechanism": "PLAIN", "username": "svc backup", "passwordSecretRef": pw}}),
+                "kafkas://svc%20backup@b0:9093?mechanism=PLAIN",
+            ),
+        ] {
+            assert_eq!(kafka_address(&kafka(target.clone())), want, "{target}");
+        }
+    }
+
+    #[test]
+    fn kafka_connection_mounts_the_tls_files_and_takes_the_password_by_reference() {
+        let target = kafka(json!({"bootstrapServers": ["b0:9093"],
+            "tls": {"caSecretRef": {"name": "kafka-tls", "key": "ca.crt"},
+                    "certSecretRef": {"name": "kafka-client", "key": "tls.crt"},
+                    "keySecretRef": {"name": "kafka-client", "key": "tls.key"}},
+            "sasl": {"username": "backup", "passwordSecretRef": {"name": "kafka", "key": "password"}}}));
+        let mut w = Wiring::default();
+        wire_kafka_connection(&target, "spec.target.kafka", &mut w).expect("valid");
+        let env: Vec<(String, Option<String>)> = w
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                (agent_env::KAFKA_PASSWORD.to_string(), None),
+                (
+                    agent_env::KAFKA_CA_FILE.to_string(),
+                    Some(format!("{SECRETS_MOUNT}/kafka-tls/ca.crt"))
+                ),
+                (
+                    agent_env::KAFKA_CERT_FILE.to_string(),
+                    Some(format!("{SECRETS_MOUNT}/kafka-client/tls.crt"))
+                ),
+                (
+                    agent_env::KAFKA_KEY_FILE.to_string(),
+                    Some(format!("{SECRETS_MOUNT}/kafka-client/tls.key"))
+                ),
+            ]
+        );
+        let password = w.env[0]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref());
+        assert_eq!(
+            password.map(|s| (s.name.as_str(), s.key.as_str())),
+            Some(("kafka", "password"))
+        );
+        assert_eq!(
+            w.files,
+            BTreeMap::from([
+                (
+                    "kafka-client".to_string(),
+                    vec!["tls.crt".to_string(), "tls.key".to_string()]
+                ),
+                ("kafka-tls".to_string(), vec!["ca.crt".to_string()]),
+            ])
+        );
+    }
+
+    #[test]
+    fn kafka_tls_files_without_tls_or_a_certificate_without_its_key_are_refused() {
+        let ca = json!({"name": "kafka-tls", "key": "ca.crt"});
+        for (tls, needle) in [
+            (
+                json!({"enabled": false, "caSecretRef": ca}),
+                "spec.target.kafka.tls.enabled is false",
+            ),
+            (
+                json!({"certSecretRef": ca}),
+                "spec.target.kafka.tls: set certSecretRef and keySecretRef together",
+            ),
+        ] {
+            let target = kafka(json!({"bootstrapServers": ["b0:9093"], "tls": tls}));
+            let err = wire_kafka_connection(&target, "spec.target.kafka", &mut Wiring::default())
+                .expect_err("refused");
+            assert!(err.0.starts_with(needle), "{err}");
+        }
     }
 }
