@@ -328,16 +328,21 @@ impl Source {
                 }
                 continue;
             };
-            last_progress = Instant::now();
             let message = match polled {
                 Ok(message) => message,
                 // The fetch reached the partition's end as it is now, which
                 // is at or past the cut: everything below the cut was read.
                 Err(KafkaError::PartitionEOF(partition)) => {
+                    last_progress = Instant::now();
                     self.close(consumer, topic, partition, open);
                     continue;
                 }
+                // Errors are no progress: a dead broker reports one on
+                // every reconnection attempt.
                 Err(e) => {
+                    if last_progress.elapsed() > self.timeout {
+                        return Err(self.silent(consumer.context(), topic, open));
+                    }
                     if fatal(&e) {
                         return Err(Error::source(format!(
                             "{}: reading {topic} failed: {e}; records were probably deleted (retention or deleteRecords) while the backup read them — run the backup again",
@@ -348,6 +353,7 @@ impl Source {
                     continue;
                 }
             };
+            last_progress = Instant::now();
             let partition = message.partition();
             let Some(&end) = open.get(&partition) else {
                 continue;

@@ -1,0 +1,248 @@
+//! Kafka runs that do not go to plan, on a real broker: the broker killed
+//! or the agent signalled mid-backup (the run fails, nothing becomes the
+//! latest backup) and mid-restore (the run fails and says exactly which
+//! partitions are complete).
+//!
+//! The agent is paused (SIGSTOP) at the log line that starts the step, the
+//! fault is made, and the agent resumed: the fault always lands in the
+//! middle of the step, whatever the machine's speed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use vertice_tests::kafka::{Kafka, TestRecord};
+use vertice_tests::{Agent, TestStore};
+
+/// 40 MiB over 4 partitions: more than the agent buffers, so a step that
+/// has started cannot already be done.
+fn fill(kafka: &Kafka, topic: &str) {
+    kafka.create_topic(topic, 4, &[]);
+    let records: Vec<TestRecord> = (0..40_000u32)
+        .map(|i| TestRecord {
+            partition: (i % 4) as i32,
+            key: Some(format!("key-{i}").into_bytes()),
+            // Little to compress: bytes that vary.
+            value: Some(
+                (0..1024u32)
+                    .map(|j| (i.wrapping_mul(2_654_435_761).wrapping_add(j * 40_503) >> 13) as u8)
+                    .collect(),
+            ),
+            ..TestRecord::default()
+        })
+        .collect();
+    kafka.produce(topic, &records);
+}
+
+/// Starts the agent and returns it paused once its stderr shows `line`,
+/// with the rest of its stderr collected by a thread.
+fn paused_at(
+    agent: &Agent,
+    args: &[&str],
+    env: &[(&str, String)],
+    line: &str,
+) -> (Child, std::thread::JoinHandle<String>) {
+    let mut command = agent.command();
+    command
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn agent");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = line.to_string();
+    let pid = Pid::from_raw(child.id() as i32);
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut told = false;
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !told && l.contains(&wanted) {
+                let _ = kill(pid, Signal::SIGSTOP);
+                told = true;
+                let _ = tx.send(());
+            }
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("the agent never logged {line:?}"));
+    (child, reader)
+}
+
+fn resume_and_wait(mut child: Child, reader: std::thread::JoinHandle<String>) -> (i32, String) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT).expect("SIGCONT");
+    let status = child.wait().expect("wait");
+    let stderr = reader.join().expect("stderr reader");
+    (status.code().unwrap_or(-1), stderr)
+}
+
+fn backups(agent: &Agent, url: &str, env: &[(&str, String)]) -> usize {
+    let out = agent.run(&["list", "--from", url, "--output", "json"], env);
+    out.assert_ok();
+    serde_json::from_str::<serde_json::Value>(&out.stdout)
+        .expect("json")
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+const CUT_TAKEN: &str = "Kafka cut taken";
+const LOADING: &str = "retention suspended while the topic is loaded";
+
+#[test]
+fn a_broker_killed_mid_backup_fails_the_run_and_nothing_becomes_latest() {
+    let mut kafka = Kafka::start();
+    fill(&kafka, "big");
+    let (store, agent) = (TestStore::file(), Agent::new());
+    let (env, url) = (store.env(), store.url("kafka"));
+    let address = format!("kafka://{}", kafka.bootstrap);
+    let (child, reader) = paused_at(
+        &agent,
+        &[
+            "backup",
+            "--source",
+            &address,
+            "--to",
+            &url,
+            "--kafka-timeout",
+            "5s",
+        ],
+        &env,
+        CUT_TAKEN,
+    );
+    kafka.kill();
+    let (code, stderr) = resume_and_wait(child, reader);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("big/"),
+        "names what it was reading: {stderr}"
+    );
+    assert_eq!(backups(&agent, &url, &env), 0, "nothing listed");
+    assert!(
+        !store.keys("").iter().any(|k| k.ends_with("manifest.json")),
+        "no manifest: {:?}",
+        store.keys("")
+    );
+}
+
+#[test]
+fn sigterm_mid_backup_stops_it_and_nothing_becomes_latest() {
+    let kafka = Kafka::start();
+    fill(&kafka, "big");
+    let (store, agent) = (TestStore::file(), Agent::new());
+    let (env, url) = (store.env(), store.url("kafka"));
+    let address = format!("kafka://{}", kafka.bootstrap);
+    let (child, reader) = paused_at(
+        &agent,
+        &["backup", "--source", &address, "--to", &url],
+        &env,
+        CUT_TAKEN,
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let (code, stderr) = resume_and_wait(child, reader);
+    assert_eq!(code, 143, "{stderr}");
+    assert_eq!(backups(&agent, &url, &env), 0);
+    assert!(
+        store.keys("").is_empty(),
+        "nothing left behind: {:?}",
+        store.keys("")
+    );
+}
+
+/// A backup of `big`, and the topic counts a complete restore has.
+fn backed_up(kafka: &Kafka, agent: &Agent, store: &TestStore) -> String {
+    fill(kafka, "big");
+    let url = store.url("kafka");
+    agent
+        .run(
+            &[
+                "backup",
+                "--source",
+                &format!("kafka://{}", kafka.bootstrap),
+                "--to",
+                &url,
+            ],
+            &store.env(),
+        )
+        .assert_ok();
+    url
+}
+
+#[test]
+fn a_broker_killed_mid_restore_is_reported_partition_by_partition() {
+    let mut kafka = Kafka::start();
+    let (store, agent) = (TestStore::file(), Agent::new());
+    let url = backed_up(&kafka, &agent, &store);
+    let address = format!("kafka://{}", kafka.bootstrap);
+    let (child, reader) = paused_at(
+        &agent,
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &address,
+            "--topic-map",
+            "big=big-copy",
+            "--kafka-timeout",
+            "5s",
+        ],
+        &store.env(),
+        LOADING,
+    );
+    kafka.kill();
+    let (code, stderr) = resume_and_wait(child, reader);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("complete: "), "{stderr}");
+    assert!(
+        stderr.contains("not written: ") || stderr.contains("partly written: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("big-copy/"),
+        "names target partitions: {stderr}"
+    );
+    assert!(
+        stderr.contains("retention suspended"),
+        "says what it left: {stderr}"
+    );
+}
+
+#[test]
+fn sigterm_mid_restore_stops_it_and_says_what_is_there() {
+    let kafka = Kafka::start();
+    let (store, agent) = (TestStore::file(), Agent::new());
+    let url = backed_up(&kafka, &agent, &store);
+    let address = format!("kafka://{}", kafka.bootstrap);
+    let (child, reader) = paused_at(
+        &agent,
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &address,
+            "--topic-map",
+            "big=big-copy",
+        ],
+        &store.env(),
+        LOADING,
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let (code, stderr) = resume_and_wait(child, reader);
+    assert_eq!(code, 143, "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(
+        stderr.contains("complete: ") && stderr.contains("big-copy/"),
+        "{stderr}"
+    );
+    // What it says it wrote is there: at most the backup's records.
+    let restored = kafka.read_all("big-copy").len();
+    assert!(restored < 40_000, "stopped before the end: {restored}");
+}
