@@ -314,6 +314,10 @@ pub struct KafkaRestoreArgs {
     /// instead of putting their own configs back at the end.
     #[arg(long, env = "VERTICE_KAFKA_KEEP_RETENTION_SUSPENDED")]
     pub kafka_keep_retention_suspended: bool,
+    /// Kafka: continue a restore that stopped (broker failure, signal): the
+    /// records it wrote are checked against the backup and not written again.
+    #[arg(long, env = "VERTICE_KAFKA_RESUME")]
+    pub resume: bool,
     #[command(flatten)]
     pub connection: KafkaConnectionArgs,
 }

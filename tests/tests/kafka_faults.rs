@@ -92,6 +92,26 @@ fn backups(agent: &Agent, url: &str, env: &[(&str, String)]) -> usize {
         .map_or(0, Vec::len)
 }
 
+/// Waits until `topic` holds at least `count` records: a restore is midway.
+fn wait_for_records(kafka: &Kafka, topic: &str, count: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let held: i64 = kafka
+            .offsets(topic)
+            .iter()
+            .map(|(_, low, high)| high - low)
+            .sum();
+        if held >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic} never held {count} records ({held})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 const CUT_TAKEN: &str = "Kafka cut taken";
 const LOADING: &str = "retention suspended while the topic is loaded";
 
@@ -196,9 +216,13 @@ fn a_broker_killed_mid_restore_is_reported_partition_by_partition() {
         &store.env(),
         LOADING,
     );
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    wait_for_records(&kafka, "big-copy", 2_000);
     kafka.kill();
     let (code, stderr) = resume_and_wait(child, reader);
     assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("partly written: big-copy/"), "{stderr}");
     assert!(stderr.contains("complete: "), "{stderr}");
     assert!(
         stderr.contains("not written: ") || stderr.contains("partly written: "),
@@ -212,6 +236,54 @@ fn a_broker_killed_mid_restore_is_reported_partition_by_partition() {
         stderr.contains("retention suspended"),
         "says what it left: {stderr}"
     );
+
+    // Without --resume the half-written topic is refused; with it, the
+    // restore completes without a duplicate.
+    kafka.restart();
+    let env = store.env();
+    let again = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &address,
+            "--topic-map",
+            "big=big-copy",
+        ],
+        &env,
+    );
+    again.assert_code(2);
+    assert!(again.stderr.contains("--resume"), "{}", again.all());
+    agent
+        .run(
+            &[
+                "restore",
+                "--from",
+                &url,
+                "--to",
+                &address,
+                "--topic-map",
+                "big=big-copy",
+                "--resume",
+            ],
+            &env,
+        )
+        .assert_ok();
+    same_records(&kafka, "big", "big-copy");
+}
+
+/// Every record of `copy` is `source`'s, in the same order, once.
+fn same_records(kafka: &Kafka, source: &str, copy: &str) {
+    let strip = |records: Vec<vertice_tests::kafka::ReadRecord>| {
+        records
+            .into_iter()
+            .map(|r| (r.partition, r.key, r.value, r.timestamp, r.headers))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (strip(kafka.read_all(source)), strip(kafka.read_all(copy)));
+    assert_eq!(a.len(), b.len(), "record counts");
+    assert!(a == b, "records differ");
 }
 
 #[test]
@@ -234,7 +306,10 @@ fn sigterm_mid_restore_stops_it_and_says_what_is_there() {
         &store.env(),
         LOADING,
     );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    wait_for_records(&kafka, "big-copy", 2_000);
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
     let (code, stderr) = resume_and_wait(child, reader);
     assert_eq!(code, 143, "{stderr}");
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
@@ -244,5 +319,72 @@ fn sigterm_mid_restore_stops_it_and_says_what_is_there() {
     );
     // What it says it wrote is there: at most the backup's records.
     let restored = kafka.read_all("big-copy").len();
-    assert!(restored < 40_000, "stopped before the end: {restored}");
+    assert!(
+        restored >= 2_000 && restored < 40_000,
+        "stopped midway: {restored}"
+    );
+    agent
+        .run(
+            &[
+                "restore",
+                "--from",
+                &url,
+                "--to",
+                &address,
+                "--topic-map",
+                "big=big-copy",
+                "--resume",
+            ],
+            &store.env(),
+        )
+        .assert_ok();
+    same_records(&kafka, "big", "big-copy");
+    assert_eq!(
+        kafka.topic_config("big-copy", "retention.ms"),
+        None,
+        "the suspension is lifted"
+    );
+}
+
+#[test]
+fn resume_refuses_a_topic_another_writer_filled() {
+    let kafka = Kafka::start();
+    let (store, agent) = (TestStore::file(), Agent::new());
+    let one = |key: &[u8], value: &[u8]| TestRecord {
+        key: Some(key.to_vec()),
+        value: Some(value.to_vec()),
+        ..TestRecord::default()
+    };
+    kafka.create_topic("small", 1, &[]);
+    kafka.produce("small", &[one(b"a", b"1"), one(b"b", b"2")]);
+    let url = store.url("kafka");
+    let address = format!("kafka://{}", kafka.bootstrap);
+    agent
+        .run(
+            &["backup", "--source", &address, "--to", &url],
+            &store.env(),
+        )
+        .assert_ok();
+    kafka.create_topic("other", 1, &[]);
+    kafka.produce("other", &[one(b"x", b"not from the backup")]);
+    let refused = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--to",
+            &address,
+            "--topic-map",
+            "small=other",
+            "--resume",
+        ],
+        &store.env(),
+    );
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("not this backup's"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(kafka.read_all("other").len(), 1, "nothing added");
 }

@@ -92,6 +92,7 @@ pub fn kafka_restore(args: &crate::cli::KafkaRestoreArgs) -> Result<crate::engin
         topic_map: args.topic_map.clone(),
         groups: kafka_pattern(args.restore_groups.as_ref(), "--groups")?,
         keep_retention_suspended: args.kafka_keep_retention_suspended,
+        resume: args.resume,
     })
 }
 

@@ -103,6 +103,9 @@ pub struct KafkaRestore {
     pub topic_map: Vec<String>,
     pub groups: Option<regex::Regex>,
     pub keep_retention_suspended: bool,
+    /// Continue a stopped restore: records already in the target are
+    /// checked and not produced again.
+    pub resume: bool,
 }
 
 /// How the agent logs in to Vault / OpenBao; `commands/` builds it from the

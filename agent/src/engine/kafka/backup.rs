@@ -129,7 +129,11 @@ impl Source {
                 let (low, end) = consumer
                     .fetch_watermarks(&name, partition, self.timeout)
                     .map_err(|e| {
-                        self.fail(watch, &format!("reading the offsets of {name}/{partition}"), &e)
+                        self.fail(
+                            watch,
+                            &format!("reading the offsets of {name}/{partition}"),
+                            &e,
+                        )
                     })?;
                 cut.push((partition, low, end));
             }
@@ -179,7 +183,11 @@ impl Source {
             let committed = reader
                 .committed_offsets(wanted.clone(), self.timeout)
                 .map_err(|e| {
-                    self.fail(reader.context(), &format!("reading group {id}'s offsets"), &e)
+                    self.fail(
+                        reader.context(),
+                        &format!("reading group {id}'s offsets"),
+                        &e,
+                    )
                 })?;
             let offsets: Vec<GroupOffset> = committed
                 .elements()
@@ -278,7 +286,11 @@ impl Source {
                 .unassign()
                 .map_err(|e| self.fail(consumer.context(), "releasing partitions", &e))?;
         }
-        let max_record_bytes = digests.values().map(|d| d.max_record_bytes).max().unwrap_or(0);
+        let max_record_bytes = digests
+            .values()
+            .map(|d| d.max_record_bytes)
+            .max()
+            .unwrap_or(0);
         let partitions = topic
             .partitions
             .iter()
@@ -427,7 +439,10 @@ fn fatal(e: &KafkaError) -> bool {
 }
 
 /// A consumed message as a backup record, borrowing its bytes.
-fn record_of<'a>(topic: &'a str, message: &'a rdkafka::message::BorrowedMessage<'a>) -> Record<'a> {
+pub(super) fn record_of<'a>(
+    topic: &'a str,
+    message: &'a rdkafka::message::BorrowedMessage<'a>,
+) -> Record<'a> {
     let (timestamp, timestamp_type) = match message.timestamp() {
         Timestamp::NotAvailable => (None, None),
         Timestamp::CreateTime(t) => (Some(t), Some(TimestampType::Create)),

@@ -98,11 +98,18 @@ pub fn config(
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", target.brokers.join(","))
-        .set("client.id", concat!("vertice-agent/", env!("CARGO_PKG_VERSION")))
+        .set(
+            "client.id",
+            concat!("vertice-agent/", env!("CARGO_PKG_VERSION")),
+        )
         .set("security.protocol", target.security_protocol())
         .set(
             "socket.timeout.ms",
-            connection.timeout.as_millis().clamp(10, 300_000).to_string(),
+            connection
+                .timeout
+                .as_millis()
+                .clamp(10, 300_000)
+                .to_string(),
         )
         // Only the error and log callbacks above; librdkafka's own log
         // lines would go to stderr otherwise.

@@ -98,7 +98,10 @@ impl Cluster {
     }
 
     /// Configs set on each topic itself (blocking).
-    pub fn own_configs(&self, names: &[&str]) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    pub fn own_configs(
+        &self,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         if names.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -203,6 +206,35 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// The content hash (`format::PartitionDigest` of that one record) of
+    /// the record at `offset` (blocking).
+    pub fn record_hash(&self, topic: &str, partition: i32, offset: i64) -> Result<String> {
+        use rdkafka::Message;
+        let consumer = self.consumer("vertice-restore")?;
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))
+            .map_err(|e| Error::target(format!("{}: {e}", self.address)))?;
+        consumer
+            .assign(&list)
+            .map_err(|e| self.fail(consumer.context(), "assigning a partition", &e))?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if m.offset() == offset => {
+                    let mut digest = super::format::PartitionDigest::default();
+                    digest.add(&super::backup::record_of(topic, &m));
+                    return Ok(digest.hex());
+                }
+                _ => continue,
+            }
+        }
+        Err(Error::target(format!(
+            "{}: the record at {topic}/{partition} offset {offset} could not be read within {} s",
+            self.address,
+            self.timeout.as_secs()
+        )))
     }
 
     /// Deletes topics; the names of those that could not be deleted.

@@ -26,7 +26,12 @@ const MAX_TOPIC_NAME: usize = 249;
 pub async fn drill(d: &Drilled<'_>, target: &KafkaTarget, report: &mut DrillReport) -> Result<()> {
     let manifest = d.backup.manifest;
     let facts = facts_of(manifest)?;
-    let cluster = options_of(target, &d.args.kafka, d.args.password.as_ref(), "--restore-to")?;
+    let cluster = options_of(
+        target,
+        &d.args.kafka,
+        d.args.password.as_ref(),
+        "--restore-to",
+    )?;
     let scratch = scratch_names(&manifest.backup_id, facts)?;
     report.target = Some(format!(
         "scratch topics vertice-drill-{}-* on {}",
@@ -68,7 +73,10 @@ async fn restore_and_check(
             compare(topic, read.topic(name)),
         );
     }
-    report.record("consumer group offsets translate", translate(facts, &loaded));
+    report.record(
+        "consumer group offsets translate",
+        translate(facts, &loaded),
+    );
     Ok(())
 }
 
@@ -76,7 +84,11 @@ async fn restore_and_check(
 fn scratch_names(backup_id: &str, facts: &KafkaFacts) -> Result<BTreeMap<String, String>> {
     let mut names = BTreeMap::new();
     for topic in &facts.topics {
-        let name = format!("vertice-drill-{}-{}", backup_id.to_ascii_lowercase(), topic.name);
+        let name = format!(
+            "vertice-drill-{}-{}",
+            backup_id.to_ascii_lowercase(),
+            topic.name
+        );
         if name.len() > MAX_TOPIC_NAME {
             return Err(Error::usage(format!(
                 "topic {} is too long a name for a scratch topic ({name}); Kafka allows {MAX_TOPIC_NAME} characters",
@@ -103,9 +115,8 @@ async fn read_back(cluster: &Cluster, scratch: &BTreeMap<String, String>) -> Res
         carry_groups: false,
     };
     let (tx, mut stream) = backup::channel();
-    let discard = tokio::spawn(async move {
-        tokio::io::copy(&mut stream, &mut tokio::io::sink()).await
-    });
+    let discard =
+        tokio::spawn(async move { tokio::io::copy(&mut stream, &mut tokio::io::sink()).await });
     let read = tokio::task::spawn_blocking(move || {
         let plan = source.plan(&selection)?;
         source.read(plan, tx)
@@ -126,7 +137,10 @@ fn compare(
     };
     let mut wrong = Vec::new();
     for p in &backed_up.partitions {
-        let here = restored.partitions.iter().find(|r| r.partition == p.partition);
+        let here = restored
+            .partitions
+            .iter()
+            .find(|r| r.partition == p.partition);
         match here {
             None => wrong.push(format!("partition {} is missing", p.partition)),
             Some(r) if r.records != p.records => wrong.push(format!(

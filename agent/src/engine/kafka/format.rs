@@ -205,7 +205,12 @@ mod base64_headers {
         let headers: Vec<Header<'de>> = Vec::deserialize(d)?;
         Ok(headers
             .into_iter()
-            .map(|Header(k, v)| (Cow::Owned(k.into_owned()), v.map(|v| Cow::Owned(v.into_owned()))))
+            .map(|Header(k, v)| {
+                (
+                    Cow::Owned(k.into_owned()),
+                    v.map(|v| Cow::Owned(v.into_owned())),
+                )
+            })
             .collect())
     }
 }
@@ -241,7 +246,10 @@ mod tests {
             text.contains(r#""key":"""#) && text.contains(r#""value":null"#),
             "{text}"
         );
-        assert!(text.contains(r#"["trace","YWJj"],["trace",null]"#), "{text}");
+        assert!(
+            text.contains(r#"["trace","YWJj"],["trace",null]"#),
+            "{text}"
+        );
         let back = Record::parse_line(&out[..out.len() - 1]).expect("parse");
         assert_eq!(back, sample());
     }

@@ -35,7 +35,9 @@ pub fn check_empty(
     for group in groups {
         let list = consumer
             .fetch_group_list(Some(group), cluster.timeout)
-            .map_err(|e| cluster.fail(consumer.context(), &format!("describing group {group}"), &e))?;
+            .map_err(|e| {
+                cluster.fail(consumer.context(), &format!("describing group {group}"), &e)
+            })?;
         if let Some(g) = list.groups().iter().find(|g| !g.members().is_empty()) {
             return Err(Error::usage(format!(
                 "consumer group {group} has {} active member(s) on {} (state {}); stop its consumers before the restore, or leave it out with --groups",
@@ -65,7 +67,10 @@ pub async fn commit(
                 continue;
             };
             let key = (o.topic.clone(), o.partition);
-            let map = loaded.get(&key).map(|l| l.offsets.clone()).unwrap_or_default();
+            let map = loaded
+                .get(&key)
+                .map(|l| l.offsets.clone())
+                .unwrap_or_default();
             offsets.push((target.clone(), o.partition, o.offset, map));
         }
         plans.push((group.group.clone(), offsets));
@@ -92,12 +97,18 @@ fn commit_blocking(cluster: &Cluster, plans: Vec<GroupPlan>) -> Result<Vec<Strin
             let (_, end) = consumer
                 .fetch_watermarks(&topic, partition, cluster.timeout)
                 .map_err(|e| {
-                    cluster.fail(consumer.context(), &format!("reading the end of {topic}/{partition}"), &e)
+                    cluster.fail(
+                        consumer.context(),
+                        &format!("reading the end of {topic}/{partition}"),
+                        &e,
+                    )
                 })?;
             let translated = map.translate(committed, end);
             list.add_partition_offset(&topic, partition, Offset::Offset(translated))
                 .map_err(|e| Error::target(format!("{}: {e}", cluster.address)))?;
-            said.push(format!("{group}: {topic}/{partition} {committed} → {translated}"));
+            said.push(format!(
+                "{group}: {topic}/{partition} {committed} → {translated}"
+            ));
         }
         if list.count() == 0 {
             continue;

@@ -29,6 +29,21 @@ pub struct Loaded {
 /// Per `(source topic, partition)`.
 pub type LoadedPartitions = BTreeMap<(String, i32), Loaded>;
 
+/// `--resume`: records a stopped restore already wrote into a partition.
+#[derive(Debug, Clone)]
+pub struct Skip {
+    /// The target partition's first offset.
+    pub low: i64,
+    /// How many of the backup's records it holds.
+    pub held: u64,
+    /// The content hash of the last of them, which must be the backup's
+    /// record at that position.
+    pub last: String,
+}
+
+/// Per `(source topic, partition)`.
+pub type Skips = BTreeMap<(String, i32), Skip>;
+
 /// Why a load stopped, with what it had delivered by then.
 pub struct Stopped {
     pub error: Error,
@@ -48,7 +63,11 @@ pub fn producer(cluster: &Cluster, max_record_bytes: u64) -> Result<FutureProduc
         .set("message.max.bytes", message_max.to_string())
         .set(
             "message.timeout.ms",
-            cluster.timeout.as_millis().clamp(1000, 3_600_000).to_string(),
+            cluster
+                .timeout
+                .as_millis()
+                .clamp(1000, 3_600_000)
+                .to_string(),
         );
     config
         .create_with_context(Watch::default())
@@ -63,6 +82,7 @@ pub async fn load(
     producer: &FutureProducer<Watch>,
     input: impl AsyncRead + Unpin,
     targets: &BTreeMap<String, String>,
+    skips: &Skips,
     read_failed: impl Fn(&std::io::Error) -> Error,
 ) -> std::result::Result<LoadedPartitions, Box<Stopped>> {
     let mut loaded = LoadedPartitions::new();
@@ -88,14 +108,35 @@ pub async fn load(
             Ok(r) => r,
             Err(e) => {
                 settle(cluster, &mut waiting, &mut loaded).await.ok();
-                return Err(stop(Error::integrity(format!("line {number} of the backup: {e}")), loaded));
+                return Err(stop(
+                    Error::integrity(format!("line {number} of the backup: {e}")),
+                    loaded,
+                ));
             }
         };
         let Some(topic) = targets.get(record.topic.as_ref()) else {
             continue;
         };
         let key = (record.topic.to_string(), record.partition);
-        loaded.entry(key.clone()).or_default().digest.add(&record);
+        let here = loaded.entry(key.clone()).or_default();
+        let index = here.digest.records;
+        here.digest.add(&record);
+        if let Some(skip) = skips.get(&key).filter(|s| index < s.held) {
+            // Already in the target from the stopped run: where it landed
+            // is known, and the last of them must be this backup's record.
+            here.offsets.push(record.offset, skip.low + index as i64);
+            if index + 1 == skip.held && one_hash(&record) != skip.last {
+                let error = Error::usage(format!(
+                    "--resume: {topic}/{} holds records that are not this backup's (the record at offset {} differs from the backup's record {} of the partition); it was not written by a restore of this backup",
+                    record.partition,
+                    skip.low + index as i64,
+                    index + 1
+                ));
+                settle(cluster, &mut waiting, &mut loaded).await.ok();
+                return Err(stop(error, loaded));
+            }
+            continue;
+        }
         let mut delivery = send(producer, topic, &record);
         // A full queue: wait for the oldest deliveries, then try again.
         while let Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) = delivery {
@@ -107,7 +148,10 @@ pub async fn load(
         match delivery {
             Ok(future) => waiting.push_back((key, record.offset, future)),
             Err(e) => {
-                let error = Error::target(format!("{}: producing to {topic} failed: {e}", cluster.address));
+                let error = Error::target(format!(
+                    "{}: producing to {topic} failed: {e}",
+                    cluster.address
+                ));
                 settle(cluster, &mut waiting, &mut loaded).await.ok();
                 return Err(stop(error, loaded));
             }
@@ -124,13 +168,19 @@ pub async fn load(
     Ok(loaded)
 }
 
+/// The content hash of one record, as `Cluster::record_hash` computes it.
+fn one_hash(record: &Record<'_>) -> String {
+    let mut digest = PartitionDigest::default();
+    digest.add(record);
+    digest.hex()
+}
+
 fn send(
     producer: &FutureProducer<Watch>,
     topic: &str,
     record: &Record<'_>,
 ) -> std::result::Result<DeliveryFuture, KafkaError> {
-    let mut out: FutureRecord<'_, [u8], [u8]> =
-        FutureRecord::to(topic).partition(record.partition);
+    let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(record.partition);
     if let Some(key) = record.key.as_deref() {
         out = out.key(key);
     }

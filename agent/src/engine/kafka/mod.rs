@@ -72,7 +72,12 @@ pub async fn start_backup(
         redactor.add(p.expose());
     }
     let options = &settings.kafka;
-    let cluster = options_of(target, &options.connection, settings.password.as_ref(), "--source")?;
+    let cluster = options_of(
+        target,
+        &options.connection,
+        settings.password.as_ref(),
+        "--source",
+    )?;
     let source = backup::Source {
         address: cluster.address.clone(),
         config: cluster.config,
@@ -92,7 +97,10 @@ pub async fn start_backup(
     .await
     .map_err(|e| Error::source(format!("taking the cut stopped: {e}")))?;
     let plan = plan?;
-    tracing::info!(topics = plan.topic_count(), "Kafka cut taken: reading every partition to its end");
+    tracing::info!(
+        topics = plan.topic_count(),
+        "Kafka cut taken: reading every partition to its end"
+    );
     let (tx, stream) = backup::channel();
     let address = target.address();
     let info = SourceInfo {

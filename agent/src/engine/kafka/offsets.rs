@@ -65,10 +65,7 @@ impl OffsetMap {
 /// `--topic-map orders=orders-restored,…`: the target topic of each source
 /// topic (unnamed topics keep their names). Refuses a map naming a topic
 /// the backup does not hold, or sending two topics to one.
-pub fn topic_map(
-    pairs: &[String],
-    backed_up: &[&str],
-) -> Result<BTreeMap<String, String>, String> {
+pub fn topic_map(pairs: &[String], backed_up: &[&str]) -> Result<BTreeMap<String, String>, String> {
     let mut map: BTreeMap<String, String> = backed_up
         .iter()
         .map(|t| (t.to_string(), t.to_string()))
@@ -86,7 +83,12 @@ pub fn topic_map(
                 backed_up.join(", ")
             ));
         }
-        if to.is_empty() || to.len() > 249 || !to.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        if to.is_empty()
+            || to.len() > 249
+            || !to
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
             return Err(format!(
                 "--topic-map {pair:?}: {to:?} is not a valid topic name (ASCII letters, digits, '.', '_', '-'; at most 249)"
             ));
@@ -122,9 +124,21 @@ mod tests {
         assert_eq!(
             m.runs(),
             [
-                Run { source: 10, target: 0, len: 3 },
-                Run { source: 15, target: 3, len: 2 },
-                Run { source: 20, target: 5, len: 1 },
+                Run {
+                    source: 10,
+                    target: 0,
+                    len: 3
+                },
+                Run {
+                    source: 15,
+                    target: 3,
+                    len: 2
+                },
+                Run {
+                    source: 20,
+                    target: 5,
+                    len: 1
+                },
             ]
         );
         assert_eq!(m.records(), 6);
@@ -135,10 +149,10 @@ mod tests {
         let m = map(&[(10, 0), (11, 1), (12, 2), (15, 3), (16, 4), (20, 5)]);
         let end = 6;
         for (committed, expected) in [
-            (0, 0),   // before everything: from the start
-            (10, 0),  // the first record
-            (12, 2),  // inside a run
-            (13, 3),  // in a gap: the next restored record
+            (0, 0),  // before everything: from the start
+            (10, 0), // the first record
+            (12, 2), // inside a run
+            (13, 3), // in a gap: the next restored record
             (14, 3),
             (16, 4),
             (17, 5),
@@ -146,9 +160,17 @@ mod tests {
             (21, end), // read everything: the new end
             (99, end),
         ] {
-            assert_eq!(m.translate(committed, end), expected, "committed {committed}");
+            assert_eq!(
+                m.translate(committed, end),
+                expected,
+                "committed {committed}"
+            );
         }
-        assert_eq!(OffsetMap::default().translate(5, 0), 0, "an empty partition");
+        assert_eq!(
+            OffsetMap::default().translate(5, 0),
+            0,
+            "an empty partition"
+        );
     }
 
     #[test]
@@ -164,7 +186,10 @@ mod tests {
             ("orders=payments", "both be restored into"),
         ] {
             let err = topic_map(&[pair.into()], &backed).expect_err(pair);
-            assert!(err.contains("--topic-map") && err.contains(needle), "{pair}: {err}");
+            assert!(
+                err.contains("--topic-map") && err.contains(needle),
+                "{pair}: {err}"
+            );
         }
     }
 }

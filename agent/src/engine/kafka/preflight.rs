@@ -36,6 +36,9 @@ pub struct Restoring {
     pub create: Option<i32>,
     pub load_configs: BTreeMap<String, String>,
     pub final_configs: BTreeMap<String, String>,
+    /// `--resume`: per partition, `(low, records present)` that a stopped
+    /// restore of this backup already wrote; those are not produced again.
+    pub resume_from: BTreeMap<i32, (i64, u64)>,
 }
 
 /// The configs a topic is loaded with: its final ones with retention and
@@ -61,10 +64,18 @@ pub fn plan_topic(
     existing: Option<(&TopicState, &BTreeMap<String, String>)>,
     brokers: usize,
     broker_max_message: Option<u64>,
+    resume: bool,
 ) -> Result<(Restoring, Vec<String>), String> {
     let partitions = topic.partitions.len() as i32;
     let mut notes = Vec::new();
+    let mut resume_from = BTreeMap::new();
     let (create, final_configs) = match existing {
+        Some((state, _)) if resume => {
+            resume_from = resumable(topic, target, state)?;
+            // What the stopped run suspended is all that is known of the
+            // topic's configs now: it gets the backup's.
+            (None, topic.configs.clone())
+        }
         Some((state, own)) => {
             if state.partitions as i32 != partitions {
                 return Err(format!(
@@ -74,7 +85,7 @@ pub fn plan_topic(
             }
             if let Some((p, low, high)) = state.offsets.iter().find(|(_, low, high)| high > low) {
                 return Err(format!(
-                    "target topic {target} is not empty (partition {p} holds offsets {low}..{high}); restore into an absent or empty topic, or choose another name with --topic-map {}=NEW",
+                    "target topic {target} is not empty (partition {p} holds offsets {low}..{high}); restore into an absent or empty topic, choose another name with --topic-map {}=NEW, or, if it holds what a stopped restore of this backup wrote, run the restore again with --resume",
                     topic.name
                 ));
             }
@@ -93,7 +104,9 @@ pub fn plan_topic(
                     .and_then(|v| v.parse::<i32>().ok());
                 if min_isr.is_some_and(|m| m > replication) {
                     configs.insert("min.insync.replicas".into(), replication.to_string());
-                    notes.push(format!("{target}: min.insync.replicas lowered to {replication}"));
+                    notes.push(format!(
+                        "{target}: min.insync.replicas lowered to {replication}"
+                    ));
                 }
             }
             (Some(replication), configs)
@@ -120,9 +133,45 @@ pub fn plan_topic(
             create,
             load_configs: suspended(&final_configs),
             final_configs,
+            resume_from,
         },
         notes,
     ))
+}
+
+/// What a stopped restore left in `target`: per partition its low offset
+/// and how many records it holds, each no more than the backup has there.
+fn resumable(
+    topic: &TopicFacts,
+    target: &str,
+    state: &TopicState,
+) -> Result<BTreeMap<i32, (i64, u64)>, String> {
+    if state.partitions != topic.partitions.len() {
+        return Err(format!(
+            "--resume: target topic {target} has {} partitions, the backup of {} has {}; it is not what a restore of this backup wrote",
+            state.partitions,
+            topic.name,
+            topic.partitions.len()
+        ));
+    }
+    let mut present = BTreeMap::new();
+    for p in &topic.partitions {
+        let (low, high) = state
+            .offsets
+            .iter()
+            .find(|(id, _, _)| *id == p.partition)
+            .map(|&(_, low, high)| (low, high))
+            .unwrap_or((0, 0));
+        let held = (high - low).max(0) as u64;
+        if held > p.records {
+            return Err(format!(
+                "--resume: {target}/{} holds {held} records, more than the {} the backup has there; it is not what a restore of this backup wrote",
+                p.partition, p.records
+            ));
+        }
+        present.insert(p.partition, (low, held));
+    }
+    Ok(present)
 }
 
 #[cfg(test)]
@@ -134,7 +183,10 @@ mod tests {
         TopicFacts {
             name: "orders".into(),
             replication_factor: 3,
-            configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             max_record_bytes: 1000,
             partitions: (0..partitions)
                 .map(|p| PartitionFacts {
@@ -152,8 +204,15 @@ mod tests {
 
     #[test]
     fn a_new_topic_is_loaded_with_retention_suspended_and_gets_its_configs_after() {
-        let t = topic(2, &[("retention.ms", "3600000"), ("message.timestamp.type", "LogAppendTime"), ("min.insync.replicas", "2")]);
-        let (r, notes) = plan_topic(&t, "orders-r", None, 1, Some(1_048_588)).expect("plan");
+        let t = topic(
+            2,
+            &[
+                ("retention.ms", "3600000"),
+                ("message.timestamp.type", "LogAppendTime"),
+                ("min.insync.replicas", "2"),
+            ],
+        );
+        let (r, notes) = plan_topic(&t, "orders-r", None, 1, Some(1_048_588), false).expect("plan");
         assert_eq!(r.create, Some(1));
         assert_eq!(r.load_configs["retention.ms"], "-1");
         assert_eq!(r.load_configs["retention.bytes"], "-1");
@@ -162,31 +221,111 @@ mod tests {
         assert_eq!(r.final_configs["message.timestamp.type"], "LogAppendTime");
         assert_eq!(r.final_configs["min.insync.replicas"], "1");
         assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(!r.load_configs.contains_key("message.timestamp.before.max.ms"));
-        let (r, _) = plan_topic(&topic(1, &[("message.timestamp.before.max.ms", "1000")]), "o", None, 3, None).expect("plan");
-        assert_eq!(r.load_configs["message.timestamp.before.max.ms"], i64::MAX.to_string());
+        assert!(!r
+            .load_configs
+            .contains_key("message.timestamp.before.max.ms"));
+        let (r, _) = plan_topic(
+            &topic(1, &[("message.timestamp.before.max.ms", "1000")]),
+            "o",
+            None,
+            3,
+            None,
+            false,
+        )
+        .expect("plan");
+        assert_eq!(
+            r.load_configs["message.timestamp.before.max.ms"],
+            i64::MAX.to_string()
+        );
     }
 
     #[test]
     fn an_existing_topic_must_be_empty_with_the_same_partitions() {
         let own = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-        let empty = TopicState { partitions: 2, offsets: vec![(0, 5, 5), (1, 0, 0)] };
-        let (r, _) = plan_topic(&topic(2, &[]), "orders", Some((&empty, &own)), 1, None).expect("empty");
+        let empty = TopicState {
+            partitions: 2,
+            offsets: vec![(0, 5, 5), (1, 0, 0)],
+        };
+        let (r, _) = plan_topic(
+            &topic(2, &[]),
+            "orders",
+            Some((&empty, &own)),
+            1,
+            None,
+            false,
+        )
+        .expect("empty");
         assert_eq!((r.create, r.final_configs.clone()), (None, own.clone()));
-        let full = TopicState { partitions: 2, offsets: vec![(0, 0, 0), (1, 3, 7)] };
-        let err = plan_topic(&topic(2, &[]), "orders", Some((&full, &own)), 1, None).expect_err("full");
-        assert!(err.contains("orders is not empty") && err.contains("partition 1"), "{err}");
-        let err = plan_topic(&topic(3, &[]), "orders", Some((&empty, &own)), 1, None).expect_err("count");
-        assert!(err.contains("has 2 partitions") && err.contains("--topic-map"), "{err}");
+        let full = TopicState {
+            partitions: 2,
+            offsets: vec![(0, 0, 0), (1, 3, 7)],
+        };
+        let err = plan_topic(
+            &topic(2, &[]),
+            "orders",
+            Some((&full, &own)),
+            1,
+            None,
+            false,
+        )
+        .expect_err("full");
+        assert!(
+            err.contains("orders is not empty")
+                && err.contains("partition 1")
+                && err.contains("--resume"),
+            "{err}"
+        );
+        let (r, _) = plan_topic(
+            &topic(2, &[("retention.ms", "1")]),
+            "orders",
+            Some((&full, &own)),
+            1,
+            None,
+            true,
+        )
+        .expect("resume");
+        assert_eq!(r.resume_from, BTreeMap::from([(0, (0, 0)), (1, (3, 4))]));
+        assert_eq!(r.final_configs["retention.ms"], "1", "the backup's configs");
+        let overfull = TopicState {
+            partitions: 2,
+            offsets: vec![(0, 0, 11), (1, 0, 0)],
+        };
+        let err = plan_topic(
+            &topic(2, &[]),
+            "orders",
+            Some((&overfull, &own)),
+            1,
+            None,
+            true,
+        )
+        .expect_err("more than the backup");
+        assert!(err.contains("holds 11 records, more than the 10"), "{err}");
+        let err = plan_topic(
+            &topic(3, &[]),
+            "orders",
+            Some((&empty, &own)),
+            1,
+            None,
+            false,
+        )
+        .expect_err("count");
+        assert!(
+            err.contains("has 2 partitions") && err.contains("--topic-map"),
+            "{err}"
+        );
     }
 
     #[test]
     fn records_larger_than_the_target_accepts_are_refused_first() {
         let mut t = topic(1, &[]);
         t.max_record_bytes = 2_000_000;
-        let err = plan_topic(&t, "orders", None, 1, Some(1_048_588)).expect_err("large");
-        assert!(err.contains("2000000 bytes") && err.contains("max.message.bytes"), "{err}");
-        t.configs.insert("max.message.bytes".into(), "4000000".into());
-        assert!(plan_topic(&t, "orders", None, 1, Some(1_048_588)).is_ok());
+        let err = plan_topic(&t, "orders", None, 1, Some(1_048_588), false).expect_err("large");
+        assert!(
+            err.contains("2000000 bytes") && err.contains("max.message.bytes"),
+            "{err}"
+        );
+        t.configs
+            .insert("max.message.bytes".into(), "4000000".into());
+        assert!(plan_topic(&t, "orders", None, 1, Some(1_048_588), false).is_ok());
     }
 }

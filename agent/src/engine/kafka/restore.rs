@@ -21,14 +21,30 @@ use crate::engine::common::Stored;
 use crate::engine::settings::RestoreSettings;
 use crate::error::{Error, Result};
 
-pub async fn restore(target: &KafkaTarget, backup: &Stored<'_>, settings: &RestoreSettings) -> Result<()> {
+pub async fn restore(
+    target: &KafkaTarget,
+    backup: &Stored<'_>,
+    settings: &RestoreSettings,
+) -> Result<()> {
     let facts = super::facts_of(backup.manifest)?;
     let options = &settings.kafka;
-    let cluster = options_of(target, &options.connection, settings.password.as_ref(), "--to")?;
+    let cluster = options_of(
+        target,
+        &options.connection,
+        settings.password.as_ref(),
+        "--to",
+    )?;
     let names: Vec<&str> = facts.topics.iter().map(|t| t.name.as_str()).collect();
     let targets = super::offsets::topic_map(&options.topic_map, &names).map_err(Error::usage)?;
     let carried = groups::carried(facts, options.groups.as_ref());
     let (plan, loaded) = load_into(&cluster, backup, &targets, &carried, Some(settings)).await?;
+    for r in plan
+        .iter()
+        .filter(|r| r.resume_from.values().any(|&(_, held)| held > 0))
+    {
+        let held: u64 = r.resume_from.values().map(|&(_, held)| held).sum();
+        tracing::info!(topic = %r.target, records_already_there = held, "resumed: those records were checked, not produced again");
+    }
     let translated = groups::commit(&cluster, facts, &carried, &targets, &loaded).await?;
     for line in &translated {
         tracing::info!("consumer group offset translated: {line}");
@@ -61,7 +77,8 @@ pub async fn load_into(
     verify: Option<&RestoreSettings>,
 ) -> Result<(Vec<Restoring>, LoadedPartitions)> {
     let facts = super::facts_of(backup.manifest)?;
-    let (plan, notes) = preflight_blocking(cluster, facts, targets, carried).await?;
+    let resume = verify.is_some_and(|s| s.kafka.resume);
+    let (plan, notes) = preflight_blocking(cluster, facts, targets, carried, resume).await?;
     for note in &notes {
         tracing::warn!("{note}");
     }
@@ -70,7 +87,8 @@ pub async fn load_into(
         backup.verify(settings.progress).await?;
     }
     prepare(cluster, &plan).await?;
-    let loaded = load_backup(cluster, backup, facts, targets).await?;
+    let skip = resume_points(cluster, &plan).await?;
+    let loaded = load_backup(cluster, backup, facts, targets, &skip).await?;
     check_content(facts, &loaded, targets)?;
     Ok((plan, loaded))
 }
@@ -81,6 +99,7 @@ pub async fn preflight_blocking(
     facts: &KafkaFacts,
     targets: &BTreeMap<String, String>,
     carried: &[String],
+    resume: bool,
 ) -> Result<(Vec<Restoring>, Vec<String>)> {
     let cluster = Cluster {
         address: cluster.address.clone(),
@@ -88,7 +107,7 @@ pub async fn preflight_blocking(
         timeout: cluster.timeout,
     };
     let (facts, targets, carried) = (facts.clone(), targets.clone(), carried.to_vec());
-    tokio::task::spawn_blocking(move || preflight(&cluster, &facts, &targets, &carried))
+    tokio::task::spawn_blocking(move || preflight(&cluster, &facts, &targets, &carried, resume))
         .await
         .map_err(|e| Error::target(format!("the preflight stopped: {e}")))?
 }
@@ -98,6 +117,7 @@ fn preflight(
     facts: &KafkaFacts,
     targets: &BTreeMap<String, String>,
     carried: &[String],
+    resume: bool,
 ) -> Result<(Vec<Restoring>, Vec<String>)> {
     let consumer = cluster.consumer("vertice-restore")?;
     let wanted: Vec<&str> = targets.values().map(String::as_str).collect();
@@ -116,7 +136,8 @@ fn preflight(
             .get(target)
             .map(|state| (state, own.get(target).unwrap_or(&empty)));
         let (restoring, mut topic_notes) =
-            preflight::plan_topic(topic, target, here, brokers, broker_max).map_err(Error::usage)?;
+            preflight::plan_topic(topic, target, here, brokers, broker_max, resume)
+                .map_err(Error::usage)?;
         plan.push(restoring);
         notes.append(&mut topic_notes);
     }
@@ -166,18 +187,53 @@ async fn load_backup(
     backup: &Stored<'_>,
     facts: &KafkaFacts,
     targets: &BTreeMap<String, String>,
+    skip: &load::Skips,
 ) -> Result<LoadedPartitions> {
-    let max_record = facts.topics.iter().map(|t| t.max_record_bytes).max().unwrap_or(0);
+    let max_record = facts
+        .topics
+        .iter()
+        .map(|t| t.max_record_bytes)
+        .max()
+        .unwrap_or(0);
     let producer = load::producer(cluster, max_record)?;
     let open = backup.open().await?;
     let (manifest, artifact) = (backup.manifest, backup.artifact);
     let read_failed = |e: &std::io::Error| crate::artifact::read_failed(manifest, artifact, e);
-    match load::load(cluster, &producer, open.reader, targets, read_failed).await {
+    match load::load(cluster, &producer, open.reader, targets, skip, read_failed).await {
         Ok(loaded) => Ok(loaded),
         Err(stopped) => Err(stopped
             .error
             .map_message(|m| format!("{m}; {}", progress(facts, &stopped.loaded, targets)))),
     }
+}
+
+/// `--resume`: for each partition a stopped restore wrote into, where its
+/// records start, how many there are and the content hash of the last one
+/// (it must be the backup's record at that position).
+async fn resume_points(cluster: &Cluster, plan: &[Restoring]) -> Result<load::Skips> {
+    let mut wanted = Vec::new();
+    for r in plan {
+        for (&partition, &(low, held)) in &r.resume_from {
+            if held > 0 {
+                wanted.push((r.source.clone(), r.target.clone(), partition, low, held));
+            }
+        }
+    }
+    let cluster = Cluster {
+        address: cluster.address.clone(),
+        config: cluster.config.clone(),
+        timeout: cluster.timeout,
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut skips = load::Skips::new();
+        for (source, target, partition, low, held) in wanted {
+            let last = cluster.record_hash(&target, partition, low + held as i64 - 1)?;
+            skips.insert((source, partition), load::Skip { low, held, last });
+        }
+        Ok(skips)
+    })
+    .await
+    .map_err(|e| Error::target(format!("reading where to resume stopped: {e}")))?
 }
 
 /// Which partitions hold all their records, which some, which none.
@@ -203,9 +259,15 @@ pub fn progress(
             }
         }
     }
-    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     format!(
-        "complete: {}; partly written: {}; not written: {}; consumer group offsets were not committed and the topics keep retention suspended",
+        "complete: {}; partly written: {}; not written: {}; consumer group offsets were not committed and the topics keep retention suspended: run the same restore again with --resume to continue",
         list(&complete),
         list(&partial),
         list(&untouched)

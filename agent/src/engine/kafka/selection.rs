@@ -25,8 +25,11 @@ pub struct Selection {
 
 /// Compiles a user's pattern so that it must match the whole name.
 pub fn whole_match(pattern: &str, flag: &str) -> Result<Regex> {
-    Regex::new(&format!("^(?:{pattern})$"))
-        .map_err(|e| Error::usage(format!("{flag} {pattern:?} is not a regular expression: {e}")))
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        Error::usage(format!(
+            "{flag} {pattern:?} is not a regular expression: {e}"
+        ))
+    })
 }
 
 fn internal(topic: &str) -> bool {
@@ -83,7 +86,13 @@ mod tests {
         }
     }
 
-    const CLUSTER: [&str; 5] = ["orders", "payments", "orders-dlq", "__consumer_offsets", "logs"];
+    const CLUSTER: [&str; 5] = [
+        "orders",
+        "payments",
+        "orders-dlq",
+        "__consumer_offsets",
+        "logs",
+    ];
 
     #[test]
     fn everything_but_internal_topics_by_default() {
@@ -102,27 +111,40 @@ mod tests {
     #[test]
     fn names_and_patterns_add_up_and_patterns_match_whole_names() {
         assert_eq!(
-            selection(&["payments"], Some("orders")).topics(CLUSTER).expect("both"),
+            selection(&["payments"], Some("orders"))
+                .topics(CLUSTER)
+                .expect("both"),
             ["orders", "payments"]
         );
         assert_eq!(
-            selection(&[], Some("orders.*")).topics(CLUSTER).expect("re"),
+            selection(&[], Some("orders.*"))
+                .topics(CLUSTER)
+                .expect("re"),
             ["orders", "orders-dlq"]
         );
         assert_eq!(
-            selection(&["__consumer_offsets"], None).topics(CLUSTER).expect("named"),
+            selection(&["__consumer_offsets"], None)
+                .topics(CLUSTER)
+                .expect("named"),
             ["__consumer_offsets"]
         );
     }
 
     #[test]
     fn a_missing_topic_or_an_empty_choice_names_the_flag() {
-        let err = selection(&["order"], None).topics(CLUSTER).expect_err("missing");
+        let err = selection(&["order"], None)
+            .topics(CLUSTER)
+            .expect_err("missing");
         assert!(err.to_string().contains("--topics") && err.to_string().contains("\"order\""));
         assert_eq!(err.exit_code(), 2);
-        let err = selection(&[], Some("nothing")).topics(CLUSTER).expect_err("none");
+        let err = selection(&[], Some("nothing"))
+            .topics(CLUSTER)
+            .expect_err("none");
         assert!(err.to_string().contains("--topic-regex"), "{err}");
-        assert!(whole_match("(", "--groups").expect_err("bad").to_string().contains("--groups"));
+        assert!(whole_match("(", "--groups")
+            .expect_err("bad")
+            .to_string()
+            .contains("--groups"));
     }
 
     #[test]

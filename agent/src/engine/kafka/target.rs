@@ -183,7 +183,11 @@ mod tests {
         assert_eq!(t.security_protocol(), "plaintext");
         assert_eq!(t.address(), "kafka://b0:9092,b1:9093");
 
-        let t = parse("kafkas://backup@b0:9093?mechanism=scram-sha-256", "--source").expect("sasl");
+        let t = parse(
+            "kafkas://backup@b0:9093?mechanism=scram-sha-256",
+            "--source",
+        )
+        .expect("sasl");
         assert_eq!(t.sasl, Some(("backup".into(), Mechanism::ScramSha256)));
         assert_eq!(t.security_protocol(), "sasl_ssl");
         assert_eq!(t.address(), "kafkas://backup@b0:9093");
@@ -197,7 +201,10 @@ mod tests {
     fn refuses_passwords_and_malformed_addresses_naming_the_flag() {
         for (raw, needle) in [
             ("kafka://u:hunter2@b0:9092", "must not contain a password"),
-            ("kafka://u@b0:9092?password=hunter2", "must not contain a password"),
+            (
+                "kafka://u@b0:9092?password=hunter2",
+                "must not contain a password",
+            ),
             ("kafka://b0", "not HOST:PORT"),
             ("kafka://b0:9092,", "not HOST:PORT"),
             ("kafka://b0:9092/topic", "no path"),
@@ -207,7 +214,10 @@ mod tests {
         ] {
             let err = parse(raw, "--source").expect_err(raw);
             let msg = err.to_string();
-            assert!(msg.contains("--source") && msg.contains(needle), "{raw}: {msg}");
+            assert!(
+                msg.contains("--source") && msg.contains(needle),
+                "{raw}: {msg}"
+            );
             assert!(!msg.contains("hunter2"), "{msg}");
             assert_eq!(err.exit_code(), 2);
         }
