@@ -190,7 +190,10 @@ fn every_record_group_offset_and_config_survives_a_round_trip() {
     kafka.produce("ignored", &[record(0, None, Some(b"not taken"))]);
     let source = kafka.read_all("orders");
     let p1: Vec<&ReadRecord> = source.iter().filter(|r| r.partition == 1).collect();
-    assert!(p1[22].offset - p1[21].offset > 1, "the aborted transaction left a gap");
+    assert!(
+        p1[22].offset - p1[21].offset > 1,
+        "the aborted transaction left a gap"
+    );
     // Committed mid-partition, inside the gap the aborted transaction left, and at the end.
     kafka.commit_offsets(
         "billing",

@@ -75,10 +75,17 @@ fn kafka_pattern(pattern: Option<&String>, flag: &str) -> Result<Option<regex::R
 }
 
 /// A Kafka backup's topics and groups, from its flags.
-pub fn kafka_backup(args: &crate::cli::KafkaBackupArgs) -> Result<crate::engine::settings::KafkaBackup> {
+pub fn kafka_backup(
+    args: &crate::cli::KafkaBackupArgs,
+) -> Result<crate::engine::settings::KafkaBackup> {
     Ok(crate::engine::settings::KafkaBackup {
         connection: kafka_connection(&args.connection)?,
-        topics: args.topics.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+        topics: args
+            .topics
+            .iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
         topic_regex: kafka_pattern(args.topic_regex.as_ref(), "--topic-regex")?,
         include_internal: args.include_internal,
         groups: kafka_pattern(args.groups.as_ref(), "--groups")?,
@@ -86,7 +93,9 @@ pub fn kafka_backup(args: &crate::cli::KafkaBackupArgs) -> Result<crate::engine:
 }
 
 /// A Kafka restore's mapping and groups, from its flags.
-pub fn kafka_restore(args: &crate::cli::KafkaRestoreArgs) -> Result<crate::engine::settings::KafkaRestore> {
+pub fn kafka_restore(
+    args: &crate::cli::KafkaRestoreArgs,
+) -> Result<crate::engine::settings::KafkaRestore> {
     Ok(crate::engine::settings::KafkaRestore {
         connection: kafka_connection(&args.connection)?,
         topic_map: args.topic_map.clone(),
