@@ -189,6 +189,15 @@ impl Source {
                         &e,
                     )
                 })?;
+            if let Some(e) = committed.elements().iter().find(|e| e.error().is_err()) {
+                let why = e.error().err().map(|e| e.to_string()).unwrap_or_default();
+                return Err(Error::source(format!(
+                    "{}: group {id}'s committed offset on {}/{} could not be read ({why}); without it a restored group would start over — grant the backup user Describe on the group and the topic, or leave the group out with --groups",
+                    self.address,
+                    e.topic(),
+                    e.partition()
+                )));
+            }
             let offsets: Vec<GroupOffset> = committed
                 .elements()
                 .iter()
@@ -355,21 +364,18 @@ impl Source {
                     if last_progress.elapsed() > self.timeout {
                         return Err(self.silent(consumer.context(), topic, open));
                     }
-                    if fatal(&e) {
-                        return Err(Error::source(format!(
-                            "{}: reading {topic} failed: {e}; records were probably deleted (retention or deleteRecords) while the backup read them — run the backup again",
-                            self.address
-                        )));
+                    if let Some(error) = self.fatal(consumer.context(), topic, &e) {
+                        return Err(error);
                     }
                     tracing::debug!(topic, "consumer: {e}");
                     continue;
                 }
             };
-            last_progress = Instant::now();
             let partition = message.partition();
             let Some(&end) = open.get(&partition) else {
                 continue;
             };
+            last_progress = Instant::now();
             let offset = message.offset();
             if offset >= end {
                 self.close(consumer, topic, partition, open);
@@ -406,6 +412,33 @@ impl Source {
         }
     }
 
+    /// The run's error for a consumer error after which the partition
+    /// cannot be read to its cut; `None` for errors librdkafka recovers
+    /// from (a broker reconnecting).
+    fn fatal(&self, watch: &Watch, topic: &str, e: &KafkaError) -> Option<Error> {
+        let address = &self.address;
+        match e.rdkafka_error_code()? {
+            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset => {
+                Some(Error::source(format!(
+                    "{address}: reading {topic} failed: {e}; records were deleted (retention or deleteRecords) while the backup read them — run the backup again"
+                )))
+            }
+            RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition => Some(Error::source(format!(
+                "{address}: topic {topic} was deleted while the backup read it ({e})"
+            ))),
+            RDKafkaErrorCode::TopicAuthorizationFailed => Some(client::failure(
+                watch,
+                address,
+                &format!("reading {topic} (the user may describe it but not read it)"),
+                e,
+                Error::source,
+            )),
+            _ => None,
+        }
+    }
+
     fn silent(&self, watch: &Watch, topic: &str, open: &BTreeMap<i32, i64>) -> Error {
         let waiting: Vec<String> = open.keys().map(|p| format!("{topic}/{p}")).collect();
         let e = KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut);
@@ -421,21 +454,6 @@ impl Source {
             Error::source,
         )
     }
-}
-
-/// Errors after which the partition cannot be read to its cut.
-fn fatal(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::OffsetOutOfRange
-                | RDKafkaErrorCode::AutoOffsetReset
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-        )
-    )
 }
 
 /// A consumed message as a backup record, borrowing its bytes.

@@ -45,6 +45,13 @@ impl ClientContext for Watch {
 impl ConsumerContext for Watch {}
 
 impl Watch {
+    /// Forgets earlier errors: only those seen during the next call count.
+    pub fn clear(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+    }
+
     /// Whether librdkafka reported a refused login or handshake.
     pub fn refused(&self) -> bool {
         self.last().is_some_and(|(code, _)| refusal(code))
@@ -59,6 +66,7 @@ pub fn metadata(
     timeout: std::time::Duration,
 ) -> std::result::Result<rdkafka::metadata::Metadata, KafkaError> {
     use rdkafka::consumer::Consumer;
+    consumer.context().clear();
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let attempt = consumer.fetch_metadata(None, std::time::Duration::from_millis(500));

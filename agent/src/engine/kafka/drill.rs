@@ -161,13 +161,14 @@ fn compare(
     }
 }
 
-/// Every carried offset lies within the cut of a partition the backup
-/// holds (the groups were read before the ends, so a later offset means
-/// the cut was not consistent), and translates into the restored range.
+/// Every carried offset names a partition the backup holds and translates
+/// into the restored range. (An offset may lie past the cut: a
+/// `read_uncommitted` group can commit up to an open transaction's end,
+/// beyond the last stable offset; it translates to the restored end.)
 fn translate(facts: &KafkaFacts, loaded: &LoadedPartitions) -> std::result::Result<(), String> {
     for group in &facts.groups {
         for o in &group.offsets {
-            let cut = facts
+            facts
                 .topic(&o.topic)
                 .and_then(|t| t.partitions.iter().find(|p| p.partition == o.partition))
                 .ok_or_else(|| {
@@ -176,18 +177,13 @@ fn translate(facts: &KafkaFacts, loaded: &LoadedPartitions) -> std::result::Resu
                         group.group, o.topic, o.partition
                     )
                 })?;
-            if o.offset > cut.end_offset {
-                return Err(format!(
-                    "group {} committed {} on {}/{}, past the backup's end {}",
-                    group.group, o.offset, o.topic, o.partition, cut.end_offset
-                ));
-            }
-            let map = loaded
-                .get(&(o.topic.clone(), o.partition))
-                .map(|l| l.offsets.clone())
-                .unwrap_or_default();
-            let restored = map.records();
-            let translated = map.translate(o.offset, restored);
+            let (restored, translated) =
+                loaded
+                    .get(&(o.topic.clone(), o.partition))
+                    .map_or((0, 0), |l| {
+                        let restored = l.offsets.records();
+                        (restored, l.offsets.translate(o.offset, restored))
+                    });
             if !(0..=restored).contains(&translated) {
                 return Err(format!(
                     "group {} on {}/{}: offset {} translated to {translated}, outside the {restored} restored records",

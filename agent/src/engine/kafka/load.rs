@@ -24,6 +24,9 @@ const IN_FLIGHT: usize = 50_000;
 pub struct Loaded {
     pub offsets: OffsetMap,
     pub digest: PartitionDigest,
+    /// Records without a timestamp (or with 0), which the producer can only
+    /// give the time of the restore.
+    pub untimed: u64,
 }
 
 /// Per `(source topic, partition)`.
@@ -50,25 +53,36 @@ pub struct Stopped {
     pub loaded: LoadedPartitions,
 }
 
-pub fn producer(cluster: &Cluster, max_record_bytes: u64) -> Result<FutureProducer<Watch>> {
+/// The restore's producer. `target_limit` is the smallest
+/// `max.message.bytes` among the target topics: librdkafka does not split
+/// a batch the broker refuses as too large, so batches stay below it.
+pub fn producer(
+    cluster: &Cluster,
+    max_record_bytes: u64,
+    target_limit: Option<u64>,
+) -> Result<FutureProducer<Watch>> {
     let mut config = cluster.config.clone();
     let message_max = (max_record_bytes + (1 << 20)).max(1_000_000);
+    let batch = target_limit
+        .map_or(1_000_000, |limit| limit.saturating_sub(1024).min(1_000_000))
+        .max(max_record_bytes + 1024);
+    // The queue must hold the largest record, or every send is refused.
+    let queue_kib = 32_768u64.max(message_max / 1024 * 2);
+    // Time queued locally counts too: room for a slow, healthy cluster.
+    let timeout_ms = cluster
+        .timeout
+        .as_millis()
+        .saturating_mul(4)
+        .clamp(4_000, 3_600_000);
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("batch.size", "1000000")
+        .set("batch.size", batch.to_string())
         .set("compression.type", "lz4")
-        .set("queue.buffering.max.kbytes", "32768")
+        .set("queue.buffering.max.kbytes", queue_kib.to_string())
         .set("message.max.bytes", message_max.to_string())
-        .set(
-            "message.timeout.ms",
-            cluster
-                .timeout
-                .as_millis()
-                .clamp(1000, 3_600_000)
-                .to_string(),
-        );
+        .set("message.timeout.ms", timeout_ms.to_string());
     config
         .create_with_context(Watch::default())
         .map_err(|e| Error::usage(format!("{}: {e}", cluster.address)))
@@ -121,6 +135,9 @@ pub async fn load(
         let here = loaded.entry(key.clone()).or_default();
         let index = here.digest.records;
         here.digest.add(&record);
+        if record.timestamp.is_none_or(|t| t <= 0) {
+            here.untimed += 1;
+        }
         if let Some(skip) = skips.get(&key).filter(|s| index < s.held) {
             // Already in the target from the stopped run: where it landed
             // is known, and the last of them must be this backup's record.
@@ -140,6 +157,14 @@ pub async fn load(
         let mut delivery = send(producer, topic, &record);
         // A full queue: wait for the oldest deliveries, then try again.
         while let Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) = delivery {
+            if waiting.is_empty() {
+                let error = Error::target(format!(
+                    "{}: the producer's queue cannot take a record of {topic} ({} bytes)",
+                    cluster.address,
+                    record.size()
+                ));
+                return Err(stop(error, loaded));
+            }
             if let Err(e) = settle_one(cluster, &mut waiting, &mut loaded).await {
                 return Err(stop(e, loaded));
             }
@@ -229,7 +254,17 @@ async fn settle_one(
     let Some((key, source_offset, future)) = waiting.pop_front() else {
         return Ok(());
     };
-    match future.await {
+    // A signal must not wait for deliveries (up to message.timeout.ms).
+    let delivered = tokio::select! {
+        delivered = future => delivered,
+        () = crate::interrupt::cancelled() => {
+            return Err(Error::target(format!(
+                "stopped while {}/{} was being written",
+                key.0, key.1
+            )));
+        }
+    };
+    match delivered {
         Ok(Ok(delivery)) => {
             loaded
                 .entry(key)

@@ -10,17 +10,21 @@ use super::facts::TopicFacts;
 
 /// Configs whose limits would make the broker drop restored records: the
 /// broker deletes records by their (original, possibly old) timestamps.
-const SUSPENDED: [(&str, &str); 3] = [
+const SUSPENDED: [(&str, &str); 4] = [
     ("retention.ms", "-1"),
     ("retention.bytes", "-1"),
+    // Restored records carry old timestamps, so the cleaner could compact
+    // a topic while it is loaded (a drill would then count too few); the
+    // topic's own policy comes back at the end.
+    ("cleanup.policy", "delete"),
     // Records keep their original timestamps only as CreateTime; a
     // LogAppendTime topic gets its setting back at the end.
     ("message.timestamp.type", "CreateTime"),
 ];
 
-/// Limits on old timestamps, lifted only where the topic sets them (older
-/// brokers do not know these names).
-const LIFTED_IF_SET: [&str; 2] = [
+/// Limits on old timestamps, lifted where the topic sets them, or the
+/// broker does (`broker_lifts`; older brokers do not know these names).
+pub const LIFTED_IF_SET: [&str; 2] = [
     "message.timestamp.before.max.ms",
     "message.timestamp.difference.max.ms",
 ];
@@ -39,21 +43,34 @@ pub struct Restoring {
     /// `--resume`: per partition, `(low, records present)` that a stopped
     /// restore of this backup already wrote; those are not produced again.
     pub resume_from: BTreeMap<i32, (i64, u64)>,
+    /// The largest batch the target accepts (`max.message.bytes`), if known.
+    pub max_message: Option<u64>,
 }
 
 /// The configs a topic is loaded with: its final ones with retention and
 /// timestamp limits suspended.
-pub fn suspended(configs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn suspended(
+    configs: &BTreeMap<String, String>,
+    broker_lifts: &[String],
+) -> BTreeMap<String, String> {
     let mut load = configs.clone();
     for (key, value) in SUSPENDED {
         load.insert(key.to_string(), value.to_string());
     }
     for key in LIFTED_IF_SET {
-        if load.contains_key(key) {
+        if load.contains_key(key) || broker_lifts.iter().any(|k| k == key) {
             load.insert(key.to_string(), i64::MAX.to_string());
         }
     }
     load
+}
+
+/// Whether a topic's own configs are the suspension a stopped restore
+/// left (its real configs are then unknown).
+fn carries_suspension(own: &BTreeMap<String, String>) -> bool {
+    SUSPENDED
+        .iter()
+        .all(|(key, value)| own.get(*key).map(String::as_str) == Some(*value))
 }
 
 /// Decides how `topic` is restored into `target` given what the cluster
@@ -65,6 +82,7 @@ pub fn plan_topic(
     brokers: usize,
     broker_max_message: Option<u64>,
     resume: bool,
+    broker_lifts: &[String],
 ) -> Result<(Restoring, Vec<String>), String> {
     let partitions = topic.partitions.len() as i32;
     let mut notes = Vec::new();
@@ -89,7 +107,15 @@ pub fn plan_topic(
                     topic.name
                 ));
             }
-            (None, own.clone())
+            if carries_suspension(own) {
+                notes.push(format!(
+                    "{target} carries the suspended retention a stopped restore left; it gets the backup's configs of {} at the end",
+                    topic.name
+                ));
+                (None, topic.configs.clone())
+            } else {
+                (None, own.clone())
+            }
         }
         None => {
             let mut configs = topic.configs.clone();
@@ -131,9 +157,10 @@ pub fn plan_topic(
             target: target.to_string(),
             partitions,
             create,
-            load_configs: suspended(&final_configs),
+            load_configs: suspended(&final_configs, broker_lifts),
             final_configs,
             resume_from,
+            max_message: limit,
         },
         notes,
     ))
@@ -212,7 +239,8 @@ mod tests {
                 ("min.insync.replicas", "2"),
             ],
         );
-        let (r, notes) = plan_topic(&t, "orders-r", None, 1, Some(1_048_588), false).expect("plan");
+        let (r, notes) =
+            plan_topic(&t, "orders-r", None, 1, Some(1_048_588), false, &[]).expect("plan");
         assert_eq!(r.create, Some(1));
         assert_eq!(r.load_configs["retention.ms"], "-1");
         assert_eq!(r.load_configs["retention.bytes"], "-1");
@@ -231,6 +259,7 @@ mod tests {
             3,
             None,
             false,
+            &[],
         )
         .expect("plan");
         assert_eq!(
@@ -253,6 +282,7 @@ mod tests {
             1,
             None,
             false,
+            &[],
         )
         .expect("empty");
         assert_eq!((r.create, r.final_configs.clone()), (None, own.clone()));
@@ -267,6 +297,7 @@ mod tests {
             1,
             None,
             false,
+            &[],
         )
         .expect_err("full");
         assert!(
@@ -282,6 +313,7 @@ mod tests {
             1,
             None,
             true,
+            &[],
         )
         .expect("resume");
         assert_eq!(r.resume_from, BTreeMap::from([(0, (0, 0)), (1, (3, 4))]));
@@ -297,6 +329,7 @@ mod tests {
             1,
             None,
             true,
+            &[],
         )
         .expect_err("more than the backup");
         assert!(err.contains("holds 11 records, more than the 10"), "{err}");
@@ -307,6 +340,7 @@ mod tests {
             1,
             None,
             false,
+            &[],
         )
         .expect_err("count");
         assert!(
@@ -319,13 +353,14 @@ mod tests {
     fn records_larger_than_the_target_accepts_are_refused_first() {
         let mut t = topic(1, &[]);
         t.max_record_bytes = 2_000_000;
-        let err = plan_topic(&t, "orders", None, 1, Some(1_048_588), false).expect_err("large");
+        let err =
+            plan_topic(&t, "orders", None, 1, Some(1_048_588), false, &[]).expect_err("large");
         assert!(
             err.contains("2000000 bytes") && err.contains("max.message.bytes"),
             "{err}"
         );
         t.configs
             .insert("max.message.bytes".into(), "4000000".into());
-        assert!(plan_topic(&t, "orders", None, 1, Some(1_048_588), false).is_ok());
+        assert!(plan_topic(&t, "orders", None, 1, Some(1_048_588), false, &[]).is_ok());
     }
 }

@@ -45,11 +45,17 @@ pub async fn restore(
         let held: u64 = r.resume_from.values().map(|&(_, held)| held).sum();
         tracing::info!(topic = %r.target, records_already_there = held, "resumed: those records were checked, not produced again");
     }
+    // The topics are complete: their own configs first, so a group commit
+    // that fails leaves nothing suspended.
+    finish(&cluster, &plan, options.keep_retention_suspended).await?;
     let translated = groups::commit(&cluster, facts, &carried, &targets, &loaded).await?;
     for line in &translated {
         tracing::info!("consumer group offset translated: {line}");
     }
-    finish(&cluster, &plan, options.keep_retention_suspended).await?;
+    let untimed: u64 = loaded.values().map(|l| l.untimed).sum();
+    if untimed > 0 {
+        tracing::warn!(records = untimed, "records without a timestamp (or with 0) were given the time of the restore: Kafka's producer cannot write them otherwise");
+    }
     if !options.keep_retention_suspended {
         for warning in expiring(&plan, &loaded, chrono::Utc::now().timestamp_millis()) {
             tracing::warn!("{warning}");
@@ -88,7 +94,7 @@ pub async fn load_into(
     }
     prepare(cluster, &plan).await?;
     let skip = resume_points(cluster, &plan).await?;
-    let loaded = load_backup(cluster, backup, facts, targets, &skip).await?;
+    let loaded = load_backup(cluster, backup, facts, targets, &plan, &skip).await?;
     check_content(facts, &loaded, targets)?;
     Ok((plan, loaded))
 }
@@ -124,9 +130,21 @@ fn preflight(
     let (brokers, existing) = cluster.topics(&consumer, &wanted)?;
     let existing_names: Vec<&str> = existing.keys().map(String::as_str).collect();
     let own = cluster.own_configs(&existing_names)?;
-    let broker_max = broker_id(cluster, &consumer)
+    let broker = broker_id(cluster, &consumer);
+    let broker_max = broker
         .and_then(|id| cluster.broker_config(id, "message.max.bytes"))
         .and_then(|v| v.parse::<u64>().ok());
+    // The broker's own limits on old timestamps, lifted on the topics too.
+    let broker_lifts: Vec<String> = preflight::LIFTED_IF_SET
+        .iter()
+        .filter(|key| {
+            broker
+                .and_then(|id| cluster.broker_config(id, &format!("log.{key}")))
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < i64::MAX)
+        })
+        .map(|key| key.to_string())
+        .collect();
     let empty = BTreeMap::new();
     let mut plan = Vec::new();
     let mut notes = Vec::new();
@@ -135,9 +153,16 @@ fn preflight(
         let here = existing
             .get(target)
             .map(|state| (state, own.get(target).unwrap_or(&empty)));
-        let (restoring, mut topic_notes) =
-            preflight::plan_topic(topic, target, here, brokers, broker_max, resume)
-                .map_err(Error::usage)?;
+        let (restoring, mut topic_notes) = preflight::plan_topic(
+            topic,
+            target,
+            here,
+            brokers,
+            broker_max,
+            resume,
+            &broker_lifts,
+        )
+        .map_err(Error::usage)?;
         plan.push(restoring);
         notes.append(&mut topic_notes);
     }
@@ -187,6 +212,7 @@ async fn load_backup(
     backup: &Stored<'_>,
     facts: &KafkaFacts,
     targets: &BTreeMap<String, String>,
+    plan: &[Restoring],
     skip: &load::Skips,
 ) -> Result<LoadedPartitions> {
     let max_record = facts
@@ -195,7 +221,8 @@ async fn load_backup(
         .map(|t| t.max_record_bytes)
         .max()
         .unwrap_or(0);
-    let producer = load::producer(cluster, max_record)?;
+    let batch_limit = plan.iter().filter_map(|r| r.max_message).min();
+    let producer = load::producer(cluster, max_record, batch_limit)?;
     let open = backup.open().await?;
     let (manifest, artifact) = (backup.manifest, backup.artifact);
     let read_failed = |e: &std::io::Error| crate::artifact::read_failed(manifest, artifact, e);
@@ -255,7 +282,10 @@ pub fn progress(
             } else if done == 0 {
                 untouched.push(name);
             } else {
-                partial.push(format!("{name} ({done} of {} records)", p.records));
+                partial.push(format!(
+                    "{name} ({done} of {} records confirmed)",
+                    p.records
+                ));
             }
         }
     }
