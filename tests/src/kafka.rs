@@ -234,6 +234,19 @@ impl Kafka {
         }
     }
 
+    /// Every topic the broker has.
+    pub fn topics(&self) -> Vec<String> {
+        let consumer: BaseConsumer = self.client_config().create().expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(None, OP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("metadata: {e}"));
+        metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+
     /// Creates a topic with replication factor 1 and the given configs, and
     /// waits until every partition has a leader.
     pub fn create_topic(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {

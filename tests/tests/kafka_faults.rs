@@ -194,83 +194,44 @@ fn backed_up(kafka: &Kafka, agent: &Agent, store: &TestStore) -> String {
     url
 }
 
-#[test]
-fn a_broker_killed_mid_restore_is_reported_partition_by_partition() {
-    let mut kafka = Kafka::start();
-    let (store, agent) = (TestStore::file(), Agent::new());
-    let url = backed_up(&kafka, &agent, &store);
+/// `restore` of the backup at `url` into `big-copy`, with `extra` flags.
+fn restore_args<'a>(url: &'a str, address: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "restore",
+        "--from",
+        url,
+        "--to",
+        address,
+        "--topic-map",
+        "big=big-copy",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts a restore of `big` into `big-copy`, lets it write at least 2,000
+/// records, makes `fault` happen (to the broker or the agent's pid) and
+/// returns the agent's exit code and stderr.
+fn restore_until_fault(
+    kafka: &mut Kafka,
+    agent: &Agent,
+    store: &TestStore,
+    url: &str,
+    extra: &[&str],
+    fault: impl FnOnce(&mut Kafka, Pid),
+) -> (i32, String) {
     let address = format!("kafka://{}", kafka.bootstrap);
     let (child, reader) = paused_at(
-        &agent,
-        &[
-            "restore",
-            "--from",
-            &url,
-            "--to",
-            &address,
-            "--topic-map",
-            "big=big-copy",
-            "--kafka-timeout",
-            "5s",
-        ],
+        agent,
+        &restore_args(url, &address, extra),
         &store.env(),
         LOADING,
     );
     let pid = Pid::from_raw(child.id() as i32);
     kill(pid, Signal::SIGCONT).expect("SIGCONT");
-    wait_for_records(&kafka, "big-copy", 2_000);
-    kafka.kill();
-    let (code, stderr) = resume_and_wait(child, reader);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("partly written: big-copy/"), "{stderr}");
-    assert!(stderr.contains("complete: "), "{stderr}");
-    assert!(
-        stderr.contains("not written: ") || stderr.contains("partly written: "),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("big-copy/"),
-        "names target partitions: {stderr}"
-    );
-    assert!(
-        stderr.contains("retention suspended"),
-        "says what it left: {stderr}"
-    );
-
-    // Without --resume the half-written topic is refused; with it, the
-    // restore completes without a duplicate.
-    kafka.restart();
-    let env = store.env();
-    let again = agent.run(
-        &[
-            "restore",
-            "--from",
-            &url,
-            "--to",
-            &address,
-            "--topic-map",
-            "big=big-copy",
-        ],
-        &env,
-    );
-    again.assert_code(2);
-    assert!(again.stderr.contains("--resume"), "{}", again.all());
-    agent
-        .run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--to",
-                &address,
-                "--topic-map",
-                "big=big-copy",
-                "--resume",
-            ],
-            &env,
-        )
-        .assert_ok();
-    same_records(&kafka, "big", "big-copy");
+    wait_for_records(kafka, "big-copy", 2_000);
+    fault(kafka, pid);
+    resume_and_wait(child, reader)
 }
 
 /// Every record of `copy` is `source`'s, in the same order, once.
@@ -287,30 +248,47 @@ fn same_records(kafka: &Kafka, source: &str, copy: &str) {
 }
 
 #[test]
-fn sigterm_mid_restore_stops_it_and_says_what_is_there() {
-    let kafka = Kafka::start();
+fn a_broker_killed_mid_restore_is_reported_partition_by_partition() {
+    let mut kafka = Kafka::start();
     let (store, agent) = (TestStore::file(), Agent::new());
     let url = backed_up(&kafka, &agent, &store);
-    let address = format!("kafka://{}", kafka.bootstrap);
-    let (child, reader) = paused_at(
+    let (code, stderr) = restore_until_fault(
+        &mut kafka,
         &agent,
-        &[
-            "restore",
-            "--from",
-            &url,
-            "--to",
-            &address,
-            "--topic-map",
-            "big=big-copy",
-        ],
-        &store.env(),
-        LOADING,
+        &store,
+        &url,
+        &["--kafka-timeout", "5s"],
+        |kafka, _| kafka.kill(),
     );
-    let pid = Pid::from_raw(child.id() as i32);
-    kill(pid, Signal::SIGCONT).expect("SIGCONT");
-    wait_for_records(&kafka, "big-copy", 2_000);
-    kill(pid, Signal::SIGTERM).expect("SIGTERM");
-    let (code, stderr) = resume_and_wait(child, reader);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("partly written: big-copy/"), "{stderr}");
+    assert!(stderr.contains("complete: "), "{stderr}");
+    assert!(
+        stderr.contains("retention suspended"),
+        "says what it left: {stderr}"
+    );
+
+    // Without --resume the half-written topic is refused; with it, the
+    // restore completes without a duplicate.
+    kafka.restart();
+    let (env, address) = (store.env(), format!("kafka://{}", kafka.bootstrap));
+    let again = agent.run(&restore_args(&url, &address, &[]), &env);
+    again.assert_code(2);
+    assert!(again.stderr.contains("--resume"), "{}", again.all());
+    agent
+        .run(&restore_args(&url, &address, &["--resume"]), &env)
+        .assert_ok();
+    same_records(&kafka, "big", "big-copy");
+}
+
+#[test]
+fn sigterm_mid_restore_stops_it_and_says_what_is_there() {
+    let mut kafka = Kafka::start();
+    let (store, agent) = (TestStore::file(), Agent::new());
+    let url = backed_up(&kafka, &agent, &store);
+    let (code, stderr) = restore_until_fault(&mut kafka, &agent, &store, &url, &[], |_, pid| {
+        kill(pid, Signal::SIGTERM).expect("SIGTERM")
+    });
     assert_eq!(code, 143, "{stderr}");
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
     assert!(
@@ -323,20 +301,9 @@ fn sigterm_mid_restore_stops_it_and_says_what_is_there() {
         (2_000..40_000).contains(&restored),
         "stopped midway: {restored}"
     );
+    let address = format!("kafka://{}", kafka.bootstrap);
     agent
-        .run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--to",
-                &address,
-                "--topic-map",
-                "big=big-copy",
-                "--resume",
-            ],
-            &store.env(),
-        )
+        .run(&restore_args(&url, &address, &["--resume"]), &store.env())
         .assert_ok();
     same_records(&kafka, "big", "big-copy");
     assert_eq!(

@@ -11,20 +11,6 @@ use serde_json::Value;
 use vertice_tests::kafka::{Kafka, ReadRecord, TestRecord, SASL_PASSWORD, SASL_USER};
 use vertice_tests::{Agent, TestStore};
 
-/// Every topic the broker has.
-fn topics(kafka: &Kafka) -> Vec<String> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = kafka.client_config().create().expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("metadata");
-    metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_string())
-        .collect()
-}
-
 /// Produces to `topic` from another thread until `stop` is set.
 fn keep_producing(
     kafka: &Kafka,
@@ -614,11 +600,12 @@ fn a_drill_restores_into_scratch_topics_and_always_removes_them() {
     drill.assert_ok();
     assert!(drill.all().contains("passed"), "{}", drill.all());
     assert!(
-        !topics(&kafka)
+        !kafka
+            .topics()
             .iter()
             .any(|t| t.starts_with("vertice-drill-")),
         "scratch topics removed: {:?}",
-        topics(&kafka)
+        kafka.topics()
     );
     let missing = agent.run(&["drill", "--from", &url], &env);
     missing.assert_code(2);
@@ -643,7 +630,8 @@ fn a_drill_restores_into_scratch_topics_and_always_removes_them() {
     let damaged = agent.run(&["drill", "--from", &url, "--restore-to", &address], &env);
     assert_ne!(damaged.code, 0, "{}", damaged.all());
     assert!(damaged.all().contains("corrupt"), "{}", damaged.all());
-    assert!(!topics(&kafka)
+    assert!(!kafka
+        .topics()
         .iter()
         .any(|t| t.starts_with("vertice-drill-")));
 }

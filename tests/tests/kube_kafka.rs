@@ -32,20 +32,6 @@ fn record(partition: i32, key: &str, value: &str) -> TestRecord {
     }
 }
 
-/// Every topic the broker has.
-fn broker_topics(kafka: &Kafka) -> Vec<String> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = kafka.client_config().create().expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("metadata");
-    metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_string())
-        .collect()
-}
-
 async fn status_of(client: &Client) -> Value {
     let api: Api<VerticeBackup> = Api::namespaced(client.clone(), NS);
     let backup = api.get(NAME).await.expect("get backup");
@@ -497,7 +483,8 @@ async fn a_kafka_backup_runs_and_drills_on_a_real_control_plane() {
         .unwrap_or_default();
     assert_eq!(verified_condition["status"], "True", "{status:#}");
     expect_event(&client, "DrillSucceeded", "Normal").await;
-    let left: Vec<String> = broker_topics(&kafka)
+    let left: Vec<String> = kafka
+        .topics()
         .into_iter()
         .filter(|t| t.starts_with("vertice-drill-"))
         .collect();
