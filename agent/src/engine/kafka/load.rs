@@ -89,8 +89,9 @@ pub fn producer(
 }
 
 /// Reads `input` (the backup's lines) and produces every record into its
-/// topic in `targets`. `read_failed` turns a read error into the run's
-/// error (store, integrity or interruption).
+/// topic in `targets`, leaving out what `skips` says is there already.
+/// `read_failed` turns a read error into the run's error (store, integrity
+/// or interruption).
 pub async fn load(
     cluster: &Cluster,
     producer: &FutureProducer<Watch>,
@@ -99,42 +100,71 @@ pub async fn load(
     skips: &Skips,
     read_failed: impl Fn(&std::io::Error) -> Error,
 ) -> std::result::Result<LoadedPartitions, Box<Stopped>> {
-    let mut loaded = LoadedPartitions::new();
-    let mut waiting: VecDeque<((String, i32), i64, DeliveryFuture)> = VecDeque::new();
+    let mut loader = Loader {
+        cluster,
+        producer,
+        waiting: VecDeque::new(),
+        loaded: LoadedPartitions::new(),
+    };
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::new();
     let mut number = 0u64;
-    let stop = |error, loaded| Box::new(Stopped { error, loaded });
-    loop {
+    let outcome = loop {
         line.clear();
         match reader.read_until(b'\n', &mut line).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                let error = read_failed(&e);
-                settle(cluster, &mut waiting, &mut loaded).await.ok();
-                return Err(stop(error, loaded));
-            }
+            Ok(0) => break loader.settle().await,
+            Ok(_) => number += 1,
+            Err(e) => break Err(read_failed(&e)),
         }
-        number += 1;
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let record = match Record::parse_line(text) {
-            Ok(r) => r,
-            Err(e) => {
-                settle(cluster, &mut waiting, &mut loaded).await.ok();
-                return Err(stop(
-                    Error::integrity(format!("line {number} of the backup: {e}")),
-                    loaded,
-                ));
-            }
+        let taken = match Record::parse_line(text) {
+            Ok(record) => loader.take(&record, targets, skips).await,
+            Err(e) => Err(Error::integrity(format!(
+                "line {number} of the backup: {e}"
+            ))),
         };
+        if let Err(e) = taken {
+            break Err(e);
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(loader.loaded),
+        Err(error) => {
+            // What was sent is waited for, so the report counts it.
+            loader.settle().await.ok();
+            Err(Box::new(Stopped {
+                error,
+                loaded: loader.loaded,
+            }))
+        }
+    }
+}
+
+/// The load's state: deliveries awaited in order, and what each partition
+/// received.
+struct Loader<'a> {
+    cluster: &'a Cluster,
+    producer: &'a FutureProducer<Watch>,
+    waiting: VecDeque<((String, i32), i64, DeliveryFuture)>,
+    loaded: LoadedPartitions,
+}
+
+impl Loader<'_> {
+    /// Counts and hashes one record, then produces it unless a stopped
+    /// restore wrote it already.
+    async fn take(
+        &mut self,
+        record: &Record<'_>,
+        targets: &BTreeMap<String, String>,
+        skips: &Skips,
+    ) -> Result<()> {
         let Some(topic) = targets.get(record.topic.as_ref()) else {
-            continue;
+            return Ok(());
         };
         let key = (record.topic.to_string(), record.partition);
-        let here = loaded.entry(key.clone()).or_default();
+        let here = self.loaded.entry(key.clone()).or_default();
         let index = here.digest.records;
-        here.digest.add(&record);
+        here.digest.add(record);
         if record.timestamp.is_none_or(|t| t <= 0) {
             here.untimed += 1;
         }
@@ -142,55 +172,97 @@ pub async fn load(
             // Already in the target from the stopped run: where it landed
             // is known, and the last of them must be this backup's record.
             here.offsets.push(record.offset, skip.low + index as i64);
-            if index + 1 == skip.held && one_hash(&record) != skip.last {
-                let error = Error::usage(format!(
+            if index + 1 == skip.held && one_hash(record) != skip.last {
+                return Err(Error::usage(format!(
                     "--resume: {topic}/{} holds records that are not this backup's (the record at offset {} differs from the backup's record {} of the partition); it was not written by a restore of this backup",
                     record.partition,
                     skip.low + index as i64,
                     index + 1
-                ));
-                settle(cluster, &mut waiting, &mut loaded).await.ok();
-                return Err(stop(error, loaded));
+                )));
             }
-            continue;
+            return Ok(());
         }
-        let mut delivery = send(producer, topic, &record);
+        self.produce(key, topic, record).await
+    }
+
+    async fn produce(
+        &mut self,
+        key: (String, i32),
+        topic: &str,
+        record: &Record<'_>,
+    ) -> Result<()> {
+        let mut delivery = send(self.producer, topic, record);
         // A full queue: wait for the oldest deliveries, then try again.
         while let Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) = delivery {
-            if waiting.is_empty() {
-                let error = Error::target(format!(
+            if self.waiting.is_empty() {
+                return Err(Error::target(format!(
                     "{}: the producer's queue cannot take a record of {topic} ({} bytes)",
-                    cluster.address,
+                    self.cluster.address,
                     record.size()
-                ));
-                return Err(stop(error, loaded));
+                )));
             }
-            if let Err(e) = settle_one(cluster, &mut waiting, &mut loaded).await {
-                return Err(stop(e, loaded));
-            }
-            delivery = send(producer, topic, &record);
+            self.settle_one().await?;
+            delivery = send(self.producer, topic, record);
         }
-        match delivery {
-            Ok(future) => waiting.push_back((key, record.offset, future)),
-            Err(e) => {
-                let error = Error::target(format!(
-                    "{}: producing to {topic} failed: {e}",
-                    cluster.address
-                ));
-                settle(cluster, &mut waiting, &mut loaded).await.ok();
-                return Err(stop(error, loaded));
+        let future = delivery.map_err(|e| {
+            Error::target(format!(
+                "{}: producing to {topic} failed: {e}",
+                self.cluster.address
+            ))
+        })?;
+        self.waiting.push_back((key, record.offset, future));
+        while self.waiting.len() > IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every outstanding delivery, in order.
+    async fn settle(&mut self) -> Result<()> {
+        let mut first_error = None;
+        while !self.waiting.is_empty() {
+            if let Err(e) = self.settle_one().await {
+                first_error.get_or_insert(e);
             }
         }
-        while waiting.len() > IN_FLIGHT {
-            if let Err(e) = settle_one(cluster, &mut waiting, &mut loaded).await {
-                return Err(stop(e, loaded));
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Waits for the oldest delivery and records where it landed.
+    async fn settle_one(&mut self) -> Result<()> {
+        let Some((key, source_offset, future)) = self.waiting.pop_front() else {
+            return Ok(());
+        };
+        // A signal must not wait for deliveries (up to message.timeout.ms).
+        let delivered = tokio::select! {
+            delivered = future => delivered,
+            () = crate::interrupt::cancelled() => {
+                return Err(Error::target(format!(
+                    "stopped while {}/{} was being written",
+                    key.0, key.1
+                )));
             }
+        };
+        let address = &self.cluster.address;
+        match delivered {
+            Ok(Ok(delivery)) => {
+                self.loaded
+                    .entry(key)
+                    .or_default()
+                    .offsets
+                    .push(source_offset, delivery.offset);
+                Ok(())
+            }
+            Ok(Err((e, _))) => Err(Error::target(format!(
+                "{address}: a record of {}/{} (offset {source_offset}) was not delivered: {e}",
+                key.0, key.1
+            ))),
+            Err(_) => Err(Error::target(format!(
+                "{address}: the producer stopped before a record of {}/{} was delivered",
+                key.0, key.1
+            ))),
         }
     }
-    if let Err(e) = settle(cluster, &mut waiting, &mut loaded).await {
-        return Err(stop(e, loaded));
-    }
-    Ok(loaded)
 }
 
 /// The content hash of one record, as `Cluster::record_hash` computes it.
@@ -228,58 +300,4 @@ fn send(
         out = out.headers(headers);
     }
     producer.send_result(out).map_err(|(e, _)| e)
-}
-
-/// Waits for every outstanding delivery, in order.
-async fn settle(
-    cluster: &Cluster,
-    waiting: &mut VecDeque<((String, i32), i64, DeliveryFuture)>,
-    loaded: &mut LoadedPartitions,
-) -> Result<()> {
-    let mut first_error = None;
-    while !waiting.is_empty() {
-        if let Err(e) = settle_one(cluster, waiting, loaded).await {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-/// Waits for the oldest delivery and records where it landed.
-async fn settle_one(
-    cluster: &Cluster,
-    waiting: &mut VecDeque<((String, i32), i64, DeliveryFuture)>,
-    loaded: &mut LoadedPartitions,
-) -> Result<()> {
-    let Some((key, source_offset, future)) = waiting.pop_front() else {
-        return Ok(());
-    };
-    // A signal must not wait for deliveries (up to message.timeout.ms).
-    let delivered = tokio::select! {
-        delivered = future => delivered,
-        () = crate::interrupt::cancelled() => {
-            return Err(Error::target(format!(
-                "stopped while {}/{} was being written",
-                key.0, key.1
-            )));
-        }
-    };
-    match delivered {
-        Ok(Ok(delivery)) => {
-            loaded
-                .entry(key)
-                .or_default()
-                .offsets
-                .push(source_offset, delivery.offset);
-            Ok(())
-        }
-        Ok(Err((e, _))) => Err(Error::target(format!(
-            "{}: a record of {}/{} (offset {source_offset}) was not delivered: {e}",
-            cluster.address, key.0, key.1
-        ))),
-        Err(_) => Err(Error::target(format!(
-            "{}: the producer stopped before a record of {}/{} was delivered",
-            cluster.address, key.0, key.1
-        ))),
-    }
 }

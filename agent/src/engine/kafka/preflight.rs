@@ -94,29 +94,7 @@ pub fn plan_topic(
             // topic's configs now: it gets the backup's.
             (None, topic.configs.clone())
         }
-        Some((state, own)) => {
-            if state.partitions as i32 != partitions {
-                return Err(format!(
-                    "target topic {target} has {} partitions, the backup of {} has {partitions}; records must go to the same partitions: delete it, or restore into another name with --topic-map {}=NEW",
-                    state.partitions, topic.name, topic.name
-                ));
-            }
-            if let Some((p, low, high)) = state.offsets.iter().find(|(_, low, high)| high > low) {
-                return Err(format!(
-                    "target topic {target} is not empty (partition {p} holds offsets {low}..{high}); restore into an absent or empty topic, choose another name with --topic-map {}=NEW, or, if it holds what a stopped restore of this backup wrote, run the restore again with --resume",
-                    topic.name
-                ));
-            }
-            if carries_suspension(own) {
-                notes.push(format!(
-                    "{target} carries the suspended retention a stopped restore left; it gets the backup's configs of {} at the end",
-                    topic.name
-                ));
-                (None, topic.configs.clone())
-            } else {
-                (None, own.clone())
-            }
-        }
+        Some((state, own)) => (None, empty_topic(topic, target, state, own, &mut notes)?),
         None => {
             let mut configs = topic.configs.clone();
             let replication = topic.replication_factor.clamp(1, brokers.max(1) as i32);
@@ -164,6 +142,38 @@ pub fn plan_topic(
         },
         notes,
     ))
+}
+
+/// The final configs of an existing topic, refused unless it is empty with
+/// the backup's partition count.
+fn empty_topic(
+    topic: &TopicFacts,
+    target: &str,
+    state: &TopicState,
+    own: &BTreeMap<String, String>,
+    notes: &mut Vec<String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let partitions = topic.partitions.len();
+    if state.partitions != partitions {
+        return Err(format!(
+            "target topic {target} has {} partitions, the backup of {} has {partitions}; records must go to the same partitions: delete it, or restore into another name with --topic-map {}=NEW",
+            state.partitions, topic.name, topic.name
+        ));
+    }
+    if let Some((p, low, high)) = state.offsets.iter().find(|(_, low, high)| high > low) {
+        return Err(format!(
+            "target topic {target} is not empty (partition {p} holds offsets {low}..{high}); restore into an absent or empty topic, choose another name with --topic-map {}=NEW, or, if it holds what a stopped restore of this backup wrote, run the restore again with --resume",
+            topic.name
+        ));
+    }
+    if carries_suspension(own) {
+        notes.push(format!(
+            "{target} carries the suspended retention a stopped restore left; it gets the backup's configs of {} at the end",
+            topic.name
+        ));
+        return Ok(topic.configs.clone());
+    }
+    Ok(own.clone())
 }
 
 /// What a stopped restore left in `target`: per partition its low offset
