@@ -188,6 +188,19 @@ fn overdue_comes_from_the_clock_and_clears_with_a_success() {
         .iter()
         .any(|e| e.reason == "BackupOnSchedule" && !e.warning));
     assert_eq!(recovered.overdue_since, None);
+    let on_schedule = condition(&recovered, "BackupOverdue");
+    assert!(
+        on_schedule.message.contains("succeeded at 2026")
+            && on_schedule.message.contains("no scheduled run is overdue"),
+        "{}",
+        on_schedule.message
+    );
+    // Before any success and before any run is due, it claims no success.
+    let fresh = condition(&early, "BackupOverdue");
+    assert_eq!(
+        fresh.message,
+        "no backup has succeeded yet; no scheduled run is overdue yet"
+    );
 }
 
 #[test]

@@ -280,7 +280,7 @@ impl Update<'_> {
         };
         match overdue_since {
             Some(due) => self.is_overdue(due, last_success),
-            None => self.on_schedule(schedule.is_ok()),
+            None => self.on_schedule(schedule.is_ok(), last_success),
         }
         overdue_since
     }
@@ -314,7 +314,7 @@ impl Update<'_> {
 
     /// Nothing is overdue: on schedule, suspended, or (with no valid
     /// schedule) unknown.
-    fn on_schedule(&mut self, scheduled: bool) {
+    fn on_schedule(&mut self, scheduled: bool, last_success: Option<DateTime<Utc>>) {
         let now = self.now;
         let suspended = self.backup.spec.suspend;
         if self.was_overdue() && scheduled {
@@ -337,10 +337,17 @@ impl Update<'_> {
                 )
             });
         } else {
-            let why = if suspended {
-                "backups are suspended"
-            } else {
-                "the latest due backup succeeded in time"
+            // Not overdue is all this says: before any success, say so
+            // rather than claim one.
+            let why = match (suspended, last_success) {
+                (true, _) => "backups are suspended".to_string(),
+                (false, Some(t)) => format!(
+                    "the latest backup succeeded at {}; no scheduled run is overdue",
+                    t.to_rfc3339()
+                ),
+                (false, None) => {
+                    "no backup has succeeded yet; no scheduled run is overdue yet".to_string()
+                }
             };
             self.set(Condition::new(
                 condition::BACKUP_OVERDUE,
