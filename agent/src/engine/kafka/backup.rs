@@ -381,7 +381,16 @@ impl Source {
                 self.close(consumer, topic, partition, open);
                 continue;
             }
-            let record = record_of(topic, &message);
+            // The client library panics on a header name that is not UTF-8;
+            // the run fails naming the record instead of a lost thread.
+            let Ok(record) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                record_of(topic, &message)
+            })) else {
+                return Err(Error::source(format!(
+                    "{}: the record at {topic}/{partition} offset {offset} has a header name that is not UTF-8, which the Kafka client library cannot read; the backup cannot take this topic",
+                    self.address
+                )));
+            };
             if let Some(digest) = digests.get_mut(&partition) {
                 digest.add(&record);
             }
