@@ -1,5 +1,6 @@
 # vertice-agent: the Rust binary plus the PostgreSQL client tools it runs
-# (pg_dump, pg_restore, psql), and the PostgreSQL server and valkey-server
+# (pg_dump, pg_restore, psql), the libraries its Kafka client links (OpenSSL,
+# zlib), and the PostgreSQL server and valkey-server
 # its restore drills start inside the pod. pg_dump must be at least as new as every server
 # it backs up, so the image carries the newest major the tests cover, from
 # Debian trixie. scripts/build-images builds the same image without Docker;
@@ -22,7 +23,7 @@ ARG PG_MAJOR
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates postgresql-client-${PG_MAJOR} \
-      postgresql-${PG_MAJOR} valkey-server \
+      postgresql-${PG_MAJOR} valkey-server libssl3t64 zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /vertice-agent /usr/local/bin/vertice-agent
 # Non-root, as the CronJob's security context requires (uid 65532).
