@@ -1,7 +1,7 @@
 //! `restore --to kafka://…`: preflight, then topics created (or taken
 //! empty) with retention suspended, the backup's records produced in
-//! offset order, consumer groups' offsets translated and committed, and
-//! the topics' own configs put in place last.
+//! offset order, the topics' own configs put back, and last the consumer
+//! groups' offsets translated and committed.
 //!
 //! Kafka has no transaction that could take a restore back, so nothing is
 //! written before the backup has been read once end to end (verified) and
