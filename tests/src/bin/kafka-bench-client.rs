@@ -11,6 +11,9 @@
 //! kafka-bench-client count   BOOTSTRAP TOPIC[,TOPIC…]    records in the topics (sum of end - start)
 //! ```
 //!
+//! `BENCH_KAFKA_CONSUMER_CONFIG=key=value,…` sets more consumer settings on
+//! top (scripts/bench-kafka uses it for librdkafka's default prefetch).
+//!
 //! Each prints one line `records=N bytes=B` (bytes: keys, values, header
 //! names and values), except count (`records=N`).
 
@@ -533,7 +536,8 @@ fn replay(bootstrap: &str, file: &str, prefix: &str) -> Result<()> {
 /// The agent's backup consumer (agent/src/engine/kafka/backup.rs), but all
 /// partitions of all topics assigned at once, as a plain consumer would.
 fn consume(bootstrap: &str, topics: &str) -> Result<()> {
-    let consumer: BaseConsumer = base_config(bootstrap)
+    let mut config = base_config(bootstrap);
+    config
         .set("group.id", "kafka-bench-client")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -541,11 +545,20 @@ fn consume(bootstrap: &str, topics: &str) -> Result<()> {
         .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "true")
         .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.queue.backoff.ms", "10")
         .set("fetch.max.bytes", "8388608")
         .set("receive.message.max.bytes", "268435456")
-        .set("check.crcs", "true")
-        .create()
-        .context("creating the consumer")?;
+        .set("check.crcs", "true");
+    // BENCH_KAFKA_CONSUMER_CONFIG=key=value,… on top.
+    if let Ok(extra) = std::env::var("BENCH_KAFKA_CONSUMER_CONFIG") {
+        for kv in extra.split(',').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .context("BENCH_KAFKA_CONSUMER_CONFIG: key=value,…")?;
+            config.set(k, v);
+        }
+    }
+    let consumer: BaseConsumer = config.create().context("creating the consumer")?;
     let metadata = consumer.fetch_metadata(None, TIMEOUT)?;
     let mut open: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();

@@ -77,6 +77,10 @@ impl Source {
             .set("enable.partition.eof", "true")
             // Bounded prefetch: the consumer's whole queue, not per partition.
             .set("queued.max.messages.kbytes", "8192")
+            // When that queue is full librdkafka pauses fetching for this
+            // long (1 s by default): with a small queue the backup would
+            // spend most of its time waiting.
+            .set("fetch.queue.backoff.ms", "10")
             .set("fetch.max.bytes", "8388608")
             .set("receive.message.max.bytes", "268435456")
             .set("check.crcs", "true");
