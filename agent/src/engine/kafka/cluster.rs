@@ -16,6 +16,7 @@ use rdkafka::ClientConfig;
 use super::client::{self, Watch};
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct Cluster {
     pub address: String,
     pub config: ClientConfig,

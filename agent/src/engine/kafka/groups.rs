@@ -75,11 +75,7 @@ pub async fn commit(
         }
         plans.push((group.group.clone(), offsets));
     }
-    let cluster = Cluster {
-        address: cluster.address.clone(),
-        config: cluster.config.clone(),
-        timeout: cluster.timeout,
-    };
+    let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || commit_blocking(&cluster, plans))
         .await
         .map_err(|e| Error::target(format!("committing group offsets stopped: {e}")))?

@@ -107,11 +107,7 @@ pub async fn preflight_blocking(
     carried: &[String],
     resume: bool,
 ) -> Result<(Vec<Restoring>, Vec<String>)> {
-    let cluster = Cluster {
-        address: cluster.address.clone(),
-        config: cluster.config.clone(),
-        timeout: cluster.timeout,
-    };
+    let cluster = cluster.clone();
     let (facts, targets, carried) = (facts.clone(), targets.clone(), carried.to_vec());
     tokio::task::spawn_blocking(move || preflight(&cluster, &facts, &targets, &carried, resume))
         .await
@@ -246,11 +242,7 @@ async fn resume_points(cluster: &Cluster, plan: &[Restoring]) -> Result<load::Sk
             }
         }
     }
-    let cluster = Cluster {
-        address: cluster.address.clone(),
-        config: cluster.config.clone(),
-        timeout: cluster.timeout,
-    };
+    let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || {
         let mut skips = load::Skips::new();
         for (source, target, partition, low, held) in wanted {
