@@ -161,20 +161,19 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
             .collect();
         assert_eq!(managers, vec!["vertice-controller".to_string()], "{name}");
     }
-    let events: Api<Event> = Api::namespaced(client.clone(), NS);
-    let created = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("CronJobCreated"))
-        .map(|e| {
-            e.deprecated_count
-                .unwrap_or(1)
-                .max(e.series.as_ref().map_or(1, |s| s.count))
-        })
-        .sum::<i32>();
+    // The event is recorded after the CronJob is applied, so the second one
+    // may trail the CronJob we waited for: wait for both, then make sure no
+    // third (a conflicting write by the killed leader's successor) follows.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let created = cron_job_created_events(&client).await;
+        if created >= 2 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let created = cron_job_created_events(&client).await;
     assert_eq!(created, 2, "one CronJobCreated per CronJob");
 
     // Restart: stop the survivor, start a fresh controller, and let it
@@ -218,6 +217,25 @@ async fn one_leader_hands_over_and_a_restart_writes_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(restarted);
+}
+
+/// How many CronJobCreated events the namespace holds, counting repeats
+/// the API server folded into one Event.
+async fn cron_job_created_events(client: &Client) -> i32 {
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("CronJobCreated"))
+        .map(|e| {
+            e.deprecated_count
+                .unwrap_or(1)
+                .max(e.series.as_ref().map_or(1, |s| s.count))
+        })
+        .sum::<i32>()
 }
 
 /// The leader gauge of a controller: Some(true) while it leads, None when
