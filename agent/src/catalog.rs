@@ -378,6 +378,7 @@ mod tests {
             started_at: t,
             finished_at: t,
             agent_version: "t".into(),
+            parent: None,
             artifacts: vec![],
         }
     }

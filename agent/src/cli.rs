@@ -295,6 +295,17 @@ pub struct KafkaBackupArgs {
     /// expression on the whole group id (default: every group).
     #[arg(long, env = agent_env::KAFKA_GROUPS)]
     pub groups: Option<String>,
+    /// Kafka: continue each partition from the newest backup of this name
+    /// (its manifest names it as the parent; a restore replays the chain).
+    /// Refused when records were deleted in between or a topic was created
+    /// again, so a chain never has a gap.
+    #[arg(long, env = agent_env::KAFKA_INCREMENTAL)]
+    pub incremental: bool,
+    /// Kafka, with --incremental: a chain holds at most this many backups
+    /// (the full one included); the next run is a full backup, so
+    /// retention can let old chains go.
+    #[arg(long, env = agent_env::KAFKA_FULL_EVERY, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    pub full_every: u32,
     #[command(flatten)]
     pub connection: KafkaConnectionArgs,
 }

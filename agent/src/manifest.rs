@@ -92,6 +92,11 @@ pub struct Manifest {
     pub finished_at: DateTime<Utc>,
     pub agent_version: String,
     pub artifacts: Vec<Artifact>,
+    /// An incremental backup: the id of the backup (same series) it
+    /// continues; a restore replays the chain from its full backup, and
+    /// retention keeps every backup a kept one depends on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 impl Manifest {
@@ -154,6 +159,7 @@ mod tests {
             started_at: t,
             finished_at: t + chrono::Duration::milliseconds(2500),
             agent_version: "0.1.0".into(),
+            parent: None,
             artifacts: vec![Artifact {
                 name: "dump.pgdump.zst".into(),
                 format: "pg_dump-custom".into(),

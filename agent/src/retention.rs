@@ -26,6 +26,9 @@ pub struct Backup {
     /// The store wrote this backup's manifest after every other one of the
     /// series (by the store's clock).
     pub written_last: bool,
+    /// An incremental backup: the backup it continues, kept as long as
+    /// this one is.
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +38,13 @@ pub enum Reason {
     InFuture,
     Last(u32),
     Within,
-    Bucket { rule: &'static str, period: String },
+    Bucket {
+        rule: &'static str,
+        period: String,
+    },
     MinKeep,
+    /// A kept incremental backup (this id) needs it to restore.
+    ParentOf(String),
 }
 
 impl fmt::Display for Reason {
@@ -49,6 +57,7 @@ impl fmt::Display for Reason {
             Reason::Within => write!(f, "within --keep-within"),
             Reason::Bucket { rule, period } => write!(f, "{rule} {period}"),
             Reason::MinKeep => write!(f, "--min-keep floor"),
+            Reason::ParentOf(id) => write!(f, "needed to restore {id} (incremental)"),
         }
     }
 }
@@ -146,6 +155,7 @@ pub fn plan(backups: &[Backup], policy: &Policy, now: DateTime<Utc>) -> Vec<Deci
             kept += 1;
         }
     }
+    keep_parents(&sorted, &mut reasons);
     sorted
         .into_iter()
         .zip(reasons)
@@ -154,6 +164,34 @@ pub fn plan(backups: &[Backup], policy: &Policy, now: DateTime<Utc>) -> Vec<Deci
             keep_because,
         })
         .collect()
+}
+
+/// Every backup a kept incremental backup continues, up to its full one,
+/// is kept: deleting one would make every later backup of the chain
+/// unrestorable.
+fn keep_parents(sorted: &[Backup], reasons: &mut [Vec<Reason>]) {
+    let index: std::collections::HashMap<&str, usize> = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.id.as_str(), i))
+        .collect();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (i, b) in sorted.iter().enumerate() {
+            if reasons[i].is_empty() {
+                continue;
+            }
+            let Some(&j) = b.parent.as_deref().and_then(|p| index.get(p)) else {
+                continue;
+            };
+            let why = Reason::ParentOf(b.id.clone());
+            if !reasons[j].contains(&why) {
+                reasons[j].push(why);
+                changed = true;
+            }
+        }
+    }
 }
 
 /// Parses a retention span (`36h`, `14d`, `1y`): the one duration syntax of
@@ -180,6 +218,7 @@ mod tests {
                 id: t.format("%Y%m%dT%H%M%SZ-0000").to_string(),
                 time: *t,
                 written_last: false,
+                parent: None,
             })
             .collect()
     }
@@ -210,6 +249,42 @@ mod tests {
         assert_eq!(kept(&d), vec![times[9], times[8], times[7]]);
         assert_eq!(d[0].keep_because, vec![Reason::Newest, Reason::Last(3)]);
         assert!(d[3..].iter().all(|d| !d.keep()));
+    }
+
+    #[test]
+    fn a_kept_incremental_backup_keeps_its_whole_chain_and_nothing_else() {
+        // Day 1 full, days 2-4 continue it; day 5 full, day 6 continues it.
+        let times: Vec<_> = (0..6).map(|i| at(2026, 11, 1 + i, 6, 0)).collect();
+        let mut backups = series(&times);
+        for (child, parent) in [(1, 0), (2, 1), (3, 2), (5, 4)] {
+            backups[child].parent = Some(backups[parent].id.clone());
+        }
+        let p = Policy {
+            keep_last: Some(1),
+            ..policy()
+        };
+        let d = plan(&backups, &p, at(2026, 11, 20, 0, 0));
+        assert_eq!(kept(&d), vec![times[5], times[4]]);
+        assert_eq!(
+            d[1].keep_because,
+            vec![Reason::ParentOf(backups[5].id.clone())]
+        );
+        // Keeping day 3 keeps days 2 and 1 too, never day 4.
+        let mut chain = backups.clone();
+        chain.truncate(3);
+        let d = plan(&chain, &p, at(2026, 11, 20, 0, 0));
+        assert_eq!(kept(&d), vec![times[2], times[1], times[0]]);
+        assert!(d[2].to_string_reasons().contains("needed to restore"));
+    }
+
+    impl Decision {
+        fn to_string_reasons(&self) -> String {
+            self.keep_because
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     }
 
     #[test]

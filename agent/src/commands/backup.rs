@@ -53,6 +53,11 @@ fn prepare(args: &BackupArgs, summary: &mut RunSummary) -> Result<Prepared> {
     let recipients = encryption::parse_recipients(&args.encrypt_to).map_err(Error::usage)?;
     let retention = super::prune::policy_from_args(&args.retention)?;
     let target = Target::parse_as(&args.source, "--source", args.source_kind.map(Into::into))?;
+    if args.kafka.incremental && !matches!(target, Target::Kafka(_)) {
+        return Err(Error::usage(
+            "--incremental is for Kafka sources (--source kafka://…); PostgreSQL, Redis and Vault backups are always full",
+        ));
+    }
     let (namespace, name) = series_names(args, &target)?;
     // Filed before anything runs, so a failed pre-hook is reported under
     // the backup's own name (metrics group, notifications).
@@ -143,7 +148,8 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     let id = new_id(store.as_ref(), &run.namespace, &run.name, started_at).await?;
     summary.backup_id = Some(id.to_string());
     let mut redactor = Redactor::new();
-    let mut started = run.target.start_backup(&run.engine, &mut redactor).await?;
+    let engine = with_parent(store.as_ref(), run).await?;
+    let mut started = run.target.start_backup(&engine, &mut redactor).await?;
     summary.source_kind = Some(started.source.kind.to_string());
     tracing::info!(backup = %id, source = %started.source.address, store = %store.describe(), compression = %args.compression, "backup started");
 
@@ -211,6 +217,45 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         .await?;
     }
     Ok(manifest)
+}
+
+/// The run's engine settings with, for `--incremental`, the backup it
+/// continues: the newest intact backup of the series, unless that is no
+/// Kafka backup or its chain is `--full-every` long (then a full one).
+async fn with_parent(store: &dyn Store, run: &Prepared) -> Result<BackupSettings> {
+    let mut engine = run.engine.clone();
+    if !engine.kafka.incremental {
+        return Ok(engine);
+    }
+    let scope = crate::catalog::Scope {
+        namespace: Some(run.namespace.clone()),
+        name: Some(run.name.clone()),
+    };
+    let newest = crate::catalog::load(store, &scope)
+        .await?
+        .into_iter()
+        .next();
+    let parent = newest.and_then(|m| {
+        let facts = m.source.kafka.clone()?;
+        Some(crate::engine::kafka::increment::Parent {
+            backup_id: m.backup_id,
+            facts,
+        })
+    });
+    let had = parent.as_ref().map(|p| p.backup_id.clone());
+    engine.kafka.parent =
+        crate::engine::kafka::increment::continues(parent, engine.kafka.full_every);
+    if engine.kafka.parent.is_none() {
+        let why = match had {
+            Some(id) => format!(
+                "the chain ending at {id} holds --full-every {} backups",
+                engine.kafka.full_every
+            ),
+            None => "no Kafka backup of this name to continue".to_string(),
+        };
+        tracing::info!("--incremental: a full backup ({why})");
+    }
+    Ok(engine)
 }
 
 /// The source stream through the meters, compression and encryption into
@@ -287,6 +332,7 @@ fn manifest_of(
         finished_at: crate::backup_id::now()?,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         artifacts: vec![artifact],
+        parent: started.parent,
     })
 }
 

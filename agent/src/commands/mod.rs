@@ -89,6 +89,9 @@ pub fn kafka_backup(
         topic_regex: kafka_pattern(args.topic_regex.as_ref(), "--topic-regex")?,
         include_internal: args.include_internal,
         groups: kafka_pattern(args.groups.as_ref(), "--groups")?,
+        incremental: args.incremental,
+        full_every: args.full_every,
+        parent: None,
     })
 }
 

@@ -167,6 +167,7 @@ fn series_of(
                 id: m.backup_id.clone(),
                 time: catalog::series_time(m),
                 written_last: false,
+                parent: m.parent.clone(),
             });
     }
     for ((namespace, name), backups) in series.iter_mut() {
@@ -358,6 +359,7 @@ mod tests {
                 id: id.to_string(),
                 time: Utc::now(),
                 written_last: false,
+                parent: None,
             })
             .collect()
     }

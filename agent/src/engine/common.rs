@@ -35,6 +35,9 @@ pub struct BackupStream {
     /// as known once the stream ended. An error means the stream is no
     /// backup, however it ended.
     pub finished: Option<tokio::task::JoinHandle<Result<SourceInfo>>>,
+    /// An incremental backup: the backup it continues (the manifest's
+    /// `parent`).
+    pub parent: Option<String>,
 }
 
 /// A backup chosen from the store, with what reading it takes.

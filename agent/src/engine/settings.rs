@@ -93,6 +93,13 @@ pub struct KafkaBackup {
     pub include_internal: bool,
     /// Groups whose whole id matches; `None`: every group.
     pub groups: Option<regex::Regex>,
+    /// `--incremental`: continue from the newest backup of the series.
+    pub incremental: bool,
+    /// `--full-every`: the longest chain before a full backup.
+    pub full_every: u32,
+    /// The backup an incremental run continues, found in the store once it
+    /// is open (`None`: a full backup).
+    pub parent: Option<crate::engine::kafka::increment::Parent>,
 }
 
 /// A Kafka restore: where topics go and which groups' offsets follow.

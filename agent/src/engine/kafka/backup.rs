@@ -29,7 +29,9 @@ use tokio::sync::mpsc;
 use super::client::{self, Watch};
 use super::facts::{GroupFacts, GroupOffset, KafkaFacts, PartitionFacts, TopicFacts};
 use super::format::{PartitionDigest, Record, TimestampType};
+use super::increment::{self, Parent};
 use super::selection::Selection;
+use super::topic_ids;
 use crate::error::{Error, Result};
 
 /// Chunks handed to the upload.
@@ -37,19 +39,30 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks waiting for the upload.
 const CHUNKS_IN_FLIGHT: usize = 8;
 
-/// One topic to read: its shape and, per partition, `(partition, log
-/// start, end)`.
+/// One topic to read: its shape and its partitions' cut.
 struct PlannedTopic {
     name: String,
+    topic_id: Option<String>,
     replication_factor: i32,
     configs: BTreeMap<String, String>,
-    partitions: Vec<(i32, i64, i64)>,
+    partitions: Vec<PlannedPartition>,
+}
+
+struct PlannedPartition {
+    partition: i32,
+    /// The log start offset.
+    low: i64,
+    /// An incremental run: the parent's end, where reading starts.
+    start: Option<i64>,
+    end: i64,
 }
 
 /// What the cut decided before any record is read.
 pub struct Plan {
     topics: Vec<PlannedTopic>,
     groups: Vec<GroupFacts>,
+    /// 1, or the parent's plus one.
+    pub chain_length: u32,
 }
 
 impl Plan {
@@ -93,8 +106,9 @@ impl Source {
         client::failure(watch, &self.address, doing, e, Error::source)
     }
 
-    /// Chooses the topics and groups and takes the cut (blocking).
-    pub fn plan(&self, selection: &Selection) -> Result<Plan> {
+    /// Chooses the topics and groups and takes the cut (blocking); with a
+    /// parent, each partition continues from the parent's end.
+    pub fn plan(&self, selection: &Selection, parent: Option<&Parent>) -> Result<Plan> {
         let consumer = self.consumer("vertice-backup")?;
         let watch = consumer.context();
         let metadata = client::metadata(&consumer, self.timeout)
@@ -126,6 +140,16 @@ impl Source {
         // before the end can never point past it.
         let groups = self.group_offsets(&consumer, selection, &topics)?;
         let configs = self.topic_configs(&names)?;
+        let ids = match topic_ids::describe(consumer.client(), &names, self.timeout) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: the topics' ids could not be read ({e}); the manifest goes without them",
+                    self.address
+                );
+                BTreeMap::new()
+            }
+        };
         let mut planned = Vec::new();
         for (name, replication_factor, partitions) in topics {
             let mut cut = Vec::new();
@@ -141,16 +165,33 @@ impl Source {
                     })?;
                 cut.push((partition, low, end));
             }
+            let topic_id = ids.get(&name).cloned();
+            let starts = match parent {
+                Some(parent) => increment::starts(parent, &name, topic_id.as_deref(), &cut)
+                    .map_err(|e| Error::source(format!("{}: {e}", self.address)))?,
+                None => vec![None; cut.len()],
+            };
             planned.push(PlannedTopic {
                 configs: configs.get(&name).cloned().unwrap_or_default(),
                 name,
+                topic_id,
                 replication_factor,
-                partitions: cut,
+                partitions: cut
+                    .into_iter()
+                    .zip(starts)
+                    .map(|((partition, low, end), start)| PlannedPartition {
+                        partition,
+                        low,
+                        start,
+                        end,
+                    })
+                    .collect(),
             });
         }
         Ok(Plan {
             topics: planned,
             groups,
+            chain_length: parent.map_or(1, |p| p.facts.chain_length + 1),
         })
     }
 
@@ -269,6 +310,7 @@ impl Source {
         Ok(KafkaFacts {
             topics,
             groups: plan.groups,
+            chain_length: plan.chain_length,
         })
     }
 
@@ -281,12 +323,13 @@ impl Source {
         let mut digests: BTreeMap<i32, PartitionDigest> = BTreeMap::new();
         let mut open: BTreeMap<i32, i64> = BTreeMap::new();
         let mut assignment = TopicPartitionList::new();
-        for &(partition, low, end) in &topic.partitions {
-            digests.insert(partition, PartitionDigest::default());
-            if low < end {
-                open.insert(partition, end);
+        for p in &topic.partitions {
+            digests.insert(p.partition, PartitionDigest::default());
+            let from = p.start.unwrap_or(p.low);
+            if from < p.end {
+                open.insert(p.partition, p.end);
                 assignment
-                    .add_partition_offset(&topic.name, partition, Offset::Offset(low))
+                    .add_partition_offset(&topic.name, p.partition, Offset::Offset(from))
                     .map_err(|e| Error::source(format!("{}: {e}", self.address)))?;
             }
         }
@@ -307,12 +350,13 @@ impl Source {
         let partitions = topic
             .partitions
             .iter()
-            .map(|&(partition, low, end)| {
-                let digest = digests.remove(&partition).unwrap_or_default();
+            .map(|p| {
+                let digest = digests.remove(&p.partition).unwrap_or_default();
                 PartitionFacts {
-                    partition,
-                    log_start_offset: low,
-                    end_offset: end,
+                    partition: p.partition,
+                    log_start_offset: p.low,
+                    start_offset: p.start,
+                    end_offset: p.end,
                     records: digest.records,
                     first_offset: digest.first_offset,
                     last_offset: digest.last_offset,
@@ -323,6 +367,7 @@ impl Source {
         tracing::info!(topic = %topic.name, "topic read to its cut");
         Ok(TopicFacts {
             name: topic.name,
+            topic_id: topic.topic_id,
             replication_factor: topic.replication_factor,
             configs: topic.configs,
             max_record_bytes,

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use vertice_crds::drill::DrillReport;
 
 use super::backup::{self, Source};
+use super::chain;
 use super::cluster::Cluster;
 use super::facts::KafkaFacts;
 use super::load::LoadedPartitions;
-use super::restore::load_into;
+use super::restore::{load_into, Chained, LoadOptions};
 use super::selection::Selection;
 use super::target::KafkaTarget;
 use super::{facts_of, options_of};
@@ -25,7 +26,10 @@ const MAX_TOPIC_NAME: usize = 249;
 
 pub async fn drill(d: &Drilled<'_>, target: &KafkaTarget, report: &mut DrillReport) -> Result<()> {
     let manifest = d.backup.manifest;
-    let facts = facts_of(manifest)?;
+    facts_of(manifest)?;
+    let manifests = chain::manifests(d.backup.store, manifest).await?;
+    let chained = Chained::new(&d.backup, &manifests)?;
+    let facts = &chained.replay.facts;
     let cluster = options_of(
         target,
         &d.args.kafka,
@@ -41,7 +45,7 @@ pub async fn drill(d: &Drilled<'_>, target: &KafkaTarget, report: &mut DrillRepo
     // A drill of the same backup killed before it cleaned up left these.
     let names: Vec<String> = scratch.values().cloned().collect();
     let _ = cluster.delete_topics(&names).await;
-    let outcome = restore_and_check(d, &cluster, facts, &scratch, report).await;
+    let outcome = restore_and_check(d, &chained, &cluster, &scratch, report).await;
     let left = cluster.delete_topics(&names).await;
     report.cleaned_up = left.is_empty();
     if !left.is_empty() {
@@ -52,14 +56,23 @@ pub async fn drill(d: &Drilled<'_>, target: &KafkaTarget, report: &mut DrillRepo
 
 async fn restore_and_check(
     d: &Drilled<'_>,
+    chained: &Chained<'_>,
     cluster: &Cluster,
-    facts: &KafkaFacts,
     scratch: &BTreeMap<String, String>,
     report: &mut DrillReport,
 ) -> Result<()> {
-    // The drill command verified the backup already.
+    let facts = &chained.replay.facts;
+    let whole = chained.members.len() > 1;
+    // The drill command verified the backup already; the rest of its
+    // chain is verified here.
+    let options = LoadOptions {
+        resume: false,
+        verify: Some(d.args.progress),
+        head_verified: true,
+        whole,
+    };
     let loaded = timed(report, async {
-        load_into(cluster, &d.backup, scratch, &[], None)
+        load_into(cluster, chained, scratch, &[], &options)
             .await
             .map(|(_, loaded)| loaded)
     })
@@ -70,7 +83,7 @@ async fn restore_and_check(
         let name = &scratch[&topic.name];
         report.record(
             format!("records of {}", topic.name),
-            compare(topic, read.topic(name)),
+            compare(topic, &loaded, whole, read.topic(name)),
         );
     }
     report.record(
@@ -118,7 +131,7 @@ async fn read_back(cluster: &Cluster, scratch: &BTreeMap<String, String>) -> Res
     let discard =
         tokio::spawn(async move { tokio::io::copy(&mut stream, &mut tokio::io::sink()).await });
     let read = tokio::task::spawn_blocking(move || {
-        let plan = source.plan(&selection)?;
+        let plan = source.plan(&selection, None)?;
         source.read(plan, tx)
     })
     .await
@@ -127,9 +140,14 @@ async fn read_back(cluster: &Cluster, scratch: &BTreeMap<String, String>) -> Res
     read.map_err(|e| e.map_message(|m| format!("reading the scratch topics back: {m}")))
 }
 
-/// One topic's partitions as read back against the manifest.
+/// One topic's partitions as read back against the backup: the counts of
+/// the manifest (a chain's added up) and the content hashes of the
+/// records loaded, each checked against its manifest while loading (with
+/// `whole`, the chain's records hashed as one).
 fn compare(
     backed_up: &super::facts::TopicFacts,
+    loaded: &LoadedPartitions,
+    whole: bool,
     restored: Option<&super::facts::TopicFacts>,
 ) -> std::result::Result<(), String> {
     let Some(restored) = restored else {
@@ -137,6 +155,12 @@ fn compare(
     };
     let mut wrong = Vec::new();
     for p in &backed_up.partitions {
+        let expected = loaded
+            .get(&(backed_up.name.clone(), p.partition))
+            .map_or_else(
+                || super::format::PartitionDigest::default().hex(),
+                |l| if whole { l.whole.hex() } else { l.digest.hex() },
+            );
         let here = restored
             .partitions
             .iter()
@@ -147,7 +171,7 @@ fn compare(
                 "partition {} holds {} records, the backup {}",
                 p.partition, r.records, p.records
             )),
-            Some(r) if r.content_sha256 != p.content_sha256 => wrong.push(format!(
+            Some(r) if r.content_sha256 != expected => wrong.push(format!(
                 "partition {}'s content differs from the backup's (same count, {} records)",
                 p.partition, p.records
             )),

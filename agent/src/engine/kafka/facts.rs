@@ -12,11 +12,28 @@ pub struct KafkaFacts {
     pub topics: Vec<TopicFacts>,
     #[serde(default)]
     pub groups: Vec<GroupFacts>,
+    /// How many backups a restore of this one replays: 1 for a full
+    /// backup, its parent's plus one for an incremental one (the manifest's
+    /// `parent` names the parent).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub chain_length: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicFacts {
     pub name: String,
+    /// Kafka's topic id (UUID, as Kafka prints it), where the cluster
+    /// gives one: a topic deleted and created again gets a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
     pub replication_factor: i32,
     /// Configs set on the topic itself (source: the topic), not the
     /// broker's defaults; sensitive ones are left out.
@@ -32,6 +49,11 @@ pub struct PartitionFacts {
     pub partition: i32,
     /// The log start offset when the cut was taken.
     pub log_start_offset: i64,
+    /// Incremental backups: where this backup started reading, the
+    /// parent's `end_offset`; the records below it are the parents'.
+    /// Absent: read from the log start (a full backup of the partition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_offset: Option<i64>,
     /// The cut: the last stable offset (`read_committed`) when the backup
     /// started; the backup holds every committed record below it and none
     /// at or above it.

@@ -3,7 +3,7 @@
 //! value, headers and timestamp as they were. Delivery reports are taken
 //! in order, so each partition's source→target offsets are known exactly.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -23,7 +23,14 @@ const IN_FLIGHT: usize = 50_000;
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub offsets: OffsetMap,
+    /// The records of the backup being loaded (one member of a chain),
+    /// checked against its manifest and reset before the next member.
     pub digest: PartitionDigest,
+    /// With `Pass::whole`: every record of the chain, in order, for a
+    /// drill to compare with what it reads back.
+    pub whole: PartitionDigest,
+    /// The newest record timestamp of the whole chain.
+    pub newest_timestamp: Option<i64>,
     /// Records without a timestamp (or with 0), which the producer can only
     /// give the time of the restore.
     pub untimed: u64,
@@ -40,8 +47,19 @@ pub struct Skip {
     /// How many of the backup's records it holds.
     pub held: u64,
     /// The content hash of the last of them, which must be the backup's
-    /// record at that position.
-    pub last: String,
+    /// record at that position (`None`: it lies in a later backup of the
+    /// chain).
+    pub last: Option<String>,
+}
+
+/// One backup (of a chain) to load: where its topics go, what a stopped
+/// restore left, which partitions it contributes.
+pub struct Pass<'a> {
+    pub targets: &'a BTreeMap<String, String>,
+    pub skips: &'a Skips,
+    pub only: &'a BTreeSet<(String, i32)>,
+    /// Also hash every record into `Loaded::whole`.
+    pub whole: bool,
 }
 
 /// Per `(source topic, partition)`.
@@ -88,23 +106,24 @@ pub fn producer(
         .map_err(|e| Error::usage(format!("{}: {e}", cluster.address)))
 }
 
-/// Reads `input` (the backup's lines) and produces every record into its
-/// topic in `targets`, leaving out what `skips` says is there already.
+/// Reads `input` (the backup's lines) and produces every record of the
+/// pass's partitions into its topic, leaving out what its skips say is
+/// there already; `loaded` is what earlier backups of the chain loaded.
 /// `read_failed` turns a read error into the run's error (store, integrity
 /// or interruption).
 pub async fn load(
     cluster: &Cluster,
     producer: &FutureProducer<Watch>,
     input: impl AsyncRead + Unpin,
-    targets: &BTreeMap<String, String>,
-    skips: &Skips,
+    pass: &Pass<'_>,
+    loaded: LoadedPartitions,
     read_failed: impl Fn(&std::io::Error) -> Error,
 ) -> std::result::Result<LoadedPartitions, Box<Stopped>> {
     let mut loader = Loader {
         cluster,
         producer,
         waiting: VecDeque::new(),
-        loaded: LoadedPartitions::new(),
+        loaded,
     };
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::new();
@@ -118,7 +137,7 @@ pub async fn load(
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let taken = match Record::parse_line(text) {
-            Ok(record) => loader.take(&record, targets, skips).await,
+            Ok(record) => loader.take(&record, pass).await,
             Err(e) => Err(Error::integrity(format!(
                 "line {number} of the backup: {e}"
             ))),
@@ -152,27 +171,32 @@ struct Loader<'a> {
 impl Loader<'_> {
     /// Counts and hashes one record, then produces it unless a stopped
     /// restore wrote it already.
-    async fn take(
-        &mut self,
-        record: &Record<'_>,
-        targets: &BTreeMap<String, String>,
-        skips: &Skips,
-    ) -> Result<()> {
-        let Some(topic) = targets.get(record.topic.as_ref()) else {
+    async fn take(&mut self, record: &Record<'_>, pass: &Pass<'_>) -> Result<()> {
+        let Some(topic) = pass.targets.get(record.topic.as_ref()) else {
             return Ok(());
         };
         let key = (record.topic.to_string(), record.partition);
+        if !pass.only.contains(&key) {
+            return Ok(());
+        }
         let here = self.loaded.entry(key.clone()).or_default();
         let index = here.digest.records;
         here.digest.add(record);
+        if pass.whole {
+            here.whole.add(record);
+        }
+        if let Some(t) = record.timestamp {
+            here.newest_timestamp = Some(here.newest_timestamp.map_or(t, |n| n.max(t)));
+        }
         if record.timestamp.is_none_or(|t| t <= 0) {
             here.untimed += 1;
         }
-        if let Some(skip) = skips.get(&key).filter(|s| index < s.held) {
+        if let Some(skip) = pass.skips.get(&key).filter(|s| index < s.held) {
             // Already in the target from the stopped run: where it landed
             // is known, and the last of them must be this backup's record.
             here.offsets.push(record.offset, skip.low + index as i64);
-            if index + 1 == skip.held && one_hash(record) != skip.last {
+            let last = skip.last.as_ref().filter(|_| index + 1 == skip.held);
+            if last.is_some_and(|last| *last != one_hash(record)) {
                 return Err(Error::usage(format!(
                     "--resume: {topic}/{} holds records that are not this backup's (the record at offset {} differs from the backup's record {} of the partition); it was not written by a restore of this backup",
                     record.partition,

@@ -7,18 +7,21 @@
 //! (`drill.rs`). The client is librdkafka (`client.rs`, `cluster.rs`).
 
 mod backup;
+mod chain;
 mod client;
 mod cluster;
 mod drill;
 pub mod facts;
 pub mod format;
 mod groups;
+pub mod increment;
 mod load;
 pub mod offsets;
 mod preflight;
 mod restore;
 pub mod selection;
 pub mod target;
+mod topic_ids;
 
 pub use drill::drill;
 pub use restore::restore;
@@ -90,8 +93,10 @@ pub async fn start_backup(
         groups: options.groups.clone(),
         carry_groups: true,
     };
+    let parent = options.parent.clone();
+    let parent_id = parent.as_ref().map(|p| p.backup_id.clone());
     let (source, plan) = tokio::task::spawn_blocking(move || {
-        let plan = source.plan(&selection);
+        let plan = source.plan(&selection, parent.as_ref());
         (source, plan)
     })
     .await
@@ -101,6 +106,9 @@ pub async fn start_backup(
         topics = plan.topic_count(),
         "Kafka cut taken: reading every partition to its end"
     );
+    if let Some(parent) = &parent_id {
+        tracing::info!(parent = %parent, chain_length = plan.chain_length, "incremental: each partition continues from the parent's end");
+    }
     let (tx, stream) = backup::channel();
     let address = target.address();
     let info = SourceInfo {
@@ -133,5 +141,6 @@ pub async fn start_backup(
             arguments: Vec::new(),
         },
         finished: Some(finished),
+        parent: parent_id,
     })
 }

@@ -219,6 +219,7 @@ mod tests {
     fn topic(partitions: i32, configs: &[(&str, &str)]) -> TopicFacts {
         TopicFacts {
             name: "orders".into(),
+            topic_id: None,
             replication_factor: 3,
             configs: configs
                 .iter()
@@ -229,6 +230,7 @@ mod tests {
                 .map(|p| PartitionFacts {
                     partition: p,
                     log_start_offset: 0,
+                    start_offset: None,
                     end_offset: 10,
                     records: 10,
                     first_offset: Some(0),

@@ -4,29 +4,84 @@
 //! groups' offsets translated and committed.
 //!
 //! Kafka has no transaction that could take a restore back, so nothing is
-//! written before the backup has been read once end to end (verified) and
-//! every check passed. A restore that stops later (the broker failed, a
-//! signal) says exactly which partitions are complete.
+//! written before the backup (an incremental one: its whole chain) has
+//! been read once end to end (verified) and every check passed. A restore
+//! that stops later (the broker failed, a signal) says exactly which
+//! partitions are complete.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::chain::{self, Replay};
 use super::cluster::Cluster;
 use super::facts::KafkaFacts;
 use super::format::PartitionDigest;
-use super::load::{self, LoadedPartitions};
+use super::load::{self, LoadedPartitions, Pass};
 use super::preflight::{self, Restoring};
 use super::target::KafkaTarget;
 use super::{groups, options_of};
 use crate::engine::common::Stored;
 use crate::engine::settings::RestoreSettings;
 use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::pipeline::progress::ProgressMode;
+
+/// A backup with the chain it replays (itself alone for a full backup).
+pub struct Chained<'a> {
+    /// The full backup first, the chosen backup last.
+    pub members: Vec<Stored<'a>>,
+    pub replay: Replay,
+}
+
+impl<'a> Chained<'a> {
+    /// The chain of `backup` from `manifests` (`chain::manifests`), each
+    /// member readable with the backup's identities.
+    pub fn new(backup: &Stored<'a>, manifests: &'a [Manifest]) -> Result<Chained<'a>> {
+        let mut members = Vec::new();
+        let mut facts = Vec::new();
+        for m in manifests {
+            let artifact = m.artifacts.first().ok_or_else(|| {
+                Error::integrity(format!("backup {} has no artifacts", m.backup_id))
+            })?;
+            crate::artifact::check_identities(m, artifact, backup.identities)?;
+            facts.push(super::facts_of(m)?);
+            members.push(Stored {
+                store: backup.store,
+                manifest: m,
+                artifact,
+                identities: backup.identities,
+            });
+        }
+        let replay = match facts.as_slice() {
+            [one] => Replay::single(one),
+            _ => Replay::of(&facts).map_err(|e| {
+                Error::integrity(format!("backup {}: {e}", backup.manifest.backup_id))
+            })?,
+        };
+        if members.len() > 1 {
+            tracing::info!(backups = members.len(), full = %members[0].manifest.backup_id, "incremental backup: its chain is replayed from the full backup");
+        }
+        Ok(Chained { members, replay })
+    }
+}
+
+/// How `load_into` treats the chain.
+pub struct LoadOptions {
+    /// `--resume`.
+    pub resume: bool,
+    /// Read every member end to end before writing (the chosen backup
+    /// too unless `head_verified`).
+    pub verify: Option<ProgressMode>,
+    pub head_verified: bool,
+    /// Hash the chain's records as one (`Loaded::whole`) for a drill.
+    pub whole: bool,
+}
 
 pub async fn restore(
     target: &KafkaTarget,
     backup: &Stored<'_>,
     settings: &RestoreSettings,
 ) -> Result<()> {
-    let facts = super::facts_of(backup.manifest)?;
+    super::facts_of(backup.manifest)?;
     let options = &settings.kafka;
     let cluster = options_of(
         target,
@@ -34,10 +89,19 @@ pub async fn restore(
         settings.password.as_ref(),
         "--to",
     )?;
+    let manifests = chain::manifests(backup.store, backup.manifest).await?;
+    let chained = Chained::new(backup, &manifests)?;
+    let facts = &chained.replay.facts;
     let names: Vec<&str> = facts.topics.iter().map(|t| t.name.as_str()).collect();
     let targets = super::offsets::topic_map(&options.topic_map, &names).map_err(Error::usage)?;
     let carried = groups::carried(facts, options.groups.as_ref());
-    let (plan, loaded) = load_into(&cluster, backup, &targets, &carried, Some(settings)).await?;
+    let load_options = LoadOptions {
+        resume: options.resume,
+        verify: Some(settings.progress),
+        head_verified: false,
+        whole: false,
+    };
+    let (plan, loaded) = load_into(&cluster, &chained, &targets, &carried, &load_options).await?;
     for r in plan
         .iter()
         .filter(|r| r.resume_from.values().any(|&(_, held)| held > 0))
@@ -72,30 +136,35 @@ pub async fn restore(
     Ok(())
 }
 
-/// Preflight, (with `verify`: the backup read once end to end,) topics
-/// created or suspended, every record produced and checked against the
-/// manifest. Returns the topics' plan and where each record landed.
+/// Preflight, (with `verify`: the chain read once end to end,) topics
+/// created or suspended, every record produced and checked against its
+/// backup's manifest. Returns the topics' plan and where each record
+/// landed.
 pub async fn load_into(
     cluster: &Cluster,
-    backup: &Stored<'_>,
+    chained: &Chained<'_>,
     targets: &BTreeMap<String, String>,
     carried: &[String],
-    verify: Option<&RestoreSettings>,
+    options: &LoadOptions,
 ) -> Result<(Vec<Restoring>, LoadedPartitions)> {
-    let facts = super::facts_of(backup.manifest)?;
-    let resume = verify.is_some_and(|s| s.kafka.resume);
-    let (plan, notes) = preflight_blocking(cluster, facts, targets, carried, resume).await?;
+    let facts = &chained.replay.facts;
+    let (plan, notes) =
+        preflight_blocking(cluster, facts, targets, carried, options.resume).await?;
     for note in &notes {
         tracing::warn!("{note}");
     }
-    if let Some(settings) = verify {
-        // A damaged backup writes nothing.
-        backup.verify(settings.progress).await?;
+    if let Some(progress) = options.verify {
+        // A damaged backup, or a damaged member of its chain, writes nothing.
+        let last = chained.members.len() - 1;
+        for (k, member) in chained.members.iter().enumerate() {
+            if k < last || !options.head_verified {
+                member.verify(progress).await?;
+            }
+        }
     }
     prepare(cluster, &plan).await?;
     let skip = resume_points(cluster, &plan).await?;
-    let loaded = load_backup(cluster, backup, facts, targets, &plan, &skip).await?;
-    check_content(facts, &loaded, targets)?;
+    let loaded = load_chain(cluster, chained, targets, &plan, &skip, options.whole).await?;
     Ok((plan, loaded))
 }
 
@@ -201,16 +270,18 @@ async fn prepare(cluster: &Cluster, plan: &[Restoring]) -> Result<()> {
     Ok(())
 }
 
-/// Produces every record; on failure, the error says which partitions
-/// are complete.
-async fn load_backup(
+/// Produces every record of the chain, one backup after the other, each
+/// checked against its manifest; on failure, the error says which
+/// partitions are complete.
+async fn load_chain(
     cluster: &Cluster,
-    backup: &Stored<'_>,
-    facts: &KafkaFacts,
+    chained: &Chained<'_>,
     targets: &BTreeMap<String, String>,
     plan: &[Restoring],
     skip: &load::Skips,
+    whole: bool,
 ) -> Result<LoadedPartitions> {
+    let facts = &chained.replay.facts;
     let max_record = facts
         .topics
         .iter()
@@ -219,15 +290,71 @@ async fn load_backup(
         .unwrap_or(0);
     let batch_limit = plan.iter().filter_map(|r| r.max_message).min();
     let producer = load::producer(cluster, max_record, batch_limit)?;
-    let open = backup.open().await?;
-    let (manifest, artifact) = (backup.manifest, backup.artifact);
-    let read_failed = |e: &std::io::Error| crate::artifact::read_failed(manifest, artifact, e);
-    match load::load(cluster, &producer, open.reader, targets, skip, read_failed).await {
-        Ok(loaded) => Ok(loaded),
-        Err(stopped) => Err(stopped
-            .error
-            .map_message(|m| format!("{m}; {}", progress(facts, &stopped.loaded, targets)))),
+    let views = &chained.replay.views;
+    let reset = chained.members.len() > 1;
+    let mut loaded = LoadedPartitions::new();
+    for (k, (member, view)) in chained.members.iter().zip(views).enumerate() {
+        let only: BTreeSet<(String, i32)> = view
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+            .collect();
+        if only.is_empty() {
+            continue;
+        }
+        let skips = member_skips(skip, views, k);
+        let pass = Pass {
+            targets,
+            skips: &skips,
+            only: &only,
+            whole,
+        };
+        let stopped = |e: Error, loaded: &LoadedPartitions| {
+            e.map_message(|m| format!("{m}; {}", progress(facts, loaded, targets)))
+        };
+        let open = match member.open().await {
+            Ok(open) => open,
+            Err(e) => return Err(stopped(e, &loaded)),
+        };
+        let (manifest, artifact) = (member.manifest, member.artifact);
+        let read_failed = |e: &std::io::Error| crate::artifact::read_failed(manifest, artifact, e);
+        loaded = match load::load(cluster, &producer, open.reader, &pass, loaded, read_failed).await
+        {
+            Ok(loaded) => loaded,
+            Err(s) => return Err(stopped(s.error, &s.loaded)),
+        };
+        check_content(view, &mut loaded, reset).map_err(|e| stopped(e, &loaded))?;
     }
+    Ok(loaded)
+}
+
+/// The part of each `--resume` skip that falls in member `k` of the chain:
+/// the records of the partition in the members before it come first.
+fn member_skips(skips: &load::Skips, views: &[KafkaFacts], k: usize) -> load::Skips {
+    let records = |view: &KafkaFacts, (topic, partition): &(String, i32)| -> u64 {
+        view.topic(topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.partition == *partition))
+            .map_or(0, |p| p.records)
+    };
+    let mut out = load::Skips::new();
+    for (key, skip) in skips {
+        let before: u64 = views[..k].iter().map(|v| records(v, key)).sum();
+        let here = records(&views[k], key);
+        let held = skip.held.saturating_sub(before).min(here);
+        if held == 0 {
+            continue;
+        }
+        let ends_here = before < skip.held && skip.held <= before + here;
+        out.insert(
+            key.clone(),
+            load::Skip {
+                low: skip.low + before as i64,
+                held,
+                last: skip.last.clone().filter(|_| ends_here),
+            },
+        );
+    }
+    out
 }
 
 /// `--resume`: for each partition a stopped restore wrote into, where its
@@ -247,7 +374,14 @@ async fn resume_points(cluster: &Cluster, plan: &[Restoring]) -> Result<load::Sk
         let mut skips = load::Skips::new();
         for (source, target, partition, low, held) in wanted {
             let last = cluster.record_hash(&target, partition, low + held as i64 - 1)?;
-            skips.insert((source, partition), load::Skip { low, held, last });
+            skips.insert(
+                (source, partition),
+                load::Skip {
+                    low,
+                    held,
+                    last: Some(last),
+                },
+            );
         }
         Ok(skips)
     })
@@ -296,27 +430,28 @@ pub fn progress(
     )
 }
 
-/// Every partition's count and content hash, as the backup recorded them.
-fn check_content(
-    facts: &KafkaFacts,
-    loaded: &LoadedPartitions,
-    targets: &BTreeMap<String, String>,
-) -> Result<()> {
-    for topic in &facts.topics {
+/// Every partition's count and content hash, as the backup (`view`: one
+/// member of a chain) recorded them; with `reset`, the hashes start over
+/// for the next member.
+fn check_content(view: &KafkaFacts, loaded: &mut LoadedPartitions, reset: bool) -> Result<()> {
+    for topic in &view.topics {
         for p in &topic.partitions {
-            let here = loaded.get(&(topic.name.clone(), p.partition));
+            let here = loaded.get_mut(&(topic.name.clone(), p.partition));
             let (records, hash) = here.map_or_else(
                 || (0, PartitionDigest::default().hex()),
-                |l| (l.digest.records, l.digest.hex()),
+                |l| {
+                    let digest = if reset {
+                        std::mem::take(&mut l.digest)
+                    } else {
+                        l.digest.clone()
+                    };
+                    (digest.records, digest.hex())
+                },
             );
             if records != p.records || hash != p.content_sha256 {
                 return Err(Error::integrity(format!(
-                    "{}/{} was restored from records that do not match the manifest ({records} records, the manifest says {}; content hash {hash}, the manifest says {}); {}",
-                    topic.name,
-                    p.partition,
-                    p.records,
-                    p.content_sha256,
-                    progress(facts, loaded, targets)
+                    "{}/{} was restored from records that do not match the manifest ({records} records, the manifest says {}; content hash {hash}, the manifest says {})",
+                    topic.name, p.partition, p.records, p.content_sha256,
                 )));
             }
         }
@@ -359,8 +494,7 @@ pub fn expiring(plan: &[Restoring], loaded: &LoadedPartitions, now_ms: i64) -> V
             .iter()
             .filter(|((t, _), l)| {
                 *t == r.source
-                    && l.digest
-                        .newest_timestamp
+                    && l.newest_timestamp
                         .is_some_and(|newest| newest < now_ms.saturating_sub(retention))
             })
             .map(|((_, p), _)| format!("{}/{p}", r.target))

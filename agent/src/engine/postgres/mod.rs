@@ -67,6 +67,7 @@ pub fn start_backup(
             arguments: dump::dump_arguments(&extra),
         },
         finished: None,
+        parent: None,
     })
 }
 

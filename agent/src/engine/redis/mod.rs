@@ -62,5 +62,6 @@ pub async fn start_backup(
             arguments: vec!["PSYNC ? -1".into()],
         },
         finished: None,
+        parent: None,
     })
 }

@@ -50,5 +50,6 @@ pub async fn start_backup(
             arguments: vec!["GET /v1/sys/storage/raft/snapshot".into()],
         },
         finished: None,
+        parent: None,
     })
 }
