@@ -558,6 +558,45 @@ impl Kafka {
         ids
     }
 
+    /// Deletes the records of `topic`/`partition` below `before` (Kafka's
+    /// deleteRecords, as retention would), so the log starts there.
+    pub fn delete_records(&self, topic: &str, partition: i32, before: i64) {
+        let admin = self.admin();
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(before))
+            .expect("offset");
+        let options = AdminOptions::new().operation_timeout(Some(OP_TIMEOUT));
+        let result = futures::executor::block_on(admin.delete_records(&list, &options))
+            .unwrap_or_else(|e| panic!("deleting records of {topic}/{partition}: {e}"));
+        for e in result.elements() {
+            if let Err(err) = e.error() {
+                panic!("deleting records of {topic}/{partition}: {err}");
+            }
+        }
+    }
+
+    /// Deletes a topic and waits until the cluster no longer lists it, so
+    /// it can be created again under the same name.
+    pub fn delete_topic(&self, name: &str) {
+        let admin = self.admin();
+        let options = AdminOptions::new().operation_timeout(Some(OP_TIMEOUT));
+        let results = futures::executor::block_on(admin.delete_topics(&[name], &options))
+            .unwrap_or_else(|e| panic!("deleting topic {name}: {e}"));
+        for result in results {
+            if let Err((topic, code)) = result {
+                panic!("deleting topic {topic}: {code}");
+            }
+        }
+        let deadline = Instant::now() + OP_TIMEOUT;
+        while self.topics().iter().any(|t| t == name) {
+            assert!(
+                Instant::now() < deadline,
+                "topic {name} still listed {OP_TIMEOUT:?} after its deletion"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn admin(&self) -> AdminClient<DefaultClientContext> {
         self.client_config().create().expect("kafka admin client")
     }

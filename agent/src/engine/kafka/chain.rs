@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::facts::{KafkaFacts, PartitionFacts, TopicFacts};
+use super::load;
 use crate::error::{Error, Result};
 use crate::manifest::{backup_dir, Manifest, MANIFEST_FILE};
 use crate::store::{Store, StoreError};
@@ -194,10 +195,68 @@ fn view(member: &KafkaFacts, taken: &BTreeSet<(String, i32)>) -> KafkaFacts {
     }
 }
 
+/// The part of each `--resume` skip that falls in member `k` of the chain:
+/// the records of the partition in the members before it come first.
+pub fn member_skips(skips: &load::Skips, views: &[KafkaFacts], k: usize) -> load::Skips {
+    let records = |view: &KafkaFacts, (topic, partition): &(String, i32)| -> u64 {
+        view.topic(topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.partition == *partition))
+            .map_or(0, |p| p.records)
+    };
+    let mut out = load::Skips::new();
+    for (key, skip) in skips {
+        let before: u64 = views[..k].iter().map(|v| records(v, key)).sum();
+        let here = records(&views[k], key);
+        let held = skip.held.saturating_sub(before).min(here);
+        if held == 0 {
+            continue;
+        }
+        let ends_here = before < skip.held && skip.held <= before + here;
+        out.insert(
+            key.clone(),
+            load::Skip {
+                low: skip.low + before as i64,
+                held,
+                last: skip.last.clone().filter(|_| ends_here),
+            },
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_resumed_chain_skips_what_the_target_holds_member_by_member() {
+        let full = member(&[("orders", &[(0, None, 10, 10)])]);
+        let second = member(&[("orders", &[(0, Some(10), 15, 5)])]);
+        let third = member(&[("orders", &[(0, Some(15), 20, 5)])]);
+        let views = Replay::of(&[&full, &second, &third]).expect("chain").views;
+        let key = ("orders".to_string(), 0);
+        // The stopped restore wrote 12 records from offset 100 of the target.
+        let mut skips = load::Skips::new();
+        skips.insert(
+            key.clone(),
+            load::Skip {
+                low: 100,
+                held: 12,
+                last: Some("hash".into()),
+            },
+        );
+        let first = member_skips(&skips, &views, 0);
+        assert_eq!((first[&key].low, first[&key].held), (100, 10));
+        assert_eq!(
+            first[&key].last, None,
+            "the last record written is further on"
+        );
+        let second = member_skips(&skips, &views, 1);
+        assert_eq!((second[&key].low, second[&key].held), (110, 2));
+        assert_eq!(second[&key].last.as_deref(), Some("hash"));
+        assert!(member_skips(&skips, &views, 2).is_empty());
+    }
 
     fn member(topics: &[(&str, &[(i32, Option<i64>, i64, u64)])]) -> KafkaFacts {
         KafkaFacts {

@@ -302,7 +302,7 @@ async fn load_chain(
         if only.is_empty() {
             continue;
         }
-        let skips = member_skips(skip, views, k);
+        let skips = chain::member_skips(skip, views, k);
         let pass = Pass {
             targets,
             skips: &skips,
@@ -326,35 +326,6 @@ async fn load_chain(
         check_content(view, &mut loaded, reset).map_err(|e| stopped(e, &loaded))?;
     }
     Ok(loaded)
-}
-
-/// The part of each `--resume` skip that falls in member `k` of the chain:
-/// the records of the partition in the members before it come first.
-fn member_skips(skips: &load::Skips, views: &[KafkaFacts], k: usize) -> load::Skips {
-    let records = |view: &KafkaFacts, (topic, partition): &(String, i32)| -> u64 {
-        view.topic(topic)
-            .and_then(|t| t.partitions.iter().find(|p| p.partition == *partition))
-            .map_or(0, |p| p.records)
-    };
-    let mut out = load::Skips::new();
-    for (key, skip) in skips {
-        let before: u64 = views[..k].iter().map(|v| records(v, key)).sum();
-        let here = records(&views[k], key);
-        let held = skip.held.saturating_sub(before).min(here);
-        if held == 0 {
-            continue;
-        }
-        let ends_here = before < skip.held && skip.held <= before + here;
-        out.insert(
-            key.clone(),
-            load::Skip {
-                low: skip.low + before as i64,
-                held,
-                last: skip.last.clone().filter(|_| ends_here),
-            },
-        );
-    }
-    out
 }
 
 /// `--resume`: for each partition a stopped restore wrote into, where its
