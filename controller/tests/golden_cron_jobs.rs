@@ -316,6 +316,7 @@ fn a_kafka_backup_reaches_its_cluster_by_address_password_and_tls_files() {
         k.topic_regex = None;
         k.groups = None;
         k.include_internal = true;
+        k.incremental = None;
     }
     let pod = pod_of(build(&plain));
     let env = env_of(&pod);
@@ -336,6 +337,8 @@ fn a_kafka_backup_reaches_its_cluster_by_address_password_and_tls_files() {
         agent_env::KAFKA_TOPICS,
         agent_env::KAFKA_TOPIC_REGEX,
         agent_env::KAFKA_GROUPS,
+        agent_env::KAFKA_INCREMENTAL,
+        agent_env::KAFKA_FULL_EVERY,
     ] {
         assert!(!names.contains(&absent), "{absent} set: {env:?}");
     }

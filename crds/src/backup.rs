@@ -239,6 +239,24 @@ pub struct KafkaTarget {
     /// certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl: Option<KafkaSasl>,
+    /// Incremental backups: each run reads only what was produced since
+    /// the newest backup of this VerticeBackup and names it as its parent;
+    /// a restore replays the chain, and retention keeps every backup a kept
+    /// one depends on. A run fails (and stores nothing) when records were
+    /// deleted since the previous run or a topic was created again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<KafkaIncremental>,
+}
+
+/// How incremental Kafka backups chain.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaIncremental {
+    /// The most backups a chain holds, its full backup included; the next
+    /// run is a full backup, so retention can let old chains go (default 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub full_every: Option<u32>,
 }
 
 /// TLS to the brokers.

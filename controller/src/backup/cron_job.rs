@@ -573,6 +573,12 @@ fn wire_kafka(kafka: &KafkaTarget, w: &mut Wiring) -> Result<(), SpecError> {
     if let Some(groups) = &kafka.groups {
         w.value(agent_env::KAFKA_GROUPS, groups);
     }
+    if let Some(incremental) = &kafka.incremental {
+        w.value(agent_env::KAFKA_INCREMENTAL, "true");
+        if let Some(n) = incremental.full_every {
+            w.value(agent_env::KAFKA_FULL_EVERY, n.to_string());
+        }
+    }
     Ok(())
 }
 
