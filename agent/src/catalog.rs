@@ -100,6 +100,51 @@ pub async fn load_catalog(store: &dyn Store, scope: &Scope) -> Result<Catalog> {
     Ok(catalog)
 }
 
+/// More than any sensible `--full-every`; guards against a loop.
+const LONGEST_CHAIN: usize = 10_000;
+
+/// The manifests of `head`'s chain — the backups an incremental backup
+/// continues, followed through their `parent` — the full backup first,
+/// `head` last; just `head` for a full backup. Every member must be an
+/// earlier backup of the same series and engine.
+pub async fn chain(store: &dyn Store, head: &Manifest) -> Result<Vec<Manifest>> {
+    let mut chain = vec![head.clone()];
+    while let Some(parent) = chain.last().and_then(|m| m.parent.clone()) {
+        let child = chain
+            .last()
+            .map(|m| m.backup_id.clone())
+            .unwrap_or_default();
+        if chain.len() >= LONGEST_CHAIN || parent >= child {
+            return Err(Error::integrity(format!(
+                "backup {child} names {parent} as its parent, which is not an earlier backup of the series; the chain of {} is broken",
+                head.backup_id
+            )));
+        }
+        let key = format!(
+            "{}/{MANIFEST_FILE}",
+            backup_dir(&head.namespace, &head.name, &parent)
+        );
+        let bytes = store.get_bytes(&key).await.map_err(|e| match e {
+            crate::store::StoreError::NotFound { .. } => Error::integrity(format!(
+                "backup {} is incremental and needs backup {parent} (the parent of {child}), which is not in the store: the chain cannot be restored; restore an older full backup, or take a full backup (without --incremental)",
+                head.backup_id
+            )),
+            other => other.into(),
+        })?;
+        let manifest = Manifest::parse(&bytes, &key).map_err(Error::integrity)?;
+        if manifest.backup_id != parent || manifest.source.kind != head.source.kind {
+            return Err(Error::integrity(format!(
+                "{key} is not the {} backup {parent} that {child} continues; the chain of {} is broken",
+                head.source.kind,
+                head.backup_id
+            )));
+        }
+        chain.push(manifest);
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
 /// The intact backups in scope, newest first.
 pub async fn load(store: &dyn Store, scope: &Scope) -> Result<Vec<Manifest>> {
     Ok(load_catalog(store, scope).await?.intact)

@@ -74,6 +74,28 @@ pub struct ReadRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
+/// A record as a restore must keep it: everything but its offset (and, for
+/// a LogAppendTime topic, the timestamp's type).
+pub type Content = (
+    i32,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+    Vec<(String, Option<Vec<u8>>)>,
+);
+
+impl ReadRecord {
+    pub fn content(&self) -> Content {
+        (
+            self.partition,
+            self.key.clone(),
+            self.value.clone(),
+            self.timestamp,
+            self.headers.clone(),
+        )
+    }
+}
+
 /// A subscribed consumer polling in a thread: the group has an active member
 /// until this is dropped (the consumer then leaves the group).
 pub struct GroupMember {

@@ -6,7 +6,7 @@
 //! run and leave no backup behind.
 
 use serde_json::Value;
-use vertice_tests::kafka::{Kafka, ReadRecord, TestRecord};
+use vertice_tests::kafka::{Content, Kafka, ReadRecord, TestRecord};
 use vertice_tests::{Agent, TestStore};
 
 fn record(partition: i32, key: &str, value: &str) -> TestRecord {
@@ -34,27 +34,8 @@ fn batch(tag: &str, partitions: i32, count: usize) -> Vec<TestRecord> {
         .collect()
 }
 
-type Content = (
-    i32,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    i64,
-    Vec<(String, Option<Vec<u8>>)>,
-);
-
 fn contents(records: &[ReadRecord]) -> Vec<Content> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.partition,
-                r.key.clone(),
-                r.value.clone(),
-                r.timestamp,
-                r.headers.clone(),
-            )
-        })
-        .collect()
+    records.iter().map(ReadRecord::content).collect()
 }
 
 /// The manifests of a series, oldest first.
@@ -91,7 +72,16 @@ struct Runner<'a> {
     address: String,
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    fn new(kafka: &Kafka, store: &TestStore, agent: &'a Agent) -> Runner<'a> {
+        Runner {
+            agent,
+            env: store.env(),
+            url: store.url("kafka"),
+            address: format!("kafka://{}", kafka.bootstrap),
+        }
+    }
+
     fn backup(&self, name: &str, extra: &[&str]) -> vertice_tests::agent::RunOutput {
         let mut args = vec![
             "backup",
@@ -108,23 +98,26 @@ impl Runner<'_> {
         self.agent.run(&args, &self.env)
     }
 
-    fn restore(&self, name: &str, map: &str) {
+    fn restore(&self, name: &str, map: &str) -> vertice_tests::agent::RunOutput {
+        self.agent.run(
+            &[
+                "restore",
+                "--from",
+                &self.url,
+                "--name",
+                name,
+                "--to",
+                &self.address,
+                "--topic-map",
+                map,
+            ],
+            &self.env,
+        )
+    }
+
+    fn verify(&self, name: &str) -> vertice_tests::agent::RunOutput {
         self.agent
-            .run(
-                &[
-                    "restore",
-                    "--from",
-                    &self.url,
-                    "--name",
-                    name,
-                    "--to",
-                    &self.address,
-                    "--topic-map",
-                    map,
-                ],
-                &self.env,
-            )
-            .assert_ok();
+            .run(&["verify", "--from", &self.url, "--name", name], &self.env)
     }
 
     fn prune_keep_last_one(&self, name: &str) -> String {
@@ -152,12 +145,7 @@ fn a_chain_of_three_runs_restores_and_drills_like_one_full_backup() {
     let kafka = Kafka::start();
     let store = TestStore::file();
     let agent = Agent::new();
-    let run = Runner {
-        agent: &agent,
-        env: store.env(),
-        url: store.url("kafka"),
-        address: format!("kafka://{}", kafka.bootstrap),
-    };
+    let run = Runner::new(&kafka, &store, &agent);
     let incremental = ["--incremental", "--full-every", "3"];
 
     kafka.create_topic("orders", 3, &[]);
@@ -224,8 +212,17 @@ fn a_chain_of_three_runs_restores_and_drills_like_one_full_backup() {
     assert!(pruned.contains("needed to restore"), "{pruned}");
     assert_eq!(manifests(&store, "chain").len(), 3, "{pruned}");
 
-    run.restore("chain", "orders=orders-chain,payments=payments-chain");
-    run.restore("full", "orders=orders-full,payments=payments-full");
+    let verified = run.verify("chain");
+    verified.assert_ok();
+    assert!(
+        verified.all().contains("whole chain verified"),
+        "{}",
+        verified.all()
+    );
+    run.restore("chain", "orders=orders-chain,payments=payments-chain")
+        .assert_ok();
+    run.restore("full", "orders=orders-full,payments=payments-full")
+        .assert_ok();
     for topic in ["orders", "payments"] {
         let source = contents(&kafka.read_all(topic));
         let from_chain = contents(&kafka.read_all(&format!("{topic}-chain")));
@@ -280,12 +277,7 @@ fn records_deleted_between_runs_or_a_topic_created_again_fail_the_run() {
     let kafka = Kafka::start();
     let store = TestStore::file();
     let agent = Agent::new();
-    let run = Runner {
-        agent: &agent,
-        env: store.env(),
-        url: store.url("kafka"),
-        address: format!("kafka://{}", kafka.bootstrap),
-    };
+    let run = Runner::new(&kafka, &store, &agent);
     let incremental = ["--incremental"];
     kafka.create_topic("gappy", 1, &[]);
     kafka.produce("gappy", &batch("a", 1, 10));
@@ -338,7 +330,28 @@ fn records_deleted_between_runs_or_a_topic_created_again_fail_the_run() {
 
     // Incremental restores of the series' newest backup still restore the
     // chain that existed.
-    run.restore("gappy", "gappy=gappy-restored");
+    run.restore("gappy", "gappy=gappy-restored").assert_ok();
     let restored = kafka.read_all("gappy-restored");
     assert_eq!(restored.len(), 5 + 2, "the full run's 5 records and 2 more");
+
+    // Damage at rest in the chain's full backup (a lifecycle rule, a hand
+    // deletion): the newest backup no longer verifies, and a restore of it
+    // fails before it writes anything.
+    let full_id = series[1]["backup_id"].as_str().expect("id");
+    let artifact = store
+        .keys(&format!("kafka/default/gappy/{full_id}/"))
+        .into_iter()
+        .find(|k| !k.ends_with("manifest.json"))
+        .expect("the full backup's artifact");
+    store.overwrite(&artifact, b"damaged");
+    let verified = run.verify("gappy");
+    assert_ne!(verified.code, 0, "{}", verified.all());
+    assert!(verified.all().contains(full_id), "{}", verified.all());
+    let restored = run.restore("gappy", "gappy=gappy-again");
+    assert_ne!(restored.code, 0, "{}", restored.all());
+    assert!(restored.all().contains(full_id), "{}", restored.all());
+    assert!(
+        kafka.partitions("gappy-again").is_empty(),
+        "nothing was written"
+    );
 }

@@ -53,26 +53,6 @@ fn record(partition: i32, key: Option<&[u8]>, value: Option<&[u8]>) -> TestRecor
     }
 }
 
-/// A record as a restore must keep it: everything but its offset (and, for
-/// a LogAppendTime topic, the timestamp's type).
-type Content = (
-    i32,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    i64,
-    Vec<(String, Option<Vec<u8>>)>,
-);
-
-fn content(r: &ReadRecord) -> Content {
-    (
-        r.partition,
-        r.key.clone(),
-        r.value.clone(),
-        r.timestamp,
-        r.headers.clone(),
-    )
-}
-
 /// The manifest of the newest backup under `name`.
 fn manifest(store: &TestStore, name: &str) -> Value {
     let mut keys: Vec<String> = store
@@ -282,8 +262,8 @@ fn every_record_group_offset_and_config_survives_a_round_trip() {
     restore.assert_ok();
     let restored = kafka.read_all("orders-restored");
     assert_eq!(
-        restored.iter().map(content).collect::<Vec<_>>(),
-        expected.iter().map(|r| content(r)).collect::<Vec<_>>(),
+        restored.iter().map(ReadRecord::content).collect::<Vec<_>>(),
+        expected.iter().map(|r| r.content()).collect::<Vec<_>>(),
         "every field of every record, in order"
     );
     assert!(!restored.iter().any(|r| r
@@ -293,8 +273,11 @@ fn every_record_group_offset_and_config_survives_a_round_trip() {
     let events = kafka.read_all("events");
     let events_restored = kafka.read_all("events-restored");
     assert_eq!(
-        events_restored.iter().map(content).collect::<Vec<_>>(),
-        events.iter().map(content).collect::<Vec<_>>(),
+        events_restored
+            .iter()
+            .map(ReadRecord::content)
+            .collect::<Vec<_>>(),
+        events.iter().map(ReadRecord::content).collect::<Vec<_>>(),
         "LogAppendTime timestamps are kept"
     );
     assert!(events.iter().all(|r| r.timestamp_type == "log_append"));

@@ -2,56 +2,13 @@
 //! backup it started from, then each backup that continued it, up to
 //! itself. Per partition only the backups that read it in a row count
 //! (a topic that left the selection and came back was read in full again,
-//! so what came before is not replayed a second time).
+//! so what came before is not replayed a second time). The chain's
+//! manifests come from the store through `catalog::chain`.
 
 use std::collections::BTreeSet;
 
 use super::facts::{KafkaFacts, PartitionFacts, TopicFacts};
 use super::load;
-use crate::error::{Error, Result};
-use crate::manifest::{backup_dir, Manifest, MANIFEST_FILE};
-use crate::store::{Store, StoreError};
-
-/// More than any sensible `--full-every`; guards against a loop.
-const LONGEST_CHAIN: usize = 10_000;
-
-/// The manifests of `head`'s chain, the full backup first, `head` last.
-pub async fn manifests(store: &dyn Store, head: &Manifest) -> Result<Vec<Manifest>> {
-    let mut chain = vec![head.clone()];
-    while let Some(parent) = chain.last().and_then(|m| m.parent.clone()) {
-        let child = chain
-            .last()
-            .map(|m| m.backup_id.clone())
-            .unwrap_or_default();
-        if chain.len() >= LONGEST_CHAIN || parent >= child {
-            return Err(Error::integrity(format!(
-                "backup {child} names {parent} as its parent, which is not an earlier backup of the series; the chain of {} is broken",
-                head.backup_id
-            )));
-        }
-        let key = format!(
-            "{}/{MANIFEST_FILE}",
-            backup_dir(&head.namespace, &head.name, &parent)
-        );
-        let bytes = store.get_bytes(&key).await.map_err(|e| match e {
-            StoreError::NotFound { .. } => Error::integrity(format!(
-                "backup {} is incremental and needs backup {parent} (the parent of {child}), which is not in the store: the chain cannot be restored; restore an older full backup, or take a full backup (without --incremental)",
-                head.backup_id
-            )),
-            other => other.into(),
-        })?;
-        let manifest = Manifest::parse(&bytes, &key).map_err(Error::integrity)?;
-        if manifest.backup_id != parent || manifest.source.kafka.is_none() {
-            return Err(Error::integrity(format!(
-                "{key} is not the Kafka backup {parent} that {child} continues; the chain of {} is broken",
-                head.backup_id
-            )));
-        }
-        chain.push(manifest);
-    }
-    chain.reverse();
-    Ok(chain)
-}
 
 /// What a chain restores: the facts as one backup would state them
 /// (`facts`), and per member the partitions it contributes (`views`: its

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use vertice_crds::drill::DrillReport;
 
 use super::backup::{self, Source};
-use super::chain;
 use super::cluster::Cluster;
 use super::facts::KafkaFacts;
 use super::load::LoadedPartitions;
@@ -27,7 +26,7 @@ const MAX_TOPIC_NAME: usize = 249;
 pub async fn drill(d: &Drilled<'_>, target: &KafkaTarget, report: &mut DrillReport) -> Result<()> {
     let manifest = d.backup.manifest;
     facts_of(manifest)?;
-    let manifests = chain::manifests(d.backup.store, manifest).await?;
+    let manifests = crate::catalog::chain(d.backup.store, manifest).await?;
     let chained = Chained::new(&d.backup, &manifests)?;
     let facts = &chained.replay.facts;
     let cluster = options_of(

@@ -33,7 +33,7 @@ pub struct Chained<'a> {
 }
 
 impl<'a> Chained<'a> {
-    /// The chain of `backup` from `manifests` (`chain::manifests`), each
+    /// The chain of `backup` from `manifests` (`catalog::chain`), each
     /// member readable with the backup's identities.
     pub fn new(backup: &Stored<'a>, manifests: &'a [Manifest]) -> Result<Chained<'a>> {
         let mut members = Vec::new();
@@ -89,7 +89,7 @@ pub async fn restore(
         settings.password.as_ref(),
         "--to",
     )?;
-    let manifests = chain::manifests(backup.store, backup.manifest).await?;
+    let manifests = crate::catalog::chain(backup.store, backup.manifest).await?;
     let chained = Chained::new(backup, &manifests)?;
     let facts = &chained.replay.facts;
     let names: Vec<&str> = facts.topics.iter().map(|t| t.name.as_str()).collect();
