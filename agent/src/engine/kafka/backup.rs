@@ -94,6 +94,11 @@ impl Source {
             // long (1 s by default): with a small queue the backup would
             // spend most of its time waiting.
             .set("fetch.queue.backoff.ms", "10")
+            // The broker holds a fetch with nothing to return this long
+            // (500 ms by default), and librdkafka sends the next fetch to a
+            // broker only after it: a topic's last fetch, at its partitions'
+            // ends, kept the next topic's first one waiting.
+            .set("fetch.wait.max.ms", "20")
             .set("fetch.max.bytes", "8388608")
             .set("receive.message.max.bytes", "268435456")
             .set("check.crcs", "true");
@@ -400,11 +405,36 @@ impl Source {
             };
             let message = match polled {
                 Ok(message) => message,
-                // The fetch reached the partition's end as it is now, which
-                // is at or past the cut: everything below the cut was read.
+                // The fetch reached the partition's end as it is now. That
+                // is at or past the cut — unless a new leader (after a
+                // broker failure) has not yet caught up to the high
+                // watermark the cut saw: then the partition is not complete,
+                // and reading goes on (librdkafka reports the end again when
+                // it gets there). A failed query keeps the old rule.
                 Err(KafkaError::PartitionEOF(partition)) => {
-                    last_progress = Instant::now();
-                    self.close(consumer, topic, partition, open);
+                    let Some(&end) = open.get(&partition) else {
+                        continue;
+                    };
+                    // Once per partition: one request to its leader.
+                    let high = consumer
+                        .fetch_watermarks(
+                            topic,
+                            partition,
+                            self.timeout.min(Duration::from_secs(5)),
+                        )
+                        .ok()
+                        .map(|(_, high)| high);
+                    if high.is_none_or(|high| high < 0 || high >= end) {
+                        last_progress = Instant::now();
+                        self.close(consumer, topic, partition, open);
+                    } else {
+                        tracing::debug!(
+                            topic,
+                            partition,
+                            end,
+                            "end of partition reported below the cut; reading on"
+                        );
+                    }
                     continue;
                 }
                 // Errors are no progress: a dead broker reports one on

@@ -215,7 +215,10 @@ mod tests {
         assert!(member_skips(&skips, &views, 2).is_empty());
     }
 
-    fn member(topics: &[(&str, &[(i32, Option<i64>, i64, u64)])]) -> KafkaFacts {
+    /// `(partition, start offset, end offset, records)`.
+    type Part = (i32, Option<i64>, i64, u64);
+
+    fn member(topics: &[(&str, &[Part])]) -> KafkaFacts {
         KafkaFacts {
             topics: topics
                 .iter()

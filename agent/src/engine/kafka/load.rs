@@ -4,6 +4,7 @@
 //! in order, so each partition's source→target offsets are known exactly.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -15,9 +16,16 @@ use super::cluster::Cluster;
 use super::format::{PartitionDigest, Record};
 use super::offsets::OffsetMap;
 use crate::error::{Error, Result};
+use crate::pipeline::read_ahead::read_ahead;
 
 /// Records awaiting their delivery report.
 const IN_FLIGHT: usize = 50_000;
+/// And their bytes (`Record::size`): once reading keeps up with the
+/// producer, the producer's queue would otherwise stay full (32 MiB).
+const IN_FLIGHT_BYTES: u64 = 16 << 20;
+/// How far reading (decryption, decompression, hashing) may run ahead of
+/// parsing and producing, on another thread.
+const READ_AHEAD: usize = 2 << 20;
 
 /// What was restored into one target partition.
 #[derive(Debug, Default)]
@@ -114,7 +122,7 @@ pub fn producer(
 pub async fn load(
     cluster: &Cluster,
     producer: &FutureProducer<Watch>,
-    input: impl AsyncRead + Unpin,
+    input: impl AsyncRead + Send + Unpin + 'static,
     pass: &Pass<'_>,
     loaded: LoadedPartitions,
     read_failed: impl Fn(&std::io::Error) -> Error,
@@ -123,10 +131,16 @@ pub async fn load(
         cluster,
         producer,
         waiting: VecDeque::new(),
+        waiting_bytes: 0,
         loaded,
+        current: None,
     };
-    let mut reader = BufReader::with_capacity(256 * 1024, input);
+    // The read-ahead passes the input's bytes and then its end or error
+    // as they were.
+    let mut reader = BufReader::with_capacity(256 * 1024, read_ahead(input, READ_AHEAD));
     let mut line = Vec::new();
+    // The records' decoded bytes, reused line after line.
+    let mut scratch = Vec::new();
     let mut number = 0u64;
     let outcome = loop {
         line.clear();
@@ -136,7 +150,7 @@ pub async fn load(
             Err(e) => break Err(read_failed(&e)),
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let taken = match Record::parse_line(text) {
+        let taken = match Record::parse_line(text, &mut scratch) {
             Ok(record) => loader.take(&record, pass).await,
             Err(e) => Err(Error::integrity(format!(
                 "line {number} of the backup: {e}"
@@ -159,13 +173,20 @@ pub async fn load(
     }
 }
 
+/// A `(source topic, partition)`, shared by the partition's records.
+type Key = Arc<(String, i32)>;
+
 /// The load's state: deliveries awaited in order, and what each partition
 /// received.
 struct Loader<'a> {
     cluster: &'a Cluster,
     producer: &'a FutureProducer<Watch>,
-    waiting: VecDeque<((String, i32), i64, DeliveryFuture)>,
+    waiting: VecDeque<(Key, i64, u64, DeliveryFuture)>,
+    waiting_bytes: u64,
     loaded: LoadedPartitions,
+    /// The key of the partition the last record was of: records come in
+    /// runs of one partition, so most need no key of their own.
+    current: Option<Key>,
 }
 
 impl Loader<'_> {
@@ -175,11 +196,22 @@ impl Loader<'_> {
         let Some(topic) = pass.targets.get(record.topic.as_ref()) else {
             return Ok(());
         };
-        let key = (record.topic.to_string(), record.partition);
-        if !pass.only.contains(&key) {
+        let key = match &self.current {
+            Some(k) if k.1 == record.partition && k.0 == record.topic.as_ref() => Arc::clone(k),
+            _ => {
+                let k = Arc::new((record.topic.to_string(), record.partition));
+                self.current = Some(Arc::clone(&k));
+                k
+            }
+        };
+        if !pass.only.contains(key.as_ref()) {
             return Ok(());
         }
-        let here = self.loaded.entry(key.clone()).or_default();
+        // A new key only for a partition's first record.
+        let here = match self.loaded.get_mut(key.as_ref()) {
+            Some(here) => here,
+            None => self.loaded.entry(key.as_ref().clone()).or_default(),
+        };
         let index = here.digest.records;
         here.digest.add(record);
         if pass.whole {
@@ -191,7 +223,7 @@ impl Loader<'_> {
         if record.timestamp.is_none_or(|t| t <= 0) {
             here.untimed += 1;
         }
-        if let Some(skip) = pass.skips.get(&key).filter(|s| index < s.held) {
+        if let Some(skip) = pass.skips.get(key.as_ref()).filter(|s| index < s.held) {
             // Already in the target from the stopped run: where it landed
             // is known, and the last of them must be this backup's record.
             here.offsets.push(record.offset, skip.low + index as i64);
@@ -209,12 +241,7 @@ impl Loader<'_> {
         self.produce(key, topic, record).await
     }
 
-    async fn produce(
-        &mut self,
-        key: (String, i32),
-        topic: &str,
-        record: &Record<'_>,
-    ) -> Result<()> {
+    async fn produce(&mut self, key: Key, topic: &str, record: &Record<'_>) -> Result<()> {
         let mut delivery = send(self.producer, topic, record);
         // A full queue: wait for the oldest deliveries, then try again.
         while let Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) = delivery {
@@ -234,8 +261,10 @@ impl Loader<'_> {
                 self.cluster.address
             ))
         })?;
-        self.waiting.push_back((key, record.offset, future));
-        while self.waiting.len() > IN_FLIGHT {
+        let size = record.size();
+        self.waiting.push_back((key, record.offset, size, future));
+        self.waiting_bytes += size;
+        while self.waiting.len() > IN_FLIGHT || self.waiting_bytes > IN_FLIGHT_BYTES {
             self.settle_one().await?;
         }
         Ok(())
@@ -254,9 +283,10 @@ impl Loader<'_> {
 
     /// Waits for the oldest delivery and records where it landed.
     async fn settle_one(&mut self) -> Result<()> {
-        let Some((key, source_offset, future)) = self.waiting.pop_front() else {
+        let Some((key, source_offset, size, future)) = self.waiting.pop_front() else {
             return Ok(());
         };
+        self.waiting_bytes = self.waiting_bytes.saturating_sub(size);
         // A signal must not wait for deliveries (up to message.timeout.ms).
         let delivered = tokio::select! {
             delivered = future => delivered,
@@ -270,11 +300,11 @@ impl Loader<'_> {
         let address = &self.cluster.address;
         match delivered {
             Ok(Ok(delivery)) => {
-                self.loaded
-                    .entry(key)
-                    .or_default()
-                    .offsets
-                    .push(source_offset, delivery.offset);
+                let here = match self.loaded.get_mut(key.as_ref()) {
+                    Some(here) => here,
+                    None => self.loaded.entry(key.as_ref().clone()).or_default(),
+                };
+                here.offsets.push(source_offset, delivery.offset);
                 Ok(())
             }
             Ok(Err((e, _))) => Err(Error::target(format!(
