@@ -114,7 +114,13 @@ pub async fn chain(store: &dyn Store, head: &Manifest) -> Result<Vec<Manifest>> 
             .last()
             .map(|m| m.backup_id.clone())
             .unwrap_or_default();
-        if chain.len() >= LONGEST_CHAIN || parent >= child {
+        if chain.len() >= LONGEST_CHAIN {
+            return Err(Error::integrity(format!(
+                "backup {} has a chain longer than {LONGEST_CHAIN} backups; the store holds a loop or hand-made manifests",
+                head.backup_id
+            )));
+        }
+        if parent >= child {
             return Err(Error::integrity(format!(
                 "backup {child} names {parent} as its parent, which is not an earlier backup of the series; the chain of {} is broken",
                 head.backup_id
@@ -132,6 +138,12 @@ pub async fn chain(store: &dyn Store, head: &Manifest) -> Result<Vec<Manifest>> 
             other => other.into(),
         })?;
         let manifest = Manifest::parse(&bytes, &key).map_err(Error::integrity)?;
+        check_location(&manifest, &key).map_err(|problem| {
+            Error::integrity(format!(
+                "the parent {parent} of {child} is not a backup of this series ({problem}); the chain of {} is broken",
+                head.backup_id
+            ))
+        })?;
         if manifest.backup_id != parent || manifest.source.kind != head.source.kind {
             return Err(Error::integrity(format!(
                 "{key} is not the {} backup {parent} that {child} continues; the chain of {} is broken",

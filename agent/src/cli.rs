@@ -304,7 +304,7 @@ pub struct KafkaBackupArgs {
     /// Kafka, with --incremental: a chain holds at most this many backups
     /// (the full one included); the next run is a full backup, so
     /// retention can let old chains go.
-    #[arg(long, env = agent_env::KAFKA_FULL_EVERY, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = agent_env::KAFKA_FULL_EVERY, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub full_every: u32,
     #[command(flatten)]
     pub connection: KafkaConnectionArgs,

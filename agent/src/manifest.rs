@@ -5,8 +5,22 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vertice_crds::Compression;
 
-/// Bumped when a change would mislead an older agent reading a newer manifest.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when a change would mislead an older agent reading a newer
+/// manifest; the highest this agent reads. 2: the backup has a `parent`
+/// (an incremental backup), which an agent reading only 1 would restore
+/// without its chain, and prune without keeping the chain.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version a new manifest is written with: the lowest that tells an
+/// older agent what it must know (a full backup stays readable by agents
+/// that know only version 1).
+pub fn format_version(incremental: bool) -> u32 {
+    if incremental {
+        2
+    } else {
+        1
+    }
+}
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +199,17 @@ mod tests {
         assert_eq!(Manifest::parse(&json, "k").expect("parse"), m);
         assert_eq!(m.duration_seconds(), 2.5);
         assert_eq!((m.stored_bytes(), m.raw_bytes()), (10, 40));
+    }
+
+    #[test]
+    fn only_incremental_backups_need_the_newer_format() {
+        assert_eq!(
+            format_version(false),
+            1,
+            "full backups stay readable by older agents"
+        );
+        assert_eq!(format_version(true), 2);
+        assert!(format_version(true) <= FORMAT_VERSION);
     }
 
     #[test]

@@ -173,6 +173,10 @@ fn a_chain_of_three_runs_restores_and_drills_like_one_full_backup() {
     assert_eq!(chain.len(), 3);
     assert!(chain[0].get("parent").is_none(), "{}", chain[0]);
     assert_eq!(chain[1]["parent"], chain[0]["backup_id"]);
+    // Agents that know only format 1 refuse a chain member rather than
+    // restore it without its parents.
+    assert_eq!(chain[0]["format_version"], 1);
+    assert_eq!(chain[1]["format_version"], 2);
     assert_eq!(chain[2]["parent"], chain[1]["backup_id"]);
     assert_eq!(chain[2]["source"]["kafka"]["chain_length"], 3);
     let orders_id = &chain[0]["source"]["kafka"]["topics"][0]["topic_id"];
@@ -354,4 +358,14 @@ fn records_deleted_between_runs_or_a_topic_created_again_fail_the_run() {
         kafka.partitions("gappy-again").is_empty(),
         "nothing was written"
     );
+
+    // The next scheduled incremental run does not continue the broken
+    // chain: it takes a full backup, says why, and that one restores.
+    let next = run.backup("gappy", &incremental);
+    next.assert_ok();
+    assert!(next.all().contains("cannot be restored"), "{}", next.all());
+    let series = manifests(&store, "gappy");
+    assert!(series[3].get("parent").is_none(), "{}", series[3]);
+    run.restore("gappy", "gappy=gappy-again").assert_ok();
+    assert_eq!(kafka.read_all("gappy-again").len(), 40);
 }

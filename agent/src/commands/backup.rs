@@ -14,7 +14,7 @@ use crate::engine::{BackupSettings, BackupStream, Target};
 use crate::error::{Error, ErrorCategory, Result};
 use crate::interrupt::Interruptible;
 use crate::manifest::Encryption;
-use crate::manifest::{backup_dir, Artifact, Manifest, FORMAT_VERSION, MANIFEST_FILE};
+use crate::manifest::{backup_dir, Artifact, Manifest, MANIFEST_FILE};
 use crate::names::validate_name;
 use crate::pipeline::codec::{compressing, validate_level, BoxRead};
 use crate::pipeline::encryption;
@@ -148,7 +148,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     let id = new_id(store.as_ref(), &run.namespace, &run.name, started_at).await?;
     summary.backup_id = Some(id.to_string());
     let mut redactor = Redactor::new();
-    let engine = with_parent(store.as_ref(), run).await?;
+    let engine = with_parent(store.as_ref(), run, &id).await?;
     let mut started = run.target.start_backup(&engine, &mut redactor).await?;
     summary.source_kind = Some(started.source.kind.to_string());
     tracing::info!(backup = %id, source = %started.source.address, store = %store.describe(), compression = %args.compression, "backup started");
@@ -222,7 +222,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
 /// The run's engine settings with, for `--incremental`, the backup it
 /// continues: the newest intact backup of the series, unless that is no
 /// Kafka backup or its chain is `--full-every` long (then a full one).
-async fn with_parent(store: &dyn Store, run: &Prepared) -> Result<BackupSettings> {
+async fn with_parent(store: &dyn Store, run: &Prepared, id: &BackupId) -> Result<BackupSettings> {
     let mut engine = run.engine.clone();
     if !engine.kafka.incremental {
         return Ok(engine);
@@ -231,29 +231,49 @@ async fn with_parent(store: &dyn Store, run: &Prepared) -> Result<BackupSettings
         namespace: Some(run.namespace.clone()),
         name: Some(run.name.clone()),
     };
-    let newest = crate::catalog::load(store, &scope)
-        .await?
-        .into_iter()
-        .next();
-    let parent = newest.and_then(|m| {
-        let facts = m.source.kafka.clone()?;
-        Some(crate::engine::kafka::increment::Parent {
-            backup_id: m.backup_id,
-            facts,
-        })
-    });
-    let had = parent.as_ref().map(|p| p.backup_id.clone());
+    let intact = crate::catalog::load(store, &scope).await?;
+    // Earlier than this run's id: a run that started meanwhile is no parent.
+    let Some(newest) = intact
+        .iter()
+        .find(|m| m.backup_id.as_str() < id.as_str())
+        .cloned()
+    else {
+        tracing::info!("--incremental: a full backup (no backup of this name to continue)");
+        return Ok(engine);
+    };
+    // A chain that no longer restores (a member deleted, or damaged: its
+    // artifact missing or of the wrong size) is not continued: the run
+    // starts a new one rather than fail every scheduled run.
+    let broken = match crate::catalog::chain(store, &newest).await {
+        Err(e) => Some(e.to_string()),
+        Ok(chain) => chain
+            .iter()
+            .find(|m| !intact.iter().any(|i| i.backup_id == m.backup_id))
+            .map(|m| format!("backup {} is damaged", m.backup_id)),
+    };
+    if let Some(why) = broken {
+        tracing::warn!(
+            "--incremental: a full backup, because the chain of {} cannot be restored: {why}",
+            newest.backup_id
+        );
+        return Ok(engine);
+    }
+    let Some(facts) = newest.source.kafka.clone() else {
+        tracing::info!(newest = %newest.backup_id, "--incremental: a full backup (the newest backup of this name is not a Kafka backup)");
+        return Ok(engine);
+    };
+    let parent = crate::engine::kafka::increment::Parent {
+        backup_id: newest.backup_id.clone(),
+        facts,
+    };
     engine.kafka.parent =
-        crate::engine::kafka::increment::continues(parent, engine.kafka.full_every);
+        crate::engine::kafka::increment::continues(Some(parent), engine.kafka.full_every);
     if engine.kafka.parent.is_none() {
-        let why = match had {
-            Some(id) => format!(
-                "the chain ending at {id} holds --full-every {} backups",
-                engine.kafka.full_every
-            ),
-            None => "no Kafka backup of this name to continue".to_string(),
-        };
-        tracing::info!("--incremental: a full backup ({why})");
+        tracing::info!(
+            "--incremental: a full backup (the chain ending at {} holds --full-every {} backups)",
+            newest.backup_id,
+            engine.kafka.full_every
+        );
     }
     Ok(engine)
 }
@@ -323,7 +343,7 @@ fn manifest_of(
         producer: started.producer,
     };
     Ok(Manifest {
-        format_version: FORMAT_VERSION,
+        format_version: crate::manifest::format_version(started.parent.is_some()),
         backup_id: id.to_string(),
         namespace: run.namespace.clone(),
         name: run.name.clone(),

@@ -35,13 +35,21 @@ pub fn starts(
         return Ok(vec![None; cut.len()]);
     };
     let id = &parent.backup_id;
-    let full = "run a full backup (without --incremental) to start a new chain";
-    if let (Some(was), Some(now)) = (before.topic_id.as_deref(), topic_id) {
-        if was != now {
+    let full = "run a full backup to start a new chain (without --incremental, or with --full-every 1; on Kubernetes, set spec.target.kafka.incremental.fullEvery to 1 for a run)";
+    match (before.topic_id.as_deref(), topic_id) {
+        (Some(was), Some(now)) if was != now => {
             return Err(format!(
                 "topic {topic} was deleted and created again since backup {id} (topic id {was}, now {now}): its records cannot continue that backup's; {full}"
             ));
         }
+        // Without the id, a topic created again with as many records
+        // cannot be told from the same topic continued.
+        (Some(_), None) => {
+            return Err(format!(
+                "the id of topic {topic} could not be read this time (backup {id} has it), so a topic deleted and created again could not be told apart: run again, or {full}"
+            ));
+        }
+        _ => {}
     }
     if let Some(gone) = before
         .partitions
@@ -160,6 +168,9 @@ mod tests {
             starts(&p, "orders", Some("id-2"), &[(0, 0, 50), (1, 0, 50)]).expect_err("new id");
         assert!(err.contains("deleted and created again"), "{err}");
         assert!(err.contains("id-1") && err.contains("id-2"), "{err}");
+        let err = starts(&p, "orders", None, &[(0, 0, 50), (1, 0, 50)]).expect_err("no id");
+        assert!(err.contains("could not be read this time"), "{err}");
+        let p = parent(1, None, &[(0, 10), (1, 10)]);
         let err = starts(&p, "orders", None, &[(0, 0, 4), (1, 0, 50)]).expect_err("shorter");
         assert!(
             err.contains("orders/0 ends at offset 4, before the end 10"),
@@ -167,6 +178,7 @@ mod tests {
         );
         let err = starts(&p, "orders", None, &[(0, 0, 50)]).expect_err("fewer partitions");
         assert!(err.contains("lost partition 1"), "{err}");
+        assert!(err.contains("--full-every 1"), "{err}");
     }
 
     #[test]

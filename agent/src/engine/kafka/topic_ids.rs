@@ -18,7 +18,8 @@ use rdkafka::client::Client;
 use rdkafka::ClientContext;
 
 /// The id of each named topic the cluster describes, as Kafka prints it
-/// (URL-safe base64). A topic without one (a broker before Kafka 2.8, an
+/// (URL-safe base64 without padding; librdkafka gives the standard
+/// alphabet). A topic without one (a broker before Kafka 2.8, an
 /// all-zero id) is left out; `Err` says why the call as a whole failed.
 pub fn describe<C: ClientContext>(
     client: &Client<C>,
@@ -106,7 +107,12 @@ unsafe fn read_result(
                 continue;
             }
             let name = text(ffi::rd_kafka_TopicDescription_name(topic));
-            ids.insert(name, text(ffi::rd_kafka_Uuid_base64str(uuid)));
+            let id = text(ffi::rd_kafka_Uuid_base64str(uuid))
+                .replace('+', "-")
+                .replace('/', "_");
+            if !name.is_empty() && !id.is_empty() {
+                ids.insert(name, id);
+            }
         }
         Ok(ids)
     }
