@@ -182,6 +182,16 @@ impl TestStore {
         keys
     }
 
+    /// The manifests under `prefix` (a series' directory), parsed, oldest
+    /// first (backup ids sort in time order).
+    pub fn manifests(&self, prefix: &str) -> Vec<serde_json::Value> {
+        self.keys(prefix)
+            .iter()
+            .filter(|k| k.ends_with("manifest.json"))
+            .map(|k| serde_json::from_slice(&self.read(k)).expect("manifest json"))
+            .collect()
+    }
+
     /// Reads an object.
     pub fn read(&self, key: &str) -> Vec<u8> {
         match self {

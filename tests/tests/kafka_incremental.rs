@@ -40,15 +40,7 @@ fn contents(records: &[ReadRecord]) -> Vec<Content> {
 
 /// The manifests of a series, oldest first.
 fn manifests(store: &TestStore, name: &str) -> Vec<Value> {
-    let mut keys: Vec<String> = store
-        .keys(&format!("kafka/default/{name}/"))
-        .into_iter()
-        .filter(|k| k.ends_with("manifest.json"))
-        .collect();
-    keys.sort();
-    keys.iter()
-        .map(|k| serde_json::from_slice(&store.read(k)).expect("manifest json"))
-        .collect()
+    store.manifests(&format!("kafka/default/{name}/"))
 }
 
 fn partition<'a>(m: &'a Value, topic: &str, p: i64) -> &'a Value {

@@ -55,14 +55,10 @@ fn record(partition: i32, key: Option<&[u8]>, value: Option<&[u8]>) -> TestRecor
 
 /// The manifest of the newest backup under `name`.
 fn manifest(store: &TestStore, name: &str) -> Value {
-    let mut keys: Vec<String> = store
-        .keys(&format!("kafka/default/{name}/"))
-        .into_iter()
-        .filter(|k| k.ends_with("manifest.json"))
-        .collect();
-    keys.sort();
-    let key = keys.last().expect("a manifest");
-    serde_json::from_slice(&store.read(key)).expect("manifest json")
+    store
+        .manifests(&format!("kafka/default/{name}/"))
+        .pop()
+        .expect("a manifest")
 }
 
 fn end_offsets(manifest: &Value, topic: &str) -> BTreeMap<i32, i64> {

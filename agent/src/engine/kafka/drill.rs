@@ -13,10 +13,10 @@ use super::backup::{self, Source};
 use super::cluster::Cluster;
 use super::facts::KafkaFacts;
 use super::load::LoadedPartitions;
+use super::options_of;
 use super::restore::{load_into, Chained, LoadOptions};
 use super::selection::Selection;
 use super::target::KafkaTarget;
-use super::{facts_of, options_of};
 use crate::engine::common::{record_restore, timed, Drilled};
 use crate::error::{Error, Result};
 
@@ -25,7 +25,6 @@ const MAX_TOPIC_NAME: usize = 249;
 
 pub async fn drill(d: &Drilled<'_>, target: &KafkaTarget, report: &mut DrillReport) -> Result<()> {
     let manifest = d.backup.manifest;
-    facts_of(manifest)?;
     let manifests = crate::catalog::chain(d.backup.store, manifest).await?;
     let chained = Chained::new(&d.backup, &manifests)?;
     let facts = &chained.replay.facts;

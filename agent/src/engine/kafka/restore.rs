@@ -81,7 +81,6 @@ pub async fn restore(
     backup: &Stored<'_>,
     settings: &RestoreSettings,
 ) -> Result<()> {
-    super::facts_of(backup.manifest)?;
     let options = &settings.kafka;
     let cluster = options_of(
         target,
