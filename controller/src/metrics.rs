@@ -6,6 +6,19 @@ use prometheus::{
     TextEncoder,
 };
 
+/// The `direction` label of `vertice_scaler_scale_total`, every value of it
+/// (dashboards and alerts select on these exact strings).
+pub const SCALE_DIRECTIONS: [&str; 2] = ["Up", "Down"];
+
+/// The `direction` label of a scale from `from` to `to` replicas.
+pub fn scale_direction(from: i32, to: i32) -> &'static str {
+    if to > from {
+        SCALE_DIRECTIONS[0]
+    } else {
+        SCALE_DIRECTIONS[1]
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -159,7 +172,7 @@ impl Metrics {
                     let _ = self.scaler_fallback.remove_label_values(&labels);
                     let _ = self.scaler_min.remove_label_values(&labels);
                     let _ = self.scaler_max.remove_label_values(&labels);
-                    for direction in ["Up", "Down"] {
+                    for direction in SCALE_DIRECTIONS {
                         let _ = self.scaler_scales.remove_label_values(&[
                             namespace.as_str(),
                             scaler.as_str(),

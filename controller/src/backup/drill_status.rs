@@ -81,24 +81,14 @@ fn record_drills(
     status: &mut VerticeBackupStatus,
     observed: &Observed,
 ) -> Vec<Event> {
-    let mut events = Vec::new();
-    let known: Vec<&str> = previous
-        .drill_history
-        .iter()
-        .map(|r| r.job.as_str())
-        .collect();
-    let mut fresh: Vec<DrillRecord> = observed
+    let drilled = |r: &DrillRecord| r.drilled_at;
+    let found = observed
         .jobs
         .iter()
         .filter(|j| RunKind::of(j) == RunKind::Drill)
-        .filter_map(|j| record_of(j, observed))
-        .filter(|r| !known.contains(&r.job.as_str()))
-        .collect();
-    fresh.sort_by_key(|r| r.drilled_at);
-    for r in &fresh {
-        events.push(drill_event(r));
-    }
-    let drilled = |r: &DrillRecord| r.drilled_at;
+        .filter_map(|j| record_of(j, observed));
+    let fresh = super::history::unseen(&previous.drill_history, found, |r| &r.job, drilled);
+    let events: Vec<Event> = fresh.iter().map(drill_event).collect();
     let history =
         super::history::merge(&previous.drill_history, fresh, drilled, DRILL_HISTORY_LIMIT);
     super::history::keep_newest(&mut status.last_drill, history.first(), drilled);

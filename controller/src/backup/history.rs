@@ -2,6 +2,21 @@
 //! drills): new records merged in newest first, and the "last" slots that
 //! only ever move forward in time.
 
+/// The records in `found` whose Job is not yet in `previous`, oldest first
+/// (the order their Events are told in).
+pub fn unseen<T, K: Ord>(
+    previous: &[T],
+    found: impl Iterator<Item = T>,
+    job: impl Fn(&T) -> &str,
+    at: impl Fn(&T) -> K,
+) -> Vec<T> {
+    let mut fresh: Vec<T> = found
+        .filter(|r| !previous.iter().any(|p| job(p) == job(r)))
+        .collect();
+    fresh.sort_by_key(|r| at(r));
+    fresh
+}
+
 /// `previous` and `fresh` together, newest first (by `at`), at most `limit`.
 pub fn merge<T: Clone, K: Ord>(
     previous: &[T],
@@ -33,6 +48,16 @@ pub fn keep_newest<T: Clone, K: Ord>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unseen_records_oldest_first() {
+        let previous = [("a", 1), ("b", 2)];
+        let found = [("c", 9), ("a", 1), ("d", 4)].into_iter();
+        assert_eq!(
+            unseen(&previous, found, |r| r.0, |r| r.1),
+            vec![("d", 4), ("c", 9)]
+        );
+    }
 
     #[test]
     fn merged_newest_first_and_bounded() {

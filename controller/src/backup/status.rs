@@ -146,22 +146,14 @@ impl Update<'_> {
     /// Finished backup Jobs become history, each with its Event; the newest
     /// records lead.
     fn record_finished_runs(&mut self, observed: &Observed) {
-        let known: Vec<String> = self
-            .previous
-            .history
-            .iter()
-            .map(|r| r.job.clone())
-            .collect();
-        let mut fresh: Vec<BackupRecord> = observed
+        let finished_at = |r: &BackupRecord| r.finished_at;
+        let found = observed
             .jobs
             .iter()
             .filter(|job| RunKind::of(job) == RunKind::Backup)
-            .filter_map(|job| record_of(job, &observed.pods))
-            .filter(|r| !known.contains(&r.job))
-            .collect();
-        fresh.sort_by_key(|r| r.finished_at);
+            .filter_map(|job| record_of(job, &observed.pods));
+        let fresh = super::history::unseen(&self.previous.history, found, |r| &r.job, finished_at);
         self.events.extend(fresh.iter().map(finished_event));
-        let finished_at = |r: &BackupRecord| r.finished_at;
         let status = &mut self.status;
         let history =
             super::history::merge(&self.previous.history, fresh, finished_at, HISTORY_LIMIT);

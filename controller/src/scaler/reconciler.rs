@@ -324,7 +324,7 @@ impl ScalerLoop {
                 plan.scale_failed(&e.to_string(), now);
             }
             Ok(_) => {
-                let direction = if plan.desired > from { "Up" } else { "Down" };
+                let direction = crate::metrics::scale_direction(from, plan.desired);
                 metrics
                     .scaler_scales
                     .with_label_values(&[namespace, name, direction])
@@ -491,7 +491,7 @@ impl ScalerLoop {
             .set(i64::from(plan.fallback_active));
         // Counters exist at 0 from the first poll, so the first scale or
         // metric error is an increase that rate() and increase() can see.
-        for direction in ["Up", "Down"] {
+        for direction in crate::metrics::SCALE_DIRECTIONS {
             m.scaler_scales
                 .with_label_values(&[namespace, name, direction]);
         }
