@@ -9,14 +9,18 @@
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
+use kube::api::DynamicObject;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
-use vertice_crds::VerticeBackup;
+use serde_json::{json, Value};
+use vertice_crds::{VerticeBackup, VerticeFailover, VerticeScaler};
 use vertice_tests::kube::cluster::{TestCluster, CONTROLLER_NAMESPACE};
+use vertice_tests::kube::istio;
+use vertice_tests::wait::wait_for;
 
 const LEASE_SECONDS: u64 = 6;
 const NS: &str = "leader";
@@ -325,6 +329,91 @@ async fn sigterm_hands_the_lease_over_at_once() {
     wait_cron_job(&client, "vertice-after-handover", Duration::from_secs(20)).await;
 }
 
+/// A scaler of Deployment `target` in NS (min = max = 1, on CPU).
+async fn create_scaler(client: &Client, name: &str, target: &str) {
+    let scaler: VerticeScaler = serde_json::from_value(json!({
+        "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeScaler",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"targetRef": {"kind": "Deployment", "name": target},
+                 "minReplicas": 1, "maxReplicas": 1,
+                 "metrics": [{"cpu": {"targetAverageUtilization": 50}}]}}))
+    .expect("scaler");
+    Api::<VerticeScaler>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &scaler)
+        .await
+        .expect("create scaler");
+}
+
+/// The reason of a scaler's AbleToScale condition ("" before the first
+/// status).
+async fn able_to_scale(client: &Client, name: &str) -> String {
+    let status = Api::<VerticeScaler>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .ok()
+        .and_then(|s| serde_json::to_value(s.status?).ok())
+        .unwrap_or(Value::Null);
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "AbleToScale"))
+        .and_then(|c| c["reason"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn create_deployment(client: &Client, name: &str) {
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "app", "image": "shop/web:1.4"}]}}}}))
+    .expect("deployment");
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
+}
+
+/// A VirtualService and a VerticeFailover on it whose probe runners never
+/// report (none runs here): the controller can only say it is waiting.
+async fn create_failover(client: &Client, name: &str) {
+    let vs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"hosts": ["pg.db.svc.cluster.local"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "pg-a.db.svc.cluster.local"}, "weight": 100},
+            {"destination": {"host": "pg-b.db.svc.cluster.local"}, "weight": 0}]}]}}))
+    .expect("vs");
+    istio::virtual_services(client, NS)
+        .create(&PostParams::default(), &vs)
+        .await
+        .expect("create vs");
+    let failover: VerticeFailover = serde_json::from_value(json!({
+        "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeFailover",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"virtualService": {"name": name, "route": "primary"},
+                 "replicas": [
+                     {"name": "a", "host": "pg-a.db.svc.cluster.local", "probeAddress": "127.0.0.1:9", "priority": 10},
+                     {"name": "b", "host": "pg-b.db.svc.cluster.local", "probeAddress": "127.0.0.1:9", "priority": 5}],
+                 "check": {"http": {"path": "/healthz"}, "periodSeconds": 1}}}))
+    .expect("failover");
+    Api::<VerticeFailover>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &failover)
+        .await
+        .expect("create failover");
+}
+
+async fn failover_phase(client: &Client, name: &str) -> String {
+    Api::<VerticeFailover>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .ok()
+        .and_then(|f| serde_json::to_value(f.status?).ok())
+        .and_then(|s| s["phase"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// A Warning Event about `name` in `namespace`, waiting for it.
 async fn warning_note(client: &Client, namespace: &str, name: &str) -> String {
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
@@ -356,7 +445,8 @@ async fn warning_note(client: &Client, namespace: &str, name: &str) -> String {
 ///   anyone else, and /readyz of both replicas fails while the watches do;
 /// - once the API server is back exactly one replica leads, /readyz is ok
 ///   again, and a new VerticeBackup gets its CronJob within seconds (kube's
-///   default watch back-off let it wait minutes).
+///   default watch back-off let it wait minutes); the scaler and failover
+///   controllers see new and changed objects as fast.
 ///
 /// Also: an Event about a reconcile the API server refused reads as a
 /// sentence, not a `Status { … }` dump.
@@ -366,12 +456,23 @@ async fn an_api_server_outage_steps_the_leader_down_and_recovery_takes_seconds()
     let mut cluster = TestCluster::start().await;
     cluster.plane.create_namespace(NS).await;
     cluster.plane.create_namespace("quota").await;
+    istio::install_virtual_service_crd(&cluster);
     let client = cluster.admin().await;
     let lease = format!("--lease-seconds={LEASE_SECONDS}");
-    let a = cluster.start_controller("replica-a", &[&lease]).await;
-    let b = cluster.start_controller("replica-b", &[&lease]).await;
+    let flags = [lease.as_str(), "--scaler-poll-interval=1s"];
+    let a = cluster.start_controller("replica-a", &flags).await;
+    let b = cluster.start_controller("replica-b", &flags).await;
     let first = sole_leader(&[&a, &b], Duration::from_secs(30)).await;
     let leader = if first == 0 { &a } else { &b };
+    // A scaler waiting for its target: after the outage, the target's
+    // creation must reach it through the scaler's own watch of Deployments.
+    create_scaler(&client, "waiting", "late").await;
+    wait_for(
+        "the scaler's target missing",
+        Duration::from_secs(30),
+        || async { (able_to_scale(&client, "waiting").await == "TargetNotFound").then_some(()) },
+    )
+    .await;
 
     // A reconcile the API server refuses: no CronJobs allowed in "quota".
     cluster.kubectl(&[
@@ -468,6 +569,52 @@ async fn an_api_server_outage_steps_the_leader_down_and_recovery_takes_seconds()
         .expect("create");
     let took = wait_cron_job(&client, "vertice-after", Duration::from_secs(60)).await;
     let cron_job_after = back.elapsed();
+    // The scaler and the failover controllers recover as fast: a Deployment
+    // created now reaches the waiting scaler, a new scaler and a new
+    // failover get their first status.
+    create_deployment(&client, "late").await;
+    create_scaler(&client, "after", "nowhere").await;
+    create_failover(&client, "after").await;
+    wait_for(
+        "the scaler's target found",
+        Duration::from_secs(60),
+        || async {
+            let reason = able_to_scale(&client, "waiting").await;
+            (reason != "TargetNotFound").then_some(())
+        },
+    )
+    .await;
+    let scaler_found_target = back.elapsed();
+    wait_for("a new scaler's status", Duration::from_secs(60), || async {
+        (able_to_scale(&client, "after").await == "TargetNotFound").then_some(())
+    })
+    .await;
+    let scaler_after = back.elapsed();
+    let phase = wait_for(
+        "a new failover's phase",
+        Duration::from_secs(60),
+        || async {
+            let phase = failover_phase(&client, "after").await;
+            (!phase.is_empty()).then_some(phase)
+        },
+    )
+    .await;
+    let failover_after = back.elapsed();
+    eprintln!(
+        "after the API server's return: scaler saw its target after {scaler_found_target:?}, \
+         a new scaler's status after {scaler_after:?}, a new failover's phase {phase} after \
+         {failover_after:?}"
+    );
+    for (what, took) in [
+        ("the waiting scaler saw its new target", scaler_found_target),
+        ("a new scaler got its status", scaler_after),
+        ("a new failover got its phase", failover_after),
+    ] {
+        assert!(
+            took < Duration::from_secs(15),
+            "{what} only {took:?} after the API server returned"
+        );
+    }
     sole_leader(&[&a, &b], Duration::from_secs(10)).await;
     let mut ready_after = None;
     while ready_after.is_none() {
