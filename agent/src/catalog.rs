@@ -157,6 +157,39 @@ pub async fn chain(store: &dyn Store, head: &Manifest) -> Result<Vec<Manifest>> 
     Ok(chain)
 }
 
+/// The backup an incremental run of `scope`'s series continues: the newest
+/// intact one with an id before `before` (the run's own), if its chain
+/// still restores; `None` (logged): the run takes a full backup.
+pub async fn continuable(
+    store: &dyn Store,
+    scope: &Scope,
+    before: &str,
+) -> Result<Option<Manifest>> {
+    let intact = load(store, scope).await?;
+    let Some(newest) = intact.iter().find(|m| m.backup_id.as_str() < before) else {
+        tracing::info!("--incremental: a full backup (no backup of this name to continue)");
+        return Ok(None);
+    };
+    // A chain that no longer restores (a member deleted, or damaged: its
+    // artifact missing or of the wrong size) is not continued: the run
+    // starts a new one rather than fail every scheduled run.
+    let broken = match chain(store, newest).await {
+        Err(e) => Some(e.to_string()),
+        Ok(chain) => chain
+            .iter()
+            .find(|m| !intact.iter().any(|i| i.backup_id == m.backup_id))
+            .map(|m| format!("backup {} is damaged", m.backup_id)),
+    };
+    if let Some(why) = broken {
+        tracing::warn!(
+            "--incremental: a full backup, because the chain of {} cannot be restored: {why}",
+            newest.backup_id
+        );
+        return Ok(None);
+    }
+    Ok(Some(newest.clone()))
+}
+
 /// The intact backups in scope, newest first.
 pub async fn load(store: &dyn Store, scope: &Scope) -> Result<Vec<Manifest>> {
     Ok(load_catalog(store, scope).await?.intact)

@@ -14,6 +14,7 @@ use vertice_crds::Compression;
 use crate::pipeline::progress::ProgressMode;
 
 pub mod probe;
+mod settings;
 
 /// The embedded default store: a directory under the working directory.
 pub const DEFAULT_STORE: &str = "file://vertice-backups";

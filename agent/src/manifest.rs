@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vertice_crds::Compression;
 
+pub mod kafka;
+
 /// Bumped when a change would mislead an older agent reading a newer
 /// manifest; the highest this agent reads. 2: the backup has a `parent`
 /// (an incremental backup), which an agent reading only 1 would restore
@@ -64,7 +66,7 @@ pub struct SourceInfo {
     /// Kafka: each topic's shape, configs and per-partition cut, count and
     /// content hash, and the consumer groups' offsets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kafka: Option<crate::engine::kafka::facts::KafkaFacts>,
+    pub kafka: Option<kafka::KafkaFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,6 @@ use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::read_ahead::read_ahead;
 use crate::pipeline::redact::Redactor;
-use crate::secret_files::resolve_password;
 use crate::store::{Store, StoreError};
 use crate::summary::RunSummary;
 
@@ -53,33 +52,18 @@ fn prepare(args: &BackupArgs, summary: &mut RunSummary) -> Result<Prepared> {
     let recipients = encryption::parse_recipients(&args.encrypt_to).map_err(Error::usage)?;
     let retention = super::prune::policy_from_args(&args.retention)?;
     let target = Target::parse_as(&args.source, "--source", args.source_kind.map(Into::into))?;
-    if args.kafka.incremental && !matches!(target, Target::Kafka(_)) {
-        return Err(Error::usage(
-            "--incremental is for Kafka sources (--source kafka://…); PostgreSQL, Redis and Vault backups are always full",
-        ));
-    }
     let (namespace, name) = series_names(args, &target)?;
     // Filed before anything runs, so a failed pre-hook is reported under
     // the backup's own name (metrics group, notifications).
     summary.namespace = Some(namespace.clone());
     summary.name = Some(name.clone());
-    let password = match target.password_env() {
-        Some(env) => resolve_password(args.password_file.as_ref(), env)?,
-        None => None,
-    };
-    let vault = super::vault_login(&args.vault, &target)?;
+    let engine = args.engine_settings(&target)?;
+    target.check_backup(&engine)?;
     Ok(Prepared {
         target,
         namespace,
         name,
-        engine: BackupSettings {
-            password: password.map(crate::secret::Secret::from),
-            pg_dump: args.pg_dump.clone(),
-            pg_dump_args: args.pg_dump_args.clone(),
-            psql: args.psql.clone(),
-            vault,
-            kafka: super::kafka_backup(&args.kafka)?,
-        },
+        engine,
         recipients,
         retention,
     })
@@ -219,61 +203,21 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     Ok(manifest)
 }
 
-/// The run's engine settings with, for `--incremental`, the backup it
-/// continues: the newest intact backup of the series, unless that is no
-/// Kafka backup or its chain is `--full-every` long (then a full one).
+/// The run's engine settings with, for an incremental run, the backup it
+/// continues: the newest backup of the series whose chain restores
+/// (`catalog::continuable`), as the engine takes it; else a full backup.
 async fn with_parent(store: &dyn Store, run: &Prepared, id: &BackupId) -> Result<BackupSettings> {
     let mut engine = run.engine.clone();
-    if !engine.kafka.incremental {
+    if !run.target.incremental(&engine) {
         return Ok(engine);
     }
     let scope = crate::catalog::Scope {
         namespace: Some(run.namespace.clone()),
         name: Some(run.name.clone()),
     };
-    let intact = crate::catalog::load(store, &scope).await?;
     // Earlier than this run's id: a run that started meanwhile is no parent.
-    let Some(newest) = intact
-        .iter()
-        .find(|m| m.backup_id.as_str() < id.as_str())
-        .cloned()
-    else {
-        tracing::info!("--incremental: a full backup (no backup of this name to continue)");
-        return Ok(engine);
-    };
-    // A chain that no longer restores (a member deleted, or damaged: its
-    // artifact missing or of the wrong size) is not continued: the run
-    // starts a new one rather than fail every scheduled run.
-    let broken = match crate::catalog::chain(store, &newest).await {
-        Err(e) => Some(e.to_string()),
-        Ok(chain) => chain
-            .iter()
-            .find(|m| !intact.iter().any(|i| i.backup_id == m.backup_id))
-            .map(|m| format!("backup {} is damaged", m.backup_id)),
-    };
-    if let Some(why) = broken {
-        tracing::warn!(
-            "--incremental: a full backup, because the chain of {} cannot be restored: {why}",
-            newest.backup_id
-        );
-        return Ok(engine);
-    }
-    let Some(facts) = newest.source.kafka.clone() else {
-        tracing::info!(newest = %newest.backup_id, "--incremental: a full backup (the newest backup of this name is not a Kafka backup)");
-        return Ok(engine);
-    };
-    let parent = crate::engine::kafka::increment::Parent {
-        backup_id: newest.backup_id.clone(),
-        facts,
-    };
-    engine.kafka.parent =
-        crate::engine::kafka::increment::continues(Some(parent), engine.kafka.full_every);
-    if engine.kafka.parent.is_none() {
-        tracing::info!(
-            "--incremental: a full backup (the chain ending at {} holds --full-every {} backups)",
-            newest.backup_id,
-            engine.kafka.full_every
-        );
+    if let Some(newest) = crate::catalog::continuable(store, &scope, id.as_str()).await? {
+        run.target.continue_from(&mut engine, &newest);
     }
     Ok(engine)
 }

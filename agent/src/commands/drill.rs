@@ -12,7 +12,7 @@ use vertice_crds::drill::{DrillChecks, DrillReport};
 use super::choose_backup;
 use crate::artifact::{check_identities, load_identities};
 use crate::cli::DrillArgs;
-use crate::engine::{DrillSettings, Drilled, Stored};
+use crate::engine::{DrillSettings, Drilled, RestoreTo, Stored};
 use crate::error::{Error, ErrorCategory, Result};
 use crate::secret::Secret;
 use crate::secret_files::resolve_password;
@@ -31,43 +31,42 @@ pub async fn run(args: &DrillArgs, summary: &mut RunSummary) -> Result<String> {
     ))
 }
 
-/// The run's settings, prepared once: everything a user can get wrong is
-/// refused before the store is read. The password waits for the backup's
-/// engine and its `--restore-to` check (`check_drill_target`).
-fn prepare(args: &DrillArgs) -> Result<(DrillSettings, DrillChecks)> {
+/// The run's settings, prepared once by [`prepare`].
+struct Prepared {
+    settings: DrillSettings,
+    /// `--restore-to`, parsed once; which engine may use it is known once
+    /// the backup is chosen.
+    restore_to: Option<RestoreTo>,
+    checks: DrillChecks,
+}
+
+/// Everything a user can get wrong is refused here, before the store is
+/// read. The password waits for the backup's engine and its `--restore-to`
+/// check (`engine::drill_target`).
+fn prepare(args: &DrillArgs) -> Result<Prepared> {
     if let Some(url) = &args.pushgateway_url {
         crate::report::pushgateway::validate_url(url)?;
     }
     let checks = load_checks(args)?;
-    let stale_after = vertice_crds::duration::parse(&args.stale_after)
-        .map_err(|e| Error::usage(format!("--stale-after: {e}")));
-    let settings = DrillSettings {
-        restore_to: args.restore_to.clone(),
-        password: None,
-        scratch_prefix: args.scratch_prefix.clone(),
-        stale_after: chrono::Duration::zero(),
-        with_owner: args.with_owner,
-        allow_older_server: args.allow_older_server,
-        pg_restore: args.pg_restore.clone(),
-        psql: args.psql.clone(),
-        postgres_bin: args.postgres_bin.clone(),
-        bao_server: args.bao_server.clone(),
-        redis_server: args.redis_server.clone(),
-        kafka: super::kafka_connection(&args.kafka)?,
-        progress: args.run.progress,
-    };
-    crate::engine::check_drill_settings(&settings)?;
-    Ok((
-        DrillSettings {
-            stale_after: stale_after?,
-            ..settings
-        },
+    let settings = args.engine_settings()?;
+    let restore_to = args
+        .restore_to
+        .as_deref()
+        .map(RestoreTo::parse)
+        .transpose()?;
+    Ok(Prepared {
+        settings,
+        restore_to,
         checks,
-    ))
+    })
 }
 
 async fn drill(args: &DrillArgs, summary: &mut RunSummary, report: &mut DrillReport) -> Result<()> {
-    let (mut settings, checks) = prepare(args)?;
+    let Prepared {
+        mut settings,
+        restore_to,
+        checks,
+    } = prepare(args)?;
     let identities = load_identities(args.identity.as_deref())?;
     let (store, manifest) =
         choose_backup(&args.from, &args.backup, &args.names, &args.store, summary).await?;
@@ -80,8 +79,7 @@ async fn drill(args: &DrillArgs, summary: &mut RunSummary, report: &mut DrillRep
     report.backup_finished_at = Some(manifest.finished_at);
     report.backup_age_seconds =
         Some((now - manifest.finished_at).num_milliseconds() as f64 / 1000.0);
-    let kind = manifest.source.kind;
-    crate::engine::check_drill_target(kind, settings.restore_to.as_deref())?;
+    let target = crate::engine::drill_target(manifest.source.kind, restore_to)?;
     // Only a restorable backup is worth restoring: a wrong key or a corrupt
     // artifact fails here, before any target exists.
     check_identities(&manifest, &artifact, identities.as_deref())?;
@@ -104,14 +102,14 @@ async fn drill(args: &DrillArgs, summary: &mut RunSummary, report: &mut DrillRep
     verified?;
     tracing::info!(backup = %manifest.backup_id, "backup verified; restoring it into a throwaway target");
 
-    if let Some(env) = crate::engine::drill_password_env(kind, settings.restore_to.as_deref()) {
+    if let Some(env) = target.password_env() {
         settings.password = resolve_password(args.password_file.as_ref(), env)?.map(Secret::from);
     }
     let drilled = Drilled {
         args: &settings,
         backup,
     };
-    crate::engine::drill(&drilled, &checks, report).await?;
+    crate::engine::drill(&drilled, &target, &checks, report).await?;
     summary.stored_bytes = Some(manifest.stored_bytes());
     summary.raw_bytes = Some(manifest.raw_bytes());
     verdict(&manifest.backup_id, report)

@@ -1,5 +1,8 @@
 //! One module per subcommand; each takes its parsed arguments and returns
 //! what the run produced, leaving printing of errors and exit codes to `main`.
+//! Engine-agnostic assembly: select, open the store, run the pipeline, write
+//! the manifest, report. What an engine knows is behind `engine::Target`;
+//! its settings come ready from the edge (`cli/settings.rs`).
 
 pub mod backup;
 pub mod drill;
@@ -23,90 +26,6 @@ use crate::store::multipart::MultipartConfig;
 use crate::store::s3::S3Settings;
 use crate::store::{open_store, Store, StoreOptions};
 use crate::summary::RunSummary;
-
-/// The Vault login settings of `--vault-*`, the token read here, once, at
-/// the edge: from `--vault-token-file`, else the engine's variable. Only an
-/// engine that logs in with a token reads it, so another engine's run never
-/// fails on a Vault flag.
-pub fn vault_login(
-    args: &crate::cli::VaultArgs,
-    target: &crate::engine::Target,
-) -> Result<crate::engine::vault::VaultLogin> {
-    let token = match target.token_env() {
-        Some(env) => resolve_secret(args.vault_token_file.as_ref(), "--vault-token-file", env)?,
-        None => None,
-    };
-    Ok(crate::engine::vault::VaultLogin {
-        token: token.map(crate::secret::Secret::from),
-        k8s_role: args.vault_k8s_role.clone(),
-        k8s_mount: args.vault_k8s_mount.clone(),
-        k8s_jwt_file: args.vault_k8s_jwt_file.clone(),
-        cacert: args.vault_cacert.clone(),
-        namespace: args.vault_namespace.clone(),
-    })
-}
-
-/// How the run reaches a Kafka cluster, from its flags.
-pub fn kafka_connection(
-    args: &crate::cli::KafkaConnectionArgs,
-) -> Result<crate::engine::settings::KafkaConnection> {
-    let timeout = vertice_crds::duration::parse(&args.kafka_timeout)
-        .ok()
-        .and_then(|d| d.to_std().ok())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "--kafka-timeout {:?}: expected a duration such as 30s or 2m",
-                args.kafka_timeout
-            ))
-        })?;
-    Ok(crate::engine::settings::KafkaConnection {
-        ca_file: args.kafka_ca_file.clone(),
-        cert_file: args.kafka_cert_file.clone(),
-        key_file: args.kafka_key_file.clone(),
-        timeout,
-    })
-}
-
-fn kafka_pattern(pattern: Option<&String>, flag: &str) -> Result<Option<regex::Regex>> {
-    pattern
-        .map(|p| crate::engine::kafka::selection::whole_match(p, flag))
-        .transpose()
-}
-
-/// A Kafka backup's topics and groups, from its flags.
-pub fn kafka_backup(
-    args: &crate::cli::KafkaBackupArgs,
-) -> Result<crate::engine::settings::KafkaBackup> {
-    Ok(crate::engine::settings::KafkaBackup {
-        connection: kafka_connection(&args.connection)?,
-        topics: args
-            .topics
-            .iter()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect(),
-        topic_regex: kafka_pattern(args.topic_regex.as_ref(), "--topic-regex")?,
-        include_internal: args.include_internal,
-        groups: kafka_pattern(args.groups.as_ref(), "--groups")?,
-        incremental: args.incremental,
-        full_every: args.full_every,
-        parent: None,
-    })
-}
-
-/// A Kafka restore's mapping and groups, from its flags.
-pub fn kafka_restore(
-    args: &crate::cli::KafkaRestoreArgs,
-) -> Result<crate::engine::settings::KafkaRestore> {
-    Ok(crate::engine::settings::KafkaRestore {
-        connection: kafka_connection(&args.connection)?,
-        topic_map: args.topic_map.clone(),
-        groups: kafka_pattern(args.restore_groups.as_ref(), "--groups")?,
-        keep_retention_suspended: args.kafka_keep_retention_suspended,
-        resume: args.resume,
-    })
-}
 
 /// The part of the store `--namespace` / `--name` select, validated.
 pub fn scope_of(names: &NameArgs) -> Result<catalog::Scope> {

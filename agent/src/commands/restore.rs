@@ -17,18 +17,7 @@ use crate::summary::RunSummary;
 /// is read later, once the backup's kind matched `--to`.
 fn prepare(args: &RestoreArgs) -> Result<(Target, RestoreSettings)> {
     let target = Target::parse_as(&args.to, "--to", args.target_kind.map(Into::into))?;
-    let settings = RestoreSettings {
-        password: None,
-        force: args.force,
-        no_owner: args.no_owner,
-        allow_older_server: args.allow_older_server,
-        pg_restore: args.pg_restore.clone(),
-        psql: args.psql.clone(),
-        pg_restore_args: args.pg_restore_args.clone(),
-        vault: super::vault_login(&args.vault, &target)?,
-        kafka: super::kafka_restore(&args.kafka)?,
-        progress: args.run.progress,
-    };
+    let settings = args.engine_settings(&target)?;
     Ok((target, settings))
 }
 

@@ -1,13 +1,15 @@
 //! The database engines: everything one engine knows lives in its folder —
 //! its target URL, the backup stream and the facts it adds to the manifest,
 //! restore, the drill and its structural checks. `commands/` knows none of
-//! it: it parses a [`Target`] (or reads a manifest's [`SourceKind`]) and
-//! calls the functions below, each of which matches on the engine once.
+//! it: it parses a [`Target`] (a drill: a [`RestoreTo`], checked into a
+//! [`DrillTarget`] once the backup's [`SourceKind`] is known) and calls the
+//! functions below, each of which matches on the engine once.
 //!
 //! Adding an engine: a folder `engine/<name>/` with `target.rs` (parse),
-//! `mod.rs` (`start_backup`, `restore`, `drill`), a variant of [`Target`]
-//! and of `SourceKind` (`manifest.rs`), and one arm in each `match` of this
-//! file (the compiler lists them). Engines import what they share from the
+//! `mod.rs` (`start_backup`, `restore`, `drill`), a variant of [`Target`],
+//! of [`DrillTarget`] and of `SourceKind` (`manifest.rs`), and one arm in
+//! each `match` of this file (the compiler lists them); its flags become
+//! settings in `cli/settings.rs`. Engines import what they share from the
 //! leaf [`common`] and [`settings`], never from this file, and take their
 //! own target type, never a [`Target`]. The recipe is in
 //! docs/ARCHITECTURE.md.
@@ -66,12 +68,12 @@ impl Target {
         let shown = redact_url(raw);
         let url = Url::parse(raw).map_err(|e| {
             Error::usage(format!(
-                "{flag} {shown:?} is not a URL ({e}); expected postgres://USER@HOST:PORT/DB or redis://[USER@]HOST:PORT (a password goes in PGPASSWORD / REDIS_PASSWORD or --password-file)"
+                "{flag} {shown:?} is not a URL ({e}); expected postgres://USER@HOST:PORT/DB, redis://[USER@]HOST:PORT, vault://HOST:PORT, kafka://HOST:PORT[,HOST:PORT…] or (restore only) file:///path/dump.rdb (a password goes in PGPASSWORD / REDIS_PASSWORD / KAFKA_PASSWORD or --password-file, a Vault token in VAULT_TOKEN or --vault-token-file)"
             ))
         })?;
         if url.password().is_some() {
             return Err(Error::usage(format!(
-                "{flag} must not contain a password: put it in PGPASSWORD / REDIS_PASSWORD or a file named by --password-file ({shown})"
+                "{flag} must not contain a password: put it in PGPASSWORD / REDIS_PASSWORD or a file named by --password-file (Vault takes a token, from VAULT_TOKEN or --vault-token-file) ({shown})"
             )));
         }
         let raw = shown.as_str();
@@ -149,8 +151,39 @@ impl Target {
             Target::Vault(vault) => vault::start_backup(vault, settings, redactor).await,
             Target::Kafka(k) => kafka::start_backup(k, settings, redactor).await,
             Target::File(_) => Err(Error::usage(
-                "--source file:// is not a database; back up postgres:// or redis://",
+                "--source file:// is not a database; back up postgres://, redis://, vault:// (or http(s):// with --source-kind vault) or kafka:// (or kafkas://)",
             )),
+        }
+    }
+
+    /// Refuses backup settings this target's engine cannot use, before the
+    /// store is opened: only Kafka continues an earlier backup.
+    pub fn check_backup(&self, settings: &BackupSettings) -> Result<()> {
+        match self {
+            Target::Kafka(_) => Ok(()),
+            _ if settings.kafka.incremental => Err(Error::usage(
+                "--incremental is for Kafka sources (--source kafka://…); PostgreSQL, Redis and Vault backups are always full",
+            )),
+            Target::Postgres(_) | Target::Redis(_) | Target::Vault(_) | Target::File(_) => Ok(()),
+        }
+    }
+
+    /// Whether this run continues the newest backup of its series (Kafka's
+    /// `--incremental`): the command then finds that backup in the store
+    /// (`catalog::continuable`) and hands it to [`Target::continue_from`].
+    pub fn incremental(&self, settings: &BackupSettings) -> bool {
+        match self {
+            Target::Kafka(_) => settings.kafka.incremental,
+            Target::Postgres(_) | Target::Redis(_) | Target::Vault(_) | Target::File(_) => false,
+        }
+    }
+
+    /// `settings` for a run continuing `newest`, the newest backup of the
+    /// series whose chain restores; the engine may still take a full backup
+    /// (`newest` is of another engine, or its chain is long enough).
+    pub fn continue_from(&self, settings: &mut BackupSettings, newest: &Manifest) {
+        if let Target::Kafka(_) = self {
+            kafka::continue_from(&mut settings.kafka, newest);
         }
     }
 
@@ -253,96 +286,111 @@ pub fn check_drill_settings(settings: &DrillSettings) -> Result<()> {
     postgres::scratch::validate_prefix(&settings.scratch_prefix).map_err(Error::usage)
 }
 
-/// Where the password of a drill's own target comes from, if it takes one:
-/// only a PostgreSQL server the user names (`--restore-to postgres://…`).
-pub fn drill_password_env(
-    kind: SourceKind,
-    restore_to: Option<&str>,
-) -> Option<&'static [&'static str]> {
-    match (kind, restore_to) {
-        (SourceKind::Postgres, Some(to)) if to != postgres::EPHEMERAL => {
-            Some(postgres::target::PASSWORD_ENV)
+/// A drill's `--restore-to`, parsed once where the drill's settings are
+/// prepared; which engine may use it is known only once the backup is
+/// chosen ([`drill_target`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTo {
+    /// `ephemeral`: a PostgreSQL server the drill starts itself.
+    Ephemeral,
+    /// A server or cluster the user names.
+    Target(Target),
+}
+
+impl RestoreTo {
+    /// `ephemeral`, or a target's URL (its errors name `--restore-to`).
+    pub fn parse(raw: &str) -> Result<RestoreTo> {
+        if raw == postgres::EPHEMERAL {
+            return Ok(RestoreTo::Ephemeral);
         }
-        (SourceKind::Kafka, Some(to)) => match Target::parse(to, "--restore-to") {
-            Ok(target) => target.password_env(),
-            Err(_) => None,
-        },
-        _ => None,
+        Target::parse(raw, "--restore-to").map(RestoreTo::Target)
     }
 }
 
+/// Where a drill restores, checked against the backup's engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrillTarget {
+    /// A server the user names (no redirects: `check_drill_server`), or
+    /// `None`: an ephemeral server of the drill's own.
+    Postgres(Option<PostgresTarget>),
+    /// The cluster the drill's scratch topics go to.
+    Kafka(KafkaTarget),
+    /// Redis and Vault drills restore into a throwaway target of their own.
+    Redis,
+    Vault,
+}
+
 /// Refuses a drill whose `--restore-to` does not suit the backup's engine,
-/// before anything is read (and before its password is).
-pub fn check_drill_target(kind: SourceKind, restore_to: Option<&str>) -> Result<()> {
+/// before anything is read (and before its password is); else where the
+/// drill restores.
+pub fn drill_target(kind: SourceKind, restore_to: Option<RestoreTo>) -> Result<DrillTarget> {
     match (kind, restore_to) {
-        (SourceKind::Postgres, Some(to)) if to != postgres::EPHEMERAL => {
-            drill_server(to).map(|_| ())
+        (SourceKind::Postgres, Some(RestoreTo::Ephemeral)) => Ok(DrillTarget::Postgres(None)),
+        (SourceKind::Postgres, Some(RestoreTo::Target(Target::Postgres(server)))) => {
+            postgres::check_drill_server(server).map(|s| DrillTarget::Postgres(Some(s)))
         }
+        (SourceKind::Postgres, Some(_)) => Err(Error::usage(
+            "--restore-to must be postgres://USER@HOST:PORT/DB (or ephemeral) for a PostgreSQL backup",
+        )),
         (SourceKind::Postgres, None) => Err(Error::usage(
             "--restore-to is needed for a PostgreSQL drill: postgres://USER@HOST:PORT/postgres, a server where the drill may create and drop its scratch databases",
         )),
-        (SourceKind::Kafka, Some(to)) => kafka_drill_cluster(to).map(|_| ()),
+        (SourceKind::Kafka, Some(RestoreTo::Target(Target::Kafka(cluster)))) => {
+            Ok(DrillTarget::Kafka(cluster))
+        }
+        (SourceKind::Kafka, Some(_)) => Err(Error::usage(
+            "--restore-to must be kafka://HOST:PORT[,HOST:PORT…] (or kafkas://) for a Kafka backup",
+        )),
         (SourceKind::Kafka, None) => Err(Error::usage(
             "--restore-to is needed for a Kafka drill: kafka://HOST:PORT, a cluster where the drill may create and delete its scratch topics (vertice-drill-<backup>-<topic>)",
         )),
         (SourceKind::Redis | SourceKind::Vault, Some(_)) => Err(Error::usage(format!(
             "--restore-to is for PostgreSQL and Kafka drills; a {kind} drill restores into a throwaway target of its own"
         ))),
-        _ => Ok(()),
+        (SourceKind::Redis, None) => Ok(DrillTarget::Redis),
+        (SourceKind::Vault, None) => Ok(DrillTarget::Vault),
     }
 }
 
-/// The cluster a Kafka drill's `--restore-to` names.
-fn kafka_drill_cluster(raw: &str) -> Result<KafkaTarget> {
-    match Target::parse(raw, "--restore-to")? {
-        Target::Kafka(cluster) => Ok(cluster),
-        _ => Err(Error::usage(
-            "--restore-to must be kafka://HOST:PORT[,HOST:PORT…] (or kafkas://) for a Kafka backup",
-        )),
+impl DrillTarget {
+    /// Where the password of the drill's target comes from, if it takes
+    /// one: a PostgreSQL server the user names, a Kafka cluster's SASL user.
+    pub fn password_env(&self) -> Option<&'static [&'static str]> {
+        match self {
+            DrillTarget::Postgres(Some(_)) => Some(postgres::target::PASSWORD_ENV),
+            DrillTarget::Kafka(cluster) => {
+                cluster.sasl.as_ref().map(|_| kafka::target::PASSWORD_ENV)
+            }
+            DrillTarget::Postgres(None) | DrillTarget::Redis | DrillTarget::Vault => None,
+        }
     }
-}
-
-/// The server a `--restore-to postgres://…` names, refused if it is no
-/// PostgreSQL URL or redirects the drill (`dbname=`, `service=`). Checked
-/// before anything is read, and again before the drill connects to it.
-fn drill_server(raw: &str) -> Result<PostgresTarget> {
-    let Target::Postgres(server) = Target::parse(raw, "--restore-to")? else {
-        return Err(Error::usage(
-            "--restore-to must be postgres://USER@HOST:PORT/DB (or ephemeral) for a PostgreSQL backup",
-        ));
-    };
-    postgres::check_drill_server(server)
 }
 
 /// Restores a verified backup into a throwaway target and runs the checks,
 /// recording them in `report`; the target is gone when this returns
 /// (`report.cleaned_up` says whether it went cleanly).
-pub async fn drill(d: &Drilled<'_>, checks: &DrillChecks, report: &mut DrillReport) -> Result<()> {
-    match d.backup.manifest.source.kind {
-        SourceKind::Postgres => {
-            let raw = d.args.restore_to.as_deref().unwrap_or_default();
-            let server = if raw == postgres::EPHEMERAL {
-                None
-            } else {
-                Some(drill_server(raw)?)
-            };
-            postgres::drill(d, server, &checks.postgres, report).await
+pub async fn drill(
+    d: &Drilled<'_>,
+    target: &DrillTarget,
+    checks: &DrillChecks,
+    report: &mut DrillReport,
+) -> Result<()> {
+    match target {
+        DrillTarget::Postgres(server) => {
+            postgres::drill(d, server.clone(), &checks.postgres, report).await
         }
-        SourceKind::Redis => {
+        DrillTarget::Redis => {
             redis::drill(d, &checks.redis, report).await?;
             // Its throwaway directory and server are gone once it returns.
             report.cleaned_up = true;
             Ok(())
         }
-        SourceKind::Vault => {
+        DrillTarget::Vault => {
             vault::drill(d, report).await?;
             report.cleaned_up = true;
             Ok(())
         }
-        SourceKind::Kafka => {
-            let cluster = kafka_drill_cluster(d.args.restore_to.as_deref().unwrap_or_default())?;
-            kafka::drill(d, &cluster, report).await
-        }
+        DrillTarget::Kafka(cluster) => kafka::drill(d, cluster, report).await,
     }
 }
 
@@ -412,19 +460,20 @@ mod tests {
 
     #[test]
     fn a_drill_server_that_redirects_is_refused_before_anything_is_read() {
+        let check = |to: &str| {
+            RestoreTo::parse(to).and_then(|to| drill_target(SourceKind::Postgres, Some(to)))
+        };
         for (to, needle) in [
             ("postgres://app@db/postgres?dbname=x", "dbname="),
             ("postgres://app@db/postgres?service=x", "service="),
             ("redis://db", "must be postgres://"),
         ] {
-            let err = check_drill_target(SourceKind::Postgres, Some(to)).expect_err(to);
+            let err = check(to).expect_err(to);
             assert_eq!(err.exit_code(), 2, "{to}");
             assert!(err.to_string().contains(needle), "{to}: {err}");
         }
-        assert!(check_drill_target(SourceKind::Postgres, Some("ephemeral")).is_ok());
-        assert!(
-            check_drill_target(SourceKind::Postgres, Some("postgres://app@db/postgres")).is_ok()
-        );
+        assert!(check("ephemeral").is_ok());
+        assert!(check("postgres://app@db/postgres").is_ok());
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The settings of one run, prepared once at the edge (`commands/`, from the
-//! command line) and handed down whole: plain values, secrets already
-//! resolved, no clap types. Each engine reads the fields that are its own.
+//! The settings of one run, prepared once at the edge (`cli/settings.rs`,
+//! from the command line) and handed down whole: plain values, secrets
+//! already resolved, no clap types. Each engine reads the fields that are
+//! its own. A leaf: it names no engine module, only the manifest's types.
 
 use std::path::PathBuf;
 
+use crate::manifest::kafka::KafkaFacts;
 use crate::pipeline::progress::ProgressMode;
 use crate::secret::Secret;
 
@@ -42,9 +44,8 @@ pub struct RestoreSettings {
 /// `drill`: where and with what each engine's throwaway target runs.
 #[derive(Debug, Clone)]
 pub struct DrillSettings {
-    /// `--restore-to` (PostgreSQL only): a server URL or `ephemeral`.
-    pub restore_to: Option<String>,
-    /// The password for `--restore-to`.
+    /// The password for `--restore-to` (parsed beside these settings, as
+    /// an `engine::RestoreTo`, since it names an engine's target type).
     pub password: Option<Secret>,
     pub scratch_prefix: String,
     pub stale_after: chrono::Duration,
@@ -99,7 +100,15 @@ pub struct KafkaBackup {
     pub full_every: u32,
     /// The backup an incremental run continues, found in the store once it
     /// is open (`None`: a full backup).
-    pub parent: Option<crate::engine::kafka::increment::Parent>,
+    pub parent: Option<KafkaParent>,
+}
+
+/// The backup an incremental Kafka run continues: its id and what its
+/// manifest records of each partition (where this run resumes reading).
+#[derive(Debug, Clone)]
+pub struct KafkaParent {
+    pub backup_id: String,
+    pub facts: KafkaFacts,
 }
 
 /// A Kafka restore: where topics go and which groups' offsets follow.
@@ -115,8 +124,8 @@ pub struct KafkaRestore {
     pub resume: bool,
 }
 
-/// How the agent logs in to Vault / OpenBao; `commands/` builds it from the
-/// command line.
+/// How the agent logs in to Vault / OpenBao; `cli/settings.rs` builds it
+/// from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct VaultLogin {
     /// The token, read at the edge from `--vault-token-file` (else

@@ -27,12 +27,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::client::{self, Watch};
-use super::facts::{GroupFacts, GroupOffset, KafkaFacts, PartitionFacts, TopicFacts};
 use super::format::{PartitionDigest, Record, TimestampType};
 use super::increment::{self, Parent};
 use super::selection::Selection;
 use super::topic_ids;
 use crate::error::{Error, Result};
+use crate::manifest::kafka::{GroupFacts, GroupOffset, KafkaFacts, PartitionFacts, TopicFacts};
 
 /// Chunks handed to the upload.
 const CHUNK: usize = 256 * 1024;
@@ -115,61 +115,18 @@ impl Source {
     /// parent, each partition continues from the parent's end.
     pub fn plan(&self, selection: &Selection, parent: Option<&Parent>) -> Result<Plan> {
         let consumer = self.consumer("vertice-backup")?;
-        let watch = consumer.context();
         let metadata = client::metadata(&consumer, self.timeout)
-            .map_err(|e| self.fail(watch, "reading the cluster's metadata", &e))?;
+            .map_err(|e| self.fail(consumer.context(), "reading the cluster's metadata", &e))?;
         let names = selection.topics(metadata.topics().iter().map(|t| t.name()))?;
-        let mut topics = Vec::new();
-        for name in &names {
-            let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
-                continue;
-            };
-            if let Some(e) = topic.error() {
-                return Err(Error::source(format!(
-                    "{}: topic {name}: {:?}",
-                    self.address,
-                    RDKafkaErrorCode::from(e)
-                )));
-            }
-            let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-            partitions.sort_unstable();
-            let replication_factor = topic
-                .partitions()
-                .iter()
-                .map(|p| p.replicas().len() as i32)
-                .max()
-                .unwrap_or(1);
-            topics.push((name.clone(), replication_factor, partitions));
-        }
+        let topics = self.shapes(&metadata, &names)?;
         // First the groups' offsets, then the ends: a committed offset read
         // before the end can never point past it.
         let groups = self.group_offsets(&consumer, selection, &topics)?;
         let configs = self.topic_configs(&names)?;
-        let ids = match topic_ids::describe(consumer.client(), &names, self.timeout) {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!(
-                    "{}: the topics' ids could not be read ({e}); the manifest goes without them",
-                    self.address
-                );
-                BTreeMap::new()
-            }
-        };
+        let ids = self.topic_ids(&consumer, &names);
         let mut planned = Vec::new();
         for (name, replication_factor, partitions) in topics {
-            let mut cut = Vec::new();
-            for partition in partitions {
-                let (low, end) = consumer
-                    .fetch_watermarks(&name, partition, self.timeout)
-                    .map_err(|e| {
-                        self.fail(
-                            watch,
-                            &format!("reading the offsets of {name}/{partition}"),
-                            &e,
-                        )
-                    })?;
-                cut.push((partition, low, end));
-            }
+            let cut = self.cut(&consumer, &name, partitions)?;
             let topic_id = ids.get(&name).cloned();
             let starts = match parent {
                 Some(parent) => increment::starts(parent, &name, topic_id.as_deref(), &cut)
@@ -198,6 +155,83 @@ impl Source {
             groups,
             chain_length: parent.map_or(1, |p| p.facts.chain_length + 1),
         })
+    }
+
+    /// Each selected topic's name, replication factor and sorted partition
+    /// ids, in the selection's order. A topic the metadata reports with an
+    /// error fails the run: its partition list cannot be trusted.
+    fn shapes(
+        &self,
+        metadata: &rdkafka::metadata::Metadata,
+        names: &[String],
+    ) -> Result<Vec<(String, i32, Vec<i32>)>> {
+        let mut topics = Vec::new();
+        for name in names {
+            let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
+                continue;
+            };
+            if let Some(e) = topic.error() {
+                return Err(Error::source(format!(
+                    "{}: topic {name}: {:?}",
+                    self.address,
+                    RDKafkaErrorCode::from(e)
+                )));
+            }
+            let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+            partitions.sort_unstable();
+            let replication_factor = topic
+                .partitions()
+                .iter()
+                .map(|p| p.replicas().len() as i32)
+                .max()
+                .unwrap_or(1);
+            topics.push((name.clone(), replication_factor, partitions));
+        }
+        Ok(topics)
+    }
+
+    /// The topics' ids, or none: they only let a later incremental run
+    /// notice a topic deleted and created again, so the backup goes on
+    /// without them.
+    fn topic_ids(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        names: &[String],
+    ) -> BTreeMap<String, String> {
+        match topic_ids::describe(consumer.client(), names, self.timeout) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: the topics' ids could not be read ({e}); the manifest goes without them",
+                    self.address
+                );
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// One topic's cut: each partition's log start and end. Called only
+    /// after the groups' offsets were read (see `plan`).
+    fn cut(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        name: &str,
+        partitions: Vec<i32>,
+    ) -> Result<Vec<increment::Cut>> {
+        let mut cut = Vec::new();
+        for partition in partitions {
+            let (low, end) = consumer
+                .fetch_watermarks(name, partition, self.timeout)
+                .map_err(|e| {
+                    self.fail(
+                        consumer.context(),
+                        &format!("reading the offsets of {name}/{partition}"),
+                        &e,
+                    )
+                })?;
+            cut.push((partition, low, end));
+        }
+        Ok(cut)
     }
 
     /// The committed offsets of every selected group on the selected
@@ -391,62 +425,22 @@ impl Source {
     ) -> Result<()> {
         let mut last_progress = Instant::now();
         while !open.is_empty() {
-            if let Some(signal) = crate::interrupt::received() {
-                return Err(Error::source(format!(
-                    "reading {topic} stopped: {}",
-                    crate::interrupt::signal_name(signal)
-                )));
-            }
-            let Some(polled) = consumer.poll(Duration::from_millis(200)) else {
-                if last_progress.elapsed() > self.timeout {
-                    return Err(self.silent(consumer.context(), topic, open));
-                }
-                continue;
-            };
-            let message = match polled {
-                Ok(message) => message,
-                // The fetch reached the partition's end as it is now. That
-                // is at or past the cut — unless a new leader (after a
-                // broker failure) has not yet caught up to the high
-                // watermark the cut saw: then the partition is not complete,
-                // and reading goes on (librdkafka reports the end again when
-                // it gets there). A failed query keeps the old rule.
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    let Some(&end) = open.get(&partition) else {
-                        continue;
-                    };
-                    // Once per partition: one request to its leader.
-                    let high = consumer
-                        .fetch_watermarks(
-                            topic,
-                            partition,
-                            self.timeout.min(Duration::from_secs(5)),
-                        )
-                        .ok()
-                        .map(|(_, high)| high);
-                    if high.is_none_or(|high| high < 0 || high >= end) {
+            interrupted(topic)?;
+            let message = match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => message,
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    if self.reached_cut(consumer, topic, partition, open) {
                         last_progress = Instant::now();
                         self.close(consumer, topic, partition, open);
-                    } else {
-                        tracing::debug!(
-                            topic,
-                            partition,
-                            end,
-                            "end of partition reported below the cut; reading on"
-                        );
                     }
                     continue;
                 }
-                // Errors are no progress: a dead broker reports one on
-                // every reconnection attempt.
-                Err(e) => {
-                    if last_progress.elapsed() > self.timeout {
-                        return Err(self.silent(consumer.context(), topic, open));
-                    }
-                    if let Some(error) = self.fatal(consumer.context(), topic, &e) {
-                        return Err(error);
-                    }
-                    tracing::debug!(topic, "consumer: {e}");
+                Some(Err(e)) => {
+                    self.consumer_error(consumer, topic, open, last_progress, &e)?;
+                    continue;
+                }
+                None => {
+                    self.check_stall(consumer, topic, open, last_progress)?;
                     continue;
                 }
             };
@@ -460,26 +454,113 @@ impl Source {
                 self.close(consumer, topic, partition, open);
                 continue;
             }
-            // The client library panics on a header name that is not UTF-8;
-            // the run fails naming the record instead of a lost thread.
-            let Ok(record) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                record_of(topic, &message)
-            })) else {
-                return Err(Error::source(format!(
-                    "{}: the record at {topic}/{partition} offset {offset} has a header name that is not UTF-8, which the Kafka client library cannot read; the backup cannot take this topic",
-                    self.address
-                )));
-            };
-            if let Some(digest) = digests.get_mut(&partition) {
-                digest.add(&record);
-            }
-            record.write_line(&mut sink.buffer);
+            let digest = digests.get_mut(&partition);
+            self.take(topic, &message, offset, digest, &mut sink.buffer)?;
             if offset + 1 >= end {
                 self.close(consumer, topic, partition, open);
             }
             if sink.buffer.len() >= CHUNK {
                 sink.flush()?;
             }
+        }
+        Ok(())
+    }
+
+    /// Appends one message below the cut to the chunk and its partition's
+    /// digest.
+    #[inline]
+    fn take(
+        &self,
+        topic: &str,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        offset: i64,
+        digest: Option<&mut PartitionDigest>,
+        buffer: &mut Vec<u8>,
+    ) -> Result<()> {
+        // The client library panics on a header name that is not UTF-8;
+        // the run fails naming the record instead of a lost thread.
+        let Ok(record) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| record_of(topic, message)))
+        else {
+            return Err(Error::source(format!(
+                "{}: the record at {topic}/{} offset {offset} has a header name that is not UTF-8, which the Kafka client library cannot read; the backup cannot take this topic",
+                self.address,
+                message.partition()
+            )));
+        };
+        if let Some(digest) = digest {
+            digest.add(&record);
+        }
+        record.write_line(buffer);
+        Ok(())
+    }
+
+    /// Whether a reported end of `partition` is its cut.
+    ///
+    /// The fetch reached the partition's end as it is now. That is at or
+    /// past the cut — unless a new leader (after a broker failure) has not
+    /// yet caught up to the high watermark the cut saw: then the partition
+    /// is not complete, and reading goes on (librdkafka reports the end
+    /// again when it gets there). A failed query keeps the old rule.
+    fn reached_cut(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        topic: &str,
+        partition: i32,
+        open: &BTreeMap<i32, i64>,
+    ) -> bool {
+        let Some(&end) = open.get(&partition) else {
+            return false;
+        };
+        // Once per partition: one request to its leader.
+        let high = consumer
+            .fetch_watermarks(topic, partition, self.timeout.min(Duration::from_secs(5)))
+            .ok()
+            .map(|(_, high)| high);
+        if high.is_none_or(|high| high < 0 || high >= end) {
+            return true;
+        }
+        tracing::debug!(
+            topic,
+            partition,
+            end,
+            "end of partition reported below the cut; reading on"
+        );
+        false
+    }
+
+    /// A consumer error other than a partition's end: fails the run when
+    /// the partition cannot be read to its cut or the cluster has been
+    /// silent too long; otherwise librdkafka recovers and reading goes on.
+    fn consumer_error(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        topic: &str,
+        open: &BTreeMap<i32, i64>,
+        last_progress: Instant,
+        e: &KafkaError,
+    ) -> Result<()> {
+        // Errors are no progress: a dead broker reports one on every
+        // reconnection attempt.
+        self.check_stall(consumer, topic, open, last_progress)?;
+        if let Some(error) = self.fatal(consumer.context(), topic, e) {
+            return Err(error);
+        }
+        tracing::debug!(topic, "consumer: {e}");
+        Ok(())
+    }
+
+    /// Fails the run when nothing has arrived for longer than the timeout.
+    #[inline]
+    fn check_stall(
+        &self,
+        consumer: &BaseConsumer<Watch>,
+        topic: &str,
+        open: &BTreeMap<i32, i64>,
+        last_progress: Instant,
+    ) -> Result<()> {
+        if last_progress.elapsed() > self.timeout {
+            return Err(self.silent(consumer.context(), topic, open));
         }
         Ok(())
     }
@@ -542,6 +623,19 @@ impl Source {
             Error::source,
         )
     }
+}
+
+/// Checked between polls, so a signal stops the read within one poll's
+/// wait instead of after the whole topic.
+#[inline]
+fn interrupted(topic: &str) -> Result<()> {
+    if let Some(signal) = crate::interrupt::received() {
+        return Err(Error::source(format!(
+            "reading {topic} stopped: {}",
+            crate::interrupt::signal_name(signal)
+        )));
+    }
+    Ok(())
 }
 
 /// A consumed message as a backup record, borrowing its bytes.

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use super::facts::{KafkaFacts, PartitionFacts, TopicFacts};
 use super::load;
+use crate::manifest::kafka::{KafkaFacts, PartitionFacts, TopicFacts};
 
 /// What a chain restores: the facts as one backup would state them
 /// (`facts`), and per member the partitions it contributes (`views`: its

@@ -14,7 +14,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 use super::client::{self, Watch};
+use super::target::KafkaTarget;
+use crate::engine::settings::KafkaConnection;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 #[derive(Clone)]
 pub struct Cluster {
@@ -31,6 +34,22 @@ pub struct TopicState {
 }
 
 impl Cluster {
+    /// The client configuration and address for `target` (`flag` names it
+    /// in errors): how backup, restore and drill each reach their cluster.
+    pub fn new(
+        target: &KafkaTarget,
+        connection: &KafkaConnection,
+        password: Option<&Secret>,
+        flag: &str,
+    ) -> Result<Cluster> {
+        let config = client::config(target, connection, password.map(Secret::expose), flag)?;
+        Ok(Cluster {
+            address: target.address(),
+            config,
+            timeout: connection.timeout,
+        })
+    }
+
     pub fn fail(&self, watch: &Watch, doing: &str, e: &KafkaError) -> Error {
         client::failure(watch, &self.address, doing, e, Error::target)
     }

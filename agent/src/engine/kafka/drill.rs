@@ -11,14 +11,13 @@ use vertice_crds::drill::DrillReport;
 
 use super::backup::{self, Source};
 use super::cluster::Cluster;
-use super::facts::KafkaFacts;
 use super::load::LoadedPartitions;
-use super::options_of;
 use super::restore::{load_into, Chained, LoadOptions};
 use super::selection::Selection;
 use super::target::KafkaTarget;
 use crate::engine::common::{record_restore, timed, Drilled};
 use crate::error::{Error, Result};
+use crate::manifest::kafka::KafkaFacts;
 
 /// Kafka's limit on a topic name.
 const MAX_TOPIC_NAME: usize = 249;
@@ -28,7 +27,7 @@ pub async fn drill(d: &Drilled<'_>, target: &KafkaTarget, report: &mut DrillRepo
     let manifests = crate::catalog::chain(d.backup.store, manifest).await?;
     let chained = Chained::new(&d.backup, &manifests)?;
     let facts = &chained.replay.facts;
-    let cluster = options_of(
+    let cluster = Cluster::new(
         target,
         &d.args.kafka,
         d.args.password.as_ref(),
@@ -143,10 +142,10 @@ async fn read_back(cluster: &Cluster, scratch: &BTreeMap<String, String>) -> Res
 /// records loaded, each checked against its manifest while loading (with
 /// `whole`, the chain's records hashed as one).
 fn compare(
-    backed_up: &super::facts::TopicFacts,
+    backed_up: &crate::manifest::kafka::TopicFacts,
     loaded: &LoadedPartitions,
     whole: bool,
-    restored: Option<&super::facts::TopicFacts>,
+    restored: Option<&crate::manifest::kafka::TopicFacts>,
 ) -> std::result::Result<(), String> {
     let Some(restored) = restored else {
         return Err("the scratch topic is missing".into());

@@ -12,9 +12,9 @@ use regex::Regex;
 
 use super::client::Watch;
 use super::cluster::Cluster;
-use super::facts::KafkaFacts;
 use super::load::LoadedPartitions;
 use crate::error::{Error, Result};
+use crate::manifest::kafka::KafkaFacts;
 
 /// The backup's groups that `--groups` selects (all when not given).
 pub fn carried(facts: &KafkaFacts, pattern: Option<&Regex>) -> Vec<String> {

@@ -2,14 +2,11 @@
 //! backup's end, and the cases where it cannot without leaving a gap or
 //! mixing two topics' records — refused, never papered over.
 
-use super::facts::{KafkaFacts, TopicFacts};
+use crate::manifest::kafka::TopicFacts;
 
-/// The backup an incremental run continues.
-#[derive(Debug, Clone)]
-pub struct Parent {
-    pub backup_id: String,
-    pub facts: KafkaFacts,
-}
+/// The backup an incremental run continues; the run's settings carry it
+/// from where the store is read down to the engine.
+pub use crate::engine::settings::KafkaParent as Parent;
 
 /// One partition's cut as the run found it: `(partition, log start, end)`.
 pub type Cut = (i32, i64, i64);
@@ -95,7 +92,7 @@ fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::kafka::facts::PartitionFacts;
+    use crate::manifest::kafka::{KafkaFacts, PartitionFacts};
     use std::collections::BTreeMap;
 
     fn parent(chain_length: u32, id: Option<&str>, ends: &[(i32, i64)]) -> Parent {

@@ -1,17 +1,19 @@
 //! Kafka: topics backed up record by record with a consistent cut per
 //! partition (`backup.rs`), in an open JSON Lines format (`format.rs`),
-//! with the facts a restore and a drill check in the manifest
-//! (`facts.rs`); restored into absent or empty topics with their configs
-//! and consumer groups' offsets translated (`restore.rs`, `preflight.rs`,
-//! `load.rs`, `offsets.rs`, `groups.rs`); drilled into scratch topics
-//! (`drill.rs`). The client is librdkafka (`client.rs`, `cluster.rs`).
+//! with the facts a restore and a drill check in the manifest (their
+//! types are the manifest's own, `manifest/kafka.rs`); continued from the
+//! previous backup by `--incremental` (`increment.rs`) and replayed as a
+//! chain (`chain.rs`); restored into absent or empty topics with their
+//! configs and consumer groups' offsets translated (`restore.rs`,
+//! `preflight.rs`, `load.rs`, `offsets.rs`, `groups.rs`); drilled into
+//! scratch topics (`drill.rs`). The client is librdkafka (`client.rs`,
+//! `cluster.rs`).
 
 mod backup;
 mod chain;
 mod client;
 mod cluster;
 mod drill;
-pub mod facts;
 pub mod format;
 mod groups;
 pub mod increment;
@@ -28,40 +30,35 @@ pub use restore::restore;
 pub use target::KafkaTarget;
 
 use cluster::Cluster;
-use facts::KafkaFacts;
+use increment::Parent;
 use selection::Selection;
 
 use crate::engine::common::BackupStream;
-use crate::engine::settings::{BackupSettings, KafkaConnection};
+use crate::engine::settings::{BackupSettings, KafkaBackup};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Producer, SourceInfo, SourceKind};
 use crate::pipeline::redact::Redactor;
-use crate::secret::Secret;
 
-/// The client configuration and address for `target` (`flag` names it in
-/// errors).
-fn options_of(
-    target: &KafkaTarget,
-    connection: &KafkaConnection,
-    password: Option<&Secret>,
-    flag: &str,
-) -> Result<Cluster> {
-    let config = client::config(target, connection, password.map(Secret::expose), flag)?;
-    Ok(Cluster {
-        address: target.address(),
-        config,
-        timeout: connection.timeout,
-    })
-}
-
-/// The Kafka facts of a Kafka backup's manifest.
-fn facts_of(manifest: &Manifest) -> Result<&KafkaFacts> {
-    manifest.source.kafka.as_ref().ok_or_else(|| {
-        Error::integrity(format!(
-            "backup {} is a Kafka backup without its topics' facts in the manifest; it cannot be restored safely",
-            manifest.backup_id
-        ))
-    })
+/// `--incremental`: `settings` continue `newest`, the newest backup of the
+/// series whose chain restores, unless it is no Kafka backup or its chain
+/// holds `--full-every` backups (then the run is a full backup).
+pub fn continue_from(settings: &mut KafkaBackup, newest: &Manifest) {
+    let Some(facts) = newest.source.kafka.clone() else {
+        tracing::info!(newest = %newest.backup_id, "--incremental: a full backup (the newest backup of this name is not a Kafka backup)");
+        return;
+    };
+    let parent = Parent {
+        backup_id: newest.backup_id.clone(),
+        facts,
+    };
+    settings.parent = increment::continues(Some(parent), settings.full_every);
+    if settings.parent.is_none() {
+        tracing::info!(
+            "--incremental: a full backup (the chain ending at {} holds --full-every {} backups)",
+            newest.backup_id,
+            settings.full_every
+        );
+    }
 }
 
 /// Takes the cut (topics, groups' offsets, ends), then starts reading;
@@ -75,7 +72,7 @@ pub async fn start_backup(
         redactor.add(p.expose());
     }
     let options = &settings.kafka;
-    let cluster = options_of(
+    let cluster = Cluster::new(
         target,
         &options.connection,
         settings.password.as_ref(),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::cluster::TopicState;
-use super::facts::TopicFacts;
+use crate::manifest::kafka::TopicFacts;
 
 /// Configs whose limits would make the broker drop restored records: the
 /// broker deletes records by their (original, possibly old) timestamps.
@@ -214,7 +214,7 @@ fn resumable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::kafka::facts::PartitionFacts;
+    use crate::manifest::kafka::PartitionFacts;
 
     fn topic(partitions: i32, configs: &[(&str, &str)]) -> TopicFacts {
         TopicFacts {

@@ -13,15 +13,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::chain::{self, Replay};
 use super::cluster::Cluster;
-use super::facts::KafkaFacts;
 use super::format::PartitionDigest;
+use super::groups;
 use super::load::{self, LoadedPartitions, Pass};
 use super::preflight::{self, Restoring};
 use super::target::KafkaTarget;
-use super::{groups, options_of};
 use crate::engine::common::Stored;
 use crate::engine::settings::RestoreSettings;
 use crate::error::{Error, Result};
+use crate::manifest::kafka::KafkaFacts;
 use crate::manifest::Manifest;
 use crate::pipeline::progress::ProgressMode;
 
@@ -30,6 +30,17 @@ pub struct Chained<'a> {
     /// The full backup first, the chosen backup last.
     pub members: Vec<Stored<'a>>,
     pub replay: Replay,
+}
+
+/// The Kafka facts of a Kafka backup's manifest: without them nothing
+/// can be checked, so nothing is restored.
+fn facts_of(manifest: &Manifest) -> Result<&KafkaFacts> {
+    manifest.source.kafka.as_ref().ok_or_else(|| {
+        Error::integrity(format!(
+            "backup {} is a Kafka backup without its topics' facts in the manifest; it cannot be restored safely",
+            manifest.backup_id
+        ))
+    })
 }
 
 impl<'a> Chained<'a> {
@@ -43,7 +54,7 @@ impl<'a> Chained<'a> {
                 Error::integrity(format!("backup {} has no artifacts", m.backup_id))
             })?;
             crate::artifact::check_identities(m, artifact, backup.identities)?;
-            facts.push(super::facts_of(m)?);
+            facts.push(facts_of(m)?);
             members.push(Stored {
                 store: backup.store,
                 manifest: m,
@@ -82,7 +93,7 @@ pub async fn restore(
     settings: &RestoreSettings,
 ) -> Result<()> {
     let options = &settings.kafka;
-    let cluster = options_of(
+    let cluster = Cluster::new(
         target,
         &options.connection,
         settings.password.as_ref(),

@@ -87,8 +87,8 @@ fn http_client(args: &VaultLogin) -> Result<reqwest::Client> {
 
 impl VaultClient {
     /// Logs in: the token the run's settings resolved (`--vault-token-file`
-    /// or VAULT_TOKEN, see `commands::vault_login`), else Kubernetes auth
-    /// when `--vault-k8s-role` is set.
+    /// or VAULT_TOKEN, see `VaultArgs::login` in `cli/settings.rs`), else
+    /// Kubernetes auth when `--vault-k8s-role` is set.
     pub async fn connect(
         target: &VaultTarget,
         args: &VaultLogin,

@@ -2,6 +2,10 @@
 //! its shape and own configs, per partition the cut that was read and what
 //! it held, and the consumer groups' committed offsets, read before the
 //! cut so none of them points past it.
+//!
+//! The manifest owns these types, so reading a manifest needs no engine;
+//! the Kafka engine (`engine/kafka/`) fills and reads them. A leaf: it
+//! imports nothing of the agent.
 
 use std::collections::BTreeMap;
 
