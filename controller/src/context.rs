@@ -63,6 +63,39 @@ impl Shared {
         Ok(())
     }
 
+    /// What every controller does with a failed reconcile: counts it by
+    /// category, logs it, records a Warning Event with the category's
+    /// reason, and retries after `retry`. A reconcile cut short because
+    /// this replica stopped leading is no failure: nothing is recorded.
+    pub fn failed_reconcile<K>(
+        &self,
+        controller: &str,
+        object: &K,
+        error: &Error,
+        retry: std::time::Duration,
+    ) -> kube::runtime::controller::Action
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        use kube::runtime::controller::Action;
+        use kube::ResourceExt;
+        let (namespace, name) = (object.namespace(), object.name_any());
+        if crate::leader::refused(&error.source) {
+            tracing::debug!(?namespace, %name, controller, "no longer leading; reconcile ended");
+            return Action::requeue(std::time::Duration::from_secs(15));
+        }
+        self.metrics
+            .reconcile_errors
+            .with_label_values(&[controller, error.category.as_str()])
+            .inc();
+        tracing::warn!(?namespace, %name, controller, category = error.category.as_str(), error = %error, "reconcile failed");
+        let event = Event::warning(error.category.event_reason(), error.to_string());
+        let reference = object.object_ref(&());
+        let shared = self.clone();
+        tokio::spawn(async move { shared.publish(&reference, &event).await });
+        Action::requeue(retry)
+    }
+
     /// Records an Event; a failure is logged, never returned: an event that
     /// cannot be written must not undo a reconcile. Only while this replica
     /// may write: a deposed leader says nothing.

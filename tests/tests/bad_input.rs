@@ -306,3 +306,43 @@ fn azure_store_problems_are_reported_clearly() {
 fn gcs_store_problems_are_reported_clearly() {
     cloud_store_problems(&TestStore::gcs());
 }
+
+/// A flag the source's engine cannot use is refused first: before a name
+/// is derived, a secret file read or the store touched.
+#[test]
+fn a_flag_the_engine_cannot_use_is_refused_before_any_secret_is_read() {
+    let agent = Agent::new();
+    let store = tempfile::tempdir().expect("tempdir");
+    let to = format!("file://{}", store.path().display());
+    let refused = agent.run(
+        &[
+            "backup",
+            "--source",
+            "postgres://app@127.0.0.1:9/app",
+            "--to",
+            &to,
+            "--incremental",
+            "--password-file",
+            "/nonexistent/password",
+        ],
+        &[],
+    );
+    refused.assert_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("--incremental is for Kafka sources"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.all().contains("/nonexistent/password"),
+        "the password file was read first: {}",
+        refused.all()
+    );
+    assert_eq!(
+        std::fs::read_dir(store.path()).expect("store").count(),
+        0,
+        "nothing is written"
+    );
+}

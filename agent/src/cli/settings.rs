@@ -17,6 +17,12 @@ use crate::secret::Secret;
 use crate::secret_files::{resolve_password, resolve_secret};
 
 impl BackupArgs {
+    /// Refuses flags `target`'s engine cannot use — first thing, before a
+    /// name is derived or a secret read.
+    pub fn check_for(&self, target: &Target) -> Result<()> {
+        target.check_backup(self.kafka.incremental)
+    }
+
     /// The settings a backup of `target` reads its source with; its
     /// password comes from `--password-file`, else the engine's variable.
     pub fn engine_settings(&self, target: &Target) -> Result<BackupSettings> {

@@ -52,13 +52,13 @@ fn prepare(args: &BackupArgs, summary: &mut RunSummary) -> Result<Prepared> {
     let recipients = encryption::parse_recipients(&args.encrypt_to).map_err(Error::usage)?;
     let retention = super::prune::policy_from_args(&args.retention)?;
     let target = Target::parse_as(&args.source, "--source", args.source_kind.map(Into::into))?;
+    args.check_for(&target)?;
     let (namespace, name) = series_names(args, &target)?;
     // Filed before anything runs, so a failed pre-hook is reported under
     // the backup's own name (metrics group, notifications).
     summary.namespace = Some(namespace.clone());
     summary.name = Some(name.clone());
     let engine = args.engine_settings(&target)?;
-    target.check_backup(&engine)?;
     Ok(Prepared {
         target,
         namespace,

@@ -156,12 +156,12 @@ impl Target {
         }
     }
 
-    /// Refuses backup settings this target's engine cannot use, before the
-    /// store is opened: only Kafka continues an earlier backup.
-    pub fn check_backup(&self, settings: &BackupSettings) -> Result<()> {
+    /// Refuses a backup this target's engine cannot make, before anything
+    /// is read: only Kafka continues an earlier backup (`incremental`).
+    pub fn check_backup(&self, incremental: bool) -> Result<()> {
         match self {
             Target::Kafka(_) => Ok(()),
-            _ if settings.kafka.incremental => Err(Error::usage(
+            _ if incremental => Err(Error::usage(
                 "--incremental is for Kafka sources (--source kafka://…); PostgreSQL, Redis and Vault backups are always full",
             )),
             Target::Postgres(_) | Target::Redis(_) | Target::Vault(_) | Target::File(_) => Ok(()),
@@ -302,6 +302,13 @@ impl RestoreTo {
     pub fn parse(raw: &str) -> Result<RestoreTo> {
         if raw == postgres::EPHEMERAL {
             return Ok(RestoreTo::Ephemeral);
+        }
+        // Target's own message would offer the restore-only targets too.
+        if !kafka::target::is_kafka(raw) && Url::parse(raw).is_err() {
+            return Err(Error::usage(format!(
+                "--restore-to {:?} is not a URL; a drill restores into postgres://USER@HOST:PORT/postgres or ephemeral (PostgreSQL backups) or kafka://HOST:PORT[,HOST:PORT…] (Kafka backups)",
+                redact_url(raw)
+            )));
         }
         Target::parse(raw, "--restore-to").map(RestoreTo::Target)
     }

@@ -485,24 +485,11 @@ fn set_invalid(shared: &Shared, namespace: &str, name: &str, invalid: bool) {
         .set(i64::from(invalid));
 }
 
-/// Counts the error by category, records a Warning event with the
-/// category's reason, and requeues with a short delay.
+/// A failed reconcile is counted, told in a Warning Event and retried in
+/// 30 s (a backup's next run is minutes away at the soonest).
 pub fn error_policy(backup: Arc<VerticeBackup>, error: &Error, ctx: Arc<Context>) -> Action {
-    if crate::leader::refused(&error.source) {
-        // Deposed while reconciling: not a failure, nothing to record.
-        tracing::debug!(namespace = ?backup.namespace(), backup = %backup.name_any(), "no longer leading; reconcile ended");
-        return Action::requeue(Duration::from_secs(15));
-    }
     ctx.shared
-        .metrics
-        .reconcile_errors
-        .with_label_values(&[CONTROLLER, error.category.as_str()])
-        .inc();
-    tracing::warn!(namespace = ?backup.namespace(), backup = %backup.name_any(), category = error.category.as_str(), error = %error, "reconcile failed");
-    let event = Event::warning(error.category.event_reason(), error.to_string());
-    let reference = backup.object_ref(&());
-    tokio::spawn(async move { ctx.shared.publish(&reference, &event).await });
-    Action::requeue(Duration::from_secs(30))
+        .failed_reconcile(CONTROLLER, backup.as_ref(), error, Duration::from_secs(30))
 }
 
 fn spec_hash(cron_job: &CronJob) -> String {
