@@ -464,6 +464,7 @@ mod tests {
                 keys: None,
                 roles: Vec::new(),
                 kafka: None,
+                search: None,
             },
             started_at: t,
             finished_at: t,

@@ -160,9 +160,11 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// What to back up: postgres://USER@HOST:PORT/DB, redis://[USER@]HOST:PORT,
-    /// vault://HOST:PORT (https; http(s):// with --source-kind vault), or
-    /// kafka://[USER@]HOST:PORT[,HOST:PORT…] (kafkas:// for TLS).
-    /// Passwords come from PGPASSWORD / REDIS_PASSWORD / KAFKA_PASSWORD or --password-file.
+    /// vault://HOST:PORT (https; http(s):// with --source-kind vault),
+    /// kafka://[USER@]HOST:PORT[,HOST:PORT…] (kafkas:// for TLS), or
+    /// http(s)://[USER@]HOST:PORT with --source-kind elasticsearch.
+    /// Passwords come from PGPASSWORD / REDIS_PASSWORD / KAFKA_PASSWORD /
+    /// ELASTICSEARCH_PASSWORD or --password-file.
     #[arg(long, env = agent_env::SOURCE)]
     pub source: String,
 
@@ -200,7 +202,9 @@ pub struct BackupArgs {
     #[arg(long, env = agent_env::ENCRYPT_TO, value_delimiter = ',')]
     pub encrypt_to: Vec<String>,
 
-    /// The source is a Vault/OpenBao server given as https://… (vault:// implies it).
+    /// What an http(s):// source is: `vault` (a Vault/OpenBao server;
+    /// vault:// implies it) or `elasticsearch` (an Elasticsearch or
+    /// OpenSearch cluster).
     #[arg(long, env = agent_env::SOURCE_KIND)]
     pub source_kind: Option<SourceKindArg>,
 
@@ -209,6 +213,9 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub kafka: KafkaBackupArgs,
+
+    #[command(flatten)]
+    pub search: SearchBackupArgs,
 
     /// After a successful backup, prune by this policy (only when a --keep-* is set).
     #[command(flatten)]
@@ -250,12 +257,16 @@ pub struct BackupArgs {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum SourceKindArg {
     Vault,
+    /// An Elasticsearch or OpenSearch cluster.
+    #[value(alias = "opensearch")]
+    Elasticsearch,
 }
 
 impl From<SourceKindArg> for crate::manifest::SourceKind {
     fn from(kind: SourceKindArg) -> Self {
         match kind {
             SourceKindArg::Vault => crate::manifest::SourceKind::Vault,
+            SourceKindArg::Elasticsearch => crate::manifest::SourceKind::Elasticsearch,
         }
     }
 }
@@ -334,6 +345,47 @@ pub struct KafkaRestoreArgs {
     pub connection: KafkaConnectionArgs,
 }
 
+/// How the agent reaches an Elasticsearch / OpenSearch cluster besides its
+/// address; the basic-auth password comes from ELASTICSEARCH_PASSWORD or
+/// --password-file.
+#[derive(Debug, Clone, Args)]
+pub struct SearchConnectionArgs {
+    /// Elasticsearch / OpenSearch: file holding an API key (else
+    /// ELASTICSEARCH_API_KEY), sent as `Authorization: ApiKey …`.
+    #[arg(long, env = agent_env::SEARCH_API_KEY_FILE)]
+    pub search_api_key_file: Option<PathBuf>,
+    /// Elasticsearch / OpenSearch: PEM file of CA certificates to trust for https://.
+    #[arg(long, env = agent_env::SEARCH_CA_FILE)]
+    pub search_ca_file: Option<PathBuf>,
+    /// Elasticsearch / OpenSearch: how long a cluster that fails or answers
+    /// 429/503 is retried before the run gives up.
+    #[arg(long, env = "VERTICE_SEARCH_TIMEOUT", default_value = "60s")]
+    pub search_timeout: String,
+}
+
+/// Which indices an Elasticsearch / OpenSearch backup takes.
+#[derive(Debug, Clone, Args)]
+pub struct SearchBackupArgs {
+    /// Elasticsearch / OpenSearch: indices and wildcard patterns,
+    /// comma-separated (e.g. 'logs-*,orders'); each must match an open
+    /// index. Default: every open index that is not hidden or a system index.
+    #[arg(long, env = agent_env::SEARCH_INDICES, value_delimiter = ',')]
+    pub indices: Vec<String>,
+    #[command(flatten)]
+    pub connection: SearchConnectionArgs,
+}
+
+/// Where an Elasticsearch / OpenSearch restore puts indices.
+#[derive(Debug, Clone, Args)]
+pub struct SearchRestoreArgs {
+    /// Elasticsearch / OpenSearch: restore indices under other names,
+    /// SOURCE=TARGET, comma-separated or repeated (e.g. orders=orders-restored).
+    #[arg(long, env = "VERTICE_SEARCH_INDEX_MAP", value_delimiter = ',')]
+    pub index_map: Vec<String>,
+    #[command(flatten)]
+    pub connection: SearchConnectionArgs,
+}
+
 /// How the agent logs in to Vault / OpenBao: VAULT_TOKEN, a token file, or
 /// Kubernetes auth with the pod's service-account token.
 #[derive(Debug, Clone, Args)]
@@ -398,7 +450,8 @@ pub struct RestoreArgs {
 
     /// Where to restore: postgres://USER@HOST:PORT/DB (must exist),
     /// redis://HOST:PORT, file:///path/dump.rdb for a fresh Redis, vault://HOST:PORT,
-    /// or kafka://[USER@]HOST:PORT[,HOST:PORT…] (kafkas:// for TLS).
+    /// kafka://[USER@]HOST:PORT[,HOST:PORT…] (kafkas:// for TLS), or
+    /// http(s)://[USER@]HOST:PORT with --target-kind elasticsearch.
     #[arg(long, env = "VERTICE_RESTORE_TARGET")]
     pub to: String,
 
@@ -442,7 +495,9 @@ pub struct RestoreArgs {
     #[arg(long, env = agent_env::IDENTITY_FILE)]
     pub identity: Option<PathBuf>,
 
-    /// The target is a Vault/OpenBao server given as http(s)://… (vault:// implies it).
+    /// What an http(s):// target is: `vault` (a Vault/OpenBao server;
+    /// vault:// implies it) or `elasticsearch` (an Elasticsearch or
+    /// OpenSearch cluster).
     #[arg(long, env = "VERTICE_TARGET_KIND")]
     pub target_kind: Option<SourceKindArg>,
 
@@ -451,6 +506,9 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub kafka: KafkaRestoreArgs,
+
+    #[command(flatten)]
+    pub search: SearchRestoreArgs,
 
     #[command(flatten)]
     pub names: NameArgs,
@@ -526,6 +584,9 @@ pub struct DrillArgs {
     /// (needs initdb and postgres, see --postgres-bin) and removes after.
     /// Kafka: kafka://HOST:PORT, a cluster where the drill creates scratch
     /// topics (vertice-drill-<backup>-<topic>) and always deletes them.
+    /// Elasticsearch / OpenSearch: http(s)://HOST:PORT, a cluster where the
+    /// drill creates throwaway indices (vertice-drill-<backup>-<index>) and
+    /// always deletes them.
     /// Redis and Vault drills need no target.
     #[arg(long, env = agent_env::DRILL_RESTORE_TO)]
     pub restore_to: Option<String>,
@@ -603,6 +664,9 @@ pub struct DrillArgs {
 
     #[command(flatten)]
     pub kafka: KafkaConnectionArgs,
+
+    #[command(flatten)]
+    pub search: SearchConnectionArgs,
 
     /// Prometheus Pushgateway to push the drill's metrics to (the backup's group).
     #[arg(long, env = agent_env::PUSHGATEWAY_URL)]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use vertice_crds::Compression;
 
 pub mod kafka;
+pub mod search;
 
 /// Bumped when a change would mislead an older agent reading a newer
 /// manifest; the highest this agent reads. 2: the backup has a `parent`
@@ -32,6 +33,8 @@ pub enum SourceKind {
     Redis,
     Vault,
     Kafka,
+    /// Elasticsearch or OpenSearch (the manifest's `source.search` says which).
+    Elasticsearch,
 }
 
 impl std::fmt::Display for SourceKind {
@@ -41,6 +44,7 @@ impl std::fmt::Display for SourceKind {
             SourceKind::Redis => "redis",
             SourceKind::Vault => "vault",
             SourceKind::Kafka => "kafka",
+            SourceKind::Elasticsearch => "elasticsearch",
         })
     }
 }
@@ -67,6 +71,10 @@ pub struct SourceInfo {
     /// content hash, and the consumer groups' offsets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<kafka::KafkaFacts>,
+    /// Elasticsearch / OpenSearch: the cluster, the view's consistency and
+    /// per index its count and content digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<search::SearchFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +179,7 @@ mod tests {
                 keys: None,
                 roles: Vec::new(),
                 kafka: None,
+                search: None,
             },
             started_at: t,
             finished_at: t + chrono::Duration::milliseconds(2500),

@@ -5,11 +5,11 @@
 
 use super::{
     BackupArgs, DrillArgs, KafkaBackupArgs, KafkaConnectionArgs, KafkaRestoreArgs, RestoreArgs,
-    VaultArgs,
+    SearchBackupArgs, SearchConnectionArgs, SearchRestoreArgs, VaultArgs,
 };
 use crate::engine::settings::{
     BackupSettings, DrillSettings, KafkaBackup, KafkaConnection, KafkaRestore, RestoreSettings,
-    VaultLogin,
+    SearchBackup, SearchConnection, SearchRestore, VaultLogin,
 };
 use crate::engine::Target;
 use crate::error::{Error, Result};
@@ -20,7 +20,13 @@ impl BackupArgs {
     /// Refuses flags `target`'s engine cannot use — first thing, before a
     /// name is derived or a secret read.
     pub fn check_for(&self, target: &Target) -> Result<()> {
-        target.check_backup(self.kafka.incremental)
+        target.check_backup(self.kafka.incremental)?;
+        if !self.search.indices.is_empty() && !matches!(target, Target::Search(_)) {
+            return Err(Error::usage(
+                "--indices is for Elasticsearch / OpenSearch sources (--source http(s)://… --source-kind elasticsearch)",
+            ));
+        }
+        Ok(())
     }
 
     /// The settings a backup of `target` reads its source with; its
@@ -37,6 +43,7 @@ impl BackupArgs {
             psql: self.psql.clone(),
             vault: self.vault.login(target)?,
             kafka: self.kafka.settings()?,
+            search: self.search.settings(target)?,
         })
     }
 }
@@ -55,6 +62,7 @@ impl RestoreArgs {
             pg_restore_args: self.pg_restore_args.clone(),
             vault: self.vault.login(target)?,
             kafka: self.kafka.settings()?,
+            search: self.search.settings(target)?,
             progress: self.run.progress,
         })
     }
@@ -79,6 +87,9 @@ impl DrillArgs {
             bao_server: self.bao_server.clone(),
             redis_server: self.redis_server.clone(),
             kafka: self.kafka.connection()?,
+            // The drill's engine is known only from the backup: the key
+            // is read when one is configured at all.
+            search: self.search.connection(true)?,
             progress: self.run.progress,
         };
         // A bad scratch prefix is named before a bad --stale-after.
@@ -173,4 +184,65 @@ fn kafka_pattern(pattern: Option<&String>, flag: &str) -> Result<Option<regex::R
     pattern
         .map(|p| crate::engine::kafka::selection::whole_match(p, flag))
         .transpose()
+}
+
+impl SearchConnectionArgs {
+    /// How the run reaches a search cluster; the API key is read only when
+    /// `reads_key` (the run's target is a search cluster), so another
+    /// engine's run never fails on it.
+    pub fn connection(&self, reads_key: bool) -> Result<SearchConnection> {
+        let timeout = vertice_crds::duration::parse(&self.search_timeout)
+            .ok()
+            .and_then(|d| d.to_std().ok())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--search-timeout {:?}: expected a duration such as 60s or 5m",
+                    self.search_timeout
+                ))
+            })?;
+        let api_key = if reads_key {
+            resolve_secret(
+                self.search_api_key_file.as_ref(),
+                "--search-api-key-file",
+                crate::engine::search::target::API_KEY_ENV,
+            )?
+        } else {
+            None
+        };
+        Ok(SearchConnection {
+            api_key: api_key.map(Secret::from),
+            ca_file: self.search_ca_file.clone(),
+            timeout,
+        })
+    }
+}
+
+impl SearchBackupArgs {
+    /// A search backup's indices, from its flags.
+    pub fn settings(&self, target: &Target) -> Result<SearchBackup> {
+        Ok(SearchBackup {
+            connection: self
+                .connection
+                .connection(matches!(target, Target::Search(_)))?,
+            indices: self
+                .indices
+                .iter()
+                .map(|i| i.trim().to_string())
+                .filter(|i| !i.is_empty())
+                .collect(),
+        })
+    }
+}
+
+impl SearchRestoreArgs {
+    /// A search restore's index map, from its flags.
+    pub fn settings(&self, target: &Target) -> Result<SearchRestore> {
+        Ok(SearchRestore {
+            connection: self
+                .connection
+                .connection(matches!(target, Target::Search(_)))?,
+            index_map: self.index_map.clone(),
+        })
+    }
 }

@@ -107,3 +107,22 @@ pub async fn timed<T>(
     report.restore_seconds = Some(started.elapsed().as_secs_f64());
     result
 }
+
+/// A bounded channel of chunks and the reader the upload takes them from:
+/// an engine that produces its stream in Rust (not a child process) sends
+/// its bytes here, and an `Err` sent fails the upload.
+pub fn chunk_channel(
+    in_flight: usize,
+) -> (
+    tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    crate::pipeline::codec::BoxRead,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(in_flight);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        tx,
+        Box::new(tokio_util::io::StreamReader::new(Box::pin(stream))),
+    )
+}

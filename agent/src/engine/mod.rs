@@ -18,6 +18,7 @@ pub mod common;
 pub mod kafka;
 pub mod postgres;
 pub mod redis;
+pub mod search;
 pub mod settings;
 pub mod throwaway;
 pub mod vault;
@@ -35,6 +36,7 @@ pub use common::{percent_decode, record_restore, timed, BackupStream, Drilled, S
 pub use kafka::KafkaTarget;
 pub use postgres::PostgresTarget;
 pub use redis::RedisTarget;
+pub use search::SearchTarget;
 pub use settings::{BackupSettings, DrillSettings, RestoreSettings};
 pub use vault::VaultTarget;
 
@@ -45,6 +47,9 @@ pub enum Target {
     Redis(RedisTarget),
     Vault(VaultTarget),
     Kafka(KafkaTarget),
+    /// An Elasticsearch or OpenSearch cluster (`http(s)://` with the kind
+    /// `elasticsearch`).
+    Search(SearchTarget),
     /// An RDB file for a fresh Redis instance (restore only).
     File(PathBuf),
 }
@@ -57,7 +62,8 @@ impl Target {
 
     /// Like [`Target::parse`]; `kind` is the kind declared on the command
     /// line (`--source-kind` / `--target-kind`), which says what engine an
-    /// `http(s)://` address is (Vault for `vault`).
+    /// `http(s)://` address is (Vault for `vault`, a search cluster for
+    /// `elasticsearch`).
     pub fn parse_as(raw: &str, flag: &str, kind: Option<SourceKind>) -> Result<Target> {
         // A list of brokers is no URL a parser takes; the Kafka parser
         // prints only the flag, never `raw`.
@@ -73,7 +79,7 @@ impl Target {
         })?;
         if url.password().is_some() {
             return Err(Error::usage(format!(
-                "{flag} must not contain a password: put it in PGPASSWORD / REDIS_PASSWORD or a file named by --password-file (Vault takes a token, from VAULT_TOKEN or --vault-token-file) ({shown})"
+                "{flag} must not contain a password: put it in PGPASSWORD / REDIS_PASSWORD / ELASTICSEARCH_PASSWORD or a file named by --password-file (Vault takes a token, from VAULT_TOKEN or --vault-token-file) ({shown})"
             )));
         }
         let raw = shown.as_str();
@@ -83,6 +89,9 @@ impl Target {
             }
             "redis" | "rediss" => redis::target::parse(&url, flag, raw).map(Target::Redis),
             "file" => Ok(Target::File(redis::target::rdb_file(&url))),
+            "http" | "https" if kind == Some(SourceKind::Elasticsearch) => {
+                search::target::parse(&url, flag, raw).map(Target::Search)
+            }
             "vault" | "http" | "https" => {
                 vault::target::parse(&url, flag, raw, kind == Some(SourceKind::Vault))
                     .map(Target::Vault)
@@ -102,6 +111,7 @@ impl Target {
             Target::Redis(_) | Target::File(_) => SourceKind::Redis,
             Target::Vault(_) => SourceKind::Vault,
             Target::Kafka(_) => SourceKind::Kafka,
+            Target::Search(_) => SourceKind::Elasticsearch,
         }
     }
 
@@ -114,6 +124,8 @@ impl Target {
             Target::Redis(_) => Some(redis::target::PASSWORD_ENV),
             // Kafka takes a password only for a SASL user.
             Target::Kafka(k) => k.sasl.as_ref().map(|_| kafka::target::PASSWORD_ENV),
+            // Basic auth only when the URL names a user.
+            Target::Search(t) => t.user.as_ref().map(|_| search::target::PASSWORD_ENV),
             // Writing an RDB file reads no password.
             Target::Vault(_) | Target::File(_) => None,
         }
@@ -124,7 +136,11 @@ impl Target {
     pub fn token_env(&self) -> Option<&'static [&'static str]> {
         match self {
             Target::Vault(_) => Some(vault::target::TOKEN_ENV),
-            Target::Postgres(_) | Target::Redis(_) | Target::Kafka(_) | Target::File(_) => None,
+            Target::Postgres(_)
+            | Target::Redis(_)
+            | Target::Kafka(_)
+            | Target::Search(_)
+            | Target::File(_) => None,
         }
     }
 
@@ -134,6 +150,7 @@ impl Target {
             Target::Postgres(pg) => crate::names::name_for_database(&pg.database),
             Target::Vault(_) => Ok("vault".to_string()),
             Target::Kafka(_) => Ok("kafka".to_string()),
+            Target::Search(_) => Ok("elasticsearch".to_string()),
             Target::Redis(_) | Target::File(_) => Ok("redis".to_string()),
         }
     }
@@ -150,6 +167,7 @@ impl Target {
             Target::Redis(redis) => redis::start_backup(redis, settings, redactor).await,
             Target::Vault(vault) => vault::start_backup(vault, settings, redactor).await,
             Target::Kafka(k) => kafka::start_backup(k, settings, redactor).await,
+            Target::Search(t) => search::start_backup(t, settings, redactor).await,
             Target::File(_) => Err(Error::usage(
                 "--source file:// is not a database; back up postgres://, redis://, vault:// (or http(s):// with --source-kind vault) or kafka:// (or kafkas://)",
             )),
@@ -162,9 +180,13 @@ impl Target {
         match self {
             Target::Kafka(_) => Ok(()),
             _ if incremental => Err(Error::usage(
-                "--incremental is for Kafka sources (--source kafka://…); PostgreSQL, Redis and Vault backups are always full",
+                "--incremental is for Kafka sources (--source kafka://…); PostgreSQL, Redis, Vault and Elasticsearch backups are always full",
             )),
-            Target::Postgres(_) | Target::Redis(_) | Target::Vault(_) | Target::File(_) => Ok(()),
+            Target::Postgres(_)
+            | Target::Redis(_)
+            | Target::Vault(_)
+            | Target::Search(_)
+            | Target::File(_) => Ok(()),
         }
     }
 
@@ -174,7 +196,11 @@ impl Target {
     pub fn incremental(&self, settings: &BackupSettings) -> bool {
         match self {
             Target::Kafka(_) => settings.kafka.incremental,
-            Target::Postgres(_) | Target::Redis(_) | Target::Vault(_) | Target::File(_) => false,
+            Target::Postgres(_)
+            | Target::Redis(_)
+            | Target::Vault(_)
+            | Target::Search(_)
+            | Target::File(_) => false,
         }
     }
 
@@ -228,6 +254,7 @@ impl Target {
                 | (Target::File(_) | Target::Redis(_), SourceKind::Redis)
                 | (Target::Vault(_), SourceKind::Vault)
                 | (Target::Kafka(_), SourceKind::Kafka)
+                | (Target::Search(_), SourceKind::Elasticsearch)
         ) {
             return Ok(());
         }
@@ -239,6 +266,8 @@ impl Target {
                 SourceKind::Redis => "a redis:// URL or file:///path/dump.rdb",
                 SourceKind::Vault => "a vault:// URL (or http(s):// with --target-kind vault)",
                 SourceKind::Kafka => "a kafka:// (or kafkas://) address",
+                SourceKind::Elasticsearch =>
+                    "an http(s):// cluster address with --target-kind elasticsearch",
             }
         )))
     }
@@ -259,6 +288,9 @@ impl Target {
                 vault::restore(vault, backup, settings).await
             }
             (Target::Kafka(k), SourceKind::Kafka) => kafka::restore(k, backup, settings).await,
+            (Target::Search(t), SourceKind::Elasticsearch) => {
+                search::restore(t, backup, settings).await
+            }
             // Every other pair is a kind mismatch, which `check_kind` refuses.
             (_, _) => self.check_kind(backup.manifest),
         }
@@ -295,6 +327,9 @@ pub enum RestoreTo {
     Ephemeral,
     /// A server or cluster the user names.
     Target(Target),
+    /// An `http(s)://` address: which engine's is known only from the
+    /// backup (an Elasticsearch / OpenSearch cluster).
+    Http(String),
 }
 
 impl RestoreTo {
@@ -302,6 +337,13 @@ impl RestoreTo {
     pub fn parse(raw: &str) -> Result<RestoreTo> {
         if raw == postgres::EPHEMERAL {
             return Ok(RestoreTo::Ephemeral);
+        }
+        if let Ok(url) = Url::parse(raw) {
+            if matches!(url.scheme(), "http" | "https") {
+                // Parsed as the backup's engine's, with its checks, once
+                // the backup is chosen; nothing is read before.
+                return Ok(RestoreTo::Http(raw.to_string()));
+            }
         }
         // Target's own message would offer the restore-only targets too.
         if !kafka::target::is_kafka(raw) && Url::parse(raw).is_err() {
@@ -322,6 +364,8 @@ pub enum DrillTarget {
     Postgres(Option<PostgresTarget>),
     /// The cluster the drill's scratch topics go to.
     Kafka(KafkaTarget),
+    /// The cluster the drill's throwaway indices go to.
+    Search(SearchTarget),
     /// Redis and Vault drills restore into a throwaway target of their own.
     Redis,
     Vault,
@@ -351,8 +395,20 @@ pub fn drill_target(kind: SourceKind, restore_to: Option<RestoreTo>) -> Result<D
         (SourceKind::Kafka, None) => Err(Error::usage(
             "--restore-to is needed for a Kafka drill: kafka://HOST:PORT, a cluster where the drill may create and delete its scratch topics (vertice-drill-<backup>-<topic>)",
         )),
+        (SourceKind::Elasticsearch, Some(RestoreTo::Http(raw))) => {
+            match Target::parse_as(&raw, "--restore-to", Some(SourceKind::Elasticsearch))? {
+                Target::Search(cluster) => Ok(DrillTarget::Search(cluster)),
+                _ => Err(Error::usage("--restore-to must be http(s)://HOST:PORT for an Elasticsearch backup")),
+            }
+        }
+        (SourceKind::Elasticsearch, Some(_)) => Err(Error::usage(
+            "--restore-to must be http(s)://[USER@]HOST:PORT for an Elasticsearch / OpenSearch backup",
+        )),
+        (SourceKind::Elasticsearch, None) => Err(Error::usage(
+            "--restore-to is needed for an Elasticsearch / OpenSearch drill: http(s)://HOST:PORT, a cluster where the drill may create and delete its throwaway indices (vertice-drill-<backup>-<index>)",
+        )),
         (SourceKind::Redis | SourceKind::Vault, Some(_)) => Err(Error::usage(format!(
-            "--restore-to is for PostgreSQL and Kafka drills; a {kind} drill restores into a throwaway target of its own"
+            "--restore-to is for PostgreSQL, Kafka and Elasticsearch drills; a {kind} drill restores into a throwaway target of its own"
         ))),
         (SourceKind::Redis, None) => Ok(DrillTarget::Redis),
         (SourceKind::Vault, None) => Ok(DrillTarget::Vault),
@@ -367,6 +423,9 @@ impl DrillTarget {
             DrillTarget::Postgres(Some(_)) => Some(postgres::target::PASSWORD_ENV),
             DrillTarget::Kafka(cluster) => {
                 cluster.sasl.as_ref().map(|_| kafka::target::PASSWORD_ENV)
+            }
+            DrillTarget::Search(cluster) => {
+                cluster.user.as_ref().map(|_| search::target::PASSWORD_ENV)
             }
             DrillTarget::Postgres(None) | DrillTarget::Redis | DrillTarget::Vault => None,
         }
@@ -398,6 +457,7 @@ pub async fn drill(
             Ok(())
         }
         DrillTarget::Kafka(cluster) => kafka::drill(d, cluster, report).await,
+        DrillTarget::Search(cluster) => search::drill(d, cluster, report).await,
     }
 }
 

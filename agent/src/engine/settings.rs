@@ -22,6 +22,7 @@ pub struct BackupSettings {
     pub psql: PathBuf,
     pub vault: VaultLogin,
     pub kafka: KafkaBackup,
+    pub search: SearchBackup,
 }
 
 /// `restore`: how each engine writes into its target.
@@ -38,6 +39,7 @@ pub struct RestoreSettings {
     pub pg_restore_args: Vec<String>,
     pub vault: VaultLogin,
     pub kafka: KafkaRestore,
+    pub search: SearchRestore,
     pub progress: ProgressMode,
 }
 
@@ -60,6 +62,8 @@ pub struct DrillSettings {
     pub redis_server: String,
     /// How a Kafka drill reaches the cluster of `--restore-to`.
     pub kafka: KafkaConnection,
+    /// How an Elasticsearch / OpenSearch drill reaches `--restore-to`.
+    pub search: SearchConnection,
     pub progress: ProgressMode,
 }
 
@@ -124,6 +128,46 @@ pub struct KafkaRestore {
     pub resume: bool,
 }
 
+/// How the agent reaches an Elasticsearch / OpenSearch cluster besides its
+/// address and basic-auth password.
+#[derive(Debug, Clone)]
+pub struct SearchConnection {
+    /// `--search-api-key-file` (else ELASTICSEARCH_API_KEY): sent as
+    /// `Authorization: ApiKey …`, read only for a search cluster.
+    pub api_key: Option<Secret>,
+    /// Extra CA certificates for https://.
+    pub ca_file: Option<PathBuf>,
+    /// How long transient failures (connection lost, 429, 503) are retried.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for SearchConnection {
+    fn default() -> Self {
+        SearchConnection {
+            api_key: None,
+            ca_file: None,
+            timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// An Elasticsearch / OpenSearch export: which indices it takes.
+#[derive(Debug, Clone, Default)]
+pub struct SearchBackup {
+    pub connection: SearchConnection,
+    /// Index names and wildcard patterns, as given (`--indices`); empty:
+    /// every open index that is neither hidden nor a system index.
+    pub indices: Vec<String>,
+}
+
+/// An Elasticsearch / OpenSearch restore: where indices go.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRestore {
+    pub connection: SearchConnection,
+    /// `SOURCE=TARGET` pairs, as given; the engine checks them.
+    pub index_map: Vec<String>,
+}
+
 /// How the agent logs in to Vault / OpenBao; `cli/settings.rs` builds it
 /// from the command line.
 #[derive(Debug, Clone, Default)]
@@ -156,10 +200,18 @@ mod tests {
                 ..VaultLogin::default()
             },
             kafka: KafkaBackup::default(),
+            search: SearchBackup {
+                connection: SearchConnection {
+                    api_key: Some(Secret::from("key-hunter4".to_string())),
+                    ..SearchConnection::default()
+                },
+                ..SearchBackup::default()
+            },
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("hunter3"), "{shown}");
+        assert!(!shown.contains("hunter4"), "{shown}");
         assert!(shown.contains("Secret(***)"), "{shown}");
     }
 }

@@ -693,12 +693,5 @@ pub fn channel() -> (
     mpsc::Sender<io::Result<Bytes>>,
     crate::pipeline::codec::BoxRead,
 ) {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    (
-        tx,
-        Box::new(tokio_util::io::StreamReader::new(Box::pin(stream))),
-    )
+    crate::engine::common::chunk_channel(CHUNKS_IN_FLIGHT)
 }

@@ -116,6 +116,7 @@ pub async fn start_backup(
         keys: None,
         roles: Vec::new(),
         kafka: None,
+        search: None,
     };
     let mut finished_info = info.clone();
     let finished = tokio::task::spawn_blocking(move || {

@@ -58,6 +58,7 @@ pub fn start_backup(
             keys: None,
             roles: Vec::new(),
             kafka: None,
+            search: None,
         },
         artifact_stem: "dump.pgdump",
         format: "pg_dump-custom",

@@ -53,6 +53,7 @@ pub async fn start_backup(
             keys: snapshot.keys,
             roles: Vec::new(),
             kafka: None,
+            search: None,
         },
         artifact_stem: "dump.rdb",
         format: "redis-rdb",

@@ -41,6 +41,7 @@ pub async fn start_backup(
             keys: None,
             roles: Vec::new(),
             kafka: None,
+            search: None,
         },
         artifact_stem: "raft.snap",
         format: "vault-raft-snapshot",

@@ -1,0 +1,202 @@
+//! A drill of an export: the backup restored into throwaway indices
+//! (`vertice-drill-<backup>-<index>`) on the cluster `--restore-to` names —
+//! no aliases, templates or pipelines touched — then checked: every
+//! index's documents read back and compared with the manifest (count and
+//! content digest: every document, not a sample) and its mappings with the
+//! backup's. The throwaway indices are always deleted, also when a step
+//! fails or a signal arrives.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use vertice_crds::drill::DrillReport;
+
+use super::client::{segment, Client, Side};
+use super::cluster::{self, Reading};
+use super::cursor::View;
+use super::format::{self, ContentDigest};
+use super::restore::{self, Options};
+use super::target::SearchTarget;
+use crate::engine::common::{record_restore, timed, Drilled};
+use crate::error::{Error, Result};
+use crate::manifest::search::SearchFacts;
+
+pub async fn drill(d: &Drilled<'_>, target: &SearchTarget, report: &mut DrillReport) -> Result<()> {
+    let manifest = d.backup.manifest;
+    let facts = super::facts(manifest)?;
+    let client = Client::new(
+        target,
+        &d.args.search,
+        d.args.password.as_ref(),
+        "--restore-to",
+        Side::Target,
+    )?;
+    let identity = cluster::identify(&client).await?;
+    let names = scratch_names(&manifest.backup_id, facts)?;
+    report.target = Some(format!(
+        "throwaway indices vertice-drill-{}-* on {} ({})",
+        manifest.backup_id.to_ascii_lowercase(),
+        client.address(),
+        identity.describe()
+    ));
+    // A drill of the same backup killed before it cleaned up left these.
+    delete(&client, &names).await;
+    let outcome = restore_and_check(d, &client, identity.reading(), facts, &names, report).await;
+    let left = delete(&client, &names).await;
+    report.cleaned_up = left.is_empty();
+    if !left.is_empty() {
+        tracing::warn!(indices = %left.join(", "), "throwaway indices could not be deleted");
+    }
+    outcome
+}
+
+async fn restore_and_check(
+    d: &Drilled<'_>,
+    client: &Client,
+    reading: Reading,
+    facts: &SearchFacts,
+    names: &BTreeMap<String, String>,
+    report: &mut DrillReport,
+) -> Result<()> {
+    let options = Options {
+        definitions: false,
+        finish: false,
+    };
+    let loaded = timed(
+        report,
+        restore::load(client, &d.backup, facts, names, options),
+    )
+    .await;
+    let loaded = record_restore(report, loaded, |_| Ok(()))?;
+    for index in &facts.indices {
+        let scratch = &names[&index.name];
+        let read = read_back(client, reading, scratch).await?;
+        let documents = if read.documents != index.documents {
+            Err(format!(
+                "{} documents read back, the backup holds {}",
+                read.documents, index.documents
+            ))
+        } else if read.hex() != index.content_digest {
+            Err(format!(
+                "the content of its {} documents differs from the backup's",
+                index.documents
+            ))
+        } else {
+            Ok(())
+        };
+        report.record(format!("documents of {}", index.name), documents);
+        let mappings = match loaded.definitions.get(&index.name) {
+            Some(definition) => same_mappings(client, scratch, &definition.mappings).await?,
+            None => Err("the backup defines no mappings for it".into()),
+        };
+        report.record(format!("mappings of {}", index.name), mappings);
+    }
+    Ok(())
+}
+
+/// Every document of `index`, digested as the export did.
+async fn read_back(client: &Client, reading: Reading, index: &str) -> Result<ContentDigest> {
+    let mut view = View::open(client, reading, index, 1000).await?;
+    let mut digest = ContentDigest::default();
+    let mut size = 1000;
+    let outcome = async {
+        loop {
+            client.stopped()?;
+            let answer = view.next(client, size).await?;
+            let page = view.advance(client, &answer)?;
+            if page.hits.hits.is_empty() {
+                return Ok(());
+            }
+            for hit in &page.hits.hits {
+                let source = hit.source.map(format::source_bytes).unwrap_or_default();
+                digest.add(&hit.id, hit.routing.as_deref(), &source);
+            }
+            size = format::next_page_size(size, answer.len(), page.hits.hits.len(), 8 << 20);
+        }
+    }
+    .await;
+    view.close(client).await;
+    outcome.map(|()| digest)
+}
+
+async fn same_mappings(
+    client: &Client,
+    index: &str,
+    expected: &serde_json::Value,
+) -> Result<std::result::Result<(), String>> {
+    let got = client.get(&format!("{}/_mapping", segment(index))).await?;
+    let got = &got[index]["mappings"];
+    if got == expected {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(format!(
+            "the restored mappings differ from the backup's: {got} against {expected}"
+        )))
+    }
+}
+
+/// `vertice-drill-<backup id>-<index>` for each index, within the limits
+/// of an index name.
+fn scratch_names(backup_id: &str, facts: &SearchFacts) -> Result<BTreeMap<String, String>> {
+    let mut names = BTreeMap::new();
+    for index in &facts.indices {
+        let name = format!(
+            "vertice-drill-{}-{}",
+            backup_id.to_ascii_lowercase(),
+            index.name.trim_start_matches('.')
+        );
+        restore::check_index_name(&name).map_err(|why| {
+            Error::usage(format!(
+                "index {} cannot be drilled under a throwaway name: {why}",
+                index.name
+            ))
+        })?;
+        names.insert(index.name.clone(), name);
+    }
+    Ok(names)
+}
+
+/// Deletes the throwaway indices; those that could not be.
+async fn delete(client: &Client, names: &BTreeMap<String, String>) -> Vec<String> {
+    let mut left = Vec::new();
+    for name in names.values() {
+        match client.send(Method::DELETE, &segment(name), None).await {
+            Ok(a) if a.status.is_success() || a.status.as_u16() == 404 => {}
+            _ => left.push(name.clone()),
+        }
+    }
+    left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::search::IndexFacts;
+
+    #[test]
+    fn throwaway_names_are_valid_index_names() {
+        let facts = SearchFacts {
+            flavour: "elasticsearch".into(),
+            version: "7.17.29".into(),
+            cluster_name: "c".into(),
+            cluster_uuid: "u".into(),
+            mode: "export".into(),
+            consistency: "point_in_time".into(),
+            indices: vec![IndexFacts {
+                name: ".hidden-orders".into(),
+                documents: 0,
+                primary_shards: 1,
+                content_digest: String::new(),
+            }],
+            not_kept: Vec::new(),
+        };
+        let names = scratch_names("20261206T083000Z-AB12", &facts).expect("names");
+        assert_eq!(
+            names[".hidden-orders"],
+            "vertice-drill-20261206t083000z-ab12-hidden-orders"
+        );
+        let mut long = facts.clone();
+        long.indices[0].name = "x".repeat(250);
+        assert!(scratch_names("id", &long).is_err());
+    }
+}
