@@ -396,6 +396,173 @@ fn a_kafka_drill_restores_into_the_backed_up_cluster() {
     );
 }
 
+fn elasticsearch_case() -> VerticeBackup {
+    cases()
+        .into_iter()
+        .find(|(n, _)| n == "elasticsearch-s3")
+        .map(|(_, b)| b)
+        .expect("case")
+}
+
+#[test]
+fn sql_hooks_on_an_elasticsearch_target_are_refused() {
+    let mut backup = elasticsearch_case();
+    backup.spec.hooks.pre.push(
+        serde_json::from_value(serde_json::json!({"name": "x", "sql": {"statement": "select 1"}}))
+            .expect("hook"),
+    );
+    let err = desired(&backup, &defaults()).expect_err("sql hook on Elasticsearch");
+    assert!(
+        err.to_string().contains("spec.hooks") && err.to_string().contains("Elasticsearch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_elasticsearch_backup_reaches_its_cluster_by_url_password_and_ca_file() {
+    let backup = elasticsearch_case();
+    let pod = pod_of(build(&backup));
+    let env = env_of(&pod);
+    let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(
+        get(agent_env::SOURCE),
+        Some("https://vertice-backup@logs-es-http.logging.svc:9200")
+    );
+    assert_eq!(get(agent_env::SOURCE_KIND), Some("elasticsearch"));
+    assert_eq!(
+        get(agent_env::ELASTICSEARCH_PASSWORD),
+        Some("secret logs-es-backup/password")
+    );
+    assert_eq!(
+        get(agent_env::SEARCH_CA_FILE),
+        Some("/var/run/secrets/vertice.io/logs-es-http-certs-public/ca.crt")
+    );
+    assert_eq!(get(agent_env::SEARCH_INDICES), Some("logs-*,orders"));
+    assert_eq!(get(agent_env::ELASTICSEARCH_API_KEY), None);
+    // The CA Secret as a file, only its referenced key; no API token.
+    let projected: Vec<(String, Vec<String>)> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let s = v.secret.as_ref()?;
+            let keys = s.items.iter().flatten().map(|i| i.key.clone()).collect();
+            Some((s.secret_name.clone()?, keys))
+        })
+        .collect();
+    assert_eq!(
+        projected,
+        [(
+            "logs-es-http-certs-public".to_string(),
+            vec!["ca.crt".to_string()]
+        )]
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+
+    // An API key instead, over plain http, every index: the key by
+    // reference, nothing else to reach the cluster.
+    let mut api_key = backup.clone();
+    if let Some(es) = api_key.spec.target.elasticsearch.as_mut() {
+        es.url = "http://search.example:9200/es/".into();
+        es.username = None;
+        es.password_secret_ref = None;
+        es.ca_secret_ref = None;
+        es.indices.clear();
+        es.api_key_secret_ref = Some(
+            serde_json::from_value(serde_json::json!({"name": "es-key", "key": "api-key"}))
+                .expect("selector"),
+        );
+    }
+    let pod = pod_of(build(&api_key));
+    let env = env_of(&pod);
+    let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        env.contains(&(
+            agent_env::SOURCE.into(),
+            "http://search.example:9200/es".into()
+        )),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&(
+            agent_env::ELASTICSEARCH_API_KEY.into(),
+            "secret es-key/api-key".into()
+        )),
+        "{env:?}"
+    );
+    for absent in [
+        agent_env::ELASTICSEARCH_PASSWORD,
+        agent_env::SEARCH_CA_FILE,
+        agent_env::SEARCH_INDICES,
+    ] {
+        assert!(!names.contains(&absent), "{absent} set: {env:?}");
+    }
+
+    // A user without its password: refused naming both fields (the CRD's
+    // rule, again for objects stored before it).
+    let mut no_password = backup.clone();
+    if let Some(es) = no_password.spec.target.elasticsearch.as_mut() {
+        es.password_secret_ref = None;
+    }
+    let err = desired(&no_password, &defaults()).expect_err("user without password");
+    assert!(
+        err.to_string().contains("spec.target.elasticsearch")
+            && err.to_string().contains("passwordSecretRef"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_elasticsearch_drill_restores_into_the_backed_up_cluster() {
+    let backup = elasticsearch_case();
+    let pod = pod_of(
+        desired_drill(&backup, &defaults())
+            .expect("valid drill")
+            .expect("a drill CronJob"),
+    );
+    assert_eq!(
+        pod.containers[0].args.as_deref(),
+        Some(&["drill".to_string()][..])
+    );
+    let env = env_of(&pod);
+    let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(
+        get(agent_env::DRILL_RESTORE_TO),
+        Some("https://vertice-backup@logs-es-http.logging.svc:9200")
+    );
+    assert_eq!(
+        get(agent_env::ELASTICSEARCH_PASSWORD),
+        Some("secret logs-es-backup/password")
+    );
+    assert_eq!(
+        get(agent_env::SEARCH_CA_FILE),
+        Some("/var/run/secrets/vertice.io/logs-es-http-certs-public/ca.crt")
+    );
+    // The drill reads the kind from the manifest; what only the backup
+    // uses stays out.
+    for absent in [
+        agent_env::SOURCE,
+        agent_env::SOURCE_KIND,
+        agent_env::SEARCH_INDICES,
+        agent_env::HOOKS,
+    ] {
+        assert_eq!(get(absent), None, "{absent}");
+    }
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    // Nowhere else to restore to: a drill.target is refused.
+    let mut elsewhere = backup.clone();
+    if let Some(d) = elsewhere.spec.drill.as_mut() {
+        d.target =
+            Some(serde_json::from_value(serde_json::json!({"ephemeral": {}})).expect("target"));
+    }
+    let err = desired_drill(&elsewhere, &defaults()).expect_err("drill.target on Elasticsearch");
+    assert!(
+        err.to_string()
+            .contains("Elasticsearch drills into throwaway indices"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_keep_within_the_agent_would_refuse_is_refused_naming_the_field() {
     let (_, mut backup) = cases()

@@ -31,8 +31,10 @@ pub struct DrillSpec {
     pub max_unverified_age: Option<crate::duration::SpecDuration>,
     /// Where a PostgreSQL backup is restored. Redis and Vault drills
     /// restore into a throwaway target inside the drill pod; Kafka drills
-    /// into scratch topics `vertice-drill-<backup id>-<topic>` on the
-    /// backed-up cluster, which the drill always deletes.
+    /// into scratch topics `vertice-drill-<backup id>-<topic>` and
+    /// Elasticsearch drills into throwaway indices
+    /// `vertice-drill-<backup id>-<index>` on the backed-up cluster, which
+    /// the drill always deletes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<DrillTarget>,
     /// The age identity that decrypts the backups (needed when

@@ -133,7 +133,13 @@ fn examples_are_valid_and_self_contained() {
             assert_secrets_present(&file, &docs, resource, &namespace);
         }
     }
-    for pair in ["postgres->s3", "redis->gcs", "vault->azure", "kafka->s3"] {
+    for pair in [
+        "postgres->s3",
+        "redis->gcs",
+        "vault->azure",
+        "kafka->s3",
+        "elasticsearch->s3",
+    ] {
         assert!(
             covered.contains(pair),
             "no example backs up {pair}: {covered:?}"

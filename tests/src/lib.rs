@@ -1,11 +1,12 @@
 //! Test harness: starts real servers (PostgreSQL, Redis and Valkey,
 //! SeaweedFS, Azurite, fake-gcs-server, OpenBao, Prometheus, the
-//! Pushgateway, an SMTP sink, and a Kubernetes control plane in `kube`) on
-//! 127.0.0.1, on free ports, in temporary directories, and stops them when
-//! dropped. A missing server binary fails the test with the command that
-//! installs it; nothing is silently skipped. Beside the servers, the helpers
-//! the suites share: `summary` (the run summary an agent run wrote),
-//! `drill` (a drill's report), `fake_pg_dump`, `fixtures`, `write_script`.
+//! Pushgateway, an SMTP sink, OpenSearch and Elasticsearch in `search`, and a
+//! Kubernetes control plane in `kube`) on 127.0.0.1, on free ports, in
+//! temporary directories, and stops them when dropped. A missing server
+//! binary fails the test with the command that installs it; nothing is
+//! silently skipped. Beside the servers, the helpers the suites share:
+//! `summary` (the run summary an agent run wrote), `drill` (a drill's
+//! report), `fake_pg_dump`, `fixtures`, `write_script`.
 
 pub mod agent;
 pub mod azurite;
@@ -16,6 +17,7 @@ pub mod fixtures;
 pub mod flaky_proxy;
 pub mod health_target;
 pub mod http_capture;
+pub mod http_json;
 pub mod kafka;
 pub mod kube;
 pub mod monitoring;
@@ -27,6 +29,7 @@ pub mod procfs;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod redis_server;
+pub mod search;
 pub mod seaweedfs;
 pub mod smtp_sink;
 pub mod store;

@@ -136,6 +136,18 @@ fn target_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) 
             }
         }
     }
+    // Likewise: an Elasticsearch drill reaches the backed-up cluster.
+    if let Some(es) = &t.elasticsearch {
+        for (field, selector) in [
+            ("passwordSecretRef", &es.password_secret_ref),
+            ("apiKeySecretRef", &es.api_key_secret_ref),
+            ("caSecretRef", &es.ca_secret_ref),
+        ] {
+            if let Some(s) = selector {
+                add(format!("spec.target.elasticsearch.{field}"), &s.name);
+            }
+        }
+    }
 }
 
 /// The store's credentials.
@@ -639,6 +651,72 @@ mod tests {
                 named,
                 "{:?}",
                 cj.metadata.name
+            );
+        }
+    }
+
+    #[test]
+    fn an_elasticsearch_backup_names_its_three_secrets_which_both_pods_mount() {
+        // Basic auth and the CA; the API key in a second spec, as the CRD
+        // takes one or the other.
+        let basic = backup(json!({
+            "target": {"elasticsearch": {"url": "https://es:9200", "username": "backup",
+                "passwordSecretRef": {"name": "espw", "key": "password"},
+                "caSecretRef": {"name": "esca", "key": "ca.crt"}}},
+            "drill": {"schedule": {"cron": "@weekly"}}}));
+        let api_key = backup(json!({
+            "target": {"elasticsearch": {"url": "https://es:9200",
+                "apiKeySecretRef": {"name": "eskey", "key": "api-key"},
+                "caSecretRef": {"name": "esca", "key": "ca.crt"}}},
+            "drill": {"schedule": {"cron": "@weekly"}}}));
+        for (b, want) in [
+            (
+                &basic,
+                [
+                    ("spec.target.elasticsearch.passwordSecretRef", "espw"),
+                    ("spec.target.elasticsearch.caSecretRef", "esca"),
+                ],
+            ),
+            (
+                &api_key,
+                [
+                    ("spec.target.elasticsearch.apiKeySecretRef", "eskey"),
+                    ("spec.target.elasticsearch.caSecretRef", "esca"),
+                ],
+            ),
+        ] {
+            let uses = secret_uses(&b.spec);
+            let fields: Vec<(&str, &str)> = uses
+                .iter()
+                .map(|u| (u.field.as_str(), u.name.as_str()))
+                .collect();
+            assert_eq!(fields, want);
+            let named: BTreeSet<&str> = uses.iter().map(|u| u.name.as_str()).collect();
+            for cj in [
+                desired(b, &defaults()).expect("backup"),
+                desired_drill(b, &defaults())
+                    .expect("drill")
+                    .expect("drill"),
+            ] {
+                let mounted = pod_secrets(&cj);
+                assert_eq!(
+                    mounted.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+                    named,
+                    "{:?}",
+                    cj.metadata.name
+                );
+            }
+            // Unlabelled, each is refused under its field.
+            let refusal = run(b, &tenancy(), &labelled(&["esca"])).expect_err("unlabelled");
+            assert_eq!(refusal.reason(), "SecretNotAllowed");
+            assert!(refusal.to_string().starts_with(want[0].0), "{refusal}");
+            assert_eq!(
+                run(
+                    b,
+                    &tenancy(),
+                    &labelled(&named.iter().copied().collect::<Vec<_>>())
+                ),
+                Ok(())
             );
         }
     }

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use vertice_crds::agent_env;
 use vertice_crds::backup::{
-    AzureStore, BackupTarget, FileStore, GcsStore, KafkaTarget, PostgresTarget, RedisTarget,
-    RetentionSpec, S3Store, StoreSpec, VaultTarget, VerticeBackupSpec,
+    AzureStore, BackupTarget, ElasticsearchTarget, FileStore, GcsStore, KafkaTarget,
+    PostgresTarget, RedisTarget, RetentionSpec, S3Store, StoreSpec, VaultTarget, VerticeBackupSpec,
 };
 use vertice_crds::drill_spec::DrillSpec;
 use vertice_crds::notifications::Notifications;
@@ -27,7 +27,10 @@ use vertice_crds::pg_options::{normalize, Tool};
 use vertice_crds::VerticeBackup;
 
 pub use super::job_wiring::SpecError;
-use super::job_wiring::{encode, host, kafka_address, postgres_url, wire_kafka_connection, Wiring};
+use super::job_wiring::{
+    elasticsearch_url, encode, host, kafka_address, postgres_url, wire_elasticsearch_connection,
+    wire_kafka_connection, Wiring,
+};
 use super::names;
 use super::scheduled_run::RunKind;
 
@@ -72,9 +75,9 @@ pub fn desired(backup: &VerticeBackup, defaults: &JobDefaults) -> Result<CronJob
 
 /// The desired drill CronJob when `spec.drill` is set. It carries only what
 /// a drill needs: the store's credentials, the drill target's, the identity;
-/// never the source database's. (A Kafka drill's target is the backed-up
-/// cluster itself: its drill pod reaches it with the source's password and
-/// TLS files.)
+/// never the source database's. (A Kafka or Elasticsearch drill's target
+/// is the backed-up cluster itself: its drill pod reaches it with the
+/// source's credentials and TLS files.)
 pub fn desired_drill(
     backup: &VerticeBackup,
     defaults: &JobDefaults,
@@ -395,7 +398,9 @@ fn wire_retention(r: &RetentionSpec, wiring: &mut Wiring) -> Result<(), SpecErro
 }
 
 fn wire_hooks(spec: &VerticeBackupSpec, wiring: &mut Wiring) -> Result<(), SpecError> {
-    if (spec.target.vault.is_some() || spec.target.kafka.is_some())
+    if (spec.target.vault.is_some()
+        || spec.target.kafka.is_some()
+        || spec.target.elasticsearch.is_some())
         && spec
             .hooks
             .pre
@@ -404,7 +409,7 @@ fn wire_hooks(spec: &VerticeBackupSpec, wiring: &mut Wiring) -> Result<(), SpecE
             .any(|h| h.sql.is_some())
     {
         return Err(SpecError(
-            "spec.hooks: sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault or Kafka target".into(),
+            "spec.hooks: sql hooks run on PostgreSQL and Redis targets; use an http hook with a Vault, Kafka or Elasticsearch target".into(),
         ));
     }
     if spec.hooks.is_empty() {
@@ -474,8 +479,11 @@ fn wire_target(target: &BackupTarget, w: &mut Wiring) -> Result<bool, SpecError>
     if let Some(kafka) = &target.kafka {
         return wire_kafka(kafka, w).map(|()| false);
     }
+    if let Some(es) = &target.elasticsearch {
+        return wire_elasticsearch(es, w).map(|()| false);
+    }
     Err(SpecError(
-        "spec.target: set one of postgres, redis, vault, kafka".into(),
+        "spec.target: set one of postgres, redis, vault, kafka, elasticsearch".into(),
     ))
 }
 
@@ -578,6 +586,19 @@ fn wire_kafka(kafka: &KafkaTarget, w: &mut Wiring) -> Result<(), SpecError> {
         if let Some(n) = incremental.full_every {
             w.value(agent_env::KAFKA_FULL_EVERY, n.to_string());
         }
+    }
+    Ok(())
+}
+
+/// The cluster's URL (with the user), its kind (an `http(s)://` URL alone
+/// does not say it is a search cluster), the connection, which indices.
+fn wire_elasticsearch(es: &ElasticsearchTarget, w: &mut Wiring) -> Result<(), SpecError> {
+    w.value(agent_env::SOURCE, elasticsearch_url(es)?);
+    w.value(agent_env::SOURCE_KIND, "elasticsearch");
+    wire_elasticsearch_connection(es, "spec.target.elasticsearch", w)?;
+    // `mode` has one value, `export`, the agent's only way: nothing to pass.
+    if !es.indices.is_empty() {
+        w.value(agent_env::SEARCH_INDICES, es.indices.join(","));
     }
     Ok(())
 }

@@ -7,7 +7,10 @@ use vertice_crds::agent_env;
 use vertice_crds::backup::BackupTarget;
 use vertice_crds::drill_spec::{DrillSpec, DrillTarget};
 
-use super::job_wiring::{kafka_address, postgres_url, wire_kafka_connection, SpecError, Wiring};
+use super::job_wiring::{
+    elasticsearch_url, kafka_address, postgres_url, wire_elasticsearch_connection,
+    wire_kafka_connection, SpecError, Wiring,
+};
 
 /// `/tmp`'s size limit when `spec.drill.scratchSize` is not given: room
 /// for a Redis RDB, or, for an ephemeral PostgreSQL, whose data directory
@@ -57,7 +60,7 @@ pub(super) fn wire(
         }
         (None, Some(_)) => {
             return Err(SpecError(
-                "spec.drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod, Kafka drills into scratch topics on the backed-up cluster".into(),
+                "spec.drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod, Kafka drills into scratch topics and Elasticsearch drills into throwaway indices on the backed-up cluster: remove spec.drill.target".into(),
             ))
         }
         (None, None) => {}
@@ -67,6 +70,13 @@ pub(super) fn wire(
     if let Some(kafka) = &target.kafka {
         w.value(agent_env::DRILL_RESTORE_TO, kafka_address(kafka));
         wire_kafka_connection(kafka, "spec.target.kafka", w)?;
+    }
+    // An Elasticsearch drill restores into throwaway indices on the
+    // backed-up cluster, likewise. No VERTICE_SOURCE_KIND: the agent reads
+    // the kind from the backup's manifest.
+    if let Some(es) = &target.elasticsearch {
+        w.value(agent_env::DRILL_RESTORE_TO, elasticsearch_url(es)?);
+        wire_elasticsearch_connection(es, "spec.target.elasticsearch", w)?;
     }
     match (&drill.identity_secret_ref, encrypted) {
         (Some(identity), _) => {

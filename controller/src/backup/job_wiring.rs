@@ -1,12 +1,13 @@
 //! What the backup and drill CronJobs are wired with alike: the agent's
 //! environment and the Secret files it reads, collected while a pod is
-//! described, and the URL a PostgreSQL server is reached by.
+//! described, and the addresses a PostgreSQL server, a Kafka cluster or an
+//! Elasticsearch / OpenSearch cluster is reached by.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector as K8sSecretKeySelector};
 use vertice_crds::agent_env::{self, SECRETS_MOUNT};
-use vertice_crds::backup::{KafkaSaslMechanism, KafkaTarget};
+use vertice_crds::backup::{ElasticsearchTarget, KafkaSaslMechanism, KafkaTarget};
 use vertice_crds::common::SecretKeySelector;
 
 /// A spec the CRD schema let through but that cannot become a CronJob.
@@ -143,6 +144,82 @@ pub(super) fn wire_kafka_connection(
     Ok(())
 }
 
+/// `http(s)://[user@]host[:port][/path]`: the agent's address of an
+/// Elasticsearch / OpenSearch cluster, the user percent-encoded into it.
+/// The password is never in it (the agent reads it from a Secret-backed
+/// env var). The CRD's pattern already refuses a user, query or fragment
+/// in `url`; refused here too, for objects stored before that pattern.
+pub(super) fn elasticsearch_url(target: &ElasticsearchTarget) -> Result<String, SpecError> {
+    const FIELD: &str = "spec.target.elasticsearch.url";
+    // Errors do not repeat the URL: one that slipped past the CRD's
+    // pattern may hold a password, and errors end up in status and Events.
+    let mut url = url::Url::parse(target.url.trim()).map_err(|e| {
+        SpecError(format!(
+            "{FIELD}: not a URL ({e}); write http(s)://HOST:PORT, e.g. https://logs-es-http.logging.svc:9200"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(SpecError(format!(
+            "{FIELD}: not an http:// or https:// address with a host; write http(s)://HOST:PORT"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(SpecError(format!(
+            "{FIELD}: remove the user and password from the URL; set spec.target.elasticsearch.username and passwordSecretRef instead"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(SpecError(format!(
+            "{FIELD}: remove the ?query or #fragment; credentials go in passwordSecretRef or apiKeySecretRef"
+        )));
+    }
+    if let Some(user) = &target.username {
+        // `set_username` percent-encodes what a URL user cannot hold as it
+        // is (`@`, `:`, `/`, space, …); the agent decodes it again.
+        url.set_username(user).map_err(|()| {
+            SpecError(format!(
+                "spec.target.elasticsearch.username: {user:?} cannot be put into the URL {FIELD} names"
+            ))
+        })?;
+    }
+    // `Url` writes an empty path as `/`; the agent takes either, and the
+    // address reads as written without it.
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// What the backup and the drill alike need to reach an Elasticsearch /
+/// OpenSearch cluster besides its address: the password or API key (as
+/// `secretKeyRef`s) and the CA file. `field` is the spec path errors name.
+pub(super) fn wire_elasticsearch_connection(
+    target: &ElasticsearchTarget,
+    field: &str,
+    w: &mut Wiring,
+) -> Result<(), SpecError> {
+    // The CRD's rules, again for objects stored before them: the agent
+    // would refuse either on every run.
+    if target.username.is_some() != target.password_secret_ref.is_some() {
+        return Err(SpecError(format!(
+            "{field}: set username and passwordSecretRef together: basic auth needs the user and its password"
+        )));
+    }
+    if target.username.is_some() && target.api_key_secret_ref.is_some() {
+        return Err(SpecError(format!(
+            "{field}: use basic auth (username and passwordSecretRef) or an API key (apiKeySecretRef), not both"
+        )));
+    }
+    if let Some(s) = &target.password_secret_ref {
+        w.secret_env(agent_env::ELASTICSEARCH_PASSWORD, &s.name, &s.key);
+    }
+    if let Some(s) = &target.api_key_secret_ref {
+        w.secret_env(agent_env::ELASTICSEARCH_API_KEY, &s.name, &s.key);
+    }
+    if let Some(ca) = &target.ca_secret_ref {
+        let path = w.secret_file(ca);
+        w.value(agent_env::SEARCH_CA_FILE, path);
+    }
+    Ok(())
+}
+
 /// Percent-encodes a URL user or path segment.
 pub(super) fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
@@ -167,6 +244,151 @@ mod tests {
 
     fn kafka(v: serde_json::Value) -> KafkaTarget {
         serde_json::from_value(v).expect("kafka target")
+    }
+
+    fn elasticsearch(v: serde_json::Value) -> ElasticsearchTarget {
+        serde_json::from_value(v).expect("elasticsearch target")
+    }
+
+    #[test]
+    fn elasticsearch_urls_carry_the_encoded_user_and_keep_a_path_prefix() {
+        let pw = json!({"name": "es", "key": "password"});
+        for (target, want) in [
+            (json!({"url": "https://es:9200"}), "https://es:9200"),
+            (
+                json!({"url": "http://es.logging.svc:9200/"}),
+                "http://es.logging.svc:9200",
+            ),
+            (
+                json!({"url": "https://es:9200", "username": "backup", "passwordSecretRef": pw}),
+                "https://backup@es:9200",
+            ),
+            // '@' and ':' would end the user part: encoded.
+            (
+                json!({"url": "https://es:9200", "username": "svc@corp:ro", "passwordSecretRef": pw}),
+                "https://svc%40corp%3Aro@es:9200",
+            ),
+            (
+                json!({"url": "https://proxy.example/es/a", "username": "back up", "passwordSecretRef": pw}),
+                "https://back%20up@proxy.example/es/a",
+            ),
+            (
+                json!({"url": "https://[fd00::1]:9200/es/", "username": "u", "passwordSecretRef": pw}),
+                "https://u@[fd00::1]:9200/es",
+            ),
+            // An API key is not in the URL.
+            (
+                json!({"url": "https://es:9200", "apiKeySecretRef": {"name": "es", "key": "api-key"}}),
+                "https://es:9200",
+            ),
+        ] {
+            assert_eq!(
+                elasticsearch_url(&elasticsearch(target.clone())).as_deref(),
+                Ok(want),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_elasticsearch_url_with_credentials_or_a_query_is_refused() {
+        for (url, needle) in [
+            (
+                "https://elastic:changeme@es:9200",
+                "remove the user and password",
+            ),
+            ("https://backup@es:9200", "remove the user and password"),
+            ("https://es:9200/?api_key=x", "remove the ?query"),
+            ("ftp://es:21", "not an http:// or https://"),
+            ("es:9200", "not an http:// or https://"),
+            ("not a url", "not a URL"),
+            ("https://elastic:changeme@es:99999", "not a URL"),
+        ] {
+            let err = elasticsearch_url(&elasticsearch(json!({"url": url}))).expect_err(url);
+            assert!(
+                err.0.starts_with("spec.target.elasticsearch.url: ") && err.0.contains(needle),
+                "{url}: {err}"
+            );
+            // The refusal never repeats a password.
+            assert!(!err.0.contains("changeme"), "{err}");
+        }
+    }
+
+    #[test]
+    fn elasticsearch_connection_takes_secrets_by_reference_and_mounts_the_ca() {
+        let target = elasticsearch(json!({"url": "https://es:9200", "username": "backup",
+            "passwordSecretRef": {"name": "es-user", "key": "password"},
+            "caSecretRef": {"name": "es-ca", "key": "ca.crt"}}));
+        let mut w = Wiring::default();
+        wire_elasticsearch_connection(&target, "spec.target.elasticsearch", &mut w).expect("valid");
+        let env: Vec<(String, Option<String>)> = w
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                (agent_env::ELASTICSEARCH_PASSWORD.to_string(), None),
+                (
+                    agent_env::SEARCH_CA_FILE.to_string(),
+                    Some(format!("{SECRETS_MOUNT}/es-ca/ca.crt"))
+                ),
+            ]
+        );
+        let password = w.env[0]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref());
+        assert_eq!(
+            password.map(|s| (s.name.as_str(), s.key.as_str())),
+            Some(("es-user", "password"))
+        );
+        assert_eq!(
+            w.files,
+            BTreeMap::from([("es-ca".to_string(), vec!["ca.crt".to_string()])])
+        );
+
+        let api_key = elasticsearch(json!({"url": "https://es:9200",
+            "apiKeySecretRef": {"name": "es-key", "key": "api-key"}}));
+        let mut w = Wiring::default();
+        wire_elasticsearch_connection(&api_key, "spec.target.elasticsearch", &mut w)
+            .expect("valid");
+        assert_eq!(w.env.len(), 1);
+        assert_eq!(w.env[0].name, agent_env::ELASTICSEARCH_API_KEY);
+        assert_eq!(w.env[0].value, None);
+        assert!(w.files.is_empty());
+    }
+
+    #[test]
+    fn elasticsearch_credentials_that_do_not_fit_together_are_refused() {
+        let pw = json!({"name": "es", "key": "password"});
+        let key = json!({"name": "es", "key": "api-key"});
+        for (target, needle) in [
+            (
+                json!({"url": "https://es:9200", "username": "backup"}),
+                "set username and passwordSecretRef together",
+            ),
+            (
+                json!({"url": "https://es:9200", "passwordSecretRef": pw}),
+                "set username and passwordSecretRef together",
+            ),
+            (
+                json!({"url": "https://es:9200", "username": "backup", "passwordSecretRef": pw, "apiKeySecretRef": key}),
+                "not both",
+            ),
+        ] {
+            let err = wire_elasticsearch_connection(
+                &elasticsearch(target.clone()),
+                "spec.target.elasticsearch",
+                &mut Wiring::default(),
+            )
+            .expect_err("refused");
+            assert!(
+                err.0.starts_with("spec.target.elasticsearch: ") && err.0.contains(needle),
+                "{target}: {err}"
+            );
+        }
     }
 
     #[test]

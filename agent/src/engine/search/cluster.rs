@@ -54,14 +54,15 @@ impl Identity {
         let number = version["number"].as_str().ok_or(
             "GET / gave no version.number: is this an Elasticsearch or OpenSearch cluster?",
         )?;
-        let flavour =
-            match version["distribution"].as_str() {
-                Some("opensearch") => Flavour::OpenSearch,
-                Some(other) => return Err(format!(
+        let flavour = match version["distribution"].as_str() {
+            Some("opensearch") => Flavour::OpenSearch,
+            Some(other) => {
+                return Err(format!(
                     "GET / names the distribution {other:?}, neither Elasticsearch nor OpenSearch"
-                )),
-                None => Flavour::Elasticsearch,
-            };
+                ))
+            }
+            None => Flavour::Elasticsearch,
+        };
         let parsed = parse_version(number)
             .ok_or_else(|| format!("version {number:?} is not MAJOR.MINOR.PATCH"))?;
         Ok(Identity {

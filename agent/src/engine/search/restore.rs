@@ -411,6 +411,12 @@ async fn finish_index(
         )
         .await
         .map_err(|e| e.map_message(|m| format!("putting index {target}'s settings back: {m}")))?;
+    if !definition.aliases.is_empty() && definition.name != target {
+        // The aliases point at the original index, which may still be
+        // there: a renamed copy joining them would answer its searches.
+        tracing::info!(index = %definition.name, into = %target, aliases = %definition.aliases.keys().cloned().collect::<Vec<_>>().join(", "), "a renamed index does not take its source's aliases");
+        return Ok(());
+    }
     if !definition.aliases.is_empty() {
         let actions: Vec<Value> = definition
             .aliases
