@@ -16,6 +16,46 @@ pub struct DrillChecks {
     pub postgres: PostgresChecks,
     #[serde(default)]
     pub redis: RedisChecks,
+    /// Checks of an Elasticsearch / OpenSearch restore, beyond the
+    /// document-by-document comparison every such drill makes.
+    #[serde(default, skip_serializing_if = "SearchChecks::is_empty")]
+    pub search: SearchChecks,
+}
+
+/// Checks of an Elasticsearch / OpenSearch restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchChecks {
+    /// Queries whose count in the restored index must reach a minimum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub assertions: Vec<SearchAssertion>,
+}
+
+impl SearchChecks {
+    pub fn is_empty(&self) -> bool {
+        self.assertions.is_empty()
+    }
+}
+
+/// One user assertion: `_count` of `query` on the restored copy of
+/// `index` is at least `minCount`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchAssertion {
+    /// Shown in the report and status when it fails.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// An index of the backup (its original name).
+    #[schemars(length(min = 1, max = 255))]
+    pub index: String,
+    /// The query clause as JSON, e.g. `{"term": {"status": "paid"}}`
+    /// (default: every document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 10000))]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub min_count: u64,
 }
 
 /// Checks of a PostgreSQL restore.

@@ -457,7 +457,7 @@ pub async fn drill(
             Ok(())
         }
         DrillTarget::Kafka(cluster) => kafka::drill(d, cluster, report).await,
-        DrillTarget::Search(cluster) => search::drill(d, cluster, report).await,
+        DrillTarget::Search(cluster) => search::drill(d, cluster, &checks.search, report).await,
     }
 }
 

@@ -211,6 +211,16 @@ impl View {
         Ok(page)
     }
 
+    /// Extends a view's keep-alive without reading from it (a point in
+    /// time waiting for its turn).
+    pub async fn touch(&self, client: &Client) -> Result<()> {
+        if let Kind::PointInTime { .. } = self.kind {
+            let body = self.search_body(0, false);
+            send_search(client, "_search", &body).await?;
+        }
+        Ok(())
+    }
+
     /// Releases the view on the cluster; a failure only costs the cluster
     /// memory until the keep-alive ends, so it is logged, not raised.
     pub async fn close(self, client: &Client) {

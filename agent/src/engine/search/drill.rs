@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use reqwest::Method;
-use vertice_crds::drill::DrillReport;
+use vertice_crds::drill::{DrillReport, SearchAssertion, SearchChecks};
 
 use super::client::{segment, Client, Side};
 use super::cluster::{self, Reading};
@@ -21,7 +21,12 @@ use crate::engine::common::{record_restore, timed, Drilled};
 use crate::error::{Error, Result};
 use crate::manifest::search::SearchFacts;
 
-pub async fn drill(d: &Drilled<'_>, target: &SearchTarget, report: &mut DrillReport) -> Result<()> {
+pub async fn drill(
+    d: &Drilled<'_>,
+    target: &SearchTarget,
+    checks: &SearchChecks,
+    report: &mut DrillReport,
+) -> Result<()> {
     let manifest = d.backup.manifest;
     let facts = super::facts(manifest)?;
     let client = Client::new(
@@ -33,6 +38,11 @@ pub async fn drill(d: &Drilled<'_>, target: &SearchTarget, report: &mut DrillRep
     )?;
     let identity = cluster::identify(&client).await?;
     let names = scratch_names(&manifest.backup_id, facts)?;
+    let assertions = checks
+        .assertions
+        .iter()
+        .map(|a| parse_assertion(a, &names))
+        .collect::<Result<Vec<_>>>()?;
     report.target = Some(format!(
         "throwaway indices vertice-drill-{}-* on {} ({})",
         manifest.backup_id.to_ascii_lowercase(),
@@ -41,7 +51,11 @@ pub async fn drill(d: &Drilled<'_>, target: &SearchTarget, report: &mut DrillRep
     ));
     // A drill of the same backup killed before it cleaned up left these.
     delete(&client, &names).await;
-    let outcome = restore_and_check(d, &client, identity.reading(), facts, &names, report).await;
+    let mut outcome =
+        restore_and_check(d, &client, identity.reading(), facts, &names, report).await;
+    if outcome.is_ok() {
+        outcome = assert_counts(&client, &assertions, report).await;
+    }
     let left = delete(&client, &names).await;
     report.cleaned_up = left.is_empty();
     if !left.is_empty() {
@@ -135,6 +149,81 @@ async fn same_mappings(
     }
 }
 
+/// A user assertion ready to run: its scratch index and `_count` body.
+struct Counting<'a> {
+    assertion: &'a SearchAssertion,
+    scratch: String,
+    body: serde_json::Value,
+}
+
+/// Checks an assertion before anything is restored: its index is in the
+/// backup and its query is JSON.
+fn parse_assertion<'a>(
+    assertion: &'a SearchAssertion,
+    names: &BTreeMap<String, String>,
+) -> Result<Counting<'a>> {
+    let scratch = names.get(&assertion.index).cloned().ok_or_else(|| {
+        Error::usage(format!(
+            "drill check {:?}: the backup holds no index {:?} (it holds {})",
+            assertion.name,
+            assertion.index,
+            names.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let query = match &assertion.query {
+        Some(text) => serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+            Error::usage(format!(
+                "drill check {:?}: query is not JSON ({e}); write the query clause, e.g. {{\"term\": {{\"status\": \"paid\"}}}}",
+                assertion.name
+            ))
+        })?,
+        None => serde_json::json!({"match_all": {}}),
+    };
+    Ok(Counting {
+        assertion,
+        scratch,
+        body: serde_json::json!({ "query": query }),
+    })
+}
+
+/// Runs the user's count assertions on the restored indices.
+async fn assert_counts(
+    client: &Client,
+    assertions: &[Counting<'_>],
+    report: &mut DrillReport,
+) -> Result<()> {
+    for counting in assertions {
+        let path = format!("{}/_count", segment(&counting.scratch));
+        let answer = client
+            .send(
+                Method::POST,
+                &path,
+                Some((counting.body.to_string().into_bytes(), "application/json")),
+            )
+            .await?;
+        let a = counting.assertion;
+        let outcome = if answer.status.is_success() {
+            let count = answer.json()["count"].as_u64().unwrap_or(0);
+            if count >= a.min_count {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{count} documents of {} match, at least {} expected",
+                    a.index, a.min_count
+                ))
+            }
+        } else {
+            Err(format!(
+                "the query was refused (HTTP {}: {})",
+                answer.status.as_u16(),
+                super::client::reason(&answer.json())
+            ))
+        };
+        report.record(a.name.clone(), outcome);
+    }
+    Ok(())
+}
+
 /// `vertice-drill-<backup id>-<index>` for each index, within the limits
 /// of an index name.
 fn scratch_names(backup_id: &str, facts: &SearchFacts) -> Result<BTreeMap<String, String>> {
@@ -172,6 +261,29 @@ async fn delete(client: &Client, names: &BTreeMap<String, String>) -> Vec<String
 mod tests {
     use super::*;
     use crate::manifest::search::IndexFacts;
+
+    #[test]
+    fn assertions_name_a_backed_up_index_and_carry_json() {
+        let names = BTreeMap::from([("orders".to_string(), "vertice-drill-x-orders".to_string())]);
+        let ok = SearchAssertion {
+            name: "paid".into(),
+            index: "orders".into(),
+            query: Some(r#"{"term": {"status": "paid"}}"#.into()),
+            min_count: 3,
+        };
+        let counting = parse_assertion(&ok, &names).expect("valid");
+        assert_eq!(counting.scratch, "vertice-drill-x-orders");
+        assert_eq!(counting.body["query"]["term"]["status"], "paid");
+        let all = SearchAssertion { query: None, ..ok.clone() };
+        assert!(parse_assertion(&all, &names).expect("all").body["query"]["match_all"].is_object());
+        let elsewhere = SearchAssertion { index: "nope".into(), ..ok.clone() };
+        let err = parse_assertion(&elsewhere, &names).err().expect("unknown index");
+        assert!(err.to_string().contains("holds no index \"nope\""), "{err}");
+        let broken = SearchAssertion { query: Some("{term".into()), ..ok };
+        let err = parse_assertion(&broken, &names).err().expect("not json");
+        assert!(err.to_string().contains("query is not JSON"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
 
     #[test]
     fn throwaway_names_are_valid_index_names() {

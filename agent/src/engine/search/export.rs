@@ -5,7 +5,9 @@
 //! index size. The views are opened before the first document is read and
 //! released whatever happens.
 
+use std::collections::VecDeque;
 use std::io;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -85,7 +87,8 @@ pub async fn write(
         tx,
         buffer: Vec::with_capacity(CHUNK * 2),
     };
-    let mut views = views.into_iter();
+    let mut views: VecDeque<View> = views.into();
+    let mut keeper = Keeper::new();
     let mut facts = Vec::new();
     let mut result = out
         .definitions(&identity, &indices, &definitions)
@@ -97,10 +100,14 @@ pub async fn write(
             break;
         }
         let view = match identity.reading() {
-            Reading::PointInTime(_) => views.next(),
+            Reading::PointInTime(_) => views.pop_front(),
             Reading::Scroll => None,
         };
-        let read = export_index(client, identity.reading(), index, view, &mut out).await;
+        let waiting = Waiting {
+            views: &mut views,
+            keeper: &mut keeper,
+        };
+        let read = export_index(client, identity.reading(), index, view, &mut out, waiting).await;
         match read {
             Ok(digest) => {
                 documents += digest.documents;
@@ -149,6 +156,7 @@ async fn export_index(
     index: &Selected,
     view: Option<View>,
     out: &mut Writer,
+    waiting: Waiting<'_>,
 ) -> Result<ContentDigest> {
     let name = &index.definition.name;
     let mut size = first_page(index);
@@ -156,7 +164,7 @@ async fn export_index(
         Some(view) => view,
         None => View::open(client, reading, name, size).await?,
     };
-    let read = read_view(client, &mut view, &mut size, out).await;
+    let read = read_view(client, &mut view, &mut size, out, waiting).await;
     let total = view.total;
     view.close(client).await;
     let digest = read?;
@@ -183,10 +191,12 @@ async fn read_view(
     view: &mut View,
     size: &mut usize,
     out: &mut Writer,
+    waiting: Waiting<'_>,
 ) -> Result<ContentDigest> {
     let mut digest = ContentDigest::default();
     loop {
         client.stopped()?;
+        waiting.keeper.keep_alive(client, waiting.views).await?;
         let answer = view.next(client, *size).await?;
         let page = view.advance(client, &answer)?;
         let hits = page.hits.hits.len();
@@ -209,6 +219,40 @@ async fn read_view(
         if out.buffer.len() >= CHUNK {
             out.flush().await.map_err(|e| e.into_error())?;
         }
+    }
+}
+
+/// The points in time of indices not read yet, kept alive while another
+/// index is read: the cluster drops a view unused for its keep-alive, and a
+/// large index can take longer than that to read.
+struct Waiting<'a> {
+    views: &'a mut VecDeque<View>,
+    keeper: &'a mut Keeper,
+}
+
+struct Keeper {
+    last: Instant,
+}
+
+impl Keeper {
+    /// Well within the views' keep-alive (10 min, `cursor.rs`).
+    const EVERY: Duration = Duration::from_secs(120);
+
+    fn new() -> Keeper {
+        Keeper {
+            last: Instant::now(),
+        }
+    }
+
+    async fn keep_alive(&mut self, client: &Client, waiting: &VecDeque<View>) -> Result<()> {
+        if self.last.elapsed() < Self::EVERY {
+            return Ok(());
+        }
+        for view in waiting {
+            view.touch(client).await?;
+        }
+        self.last = Instant::now();
+        Ok(())
     }
 }
 

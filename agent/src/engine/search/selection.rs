@@ -41,6 +41,11 @@ pub async fn resolve(client: &Client, patterns: &[String]) -> Result<Vec<Selecte
             let name = row["index"].as_str().unwrap_or_default().to_string();
             // Dot-indices are the cluster's own (security, tasks,
             // dashboards) unless named outright.
+            if name.starts_with(".ds-") && !literal {
+                // A data stream's backing index, restored as a plain index,
+                // would no longer belong to its stream.
+                tracing::warn!(index = %name, pattern = %pattern, "a data stream's backing index is left out: export mode does not back up data streams");
+            }
             if name.is_empty() || (name.starts_with('.') && !literal) {
                 continue;
             }
