@@ -371,8 +371,24 @@ pub struct SearchBackupArgs {
     /// index. Default: every open index that is not hidden or a system index.
     #[arg(long, env = agent_env::SEARCH_INDICES, value_delimiter = ',')]
     pub indices: Vec<String>,
+    /// Elasticsearch / OpenSearch: `export` (documents, settings and
+    /// mappings as open NDJSON through the agent's compression, encryption
+    /// and checksums) or `snapshot` (the cluster snapshots the indices into
+    /// --search-repository; the agent records and checks it).
+    #[arg(long, env = agent_env::SEARCH_MODE, default_value = "export")]
+    pub search_mode: SearchModeArg,
+    /// Elasticsearch / OpenSearch, snapshot mode: a snapshot repository
+    /// registered on the cluster (fs, s3, gcs, azure, …).
+    #[arg(long, env = agent_env::SEARCH_REPOSITORY)]
+    pub search_repository: Option<String>,
     #[command(flatten)]
     pub connection: SearchConnectionArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SearchModeArg {
+    Export,
+    Snapshot,
 }
 
 /// Where an Elasticsearch / OpenSearch restore puts indices.

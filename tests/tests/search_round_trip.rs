@@ -399,6 +399,46 @@ fn round_trip(flavour: Flavour) {
         "{:?}",
         drill_indices(&server)
     );
+    // The user's count assertions run on the restored copies: one that
+    // holds passes, one that does not fails the drill, which still cleans up.
+    let checks = |min: u64| {
+        json!({"search": {"assertions": [{"name": "eu orders", "index": "shop-orders",
+            "query": r#"{"term": {"customer.region": "eu"}}"#, "minCount": min}]}})
+        .to_string()
+    };
+    let drill = |min: u64| {
+        agent.run(
+            &[
+                "drill",
+                "--from",
+                &url,
+                "--name",
+                "shop",
+                "--restore-to",
+                &address,
+                "--identity",
+                &identity,
+                "--checks-json",
+                &checks(min),
+            ],
+            &env,
+        )
+    };
+    drill(200).assert_ok();
+    let short = drill(201);
+    assert_ne!(short.code, 0, "{}", short.all());
+    assert!(
+        short
+            .all()
+            .contains("200 documents of shop-orders match, at least 201 expected"),
+        "{}",
+        short.all()
+    );
+    assert!(
+        drill_indices(&server).is_empty(),
+        "{:?}",
+        drill_indices(&server)
+    );
     let missing = agent.run(
         &[
             "drill",

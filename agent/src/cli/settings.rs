@@ -221,7 +221,26 @@ impl SearchConnectionArgs {
 impl SearchBackupArgs {
     /// A search backup's indices, from its flags.
     pub fn settings(&self, target: &Target) -> Result<SearchBackup> {
+        let searching = matches!(target, Target::Search(_));
+        let repository = match (self.search_mode, &self.search_repository) {
+            _ if !searching => None,
+            (super::SearchModeArg::Export, None) => None,
+            (super::SearchModeArg::Snapshot, Some(r)) if !r.trim().is_empty() => {
+                Some(r.trim().to_string())
+            }
+            (super::SearchModeArg::Snapshot, _) => {
+                return Err(Error::usage(
+                    "--search-mode snapshot needs --search-repository NAME: a snapshot repository registered on the cluster",
+                ))
+            }
+            (super::SearchModeArg::Export, Some(_)) => {
+                return Err(Error::usage(
+                    "--search-repository is for --search-mode snapshot; an export needs no repository",
+                ))
+            }
+        };
         Ok(SearchBackup {
+            repository,
             connection: self
                 .connection
                 .connection(matches!(target, Target::Search(_)))?,

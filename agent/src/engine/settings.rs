@@ -158,6 +158,9 @@ pub struct SearchBackup {
     /// Index names and wildcard patterns, as given (`--indices`); empty:
     /// every open index that is neither hidden nor a system index.
     pub indices: Vec<String>,
+    /// `--search-repository`: snapshot mode into this repository of the
+    /// cluster's; `None`: export mode.
+    pub repository: Option<String>,
 }
 
 /// An Elasticsearch / OpenSearch restore: where indices go.

@@ -16,7 +16,9 @@ pub struct SearchFacts {
     pub version: String,
     pub cluster_name: String,
     pub cluster_uuid: String,
-    /// `export`: documents, settings and mappings as open NDJSON.
+    /// `export`: documents, settings and mappings as open NDJSON;
+    /// `snapshot`: the cluster's own snapshot in a repository it knows
+    /// ([`SnapshotFacts`]), the artifact only a record of it.
     pub mode: String,
     /// `point_in_time`: every index read from one point in time opened
     /// before the first document was read; `per_index`: each index read
@@ -25,6 +27,22 @@ pub struct SearchFacts {
     pub indices: Vec<IndexFacts>,
     /// What an export cannot carry, said once so nobody has to guess.
     pub not_kept: Vec<String>,
+    /// Snapshot mode: which snapshot in which repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotFacts>,
+}
+
+/// A snapshot the cluster wrote for a snapshot-mode backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFacts {
+    /// The repository's name on the cluster, and its type (`fs`, `s3`, …).
+    pub repository: String,
+    pub repository_type: String,
+    pub snapshot: String,
+    pub uuid: String,
+    /// `SUCCESS`: a backup is never made of anything less.
+    pub state: String,
+    pub shards: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +53,14 @@ pub struct IndexFacts {
     /// Every document's SHA-256 (of its `_id`, `_routing` and `_source` as
     /// exported) added up modulo 2^256, hex: independent of the order the
     /// cluster returns them in, so a restore and a drill that read the
-    /// documents back compute it again.
+    /// documents back compute it again. Empty in snapshot mode.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub content_digest: String,
+    /// Snapshot mode: the count again once the snapshot ended; `documents`
+    /// was counted just before it started. Equal for an index nobody wrote
+    /// to meanwhile, which a drill then checks exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents_after: Option<u64>,
 }
 
 impl SearchFacts {

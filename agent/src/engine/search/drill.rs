@@ -16,6 +16,7 @@ use super::cluster::{self, Reading};
 use super::cursor::View;
 use super::format::{self, ContentDigest};
 use super::restore::{self, Options};
+use super::snapshot;
 use super::target::SearchTarget;
 use crate::engine::common::{record_restore, timed, Drilled};
 use crate::error::{Error, Result};
@@ -72,6 +73,18 @@ async fn restore_and_check(
     names: &BTreeMap<String, String>,
     report: &mut DrillReport,
 ) -> Result<()> {
+    if facts.snapshot.is_some() {
+        let restored = timed(report, snapshot::restore(client, facts, names, false)).await;
+        let restored = record_restore(report, restored, |_| Ok(()))?;
+        for index in &facts.indices {
+            let count = restored.get(&index.name).copied().unwrap_or(0);
+            report.record(
+                format!("documents of {}", index.name),
+                snapshot::count_check(index, count),
+            );
+        }
+        return Ok(());
+    }
     let options = Options {
         definitions: false,
         finish: false,
@@ -299,8 +312,10 @@ mod tests {
                 documents: 0,
                 primary_shards: 1,
                 content_digest: String::new(),
+                documents_after: None,
             }],
             not_kept: Vec::new(),
+            snapshot: None,
         };
         let names = scratch_names("20261206T083000Z-AB12", &facts).expect("names");
         assert_eq!(

@@ -41,7 +41,7 @@ pub struct Plan {
 /// Identifies the cluster, resolves `--indices`, reads the definitions and
 /// opens the views.
 pub async fn plan(client: &Client, identity: Identity, patterns: &[String]) -> Result<Plan> {
-    let indices = selection::resolve(client, patterns).await?;
+    let indices = selection::resolve(client, patterns, true).await?;
     let mut defs = Vec::new();
     for kind in Kind::ALL {
         for named in definitions::read(client, kind).await? {
@@ -116,6 +116,7 @@ pub async fn write(
                     documents: digest.documents,
                     primary_shards: index.primary_shards,
                     content_digest: digest.hex(),
+                    documents_after: None,
                 });
             }
             Err(e) => result = Err(e),
@@ -146,6 +147,7 @@ pub async fn write(
         },
         indices: facts,
         not_kept: format::NOT_KEPT.iter().map(|s| s.to_string()).collect(),
+        snapshot: None,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod format;
 mod load;
 mod restore;
 mod selection;
+mod snapshot;
 pub mod target;
 
 pub use drill::drill;
@@ -65,6 +66,9 @@ pub async fn start_backup(
         Side::Source,
     )?;
     let identity = cluster::identify(&client).await?;
+    if let Some(repository) = &settings.search.repository {
+        return start_snapshot(client, identity, target, repository, &settings.search.indices).await;
+    }
     let plan = export::plan(&client, identity.clone(), &settings.search.indices).await?;
     tracing::info!(
         cluster = %identity.describe(),
@@ -72,16 +76,7 @@ pub async fn start_backup(
         definitions = plan.definitions.len(),
         "exporting: definitions first, then every document"
     );
-    let info = SourceInfo {
-        kind: SourceKind::Elasticsearch,
-        address: target.address(),
-        server_version: Some(identity.describe()),
-        database: None,
-        keys: None,
-        roles: Vec::new(),
-        kafka: None,
-        search: None,
-    };
+    let info = source_info(target, &identity);
     let (tx, stream) = crate::engine::common::chunk_channel(CHUNKS_IN_FLIGHT);
     let mut finished_info = info.clone();
     let finished = tokio::spawn(async move {
@@ -108,6 +103,71 @@ pub async fn start_backup(
     })
 }
 
+/// Snapshot mode: the snapshot is taken and followed in the stream's
+/// task; the stream is the record of it, written once it succeeded.
+async fn start_snapshot(
+    client: Client,
+    identity: cluster::Identity,
+    target: &SearchTarget,
+    repository: &str,
+    patterns: &[String],
+) -> Result<BackupStream> {
+    snapshot::repository_type(&client, repository).await?;
+    let indices = selection::resolve(&client, patterns, false).await?;
+    let info = source_info(target, &identity);
+    let (tx, stream) = crate::engine::common::chunk_channel(CHUNKS_IN_FLIGHT);
+    let mut finished_info = info.clone();
+    let repository = repository.to_string();
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let name = snapshot::snapshot_name(millis, (std::process::id() & 0xffff) as u16);
+    let finished = tokio::spawn(async move {
+        let taken = snapshot::take(&client, &identity, &repository, &indices, &name).await;
+        let facts = match taken {
+            Ok(facts) => facts,
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return Err(e);
+            }
+        };
+        let mut record = serde_json::to_vec_pretty(&facts).unwrap_or_default();
+        record.push(b'\n');
+        if tx.send(Ok(bytes::Bytes::from(record))).await.is_err() {
+            return Err(Error::source("the upload stopped before the snapshot's record was written"));
+        }
+        finished_info.search = Some(facts);
+        Ok(finished_info)
+    });
+    Ok(BackupStream {
+        stream,
+        source: info,
+        artifact_stem: "snapshot.json",
+        format: "search-snapshot-record",
+        producer: Producer {
+            tool: "vertice-agent (search snapshot)".into(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            arguments: Vec::new(),
+        },
+        finished: Some(finished),
+        parent: None,
+    })
+}
+
+fn source_info(target: &SearchTarget, identity: &cluster::Identity) -> SourceInfo {
+    SourceInfo {
+        kind: SourceKind::Elasticsearch,
+        address: target.address(),
+        server_version: Some(identity.describe()),
+        database: None,
+        keys: None,
+        roles: Vec::new(),
+        kafka: None,
+        search: None,
+    }
+}
+
 /// Restores an export into absent indices (`--index-map` renames them).
 pub async fn restore(
     target: &SearchTarget,
@@ -131,13 +191,16 @@ pub async fn restore(
     )
     .await?;
     tracing::info!(cluster = %identity.describe(), indices = names.len(), "restoring: definitions the target lacks, then each index");
-    let options = restore::Options {
-        definitions: true,
-        finish: true,
+    let counts = if facts.snapshot.is_some() {
+        snapshot::restore(&client, facts, &names, true).await?
+    } else {
+        let options = restore::Options {
+            definitions: true,
+            finish: true,
+        };
+        restore::load(&client, backup, facts, &names, options).await?.counts
     };
-    let loaded = restore::load(&client, backup, facts, &names, options).await?;
-    let summary: Vec<String> = loaded
-        .counts
+    let summary: Vec<String> = counts
         .iter()
         .map(|(source, n)| {
             let into = &names[source];

@@ -483,9 +483,11 @@ mod tests {
                     documents: 1,
                     primary_shards: 1,
                     content_digest: String::new(),
+                    documents_after: None,
                 })
                 .collect(),
             not_kept: Vec::new(),
+            snapshot: None,
         }
     }
 

@@ -25,7 +25,7 @@ pub struct Selected {
 
 /// Resolves `patterns` (empty: every open index that is neither hidden
 /// nor a system index) into indices, sorted by name.
-pub async fn resolve(client: &Client, patterns: &[String]) -> Result<Vec<Selected>> {
+pub async fn resolve(client: &Client, patterns: &[String], export: bool) -> Result<Vec<Selected>> {
     let mut found: BTreeMap<String, (u32, u64, u64)> = BTreeMap::new();
     let wanted: Vec<String> = if patterns.is_empty() {
         vec!["*".to_string()]
@@ -81,7 +81,7 @@ pub async fn resolve(client: &Client, patterns: &[String]) -> Result<Vec<Selecte
     let mut selected = Vec::with_capacity(found.len());
     for (name, (shards, docs, bytes)) in found {
         selected.push(Selected {
-            definition: definition(client, &name).await?,
+            definition: definition(client, &name, export).await?,
             primary_shards: shards,
             estimate_documents: docs,
             estimate_bytes: bytes,
@@ -127,7 +127,7 @@ fn number(v: &Value) -> u64 {
 }
 
 /// An index's settings (without generated ones), mappings and aliases.
-pub async fn definition(client: &Client, name: &str) -> Result<IndexDefinition> {
+pub async fn definition(client: &Client, name: &str, export: bool) -> Result<IndexDefinition> {
     let index = segment(name);
     let settings = client
         .get(&format!("{index}/_settings?flat_settings=true"))
@@ -139,7 +139,8 @@ pub async fn definition(client: &Client, name: &str) -> Result<IndexDefinition> 
         .cloned()
         .unwrap_or_default();
     let mappings = mappings[name]["mappings"].clone();
-    if let Some(problem) = source_problem(&mappings) {
+    // A snapshot keeps what `_source` does not; an export cannot.
+    if let Some(problem) = source_problem(&mappings).filter(|_| export) {
         return Err(Error::usage(format!(
             "--indices: index {name} cannot be exported: {problem}; leave it out of --indices"
         )));

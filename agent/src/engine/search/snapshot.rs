@@ -1,0 +1,353 @@
+//! Snapshot mode: the cluster writes its own snapshot of the selected
+//! indices into a repository it already knows (`--search-repository`), the
+//! agent follows it to the end and stores only a record of it (the
+//! snapshot's name, UUID and state, each index's counts) through the usual
+//! pipeline, so `list`, `verify` and retention see it like any backup. A
+//! snapshot that is not `SUCCESS` on every shard fails the run and is
+//! deleted; so is one a signal interrupted. Restores and drills go through
+//! the cluster's restore API, one index at a time (each may be renamed).
+//!
+//! The bytes of the snapshot bypass the agent's compression, encryption and
+//! checksums (the repository's storage encrypts them, if anything does),
+//! and the nodes need the repository's plugin and credentials.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::client::{reason, segment, Client};
+use super::cluster::Identity;
+use super::selection::Selected;
+use crate::error::{Error, Result};
+use crate::manifest::search::{IndexFacts, SearchFacts, SnapshotFacts};
+
+/// How often a running snapshot or restore is asked how it is doing.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What snapshot mode does not do, said in every manifest.
+pub const NOT_KEPT: &[&str] = &[
+    "the snapshot's bytes bypass the agent's compression, encryption and SHA-256 (the repository's storage protects them)",
+    "the cluster's global state (templates, pipelines, cluster settings) is not in the snapshot",
+];
+
+/// The repository's type, or why it cannot be used.
+pub async fn repository_type(client: &Client, repository: &str) -> Result<String> {
+    let path = format!("_snapshot/{}", segment(repository));
+    let answer = client.send(Method::GET, &path, None).await?;
+    match answer.status.as_u16() {
+        200 => Ok(answer.json()[repository]["type"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string()),
+        404 => Err(Error::usage(format!(
+            "--search-repository {repository:?} is not registered on {}; register it first (PUT _snapshot/{repository}) or back up in export mode",
+            client.address()
+        ))),
+        _ => Err(client.refused(&Method::GET, &path, &answer)),
+    }
+}
+
+/// A snapshot name of this run: lowercase, unique per run.
+pub fn snapshot_name(now_millis: u128, random: u16) -> String {
+    format!("vertice-{now_millis}-{random:04x}")
+}
+
+/// Takes the snapshot and follows it to its end; the facts a manifest
+/// records. A snapshot that failed or was interrupted is deleted.
+pub async fn take(
+    client: &Client,
+    identity: &Identity,
+    repository: &str,
+    indices: &[Selected],
+    name: &str,
+) -> Result<SearchFacts> {
+    let repository_type = repository_type(client, repository).await?;
+    let before = counts(client, indices).await?;
+    let path = format!("_snapshot/{}/{}", segment(repository), segment(name));
+    let names: Vec<&str> = indices.iter().map(|i| i.definition.name.as_str()).collect();
+    let body = json!({
+        "indices": names.join(","),
+        "ignore_unavailable": false,
+        "include_global_state": false,
+        "partial": false,
+        "metadata": {"taken_by": "vertice-agent"},
+    });
+    client.call(Method::PUT, &path, Some(&body)).await?;
+    tracing::info!(repository, snapshot = name, indices = names.len(), "snapshot started; following it");
+    let finished = follow(client, &path).await;
+    let snapshot = match finished {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            // Deleting a running snapshot aborts it.
+            let _ = client.send(Method::DELETE, &path, None).await;
+            return Err(e.map_message(|m| format!("{m}; snapshot {name} was deleted")));
+        }
+    };
+    let after = counts(client, indices).await?;
+    Ok(SearchFacts {
+        flavour: identity.flavour.as_str().into(),
+        version: identity.version_text.clone(),
+        cluster_name: identity.name.clone(),
+        cluster_uuid: identity.uuid.clone(),
+        mode: "snapshot".into(),
+        consistency: "snapshot".into(),
+        indices: indices
+            .iter()
+            .map(|i| {
+                let name = &i.definition.name;
+                IndexFacts {
+                    name: name.clone(),
+                    documents: before[name],
+                    primary_shards: i.primary_shards,
+                    content_digest: String::new(),
+                    documents_after: Some(after[name]),
+                }
+            })
+            .collect(),
+        not_kept: NOT_KEPT.iter().map(|s| s.to_string()).collect(),
+        snapshot: Some(SnapshotFacts {
+            repository: repository.to_string(),
+            repository_type,
+            snapshot: name.to_string(),
+            uuid: snapshot["uuid"].as_str().unwrap_or_default().to_string(),
+            state: "SUCCESS".into(),
+            shards: snapshot["shards"]["total"].as_u64().unwrap_or(0),
+        }),
+    })
+}
+
+/// Polls the snapshot until it ended; its description once `SUCCESS`.
+async fn follow(client: &Client, path: &str) -> Result<Value> {
+    loop {
+        client.stopped()?;
+        let answer = client.get(path).await?;
+        let snapshot = answer["snapshots"][0].clone();
+        match verdict(&snapshot) {
+            Verdict::Running => tokio::time::sleep(POLL).await,
+            Verdict::Done => return Ok(snapshot),
+            Verdict::Failed(why) => return Err(client.side.error(format!("{}: {why}", client.address()))),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// What a snapshot's description says: still running, `SUCCESS` on every
+/// shard, or anything less (named by index).
+fn verdict(snapshot: &Value) -> Verdict {
+    let state = snapshot["state"].as_str().unwrap_or("(none)");
+    match state {
+        "IN_PROGRESS" | "STARTED" | "INIT" => Verdict::Running,
+        "SUCCESS" if snapshot["shards"]["failed"].as_u64().unwrap_or(0) == 0 => Verdict::Done,
+        _ => {
+            let failed: Vec<String> = snapshot["failures"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .map(|x| {
+                            format!(
+                                "{} shard {} ({})",
+                                x["index"].as_str().unwrap_or("?"),
+                                x["shard_id"],
+                                x["reason"].as_str().unwrap_or("no reason given")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Verdict::Failed(format!(
+                "snapshot {} ended {state}{}; a backup is only made of a SUCCESS snapshot",
+                snapshot["snapshot"].as_str().unwrap_or("?"),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(": failed {}", failed.join("; "))
+                }
+            ))
+        }
+    }
+}
+
+/// Each index's document count now.
+async fn counts(client: &Client, indices: &[Selected]) -> Result<BTreeMap<String, u64>> {
+    let mut counts = BTreeMap::new();
+    for index in indices {
+        let name = &index.definition.name;
+        let answer = client.get(&format!("{}/_count", segment(name))).await?;
+        counts.insert(name.clone(), answer["count"].as_u64().unwrap_or(0));
+    }
+    Ok(counts)
+}
+
+/// Restores each backed-up index under the name `names` gives it (all
+/// absent, checked by the caller); `aliases` restores the aliases of
+/// indices keeping their names. Stops at the first failure, deleting what
+/// it restored; the restored indices' document counts.
+pub async fn restore(
+    client: &Client,
+    facts: &SearchFacts,
+    names: &BTreeMap<String, String>,
+    aliases: bool,
+) -> Result<BTreeMap<String, u64>> {
+    let snapshot = facts.snapshot.as_ref().ok_or_else(|| {
+        Error::integrity("a snapshot-mode backup whose manifest names no snapshot")
+    })?;
+    repository_type(client, &snapshot.repository).await?;
+    let mut done: Vec<String> = Vec::new();
+    let mut counts = BTreeMap::new();
+    for (source, target) in names {
+        let outcome = restore_one(client, snapshot, source, target, aliases && source == target).await;
+        match outcome {
+            Ok(count) => {
+                done.push(target.clone());
+                counts.insert(source.clone(), count);
+            }
+            Err(e) => {
+                done.push(target.clone());
+                let mut left = Vec::new();
+                for index in &done {
+                    match client.send(Method::DELETE, &segment(index), None).await {
+                        Ok(a) if a.status.is_success() || a.status.as_u16() == 404 => {}
+                        _ => left.push(index.clone()),
+                    }
+                }
+                return Err(e.map_message(|m| {
+                    if left.is_empty() {
+                        format!("{m}; the restore was taken back: nothing it created is left on {}", client.address())
+                    } else {
+                        format!("{m}; taking the restore back failed, these are left on {} and must be deleted by hand: {}", client.address(), left.join(", "))
+                    }
+                }));
+            }
+        }
+    }
+    Ok(counts)
+}
+
+async fn restore_one(
+    client: &Client,
+    snapshot: &SnapshotFacts,
+    source: &str,
+    target: &str,
+    aliases: bool,
+) -> Result<u64> {
+    if target.contains('$') || target.contains('\\') {
+        return Err(Error::usage(format!(
+            "--index-map: {target:?} cannot be a snapshot restore's new name ($ and \\ are the rename replacement's syntax)"
+        )));
+    }
+    let path = format!(
+        "_snapshot/{}/{}/_restore?wait_for_completion=true",
+        segment(&snapshot.repository),
+        segment(&snapshot.snapshot)
+    );
+    let body = json!({
+        "indices": source,
+        "include_global_state": false,
+        "include_aliases": aliases,
+        "rename_pattern": format!("^{}$", regex::escape(source)),
+        "rename_replacement": target,
+    });
+    let answer = client
+        .send(Method::POST, &path, Some((body.to_string().into_bytes(), "application/json")))
+        .await?;
+    if !answer.status.is_success() {
+        return Err(client.side.error(format!(
+            "{}: restoring {source} from snapshot {} of repository {} was refused (HTTP {}: {})",
+            client.address(),
+            snapshot.snapshot,
+            snapshot.repository,
+            answer.status.as_u16(),
+            reason(&answer.json())
+        )));
+    }
+    let shards = &answer.json()["snapshot"]["shards"];
+    let failed = shards["failed"].as_u64().unwrap_or(0);
+    if failed > 0 {
+        return Err(client.side.error(format!(
+            "{}: restoring {source} from snapshot {} failed on {failed} of {} shards: the repository may be damaged",
+            client.address(),
+            snapshot.snapshot,
+            shards["total"].as_u64().unwrap_or(0)
+        )));
+    }
+    client.call(Method::POST, &format!("{}/_refresh", segment(target)), None).await?;
+    let counted = client.get(&format!("{}/_count", segment(target))).await?;
+    Ok(counted["count"].as_u64().unwrap_or(0))
+}
+
+/// A drill's judgement of a restored count: exact when nobody wrote to the
+/// index while the snapshot ran, else within the counts before and after.
+pub fn count_check(index: &IndexFacts, restored: u64) -> std::result::Result<(), String> {
+    let after = index.documents_after.unwrap_or(index.documents);
+    let (low, high) = (index.documents.min(after), index.documents.max(after));
+    if (low..=high).contains(&restored) {
+        return Ok(());
+    }
+    if low == high {
+        Err(format!("{restored} documents restored, the snapshot holds {low}"))
+    } else {
+        Err(format!(
+            "{restored} documents restored, outside the {low}–{high} the index held while the snapshot ran"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_success_on_every_shard_is_a_backup() {
+        assert_eq!(verdict(&json!({"state": "IN_PROGRESS"})), Verdict::Running);
+        assert_eq!(
+            verdict(&json!({"state": "SUCCESS", "shards": {"total": 3, "failed": 0}})),
+            Verdict::Done
+        );
+        let partial = json!({"snapshot": "vertice-1", "state": "PARTIAL", "shards": {"total": 3, "failed": 1},
+            "failures": [{"index": "orders", "shard_id": 2, "reason": "IndexShardSnapshotFailedException"}]});
+        match verdict(&partial) {
+            Verdict::Failed(why) => {
+                assert!(why.contains("ended PARTIAL") && why.contains("orders shard 2"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(verdict(&json!({"state": "FAILED"})), Verdict::Failed(_)));
+        assert!(matches!(
+            verdict(&json!({"state": "SUCCESS", "shards": {"failed": 1}})),
+            Verdict::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn counts_are_exact_for_a_quiet_index_and_bounded_for_a_busy_one() {
+        let quiet = IndexFacts {
+            name: "a".into(),
+            documents: 10,
+            primary_shards: 1,
+            content_digest: String::new(),
+            documents_after: Some(10),
+        };
+        assert!(count_check(&quiet, 10).is_ok());
+        assert!(count_check(&quiet, 9).expect_err("short").contains("holds 10"));
+        let busy = IndexFacts {
+            documents_after: Some(14),
+            ..quiet
+        };
+        assert!(count_check(&busy, 12).is_ok());
+        assert!(count_check(&busy, 15).expect_err("long").contains("10–14"));
+    }
+
+    #[test]
+    fn snapshot_names_are_lowercase_and_distinct() {
+        assert_eq!(snapshot_name(1_765_000_000_000, 0xab), "vertice-1765000000000-00ab");
+        assert_ne!(snapshot_name(1, 1), snapshot_name(1, 2));
+    }
+}
