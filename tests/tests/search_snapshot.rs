@@ -185,6 +185,67 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
         drill_indices(&server)
     );
 
+    // Retention: a prune that cannot reach the cluster keeps snapshot-mode
+    // backups and says why; the backup's own --keep-* run deletes their
+    // snapshots through the cluster, never by deleting blobs.
+    backup(&[
+        "--search-mode",
+        "snapshot",
+        "--search-repository",
+        REPOSITORY,
+    ])
+    .assert_ok();
+    assert_eq!(store.manifests("search/default/snap/").len(), 2);
+    let prune = agent.run(
+        &[
+            "prune",
+            "--from",
+            &url,
+            "--name",
+            "snap",
+            "--keep-last",
+            "1",
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    prune.assert_ok();
+    assert!(
+        prune.stdout.contains("deleted only through the cluster"),
+        "{}",
+        prune.all()
+    );
+    assert_eq!(store.manifests("search/default/snap/").len(), 2);
+    backup(&[
+        "--search-mode",
+        "snapshot",
+        "--search-repository",
+        REPOSITORY,
+        "--keep-last",
+        "1",
+    ])
+    .assert_ok();
+    assert_eq!(store.manifests("search/default/snap/").len(), 1);
+    let (status, gone) =
+        server.request("GET", &format!("/_snapshot/{REPOSITORY}/{snapshot}"), None);
+    assert_eq!(status, 404, "the first snapshot is deleted: {gone}");
+    let (_, all) = server.request("GET", &format!("/_snapshot/{REPOSITORY}/_all"), None);
+    assert_eq!(all["snapshots"].as_array().map(Vec::len), Some(1), "{all}");
+    let drill = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--name",
+            "snap",
+            "--restore-to",
+            &address,
+        ],
+        &env,
+    );
+    drill.assert_ok();
+
     // Someone deletes the repository's index data: the drill fails and
     // still cleans up.
     let indices_dir = location.join("indices");

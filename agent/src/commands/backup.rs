@@ -197,6 +197,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
             policy,
             *unfinished_after,
             summary,
+            (&run.target, &engine),
         )
         .await?;
     }
@@ -322,7 +323,14 @@ async fn prune_after(
     policy: &crate::retention::Policy,
     unfinished_after: chrono::Duration,
     summary: &mut RunSummary,
+    (target, settings): (&crate::engine::Target, &crate::engine::BackupSettings),
 ) -> Result<()> {
+    // This run reaches the source: old backups' data kept there (a search
+    // cluster's snapshots) is deleted through it.
+    let release = |old: &Manifest| -> futures::future::BoxFuture<'_, Result<()>> {
+        let old = old.clone();
+        Box::pin(async move { target.release(settings, &old).await })
+    };
     let scope = crate::catalog::Scope {
         namespace: Some(manifest.namespace.clone()),
         name: Some(manifest.name.clone()),
@@ -334,6 +342,7 @@ async fn prune_after(
         unfinished_after,
         false,
         crate::backup_id::now()?,
+        Some(&release),
     )
     .await
     {

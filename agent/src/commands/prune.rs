@@ -81,6 +81,8 @@ pub async fn run(args: &PruneArgs, summary: &mut RunSummary) -> Result<String> {
         unfinished_after,
         args.dry_run,
         crate::backup_id::now()?,
+        // A prune reaches no source: backups whose data lives there stay.
+        None,
     )
     .await?;
     Ok(match args.output {
@@ -89,6 +91,10 @@ pub async fn run(args: &PruneArgs, summary: &mut RunSummary) -> Result<String> {
         OutputFormat::Table => render_table(&report),
     })
 }
+
+/// Why a backup retention would delete is kept by a prune that cannot
+/// reach where its data lives.
+const OUTSIDE_THE_STORE: &str = "its data is a snapshot in the cluster's repository, deleted only through the cluster: the backup's own --keep-* run deletes it";
 
 /// Plans and (unless `dry_run`) applies the policy to every backup series in
 /// `scope`, each series on its own.
@@ -99,6 +105,7 @@ pub async fn prune(
     unfinished_after: Duration,
     dry_run: bool,
     now: DateTime<Utc>,
+    release: Option<&Release<'_>>,
 ) -> Result<PruneReport> {
     let objects = store.list(&scope.list_prefix()).await?;
     let dirs = backup_dirs(&objects);
@@ -108,10 +115,17 @@ pub async fn prune(
         dry_run,
         ..PruneReport::default()
     };
+    let held: BTreeMap<(String, String, String), &Manifest> = manifests
+        .iter()
+        .filter(|m| crate::engine::holds_data_outside_the_store(m))
+        .map(|m| ((m.namespace.clone(), m.name.clone(), m.backup_id.clone()), m))
+        .collect();
     let plan = Plan {
         store,
         dirs: &dirs,
         dry_run,
+        held: &held,
+        release,
     };
     plan.apply_policy(&series, policy, now, &mut report).await?;
     let cutoff = now - unfinished_after;
@@ -179,15 +193,25 @@ fn series_of(
     series
 }
 
+/// Deletes what a backup holds outside the store (a search cluster's
+/// snapshot, through the cluster's API) before the backup itself goes.
+/// Only a run that reaches the source has one (`backup --keep-*`); a
+/// `prune` without it keeps such backups.
+pub type Release<'r> =
+    dyn Fn(&Manifest) -> futures::future::BoxFuture<'r, Result<()>> + Send + Sync + 'r;
+
 /// What one prune acts on: the store, its backup directories, and whether
 /// it only plans.
-struct Plan<'a> {
+struct Plan<'a, 'r> {
     store: &'a dyn Store,
     dirs: &'a BTreeMap<String, Vec<String>>,
     dry_run: bool,
+    /// Backups whose data lives outside the store, by (namespace, name, id).
+    held: &'a BTreeMap<(String, String, String), &'a Manifest>,
+    release: Option<&'a Release<'r>>,
 }
 
-impl Plan<'_> {
+impl Plan<'_, '_> {
     /// The retention policy, series by series: every backup is reported
     /// kept (with why) or deleted.
     async fn apply_policy(
@@ -199,21 +223,31 @@ impl Plan<'_> {
     ) -> Result<()> {
         for ((namespace, name), backups) in series {
             for decision in retention::plan(backups, policy, now) {
-                let keep = decision.keep();
+                let mut keep = decision.keep();
+                let mut reasons: Vec<String> =
+                    decision.keep_because.iter().map(ToString::to_string).collect();
+                let outside = self
+                    .held
+                    .get(&(namespace.clone(), name.clone(), decision.backup.id.clone()));
+                if let (false, Some(_), None) = (keep, outside, self.release) {
+                    keep = true;
+                    reasons.push(OUTSIDE_THE_STORE.to_string());
+                }
                 report.actions.push(PlannedAction {
                     namespace: namespace.clone(),
                     name: name.clone(),
                     backup_id: decision.backup.id.clone(),
                     time: Some(decision.backup.time),
                     action: if keep { "keep" } else { "delete" },
-                    reasons: decision
-                        .keep_because
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
+                    reasons,
                 });
                 if keep || self.dry_run {
                     continue;
+                }
+                if let (Some(manifest), Some(release)) = (outside, self.release) {
+                    // The data first: a backup whose snapshot could not be
+                    // deleted stays listed, so the next run tries again.
+                    release(manifest).await?;
                 }
                 let dir = format!("{namespace}/{name}/{}", decision.backup.id);
                 let keys = self.dirs.get(&dir).map(Vec::as_slice).unwrap_or(&[]);

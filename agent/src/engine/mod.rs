@@ -296,6 +296,15 @@ impl Target {
         }
     }
 
+    /// Deletes what `old`, a backup retention lets go, holds outside the
+    /// store (a search cluster's snapshot), through this source.
+    pub async fn release(&self, settings: &BackupSettings, old: &Manifest) -> Result<()> {
+        match self {
+            Target::Search(t) => search::release(t, settings, old).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Runs a hook's statement on the target (`psql` for PostgreSQL).
     pub async fn run_statement(
         &self,
@@ -311,6 +320,16 @@ impl Target {
             )),
         }
     }
+}
+
+/// Whether a backup's data lives outside the store (a search cluster's
+/// snapshot): retention deletes it only through the source.
+pub fn holds_data_outside_the_store(manifest: &Manifest) -> bool {
+    manifest
+        .source
+        .search
+        .as_ref()
+        .is_some_and(|s| s.snapshot.is_some())
 }
 
 /// Refuses drill settings no engine could use, before the store is read.

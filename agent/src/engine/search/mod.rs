@@ -168,6 +168,34 @@ fn source_info(target: &SearchTarget, identity: &cluster::Identity) -> SourceInf
     }
 }
 
+/// Deletes the snapshot of `old`, a snapshot-mode backup retention lets
+/// go, through the cluster's delete-snapshot API (never by deleting blobs,
+/// which would corrupt the repository); one already gone is fine. Only a
+/// snapshot of this cluster and repository is deleted.
+pub async fn release(target: &SearchTarget, settings: &BackupSettings, old: &Manifest) -> Result<()> {
+    let Some(snapshot) = old.source.search.as_ref().and_then(|s| s.snapshot.as_ref()) else {
+        return Ok(());
+    };
+    let client = Client::new(
+        target,
+        &settings.search.connection,
+        settings.password.as_ref(),
+        "--source",
+        Side::Source,
+    )?;
+    let identity = cluster::identify(&client).await?;
+    let recorded_uuid = old.source.search.as_ref().map(|s| s.cluster_uuid.as_str()).unwrap_or_default();
+    if identity.uuid != recorded_uuid {
+        return Err(Error::usage(format!(
+            "backup {} was taken on cluster {recorded_uuid}, not {} ({}): its snapshot is deleted only through its own cluster",
+            old.backup_id, identity.uuid, client.address()
+        )));
+    }
+    snapshot::delete(&client, snapshot).await?;
+    tracing::info!(backup = %old.backup_id, snapshot = %snapshot.snapshot, repository = %snapshot.repository, "snapshot deleted through the cluster");
+    Ok(())
+}
+
 /// Restores an export into absent indices (`--index-map` renames them).
 pub async fn restore(
     target: &SearchTarget,

@@ -175,6 +175,21 @@ fn verdict(snapshot: &Value) -> Verdict {
     }
 }
 
+/// Deletes a backup's snapshot through the cluster's API; one already gone
+/// is fine.
+pub async fn delete(client: &Client, snapshot: &SnapshotFacts) -> Result<()> {
+    let path = format!(
+        "_snapshot/{}/{}",
+        segment(&snapshot.repository),
+        segment(&snapshot.snapshot)
+    );
+    let answer = client.send(Method::DELETE, &path, None).await?;
+    match answer.status.as_u16() {
+        200..=299 | 404 => Ok(()),
+        _ => Err(client.refused(&Method::DELETE, &path, &answer)),
+    }
+}
+
 /// Each index's document count now.
 async fn counts(client: &Client, indices: &[Selected]) -> Result<BTreeMap<String, u64>> {
     let mut counts = BTreeMap::new();
