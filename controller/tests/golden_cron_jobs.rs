@@ -439,6 +439,26 @@ fn an_elasticsearch_backup_reaches_its_cluster_by_url_password_and_ca_file() {
     );
     assert_eq!(get(agent_env::SEARCH_INDICES), Some("logs-*,orders"));
     assert_eq!(get(agent_env::ELASTICSEARCH_API_KEY), None);
+    // Export mode is the agent's default: nothing to pass.
+    assert_eq!(get(agent_env::SEARCH_MODE), None);
+    assert_eq!(get(agent_env::SEARCH_REPOSITORY), None);
+    let mut snapshot = backup.clone();
+    if let Some(es) = snapshot.spec.target.elasticsearch.as_mut() {
+        es.mode = Some(vertice_crds::backup::ElasticsearchMode::Snapshot);
+        es.repository = Some("nightly-s3".into());
+    }
+    let snapshot_env = env_of(&pod_of(build(&snapshot)));
+    let snap = |name: &str| {
+        snapshot_env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(snap(agent_env::SEARCH_MODE).as_deref(), Some("snapshot"));
+    assert_eq!(
+        snap(agent_env::SEARCH_REPOSITORY).as_deref(),
+        Some("nightly-s3")
+    );
     // The CA Secret as a file, only its referenced key; no API token.
     let projected: Vec<(String, Vec<String>)> = pod
         .volumes

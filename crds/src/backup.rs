@@ -334,6 +334,7 @@ impl KafkaSaslMechanism {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("has(self.username) == has(self.passwordSecretRef)").message("set elasticsearch.username and elasticsearch.passwordSecretRef together: basic auth needs the user and its password"))]
 #[x_kube(validation = Rule::new("!(has(self.username) && has(self.apiKeySecretRef))").message("elasticsearch: use basic auth (username and passwordSecretRef) or an API key (apiKeySecretRef), not both"))]
+#[x_kube(validation = Rule::new("(has(self.mode) && self.mode == 'snapshot') == has(self.repository)").message("elasticsearch: mode snapshot needs repository (a snapshot repository registered on the cluster), and repository is for mode snapshot only"))]
 #[serde(rename_all = "camelCase")]
 pub struct ElasticsearchTarget {
     /// The cluster's address, `http(s)://HOST[:PORT][/PATH]`
@@ -371,16 +372,24 @@ pub struct ElasticsearchTarget {
         inner(regex(pattern = r"^[a-z0-9.*][a-z0-9._*+-]{0,254}$"))
     )]
     pub indices: Vec<String>,
-    /// How the indices are read: `export` (default), the only mode this
-    /// version has, reads every document through the cluster's search API
-    /// into the backup. (`snapshot`, through the cluster's snapshot
-    /// repositories, is planned.)
+    /// How the indices are backed up: `export` (default) reads every
+    /// document through the cluster's search API into the backup (open
+    /// NDJSON, compressed, encrypted and checksummed by the agent);
+    /// `snapshot` has the cluster snapshot them into `repository` and
+    /// records the snapshot (its bytes are the repository's; retention
+    /// deletes old snapshots through the cluster's API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<ElasticsearchMode>,
+    /// `mode: snapshot`: a snapshot repository registered on the cluster
+    /// (fs, s3, gcs, azure, …), with its plugin and credentials on the
+    /// nodes. The drill restores from it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub repository: Option<String>,
 }
 
-/// How an Elasticsearch / OpenSearch backup reads the indices: `export`,
-/// the only mode this version has (`snapshot` is planned).
+/// How an Elasticsearch / OpenSearch backup reads the indices: `export` or
+/// `snapshot`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ElasticsearchMode {
@@ -389,6 +398,8 @@ pub enum ElasticsearchMode {
     // `oneOf`, where a plain `enum` is what the CRD wants.
     #[default]
     Export,
+    // The cluster's own snapshot into `repository`.
+    Snapshot,
 }
 
 /// A Kubernetes CronJob schedule.
@@ -911,8 +922,13 @@ mod tests {
         .expect("target");
         assert_eq!(t.mode, Some(ElasticsearchMode::Export));
         assert_eq!(t.indices, ["logs-*", "orders"]);
+        let snapshot: ElasticsearchTarget = serde_json::from_value(
+            json!({"url": "https://es:9200", "mode": "snapshot", "repository": "backups"}),
+        )
+        .expect("snapshot");
+        assert_eq!(snapshot.mode, Some(ElasticsearchMode::Snapshot));
         let refused = serde_json::from_value::<ElasticsearchTarget>(
-            json!({"url": "https://es:9200", "mode": "snapshot"}),
+            json!({"url": "https://es:9200", "mode": "copy"}),
         );
         assert!(refused.is_err());
     }

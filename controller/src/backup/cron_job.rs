@@ -18,8 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use vertice_crds::agent_env;
 use vertice_crds::backup::{
-    AzureStore, BackupTarget, ElasticsearchTarget, FileStore, GcsStore, KafkaTarget,
-    PostgresTarget, RedisTarget, RetentionSpec, S3Store, StoreSpec, VaultTarget, VerticeBackupSpec,
+    AzureStore, BackupTarget, ElasticsearchMode, ElasticsearchTarget, FileStore, GcsStore,
+    KafkaTarget, PostgresTarget, RedisTarget, RetentionSpec, S3Store, StoreSpec, VaultTarget,
+    VerticeBackupSpec,
 };
 use vertice_crds::drill_spec::DrillSpec;
 use vertice_crds::notifications::Notifications;
@@ -596,7 +597,13 @@ fn wire_elasticsearch(es: &ElasticsearchTarget, w: &mut Wiring) -> Result<(), Sp
     w.value(agent_env::SOURCE, elasticsearch_url(es)?);
     w.value(agent_env::SOURCE_KIND, "elasticsearch");
     wire_elasticsearch_connection(es, "spec.target.elasticsearch", w)?;
-    // `mode` has one value, `export`, the agent's only way: nothing to pass.
+    if es.mode == Some(ElasticsearchMode::Snapshot) {
+        let repository = es.repository.as_deref().ok_or_else(|| {
+            SpecError("spec.target.elasticsearch: mode snapshot needs repository".into())
+        })?;
+        w.value(agent_env::SEARCH_MODE, "snapshot");
+        w.value(agent_env::SEARCH_REPOSITORY, repository);
+    }
     if !es.indices.is_empty() {
         w.value(agent_env::SEARCH_INDICES, es.indices.join(","));
     }
