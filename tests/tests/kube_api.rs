@@ -221,10 +221,138 @@ fn kafka_cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
     ]
 }
 
+/// A backup of an Elasticsearch / OpenSearch cluster with basic auth,
+/// `patch` merged into the `elasticsearch` target (a null removes the key)
+/// and `extra` into the spec.
+fn elasticsearch(patch: Value, extra: Value) -> Value {
+    let mut b = kafka(json!({}), extra);
+    let mut target = json!({
+        "url": "https://logs-es-http.logging.svc:9200",
+        "username": "vertice-backup",
+        "passwordSecretRef": {"name": "es", "key": "password"},
+        "caSecretRef": {"name": "es-ca", "key": "ca.crt"},
+        "indices": ["shop-*", "logs-2026.12"],
+        "mode": "export",
+    });
+    if let (Some(t), Some(patch)) = (target.as_object_mut(), patch.as_object()) {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    b["spec"]["target"] = json!({"elasticsearch": target});
+    b
+}
+
+/// The Elasticsearch target's schema and CEL rules: each refusal names the
+/// field.
+fn elasticsearch_cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
+    let none = json!({});
+    let api_key = json!({"name": "es", "key": "api-key"});
+    vec![
+        (
+            "an elasticsearch backup",
+            elasticsearch(none.clone(), none.clone()),
+            None,
+        ),
+        (
+            "an elasticsearch backup with an API key",
+            elasticsearch(
+                json!({"username": null, "passwordSecretRef": null, "apiKeySecretRef": api_key}),
+                none.clone(),
+            ),
+            None,
+        ),
+        (
+            "an elasticsearch backup without credentials, behind a path",
+            elasticsearch(
+                json!({"url": "http://proxy.svc:8080/es", "username": null,
+                       "passwordSecretRef": null, "caSecretRef": null, "mode": null}),
+                json!({"drill": {"schedule": {"cron": "@weekly"}}}),
+            ),
+            None,
+        ),
+        (
+            "an elasticsearch user without a password",
+            elasticsearch(json!({"passwordSecretRef": null}), none.clone()),
+            Some("spec.target.elasticsearch: Invalid value: set elasticsearch.username and elasticsearch.passwordSecretRef together"),
+        ),
+        (
+            "an elasticsearch password without a user",
+            elasticsearch(json!({"username": null}), none.clone()),
+            Some("spec.target.elasticsearch: Invalid value: set elasticsearch.username and elasticsearch.passwordSecretRef together"),
+        ),
+        (
+            "an elasticsearch user and an API key",
+            elasticsearch(json!({"apiKeySecretRef": api_key}), none.clone()),
+            Some("spec.target.elasticsearch: Invalid value: elasticsearch: use basic auth (username and passwordSecretRef) or an API key (apiKeySecretRef), not both"),
+        ),
+        (
+            "an elasticsearch URL with a user",
+            elasticsearch(json!({"url": "http://u@h:9200"}), none.clone()),
+            Some("spec.target.elasticsearch.url in body should match"),
+        ),
+        (
+            "an elasticsearch URL with a query",
+            elasticsearch(json!({"url": "https://es:9200/?api_key=x"}), none.clone()),
+            Some("spec.target.elasticsearch.url in body should match"),
+        ),
+        (
+            "an elasticsearch backup in snapshot mode",
+            elasticsearch(json!({"mode": "snapshot", "repository": "nightly"}), none.clone()),
+            None,
+        ),
+        (
+            "elasticsearch snapshot mode without a repository",
+            elasticsearch(json!({"mode": "snapshot"}), none.clone()),
+            Some("spec.target.elasticsearch: Invalid value: elasticsearch: mode snapshot needs repository"),
+        ),
+        (
+            "an elasticsearch repository in export mode",
+            elasticsearch(json!({"repository": "nightly"}), none.clone()),
+            Some("spec.target.elasticsearch: Invalid value: elasticsearch: mode snapshot needs repository"),
+        ),
+        (
+            "an unknown elasticsearch mode",
+            elasticsearch(json!({"mode": "copy"}), none.clone()),
+            Some("spec.target.elasticsearch.mode: Unsupported value: \"copy\""),
+        ),
+        (
+            "elasticsearch and kafka",
+            {
+                let mut b = elasticsearch(none.clone(), none.clone());
+                b["spec"]["target"]["kafka"] = kafka(none.clone(), none.clone())["spec"]["target"]["kafka"].clone();
+                b
+            },
+            Some("set exactly one of target.postgres, target.redis, target.vault, target.kafka, target.elasticsearch"),
+        ),
+        (
+            "an sql hook on elasticsearch",
+            elasticsearch(
+                none.clone(),
+                json!({"hooks": {"pre": [{"name": "x", "sql": {"statement": "select 1"}}]}}),
+            ),
+            Some("sql hooks run on PostgreSQL and Redis"),
+        ),
+        (
+            "a drill target for an elasticsearch backup",
+            elasticsearch(
+                none.clone(),
+                json!({"drill": {"schedule": {"cron": "@weekly"}, "target": {"ephemeral": none}}}),
+            ),
+            Some("drill.target is for PostgreSQL backups"),
+        ),
+    ]
+}
+
 /// (what, object, None when accepted or Some(what the refusal says)).
 fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
     let age = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
     let mut cases = kafka_cases();
+    cases.extend(elasticsearch_cases());
     cases.extend(vec![
         ("a minimal backup", backup(good_spec()), None),
         (
