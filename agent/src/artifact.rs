@@ -177,6 +177,18 @@ pub async fn verify_artifact(
 /// decode (`integrity`). A store outage must never make an operator
 /// distrust a good backup.
 pub fn read_failed(manifest: &Manifest, artifact: &Artifact, e: &std::io::Error) -> Error {
+    // A signal stops the read too: that says nothing about the backup.
+    if let Some(signal) = crate::interrupt::received() {
+        return Error::Interrupted {
+            signal,
+            message: format!(
+                "stopped by {} while reading backup {} artifact {}",
+                crate::interrupt::signal_name(signal),
+                manifest.backup_id,
+                artifact.name
+            ),
+        };
+    }
     match crate::store::store_failure(e) {
         Some(failure) => Error::Store(failure).context(format!(
             "backup {} artifact {} could not be read to its end because the store failed, not the backup; run it again once the store answers",

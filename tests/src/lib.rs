@@ -30,6 +30,7 @@ pub mod prometheus;
 pub mod pushgateway;
 pub mod redis_server;
 pub mod search;
+pub mod search_proxy;
 pub mod seaweedfs;
 pub mod smtp_sink;
 pub mod store;
