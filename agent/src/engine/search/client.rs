@@ -217,7 +217,8 @@ impl Client {
                 }
                 Err(_) => true,
             };
-            if !transient || started.elapsed() + pause > self.timeout {
+            let elapsed = started.elapsed();
+            if !transient || elapsed >= self.timeout {
                 return outcome.map_err(|cause| {
                     self.side.error(format!(
                         "{} {}: {method} /{} failed ({cause}); gave up after {:.0?}",
@@ -228,7 +229,9 @@ impl Client {
                     ))
                 });
             }
-            tokio::time::sleep(pause).await;
+            // The whole --search-timeout is waited out, the last pause cut
+            // to what is left of it.
+            tokio::time::sleep(pause.min(self.timeout - elapsed)).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
