@@ -13,13 +13,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::api::{ListParams, PostParams};
+use kube::Api;
 use serde_json::{json, Value};
 use vertice_crds::VerticeBackup;
-use vertice_tests::kube::TestCluster;
+use vertice_tests::kube::backup_run::{env_var, secret_ref, Events};
+use vertice_tests::kube::{BackupUnderTest, TestCluster};
 use vertice_tests::search::{one_at_a_time, Flavour, SearchServer};
 use vertice_tests::{Agent, SeaweedFs};
 
@@ -29,105 +28,6 @@ const NAME: &str = "shop";
 const USER: &str = "vertice-backup";
 /// Distinctive enough that finding it anywhere is a leak.
 const PASSWORD: &str = "Es-Pw-7q3Zx9-kube-search-leakcheck";
-
-async fn status_of(client: &Client) -> Value {
-    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), NS);
-    let backup = api.get(NAME).await.expect("get backup");
-    serde_json::to_value(backup.status).unwrap_or(Value::Null)
-}
-
-async fn annotate(client: &Client, key: &str, token: &str) {
-    let api: Api<VerticeBackup> = Api::namespaced(client.clone(), NS);
-    api.patch(
-        NAME,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {key: token}}})),
-    )
-    .await
-    .expect("annotate");
-}
-
-/// Waits until the status satisfies `done`; on timeout fails with the
-/// status, the pods (with the agent's output) and the controller's log.
-async fn wait_status(
-    cluster: &TestCluster,
-    controller_log: &dyn Fn() -> String,
-    what: &str,
-    timeout: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let client = cluster.admin().await;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let status = status_of(&client).await;
-        if done(&status) {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let log = controller_log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\nstatus: {status:#}\n{}\ncontroller log (newest first):\n{}",
-                cluster.describe_pods(NS).await,
-                tail.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn expect_event(client: &Client, reason: &str, kind: &str) {
-    let events: Api<Event> = Api::namespaced(client.clone(), NS);
-    let found =
-        tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let list = events.list(&ListParams::default()).await.expect("events");
-                if list.items.iter().any(|e| {
-                    e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(kind)
-                }) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-    if found.is_err() {
-        let list = events.list(&ListParams::default()).await.expect("events");
-        panic!("no {kind} event {reason} in {NS}: {:#?}", list.items);
-    }
-}
-
-async fn create_secret(client: &Client, name: &str, data: Value) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS,
-                     "labels": {"vertice.io/allow-reference": "true"}},
-        "stringData": data,
-    }))
-    .expect("secret");
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create secret");
-}
-
-/// The container's environment variable `name` of a CronJob's pod template.
-fn env_var(cron_job: &Value, name: &str) -> Value {
-    cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .and_then(|env| env.iter().find(|e| e["name"] == name).cloned())
-        .unwrap_or(Value::Null)
-}
-
-/// The Secret and key an environment variable takes its value from.
-fn secret_ref(var: &Value) -> (&str, &str) {
-    let r = &var["valueFrom"]["secretKeyRef"];
-    (
-        r["name"].as_str().unwrap_or_default(),
-        r["key"].as_str().unwrap_or_default(),
-    )
-}
 
 /// Every index on the server, hidden ones included.
 fn index_names(server: &SearchServer) -> Vec<String> {
@@ -145,64 +45,6 @@ fn index_names(server: &SearchServer) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Everything in the namespace the password must not appear in: the
-/// CronJobs, Jobs, Pods and Events as the API server holds them, the
-/// VerticeBackup with its status, and the agent's output in every pod.
-async fn assert_no_password(cluster: &TestCluster, client: &Client) {
-    let list = ListParams::default();
-    let cron_jobs = Api::<CronJob>::namespaced(client.clone(), NS)
-        .list(&list)
-        .await
-        .expect("cron jobs")
-        .items;
-    let jobs = Api::<Job>::namespaced(client.clone(), NS)
-        .list(&list)
-        .await
-        .expect("jobs")
-        .items;
-    let pods = Api::<Pod>::namespaced(client.clone(), NS)
-        .list(&list)
-        .await
-        .expect("pods")
-        .items;
-    let events = Api::<Event>::namespaced(client.clone(), NS)
-        .list(&list)
-        .await
-        .expect("events")
-        .items;
-    let backup = Api::<VerticeBackup>::namespaced(client.clone(), NS)
-        .get(NAME)
-        .await
-        .expect("backup");
-    for (what, text) in [
-        ("CronJobs", serde_json::to_string(&cron_jobs).expect("json")),
-        ("Jobs", serde_json::to_string(&jobs).expect("json")),
-        ("Pods", serde_json::to_string(&pods).expect("json")),
-        ("Events", serde_json::to_string(&events).expect("json")),
-        (
-            "the VerticeBackup",
-            serde_json::to_string(&backup).expect("json"),
-        ),
-    ] {
-        assert!(
-            !text.contains(PASSWORD),
-            "the password is in the {what}: {text}"
-        );
-    }
-    assert!(
-        !jobs.is_empty() && !pods.is_empty() && !events.is_empty(),
-        "runs happened"
-    );
-    for pod in &pods {
-        let log = cluster.kubelet.container_log(pod);
-        assert!(
-            !log.contains(PASSWORD),
-            "the password is in the output of {:?}: {log}",
-            pod.metadata.name
-        );
-    }
 }
 
 /// Two selected indices (`shop-a`: 3 shards; `shop-b`: one document with
@@ -273,16 +115,21 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
     let controller_log = || controller.log_text();
     let client = cluster.admin().await;
     cluster.plane.create_namespace(NS).await;
-    create_secret(&client, "opensearch", json!({"password": PASSWORD})).await;
-    create_secret(
-        &client,
-        "s3",
-        json!({"AWS_ACCESS_KEY_ID": vertice_tests::seaweedfs::ACCESS_KEY,
+    let under_test = BackupUnderTest::new(client.clone(), NS, NAME);
+    under_test
+        .create_secret("opensearch", json!({"password": PASSWORD}))
+        .await;
+    under_test
+        .create_secret(
+            "s3",
+            json!({"AWS_ACCESS_KEY_ID": vertice_tests::seaweedfs::ACCESS_KEY,
                "AWS_SECRET_ACCESS_KEY": vertice_tests::seaweedfs::SECRET_KEY}),
-    )
-    .await;
+        )
+        .await;
     let identity_text = std::fs::read_to_string(&identity).expect("identity");
-    create_secret(&client, "age", json!({"identity": identity_text})).await;
+    under_test
+        .create_secret("age", json!({"identity": identity_text}))
+        .await;
 
     let backup: VerticeBackup = serde_json::from_value(json!({
         "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
@@ -318,14 +165,15 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
 
     // The CronJobs: the address names the user and no password; the
     // password comes from the Secret.
-    let status = wait_status(
-        &cluster,
-        &controller_log,
-        "both CronJobs in status",
-        Duration::from_secs(60),
-        |s| s["cronJob"].is_string() && s["drillCronJob"].is_string(),
-    )
-    .await;
+    let status = under_test
+        .wait_status(
+            &cluster,
+            &controller_log,
+            "both CronJobs in status",
+            Duration::from_secs(60),
+            |s| s["cronJob"].is_string() && s["drillCronJob"].is_string(),
+        )
+        .await;
     let address = format!("http://{USER}@127.0.0.1:{}", server.port());
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), NS);
     let cron_job_name = status["cronJob"].as_str().expect("cronJob").to_string();
@@ -370,15 +218,16 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
 
     // A run now: the Job, run by the local kubelet, exports the indices.
     let backup_started = Instant::now();
-    annotate(&client, "vertice.io/run-now", "k1").await;
-    let status = wait_status(
-        &cluster,
-        &controller_log,
-        "a finished backup in status",
-        Duration::from_secs(180),
-        |s| s["lastBackup"]["result"].is_string(),
-    )
-    .await;
+    under_test.annotate("vertice.io/run-now", "k1").await;
+    let status = under_test
+        .wait_status(
+            &cluster,
+            &controller_log,
+            "a finished backup in status",
+            Duration::from_secs(180),
+            |s| s["lastBackup"]["result"].is_string(),
+        )
+        .await;
     let backup_seconds = backup_started.elapsed().as_secs_f64();
     assert_eq!(
         status["lastBackup"]["result"],
@@ -393,7 +242,7 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
     assert!(last["rawBytes"].as_u64().unwrap_or(0) > 0, "{status:#}");
     assert_eq!(status["phase"], "Healthy", "{status:#}");
     assert_eq!(status["runNow"]["token"], "k1", "{status:#}");
-    expect_event(&client, "BackupSucceeded", "Normal").await;
+    under_test.expect_event("BackupSucceeded", "Normal").await;
 
     // In the store: listed as an Elasticsearch backup, encrypted.
     let agent = Agent::default();
@@ -469,15 +318,16 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
     // A drill on demand: restored into throwaway indices on the same
     // cluster, compared with the manifest, the throwaway indices deleted.
     let drill_started = Instant::now();
-    annotate(&client, "vertice.io/drill-now", "d1").await;
-    let status = wait_status(
-        &cluster,
-        &controller_log,
-        "a finished drill in status",
-        Duration::from_secs(180),
-        |s| s["lastDrill"]["result"].is_string(),
-    )
-    .await;
+    under_test.annotate("vertice.io/drill-now", "d1").await;
+    let status = under_test
+        .wait_status(
+            &cluster,
+            &controller_log,
+            "a finished drill in status",
+            Duration::from_secs(180),
+            |s| s["lastDrill"]["result"].is_string(),
+        )
+        .await;
     let drill_seconds = drill_started.elapsed().as_secs_f64();
     let drill = &status["lastDrill"];
     assert_eq!(
@@ -505,7 +355,7 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(verified_condition["status"], "True", "{status:#}");
-    expect_event(&client, "DrillSucceeded", "Normal").await;
+    under_test.expect_event("DrillSucceeded", "Normal").await;
     let after = index_names(&server);
     let left: Vec<&String> = after
         .iter()
@@ -516,7 +366,9 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
     assert_eq!(after, indices_before);
     assert_eq!(server.all_docs("shop-b"), shop_b_before);
 
-    assert_no_password(&cluster, &client).await;
+    under_test
+        .assert_secret_nowhere(&cluster, PASSWORD, "the password", Events::Searched)
+        .await;
     let jobs = Api::<Job>::namespaced(client.clone(), NS)
         .list(&ListParams::default())
         .await

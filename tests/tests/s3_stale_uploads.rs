@@ -49,6 +49,7 @@ fn prune_aborts_only_old_dangling_uploads_under_its_prefix() {
                 Duration::hours(24),
                 dry_run,
                 now,
+                None,
             )
             .await
             .expect("prune")
