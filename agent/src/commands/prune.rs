@@ -118,7 +118,12 @@ pub async fn prune(
     let held: BTreeMap<(String, String, String), &Manifest> = manifests
         .iter()
         .filter(|m| crate::engine::holds_data_outside_the_store(m))
-        .map(|m| ((m.namespace.clone(), m.name.clone(), m.backup_id.clone()), m))
+        .map(|m| {
+            (
+                (m.namespace.clone(), m.name.clone(), m.backup_id.clone()),
+                m,
+            )
+        })
         .collect();
     let plan = Plan {
         store,
@@ -224,11 +229,14 @@ impl Plan<'_, '_> {
         for ((namespace, name), backups) in series {
             for decision in retention::plan(backups, policy, now) {
                 let mut keep = decision.keep();
-                let mut reasons: Vec<String> =
-                    decision.keep_because.iter().map(ToString::to_string).collect();
-                let outside = self
-                    .held
-                    .get(&(namespace.clone(), name.clone(), decision.backup.id.clone()));
+                let mut reasons: Vec<String> = decision
+                    .keep_because
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let outside =
+                    self.held
+                        .get(&(namespace.clone(), name.clone(), decision.backup.id.clone()));
                 if let (false, Some(_), None) = (keep, outside, self.release) {
                     keep = true;
                     reasons.push(OUTSIDE_THE_STORE.to_string());

@@ -287,12 +287,23 @@ mod tests {
         let counting = parse_assertion(&ok, &names).expect("valid");
         assert_eq!(counting.scratch, "vertice-drill-x-orders");
         assert_eq!(counting.body["query"]["term"]["status"], "paid");
-        let all = SearchAssertion { query: None, ..ok.clone() };
+        let all = SearchAssertion {
+            query: None,
+            ..ok.clone()
+        };
         assert!(parse_assertion(&all, &names).expect("all").body["query"]["match_all"].is_object());
-        let elsewhere = SearchAssertion { index: "nope".into(), ..ok.clone() };
-        let err = parse_assertion(&elsewhere, &names).err().expect("unknown index");
+        let elsewhere = SearchAssertion {
+            index: "nope".into(),
+            ..ok.clone()
+        };
+        let err = parse_assertion(&elsewhere, &names)
+            .err()
+            .expect("unknown index");
         assert!(err.to_string().contains("holds no index \"nope\""), "{err}");
-        let broken = SearchAssertion { query: Some("{term".into()), ..ok };
+        let broken = SearchAssertion {
+            query: Some("{term".into()),
+            ..ok
+        };
         let err = parse_assertion(&broken, &names).err().expect("not json");
         assert!(err.to_string().contains("query is not JSON"), "{err}");
         assert_eq!(err.exit_code(), 2);

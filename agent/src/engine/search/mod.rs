@@ -67,7 +67,14 @@ pub async fn start_backup(
     )?;
     let identity = cluster::identify(&client).await?;
     if let Some(repository) = &settings.search.repository {
-        return start_snapshot(client, identity, target, repository, &settings.search.indices).await;
+        return start_snapshot(
+            client,
+            identity,
+            target,
+            repository,
+            &settings.search.indices,
+        )
+        .await;
     }
     let plan = export::plan(&client, identity.clone(), &settings.search.indices).await?;
     tracing::info!(
@@ -135,7 +142,9 @@ async fn start_snapshot(
         let mut record = serde_json::to_vec_pretty(&facts).unwrap_or_default();
         record.push(b'\n');
         if tx.send(Ok(bytes::Bytes::from(record))).await.is_err() {
-            return Err(Error::source("the upload stopped before the snapshot's record was written"));
+            return Err(Error::source(
+                "the upload stopped before the snapshot's record was written",
+            ));
         }
         finished_info.search = Some(facts);
         Ok(finished_info)
@@ -172,7 +181,11 @@ fn source_info(target: &SearchTarget, identity: &cluster::Identity) -> SourceInf
 /// go, through the cluster's delete-snapshot API (never by deleting blobs,
 /// which would corrupt the repository); one already gone is fine. Only a
 /// snapshot of this cluster and repository is deleted.
-pub async fn release(target: &SearchTarget, settings: &BackupSettings, old: &Manifest) -> Result<()> {
+pub async fn release(
+    target: &SearchTarget,
+    settings: &BackupSettings,
+    old: &Manifest,
+) -> Result<()> {
     let Some(snapshot) = old.source.search.as_ref().and_then(|s| s.snapshot.as_ref()) else {
         return Ok(());
     };
@@ -184,7 +197,12 @@ pub async fn release(target: &SearchTarget, settings: &BackupSettings, old: &Man
         Side::Source,
     )?;
     let identity = cluster::identify(&client).await?;
-    let recorded_uuid = old.source.search.as_ref().map(|s| s.cluster_uuid.as_str()).unwrap_or_default();
+    let recorded_uuid = old
+        .source
+        .search
+        .as_ref()
+        .map(|s| s.cluster_uuid.as_str())
+        .unwrap_or_default();
     if identity.uuid != recorded_uuid {
         return Err(Error::usage(format!(
             "backup {} was taken on cluster {recorded_uuid}, not {} ({}): its snapshot is deleted only through its own cluster",
@@ -226,7 +244,9 @@ pub async fn restore(
             definitions: true,
             finish: true,
         };
-        restore::load(&client, backup, facts, &names, options).await?.counts
+        restore::load(&client, backup, facts, &names, options)
+            .await?
+            .counts
     };
     let summary: Vec<String> = counts
         .iter()

@@ -75,7 +75,12 @@ pub async fn take(
         "metadata": {"taken_by": "vertice-agent"},
     });
     client.call(Method::PUT, &path, Some(&body)).await?;
-    tracing::info!(repository, snapshot = name, indices = names.len(), "snapshot started; following it");
+    tracing::info!(
+        repository,
+        snapshot = name,
+        indices = names.len(),
+        "snapshot started; following it"
+    );
     let finished = follow(client, &path).await;
     let snapshot = match finished {
         Ok(snapshot) => snapshot,
@@ -127,7 +132,9 @@ async fn follow(client: &Client, path: &str) -> Result<Value> {
         match verdict(&snapshot) {
             Verdict::Running => tokio::time::sleep(POLL).await,
             Verdict::Done => return Ok(snapshot),
-            Verdict::Failed(why) => return Err(client.side.error(format!("{}: {why}", client.address()))),
+            Verdict::Failed(why) => {
+                return Err(client.side.error(format!("{}: {why}", client.address())))
+            }
         }
     }
 }
@@ -218,7 +225,14 @@ pub async fn restore(
     let mut done: Vec<String> = Vec::new();
     let mut counts = BTreeMap::new();
     for (source, target) in names {
-        let outcome = restore_one(client, snapshot, source, target, aliases && source == target).await;
+        let outcome = restore_one(
+            client,
+            snapshot,
+            source,
+            target,
+            aliases && source == target,
+        )
+        .await;
         match outcome {
             Ok(count) => {
                 done.push(target.clone());
@@ -271,7 +285,11 @@ async fn restore_one(
         "rename_replacement": target,
     });
     let answer = client
-        .send(Method::POST, &path, Some((body.to_string().into_bytes(), "application/json")))
+        .send(
+            Method::POST,
+            &path,
+            Some((body.to_string().into_bytes(), "application/json")),
+        )
         .await?;
     if !answer.status.is_success() {
         return Err(client.side.error(format!(
@@ -293,7 +311,9 @@ async fn restore_one(
             shards["total"].as_u64().unwrap_or(0)
         )));
     }
-    client.call(Method::POST, &format!("{}/_refresh", segment(target)), None).await?;
+    client
+        .call(Method::POST, &format!("{}/_refresh", segment(target)), None)
+        .await?;
     let counted = client.get(&format!("{}/_count", segment(target))).await?;
     Ok(counted["count"].as_u64().unwrap_or(0))
 }
@@ -307,7 +327,9 @@ pub fn count_check(index: &IndexFacts, restored: u64) -> std::result::Result<(),
         return Ok(());
     }
     if low == high {
-        Err(format!("{restored} documents restored, the snapshot holds {low}"))
+        Err(format!(
+            "{restored} documents restored, the snapshot holds {low}"
+        ))
     } else {
         Err(format!(
             "{restored} documents restored, outside the {low}–{high} the index held while the snapshot ran"
@@ -330,11 +352,17 @@ mod tests {
             "failures": [{"index": "orders", "shard_id": 2, "reason": "IndexShardSnapshotFailedException"}]});
         match verdict(&partial) {
             Verdict::Failed(why) => {
-                assert!(why.contains("ended PARTIAL") && why.contains("orders shard 2"), "{why}")
+                assert!(
+                    why.contains("ended PARTIAL") && why.contains("orders shard 2"),
+                    "{why}"
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(verdict(&json!({"state": "FAILED"})), Verdict::Failed(_)));
+        assert!(matches!(
+            verdict(&json!({"state": "FAILED"})),
+            Verdict::Failed(_)
+        ));
         assert!(matches!(
             verdict(&json!({"state": "SUCCESS", "shards": {"failed": 1}})),
             Verdict::Failed(_)
@@ -351,7 +379,9 @@ mod tests {
             documents_after: Some(10),
         };
         assert!(count_check(&quiet, 10).is_ok());
-        assert!(count_check(&quiet, 9).expect_err("short").contains("holds 10"));
+        assert!(count_check(&quiet, 9)
+            .expect_err("short")
+            .contains("holds 10"));
         let busy = IndexFacts {
             documents_after: Some(14),
             ..quiet
@@ -362,7 +392,10 @@ mod tests {
 
     #[test]
     fn snapshot_names_are_lowercase_and_distinct() {
-        assert_eq!(snapshot_name(1_765_000_000_000, 0xab), "vertice-1765000000000-00ab");
+        assert_eq!(
+            snapshot_name(1_765_000_000_000, 0xab),
+            "vertice-1765000000000-00ab"
+        );
         assert_ne!(snapshot_name(1, 1), snapshot_name(1, 2));
     }
 }
