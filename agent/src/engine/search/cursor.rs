@@ -171,20 +171,29 @@ impl View {
         }
     }
 
-    /// The next page's raw answer; `None` once the view is exhausted is
-    /// told by an empty page, which the caller sees (`page.hits.hits`).
+    /// The next page's raw answer; an exhausted view answers an empty
+    /// page, which the caller sees (`page.hits.hits`).
     pub async fn next(&mut self, client: &Client, size: usize) -> Result<bytes::Bytes> {
+        fetch(client, self.request(size)).await
+    }
+
+    /// What fetching the next page takes — the view already moved past the
+    /// last page read (`advance`), so the request can be sent while that
+    /// page is still being written.
+    pub fn request(&mut self, size: usize) -> Next {
         if let Kind::Scroll { first, .. } = &mut self.kind {
             if let Some(first) = first.take() {
-                return Ok(first);
+                return Next::Ready(first);
             }
         }
         let path = match self.kind {
             Kind::PointInTime { .. } => "_search",
             Kind::Scroll { .. } => "_search/scroll",
         };
-        let body = self.search_body(size, false);
-        send_search(client, path, &body).await
+        Next::Search {
+            path,
+            body: self.search_body(size, false),
+        }
     }
 
     /// Reads a page and moves the view past it.
@@ -241,6 +250,21 @@ impl View {
         if let Err(e) = client.call(Method::DELETE, path, Some(&body)).await {
             tracing::warn!(index = %self.index, error = %e, "could not release the read view; the cluster drops it after {KEEP_ALIVE}");
         }
+    }
+}
+
+/// The next page of a view: already read (a scroll's first), or a search
+/// to send.
+pub enum Next {
+    Ready(bytes::Bytes),
+    Search { path: &'static str, body: Value },
+}
+
+/// Fetches a page [`View::request`] described.
+pub async fn fetch(client: &Client, next: Next) -> Result<bytes::Bytes> {
+    match next {
+        Next::Ready(page) => Ok(page),
+        Next::Search { path, body } => send_search(client, path, &body).await,
     }
 }
 

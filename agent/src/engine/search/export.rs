@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::client::Client;
 use super::cluster::{Identity, Reading};
-use super::cursor::View;
+use super::cursor::{self, View};
 use super::definitions::{self, Kind};
 use super::format::{self, ContentDigest, End, Header, IndexEnd, Meta, Named};
 use super::selection::{self, Selected};
@@ -196,15 +196,29 @@ async fn read_view(
     waiting: Waiting<'_>,
 ) -> Result<ContentDigest> {
     let mut digest = ContentDigest::default();
+    // The next page is asked for before this one is written, so the
+    // cluster searches while the agent digests and compresses: one page
+    // more in memory, the two sides' time overlapped instead of added.
+    let prefetch = |next: cursor::Next| {
+        let client = client.clone();
+        tokio::spawn(async move { cursor::fetch(&client, next).await })
+    };
+    let mut coming = prefetch(view.request(*size));
     loop {
         client.stopped()?;
         waiting.keeper.keep_alive(client, waiting.views).await?;
-        let answer = view.next(client, *size).await?;
+        let answer = coming.await.map_err(|e| {
+            client
+                .side
+                .error(format!("reading index {} stopped: {e}", view.index))
+        })??;
         let page = view.advance(client, &answer)?;
         let hits = page.hits.hits.len();
         if hits == 0 {
             return Ok(digest);
         }
+        *size = format::next_page_size(*size, answer.len(), hits, PAGE_BYTES);
+        coming = prefetch(view.request(*size));
         for hit in &page.hits.hits {
             let Some(raw) = hit.source else {
                 return Err(client.side.error(format!(
@@ -217,7 +231,6 @@ async fn read_view(
             digest.add(&hit.id, routing, &source);
             format::document_line(&view.index, &hit.id, routing, &source, &mut out.buffer);
         }
-        *size = format::next_page_size(*size, answer.len(), hits, PAGE_BYTES);
         if out.buffer.len() >= CHUNK {
             out.flush().await.map_err(|e| e.into_error())?;
         }
