@@ -165,7 +165,17 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     // No cleanup after a failed upload: every store leaves nothing that looks
     // like an object (aborted multipart uploads, removed temporary files), and
     // deleting the key could remove an object this run did not create.
-    let stored_size = uploaded.map_err(|e| upload_error(e, &redactor, &id, &run.target))?;
+    let stored_size = match uploaded {
+        Ok(size) => size,
+        Err(e) => {
+            // An engine task still running (a search snapshot being
+            // followed) gets to undo what it started before the run ends.
+            if let Some(finishing) = started.finished.take() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(30), finishing).await;
+            }
+            return Err(upload_error(e, &redactor, &id, &run.target));
+        }
+    };
 
     if let Err(e) = run
         .target

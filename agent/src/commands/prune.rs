@@ -254,8 +254,18 @@ impl Plan<'_, '_> {
                 }
                 if let (Some(manifest), Some(release)) = (outside, self.release) {
                     // The data first: a backup whose snapshot could not be
-                    // deleted stays listed, so the next run tries again.
-                    release(manifest).await?;
+                    // deleted stays listed (the next run tries again), and
+                    // the other backups are pruned all the same.
+                    if let Err(e) = release(manifest).await {
+                        tracing::warn!(backup = %decision.backup.id, error = %e, "kept: its snapshot could not be deleted through the cluster");
+                        if let Some(action) = report.actions.last_mut() {
+                            action.action = "keep";
+                            action
+                                .reasons
+                                .push(format!("deleting its snapshot failed: {e}"));
+                        }
+                        continue;
+                    }
                 }
                 let dir = format!("{namespace}/{name}/{}", decision.backup.id);
                 let keys = self.dirs.get(&dir).map(Vec::as_slice).unwrap_or(&[]);

@@ -301,6 +301,10 @@ impl Target {
     pub async fn release(&self, settings: &BackupSettings, old: &Manifest) -> Result<()> {
         match self {
             Target::Search(t) => search::release(t, settings, old).await,
+            _ if holds_data_outside_the_store(old) => Err(Error::usage(format!(
+                "backup {}'s snapshot lives on a search cluster, which this run's source is not",
+                old.backup_id
+            ))),
             _ => Ok(()),
         }
     }

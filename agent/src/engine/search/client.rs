@@ -318,7 +318,17 @@ pub fn reason(body: &Value) -> String {
 /// A name put into a URL path, escaped so a hostile index or template name
 /// cannot reach another API.
 pub fn segment(name: &str) -> String {
-    url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        // Unreserved characters and `*` (patterns) stay; everything else,
+        // space and `+` included, is percent-encoded.
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'*') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -346,5 +356,7 @@ mod tests {
         assert_eq!(segment("a/../_cluster"), "a%2F..%2F_cluster");
         assert_eq!(segment("logs-*"), "logs-*");
         assert_eq!(segment("a?b#c"), "a%3Fb%23c");
+        assert_eq!(segment("my pipeline+x"), "my%20pipeline%2Bx");
+        assert_eq!(segment("é"), "%C3%A9");
     }
 }

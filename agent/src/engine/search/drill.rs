@@ -253,6 +253,12 @@ fn scratch_names(backup_id: &str, facts: &SearchFacts) -> Result<BTreeMap<String
                 index.name
             ))
         })?;
+        if names.values().any(|n| *n == name) {
+            return Err(Error::usage(format!(
+                "indices {} and another of this backup meet in one throwaway name ({name}); restore one of them with `restore --index-map` instead",
+                index.name
+            )));
+        }
         names.insert(index.name.clone(), name);
     }
     Ok(names)

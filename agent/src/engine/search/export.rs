@@ -21,6 +21,9 @@ use super::selection::{self, Selected};
 use crate::error::{Error, Result};
 use crate::manifest::search::{IndexFacts, SearchFacts};
 
+/// Points in time an export opens at most (a cluster's default limit is
+/// 300, shared with every other client).
+const MAX_POINTS_IN_TIME: usize = 100;
 /// About this many bytes of documents a page asks for.
 const PAGE_BYTES: usize = 8 << 20;
 /// The first page of an index, before its document size is known.
@@ -33,6 +36,9 @@ pub struct Plan {
     pub identity: Identity,
     pub indices: Vec<Selected>,
     pub definitions: Vec<(Kind, Named)>,
+    /// How documents are read (the cluster's dialect, or scrolls when
+    /// there are more indices than points in time it keeps).
+    reading: Reading,
     /// The point-in-time views, opened together (empty for scrolls,
     /// which open as each index is reached).
     views: Vec<View>,
@@ -49,9 +55,19 @@ pub async fn plan(client: &Client, identity: Identity, patterns: &[String]) -> R
         }
     }
     let mut views = Vec::new();
-    if let Reading::PointInTime(_) = identity.reading() {
+    // A cluster keeps at most `search.max_open_pit_context` (300 by
+    // default) points in time open: more indices are read by scroll, each
+    // index consistent on its own, and the manifest says so.
+    let reading = match identity.reading() {
+        Reading::PointInTime(_) if indices.len() > MAX_POINTS_IN_TIME => {
+            tracing::warn!(indices = indices.len(), "more indices than points in time a cluster keeps open by default ({MAX_POINTS_IN_TIME}): each index is read by its own scroll");
+            Reading::Scroll
+        }
+        other => other,
+    };
+    if let Reading::PointInTime(_) = reading {
         for index in &indices {
-            match View::open(client, identity.reading(), &index.definition.name, 0).await {
+            match View::open(client, reading, &index.definition.name, 0).await {
                 Ok(view) => views.push(view),
                 Err(e) => {
                     for view in views {
@@ -67,6 +83,7 @@ pub async fn plan(client: &Client, identity: Identity, patterns: &[String]) -> R
         indices,
         definitions: defs,
         views,
+        reading,
     })
 }
 
@@ -82,6 +99,7 @@ pub async fn write(
         indices,
         definitions,
         views,
+        reading,
     } = plan;
     let mut out = Writer {
         tx,
@@ -99,7 +117,7 @@ pub async fn write(
         if result.is_err() {
             break;
         }
-        let view = match identity.reading() {
+        let view = match reading {
             Reading::PointInTime(_) => views.pop_front(),
             Reading::Scroll => None,
         };
@@ -107,7 +125,7 @@ pub async fn write(
             views: &mut views,
             keeper: &mut keeper,
         };
-        let read = export_index(client, identity.reading(), index, view, &mut out, waiting).await;
+        let read = export_index(client, reading, index, view, &mut out, waiting).await;
         match read {
             Ok(digest) => {
                 documents += digest.documents;
@@ -141,7 +159,7 @@ pub async fn write(
         cluster_name: identity.name.clone(),
         cluster_uuid: identity.uuid.clone(),
         mode: "export".into(),
-        consistency: match identity.reading() {
+        consistency: match reading {
             Reading::PointInTime(_) => "point_in_time".into(),
             Reading::Scroll => "per_index".into(),
         },

@@ -131,17 +131,16 @@ pub fn meta_line(meta: &Meta, out: &mut Vec<u8>) {
 }
 
 /// The bytes a document's `_source` is exported as: the cluster's own
-/// bytes when they fit on one line (the digest then holds through a
-/// restore, which indexes these bytes, and a read back), else compacted.
+/// bytes (the digest then holds through a restore, which indexes these
+/// bytes, and a read back), line breaks made spaces so it fits on one
+/// line. JSON allows a raw line break only between tokens, where a space
+/// means the same: every value, number and key order stays as it was.
 pub fn source_bytes(raw: &RawValue) -> std::borrow::Cow<'_, str> {
     let text = raw.get();
     if !text.contains(['\n', '\r']) {
         return std::borrow::Cow::Borrowed(text);
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(value) => std::borrow::Cow::Owned(value.to_string()),
-        Err(_) => std::borrow::Cow::Owned(text.replace(['\n', '\r'], " ")),
-    }
+    std::borrow::Cow::Owned(text.replace(['\n', '\r'], " "))
 }
 
 /// Writes a document line; `source` as [`source_bytes`] gave it.
@@ -271,6 +270,24 @@ pub const HELD_BACK: &[(&str, &str)] = &[
     ("index.final_pipeline", "_none"),
 ];
 
+/// Why an index's settings make its `_source` synthetic (rebuilt from
+/// doc values, arrays sorted and deduplicated): `index.mode` logsdb or
+/// time_series, or `index.mapping.source.mode` other than stored.
+pub fn settings_source_problem(flat: &Map<String, Value>) -> Option<String> {
+    let text = |key: &str| flat.get(key).and_then(Value::as_str);
+    if let Some(mode @ ("logsdb" | "time_series")) = text("index.mode") {
+        return Some(format!(
+            "its index.mode is {mode}, whose _source is synthetic (rebuilt, not the documents as written)"
+        ));
+    }
+    match text("index.mapping.source.mode") {
+        Some(mode) if mode != "stored" => Some(format!(
+            "its index.mapping.source.mode is {mode}: the documents as written are not stored"
+        )),
+        _ => None,
+    }
+}
+
 /// Why `mappings` keep a backup from holding every document's content:
 /// `_source` disabled or filtered. `None`: the export is faithful.
 pub fn source_problem(mappings: &Value) -> Option<String> {
@@ -352,8 +369,15 @@ mod tests {
 
     #[test]
     fn a_source_over_several_lines_is_compacted_onto_one() {
-        let raw = RawValue::from_string("{\n  \"a\": 1\n}".into()).expect("raw");
-        assert_eq!(source_bytes(&raw), r#"{"a":1}"#);
+        let raw = RawValue::from_string(
+            "{\r\n  \"b\": 1,\n  \"a\": 123456789012345678901234567890\n}".into(),
+        )
+        .expect("raw");
+        // Key order and a number past 64 bits stay as they were.
+        assert_eq!(
+            source_bytes(&raw),
+            r#"{    "b": 1,   "a": 123456789012345678901234567890 }"#
+        );
         let raw = RawValue::from_string(r#"{"a": 1}"#.into()).expect("raw");
         assert!(matches!(source_bytes(&raw), std::borrow::Cow::Borrowed(_)));
     }
@@ -432,6 +456,16 @@ mod tests {
         assert!(source_problem(&json!({"_source": {"mode": "synthetic"}})).is_some());
         assert!(source_problem(&json!({"properties": {}})).is_none());
         assert!(source_problem(&json!({"_source": {"includes": []}})).is_none());
+    }
+
+    #[test]
+    fn synthetic_source_by_setting_is_named() {
+        let flat = |k: &str, v: &str| json!({ k: v }).as_object().cloned().expect("map");
+        assert!(settings_source_problem(&flat("index.mode", "logsdb")).is_some());
+        assert!(settings_source_problem(&flat("index.mode", "time_series")).is_some());
+        assert!(settings_source_problem(&flat("index.mode", "standard")).is_none());
+        assert!(settings_source_problem(&flat("index.mapping.source.mode", "synthetic")).is_some());
+        assert!(settings_source_problem(&flat("index.mapping.source.mode", "stored")).is_none());
     }
 
     #[test]

@@ -142,8 +142,12 @@ async fn start_snapshot(
         let mut record = serde_json::to_vec_pretty(&facts).unwrap_or_default();
         record.push(b'\n');
         if tx.send(Ok(bytes::Bytes::from(record))).await.is_err() {
+            // No record will name it: a snapshot nobody can find or prune.
+            if let Some(taken) = &facts.snapshot {
+                let _ = snapshot::delete(&client, taken).await;
+            }
             return Err(Error::source(
-                "the upload stopped before the snapshot's record was written",
+                "the upload stopped before the snapshot's record was written; the snapshot was deleted",
             ));
         }
         finished_info.search = Some(facts);
@@ -238,7 +242,17 @@ pub async fn restore(
     .await?;
     tracing::info!(cluster = %identity.describe(), indices = names.len(), "restoring: definitions the target lacks, then each index");
     let counts = if facts.snapshot.is_some() {
-        snapshot::restore(&client, facts, &names, true).await?
+        let counts = snapshot::restore(&client, facts, &names, true).await?;
+        for index in &facts.indices {
+            let restored = counts.get(&index.name).copied().unwrap_or(0);
+            snapshot::count_check(index, restored).map_err(|why| {
+                Error::target(format!(
+                    "index {} restored from snapshot: {why}; the restored indices are left in place for inspection",
+                    index.name
+                ))
+            })?;
+        }
+        counts
     } else {
         let options = restore::Options {
             definitions: true,
@@ -259,6 +273,11 @@ pub async fn restore(
             }
         })
         .collect();
-    tracing::info!(documents = %summary.join(", "), "restore complete: every index checked by count and content digest");
+    let checked = if facts.snapshot.is_some() {
+        "restore complete: every index checked by count"
+    } else {
+        "restore complete: every index checked by count and content digest"
+    };
+    tracing::info!(documents = %summary.join(", "), "{checked}");
     Ok(())
 }

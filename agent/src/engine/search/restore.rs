@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 use tokio::io::AsyncBufReadExt;
 
-use super::client::{segment, Client};
+use super::client::{reason, segment, Client};
 use super::definitions::{self, Kind};
 use super::format::{self, ContentDigest, IndexDefinition, Line, Meta, Named};
 use super::load::Loader;
@@ -63,6 +63,15 @@ pub fn index_map(pairs: &[String], facts: &SearchFacts) -> Result<BTreeMap<Strin
         }
         check_index_name(to).map_err(|why| Error::usage(format!("--index-map {pair:?}: {why}")))?;
         map.insert(from.to_string(), to.to_string());
+    }
+    // A manifest is input too: every name it makes the restore write must
+    // be an index name (no pattern, no list, no path).
+    for to in map.values() {
+        check_index_name(to.trim_start_matches('.')).map_err(|why| {
+            Error::integrity(format!(
+                "the backup names an index the restore cannot write: {why}"
+            ))
+        })?;
     }
     let mut seen = BTreeSet::new();
     for to in map.values() {
@@ -206,6 +215,12 @@ async fn load_all(
                     prepare(client, &defs, &indices, names, options, created).await?;
                     ready = true;
                 }
+                if counts.contains_key(&doc.index) {
+                    return Err(corrupt(
+                        backup,
+                        &format!("holds a document of {} after that index ended", doc.index),
+                    ));
+                }
                 let target = names.get(&doc.index).ok_or_else(|| {
                     corrupt(
                         backup,
@@ -324,12 +339,20 @@ async fn prepare(
                 tracing::info!(kind = kind.describe(), name = %named.name, "the target has its own definition of this name; kept it");
                 continue;
             }
-            client
-                .call(Method::PUT, &kind.url(&named.name), Some(&named.body))
-                .await
-                .map_err(|e| {
-                    e.map_message(|m| format!("creating {} {}: {m}", kind.describe(), named.name))
-                })?;
+            // Templates are created only if still absent (`create=true`):
+            // one made meanwhile by someone else is neither overwritten
+            // nor, on a rollback, deleted.
+            let path = match kind {
+                Kind::Pipeline => kind.url(&named.name),
+                _ => format!("{}?create=true", kind.url(&named.name)),
+            };
+            let body = (named.body.to_string().into_bytes(), "application/json");
+            let answer = client.send(Method::PUT, &path, Some(body)).await?;
+            if !answer.status.is_success() {
+                return Err(client
+                    .refused(&Method::PUT, &path, &answer)
+                    .map_message(|m| format!("creating {} {}: {m}", kind.describe(), named.name)));
+            }
             created.definitions.push((*kind, named.name.clone()));
         }
     }
@@ -344,13 +367,35 @@ async fn prepare(
             "mappings": definition.mappings,
         });
         let path = segment(target);
-        // Recorded before the call: a create that timed out may still
-        // have made the index.
-        created.indices.push(target.clone());
-        client
-            .call(Method::PUT, &path, Some(&body))
-            .await
-            .map_err(|e| e.map_message(|m| format!("creating index {target}: {m}")))?;
+        let sent = client
+            .send(
+                Method::PUT,
+                &path,
+                Some((body.to_string().into_bytes(), "application/json")),
+            )
+            .await;
+        match sent {
+            Ok(answer) if answer.status.is_success() => created.indices.push(target.clone()),
+            // Someone else made it since the check: theirs, never deleted.
+            Ok(answer)
+                if reason(&answer.json()).starts_with("resource_already_exists_exception") =>
+            {
+                return Err(Error::usage(format!(
+                    "index {target} was created on {} by someone else while the restore started; it is left as it is — delete it or restore under another name with --index-map",
+                    client.address()
+                )));
+            }
+            Ok(answer) => {
+                return Err(client
+                    .refused(&Method::PUT, &path, &answer)
+                    .map_message(|m| format!("creating index {target}: {m}")))
+            }
+            Err(e) => {
+                // The create may have happened before the answer was lost.
+                created.indices.push(target.clone());
+                return Err(e.map_message(|m| format!("creating index {target}: {m}")));
+            }
+        }
     }
     Ok(())
 }

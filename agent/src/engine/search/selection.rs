@@ -140,7 +140,9 @@ pub async fn definition(client: &Client, name: &str, export: bool) -> Result<Ind
         .unwrap_or_default();
     let mappings = mappings[name]["mappings"].clone();
     // A snapshot keeps what `_source` does not; an export cannot.
-    if let Some(problem) = source_problem(&mappings).filter(|_| export) {
+    let problem =
+        source_problem(&mappings).or_else(|| super::format::settings_source_problem(&flat));
+    if let Some(problem) = problem.filter(|_| export) {
         return Err(Error::usage(format!(
             "--indices: index {name} cannot be exported: {problem}; leave it out of --indices"
         )));

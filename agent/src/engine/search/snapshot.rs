@@ -74,23 +74,44 @@ pub async fn take(
         "partial": false,
         "metadata": {"taken_by": "vertice-agent"},
     });
-    client.call(Method::PUT, &path, Some(&body)).await?;
+    // Sent once: the name is this run's, so whatever the answer (or none),
+    // a failure deletes it.
+    let started = client
+        .send_once(
+            Method::PUT,
+            &path,
+            Some((body.to_string().into_bytes(), "application/json")),
+        )
+        .await
+        .and_then(|answer| {
+            if answer.status.is_success() {
+                Ok(())
+            } else {
+                Err(client.refused(&Method::PUT, &path, &answer))
+            }
+        });
+    if let Err(e) = started {
+        let _ = client.send(Method::DELETE, &path, None).await;
+        return Err(e);
+    }
     tracing::info!(
         repository,
         snapshot = name,
         indices = names.len(),
         "snapshot started; following it"
     );
-    let finished = follow(client, &path).await;
-    let snapshot = match finished {
-        Ok(snapshot) => snapshot,
+    let finished = match follow(client, &path).await {
+        Ok(snapshot) => counts(client, indices).await.map(|after| (snapshot, after)),
+        Err(e) => Err(e),
+    };
+    let (snapshot, after) = match finished {
+        Ok(done) => done,
         Err(e) => {
             // Deleting a running snapshot aborts it.
             let _ = client.send(Method::DELETE, &path, None).await;
             return Err(e.map_message(|m| format!("{m}; snapshot {name} was deleted")));
         }
     };
-    let after = counts(client, indices).await?;
     Ok(SearchFacts {
         flavour: identity.flavour.as_str().into(),
         version: identity.version_text.clone(),
@@ -239,7 +260,11 @@ pub async fn restore(
                 counts.insert(source.clone(), count);
             }
             Err(e) => {
-                done.push(target.clone());
+                // The failed index is the run's only if the cluster
+                // started restoring it (it did not exist: checked first).
+                if !e.to_string().contains("already exists") {
+                    done.push(target.clone());
+                }
                 let mut left = Vec::new();
                 for index in &done {
                     match client.send(Method::DELETE, &segment(index), None).await {
@@ -273,7 +298,7 @@ async fn restore_one(
         )));
     }
     let path = format!(
-        "_snapshot/{}/{}/_restore?wait_for_completion=true",
+        "_snapshot/{}/{}/_restore",
         segment(&snapshot.repository),
         segment(&snapshot.snapshot)
     );
@@ -284,8 +309,11 @@ async fn restore_one(
         "rename_pattern": format!("^{}$", regex::escape(source)),
         "rename_replacement": target,
     });
+    // Sent once: a restore is not idempotent (a second one of the same
+    // index is refused while the first runs). Followed by polling, so a
+    // restore of any size is waited for, not one HTTP call's worth.
     let answer = client
-        .send(
+        .send_once(
             Method::POST,
             &path,
             Some((body.to_string().into_bytes(), "application/json")),
@@ -301,21 +329,73 @@ async fn restore_one(
             reason(&answer.json())
         )));
     }
-    let shards = &answer.json()["snapshot"]["shards"];
-    let failed = shards["failed"].as_u64().unwrap_or(0);
-    if failed > 0 {
-        return Err(client.side.error(format!(
-            "{}: restoring {source} from snapshot {} failed on {failed} of {} shards: the repository may be damaged",
-            client.address(),
-            snapshot.snapshot,
-            shards["total"].as_u64().unwrap_or(0)
-        )));
-    }
+    wait_for_primaries(client, target).await.map_err(|e| {
+        e.map_message(|m| {
+            format!(
+                "restoring {source} from snapshot {} of repository {}: {m}",
+                snapshot.snapshot, snapshot.repository
+            )
+        })
+    })?;
     client
         .call(Method::POST, &format!("{}/_refresh", segment(target)), None)
         .await?;
     let counted = client.get(&format!("{}/_count", segment(target))).await?;
     Ok(counted["count"].as_u64().unwrap_or(0))
+}
+
+/// Waits until every primary shard of a restoring index started; a primary
+/// the cluster gave up allocating (the snapshot's files could not be read)
+/// fails the restore.
+async fn wait_for_primaries(client: &Client, index: &str) -> Result<()> {
+    let path = format!(
+        "_cat/shards/{}?format=json&h=prirep,state,unassigned.reason",
+        segment(index)
+    );
+    loop {
+        client.stopped()?;
+        let answer = client.send(Method::GET, &path, None).await?;
+        let rows = match answer.status.as_u16() {
+            200 => answer.json().as_array().cloned().unwrap_or_default(),
+            // The index is not there yet.
+            404 => Vec::new(),
+            _ => return Err(client.refused(&Method::GET, &path, &answer)),
+        };
+        match primaries(&rows) {
+            Primaries::Started => return Ok(()),
+            Primaries::Failed(n) => {
+                return Err(client.side.error(format!(
+                    "{} of its primary shards could not be restored on {} (allocation failed): the repository may be damaged",
+                    n,
+                    client.address()
+                )))
+            }
+            Primaries::Restoring => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Primaries {
+    Restoring,
+    Started,
+    Failed(usize),
+}
+
+/// Where a restoring index's primary shards stand, from `_cat/shards`.
+fn primaries(rows: &[Value]) -> Primaries {
+    let primary: Vec<&Value> = rows.iter().filter(|r| r["prirep"] == "p").collect();
+    let failed = primary
+        .iter()
+        .filter(|r| r["state"] == "UNASSIGNED" && r["unassigned.reason"] == "ALLOCATION_FAILED")
+        .count();
+    if failed > 0 {
+        Primaries::Failed(failed)
+    } else if !primary.is_empty() && primary.iter().all(|r| r["state"] == "STARTED") {
+        Primaries::Started
+    } else {
+        Primaries::Restoring
+    }
 }
 
 /// A drill's judgement of a restored count: exact when nobody wrote to the
@@ -388,6 +468,30 @@ mod tests {
         };
         assert!(count_check(&busy, 12).is_ok());
         assert!(count_check(&busy, 15).expect_err("long").contains("10–14"));
+    }
+
+    #[test]
+    fn a_restore_is_done_when_every_primary_started_and_failed_when_one_cannot_be() {
+        let row = |p: &str, state: &str, why: &str| json!({"prirep": p, "state": state, "unassigned.reason": why});
+        assert_eq!(primaries(&[]), Primaries::Restoring);
+        assert_eq!(
+            primaries(&[row("p", "INITIALIZING", ""), row("p", "STARTED", "")]),
+            Primaries::Restoring
+        );
+        assert_eq!(
+            primaries(&[
+                row("p", "STARTED", ""),
+                row("r", "UNASSIGNED", "NEW_INDEX_RESTORED")
+            ]),
+            Primaries::Started
+        );
+        assert_eq!(
+            primaries(&[
+                row("p", "UNASSIGNED", "ALLOCATION_FAILED"),
+                row("p", "STARTED", "")
+            ]),
+            Primaries::Failed(1)
+        );
     }
 
     #[test]
