@@ -174,6 +174,8 @@ impl Client {
         retry_statuses: bool,
     ) -> Result<Answer> {
         let url = self.target.url(path)?;
+        // Shared, so a retried bulk request does not copy its 8 MiB again.
+        let body = body.map(|(bytes, kind)| (bytes::Bytes::from(bytes), kind));
         let started = Instant::now();
         let mut pause = Duration::from_millis(200);
         loop {

@@ -74,25 +74,23 @@ pub async fn take(
         "partial": false,
         "metadata": {"taken_by": "vertice-agent"},
     });
-    // Sent once: the name is this run's, so whatever the answer (or none),
-    // a failure deletes it.
-    let started = client
+    // Sent once. A refusal made nothing (and a name that already exists
+    // is not this run's to delete); only when the answer was lost may the
+    // snapshot have started, and then it is deleted.
+    match client
         .send_once(
             Method::PUT,
             &path,
             Some((body.to_string().into_bytes(), "application/json")),
         )
         .await
-        .and_then(|answer| {
-            if answer.status.is_success() {
-                Ok(())
-            } else {
-                Err(client.refused(&Method::PUT, &path, &answer))
-            }
-        });
-    if let Err(e) = started {
-        let _ = client.send(Method::DELETE, &path, None).await;
-        return Err(e);
+    {
+        Ok(answer) if answer.status.is_success() => {}
+        Ok(answer) => return Err(client.refused(&Method::PUT, &path, &answer)),
+        Err(e) => {
+            let _ = client.send(Method::DELETE, &path, None).await;
+            return Err(e);
+        }
     }
     tracing::info!(
         repository,
