@@ -379,8 +379,16 @@ pub struct SearchBackupArgs {
     pub search_mode: SearchModeArg,
     /// Elasticsearch / OpenSearch, snapshot mode: a snapshot repository
     /// registered on the cluster (fs, s3, gcs, azure, …).
+    /// Without it, snapshot mode registers the agent's own repository in
+    /// the backup store (`<prefix>/<namespace>/<name>/repository`).
     #[arg(long, env = agent_env::SEARCH_REPOSITORY)]
     pub search_repository: Option<String>,
+    /// Elasticsearch / OpenSearch, snapshot mode into the agent's own
+    /// repository: the nodes' configured client (`s3.client.NAME.*`,
+    /// `gcs.client.NAME.*`, `azure.client.NAME.*`) holding the store's
+    /// endpoint and credentials. Default: `default`.
+    #[arg(long, env = agent_env::SEARCH_REPOSITORY_CLIENT)]
+    pub search_repository_client: Option<String>,
     #[command(flatten)]
     pub connection: SearchConnectionArgs,
 }

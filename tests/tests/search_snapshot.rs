@@ -270,3 +270,198 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
         drill_indices(&server)
     );
 }
+
+fn snapshot_facts(manifest: &serde_json::Value) -> serde_json::Value {
+    manifest["source"]["search"]["snapshot"].clone()
+}
+
+/// Without `--search-repository` the agent registers its own repository in
+/// the store (here an `fs` one: the file store lies under the node's
+/// `path.repo`), reads the snapshot's blobs back into the manifest, and
+/// `verify`, restore and the drill check them.
+#[test]
+fn the_agents_own_repository_in_the_store_is_checked_blob_by_blob() {
+    let _one = one_at_a_time();
+    let server = SearchServer::start(Flavour::OpenSearch);
+    let agent = Agent::new();
+    let root = server.repo_path().join("store");
+    // The agent (root here) and the node (its own user) share the store.
+    std::fs::create_dir_all(&root).expect("store root");
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let url = format!("file://{}", root.display());
+    let env: Vec<(&str, String)> = Vec::new();
+    fill(&server);
+    let address = server.url();
+    let backup = |indices: &str, extra: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "--source",
+            &address,
+            "--source-kind",
+            "elasticsearch",
+            "--indices",
+            indices,
+            "--name",
+            "snap",
+            "--to",
+            &url,
+            "--search-mode",
+            "snapshot",
+        ];
+        args.extend_from_slice(extra);
+        agent.run(&args, &env)
+    };
+    let manifests = || {
+        let mut found: Vec<serde_json::Value> = walkdir(&root.join("default/snap"))
+            .into_iter()
+            .filter(|p| p.ends_with("manifest.json"))
+            .map(|p| serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json"))
+            .collect();
+        found.sort_by_key(|m| m["backup_id"].as_str().unwrap_or_default().to_string());
+        found
+    };
+
+    backup("orders,logs", &[]).assert_ok();
+    let first = manifests().pop().expect("a manifest");
+    let snapshot = snapshot_facts(&first);
+    assert_eq!(snapshot["managed"]["type"], "fs", "{snapshot}");
+    assert_eq!(snapshot["managed"]["store_path"], "default/snap/repository");
+    let repository = snapshot["repository"].as_str().expect("name").to_string();
+    assert!(repository.starts_with("vertice-"), "{repository}");
+    let blobs: Vec<String> = snapshot["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["key"].as_str().expect("key").to_string())
+        .collect();
+    let uuid = snapshot["uuid"].as_str().expect("uuid");
+    assert!(blobs.contains(&format!("snap-{uuid}.dat")), "{blobs:?}");
+    assert!(
+        blobs.iter().filter(|b| b.contains("/__")).count() >= 3,
+        "every shard's data blobs: {blobs:?}"
+    );
+    assert!(
+        !blobs.iter().any(|b| b.starts_with("index")),
+        "generation files are never recorded: {blobs:?}"
+    );
+    let (status, registered) = server.request("GET", &format!("/_snapshot/{repository}"), None);
+    assert_eq!(status, 200, "{registered}");
+    let verified = agent.run(&["verify", "--from", &url, "--name", "snap"], &env);
+    verified.assert_ok();
+    assert!(
+        verified.all().contains("repository blobs are all in the store"),
+        "{}",
+        verified.all()
+    );
+
+    // A cluster that lost the registration gets it back read-only for the
+    // restore, and loses it again after.
+    let (status, _) = server.request("DELETE", &format!("/_snapshot/{repository}"), None);
+    assert_eq!(status, 200);
+    agent
+        .run(
+            &[
+                "restore",
+                "--from",
+                &url,
+                "--name",
+                "snap",
+                "--to",
+                &address,
+                "--target-kind",
+                "elasticsearch",
+                "--index-map",
+                "orders=orders-1,logs=logs-1",
+            ],
+            &env,
+        )
+        .assert_ok();
+    assert_eq!(server.count("orders-1"), 500);
+    assert!(server.all_docs("logs-1") == server.all_docs("logs"));
+    let (status, _) = server.request("GET", &format!("/_snapshot/{repository}"), None);
+    assert_eq!(status, 404, "the restore's read-only registration is removed");
+
+    // An index without a started primary: the cluster refuses a complete
+    // snapshot, the run fails naming it, and nothing new is a backup.
+    server.put_index(
+        "broken",
+        &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0,
+            "index.routing.allocation.require._name": "no-such-node"}}),
+    );
+    let partial = backup("orders,broken", &[]);
+    assert_ne!(partial.code, 0, "{}", partial.all());
+    assert!(partial.stderr.contains("broken"), "{}", partial.all());
+    assert_eq!(manifests().len(), 1);
+    server.delete_index("broken");
+
+    // Retention through the cluster keeps the repository restorable.
+    backup("orders,logs", &["--keep-last", "1"]).assert_ok();
+    let all = manifests();
+    assert_eq!(all.len(), 1);
+    let second = snapshot_facts(&all[0]);
+    let (_, listed) = server.request("GET", &format!("/_snapshot/{repository}/_all"), None);
+    assert_eq!(
+        listed["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    agent
+        .run(&["verify", "--from", &url, "--name", "snap"], &env)
+        .assert_ok();
+
+    // A data blob deleted by hand: verify names it, the drill fails and
+    // cleans up.
+    let victim = second["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .filter_map(|b| b["key"].as_str())
+        .find(|k| k.contains("/__"))
+        .expect("a data blob")
+        .to_string();
+    std::fs::remove_file(root.join("default/snap/repository").join(&victim))
+        .expect("delete a blob");
+    let damaged = agent.run(&["verify", "--from", &url, "--name", "snap"], &env);
+    assert_ne!(damaged.code, 0, "{}", damaged.all());
+    assert!(
+        damaged.stderr.contains(&format!("{victim} is missing")),
+        "{}",
+        damaged.all()
+    );
+    let drill = agent.run(
+        &[
+            "drill",
+            "--from",
+            &url,
+            "--name",
+            "snap",
+            "--restore-to",
+            &address,
+        ],
+        &env,
+    );
+    assert_ne!(drill.code, 0, "{}", drill.all());
+    assert!(
+        drill.stderr.contains("is damaged") && drill.stderr.contains(&victim),
+        "{}",
+        drill.all()
+    );
+    assert!(drill_indices(&server).is_empty());
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walkdir(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::engine::settings::{
     BackupSettings, DrillSettings, KafkaBackup, KafkaConnection, KafkaRestore, RestoreSettings,
-    SearchBackup, SearchConnection, SearchRestore, VaultLogin,
+    SearchBackup, SearchConnection, SearchRestore, SnapshotRepository, VaultLogin,
 };
 use crate::engine::Target;
 use crate::error::{Error, Result};
@@ -222,25 +222,37 @@ impl SearchBackupArgs {
     /// A search backup's indices, from its flags.
     pub fn settings(&self, target: &Target) -> Result<SearchBackup> {
         let searching = matches!(target, Target::Search(_));
-        let repository = match (self.search_mode, &self.search_repository) {
+        let named = self
+            .search_repository
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let client = self
+            .search_repository_client
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        let snapshot = match (self.search_mode, named) {
             _ if !searching => None,
-            (super::SearchModeArg::Export, None) => None,
-            (super::SearchModeArg::Snapshot, Some(r)) if !r.trim().is_empty() => {
-                Some(r.trim().to_string())
-            }
-            (super::SearchModeArg::Snapshot, _) => {
+            (super::SearchModeArg::Export, None) if client.is_none() => None,
+            (super::SearchModeArg::Export, _) => {
                 return Err(Error::usage(
-                    "--search-mode snapshot needs --search-repository NAME: a snapshot repository registered on the cluster",
+                    "--search-repository and --search-repository-client are for --search-mode snapshot; an export needs no repository",
                 ))
             }
-            (super::SearchModeArg::Export, Some(_)) => {
+            (super::SearchModeArg::Snapshot, Some(_)) if client.is_some() => {
                 return Err(Error::usage(
-                    "--search-repository is for --search-mode snapshot; an export needs no repository",
+                    "--search-repository-client is for the agent's own repository in the store; a repository named with --search-repository already has its client",
                 ))
             }
+            (super::SearchModeArg::Snapshot, Some(r)) => Some(SnapshotRepository::Named(r.to_string())),
+            (super::SearchModeArg::Snapshot, None) => Some(SnapshotRepository::Managed {
+                client: client.unwrap_or("default").to_string(),
+                place: None,
+            }),
         };
         Ok(SearchBackup {
-            repository,
+            snapshot,
             connection: self
                 .connection
                 .connection(matches!(target, Target::Search(_)))?,

@@ -58,7 +58,14 @@ fn prepare(args: &BackupArgs, summary: &mut RunSummary) -> Result<Prepared> {
     // the backup's own name (metrics group, notifications).
     summary.namespace = Some(namespace.clone());
     summary.name = Some(name.clone());
-    let engine = args.engine_settings(&target)?;
+    let mut engine = args.engine_settings(&target)?;
+    let location: vertice_crds::StoreLocation = args
+        .to
+        .parse()
+        .map_err(|e| Error::usage(format!("--to: {e}")))?;
+    engine
+        .search
+        .place_repository(&location, &namespace, &name)?;
     Ok(Prepared {
         target,
         namespace,
@@ -179,7 +186,13 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
 
     if let Err(e) = run
         .target
-        .finish_backup(&run.engine, &redactor, &raw.head(), &mut started)
+        .finish_backup(
+            &run.engine,
+            &redactor,
+            &raw.head(),
+            store.as_ref(),
+            &mut started,
+        )
         .await
     {
         remove_own(store.as_ref(), &[&artifact_key]).await;
@@ -189,9 +202,13 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     let manifest = manifest_of(args, run, &id, started_at, started, artifact_name, &meters)?;
     if let Err(e) = check_size(stored_size, &manifest) {
         remove_own(store.as_ref(), &[&artifact_key]).await;
+        abandon(run, &manifest).await;
         return Err(e);
     }
-    publish_manifest(store.as_ref(), &manifest, &dir, &artifact_key).await?;
+    if let Err(e) = publish_manifest(store.as_ref(), &manifest, &dir, &artifact_key).await {
+        abandon(run, &manifest).await;
+        return Err(e);
+    }
     summary.stored_bytes = Some(manifest.stored_bytes());
     tracing::info!(
         backup = %id,
@@ -212,6 +229,16 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         .await?;
     }
     Ok(manifest)
+}
+
+/// Lets go of what a backup that will not be published holds outside the
+/// store (a search cluster's snapshot): nothing will ever name it.
+async fn abandon(run: &Prepared, manifest: &Manifest) {
+    if crate::engine::holds_data_outside_the_store(manifest) {
+        if let Err(e) = run.target.release(&run.engine, manifest).await {
+            tracing::warn!(backup = %manifest.backup_id, error = %e, "the backup was not stored and what it holds outside the store could not be deleted");
+        }
+    }
 }
 
 /// The run's engine settings with, for an incremental run, the backup it

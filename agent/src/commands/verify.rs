@@ -36,6 +36,10 @@ pub async fn run(args: &VerifyArgs, summary: &mut RunSummary) -> Result<Manifest
             tracing::info!(backup = %member.backup_id, artifact = %artifact.name, bytes = artifact.stored_bytes, "artifact verified");
         }
     }
+    let held = crate::engine::check_held_data(store.as_ref(), &manifest).await?;
+    if held > 0 {
+        tracing::info!(backup = %manifest.backup_id, blobs = held, "the snapshot's repository blobs are all in the store with their sizes");
+    }
     if chain.len() > 1 {
         tracing::info!(backup = %manifest.backup_id, backups = chain.len(), full = %chain[0].backup_id, "incremental backup: its whole chain verified");
     }

@@ -220,6 +220,7 @@ impl Target {
         settings: &BackupSettings,
         redactor: &Redactor,
         head: &[u8],
+        store: &dyn crate::store::Store,
         backup: &mut BackupStream,
     ) -> Result<()> {
         if let Some(finished) = backup.finished.take() {
@@ -232,6 +233,7 @@ impl Target {
             Target::Postgres(pg) => {
                 postgres::finish_backup(pg, settings, redactor, head, backup).await
             }
+            Target::Search(t) => search::finish_backup(t, settings, store, backup).await,
             _ => Ok(()),
         }
     }
@@ -334,6 +336,16 @@ pub fn holds_data_outside_the_store(manifest: &Manifest) -> bool {
         .search
         .as_ref()
         .is_some_and(|s| s.snapshot.is_some())
+}
+
+/// Checks what a backup holds outside its artifacts (a search snapshot's
+/// blobs in the agent's own repository in the store); how many objects
+/// were checked.
+pub async fn check_held_data(store: &dyn crate::store::Store, manifest: &Manifest) -> Result<usize> {
+    match manifest.source.search.as_ref().and_then(|s| s.snapshot.as_ref()) {
+        Some(snapshot) => search::repository::check_blobs(store, snapshot).await,
+        None => Ok(0),
+    }
 }
 
 /// Refuses drill settings no engine could use, before the store is read.

@@ -158,9 +158,53 @@ pub struct SearchBackup {
     /// Index names and wildcard patterns, as given (`--indices`); empty:
     /// every open index that is neither hidden nor a system index.
     pub indices: Vec<String>,
-    /// `--search-repository`: snapshot mode into this repository of the
-    /// cluster's; `None`: export mode.
-    pub repository: Option<String>,
+    /// Snapshot mode and into which repository; `None`: export mode.
+    pub snapshot: Option<SnapshotRepository>,
+}
+
+impl SearchBackup {
+    /// Places the agent's own snapshot repository (if this backup uses
+    /// it) in the store at `location`, under the series' directory.
+    pub fn place_repository(
+        &mut self,
+        location: &vertice_crds::StoreLocation,
+        namespace: &str,
+        name: &str,
+    ) -> crate::error::Result<()> {
+        let Some(SnapshotRepository::Managed { client, place }) = &mut self.snapshot else {
+            return Ok(());
+        };
+        // The nodes resolve an fs location themselves: it must be absolute.
+        let location = match location {
+            vertice_crds::StoreLocation::File { root } => vertice_crds::StoreLocation::File {
+                root: std::path::absolute(root).map_err(|e| {
+                    crate::error::Error::usage(format!(
+                        "--to {}: cannot make the path absolute for the cluster's repository: {e}",
+                        root.display()
+                    ))
+                })?,
+            },
+            other => other.clone(),
+        };
+        *place = Some(crate::engine::search::repository::managed(
+            &location, namespace, name, client,
+        ));
+        Ok(())
+    }
+}
+
+/// Where a snapshot-mode backup's snapshot goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotRepository {
+    /// `--search-repository`: one the cluster already has.
+    Named(String),
+    /// The agent's own repository inside the store, reached by the nodes
+    /// through their client `client` (`--search-repository-client`);
+    /// `place` is filled once the backup knows its store and series.
+    Managed {
+        client: String,
+        place: Option<crate::manifest::search::ManagedRepository>,
+    },
 }
 
 /// An Elasticsearch / OpenSearch restore: where indices go.

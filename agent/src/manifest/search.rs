@@ -43,6 +43,40 @@ pub struct SnapshotFacts {
     /// `SUCCESS`: a backup is never made of anything less.
     pub state: String,
     pub shards: u64,
+    /// The repository the agent registered under the store for this
+    /// series, when no `--search-repository` was named: how to register
+    /// it again (read-only for a restore on another cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedRepository>,
+    /// Every blob of the repository this snapshot needs, read back from
+    /// the store once the snapshot succeeded (managed repositories only):
+    /// `verify` and the drill check each is still there with its size.
+    /// Only blobs a repository never rewrites are listed (never `index-N`
+    /// or `index.latest`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<RepositoryBlob>,
+}
+
+/// A snapshot repository the agent registers itself, inside the backup
+/// store: `<prefix>/<namespace>/<name>/repository`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedRepository {
+    /// `fs`, `s3`, `gcs` or `azure`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The settings it is registered with (bucket, base path, client; no
+    /// credentials: the nodes hold those).
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Where it lies in the backup store, relative to the store's prefix.
+    pub store_path: String,
+}
+
+/// One blob of a snapshot repository: its key under the repository's
+/// base path, and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryBlob {
+    pub key: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

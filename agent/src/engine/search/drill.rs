@@ -73,7 +73,17 @@ async fn restore_and_check(
     names: &BTreeMap<String, String>,
     report: &mut DrillReport,
 ) -> Result<()> {
-    if facts.snapshot.is_some() {
+    if let Some(taken) = &facts.snapshot {
+        if taken.managed.is_some() {
+            // The store is read before the cluster: a damaged repository is
+            // named blob by blob, and nothing is restored from it.
+            let blobs = super::repository::check_blobs(d.backup.store, taken).await;
+            report.record(
+                "repository blobs in the store".to_string(),
+                blobs.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            );
+            blobs?;
+        }
         let restored = timed(report, snapshot::restore(client, facts, names, false)).await;
         let restored = record_restore(report, restored, |_| Ok(()))?;
         for index in &facts.indices {

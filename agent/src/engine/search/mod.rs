@@ -16,7 +16,9 @@ mod export;
 pub mod format;
 mod load;
 mod restore;
+pub(crate) mod repository;
 mod selection;
+mod smile;
 mod snapshot;
 pub mod target;
 
@@ -26,7 +28,7 @@ pub use target::SearchTarget;
 use client::{Client, Side};
 
 use crate::engine::common::{BackupStream, Stored};
-use crate::engine::settings::{BackupSettings, RestoreSettings};
+use crate::engine::settings::{BackupSettings, RestoreSettings, SnapshotRepository};
 use crate::error::{Error, Result};
 use crate::manifest::search::SearchFacts;
 use crate::manifest::{Manifest, Producer, SourceInfo, SourceKind};
@@ -66,7 +68,7 @@ pub async fn start_backup(
         Side::Source,
     )?;
     let identity = cluster::identify(&client).await?;
-    if let Some(repository) = &settings.search.repository {
+    if let Some(repository) = &settings.search.snapshot {
         return start_snapshot(
             client,
             identity,
@@ -116,15 +118,31 @@ async fn start_snapshot(
     client: Client,
     identity: cluster::Identity,
     target: &SearchTarget,
-    repository: &str,
+    repository: &SnapshotRepository,
     patterns: &[String],
 ) -> Result<BackupStream> {
-    snapshot::repository_type(&client, repository).await?;
+    let (repository, managed) = match repository {
+        SnapshotRepository::Named(name) => {
+            snapshot::repository_type(&client, name).await?;
+            (name.clone(), None)
+        }
+        SnapshotRepository::Managed {
+            place: Some(place), ..
+        } => {
+            let name = repository::repository_name(place);
+            repository::ensure(&client, &name, place, false).await?;
+            (name, Some(place.clone()))
+        }
+        SnapshotRepository::Managed { place: None, .. } => {
+            return Err(Error::usage(
+                "snapshot mode without --search-repository needs the store (--to) to place the agent's repository in",
+            ))
+        }
+    };
     let indices = selection::resolve(&client, patterns, false).await?;
     let info = source_info(target, &identity);
     let (tx, stream) = crate::engine::common::chunk_channel(CHUNKS_IN_FLIGHT);
     let mut finished_info = info.clone();
-    let repository = repository.to_string();
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -133,6 +151,15 @@ async fn start_snapshot(
     let finished = tokio::spawn(async move {
         let taken = snapshot::take(&client, &identity, &repository, &indices, &name).await;
         let facts = match taken {
+            Ok(mut facts) => {
+                if let Some(taken) = facts.snapshot.as_mut() {
+                    taken.managed = managed;
+                }
+                Ok(facts)
+            }
+            Err(e) => Err(e),
+        };
+        let facts = match facts {
             Ok(facts) => facts,
             Err(e) => {
                 let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
@@ -178,6 +205,48 @@ fn source_info(target: &SearchTarget, identity: &cluster::Identity) -> SourceInf
         roles: Vec::new(),
         kafka: None,
         search: None,
+    }
+}
+
+/// Once the record is stored: the blobs of a snapshot in the agent's own
+/// repository are read back from the store and listed in the manifest.
+/// Failing that, the snapshot is deleted (no backup will name it).
+pub async fn finish_backup(
+    target: &SearchTarget,
+    settings: &BackupSettings,
+    store: &dyn crate::store::Store,
+    backup: &mut BackupStream,
+) -> Result<()> {
+    let Some(facts) = backup.source.search.as_mut() else {
+        return Ok(());
+    };
+    let Some(snapshot) = facts.snapshot.as_mut() else {
+        return Ok(());
+    };
+    let Some(managed) = snapshot.managed.clone() else {
+        return Ok(());
+    };
+    match repository::inventory(store, &managed, snapshot).await {
+        Ok(blobs) => {
+            let bytes: u64 = blobs.iter().map(|b| b.size).sum();
+            tracing::info!(blobs = blobs.len(), bytes, repository = %managed.store_path, "the snapshot's blobs read back from the store");
+            snapshot.blobs = blobs;
+            Ok(())
+        }
+        Err(e) => {
+            let client = Client::new(
+                target,
+                &settings.search.connection,
+                settings.password.as_ref(),
+                "--source",
+                Side::Source,
+            )?;
+            let deleted = snapshot::delete(&client, snapshot).await;
+            Err(e.map_message(|m| match deleted {
+                Ok(()) => format!("{m}; snapshot {} was deleted", snapshot.snapshot),
+                Err(d) => format!("{m}; deleting snapshot {} failed too: {d}", snapshot.snapshot),
+            }))
+        }
     }
 }
 
@@ -241,7 +310,9 @@ pub async fn restore(
     )
     .await?;
     tracing::info!(cluster = %identity.describe(), indices = names.len(), "restoring: definitions the target lacks, then each index");
-    let counts = if facts.snapshot.is_some() {
+    let counts = if let Some(taken) = &facts.snapshot {
+        // Nothing is restored from a repository the store shows damaged.
+        repository::check_blobs(backup.store, taken).await?;
         let counts = snapshot::restore(&client, facts, &names, true).await?;
         for index in &facts.indices {
             let restored = counts.get(&index.name).copied().unwrap_or(0);

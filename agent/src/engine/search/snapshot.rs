@@ -18,6 +18,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::{reason, segment, Client};
+use super::repository::Registration;
 use super::cluster::Identity;
 use super::selection::Selected;
 use crate::error::{Error, Result};
@@ -138,6 +139,8 @@ pub async fn take(
             uuid: snapshot["uuid"].as_str().unwrap_or_default().to_string(),
             state: "SUCCESS".into(),
             shards: snapshot["shards"]["total"].as_u64().unwrap_or(0),
+            managed: None,
+            blobs: Vec::new(),
         }),
     })
 }
@@ -204,6 +207,7 @@ fn verdict(snapshot: &Value) -> Verdict {
 /// Deletes a backup's snapshot through the cluster's API; one already gone
 /// is fine.
 pub async fn delete(client: &Client, snapshot: &SnapshotFacts) -> Result<()> {
+    reach(client, snapshot, false).await?;
     let path = format!(
         "_snapshot/{}/{}",
         segment(&snapshot.repository),
@@ -240,7 +244,39 @@ pub async fn restore(
     let snapshot = facts.snapshot.as_ref().ok_or_else(|| {
         Error::integrity("a snapshot-mode backup whose manifest names no snapshot")
     })?;
-    repository_type(client, &snapshot.repository).await?;
+    let registration = reach(client, snapshot, true).await?;
+    let restored = restore_all(client, snapshot, names, aliases).await;
+    if registration == Registration::Registered {
+        super::repository::unregister(client, &snapshot.repository).await;
+    }
+    restored
+}
+
+/// Makes sure the cluster knows the snapshot's repository: the agent's
+/// own is registered again where it is missing (read-only for a cluster
+/// that only reads it: two clusters writing one repository corrupt it); a
+/// repository the user named must be there.
+pub async fn reach(
+    client: &Client,
+    snapshot: &SnapshotFacts,
+    readonly: bool,
+) -> Result<Registration> {
+    match &snapshot.managed {
+        Some(managed) => {
+            super::repository::ensure(client, &snapshot.repository, managed, readonly).await
+        }
+        None => repository_type(client, &snapshot.repository)
+            .await
+            .map(|_| Registration::Existing),
+    }
+}
+
+async fn restore_all(
+    client: &Client,
+    snapshot: &SnapshotFacts,
+    names: &BTreeMap<String, String>,
+    aliases: bool,
+) -> Result<BTreeMap<String, u64>> {
     let mut done: Vec<String> = Vec::new();
     let mut counts = BTreeMap::new();
     for (source, target) in names {

@@ -1,0 +1,610 @@
+//! The snapshot repository the agent registers itself when snapshot mode
+//! names none: inside the backup store, at
+//! `<prefix>/<namespace>/<name>/repository`, so the cluster writes its
+//! snapshots where the agent can read them back. Once a snapshot succeeded
+//! the agent reads the repository from the store and records every blob
+//! the snapshot needs with its size (`inventory`); `verify` and the drill
+//! check them (`check_blobs`), so a blob a lifecycle rule or a hand
+//! deleted is found before the day of the restore.
+//!
+//! Only blobs a repository never rewrites are recorded: the snapshot's own
+//! `snap-`/`meta-` files, its indices' metadata and the data blobs (`__…`)
+//! its shards' files name. The repository's generation files (`index-N`,
+//! `index.latest`) change with every snapshot and are only read.
+
+use std::collections::{BTreeMap, HashMap};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use vertice_crds::StoreLocation;
+
+use super::client::{segment, Client};
+use crate::error::{Error, Result};
+use crate::manifest::search::{ManagedRepository, RepositoryBlob, SnapshotFacts};
+use crate::store::{ObjectMeta, Store};
+
+/// Where the repository lies in a series' part of the store.
+const DIRECTORY: &str = "repository";
+/// Lucene's codec header and footer around every metadata blob.
+const CODEC_MAGIC: u32 = 0x3fd7_6c17;
+const FOOTER_LEN: usize = 16;
+
+/// The repository of the series `namespace/name` in the store at
+/// `location`, as the cluster must be told to register it. `client` names
+/// the nodes' configured client (credentials and endpoint) for object
+/// stores.
+pub fn managed(
+    location: &StoreLocation,
+    namespace: &str,
+    name: &str,
+    client: &str,
+) -> ManagedRepository {
+    let store_path = format!("{namespace}/{name}/{DIRECTORY}");
+    let base_path = |prefix: &str| {
+        let prefix = prefix.trim_matches('/');
+        if prefix.is_empty() {
+            store_path.clone()
+        } else {
+            format!("{prefix}/{store_path}")
+        }
+    };
+    let (kind, mut settings) = match location {
+        StoreLocation::File { root } => (
+            "fs",
+            BTreeMap::from([(
+                "location".to_string(),
+                root.join(&store_path).display().to_string(),
+            )]),
+        ),
+        StoreLocation::S3 { bucket, prefix } => (
+            "s3",
+            BTreeMap::from([
+                ("bucket".to_string(), bucket.clone()),
+                ("base_path".to_string(), base_path(prefix)),
+                ("client".to_string(), client.to_string()),
+            ]),
+        ),
+        StoreLocation::Gcs { bucket, prefix } => (
+            "gcs",
+            BTreeMap::from([
+                ("bucket".to_string(), bucket.clone()),
+                ("base_path".to_string(), base_path(prefix)),
+                ("client".to_string(), client.to_string()),
+            ]),
+        ),
+        StoreLocation::Azure {
+            container, prefix, ..
+        } => (
+            "azure",
+            BTreeMap::from([
+                ("container".to_string(), container.clone()),
+                ("base_path".to_string(), base_path(prefix)),
+                ("client".to_string(), client.to_string()),
+            ]),
+        ),
+    };
+    // The agent reads the metadata blobs back: they must not be compressed.
+    settings.insert("compress".into(), "false".into());
+    ManagedRepository {
+        kind: kind.into(),
+        settings,
+        store_path,
+    }
+}
+
+/// The name it is registered under: the same for every run of the series
+/// on the same store, and distinct for every other place.
+pub fn repository_name(repository: &ManagedRepository) -> String {
+    let mut hash = Sha256::new();
+    hash.update(repository.kind.as_bytes());
+    for (key, value) in &repository.settings {
+        hash.update([0]);
+        hash.update(key.as_bytes());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+    }
+    format!("vertice-{}", &hex::encode(hash.finalize())[..12])
+}
+
+/// Whether this run registered the repository (and so may remove it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Existing,
+    Registered,
+}
+
+/// Registers the repository on the cluster unless it already is, with
+/// the same settings; `readonly` for a cluster that only restores from it
+/// (two clusters writing one repository corrupt it).
+pub async fn ensure(
+    client: &Client,
+    name: &str,
+    repository: &ManagedRepository,
+    readonly: bool,
+) -> Result<Registration> {
+    let path = format!("_snapshot/{}", segment(name));
+    let answer = client.send(Method::GET, &path, None).await?;
+    match answer.status.as_u16() {
+        200 => {
+            let found = &answer.json()[name];
+            return match differences(repository, found) {
+                None => Ok(Registration::Existing),
+                Some(what) => Err(Error::usage(format!(
+                    "repository {name} on {} is registered with other settings ({what}) than the agent's repository in the store ({}); remove it (DELETE _snapshot/{name}) or name a repository with --search-repository",
+                    client.address(),
+                    describe(repository)
+                ))),
+            };
+        }
+        404 => {}
+        _ => return Err(client.refused(&Method::GET, &path, &answer)),
+    }
+    let mut settings: serde_json::Map<String, Value> = repository
+        .settings
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    if readonly {
+        settings.insert("readonly".into(), Value::String("true".into()));
+    }
+    let body = json!({"type": repository.kind, "settings": settings});
+    let answer = client
+        .send(
+            Method::PUT,
+            &path,
+            Some((body.to_string().into_bytes(), "application/json")),
+        )
+        .await?;
+    if !answer.status.is_success() {
+        let why = super::client::reason(&answer.json());
+        return Err(Error::usage(format!(
+            "{} refused to register the snapshot repository {name} ({}): {why}; every node needs the repository type's plugin{} and access to it, or name a repository the cluster has with --search-repository, or back up with --search-mode export",
+            client.address(),
+            describe(repository),
+            match repository.kind.as_str() {
+                "fs" => " (fs: the location under the node's path.repo)".to_string(),
+                kind => format!(" (repository-{kind}) with client {:?} configured", repository.settings.get("client").map(String::as_str).unwrap_or("default")),
+            }
+        )));
+    }
+    tracing::info!(repository = name, kind = %repository.kind, readonly, "snapshot repository registered on the cluster");
+    Ok(Registration::Registered)
+}
+
+/// Removes a registration this run made (the blobs stay: only the
+/// cluster's pointer to them goes).
+pub async fn unregister(client: &Client, name: &str) {
+    let path = format!("_snapshot/{}", segment(name));
+    if let Err(e) = client.send(Method::DELETE, &path, None).await {
+        tracing::warn!(repository = name, error = %e, "could not remove the read-only repository registration");
+    }
+}
+
+fn describe(repository: &ManagedRepository) -> String {
+    let settings: Vec<String> = repository
+        .settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!("{} {}", repository.kind, settings.join(" "))
+}
+
+/// What differs between the agent's repository and a registration found.
+fn differences(repository: &ManagedRepository, found: &Value) -> Option<String> {
+    let mut what = Vec::new();
+    if found["type"].as_str() != Some(repository.kind.as_str()) {
+        what.push(format!("type {}", found["type"]));
+    }
+    for (key, value) in &repository.settings {
+        let there = &found["settings"][key];
+        let same = match there {
+            Value::String(s) => s == value,
+            Value::Bool(b) => b.to_string() == *value,
+            // compress=false is the default a cluster may not echo.
+            Value::Null => key == "compress" && value == "false",
+            other => other.to_string() == *value,
+        };
+        if !same {
+            what.push(format!("{key}={there}"));
+        }
+    }
+    (!what.is_empty()).then(|| what.join(", "))
+}
+
+/// Every blob the snapshot needs, read back from the store, with its
+/// size. Fails when one is missing: the repository the cluster reported
+/// done is not what the store holds.
+pub async fn inventory(
+    store: &dyn Store,
+    repository: &ManagedRepository,
+    snapshot: &SnapshotFacts,
+) -> Result<Vec<RepositoryBlob>> {
+    let listed = listing(store, repository).await?;
+    let uuid = &snapshot.uuid;
+    let generation = listed
+        .keys()
+        .filter_map(|k| k.strip_prefix("index-")?.parse::<u64>().ok())
+        .max()
+        .ok_or_else(|| {
+            Error::integrity(format!(
+                "the repository in the store at {} has no index-N file: the cluster wrote its snapshot elsewhere",
+                repository.store_path
+            ))
+        })?;
+    let data = store
+        .get_bytes(&format!("{}/index-{generation}", repository.store_path))
+        .await?;
+    let repository_data: Value = serde_json::from_slice(&data).map_err(|e| {
+        Error::integrity(format!(
+            "the repository's index-{generation} is not JSON ({e})"
+        ))
+    })?;
+    let mut needed: Vec<(String, Option<u64>)> = vec![
+        (format!("snap-{uuid}.dat"), None),
+        (format!("meta-{uuid}.dat"), None),
+    ];
+    for key in index_metadata_blobs(&repository_data, uuid)? {
+        needed.push((key, None));
+    }
+    // Each shard's own file names its data blobs.
+    let shard_files: Vec<String> = listed
+        .keys()
+        .filter(|k| k.starts_with("indices/") && k.ends_with(&format!("/snap-{uuid}.dat")))
+        .cloned()
+        .collect();
+    if shard_files.len() as u64 != snapshot.shards {
+        return Err(Error::integrity(format!(
+            "the repository in the store holds {} shard files of snapshot {}, the cluster reported {} shards",
+            shard_files.len(),
+            snapshot.snapshot,
+            snapshot.shards
+        )));
+    }
+    for key in shard_files {
+        let dir = key.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+        let bytes = store
+            .get_bytes(&format!("{}/{key}", repository.store_path))
+            .await?;
+        let files = shard_snapshot_files(&bytes)
+            .map_err(|e| Error::integrity(format!("repository blob {key}: {e}")))?;
+        needed.push((key, None));
+        for (blob, size) in files {
+            needed.push((format!("{dir}/{blob}"), Some(size)));
+        }
+    }
+    let mut blobs = Vec::with_capacity(needed.len());
+    let mut missing = Vec::new();
+    for (key, expected) in needed {
+        match listed.get(&key) {
+            Some(&size) if expected.is_none_or(|e| e == size) => {
+                blobs.push(RepositoryBlob { key, size })
+            }
+            Some(&size) => missing.push(format!("{key} ({size} bytes, expected {expected:?})")),
+            None => missing.push(key),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::integrity(format!(
+            "the repository in the store lacks what snapshot {} needs right after it succeeded: {}",
+            snapshot.snapshot,
+            summarize(&missing)
+        )));
+    }
+    blobs.sort_by(|a, b| a.key.cmp(&b.key));
+    blobs.dedup_by(|a, b| a.key == b.key);
+    Ok(blobs)
+}
+
+/// Checks that every blob a snapshot-mode backup recorded is still in the
+/// store with its size; how many were checked.
+pub async fn check_blobs(store: &dyn Store, snapshot: &SnapshotFacts) -> Result<usize> {
+    let Some(repository) = &snapshot.managed else {
+        return Ok(0);
+    };
+    let listed = listing(store, repository).await?;
+    let problems: Vec<String> = snapshot
+        .blobs
+        .iter()
+        .filter_map(|b| match listed.get(&b.key) {
+            None => Some(format!("{} is missing", b.key)),
+            Some(&size) if size != b.size => Some(format!(
+                "{} is {size} bytes, the manifest says {}",
+                b.key, b.size
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::integrity(format!(
+            "snapshot {} cannot be restored: its repository in the store ({}) is damaged: {}",
+            snapshot.snapshot,
+            repository.store_path,
+            summarize(&problems)
+        )));
+    }
+    Ok(snapshot.blobs.len())
+}
+
+async fn listing(store: &dyn Store, repository: &ManagedRepository) -> Result<HashMap<String, u64>> {
+    let prefix = format!("{}/", repository.store_path);
+    let objects: Vec<ObjectMeta> = store.list(&prefix).await?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|o| Some((o.key.strip_prefix(&prefix)?.to_string(), o.size)))
+        .collect())
+}
+
+fn summarize(problems: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = problems
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!(" and {} more", problems.len() - SHOWN));
+    }
+    text
+}
+
+/// The metadata blobs of the snapshot's indices, from the repository's
+/// generation file (`index-N`, JSON): `indices/<id>/meta-<blob>.dat`.
+/// Repositories written before index metadata was deduplicated name it
+/// after the snapshot's UUID.
+fn index_metadata_blobs(repository_data: &Value, uuid: &str) -> Result<Vec<String>> {
+    let snapshot = repository_data["snapshots"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["uuid"] == uuid))
+        .ok_or_else(|| {
+            Error::integrity(format!(
+                "the repository's generation file does not list snapshot {uuid}"
+            ))
+        })?;
+    let mut keys = Vec::new();
+    let indices = repository_data["indices"].as_object();
+    let ids: Vec<&str> = indices
+        .into_iter()
+        .flatten()
+        .filter(|(_, index)| {
+            index["snapshots"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|u| u == uuid))
+        })
+        .filter_map(|(_, index)| index["id"].as_str())
+        .collect();
+    for id in ids {
+        let blob = match snapshot["index_metadata_lookup"][id].as_str() {
+            Some(identifier) => repository_data["index_metadata_identifiers"][identifier]
+                .as_str()
+                .ok_or_else(|| {
+                    Error::integrity(format!(
+                        "the repository's generation file names index metadata {identifier} without its blob"
+                    ))
+                })?
+                .to_string(),
+            None => uuid.to_string(),
+        };
+        keys.push(format!("indices/{id}/meta-{blob}.dat"));
+    }
+    Ok(keys)
+}
+
+/// The data blobs a shard's snapshot file names, with their sizes: each
+/// file's blob, split into `.partN` blobs when it is larger than the
+/// repository's chunk size; files small enough to live inside the
+/// metadata (`v__…`) have none.
+pub fn shard_snapshot_files(blob: &[u8]) -> std::result::Result<Vec<(String, u64)>, String> {
+    let body = codec_body(blob)?;
+    let document = super::smile::decode(body)?;
+    let files = document["files"]
+        .as_array()
+        .ok_or("no `files` list in the shard's snapshot file")?;
+    let mut blobs = Vec::new();
+    for file in files {
+        let name = file["name"].as_str().ok_or("a file without a name")?;
+        if name.starts_with("v__") {
+            continue;
+        }
+        if !name.starts_with("__") || name.contains(['/', '\\']) {
+            return Err(format!("unexpected blob name {name:?}"));
+        }
+        let length = file["length"]
+            .as_u64()
+            .ok_or_else(|| format!("file {name} without a length"))?;
+        let part = file["part_size"].as_u64().filter(|&p| p > 0 && p < length);
+        match part {
+            None => blobs.push((name.to_string(), length)),
+            Some(part) => {
+                let parts = length.div_ceil(part);
+                for i in 0..parts {
+                    let size = if i + 1 == parts {
+                        length - part * i
+                    } else {
+                        part
+                    };
+                    blobs.push((format!("{name}.part{i}"), size));
+                }
+            }
+        }
+    }
+    Ok(blobs)
+}
+
+/// The document inside Lucene's codec header and footer.
+fn codec_body(blob: &[u8]) -> std::result::Result<&[u8], String> {
+    if blob.len() < 4 + FOOTER_LEN || u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]) != CODEC_MAGIC {
+        return Err("not a repository metadata blob (no codec header)".into());
+    }
+    let body = &blob[4..blob.len() - FOOTER_LEN];
+    // The codec's name and version, then the document; compressed
+    // metadata (`DFL\0`, `LZ4\0`) is not read.
+    let window = &body[..body.len().min(128)];
+    let start = window
+        .windows(3)
+        .position(|w| w == b":)\n")
+        .ok_or_else(|| {
+            if window.windows(4).any(|w| w == b"DFL\0" || w == b"LZ4\0") {
+                "the metadata is compressed (the repository must be registered with compress: false)".to_string()
+            } else {
+                "no Smile document after the codec header".to_string()
+            }
+        })?;
+    Ok(&body[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_lies_under_the_series_in_the_store() {
+        let s3 = StoreLocation::S3 {
+            bucket: "b".into(),
+            prefix: "team/x".into(),
+        };
+        let m = managed(&s3, "shop", "search", "default");
+        assert_eq!(m.kind, "s3");
+        assert_eq!(m.settings["base_path"], "team/x/shop/search/repository");
+        assert_eq!(m.settings["bucket"], "b");
+        assert_eq!(m.settings["compress"], "false");
+        assert_eq!(m.store_path, "shop/search/repository");
+        let bare = StoreLocation::S3 {
+            bucket: "b".into(),
+            prefix: String::new(),
+        };
+        assert_eq!(
+            managed(&bare, "shop", "search", "default").settings["base_path"],
+            "shop/search/repository"
+        );
+        let file = StoreLocation::File {
+            root: "/backups".into(),
+        };
+        let f = managed(&file, "shop", "search", "default");
+        assert_eq!(f.kind, "fs");
+        assert_eq!(f.settings["location"], "/backups/shop/search/repository");
+        assert!(!f.settings.contains_key("client"));
+        let azure = StoreLocation::Azure {
+            account: "acct".into(),
+            container: "c".into(),
+            prefix: "p".into(),
+        };
+        assert_eq!(managed(&azure, "a", "b", "main").settings["container"], "c");
+        // Names: stable per place, distinct between places.
+        assert_eq!(repository_name(&m), repository_name(&m.clone()));
+        assert_ne!(repository_name(&m), repository_name(&f));
+        assert_ne!(
+            repository_name(&m),
+            repository_name(&managed(&s3, "shop", "other", "default"))
+        );
+        assert!(repository_name(&m).starts_with("vertice-"));
+    }
+
+    #[test]
+    fn a_registration_with_other_settings_is_named() {
+        let m = managed(
+            &StoreLocation::S3 {
+                bucket: "b".into(),
+                prefix: String::new(),
+            },
+            "n",
+            "x",
+            "default",
+        );
+        let same = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "default"}});
+        assert_eq!(differences(&m, &same), None);
+        let other = json!({"type": "s3", "settings": {"bucket": "c", "base_path": "n/x/repository", "client": "default", "compress": "true"}});
+        let what = differences(&m, &other).unwrap();
+        assert!(what.contains("bucket=\"c\"") && what.contains("compress"), "{what}");
+    }
+
+    #[test]
+    fn index_metadata_is_found_through_the_lookup_or_the_snapshot_uuid() {
+        let data = json!({
+            "snapshots": [{"name": "s1", "uuid": "U1", "index_metadata_lookup": {"ID1": "ident-1"}},
+                          {"name": "s0", "uuid": "U0"}],
+            "indices": {"orders": {"id": "ID1", "snapshots": ["U1", "U0"]},
+                        "other": {"id": "ID2", "snapshots": ["U0"]}},
+            "index_metadata_identifiers": {"ident-1": "BLOB1"}
+        });
+        assert_eq!(
+            index_metadata_blobs(&data, "U1").unwrap(),
+            vec!["indices/ID1/meta-BLOB1.dat"]
+        );
+        let mut old = index_metadata_blobs(&data, "U0").unwrap();
+        old.sort();
+        assert_eq!(old, vec!["indices/ID1/meta-U0.dat", "indices/ID2/meta-U0.dat"]);
+        assert!(index_metadata_blobs(&data, "U9").is_err());
+    }
+
+    fn shard_blob(smile: &[u8]) -> Vec<u8> {
+        let mut b = CODEC_MAGIC.to_be_bytes().to_vec();
+        b.push(8);
+        b.extend_from_slice(b"snapshot");
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(smile);
+        b.extend_from_slice(&[0u8; FOOTER_LEN]);
+        b
+    }
+
+    /// `{"files":[{"name":N,"length":L[,"part_size":P]}…]}` in Smile.
+    fn files(entries: &[(&str, u64, Option<u64>)]) -> Vec<u8> {
+        let mut b = vec![b':', b')', b'\n', 0x00, 0xFA, 0x80 + 4];
+        b.extend_from_slice(b"files");
+        b.push(0xF8);
+        for (name, length, part) in entries {
+            b.push(0xFA);
+            b.push(0x80 + 3);
+            b.extend_from_slice(b"name");
+            b.push(0x40 + name.len() as u8 - 1);
+            b.extend_from_slice(name.as_bytes());
+            b.push(0x80 + 5);
+            b.extend_from_slice(b"length");
+            push_long(&mut b, *length);
+            if let Some(p) = part {
+                b.push(0x80 + 8);
+                b.extend_from_slice(b"part_size");
+                push_long(&mut b, *p);
+            }
+            b.push(0xFB);
+        }
+        b.extend_from_slice(&[0xF9, 0xFB]);
+        b
+    }
+
+    fn push_long(b: &mut Vec<u8>, n: u64) {
+        let z = n << 1;
+        let mut groups = vec![0x80 | (z & 0x3F) as u8];
+        let mut rest = z >> 6;
+        while rest > 0 {
+            groups.push((rest & 0x7F) as u8);
+            rest >>= 7;
+        }
+        groups.reverse();
+        b.push(0x25);
+        b.extend_from_slice(&groups);
+    }
+
+    #[test]
+    fn a_shards_file_names_its_blobs_and_parts() {
+        let blob = shard_blob(&files(&[
+            ("__aa", 1_000, None),
+            ("v__bb", 12, None),
+            ("__cc", 2_500, Some(1_000)),
+            ("__dd", 700, Some(1_000)),
+        ]));
+        assert_eq!(
+            shard_snapshot_files(&blob).unwrap(),
+            vec![
+                ("__aa".to_string(), 1_000),
+                ("__cc.part0".to_string(), 1_000),
+                ("__cc.part1".to_string(), 1_000),
+                ("__cc.part2".to_string(), 500),
+                ("__dd".to_string(), 700),
+            ]
+        );
+        assert!(shard_snapshot_files(b"garbage").is_err());
+        assert!(shard_snapshot_files(&shard_blob(&files(&[("../x", 1, None)]))).is_err());
+    }
+}
