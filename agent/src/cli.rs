@@ -389,6 +389,14 @@ pub struct SearchBackupArgs {
     /// endpoint and credentials. Default: `default`.
     #[arg(long, env = agent_env::SEARCH_REPOSITORY_CLIENT)]
     pub search_repository_client: Option<String>,
+    /// Elasticsearch / OpenSearch, snapshot mode into the agent's own
+    /// repository: more repository settings, KEY=VALUE, comma-separated or
+    /// repeated (e.g. server_side_encryption_type=bucket_default,
+    /// storage_class=standard_ia, chunk_size=1gb). Where the repository
+    /// lies (bucket, base_path, location, container), its client and
+    /// compress are the agent's.
+    #[arg(long, env = agent_env::SEARCH_REPOSITORY_SETTINGS, value_delimiter = ',')]
+    pub search_repository_setting: Vec<String>,
     #[command(flatten)]
     pub connection: SearchConnectionArgs,
 }

@@ -459,6 +459,39 @@ fn an_elasticsearch_backup_reaches_its_cluster_by_url_password_and_ca_file() {
         snap(agent_env::SEARCH_REPOSITORY).as_deref(),
         Some("nightly-s3")
     );
+    assert_eq!(snap(agent_env::SEARCH_REPOSITORY_CLIENT), None);
+    // Without a repository: the agent's own in the store, through the
+    // nodes' client named here.
+    let mut own = snapshot.clone();
+    if let Some(es) = own.spec.target.elasticsearch.as_mut() {
+        es.repository = None;
+        es.repository_client = Some("vertice".into());
+        es.repository_settings = Some(
+            [("storage_class".to_string(), "standard_ia".to_string())]
+                .into_iter()
+                .collect(),
+        );
+    }
+    let own_env = env_of(&pod_of(build(&own)));
+    let own_value = |name: &str| {
+        own_env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        own_value(agent_env::SEARCH_MODE).as_deref(),
+        Some("snapshot")
+    );
+    assert_eq!(own_value(agent_env::SEARCH_REPOSITORY), None);
+    assert_eq!(
+        own_value(agent_env::SEARCH_REPOSITORY_CLIENT).as_deref(),
+        Some("vertice")
+    );
+    assert_eq!(
+        own_value(agent_env::SEARCH_REPOSITORY_SETTINGS).as_deref(),
+        Some("storage_class=standard_ia")
+    );
     // The CA Secret as a file, only its referenced key; no API token.
     let projected: Vec<(String, Vec<String>)> = pod
         .volumes

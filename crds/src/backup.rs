@@ -334,7 +334,9 @@ impl KafkaSaslMechanism {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("has(self.username) == has(self.passwordSecretRef)").message("set elasticsearch.username and elasticsearch.passwordSecretRef together: basic auth needs the user and its password"))]
 #[x_kube(validation = Rule::new("!(has(self.username) && has(self.apiKeySecretRef))").message("elasticsearch: use basic auth (username and passwordSecretRef) or an API key (apiKeySecretRef), not both"))]
-#[x_kube(validation = Rule::new("(has(self.mode) && self.mode == 'snapshot') == has(self.repository)").message("elasticsearch: mode snapshot needs repository (a snapshot repository registered on the cluster), and repository is for mode snapshot only"))]
+#[x_kube(validation = Rule::new("!has(self.repository) || (has(self.mode) && self.mode == 'snapshot')").message("elasticsearch: repository is for mode snapshot only (an export needs no repository)"))]
+#[x_kube(validation = Rule::new("!(has(self.repositoryClient) || has(self.repositorySettings)) || (has(self.mode) && self.mode == 'snapshot' && !has(self.repository))").message("elasticsearch: repositoryClient and repositorySettings are for mode snapshot into the agent's own repository in the store (without repository)"))]
+#[x_kube(validation = Rule::new("!has(self.repositorySettings) || self.repositorySettings.all(k, !(k in ['location', 'bucket', 'base_path', 'container', 'client', 'compress', 'readonly']) && !self.repositorySettings[k].contains(','))").message("elasticsearch.repositorySettings: where the repository lies, its client, compress and readonly are the agent's, and values hold no comma"))]
 #[serde(rename_all = "camelCase")]
 pub struct ElasticsearchTarget {
     /// The cluster's address, `http(s)://HOST[:PORT][/PATH]`
@@ -375,17 +377,33 @@ pub struct ElasticsearchTarget {
     /// How the indices are backed up: `export` (default) reads every
     /// document through the cluster's search API into the backup (open
     /// NDJSON, compressed, encrypted and checksummed by the agent);
-    /// `snapshot` has the cluster snapshot them into `repository` and
-    /// records the snapshot (its bytes are the repository's; retention
-    /// deletes old snapshots through the cluster's API).
+    /// `snapshot` has the cluster snapshot them (into the agent's own
+    /// repository in the backup store, or into `repository`) and records
+    /// the snapshot (its bytes are the repository's; retention deletes
+    /// old snapshots through the cluster's API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<ElasticsearchMode>,
-    /// `mode: snapshot`: a snapshot repository registered on the cluster
-    /// (fs, s3, gcs, azure, …), with its plugin and credentials on the
-    /// nodes. The drill restores from it too.
+    /// `mode: snapshot`: a snapshot repository already registered on the
+    /// cluster (fs, s3, gcs, azure, …) instead of the agent's own. The
+    /// drill restores from it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub repository: Option<String>,
+    /// `mode: snapshot` without `repository`: the agent registers a
+    /// repository at `<store prefix>/<namespace>/<name>/repository` in the
+    /// backup store, and the nodes reach it through their configured
+    /// client of this name (`s3.client.NAME.*` and the node's keystore,
+    /// with the `repository-s3`, `-gcs` or `-azure` plugin). Default:
+    /// `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,63}$"))]
+    pub repository_client: Option<String>,
+    /// More settings of the agent's own repository (`storage_class`,
+    /// `chunk_size`, `server_side_encryption_type`, …, as the repository
+    /// plugin reads them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub repository_settings: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// How an Elasticsearch / OpenSearch backup reads the indices: `export` or
@@ -398,7 +416,8 @@ pub enum ElasticsearchMode {
     // `oneOf`, where a plain `enum` is what the CRD wants.
     #[default]
     Export,
-    // The cluster's own snapshot into `repository`.
+    // The cluster's own snapshot, into the agent's repository in the store
+    // or `repository`.
     Snapshot,
 }
 

@@ -1,9 +1,12 @@
-//! A throwaway single-node OpenSearch 2.19 or Elasticsearch 7.17 server on
-//! free loopback ports, rebuilt from the jars on Maven Central: the
-//! distribution homes (`lib/`, `modules/transport-netty4/`) come from
+//! A throwaway single-node OpenSearch 2.19, Elasticsearch 7.17 or
+//! OpenSearch 3.8 server on free loopback ports, rebuilt from the jars on
+//! Maven Central: the distribution homes (`lib/`, `modules/transport-netty4/`,
+//! and for OpenSearch 3.8 `plugins/repository-s3/`) come from
 //! `scripts/lib/search-jars` (run by `scripts/install-test-deps`); each run
 //! gets its own home in a temporary directory (config, data, logs, a
-//! snapshot repository directory) whose `lib` and `modules` link to them.
+//! snapshot repository directory) whose `lib`, `modules` (and `plugins`)
+//! link to them. OpenSearch 3.8 runs on the Temurin 25 JDK and can write
+//! snapshots to S3 ([`SearchServer::start_with_s3`]).
 //! Both servers refuse to run as root: as root the harness runs them as
 //! [`SEARCH_USER`] (setpriv keeps the PID, so kill and wait still work).
 //!
@@ -32,6 +35,12 @@ use crate::process::{is_root, require_binary};
 pub const OPENSEARCH_VERSION: &str = "2.19.6";
 /// The Elasticsearch version `scripts/lib/search-jars` lays out.
 pub const ELASTICSEARCH_VERSION: &str = "7.17.29";
+/// The OpenSearch 3 version `scripts/lib/search-jars` lays out (with the
+/// `repository-s3` plugin).
+pub const OPENSEARCH3_VERSION: &str = "3.8.0";
+/// The Java that runs OpenSearch 3 (it needs 21 or newer; the system Java
+/// is 17). `VERTICE_SEARCH_JAVA25` overrides.
+pub const TEMURIN25_JAVA: &str = "/usr/lib/jvm/temurin-25-jdk-amd64/bin/java";
 /// The unprivileged user the servers run as when the tests run as root
 /// (`VERTICE_SEARCH_USER` overrides; the script creates it).
 pub const SEARCH_USER: &str = "vertice-search";
@@ -53,6 +62,21 @@ pub enum Flavour {
     OpenSearch,
     /// Elasticsearch 7.17 (the OSS build: no x-pack).
     Elasticsearch,
+    /// OpenSearch 3.8 on the Temurin 25 JDK, with the `repository-s3`
+    /// plugin (see [`SearchServer::start_with_s3`]).
+    OpenSearch3,
+}
+
+/// The S3 service an OpenSearch 3 server's `repository-s3` plugin talks to
+/// (its `default` client): register repositories with
+/// `{"type": "s3", "settings": {"bucket": ..., "base_path": ...}}`.
+#[derive(Debug, Clone)]
+pub struct S3Client {
+    /// "127.0.0.1:PORT" (a leading "http://" is tolerated); plain HTTP,
+    /// path-style access, region us-east-1.
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 impl Flavour {
@@ -60,7 +84,7 @@ impl Flavour {
     /// "elasticsearch".
     pub fn distribution(self) -> &'static str {
         match self {
-            Flavour::OpenSearch => "opensearch",
+            Flavour::OpenSearch | Flavour::OpenSearch3 => "opensearch",
             Flavour::Elasticsearch => "elasticsearch",
         }
     }
@@ -70,26 +94,30 @@ impl Flavour {
         match self {
             Flavour::OpenSearch => OPENSEARCH_VERSION,
             Flavour::Elasticsearch => ELASTICSEARCH_VERSION,
+            Flavour::OpenSearch3 => OPENSEARCH3_VERSION,
         }
     }
 
     /// Its system property prefix ("opensearch" or "es") and main class.
     fn launch(self) -> (&'static str, &'static str) {
         match self {
-            Flavour::OpenSearch => ("opensearch", "org.opensearch.bootstrap.OpenSearch"),
+            Flavour::OpenSearch | Flavour::OpenSearch3 => {
+                ("opensearch", "org.opensearch.bootstrap.OpenSearch")
+            }
             Flavour::Elasticsearch => ("es", "org.elasticsearch.bootstrap.Elasticsearch"),
         }
     }
 
     fn config_file(self) -> &'static str {
         match self {
-            Flavour::OpenSearch => "opensearch.yml",
+            Flavour::OpenSearch | Flavour::OpenSearch3 => "opensearch.yml",
             Flavour::Elasticsearch => "elasticsearch.yml",
         }
     }
 
     /// The distribution home: `VERTICE_OPENSEARCH_HOME` /
-    /// `VERTICE_ELASTICSEARCH_HOME`, or the cache the script fills.
+    /// `VERTICE_ELASTICSEARCH_HOME` / `VERTICE_OPENSEARCH3_HOME`, or the
+    /// cache the script fills.
     fn distribution_home(self) -> PathBuf {
         let (var, default) = match self {
             Flavour::OpenSearch => (
@@ -99,6 +127,10 @@ impl Flavour {
             Flavour::Elasticsearch => (
                 "VERTICE_ELASTICSEARCH_HOME",
                 format!("/var/cache/vertice/elasticsearch-{ELASTICSEARCH_VERSION}"),
+            ),
+            Flavour::OpenSearch3 => (
+                "VERTICE_OPENSEARCH3_HOME",
+                format!("/var/cache/vertice/opensearch-{OPENSEARCH3_VERSION}"),
             ),
         };
         std::env::var_os(var)
@@ -136,6 +168,24 @@ impl SearchServer {
     /// answers and the cluster is at least yellow. Fails with the install
     /// command when the jars, java or the user are missing.
     pub fn start(flavour: Flavour) -> SearchServer {
+        SearchServer::launch(flavour, None)
+    }
+
+    /// [`SearchServer::start`] with the `repository-s3` plugin's `default`
+    /// client pointed at `s3`: its endpoint, protocol, path-style access
+    /// and region in the config, the keys in `config/opensearch.keystore`
+    /// (written with the server's own `KeyStoreWrapper`). Only
+    /// [`Flavour::OpenSearch3`] has the plugin.
+    pub fn start_with_s3(flavour: Flavour, s3: &S3Client) -> SearchServer {
+        assert_eq!(
+            flavour,
+            Flavour::OpenSearch3,
+            "only OpenSearch 3 has the repository-s3 plugin"
+        );
+        SearchServer::launch(flavour, Some(s3))
+    }
+
+    fn launch(flavour: Flavour, s3: Option<&S3Client>) -> SearchServer {
         let dist = flavour.distribution_home();
         let server_jar = dist.join("lib").join(format!(
             "{}-{}.jar",
@@ -149,13 +199,26 @@ impl SearchServer {
             flavour.version(),
             dist.display()
         );
-        let java = match std::env::var_os("VERTICE_SEARCH_JAVA") {
-            Some(java) => PathBuf::from(java),
-            None => require_binary(
-                "java",
-                &[],
-                "apt-get install -y openjdk-17-jre-headless; then scripts/install-test-deps",
-            ),
+        let java = if flavour == Flavour::OpenSearch3 {
+            let java = std::env::var_os("VERTICE_SEARCH_JAVA25")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(TEMURIN25_JAVA));
+            assert!(
+                java.is_file(),
+                "{} (the Temurin 25 JDK that runs OpenSearch {OPENSEARCH3_VERSION}) is missing; \
+                 install temurin-25-jdk (or set VERTICE_SEARCH_JAVA25), then run `{INSTALL}`",
+                java.display()
+            );
+            java
+        } else {
+            match std::env::var_os("VERTICE_SEARCH_JAVA") {
+                Some(java) => PathBuf::from(java),
+                None => require_binary(
+                    "java",
+                    &[],
+                    "apt-get install -y openjdk-17-jre-headless; then scripts/install-test-deps",
+                ),
+            }
         };
         let run_as = is_root().then(|| {
             let user =
@@ -179,23 +242,34 @@ impl SearchServer {
             .tempdir()
             .expect("search server tempdir");
         let home = dir.path().join("home");
+        // OpenSearch 3's home has plugins (repository-s3); the others an
+        // empty plugins directory.
+        let linked: &[&str] = if flavour == Flavour::OpenSearch3 {
+            &["lib", "modules", "plugins"]
+        } else {
+            &["lib", "modules"]
+        };
         for sub in ["config", "data", "logs", "tmp", "plugins"] {
-            std::fs::create_dir_all(home.join(sub)).expect("create search home");
+            if !linked.contains(&sub) {
+                std::fs::create_dir_all(home.join(sub)).expect("create search home");
+            }
         }
         std::fs::create_dir_all(dir.path().join("repo")).expect("create snapshot repo dir");
-        // The server finds its jars and modules under its home.
-        for sub in ["lib", "modules"] {
+        // The server finds its jars, modules and plugins under its home.
+        for sub in linked {
             std::os::unix::fs::symlink(dist.join(sub), home.join(sub))
                 .expect("link the distribution into the home");
         }
         let port = free_port();
         let transport_port = free_port();
         let config = home.join("config");
-        std::fs::write(
-            config.join(flavour.config_file()),
-            server_config(port, transport_port, &home, &dir.path().join("repo")),
-        )
-        .expect("write the server config");
+        let mut server_yml = server_config(port, transport_port, &home, &dir.path().join("repo"));
+        if let Some(s3) = s3 {
+            server_yml.push_str(&s3_config(s3));
+            write_keystore(&java, &dist, &config, s3);
+        }
+        std::fs::write(config.join(flavour.config_file()), server_yml)
+            .expect("write the server config");
         std::fs::write(config.join("log4j2.properties"), log4j_properties(flavour))
             .expect("write log4j2.properties");
         // Read (and required to exist) by the launcher scripts only; kept
@@ -460,6 +534,15 @@ impl SearchServer {
         };
         let (prefix, main_class) = self.flavour.launch();
         let tmp = home.join("tmp");
+        // Java 24 and later refuse to enable a security manager at all, and
+        // OpenSearch 3 no longer uses one; the 2.19 and 7.17 servers need it
+        // allowed on Java 17. On Java 25 JNA's System::load warns on stderr
+        // unless native access is enabled (as OpenSearch 3's jvm.options do).
+        let java_flags: &[&str] = if self.flavour == Flavour::OpenSearch3 {
+            &["--enable-native-access=ALL-UNNAMED"]
+        } else {
+            &["-Djava.security.manager=allow"]
+        };
         command
             // The recipe's small footprint: one JVM on a 2-core machine.
             .args(["-Xms512m", "-Xmx512m", "-XX:+UseSerialGC"])
@@ -475,8 +558,8 @@ impl SearchServer {
                 "-Dio.netty.recycler.maxCapacityPerThread=0",
                 "-Dlog4j.shutdownHookEnabled=false",
                 "-Dlog4j2.disable.jmx=true",
-                "-Djava.security.manager=allow",
             ])
+            .args(java_flags)
             .arg(format!("-D{prefix}.path.home={}", home.display()))
             .arg(format!(
                 "-D{prefix}.path.conf={}",
@@ -584,6 +667,44 @@ action.auto_create_index: true
         logs = home.join("logs").display(),
         repo = repo.display(),
     )
+}
+
+/// The `repository-s3` plugin's `default` client (keys go to the keystore).
+fn s3_config(s3: &S3Client) -> String {
+    let endpoint = s3.endpoint.trim_start_matches("http://");
+    format!(
+        "s3.client.default.endpoint: \"{endpoint}\"
+s3.client.default.protocol: http
+s3.client.default.path_style_access: true
+s3.client.default.region: us-east-1
+"
+    )
+}
+
+/// Creates `config/opensearch.keystore` (no password) with the S3 keys,
+/// with the writer `scripts/lib/search-jars` puts in the distribution home,
+/// run by Java's single-file source launcher against the server's jars.
+/// Runs as the test's user: the home is chowned to the server's afterwards.
+fn write_keystore(java: &Path, dist: &Path, config: &Path, s3: &S3Client) {
+    let writer = dist.join("tools").join("WriteKeystore.java");
+    let output = Command::new(java)
+        .arg("-cp")
+        .arg(format!("{}/*", dist.join("lib").display()))
+        .arg(&writer)
+        .arg(config)
+        .arg(format!("s3.client.default.access_key={}", s3.access_key))
+        .arg(format!("s3.client.default.secret_key={}", s3.secret_key))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {} {}: {e}", java.display(), writer.display()));
+    assert!(
+        output.status.success() && config.join("opensearch.keystore").is_file(),
+        "writing the keystore with {} failed ({}): {}{}",
+        writer.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// One file appender, `<path.logs>/server.log` (each server exposes its

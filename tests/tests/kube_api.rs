@@ -306,14 +306,34 @@ fn elasticsearch_cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             None,
         ),
         (
-            "elasticsearch snapshot mode without a repository",
-            elasticsearch(json!({"mode": "snapshot"}), none.clone()),
-            Some("spec.target.elasticsearch: Invalid value: elasticsearch: mode snapshot needs repository"),
+            "elasticsearch snapshot mode into the agent's own repository",
+            elasticsearch(json!({"mode": "snapshot", "repositoryClient": "backups"}), none.clone()),
+            None,
         ),
         (
             "an elasticsearch repository in export mode",
             elasticsearch(json!({"repository": "nightly"}), none.clone()),
-            Some("spec.target.elasticsearch: Invalid value: elasticsearch: mode snapshot needs repository"),
+            Some("spec.target.elasticsearch: Invalid value: elasticsearch: repository is for mode snapshot only"),
+        ),
+        (
+            "an elasticsearch repository client with a named repository",
+            elasticsearch(json!({"mode": "snapshot", "repository": "nightly", "repositoryClient": "x"}), none.clone()),
+            Some("spec.target.elasticsearch: Invalid value: elasticsearch: repositoryClient and repositorySettings are for mode snapshot into the agent's own repository"),
+        ),
+        (
+            "elasticsearch repository settings that would move the repository",
+            elasticsearch(json!({"mode": "snapshot", "repositorySettings": {"bucket": "elsewhere"}}), none.clone()),
+            Some("elasticsearch.repositorySettings: where the repository lies"),
+        ),
+        (
+            "elasticsearch repository settings of the agent's own repository",
+            elasticsearch(json!({"mode": "snapshot", "repositorySettings": {"storage_class": "standard_ia"}}), none.clone()),
+            None,
+        ),
+        (
+            "an elasticsearch repository client that is no setting name",
+            elasticsearch(json!({"mode": "snapshot", "repositoryClient": "a.b"}), none.clone()),
+            Some("spec.target.elasticsearch.repositoryClient in body should match"),
         ),
         (
             "an unknown elasticsearch mode",

@@ -350,7 +350,9 @@ fn the_agents_own_repository_in_the_store_is_checked_blob_by_blob() {
     let verified = agent.run(&["verify", "--from", &url, "--name", "snap"], &env);
     verified.assert_ok();
     assert!(
-        verified.all().contains("repository blobs are all in the store"),
+        verified
+            .all()
+            .contains("repository blobs are all in the store"),
         "{}",
         verified.all()
     );
@@ -380,7 +382,10 @@ fn the_agents_own_repository_in_the_store_is_checked_blob_by_blob() {
     assert_eq!(server.count("orders-1"), 500);
     assert!(server.all_docs("logs-1") == server.all_docs("logs"));
     let (status, _) = server.request("GET", &format!("/_snapshot/{repository}"), None);
-    assert_eq!(status, 404, "the restore's read-only registration is removed");
+    assert_eq!(
+        status, 404,
+        "the restore's read-only registration is removed"
+    );
 
     // An index without a started primary: the cluster refuses a complete
     // snapshot, the run fails naming it, and nothing new is a backup.

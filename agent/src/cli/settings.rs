@@ -232,22 +232,27 @@ impl SearchBackupArgs {
             .as_deref()
             .map(str::trim)
             .filter(|c| !c.is_empty());
+        let own = client.is_some() || !self.search_repository_setting.is_empty();
         let snapshot = match (self.search_mode, named) {
             _ if !searching => None,
-            (super::SearchModeArg::Export, None) if client.is_none() => None,
+            (super::SearchModeArg::Export, None) if !own => None,
             (super::SearchModeArg::Export, _) => {
                 return Err(Error::usage(
-                    "--search-repository and --search-repository-client are for --search-mode snapshot; an export needs no repository",
+                    "--search-repository, --search-repository-client and --search-repository-setting are for --search-mode snapshot; an export needs no repository",
                 ))
             }
-            (super::SearchModeArg::Snapshot, Some(_)) if client.is_some() => {
+            (super::SearchModeArg::Snapshot, Some(_)) if own => {
                 return Err(Error::usage(
-                    "--search-repository-client is for the agent's own repository in the store; a repository named with --search-repository already has its client",
+                    "--search-repository-client and --search-repository-setting are for the agent's own repository in the store; a repository named with --search-repository is configured on the cluster",
                 ))
             }
             (super::SearchModeArg::Snapshot, Some(r)) => Some(SnapshotRepository::Named(r.to_string())),
             (super::SearchModeArg::Snapshot, None) => Some(SnapshotRepository::Managed {
                 client: client.unwrap_or("default").to_string(),
+                settings: crate::engine::search::repository::extra_settings(
+                    &self.search_repository_setting,
+                )
+                .map_err(Error::usage)?,
                 place: None,
             }),
         };

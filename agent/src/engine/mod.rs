@@ -341,8 +341,16 @@ pub fn holds_data_outside_the_store(manifest: &Manifest) -> bool {
 /// Checks what a backup holds outside its artifacts (a search snapshot's
 /// blobs in the agent's own repository in the store); how many objects
 /// were checked.
-pub async fn check_held_data(store: &dyn crate::store::Store, manifest: &Manifest) -> Result<usize> {
-    match manifest.source.search.as_ref().and_then(|s| s.snapshot.as_ref()) {
+pub async fn check_held_data(
+    store: &dyn crate::store::Store,
+    manifest: &Manifest,
+) -> Result<usize> {
+    match manifest
+        .source
+        .search
+        .as_ref()
+        .and_then(|s| s.snapshot.as_ref())
+    {
         Some(snapshot) => search::repository::check_blobs(store, snapshot).await,
         None => Ok(0),
     }

@@ -171,7 +171,12 @@ impl SearchBackup {
         namespace: &str,
         name: &str,
     ) -> crate::error::Result<()> {
-        let Some(SnapshotRepository::Managed { client, place }) = &mut self.snapshot else {
+        let Some(SnapshotRepository::Managed {
+            client,
+            settings,
+            place,
+        }) = &mut self.snapshot
+        else {
             return Ok(());
         };
         // The nodes resolve an fs location themselves: it must be absolute.
@@ -186,9 +191,10 @@ impl SearchBackup {
             },
             other => other.clone(),
         };
-        *place = Some(crate::engine::search::repository::managed(
-            &location, namespace, name, client,
-        ));
+        let mut repository =
+            crate::engine::search::repository::managed(&location, namespace, name, client);
+        repository.settings.extend(settings.clone());
+        *place = Some(repository);
         Ok(())
     }
 }
@@ -203,6 +209,8 @@ pub enum SnapshotRepository {
     /// `place` is filled once the backup knows its store and series.
     Managed {
         client: String,
+        /// `--search-repository-setting`: more settings of the repository.
+        settings: std::collections::BTreeMap<String, String>,
         place: Option<crate::manifest::search::ManagedRepository>,
     },
 }

@@ -598,11 +598,26 @@ fn wire_elasticsearch(es: &ElasticsearchTarget, w: &mut Wiring) -> Result<(), Sp
     w.value(agent_env::SOURCE_KIND, "elasticsearch");
     wire_elasticsearch_connection(es, "spec.target.elasticsearch", w)?;
     if es.mode == Some(ElasticsearchMode::Snapshot) {
-        let repository = es.repository.as_deref().ok_or_else(|| {
-            SpecError("spec.target.elasticsearch: mode snapshot needs repository".into())
-        })?;
         w.value(agent_env::SEARCH_MODE, "snapshot");
-        w.value(agent_env::SEARCH_REPOSITORY, repository);
+        // Without a repository the agent registers its own in the store.
+        if let Some(repository) = &es.repository {
+            w.value(agent_env::SEARCH_REPOSITORY, repository);
+        } else {
+            if let Some(client) = &es.repository_client {
+                w.value(agent_env::SEARCH_REPOSITORY_CLIENT, client);
+            }
+            if let Some(settings) = es.repository_settings.as_ref().filter(|s| !s.is_empty()) {
+                let pairs: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                w.value(agent_env::SEARCH_REPOSITORY_SETTINGS, pairs.join(","));
+            }
+        }
+    } else if es.repository.is_some()
+        || es.repository_client.is_some()
+        || es.repository_settings.is_some()
+    {
+        return Err(SpecError(
+            "spec.target.elasticsearch: repository, repositoryClient and repositorySettings are for mode snapshot only".into(),
+        ));
     }
     if !es.indices.is_empty() {
         w.value(agent_env::SEARCH_INDICES, es.indices.join(","));

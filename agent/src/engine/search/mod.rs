@@ -15,8 +15,8 @@ mod drill;
 mod export;
 pub mod format;
 mod load;
-mod restore;
 pub(crate) mod repository;
+mod restore;
 mod selection;
 mod smile;
 mod snapshot;
@@ -244,7 +244,10 @@ pub async fn finish_backup(
             let deleted = snapshot::delete(&client, snapshot).await;
             Err(e.map_message(|m| match deleted {
                 Ok(()) => format!("{m}; snapshot {} was deleted", snapshot.snapshot),
-                Err(d) => format!("{m}; deleting snapshot {} failed too: {d}", snapshot.snapshot),
+                Err(d) => format!(
+                    "{m}; deleting snapshot {} failed too: {d}",
+                    snapshot.snapshot
+                ),
             }))
         }
     }

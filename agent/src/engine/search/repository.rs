@@ -93,6 +93,51 @@ pub fn managed(
     }
 }
 
+/// Settings the agent decides itself: where the repository lies, how the
+/// nodes reach it, and that its metadata stays readable.
+const OWN_SETTINGS: &[&str] = &[
+    "location",
+    "bucket",
+    "base_path",
+    "container",
+    "client",
+    "compress",
+    "readonly",
+];
+
+/// `--search-repository-setting KEY=VALUE` pairs, refused by name when
+/// malformed or when they would move the repository or hide its metadata.
+pub fn extra_settings(pairs: &[String]) -> std::result::Result<BTreeMap<String, String>, String> {
+    let mut settings = BTreeMap::new();
+    for pair in pairs.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            format!("--search-repository-setting {pair:?}: expected KEY=VALUE (e.g. storage_class=standard_ia)")
+        })?;
+        let key = key.trim();
+        let valid = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(format!(
+                "--search-repository-setting {pair:?}: {key:?} is no repository setting name"
+            ));
+        }
+        if OWN_SETTINGS.contains(&key) {
+            return Err(format!(
+                "--search-repository-setting {key}: the agent sets it (the repository lies in the backup store, its metadata uncompressed; the client is --search-repository-client)"
+            ));
+        }
+        if settings
+            .insert(key.to_string(), value.trim().to_string())
+            .is_some()
+        {
+            return Err(format!("--search-repository-setting {key} is given twice"));
+        }
+    }
+    Ok(settings)
+}
+
 /// The name it is registered under: the same for every run of the series
 /// on the same store, and distinct for every other place.
 pub fn repository_name(repository: &ManagedRepository) -> String {
@@ -326,7 +371,10 @@ pub async fn check_blobs(store: &dyn Store, snapshot: &SnapshotFacts) -> Result<
     Ok(snapshot.blobs.len())
 }
 
-async fn listing(store: &dyn Store, repository: &ManagedRepository) -> Result<HashMap<String, u64>> {
+async fn listing(
+    store: &dyn Store,
+    repository: &ManagedRepository,
+) -> Result<HashMap<String, u64>> {
     let prefix = format!("{}/", repository.store_path);
     let objects: Vec<ObjectMeta> = store.list(&prefix).await?;
     Ok(objects
@@ -434,7 +482,9 @@ pub fn shard_snapshot_files(blob: &[u8]) -> std::result::Result<Vec<(String, u64
 
 /// The document inside Lucene's codec header and footer.
 fn codec_body(blob: &[u8]) -> std::result::Result<&[u8], String> {
-    if blob.len() < 4 + FOOTER_LEN || u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]) != CODEC_MAGIC {
+    if blob.len() < 4 + FOOTER_LEN
+        || u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]) != CODEC_MAGIC
+    {
         return Err("not a repository metadata blob (no codec header)".into());
     }
     let body = &blob[4..blob.len() - FOOTER_LEN];
@@ -502,6 +552,29 @@ mod tests {
     }
 
     #[test]
+    fn extra_settings_never_move_the_repository() {
+        let ok = extra_settings(&[
+            "server_side_encryption_type=bucket_default".into(),
+            " chunk_size = 1gb ".into(),
+        ])
+        .unwrap();
+        assert_eq!(ok["server_side_encryption_type"], "bucket_default");
+        assert_eq!(ok["chunk_size"], "1gb");
+        for bad in [
+            "bucket=other",
+            "base_path=x",
+            "compress=true",
+            "client=x",
+            "novalue",
+            "a b=c",
+        ] {
+            let e = extra_settings(&[bad.into()]).unwrap_err();
+            assert!(e.contains("--search-repository-setting"), "{e}");
+        }
+        assert!(extra_settings(&["a=1".into(), "a=2".into()]).is_err());
+    }
+
+    #[test]
     fn a_registration_with_other_settings_is_named() {
         let m = managed(
             &StoreLocation::S3 {
@@ -516,7 +589,10 @@ mod tests {
         assert_eq!(differences(&m, &same), None);
         let other = json!({"type": "s3", "settings": {"bucket": "c", "base_path": "n/x/repository", "client": "default", "compress": "true"}});
         let what = differences(&m, &other).unwrap();
-        assert!(what.contains("bucket=\"c\"") && what.contains("compress"), "{what}");
+        assert!(
+            what.contains("bucket=\"c\"") && what.contains("compress"),
+            "{what}"
+        );
     }
 
     #[test]
@@ -534,7 +610,10 @@ mod tests {
         );
         let mut old = index_metadata_blobs(&data, "U0").unwrap();
         old.sort();
-        assert_eq!(old, vec!["indices/ID1/meta-U0.dat", "indices/ID2/meta-U0.dat"]);
+        assert_eq!(
+            old,
+            vec!["indices/ID1/meta-U0.dat", "indices/ID2/meta-U0.dat"]
+        );
         assert!(index_metadata_blobs(&data, "U9").is_err());
     }
 

@@ -340,7 +340,10 @@ mod tests {
     fn hostile_input_is_an_error_not_a_panic() {
         assert!(decode(b"{}").is_err());
         assert!(decode(b":)\n\x01\xFA\x85ab").is_err());
-        assert!(decode(b":)\n\x01\xFA\x40\x21\xFB").is_err(), "unknown shared name");
+        assert!(
+            decode(b":)\n\x01\xFA\x40\x21\xFB").is_err(),
+            "unknown shared name"
+        );
         assert!(decode(b":)\n\x01\x05").is_err(), "unknown shared value");
         let deep: Vec<u8> = b":)\n\x01"
             .iter()

@@ -18,8 +18,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::{reason, segment, Client};
-use super::repository::Registration;
 use super::cluster::Identity;
+use super::repository::Registration;
 use super::selection::Selected;
 use crate::error::{Error, Result};
 use crate::manifest::search::{IndexFacts, SearchFacts, SnapshotFacts};
