@@ -172,6 +172,17 @@ impl SeaweedFs {
         );
     }
 
+    pub fn delete_object(&self, bucket: &str, key: &str) {
+        succeed(self.aws().args([
+            "s3api",
+            "delete-object",
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+        ]));
+    }
+
     pub fn put_object(&self, bucket: &str, key: &str, from: &std::path::Path) {
         succeed(
             self.aws()

@@ -210,6 +210,20 @@ impl TestStore {
 
     /// Writes or replaces an object's bytes (to simulate damage at rest, or
     /// leftovers of a crashed run).
+    /// Deletes one object by hand (damage done behind the agent's back).
+    pub fn remove(&self, key: &str) {
+        match self {
+            TestStore::S3 { server, bucket } => server.delete_object(bucket, key),
+            TestStore::File { dir } => std::fs::remove_file(dir.path().join(key)).expect("remove"),
+            _ => {
+                let key = key.to_string();
+                self.with_agent_store(|store| {
+                    Box::pin(async move { store.delete(&key).await.expect("delete") })
+                })
+            }
+        }
+    }
+
     pub fn overwrite(&self, key: &str, data: &[u8]) {
         match self {
             TestStore::S3 { server, bucket } => {
