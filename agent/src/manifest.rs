@@ -25,6 +25,10 @@ pub fn format_version(incremental: bool) -> u32 {
     }
 }
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// A series' directory where a search cluster keeps the snapshot
+/// repository the agent registered (`<ns>/<name>/repository/`): the
+/// cluster's objects, never a backup's, never pruned by the agent.
+pub const REPOSITORY_DIR: &str = "repository";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -173,14 +173,10 @@ impl SeaweedFs {
     }
 
     pub fn delete_object(&self, bucket: &str, key: &str) {
-        succeed(self.aws().args([
-            "s3api",
-            "delete-object",
-            "--bucket",
-            bucket,
-            "--key",
-            key,
-        ]));
+        succeed(
+            self.aws()
+                .args(["s3api", "delete-object", "--bucket", bucket, "--key", key]),
+        );
     }
 
     pub fn put_object(&self, bucket: &str, key: &str, from: &std::path::Path) {

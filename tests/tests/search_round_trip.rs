@@ -203,7 +203,8 @@ fn round_trip(flavour: Flavour) {
     );
     let expected_consistency = match flavour {
         Flavour::OpenSearch => "per_index",
-        Flavour::Elasticsearch => "point_in_time",
+        // Point in time with _shard_doc: Elasticsearch 7.12+, OpenSearch 3.3+.
+        Flavour::Elasticsearch | Flavour::OpenSearch3 => "point_in_time",
     };
     assert_eq!(facts["consistency"], expected_consistency);
     agent
@@ -462,6 +463,11 @@ fn round_trip(flavour: Flavour) {
 #[test]
 fn opensearch_2_exports_restore_field_by_field_and_drill() {
     round_trip(Flavour::OpenSearch);
+}
+
+#[test]
+fn opensearch_3_exports_restore_field_by_field_and_drill() {
+    round_trip(Flavour::OpenSearch3);
 }
 
 #[test]

@@ -517,7 +517,10 @@ fn opensearch3_snapshots_into_the_s3_store_and_a_deleted_blob_is_found() {
         agent.run(&args, &env)
     };
     backup(&[]).assert_ok();
-    let first = store.manifests("team/default/snap/").pop().expect("manifest");
+    let first = store
+        .manifests("team/default/snap/")
+        .pop()
+        .expect("manifest");
     let snapshot = snapshot_facts(&first);
     assert_eq!(snapshot["managed"]["type"], "s3", "{snapshot}");
     assert_eq!(

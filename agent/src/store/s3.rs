@@ -490,6 +490,15 @@ impl Store for S3Store {
 }
 
 impl S3Store {
+    /// Whether an upload's key is one the agent writes (`<ns>/<name>/<id>/…`),
+    /// not a search cluster's in its snapshot repository
+    /// (`<ns>/<name>/repository/…`), whose uploads are the cluster's to
+    /// finish or abort.
+    fn is_ours(&self, key: &str) -> bool {
+        let relative = self.prefix.relative(key).unwrap_or(key);
+        relative.split('/').nth(2) != Some(crate::manifest::REPOSITORY_DIR)
+    }
+
     /// Dangling multipart uploads under `prefix` started before `cutoff`
     /// (a crashed agent cannot abort its own), aborted one by one.
     async fn abort_old_multipart_uploads(
@@ -518,7 +527,7 @@ impl S3Store {
                 let started = upload
                     .initiated()
                     .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0));
-                if started.is_none_or(|t| t > cutoff) {
+                if started.is_none_or(|t| t > cutoff) || !self.is_ours(key) {
                     continue;
                 }
                 self.client

@@ -25,7 +25,7 @@ use crate::manifest::search::{ManagedRepository, RepositoryBlob, SnapshotFacts};
 use crate::store::{ObjectMeta, Store};
 
 /// Where the repository lies in a series' part of the store.
-const DIRECTORY: &str = "repository";
+const DIRECTORY: &str = crate::manifest::REPOSITORY_DIR;
 /// Lucene's codec header and footer around every metadata blob.
 const CODEC_MAGIC: u32 = 0x3fd7_6c17;
 const FOOTER_LEN: usize = 16;
