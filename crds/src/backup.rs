@@ -336,7 +336,7 @@ impl KafkaSaslMechanism {
 #[x_kube(validation = Rule::new("!(has(self.username) && has(self.apiKeySecretRef))").message("elasticsearch: use basic auth (username and passwordSecretRef) or an API key (apiKeySecretRef), not both"))]
 #[x_kube(validation = Rule::new("!has(self.repository) || (has(self.mode) && self.mode == 'snapshot')").message("elasticsearch: repository is for mode snapshot only (an export needs no repository)"))]
 #[x_kube(validation = Rule::new("!(has(self.repositoryClient) || has(self.repositorySettings)) || (has(self.mode) && self.mode == 'snapshot' && !has(self.repository))").message("elasticsearch: repositoryClient and repositorySettings are for mode snapshot into the agent's own repository in the store (without repository)"))]
-#[x_kube(validation = Rule::new("!has(self.repositorySettings) || self.repositorySettings.all(k, !(k in ['location', 'bucket', 'base_path', 'container', 'client', 'compress', 'readonly']) && !self.repositorySettings[k].contains(','))").message("elasticsearch.repositorySettings: where the repository lies, its client, compress and readonly are the agent's, and values hold no comma"))]
+#[x_kube(validation = Rule::new("!has(self.repositorySettings) || (['location', 'bucket', 'base_path', 'container', 'client', 'compress', 'readonly'].all(k, !(k in self.repositorySettings)) && self.repositorySettings.all(k, !self.repositorySettings[k].contains(',')))").message("elasticsearch.repositorySettings: where the repository lies, its client, compress and readonly are the agent's, and values hold no comma"))]
 #[serde(rename_all = "camelCase")]
 pub struct ElasticsearchTarget {
     /// The cluster's address, `http(s)://HOST[:PORT][/PATH]`
@@ -402,8 +402,18 @@ pub struct ElasticsearchTarget {
     /// `chunk_size`, `server_side_encryption_type`, …, as the repository
     /// plugin reads them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(schema_with = "repository_settings_schema")]
     pub repository_settings: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A small map of short strings: bounded, so its CEL rules stay cheap.
+fn repository_settings_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "maxProperties": 32,
+        "additionalProperties": {"type": "string", "maxLength": 256},
+    })
 }
 
 /// How an Elasticsearch / OpenSearch backup reads the indices: `export` or

@@ -8,6 +8,11 @@
 //! behind. The jar-built server has no security plugin, so it takes any
 //! credentials: the password is still wired, and it is in no manifest,
 //! status, Event, log or stored object.
+//!
+//! Then the same in snapshot mode on OpenSearch 3.8 with `repository-s3`:
+//! the agent registers its own repository in the same S3 store, the
+//! cluster writes its snapshot there, the manifest lists its blobs, and
+//! the drill checks them and restores through the cluster.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,7 +24,7 @@ use serde_json::{json, Value};
 use vertice_crds::VerticeBackup;
 use vertice_tests::kube::backup_run::{env_var, secret_ref, Events};
 use vertice_tests::kube::{BackupUnderTest, TestCluster};
-use vertice_tests::search::{one_at_a_time, Flavour, SearchServer};
+use vertice_tests::search::{one_at_a_time, Flavour, S3Client, SearchServer};
 use vertice_tests::{Agent, SeaweedFs};
 
 const BUCKET: &str = "vertice-kube-search";
@@ -88,16 +93,45 @@ fn fill(server: &SearchServer) -> BTreeMap<&'static str, usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
+    run(Mode::Export).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_opensearch_snapshot_backup_runs_and_drills_on_a_real_control_plane() {
+    run(Mode::Snapshot).await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// OpenSearch 2.19, documents exported.
+    Export,
+    /// OpenSearch 3.8 snapshotting into the agent's own repository in S3.
+    Snapshot,
+}
+
 // The guard only keeps a second JVM server out; the test body is not
 // spawned, so holding it across awaits blocks nothing else.
 #[allow(clippy::await_holding_lock)]
-async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
+async fn run(mode: Mode) {
     let started = Instant::now();
     let _one = one_at_a_time();
     let keys = tempfile::tempdir().expect("tempdir");
     let (identity, recipient) = vertice_tests::fixtures::age_keypair(keys.path(), "identity.txt");
 
-    let server = SearchServer::start(Flavour::OpenSearch);
+    let s3 = SeaweedFs::start();
+    s3.create_bucket(BUCKET);
+    let server = match mode {
+        Mode::Export => SearchServer::start(Flavour::OpenSearch),
+        Mode::Snapshot => SearchServer::start_with_s3(
+            Flavour::OpenSearch3,
+            &S3Client {
+                endpoint: format!("127.0.0.1:{}", s3.s3_port),
+                access_key: vertice_tests::seaweedfs::ACCESS_KEY.to_string(),
+                secret_key: vertice_tests::seaweedfs::SECRET_KEY.to_string(),
+            },
+        ),
+    };
     let counts = fill(&server);
     let shop_b_before = server.all_docs("shop-b");
     assert_eq!(shop_b_before.len(), counts["shop-b"]);
@@ -108,8 +142,6 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
     );
     let indices_before = index_names(&server);
 
-    let s3 = SeaweedFs::start();
-    s3.create_bucket(BUCKET);
     let cluster = TestCluster::start().await;
     let controller = cluster.start_controller("controller-0", &[]).await;
     let controller_log = || controller.log_text();
@@ -131,17 +163,30 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
         .create_secret("age", json!({"identity": identity_text}))
         .await;
 
+    let target = match mode {
+        Mode::Export => json!({
+            "url": server.url(),
+            "username": USER,
+            "passwordSecretRef": {"name": "opensearch", "key": "password"},
+            "indices": ["shop-*"],
+            "mode": "export",
+        }),
+        Mode::Snapshot => json!({
+            "url": server.url(),
+            "username": USER,
+            "passwordSecretRef": {"name": "opensearch", "key": "password"},
+            "indices": ["shop-*"],
+            "mode": "snapshot",
+            // This SeaweedFS has no SSE-S3 keys; OpenSearch 3 asks for
+            // AES256 by default.
+            "repositorySettings": {"server_side_encryption_type": "bucket_default"},
+        }),
+    };
     let backup: VerticeBackup = serde_json::from_value(json!({
         "apiVersion": "vertice.io/v1alpha1", "kind": "VerticeBackup",
         "metadata": {"name": NAME, "namespace": NS},
         "spec": {
-            "target": {"elasticsearch": {
-                "url": server.url(),
-                "username": USER,
-                "passwordSecretRef": {"name": "opensearch", "key": "password"},
-                "indices": ["shop-*"],
-                "mode": "export",
-            }},
+            "target": {"elasticsearch": target},
             // Schedules that do not come round during the test.
             "schedule": {"cron": "0 0 1 1 *", "timeZone": "UTC"},
             "store": {"s3": {"bucket": BUCKET, "prefix": "k8s", "region": "us-east-1",
@@ -290,7 +335,26 @@ async fn an_opensearch_backup_runs_and_drills_on_a_real_control_plane() {
     let manifest: Value = serde_json::from_str(&manifest_text).expect("manifest json");
     let facts = &manifest["source"]["search"];
     assert_eq!(facts["flavour"], "opensearch", "{manifest:#}");
-    assert_eq!(facts["mode"], "export", "{manifest:#}");
+    match mode {
+        Mode::Export => assert_eq!(facts["mode"], "export", "{manifest:#}"),
+        Mode::Snapshot => {
+            assert_eq!(facts["mode"], "snapshot", "{manifest:#}");
+            let snapshot = &facts["snapshot"];
+            assert_eq!(
+                snapshot["managed"]["settings"]["base_path"],
+                format!("k8s/{NS}/{NAME}/repository"),
+                "{manifest:#}"
+            );
+            let blobs = snapshot["blobs"].as_array().map_or(0, Vec::len);
+            assert!(blobs >= 7, "a blob list: {manifest:#}");
+            assert!(
+                stored
+                    .iter()
+                    .any(|k| k.starts_with(&format!("k8s/{NS}/{NAME}/repository/indices/"))),
+                "the cluster wrote into the store: {stored:?}"
+            );
+        }
+    }
     let in_manifest: BTreeMap<&str, usize> = facts["indices"]
         .as_array()
         .expect("indices")
