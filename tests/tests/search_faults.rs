@@ -3,7 +3,8 @@
 //! cluster refuses (through `search_proxy`, the jar-built servers having no
 //! security plugin) and secrets that must never be echoed or reach a URL;
 //! bulk writes rejected for load during a restore; the server killed
-//! mid-export; SIGTERM mid-restore; a damaged artifact. Each failing run
+//! mid-export; SIGTERM mid-restore; a damaged artifact; a snapshot stopped
+//! midway by SIGTERM and by the server's death. Each failing run
 //! must leave nothing behind: no backup listed, no restored index.
 
 use std::collections::BTreeMap;
@@ -666,4 +667,134 @@ fn a_damaged_artifact_fails_the_restore_and_leaves_no_index() {
     eprintln!("{}", drill.stderr.lines().last().unwrap_or_default());
     assert_ne!(drill.code, 0, "{}", drill.all());
     assert_eq!(indices(&server), before, "{}", drill.all());
+}
+
+/// The snapshot of `repository` the cluster is writing now, if any.
+fn running_snapshot(server: &SearchServer, repository: &str) -> Option<String> {
+    let (status, answer) =
+        server.request("GET", &format!("/_snapshot/{repository}/_current"), None);
+    if status != 200 {
+        return None;
+    }
+    answer["snapshots"][0]["snapshot"]
+        .as_str()
+        .map(String::from)
+}
+
+fn snapshots(server: &SearchServer, repository: &str) -> Vec<String> {
+    let (status, answer) = server.request("GET", &format!("/_snapshot/{repository}/_all"), None);
+    assert_eq!(status, 200, "{answer}");
+    answer["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter_map(|s| s["snapshot"].as_str().map(String::from))
+        .collect()
+}
+
+/// Snapshot mode stopped midway — the agent by SIGTERM, then the server
+/// killed — is no backup: the earlier one stays latest, the interrupted
+/// snapshot is deleted where the cluster can still be asked, and the
+/// agent's repository in the store stays usable. The snapshot is slowed
+/// to 1 MB/s by a repository setting, so "midway" is certain.
+#[test]
+fn a_snapshot_stopped_by_sigterm_or_a_dead_server_is_no_backup() {
+    let _one = one_at_a_time();
+    let mut server = SearchServer::start(Flavour::OpenSearch);
+    fill(&server, "big", 12_000, 1000);
+    let agent = Agent::new();
+    let root = server.repo_path().join("store");
+    // The agent (root here) and the node (its own user) share the store.
+    std::fs::create_dir_all(&root).expect("store root");
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let url = format!("file://{}", root.display());
+    let env: Vec<(&str, String)> = Vec::new();
+    let address = server.url();
+    let mut args = backup_args(&address, "big", &url);
+    args.extend(["--search-mode", "snapshot"]);
+    agent.run(&args, &env).assert_ok();
+    let good = listed(&agent, &url, &env);
+    assert_eq!(good.len(), 1);
+    let good_id = good[0]["id"].as_str().expect("id").to_string();
+    let repository = {
+        let mut found = Vec::new();
+        for entry in walk(&root) {
+            if entry.ends_with("manifest.json") {
+                let m: Value =
+                    serde_json::from_slice(&std::fs::read(&entry).expect("read")).expect("json");
+                found.push(m["source"]["search"]["snapshot"]["repository"].clone());
+            }
+        }
+        found[0].as_str().expect("repository").to_string()
+    };
+    let mut slow = args.clone();
+    slow.extend([
+        "--search-repository-setting",
+        "max_snapshot_bytes_per_sec=1mb",
+        "--search-timeout",
+        "3s",
+    ]);
+    let wait_running = |running: &mut Running| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(name) = running_snapshot(&server, &repository) {
+                return name;
+            }
+            if running.has_exited() {
+                panic!("the backup ended before its snapshot was seen running");
+            }
+            assert!(Instant::now() < deadline, "no snapshot ever ran");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let mut running = Running::spawn(&agent, &slow, &env);
+    let interrupted = wait_running(&mut running);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(Pid::from_raw(running.pid() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let (code, stdout, stderr) = running.wait();
+    assert_eq!(code, 143, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("snapshot {interrupted} was deleted")),
+        "{stderr}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while snapshots(&server, &repository).contains(&interrupted) {
+        assert!(Instant::now() < deadline, "{interrupted} still listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = listed(&agent, &url, &env);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["id"], good_id.as_str());
+
+    let mut running = Running::spawn(&agent, &slow, &env);
+    wait_running(&mut running);
+    server.kill();
+    let (code, stdout, stderr) = running.wait();
+    assert_eq!(code, 1, "a source failure: {stdout}\n{stderr}");
+    assert!(stderr.contains(&address), "names the cluster: {stderr}");
+    let now = listed(&agent, &url, &env);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["id"], good_id.as_str(), "the good backup is latest");
+
+    // The repository outlives both: the next run (its setting dropped:
+    // registered again) succeeds and verifies, blob by blob.
+    server.restart();
+    agent.run(&args, &env).assert_ok();
+    assert_eq!(listed(&agent, &url, &env).len(), 2);
+    agent.run(&["verify", "--from", &url], &env).assert_ok();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -178,7 +178,12 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
             // An engine task still running (a search snapshot being
             // followed) gets to undo what it started before the run ends.
             if let Some(finishing) = started.finished.take() {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(30), finishing).await;
+                let finished =
+                    tokio::time::timeout(std::time::Duration::from_secs(30), finishing).await;
+                // What it undid (a snapshot deleted) is worth a line.
+                if let Ok(Ok(Err(e))) = finished {
+                    tracing::warn!(source = %redactor.redact(&e.to_string()), "the source side stopped too");
+                }
             }
             return Err(upload_error(e, &redactor, &id, &run.target));
         }

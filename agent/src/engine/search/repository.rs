@@ -138,12 +138,21 @@ pub fn extra_settings(pairs: &[String]) -> std::result::Result<BTreeMap<String, 
     Ok(settings)
 }
 
+/// The settings that say where a repository lies.
+const LOCATION_SETTINGS: &[&str] = &["location", "bucket", "base_path", "container"];
+
 /// The name it is registered under: the same for every run of the series
-/// on the same store, and distinct for every other place.
+/// on the same store (whatever its other settings: one place, one name,
+/// so two registrations never write one repository), distinct for every
+/// other place.
 pub fn repository_name(repository: &ManagedRepository) -> String {
     let mut hash = Sha256::new();
     hash.update(repository.kind.as_bytes());
-    for (key, value) in &repository.settings {
+    for (key, value) in repository
+        .settings
+        .iter()
+        .filter(|(k, _)| LOCATION_SETTINGS.contains(&k.as_str()))
+    {
         hash.update([0]);
         hash.update(key.as_bytes());
         hash.update([0]);
@@ -159,9 +168,12 @@ pub enum Registration {
     Registered,
 }
 
-/// Registers the repository on the cluster unless it already is, with
-/// the same settings; `readonly` for a cluster that only restores from it
-/// (two clusters writing one repository corrupt it).
+/// Registers the repository on the cluster unless it already is:
+/// `readonly` for a cluster that only restores from it (two clusters
+/// writing one repository corrupt it), which uses any registration of the
+/// same place as it is. A backup (`readonly` false) registers it again
+/// when its settings changed (another client, `--search-repository-setting`,
+/// a read-only registration a restore left).
 pub async fn ensure(
     client: &Client,
     name: &str,
@@ -173,18 +185,36 @@ pub async fn ensure(
     match answer.status.as_u16() {
         200 => {
             let found = &answer.json()[name];
-            return match differences(repository, found) {
-                None => Ok(Registration::Existing),
-                Some(what) => Err(Error::usage(format!(
-                    "repository {name} on {} is registered with other settings ({what}) than the agent's repository in the store ({}); remove it (DELETE _snapshot/{name}) or name a repository with --search-repository",
+            if let Some(what) = elsewhere(repository, found) {
+                return Err(Error::usage(format!(
+                    "repository {name} on {} points elsewhere ({what}) than the agent's repository in the store ({}); remove it (DELETE _snapshot/{name}) or name a repository with --search-repository",
                     client.address(),
                     describe(repository)
-                ))),
-            };
+                )));
+            }
+            if !readonly {
+                if let Some(what) = changed(repository, found) {
+                    tracing::info!(repository = name, changed = %what, "registering the repository again with this run's settings");
+                    register(client, name, repository, false).await?;
+                }
+            }
+            Ok(Registration::Existing)
         }
-        404 => {}
-        _ => return Err(client.refused(&Method::GET, &path, &answer)),
+        404 => {
+            register(client, name, repository, readonly).await?;
+            Ok(Registration::Registered)
+        }
+        _ => Err(client.refused(&Method::GET, &path, &answer)),
     }
+}
+
+async fn register(
+    client: &Client,
+    name: &str,
+    repository: &ManagedRepository,
+    readonly: bool,
+) -> Result<()> {
+    let path = format!("_snapshot/{}", segment(name));
     let mut settings: serde_json::Map<String, Value> = repository
         .settings
         .iter()
@@ -214,7 +244,7 @@ pub async fn ensure(
         )));
     }
     tracing::info!(repository = name, kind = %repository.kind, readonly, "snapshot repository registered on the cluster");
-    Ok(Registration::Registered)
+    Ok(())
 }
 
 /// Removes a registration this run made (the blobs stay: only the
@@ -235,25 +265,54 @@ fn describe(repository: &ManagedRepository) -> String {
     format!("{} {}", repository.kind, settings.join(" "))
 }
 
-/// What differs between the agent's repository and a registration found.
-fn differences(repository: &ManagedRepository, found: &Value) -> Option<String> {
+/// A setting's value as a registration holds it (clusters echo strings,
+/// or what they were given).
+fn setting_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Where a registration found lies, if not where the agent's repository
+/// does.
+fn elsewhere(repository: &ManagedRepository, found: &Value) -> Option<String> {
     let mut what = Vec::new();
     if found["type"].as_str() != Some(repository.kind.as_str()) {
         what.push(format!("type {}", found["type"]));
     }
-    for (key, value) in &repository.settings {
-        let there = &found["settings"][key];
-        let same = match there {
-            Value::String(s) => s == value,
-            Value::Bool(b) => b.to_string() == *value,
-            // compress=false is the default a cluster may not echo.
-            Value::Null => key == "compress" && value == "false",
-            other => other.to_string() == *value,
-        };
-        if !same {
-            what.push(format!("{key}={there}"));
+    for key in LOCATION_SETTINGS {
+        let ours = repository.settings.get(*key).cloned();
+        let there = setting_text(&found["settings"][*key]);
+        if ours != there {
+            what.push(format!("{key}={}", there.as_deref().unwrap_or("(none)")));
         }
     }
+    (!what.is_empty()).then(|| what.join(", "))
+}
+
+/// Which of the agent's other settings a registration found lacks or
+/// holds otherwise (a `readonly` one included).
+fn changed(repository: &ManagedRepository, found: &Value) -> Option<String> {
+    let there: BTreeMap<String, String> = found["settings"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), setting_text(v)?)))
+        .collect();
+    let normal = |map: &BTreeMap<String, String>, key: &str| {
+        map.get(key)
+            .cloned()
+            .or_else(|| matches!(key, "compress" | "readonly").then(|| "false".to_string()))
+    };
+    let keys: std::collections::BTreeSet<&String> =
+        repository.settings.keys().chain(there.keys()).collect();
+    let what: Vec<String> = keys
+        .into_iter()
+        .filter(|k| normal(&repository.settings, k) != normal(&there, k))
+        .map(|k| format!("{k}={}", there.get(k).map_or("(none)", String::as_str)))
+        .collect();
     (!what.is_empty()).then(|| what.join(", "))
 }
 
@@ -575,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn a_registration_with_other_settings_is_named() {
+    fn a_registration_elsewhere_is_refused_and_other_settings_are_updated() {
         let m = managed(
             &StoreLocation::S3 {
                 bucket: "b".into(),
@@ -586,13 +645,25 @@ mod tests {
             "default",
         );
         let same = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "default"}});
-        assert_eq!(differences(&m, &same), None);
-        let other = json!({"type": "s3", "settings": {"bucket": "c", "base_path": "n/x/repository", "client": "default", "compress": "true"}});
-        let what = differences(&m, &other).unwrap();
+        assert_eq!(elsewhere(&m, &same), None);
+        assert_eq!(changed(&m, &same), None, "compress=false is the default");
+        let other = json!({"type": "s3", "settings": {"bucket": "c", "base_path": "n/x/repository", "client": "default"}});
+        assert!(elsewhere(&m, &other).unwrap().contains("bucket=c"));
+        let readonly = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "default", "compress": "false", "readonly": "true"}});
+        assert_eq!(elsewhere(&m, &readonly), None);
+        assert!(changed(&m, &readonly).unwrap().contains("readonly=true"));
+        let client = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "other", "chunk_size": "1gb"}});
+        let what = changed(&m, &client).unwrap();
         assert!(
-            what.contains("bucket=\"c\"") && what.contains("compress"),
+            what.contains("client=other") && what.contains("chunk_size=1gb"),
             "{what}"
         );
+        // One place, one name, whatever the other settings.
+        let mut throttled = m.clone();
+        throttled
+            .settings
+            .insert("max_snapshot_bytes_per_sec".into(), "1mb".into());
+        assert_eq!(repository_name(&m), repository_name(&throttled));
     }
 
     #[test]
