@@ -282,8 +282,18 @@ fn snapshot_facts(manifest: &serde_json::Value) -> serde_json::Value {
 /// `verify`, restore and the drill check them.
 #[test]
 fn the_agents_own_repository_in_the_store_is_checked_blob_by_blob() {
+    own_repository_in_a_file_store(Flavour::OpenSearch);
+}
+
+/// Elasticsearch writes its repository metadata in its own hand.
+#[test]
+fn the_agents_own_repository_on_elasticsearch_7() {
+    own_repository_in_a_file_store(Flavour::Elasticsearch);
+}
+
+fn own_repository_in_a_file_store(flavour: Flavour) {
     let _one = one_at_a_time();
-    let server = SearchServer::start(Flavour::OpenSearch);
+    let server = SearchServer::start(flavour);
     let agent = Agent::new();
     let root = server.repo_path().join("store");
     // The agent (root here) and the node (its own user) share the store.
@@ -390,14 +400,28 @@ fn the_agents_own_repository_in_the_store_is_checked_blob_by_blob() {
 
     // An index without a started primary: the cluster refuses a complete
     // snapshot, the run fails naming it, and nothing new is a backup.
-    server.put_index(
-        "broken",
-        &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0,
+    let (status, created) = server.request(
+        "PUT",
+        "/broken?wait_for_active_shards=0",
+        Some(
+            &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0,
             "index.routing.allocation.require._name": "no-such-node"}}),
+        ),
     );
+    assert_eq!(status, 200, "{created}");
+    let started = std::time::Instant::now();
     let partial = backup("orders,broken", &[]);
+    eprintln!(
+        "a red index refused in {:?}: {}",
+        started.elapsed(),
+        partial.stderr.lines().last().unwrap_or_default()
+    );
     assert_ne!(partial.code, 0, "{}", partial.all());
-    assert!(partial.stderr.contains("broken"), "{}", partial.all());
+    assert!(
+        partial.stderr.contains("index broken on") && partial.stderr.contains("is red"),
+        "{}",
+        partial.all()
+    );
     assert_eq!(manifests().len(), 1);
     server.delete_index("broken");
 

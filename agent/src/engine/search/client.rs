@@ -91,7 +91,16 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             // A search page or bulk answer that takes this long is a hung
             // server, not a slow one.
-            .timeout(Duration::from_secs(300));
+            .timeout(Duration::from_secs(300))
+            // No `Accept-Encoding`: other crates turn on reqwest's gzip and
+            // deflate, and a cluster asked for them compresses every
+            // answer — a page of documents costs its nodes about twice the
+            // CPU (measured: 5.6 s against 3.1 s for a 256 MB scroll) and
+            // the agent more to inflate it again.
+            .no_gzip()
+            .no_deflate()
+            .no_brotli()
+            .no_zstd();
         if let Some(path) = &connection.ca_file {
             let pem = std::fs::read(path).map_err(|e| {
                 Error::usage(format!(

@@ -54,6 +54,14 @@ pub async fn resolve(client: &Client, patterns: &[String], export: bool) -> Resu
                     "--indices: index {name} is closed; open it (POST /{name}/_open) or leave it out"
                 )));
             }
+            if row["health"].as_str() == Some("red") {
+                // Read anyway, some of its documents would be missing (a
+                // snapshot would be PARTIAL); nothing waits out a red index.
+                return Err(Error::source(format!(
+                    "index {name} on {} is red (a primary shard is not started): it cannot be backed up whole; wait until the cluster recovers it, or leave it out of --indices",
+                    client.address()
+                )));
+            }
             matched += 1;
             found.insert(
                 name,
@@ -106,7 +114,7 @@ fn check_pattern(pattern: &str) -> Result<()> {
 
 async fn cat_indices(client: &Client, pattern: &str) -> Result<Vec<Value>> {
     let path = format!(
-        "_cat/indices/{}?format=json&bytes=b&h=index,status,pri,docs.count,pri.store.size&expand_wildcards=open",
+        "_cat/indices/{}?format=json&bytes=b&h=index,health,status,pri,docs.count,pri.store.size&expand_wildcards=open",
         segment(pattern)
     );
     let answer = client.send(reqwest::Method::GET, &path, None).await?;
