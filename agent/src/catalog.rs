@@ -223,10 +223,12 @@ fn check_location(m: &Manifest, key: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// What is wrong with a backup's artifacts in the listing, if anything.
+/// What is wrong with a backup's artifacts in the listing, if anything —
+/// and with the objects it holds elsewhere in the store (a search
+/// snapshot's blobs in the agent's own repository, listed with the series).
 fn missing_artifacts(m: &Manifest, sizes: &HashMap<&str, u64>) -> Option<String> {
     let dir = backup_dir(&m.namespace, &m.name, &m.backup_id);
-    let problems: Vec<String> = m
+    let mut problems: Vec<String> = m
         .artifacts
         .iter()
         .filter_map(|a| match sizes.get(format!("{dir}/{}", a.name).as_str()) {
@@ -238,6 +240,29 @@ fn missing_artifacts(m: &Manifest, sizes: &HashMap<&str, u64>) -> Option<String>
             Some(_) => None,
         })
         .collect();
+    let held = crate::engine::held_objects(m);
+    let damaged: Vec<&str> = held
+        .iter()
+        .filter(|(key, size)| sizes.get(key.as_str()) != Some(size))
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if !damaged.is_empty() {
+        const SHOWN: usize = 3;
+        let mut named = damaged
+            .iter()
+            .take(SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if damaged.len() > SHOWN {
+            named.push_str(&format!(" and {} more", damaged.len() - SHOWN));
+        }
+        problems.push(format!(
+            "{} of the {} repository blobs its snapshot needs are missing or of another size: {named}",
+            damaged.len(),
+            held.len()
+        ));
+    }
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 

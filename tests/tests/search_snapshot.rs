@@ -455,10 +455,19 @@ fn own_repository_in_a_file_store(flavour: Flavour) {
     let damaged = agent.run(&["verify", "--from", &url, "--name", "snap"], &env);
     assert_ne!(damaged.code, 0, "{}", damaged.all());
     assert!(
-        damaged.stderr.contains(&format!("{victim} is missing")),
+        damaged
+            .stderr
+            .contains(&format!("snap/repository/{victim}")),
         "{}",
         damaged.all()
     );
+    let listed = agent.run(
+        &["list", "--from", &url, "--name", "snap", "--output", "json"],
+        &env,
+    );
+    listed.assert_ok();
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["status"], "damaged", "{rows}");
     let drill = agent.run(
         &[
             "drill",
@@ -477,6 +486,27 @@ fn own_repository_in_a_file_store(flavour: Flavour) {
         "{}",
         drill.all()
     );
+    // Restore refuses it too: nothing is asked of the cluster.
+    let refused = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--name",
+            "snap",
+            "--to",
+            &address,
+            "--target-kind",
+            "elasticsearch",
+            "--index-map",
+            "orders=orders-9,logs=logs-9",
+        ],
+        &env,
+    );
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    assert!(refused.stderr.contains(&victim), "{}", refused.all());
+    let (status, _) = server.request("GET", "/logs-9", None);
+    assert_eq!(status, 404, "nothing restored from a damaged repository");
     assert!(drill_indices(&server).is_empty());
 }
 
@@ -621,11 +651,7 @@ fn opensearch3_snapshots_into_the_s3_store_and_a_deleted_blob_is_found() {
     store.remove(&format!("team/default/snap/repository/{victim}"));
     let damaged = agent.run(&["verify", "--from", &url, "--name", "snap"], &env);
     assert_ne!(damaged.code, 0, "{}", damaged.all());
-    assert!(
-        damaged.stderr.contains(&format!("{victim} is missing")),
-        "{}",
-        damaged.all()
-    );
+    assert!(damaged.stderr.contains(&victim), "{}", damaged.all());
     let failed = drill();
     assert_ne!(failed.code, 0, "{}", failed.all());
     assert!(failed.stderr.contains(&victim), "{}", failed.all());

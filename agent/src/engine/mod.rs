@@ -338,6 +338,28 @@ pub fn holds_data_outside_the_store(manifest: &Manifest) -> bool {
         .is_some_and(|s| s.snapshot.is_some())
 }
 
+/// The store objects a backup needs beside its own directory (a search
+/// snapshot's blobs in the agent's repository), keys relative to the
+/// store's prefix, with their sizes.
+pub fn held_objects(manifest: &Manifest) -> Vec<(String, u64)> {
+    let Some(snapshot) = manifest
+        .source
+        .search
+        .as_ref()
+        .and_then(|s| s.snapshot.as_ref())
+    else {
+        return Vec::new();
+    };
+    let Some(repository) = &snapshot.managed else {
+        return Vec::new();
+    };
+    snapshot
+        .blobs
+        .iter()
+        .map(|b| (format!("{}/{}", repository.store_path, b.key), b.size))
+        .collect()
+}
+
 /// Checks what a backup holds outside its artifacts (a search snapshot's
 /// blobs in the agent's own repository in the store); how many objects
 /// were checked.
