@@ -158,7 +158,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     );
     let artifact_key = format!("{dir}/{artifact_name}");
     let (raw, stored) = (Meter::capturing_head(HEAD_BYTES), Meter::new());
-    let uploaded = upload(
+    let uploaded = match upload(
         args,
         run,
         stream,
@@ -167,7 +167,14 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         store.as_ref(),
         &artifact_key,
     )
-    .await?;
+    .await
+    {
+        Ok(uploaded) => uploaded,
+        Err(e) => {
+            settle_source(run, started.finished.take(), &redactor).await;
+            return Err(e);
+        }
+    };
     summary.raw_bytes = Some(raw.bytes());
     // No cleanup after a failed upload: every store leaves nothing that looks
     // like an object (aborted multipart uploads, removed temporary files), and
@@ -177,14 +184,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         Err(e) => {
             // An engine task still running (a search snapshot being
             // followed) gets to undo what it started before the run ends.
-            if let Some(finishing) = started.finished.take() {
-                let finished =
-                    tokio::time::timeout(std::time::Duration::from_secs(30), finishing).await;
-                // What it undid (a snapshot deleted) is worth a line.
-                if let Ok(Ok(Err(e))) = finished {
-                    tracing::warn!(source = %redactor.redact(&e.to_string()), "the source side stopped too");
-                }
-            }
+            settle_source(run, started.finished.take(), &redactor).await;
             return Err(upload_error(e, &redactor, &id, &run.target));
         }
     };
@@ -207,11 +207,11 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     let manifest = manifest_of(args, run, &id, started_at, started, artifact_name, &meters)?;
     if let Err(e) = check_size(stored_size, &manifest) {
         remove_own(store.as_ref(), &[&artifact_key]).await;
-        abandon(run, &manifest).await;
+        abandon(store.as_ref(), run, &manifest, &dir).await;
         return Err(e);
     }
     if let Err(e) = publish_manifest(store.as_ref(), &manifest, &dir, &artifact_key).await {
-        abandon(run, &manifest).await;
+        abandon(store.as_ref(), run, &manifest, &dir).await;
         return Err(e);
     }
     summary.stored_bytes = Some(manifest.stored_bytes());
@@ -236,12 +236,49 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     Ok(manifest)
 }
 
-/// Lets go of what a backup that will not be published holds outside the
-/// store (a search cluster's snapshot): nothing will ever name it.
-async fn abandon(run: &Prepared, manifest: &Manifest) {
-    if crate::engine::holds_data_outside_the_store(manifest) {
-        if let Err(e) = run.target.release(&run.engine, manifest).await {
-            tracing::warn!(backup = %manifest.backup_id, error = %e, "the backup was not stored and what it holds outside the store could not be deleted");
+/// The source side of a run whose upload failed: an engine task still
+/// running (a search snapshot being followed) gets to undo what it
+/// started; one that finished — its snapshot taken, its record handed
+/// over — has its work discarded, since no manifest will name it.
+async fn settle_source(
+    run: &Prepared,
+    finished: Option<tokio::task::JoinHandle<Result<crate::manifest::SourceInfo>>>,
+    redactor: &Redactor,
+) {
+    let Some(finishing) = finished else {
+        return;
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), finishing).await {
+        Ok(Ok(Ok(info))) => {
+            if let Err(e) = run.target.discard(&run.engine, &info).await {
+                tracing::warn!(error = %redactor.redact(&e.to_string()), "the backup was not stored and what its source made for it could not be deleted");
+            }
+        }
+        // What it undid (a snapshot deleted) is worth a line.
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(source = %redactor.redact(&e.to_string()), "the source side stopped too");
+        }
+        _ => {}
+    }
+}
+
+/// Lets go of what a backup that was not published holds outside the
+/// store (a search cluster's snapshot) — only once the store shows no
+/// manifest of it: a manifest that landed after all (an answer lost, a
+/// removal that failed) keeps its snapshot, since a listed backup without
+/// its data is worse than an orphan.
+async fn abandon(store: &dyn Store, run: &Prepared, manifest: &Manifest, dir: &str) {
+    if !crate::engine::holds_data_outside_the_store(manifest) {
+        return;
+    }
+    match store.get_bytes(&format!("{dir}/{MANIFEST_FILE}")).await {
+        Err(StoreError::NotFound { .. }) => {
+            if let Err(e) = run.target.discard(&run.engine, &manifest.source).await {
+                tracing::warn!(backup = %manifest.backup_id, error = %e, "the backup was not stored and its snapshot could not be deleted");
+            }
+        }
+        _ => {
+            tracing::warn!(backup = %manifest.backup_id, "the backup may have been stored after all (its manifest is there or the store cannot say): its snapshot is kept")
         }
     }
 }

@@ -311,6 +311,19 @@ impl Target {
         }
     }
 
+    /// Deletes what this run's source made for a backup that will not be
+    /// stored (a search cluster's snapshot), from the facts it returned.
+    pub async fn discard(
+        &self,
+        settings: &BackupSettings,
+        source: &crate::manifest::SourceInfo,
+    ) -> Result<()> {
+        match self {
+            Target::Search(t) => search::discard(t, settings, source).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Runs a hook's statement on the target (`psql` for PostgreSQL).
     pub async fn run_statement(
         &self,

@@ -613,7 +613,10 @@ fn wire_elasticsearch(es: &ElasticsearchTarget, w: &mut Wiring) -> Result<(), Sp
         }
     } else if es.repository.is_some()
         || es.repository_client.is_some()
-        || es.repository_settings.is_some()
+        || es
+            .repository_settings
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
     {
         return Err(SpecError(
             "spec.target.elasticsearch: repository, repositoryClient and repositorySettings are for mode snapshot only".into(),

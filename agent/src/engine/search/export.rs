@@ -248,9 +248,12 @@ async fn read_view(
             let routing = hit.routing.as_deref();
             digest.add(&hit.id, routing, &source);
             format::document_line(&view.index, &hit.id, routing, &source, &mut out.buffer);
-        }
-        if out.buffer.len() >= CHUNK {
-            out.flush().await.map_err(|e| e.into_error())?;
+            // Handed on a chunk at a time, not a page: the compression
+            // starts on a page while the rest of it is still digested,
+            // and memory holds chunks, not pages, in flight.
+            if out.buffer.len() >= CHUNK {
+                out.flush().await.map_err(|e| e.into_error())?;
+            }
         }
     }
 }

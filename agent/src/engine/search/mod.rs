@@ -130,7 +130,7 @@ async fn start_snapshot(
             place: Some(place), ..
         } => {
             let name = repository::repository_name(place);
-            repository::ensure(&client, &name, place, false).await?;
+            repository::ensure(&client, &name, place, repository::Purpose::Backup).await?;
             (name, Some(place.clone()))
         }
         SnapshotRepository::Managed { place: None, .. } => {
@@ -234,14 +234,16 @@ pub async fn finish_backup(
             Ok(())
         }
         Err(e) => {
-            let client = Client::new(
+            let deleted = match Client::new(
                 target,
                 &settings.search.connection,
                 settings.password.as_ref(),
                 "--source",
                 Side::Source,
-            )?;
-            let deleted = snapshot::delete(&client, snapshot).await;
+            ) {
+                Ok(client) => snapshot::delete(&client, snapshot).await,
+                Err(c) => Err(c),
+            };
             Err(e.map_message(|m| match deleted {
                 Ok(()) => format!("{m}; snapshot {} was deleted", snapshot.snapshot),
                 Err(d) => format!(
@@ -251,6 +253,28 @@ pub async fn finish_backup(
             }))
         }
     }
+}
+
+/// Deletes the snapshot this run took for a backup that will not be
+/// stored (no manifest will name it).
+pub async fn discard(
+    target: &SearchTarget,
+    settings: &BackupSettings,
+    source: &SourceInfo,
+) -> Result<()> {
+    let Some(snapshot) = source.search.as_ref().and_then(|s| s.snapshot.as_ref()) else {
+        return Ok(());
+    };
+    let client = Client::new(
+        target,
+        &settings.search.connection,
+        settings.password.as_ref(),
+        "--source",
+        Side::Source,
+    )?;
+    snapshot::delete(&client, snapshot).await?;
+    tracing::info!(snapshot = %snapshot.snapshot, repository = %snapshot.repository, "the snapshot of a backup that was not stored is deleted");
+    Ok(())
 }
 
 /// Deletes the snapshot of `old`, a snapshot-mode backup retention lets

@@ -29,6 +29,9 @@ const DIRECTORY: &str = crate::manifest::REPOSITORY_DIR;
 /// Lucene's codec header and footer around every metadata blob.
 const CODEC_MAGIC: u32 = 0x3fd7_6c17;
 const FOOTER_LEN: usize = 16;
+/// More pieces than any chunk size makes of a Lucene file (a corrupt
+/// `part_size` would otherwise list billions).
+const MAX_PARTS: u64 = 100_000;
 
 /// The repository of the series `namespace/name` in the store at
 /// `location`, as the cluster must be told to register it. `client` names
@@ -105,6 +108,44 @@ const OWN_SETTINGS: &[&str] = &[
     "readonly",
 ];
 
+/// Why a setting may not be given to the agent's own repository: it would
+/// carry a secret into the manifest and the logs, point the nodes at
+/// another service than the store's, or lay blobs out where the agent
+/// does not read them back.
+fn refused_setting(key: &str, value: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    let secret = ["secret", "token", "password", "credential"]
+        .iter()
+        .any(|s| lower.contains(s))
+        || lower == "access_key"
+        || lower.starts_with("sas");
+    if secret {
+        return Some("credentials belong in the nodes' keystore client (--search-repository-client), never in repository settings, which the manifest and logs record");
+    }
+    const ELSEWHERE: &[&str] = &[
+        "endpoint",
+        "region",
+        "protocol",
+        "path_style_access",
+        "location_mode",
+    ];
+    if ELSEWHERE.contains(&lower.as_str()) {
+        return Some("where the nodes reach the store is their client's setting (--search-repository-client), so the repository cannot point elsewhere than the store the agent reads");
+    }
+    const LAYOUT: &[&str] = &[
+        "remote_store_index_shallow_copy",
+        "shallow_snapshot_v2",
+        "prefix_mode_verification",
+    ];
+    if LAYOUT.contains(&lower.as_str())
+        || lower.starts_with("crypto_metadata")
+        || (lower == "shard_path_type" && !value.eq_ignore_ascii_case("fixed"))
+    {
+        return Some("it changes where or how blobs are written, and the agent reads the repository back blob by blob (shard_path_type may only be FIXED)");
+    }
+    None
+}
+
 /// `--search-repository-setting KEY=VALUE` pairs, refused by name when
 /// malformed or when they would move the repository or hide its metadata.
 pub fn extra_settings(pairs: &[String]) -> std::result::Result<BTreeMap<String, String>, String> {
@@ -127,6 +168,9 @@ pub fn extra_settings(pairs: &[String]) -> std::result::Result<BTreeMap<String, 
             return Err(format!(
                 "--search-repository-setting {key}: the agent sets it (the repository lies in the backup store, its metadata uncompressed; the client is --search-repository-client)"
             ));
+        }
+        if let Some(why) = refused_setting(key, value.trim()) {
+            return Err(format!("--search-repository-setting {key}: {why}"));
         }
         if settings
             .insert(key.to_string(), value.trim().to_string())
@@ -168,17 +212,29 @@ pub enum Registration {
     Registered,
 }
 
-/// Registers the repository on the cluster unless it already is:
-/// `readonly` for a cluster that only restores from it (two clusters
-/// writing one repository corrupt it), which uses any registration of the
-/// same place as it is. A backup (`readonly` false) registers it again
-/// when its settings changed (another client, `--search-repository-setting`,
-/// a read-only registration a restore left).
+/// Why the cluster needs the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A backup: registered with this run's settings (again, when they
+    /// changed: another client, `--search-repository-setting`, a read-only
+    /// registration a restore left).
+    Backup,
+    /// Deleting an older snapshot: any registration of the place serves;
+    /// a missing one is registered writable with the backup's settings.
+    Release,
+    /// A restore or drill: any registration of the place serves; a missing
+    /// one is registered read-only (two clusters writing one repository
+    /// corrupt it).
+    Read,
+}
+
+/// Registers the repository on the cluster unless it already is, as
+/// `purpose` needs it.
 pub async fn ensure(
     client: &Client,
     name: &str,
     repository: &ManagedRepository,
-    readonly: bool,
+    purpose: Purpose,
 ) -> Result<Registration> {
     let path = format!("_snapshot/{}", segment(name));
     let answer = client.send(Method::GET, &path, None).await?;
@@ -192,16 +248,16 @@ pub async fn ensure(
                     describe(repository)
                 )));
             }
-            if !readonly {
+            if purpose == Purpose::Backup {
                 if let Some(what) = changed(repository, found) {
                     tracing::info!(repository = name, changed = %what, "registering the repository again with this run's settings");
-                    register(client, name, repository, false).await?;
+                    register(client, name, repository, purpose).await?;
                 }
             }
             Ok(Registration::Existing)
         }
         404 => {
-            register(client, name, repository, readonly).await?;
+            register(client, name, repository, purpose).await?;
             Ok(Registration::Registered)
         }
         _ => Err(client.refused(&Method::GET, &path, &answer)),
@@ -212,8 +268,9 @@ async fn register(
     client: &Client,
     name: &str,
     repository: &ManagedRepository,
-    readonly: bool,
+    purpose: Purpose,
 ) -> Result<()> {
+    let readonly = purpose == Purpose::Read;
     let path = format!("_snapshot/{}", segment(name));
     let mut settings: serde_json::Map<String, Value> = repository
         .settings
@@ -234,12 +291,16 @@ async fn register(
     if !answer.status.is_success() {
         let why = super::client::reason(&answer.json());
         return Err(Error::usage(format!(
-            "{} refused to register the snapshot repository {name} ({}): {why}; every node needs the repository type's plugin{} and access to it, or name a repository the cluster has with --search-repository, or back up with --search-mode export",
+            "{} refused to register the snapshot repository {name} ({}): {why}; every node needs the repository type's plugin{} and access to it{}",
             client.address(),
             describe(repository),
             match repository.kind.as_str() {
                 "fs" => " (fs: the location under the node's path.repo)".to_string(),
                 kind => format!(" (repository-{kind}) with client {:?} configured", repository.settings.get("client").map(String::as_str).unwrap_or("default")),
+            },
+            match purpose {
+                Purpose::Backup => ", or name a repository the cluster has with --search-repository, or back up with --search-mode export",
+                Purpose::Release | Purpose::Read => "",
             }
         )));
     }
@@ -251,8 +312,14 @@ async fn register(
 /// cluster's pointer to them goes).
 pub async fn unregister(client: &Client, name: &str) {
     let path = format!("_snapshot/{}", segment(name));
-    if let Err(e) = client.send(Method::DELETE, &path, None).await {
-        tracing::warn!(repository = name, error = %e, "could not remove the read-only repository registration");
+    match client.send(Method::DELETE, &path, None).await {
+        Ok(answer) if answer.status.is_success() || answer.status.as_u16() == 404 => {}
+        Ok(answer) => {
+            tracing::warn!(repository = name, status = answer.status.as_u16(), reason = %super::client::reason(&answer.json()), "could not remove the read-only repository registration")
+        }
+        Err(e) => {
+            tracing::warn!(repository = name, error = %e, "could not remove the read-only repository registration")
+        }
     }
 }
 
@@ -311,7 +378,8 @@ fn changed(repository: &ManagedRepository, found: &Value) -> Option<String> {
     let what: Vec<String> = keys
         .into_iter()
         .filter(|k| normal(&repository.settings, k) != normal(&there, k))
-        .map(|k| format!("{k}={}", there.get(k).map_or("(none)", String::as_str)))
+        // Names only: a registration made by hand may hold a secret.
+        .map(|k| k.to_string())
         .collect();
     (!what.is_empty()).then(|| what.join(", "))
 }
@@ -390,7 +458,7 @@ pub async fn inventory(
     }
     if !missing.is_empty() {
         return Err(Error::integrity(format!(
-            "the repository in the store lacks what snapshot {} needs right after it succeeded: {}",
+            "the repository in the store lacks what snapshot {} needs right after it succeeded: {}; a data blob an earlier snapshot wrote and someone deleted is reused by every new snapshot — delete the snapshots that need it (the backups `vertice-agent list` shows damaged, through the cluster: DELETE _snapshot/REPOSITORY/SNAPSHOT) so the next one writes the files again",
             snapshot.snapshot,
             summarize(&missing)
         )));
@@ -525,6 +593,11 @@ pub fn shard_snapshot_files(blob: &[u8]) -> std::result::Result<Vec<(String, u64
             None => blobs.push((name.to_string(), length)),
             Some(part) => {
                 let parts = length.div_ceil(part);
+                if parts > MAX_PARTS {
+                    return Err(format!(
+                        "file {name} of {length} bytes in {parts} parts: not a repository's chunking"
+                    ));
+                }
                 for i in 0..parts {
                     let size = if i + 1 == parts {
                         length - part * i
@@ -626,11 +699,23 @@ mod tests {
             "client=x",
             "novalue",
             "a b=c",
+            "secret_key=s3cr3t",
+            "access_key=AK",
+            "sas_token=x",
+            "endpoint=elsewhere:9000",
+            "shard_path_type=HASHED_PREFIX",
+            "crypto_metadata.key_provider_name=x",
         ] {
             let e = extra_settings(&[bad.into()]).unwrap_err();
             assert!(e.contains("--search-repository-setting"), "{e}");
         }
         assert!(extra_settings(&["a=1".into(), "a=2".into()]).is_err());
+        assert!(extra_settings(&["shard_path_type=fixed".into()]).is_ok());
+        let secret = extra_settings(&["secret_key=s3cr3t".into()]).unwrap_err();
+        assert!(
+            !secret.contains("s3cr3t"),
+            "the value is never echoed: {secret}"
+        );
     }
 
     #[test]
@@ -651,13 +736,15 @@ mod tests {
         assert!(elsewhere(&m, &other).unwrap().contains("bucket=c"));
         let readonly = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "default", "compress": "false", "readonly": "true"}});
         assert_eq!(elsewhere(&m, &readonly), None);
-        assert!(changed(&m, &readonly).unwrap().contains("readonly=true"));
+        assert!(changed(&m, &readonly).unwrap().contains("readonly"));
         let client = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "other", "chunk_size": "1gb"}});
         let what = changed(&m, &client).unwrap();
         assert!(
-            what.contains("client=other") && what.contains("chunk_size=1gb"),
+            what.contains("client") && what.contains("chunk_size"),
             "{what}"
         );
+        let by_hand = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "default", "secret_key": "s3cr3t"}});
+        assert!(!changed(&m, &by_hand).unwrap().contains("s3cr3t"));
         // One place, one name, whatever the other settings.
         let mut throttled = m.clone();
         throttled
@@ -755,6 +842,8 @@ mod tests {
             ]
         );
         assert!(shard_snapshot_files(b"garbage").is_err());
+        let absurd = shard_blob(&files(&[("__ee", 1 << 40, Some(1))]));
+        assert!(shard_snapshot_files(&absurd).unwrap_err().contains("parts"));
         assert!(shard_snapshot_files(&shard_blob(&files(&[("../x", 1, None)]))).is_err());
     }
 }

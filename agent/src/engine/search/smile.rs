@@ -10,8 +10,8 @@ use serde_json::{Map, Number, Value};
 
 /// Back-reference tables hold at most this many entries, then start over.
 const SHARED_TABLE: usize = 1024;
-/// Longer strings are never shared.
-const SHARED_MAX_BYTES: usize = 64;
+/// Longer value strings are never shared (Jackson's limit).
+const SHARED_MAX_BYTES: usize = 65;
 /// Nesting beyond this is refused (a blob is not trusted input).
 const MAX_DEPTH: usize = 200;
 
@@ -102,7 +102,10 @@ impl Reader<'_> {
     /// Skips `n` raw bytes encoded 7 bits a byte.
     fn skip_seven_bit(&mut self, n: u64) -> Result<(), String> {
         let n = usize::try_from(n).map_err(|_| "Smile binary too long")?;
-        let encoded = n / 7 * 8 + if n % 7 > 0 { n % 7 + 1 } else { 0 };
+        let encoded = (n / 7)
+            .checked_mul(8)
+            .and_then(|e| e.checked_add(if n % 7 > 0 { n % 7 + 1 } else { 0 }))
+            .ok_or("Smile binary too long")?;
         self.take(encoded).map(|_| ())
     }
 
@@ -135,7 +138,8 @@ impl Reader<'_> {
         let at = self.at;
         let b = self.byte()?;
         match b {
-            0x00..=0x1F => self.shared_value(usize::from(b)),
+            // 0x00 is no token; 0x01–0x1F refer to shared values 0–30.
+            0x01..=0x1F => self.shared_value(usize::from(b) - 1),
             0x20 => Ok(Value::String(String::new())),
             0x21 => Ok(Value::Null),
             0x22 => Ok(Value::Bool(false)),
@@ -321,7 +325,7 @@ mod tests {
         b.extend_from_slice("é".as_bytes());
         b.push(0x80);
         b.extend_from_slice(b"b");
-        b.push(0x00); // shared value 0: "é"
+        b.push(0x01); // shared value 0: "é"
         b.push(0x80);
         b.extend_from_slice(b"c");
         b.push(0xE0);
@@ -345,6 +349,11 @@ mod tests {
             "unknown shared name"
         );
         assert!(decode(b":)\n\x01\x05").is_err(), "unknown shared value");
+        assert!(decode(b":)\n\x03\x00").is_err(), "0x00 is no token");
+        assert!(
+            decode(b":)\n\x01\xE8\x3F\x7F\x7F\x7F\x7F\x7F\x7F\x7F\x7F\xBF").is_err(),
+            "a binary length near u64::MAX"
+        );
         let deep: Vec<u8> = b":)\n\x01"
             .iter()
             .copied()

@@ -19,13 +19,22 @@ use serde_json::{json, Value};
 
 use super::client::{reason, segment, Client};
 use super::cluster::Identity;
-use super::repository::Registration;
+use super::repository::{Purpose, Registration};
 use super::selection::Selected;
 use crate::error::{Error, Result};
 use crate::manifest::search::{IndexFacts, SearchFacts, SnapshotFacts};
 
 /// How often a running snapshot or restore is asked how it is doing.
 const POLL: Duration = Duration::from_secs(1);
+
+/// How long to wait before asking again how a snapshot is doing, `elapsed`
+/// after it started: a fiftieth of that, between 50 ms and [`POLL`], so a
+/// snapshot's end is seen within 2% of its time (plus 50 ms) — a fixed
+/// second added up to a third to a 3-second snapshot — while a long one
+/// is still asked only once a second.
+fn poll_after(elapsed: Duration) -> Duration {
+    (elapsed / 50).clamp(Duration::from_millis(50), POLL)
+}
 
 /// What snapshot mode does not do, said in every manifest.
 pub const NOT_KEPT: &[&str] = &[
@@ -147,12 +156,13 @@ pub async fn take(
 
 /// Polls the snapshot until it ended; its description once `SUCCESS`.
 async fn follow(client: &Client, path: &str) -> Result<Value> {
+    let started = std::time::Instant::now();
     loop {
         client.stopped()?;
         let answer = client.get(path).await?;
         let snapshot = answer["snapshots"][0].clone();
         match verdict(&snapshot) {
-            Verdict::Running => tokio::time::sleep(POLL).await,
+            Verdict::Running => tokio::time::sleep(poll_after(started.elapsed())).await,
             Verdict::Done => return Ok(snapshot),
             Verdict::Failed(why) => {
                 return Err(client.side.error(format!("{}: {why}", client.address())))
@@ -207,7 +217,7 @@ fn verdict(snapshot: &Value) -> Verdict {
 /// Deletes a backup's snapshot through the cluster's API; one already gone
 /// is fine.
 pub async fn delete(client: &Client, snapshot: &SnapshotFacts) -> Result<()> {
-    reach(client, snapshot, false).await?;
+    reach(client, snapshot, Purpose::Release).await?;
     let path = format!(
         "_snapshot/{}/{}",
         segment(&snapshot.repository),
@@ -244,7 +254,7 @@ pub async fn restore(
     let snapshot = facts.snapshot.as_ref().ok_or_else(|| {
         Error::integrity("a snapshot-mode backup whose manifest names no snapshot")
     })?;
-    let registration = reach(client, snapshot, true).await?;
+    let registration = reach(client, snapshot, Purpose::Read).await?;
     let restored = restore_all(client, snapshot, names, aliases).await;
     if registration == Registration::Registered {
         super::repository::unregister(client, &snapshot.repository).await;
@@ -259,11 +269,11 @@ pub async fn restore(
 pub async fn reach(
     client: &Client,
     snapshot: &SnapshotFacts,
-    readonly: bool,
+    purpose: Purpose,
 ) -> Result<Registration> {
     match &snapshot.managed {
         Some(managed) => {
-            super::repository::ensure(client, &snapshot.repository, managed, readonly).await
+            super::repository::ensure(client, &snapshot.repository, managed, purpose).await
         }
         None => repository_type(client, &snapshot.repository)
             .await
@@ -454,6 +464,16 @@ pub fn count_check(index: &IndexFacts, restored: u64) -> std::result::Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_is_polled_often_at_first_then_once_a_second() {
+        assert_eq!(poll_after(Duration::ZERO), Duration::from_millis(50));
+        assert_eq!(
+            poll_after(Duration::from_secs(5)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(poll_after(Duration::from_secs(3600)), POLL);
+    }
 
     #[test]
     fn only_a_success_on_every_shard_is_a_backup() {
