@@ -689,7 +689,7 @@ mod tests {
             "server_side_encryption_type=bucket_default".into(),
             " chunk_size = 1gb ".into(),
         ])
-        .unwrap();
+        .expect("a value");
         assert_eq!(ok["server_side_encryption_type"], "bucket_default");
         assert_eq!(ok["chunk_size"], "1gb");
         for bad in [
@@ -706,12 +706,12 @@ mod tests {
             "shard_path_type=HASHED_PREFIX",
             "crypto_metadata.key_provider_name=x",
         ] {
-            let e = extra_settings(&[bad.into()]).unwrap_err();
+            let e = extra_settings(&[bad.into()]).expect_err("an error");
             assert!(e.contains("--search-repository-setting"), "{e}");
         }
         assert!(extra_settings(&["a=1".into(), "a=2".into()]).is_err());
         assert!(extra_settings(&["shard_path_type=fixed".into()]).is_ok());
-        let secret = extra_settings(&["secret_key=s3cr3t".into()]).unwrap_err();
+        let secret = extra_settings(&["secret_key=s3cr3t".into()]).expect_err("an error");
         assert!(
             !secret.contains("s3cr3t"),
             "the value is never echoed: {secret}"
@@ -733,18 +733,20 @@ mod tests {
         assert_eq!(elsewhere(&m, &same), None);
         assert_eq!(changed(&m, &same), None, "compress=false is the default");
         let other = json!({"type": "s3", "settings": {"bucket": "c", "base_path": "n/x/repository", "client": "default"}});
-        assert!(elsewhere(&m, &other).unwrap().contains("bucket=c"));
+        assert!(elsewhere(&m, &other).expect("a value").contains("bucket=c"));
         let readonly = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "default", "compress": "false", "readonly": "true"}});
         assert_eq!(elsewhere(&m, &readonly), None);
-        assert!(changed(&m, &readonly).unwrap().contains("readonly"));
+        assert!(changed(&m, &readonly)
+            .expect("a value")
+            .contains("readonly"));
         let client = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "other", "chunk_size": "1gb"}});
-        let what = changed(&m, &client).unwrap();
+        let what = changed(&m, &client).expect("a value");
         assert!(
             what.contains("client") && what.contains("chunk_size"),
             "{what}"
         );
         let by_hand = json!({"type": "s3", "settings": {"bucket": "b", "base_path": "n/x/repository", "client": "default", "secret_key": "s3cr3t"}});
-        assert!(!changed(&m, &by_hand).unwrap().contains("s3cr3t"));
+        assert!(!changed(&m, &by_hand).expect("a value").contains("s3cr3t"));
         // One place, one name, whatever the other settings.
         let mut throttled = m.clone();
         throttled
@@ -763,10 +765,10 @@ mod tests {
             "index_metadata_identifiers": {"ident-1": "BLOB1"}
         });
         assert_eq!(
-            index_metadata_blobs(&data, "U1").unwrap(),
+            index_metadata_blobs(&data, "U1").expect("a value"),
             vec!["indices/ID1/meta-BLOB1.dat"]
         );
-        let mut old = index_metadata_blobs(&data, "U0").unwrap();
+        let mut old = index_metadata_blobs(&data, "U0").expect("a value");
         old.sort();
         assert_eq!(
             old,
@@ -832,7 +834,7 @@ mod tests {
             ("__dd", 700, Some(1_000)),
         ]));
         assert_eq!(
-            shard_snapshot_files(&blob).unwrap(),
+            shard_snapshot_files(&blob).expect("a value"),
             vec![
                 ("__aa".to_string(), 1_000),
                 ("__cc.part0".to_string(), 1_000),
@@ -843,7 +845,9 @@ mod tests {
         );
         assert!(shard_snapshot_files(b"garbage").is_err());
         let absurd = shard_blob(&files(&[("__ee", 1 << 40, Some(1))]));
-        assert!(shard_snapshot_files(&absurd).unwrap_err().contains("parts"));
+        assert!(shard_snapshot_files(&absurd)
+            .expect_err("an error")
+            .contains("parts"));
         assert!(shard_snapshot_files(&shard_blob(&files(&[("../x", 1, None)]))).is_err());
     }
 }

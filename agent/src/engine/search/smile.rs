@@ -308,7 +308,7 @@ mod tests {
         b.extend_from_slice(b"ok");
         b.extend_from_slice(&[0x23, 0xFB]);
         assert_eq!(
-            decode(&b).unwrap(),
+            decode(&b).expect("a value"),
             json!({"name": "snap", "files": [
                 {"name": "__a1", "length": 300, "part_size": -3},
                 {"name": "v__b", "meta_hash": null}
@@ -335,7 +335,7 @@ mod tests {
         b.push(0x21);
         b.push(0xFB);
         assert_eq!(
-            decode(&b).unwrap(),
+            decode(&b).expect("a value"),
             json!({"a": "é", "b": null, "c": "x".repeat(70)})
         );
     }
