@@ -702,6 +702,7 @@ fn a_snapshot_stopped_by_sigterm_or_a_dead_server_is_no_backup() {
     let _one = one_at_a_time();
     let mut server = SearchServer::start(Flavour::OpenSearch);
     fill(&server, "big", 12_000, 1000);
+    fill(&server, "small", 100, 100);
     let agent = Agent::new();
     let root = server.repo_path().join("store");
     // The agent (root here) and the node (its own user) share the store.
@@ -711,7 +712,10 @@ fn a_snapshot_stopped_by_sigterm_or_a_dead_server_is_no_backup() {
     let url = format!("file://{}", root.display());
     let env: Vec<(&str, String)> = Vec::new();
     let address = server.url();
-    let mut args = backup_args(&address, "big", &url);
+    // The good backup takes only the small index: a snapshot of the big
+    // one must upload all of it (a snapshot reuses what an earlier one
+    // uploaded), slowly.
+    let mut args = backup_args(&address, "small", &url);
     args.extend(["--search-mode", "snapshot"]);
     agent.run(&args, &env).assert_ok();
     let good = listed(&agent, &url, &env);
@@ -728,7 +732,9 @@ fn a_snapshot_stopped_by_sigterm_or_a_dead_server_is_no_backup() {
         }
         found[0].as_str().expect("repository").to_string()
     };
-    let mut slow = args.clone();
+    let mut big = backup_args(&address, "big", &url);
+    big.extend(["--search-mode", "snapshot"]);
+    let mut slow = big.clone();
     slow.extend([
         "--search-repository-setting",
         "max_snapshot_bytes_per_sec=1mb",
@@ -781,7 +787,7 @@ fn a_snapshot_stopped_by_sigterm_or_a_dead_server_is_no_backup() {
     // The repository outlives both: the next run (its setting dropped:
     // registered again) succeeds and verifies, blob by blob.
     server.restart();
-    agent.run(&args, &env).assert_ok();
+    agent.run(&big, &env).assert_ok();
     assert_eq!(listed(&agent, &url, &env).len(), 2);
     agent.run(&["verify", "--from", &url], &env).assert_ok();
 }
