@@ -247,16 +247,7 @@ fn missing_artifacts(m: &Manifest, sizes: &HashMap<&str, u64>) -> Option<String>
         .map(|(key, _)| key.as_str())
         .collect();
     if !damaged.is_empty() {
-        const SHOWN: usize = 3;
-        let mut named = damaged
-            .iter()
-            .take(SHOWN)
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if damaged.len() > SHOWN {
-            named.push_str(&format!(" and {} more", damaged.len() - SHOWN));
-        }
+        let named = crate::names::first_few(&damaged, 3, ", ");
         problems.push(format!(
             "{} of the {} repository blobs its snapshot needs are missing or of another size: {named}",
             damaged.len(),

@@ -117,3 +117,30 @@ mod tests {
         );
     }
 }
+
+/// The first `shown` of `items` joined by `separator`, and how many more
+/// there are: a message that names what is wrong without a wall of text.
+pub fn first_few<T: AsRef<str>>(items: &[T], shown: usize, separator: &str) -> String {
+    let mut text = items
+        .iter()
+        .take(shown)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(separator);
+    if items.len() > shown {
+        text.push_str(&format!(" and {} more", items.len() - shown));
+    }
+    text
+}
+
+#[cfg(test)]
+mod first_few_tests {
+    use super::first_few;
+
+    #[test]
+    fn names_the_first_and_counts_the_rest() {
+        assert_eq!(first_few(&["a", "b"], 3, ", "), "a, b");
+        assert_eq!(first_few(&["a", "b", "c", "d"], 2, "; "), "a; b and 2 more");
+        assert_eq!(first_few::<&str>(&[], 2, ", "), "");
+    }
+}

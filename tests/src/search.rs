@@ -319,6 +319,18 @@ impl SearchServer {
     }
 
     /// The server's log (log4j), for failure messages.
+    /// A `file://` backup store under `path.repo` that the agent (root
+    /// here) and the node (its own user) both write: the agent's own `fs`
+    /// snapshot repository lies inside it. Its root and URL.
+    pub fn shared_store(&self) -> (PathBuf, String) {
+        let root = self.repo_path().join("store");
+        std::fs::create_dir_all(&root).expect("store root");
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .expect("chmod the store root");
+        let url = format!("file://{}", root.display());
+        (root, url)
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.home().join("logs").join("server.log")
     }

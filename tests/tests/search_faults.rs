@@ -704,12 +704,7 @@ fn a_snapshot_stopped_by_sigterm_or_a_dead_server_is_no_backup() {
     fill(&server, "big", 12_000, 1000);
     fill(&server, "small", 100, 100);
     let agent = Agent::new();
-    let root = server.repo_path().join("store");
-    // The agent (root here) and the node (its own user) share the store.
-    std::fs::create_dir_all(&root).expect("store root");
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .expect("chmod");
-    let url = format!("file://{}", root.display());
+    let (root, url) = server.shared_store();
     let env: Vec<(&str, String)> = Vec::new();
     let address = server.url();
     // The good backup takes only the small index: a snapshot of the big

@@ -5,6 +5,7 @@
 //! no throwaway index behind; bad flags are refused before anything runs.
 
 use serde_json::json;
+use vertice_tests::agent::RunOutput;
 use vertice_tests::search::{one_at_a_time, Flavour, S3Client, SearchServer};
 use vertice_tests::seaweedfs::{ACCESS_KEY, SECRET_KEY};
 use vertice_tests::{Agent, TestStore};
@@ -36,6 +37,48 @@ fn fill(server: &SearchServer) {
     server.bulk(&bulk);
     server.refresh("orders");
     server.refresh("logs");
+}
+
+/// `restore` of the series `snap` into `address` under `--index-map map`.
+fn run_restore(
+    agent: &Agent,
+    url: &str,
+    address: &str,
+    map: &str,
+    env: &[(&str, String)],
+) -> RunOutput {
+    agent.run(
+        &[
+            "restore",
+            "--from",
+            url,
+            "--name",
+            "snap",
+            "--to",
+            address,
+            "--target-kind",
+            "elasticsearch",
+            "--index-map",
+            map,
+        ],
+        env,
+    )
+}
+
+/// A drill of the series `snap` into throwaway indices on `address`.
+fn run_drill(agent: &Agent, url: &str, address: &str, env: &[(&str, String)]) -> RunOutput {
+    agent.run(
+        &[
+            "drill",
+            "--from",
+            url,
+            "--name",
+            "snap",
+            "--restore-to",
+            address,
+        ],
+        env,
+    )
 }
 
 fn drill_indices(server: &SearchServer) -> Vec<String> {
@@ -134,24 +177,7 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
         .run(&["verify", "--from", &url, "--name", "snap"], &env)
         .assert_ok();
 
-    let restore = |map: &str| {
-        agent.run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--name",
-                "snap",
-                "--to",
-                &address,
-                "--target-kind",
-                "elasticsearch",
-                "--index-map",
-                map,
-            ],
-            &env,
-        )
-    };
+    let restore = |map: &str| run_restore(&agent, &url, &address, map, &env);
     let refused = restore("logs=logs");
     refused.assert_code(2);
     assert!(
@@ -166,18 +192,7 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
         "logs-copy differs"
     );
 
-    let drill = agent.run(
-        &[
-            "drill",
-            "--from",
-            &url,
-            "--name",
-            "snap",
-            "--restore-to",
-            &address,
-        ],
-        &env,
-    );
+    let drill = run_drill(&agent, &url, &address, &env);
     drill.assert_ok();
     assert!(drill.all().contains("passed"), "{}", drill.all());
     assert!(
@@ -233,18 +248,7 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
     assert_eq!(status, 404, "the first snapshot is deleted: {gone}");
     let (_, all) = server.request("GET", &format!("/_snapshot/{REPOSITORY}/_all"), None);
     assert_eq!(all["snapshots"].as_array().map(Vec::len), Some(1), "{all}");
-    let drill = agent.run(
-        &[
-            "drill",
-            "--from",
-            &url,
-            "--name",
-            "snap",
-            "--restore-to",
-            &address,
-        ],
-        &env,
-    );
+    let drill = run_drill(&agent, &url, &address, &env);
     drill.assert_ok();
 
     // Someone deletes the repository's index data: the drill fails and
@@ -252,18 +256,7 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
     let indices_dir = location.join("indices");
     assert!(indices_dir.is_dir(), "no {}", indices_dir.display());
     std::fs::remove_dir_all(&indices_dir).expect("damage the repository");
-    let damaged = agent.run(
-        &[
-            "drill",
-            "--from",
-            &url,
-            "--name",
-            "snap",
-            "--restore-to",
-            &address,
-        ],
-        &env,
-    );
+    let damaged = run_drill(&agent, &url, &address, &env);
     assert_ne!(damaged.code, 0, "{}", damaged.all());
     assert!(
         drill_indices(&server).is_empty(),
@@ -295,12 +288,7 @@ fn own_repository_in_a_file_store(flavour: Flavour) {
     let _one = one_at_a_time();
     let server = SearchServer::start(flavour);
     let agent = Agent::new();
-    let root = server.repo_path().join("store");
-    // The agent (root here) and the node (its own user) share the store.
-    std::fs::create_dir_all(&root).expect("store root");
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .expect("chmod");
-    let url = format!("file://{}", root.display());
+    let (root, url) = server.shared_store();
     let env: Vec<(&str, String)> = Vec::new();
     fill(&server);
     let address = server.url();
@@ -372,24 +360,7 @@ fn own_repository_in_a_file_store(flavour: Flavour) {
     // restore, and loses it again after.
     let (status, _) = server.request("DELETE", &format!("/_snapshot/{repository}"), None);
     assert_eq!(status, 200);
-    agent
-        .run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--name",
-                "snap",
-                "--to",
-                &address,
-                "--target-kind",
-                "elasticsearch",
-                "--index-map",
-                "orders=orders-1,logs=logs-1",
-            ],
-            &env,
-        )
-        .assert_ok();
+    run_restore(&agent, &url, &address, "orders=orders-1,logs=logs-1", &env).assert_ok();
     assert_eq!(server.count("orders-1"), 500);
     assert!(server.all_docs("logs-1") == server.all_docs("logs"));
     let (status, _) = server.request("GET", &format!("/_snapshot/{repository}"), None);
@@ -468,18 +439,7 @@ fn own_repository_in_a_file_store(flavour: Flavour) {
     listed.assert_ok();
     let rows: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
     assert_eq!(rows[0]["status"], "damaged", "{rows}");
-    let drill = agent.run(
-        &[
-            "drill",
-            "--from",
-            &url,
-            "--name",
-            "snap",
-            "--restore-to",
-            &address,
-        ],
-        &env,
-    );
+    let drill = run_drill(&agent, &url, &address, &env);
     assert_ne!(drill.code, 0, "{}", drill.all());
     assert!(
         drill.stderr.contains("is damaged") && drill.stderr.contains(&victim),
@@ -487,22 +447,7 @@ fn own_repository_in_a_file_store(flavour: Flavour) {
         drill.all()
     );
     // Restore refuses it too: nothing is asked of the cluster.
-    let refused = agent.run(
-        &[
-            "restore",
-            "--from",
-            &url,
-            "--name",
-            "snap",
-            "--to",
-            &address,
-            "--target-kind",
-            "elasticsearch",
-            "--index-map",
-            "orders=orders-9,logs=logs-9",
-        ],
-        &env,
-    );
+    let refused = run_restore(&agent, &url, &address, "orders=orders-9,logs=logs-9", &env);
     assert_ne!(refused.code, 0, "{}", refused.all());
     assert!(refused.stderr.contains(&victim), "{}", refused.all());
     let (status, _) = server.request("GET", "/logs-9", None);
@@ -590,41 +535,11 @@ fn opensearch3_snapshots_into_the_s3_store_and_a_deleted_blob_is_found() {
     agent
         .run(&["verify", "--from", &url, "--name", "snap"], &env)
         .assert_ok();
-    let restore = |map: &str| {
-        agent.run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--name",
-                "snap",
-                "--to",
-                &address,
-                "--target-kind",
-                "elasticsearch",
-                "--index-map",
-                map,
-            ],
-            &env,
-        )
-    };
+    let restore = |map: &str| run_restore(&agent, &url, &address, map, &env);
     restore("orders=orders-1,logs=logs-1").assert_ok();
     assert_eq!(server.count("orders-1"), 500);
     assert!(server.all_docs("logs-1") == server.all_docs("logs"));
-    let drill = || {
-        agent.run(
-            &[
-                "drill",
-                "--from",
-                &url,
-                "--name",
-                "snap",
-                "--restore-to",
-                &address,
-            ],
-            &env,
-        )
-    };
+    let drill = || run_drill(&agent, &url, &address, &env);
     drill().assert_ok();
 
     backup(&["--keep-last", "1"]).assert_ok();

@@ -60,13 +60,7 @@ pub async fn start_backup(
     if let Some(key) = &settings.search.connection.api_key {
         redactor.add(key.expose());
     }
-    let client = Client::new(
-        target,
-        &settings.search.connection,
-        settings.password.as_ref(),
-        "--source",
-        Side::Source,
-    )?;
+    let client = source_client(target, settings)?;
     let identity = cluster::identify(&client).await?;
     if let Some(repository) = &settings.search.snapshot {
         return start_snapshot(
@@ -195,6 +189,17 @@ async fn start_snapshot(
     })
 }
 
+/// A client of the backup's source cluster.
+fn source_client(target: &SearchTarget, settings: &BackupSettings) -> Result<Client> {
+    Client::new(
+        target,
+        &settings.search.connection,
+        settings.password.as_ref(),
+        "--source",
+        Side::Source,
+    )
+}
+
 fn source_info(target: &SearchTarget, identity: &cluster::Identity) -> SourceInfo {
     SourceInfo {
         kind: SourceKind::Elasticsearch,
@@ -234,13 +239,7 @@ pub async fn finish_backup(
             Ok(())
         }
         Err(e) => {
-            let deleted = match Client::new(
-                target,
-                &settings.search.connection,
-                settings.password.as_ref(),
-                "--source",
-                Side::Source,
-            ) {
+            let deleted = match source_client(target, settings) {
                 Ok(client) => snapshot::delete(&client, snapshot).await,
                 Err(c) => Err(c),
             };
@@ -265,13 +264,7 @@ pub async fn discard(
     let Some(snapshot) = source.search.as_ref().and_then(|s| s.snapshot.as_ref()) else {
         return Ok(());
     };
-    let client = Client::new(
-        target,
-        &settings.search.connection,
-        settings.password.as_ref(),
-        "--source",
-        Side::Source,
-    )?;
+    let client = source_client(target, settings)?;
     snapshot::delete(&client, snapshot).await?;
     tracing::info!(snapshot = %snapshot.snapshot, repository = %snapshot.repository, "the snapshot of a backup that was not stored is deleted");
     Ok(())
@@ -289,13 +282,7 @@ pub async fn release(
     let Some(snapshot) = old.source.search.as_ref().and_then(|s| s.snapshot.as_ref()) else {
         return Ok(());
     };
-    let client = Client::new(
-        target,
-        &settings.search.connection,
-        settings.password.as_ref(),
-        "--source",
-        Side::Source,
-    )?;
+    let client = source_client(target, settings)?;
     let identity = cluster::identify(&client).await?;
     let recorded_uuid = old
         .source

@@ -511,17 +511,7 @@ async fn listing(
 }
 
 fn summarize(problems: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut text = problems
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if problems.len() > SHOWN {
-        text.push_str(&format!(" and {} more", problems.len() - SHOWN));
-    }
-    text
+    crate::names::first_few(problems, 5, "; ")
 }
 
 /// The metadata blobs of the snapshot's indices, from the repository's
