@@ -31,6 +31,8 @@ pub const AZURE_ENDPOINT: &str = "VERTICE_AZURE_ENDPOINT";
 pub const SOURCE: &str = "VERTICE_SOURCE";
 pub const SOURCE_KIND: &str = "VERTICE_SOURCE_KIND";
 pub const PG_DUMP_ARGS: &str = "VERTICE_PG_DUMP_ARGS";
+/// Parallel workers of a PostgreSQL backup, restore or drill (`--jobs`).
+pub const PG_JOBS: &str = "VERTICE_PG_JOBS";
 pub const VAULT_CACERT: &str = "VERTICE_VAULT_CACERT";
 pub const VAULT_NAMESPACE: &str = "VERTICE_VAULT_NAMESPACE";
 pub const VAULT_K8S_ROLE: &str = "VERTICE_VAULT_K8S_ROLE";
@@ -93,6 +95,7 @@ pub const ALL: &[&str] = &[
     SOURCE,
     SOURCE_KIND,
     PG_DUMP_ARGS,
+    PG_JOBS,
     VAULT_CACERT,
     VAULT_NAMESPACE,
     VAULT_K8S_ROLE,
