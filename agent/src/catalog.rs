@@ -481,6 +481,7 @@ mod tests {
                 roles: Vec::new(),
                 kafka: None,
                 search: None,
+                postgres: None,
             },
             started_at: t,
             finished_at: t,

@@ -188,6 +188,13 @@ pub struct BackupArgs {
     #[arg(long, env = "VERTICE_PG_DUMP", default_value = "pg_dump")]
     pub pg_dump: PathBuf,
 
+    /// PostgreSQL: parallel workers. Above 1, one exported snapshot is read
+    /// by pg_dump (schema, sequences, small tables) and by N sessions that
+    /// copy the larger tables, split into block ranges, each part its own
+    /// object. 1: one pg_dump stream.
+    #[arg(long, env = agent_env::PG_JOBS, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+
     /// Extra pg_dump option, repeatable (e.g. --pg-dump-arg=--exclude-table=audit.*).
     #[arg(
         long = "pg-dump-arg",
@@ -509,6 +516,11 @@ pub struct RestoreArgs {
     #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]
     pub pg_restore: PathBuf,
 
+    /// PostgreSQL: sessions that load a parallel backup's parts (a backup
+    /// made with --jobs 1 is one stream and loads in one).
+    #[arg(long, env = agent_env::PG_JOBS, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+
     /// psql executable that runs the restore's SQL (default: the psql beside
     /// --pg-restore when that is a path, else psql on PATH).
     #[arg(long, env = "VERTICE_PSQL")]
@@ -667,6 +679,11 @@ pub struct DrillArgs {
     /// pg_restore executable.
     #[arg(long, env = "VERTICE_PG_RESTORE", default_value = "pg_restore")]
     pub pg_restore: PathBuf,
+
+    /// PostgreSQL: sessions that load a parallel backup's parts (a backup
+    /// made with --jobs 1 is one stream and loads in one).
+    #[arg(long, env = agent_env::PG_JOBS, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
 
     /// psql executable (default: the one beside --pg-restore, else on PATH).
     #[arg(long, env = "VERTICE_PSQL")]

@@ -65,6 +65,12 @@ pub fn received() -> Option<i32> {
     }
 }
 
+/// A token cancelled by a signal and by whoever holds it (the parts of a
+/// parallel run stop together when one fails).
+pub fn child_token() -> CancellationToken {
+    token().child_token()
+}
+
 /// Resolves once a signal arrived.
 pub async fn cancelled() {
     token().cancelled().await

@@ -6,19 +6,23 @@ use serde::{Deserialize, Serialize};
 use vertice_crds::Compression;
 
 pub mod kafka;
+pub mod postgres;
 pub mod search;
 
 /// Bumped when a change would mislead an older agent reading a newer
 /// manifest; the highest this agent reads. 2: the backup has a `parent`
 /// (an incremental backup), which an agent reading only 1 would restore
 /// without its chain, and prune without keeping the chain.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The version a new manifest is written with: the lowest that tells an
 /// older agent what it must know (a full backup stays readable by agents
-/// that know only version 1).
-pub fn format_version(incremental: bool) -> u32 {
-    if incremental {
+/// that know only version 1). Version 3: a parallel PostgreSQL backup,
+/// whose data an older agent would not restore (it reads one artifact).
+pub fn format_version(incremental: bool, parallel: bool) -> u32 {
+    if parallel {
+        3
+    } else if incremental {
         2
     } else {
         1
@@ -79,6 +83,9 @@ pub struct SourceInfo {
     /// per index its count and content digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<search::SearchFacts>,
+    /// PostgreSQL with `--jobs` > 1: the snapshot and the data parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<postgres::PostgresFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +191,7 @@ mod tests {
                 roles: Vec::new(),
                 kafka: None,
                 search: None,
+                postgres: None,
             },
             started_at: t,
             finished_at: t + chrono::Duration::milliseconds(2500),
@@ -219,12 +227,13 @@ mod tests {
     #[test]
     fn only_incremental_backups_need_the_newer_format() {
         assert_eq!(
-            format_version(false),
+            format_version(false, false),
             1,
             "full backups stay readable by older agents"
         );
-        assert_eq!(format_version(true), 2);
-        assert!(format_version(true) <= FORMAT_VERSION);
+        assert_eq!(format_version(true, false), 2);
+        assert_eq!(format_version(false, true), 3);
+        assert!(format_version(true, true) <= FORMAT_VERSION);
     }
 
     #[test]

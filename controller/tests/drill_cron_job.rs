@@ -104,6 +104,24 @@ fn an_ephemeral_drill_needs_no_server_and_no_password() {
 }
 
 #[test]
+fn a_drill_restores_with_as_many_sessions_as_the_backup_dumped_with() {
+    let drill = json!({"schedule": {"cron": "@weekly"}, "target": {"ephemeral": {}}});
+    let env = r#"{"name":"VERTICE_PG_JOBS","value":"4"}"#;
+    let mut b = backup(drill.clone(), false);
+    b.spec.target.postgres.as_mut().expect("postgres").jobs = Some(4);
+    let text =
+        serde_json::to_string(&desired_drill(&b, &defaults()).expect("valid")).expect("json");
+    assert!(text.contains(env), "{text}");
+    let text =
+        serde_json::to_string(&desired_drill(&backup(drill, false), &defaults()).expect("valid"))
+            .expect("json");
+    assert!(
+        !text.contains("VERTICE_PG_JOBS"),
+        "unset: the agent's default: {text}"
+    );
+}
+
+#[test]
 fn a_drill_that_cannot_work_is_refused() {
     let no_target = backup(json!({"schedule": {"cron": "@weekly"}}), false);
     let err = desired_drill(&no_target, &defaults()).expect_err("no target");

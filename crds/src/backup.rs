@@ -132,6 +132,13 @@ pub struct PostgresTarget {
     /// Extra pg_dump options such as `--exclude-table=audit.*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pg_dump_args: Vec<String>,
+    /// Parallel workers for the backup (`--jobs`): one exported snapshot,
+    /// each worker dumping tables or block ranges of a large table into its
+    /// own part under it. Unset: the agent's default (1, one pg_dump
+    /// stream). Restores and drills of the backup use as many sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32))]
+    pub jobs: Option<u32>,
 }
 
 fn default_postgres_port() -> u16 {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::io::BufReader;
 
+use super::backup_parts::{Parts, Seal};
 use super::store_from_args;
 use crate::backup_id::BackupId;
 use crate::cli::BackupArgs;
@@ -131,7 +132,7 @@ pub async fn run_with_hooks(args: &BackupArgs, summary: &mut RunSummary) -> Resu
 }
 
 async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> Result<Manifest> {
-    let store = store_from_args(&args.to, "--to", &args.store).await?;
+    let store: Arc<dyn Store> = Arc::from(store_from_args(&args.to, "--to", &args.store).await?);
     summary.store = Some(store.describe());
     store.check_access().await?;
 
@@ -144,19 +145,32 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     summary.source_kind = Some(started.source.kind.to_string());
     tracing::info!(backup = %id, source = %started.source.address, store = %store.describe(), compression = %args.compression, "backup started");
 
-    let stream = std::mem::replace(&mut started.stream, Box::new(tokio::io::empty()));
+    let mut stream = std::mem::replace(&mut started.stream, Box::new(tokio::io::empty()));
     let dir = backup_dir(&run.namespace, &run.name, id.as_str());
-    let artifact_name = format!(
-        "{}{}{}",
-        started.artifact_stem,
-        args.compression.file_suffix(),
-        if run.recipients.is_empty() {
-            ""
-        } else {
-            ".age"
-        }
-    );
+    let seal = Seal {
+        compression: args.compression,
+        level: args.compression_level,
+        recipients: run.recipients.clone(),
+    };
+    let artifact_name = seal.name(started.artifact_stem);
     let artifact_key = format!("{dir}/{artifact_name}");
+    // An engine with parts beside its main stream: its workers upload
+    // through the same pipeline, and the main stream stops with them.
+    let parts = match started.parts.take() {
+        Some(runner) => {
+            let (parts, sink) =
+                Parts::start(Arc::clone(&store), dir.clone(), seal, redactor.clone());
+            stream = Box::new(Interruptible::until(stream, parts.cancel.clone()));
+            started.finished = Some(runner(sink));
+            Some(parts)
+        }
+        None => None,
+    };
+    let own = |parts: &Option<Parts>| -> Vec<String> {
+        let mut keys = vec![artifact_key.clone()];
+        keys.extend(parts.iter().flat_map(Parts::keys));
+        keys
+    };
     let (raw, stored) = (Meter::capturing_head(HEAD_BYTES), Meter::new());
     let uploaded = match upload(
         args,
@@ -171,7 +185,9 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     {
         Ok(uploaded) => uploaded,
         Err(e) => {
+            stop_parts(&parts);
             settle_source(run, started.finished.take(), &redactor).await;
+            remove_own(store.as_ref(), &own(&parts)).await;
             return Err(e);
         }
     };
@@ -183,8 +199,11 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         Ok(size) => size,
         Err(e) => {
             // An engine task still running (a search snapshot being
-            // followed) gets to undo what it started before the run ends.
+            // followed, parts being copied) gets to undo what it started
+            // before the run ends.
+            stop_parts(&parts);
             settle_source(run, started.finished.take(), &redactor).await;
+            remove_own(store.as_ref(), &own(&parts)).await;
             return Err(upload_error(e, &redactor, &id, &run.target));
         }
     };
@@ -200,17 +219,21 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         )
         .await
     {
-        remove_own(store.as_ref(), &[&artifact_key]).await;
+        // The parts' workers have ended (finish_backup waited for them).
+        remove_own(store.as_ref(), &own(&parts)).await;
         return Err(e);
     }
     let meters = Meters { raw, stored };
-    let manifest = manifest_of(args, run, &id, started_at, started, artifact_name, &meters)?;
+    let mut manifest = manifest_of(args, run, &id, started_at, started, artifact_name, &meters)?;
+    if let Some(parts) = &parts {
+        manifest.artifacts.extend(parts.artifacts());
+    }
     if let Err(e) = check_size(stored_size, &manifest) {
-        remove_own(store.as_ref(), &[&artifact_key]).await;
+        remove_own(store.as_ref(), &own(&parts)).await;
         abandon(store.as_ref(), run, &manifest, &dir).await;
         return Err(e);
     }
-    if let Err(e) = publish_manifest(store.as_ref(), &manifest, &dir, &artifact_key).await {
+    if let Err(e) = publish_manifest(store.as_ref(), &manifest, &dir, &own(&parts)).await {
         abandon(store.as_ref(), run, &manifest, &dir).await;
         return Err(e);
     }
@@ -234,6 +257,13 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         .await?;
     }
     Ok(manifest)
+}
+
+/// Stops a run's part workers (their uploads abort as their streams fail).
+fn stop_parts(parts: &Option<Parts>) {
+    if let Some(parts) = parts {
+        parts.cancel.cancel();
+    }
 }
 
 /// The source side of a run whose upload failed: an engine task still
@@ -367,7 +397,10 @@ fn manifest_of(
         producer: started.producer,
     };
     Ok(Manifest {
-        format_version: crate::manifest::format_version(started.parent.is_some()),
+        format_version: crate::manifest::format_version(
+            started.parent.is_some(),
+            started.source.postgres.is_some(),
+        ),
         backup_id: id.to_string(),
         namespace: run.namespace.clone(),
         name: run.name.clone(),
@@ -380,16 +413,17 @@ fn manifest_of(
     })
 }
 
-/// The store must have taken exactly what the pipeline produced.
+/// The store must have taken exactly what the pipeline produced (the main
+/// artifact; each part was checked as it was stored).
 fn check_size(stored_size: u64, manifest: &Manifest) -> Result<()> {
-    if stored_size == manifest.stored_bytes() {
+    let produced = manifest.artifacts.first().map_or(0, |a| a.stored_bytes);
+    if stored_size == produced {
         return Ok(());
     }
     Err(Error::run(
         ErrorCategory::Store,
         format!(
-            "the store took {stored_size} bytes but the pipeline produced {}; nothing was stored",
-            manifest.stored_bytes()
+            "the store took {stored_size} bytes but the pipeline produced {produced}; nothing was stored"
         ),
     ))
 }
@@ -471,7 +505,7 @@ async fn publish_manifest(
     store: &dyn Store,
     manifest: &Manifest,
     dir: &str,
-    artifact_key: &str,
+    artifact_keys: &[String],
 ) -> Result<()> {
     let manifest_key = format!("{dir}/{MANIFEST_FILE}");
     let json = serde_json::to_vec_pretty(manifest)
@@ -480,14 +514,15 @@ async fn publish_manifest(
         if !matches!(e, StoreError::AlreadyExists { .. }) {
             remove_own(store, &[&manifest_key]).await;
         }
-        remove_own(store, &[artifact_key]).await;
+        remove_own(store, artifact_keys).await;
         return Err(Error::from(e).context(format!(
             "backup {} was not stored: writing its manifest failed",
             manifest.backup_id
         )));
     }
-    if let Err(problem) = read_back(store, manifest, &manifest_key, artifact_key).await {
-        remove_own(store, &[&manifest_key, artifact_key]).await;
+    if let Err(problem) = read_back(store, manifest, &manifest_key, dir).await {
+        remove_own(store, &[&manifest_key]).await;
+        remove_own(store, artifact_keys).await;
         return Err(Error::run(
             ErrorCategory::Store,
             format!(
@@ -503,7 +538,7 @@ async fn read_back(
     store: &dyn Store,
     manifest: &Manifest,
     manifest_key: &str,
-    artifact_key: &str,
+    dir: &str,
 ) -> std::result::Result<(), String> {
     let bytes = store
         .get_bytes(manifest_key)
@@ -515,22 +550,31 @@ async fn read_back(
             "{manifest_key} does not hold the manifest that was written"
         ));
     }
-    let expected = manifest.stored_bytes();
-    let listed = store.list(artifact_key).await.map_err(|e| e.to_string())?;
-    match listed.iter().find(|o| o.key == artifact_key) {
-        Some(o) if o.size == expected => Ok(()),
-        Some(o) => Err(format!(
-            "{artifact_key} is {} bytes in the store, {expected} were written",
-            o.size
-        )),
-        None => Err(format!("{artifact_key} is not in the store")),
+    // Every artifact listed at its full size (one listing for them all).
+    let listed = store
+        .list(&format!("{dir}/"))
+        .await
+        .map_err(|e| e.to_string())?;
+    for artifact in &manifest.artifacts {
+        let key = format!("{dir}/{}", artifact.name);
+        match listed.iter().find(|o| o.key == key) {
+            Some(o) if o.size == artifact.stored_bytes => {}
+            Some(o) => {
+                return Err(format!(
+                    "{key} is {} bytes in the store, {} were written",
+                    o.size, artifact.stored_bytes
+                ))
+            }
+            None => return Err(format!("{key} is not in the store")),
+        }
     }
+    Ok(())
 }
 
 /// Removes objects this run created; failures are logged, since the run has
 /// already failed for a better reason.
-async fn remove_own(store: &dyn Store, keys: &[&str]) {
-    for key in keys {
+async fn remove_own<K: AsRef<str>>(store: &dyn Store, keys: &[K]) {
+    for key in keys.iter().map(AsRef::as_ref) {
         if let Err(e) = store.delete(key).await {
             tracing::warn!(key = %key, error = %e, "could not remove an object this failed run created");
         }

@@ -5,6 +5,7 @@
 //! its settings come ready from the edge (`cli/settings.rs`).
 
 pub mod backup;
+mod backup_parts;
 pub mod drill;
 pub mod list;
 pub mod probe;

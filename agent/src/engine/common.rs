@@ -38,6 +38,35 @@ pub struct BackupStream {
     /// An incremental backup: the backup it continues (the manifest's
     /// `parent`).
     pub parent: Option<String>,
+    /// Streams beside the main one, each its own artifact (a parallel
+    /// PostgreSQL backup's table data). The command hands the runner its
+    /// pipeline into the store; the runner's handle becomes `finished`.
+    pub parts: Option<PartsRunner>,
+}
+
+/// Starts an engine's part workers with the pipeline they upload through.
+pub type PartsRunner =
+    Box<dyn FnOnce(PartSink) -> tokio::task::JoinHandle<Result<SourceInfo>> + Send>;
+
+/// One part for the store: the engine's stream and what its artifact says.
+pub struct PartRequest {
+    /// The artifact's name before the compression and encryption suffixes.
+    pub stem: String,
+    pub format: &'static str,
+    pub producer: crate::manifest::Producer,
+    pub stream: crate::pipeline::codec::BoxRead,
+}
+
+/// The command's pipeline for parts: compresses, encrypts, hashes and
+/// stores a part, answering its artifact's name once the store holds all
+/// of it. `cancel` stops every part at once (a sibling failed, the main
+/// stream failed, a signal).
+#[derive(Clone)]
+pub struct PartSink {
+    pub put: std::sync::Arc<
+        dyn Fn(PartRequest) -> futures::future::BoxFuture<'static, Result<String>> + Send + Sync,
+    >,
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// A backup chosen from the store, with what reading it takes.

@@ -32,7 +32,9 @@ use vertice_crds::redact::redact_url;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, SourceKind};
 use crate::pipeline::redact::Redactor;
-pub use common::{percent_decode, record_restore, timed, BackupStream, Drilled, Stored};
+pub use common::{
+    percent_decode, record_restore, timed, BackupStream, Drilled, PartRequest, PartSink, Stored,
+};
 pub use kafka::KafkaTarget;
 pub use postgres::PostgresTarget;
 pub use redis::RedisTarget;
@@ -163,7 +165,7 @@ impl Target {
         redactor: &mut Redactor,
     ) -> Result<BackupStream> {
         match self {
-            Target::Postgres(pg) => postgres::start_backup(pg, settings, redactor),
+            Target::Postgres(pg) => postgres::start_backup(pg, settings, redactor).await,
             Target::Redis(redis) => redis::start_backup(redis, settings, redactor).await,
             Target::Vault(vault) => vault::start_backup(vault, settings, redactor).await,
             Target::Kafka(k) => kafka::start_backup(k, settings, redactor).await,

@@ -18,6 +18,8 @@ pub struct BackupSettings {
     pub pg_dump: PathBuf,
     /// `--pg-dump-arg`, as given; the PostgreSQL engine checks them.
     pub pg_dump_args: Vec<String>,
+    /// `--jobs`: PostgreSQL workers (1: one pg_dump stream).
+    pub pg_jobs: u32,
     /// psql, for the source's role names and `sql` hooks.
     pub psql: PathBuf,
     pub vault: VaultLogin,
@@ -37,6 +39,8 @@ pub struct RestoreSettings {
     pub psql: Option<PathBuf>,
     /// `--pg-restore-arg`, as given; the PostgreSQL engine checks them.
     pub pg_restore_args: Vec<String>,
+    /// `--jobs`: sessions loading a parallel PostgreSQL backup.
+    pub pg_jobs: u32,
     pub vault: VaultLogin,
     pub kafka: KafkaRestore,
     pub search: SearchRestore,
@@ -56,6 +60,8 @@ pub struct DrillSettings {
     pub pg_restore: PathBuf,
     pub psql: Option<PathBuf>,
     pub postgres_bin: Option<PathBuf>,
+    /// `--jobs`: sessions loading a parallel PostgreSQL backup.
+    pub pg_jobs: u32,
     /// `--bao-server`: `auto`, `none` or a path.
     pub bao_server: String,
     /// `--redis-server`: `auto`, `none` or a path.
@@ -249,6 +255,7 @@ mod tests {
             password: Some(Secret::from("pw-hunter2".to_string())),
             pg_dump: "pg_dump".into(),
             pg_dump_args: Vec::new(),
+            pg_jobs: 1,
             psql: "psql".into(),
             vault: VaultLogin {
                 token: Some(Secret::from("tok-hunter3".to_string())),

@@ -520,6 +520,9 @@ fn wire_postgres(pg: &PostgresTarget, w: &mut Wiring) -> Result<(), SpecError> {
     if !args.is_empty() {
         w.value(agent_env::PG_DUMP_ARGS, args.join(" "));
     }
+    if let Some(jobs) = pg.jobs {
+        w.value(agent_env::PG_JOBS, jobs.to_string());
+    }
     Ok(())
 }
 

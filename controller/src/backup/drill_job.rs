@@ -65,6 +65,11 @@ pub(super) fn wire(
         }
         (None, None) => {}
     }
+    // A PostgreSQL drill restores with as many sessions as the backup
+    // dumped with.
+    if let Some(jobs) = target.postgres.as_ref().and_then(|pg| pg.jobs) {
+        w.value(agent_env::PG_JOBS, jobs.to_string());
+    }
     // A Kafka drill restores into scratch topics on the backed-up cluster
     // itself, so it reaches that cluster as the backup does.
     if let Some(kafka) = &target.kafka {

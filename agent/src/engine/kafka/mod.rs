@@ -117,6 +117,7 @@ pub async fn start_backup(
         roles: Vec::new(),
         kafka: None,
         search: None,
+        postgres: None,
     };
     let mut finished_info = info.clone();
     let finished = tokio::task::spawn_blocking(move || {
@@ -140,5 +141,6 @@ pub async fn start_backup(
         },
         finished: Some(finished),
         parent: parent_id,
+        parts: None,
     })
 }

@@ -18,7 +18,7 @@ use super::archive::{self as pg_archive, Contents};
 use super::connect::{connect, host_port, reason, refuse_redirects, Conn};
 use super::drill_checks::{check_objects, run_assertion};
 use super::ephemeral::{self, EphemeralPostgres, EPHEMERAL};
-use super::restore::{self, OlderServer, PgRestoreSettings, RestoreInto};
+use super::restore::{OlderServer, PgRestoreSettings, RestoreInto};
 use super::scratch;
 use super::target::PostgresTarget;
 use crate::artifact::read_failed;
@@ -322,7 +322,14 @@ async fn restore_and_check(
     let older = OlderServer::default();
     let restored = timed(
         report,
-        restore::restore(&settings, &d.backup, &scratch, &older),
+        super::parallel::restore::restore(
+            &settings,
+            &d.backup,
+            &scratch,
+            &older,
+            d.args.pg_jobs,
+            super::parallel::restore::Place::Into,
+        ),
     )
     .await;
     // A pass on an older server than the source's says less: the report

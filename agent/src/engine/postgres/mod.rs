@@ -8,6 +8,7 @@ mod drill;
 mod drill_checks;
 pub mod dump;
 mod ephemeral;
+pub mod parallel;
 mod psql_text;
 pub mod restore;
 pub mod scratch;
@@ -26,8 +27,10 @@ use crate::manifest::{Producer, SourceInfo, SourceKind};
 use crate::pipeline::redact::Redactor;
 use dump::Tool;
 
-/// Starts `pg_dump`; its stdout is the backup stream.
-pub fn start_backup(
+/// Starts `pg_dump`; its stdout is the backup stream. With `--jobs` > 1,
+/// pg_dump writes all but the larger tables' data and workers copy those
+/// into parts of their own, all under one snapshot (`parallel`).
+pub async fn start_backup(
     pg: &PostgresTarget,
     settings: &BackupSettings,
     redactor: &mut Redactor,
@@ -37,6 +40,9 @@ pub fn start_backup(
     }
     let extra = dump::normalize(&settings.pg_dump_args, "--pg-dump-arg", Tool::PgDump)
         .map_err(Error::usage)?;
+    if settings.pg_jobs > 1 {
+        return parallel::backup::start_backup(pg, settings, redactor, extra).await;
+    }
     let running = dump::spawn_dump(
         &settings.pg_dump,
         pg,
@@ -59,6 +65,7 @@ pub fn start_backup(
             roles: Vec::new(),
             kafka: None,
             search: None,
+            postgres: None,
         },
         artifact_stem: "dump.pgdump",
         format: "pg_dump-custom",
@@ -69,6 +76,7 @@ pub fn start_backup(
         },
         finished: None,
         parent: None,
+        parts: None,
     })
 }
 
@@ -134,13 +142,22 @@ pub async fn restore(
     backup: &Stored<'_>,
     settings: &RestoreSettings,
 ) -> Result<()> {
+    let jobs = settings.pg_jobs;
     let settings = restore::PgRestoreSettings::for_restore(settings)?;
-    restore::restore(
+    if jobs > 1 && backup.manifest.source.postgres.is_none() {
+        tracing::info!(
+            backup = %backup.manifest.backup_id,
+            "the backup is one pg_dump stream (made with --jobs 1): it restores in one session"
+        );
+    }
+    parallel::restore::restore(
         &settings,
         backup,
         pg,
         // The warning in the log is all a plain restore reports.
         &Default::default(),
+        jobs,
+        parallel::restore::Place::Replace,
     )
     .await
 }

@@ -54,6 +54,7 @@ pub async fn start_backup(
             roles: Vec::new(),
             kafka: None,
             search: None,
+            postgres: None,
         },
         artifact_stem: "dump.rdb",
         format: "redis-rdb",
@@ -64,5 +65,6 @@ pub async fn start_backup(
         },
         finished: None,
         parent: None,
+        parts: None,
     })
 }

@@ -103,6 +103,7 @@ pub async fn start_backup(
         },
         finished: Some(finished),
         parent: None,
+        parts: None,
     })
 }
 
@@ -186,6 +187,7 @@ async fn start_snapshot(
         },
         finished: Some(finished),
         parent: None,
+        parts: None,
     })
 }
 
@@ -210,6 +212,7 @@ fn source_info(target: &SearchTarget, identity: &cluster::Identity) -> SourceInf
         roles: Vec::new(),
         kafka: None,
         search: None,
+        postgres: None,
     }
 }
 

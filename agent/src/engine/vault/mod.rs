@@ -42,6 +42,7 @@ pub async fn start_backup(
             roles: Vec::new(),
             kafka: None,
             search: None,
+            postgres: None,
         },
         artifact_stem: "raft.snap",
         format: "vault-raft-snapshot",
@@ -52,5 +53,6 @@ pub async fn start_backup(
         },
         finished: None,
         parent: None,
+        parts: None,
     })
 }

@@ -69,6 +69,7 @@ impl RestoreInto {
 }
 
 /// How `pg_restore` and `psql` are run: the restore's flags as plain values.
+#[derive(Clone)]
 pub struct PgRestoreSettings {
     pub pg_restore: PathBuf,
     /// `None`: the psql beside `pg_restore`, else the one on PATH.
