@@ -185,8 +185,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     {
         Ok(uploaded) => uploaded,
         Err(e) => {
-            stop_parts(&parts);
-            settle_source(run, started.finished.take(), &redactor).await;
+            let e = settle_failure(run, &parts, started.finished.take(), &redactor, e).await;
             remove_own(store.as_ref(), &own(&parts)).await;
             return Err(e);
         }
@@ -201,10 +200,10 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
             // An engine task still running (a search snapshot being
             // followed, parts being copied) gets to undo what it started
             // before the run ends.
-            stop_parts(&parts);
-            settle_source(run, started.finished.take(), &redactor).await;
+            let e = upload_error(e, &redactor, &id, &run.target);
+            let e = settle_failure(run, &parts, started.finished.take(), &redactor, e).await;
             remove_own(store.as_ref(), &own(&parts)).await;
-            return Err(upload_error(e, &redactor, &id, &run.target));
+            return Err(e);
         }
     };
 
@@ -259,10 +258,30 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     Ok(manifest)
 }
 
-/// Stops a run's part workers (their uploads abort as their streams fail).
-fn stop_parts(parts: &Option<Parts>) {
-    if let Some(parts) = parts {
-        parts.cancel.cancel();
+/// A run whose main upload failed. Its part workers are stopped (their
+/// uploads abort as their streams fail) and waited for; when the main
+/// stream was stopped because a part failed first (their token cancelled,
+/// no signal), that part's error is the run's. Without parts: the engine's
+/// task settles as [`settle_source`] says.
+async fn settle_failure(
+    run: &Prepared,
+    parts: &Option<Parts>,
+    finished: Option<tokio::task::JoinHandle<Result<crate::manifest::SourceInfo>>>,
+    redactor: &Redactor,
+    error: Error,
+) -> Error {
+    let Some(parts) = parts else {
+        settle_source(run, finished, redactor).await;
+        return error;
+    };
+    let caused_by_a_part = parts.cancel.is_cancelled() && crate::interrupt::received().is_none();
+    parts.cancel.cancel();
+    let Some(finishing) = finished else {
+        return error;
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), finishing).await {
+        Ok(Ok(Err(cause))) if caused_by_a_part => cause.map_message(|m| redactor.redact(&m)),
+        _ => error,
     }
 }
 

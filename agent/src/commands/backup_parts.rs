@@ -14,13 +14,13 @@ use crate::engine::{PartRequest, PartSink};
 use crate::error::{Error, ErrorCategory, Result};
 use crate::interrupt::Interruptible;
 use crate::manifest::{Artifact, Encryption};
-use vertice_crds::Compression;
 use crate::pipeline::codec::compressing;
 use crate::pipeline::encryption;
 use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::read_ahead::read_ahead;
 use crate::pipeline::redact::Redactor;
 use crate::store::{Store, StoreError};
+use vertice_crds::Compression;
 
 /// How every artifact of the run is sealed.
 #[derive(Clone)]
@@ -36,14 +36,22 @@ impl Seal {
         format!(
             "{stem}{}{}",
             self.compression.file_suffix(),
-            if self.recipients.is_empty() { "" } else { ".age" }
+            if self.recipients.is_empty() {
+                ""
+            } else {
+                ".age"
+            }
         )
     }
 
     pub fn encryption(&self) -> Option<Encryption> {
         (!self.recipients.is_empty()).then(|| Encryption {
             scheme: encryption::SCHEME.to_string(),
-            recipient_fingerprints: self.recipients.iter().map(encryption::fingerprint).collect(),
+            recipient_fingerprints: self
+                .recipients
+                .iter()
+                .map(encryption::fingerprint)
+                .collect(),
         })
     }
 }
@@ -131,7 +139,10 @@ async fn put_part(
     // A sibling's failure (or a signal) fails this read, so the store
     // aborts its upload as for any failed stream.
     let source = read_ahead(
-        MeteredReader::new(Interruptible::until(request.stream, cancel), Arc::clone(&raw)),
+        MeteredReader::new(
+            Interruptible::until(request.stream, cancel),
+            Arc::clone(&raw),
+        ),
         READ_AHEAD,
     );
     let compressed = compressing(

@@ -189,43 +189,55 @@ impl Work {
         } = self;
         let queue: Arc<Mutex<VecDeque<(usize, Piece)>>> =
             Arc::new(Mutex::new(pieces.into_iter().enumerate().collect()));
-        let workers = usize::try_from(jobs).unwrap_or(1).min(queue_len(&queue)).max(1);
+        let workers = usize::try_from(jobs)
+            .unwrap_or(1)
+            .min(queue_len(&queue))
+            .max(1);
+        // The first failure in time is the cause: it is recorded before the
+        // others are stopped (their errors only say they were).
+        let first_error: Arc<Mutex<Option<Error>>> = Arc::default();
         let mut handles = Vec::new();
         for _ in 0..workers {
-            let (pg, password, queue, sink) = (
+            let (pg, password, queue, sink, first_error) = (
                 pg.clone(),
                 password.clone(),
                 Arc::clone(&queue),
                 sink.clone(),
+                Arc::clone(&first_error),
             );
             let snapshot = holder.snapshot.clone();
             handles.push(tokio::spawn(async move {
                 let result = worker(&pg, password.as_ref(), &snapshot, &queue, &sink).await;
-                if result.is_err() {
-                    sink.cancel.cancel();
+                match result {
+                    Ok(done) => done,
+                    Err(e) => {
+                        if let Ok(mut first) = first_error.lock() {
+                            first.get_or_insert(e);
+                        }
+                        sink.cancel.cancel();
+                        Vec::new()
+                    }
                 }
-                result
             }));
         }
         let mut parts = Vec::new();
-        let mut first_error: Option<Error> = None;
         for handle in handles {
             match handle.await {
-                Ok(Ok(done)) => parts.extend(done),
-                Ok(Err(e)) => {
-                    // The first error is the cause; the others were stopped.
-                    if first_error.is_none() {
-                        first_error = Some(e);
-                    }
-                }
+                Ok(done) => parts.extend(done),
                 Err(e) => {
                     sink.cancel.cancel();
-                    first_error.get_or_insert(Error::source(format!("a backup worker stopped: {e}")));
+                    if let Ok(mut first) = first_error.lock() {
+                        first.get_or_insert(Error::source(format!("a backup worker stopped: {e}")));
+                    }
                 }
             }
         }
-        if let Some(e) = first_error {
+        if let Some(e) = first_error.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);
+        }
+        if sink.cancel.is_cancelled() {
+            // Stopped from outside (a signal, the main stream failing).
+            return Err(Error::source("the table copies were stopped"));
         }
         parts.sort_by(|a: &CopyPart, b| a.artifact.cmp(&b.artifact));
         source.postgres = Some(PostgresFacts {
@@ -274,9 +286,10 @@ async fn worker(
             ))
         })?;
         let rows = Arc::new(AtomicU64::new(0));
-        let reader = StreamReader::new(Box::pin(stream.map_err(|e| {
-            std::io::Error::other(crate::engine::postgres::connect::reason(&e))
-        })));
+        let reader =
+            StreamReader::new(Box::pin(stream.map_err(|e| {
+                std::io::Error::other(crate::engine::postgres::connect::reason(&e))
+            })));
         let counted = CountRows {
             inner: reader,
             rows: Arc::clone(&rows),

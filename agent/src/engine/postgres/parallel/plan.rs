@@ -79,7 +79,10 @@ pub fn plan(tables: Vec<TableInfo>, jobs: u32, ranges: bool) -> Plan {
             continue;
         }
         let count = if ranges && table.bytes > target {
-            table.bytes.div_ceil(target).min(u64::from(table.blocks.max(1)))
+            table
+                .bytes
+                .div_ceil(target)
+                .min(u64::from(table.blocks.max(1)))
         } else {
             1
         };
@@ -96,7 +99,8 @@ pub fn plan(tables: Vec<TableInfo>, jobs: u32, ranges: bool) -> Plan {
             let from = u32::try_from(blocks * i / count).unwrap_or(u32::MAX);
             // The last range is open: blocks added after the size was read
             // hold no row the snapshot sees, but a range must never miss one.
-            let to = (i + 1 < count).then(|| u32::try_from(blocks * (i + 1) / count).unwrap_or(u32::MAX));
+            let to = (i + 1 < count)
+                .then(|| u32::try_from(blocks * (i + 1) / count).unwrap_or(u32::MAX));
             plan.pieces.push(Piece {
                 estimate: table.bytes / count,
                 table: table.clone(),
@@ -114,7 +118,11 @@ pub fn ident(name: &str) -> String {
 }
 
 fn column_list(columns: &[String]) -> String {
-    columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+    columns
+        .iter()
+        .map(|c| ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn qualified(schema: &str, table: &str) -> String {
@@ -180,7 +188,11 @@ mod tests {
         assert_eq!(plan.in_archive.len(), 1);
         assert_eq!(plan.in_archive[0].table, "tiny");
         // 2148 MiB over 2 workers: parts of about 268 MiB; big splits in 8.
-        let big: Vec<_> = plan.pieces.iter().filter(|p| p.table.table == "big").collect();
+        let big: Vec<_> = plan
+            .pieces
+            .iter()
+            .filter(|p| p.table.table == "big")
+            .collect();
         assert_eq!(big.len(), 8);
         let ranges: Vec<_> = big.iter().filter_map(|p| p.blocks).collect();
         assert_eq!(ranges[0].from, 0);
@@ -191,9 +203,15 @@ mod tests {
             assert_eq!(pair[0].to, Some(pair[1].from));
         }
         assert_eq!(sorted.last().and_then(|r| r.to), None);
-        assert!(plan.pieces.iter().any(|p| p.table.table == "mid" && p.blocks.is_none()));
+        assert!(plan
+            .pieces
+            .iter()
+            .any(|p| p.table.table == "mid" && p.blocks.is_none()));
         // Largest first.
-        assert!(plan.pieces.windows(2).all(|w| w[0].estimate >= w[1].estimate));
+        assert!(plan
+            .pieces
+            .windows(2)
+            .all(|w| w[0].estimate >= w[1].estimate));
     }
 
     #[test]
@@ -236,10 +254,17 @@ mod tests {
             r#"COPY "Sales"."or""ders.*" ("Id", "a b") TO STDOUT"#
         );
         assert_eq!(
-            copy_out(&t, Some(BlockRange { from: 10, to: Some(20) })),
+            copy_out(
+                &t,
+                Some(BlockRange {
+                    from: 10,
+                    to: Some(20)
+                })
+            ),
             r#"COPY (SELECT "Id", "a b" FROM ONLY "Sales"."or""ders.*" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT"#
         );
-        assert!(copy_out(&t, Some(BlockRange { from: 10, to: None })).ends_with("WHERE ctid >= '(10,0)'::tid) TO STDOUT"));
+        assert!(copy_out(&t, Some(BlockRange { from: 10, to: None }))
+            .ends_with("WHERE ctid >= '(10,0)'::tid) TO STDOUT"));
         assert_eq!(
             copy_in("Sales", "or\"ders.*", &t.columns),
             r#"COPY "Sales"."or""ders.*" ("Id", "a b") FROM STDIN"#

@@ -94,16 +94,16 @@ pub async fn restore(
                 Ok(()) if crate::interrupt::received().is_none() => {
                     staging::swap(target, password, &staging).await
                 }
-                Ok(()) => Err(Error::target("interrupted before the restore was put in place")),
+                Ok(()) => Err(Error::target(
+                    "interrupted before the restore was put in place",
+                )),
                 Err(e) => Err(e),
             };
             if done.is_err() {
                 staging::discard(target, password, &staging).await;
             }
             done.map_err(|e| {
-                e.map_message(|m| {
-                    format!("{m}; database {} was not changed", target.database)
-                })
+                e.map_message(|m| format!("{m}; database {} was not changed", target.database))
             })
         }
     }
@@ -124,7 +124,10 @@ fn staging_unique() -> String {
 
 /// Each part with its artifact; a manifest naming an artifact it does not
 /// list is corrupt.
-fn parts_of<'a>(manifest: &'a Manifest, facts: &'a PostgresFacts) -> Result<Vec<(&'a CopyPart, &'a Artifact)>> {
+fn parts_of<'a>(
+    manifest: &'a Manifest,
+    facts: &'a PostgresFacts,
+) -> Result<Vec<(&'a CopyPart, &'a Artifact)>> {
     facts
         .parts
         .iter()

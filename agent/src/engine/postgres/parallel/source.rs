@@ -160,5 +160,7 @@ async fn prepare_worker(client: &Client, snapshot: &str) -> Result<()> {
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{quoted}'"
         ))
         .await
-        .map_err(failed("taking up the backup's snapshot (did its holding connection drop?)"))
+        .map_err(failed(
+            "taking up the backup's snapshot (did its holding connection drop?)",
+        ))
 }

@@ -29,9 +29,11 @@ pub struct Staging {
 
 /// `target` with its database path replaced by `database`.
 pub fn retarget(target: &PostgresTarget, database: &str, label: &str) -> Result<PostgresTarget> {
-    let mut url =
-        Url::parse(&target.url).map_err(|e| Error::usage(format!("{label}: {e}")))?;
-    if url.query_pairs().any(|(k, _)| k == "dbname" || k == "service") {
+    let mut url = Url::parse(&target.url).map_err(|e| Error::usage(format!("{label}: {e}")))?;
+    if url
+        .query_pairs()
+        .any(|(k, _)| k == "dbname" || k == "service")
+    {
         return Err(Error::usage(format!(
             "{label}: a parallel restore names its staging database in the URL's path; give the database there, not as dbname= or in a service file"
         )));
@@ -326,7 +328,11 @@ pub async fn discard(target: &PostgresTarget, password: Option<&str>, staging: &
 /// renamed aside, checked still empty, the staging database renamed to
 /// its name, the old one dropped. Either the target holds the whole
 /// restore or, on any failure, the target is as it was.
-pub async fn swap(target: &PostgresTarget, password: Option<&str>, staging: &Staging) -> Result<()> {
+pub async fn swap(
+    target: &PostgresTarget,
+    password: Option<&str>,
+    staging: &Staging,
+) -> Result<()> {
     let (old, new) = (ident(&target.database), ident(&staging.name));
     let replaced = ident(&staging.replaced);
     // From inside the staging database: the target can be renamed only
@@ -442,7 +448,10 @@ mod tests {
             database: "shop".into(),
         };
         let s = retarget(&t, "vertice_restore_shop_1", "--to").expect("retarget");
-        assert_eq!(s.url, "postgres://app@db:5432/vertice_restore_shop_1?sslmode=require");
+        assert_eq!(
+            s.url,
+            "postgres://app@db:5432/vertice_restore_shop_1?sslmode=require"
+        );
         let bad = PostgresTarget {
             url: "postgres://app@db/shop?dbname=other".into(),
             database: "shop".into(),
