@@ -135,7 +135,7 @@ pub struct PostgresTarget {
     /// Parallel workers for the backup (`--jobs`): one exported snapshot,
     /// each worker dumping tables or block ranges of a large table into its
     /// own part under it. Unset: the agent's default (1, one pg_dump
-    /// stream). Restores and drills of the backup use as many sessions.
+    /// stream). The drill CronJob restores with as many sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 32))]
     pub jobs: Option<u32>,

@@ -173,9 +173,43 @@ fn round_trip(pg: &Postgres, stock_tools: bool) {
         "a parent's own rows, not its children's"
     );
 
+    assert!(
+        !backup.stderr.contains(&pg.password) && !m.to_string().contains(&pg.password),
+        "the password is nowhere"
+    );
     agent
         .run(&["verify", "--from", &url, "--backup", &id], &env)
         .assert_ok();
+
+    // A drill loads it with as many sessions, into its scratch database.
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let log_path = log.path().display().to_string();
+    let drill = run(
+        restoring(&[
+            "drill",
+            "--from",
+            &url,
+            "--backup",
+            &id,
+            "--restore-to",
+            &pg.url("postgres"),
+            "--jobs",
+            "4",
+            "--termination-log",
+            &log_path,
+        ]),
+        &env,
+    );
+    drill.assert_ok();
+    let summary = vertice_tests::summary::read(log.path());
+    let report = &summary["drill"];
+    assert_eq!(report["checks_failed"], 0, "{report}");
+    assert_eq!(report["cleaned_up"], true, "{report}");
+    assert!(
+        report["restore_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{report}"
+    );
+    assert!(!drill.stderr.contains(&pg.password) && !summary.to_string().contains(&pg.password));
 
     pg.create_database("shop_j4");
     run(

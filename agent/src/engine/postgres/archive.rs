@@ -57,7 +57,58 @@ pub fn parse_contents(head: &[u8]) -> Result<Option<Contents>, String> {
     }
 }
 
+/// One entry of the table of contents, as far as the agent reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TocEntry {
+    pub dump_id: i64,
+    pub tag: String,
+    pub desc: String,
+    /// pg_dump's section: 1 none, 2 pre-data, 3 data, 4 post-data.
+    pub section: i64,
+    pub defn: String,
+    pub namespace: String,
+    pub tablespace: String,
+    pub owner: String,
+    /// Dump ids this entry depends on.
+    pub dependencies: Vec<i64>,
+}
+
+/// pg_dump's `SECTION_POST_DATA`.
+pub const POST_DATA: i64 = 4;
+
+/// The table of contents' entries; `Ok(None)` when `head` ends before it
+/// does: read more.
+pub fn parse_entries(head: &[u8]) -> Result<Option<Vec<TocEntry>>, String> {
+    let mut r = Cursor { data: head, pos: 0 };
+    match read_entries(&mut r) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e == TRUNCATED => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
+    let mut contents = Contents::default();
+    for entry in read_entries(r)? {
+        match entry.desc.as_str() {
+            "TABLE" => contents.tables.push((entry.namespace, entry.tag)),
+            "SEQUENCE" => contents.sequences.push((entry.namespace, entry.tag)),
+            "BLOB" | "BLOB METADATA" => contents
+                .large_objects
+                .extend(large_object_oids(&entry.defn)),
+            "ACL" | "DEFAULT ACL" | "POLICY" | "USER MAPPING" => {
+                contents.roles.extend(named_roles(&entry.defn))
+            }
+            _ => {}
+        }
+        if !entry.owner.is_empty() {
+            contents.roles.insert(entry.owner);
+        }
+    }
+    Ok(contents)
+}
+
+fn read_entries(r: &mut Cursor<'_>) -> Result<Vec<TocEntry>, String> {
     let (_, version, (int_size, off_size)) = read_header(r)?;
     let (major, minor) = (version.0, version.1);
     if (major, minor) < (1, 12) {
@@ -77,20 +128,20 @@ fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
     if !(0..=50_000_000).contains(&count) {
         return Err(format!("the table of contents claims {count} entries"));
     }
-    let mut contents = Contents::default();
+    let mut entries = Vec::new();
     for _ in 0..count {
-        r.int(int_size)?; // dump id
+        let dump_id = r.int(int_size)?;
         r.int(int_size)?; // had dumper
         r.string(int_size)?; // table oid
         r.string(int_size)?; // oid
         let tag = r.string(int_size)?.unwrap_or_default();
         let desc = r.string(int_size)?.unwrap_or_default();
-        r.int(int_size)?; // section
+        let section = r.int(int_size)?;
         let defn = r.string(int_size)?.unwrap_or_default();
         r.string(int_size)?; // drop statement
         r.string(int_size)?; // copy statement
         let namespace = r.string(int_size)?.unwrap_or_default();
-        r.string(int_size)?; // tablespace
+        let tablespace = r.string(int_size)?.unwrap_or_default();
         if (major, minor) >= (1, 14) {
             r.string(int_size)?; // table access method
         }
@@ -99,23 +150,27 @@ fn read_contents(r: &mut Cursor<'_>) -> Result<Contents, String> {
         }
         let owner = r.string(int_size)?.unwrap_or_default();
         r.string(int_size)?; // "false": tables WITH OIDS
-        while r.string(int_size)?.is_some() {} // dependencies, ended by NULL
+        let mut dependencies = Vec::new();
+        while let Some(dep) = r.string(int_size)? {
+            if let Ok(id) = dep.parse() {
+                dependencies.push(id);
+            }
+        }
         r.byte()?; // data offset: a flag byte, then the offset
         r.bytes(off_size)?;
-        match desc.as_str() {
-            "TABLE" => contents.tables.push((namespace, tag)),
-            "SEQUENCE" => contents.sequences.push((namespace, tag)),
-            "BLOB" | "BLOB METADATA" => contents.large_objects.extend(large_object_oids(&defn)),
-            "ACL" | "DEFAULT ACL" | "POLICY" | "USER MAPPING" => {
-                contents.roles.extend(named_roles(&defn))
-            }
-            _ => {}
-        }
-        if !owner.is_empty() {
-            contents.roles.insert(owner);
-        }
+        entries.push(TocEntry {
+            dump_id,
+            tag,
+            desc,
+            section,
+            defn,
+            namespace,
+            tablespace,
+            owner,
+            dependencies,
+        });
     }
-    Ok(contents)
+    Ok(entries)
 }
 
 /// A word of SQL as far as finding role names needs: identifiers (quoted

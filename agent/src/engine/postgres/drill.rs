@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::future::Future;
 
 use chrono::Utc;
-use tokio::io::AsyncReadExt;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use url::Url;
@@ -21,14 +20,10 @@ use super::ephemeral::{self, EphemeralPostgres, EPHEMERAL};
 use super::restore::{OlderServer, PgRestoreSettings, RestoreInto};
 use super::scratch;
 use super::target::PostgresTarget;
-use crate::artifact::read_failed;
 use crate::engine::common::{record_restore, timed, Drilled};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-/// The table of contents sits at the start of the archive; a database with
-/// millions of objects has a TOC of a few hundred MiB at most.
-const MAX_TOC_BYTES: usize = 512 << 20;
 /// Tries at a scratch name before a collision is reported: the name holds
 /// the time and 32 random bits, so a second collision means something else
 /// makes databases of this shape.
@@ -374,38 +369,7 @@ async fn interruptible<T>(conn: &Conn, work: impl Future<Output = T>) -> Result<
 
 /// Reads the archive's beginning until its table of contents is whole.
 async fn read_contents(d: &Drilled<'_>) -> Result<Contents> {
-    let mut open = d.backup.open().await?;
-    let mut head = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        // A store that fails midway is not a corrupt archive.
-        let n = open.reader.read(&mut buf).await.map_err(|e| {
-            read_failed(d.backup.manifest, d.backup.artifact, &e)
-                .context("reading the archive's table of contents")
-        })?;
-        head.extend_from_slice(&buf[..n]);
-        match pg_archive::parse_contents(&head) {
-            Ok(Some(contents)) => return Ok(contents),
-            Ok(None) if n == 0 => {
-                return Err(Error::integrity(
-                    "the archive ends inside its table of contents",
-                ))
-            }
-            Ok(None) if head.len() > MAX_TOC_BYTES => {
-                return Err(Error::integrity(format!(
-                    "the archive's table of contents is larger than {} MiB",
-                    MAX_TOC_BYTES >> 20
-                )))
-            }
-            Ok(None) => {}
-            Err(e) if e.starts_with(pg_archive::NEWER_FORMAT) => return Err(Error::usage(e)),
-            Err(e) => {
-                return Err(Error::integrity(format!(
-                    "the archive's table of contents: {e}"
-                )))
-            }
-        }
-    }
+    super::toc::read(&d.backup, pg_archive::parse_contents).await
 }
 
 async fn drop_scratch(

@@ -14,6 +14,7 @@ pub mod restore;
 pub mod scratch;
 pub mod target;
 pub mod tls;
+mod toc;
 pub mod version;
 
 pub use drill::{check_drill_server, drill};

@@ -4,7 +4,8 @@
 //! backup:  export snapshot ─┬─ pg_dump --snapshot (schema, sequences, small tables) → dump.pgdump
 //!                           └─ N workers: COPY table | block range TO STDOUT        → data-NNNNN.copy
 //! restore: CREATE DATABASE staging → pre-data + data (pg_restore) → parts by N sessions
-//!          → post-data (pg_restore) → the staging database takes the target's place
+//!          → indexes and keys by N sessions → the rest of post-data (pg_restore)
+//!          → the staging database takes the target's place
 //! ```
 //! [`plan`] (pure: which tables, which ranges, the SQL), [`source`] (the
 //! snapshot's holder and the workers' sessions), [`backup`] (the workers),
@@ -12,6 +13,7 @@
 
 pub mod backup;
 pub mod plan;
+pub mod post_data;
 pub mod restore;
 pub mod source;
 pub mod staging;

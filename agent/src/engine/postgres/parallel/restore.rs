@@ -8,23 +8,24 @@
 //! 2. the parts, N sessions each taking the next part: `COPY … FROM
 //!    STDIN`, ended only once the part's checksums matched its manifest
 //!    and its row count the backup's;
-//! 3. the archive's post-data (indexes, constraints, triggers), in one
-//!    transaction.
+//! 3. indexes and key constraints built by the N sessions side by side
+//!    (heaviest table first), then the rest of post-data (foreign keys,
+//!    triggers, …) by pg_restore in one transaction.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures::SinkExt;
 use tokio::io::AsyncReadExt;
 
-use super::plan;
-use super::staging;
+use super::{plan, post_data, staging};
 use crate::artifact::{check_integrity, read_failed};
 use crate::engine::common::Stored;
-use crate::engine::postgres::connect;
 use crate::engine::postgres::restore::{self as single, OlderServer, PgRestoreSettings};
 use crate::engine::postgres::target::PostgresTarget;
+use crate::engine::postgres::{archive, connect, toc};
+use crate::engine::throwaway::PrivateDir;
 use crate::error::{Error, Result};
 use crate::manifest::postgres::{CopyPart, PostgresFacts};
 use crate::manifest::{Artifact, Manifest};
@@ -147,7 +148,7 @@ fn parts_of<'a>(
         .collect()
 }
 
-/// The three steps into `into`.
+/// The steps into `into`.
 async fn load(
     settings: &PgRestoreSettings,
     backup: &Stored<'_>,
@@ -156,71 +157,130 @@ async fn load(
     jobs: u32,
     parts: &[(&CopyPart, &Artifact)],
 ) -> Result<()> {
-    let section = |sections: &[&str]| PgRestoreSettings {
+    let section = |sections: &[&str], more: Option<String>| PgRestoreSettings {
         extra: settings
             .extra
             .iter()
             .cloned()
             .chain(sections.iter().map(|s| format!("--section={s}")))
+            .chain(more)
             .collect(),
         ..settings.clone()
     };
-    single::restore(&section(&["pre-data", "data"]), backup, into, older).await?;
-    load_parts(settings, backup, into, jobs, parts).await?;
-    single::restore(&section(&["post-data"]), backup, into, older).await
+    single::restore(&section(&["pre-data", "data"], None), backup, into, older).await?;
+    let mut tasks: Vec<Task<'_>> = parts.iter().map(|(p, a)| Task::Part(p, a)).collect();
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.weight()));
+    run_sessions(settings, backup, into, jobs, &tasks).await?;
+
+    // Indexes and key constraints side by side, then the rest of post-data
+    // (foreign keys need the keys they point at) through pg_restore.
+    let entries = toc::read(backup, archive::parse_entries).await?;
+    let mut weights: HashMap<(String, String), u64> = HashMap::new();
+    for (part, artifact) in parts {
+        *weights
+            .entry((part.schema.clone(), part.table.clone()))
+            .or_default() += artifact.raw_bytes;
+    }
+    let tablespaces = !settings.extra.iter().any(|a| a == "--no-tablespaces");
+    let (builds, rest) = post_data::split(&entries, &weights, tablespaces);
+    let tasks: Vec<Task<'_>> = builds.iter().map(Task::Build).collect();
+    run_sessions(settings, backup, into, jobs, &tasks).await?;
+    let dir = PrivateDir::create(None)?;
+    let list = dir.path.join("post-data.list");
+    std::fs::write(&list, post_data::use_list(&rest))
+        .map_err(|e| Error::target(format!("writing {}: {e}", list.display())))?;
+    let use_list = format!("--use-list={}", list.display());
+    single::restore(
+        &section(&["post-data"], Some(use_list)),
+        backup,
+        into,
+        older,
+    )
+    .await
 }
 
-/// Loads the parts with `jobs` sessions, largest first.
-async fn load_parts(
+/// What a restore session does: load a part, or build an index.
+enum Task<'a> {
+    Part(&'a CopyPart, &'a Artifact),
+    Build(&'a post_data::Build),
+}
+
+impl Task<'_> {
+    fn weight(&self) -> u64 {
+        match self {
+            Task::Part(_, artifact) => artifact.raw_bytes,
+            Task::Build(build) => build.weight,
+        }
+    }
+}
+
+/// Runs `tasks` in order with up to `jobs` sessions; the first failure
+/// stops the others.
+async fn run_sessions(
     settings: &PgRestoreSettings,
     backup: &Stored<'_>,
     into: &PostgresTarget,
     jobs: u32,
-    parts: &[(&CopyPart, &Artifact)],
+    tasks: &[Task<'_>],
 ) -> Result<()> {
-    if parts.is_empty() {
+    if tasks.is_empty() {
         return Ok(());
     }
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by(|a, b| parts[*b].1.stored_bytes.cmp(&parts[*a].1.stored_bytes));
-    let queue = Mutex::new(order.into_iter().collect::<VecDeque<usize>>());
+    let queue = Mutex::new((0..tasks.len()).collect::<VecDeque<usize>>());
     let cancel = crate::interrupt::child_token();
-    let sessions = usize::try_from(jobs).unwrap_or(1).clamp(1, parts.len());
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let sessions = usize::try_from(jobs).unwrap_or(1).clamp(1, tasks.len());
     let password = settings.password.as_ref().map(|p| p.expose().to_string());
     let session = |_: usize| {
-        let (queue, cancel, password) = (&queue, cancel.clone(), password.clone());
+        let (queue, cancel, password, first_error) =
+            (&queue, cancel.clone(), password.clone(), &first_error);
         async move {
-            let result = session(into, password.as_deref(), backup, parts, queue, &cancel).await;
-            if result.is_err() {
+            if let Err(e) = session(into, password.as_deref(), backup, tasks, queue, &cancel).await
+            {
+                if let Ok(mut first) = first_error.lock() {
+                    first.get_or_insert(e);
+                }
                 cancel.cancel();
             }
-            result
         }
     };
     // The sessions run as futures of this task: the work is the server's
     // (and decompression's, which streams in step with it).
-    let results = futures::future::join_all((0..sessions).map(session)).await;
-    let mut errors = results.into_iter().filter_map(std::result::Result::err);
-    match errors.next() {
-        Some(first) => Err(first),
-        None => Ok(()),
+    futures::future::join_all((0..sessions).map(session)).await;
+    if let Some(e) = first_error.lock().ok().and_then(|mut f| f.take()) {
+        return Err(e);
     }
+    if cancel.is_cancelled() {
+        return Err(Error::target(
+            "interrupted while the restore's sessions ran",
+        ));
+    }
+    Ok(())
 }
 
-/// One session: parts from the queue until it is empty or another failed.
+/// One session: tasks from the queue until it is empty or another failed.
 async fn session(
     into: &PostgresTarget,
     password: Option<&str>,
     backup: &Stored<'_>,
-    parts: &[(&CopyPart, &Artifact)],
+    tasks: &[Task<'_>],
     queue: &Mutex<VecDeque<usize>>,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<()> {
     let conn = connect::connect(&into.url, password, "--to").await?;
     conn.client
-        .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0; SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET synchronous_commit = off; SET row_security = off")
+        .batch_execute(
+            "SET statement_timeout = 0; SET lock_timeout = 0; SET DateStyle = ISO; \
+             SET IntervalStyle = postgres; SET extra_float_digits = 3; \
+             SET row_security = off; SELECT pg_catalog.set_config('search_path', '', false)",
+        )
         .await
-        .map_err(|e| Error::target(format!("preparing a restore session: {}", connect::reason(&e))))?;
+        .map_err(|e| {
+            Error::target(format!(
+                "preparing a restore session: {}",
+                connect::reason(&e)
+            ))
+        })?;
     loop {
         if cancel.is_cancelled() {
             return Ok(());
@@ -228,12 +288,19 @@ async fn session(
         let Some(index) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
             return Ok(());
         };
-        let (part, artifact) = parts[index];
+        let work = async {
+            match &tasks[index] {
+                Task::Part(part, artifact) => load_part(&conn.client, backup, part, artifact).await,
+                Task::Build(build) => conn.client.batch_execute(&build.sql).await.map_err(|e| {
+                    Error::target(format!("building {}: {}", build.what, connect::reason(&e)))
+                }),
+            }
+        };
         tokio::select! {
-            loaded = load_part(&conn.client, backup, part, artifact) => loaded?,
+            done = work => done?,
             () = cancel.cancelled() => {
-                // Another session failed: this COPY is abandoned, and the
-                // whole database with it.
+                // Another session failed: this statement is abandoned, and
+                // the whole database with it.
                 conn.cancel().await;
                 return Ok(());
             }
