@@ -210,6 +210,17 @@ impl Postgres {
         c
     }
 
+    /// Starts SQL in the background (a statement that will wait on a lock).
+    pub fn spawn_psql(&self, db: &str, sql: &str) -> std::process::Child {
+        self.psql_command(db)
+            .arg("-c")
+            .arg(sql)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql")
+    }
+
     fn try_psql(&self, db: &str, sql: &str) -> std::io::Result<Output> {
         self.psql_command(db).arg("-c").arg(sql).output()
     }

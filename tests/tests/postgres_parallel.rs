@@ -481,6 +481,64 @@ fn parallel_runs_fail_whole_and_leave_nothing() {
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
     assert_eq!(rows[0]["id"], id.as_str(), "the good backup stays latest");
 
+    // The snapshot's holder (idle in its transaction) killed: its locks are
+    // gone, so the copies prove nothing and the run fails.
+    let child = spawn(&agent, &slow, &env);
+    wait_for("the workers copying", || copying(&pg));
+    pg.psql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'vertice-backup-snapshot'",
+    );
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Whether a worker was still taking the snapshot up or all were copying.
+    assert!(
+        stderr.contains("snapshot and table locks") || stderr.contains("holding connection drop"),
+        "{stderr}"
+    );
+    assert_eq!(
+        store.keys("f/"),
+        keys_after_good,
+        "nothing of the failed run is left"
+    );
+
+    // An ALTER TABLE queued behind the backup's locks: the worker reaching
+    // that table stops the backup at once instead of waiting on it (and
+    // making the application wait behind both).
+    let two = [
+        "backup",
+        "--source",
+        &pg.url("shop"),
+        "--to",
+        &url,
+        "--jobs",
+        "2",
+        "--compression-level",
+        "6",
+    ];
+    let child = spawn(&agent, &two, &env);
+    wait_for("the workers copying", || copying(&pg));
+    let alter = pg.spawn_psql("shop", "ALTER TABLE sales.notes ADD COLUMN extra int");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sales.notes: another session waits for an exclusive lock"),
+        "{stderr}"
+    );
+    let altered = alter.wait_with_output().expect("psql");
+    assert!(
+        altered.status.success(),
+        "the ALTER went through once the backup let go"
+    );
+    pg.psql("shop", "ALTER TABLE sales.notes DROP COLUMN extra");
+    assert_eq!(
+        store.keys("f/"),
+        keys_after_good,
+        "nothing of the failed run is left"
+    );
+
     // SIGTERM mid-restore: the target stays empty, the staging database goes.
     pg.create_database("target");
     let restore = [
@@ -540,4 +598,32 @@ fn parallel_runs_fail_whole_and_leave_nothing() {
         "0"
     );
     assert_eq!(leftovers(&pg), "");
+
+    // Anything a user made counts, not only tables.
+    pg.create_database("with_function");
+    pg.psql(
+        "with_function",
+        "CREATE FUNCTION public.answer() RETURNS int LANGUAGE sql AS 'SELECT 42'",
+    );
+    let refused = agent.run(
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--backup",
+            &id,
+            "--to",
+            &pg.url("with_function"),
+            "--jobs",
+            "2",
+        ],
+        &env,
+    );
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("function answer"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(pg.psql("with_function", "SELECT public.answer()"), "42");
 }

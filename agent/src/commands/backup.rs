@@ -276,12 +276,18 @@ async fn settle_failure(
     };
     let caused_by_a_part = parts.cancel.is_cancelled() && crate::interrupt::received().is_none();
     parts.cancel.cancel();
-    let Some(finishing) = finished else {
+    let Some(mut finishing) = finished else {
         return error;
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(30), finishing).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(30), &mut finishing).await {
         Ok(Ok(Err(cause))) if caused_by_a_part => cause.map_message(|m| redactor.redact(&m)),
-        _ => error,
+        Ok(_) => error,
+        Err(_) => {
+            // Stopped for good, so no part lands after its cleanup.
+            finishing.abort();
+            let _ = finishing.await;
+            error
+        }
     }
 }
 

@@ -46,6 +46,11 @@ const SELECTING: &[&str] = &[
     "--serializable-deferrable",
     "--jobs",
     "--section",
+    "--no-schema",
+    "--no-data",
+    "--statistics-only",
+    "--encoding",
+    "--lock-wait-timeout",
 ];
 
 /// Refuses `--pg-dump-arg`s a parallel backup cannot honour, naming them.
@@ -93,6 +98,10 @@ pub async fn start_backup(
 
     let mut dump_args = extra.clone();
     dump_args.push(format!("--snapshot={}", holder.snapshot));
+    // The parts are UTF8 (the agent's sessions), so is the archive; and the
+    // table names in the patterns below are read as UTF8.
+    dump_args.push("--encoding=UTF8".into());
+    dump_args.push(format!("--lock-wait-timeout={}", source::LOCK_WAIT));
     dump_args.extend(copied.iter().map(|(s, t)| plan::exclude_data_arg(s, t)));
     let running = dump::spawn_dump(
         &settings.pg_dump,
@@ -165,6 +174,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Holding<R> {
     }
 }
 
+const HOLDER_LOST: &str = "the connection holding the backup's snapshot and table locks closed while the tables were copied (a server restart, pg_terminate_backend, a network cut); run the backup again";
+
 /// What the workers share.
 struct Work {
     pg: PostgresTarget,
@@ -220,6 +231,25 @@ impl Work {
                 }
             }));
         }
+        // Its locks keep a TRUNCATE or DROP (which no snapshot hides) from
+        // emptying a table while it is copied: without them the copies
+        // prove nothing, so losing the holder stops the run at once.
+        let watch = {
+            let (holder, sink, first_error) =
+                (Arc::clone(&holder), sink.clone(), Arc::clone(&first_error));
+            tokio::spawn(async move {
+                while !sink.cancel.is_cancelled() {
+                    if holder.conn.client.is_closed() {
+                        if let Ok(mut first) = first_error.lock() {
+                            first.get_or_insert(Error::source(HOLDER_LOST));
+                        }
+                        sink.cancel.cancel();
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            })
+        };
         let mut parts = Vec::new();
         for handle in handles {
             match handle.await {
@@ -238,6 +268,10 @@ impl Work {
         if sink.cancel.is_cancelled() {
             // Stopped from outside (a signal, the main stream failing).
             return Err(Error::source("the table copies were stopped"));
+        }
+        watch.abort();
+        if !source::still_held(&holder).await {
+            return Err(Error::source(HOLDER_LOST));
         }
         parts.sort_by(|a: &CopyPart, b| a.artifact.cmp(&b.artifact));
         source.postgres = Some(PostgresFacts {
@@ -272,19 +306,31 @@ async fn worker(
         () = sink.cancel.cancelled() => return Ok(Vec::new()),
     };
     let mut done = Vec::new();
+    let mut locked = std::collections::HashSet::new();
     while let Some((index, piece)) = next(queue) {
         if sink.cancel.is_cancelled() {
             break;
         }
+        let (schema, table) = (&piece.table.schema, &piece.table.table);
         let sql = plan::copy_out(&piece.table, piece.blocks);
-        let stream = conn.client.copy_out(sql.as_str()).await.map_err(|e| {
-            Error::source(format!(
-                "copying {}.{}: {}",
-                piece.table.schema,
-                piece.table.table,
-                crate::engine::postgres::connect::reason(&e)
-            ))
-        })?;
+        let start = async {
+            if locked.insert((schema.clone(), table.clone())) {
+                source::lock_now(&conn.client, schema, table).await?;
+            }
+            conn.client.copy_out(sql.as_str()).await.map_err(|e| {
+                Error::source(format!(
+                    "copying {schema}.{table}: {}",
+                    crate::engine::postgres::connect::reason(&e)
+                ))
+            })
+        };
+        let stream = tokio::select! {
+            stream = start => stream?,
+            () = sink.cancel.cancelled() => {
+                conn.cancel().await;
+                break;
+            }
+        };
         let rows = Arc::new(AtomicU64::new(0));
         let reader =
             StreamReader::new(Box::pin(stream.map_err(|e| {

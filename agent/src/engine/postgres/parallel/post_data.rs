@@ -35,7 +35,7 @@ pub fn split(
     for entry in entries {
         let built = entry.section == POST_DATA
             && matches!(entry.desc.as_str(), "INDEX" | "CONSTRAINT")
-            && !entry.defn.trim().is_empty();
+            && single_statement(&entry.defn);
         if !built {
             rest.push(entry.dump_id);
             continue;
@@ -63,6 +63,15 @@ pub fn split(
     }
     builds.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.dump_id.cmp(&b.dump_id)));
     (builds, rest)
+}
+
+/// An entry of one statement only: an index's entry may go on with `ALTER
+/// TABLE … CLUSTER ON` or `REPLICA IDENTITY USING INDEX`, whose stronger
+/// locks would deadlock two sessions building on one table — such an
+/// entry is left to pg_restore (so is one whose text merely holds a `;`).
+fn single_statement(defn: &str) -> bool {
+    let defn = defn.trim();
+    defn.ends_with(';') && defn.matches(';').count() == 1
 }
 
 /// pg_restore's `--use-list` file: one dump id per line.
@@ -119,6 +128,7 @@ mod tests {
             entry(11, "FK CONSTRAINT", POST_DATA, &[1, 2], "ALTER TABLE …"),
             entry(12, "TRIGGER", POST_DATA, &[1], "CREATE TRIGGER …"),
             entry(13, "COMMENT", POST_DATA, &[10], "COMMENT ON INDEX …"),
+            entry(14, "INDEX", POST_DATA, &[1], "CREATE INDEX e14 ON sales.big USING btree (c);\n\nALTER TABLE sales.big CLUSTER ON e14;"),
         ];
         let weights = HashMap::from([
             (("sales".to_string(), "big".to_string()), 1000),
@@ -135,7 +145,11 @@ mod tests {
         assert!(builds[1]
             .sql
             .starts_with("SET default_tablespace = '';\nALTER TABLE"));
-        assert_eq!(rest, [1, 2, 3, 11, 12, 13]);
+        assert_eq!(
+            rest,
+            [1, 2, 3, 11, 12, 13, 14],
+            "a clustered index is left to pg_restore"
+        );
         let (builds, _) = split(&entries, &weights, false);
         assert!(builds[0].sql.starts_with("SET default_tablespace = '';"));
         assert_eq!(use_list(&[3, 11]), "3;\n11;\n");

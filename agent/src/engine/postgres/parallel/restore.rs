@@ -55,6 +55,9 @@ const SELECTING: &[&str] = &[
     "--clean",
     "--create",
     "--filter",
+    "--no-data",
+    "--no-schema",
+    "--statistics-only",
 ];
 
 pub fn check_args(extra: &[String]) -> Result<()> {
@@ -91,21 +94,23 @@ pub async fn restore(
             let staging = staging::create(target, password, &unique).await?;
             tracing::info!(staging = %staging.name, jobs, parts = parts.len(), "parallel restore: loading into a staging database that replaces the target at the end");
             let loaded = load(settings, backup, &staging.target, older, jobs, &parts).await;
+            let unchanged = |e: Error| {
+                e.map_message(|m| format!("{m}; database {} was not changed", target.database))
+            };
             let done = match loaded {
+                // Its errors say what became of the target.
                 Ok(()) if crate::interrupt::received().is_none() => {
                     staging::swap(target, password, &staging).await
                 }
-                Ok(()) => Err(Error::target(
+                Ok(()) => Err(unchanged(Error::target(
                     "interrupted before the restore was put in place",
-                )),
-                Err(e) => Err(e),
+                ))),
+                Err(e) => Err(unchanged(e)),
             };
             if done.is_err() {
                 staging::discard(target, password, &staging).await;
             }
-            done.map_err(|e| {
-                e.map_message(|m| format!("{m}; database {} was not changed", target.database))
-            })
+            done
         }
     }
 }
@@ -174,7 +179,7 @@ async fn load(
 
     // Indexes and key constraints side by side, then the rest of post-data
     // (foreign keys need the keys they point at) through pg_restore.
-    let entries = toc::read(backup, archive::parse_entries).await?;
+    let entries = toc::read_verified(backup, archive::parse_entries).await?;
     let mut weights: HashMap<(String, String), u64> = HashMap::new();
     for (part, artifact) in parts {
         *weights

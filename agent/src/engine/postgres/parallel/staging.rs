@@ -25,6 +25,9 @@ pub struct Staging {
     pub name: String,
     pub target: PostgresTarget,
     replaced: String,
+    /// The target renamed aside.
+    aside: PostgresTarget,
+    after: Vec<(String, String)>,
 }
 
 /// `target` with its database path replaced by `database`.
@@ -65,29 +68,77 @@ pub fn staging_names(database: &str, unique: &str) -> (String, String) {
     )
 }
 
+/// A connection for the restore's own statements: an empty search path
+/// (nothing a database's owner created can stand in for the catalog's
+/// functions) and standard strings (a quote doubled is the only escape
+/// its literals use, whatever the database's settings say).
+async fn open(target: &PostgresTarget, password: Option<&str>) -> Result<Conn> {
+    let conn = connect::connect(&target.url, password, "--to").await?;
+    conn.client
+        .batch_execute(
+            "SELECT pg_catalog.set_config('search_path', '', false); SET standard_conforming_strings = on",
+        )
+        .await
+        .map_err(failed("preparing the restore's session".into()))?;
+    Ok(conn)
+}
+
 fn failed(what: String) -> impl Fn(tokio_postgres::Error) -> Error {
     move |e| Error::target(format!("{what}: {}", connect::reason(&e)))
 }
 
-/// What in a database would be lost by replacing it: user relations,
-/// schemas, functions, types, extensions besides plpgsql, large objects.
-/// Names up to three.
+/// What in a database would be lost by replacing it: any object a user
+/// made (an OID from 16384 on, where `initdb`'s end) in the catalogs a
+/// database keeps its own objects in. Names up to three.
 async fn contents(client: &tokio_postgres::Client) -> Result<Vec<String>> {
-    let sql = "SELECT kind || ' ' || name FROM (
-          SELECT 'relation' AS kind, n.nspname || '.' || c.relname AS name
-            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
-          UNION ALL SELECT 'schema', nspname FROM pg_catalog.pg_namespace
-           WHERE nspname NOT IN ('public', 'information_schema') AND nspname !~ '^pg_'
-          UNION ALL SELECT 'extension', extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
-          UNION ALL SELECT 'function', p.proname FROM pg_catalog.pg_proc p
-             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'
-          UNION ALL SELECT 'type', t.typname FROM pg_catalog.pg_type t
-             JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'public'
-          UNION ALL SELECT 'large object', oid::text FROM pg_catalog.pg_largeobject_metadata
-        ) found ORDER BY 1 LIMIT 4";
+    const CATALOGS: &[(&str, &str, &str)] = &[
+        ("schema", "pg_namespace", "nspname::text"),
+        (
+            "relation",
+            "pg_class",
+            "relnamespace::regnamespace::text || '.' || relname",
+        ),
+        ("function", "pg_proc", "proname::text"),
+        ("type", "pg_type", "typname::text"),
+        ("operator", "pg_operator", "oprname::text"),
+        ("collation", "pg_collation", "collname::text"),
+        ("conversion", "pg_conversion", "conname::text"),
+        ("text search configuration", "pg_ts_config", "cfgname::text"),
+        ("text search dictionary", "pg_ts_dict", "dictname::text"),
+        ("text search parser", "pg_ts_parser", "prsname::text"),
+        ("text search template", "pg_ts_template", "tmplname::text"),
+        ("extension", "pg_extension", "extname::text"),
+        (
+            "default privileges",
+            "pg_default_acl",
+            "defaclrole::regrole::text",
+        ),
+        ("publication", "pg_publication", "pubname::text"),
+        ("event trigger", "pg_event_trigger", "evtname::text"),
+        (
+            "foreign data wrapper",
+            "pg_foreign_data_wrapper",
+            "fdwname::text",
+        ),
+        ("foreign server", "pg_foreign_server", "srvname::text"),
+        ("large object", "pg_largeobject_metadata", "oid::text"),
+    ];
+    let union = CATALOGS
+        .iter()
+        .map(|(kind, catalog, name)| {
+            // A session's temporary schemas stay once made; they hold nothing.
+            let temp = if *catalog == "pg_namespace" {
+                " AND nspname !~ '^pg_(toast_)?temp_'"
+            } else {
+                ""
+            };
+            format!("SELECT '{kind} ' || {name} FROM pg_catalog.{catalog} WHERE oid >= 16384{temp}")
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let sql = format!("SELECT found FROM ({union}) AS objects(found) LIMIT 4");
     let rows = client
-        .query(sql, &[])
+        .query(&sql, &[])
         .await
         .map_err(failed("checking that the target database is empty".into()))?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
@@ -108,7 +159,10 @@ fn not_empty(database: &str, found: &[String]) -> Error {
 struct Shape {
     owner: String,
     create: String,
-    after: Vec<String>,
+    /// Applied just before the swap (a connection limit or a setting such
+    /// as `default_transaction_read_only` would stop the load): what each
+    /// is, for an error that never shows a value, and its statement.
+    after: Vec<(String, String)>,
 }
 
 /// Reads the target's properties (one row of `pg_database` as JSON, so
@@ -171,18 +225,31 @@ async fn shape(client: &tokio_postgres::Client, staging: &str) -> Result<Shape> 
         }
         _ => {}
     }
-    if let Some(limit) = db.get("datconnlimit").and_then(Value::as_i64) {
-        create.push_str(&format!(" CONNECTION LIMIT {limit}"));
-    }
     let on = format!("DATABASE {}", ident(staging));
     let mut after = Vec::new();
+    if let Some(limit) = db.get("datconnlimit").and_then(Value::as_i64) {
+        after.push((
+            "the connection limit".to_string(),
+            format!("ALTER {on} CONNECTION LIMIT {limit}"),
+        ));
+    }
     if !default_acl {
-        after.push(format!("REVOKE ALL ON {on} FROM PUBLIC"));
-        after.push(format!("REVOKE ALL ON {on} FROM {}", ident(&owner)));
+        let privileges = "the privileges".to_string();
+        after.push((
+            privileges.clone(),
+            format!("REVOKE ALL ON {on} FROM PUBLIC"),
+        ));
+        after.push((
+            privileges.clone(),
+            format!("REVOKE ALL ON {on} FROM {}", ident(&owner)),
+        ));
         for grant in grants {
             let (grantee, rest) = grant.split_once(' ').unwrap_or((grant.as_str(), ""));
             let (privilege, option) = rest.split_once(' ').unwrap_or((rest, ""));
-            after.push(format!("GRANT {privilege} ON {on} TO {grantee} {option}"));
+            after.push((
+                privileges.clone(),
+                format!("GRANT {privilege} ON {on} TO {grantee} {option}"),
+            ));
         }
     }
     for setting in settings {
@@ -191,17 +258,21 @@ async fn shape(client: &tokio_postgres::Client, staging: &str) -> Result<Shape> 
             continue;
         };
         let value = setting_value(name, value);
+        let what = format!("the setting {name}");
         if role.is_empty() {
-            after.push(format!("ALTER {on} SET {} TO {value}", ident(name)));
+            after.push((what, format!("ALTER {on} SET {} TO {value}", ident(name))));
         } else {
-            after.push(format!(
-                "ALTER ROLE {role} IN {on} SET {} TO {value}",
-                ident(name)
+            after.push((
+                what,
+                format!("ALTER ROLE {role} IN {on} SET {} TO {value}", ident(name)),
             ));
         }
     }
     if let Some(comment) = comment {
-        after.push(format!("COMMENT ON {on} IS {}", literal(&comment)));
+        after.push((
+            "the comment".to_string(),
+            format!("COMMENT ON {on} IS {}", literal(&comment)),
+        ));
     }
     Ok(Shape {
         owner,
@@ -259,12 +330,14 @@ pub async fn create(
     password: Option<&str>,
     unique: &str,
 ) -> Result<Staging> {
-    let conn = connect::connect(&target.url, password, "--to").await?;
+    let conn = open(target, password).await?;
     let found = contents(&conn.client).await?;
     if !found.is_empty() {
         return Err(not_empty(&target.database, &found));
     }
     let (name, replaced) = staging_names(&target.database, unique);
+    let staging_target = retarget(target, &name, "--to")?;
+    let aside = retarget(target, &replaced, "--to")?;
     let shape = shape(&conn.client, &name).await?;
     conn.client.batch_execute(&shape.create).await.map_err(|e| {
         Error::target(format!(
@@ -273,22 +346,13 @@ pub async fn create(
             shape.owner
         ))
     })?;
-    let staging = Staging {
-        target: retarget(target, &name, "--to")?,
+    Ok(Staging {
+        target: staging_target,
+        aside,
         name,
         replaced,
-    };
-    for statement in &shape.after {
-        if let Err(e) = conn.client.batch_execute(statement).await {
-            let error = Error::target(format!(
-                "giving the staging database the target's privileges and settings ({statement}): {}",
-                connect::reason(&e)
-            ));
-            drop_database(&conn, &staging.name).await;
-            return Err(error);
-        }
-    }
-    Ok(staging)
+        after: shape.after,
+    })
 }
 
 /// Drops `name`, ending any session still in it (only ever a database
@@ -316,7 +380,7 @@ async fn drop_database(conn: &Conn, name: &str) {
 /// Drops the staging database after a failure; the target was never
 /// touched.
 pub async fn discard(target: &PostgresTarget, password: Option<&str>, staging: &Staging) {
-    match connect::connect(&target.url, password, "--to").await {
+    match open(target, password).await {
         Ok(conn) => drop_database(&conn, &staging.name).await,
         Err(e) => {
             tracing::warn!(database = %staging.name, error = %e, "could not reach the server to drop the restore's staging database; drop it by hand")
@@ -324,10 +388,11 @@ pub async fn discard(target: &PostgresTarget, password: Option<&str>, staging: &
     }
 }
 
-/// Puts the staging database in the target's place: the (empty) target is
-/// renamed aside, checked still empty, the staging database renamed to
-/// its name, the old one dropped. Either the target holds the whole
-/// restore or, on any failure, the target is as it was.
+/// Puts the staging database in the target's place: the target's
+/// settings, privileges and limit applied to it, the (empty) target
+/// renamed aside, checked still empty, the staging database renamed to its
+/// name, the old one dropped. Either the target holds the whole restore
+/// or, on any failure, the target is as it was; every error says which.
 pub async fn swap(
     target: &PostgresTarget,
     password: Option<&str>,
@@ -335,15 +400,26 @@ pub async fn swap(
 ) -> Result<()> {
     let (old, new) = (ident(&target.database), ident(&staging.name));
     let replaced = ident(&staging.replaced);
+    let unchanged =
+        |m: String| Error::target(format!("{m}; database {} was not changed", target.database));
     // From inside the staging database: the target can be renamed only
     // with nobody connected to it.
-    let inside = connect::connect(&staging.target.url, password, "--to").await?;
+    let inside = open(&staging.target, password).await?;
+    for (what, statement) in &staging.after {
+        if let Err(e) = inside.client.batch_execute(statement).await {
+            // Never the statement: a setting's value may be a secret.
+            return Err(unchanged(format!(
+                "giving the restored database the target's {what}: {}",
+                connect::reason(&e)
+            )));
+        }
+    }
     inside
         .client
         .batch_execute(&format!("ALTER DATABASE {old} RENAME TO {replaced}"))
         .await
         .map_err(|e| {
-            Error::target(format!(
+            unchanged(format!(
                 "the restore is complete in {} but database {} cannot be replaced: {}; nobody may be connected to it at the end of a parallel restore",
                 staging.name,
                 target.database,
@@ -353,9 +429,8 @@ pub async fn swap(
     drop(inside);
     // A writer connected between the first check and the rename: its
     // data would be lost, so the target is put back.
-    let aside = retarget(target, &staging.replaced, "--to")?;
     let back = |why: String| put_back(target, password, staging, why);
-    let conn = match connect::connect(&aside.url, password, "--to").await {
+    let conn = match open(&staging.aside, password).await {
         Ok(c) => c,
         Err(e) => return Err(back(format!("reaching the renamed target: {e}")).await),
     };
@@ -385,7 +460,7 @@ pub async fn swap(
         .await);
     }
     drop(conn);
-    match connect::connect(&target.url, password, "--to").await {
+    match open(target, password).await {
         Ok(c) => drop_database(&c, &staging.replaced).await,
         Err(e) => {
             tracing::warn!(database = %staging.replaced, error = %e, "the restore is in place; the empty database it replaced could not be dropped")
@@ -394,7 +469,8 @@ pub async fn swap(
     Ok(())
 }
 
-/// Gives the target its name back after a swap that could not finish.
+/// Gives the target its name back after a swap that could not finish
+/// (tried three times); the error says whether it has it.
 async fn put_back(
     target: &PostgresTarget,
     password: Option<&str>,
@@ -402,16 +478,34 @@ async fn put_back(
     why: String,
 ) -> Error {
     let (old, replaced) = (ident(&target.database), ident(&staging.replaced));
-    if let Ok(c) = connect::connect(&staging.target.url, password, "--to").await {
-        if let Err(e) = c
-            .client
-            .batch_execute(&format!("ALTER DATABASE {replaced} RENAME TO {old}"))
-            .await
-        {
-            tracing::error!(error = %connect::reason(&e), "could not give database {} its name back from {}", target.database, staging.replaced);
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let renamed = match open(&staging.target, password).await {
+            Ok(c) => c
+                .client
+                .batch_execute(&format!("ALTER DATABASE {replaced} RENAME TO {old}"))
+                .await
+                .map_err(|e| connect::reason(&e)),
+            Err(e) => Err(e.to_string()),
+        };
+        match renamed {
+            Ok(()) => {
+                return Error::target(format!(
+                    "{why}; database {} was not changed",
+                    target.database
+                ))
+            }
+            Err(e) => last = e,
         }
     }
-    Error::target(why)
+    tracing::error!(error = %last, "could not give database {} its name back from {}", target.database, staging.replaced);
+    Error::target(format!(
+        "{why}; database {} (empty, unchanged) is now named {}: give it its name back with ALTER DATABASE {replaced} RENAME TO {old} ({last})",
+        target.database, staging.replaced
+    ))
 }
 
 #[cfg(test)]
