@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio_util::io::StreamReader;
 
+use super::copy_reader::CopyReader;
 use super::plan::{self, Piece};
 use super::source::{self, Holder};
 use crate::engine::common::{BackupStream, PartRequest, PartSink};
@@ -332,10 +332,9 @@ async fn worker(
             }
         };
         let rows = Arc::new(AtomicU64::new(0));
-        let reader =
-            StreamReader::new(Box::pin(stream.map_err(|e| {
-                std::io::Error::other(crate::engine::postgres::connect::reason(&e))
-            })));
+        let reader = CopyReader::new(stream.map_err(|e| {
+            std::io::Error::other(crate::engine::postgres::connect::reason(&e))
+        }));
         let counted = CountRows {
             inner: reader,
             rows: Arc::clone(&rows),

@@ -12,6 +12,7 @@
 //! [`staging`] (the database a restore builds and swaps in), [`restore`].
 
 pub mod backup;
+mod copy_reader;
 pub mod plan;
 pub mod post_data;
 pub mod restore;
