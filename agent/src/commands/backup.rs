@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::io::BufReader;
 
 use super::backup_parts::{Parts, Seal};
 use super::store_from_args;
@@ -14,14 +13,12 @@ use crate::cli::BackupArgs;
 use crate::engine::{BackupSettings, BackupStream, Target};
 use crate::error::{Error, ErrorCategory, Result};
 use crate::interrupt::Interruptible;
-use crate::manifest::Encryption;
-use crate::manifest::{backup_dir, Artifact, Manifest, MANIFEST_FILE};
+use crate::manifest::{backup_dir, Manifest, MANIFEST_FILE};
 use crate::names::validate_name;
-use crate::pipeline::codec::{compressing, validate_level, BoxRead};
+use crate::pipeline::codec::{validate_level, BoxRead};
 use crate::pipeline::encryption;
-use crate::pipeline::meter::{Meter, MeteredReader};
+use crate::pipeline::meter::Meter;
 use crate::pipeline::progress::Progress;
-use crate::pipeline::read_ahead::read_ahead;
 use crate::pipeline::redact::Redactor;
 use crate::store::{Store, StoreError};
 use crate::summary::RunSummary;
@@ -29,8 +26,6 @@ use crate::summary::RunSummary;
 /// Enough of the stream's head for its engine to read a header there
 /// (a pg_dump archive's).
 const HEAD_BYTES: usize = 4096;
-/// Buffer between compression and its input.
-const READ_CHUNK: usize = 64 * 1024;
 /// How far the source may run ahead of compression.
 const READ_AHEAD: usize = 2 << 20;
 
@@ -158,8 +153,12 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     // through the same pipeline, and the main stream stops with them.
     let parts = match started.parts.take() {
         Some(runner) => {
-            let (parts, sink) =
-                Parts::start(Arc::clone(&store), dir.clone(), seal, redactor.clone());
+            let (parts, sink) = Parts::start(
+                Arc::clone(&store),
+                dir.clone(),
+                seal.clone(),
+                redactor.clone(),
+            );
             stream = Box::new(Interruptible::until(stream, parts.cancel.clone()));
             started.finished = Some(runner(sink));
             Some(parts)
@@ -174,10 +173,9 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     let (raw, stored) = (Meter::capturing_head(HEAD_BYTES), Meter::new());
     let uploaded = match upload(
         args,
-        run,
+        &seal,
         stream,
-        &raw,
-        &stored,
+        (&raw, &stored),
         store.as_ref(),
         &artifact_key,
     )
@@ -223,7 +221,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         return Err(e);
     }
     let meters = Meters { raw, stored };
-    let mut manifest = manifest_of(args, run, &id, started_at, started, artifact_name, &meters)?;
+    let mut manifest = manifest_of(&seal, run, &id, started_at, started, artifact_name, &meters)?;
     if let Some(parts) = &parts {
         manifest.artifacts.extend(parts.artifacts());
     }
@@ -361,31 +359,18 @@ async fn with_parent(store: &dyn Store, run: &Prepared, id: &BackupId) -> Result
 /// the store; the store's count of what it took (or how it failed).
 async fn upload(
     args: &BackupArgs,
-    run: &Prepared,
+    seal: &Seal,
     stream: BoxRead,
-    raw: &Arc<Meter>,
-    stored: &Arc<Meter>,
+    (raw, stored): (&Arc<Meter>, &Arc<Meter>),
     store: &dyn Store,
     artifact_key: &str,
 ) -> Result<std::result::Result<u64, StoreError>> {
-    // The source is drained by its own task so it never waits on compression.
-    let source = read_ahead(
-        MeteredReader::new(Interruptible::new(stream), Arc::clone(raw)),
+    let mut body = seal.body(
+        Box::new(Interruptible::new(stream)),
+        raw,
+        stored,
         READ_AHEAD,
-    );
-    let compressed = compressing(
-        args.compression,
-        args.compression_level,
-        BufReader::with_capacity(READ_CHUNK, source),
-    );
-    // Compress, then encrypt, then hash what is stored.
-    let sealed = if run.recipients.is_empty() {
-        compressed
-    } else {
-        encryption::encrypting(&run.recipients, compressed)
-            .map_err(|e| Error::encryption(format!("starting encryption: {e}")))?
-    };
-    let mut body = MeteredReader::new(sealed, Arc::clone(stored));
+    )?;
     let _progress = Progress::start(args.run.progress, "backup", Arc::clone(raw));
     Ok(store.put_stream(artifact_key, &mut body).await)
 }
@@ -398,7 +383,7 @@ struct Meters {
 
 /// The manifest of a stored backup.
 fn manifest_of(
-    args: &BackupArgs,
+    seal: &Seal,
     run: &Prepared,
     id: &BackupId,
     started_at: DateTime<Utc>,
@@ -406,21 +391,12 @@ fn manifest_of(
     artifact_name: String,
     meters: &Meters,
 ) -> Result<Manifest> {
-    let (raw, stored) = (&meters.raw, &meters.stored);
-    let artifact = Artifact {
-        name: artifact_name,
-        format: started.format.to_string(),
-        stored_bytes: stored.bytes(),
-        raw_bytes: raw.bytes(),
-        stored_sha256: stored.sha256_hex(),
-        raw_sha256: raw.sha256_hex(),
-        compression: args.compression,
-        encryption: (!run.recipients.is_empty()).then(|| Encryption {
-            scheme: encryption::SCHEME.to_string(),
-            recipient_fingerprints: run.recipients.iter().map(encryption::fingerprint).collect(),
-        }),
-        producer: started.producer,
-    };
+    let artifact = seal.artifact(
+        artifact_name,
+        started.format,
+        (&meters.raw, &meters.stored),
+        started.producer,
+    );
     Ok(Manifest {
         format_version: crate::manifest::format_version(
             started.parent.is_some(),

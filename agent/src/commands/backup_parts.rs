@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{PartRequest, PartSink};
 use crate::error::{Error, ErrorCategory, Result};
 use crate::interrupt::Interruptible;
-use crate::manifest::{Artifact, Encryption};
+use crate::manifest::{Artifact, Encryption, Producer};
 use crate::pipeline::codec::compressing;
+use crate::pipeline::codec::BoxRead;
 use crate::pipeline::encryption;
 use crate::pipeline::meter::{Meter, MeteredReader};
 use crate::pipeline::read_ahead::read_ahead;
@@ -53,6 +54,52 @@ impl Seal {
                 .map(encryption::fingerprint)
                 .collect(),
         })
+    }
+
+    /// The way into the store: `stream` read ahead by its own task (so it
+    /// never waits on compression) up to `ahead` bytes, metered raw,
+    /// compressed, encrypted, metered as stored.
+    pub fn body(
+        &self,
+        stream: BoxRead,
+        raw: &Arc<Meter>,
+        stored: &Arc<Meter>,
+        ahead: usize,
+    ) -> Result<MeteredReader<BoxRead>> {
+        let source = read_ahead(MeteredReader::new(stream, Arc::clone(raw)), ahead);
+        let compressed = compressing(
+            self.compression,
+            self.level,
+            BufReader::with_capacity(READ_CHUNK, source),
+        );
+        let sealed = if self.recipients.is_empty() {
+            compressed
+        } else {
+            encryption::encrypting(&self.recipients, compressed)
+                .map_err(|e| Error::encryption(format!("starting encryption: {e}")))?
+        };
+        Ok(MeteredReader::new(sealed, Arc::clone(stored)))
+    }
+
+    /// The manifest's entry for an artifact stored through [`Seal::body`].
+    pub fn artifact(
+        &self,
+        name: String,
+        format: &str,
+        (raw, stored): (&Meter, &Meter),
+        producer: Producer,
+    ) -> Artifact {
+        Artifact {
+            name,
+            format: format.to_string(),
+            stored_bytes: stored.bytes(),
+            raw_bytes: raw.bytes(),
+            stored_sha256: stored.sha256_hex(),
+            raw_sha256: raw.sha256_hex(),
+            compression: self.compression,
+            encryption: self.encryption(),
+            producer,
+        }
     }
 }
 
@@ -138,25 +185,8 @@ async fn put_part(
     let (raw, stored) = (Meter::new(), Meter::new());
     // A sibling's failure (or a signal) fails this read, so the store
     // aborts its upload as for any failed stream.
-    let source = read_ahead(
-        MeteredReader::new(
-            Interruptible::until(request.stream, cancel),
-            Arc::clone(&raw),
-        ),
-        READ_AHEAD,
-    );
-    let compressed = compressing(
-        seal.compression,
-        seal.level,
-        BufReader::with_capacity(READ_CHUNK, source),
-    );
-    let sealed = if seal.recipients.is_empty() {
-        compressed
-    } else {
-        encryption::encrypting(&seal.recipients, compressed)
-            .map_err(|e| Error::encryption(format!("starting encryption: {e}")))?
-    };
-    let mut body = MeteredReader::new(sealed, Arc::clone(&stored));
+    let stream = Box::new(Interruptible::until(request.stream, cancel));
+    let mut body = seal.body(stream, &raw, &stored, READ_AHEAD)?;
     let size = match store.put_stream(key, &mut body).await {
         Ok(size) => size,
         Err(StoreError::Body(e)) => return Err(Error::source(e.to_string())),
@@ -175,15 +205,10 @@ async fn put_part(
             ),
         ));
     }
-    Ok(Artifact {
-        name: name.to_string(),
-        format: request.format.to_string(),
-        stored_bytes: stored.bytes(),
-        raw_bytes: raw.bytes(),
-        stored_sha256: stored.sha256_hex(),
-        raw_sha256: raw.sha256_hex(),
-        compression: seal.compression,
-        encryption: seal.encryption(),
-        producer: request.producer,
-    })
+    Ok(seal.artifact(
+        name.to_string(),
+        request.format,
+        (&raw, &stored),
+        request.producer,
+    ))
 }

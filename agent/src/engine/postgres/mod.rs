@@ -57,17 +57,7 @@ pub async fn start_backup(
         .map_err(|e| Error::source(e.to_string()))?;
     Ok(BackupStream {
         stream: Box::new(output),
-        source: SourceInfo {
-            kind: SourceKind::Postgres,
-            address: pg.url.clone(),
-            server_version: None,
-            database: Some(pg.database.clone()),
-            keys: None,
-            roles: Vec::new(),
-            kafka: None,
-            search: None,
-            postgres: None,
-        },
+        source: source_info(pg),
         artifact_stem: "dump.pgdump",
         format: "pg_dump-custom",
         producer: Producer {
@@ -79,6 +69,21 @@ pub async fn start_backup(
         parent: None,
         parts: None,
     })
+}
+
+/// What the manifest says of the source before the dump has run.
+pub fn source_info(pg: &PostgresTarget) -> SourceInfo {
+    SourceInfo {
+        kind: SourceKind::Postgres,
+        address: pg.url.clone(),
+        server_version: None,
+        database: Some(pg.database.clone()),
+        keys: None,
+        roles: Vec::new(),
+        kafka: None,
+        search: None,
+        postgres: None,
+    }
 }
 
 /// After the upload: the source's role names, and the archive header the

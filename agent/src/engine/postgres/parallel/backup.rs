@@ -21,7 +21,7 @@ use crate::engine::postgres::target::PostgresTarget;
 use crate::engine::settings::BackupSettings;
 use crate::error::{Error, Result};
 use crate::manifest::postgres::{CopyPart, PostgresFacts};
-use crate::manifest::{Producer, SourceInfo, SourceKind};
+use crate::manifest::{Producer, SourceInfo};
 use crate::pipeline::redact::Redactor;
 use crate::secret::Secret;
 
@@ -115,17 +115,7 @@ pub async fn start_backup(
         .into_output()
         .map_err(|e| Error::source(e.to_string()))?;
     let holder = Arc::new(holder);
-    let source = SourceInfo {
-        kind: SourceKind::Postgres,
-        address: pg.url.clone(),
-        server_version: None,
-        database: Some(pg.database.clone()),
-        keys: None,
-        roles: Vec::new(),
-        kafka: None,
-        search: None,
-        postgres: None,
-    };
+    let source = crate::engine::postgres::source_info(pg);
     let mut arguments = dump::dump_arguments(&extra);
     arguments.push(format!("--snapshot={}", holder.snapshot));
     arguments.push("--exclude-table-data=<each table of source.postgres.parts>".into());
@@ -332,9 +322,9 @@ async fn worker(
             }
         };
         let rows = Arc::new(AtomicU64::new(0));
-        let reader = CopyReader::new(stream.map_err(|e| {
-            std::io::Error::other(crate::engine::postgres::connect::reason(&e))
-        }));
+        let reader = CopyReader::new(
+            stream.map_err(|e| std::io::Error::other(crate::engine::postgres::connect::reason(&e))),
+        );
         let counted = CountRows {
             inner: reader,
             rows: Arc::clone(&rows),

@@ -108,7 +108,7 @@ pub fn plan(tables: Vec<TableInfo>, jobs: u32, ranges: bool) -> Plan {
             });
         }
     }
-    plan.pieces.sort_by(|a, b| b.estimate.cmp(&a.estimate));
+    plan.pieces.sort_by_key(|p| std::cmp::Reverse(p.estimate));
     plan
 }
 
