@@ -167,7 +167,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
     };
     let own = |parts: &Option<Parts>| -> Vec<String> {
         let mut keys = vec![artifact_key.clone()];
-        keys.extend(parts.iter().flat_map(Parts::keys));
+        keys.extend(stored_parts(parts));
         keys
     };
     let (raw, stored) = (Meter::capturing_head(HEAD_BYTES), Meter::new());
@@ -184,14 +184,15 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         Ok(uploaded) => uploaded,
         Err(e) => {
             let e = settle_failure(run, &parts, started.finished.take(), &redactor, e).await;
-            remove_own(store.as_ref(), &own(&parts)).await;
+            remove_own(store.as_ref(), &stored_parts(&parts)).await;
             return Err(e);
         }
     };
     summary.raw_bytes = Some(raw.bytes());
-    // No cleanup after a failed upload: every store leaves nothing that looks
-    // like an object (aborted multipart uploads, removed temporary files), and
-    // deleting the key could remove an object this run did not create.
+    // No cleanup of the main artifact after a failed upload: every store
+    // leaves nothing that looks like an object (aborted multipart uploads,
+    // removed temporary files), and deleting the key could remove an object
+    // this run did not create. Parts this run stored whole are removed.
     let stored_size = match uploaded {
         Ok(size) => size,
         Err(e) => {
@@ -200,7 +201,7 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
             // before the run ends.
             let e = upload_error(e, &redactor, &id, &run.target);
             let e = settle_failure(run, &parts, started.finished.take(), &redactor, e).await;
-            remove_own(store.as_ref(), &own(&parts)).await;
+            remove_own(store.as_ref(), &stored_parts(&parts)).await;
             return Err(e);
         }
     };
@@ -254,6 +255,11 @@ async fn backup(args: &BackupArgs, run: &Prepared, summary: &mut RunSummary) -> 
         .await?;
     }
     Ok(manifest)
+}
+
+/// The keys of the parts a run stored whole (none without parts).
+fn stored_parts(parts: &Option<Parts>) -> Vec<String> {
+    parts.iter().flat_map(Parts::keys).collect()
 }
 
 /// A run whose main upload failed. Its part workers are stopped (their
