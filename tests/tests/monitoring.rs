@@ -249,11 +249,14 @@ fn used_metric_names() -> BTreeMap<String, String> {
     used
 }
 
-/// Crate names that look like metric names in tracing filters, and the
-/// drill's default scratch-database prefix.
-const NOT_METRICS: [&str; 5] = [
+/// Crate names that look like metric names in tracing filters, the
+/// drill's default scratch-database prefix and a parallel restore's
+/// staging and replaced databases' prefixes.
+const NOT_METRICS: [&str; 7] = [
     "vertice_agent",
     "vertice_drill_",
+    "vertice_restore_",
+    "vertice_replaced_",
     "vertice_controller",
     "vertice_crds",
     "vertice_tests",
