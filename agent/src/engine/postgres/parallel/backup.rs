@@ -116,8 +116,9 @@ pub async fn start_backup(
         .map_err(|e| Error::source(e.to_string()))?;
     let holder = Arc::new(holder);
     let source = crate::engine::postgres::source_info(pg);
-    let mut arguments = dump::dump_arguments(&extra);
-    arguments.push(format!("--snapshot={}", holder.snapshot));
+    // What pg_dump ran with, but the exclusions (one per part's table,
+    // which the manifest lists anyway).
+    let mut arguments = dump::dump_arguments(&dump_args[..dump_args.len() - copied.len()]);
     arguments.push("--exclude-table-data=<each table of source.postgres.parts>".into());
     let work = Work {
         pg: pg.clone(),
