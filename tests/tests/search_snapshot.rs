@@ -81,6 +81,46 @@ fn run_drill(agent: &Agent, url: &str, address: &str, env: &[(&str, String)]) ->
     )
 }
 
+/// A drill that passes, with checks beyond counts: the restored mappings,
+/// and documents drawn before the snapshot and unchanged after it, read
+/// back one by one (`orders` has no `_source`: its ids are compared).
+fn drill_checked_beyond_counts(
+    agent: &Agent,
+    url: &str,
+    address: &str,
+    env: &[(&str, String)],
+) -> RunOutput {
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let log_path = log.path().to_string_lossy().into_owned();
+    let drill = agent.run(
+        &[
+            "drill",
+            "--from",
+            url,
+            "--name",
+            "snap",
+            "--restore-to",
+            address,
+            "--termination-log",
+            &log_path,
+        ],
+        env,
+    );
+    drill.assert_ok();
+    let summary = vertice_tests::summary::read(log.path());
+    vertice_tests::drill::passed(
+        &summary,
+        &[
+            "documents of logs",
+            "mappings of logs",
+            "sampled documents of logs",
+            "mappings of orders",
+            "sampled documents of orders",
+        ],
+    );
+    drill
+}
+
 fn drill_indices(server: &SearchServer) -> Vec<String> {
     let (_, rows) = server.request("GET", "/_cat/indices/vertice-drill-*?format=json", None);
     rows.as_array()
@@ -192,8 +232,32 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
         "logs-copy differs"
     );
 
-    let drill = run_drill(&agent, &url, &address, &env);
-    drill.assert_ok();
+    // Per index: the snapshot's shard and file statistics and the
+    // mappings' digest; the witness documents' ids stay out of the
+    // (unencrypted) manifest.
+    for (index, shards) in [("orders", 2), ("logs", 1)] {
+        let recorded = facts["indices"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["name"] == index))
+            .expect("index facts");
+        assert_eq!(recorded["snapshot"]["shards"], shards, "{recorded}");
+        assert_eq!(recorded["snapshot"]["shards_failed"], 0, "{recorded}");
+        assert!(
+            recorded["snapshot"]["bytes"].as_u64() > Some(0),
+            "{recorded}"
+        );
+        assert!(
+            recorded["snapshot"]["files"].as_u64() > Some(0),
+            "{recorded}"
+        );
+        assert_eq!(
+            recorded["mappings_digest"].as_str().map(str::len),
+            Some(64),
+            "{recorded}"
+        );
+        assert!(recorded.get("witnesses").is_none(), "{recorded}");
+    }
+    let drill = drill_checked_beyond_counts(&agent, &url, &address, &env);
     assert!(drill.all().contains("passed"), "{}", drill.all());
     assert!(
         drill_indices(&server).is_empty(),
@@ -540,7 +604,7 @@ fn opensearch3_snapshots_into_the_s3_store_and_a_deleted_blob_is_found() {
     assert_eq!(server.count("orders-1"), 500);
     assert!(server.all_docs("logs-1") == server.all_docs("logs"));
     let drill = || run_drill(&agent, &url, &address, &env);
-    drill().assert_ok();
+    drill_checked_beyond_counts(&agent, &url, &address, &env);
 
     backup(&["--keep-last", "1"]).assert_ok();
     let kept = store.manifests("team/default/snap/");

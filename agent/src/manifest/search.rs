@@ -79,7 +79,7 @@ pub struct RepositoryBlob {
     pub size: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexFacts {
     pub name: String,
     pub documents: u64,
@@ -95,6 +95,46 @@ pub struct IndexFacts {
     /// to meanwhile, which a drill then checks exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub documents_after: Option<u64>,
+    /// Snapshot mode: what the snapshot's status said of this index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<IndexSnapshotStats>,
+    /// Snapshot mode: the SHA-256 of the index's mappings as canonical
+    /// JSON (keys sorted), when they were the same just before and just
+    /// after the snapshot (so the snapshot holds exactly them): a drill
+    /// compares the restored copy's. Empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mappings_digest: String,
+    /// Snapshot mode, in the record artifact only (document ids are data,
+    /// and the manifest is not encrypted): documents drawn at random that
+    /// were unchanged — same sequence number, primary term and content —
+    /// from just before the snapshot to just after it, so the snapshot
+    /// holds exactly them; a drill reads each back from the restored copy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<WitnessDocument>,
+}
+
+/// One index of a snapshot, as the cluster's snapshot status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexSnapshotStats {
+    pub shards: u64,
+    pub shards_failed: u64,
+    /// Files and bytes of the index's shards in this snapshot, and of
+    /// them the ones this snapshot uploaded (the rest were already in the
+    /// repository from earlier snapshots).
+    pub files: u64,
+    pub bytes: u64,
+    pub new_files: u64,
+    pub new_bytes: u64,
+}
+
+/// A document a snapshot certainly holds as it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessDocument {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
+    /// The document's digest as [`IndexFacts::content_digest`] sums them.
+    pub digest: String,
 }
 
 impl SearchFacts {

@@ -135,6 +135,7 @@ pub async fn write(
                     primary_shards: index.primary_shards,
                     content_digest: digest.hex(),
                     documents_after: None,
+                    ..Default::default()
                 });
             }
             Err(e) => result = Err(e),

@@ -21,6 +21,7 @@ mod selection;
 mod smile;
 mod snapshot;
 pub mod target;
+mod witness;
 
 pub use drill::drill;
 pub use target::SearchTarget;
@@ -171,6 +172,12 @@ async fn start_snapshot(
             return Err(Error::source(
                 "the upload stopped before the snapshot's record was written; the snapshot was deleted",
             ));
+        }
+        // The witnesses' ids are data: they stay in the record, which is
+        // encrypted with the backup, and out of the manifest, which is not.
+        let mut facts = facts;
+        for index in &mut facts.indices {
+            index.witnesses.clear();
         }
         finished_info.search = Some(facts);
         Ok(finished_info)

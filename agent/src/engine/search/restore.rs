@@ -529,6 +529,7 @@ mod tests {
                     primary_shards: 1,
                     content_digest: String::new(),
                     documents_after: None,
+                    ..Default::default()
                 })
                 .collect(),
             not_kept: Vec::new(),

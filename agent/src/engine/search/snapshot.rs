@@ -21,8 +21,10 @@ use super::client::{reason, segment, Client};
 use super::cluster::Identity;
 use super::repository::{Purpose, Registration};
 use super::selection::Selected;
+use super::witness;
+use crate::engine::common::Stored;
 use crate::error::{Error, Result};
-use crate::manifest::search::{IndexFacts, SearchFacts, SnapshotFacts};
+use crate::manifest::search::{IndexFacts, IndexSnapshotStats, SearchFacts, SnapshotFacts};
 
 /// How often a running snapshot or restore is asked how it is doing.
 const POLL: Duration = Duration::from_secs(1);
@@ -75,6 +77,7 @@ pub async fn take(
 ) -> Result<SearchFacts> {
     let repository_type = repository_type(client, repository).await?;
     let before = counts(client, indices).await?;
+    let witnessed_before = witness::before(client, indices, seed_of(name)).await;
     let path = format!("_snapshot/{}/{}", segment(repository), segment(name));
     let names: Vec<&str> = indices.iter().map(|i| i.definition.name.as_str()).collect();
     let body = json!({
@@ -112,6 +115,14 @@ pub async fn take(
         Ok(snapshot) => counts(client, indices).await.map(|after| (snapshot, after)),
         Err(e) => Err(e),
     };
+    let mut witnessed = match &finished {
+        Ok(_) => witness::after(client, witnessed_before).await,
+        Err(_) => BTreeMap::new(),
+    };
+    let stats = match &finished {
+        Ok(_) => index_stats(client, &path).await,
+        Err(_) => BTreeMap::new(),
+    };
     let (snapshot, after) = match finished {
         Ok(done) => done,
         Err(e) => {
@@ -131,12 +142,16 @@ pub async fn take(
             .iter()
             .map(|i| {
                 let name = &i.definition.name;
+                let (mappings_digest, witnesses) = witnessed.remove(name).unwrap_or_default();
                 IndexFacts {
                     name: name.clone(),
                     documents: before[name],
                     primary_shards: i.primary_shards,
                     content_digest: String::new(),
                     documents_after: Some(after[name]),
+                    snapshot: stats.get(name).cloned(),
+                    mappings_digest,
+                    witnesses,
                 }
             })
             .collect(),
@@ -152,6 +167,84 @@ pub async fn take(
             blobs: Vec::new(),
         }),
     })
+}
+
+/// The most a snapshot's record may hold: it is a few kilobytes per index.
+const RECORD_LIMIT: u64 = 64 << 20;
+
+/// The record a snapshot-mode backup stored — the manifest's facts and the
+/// witness documents kept out of the manifest — read whole and checked
+/// against the manifest's checksums.
+pub async fn read_record(backup: &Stored<'_>) -> Result<SearchFacts> {
+    use tokio::io::AsyncReadExt;
+    let (manifest, artifact) = (backup.manifest, backup.artifact);
+    let mut open = backup.open().await?;
+    let mut bytes = Vec::new();
+    (&mut open.reader)
+        .take(RECORD_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| crate::artifact::read_failed(manifest, artifact, &e))?;
+    if bytes.len() as u64 > RECORD_LIMIT {
+        return Err(Error::integrity(format!(
+            "backup {} artifact {} is larger than any snapshot record ({} MiB): it is not one",
+            manifest.backup_id,
+            artifact.name,
+            RECORD_LIMIT >> 20
+        )));
+    }
+    crate::artifact::check_integrity(manifest, artifact, &open)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::integrity(format!(
+            "backup {} artifact {} is no snapshot record: {e}",
+            manifest.backup_id, artifact.name
+        ))
+    })
+}
+
+/// A seed for drawing witness documents, different for every snapshot.
+fn seed_of(name: &str) -> u64 {
+    // FNV-1a: the draw needs variety, not secrecy.
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Each index's shard and file statistics from the snapshot's status,
+/// for the manifest. Best effort: a cluster that cannot say leaves them
+/// out, and the backup is still the snapshot it followed to `SUCCESS`.
+async fn index_stats(client: &Client, path: &str) -> BTreeMap<String, IndexSnapshotStats> {
+    match client.get(&format!("{path}/_status")).await {
+        Ok(status) => parse_index_stats(&status["snapshots"][0]),
+        Err(e) => {
+            tracing::warn!(error = %e, "the snapshot's status could not be read; the manifest lists no per-index sizes");
+            BTreeMap::new()
+        }
+    }
+}
+
+fn parse_index_stats(snapshot: &Value) -> BTreeMap<String, IndexSnapshotStats> {
+    let Some(indices) = snapshot["indices"].as_object() else {
+        return BTreeMap::new();
+    };
+    indices
+        .iter()
+        .map(|(name, index)| {
+            let n = |v: &Value| v.as_u64().unwrap_or(0);
+            let stats = &index["stats"];
+            (
+                name.clone(),
+                IndexSnapshotStats {
+                    shards: n(&index["shards_stats"]["total"]),
+                    shards_failed: n(&index["shards_stats"]["failed"]),
+                    files: n(&stats["total"]["file_count"]),
+                    bytes: n(&stats["total"]["size_in_bytes"]),
+                    new_files: n(&stats["incremental"]["file_count"]),
+                    new_bytes: n(&stats["incremental"]["size_in_bytes"]),
+                },
+            )
+        })
+        .collect()
 }
 
 /// Polls the snapshot until it ended; its description once `SUCCESS`.
@@ -511,6 +604,7 @@ mod tests {
             primary_shards: 1,
             content_digest: String::new(),
             documents_after: Some(10),
+            ..Default::default()
         };
         assert!(count_check(&quiet, 10).is_ok());
         assert!(count_check(&quiet, 9)
@@ -546,6 +640,30 @@ mod tests {
             ]),
             Primaries::Failed(1)
         );
+    }
+
+    #[test]
+    fn each_index_gets_its_shards_files_and_bytes_from_the_status() {
+        let status = json!({"indices": {
+            "logs": {"shards_stats": {"done": 2, "failed": 0, "total": 2},
+                     "stats": {"incremental": {"file_count": 3, "size_in_bytes": 300},
+                               "total": {"file_count": 10, "size_in_bytes": 1000}}},
+            "odd": {}
+        }});
+        let stats = parse_index_stats(&status);
+        assert_eq!(
+            stats["logs"],
+            IndexSnapshotStats {
+                shards: 2,
+                shards_failed: 0,
+                files: 10,
+                bytes: 1000,
+                new_files: 3,
+                new_bytes: 300
+            }
+        );
+        assert_eq!(stats["odd"].bytes, 0);
+        assert!(parse_index_stats(&json!({})).is_empty());
     }
 
     #[test]
