@@ -1,8 +1,10 @@
 //! Snapshot mode on a real OpenSearch 2.19 server with an `fs` repository:
 //! the cluster writes its own snapshot, the agent follows it and records
 //! it; restore and drill go through the cluster's restore API under other
-//! names; a repository damaged by hand fails the drill, which still leaves
-//! no throwaway index behind; bad flags are refused before anything runs.
+//! names; a shard the repository cannot take makes a PARTIAL snapshot that
+//! fails the run; a repository damaged by hand fails the drill, which still
+//! leaves no throwaway index behind; bad flags are refused before anything
+//! runs.
 
 use serde_json::json;
 use vertice_tests::agent::RunOutput;
@@ -314,6 +316,52 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
     assert_eq!(all["snapshots"].as_array().map(Vec::len), Some(1), "{all}");
     let drill = run_drill(&agent, &url, &address, &env);
     drill.assert_ok();
+
+    // A shard the repository cannot take: the snapshot ends with a failed
+    // shard (PARTIAL), the run fails naming it, the snapshot is deleted and
+    // the previous backup stays the newest. The repository keeps an index's
+    // directory across snapshots; `orders` is the one with two shards. Its
+    // shard 0 directory is made read-only for the server's user, and new
+    // documents make the next snapshot write there.
+    let orders_dir = std::fs::read_dir(location.join("indices"))
+        .expect("repository indices")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|dir| dir.join("1").is_dir())
+        .expect("the two-shard index's directory");
+    let shard = orders_dir.join("0");
+    let mode = |m: u32| {
+        std::fs::set_permissions(&shard, std::os::unix::fs::PermissionsExt::from_mode(m))
+            .expect("chmod");
+    };
+    mode(0o555);
+    let mut bulk = String::new();
+    for i in 500..700 {
+        bulk.push_str(&format!(
+            "{}\n{}\n",
+            json!({"index": {"_index": "orders", "_id": format!("o-{i}")}}),
+            json!({"n": i})
+        ));
+    }
+    server.bulk(&bulk);
+    server.refresh("orders");
+    let partial = backup(&[
+        "--search-mode",
+        "snapshot",
+        "--search-repository",
+        REPOSITORY,
+    ]);
+    mode(0o755);
+    assert_ne!(partial.code, 0, "{}", partial.all());
+    assert!(
+        partial.stderr.contains("ended PARTIAL")
+            && partial.stderr.contains("orders shard 0")
+            && partial.stderr.contains("was deleted"),
+        "{}",
+        partial.all()
+    );
+    assert_eq!(store.manifests("search/default/snap/").len(), 1);
+    let (_, all) = server.request("GET", &format!("/_snapshot/{REPOSITORY}/_all"), None);
+    assert_eq!(all["snapshots"].as_array().map(Vec::len), Some(1), "{all}");
 
     // Someone deletes the repository's index data: the drill fails and
     // still cleans up.
