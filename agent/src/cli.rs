@@ -421,6 +421,13 @@ pub struct SearchRestoreArgs {
     /// SOURCE=TARGET, comma-separated or repeated (e.g. orders=orders-restored).
     #[arg(long, env = "VERTICE_SEARCH_INDEX_MAP", value_delimiter = ',')]
     pub index_map: Vec<String>,
+    /// Elasticsearch / OpenSearch: restore over indices that exist (else
+    /// refused). Each is restored and checked under a staging name first;
+    /// only once every index of the run is, each existing one is deleted
+    /// and the copy cloned into its name, with its aliases. Stop writers
+    /// to those indices first: what they write meanwhile is lost.
+    #[arg(long, env = "VERTICE_SEARCH_REPLACE")]
+    pub search_replace: bool,
     #[command(flatten)]
     pub connection: SearchConnectionArgs,
 }

@@ -378,6 +378,67 @@ fn round_trip(flavour: Flavour) {
         "0"
     );
 
+    // --search-replace over indices that exist: each is restored under a
+    // staging name, then swapped in with the aliases it had; what was
+    // written to them since the backup is gone.
+    let mut deletes = String::new();
+    for (id, (routing, _)) in before["logs"].0.iter().take(100) {
+        let mut meta = json!({"_index": "logs", "_id": id});
+        if let Some(r) = routing {
+            meta["routing"] = json!(r);
+        }
+        deletes.push_str(&format!("{}\n", json!({ "delete": meta })));
+    }
+    server.bulk(&deletes);
+    server.refresh("logs");
+    let (status, answer) = server.request(
+        "POST",
+        "/_aliases",
+        Some(&json!({"actions": [{"add": {"index": "logs", "alias": "logs-read"}}]})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.count("logs"), 2300);
+    agent
+        .run(
+            &[
+                "restore",
+                "--from",
+                &url,
+                "--name",
+                "shop",
+                "--to",
+                &address,
+                "--target-kind",
+                "elasticsearch",
+                "--identity",
+                &identity,
+                "--search-replace",
+            ],
+            &env,
+        )
+        .assert_ok();
+    let replaced = snapshot(&server);
+    for index in INDICES {
+        assert!(
+            replaced[index].0 == before[index].0,
+            "{index}: documents differ after the replace"
+        );
+        assert_eq!(replaced[index].1, before[index].1, "{index}'s mappings");
+    }
+    assert_eq!(server.count("logs-read"), 2400);
+    assert_eq!(server.count("orders-eu"), 200);
+    let (_, staging) = server.request("GET", "/_cat/indices/vertice-replace-*?format=json", None);
+    assert_eq!(staging, json!([]), "staging copies left: {staging}");
+    // The replaced index takes writes again.
+    let (status, answer) = server.request(
+        "PUT",
+        "/logs/_doc/after-replace?refresh=true",
+        Some(&json!({"m": "written after the replace"})),
+    );
+    assert!(status == 200 || status == 201, "{status} {answer}");
+    let (status, answer) = server.request("DELETE", "/logs/_doc/after-replace?refresh=true", None);
+    assert_eq!(status, 200, "{answer}");
+
     // A drill: throwaway indices, checked document by document, deleted.
     let drill = agent.run(
         &[

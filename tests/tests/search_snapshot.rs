@@ -229,10 +229,54 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
     );
     restore("orders=orders-copy,logs=logs-copy").assert_ok();
     assert_eq!(server.count("orders-copy"), 500);
-    assert!(
-        server.all_docs("logs-copy") == server.all_docs("logs"),
-        "logs-copy differs"
+    let logs = server.all_docs("logs");
+    assert!(server.all_docs("logs-copy") == logs, "logs-copy differs");
+
+    // --search-replace over indices that exist (one the original, one an
+    // earlier restore): restored under staging names through the restore
+    // API, then swapped in with the aliases they had.
+    let mut deletes = String::new();
+    for id in logs.keys().take(20) {
+        deletes.push_str(&format!(
+            "{}\n",
+            json!({"delete": {"_index": "logs", "_id": id}})
+        ));
+    }
+    server.bulk(&deletes);
+    server.refresh("logs");
+    let (status, answer) = server.request(
+        "POST",
+        "/_aliases",
+        Some(&json!({"actions": [{"add": {"index": "logs", "alias": "logs-read"}}]})),
     );
+    assert_eq!(status, 200, "{answer}");
+    agent
+        .run(
+            &[
+                "restore",
+                "--from",
+                &url,
+                "--name",
+                "snap",
+                "--to",
+                &address,
+                "--target-kind",
+                "elasticsearch",
+                "--index-map",
+                "orders=orders-copy",
+                "--search-replace",
+            ],
+            &env,
+        )
+        .assert_ok();
+    assert!(
+        server.all_docs("logs") == logs,
+        "logs differs after the replace"
+    );
+    assert_eq!(server.count("logs-read"), 120);
+    assert_eq!(server.count("orders-copy"), 500);
+    let (_, staging) = server.request("GET", "/_cat/indices/vertice-replace-*?format=json", None);
+    assert_eq!(staging, json!([]), "staging copies left: {staging}");
 
     // Per index: the snapshot's shard and file statistics and the
     // mappings' digest; the witness documents' ids stay out of the

@@ -282,6 +282,7 @@ impl SearchRestoreArgs {
                 .connection
                 .connection(matches!(target, Target::Search(_)))?,
             index_map: self.index_map.clone(),
+            replace: self.search_replace,
         })
     }
 }

@@ -227,6 +227,8 @@ pub struct SearchRestore {
     pub connection: SearchConnection,
     /// `SOURCE=TARGET` pairs, as given; the engine checks them.
     pub index_map: Vec<String>,
+    /// `--search-replace`: indices that exist are replaced (`replace.rs`).
+    pub replace: bool,
 }
 
 /// How the agent logs in to Vault / OpenBao; `cli/settings.rs` builds it

@@ -49,6 +49,8 @@ pub struct Client {
     pub side: Side,
     /// How long transient failures are retried before the run gives up.
     pub timeout: Duration,
+    /// Calls go out after SIGTERM too: see [`Client::despite_signals`].
+    steady: bool,
 }
 
 /// A call's answer: its status and body.
@@ -128,6 +130,7 @@ impl Client {
             flag,
             side,
             timeout: connection.timeout,
+            steady: false,
         })
     }
 
@@ -192,7 +195,7 @@ impl Client {
             // drill's throwaway indices, an aborted snapshot, a read view
             // released): it must still reach the cluster after SIGTERM,
             // which is when it is needed most.
-            if method != Method::DELETE {
+            if method != Method::DELETE && !self.steady {
                 self.stopped()?;
             }
             let mut request = self.http.request(method.clone(), url.clone());
@@ -247,9 +250,22 @@ impl Client {
         }
     }
 
+    /// The same client, whose calls go out whatever signal arrived: for a
+    /// short sequence that must not stop halfway (a replace's delete and
+    /// clone).
+    pub fn despite_signals(&self) -> Client {
+        Client {
+            steady: true,
+            ..self.clone()
+        }
+    }
+
     /// An error once SIGTERM or SIGINT arrived, so a run stops between
     /// calls.
     pub fn stopped(&self) -> Result<()> {
+        if self.steady {
+            return Ok(());
+        }
         match crate::interrupt::received() {
             Some(signal) => Err(self.side.error(format!(
                 "stopped by {}",

@@ -15,6 +15,7 @@ mod drill;
 mod export;
 pub mod format;
 mod load;
+mod replace;
 pub(crate) mod repository;
 mod restore;
 mod selection;
@@ -318,7 +319,8 @@ pub async fn restore(
     settings: &RestoreSettings,
 ) -> Result<()> {
     let facts = facts(backup.manifest)?;
-    let names = restore::index_map(&settings.search.index_map, facts)?;
+    let asked = restore::index_map(&settings.search.index_map, facts)?;
+    let mut names = asked.clone();
     let client = Client::new(
         target,
         &settings.search.connection,
@@ -327,12 +329,20 @@ pub async fn restore(
         Side::Target,
     )?;
     let identity = cluster::identify(&client).await?;
-    restore::check_absent(
-        &client,
-        &names,
-        "restore under other names with --index-map SOURCE=TARGET",
-    )
-    .await?;
+    let replaced = if settings.search.replace {
+        replace::plan(&client, &backup.manifest.backup_id, &mut names).await?
+    } else {
+        restore::check_absent(
+            &client,
+            &names,
+            "restore under other names with --index-map SOURCE=TARGET, or over them with --search-replace",
+        )
+        .await?;
+        replace::Replaced::new()
+    };
+    if !replaced.is_empty() {
+        tracing::info!(indices = %replaced.keys().cloned().collect::<Vec<_>>().join(", "), "these exist: each is restored under a staging name and replaced only once every index was restored and checked");
+    }
     tracing::info!(cluster = %identity.describe(), indices = names.len(), "restoring: definitions the target lacks, then each index");
     let counts = if let Some(taken) = &facts.snapshot {
         // Nothing is restored from a repository the store shows damaged.
@@ -357,10 +367,11 @@ pub async fn restore(
             .await?
             .counts
     };
+    replace::swap(&client, &replaced).await?;
     let summary: Vec<String> = counts
         .iter()
         .map(|(source, n)| {
-            let into = &names[source];
+            let into = &asked[source];
             if into == source {
                 format!("{source}: {n}")
             } else {

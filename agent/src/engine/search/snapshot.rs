@@ -484,7 +484,7 @@ async fn restore_one(
 /// Waits until every primary shard of a restoring index started; a primary
 /// the cluster gave up allocating (the snapshot's files could not be read)
 /// fails the restore.
-async fn wait_for_primaries(client: &Client, index: &str) -> Result<()> {
+pub(super) async fn wait_for_primaries(client: &Client, index: &str) -> Result<()> {
     let path = format!(
         "_cat/shards/{}?format=json&h=prirep,state,unassigned.reason",
         segment(index)
