@@ -499,8 +499,26 @@ fn bulk_writes_rejected_for_load_are_sent_again_until_every_document_is_in() {
     }
 }
 
+/// Waits until the running agent has written `bytes` (its artifact is
+/// stored as it is read: mid-export, however fast the machine).
+fn wait_until_stored(mut running: Running, bytes: u64) -> Running {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while bytes_written(running.pid()) <= bytes {
+        if running.has_exited() {
+            let (code, out, err) = running.wait();
+            panic!("the backup ended ({code}) before it stored {bytes} bytes:\n{out}\n{err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup never stored {bytes} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running
+}
+
 #[test]
-fn a_server_killed_mid_export_fails_the_backup_and_the_previous_stays_latest() {
+fn sigterm_or_a_server_killed_mid_export_is_no_backup_and_the_previous_stays_latest() {
     let _one = one_at_a_time();
     let mut server = SearchServer::start(Flavour::OpenSearch);
     fill(&server, "big", 40_000, 1000);
@@ -517,24 +535,44 @@ fn a_server_killed_mid_export_fails_the_backup_and_the_previous_stays_latest() {
     assert_eq!(good.len(), 1);
     let good_id = good[0]["id"].as_str().expect("id").to_string();
 
+    // SIGTERM mid-export: exit 143, no backup, no upload left behind, and
+    // the cluster's read views (scroll contexts) released.
+    let running = wait_until_stored(
+        Running::spawn(&agent, &backup_args(&address, "big", &url), &env),
+        6 << 20,
+    );
+    kill(Pid::from_raw(running.pid() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let (code, stdout, stderr) = running.wait();
+    assert_eq!(code, 143, "{stdout}\n{stderr}");
+    assert_eq!(listed(&agent, &url, &env).len(), 1, "{stderr}");
+    assert_eq!(store.manifests("").len(), 1);
+    assert!(
+        store.dangling_uploads().is_empty(),
+        "partial uploads left: {:?}",
+        store.dangling_uploads()
+    );
+    let (_, stats) = server.request("GET", "/_nodes/stats/indices/search", None);
+    let open: u64 = stats["nodes"]
+        .as_object()
+        .map(|nodes| {
+            nodes
+                .values()
+                .map(|n| {
+                    n["indices"]["search"]["open_contexts"]
+                        .as_u64()
+                        .unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(u64::MAX);
+    assert_eq!(open, 0, "read views left open after SIGTERM: {stats}");
+
     let mut args = backup_args(&address, "big", &url);
     args.extend(["--search-timeout", "3s"]);
-    let mut running = Running::spawn(&agent, &args, &env);
     // Killed once the agent has stored 6 MB of the ~20 MB artifact (the
     // export is compressed as it is read): mid-export, however fast the
     // machine.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if bytes_written(running.pid()) > 6 << 20 {
-            break;
-        }
-        if running.has_exited() {
-            let (code, out, err) = running.wait();
-            panic!("the backup ended ({code}) before it stored 6 MB:\n{out}\n{err}");
-        }
-        assert!(Instant::now() < deadline, "the backup never stored 6 MB");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let running = wait_until_stored(Running::spawn(&agent, &args, &env), 6 << 20);
     let killed_after = running.started.elapsed();
     server.kill();
     let (code, stdout, stderr) = running.wait();
