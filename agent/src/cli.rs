@@ -368,6 +368,17 @@ pub struct SearchConnectionArgs {
     /// 429/503 is retried before the run gives up.
     #[arg(long, env = "VERTICE_SEARCH_TIMEOUT", default_value = "60s")]
     pub search_timeout: String,
+    /// Elasticsearch / OpenSearch: the vendor the cluster must be; a
+    /// cluster of the other one is refused before anything is read or
+    /// written. Default: whichever answers.
+    #[arg(long, env = agent_env::SEARCH_FLAVOUR)]
+    pub search_flavour: Option<SearchFlavourArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SearchFlavourArg {
+    Elasticsearch,
+    Opensearch,
 }
 
 /// Which indices an Elasticsearch / OpenSearch backup takes.

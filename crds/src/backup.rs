@@ -355,6 +355,12 @@ pub struct ElasticsearchTarget {
         regex(pattern = r"^https?://[^/?#@\s]+(/[^?#@\s]*)?$")
     )]
     pub url: String,
+    /// The vendor the cluster must be, `elasticsearch` or `opensearch`:
+    /// a run against a cluster of the other one fails at once (exit 2),
+    /// before anything is read or written. Default: whichever answers (the
+    /// agent always detects vendor and version and speaks that dialect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavour: Option<ElasticsearchFlavour>,
     /// Basic auth as this user, its password from `passwordSecretRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
@@ -421,6 +427,23 @@ fn repository_settings_schema(_: &mut schemars::SchemaGenerator) -> schemars::Sc
         "maxProperties": 32,
         "additionalProperties": {"type": "string", "maxLength": 256},
     })
+}
+
+/// The vendor of a search cluster.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ElasticsearchFlavour {
+    Elasticsearch,
+    Opensearch,
+}
+
+impl ElasticsearchFlavour {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ElasticsearchFlavour::Elasticsearch => "elasticsearch",
+            ElasticsearchFlavour::Opensearch => "opensearch",
+        }
+    }
 }
 
 /// How an Elasticsearch / OpenSearch backup reads the indices: `export` or

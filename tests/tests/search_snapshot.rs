@@ -190,9 +190,20 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
         "{}",
         export.all()
     );
+    // A flavour that is not the cluster's: refused before anything is read.
+    let wrong = backup(&["--search-flavour", "elasticsearch"]);
+    wrong.assert_code(2);
+    assert!(
+        wrong.stderr.contains("the cluster is opensearch 2.19")
+            && wrong.stderr.contains("not elasticsearch"),
+        "{}",
+        wrong.all()
+    );
     assert!(store.manifests("search/default/snap/").is_empty());
 
     backup(&[
+        "--search-flavour",
+        "opensearch",
         "--search-mode",
         "snapshot",
         "--search-repository",

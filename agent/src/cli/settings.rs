@@ -217,6 +217,10 @@ impl SearchConnectionArgs {
             api_key: api_key.map(Secret::from),
             ca_file: self.search_ca_file.clone(),
             timeout,
+            flavour: self.search_flavour.map(|f| match f {
+                crate::cli::SearchFlavourArg::Elasticsearch => "elasticsearch",
+                crate::cli::SearchFlavourArg::Opensearch => "opensearch",
+            }),
         })
     }
 }

@@ -145,6 +145,9 @@ pub struct SearchConnection {
     pub ca_file: Option<PathBuf>,
     /// How long transient failures (connection lost, 429, 503) are retried.
     pub timeout: std::time::Duration,
+    /// `--search-flavour`: the vendor the cluster must be
+    /// (`elasticsearch`, `opensearch`); `None`: whichever answers.
+    pub flavour: Option<&'static str>,
 }
 
 impl Default for SearchConnection {
@@ -153,6 +156,7 @@ impl Default for SearchConnection {
             api_key: None,
             ca_file: None,
             timeout: std::time::Duration::from_secs(60),
+            flavour: None,
         }
     }
 }

@@ -207,6 +207,9 @@ pub(super) fn wire_elasticsearch_connection(
             "{field}: use basic auth (username and passwordSecretRef) or an API key (apiKeySecretRef), not both"
         )));
     }
+    if let Some(flavour) = target.flavour {
+        w.value(agent_env::SEARCH_FLAVOUR, flavour.as_str());
+    }
     if let Some(s) = &target.password_secret_ref {
         w.secret_env(agent_env::ELASTICSEARCH_PASSWORD, &s.name, &s.key);
     }
@@ -317,6 +320,7 @@ mod tests {
     #[test]
     fn elasticsearch_connection_takes_secrets_by_reference_and_mounts_the_ca() {
         let target = elasticsearch(json!({"url": "https://es:9200", "username": "backup",
+            "flavour": "opensearch",
             "passwordSecretRef": {"name": "es-user", "key": "password"},
             "caSecretRef": {"name": "es-ca", "key": "ca.crt"}}));
         let mut w = Wiring::default();
@@ -329,6 +333,10 @@ mod tests {
         assert_eq!(
             env,
             [
+                (
+                    agent_env::SEARCH_FLAVOUR.to_string(),
+                    Some("opensearch".to_string())
+                ),
                 (agent_env::ELASTICSEARCH_PASSWORD.to_string(), None),
                 (
                     agent_env::SEARCH_CA_FILE.to_string(),
@@ -336,7 +344,7 @@ mod tests {
                 ),
             ]
         );
-        let password = w.env[0]
+        let password = w.env[1]
             .value_from
             .as_ref()
             .and_then(|v| v.secret_key_ref.as_ref());

@@ -51,6 +51,8 @@ pub struct Client {
     pub timeout: Duration,
     /// Calls go out after SIGTERM too: see [`Client::despite_signals`].
     steady: bool,
+    /// `--search-flavour`: the vendor [`super::cluster::identify`] insists on.
+    pub expected_flavour: Option<&'static str>,
 }
 
 /// A call's answer: its status and body.
@@ -131,6 +133,7 @@ impl Client {
             side,
             timeout: connection.timeout,
             steady: false,
+            expected_flavour: connection.flavour,
         })
     }
 
