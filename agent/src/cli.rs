@@ -191,9 +191,10 @@ pub struct BackupArgs {
     /// PostgreSQL: parallel workers. Above 1, one exported snapshot is read
     /// by pg_dump (schema, sequences, small tables) and by N sessions that
     /// copy the larger tables, split into block ranges, each part its own
-    /// object. 1: one pg_dump stream.
-    #[arg(long, env = agent_env::PG_JOBS, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub jobs: u32,
+    /// object. 1: one pg_dump stream. auto: half the agent's CPUs (1 to 4)
+    /// for a database of 1 GiB or more, else 1.
+    #[arg(long, env = agent_env::PG_JOBS, default_value = "auto")]
+    pub jobs: crate::engine::settings::Jobs,
 
     /// Extra pg_dump option, repeatable (e.g. --pg-dump-arg=--exclude-table=audit.*).
     #[arg(
@@ -535,9 +536,10 @@ pub struct RestoreArgs {
     pub pg_restore: PathBuf,
 
     /// PostgreSQL: sessions that load a parallel backup's parts (a backup
-    /// made with --jobs 1 is one stream and loads in one).
-    #[arg(long, env = agent_env::PG_JOBS, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub jobs: u32,
+    /// made with --jobs 1 is one stream and loads in one). auto: half the
+    /// agent's CPUs, 1 to 4.
+    #[arg(long, env = agent_env::PG_JOBS, default_value = "auto")]
+    pub jobs: crate::engine::settings::Jobs,
 
     /// psql executable that runs the restore's SQL (default: the psql beside
     /// --pg-restore when that is a path, else psql on PATH).
@@ -699,9 +701,10 @@ pub struct DrillArgs {
     pub pg_restore: PathBuf,
 
     /// PostgreSQL: sessions that load a parallel backup's parts (a backup
-    /// made with --jobs 1 is one stream and loads in one).
-    #[arg(long, env = agent_env::PG_JOBS, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub jobs: u32,
+    /// made with --jobs 1 is one stream and loads in one). auto: half the
+    /// agent's CPUs, 1 to 4.
+    #[arg(long, env = agent_env::PG_JOBS, default_value = "auto")]
+    pub jobs: crate::engine::settings::Jobs,
 
     /// psql executable (default: the one beside --pg-restore, else on PATH).
     #[arg(long, env = "VERTICE_PSQL")]

@@ -134,8 +134,10 @@ pub struct PostgresTarget {
     pub pg_dump_args: Vec<String>,
     /// Parallel workers for the backup (`--jobs`): one exported snapshot,
     /// each worker dumping tables or block ranges of a large table into its
-    /// own part under it. Unset: the agent's default (1, one pg_dump
-    /// stream). The drill CronJob restores with as many sessions.
+    /// own part under it. Unset: the agent's default, `auto` — half the
+    /// CPUs the backup pod may use (its CPU limit), 1 to 4, for a database
+    /// of 1 GiB or more; else 1, one pg_dump stream. The drill CronJob
+    /// restores with as many sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 32))]
     pub jobs: Option<u32>,

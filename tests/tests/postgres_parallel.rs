@@ -142,6 +142,22 @@ fn round_trip(pg: &Postgres, stock_tools: bool) {
     backup.assert_ok();
     let id = backup.stdout.trim().to_string();
 
+    // The default, --jobs auto: a database this small (on an agent with
+    // fewer than 4 CPUs, too) stays one pg_dump stream, and the log says
+    // why.
+    if stock_tools {
+        let auto_url = store.url("auto");
+        let auto = run(
+            dumping(&["backup", "--source", &pg.url("shop"), "--to", &auto_url]),
+            &env,
+        );
+        auto.assert_ok();
+        assert!(auto.stderr.contains("--jobs auto: 1 ("), "{}", auto.all());
+        let m = manifest(&store, "auto/");
+        assert_eq!(m["format_version"], 1, "{m}");
+        assert!(m["source"]["postgres"].is_null(), "{m}");
+    }
+
     let m = manifest(&store, "par/");
     assert_eq!(m["format_version"], 3, "older agents must refuse it");
     let artifacts = m["artifacts"].as_array().expect("artifacts");

@@ -9,6 +9,28 @@ use crate::manifest::kafka::KafkaFacts;
 use crate::pipeline::progress::ProgressMode;
 use crate::secret::Secret;
 
+/// `--jobs`: PostgreSQL sessions, a number or `auto` (the engine decides:
+/// `engine/postgres/parallel/auto.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jobs {
+    Auto,
+    Fixed(u32),
+}
+
+impl std::str::FromStr for Jobs {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Jobs, String> {
+        if text == "auto" {
+            return Ok(Jobs::Auto);
+        }
+        match text.parse::<u32>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(Jobs::Fixed(n)),
+            _ => Err(format!("{text:?}: expected auto or a number from 1 to 64")),
+        }
+    }
+}
+
 /// `backup`: how each engine's source is read.
 #[derive(Debug, Clone)]
 pub struct BackupSettings {
@@ -19,7 +41,7 @@ pub struct BackupSettings {
     /// `--pg-dump-arg`, as given; the PostgreSQL engine checks them.
     pub pg_dump_args: Vec<String>,
     /// `--jobs`: PostgreSQL workers (1: one pg_dump stream).
-    pub pg_jobs: u32,
+    pub pg_jobs: Jobs,
     /// psql, for the source's role names and `sql` hooks.
     pub psql: PathBuf,
     pub vault: VaultLogin,
@@ -40,7 +62,7 @@ pub struct RestoreSettings {
     /// `--pg-restore-arg`, as given; the PostgreSQL engine checks them.
     pub pg_restore_args: Vec<String>,
     /// `--jobs`: sessions loading a parallel PostgreSQL backup.
-    pub pg_jobs: u32,
+    pub pg_jobs: Jobs,
     pub vault: VaultLogin,
     pub kafka: KafkaRestore,
     pub search: SearchRestore,
@@ -61,7 +83,7 @@ pub struct DrillSettings {
     pub psql: Option<PathBuf>,
     pub postgres_bin: Option<PathBuf>,
     /// `--jobs`: sessions loading a parallel PostgreSQL backup.
-    pub pg_jobs: u32,
+    pub pg_jobs: Jobs,
     /// `--bao-server`: `auto`, `none` or a path.
     pub bao_server: String,
     /// `--redis-server`: `auto`, `none` or a path.
@@ -261,7 +283,7 @@ mod tests {
             password: Some(Secret::from("pw-hunter2".to_string())),
             pg_dump: "pg_dump".into(),
             pg_dump_args: Vec::new(),
-            pg_jobs: 1,
+            pg_jobs: Jobs::Fixed(1),
             psql: "psql".into(),
             vault: VaultLogin {
                 token: Some(Secret::from("tok-hunter3".to_string())),

@@ -322,7 +322,7 @@ async fn restore_and_check(
             &d.backup,
             &scratch,
             &older,
-            d.args.pg_jobs,
+            super::session_count(d.args.pg_jobs),
             super::parallel::restore::Place::Into,
         ),
     )

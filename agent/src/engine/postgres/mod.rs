@@ -22,7 +22,7 @@ pub use ephemeral::EPHEMERAL;
 pub use target::PostgresTarget;
 
 use crate::engine::common::{BackupStream, Stored};
-use crate::engine::settings::{BackupSettings, RestoreSettings};
+use crate::engine::settings::{BackupSettings, Jobs, RestoreSettings};
 use crate::error::{Error, Result};
 use crate::manifest::{Producer, SourceInfo, SourceKind};
 use crate::pipeline::redact::Redactor;
@@ -41,8 +41,16 @@ pub async fn start_backup(
     }
     let extra = dump::normalize(&settings.pg_dump_args, "--pg-dump-arg", Tool::PgDump)
         .map_err(Error::usage)?;
-    if settings.pg_jobs > 1 {
-        return parallel::backup::start_backup(pg, settings, redactor, extra).await;
+    let jobs = match settings.pg_jobs {
+        Jobs::Fixed(n) => n,
+        Jobs::Auto => {
+            let selecting = parallel::backup::check_args(&extra, 2).is_err();
+            let password = crate::secret::exposed(&settings.password);
+            parallel::auto::backup_jobs_for(pg, password, selecting).await
+        }
+    };
+    if jobs > 1 {
+        return parallel::backup::start_backup(pg, settings, redactor, extra, jobs).await;
     }
     let running = dump::spawn_dump(
         &settings.pg_dump,
@@ -142,13 +150,21 @@ pub fn source_failed(message: String) -> Error {
     }
 }
 
+/// The sessions a restore or drill loads a parallel backup with.
+pub fn session_count(jobs: Jobs) -> u32 {
+    match jobs {
+        Jobs::Fixed(n) => n,
+        Jobs::Auto => parallel::auto::sessions(parallel::auto::cpus()),
+    }
+}
+
 /// `restore --to postgres://…`.
 pub async fn restore(
     pg: &PostgresTarget,
     backup: &Stored<'_>,
     settings: &RestoreSettings,
 ) -> Result<()> {
-    let jobs = settings.pg_jobs;
+    let jobs = session_count(settings.pg_jobs);
     let settings = restore::PgRestoreSettings::for_restore(settings)?;
     if jobs > 1 && backup.manifest.source.postgres.is_none() {
         tracing::info!(

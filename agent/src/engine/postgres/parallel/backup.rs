@@ -71,8 +71,8 @@ pub async fn start_backup(
     settings: &BackupSettings,
     redactor: &mut Redactor,
     extra: Vec<String>,
+    jobs: u32,
 ) -> Result<BackupStream> {
-    let jobs = settings.pg_jobs;
     check_args(&extra, jobs)?;
     let password = crate::secret::exposed(&settings.password);
     let holder = source::export_snapshot(pg, password).await?;

@@ -11,6 +11,7 @@
 //! snapshot's holder and the workers' sessions), [`backup`] (the workers),
 //! [`staging`] (the database a restore builds and swaps in), [`restore`].
 
+pub mod auto;
 pub mod backup;
 mod copy_reader;
 pub mod plan;
