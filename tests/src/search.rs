@@ -409,6 +409,13 @@ impl SearchServer {
         response
     }
 
+    /// Adds `alias` to `index`.
+    pub fn add_alias(&self, index: &str, alias: &str) {
+        let actions = serde_json::json!({"actions": [{"add": {"index": index, "alias": alias}}]});
+        let (status, answer) = self.request("POST", "/_aliases", Some(&actions));
+        assert_eq!(status, 200, "adding alias {alias} to {index}: {answer}");
+    }
+
     /// Makes everything indexed so far searchable.
     pub fn refresh(&self, index: &str) {
         let (status, response) = self.request("POST", &format!("/{index}/_refresh"), None);

@@ -131,6 +131,21 @@ fn snapshot(server: &SearchServer) -> BTreeMap<&'static str, (Docs, Value)> {
         .collect()
 }
 
+/// Every selected index has the documents and mappings it had in `before`.
+fn same_as_before(server: &SearchServer, before: &BTreeMap<&str, (Docs, Value)>, after_what: &str) {
+    let now = snapshot(server);
+    for index in INDICES {
+        assert!(
+            now[index].0 == before[index].0,
+            "{index}: documents differ after {after_what}"
+        );
+        assert_eq!(
+            now[index].1, before[index].1,
+            "{index}'s mappings after {after_what}"
+        );
+    }
+}
+
 fn drill_indices(server: &SearchServer) -> Vec<String> {
     let (status, rows) = server.request("GET", "/_cat/indices/vertice-drill-*?format=json", None);
     assert_eq!(status, 200, "{rows}");
@@ -241,9 +256,9 @@ fn round_trip(flavour: Flavour) {
     );
     assert_eq!(locked.code, 2, "{}", locked.all());
     assert!(locked.stderr.contains("--identity"), "{}", locked.all());
-    // Every index exists: refused before anything is written, naming them.
-    let refused = agent.run(
-        &[
+    // A restore of the series into the server, with the identity.
+    let restore_shop = |extra: &[&str]| {
+        let mut args = vec![
             "restore",
             "--from",
             &url,
@@ -255,9 +270,12 @@ fn round_trip(flavour: Flavour) {
             "elasticsearch",
             "--identity",
             &identity,
-        ],
-        &env,
-    );
+        ];
+        args.extend_from_slice(extra);
+        agent.run(&args, &env)
+    };
+    // Every index exists: refused before anything is written, naming them.
+    let refused = restore_shop(&[]);
     assert_eq!(refused.code, 2, "{}", refused.all());
     assert!(
         refused
@@ -270,24 +288,10 @@ fn round_trip(flavour: Flavour) {
     assert_eq!(server.all_docs("logs").len(), 2400);
 
     // Under other names beside the originals: every field of every document.
-    let renamed = agent.run(
-        &[
-            "restore",
-            "--from",
-            &url,
-            "--name",
-            "shop",
-            "--to",
-            &address,
-            "--target-kind",
-            "elasticsearch",
-            "--identity",
-            &identity,
-            "--index-map",
-            "shop-orders=copy-orders,shop-products=copy-products,logs=copy-logs",
-        ],
-        &env,
-    );
+    let renamed = restore_shop(&[
+        "--index-map",
+        "shop-orders=copy-orders,shop-products=copy-products,logs=copy-logs",
+    ]);
     renamed.assert_ok();
     for (from, to) in [
         ("shop-orders", "copy-orders"),
@@ -328,32 +332,8 @@ fn round_trip(flavour: Flavour) {
         let (status, answer) = server.request("DELETE", path, None);
         assert_eq!(status, 200, "DELETE {path}: {answer}");
     }
-    agent
-        .run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--name",
-                "shop",
-                "--to",
-                &address,
-                "--target-kind",
-                "elasticsearch",
-                "--identity",
-                &identity,
-            ],
-            &env,
-        )
-        .assert_ok();
-    let after = snapshot(&server);
-    for index in INDICES {
-        assert!(
-            after[index].0 == before[index].0,
-            "{index}: documents differ after the restore"
-        );
-        assert_eq!(after[index].1, before[index].1, "{index}'s mappings");
-    }
+    restore_shop(&[]).assert_ok();
+    same_as_before(&server, &before, "the restore");
     let (_, aliases) = server.request("GET", "/shop-orders/_alias", None);
     assert_eq!(
         aliases["shop-orders"]["aliases"]["orders-eu"]["filter"]["term"]["customer.region"], "eu",
@@ -391,40 +371,10 @@ fn round_trip(flavour: Flavour) {
     }
     server.bulk(&deletes);
     server.refresh("logs");
-    let (status, answer) = server.request(
-        "POST",
-        "/_aliases",
-        Some(&json!({"actions": [{"add": {"index": "logs", "alias": "logs-read"}}]})),
-    );
-    assert_eq!(status, 200, "{answer}");
+    server.add_alias("logs", "logs-read");
     assert_eq!(server.count("logs"), 2300);
-    agent
-        .run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--name",
-                "shop",
-                "--to",
-                &address,
-                "--target-kind",
-                "elasticsearch",
-                "--identity",
-                &identity,
-                "--search-replace",
-            ],
-            &env,
-        )
-        .assert_ok();
-    let replaced = snapshot(&server);
-    for index in INDICES {
-        assert!(
-            replaced[index].0 == before[index].0,
-            "{index}: documents differ after the replace"
-        );
-        assert_eq!(replaced[index].1, before[index].1, "{index}'s mappings");
-    }
+    restore_shop(&["--search-replace"]).assert_ok();
+    same_as_before(&server, &before, "the replace");
     assert_eq!(server.count("logs-read"), 2400);
     assert_eq!(server.count("orders-eu"), 200);
     let (_, staging) = server.request("GET", "/_cat/indices/vertice-replace-*?format=json", None);

@@ -255,12 +255,7 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
     }
     server.bulk(&deletes);
     server.refresh("logs");
-    let (status, answer) = server.request(
-        "POST",
-        "/_aliases",
-        Some(&json!({"actions": [{"add": {"index": "logs", "alias": "logs-read"}}]})),
-    );
-    assert_eq!(status, 200, "{answer}");
+    server.add_alias("logs", "logs-read");
     agent
         .run(
             &[
