@@ -69,18 +69,27 @@ fn run_restore(
 
 /// A drill of the series `snap` into throwaway indices on `address`.
 fn run_drill(agent: &Agent, url: &str, address: &str, env: &[(&str, String)]) -> RunOutput {
-    agent.run(
-        &[
-            "drill",
-            "--from",
-            url,
-            "--name",
-            "snap",
-            "--restore-to",
-            address,
-        ],
-        env,
-    )
+    run_drill_with(agent, url, address, env, &[])
+}
+
+fn run_drill_with(
+    agent: &Agent,
+    url: &str,
+    address: &str,
+    env: &[(&str, String)],
+    extra: &[&str],
+) -> RunOutput {
+    let mut args = vec![
+        "drill",
+        "--from",
+        url,
+        "--name",
+        "snap",
+        "--restore-to",
+        address,
+    ];
+    args.extend_from_slice(extra);
+    agent.run(&args, env)
 }
 
 /// A drill that passes, with checks beyond counts: the restored mappings,
@@ -94,20 +103,7 @@ fn drill_checked_beyond_counts(
 ) -> RunOutput {
     let log = tempfile::NamedTempFile::new().expect("log");
     let log_path = log.path().to_string_lossy().into_owned();
-    let drill = agent.run(
-        &[
-            "drill",
-            "--from",
-            url,
-            "--name",
-            "snap",
-            "--restore-to",
-            address,
-            "--termination-log",
-            &log_path,
-        ],
-        env,
-    );
+    let drill = run_drill_with(agent, url, address, env, &["--termination-log", &log_path]);
     drill.assert_ok();
     let summary = vertice_tests::summary::read(log.path());
     vertice_tests::drill::passed(
