@@ -50,7 +50,19 @@ pub async fn start_backup(
         }
     };
     if jobs > 1 {
-        return parallel::backup::start_backup(pg, settings, redactor, extra, jobs).await;
+        let started =
+            parallel::backup::start_backup(pg, settings, redactor, extra.clone(), jobs).await;
+        match started {
+            // Nothing is uploaded before the stream starts: a parallel
+            // setup `auto` chose that cannot run here (a pooler in
+            // transaction mode cannot export a snapshot, say) falls back to
+            // the one stream the default used to be. A run the user asked
+            // to be parallel fails instead.
+            Err(e) if settings.pg_jobs == Jobs::Auto && crate::interrupt::received().is_none() => {
+                tracing::warn!(error = %e, "--jobs auto: the parallel backup could not start; one pg_dump stream instead");
+            }
+            started => return started,
+        }
     }
     let running = dump::spawn_dump(
         &settings.pg_dump,
@@ -165,8 +177,9 @@ pub async fn restore(
     settings: &RestoreSettings,
 ) -> Result<()> {
     let jobs = session_count(settings.pg_jobs);
+    let asked_for_sessions = matches!(settings.pg_jobs, Jobs::Fixed(n) if n > 1);
     let settings = restore::PgRestoreSettings::for_restore(settings)?;
-    if jobs > 1 && backup.manifest.source.postgres.is_none() {
+    if asked_for_sessions && backup.manifest.source.postgres.is_none() {
         tracing::info!(
             backup = %backup.manifest.backup_id,
             "the backup is one pg_dump stream (made with --jobs 1): it restores in one session"

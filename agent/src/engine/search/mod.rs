@@ -312,6 +312,46 @@ pub async fn release(
     Ok(())
 }
 
+/// Restores every index under the name `names` gives it, checked; the
+/// documents each holds. `keep_for_inspection`: a snapshot restore whose
+/// counts do not match leaves its indices in place (not when they are a
+/// replace's staging copies, which the caller removes).
+async fn restore_into(
+    client: &Client,
+    backup: &Stored<'_>,
+    facts: &SearchFacts,
+    names: &std::collections::BTreeMap<String, String>,
+    keep_for_inspection: bool,
+) -> Result<std::collections::BTreeMap<String, u64>> {
+    let Some(taken) = &facts.snapshot else {
+        let options = restore::Options {
+            definitions: true,
+            finish: true,
+        };
+        return Ok(restore::load(client, backup, facts, names, options)
+            .await?
+            .counts);
+    };
+    // Nothing is restored from a repository the store shows damaged.
+    repository::check_blobs(backup.store, taken).await?;
+    let counts = snapshot::restore(client, facts, names, true).await?;
+    for index in &facts.indices {
+        let restored = counts.get(&index.name).copied().unwrap_or(0);
+        snapshot::count_check(index, restored).map_err(|why| {
+            Error::target(format!(
+                "index {} restored from snapshot: {why}{}",
+                index.name,
+                if keep_for_inspection {
+                    "; the restored indices are left in place for inspection"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+    }
+    Ok(counts)
+}
+
 /// Restores an export into absent indices (`--index-map` renames them).
 pub async fn restore(
     target: &SearchTarget,
@@ -344,28 +384,12 @@ pub async fn restore(
         tracing::info!(indices = %replaced.keys().cloned().collect::<Vec<_>>().join(", "), "these exist: each is restored under a staging name and replaced only once every index was restored and checked");
     }
     tracing::info!(cluster = %identity.describe(), indices = names.len(), "restoring: definitions the target lacks, then each index");
-    let counts = if let Some(taken) = &facts.snapshot {
-        // Nothing is restored from a repository the store shows damaged.
-        repository::check_blobs(backup.store, taken).await?;
-        let counts = snapshot::restore(&client, facts, &names, true).await?;
-        for index in &facts.indices {
-            let restored = counts.get(&index.name).copied().unwrap_or(0);
-            snapshot::count_check(index, restored).map_err(|why| {
-                Error::target(format!(
-                    "index {} restored from snapshot: {why}; the restored indices are left in place for inspection",
-                    index.name
-                ))
-            })?;
-        }
-        counts
-    } else {
-        let options = restore::Options {
-            definitions: true,
-            finish: true,
-        };
-        restore::load(&client, backup, facts, &names, options)
-            .await?
-            .counts
+    let counts = match restore_into(&client, backup, facts, &names, replaced.is_empty()).await {
+        Ok(counts) => counts,
+        // Nothing existing was touched: the staging copies go, so that a
+        // second try is not refused for them.
+        Err(e) if !replaced.is_empty() => return Err(replace::discard(&client, &replaced, e).await),
+        Err(e) => return Err(e),
     };
     replace::swap(&client, &replaced).await?;
     let summary: Vec<String> = counts

@@ -30,10 +30,10 @@ pub type Replaced = BTreeMap<String, String>;
 /// so a replace killed midway is found again by the next one (and refused
 /// until deleted, since it may hold the only copy).
 pub fn staging_name(backup_id: &str, target: &str) -> std::result::Result<String, String> {
-    // A hidden index's dot may not lead the middle of a name; "dot-"
-    // keeps `.x` and `x` apart.
+    // A hidden index's leading dot becomes `_`, which no index name may
+    // start with: `.x` and `x` stay apart, and nothing else maps there.
     let target_part = match target.strip_prefix('.') {
-        Some(hidden) => format!("dot-{hidden}"),
+        Some(hidden) => format!("_{hidden}"),
         None => target.to_string(),
     };
     let name = format!(
@@ -59,6 +59,13 @@ pub async fn plan(
         if !exists(client, target).await? {
             continue;
         }
+        if !is_index(client, target).await? {
+            return Err(Error::usage(format!(
+                "{} {}: {target} is an alias or a data stream, not an index: --search-replace replaces indices; restore under another name with --index-map SOURCE=TARGET",
+                client.flag,
+                client.address()
+            )));
+        }
         let staging = staging_name(backup_id, target).map_err(Error::usage)?;
         if exists(client, &staging).await? {
             left_over.push(staging.clone());
@@ -77,6 +84,18 @@ pub async fn plan(
     Ok(replaced)
 }
 
+/// Whether `name` is an index itself: `GET <name>/_settings` answers by
+/// concrete index, so an alias or data stream answers with other names.
+async fn is_index(client: &Client, name: &str) -> Result<bool> {
+    let answer = client
+        .get(&format!(
+            "{}/_settings?filter_path=*.settings.index.uuid",
+            segment(name)
+        ))
+        .await?;
+    Ok(answer.get(name).is_some())
+}
+
 async fn exists(client: &Client, index: &str) -> Result<bool> {
     let path = segment(index);
     let answer = client.send(Method::HEAD, &path, None).await?;
@@ -85,6 +104,26 @@ async fn exists(client: &Client, index: &str) -> Result<bool> {
         404 => Ok(false),
         _ => Err(client.refused(&Method::HEAD, &path, &answer)),
     }
+}
+
+/// After a restore that failed before any swap: the staging copies are
+/// deleted (nothing existing was touched); `error` says so.
+pub async fn discard(client: &Client, replaced: &Replaced, error: Error) -> Error {
+    let left = drop_staging(client, replaced, &[]).await;
+    let targets: Vec<&str> = replaced.keys().map(String::as_str).collect();
+    error.map_message(|m| {
+        let mut text = format!(
+            "{m}; the existing indices {} were not touched",
+            targets.join(", ")
+        );
+        if !left.is_empty() {
+            text.push_str(&format!(
+                "; staging copies that could not be deleted: {}",
+                left.join(", ")
+            ));
+        }
+        text
+    })
 }
 
 /// Swaps each staging copy into its target's name. A signal stops the run
@@ -100,18 +139,19 @@ pub async fn swap(client: &Client, replaced: &Replaced) -> Result<()> {
         // Inside one index the calls go out whatever signal arrives: a
         // delete left without its clone would lose the index.
         let steady = client.despite_signals();
-        if let Err(e) = swap_one(&steady, target, staging).await {
+        if let Err((e, original_deleted)) = swap_one(&steady, target, staging).await {
             let rest: Vec<&str> = replaced
                 .keys()
                 .map(String::as_str)
                 .filter(|t| *t != target && !done.contains(t))
                 .collect();
-            let dropped = drop_staging(client, replaced, &{
-                let mut kept = done.clone();
+            // The staging copy of an index already deleted is the restore
+            // of it: kept (the message says how to finish); any other goes.
+            let mut kept = done.clone();
+            if original_deleted {
                 kept.push(target);
-                kept
-            })
-            .await;
+            }
+            let dropped = drop_staging(client, replaced, &kept).await;
             return Err(e.map_message(|m| {
                 let mut text = partial_message(m, &done, &dropped);
                 if !rest.is_empty() {
@@ -159,10 +199,23 @@ async fn drop_staging(client: &Client, replaced: &Replaced, keep: &[&str]) -> Ve
     left
 }
 
-async fn swap_one(client: &Client, target: &str, staging: &str) -> Result<()> {
+/// How long a clone's primaries may take to start: a clone hard-links
+/// the copy's files on the same nodes, so minutes mean it cannot start
+/// (disk watermarks, allocation filters).
+const CLONE_START: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Replaces `target` by `staging`. On failure, whether `target` had been
+/// deleted by then (its restore is then only in `staging`, or its clone).
+async fn swap_one(
+    client: &Client,
+    target: &str,
+    staging: &str,
+) -> std::result::Result<(), (Error, bool)> {
+    let before_delete = |e: Error| (e, false);
     let aliases = client
         .get(&format!("{}/_alias", segment(target)))
-        .await?
+        .await
+        .map_err(before_delete)?
         .get(target)
         .map(|i| i["aliases"].clone())
         .filter(Value::is_object)
@@ -173,42 +226,65 @@ async fn swap_one(client: &Client, target: &str, staging: &str) -> Result<()> {
             &format!("{}/_settings", segment(staging)),
             Some(&json!({"index.blocks.write": true})),
         )
-        .await?;
-    let deleted = client.send(Method::DELETE, &segment(target), None).await?;
+        .await
+        .map_err(before_delete)?;
+    let deleted = client
+        .send(Method::DELETE, &segment(target), None)
+        .await
+        .map_err(before_delete)?;
     if !(deleted.status.is_success() || deleted.status.as_u16() == 404) {
-        return Err(client.refused(&Method::DELETE, target, &deleted));
+        return Err((client.refused(&Method::DELETE, target, &deleted), false));
     }
-    let finish_by_hand = |m: String| {
+    let by_hand = |m: String| {
         format!(
-            "{m}; index {target} was deleted and its restored copy is index {staging}: finish with POST /{staging}/_clone/{target}, then PUT /{target}/_settings {{\"index.blocks.write\": null}} and DELETE /{staging}"
+            "{m}; index {target} was deleted and its restored copy is index {staging} (blocked for writes): finish with POST /{staging}/_clone/{target} {{\"settings\": {{\"index.blocks.write\": null}}}}, then DELETE /{staging}"
         )
     };
     // The deleted index's aliases (a write alias's `is_write_index`
-    // included) go to the index that takes its name.
-    let clone_body = json!({ "aliases": aliases });
-    client
+    // included) go to the index that takes its name; the write block the
+    // clone would copy from the staging copy is reset.
+    let clone_body = json!({
+        "settings": {"index.blocks.write": null},
+        "aliases": aliases,
+    });
+    let cloned = client
         .call(
             Method::POST,
             &format!("{}/_clone/{}", segment(staging), segment(target)),
             Some(&clone_body),
         )
-        .await
-        .map_err(|e| e.map_message(finish_by_hand))?;
-    super::snapshot::wait_for_primaries(client, target)
-        .await
-        .map_err(|e| e.map_message(finish_by_hand))?;
-    client
-        .call(
-            Method::PUT,
-            &format!("{}/_settings", segment(target)),
-            Some(&json!({"index.blocks.write": null})),
+        .await;
+    if let Err(e) = cloned {
+        // An answer lost after the clone was made: it is there.
+        if !exists(client, target).await.unwrap_or(false) {
+            return Err((e.map_message(by_hand), true));
+        }
+    }
+    let started = tokio::time::timeout(
+        CLONE_START,
+        super::snapshot::wait_for_primaries(client, target),
+    )
+    .await;
+    let not_started = |m: String| {
+        format!(
+            "{m}; index {target} is the restored copy cloned from {staging}, but its primary shards did not start: see GET /_cluster/allocation/explain, then DELETE /{staging}"
         )
-        .await
-        .map_err(|e| {
-            e.map_message(|m| {
-                format!("{m}; index {target} is restored but still blocked for writes: PUT /{target}/_settings {{\"index.blocks.write\": null}}")
-            })
-        })?;
+    };
+    match started {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err((e.map_message(not_started), true)),
+        Err(_) => {
+            return Err((
+                Error::target(not_started(format!(
+                    "{} {}: the clone of {staging} did not start within {} s",
+                    client.flag,
+                    client.address(),
+                    CLONE_START.as_secs()
+                ))),
+                true,
+            ))
+        }
+    }
     let dropped = client.send(Method::DELETE, &segment(staging), None).await;
     if !matches!(&dropped, Ok(a) if a.status.is_success() || a.status.as_u16() == 404) {
         tracing::warn!(index = %staging, "the staging copy could not be deleted; delete it by hand");
@@ -229,7 +305,7 @@ mod tests {
         // A hidden index's dot stays out of the middle of the name.
         assert_eq!(
             staging_name("b", ".hidden").expect("name"),
-            "vertice-replace-b-dot-hidden"
+            "vertice-replace-b-_hidden"
         );
         let long = "x".repeat(250);
         let e = staging_name("b", &long).expect_err("too long");

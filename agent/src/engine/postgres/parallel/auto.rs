@@ -68,16 +68,15 @@ pub async fn backup_jobs_for(pg: &PostgresTarget, password: Option<&str>, select
     let facts = match probe(pg, password).await {
         Ok(facts) => facts,
         Err(e) => {
-            tracing::debug!(error = %e, "--jobs auto: the source could not be sized; one stream");
+            tracing::info!(error = %e, "--jobs auto: 1 (the source could not be sized)");
             return 1;
         }
     };
     let (jobs, why) = backup_jobs(cpus, &facts);
     tracing::info!(
-        jobs,
         cpus,
         database_bytes = facts.bytes,
-        "--jobs auto: {why}"
+        "--jobs auto: {jobs} ({why})"
     );
     jobs
 }
