@@ -49,22 +49,32 @@ fn run_restore(
     map: &str,
     env: &[(&str, String)],
 ) -> RunOutput {
-    agent.run(
-        &[
-            "restore",
-            "--from",
-            url,
-            "--name",
-            "snap",
-            "--to",
-            address,
-            "--target-kind",
-            "elasticsearch",
-            "--index-map",
-            map,
-        ],
-        env,
-    )
+    run_restore_with(agent, url, address, map, env, &[])
+}
+
+fn run_restore_with(
+    agent: &Agent,
+    url: &str,
+    address: &str,
+    map: &str,
+    env: &[(&str, String)],
+    extra: &[&str],
+) -> RunOutput {
+    let mut args = vec![
+        "restore",
+        "--from",
+        url,
+        "--name",
+        "snap",
+        "--to",
+        address,
+        "--target-kind",
+        "elasticsearch",
+        "--index-map",
+        map,
+    ];
+    args.extend_from_slice(extra);
+    agent.run(&args, env)
 }
 
 /// A drill of the series `snap` into throwaway indices on `address`.
@@ -252,25 +262,9 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
     server.bulk(&deletes);
     server.refresh("logs");
     server.add_alias("logs", "logs-read");
-    agent
-        .run(
-            &[
-                "restore",
-                "--from",
-                &url,
-                "--name",
-                "snap",
-                "--to",
-                &address,
-                "--target-kind",
-                "elasticsearch",
-                "--index-map",
-                "orders=orders-copy",
-                "--search-replace",
-            ],
-            &env,
-        )
-        .assert_ok();
+    let replace =
+        |map: &str| run_restore_with(&agent, &url, &address, map, &env, &["--search-replace"]);
+    replace("orders=orders-copy").assert_ok();
     assert!(
         server.all_docs("logs") == logs,
         "logs differs after the replace"
@@ -279,6 +273,18 @@ fn the_clusters_own_snapshot_is_taken_recorded_restored_and_drilled() {
     assert_eq!(server.count("orders-copy"), 500);
     let (_, staging) = server.request("GET", "/_cat/indices/vertice-replace-*?format=json", None);
     assert_eq!(staging, json!([]), "staging copies left: {staging}");
+    // An alias is no index to replace: refused before anything is written.
+    let onto_alias = replace("logs=logs-read,orders=orders-x");
+    assert_eq!(onto_alias.code, 2, "{}", onto_alias.all());
+    assert!(
+        onto_alias
+            .stderr
+            .contains("logs-read is an alias or a data stream"),
+        "{}",
+        onto_alias.all()
+    );
+    let (status, _) = server.request("HEAD", "/orders-x", None);
+    assert_eq!(status, 404, "nothing restored before the refusal");
 
     // Per index: the snapshot's shard and file statistics and the
     // mappings' digest; the witness documents' ids stay out of the
