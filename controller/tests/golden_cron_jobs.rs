@@ -602,17 +602,46 @@ fn an_elasticsearch_drill_restores_into_the_backed_up_cluster() {
         assert_eq!(get(absent), None, "{absent}");
     }
     assert_eq!(pod.automount_service_account_token, Some(false));
-    // Nowhere else to restore to: a drill.target is refused.
-    let mut elsewhere = backup.clone();
-    if let Some(d) = elsewhere.spec.drill.as_mut() {
-        d.target =
-            Some(serde_json::from_value(serde_json::json!({"ephemeral": {}})).expect("target"));
-    }
-    let err = desired_drill(&elsewhere, &defaults()).expect_err("drill.target on Elasticsearch");
+    // A PostgreSQL drill target is refused.
+    let with_target = |target: serde_json::Value| {
+        let mut b = backup.clone();
+        if let Some(d) = b.spec.drill.as_mut() {
+            d.target = Some(serde_json::from_value(target).expect("target"));
+        }
+        desired_drill(&b, &defaults())
+    };
+    let err = with_target(serde_json::json!({"ephemeral": {}}))
+        .expect_err("drill.target.ephemeral on Elasticsearch");
     assert!(
         err.to_string()
-            .contains("Elasticsearch drills into throwaway indices"),
+            .contains("Elasticsearch backups (elasticsearch)"),
         "{err}"
+    );
+    // Another cluster: the drill reaches it with its own credentials only,
+    // none of the backed-up cluster's.
+    let pod = pod_of(
+        with_target(serde_json::json!({"elasticsearch": {
+            "url": "https://drills.example:9200", "username": "drill",
+            "flavour": "opensearch",
+            "passwordSecretRef": {"name": "drill-es", "key": "password"}}}))
+        .expect("valid drill")
+        .expect("a drill CronJob"),
+    );
+    let env = env_of(&pod);
+    let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(
+        get(agent_env::DRILL_RESTORE_TO),
+        Some("https://drill@drills.example:9200")
+    );
+    assert_eq!(
+        get(agent_env::ELASTICSEARCH_PASSWORD),
+        Some("secret drill-es/password")
+    );
+    assert_eq!(get(agent_env::SEARCH_FLAVOUR), Some("opensearch"));
+    assert_eq!(get(agent_env::SEARCH_CA_FILE), None);
+    assert!(
+        !format!("{env:?}").contains("logs-es"),
+        "the backed-up cluster's Secrets stay out: {env:?}"
     );
 }
 

@@ -29,12 +29,13 @@ pub struct DrillSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+[smhdw])+$"))]
     pub max_unverified_age: Option<crate::duration::SpecDuration>,
-    /// Where a PostgreSQL backup is restored. Redis and Vault drills
-    /// restore into a throwaway target inside the drill pod; Kafka drills
-    /// into scratch topics `vertice-drill-<backup id>-<topic>` and
-    /// Elasticsearch drills into throwaway indices
-    /// `vertice-drill-<backup id>-<index>` on the backed-up cluster, which
-    /// the drill always deletes.
+    /// Where a PostgreSQL backup is restored, or the Elasticsearch /
+    /// OpenSearch cluster an Elasticsearch drill restores on (default: the
+    /// backed-up cluster) into throwaway indices
+    /// `vertice-drill-<backup id>-<index>`. Redis and Vault drills restore
+    /// into a throwaway target inside the drill pod; Kafka drills into
+    /// scratch topics `vertice-drill-<backup id>-<topic>` on the backed-up
+    /// cluster. Drills always delete what they made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<DrillTarget>,
     /// The age identity that decrypts the backups (needed when
@@ -77,18 +78,76 @@ pub struct DrillSchedule {
     pub time_zone: Option<String>,
 }
 
-/// Where a PostgreSQL drill restores: a server of yours (`postgres`), or
+/// Where a drill restores. PostgreSQL: a server of yours (`postgres`), or
 /// `ephemeral: {}`, a throwaway server the drill starts inside its own pod
 /// (the agent image carries the server; give `scratchSize` room for the
-/// restored database).
+/// restored database). Elasticsearch / OpenSearch: another cluster
+/// (`elasticsearch`; default: the backed-up cluster).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("has(self.postgres) != has(self.ephemeral)").message("give exactly one of drill.target.postgres (a server of yours) or drill.target.ephemeral (a server inside the drill pod)"))]
+#[x_kube(validation = Rule::new("(has(self.postgres) ? 1 : 0) + (has(self.ephemeral) ? 1 : 0) + (has(self.elasticsearch) ? 1 : 0) == 1").message("give exactly one of drill.target.postgres (a server of yours), drill.target.ephemeral (a server inside the drill pod) or drill.target.elasticsearch (a cluster of yours)"))]
 #[serde(rename_all = "camelCase")]
 pub struct DrillTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<DrillPostgresTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral: Option<EphemeralPostgresTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch: Option<DrillElasticsearchTarget>,
+}
+
+/// An Elasticsearch or OpenSearch cluster of yours where the drill restores
+/// into throwaway indices `vertice-drill-<backup id>-<index>` and always
+/// deletes them, instead of the backed-up cluster: drills then put no load
+/// on production. The user (or API key) needs to create, write, read and
+/// delete indices `vertice-drill-*`; for a snapshot-mode backup the
+/// cluster must reach the repository (the drill registers it read-only
+/// when the cluster does not have it, and removes it after).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.username) == has(self.passwordSecretRef)").message("set drill.target.elasticsearch.username and passwordSecretRef together: basic auth needs the user and its password"))]
+#[x_kube(validation = Rule::new("!(has(self.username) && has(self.apiKeySecretRef))").message("drill.target.elasticsearch: use basic auth (username and passwordSecretRef) or an API key (apiKeySecretRef), not both"))]
+#[serde(rename_all = "camelCase")]
+pub struct DrillElasticsearchTarget {
+    /// The cluster's address, `http(s)://HOST[:PORT][/PATH]`; no user,
+    /// password or query.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^/?#@\s]+(/[^?#@\s]*)?$")
+    )]
+    pub url: String,
+    /// The vendor the cluster must be (`elasticsearch`, `opensearch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavour: Option<crate::backup::ElasticsearchFlavour>,
+    /// Basic auth as this user, its password from `passwordSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeySelector>,
+    /// An API key instead of basic auth (`base64(id:api_key)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeySelector>,
+    /// CA certificates (PEM) for an `https://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeySelector>,
+}
+
+impl DrillElasticsearchTarget {
+    /// The connection as a backup target's, for wiring shared with it.
+    pub fn as_target(&self) -> crate::backup::ElasticsearchTarget {
+        crate::backup::ElasticsearchTarget {
+            url: self.url.clone(),
+            flavour: self.flavour,
+            username: self.username.clone(),
+            password_secret_ref: self.password_secret_ref.clone(),
+            api_key_secret_ref: self.api_key_secret_ref.clone(),
+            ca_secret_ref: self.ca_secret_ref.clone(),
+            indices: Vec::new(),
+            mode: None,
+            repository: None,
+            repository_client: None,
+            repository_settings: None,
+        }
+    }
 }
 
 /// A PostgreSQL server started inside the drill pod on a private socket,

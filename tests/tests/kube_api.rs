@@ -365,6 +365,34 @@ fn elasticsearch_cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
             ),
             Some("drill.target is for PostgreSQL backups"),
         ),
+        (
+            "an elasticsearch drill on another cluster",
+            elasticsearch(
+                none.clone(),
+                json!({"drill": {"schedule": {"cron": "@weekly"}, "target": {"elasticsearch": {
+                    "url": "https://drills.example:9200", "flavour": "opensearch",
+                    "username": "drill", "passwordSecretRef": {"name": "drill-es", "key": "password"}}}}}),
+            ),
+            None,
+        ),
+        (
+            "an elasticsearch drill target with a user but no password",
+            elasticsearch(
+                none.clone(),
+                json!({"drill": {"schedule": {"cron": "@weekly"}, "target": {"elasticsearch": {
+                    "url": "https://drills.example:9200", "username": "drill"}}}}),
+            ),
+            Some("set drill.target.elasticsearch.username and passwordSecretRef together"),
+        ),
+        (
+            "an elasticsearch drill target with a user in its url",
+            elasticsearch(
+                none.clone(),
+                json!({"drill": {"schedule": {"cron": "@weekly"}, "target": {"elasticsearch": {
+                    "url": "https://drill:pw@drills.example:9200"}}}}),
+            ),
+            Some("spec.drill.target.elasticsearch.url"),
+        ),
     ]
 }
 
@@ -508,6 +536,24 @@ fn cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
                 &["drill"],
                 json!({"schedule": {"cron": "@weekly"},
                        "target": {"postgres": {"host": "drill-db", "user": "drill"}, "ephemeral": {}}}),
+            ),
+            Some("give exactly one of drill.target.postgres"),
+        ),
+        (
+            "an elasticsearch drill target for a postgres backup",
+            with(
+                &["drill"],
+                json!({"schedule": {"cron": "@weekly"},
+                       "target": {"elasticsearch": {"url": "https://drills:9200"}}}),
+            ),
+            Some("drill.target is for PostgreSQL backups"),
+        ),
+        (
+            "a drill target both postgres and elasticsearch",
+            with(
+                &["drill"],
+                json!({"schedule": {"cron": "@weekly"},
+                       "target": {"ephemeral": {}, "elasticsearch": {"url": "https://drills:9200"}}}),
             ),
             Some("give exactly one of drill.target.postgres"),
         ),

@@ -251,7 +251,7 @@ fn notification_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &
     }
 }
 
-/// The drill target's password and the identity that decrypts.
+/// The drill target's credentials and the identity that decrypts.
 fn drill_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
     if let Some(drill) = &spec.drill {
         if let Some(s) = drill
@@ -264,6 +264,17 @@ fn drill_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
                 "spec.drill.target.postgres.passwordSecretRef".into(),
                 &s.name,
             );
+        }
+        if let Some(es) = drill.target.as_ref().and_then(|t| t.elasticsearch.as_ref()) {
+            for (field, s) in [
+                ("passwordSecretRef", &es.password_secret_ref),
+                ("apiKeySecretRef", &es.api_key_secret_ref),
+                ("caSecretRef", &es.ca_secret_ref),
+            ] {
+                if let Some(s) = s {
+                    add(format!("spec.drill.target.elasticsearch.{field}"), &s.name);
+                }
+            }
         }
         if let Some(s) = &drill.identity_secret_ref {
             add("spec.drill.identitySecretRef".into(), &s.name);
@@ -653,6 +664,39 @@ mod tests {
                 cj.metadata.name
             );
         }
+    }
+
+    #[test]
+    fn a_drill_on_another_search_cluster_names_its_secrets() {
+        let b = backup(json!({
+            "target": {"elasticsearch": {"url": "https://es:9200"}},
+            "drill": {"schedule": {"cron": "@weekly"}, "target": {"elasticsearch": {
+                "url": "https://drills:9200",
+                "apiKeySecretRef": {"name": "drillkey", "key": "api-key"},
+                "caSecretRef": {"name": "drillca", "key": "ca.crt"}}}}}));
+        let uses = secret_uses(&b.spec);
+        let fields: Vec<(&str, &str)> = uses
+            .iter()
+            .map(|u| (u.field.as_str(), u.name.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (
+                    "spec.drill.target.elasticsearch.apiKeySecretRef",
+                    "drillkey"
+                ),
+                ("spec.drill.target.elasticsearch.caSecretRef", "drillca"),
+            ]
+        );
+        let drill = desired_drill(&b, &defaults())
+            .expect("drill")
+            .expect("drill");
+        let mounted = pod_secrets(&drill);
+        assert_eq!(
+            mounted.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+            BTreeSet::from(["drillkey", "drillca"])
+        );
     }
 
     #[test]

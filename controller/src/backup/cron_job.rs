@@ -597,7 +597,10 @@ fn wire_kafka(kafka: &KafkaTarget, w: &mut Wiring) -> Result<(), SpecError> {
 /// The cluster's URL (with the user), its kind (an `http(s)://` URL alone
 /// does not say it is a search cluster), the connection, which indices.
 fn wire_elasticsearch(es: &ElasticsearchTarget, w: &mut Wiring) -> Result<(), SpecError> {
-    w.value(agent_env::SOURCE, elasticsearch_url(es)?);
+    w.value(
+        agent_env::SOURCE,
+        elasticsearch_url(es, "spec.target.elasticsearch")?,
+    );
     w.value(agent_env::SOURCE_KIND, "elasticsearch");
     wire_elasticsearch_connection(es, "spec.target.elasticsearch", w)?;
     if es.mode == Some(ElasticsearchMode::Snapshot) {

@@ -35,10 +35,10 @@ pub(super) fn wire(
 ) -> Result<(), SpecError> {
     w.value(agent_env::DRILL_BACKUP, drill.backup.trim());
     match (&target.postgres, &drill.target) {
-        (Some(_), Some(DrillTarget { postgres: None, ephemeral: Some(_) })) => {
+        (Some(_), Some(DrillTarget { postgres: None, ephemeral: Some(_), elasticsearch: None })) => {
             w.value(agent_env::DRILL_RESTORE_TO, "ephemeral");
         }
-        (Some(_), Some(DrillTarget { postgres: Some(pg), ephemeral: None })) => {
+        (Some(_), Some(DrillTarget { postgres: Some(pg), ephemeral: None, elasticsearch: None })) => {
             let url = postgres_url(&pg.user, &pg.host, pg.port, &pg.database, pg.ssl_mode.as_deref());
             w.value(agent_env::DRILL_RESTORE_TO, url);
             if let Some(s) = &pg.password_secret_ref {
@@ -58,9 +58,12 @@ pub(super) fn wire(
                 "spec.drill.target: a PostgreSQL drill restores into drill.target.postgres (a server of yours) or drill.target.ephemeral (a server inside the drill pod)".into(),
             ))
         }
+        // An Elasticsearch drill into another cluster: wired below.
+        (None, Some(DrillTarget { postgres: None, ephemeral: None, elasticsearch: Some(_) }))
+            if target.elasticsearch.is_some() => {}
         (None, Some(_)) => {
             return Err(SpecError(
-                "spec.drill.target is for PostgreSQL backups; Redis and Vault drills restore inside the drill pod, Kafka drills into scratch topics and Elasticsearch drills into throwaway indices on the backed-up cluster: remove spec.drill.target".into(),
+                "spec.drill.target is for PostgreSQL backups (postgres or ephemeral) and Elasticsearch backups (elasticsearch); Redis and Vault drills restore inside the drill pod, Kafka drills into scratch topics: remove spec.drill.target".into(),
             ))
         }
         (None, None) => {}
@@ -77,11 +80,24 @@ pub(super) fn wire(
         wire_kafka_connection(kafka, "spec.target.kafka", w)?;
     }
     // An Elasticsearch drill restores into throwaway indices on the
-    // backed-up cluster, likewise. No VERTICE_SOURCE_KIND: the agent reads
-    // the kind from the backup's manifest.
+    // backed-up cluster, likewise, or on the cluster drill.target names
+    // (with that cluster's credentials only). No VERTICE_SOURCE_KIND: the
+    // agent reads the kind from the backup's manifest.
     if let Some(es) = &target.elasticsearch {
-        w.value(agent_env::DRILL_RESTORE_TO, elasticsearch_url(es)?);
-        wire_elasticsearch_connection(es, "spec.target.elasticsearch", w)?;
+        let other = drill
+            .target
+            .as_ref()
+            .and_then(|t| t.elasticsearch.as_ref())
+            .map(|d| d.as_target());
+        let (cluster, field) = match &other {
+            Some(other) => (other, "spec.drill.target.elasticsearch"),
+            None => (es, "spec.target.elasticsearch"),
+        };
+        w.value(
+            agent_env::DRILL_RESTORE_TO,
+            elasticsearch_url(cluster, field)?,
+        );
+        wire_elasticsearch_connection(cluster, field, w)?;
     }
     match (&drill.identity_secret_ref, encrypted) {
         (Some(identity), _) => {

@@ -149,28 +149,30 @@ pub(super) fn wire_kafka_connection(
 /// The password is never in it (the agent reads it from a Secret-backed
 /// env var). The CRD's pattern already refuses a user, query or fragment
 /// in `url`; refused here too, for objects stored before that pattern.
-pub(super) fn elasticsearch_url(target: &ElasticsearchTarget) -> Result<String, SpecError> {
-    const FIELD: &str = "spec.target.elasticsearch.url";
+pub(super) fn elasticsearch_url(
+    target: &ElasticsearchTarget,
+    field: &str,
+) -> Result<String, SpecError> {
     // Errors do not repeat the URL: one that slipped past the CRD's
     // pattern may hold a password, and errors end up in status and Events.
     let mut url = url::Url::parse(target.url.trim()).map_err(|e| {
         SpecError(format!(
-            "{FIELD}: not a URL ({e}); write http(s)://HOST:PORT, e.g. https://logs-es-http.logging.svc:9200"
+            "{field}.url: not a URL ({e}); write http(s)://HOST:PORT, e.g. https://logs-es-http.logging.svc:9200"
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(SpecError(format!(
-            "{FIELD}: not an http:// or https:// address with a host; write http(s)://HOST:PORT"
+            "{field}.url: not an http:// or https:// address with a host; write http(s)://HOST:PORT"
         )));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(SpecError(format!(
-            "{FIELD}: remove the user and password from the URL; set spec.target.elasticsearch.username and passwordSecretRef instead"
+            "{field}.url: remove the user and password from the URL; set {field}.username and passwordSecretRef instead"
         )));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(SpecError(format!(
-            "{FIELD}: remove the ?query or #fragment; credentials go in passwordSecretRef or apiKeySecretRef"
+            "{field}.url: remove the ?query or #fragment; credentials go in passwordSecretRef or apiKeySecretRef"
         )));
     }
     if let Some(user) = &target.username {
@@ -178,7 +180,7 @@ pub(super) fn elasticsearch_url(target: &ElasticsearchTarget) -> Result<String, 
         // is (`@`, `:`, `/`, space, …); the agent decodes it again.
         url.set_username(user).map_err(|()| {
             SpecError(format!(
-                "spec.target.elasticsearch.username: {user:?} cannot be put into the URL {FIELD} names"
+                "{field}.username: {user:?} cannot be put into the URL {field}.url names"
             ))
         })?;
     }
@@ -286,7 +288,8 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                elasticsearch_url(&elasticsearch(target.clone())).as_deref(),
+                elasticsearch_url(&elasticsearch(target.clone()), "spec.target.elasticsearch")
+                    .as_deref(),
                 Ok(want),
                 "{target}"
             );
@@ -307,7 +310,11 @@ mod tests {
             ("not a url", "not a URL"),
             ("https://elastic:changeme@es:99999", "not a URL"),
         ] {
-            let err = elasticsearch_url(&elasticsearch(json!({"url": url}))).expect_err(url);
+            let err = elasticsearch_url(
+                &elasticsearch(json!({"url": url})),
+                "spec.target.elasticsearch",
+            )
+            .expect_err(url);
             assert!(
                 err.0.starts_with("spec.target.elasticsearch.url: ") && err.0.contains(needle),
                 "{url}: {err}"
