@@ -138,15 +138,7 @@ fn target_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) 
     }
     // Likewise: an Elasticsearch drill reaches the backed-up cluster.
     if let Some(es) = &t.elasticsearch {
-        for (field, selector) in [
-            ("passwordSecretRef", &es.password_secret_ref),
-            ("apiKeySecretRef", &es.api_key_secret_ref),
-            ("caSecretRef", &es.ca_secret_ref),
-        ] {
-            if let Some(s) = selector {
-                add(format!("spec.target.elasticsearch.{field}"), &s.name);
-            }
-        }
+        search_secrets("spec.target.elasticsearch", es, add);
     }
 }
 
@@ -251,6 +243,23 @@ fn notification_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &
     }
 }
 
+/// The Secrets a search cluster's connection names, under `prefix`.
+fn search_secrets(
+    prefix: &str,
+    es: &vertice_crds::backup::ElasticsearchTarget,
+    add: &mut impl FnMut(String, &str),
+) {
+    for (field, selector) in [
+        ("passwordSecretRef", &es.password_secret_ref),
+        ("apiKeySecretRef", &es.api_key_secret_ref),
+        ("caSecretRef", &es.ca_secret_ref),
+    ] {
+        if let Some(s) = selector {
+            add(format!("{prefix}.{field}"), &s.name);
+        }
+    }
+}
+
 /// The drill target's credentials and the identity that decrypts.
 fn drill_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
     if let Some(drill) = &spec.drill {
@@ -266,15 +275,7 @@ fn drill_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) {
             );
         }
         if let Some(es) = drill.target.as_ref().and_then(|t| t.elasticsearch.as_ref()) {
-            for (field, s) in [
-                ("passwordSecretRef", &es.password_secret_ref),
-                ("apiKeySecretRef", &es.api_key_secret_ref),
-                ("caSecretRef", &es.ca_secret_ref),
-            ] {
-                if let Some(s) = s {
-                    add(format!("spec.drill.target.elasticsearch.{field}"), &s.name);
-                }
-            }
+            search_secrets("spec.drill.target.elasticsearch", &es.as_target(), add);
         }
         if let Some(s) = &drill.identity_secret_ref {
             add("spec.drill.identitySecretRef".into(), &s.name);
