@@ -304,4 +304,15 @@ mod tests {
         assert!(!shown.contains("hunter4"), "{shown}");
         assert!(shown.contains("Secret(***)"), "{shown}");
     }
+
+    #[test]
+    fn jobs_are_auto_or_one_to_sixty_four() {
+        assert_eq!("auto".parse::<Jobs>(), Ok(Jobs::Auto));
+        assert_eq!("1".parse::<Jobs>(), Ok(Jobs::Fixed(1)));
+        assert_eq!("64".parse::<Jobs>(), Ok(Jobs::Fixed(64)));
+        for bad in ["0", "65", "-1", "four", "Auto", ""] {
+            let e = bad.parse::<Jobs>().expect_err(bad);
+            assert!(e.contains("expected auto or a number from 1 to 64"), "{e}");
+        }
+    }
 }

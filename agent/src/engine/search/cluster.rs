@@ -141,7 +141,7 @@ pub async fn identify(client: &Client) -> Result<Identity> {
     if let Some(expected) = client.expected_flavour {
         if identity.flavour.as_str() != expected {
             return Err(crate::error::Error::usage(format!(
-                "{} {}: the cluster is {}, not {expected} as --search-flavour (spec.target.elasticsearch.flavour) says: point at the intended cluster, or drop the flavour",
+                "{} {}: the cluster is {}, not {expected} as --search-flavour (a VerticeBackup's flavour) says: point at the intended cluster, or drop the flavour",
                 client.flag,
                 client.address(),
                 identity.describe()

@@ -165,8 +165,10 @@ async fn snapshot_content(
             tracing::info!(index = %index.name, "the backup recorded no unchanged documents to compare (an empty or busy index, or an older agent)");
             continue;
         }
-        let refs: Vec<witness::WitnessRef> = expected.iter().map(|w| w.reference()).collect();
-        let again = witness::reread(client, scratch, &refs).await?;
+        let refs = expected
+            .iter()
+            .map(|w| (w.id.as_str(), w.routing.as_deref()));
+        let again = witness::reread(client, scratch, refs).await?;
         report.record(
             format!("sampled documents of {}", index.name),
             witness::compare(expected, &again),
@@ -205,8 +207,7 @@ async fn same_mappings(
     index: &str,
     expected: &serde_json::Value,
 ) -> Result<std::result::Result<(), String>> {
-    let got = client.get(&format!("{}/_mapping", segment(index))).await?;
-    let got = &got[index]["mappings"];
+    let got = &witness::mappings(client, index).await?;
     if got == expected {
         Ok(Ok(()))
     } else {

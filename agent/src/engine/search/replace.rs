@@ -116,12 +116,7 @@ pub async fn discard(client: &Client, replaced: &Replaced, error: Error) -> Erro
             "{m}; the existing indices {} were not touched",
             targets.join(", ")
         );
-        if !left.is_empty() {
-            text.push_str(&format!(
-                "; staging copies that could not be deleted: {}",
-                left.join(", ")
-            ));
-        }
+        text.push_str(&undeleted(&left));
         text
     })
 }
@@ -174,13 +169,20 @@ fn partial_message(message: String, done: &[&str], dropped: &[String]) -> String
             done.join(", ")
         ));
     }
-    if !dropped.is_empty() {
-        text.push_str(&format!(
-            "; staging copies that could not be deleted: {}",
-            dropped.join(", ")
-        ));
-    }
+    text.push_str(&undeleted(dropped));
     text
+}
+
+/// What a message adds for staging copies left behind (nothing if none).
+fn undeleted(left: &[String]) -> String {
+    if left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; staging copies that could not be deleted: {}",
+            left.join(", ")
+        )
+    }
 }
 
 /// Deletes the staging copies of indices not in `keep`; the ones it could

@@ -64,8 +64,11 @@ pub async fn after(
 ) -> BTreeMap<String, (String, Vec<WitnessDocument>)> {
     let mut kept = BTreeMap::new();
     for (name, glimpse) in before {
-        let refs: Vec<WitnessRef> = glimpse.documents.iter().map(Seen::reference).collect();
-        let documents = match reread(client, &name, &refs).await {
+        let refs = glimpse
+            .documents
+            .iter()
+            .map(|d| (d.id.as_str(), d.routing.as_deref()));
+        let documents = match reread(client, &name, refs).await {
             Ok(again) => unchanged(&glimpse.documents, &again),
             Err(e) => {
                 tracing::warn!(index = %name, error = %e, "the drawn documents could not be read again; none is kept to check a drill against");
@@ -168,17 +171,8 @@ pub async fn draw(client: &Client, index: &str, seed: u64) -> Result<Vec<Seen>> 
         }},
     });
     let path = format!("{}/_search", segment(index));
-    let answer = client
-        .send(
-            reqwest::Method::POST,
-            &path,
-            Some((body.to_string().into_bytes(), "application/json")),
-        )
-        .await?;
-    if !answer.status.is_success() {
-        return Err(client.refused(&reqwest::Method::POST, &path, &answer));
-    }
-    let parsed: SearchAnswer = serde_json::from_slice(&answer.bytes).map_err(|e| {
+    let bytes = post(client, &path, &body).await?;
+    let parsed: SearchAnswer = serde_json::from_slice(&bytes).map_err(|e| {
         client
             .side
             .error(format!("{path} answered what is no search result: {e}"))
@@ -186,65 +180,48 @@ pub async fn draw(client: &Client, index: &str, seed: u64) -> Result<Vec<Seen>> 
     Ok(parsed.hits.hits.iter().filter_map(Found::seen).collect())
 }
 
-/// The same documents read again from `index` (which may be another name
-/// for a restored copy); absent ones are left out.
-pub async fn reread(
-    client: &Client,
-    index: &str,
-    documents: &[WitnessRef<'_>],
-) -> Result<Vec<Seen>> {
-    if documents.is_empty() {
-        return Ok(Vec::new());
-    }
-    let docs: Vec<Value> = documents
-        .iter()
-        .map(|d| match d.routing {
-            Some(r) => json!({"_id": d.id, "routing": r}),
-            None => json!({"_id": d.id}),
-        })
-        .collect();
-    let path = format!("{}/_mget", segment(index));
-    let body = json!({ "docs": docs }).to_string().into_bytes();
+/// `POST path` with a JSON body, which must succeed; the answer's bytes
+/// (parsed by the caller, borrowing the documents' `_source`).
+async fn post(client: &Client, path: &str, body: &Value) -> Result<bytes::Bytes> {
+    let method = reqwest::Method::POST;
     let answer = client
         .send(
-            reqwest::Method::POST,
-            &path,
-            Some((body, "application/json")),
+            method.clone(),
+            path,
+            Some((body.to_string().into_bytes(), "application/json")),
         )
         .await?;
     if !answer.status.is_success() {
-        return Err(client.refused(&reqwest::Method::POST, &path, &answer));
+        return Err(client.refused(&method, path, &answer));
     }
-    let parsed: MgetAnswer = serde_json::from_slice(&answer.bytes).map_err(|e| {
+    Ok(answer.bytes)
+}
+
+/// The same documents, `(id, routing)`, read again from `index` (which
+/// may be another name for a restored copy); absent ones are left out.
+pub async fn reread<'a>(
+    client: &Client,
+    index: &str,
+    documents: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<Vec<Seen>> {
+    let docs: Vec<Value> = documents
+        .into_iter()
+        .map(|(id, routing)| match routing {
+            Some(r) => json!({"_id": id, "routing": r}),
+            None => json!({"_id": id}),
+        })
+        .collect();
+    if docs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = format!("{}/_mget", segment(index));
+    let bytes = post(client, &path, &json!({ "docs": docs })).await?;
+    let parsed: MgetAnswer = serde_json::from_slice(&bytes).map_err(|e| {
         client
             .side
             .error(format!("{path} answered what is no multi-get result: {e}"))
     })?;
     Ok(parsed.docs.iter().filter_map(Found::seen).collect())
-}
-
-/// A document to read again.
-pub struct WitnessRef<'a> {
-    pub id: &'a str,
-    pub routing: Option<&'a str>,
-}
-
-impl Seen {
-    pub fn reference(&self) -> WitnessRef<'_> {
-        WitnessRef {
-            id: &self.id,
-            routing: self.routing.as_deref(),
-        }
-    }
-}
-
-impl WitnessDocument {
-    pub fn reference(&self) -> WitnessRef<'_> {
-        WitnessRef {
-            id: &self.id,
-            routing: self.routing.as_deref(),
-        }
-    }
 }
 
 /// The documents seen the same before and after: same sequence number and
