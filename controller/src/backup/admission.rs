@@ -125,15 +125,15 @@ fn target_secrets(spec: &VerticeBackupSpec, add: &mut impl FnMut(String, &str)) 
             );
         }
         if let Some(tls) = &kafka.tls {
-            for (field, selector) in [
-                ("caSecretRef", &tls.ca_secret_ref),
-                ("certSecretRef", &tls.cert_secret_ref),
-                ("keySecretRef", &tls.key_secret_ref),
-            ] {
-                if let Some(s) = selector {
-                    add(format!("spec.target.kafka.tls.{field}"), &s.name);
-                }
-            }
+            optional_refs(
+                "spec.target.kafka.tls",
+                [
+                    ("caSecretRef", &tls.ca_secret_ref),
+                    ("certSecretRef", &tls.cert_secret_ref),
+                    ("keySecretRef", &tls.key_secret_ref),
+                ],
+                add,
+            );
         }
     }
     // Likewise: an Elasticsearch drill reaches the backed-up cluster.
@@ -249,11 +249,24 @@ fn search_secrets(
     es: &vertice_crds::backup::ElasticsearchTarget,
     add: &mut impl FnMut(String, &str),
 ) {
-    for (field, selector) in [
-        ("passwordSecretRef", &es.password_secret_ref),
-        ("apiKeySecretRef", &es.api_key_secret_ref),
-        ("caSecretRef", &es.ca_secret_ref),
-    ] {
+    optional_refs(
+        prefix,
+        [
+            ("passwordSecretRef", &es.password_secret_ref),
+            ("apiKeySecretRef", &es.api_key_secret_ref),
+            ("caSecretRef", &es.ca_secret_ref),
+        ],
+        add,
+    );
+}
+
+/// Each Secret reference that is set, named `prefix.field`.
+fn optional_refs<const N: usize>(
+    prefix: &str,
+    refs: [(&str, &Option<vertice_crds::common::SecretKeySelector>); N],
+    add: &mut impl FnMut(String, &str),
+) {
+    for (field, selector) in refs {
         if let Some(s) = selector {
             add(format!("{prefix}.{field}"), &s.name);
         }
